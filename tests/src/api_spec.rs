@@ -50,10 +50,7 @@ pub fn spec_path() -> PathBuf {
 #[derive(Debug)]
 pub enum SpecError {
     /// The file could not be read.
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     /// The file is not valid JSON or does not have the expected shape.
     Parse(serde_json::Error),
 }
@@ -197,10 +194,7 @@ impl ApiSpec {
     /// If the file cannot be read or parsed.
     pub fn from_path(path: impl AsRef<Path>) -> Result<ApiSpec, SpecError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Io { path: path.to_path_buf(), source })?;
         Self::from_json_str(&text)
     }
 
@@ -215,33 +209,14 @@ impl ApiSpec {
         for (key, m) in raw.methods {
             let name = if m.name.is_empty() { key } else { m.name };
             method_index.insert(name.to_ascii_lowercase(), name.clone());
-            methods.insert(
-                name.clone(),
-                Method {
-                    name,
-                    returns: m.returns,
-                    fields: m.fields.into_iter().map(Field::from_raw).collect(),
-                },
-            );
+            methods.insert(name.clone(), Method { name, returns: m.returns, fields: m.fields.into_iter().map(Field::from_raw).collect() });
         }
         let mut types = HashMap::with_capacity(raw.types.len());
         for (key, t) in raw.types {
             let name = if t.name.is_empty() { key } else { t.name };
-            types.insert(
-                name,
-                TypeDef {
-                    fields: t.fields.into_iter().map(Field::from_raw).collect(),
-                    subtypes: t.subtypes,
-                },
-            );
+            types.insert(name, TypeDef { fields: t.fields.into_iter().map(Field::from_raw).collect(), subtypes: t.subtypes });
         }
-        Ok(ApiSpec {
-            version: raw.version,
-            release_date: raw.release_date,
-            methods,
-            method_index,
-            types,
-        })
+        Ok(ApiSpec { version: raw.version, release_date: raw.release_date, methods, method_index, types })
     }
 
     /// The version string, e.g. `"Bot API 10.1"`.
@@ -273,29 +248,17 @@ impl ApiSpec {
 
     /// Names of the required parameters of `method` (empty for an unknown method).
     pub fn required_params(&self, method: &str) -> Vec<&str> {
-        self.method(method)
-            .map(|m| {
-                m.fields
-                    .iter()
-                    .filter(|f| f.required)
-                    .map(|f| f.name.as_str())
-                    .collect()
-            })
-            .unwrap_or_default()
+        self.method(method).map(|m| m.fields.iter().filter(|f| f.required).map(|f| f.name.as_str()).collect()).unwrap_or_default()
     }
 
     /// Names of all parameters of `method` (empty for an unknown method).
     pub fn params(&self, method: &str) -> Vec<&str> {
-        self.method(method)
-            .map(|m| m.fields.iter().map(|f| f.name.as_str()).collect())
-            .unwrap_or_default()
+        self.method(method).map(|m| m.fields.iter().map(|f| f.name.as_str()).collect()).unwrap_or_default()
     }
 
     /// Declared return type expressions of `method`, e.g. `["Message", "Boolean"]`.
     pub fn returns(&self, method: &str) -> Vec<&str> {
-        self.method(method)
-            .map(|m| m.returns.iter().map(String::as_str).collect())
-            .unwrap_or_default()
+        self.method(method).map(|m| m.returns.iter().map(String::as_str).collect()).unwrap_or_default()
     }
 
     /// Checks a request's parameters (a JSON object; `null` counts as no parameters) against
@@ -313,20 +276,13 @@ impl ApiSpec {
             Value::Object(o) => o,
             Value::Null => &empty,
             other => {
-                return Err(vec![format!(
-                    "params: expected a JSON object of parameters of {}, got {}",
-                    m.name,
-                    show(other)
-                )]);
+                return Err(vec![format!("params: expected a JSON object of parameters of {}, got {}", m.name, show(other))]);
             }
         };
         let mut problems = Vec::new();
         for f in &m.fields {
             if f.required && !obj.contains_key(&f.name) {
-                problems.push(format!(
-                    "{}: missing required parameter of {}",
-                    f.name, m.name
-                ));
+                problems.push(format!("{}: missing required parameter of {}", f.name, m.name));
             }
         }
         for (key, value) in obj {
@@ -366,11 +322,7 @@ impl ApiSpec {
     pub fn check_update(&self, update: &Value) -> Result<(), Vec<String>> {
         let mut problems = self.check_expr("Update", update, "update", Mode::Strict);
         if let Value::Object(obj) = update {
-            let payload: Vec<&str> = obj
-                .keys()
-                .map(String::as_str)
-                .filter(|k| *k != "update_id")
-                .collect();
+            let payload: Vec<&str> = obj.keys().map(String::as_str).filter(|k| *k != "update_id").collect();
             match payload.len() {
                 0 => problems.push("update: no field set besides update_id".to_string()),
                 1 => {}
@@ -387,11 +339,9 @@ impl ApiSpec {
     // Internals
 
     fn method(&self, name: &str) -> Option<&Method> {
-        self.methods.get(name).or_else(|| {
-            self.method_index
-                .get(&name.to_ascii_lowercase())
-                .and_then(|canonical| self.methods.get(canonical))
-        })
+        self.methods
+            .get(name)
+            .or_else(|| self.method_index.get(&name.to_ascii_lowercase()).and_then(|canonical| self.methods.get(canonical)))
     }
 
     /// One top-level request parameter: form-encoded leniency, and JSON-serialized strings for
@@ -403,11 +353,7 @@ impl ApiSpec {
             return problems;
         }
         if let Value::String(s) = value {
-            let structured: Vec<&str> = alts
-                .iter()
-                .copied()
-                .filter(|t| !SCALARS.contains(t) && *t != "InputFile")
-                .collect();
+            let structured: Vec<&str> = alts.iter().copied().filter(|t| !SCALARS.contains(t) && *t != "InputFile").collect();
             if !structured.is_empty() {
                 return match serde_json::from_str::<Value>(s) {
                     Ok(parsed) => self.check_any(&structured, &parsed, path, Mode::Strict),
@@ -428,14 +374,7 @@ impl ApiSpec {
     }
 
     /// A type with subtypes: valid if any subtype matches.
-    fn check_union(
-        &self,
-        name: &str,
-        t: &TypeDef,
-        v: &Value,
-        path: &str,
-        mode: Mode,
-    ) -> Vec<String> {
+    fn check_union(&self, name: &str, t: &TypeDef, v: &Value, path: &str, mode: Mode) -> Vec<String> {
         let subtypes: Vec<&str> = t.subtypes.iter().map(String::as_str).collect();
         self.check_alternatives(Some(name), &subtypes, v, path, mode)
     }
@@ -445,14 +384,7 @@ impl ApiSpec {
     /// one; if every alternative is discriminated and none is selected, the allowed values;
     /// else the problems of the closest alternative whose JSON shape fits, or a single
     /// "expected A or B" problem. `name` is the union type's name, if it is one.
-    fn check_alternatives(
-        &self,
-        name: Option<&str>,
-        alts: &[&str],
-        v: &Value,
-        path: &str,
-        mode: Mode,
-    ) -> Vec<String> {
+    fn check_alternatives(&self, name: Option<&str>, alts: &[&str], v: &Value, path: &str, mode: Mode) -> Vec<String> {
         let label = || name.map_or_else(|| alts.join(" or "), str::to_string);
         match alts {
             [] => return vec![format!("{path}: the spec declares no type here")],
@@ -466,10 +398,7 @@ impl ApiSpec {
             let Value::Array(items) = v else {
                 return vec![format!("{path}: expected {}, got {}", label(), show(v))];
             };
-            let item_alts: Vec<&str> = alts
-                .iter()
-                .filter_map(|a| a.strip_prefix(ARRAY_OF))
-                .collect();
+            let item_alts: Vec<&str> = alts.iter().filter_map(|a| a.strip_prefix(ARRAY_OF)).collect();
             let mut problems = Vec::new();
             for (i, item) in items.iter().enumerate() {
                 let item_path = format!("{path}[{i}]");
@@ -486,11 +415,8 @@ impl ApiSpec {
                 let Some(t) = self.types.get(*alt) else {
                     continue;
                 };
-                let fixed: Vec<(&str, &str)> = t
-                    .fields
-                    .iter()
-                    .filter_map(|f| f.fixed.as_deref().map(|val| (f.name.as_str(), val)))
-                    .collect();
+                let fixed: Vec<(&str, &str)> =
+                    t.fields.iter().filter_map(|f| f.fixed.as_deref().map(|val| (f.name.as_str(), val))).collect();
                 if fixed.is_empty() {
                     continue;
                 }
@@ -502,10 +428,7 @@ impl ApiSpec {
                         None => allowed.push((field, vec![val])),
                     }
                 }
-                if fixed
-                    .iter()
-                    .all(|(field, val)| obj.get(*field).and_then(Value::as_str) == Some(*val))
-                {
+                if fixed.iter().all(|(field, val)| obj.get(*field).and_then(Value::as_str) == Some(*val)) {
                     selected.push(alt);
                 }
             }
@@ -515,20 +438,11 @@ impl ApiSpec {
             if discriminated == alts.len() {
                 let problems: Vec<String> = allowed
                     .into_iter()
-                    .filter(|(field, vals)| {
-                        obj.get(*field)
-                            .and_then(Value::as_str)
-                            .is_none_or(|got| !vals.contains(&got))
-                    })
+                    .filter(|(field, vals)| obj.get(*field).and_then(Value::as_str).is_none_or(|got| !vals.contains(&got)))
                     .map(|(field, vals)| {
                         let quoted: Vec<String> = vals.iter().map(|v| format!("\"{v}\"")).collect();
                         let got = obj.get(field).map_or_else(|| "nothing".to_string(), show);
-                        format!(
-                            "{}: expected one of {} for {}, got {got}",
-                            join(path, field),
-                            quoted.join(", "),
-                            label()
-                        )
+                        format!("{}: expected one of {} for {}, got {got}", join(path, field), quoted.join(", "), label())
                     })
                     .collect();
                 if !problems.is_empty() {
@@ -541,14 +455,7 @@ impl ApiSpec {
 
     /// Checks each alternative whose JSON shape fits; empty if one matches, otherwise the
     /// problems of the one with the fewest problems, or "expected {label}" if none fits.
-    fn closest(
-        &self,
-        label: &str,
-        alts: &[&str],
-        v: &Value,
-        path: &str,
-        mode: Mode,
-    ) -> Vec<String> {
+    fn closest(&self, label: &str, alts: &[&str], v: &Value, path: &str, mode: Mode) -> Vec<String> {
         let mut best: Option<Vec<String>> = None;
         for alt in alts {
             if !self.shape_matches(alt, v, mode) {
@@ -572,15 +479,11 @@ impl ApiSpec {
             return v.is_array();
         }
         match expr {
-            "Integer" | "Float" | "String" | "Boolean" | "True" => {
-                scalar_problem(expr, v, mode).is_none()
-            }
+            "Integer" | "Float" | "String" | "Boolean" | "True" => scalar_problem(expr, v, mode).is_none(),
             "InputFile" => v.is_string() || v.is_object(),
             name => match self.types.get(name) {
                 None => false,
-                Some(t) if !t.subtypes.is_empty() => {
-                    t.subtypes.iter().any(|s| self.shape_matches(s, v, mode))
-                }
+                Some(t) if !t.subtypes.is_empty() => t.subtypes.iter().any(|s| self.shape_matches(s, v, mode)),
                 Some(_) => v.is_object(),
             },
         }
@@ -593,19 +496,12 @@ impl ApiSpec {
             };
             let mut problems = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                problems.extend(self.check_expr(
-                    inner,
-                    item,
-                    &format!("{path}[{i}]"),
-                    Mode::Strict,
-                ));
+                problems.extend(self.check_expr(inner, item, &format!("{path}[{i}]"), Mode::Strict));
             }
             return problems;
         }
         if SCALARS.contains(&expr) {
-            return scalar_problem(expr, v, mode)
-                .map(|p| vec![format!("{path}: {p}")])
-                .unwrap_or_default();
+            return scalar_problem(expr, v, mode).map(|p| vec![format!("{path}: {p}")]).unwrap_or_default();
         }
         let Some(t) = self.types.get(expr) else {
             return vec![format!("{path}: the spec references unknown type {expr}")];
@@ -626,10 +522,7 @@ impl ApiSpec {
         let mut problems = Vec::new();
         for f in &t.fields {
             if f.required && !obj.contains_key(&f.name) {
-                problems.push(format!(
-                    "{}: missing required field of {expr}",
-                    join(path, &f.name)
-                ));
+                problems.push(format!("{}: missing required field of {expr}", join(path, &f.name)));
             }
         }
         for (key, value) in obj {
@@ -647,10 +540,7 @@ impl ApiSpec {
             if let Some(fixed) = &f.fixed
                 && value.as_str() != Some(fixed.as_str())
             {
-                problems.push(format!(
-                    "{field_path}: expected \"{fixed}\" for {expr}, got {}",
-                    show(value)
-                ));
+                problems.push(format!("{field_path}: expected \"{fixed}\" for {expr}, got {}", show(value)));
             }
         }
         problems
@@ -659,17 +549,8 @@ impl ApiSpec {
 
 impl Field {
     fn from_raw(f: RawField) -> Field {
-        let fixed = if f.types.len() == 1 && f.types[0] == "String" {
-            fixed_value(&f.description)
-        } else {
-            None
-        };
-        Field {
-            name: f.name,
-            types: f.types,
-            required: f.required,
-            fixed,
-        }
+        let fixed = if f.types.len() == 1 && f.types[0] == "String" { fixed_value(&f.description) } else { None };
+        Field { name: f.name, types: f.types, required: f.required, fixed }
     }
 }
 
@@ -682,21 +563,14 @@ fn fixed_value(description: &str) -> Option<String> {
             continue;
         };
         let rest = &d[pos + keyword.len()..];
-        let quoted = rest
-            .strip_prefix('"')
-            .and_then(|r| r.strip_suffix('"'))
-            .or_else(|| rest.strip_prefix('“').and_then(|r| r.strip_suffix('”')));
+        let quoted =
+            rest.strip_prefix('"').and_then(|r| r.strip_suffix('"')).or_else(|| rest.strip_prefix('“').and_then(|r| r.strip_suffix('”')));
         let (value, bare) = match quoted {
             Some(v) => (v, false),
             None => (rest, true),
         };
         let valid = !value.is_empty()
-            && value.chars().all(|c| {
-                c.is_ascii_lowercase()
-                    || c.is_ascii_digit()
-                    || c == '_'
-                    || (!bare && c.is_ascii_uppercase())
-            });
+            && value.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || (!bare && c.is_ascii_uppercase()));
         if valid {
             return Some(value.to_string());
         }
@@ -709,22 +583,13 @@ fn scalar_problem(ty: &str, v: &Value, mode: Mode) -> Option<String> {
     let lenient = mode == Mode::Request;
     let ok = match ty {
         "Integer" => v.is_i64() || (lenient && v.as_str().is_some_and(is_integer_string)),
-        "Float" => {
-            v.is_number()
-                || (lenient
-                    && v.as_str()
-                        .is_some_and(|s| s.trim().parse::<f64>().is_ok_and(f64::is_finite)))
-        }
+        "Float" => v.is_number() || (lenient && v.as_str().is_some_and(|s| s.trim().parse::<f64>().is_ok_and(f64::is_finite))),
         "String" => v.is_string(),
         "Boolean" => v.is_boolean() || (lenient && matches!(v.as_str(), Some("true" | "false"))),
         "True" => *v == Value::Bool(true) || (lenient && v.as_str() == Some("true")),
         _ => false,
     };
-    if ok {
-        None
-    } else {
-        Some(format!("expected {ty}, got {}", show(v)))
-    }
+    if ok { None } else { Some(format!("expected {ty}, got {}", show(v))) }
 }
 
 /// An optional minus sign followed by ASCII digits, fitting an i64.
@@ -734,11 +599,7 @@ fn is_integer_string(s: &str) -> bool {
 }
 
 fn join(path: &str, key: &str) -> String {
-    if path.is_empty() {
-        key.to_string()
-    } else {
-        format!("{path}.{key}")
-    }
+    if path.is_empty() { key.to_string() } else { format!("{path}.{key}") }
 }
 
 /// Compact rendering of a value for messages, shortened to about 80 characters.
@@ -754,11 +615,7 @@ fn show(v: &Value) -> String {
 }
 
 fn finish(problems: Vec<String>) -> Result<(), Vec<String>> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
-    }
+    if problems.is_empty() { Ok(()) } else { Err(problems) }
 }
 
 #[cfg(test)]
@@ -827,10 +684,7 @@ mod tests {
             while let Some(inner) = base.strip_prefix(ARRAY_OF) {
                 base = inner;
             }
-            assert!(
-                SCALARS.contains(&base) || s.has_type(base),
-                "unresolved type {e}"
-            );
+            assert!(SCALARS.contains(&base) || s.has_type(base), "unresolved type {e}");
         }
     }
 
@@ -877,32 +731,19 @@ mod tests {
         }
         for m in s.methods.values() {
             let result = minimal(s, &m.returns[0], 0);
-            assert_eq!(
-                s.check_result(&m.name, &result),
-                Ok(()),
-                "result of {}: {result}",
-                m.name
-            );
+            assert_eq!(s.check_result(&m.name, &result), Ok(()), "result of {}: {result}", m.name);
             let mut params = serde_json::Map::new();
             for f in m.fields.iter().filter(|f| f.required) {
                 params.insert(f.name.clone(), minimal(s, &f.types[0], 0));
             }
             let params = Value::Object(params);
-            assert_eq!(
-                s.check_request(&m.name, &params),
-                Ok(()),
-                "request of {}: {params}",
-                m.name
-            );
+            assert_eq!(s.check_request(&m.name, &params), Ok(()), "request of {}: {params}", m.name);
         }
     }
 
     #[test]
     fn send_message_requires_chat_id_and_text() {
-        assert_eq!(
-            spec().required_params("sendMessage"),
-            vec!["chat_id", "text"]
-        );
+        assert_eq!(spec().required_params("sendMessage"), vec!["chat_id", "text"]);
         let params = spec().params("sendMessage");
         assert!(params.contains(&"reply_markup") && params.contains(&"parse_mode"));
         assert!(spec().required_params("noSuchMethod").is_empty());
@@ -913,10 +754,7 @@ mod tests {
         assert_eq!(spec().method_name("SENDMESSAGE"), Some("sendMessage"));
         assert_eq!(spec().method_name("getme"), Some("getMe"));
         assert_eq!(spec().method_name("sendMessages"), None);
-        assert_eq!(
-            spec().required_params("SendMessage"),
-            vec!["chat_id", "text"]
-        );
+        assert_eq!(spec().required_params("SendMessage"), vec!["chat_id", "text"]);
     }
 
     #[test]
@@ -930,14 +768,8 @@ mod tests {
         msg["foo"] = json!(1);
         msg["chat"]["bar"] = json!(true);
         let errs = errors(spec().check_result("sendMessage", &msg));
-        assert!(
-            errs.contains(&"result.foo: unknown field of Message".to_string()),
-            "{errs:?}"
-        );
-        assert!(
-            errs.contains(&"result.chat.bar: unknown field of Chat".to_string()),
-            "{errs:?}"
-        );
+        assert!(errs.contains(&"result.foo: unknown field of Message".to_string()), "{errs:?}");
+        assert!(errs.contains(&"result.chat.bar: unknown field of Chat".to_string()), "{errs:?}");
     }
 
     #[test]
@@ -945,18 +777,12 @@ mod tests {
         let mut msg = text_message();
         msg["chat"]["type"] = json!(5);
         let errs = errors(spec().check_result("sendMessage", &msg));
-        assert_eq!(
-            errs,
-            vec!["result.chat.type: expected String, got 5".to_string()]
-        );
+        assert_eq!(errs, vec!["result.chat.type: expected String, got 5".to_string()]);
 
         let mut msg = text_message();
         msg["message_id"] = json!("7");
         let errs = errors(spec().check_result("sendMessage", &msg));
-        assert_eq!(
-            errs,
-            vec!["result.message_id: expected Integer, got \"7\"".to_string()]
-        );
+        assert_eq!(errs, vec!["result.message_id: expected Integer, got \"7\"".to_string()]);
     }
 
     #[test]
@@ -964,35 +790,21 @@ mod tests {
         let mut msg = text_message();
         msg.as_object_mut().map(|o| o.remove("date"));
         let errs = errors(spec().check_result("sendMessage", &msg));
-        assert_eq!(
-            errs,
-            vec!["result.date: missing required field of Message".to_string()]
-        );
+        assert_eq!(errs, vec!["result.date: missing required field of Message".to_string()]);
     }
 
     #[test]
     fn nested_array_of_array_types_are_checked() {
         let kb = json!({"inline_keyboard": [[{"text": "A", "callback_data": "a"}], []]});
         assert_eq!(spec().check_value("InlineKeyboardMarkup", &kb), Ok(()));
-        assert_eq!(
-            spec().check_value(
-                "Array of Array of InlineKeyboardButton",
-                &kb["inline_keyboard"]
-            ),
-            Ok(())
-        );
+        assert_eq!(spec().check_value("Array of Array of InlineKeyboardButton", &kb["inline_keyboard"]), Ok(()));
         let flat = json!({"inline_keyboard": [{"text": "A", "callback_data": "a"}]});
         let errs = errors(spec().check_value("InlineKeyboardMarkup", &flat));
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(
-            errs[0].starts_with("value.inline_keyboard[0]: expected Array of InlineKeyboardButton")
-        );
+        assert!(errs[0].starts_with("value.inline_keyboard[0]: expected Array of InlineKeyboardButton"));
         let bad_button = json!({"inline_keyboard": [[{"text": 1}]]});
         let errs = errors(spec().check_value("InlineKeyboardMarkup", &bad_button));
-        assert_eq!(
-            errs,
-            vec!["value.inline_keyboard[0][0].text: expected String, got 1".to_string()]
-        );
+        assert_eq!(errs, vec!["value.inline_keyboard[0][0].text: expected String, got 1".to_string()]);
     }
 
     #[test]
@@ -1013,33 +825,20 @@ mod tests {
     #[test]
     fn boolean_or_message_results_accept_either() {
         assert_eq!(spec().check_result("editMessageText", &json!(true)), Ok(()));
-        assert_eq!(
-            spec().check_result("editMessageText", &text_message()),
-            Ok(())
-        );
+        assert_eq!(spec().check_result("editMessageText", &text_message()), Ok(()));
         let errs = errors(spec().check_result("editMessageText", &json!("ok")));
-        assert_eq!(
-            errs,
-            vec!["result: expected Message or Boolean, got \"ok\"".to_string()]
-        );
+        assert_eq!(errs, vec!["result: expected Message or Boolean, got \"ok\"".to_string()]);
         let mut msg = text_message();
         msg["extra"] = json!(0);
         let errs = errors(spec().check_result("editMessageText", &msg));
-        assert_eq!(
-            errs,
-            vec!["result.extra: unknown field of Message".to_string()]
-        );
+        assert_eq!(errs, vec!["result.extra: unknown field of Message".to_string()]);
     }
 
     #[test]
     fn get_updates_result_is_an_array_of_updates() {
         let updates = json!([{"update_id": 1, "message": text_message()}]);
         assert_eq!(spec().check_result("getUpdates", &updates), Ok(()));
-        assert!(
-            spec()
-                .check_result("getUpdates", &json!({"update_id": 1}))
-                .is_err()
-        );
+        assert!(spec().check_result("getUpdates", &json!({"update_id": 1})).is_err());
     }
 
     #[test]
@@ -1076,26 +875,18 @@ mod tests {
             }
         });
         assert_eq!(spec().check_update(&update), Ok(()));
-        update["callback_query"]["message"] =
-            json!({"chat": private_chat(), "message_id": 7, "date": 0});
+        update["callback_query"]["message"] = json!({"chat": private_chat(), "message_id": 7, "date": 0});
         assert_eq!(spec().check_update(&update), Ok(()));
     }
 
     #[test]
     fn update_must_carry_exactly_one_payload() {
         let errs = errors(spec().check_update(&json!({"update_id": 1})));
-        assert_eq!(
-            errs,
-            vec!["update: no field set besides update_id".to_string()]
-        );
-        let two =
-            json!({"update_id": 1, "message": text_message(), "edited_message": text_message()});
+        assert_eq!(errs, vec!["update: no field set besides update_id".to_string()]);
+        let two = json!({"update_id": 1, "message": text_message(), "edited_message": text_message()});
         assert_eq!(errors(spec().check_update(&two)).len(), 1);
         let errs = errors(spec().check_update(&json!({"update_id": 1, "mesage": text_message()})));
-        assert!(
-            errs.contains(&"update.mesage: unknown field of Update".to_string()),
-            "{errs:?}"
-        );
+        assert!(errs.contains(&"update.mesage: unknown field of Update".to_string()), "{errs:?}");
     }
 
     #[test]
@@ -1104,15 +895,9 @@ mod tests {
         let mut msg = text_message();
         msg["chat"]["id"] = json!("42");
         let errs = errors(spec().check_value("MaybeInaccessibleMessage", &msg));
-        assert_eq!(
-            errs,
-            vec!["value.chat.id: expected Integer, got \"42\"".to_string()]
-        );
+        assert_eq!(errs, vec!["value.chat.id: expected Integer, got \"42\"".to_string()]);
         let errs = errors(spec().check_value("MaybeInaccessibleMessage", &json!(3)));
-        assert_eq!(
-            errs,
-            vec!["value: expected MaybeInaccessibleMessage, got 3".to_string()]
-        );
+        assert_eq!(errs, vec!["value: expected MaybeInaccessibleMessage, got 3".to_string()]);
     }
 
     #[test]
@@ -1128,58 +913,24 @@ mod tests {
         });
         assert_eq!(spec().check_result("getChatMember", &admin), Ok(()));
         let mut not_admin = admin.clone();
-        not_admin
-            .as_object_mut()
-            .map(|o| o.remove("can_invite_users"));
+        not_admin.as_object_mut().map(|o| o.remove("can_invite_users"));
         let errs = errors(spec().check_result("getChatMember", &not_admin));
-        assert_eq!(
-            errs,
-            vec![
-                "result.can_invite_users: missing required field of ChatMemberAdministrator"
-                    .to_string()
-            ]
-        );
-        let errs = errors(
-            spec().check_result("getChatMember", &json!({"status": "boss", "user": user()})),
-        );
+        assert_eq!(errs, vec!["result.can_invite_users: missing required field of ChatMemberAdministrator".to_string()]);
+        let errs = errors(spec().check_result("getChatMember", &json!({"status": "boss", "user": user()})));
         assert_eq!(errs.len(), 1, "{errs:?}");
-        assert!(
-            errs[0].starts_with("result.status: expected one of \"creator\", \"administrator\""),
-            "{errs:?}"
-        );
+        assert!(errs[0].starts_with("result.status: expected one of \"creator\", \"administrator\""), "{errs:?}");
         // A field of another subtype is not accepted just because some subtype knows it.
-        let errs = errors(spec().check_result(
-            "getChatMember",
-            &json!({"status": "member", "user": user(), "is_anonymous": true}),
-        ));
-        assert_eq!(
-            errs,
-            vec!["result.is_anonymous: unknown field of ChatMemberMember".to_string()]
-        );
+        let errs = errors(spec().check_result("getChatMember", &json!({"status": "member", "user": user(), "is_anonymous": true})));
+        assert_eq!(errs, vec!["result.is_anonymous: unknown field of ChatMemberMember".to_string()]);
     }
 
     #[test]
     fn fixed_discriminator_values_are_enforced_on_concrete_types() {
-        let errs = errors(spec().check_value(
-            "ChatMemberLeft",
-            &json!({"status": "member", "user": user()}),
-        ));
-        assert_eq!(
-            errs,
-            vec!["value.status: expected \"left\" for ChatMemberLeft, got \"member\"".to_string()]
-        );
-        assert_eq!(
-            fixed_value("Type of the media, must be photo"),
-            Some("photo".to_string())
-        );
-        assert_eq!(
-            fixed_value("Type of the result, always \"user\""),
-            Some("user".to_string())
-        );
-        assert_eq!(
-            fixed_value("Currency, must be one of \"XTR\" or \"TON\"."),
-            None
-        );
+        let errs = errors(spec().check_value("ChatMemberLeft", &json!({"status": "member", "user": user()})));
+        assert_eq!(errs, vec!["value.status: expected \"left\" for ChatMemberLeft, got \"member\"".to_string()]);
+        assert_eq!(fixed_value("Type of the media, must be photo"), Some("photo".to_string()));
+        assert_eq!(fixed_value("Type of the result, always \"user\""), Some("user".to_string()));
+        assert_eq!(fixed_value("Currency, must be one of \"XTR\" or \"TON\"."), None);
     }
 
     #[test]
@@ -1213,10 +964,7 @@ mod tests {
             "reply_parameters": {"message_id": 3}
         });
         assert_eq!(spec().check_request("sendMessage", &params), Ok(()));
-        assert_eq!(
-            spec().check_request("sendMessage", &json!({"chat_id": "@channel", "text": "x"})),
-            Ok(())
-        );
+        assert_eq!(spec().check_request("sendMessage", &json!({"chat_id": "@channel", "text": "x"})), Ok(()));
         assert_eq!(spec().check_request("getMe", &Value::Null), Ok(()));
         assert_eq!(spec().check_request("getMe", &json!({})), Ok(()));
     }
@@ -1224,18 +972,9 @@ mod tests {
     #[test]
     fn request_missing_required_or_unknown_parameter_is_rejected() {
         let errs = errors(spec().check_request("sendMessage", &json!({"chat_id": 1})));
-        assert_eq!(
-            errs,
-            vec!["text: missing required parameter of sendMessage".to_string()]
-        );
-        let errs = errors(spec().check_request(
-            "sendMessage",
-            &json!({"chat_id": 1, "text": "x", "txt": "y"}),
-        ));
-        assert_eq!(
-            errs,
-            vec!["txt: unknown parameter of sendMessage".to_string()]
-        );
+        assert_eq!(errs, vec!["text: missing required parameter of sendMessage".to_string()]);
+        let errs = errors(spec().check_request("sendMessage", &json!({"chat_id": 1, "text": "x", "txt": "y"})));
+        assert_eq!(errs, vec!["txt: unknown parameter of sendMessage".to_string()]);
         assert!(spec().check_request("sendMesage", &json!({})).is_err());
     }
 
@@ -1243,33 +982,17 @@ mod tests {
     fn request_checks_values_inside_json_serialized_parameters() {
         let params = json!({"chat_id": 1, "text": "x", "reply_markup": "{\"inline_keyboard\":[[{\"text\":5}]]}"});
         let errs = errors(spec().check_request("sendMessage", &params));
-        assert_eq!(
-            errs,
-            vec!["reply_markup.inline_keyboard[0][0].text: expected String, got 5".to_string()]
-        );
+        assert_eq!(errs, vec!["reply_markup.inline_keyboard[0][0].text: expected String, got 5".to_string()]);
         let params = json!({"chat_id": 1, "text": "x", "reply_markup": "not json"});
-        assert_eq!(
-            errors(spec().check_request("sendMessage", &params)).len(),
-            1
-        );
+        assert_eq!(errors(spec().check_request("sendMessage", &params)).len(), 1);
         // Inside JSON, numbers must be real numbers: the leniency is for top-level form values.
         let params = json!({"chat_id": 1, "text": "x", "reply_parameters": {"message_id": "3"}});
         let errs = errors(spec().check_request("sendMessage", &params));
-        assert_eq!(
-            errs,
-            vec!["reply_parameters.message_id: expected Integer, got \"3\"".to_string()]
-        );
+        assert_eq!(errs, vec!["reply_parameters.message_id: expected Integer, got \"3\"".to_string()]);
         let params = json!({"chat_id": "12a", "text": "x"});
-        assert!(
-            spec().check_request("sendMessage", &params).is_ok(),
-            "chat_id may be a @username string"
-        );
-        let errs =
-            errors(spec().check_request("getChatMember", &json!({"chat_id": 1, "user_id": "12a"})));
-        assert_eq!(
-            errs,
-            vec!["user_id: expected Integer, got \"12a\"".to_string()]
-        );
+        assert!(spec().check_request("sendMessage", &params).is_ok(), "chat_id may be a @username string");
+        let errs = errors(spec().check_request("getChatMember", &json!({"chat_id": 1, "user_id": "12a"})));
+        assert_eq!(errs, vec!["user_id: expected Integer, got \"12a\"".to_string()]);
     }
 
     #[test]

@@ -52,7 +52,13 @@ impl RawBot {
         self.call_with_files(method, params, Encoding::Multipart, files).await
     }
 
-    async fn call_with_files(&self, method: &str, params: Value, encoding: Encoding, files: Vec<(&str, &str, Vec<u8>)>) -> Result<Value, ApiError> {
+    async fn call_with_files(
+        &self,
+        method: &str,
+        params: Value,
+        encoding: Encoding,
+        files: Vec<(&str, &str, Vec<u8>)>,
+    ) -> Result<Value, ApiError> {
         let url = format!("{}/bot{}/{}", self.base, self.token, method);
         let pairs = form_pairs(&params);
         let request = match encoding {
@@ -70,7 +76,10 @@ impl RawBot {
                 self.http.post(&url).multipart(form)
             }
         };
-        let response = request.send().await.map_err(|e| ApiError::server(599, format!("transport: {}", without_token(&e.to_string(), &self.token))))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| ApiError::server(599, format!("transport: {}", without_token(&e.to_string(), &self.token))))?;
         let status = response.status().as_u16();
         let body: Value = response.json().await.map_err(|e| ApiError::server(598, format!("non-JSON answer with status {status}: {e}")))?;
         parse_envelope(method, status, body)

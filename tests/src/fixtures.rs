@@ -55,7 +55,10 @@ impl TestDb {
         let mut conn = admin.connect().await.with_context(|| "cannot reach Postgres (is it running? see DATABASE_URL)")?;
         sweep_abandoned(&mut conn).await;
         let name = format!("{DB_PREFIX}{}", unique_suffix());
-        sqlx::query(ddl(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.with_context(|| format!("creating database {name}"))?;
+        sqlx::query(ddl(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .with_context(|| format!("creating database {name}"))?;
         conn.close().await.ok();
         let mut url = reqwest::Url::parse(&admin_url).with_context(|| "DATABASE_URL is not a URL")?;
         url.set_path(&format!("/{name}"));
@@ -161,14 +164,8 @@ async fn delete_prefix(url: &str, prefix: &str) -> anyhow::Result<u64> {
     let mut cursor: u64 = 0;
     let mut deleted = 0u64;
     loop {
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor)
-            .arg("MATCH")
-            .arg(format!("{prefix}*"))
-            .arg("COUNT")
-            .arg(1000)
-            .query_async(&mut conn)
-            .await?;
+        let (next, keys): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(format!("{prefix}*")).arg("COUNT").arg(1000).query_async(&mut conn).await?;
         if !keys.is_empty() {
             let n: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
             deleted += n;

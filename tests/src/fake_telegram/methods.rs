@@ -127,11 +127,7 @@ pub fn call(world: &mut World, bot_id: i64, method: &str, p: &Params) -> ApiResu
 /// A new message from the bot in a private chat, with its id taken from the chat's sequence.
 fn new_bot_message(world: &mut World, bot_id: i64, chat_id: i64) -> ApiResult<Value> {
     let from = world.bot(bot_id)?.user_json();
-    let chat = world
-        .users
-        .get(&chat_id)
-        .map(|u| u.to_private_chat_json())
-        .ok_or_else(|| ApiError::bad_request("chat not found"))?;
+    let chat = world.users.get(&chat_id).map(|u| u.to_private_chat_json()).ok_or_else(|| ApiError::bad_request("chat not found"))?;
     let message_id = world.chat_mut(bot_id, chat_id)?.next_id();
     Ok(json!({"message_id": message_id, "from": from, "chat": chat, "date": unix_now()}))
 }
@@ -179,7 +175,8 @@ fn reply_markup(p: &Params) -> ApiResult<Option<Value>> {
         return Ok(Some(json!({"inline_keyboard": rows})));
     }
     if let Some(rows) = obj.get("keyboard") {
-        let rows = rows.as_array().ok_or_else(|| ApiError::bad_request("field \"keyboard\" of the ReplyKeyboardMarkup should be an Array"))?;
+        let rows =
+            rows.as_array().ok_or_else(|| ApiError::bad_request("field \"keyboard\" of the ReplyKeyboardMarkup should be an Array"))?;
         for row in rows {
             for button in row.as_array().ok_or_else(|| ApiError::bad_request("keyboard row must be an Array"))? {
                 let text = button.as_str().or_else(|| button.get("text").and_then(Value::as_str));
@@ -209,9 +206,13 @@ fn check_inline_keyboard(rows: &Value) -> ApiResult<()> {
         "callback_game",
         "pay",
     ];
-    let rows = rows.as_array().ok_or_else(|| ApiError::bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup should be an Array of Arrays"))?;
+    let rows = rows
+        .as_array()
+        .ok_or_else(|| ApiError::bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup should be an Array of Arrays"))?;
     for row in rows {
-        let buttons = row.as_array().ok_or_else(|| ApiError::bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup should be an Array of Arrays"))?;
+        let buttons = row
+            .as_array()
+            .ok_or_else(|| ApiError::bad_request("field \"inline_keyboard\" of the InlineKeyboardMarkup should be an Array of Arrays"))?;
         for b in buttons {
             if b.get("text").and_then(Value::as_str).is_none_or(str::is_empty) {
                 return Err(ApiError::bad_request("can't find field \"text\""));
@@ -241,7 +242,8 @@ fn check_inline_keyboard(rows: &Value) -> ApiResult<()> {
 fn reply_target(world: &World, bot_id: i64, chat_id: i64, p: &Params) -> ApiResult<Option<Value>> {
     let (message_id, in_chat, lenient) = match p.opt_json("reply_parameters", "reply parameters")? {
         Some(rp) => {
-            let mid = rp.get("message_id").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("message to be replied not found"))?;
+            let mid =
+                rp.get("message_id").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("message to be replied not found"))?;
             let chat = match rp.get("chat_id") {
                 Some(Value::Number(n)) => n.as_i64().unwrap_or(chat_id),
                 _ => chat_id,
@@ -846,9 +848,11 @@ fn get_star_transactions(world: &mut World, bot_id: i64, p: &Params) -> ApiResul
 fn allowed_updates(p: &Params) -> ApiResult<Option<Vec<String>>> {
     match p.opt_json("allowed_updates", "allowed updates")? {
         None => Ok(None),
-        Some(Value::Array(list)) => {
-            list.iter().map(|v| v.as_str().map(String::from).ok_or_else(|| ApiError::bad_request("allowed_updates must be an Array of String"))).collect::<ApiResult<Vec<_>>>().map(Some)
-        }
+        Some(Value::Array(list)) => list
+            .iter()
+            .map(|v| v.as_str().map(String::from).ok_or_else(|| ApiError::bad_request("allowed_updates must be an Array of String")))
+            .collect::<ApiResult<Vec<_>>>()
+            .map(Some),
         Some(_) => Err(ApiError::bad_request("allowed_updates must be an Array of String")),
     }
 }

@@ -158,16 +158,13 @@ impl Params {
     pub fn opt_i64(&self, key: &str) -> ApiResult<Option<i64>> {
         match self.raw(key) {
             None => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| ApiError::bad_request(format!("field \"{key}\" must be of type Integer"))),
+            Some(Value::Number(n)) => {
+                n.as_i64().map(Some).ok_or_else(|| ApiError::bad_request(format!("field \"{key}\" must be of type Integer")))
+            }
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => s
-                .trim()
-                .parse::<i64>()
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("field \"{key}\" must be of type Integer"))),
+            Some(Value::String(s)) => {
+                s.trim().parse::<i64>().map(Some).map_err(|_| ApiError::bad_request(format!("field \"{key}\" must be of type Integer")))
+            }
             Some(_) => Err(ApiError::bad_request(format!("field \"{key}\" must be of type Integer"))),
         }
     }
@@ -200,9 +197,9 @@ impl Params {
         match self.raw(key) {
             None => Ok(None),
             Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-            Some(Value::String(s)) => serde_json::from_str::<Value>(s)
-                .map(Some)
-                .map_err(|_| ApiError::bad_request(format!("can't parse {what} JSON object"))),
+            Some(Value::String(s)) => {
+                serde_json::from_str::<Value>(s).map(Some).map_err(|_| ApiError::bad_request(format!("can't parse {what} JSON object")))
+            }
             Some(v) => Ok(Some(v.clone())),
         }
     }

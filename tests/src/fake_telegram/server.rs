@@ -147,9 +147,7 @@ async fn read_params(req: Request) -> ApiResult<Params> {
     let mut params = if content_type.starts_with("multipart/form-data") {
         read_multipart(req).await?
     } else {
-        let body = Bytes::from_request(req, &())
-            .await
-            .map_err(|e| ApiError::server(e.status().as_u16(), e.body_text()))?;
+        let body = Bytes::from_request(req, &()).await.map_err(|e| ApiError::server(e.status().as_u16(), e.body_text()))?;
         if body.is_empty() {
             Params::default()
         } else if content_type.starts_with("application/json") {
@@ -164,7 +162,9 @@ async fn read_params(req: Request) -> ApiResult<Params> {
 }
 
 async fn read_multipart(req: Request) -> ApiResult<Params> {
-    let mut form = Multipart::from_request(req, &()).await.map_err(|e| ApiError::bad_request(format!("can't parse multipart body: {}", e.body_text())))?;
+    let mut form = Multipart::from_request(req, &())
+        .await
+        .map_err(|e| ApiError::bad_request(format!("can't parse multipart body: {}", e.body_text())))?;
     let mut params = Params::default();
     loop {
         let field = match form.next_field().await {
@@ -332,7 +332,8 @@ async fn deliver(shared: Arc<Shared>, bot_id: i64, job: Delivery) {
     }
     let outcome = match request.send().await {
         Ok(resp) if resp.status().is_success() => {
-            let reply_is_json = resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
+            let reply_is_json =
+                resp.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("application/json"));
             let body = resp.bytes().await.unwrap_or_default();
             Ok(reply_is_json.then(|| serde_json::from_slice::<Value>(&body).ok()).flatten())
         }

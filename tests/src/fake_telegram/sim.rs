@@ -22,8 +22,8 @@ use super::html::utf16_len;
 use super::methods;
 use super::server::Shared;
 use super::state::{
-    Channel, ChatState, FaultSpec, InboxEntry, InvoiceSpec, Limits, MediaKind, PreCheckout, Settings, SimError, SimUser,
-    Stats, World, unix_now,
+    Channel, ChatState, FaultSpec, InboxEntry, InvoiceSpec, Limits, MediaKind, PreCheckout, Settings, SimError, SimUser, Stats, World,
+    unix_now,
 };
 
 /// A registered bot as the sim reports it.
@@ -54,8 +54,14 @@ pub struct MediaSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum PayOutcome {
-    Paid { telegram_payment_charge_id: String, message_id: i64, amount: i64 },
-    Declined { error_message: String },
+    Paid {
+        telegram_payment_charge_id: String,
+        message_id: i64,
+        amount: i64,
+    },
+    Declined {
+        error_message: String,
+    },
     /// The bot did not answer the pre_checkout_query within Telegram's deadline.
     TimedOut,
 }
@@ -96,7 +102,8 @@ impl Sim {
 
     pub fn bots(&self) -> Vec<BotInfo> {
         let world = self.world();
-        let mut list: Vec<_> = world.bots.values().map(|b| BotInfo { id: b.id, token: b.token.clone(), username: b.username.clone() }).collect();
+        let mut list: Vec<_> =
+            world.bots.values().map(|b| BotInfo { id: b.id, token: b.token.clone(), username: b.username.clone() }).collect();
         list.sort_by_key(|b| b.id);
         list
     }
@@ -164,7 +171,10 @@ impl Sim {
         let mut world = self.world();
         let bot_id = world.find_bot(bot)?;
         let from = world.user(user)?.to_user_json();
-        let message = world.message(bot_id, user, message_id).cloned().ok_or_else(|| SimError::NotFound(format!("message {message_id} not in the chat")))?;
+        let message = world
+            .message(bot_id, user, message_id)
+            .cloned()
+            .ok_or_else(|| SimError::NotFound(format!("message {message_id} not in the chat")))?;
         let has_button = message["reply_markup"]["inline_keyboard"]
             .as_array()
             .into_iter()
@@ -255,7 +265,8 @@ impl Sim {
         let mut world = self.world();
         match answer {
             Ok(Ok(Ok(()))) => {
-                let (charge, message_id) = methods::complete_payment(&mut world, bot_id, user, &spec).map_err(|e| SimError::Invalid(e.description))?;
+                let (charge, message_id) =
+                    methods::complete_payment(&mut world, bot_id, user, &spec).map_err(|e| SimError::Invalid(e.description))?;
                 Ok(PayOutcome::Paid { telegram_payment_charge_id: charge, message_id, amount: spec.amount })
             }
             Ok(Ok(Err(error_message))) => Ok(PayOutcome::Declined { error_message }),
@@ -312,7 +323,9 @@ impl Sim {
     }
 
     pub fn set_limits(&self, limits: Limits) -> Result<(), SimError> {
-        let positive = [limits.per_bot_per_sec, limits.per_bot_burst, limits.per_chat_per_sec, limits.per_chat_burst].iter().all(|x| x.is_finite() && *x >= 1.0 - 1e-9 || *x > 0.0);
+        let positive = [limits.per_bot_per_sec, limits.per_bot_burst, limits.per_chat_per_sec, limits.per_chat_burst]
+            .iter()
+            .all(|x| x.is_finite() && *x >= 1.0 - 1e-9 || *x > 0.0);
         if !positive {
             return Err(SimError::Invalid("rates and bursts must be positive".into()));
         }
@@ -370,7 +383,8 @@ fn user_message(world: &mut World, bot_id: i64, user: i64, content: Map<String, 
     ensure_chat(world, bot_id, user);
     let reply = match reply_to {
         Some(id) => {
-            let mut m = world.message(bot_id, user, id).cloned().ok_or_else(|| SimError::NotFound(format!("message {id} not in the chat")))?;
+            let mut m =
+                world.message(bot_id, user, id).cloned().ok_or_else(|| SimError::NotFound(format!("message {id} not in the chat")))?;
             if let Some(o) = m.as_object_mut() {
                 o.remove("reply_to_message");
             }
@@ -434,7 +448,9 @@ struct SimFailure(StatusCode, String);
 impl From<SimError> for SimFailure {
     fn from(e: SimError) -> Self {
         let status = match e {
-            SimError::UnknownBot(_) | SimError::UnknownUser(_) | SimError::UnknownChannel(_) | SimError::NotFound(_) => StatusCode::NOT_FOUND,
+            SimError::UnknownBot(_) | SimError::UnknownUser(_) | SimError::UnknownChannel(_) | SimError::NotFound(_) => {
+                StatusCode::NOT_FOUND
+            }
             SimError::Invalid(_) => StatusCode::BAD_REQUEST,
         };
         SimFailure(status, e.to_string())
@@ -518,7 +534,14 @@ struct AddUser {
 }
 
 async fn route_add_user(State(s): State<Arc<Shared>>, Body(u): Body<AddUser>) -> SimResult {
-    let user = SimUser { id: u.id, first_name: u.first_name, last_name: u.last_name, username: u.username, language_code: u.language_code, is_premium: u.is_premium };
+    let user = SimUser {
+        id: u.id,
+        first_name: u.first_name,
+        last_name: u.last_name,
+        username: u.username,
+        language_code: u.language_code,
+        is_premium: u.is_premium,
+    };
     ok(sim(s).add_user(user)?)
 }
 

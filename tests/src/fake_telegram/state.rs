@@ -771,9 +771,10 @@ impl World {
 
     /// The fault that hits this call, if any (its count is consumed).
     pub fn take_fault(&mut self, bot_id: i64, method: &str) -> Option<FaultKind> {
-        let idx = self.faults.iter().position(|f| {
-            f.bot_id.is_none_or(|b| b == bot_id) && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
-        })?;
+        let idx = self
+            .faults
+            .iter()
+            .position(|f| f.bot_id.is_none_or(|b| b == bot_id) && f.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method)))?;
         let fault = &mut self.faults[idx];
         let kind = fault.kind.clone();
         if let Some(left) = fault.remaining.as_mut() {
@@ -926,7 +927,9 @@ mod tests {
     fn world_with_chat() -> (World, i64, i64) {
         let mut w = World::default();
         let bot = w.register_bot("alpha_bot", None, None).map(|b| b.id).unwrap();
-        let user = w.add_user(SimUser { id: 0, first_name: "Ann".into(), last_name: None, username: None, language_code: None, is_premium: false }).unwrap();
+        let user = w
+            .add_user(SimUser { id: 0, first_name: "Ann".into(), last_name: None, username: None, language_code: None, is_premium: false })
+            .unwrap();
         w.bots.get_mut(&bot).unwrap().chats.insert(user.id, ChatState { started: true, ..Default::default() });
         (w, bot, user.id)
     }
@@ -955,8 +958,13 @@ mod tests {
     #[test]
     fn counted_fault_expires_after_its_count() {
         let (mut w, bot, _) = world_with_chat();
-        w.add_fault(FaultSpec { method: Some("sendmessage".into()), bot: None, kind: FaultKind::ServerError { code: 502 }, count: Some(2) })
-            .unwrap();
+        w.add_fault(FaultSpec {
+            method: Some("sendmessage".into()),
+            bot: None,
+            kind: FaultKind::ServerError { code: 502 },
+            count: Some(2),
+        })
+        .unwrap();
         assert_eq!(w.take_fault(bot, "getMe"), None);
         assert_eq!(w.take_fault(bot, "sendMessage"), Some(FaultKind::ServerError { code: 502 }));
         assert!(w.take_fault(bot, "sendMessage").is_some());

@@ -95,8 +95,14 @@ async fn malformed_requests_get_400_with_a_description() {
         (json!({"chat_id": 987654321, "text": "x"}), "Bad Request: chat not found"),
         (json!({"chat_id": s.user.id, "text": "x".repeat(4097)}), "Bad Request: message is too long"),
         (json!({"chat_id": s.user.id, "text": "<b>x", "parse_mode": "HTML"}), ""),
-        (json!({"chat_id": s.user.id, "text": "x", "reply_markup": {"inline_keyboard": [[{"text": "a", "callback_data": "x".repeat(65)}]]}}), "Bad Request: BUTTON_DATA_INVALID"),
-        (json!({"chat_id": s.user.id, "text": "x", "reply_markup": {"inline_keyboard": [[{"text": "plain"}]]}}), "Bad Request: text buttons are unallowed in the inline keyboard"),
+        (
+            json!({"chat_id": s.user.id, "text": "x", "reply_markup": {"inline_keyboard": [[{"text": "a", "callback_data": "x".repeat(65)}]]}}),
+            "Bad Request: BUTTON_DATA_INVALID",
+        ),
+        (
+            json!({"chat_id": s.user.id, "text": "x", "reply_markup": {"inline_keyboard": [[{"text": "plain"}]]}}),
+            "Bad Request: text buttons are unallowed in the inline keyboard",
+        ),
         (json!({"chat_id": "not-a-number", "text": "x"}), "Bad Request: chat not found"),
     ];
     for (params, expected) in cases {
@@ -115,9 +121,45 @@ async fn malformed_requests_get_400_with_a_description() {
 async fn garbage_never_crashes_the_fake() {
     let s = setup().await;
     let http = reqwest::Client::new();
-    let methods = ["sendMessage", "copyMessage", "sendPhoto", "editMessageText", "getUpdates", "setWebhook", "sendInvoice", "answerCallbackQuery", "getChatMember", "refundStarPayment"];
-    let values = [json!(null), json!(""), json!("x"), json!(-1), json!(1.5), json!(i64::MAX), json!([]), json!({}), json!([[{}]]), json!("{\"a\":"), json!(true)];
-    let keys = ["chat_id", "text", "message_id", "from_chat_id", "photo", "reply_markup", "url", "prices", "user_id", "offset", "entities", "parse_mode"];
+    let methods = [
+        "sendMessage",
+        "copyMessage",
+        "sendPhoto",
+        "editMessageText",
+        "getUpdates",
+        "setWebhook",
+        "sendInvoice",
+        "answerCallbackQuery",
+        "getChatMember",
+        "refundStarPayment",
+    ];
+    let values = [
+        json!(null),
+        json!(""),
+        json!("x"),
+        json!(-1),
+        json!(1.5),
+        json!(i64::MAX),
+        json!([]),
+        json!({}),
+        json!([[{}]]),
+        json!("{\"a\":"),
+        json!(true),
+    ];
+    let keys = [
+        "chat_id",
+        "text",
+        "message_id",
+        "from_chat_id",
+        "photo",
+        "reply_markup",
+        "url",
+        "prices",
+        "user_id",
+        "offset",
+        "entities",
+        "parse_mode",
+    ];
     let mut seed: u64 = 0x9e3779b97f4a7c15;
     let mut next = |n: usize| {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -135,6 +177,12 @@ async fn garbage_never_crashes_the_fake() {
         assert!(body["ok"].is_boolean(), "{method} {params:?} → {body}");
         assert!(status < 500, "{method} {params:?} → {status} {body}");
     }
-    let resp = http.post(s.fake.method_url(&s.bot.token, "sendMessage")).header("content-type", "multipart/form-data; boundary=zzz").body("--zzz\r\nbroken").send().await.unwrap();
+    let resp = http
+        .post(s.fake.method_url(&s.bot.token, "sendMessage"))
+        .header("content-type", "multipart/form-data; boundary=zzz")
+        .body("--zzz\r\nbroken")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 400);
 }

@@ -11,11 +11,20 @@ async fn every_media_kind_can_be_uploaded_and_resent_by_file_id() {
     for kind in MediaKind::ALL {
         let field = kind.field();
         let params = if kind.has_caption() { json!({"chat_id": s.user.id, "caption": "look"}) } else { json!({"chat_id": s.user.id}) };
-        let sent = s.api.upload(kind.send_method(), params, vec![(field, "file.bin", vec![7u8; 1000])]).await.unwrap_or_else(|e| panic!("{kind:?}: {e}"));
+        let sent = s
+            .api
+            .upload(kind.send_method(), params, vec![(field, "file.bin", vec![7u8; 1000])])
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?}: {e}"));
         let media = &sent[field];
-        let file_id = if kind == MediaKind::Photo { media.as_array().unwrap().last().unwrap()["file_id"].clone() } else { media["file_id"].clone() };
+        let file_id =
+            if kind == MediaKind::Photo { media.as_array().unwrap().last().unwrap()["file_id"].clone() } else { media["file_id"].clone() };
         assert!(file_id.is_string(), "{kind:?}: {sent}");
-        let again = s.api.call(kind.send_method(), json!({"chat_id": s.user.id, field: file_id})).await.unwrap_or_else(|e| panic!("{kind:?} by id: {e}"));
+        let again = s
+            .api
+            .call(kind.send_method(), json!({"chat_id": s.user.id, field: file_id}))
+            .await
+            .unwrap_or_else(|e| panic!("{kind:?} by id: {e}"));
         assert!(again.get(field).is_some());
     }
 }
@@ -26,7 +35,8 @@ async fn a_file_id_works_only_for_the_bot_that_owns_it() {
     let beta = s.sim.register_bot("beta_bot").unwrap();
     let beta_api = RawBot::new(&s.fake.api_url(), &beta.token);
     s.sim.send_text("beta_bot", s.user.id, "/start", None).unwrap();
-    let msg = s.sim.send_media("alpha_bot", s.user.id, MediaKind::Photo, MediaSpec { size: Some(5_000), ..Default::default() }, None).unwrap();
+    let msg =
+        s.sim.send_media("alpha_bot", s.user.id, MediaKind::Photo, MediaSpec { size: Some(5_000), ..Default::default() }, None).unwrap();
     let file_id = msg["photo"].as_array().unwrap().last().unwrap()["file_id"].clone();
     // Same bot: fine. Other bot: Telegram's "wrong file identifier".
     s.api.call("sendPhoto", json!({"chat_id": s.user.id, "photo": file_id})).await.unwrap();
@@ -41,7 +51,11 @@ async fn get_file_then_download_returns_the_bytes_for_the_owner_only() {
     let s = setup().await;
     use base64::Engine as _;
     let bytes: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
-    let spec = MediaSpec { content_base64: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)), mime_type: Some("audio/ogg".into()), ..Default::default() };
+    let spec = MediaSpec {
+        content_base64: Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+        mime_type: Some("audio/ogg".into()),
+        ..Default::default()
+    };
     let msg = s.sim.send_media("alpha_bot", s.user.id, MediaKind::Voice, spec, None).unwrap();
     let file = s.api.call("getFile", json!({"file_id": msg["voice"]["file_id"]})).await.unwrap();
     assert_eq!(file["file_size"], 3000);
@@ -58,7 +72,10 @@ async fn get_file_then_download_returns_the_bytes_for_the_owner_only() {
 #[tokio::test]
 async fn files_over_twenty_megabytes_cannot_be_downloaded_by_bots() {
     let s = setup().await;
-    let msg = s.sim.send_media("alpha_bot", s.user.id, MediaKind::Video, MediaSpec { size: Some(25 * 1024 * 1024), ..Default::default() }, None).unwrap();
+    let msg = s
+        .sim
+        .send_media("alpha_bot", s.user.id, MediaKind::Video, MediaSpec { size: Some(25 * 1024 * 1024), ..Default::default() }, None)
+        .unwrap();
     assert_eq!(msg["video"]["file_size"], 25 * 1024 * 1024);
     let err = s.api.call("getFile", json!({"file_id": msg["video"]["file_id"]})).await.unwrap_err();
     assert_eq!(err.description, "Bad Request: file is too big");
@@ -77,7 +94,15 @@ async fn a_file_of_one_kind_cannot_be_sent_as_another_but_anything_as_a_document
 #[tokio::test]
 async fn uploads_by_attach_reference_work_like_direct_fields() {
     let s = setup().await;
-    let sent = s.api.upload("sendDocument", json!({"chat_id": s.user.id, "document": "attach://blob"}), vec![("blob", "report.pdf", b"%PDF-1.4".to_vec())]).await.unwrap();
+    let sent = s
+        .api
+        .upload(
+            "sendDocument",
+            json!({"chat_id": s.user.id, "document": "attach://blob"}),
+            vec![("blob", "report.pdf", b"%PDF-1.4".to_vec())],
+        )
+        .await
+        .unwrap();
     assert_eq!(sent["document"]["file_name"], "report.pdf");
     assert_eq!(sent["document"]["file_size"], 8);
     let err = s.api.call("sendDocument", json!({"chat_id": s.user.id, "document": "attach://missing"})).await.unwrap_err();
@@ -91,7 +116,10 @@ async fn copies_keep_media_and_replace_captions_on_request() {
     let s = setup().await;
     let bob = s.sim.user("Bob", None).unwrap();
     s.sim.send_text("alpha_bot", bob.id, "/start", None).unwrap();
-    let photo = s.sim.send_media("alpha_bot", s.user.id, MediaKind::Photo, MediaSpec { caption: Some("sunset".into()), ..Default::default() }, None).unwrap();
+    let photo = s
+        .sim
+        .send_media("alpha_bot", s.user.id, MediaKind::Photo, MediaSpec { caption: Some("sunset".into()), ..Default::default() }, None)
+        .unwrap();
     s.api.call("copyMessage", json!({"chat_id": bob.id, "from_chat_id": s.user.id, "message_id": photo["message_id"], "caption": "<b>new</b>", "parse_mode": "HTML"})).await.unwrap();
     let inbox = s.sim.inbox(bob.id, None, 0).unwrap();
     let botfleet_tests::fake_telegram::InboxEvent::Message { message } = &inbox.last().unwrap().event else { panic!() };

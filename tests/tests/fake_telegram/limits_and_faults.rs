@@ -56,7 +56,9 @@ async fn limits_can_be_switched_off() {
 #[tokio::test]
 async fn scheduled_server_errors_hit_the_chosen_method_count_times() {
     let s = setup().await;
-    s.sim.add_fault(FaultSpec { method: Some("sendMessage".into()), bot: None, kind: FaultKind::ServerError { code: 502 }, count: Some(2) }).unwrap();
+    s.sim
+        .add_fault(FaultSpec { method: Some("sendMessage".into()), bot: None, kind: FaultKind::ServerError { code: 502 }, count: Some(2) })
+        .unwrap();
     assert!(s.api.call("getMe", json!({})).await.is_ok(), "other methods unaffected");
     for _ in 0..2 {
         let err = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "x"})).await.unwrap_err();
@@ -70,7 +72,14 @@ async fn scheduled_server_errors_hit_the_chosen_method_count_times() {
 #[tokio::test]
 async fn injected_429_storm_carries_retry_after_and_is_counted() {
     let s = setup().await;
-    s.sim.add_fault(FaultSpec { method: None, bot: Some("alpha_bot".into()), kind: FaultKind::TooManyRequests { retry_after: 7 }, count: Some(3) }).unwrap();
+    s.sim
+        .add_fault(FaultSpec {
+            method: None,
+            bot: Some("alpha_bot".into()),
+            kind: FaultKind::TooManyRequests { retry_after: 7 },
+            count: Some(3),
+        })
+        .unwrap();
     for _ in 0..3 {
         let err = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "x"})).await.unwrap_err();
         assert_eq!(err.retry_after, Some(7));
@@ -96,13 +105,27 @@ async fn faults_target_one_bot_only_when_asked() {
 #[tokio::test]
 async fn a_timeout_fault_holds_the_call_and_may_apply_it() {
     let s = setup().await;
-    s.sim.add_fault(FaultSpec { method: Some("sendMessage".into()), bot: None, kind: FaultKind::Timeout { delay_ms: 300, apply: false }, count: Some(1) }).unwrap();
+    s.sim
+        .add_fault(FaultSpec {
+            method: Some("sendMessage".into()),
+            bot: None,
+            kind: FaultKind::Timeout { delay_ms: 300, apply: false },
+            count: Some(1),
+        })
+        .unwrap();
     let started = Instant::now();
     let err = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "lost"})).await.unwrap_err();
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert_eq!(err.code, 504);
     assert!(s.sim.inbox(s.user.id, None, 0).unwrap().is_empty());
-    s.sim.add_fault(FaultSpec { method: Some("sendMessage".into()), bot: None, kind: FaultKind::Timeout { delay_ms: 300, apply: true }, count: Some(1) }).unwrap();
+    s.sim
+        .add_fault(FaultSpec {
+            method: Some("sendMessage".into()),
+            bot: None,
+            kind: FaultKind::Timeout { delay_ms: 300, apply: true },
+            count: Some(1),
+        })
+        .unwrap();
     // A client that gives up before the answer: the message was sent all the same.
     let client = reqwest::Client::builder().timeout(Duration::from_millis(100)).build().unwrap();
     let r = client.post(s.fake.method_url(&s.bot.token, "sendMessage")).json(&json!({"chat_id": s.user.id, "text": "late"})).send().await;

@@ -19,7 +19,11 @@ async fn message_ids_count_per_chat_across_both_sides() {
 #[tokio::test]
 async fn html_parse_mode_becomes_entities_and_bad_html_is_refused() {
     let s = setup().await;
-    let msg = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "<b>Hi</b> <i>there</i> &amp; you", "parse_mode": "HTML"})).await.unwrap();
+    let msg = s
+        .api
+        .call("sendMessage", json!({"chat_id": s.user.id, "text": "<b>Hi</b> <i>there</i> &amp; you", "parse_mode": "HTML"}))
+        .await
+        .unwrap();
     assert_eq!(msg["text"], "Hi there & you");
     assert_eq!(msg["entities"], json!([{"type": "bold", "offset": 0, "length": 2}, {"type": "italic", "offset": 3, "length": 5}]));
     let err = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "<blink>x</blink>", "parse_mode": "HTML"})).await.unwrap_err();
@@ -31,7 +35,8 @@ async fn html_parse_mode_becomes_entities_and_bad_html_is_refused() {
 async fn inline_keyboards_are_kept_and_reply_keyboards_are_accepted() {
     let s = setup().await;
     s.sim.set_limits(Limits { enabled: false, ..Limits::default() }).unwrap();
-    let inline = json!({"inline_keyboard": [[{"text": "Find partner", "callback_data": "find"}, {"text": "Site", "url": "https://example.org"}]]});
+    let inline =
+        json!({"inline_keyboard": [[{"text": "Find partner", "callback_data": "find"}, {"text": "Site", "url": "https://example.org"}]]});
     let msg = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "menu", "reply_markup": inline})).await.unwrap();
     assert_eq!(msg["reply_markup"], inline);
     let reply_kb = json!({"keyboard": [[{"text": "Next"}, "Stop"]], "resize_keyboard": true});
@@ -44,11 +49,23 @@ async fn inline_keyboards_are_kept_and_reply_keyboards_are_accepted() {
 async fn replies_quote_the_original_or_fail_unless_allowed_without_it() {
     let s = setup().await;
     let user_msg = s.sim.send_text(&s.bot.username, s.user.id, "question", None).unwrap();
-    let reply = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "answer", "reply_parameters": {"message_id": user_msg["message_id"]}})).await.unwrap();
+    let reply = s
+        .api
+        .call("sendMessage", json!({"chat_id": s.user.id, "text": "answer", "reply_parameters": {"message_id": user_msg["message_id"]}}))
+        .await
+        .unwrap();
     assert_eq!(reply["reply_to_message"]["text"], "question");
-    let err = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "x", "reply_parameters": {"message_id": 999}})).await.unwrap_err();
+    let err =
+        s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "x", "reply_parameters": {"message_id": 999}})).await.unwrap_err();
     assert_eq!(err.description, "Bad Request: message to be replied not found");
-    let ok = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "x", "reply_parameters": {"message_id": 999, "allow_sending_without_reply": true}})).await.unwrap();
+    let ok = s
+        .api
+        .call(
+            "sendMessage",
+            json!({"chat_id": s.user.id, "text": "x", "reply_parameters": {"message_id": 999, "allow_sending_without_reply": true}}),
+        )
+        .await
+        .unwrap();
     assert!(ok.get("reply_to_message").is_none());
     // The user replying to the bot: the update carries reply_to_message.
     let user_reply = s.sim.send_text(&s.bot.username, s.user.id, "thanks", reply["message_id"].as_i64()).unwrap();
@@ -61,7 +78,11 @@ async fn copy_message_hides_the_sender_and_returns_only_the_new_id() {
     let bob = s.sim.user("Bob", None).unwrap();
     s.sim.send_text(&s.bot.username, bob.id, "/start", None).unwrap();
     let original = s.sim.send_text(&s.bot.username, s.user.id, "secret hello", None).unwrap();
-    let copied = s.api.call("copyMessage", json!({"chat_id": bob.id, "from_chat_id": s.user.id, "message_id": original["message_id"]})).await.unwrap();
+    let copied = s
+        .api
+        .call("copyMessage", json!({"chat_id": bob.id, "from_chat_id": s.user.id, "message_id": original["message_id"]}))
+        .await
+        .unwrap();
     assert_eq!(copied, json!({"message_id": 2}));
     let inbox = s.sim.inbox(bob.id, None, 0).unwrap();
     let InboxEvent::Message { message } = &inbox.last().unwrap().event else { panic!("a message") };
@@ -82,7 +103,11 @@ async fn copy_messages_skips_missing_ones_and_needs_increasing_ids() {
     let b = s.sim.send_text(&s.bot.username, s.user.id, "two", None).unwrap();
     let ids = s.api.call("copyMessages", json!({"chat_id": bob.id, "from_chat_id": s.user.id, "message_ids": [a["message_id"], 777, b["message_id"].as_i64().unwrap() + 1000]})).await.unwrap();
     assert_eq!(ids.as_array().unwrap().len(), 1);
-    let err = s.api.call("copyMessages", json!({"chat_id": bob.id, "from_chat_id": s.user.id, "message_ids": [b["message_id"], a["message_id"]]})).await.unwrap_err();
+    let err = s
+        .api
+        .call("copyMessages", json!({"chat_id": bob.id, "from_chat_id": s.user.id, "message_ids": [b["message_id"], a["message_id"]]}))
+        .await
+        .unwrap_err();
     assert_eq!(err.code, 400);
 }
 
@@ -90,7 +115,11 @@ async fn copy_messages_skips_missing_ones_and_needs_increasing_ids() {
 async fn forward_message_shows_its_origin() {
     let s = setup().await;
     let original = s.sim.send_text(&s.bot.username, s.user.id, "fwd me", None).unwrap();
-    let fwd = s.api.call("forwardMessage", json!({"chat_id": s.user.id, "from_chat_id": s.user.id, "message_id": original["message_id"]})).await.unwrap();
+    let fwd = s
+        .api
+        .call("forwardMessage", json!({"chat_id": s.user.id, "from_chat_id": s.user.id, "message_id": original["message_id"]}))
+        .await
+        .unwrap();
     assert_eq!(fwd["forward_origin"]["type"], "user");
     assert_eq!(fwd["forward_origin"]["sender_user"]["id"], s.user.id);
     assert_eq!(fwd["text"], "fwd me");
@@ -102,17 +131,26 @@ async fn edits_change_the_message_and_identical_edits_are_refused() {
     let kb = json!({"inline_keyboard": [[{"text": "Cancel", "callback_data": "cancel"}]]});
     let msg = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "Searching… 0s", "reply_markup": kb})).await.unwrap();
     let id = msg["message_id"].clone();
-    let edited = s.api.call("editMessageText", json!({"chat_id": s.user.id, "message_id": id, "text": "Searching… 5s", "reply_markup": kb})).await.unwrap();
+    let edited = s
+        .api
+        .call("editMessageText", json!({"chat_id": s.user.id, "message_id": id, "text": "Searching… 5s", "reply_markup": kb}))
+        .await
+        .unwrap();
     assert_eq!(edited["text"], "Searching… 5s");
     assert!(edited["edit_date"].is_i64());
-    let err = s.api.call("editMessageText", json!({"chat_id": s.user.id, "message_id": id, "text": "Searching… 5s", "reply_markup": kb})).await.unwrap_err();
+    let err = s
+        .api
+        .call("editMessageText", json!({"chat_id": s.user.id, "message_id": id, "text": "Searching… 5s", "reply_markup": kb}))
+        .await
+        .unwrap_err();
     assert!(err.description.starts_with("Bad Request: message is not modified"), "{}", err.description);
     let no_kb = s.api.call("editMessageReplyMarkup", json!({"chat_id": s.user.id, "message_id": id})).await.unwrap();
     assert!(no_kb.get("reply_markup").is_none());
     let err = s.api.call("editMessageText", json!({"chat_id": s.user.id, "message_id": 999, "text": "x"})).await.unwrap_err();
     assert_eq!(err.description, "Bad Request: message to edit not found");
     let user_msg = s.sim.send_text(&s.bot.username, s.user.id, "mine", None).unwrap();
-    let err = s.api.call("editMessageText", json!({"chat_id": s.user.id, "message_id": user_msg["message_id"], "text": "x"})).await.unwrap_err();
+    let err =
+        s.api.call("editMessageText", json!({"chat_id": s.user.id, "message_id": user_msg["message_id"], "text": "x"})).await.unwrap_err();
     assert_eq!(err.description, "Bad Request: message can't be edited");
     let inbox = s.sim.inbox(s.user.id, Some("alpha_bot"), 0).unwrap();
     let edits = inbox.iter().filter(|e| matches!(e.event, InboxEvent::Edited { .. })).count();
@@ -181,7 +219,13 @@ async fn set_my_commands_validates_and_stores_per_language() {
     let s = setup().await;
     let cmds = json!([{"command": "start", "description": "Start"}, {"command": "profile", "description": "Profile"}]);
     assert_eq!(s.api.call("setMyCommands", json!({"commands": cmds})).await.unwrap(), true);
-    assert_eq!(s.api.call("setMyCommands", json!({"commands": [{"command": "start", "description": "Начать"}], "language_code": "ru"})).await.unwrap(), true);
+    assert_eq!(
+        s.api
+            .call("setMyCommands", json!({"commands": [{"command": "start", "description": "Начать"}], "language_code": "ru"}))
+            .await
+            .unwrap(),
+        true
+    );
     assert_eq!(s.api.call("getMyCommands", json!({})).await.unwrap(), cmds);
     assert_eq!(s.api.call("getMyCommands", json!({"language_code": "ru"})).await.unwrap()[0]["description"], "Начать");
     let err = s.api.call("setMyCommands", json!({"commands": [{"command": "Bad-Cmd", "description": "x"}]})).await.unwrap_err();

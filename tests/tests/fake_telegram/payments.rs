@@ -20,8 +20,16 @@ fn approve_next(s: &Setup, delay: Duration, ok: bool) -> tokio::task::JoinHandle
                 api.call("getUpdates", json!({"offset": next})).await.expect("confirm");
                 if let Some(q) = u.get("pre_checkout_query") {
                     tokio::time::sleep(delay).await;
-                    let params = if ok { json!({"pre_checkout_query_id": q["id"], "ok": true}) } else { json!({"pre_checkout_query_id": q["id"], "ok": false, "error_message": "Quote expired"}) };
-                    return api.call("answerPreCheckoutQuery", params).await.map(|_| q.clone()).unwrap_or_else(|e| json!({"answer_error": e.description}));
+                    let params = if ok {
+                        json!({"pre_checkout_query_id": q["id"], "ok": true})
+                    } else {
+                        json!({"pre_checkout_query_id": q["id"], "ok": false, "error_message": "Quote expired"})
+                    };
+                    return api
+                        .call("answerPreCheckoutQuery", params)
+                        .await
+                        .map(|_| q.clone())
+                        .unwrap_or_else(|e| json!({"answer_error": e.description}));
                 }
             }
         }
@@ -41,11 +49,15 @@ async fn send_invoice_accepts_only_stars_with_exactly_one_price() {
     usd["currency"] = json!("USD");
     assert_eq!(s.api.call("sendInvoice", usd).await.unwrap_err().code, 400);
     assert_eq!(s.api.call("sendInvoice", invoice(s.user.id, 0)).await.unwrap_err().code, 400);
-    let link = s.api.call("createInvoiceLink", {
-        let mut p = invoice(0, 100);
-        p.as_object_mut().unwrap().remove("chat_id");
-        p
-    }).await.unwrap();
+    let link = s
+        .api
+        .call("createInvoiceLink", {
+            let mut p = invoice(0, 100);
+            p.as_object_mut().unwrap().remove("chat_id");
+            p
+        })
+        .await
+        .unwrap();
     assert!(link.as_str().unwrap().starts_with("https://t.me/$"));
 }
 
@@ -108,10 +120,15 @@ async fn refund_reverses_a_charge_once_and_shows_in_transactions() {
     drain_updates(&s.api).await;
     let msg = s.api.call("sendInvoice", invoice(s.user.id, 100)).await.unwrap();
     let bot = approve_next(&s, Duration::ZERO, true);
-    let PayOutcome::Paid { telegram_payment_charge_id: charge, .. } = s.sim.pay("alpha_bot", s.user.id, InvoiceRef::Message { message_id: msg["message_id"].as_i64().unwrap() }).await.unwrap() else { panic!() };
+    let PayOutcome::Paid { telegram_payment_charge_id: charge, .. } =
+        s.sim.pay("alpha_bot", s.user.id, InvoiceRef::Message { message_id: msg["message_id"].as_i64().unwrap() }).await.unwrap()
+    else {
+        panic!()
+    };
     bot.await.unwrap();
     drain_updates(&s.api).await;
-    let wrong_user = s.api.call("refundStarPayment", json!({"user_id": s.user.id + 1, "telegram_payment_charge_id": charge})).await.unwrap_err();
+    let wrong_user =
+        s.api.call("refundStarPayment", json!({"user_id": s.user.id + 1, "telegram_payment_charge_id": charge})).await.unwrap_err();
     assert_eq!(wrong_user.description, "Bad Request: CHARGE_NOT_FOUND");
     assert_eq!(s.api.call("refundStarPayment", json!({"user_id": s.user.id, "telegram_payment_charge_id": charge})).await.unwrap(), true);
     let twice = s.api.call("refundStarPayment", json!({"user_id": s.user.id, "telegram_payment_charge_id": charge})).await.unwrap_err();

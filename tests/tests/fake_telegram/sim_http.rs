@@ -51,14 +51,16 @@ async fn a_whole_conversation_can_be_played_over_http() {
     assert_eq!(inbox["entries"][0]["message"]["text"], "Привет");
     let last_seq = inbox["last_seq"].as_u64().unwrap();
 
-    let (status, pressed) = ctl.post("/sim/press", json!({"bot": "http_bot", "user": uid, "message_id": msg["message_id"], "data": "go"})).await;
+    let (status, pressed) =
+        ctl.post("/sim/press", json!({"bot": "http_bot", "user": uid, "message_id": msg["message_id"], "data": "go"})).await;
     assert_eq!(status, 200);
     api.call("answerCallbackQuery", json!({"callback_query_id": pressed["callback_query_id"], "text": "done"})).await.unwrap();
     let (_, after) = ctl.get(&format!("/sim/inbox?user={uid}&after={last_seq}")).await;
     assert_eq!(after["entries"][0]["event"], "callback_answer");
     assert_eq!(after["entries"][0]["text"], "done");
 
-    let (status, media) = ctl.post("/sim/send", json!({"bot": "http_bot", "user": uid, "media": "photo", "size": 5000, "caption": "me"})).await;
+    let (status, media) =
+        ctl.post("/sim/send", json!({"bot": "http_bot", "user": uid, "media": "photo", "size": 5000, "caption": "me"})).await;
     assert_eq!(status, 200, "{media}");
     assert_eq!(media["message"]["caption"], "me");
 

@@ -115,7 +115,11 @@ async fn teloxide_sees_429_as_retry_after() {
 async fn teloxide_sets_and_reads_its_webhook() {
     let s = setup().await;
     let bot = teloxide_bot(&s);
-    bot.set_webhook(reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap()).secret_token("abc_DEF-123".to_string()).max_connections(5).await.unwrap();
+    bot.set_webhook(reqwest::Url::parse("http://127.0.0.1:9/hook").unwrap())
+        .secret_token("abc_DEF-123".to_string())
+        .max_connections(5)
+        .await
+        .unwrap();
     let info = bot.get_webhook_info().await.unwrap();
     assert_eq!(info.url.map(|u| u.to_string()).as_deref(), Some("http://127.0.0.1:9/hook"));
     assert_eq!(info.max_connections, Some(5));

@@ -199,5 +199,7 @@ async fn a_method_in_the_webhook_answer_is_executed() {
     s.api.call("setWebhook", json!({"url": hook.url})).await.unwrap();
     next(&mut hook).await;
     let entries = s.sim.wait_inbox(s.user.id, None, 0, Duration::from_secs(5)).await.unwrap();
-    assert!(matches!(&entries[0].event, botfleet_tests::fake_telegram::InboxEvent::Message { message } if message["text"] == "answered inline"));
+    assert!(
+        matches!(&entries[0].event, botfleet_tests::fake_telegram::InboxEvent::Message { message } if message["text"] == "answered inline")
+    );
 }
