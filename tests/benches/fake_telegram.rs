@@ -62,7 +62,8 @@ fn main() {
         let started = Instant::now();
         let mut tasks = Vec::new();
         for c in 0..conns {
-            let (http, url, users, done, errors, running) = (http.clone(), url.clone(), users.clone(), done.clone(), errors.clone(), running.clone());
+            let (http, url, users, done, errors, running) =
+                (http.clone(), url.clone(), users.clone(), done.clone(), errors.clone(), running.clone());
             tasks.push(tokio::spawn(async move {
                 let mut lat = Vec::with_capacity(100_000);
                 let mut i = c;
@@ -75,7 +76,11 @@ fn main() {
                         Err(_) => false,
                     };
                     lat.push(t.elapsed());
-                    if ok { done.fetch_add(1, Ordering::Relaxed) } else { errors.fetch_add(1, Ordering::Relaxed) };
+                    if ok {
+                        done.fetch_add(1, Ordering::Relaxed)
+                    } else {
+                        errors.fetch_add(1, Ordering::Relaxed)
+                    };
                 }
                 lat
             }));
@@ -100,5 +105,9 @@ fn main() {
     println!("  errors:          {}", errors.load(Ordering::Relaxed));
     println!("  throughput:      {:.0} calls/s (server on one thread)", n as f64 / elapsed.as_secs_f64());
     println!("  latency p50/p99: {:.2} ms / {:.2} ms", pct(0.50).as_secs_f64() * 1e3, pct(0.99).as_secs_f64() * 1e3);
-    println!("  server counted:  {} sendMessage calls, {} 429s", stats.calls.get("sendMessage").copied().unwrap_or(0), stats.too_many_requests);
+    println!(
+        "  server counted:  {} sendMessage calls, {} 429s",
+        stats.calls.get("sendMessage").copied().unwrap_or(0),
+        stats.too_many_requests
+    );
 }

@@ -24,11 +24,20 @@ pub fn redis_url() -> String {
     std::env::var("REDIS_URL").ok().filter(|s| !s.is_empty()).unwrap_or_else(|| DEFAULT_REDIS_URL.to_string())
 }
 
-/// A name no other test of this or any concurrent run uses: process id, a counter, noise.
+/// A short tag of this machine, so a sweep only touches databases created here (several
+/// machines may share one Postgres).
+fn host_tag() -> String {
+    let host = std::fs::read_to_string("/etc/hostname").ok().or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_default();
+    // FNV-1a: tiny, stable across runs and Rust versions.
+    let hash = host.trim().bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100000001b3));
+    format!("{:06x}", hash & 0xff_ffff)
+}
+
+/// A name no other test of this or any concurrent run uses: host, process id, a counter, noise.
 fn unique_suffix() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{}_{}_{:08x}", std::process::id(), n, rand::random::<u32>())
+    format!("{}_{}_{}_{:08x}", host_tag(), std::process::id(), n, rand::random::<u32>())
 }
 
 /// Database names here are ours (a fixed prefix plus digits and hex), never input, so the
@@ -99,14 +108,16 @@ async fn drop_database(admin: &PgConnectOptions, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// Drops test databases left behind by runs that were killed (their process is gone).
+/// Drops test databases left behind by killed runs on this machine (their process is gone).
 async fn sweep_abandoned(conn: &mut sqlx::PgConnection) {
+    let here = format!("{DB_PREFIX}{}_", host_tag());
     let names: Vec<(String,)> = sqlx::query_as("SELECT datname FROM pg_database WHERE datname LIKE 'botfleet\\_test\\_%'")
         .fetch_all(&mut *conn)
         .await
         .unwrap_or_default();
     for (name,) in names {
-        let pid = name.trim_start_matches(DB_PREFIX).split('_').next().and_then(|p| p.parse::<u32>().ok());
+        let Some(rest) = name.strip_prefix(&here) else { continue };
+        let pid = rest.split('_').next().and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
         if !alive {
             let _ = sqlx::query(ddl(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut *conn).await;

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::html;
 use super::params::{ApiError, ApiResult, ChatRef, InputFile, Params};
-use super::state::{Charge, InboxEvent, InvoiceSpec, MAX_DOWNLOAD_BYTES, MediaKind, Webhook, World, unix_now};
+use super::state::{Charge, InboxEvent, InvoiceSpec, MAX_DOWNLOAD_BYTES, MAX_UPLOAD_BYTES, MediaKind, Webhook, World, unix_now};
 
 /// Every method the fake serves, by its canonical name. Lookups are case-insensitive
 /// (teloxide sends `SendMessage`, Telegram accepts any case).
@@ -319,6 +319,9 @@ fn send_media(world: &mut World, bot_id: i64, kind: MediaKind, p: &Params) -> Ap
         // The fake has no internet to fetch from, as a bot's URL might point anywhere.
         InputFile::Url(_) => return Err(ApiError::bad_request("failed to get HTTP URL content")),
         InputFile::Upload(upload) => {
+            if upload.data.len() > MAX_UPLOAD_BYTES {
+                return Err(ApiError::server(413, "Request Entity Too Large"));
+            }
             if upload.data.is_empty() {
                 return Err(ApiError::bad_request("file must be non-empty"));
             }
@@ -871,7 +874,7 @@ fn set_webhook(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> {
     }
     let https = url.starts_with("https://");
     if !https && !url.starts_with("http://") {
-        return Err(ApiError::bad_request("bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"));
+        return Err(ApiError::bad_request("bad webhook: Unsupported URL protocol"));
     }
     if !https && world.settings.require_https_webhook {
         return Err(ApiError::bad_request("bad webhook: An HTTPS URL must be provided for webhook"));

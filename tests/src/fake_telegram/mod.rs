@@ -5,8 +5,8 @@
 //!   base URL to give any Bot API client; `fake.sim()` plays the users;
 //! - standalone: `fake-telegram --listen 127.0.0.1:8081` (the /sim API is documented in
 //!   tests/README.md);
-//! - embedded: `fake_telegram::router(...)` mounts it in another axum server (the runtime's
-//!   local mode).
+//! - embedded: `fake_telegram::embedded(World::default())` gives the routes to mount in another
+//!   axum server and the `Sim` that drives them (for the runtime's local mode, still to come).
 //!
 //! It behaves like Telegram where our runtime and operator depend on Telegram's behaviour:
 //! the envelope, 401 for unknown tokens, per-bot files, getUpdates conflicts, webhook
@@ -113,4 +113,10 @@ impl Drop for FakeTelegram {
 /// The fake's routes over the given state, to mount inside another server.
 pub fn router(shared: Arc<Shared>) -> axum::Router {
     server::router(shared)
+}
+
+/// The fake for embedding: its routes and the in-process handle that drives them.
+pub fn embedded(world: World) -> (axum::Router, Sim) {
+    let shared = Shared::new(world);
+    (server::router(shared.clone()), Sim::new(shared))
 }

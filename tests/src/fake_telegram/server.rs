@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::methods::{self, canonical};
 use super::params::{ApiError, ApiResult, Params, Upload};
-use super::state::{FaultKind, MAX_UPLOAD_BYTES, World, unix_now};
+use super::state::{FaultKind, MAX_DOWNLOAD_BYTES, MAX_UPLOAD_BYTES, World, unix_now};
 
 /// What every handler shares: the world and an HTTP client for webhook calls.
 #[derive(Debug)]
@@ -61,28 +61,19 @@ fn token_of(segment: &str) -> Option<&str> {
 }
 
 async fn bot_api(State(shared): State<Arc<Shared>>, Path((segment, method)): Path<(String, String)>, req: Request) -> Response {
-    let Some(token) = token_of(&segment) else {
-        return envelope(Err(ApiError::not_found()));
-    };
-    let bot_id = {
-        let world = shared.world();
-        world.bot_id_by_token(token)
-    };
-    let Some(bot_id) = bot_id else {
-        return envelope(Err(ApiError::unauthorized()));
-    };
-    let Some(method) = canonical(&method) else {
-        return envelope(Err(ApiError::not_found()));
-    };
-    let params = match read_params(req).await {
-        Ok(p) => p,
-        Err(e) => return envelope(Err(e)),
-    };
-    let result = call(&shared, bot_id, method, params).await;
+    let result = authenticated_call(&shared, &segment, &method, req).await;
     if let Err(e) = &result {
         *shared.world().stats.errors_by_code.entry(e.code).or_default() += 1;
     }
     envelope(result)
+}
+
+async fn authenticated_call(shared: &Arc<Shared>, segment: &str, method: &str, req: Request) -> ApiResult<Value> {
+    let token = token_of(segment).ok_or_else(ApiError::not_found)?;
+    let bot_id = shared.world().bot_id_by_token(token).ok_or_else(ApiError::unauthorized)?;
+    let method = canonical(method).ok_or_else(ApiError::not_found)?;
+    let params = read_params(req).await?;
+    call(shared, bot_id, method, params).await
 }
 
 /// One Bot API call after authentication: faults first, then the method.
@@ -175,7 +166,10 @@ async fn read_multipart(req: Request) -> ApiResult<Params> {
         let Some(name) = field.name().map(String::from) else { continue };
         let file_name = field.file_name().map(String::from);
         let content_type = field.content_type().map(String::from);
-        let data = field.bytes().await.map_err(|e| ApiError::bad_request(format!("can't read multipart field: {}", e.body_text())))?;
+        let data = field.bytes().await.map_err(|e| match e.status().as_u16() {
+            413 => ApiError::server(413, "Request Entity Too Large"),
+            _ => ApiError::bad_request(format!("can't read multipart field: {}", e.body_text())),
+        })?;
         // A part with a file name is a file; a nameless part is a value if it is text.
         match (file_name, std::str::from_utf8(&data)) {
             (None, Ok(text)) => params.insert(name, Value::String(text.to_string())),
@@ -193,7 +187,8 @@ async fn download(State(shared): State<Arc<Shared>>, Path((segment, path)): Path
     let Some(bot_id) = bot_id else {
         return envelope(Err(ApiError::unauthorized()));
     };
-    match world.files.values().find(|f| f.owner_bot == bot_id && f.path == path) {
+    // Bots download only what getFile would hand out: their own files up to 20 MB.
+    match world.files.values().find(|f| f.owner_bot == bot_id && f.path == path && f.size <= MAX_DOWNLOAD_BYTES) {
         Some(file) => {
             let mime = file.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into());
             let bytes = file.bytes();
@@ -206,6 +201,7 @@ async fn download(State(shared): State<Arc<Shared>>, Path((segment, path)): Path
 // ---- getUpdates ----------------------------------------------------------------------------
 
 const TERMINATED: &str = "terminated by other getUpdates request; make sure that only one bot instance is running";
+const TERMINATED_BY_WEBHOOK: &str = "terminated by setWebhook request";
 const WEBHOOK_ACTIVE: &str = "can't use getUpdates method while webhook is active; use deleteWebhook to delete the webhook first";
 
 /// Long poll: answers as soon as an update is pending or the timeout passes. A newer
@@ -233,11 +229,11 @@ async fn get_updates(shared: &Arc<Shared>, bot_id: i64, p: Params) -> ApiResult<
         {
             let mut world = shared.world();
             let bot = world.bot(bot_id)?;
+            if bot.webhook.is_some() {
+                return Err(ApiError::conflict(TERMINATED_BY_WEBHOOK));
+            }
             if bot.poll_generation != generation {
                 return Err(ApiError::conflict(TERMINATED));
-            }
-            if bot.webhook.is_some() {
-                return Err(ApiError::conflict(WEBHOOK_ACTIVE));
             }
             let updates = methods::take_updates(&mut world, bot_id, offset, limit)?;
             if !updates.is_empty() || tokio::time::Instant::now() >= deadline {

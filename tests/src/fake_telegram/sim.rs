@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine as _;
 use bytes::Bytes;
@@ -82,7 +82,8 @@ pub struct Sim {
 }
 
 impl Sim {
-    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+    /// A handle over shared state, e.g. the one an embedding server mounted with `router`.
+    pub fn new(shared: Arc<Shared>) -> Self {
         Self { shared }
     }
 
@@ -323,11 +324,11 @@ impl Sim {
     }
 
     pub fn set_limits(&self, limits: Limits) -> Result<(), SimError> {
-        let positive = [limits.per_bot_per_sec, limits.per_bot_burst, limits.per_chat_per_sec, limits.per_chat_burst]
-            .iter()
-            .all(|x| x.is_finite() && *x >= 1.0 - 1e-9 || *x > 0.0);
-        if !positive {
-            return Err(SimError::Invalid("rates and bursts must be positive".into()));
+        let rates_ok = [limits.per_bot_per_sec, limits.per_chat_per_sec].iter().all(|r| r.is_finite() && *r > 0.0);
+        // A burst below one message would refuse every send forever.
+        let bursts_ok = [limits.per_bot_burst, limits.per_chat_burst].iter().all(|b| b.is_finite() && *b >= 1.0);
+        if !rates_ok || !bursts_ok {
+            return Err(SimError::Invalid("rates must be positive and bursts at least 1".into()));
         }
         let mut world = self.world();
         world.limits = limits;
@@ -343,6 +344,10 @@ impl Sim {
 
     pub fn add_fault(&self, spec: FaultSpec) -> Result<u64, SimError> {
         self.world().add_fault(spec)
+    }
+
+    pub fn faults(&self) -> Vec<super::state::Fault> {
+        self.world().faults.clone()
     }
 
     pub fn clear_faults(&self) {
@@ -480,6 +485,18 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<
     }
 }
 
+/// Query-string arguments that, when missing or malformed, get a JSON 400 like every /sim error.
+struct QueryArgs<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S> for QueryArgs<T> {
+    type Rejection = SimFailure;
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| QueryArgs(q.0))
+            .map_err(|e| SimFailure(StatusCode::BAD_REQUEST, format!("invalid query: {}", e.body_text())))
+    }
+}
+
 pub fn routes() -> Router<Arc<Shared>> {
     Router::new()
         .route("/sim/health", get(|| async { Json(json!({"ok": true})) }))
@@ -497,9 +514,8 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/sim/stats", get(route_stats))
         .route("/sim/stats/reset", post(route_reset_stats))
         .route("/sim/limits", get(route_limits).post(route_set_limits))
-        .route("/sim/faults", post(route_add_fault).delete(route_clear_faults))
+        .route("/sim/faults", post(route_add_fault).get(route_faults).delete(route_clear_faults))
         .route("/sim/settings", get(route_settings).post(route_set_settings))
-        .route("/sim/faults/all", delete(route_clear_faults))
 }
 
 fn sim(shared: Arc<Shared>) -> Sim {
@@ -642,7 +658,7 @@ struct InboxQuery {
     wait_ms: u64,
 }
 
-async fn route_inbox(State(s): State<Arc<Shared>>, Query(q): Query<InboxQuery>) -> SimResult {
+async fn route_inbox(State(s): State<Arc<Shared>>, QueryArgs(q): QueryArgs<InboxQuery>) -> SimResult {
     let wait = Duration::from_millis(q.wait_ms.min(60_000));
     let entries = sim(s).wait_inbox(q.user, q.bot.as_deref(), q.after, wait).await?;
     let last_seq = entries.last().map(|e| e.seq).unwrap_or(q.after);
@@ -654,7 +670,7 @@ struct BotQuery {
     bot: String,
 }
 
-async fn route_updates(State(s): State<Arc<Shared>>, Query(q): Query<BotQuery>) -> SimResult {
+async fn route_updates(State(s): State<Arc<Shared>>, QueryArgs(q): QueryArgs<BotQuery>) -> SimResult {
     ok(sim(s).pending_updates(&q.bot)?)
 }
 
@@ -671,10 +687,26 @@ async fn route_limits(State(s): State<Arc<Shared>>) -> SimResult {
     ok(sim(s).limits())
 }
 
-async fn route_set_limits(State(s): State<Arc<Shared>>, Body(l): Body<Limits>) -> SimResult {
+/// Fields left out keep their current value.
+fn merged<T: Serialize + serde::de::DeserializeOwned>(current: &T, patch: Value) -> Result<T, SimFailure> {
+    let mut base = serde_json::to_value(current).map_err(|e| SimFailure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let Value::Object(fields) = patch else {
+        return Err(SimFailure(StatusCode::BAD_REQUEST, "expected a JSON object".into()));
+    };
+    if let Value::Object(b) = &mut base {
+        b.extend(fields);
+    }
+    serde_json::from_value(base).map_err(|e| SimFailure(StatusCode::BAD_REQUEST, format!("invalid field: {e}")))
+}
+
+async fn route_set_limits(State(s): State<Arc<Shared>>, Body(patch): Body<Value>) -> SimResult {
     let sim = sim(s);
-    sim.set_limits(l)?;
+    sim.set_limits(merged(&sim.limits(), patch)?)?;
     ok(sim.limits())
+}
+
+async fn route_faults(State(s): State<Arc<Shared>>) -> SimResult {
+    ok(sim(s).faults())
 }
 
 async fn route_add_fault(State(s): State<Arc<Shared>>, Body(f): Body<FaultSpec>) -> SimResult {
@@ -690,8 +722,8 @@ async fn route_settings(State(s): State<Arc<Shared>>) -> SimResult {
     ok(sim(s).settings())
 }
 
-async fn route_set_settings(State(s): State<Arc<Shared>>, Body(v): Body<Settings>) -> SimResult {
+async fn route_set_settings(State(s): State<Arc<Shared>>, Body(patch): Body<Value>) -> SimResult {
     let sim = sim(s);
-    sim.set_settings(v);
+    sim.set_settings(merged(&sim.settings(), patch)?);
     ok(sim.settings())
 }

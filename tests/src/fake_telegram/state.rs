@@ -18,6 +18,8 @@ use super::params::{ApiError, ApiResult, ChatRef};
 /// How many messages of one chat are kept (for replies, copies, edits and the sim inbox).
 /// Older ones are forgotten, so a long benchmark keeps bounded memory.
 pub const MESSAGES_KEPT_PER_CHAT: usize = 2_000;
+/// How many inbox entries of one simulated user are kept (oldest dropped first).
+pub const INBOX_KEPT_PER_USER: usize = 10_000;
 /// Telegram lets bots download files up to 20 MB with getFile.
 pub const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
 /// Telegram lets bots upload files up to 50 MB.
@@ -120,7 +122,7 @@ fn default_timeout_ms() -> u64 {
     30_000
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Fault {
     pub id: u64,
     pub method: Option<String>,
@@ -603,6 +605,9 @@ impl World {
             }
             None => {
                 self.next_bot_id += 1;
+                while self.bots.contains_key(&self.next_bot_id) {
+                    self.next_bot_id += 1;
+                }
                 let id = self.next_bot_id;
                 let secret = self.opaque_id("AA");
                 (id, format!("{id}:{secret}"))
@@ -794,6 +799,11 @@ impl World {
         {
             return Err(SimError::Invalid(format!("server_error code must be 5xx, got {code}")));
         }
+        if let Some(m) = &spec.method
+            && super::methods::canonical(m).is_none()
+        {
+            return Err(SimError::Invalid(format!("{m:?} is not a method the fake serves")));
+        }
         if spec.count == Some(0) {
             return Err(SimError::Invalid("count must be at least 1 (omit it for 'until cleared')".into()));
         }
@@ -835,7 +845,11 @@ impl World {
         };
         self.inbox_seq += 1;
         let entry = InboxEntry { seq: self.inbox_seq, bot, bot_id, event };
-        self.inbox.entry(user_id).or_default().push(entry);
+        let inbox = self.inbox.entry(user_id).or_default();
+        inbox.push(entry);
+        if inbox.len() > INBOX_KEPT_PER_USER {
+            inbox.drain(..inbox.len() - INBOX_KEPT_PER_USER);
+        }
         self.inbox_notify.notify_waiters();
     }
 

@@ -127,3 +127,35 @@ async fn copies_keep_media_and_replace_captions_on_request() {
     assert_eq!(message["caption_entities"][0]["type"], "bold");
     assert_eq!(message["photo"], photo["photo"], "same bot: the same file ids");
 }
+
+#[tokio::test]
+async fn uploads_over_fifty_megabytes_are_refused() {
+    let s = setup().await;
+    let big = vec![0u8; 50 * 1024 * 1024 + 512 * 1024];
+    let err = s.api.upload("sendDocument", json!({"chat_id": s.user.id}), vec![("document", "big.bin", big)]).await.unwrap_err();
+    assert_eq!((err.code, err.description.as_str()), (413, "Request Entity Too Large"));
+}
+
+#[tokio::test]
+async fn file_paths_of_files_over_twenty_megabytes_do_not_download() {
+    let s = setup().await;
+    let msg = s
+        .sim
+        .send_media("alpha_bot", s.user.id, MediaKind::Video, MediaSpec { size: Some(21 * 1024 * 1024), ..Default::default() }, None)
+        .unwrap();
+    let id = msg["video"]["file_id"].as_str().unwrap().to_string();
+    // The path is not handed out by getFile, but even a guessed one must not work.
+    let path = {
+        let small = s.sim.send_media("alpha_bot", s.user.id, MediaKind::Video, MediaSpec::default(), None).unwrap();
+        let f = s.api.call("getFile", json!({"file_id": small["video"]["file_id"]})).await.unwrap();
+        let p = f["file_path"].as_str().unwrap().to_string();
+        let n: u64 = p.trim_start_matches("videos/file_").trim_end_matches(".mp4").parse().unwrap();
+        let _ = id;
+        // The big file was created just before the small one.
+        (1..n).rev().map(|k| format!("videos/file_{k}.mp4")).collect::<Vec<_>>()
+    };
+    for p in path {
+        let r = reqwest::get(format!("{}/file/bot{}/{p}", s.fake.api_url(), s.bot.token)).await.unwrap();
+        assert_eq!(r.status(), 404, "{p}");
+    }
+}

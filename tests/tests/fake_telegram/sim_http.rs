@@ -136,3 +136,47 @@ async fn bad_sim_requests_get_clear_errors() {
     let (status, _) = ctl.post("/sim/users", json!({"first_name": ""})).await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn limits_and_settings_updates_keep_fields_left_out() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let ctl = Ctl { http: reqwest::Client::new(), base: fake.api_url() };
+    ctl.post("/sim/limits", json!({"per_bot_per_sec": 10.0})).await;
+    let (_, limits) = ctl.post("/sim/limits", json!({"enabled": false})).await;
+    assert_eq!(limits["per_bot_per_sec"], 10.0);
+    assert_eq!(limits["enabled"], false);
+    let (status, _) = ctl.post("/sim/limits", json!({"per_chat_burst": 0.5})).await;
+    assert_eq!(status, 400, "a burst below one would refuse everything");
+    ctl.post("/sim/settings", json!({"webhook_retry_ms": 5})).await;
+    let (_, settings) = ctl.post("/sim/settings", json!({"pre_checkout_deadline_ms": 100})).await;
+    assert_eq!((settings["webhook_retry_ms"].clone(), settings["pre_checkout_deadline_ms"].clone()), (json!(5), json!(100)));
+}
+
+#[tokio::test]
+async fn faults_are_listed_and_unknown_methods_refused() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let ctl = Ctl { http: reqwest::Client::new(), base: fake.api_url() };
+    let (status, _) = ctl.post("/sim/faults", json!({"kind": "outage", "method": "sendTelepathy"})).await;
+    assert_eq!(status, 400);
+    ctl.post("/sim/faults", json!({"kind": "timeout", "delay_ms": 10, "method": "getMe", "count": 2})).await;
+    let (_, list) = ctl.get("/sim/faults").await;
+    assert_eq!(list[0]["remaining"], 2);
+    let r = ctl.http.delete(format!("{}/sim/faults", ctl.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(ctl.get("/sim/faults").await.1, json!([]));
+}
+
+#[tokio::test]
+async fn bad_query_strings_get_json_errors_and_bot_ids_never_collide() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let ctl = Ctl { http: reqwest::Client::new(), base: fake.api_url() };
+    let (status, body) = ctl.get("/sim/inbox?user=abc").await;
+    assert_eq!(status, 400);
+    assert!(body["error"].as_str().unwrap().starts_with("invalid query"), "{body}");
+    // A bot registered with a chosen token takes an id the automatic ones must skip.
+    let sim = fake.sim();
+    sim.register_bot_with("first_bot", None, Some("7000000001:chosen")).unwrap();
+    let auto = sim.register_bot("second_bot").unwrap();
+    assert_ne!(auto.id, 7000000001);
+    assert_eq!(sim.bots().len(), 2);
+}

@@ -99,3 +99,16 @@ async fn allowed_updates_filters_updates_created_after_it_is_set() {
     s.sim.send_text("alpha_bot", s.user.id, "seen", None).unwrap();
     assert_eq!(s.api.call("getUpdates", json!({})).await.unwrap()[0]["message"]["text"], "seen");
 }
+
+#[tokio::test]
+async fn set_webhook_terminates_a_running_long_poll() {
+    let s = setup().await;
+    let all = s.api.call("getUpdates", json!({})).await.unwrap();
+    let next = all.as_array().unwrap().last().unwrap()["update_id"].as_i64().unwrap() + 1;
+    let api = s.api.clone();
+    let poll = tokio::spawn(async move { api.call("getUpdates", json!({"offset": next, "timeout": 20})).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.api.call("setWebhook", json!({"url": "http://127.0.0.1:9/hook"})).await.unwrap();
+    let err = poll.await.unwrap().unwrap_err();
+    assert_eq!((err.code, err.description.as_str()), (409, "Conflict: terminated by setWebhook request"));
+}
