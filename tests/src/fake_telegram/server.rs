@@ -138,7 +138,10 @@ async fn read_params(req: Request) -> ApiResult<Params> {
     let mut params = if content_type.starts_with("multipart/form-data") {
         read_multipart(req).await?
     } else {
-        let body = Bytes::from_request(req, &()).await.map_err(|e| ApiError::server(e.status().as_u16(), e.body_text()))?;
+        let body = Bytes::from_request(req, &()).await.map_err(|e| match e.status().as_u16() {
+            413 => ApiError::server(413, "Request Entity Too Large"),
+            code => ApiError::server(code, e.body_text()),
+        })?;
         if body.is_empty() {
             Params::default()
         } else if content_type.starts_with("application/json") {

@@ -159,3 +159,11 @@ async fn file_paths_of_files_over_twenty_megabytes_do_not_download() {
         assert_eq!(r.status(), 404, "{p}");
     }
 }
+
+#[tokio::test]
+async fn oversized_json_bodies_get_telegrams_413_too() {
+    let s = setup().await;
+    let text = "x".repeat(52 * 1024 * 1024);
+    let err = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": text})).await.unwrap_err();
+    assert_eq!((err.code, err.description.as_str()), (413, "Request Entity Too Large"));
+}

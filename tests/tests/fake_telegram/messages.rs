@@ -261,3 +261,31 @@ async fn commands_from_users_carry_a_bot_command_entity() {
     let updates = drain_updates(&s.api).await;
     assert_eq!(updates[0]["message"]["entities"], json!([{"type": "bot_command", "offset": 0, "length": 6}]));
 }
+
+/// Many clients at once (as many runtime replicas would be): nothing lost, no id reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_get_unique_consecutive_ids_and_all_arrive() {
+    let s = setup().await;
+    s.sim.set_limits(Limits { enabled: false, ..Limits::default() }).unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..16 {
+        let api = s.api.clone();
+        let chat = s.user.id;
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..25 {
+                let m = api.call("sendMessage", json!({"chat_id": chat, "text": format!("{t}-{i}")})).await.unwrap();
+                ids.push(m["message_id"].as_i64().unwrap());
+            }
+            ids
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    ids.sort();
+    let expected: Vec<i64> = (2..2 + 400).collect();
+    assert_eq!(ids, expected, "ids 2..=401, each once (1 was /start)");
+    assert_eq!(s.sim.inbox(s.user.id, None, 0).unwrap().len(), 400);
+}
