@@ -1,5 +1,5 @@
 //! The fake Telegram Bot API as a standalone server, for manual runs and for clients in other
-//! languages. `fake-telegram --listen 127.0.0.1:8081 --bot alpha_bot --bot beta_bot`
+//! languages. `fake-telegram --listen 127.0.0.1:8081 --bot alpha_bot --bot beta_bot=123456:beta-secret`
 
 use std::net::SocketAddr;
 
@@ -13,7 +13,8 @@ struct Args {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8081")]
     listen: SocketAddr,
-    /// Register a bot with this username at start (repeatable). Tokens are printed.
+    /// Register a bot at start: `NAME` (a token is generated and printed) or `NAME=TOKEN`
+    /// (e.g. `demo_bot=123456:demo-secret`, so scripts know the token). Repeatable.
     #[arg(long = "bot")]
     bots: Vec<String>,
     /// Switch Telegram's flood limits off (429s are then only sent when a fault asks for them).
@@ -32,8 +33,12 @@ async fn main() -> anyhow::Result<()> {
     if args.no_limits {
         sim.set_limits(Limits { enabled: false, ..Limits::default() }).map_err(anyhow::Error::msg)?;
     }
-    for name in &args.bots {
-        let bot = sim.register_bot(name).map_err(anyhow::Error::msg)?;
+    for arg in &args.bots {
+        let (name, token) = match arg.split_once('=') {
+            Some((n, t)) => (n, Some(t)),
+            None => (arg.as_str(), None),
+        };
+        let bot = sim.register_bot_with(name, None, token).map_err(anyhow::Error::msg)?;
         println!("bot @{} token {}", bot.username, bot.token);
     }
     println!("fake Telegram Bot API listening on {}", fake.api_url());

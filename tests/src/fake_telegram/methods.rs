@@ -238,14 +238,30 @@ fn check_inline_keyboard(rows: &Value) -> ApiResult<()> {
     Ok(())
 }
 
+/// What a new message replies to: a message of the same chat (`reply_to_message`) or of
+/// another chat (`external_reply`, as Telegram shows cross-chat replies).
+enum Reply {
+    Same(Value),
+    External(Value),
+}
+
+fn attach_reply(msg: &mut Value, reply: Option<Reply>) {
+    match reply {
+        Some(Reply::Same(m)) => msg["reply_to_message"] = m,
+        Some(Reply::External(info)) => msg["external_reply"] = info,
+        None => {}
+    }
+}
+
 /// The message this one replies to, from reply_parameters (or the legacy reply_to_message_id).
-fn reply_target(world: &World, bot_id: i64, chat_id: i64, p: &Params) -> ApiResult<Option<Value>> {
+fn reply_target(world: &World, bot_id: i64, chat_id: i64, p: &Params) -> ApiResult<Option<Reply>> {
     let (message_id, in_chat, lenient) = match p.opt_json("reply_parameters", "reply parameters")? {
         Some(rp) => {
             let mid =
                 rp.get("message_id").and_then(Value::as_i64).ok_or_else(|| ApiError::bad_request("message to be replied not found"))?;
             let chat = match rp.get("chat_id") {
                 Some(Value::Number(n)) => n.as_i64().unwrap_or(chat_id),
+                Some(Value::String(s)) => s.parse().unwrap_or(chat_id),
                 _ => chat_id,
             };
             (mid, chat, rp.get("allow_sending_without_reply").and_then(Value::as_bool).unwrap_or(false))
@@ -256,12 +272,22 @@ fn reply_target(world: &World, bot_id: i64, chat_id: i64, p: &Params) -> ApiResu
         },
     };
     match world.message(bot_id, in_chat, message_id) {
-        Some(m) => {
+        Some(m) if in_chat == chat_id => {
             let mut quoted = m.clone();
             if let Some(o) = quoted.as_object_mut() {
                 o.remove("reply_to_message");
+                o.remove("external_reply");
             }
-            Ok(Some(quoted))
+            Ok(Some(Reply::Same(quoted)))
+        }
+        Some(m) => {
+            let mut info = json!({"origin": {"type": "user", "date": m["date"], "sender_user": m["from"]}});
+            for f in ["photo", "video", "voice", "audio", "document", "sticker", "animation", "video_note"] {
+                if let Some(v) = m.get(f) {
+                    info[f] = v.clone();
+                }
+            }
+            Ok(Some(Reply::External(info)))
         }
         None if lenient => Ok(None),
         None => Err(ApiError::bad_request("message to be replied not found")),
@@ -290,9 +316,7 @@ fn send_message(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> 
     if !entities.is_empty() {
         msg["entities"] = json!(entities);
     }
-    if let Some(r) = reply {
-        msg["reply_to_message"] = r;
-    }
+    attach_reply(&mut msg, reply);
     if let Some(m) = markup {
         msg["reply_markup"] = m;
     }
@@ -303,18 +327,19 @@ fn send_media(world: &mut World, bot_id: i64, kind: MediaKind, p: &Params) -> Ap
     let chat_id = world.writable_chat(bot_id, &p.chat_ref("chat_id")?)?;
     let field = kind.field();
     let input = p.input_file(field)?.ok_or_else(|| ApiError::bad_request(format!("there is no {field} in the request")))?;
-    let file = match input {
+    // Everything is checked before a new file is stored: a refused call leaves nothing behind.
+    let existing = match &input {
         InputFile::FileId(id) => {
             let rec = world
                 .files
-                .get(&id)
+                .get(id)
                 .filter(|f| f.owner_bot == bot_id)
                 .cloned()
                 .ok_or_else(|| ApiError::bad_request("wrong file identifier/HTTP URL specified"))?;
             if !kind.accepts(rec.kind) {
                 return Err(ApiError::bad_request(format!("can't use file of type {:?} as {:?}", rec.kind, kind)));
             }
-            rec
+            Some(rec)
         }
         // The fake has no internet to fetch from, as a bot's URL might point anywhere.
         InputFile::Url(_) => return Err(ApiError::bad_request("failed to get HTTP URL content")),
@@ -328,8 +353,7 @@ fn send_media(world: &mut World, bot_id: i64, kind: MediaKind, p: &Params) -> Ap
             if kind == MediaKind::Photo && upload.data.len() > MAX_PHOTO_UPLOAD {
                 return Err(ApiError::bad_request("PHOTO_SAVE_FILE_INVALID"));
             }
-            let size = upload.data.len() as u64;
-            world.new_file(bot_id, kind, Some(upload.data), size, upload.content_type, upload.file_name)
+            None
         }
     };
     let caption = if kind.has_caption() { p.opt_str("caption")?.unwrap_or_default() } else { String::new() };
@@ -338,6 +362,14 @@ fn send_media(world: &mut World, bot_id: i64, kind: MediaKind, p: &Params) -> Ap
     let markup = reply_markup(p)?;
     let reply = reply_target(world, bot_id, chat_id, p)?;
     world.charge_send(bot_id, chat_id)?;
+    let file = match (existing, input) {
+        (Some(rec), _) => rec,
+        (None, InputFile::Upload(upload)) => {
+            let size = upload.data.len() as u64;
+            world.new_file(bot_id, kind, Some(upload.data), size, upload.content_type, upload.file_name)
+        }
+        (None, _) => return Err(ApiError::bad_request("wrong file identifier/HTTP URL specified")),
+    };
     let meta = p.as_json();
     let media = world.media_json(&file, kind, &meta);
     let mut msg = new_bot_message(world, bot_id, chat_id)?;
@@ -348,9 +380,7 @@ fn send_media(world: &mut World, bot_id: i64, kind: MediaKind, p: &Params) -> Ap
     if !caption_entities.is_empty() {
         msg["caption_entities"] = json!(caption_entities);
     }
-    if let Some(r) = reply {
-        msg["reply_to_message"] = r;
-    }
+    attach_reply(&mut msg, reply);
     if let Some(m) = markup {
         msg["reply_markup"] = m;
     }
@@ -399,9 +429,7 @@ fn copy_message(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> 
     if let Some(obj) = msg.as_object_mut() {
         obj.extend(content);
     }
-    if let Some(r) = reply {
-        msg["reply_to_message"] = r;
-    }
+    attach_reply(&mut msg, reply);
     if let Some(m) = markup {
         msg["reply_markup"] = m;
     }
@@ -435,9 +463,9 @@ fn copy_messages(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value>
     if sources.is_empty() {
         return Err(ApiError::bad_request("there are no messages to copy"));
     }
+    world.charge_sends(bot_id, chat_id, sources.len() as u32)?;
     let mut out = Vec::new();
     for src in sources {
-        world.charge_send(bot_id, chat_id)?;
         let mut content = copied_content(&src);
         if remove_caption {
             content.remove("caption");
@@ -520,6 +548,8 @@ fn edit_message_text(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Va
     if msg["text"] == json!(text) && msg.get("entities") == entities.as_ref() && msg.get("reply_markup") == markup.as_ref() {
         return Err(ApiError::bad_request(NOT_MODIFIED));
     }
+    // Edits count against the same flood limits as sends (Telegram answers 429 to fast edits).
+    world.charge_send(bot_id, chat_id)?;
     msg["text"] = json!(text);
     set_or_remove(&mut msg, "entities", entities);
     set_or_remove(&mut msg, "reply_markup", markup);
@@ -532,6 +562,7 @@ fn edit_message_reply_markup(world: &mut World, bot_id: i64, p: &Params) -> ApiR
     if msg.get("reply_markup") == markup.as_ref() {
         return Err(ApiError::bad_request(NOT_MODIFIED));
     }
+    world.charge_send(bot_id, chat_id)?;
     set_or_remove(&mut msg, "reply_markup", markup);
     save_edit(world, bot_id, chat_id, message_id, msg)
 }
@@ -623,10 +654,16 @@ pub fn chat_member_json(status: &str, user: Value) -> Value {
 }
 
 fn commands_key(p: &Params) -> ApiResult<String> {
-    let scope = p
-        .opt_json("scope", "bot command scope")?
-        .and_then(|s| s.get("type").and_then(Value::as_str).map(String::from))
-        .unwrap_or_else(|| "default".into());
+    // A scope is its type plus the chat and user it names (per-chat lists are distinct).
+    let scope = match p.opt_json("scope", "bot command scope")? {
+        Some(s) => format!(
+            "{}:{}:{}",
+            s.get("type").and_then(Value::as_str).unwrap_or("default"),
+            s.get("chat_id").map(|v| v.to_string()).unwrap_or_default(),
+            s.get("user_id").map(|v| v.to_string()).unwrap_or_default()
+        ),
+        None => "default::".into(),
+    };
     let lang = p.opt_str("language_code")?.unwrap_or_default();
     Ok(format!("{scope}/{lang}"))
 }
@@ -904,11 +941,9 @@ fn set_webhook(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> {
         last_error_date: None,
         last_error_message: None,
     });
-    // A webhook ends any long poll in progress (it would now answer 409).
+    // A webhook ends any long poll in progress (it would now answer 409). Deliveries already
+    // in flight finish (to the old URL) before the new worker may resend their updates.
     bot.poll_generation += 1;
-    for u in bot.updates.iter_mut() {
-        u.in_flight = false;
-    }
     bot.notify.notify_waiters();
     Ok(json!(true))
 }
@@ -921,9 +956,6 @@ fn delete_webhook(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value
     }
     bot.webhook = None;
     bot.webhook_generation += 1;
-    for u in bot.updates.iter_mut() {
-        u.in_flight = false;
-    }
     bot.notify.notify_waiters();
     Ok(json!(true))
 }
@@ -955,6 +987,7 @@ fn webhook_info(world: &mut World, bot_id: i64) -> ApiResult<Value> {
 /// Confirms updates below `offset` (negative: keep only the last -offset) and returns up to
 /// `limit` pending ones.
 pub fn take_updates(world: &mut World, bot_id: i64, offset: Option<i64>, limit: usize) -> ApiResult<Vec<Value>> {
+    world.expire_updates(bot_id);
     let bot = world.bot_mut(bot_id)?;
     match offset {
         Some(o) if o < 0 => {

@@ -88,19 +88,24 @@ impl FakeTelegram {
         Sim::new(self.shared.clone())
     }
 
-    /// Stops accepting connections and waits for the server task.
+    /// Stops accepting connections, ends background work, and gives open requests (long
+    /// polls, held faults) a second to finish before cutting them.
     pub async fn stop(mut self) {
+        self.shared.stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
+        if let Some(mut task) = self.task.take()
+            && tokio::time::timeout(std::time::Duration::from_secs(1), &mut task).await.is_err()
+        {
+            task.abort();
         }
     }
 }
 
 impl Drop for FakeTelegram {
     fn drop(&mut self) {
+        self.shared.stop();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

@@ -2,6 +2,7 @@
 //! and webhook delivery. All state changes go through `methods.rs` under the world lock.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -22,12 +23,29 @@ use super::state::{FaultKind, MAX_DOWNLOAD_BYTES, MAX_UPLOAD_BYTES, World, unix_
 pub struct Shared {
     world: Mutex<World>,
     pub(crate) http: reqwest::Client,
+    /// Set when the server stops: background workers (webhook delivery) end.
+    stopped: AtomicBool,
 }
 
 impl Shared {
     pub fn new(world: World) -> Arc<Self> {
-        let http = reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap_or_default();
-        Arc::new(Self { world: Mutex::new(world), http })
+        // Telegram does not follow redirects: a 3xx from a webhook is a failed delivery.
+        let http =
+            reqwest::Client::builder().pool_max_idle_per_host(64).redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+        Arc::new(Self { world: Mutex::new(world), http, stopped: AtomicBool::new(false) })
+    }
+
+    /// Ends background work (webhook workers); used when the server stops.
+    pub fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        let world = self.world();
+        for bot in world.bots.values() {
+            bot.notify.notify_waiters();
+        }
+    }
+
+    fn is_stopped(&self) -> bool {
+        self.stopped.load(Ordering::SeqCst)
     }
 
     /// The world, even if a panicking thread poisoned the lock: the fake keeps serving.
@@ -185,17 +203,19 @@ async fn read_multipart(req: Request) -> ApiResult<Params> {
 // ---- file downloads ------------------------------------------------------------------------
 
 async fn download(State(shared): State<Arc<Shared>>, Path((segment, path)): Path<(String, String)>) -> Response {
-    let world = shared.world();
-    let bot_id = token_of(&segment).and_then(|t| world.bot_id_by_token(t));
-    let Some(bot_id) = bot_id else {
-        return envelope(Err(ApiError::unauthorized()));
+    let file = {
+        let world = shared.world();
+        let Some(bot_id) = token_of(&segment).and_then(|t| world.bot_id_by_token(t)) else {
+            return envelope(Err(ApiError::unauthorized()));
+        };
+        // Bots download only what getFile would hand out: their own files up to 20 MB.
+        world.file_paths.get(&(bot_id, path)).and_then(|id| world.files.get(id)).filter(|f| f.size <= MAX_DOWNLOAD_BYTES).cloned()
     };
-    // Bots download only what getFile would hand out: their own files up to 20 MB.
-    match world.files.values().find(|f| f.owner_bot == bot_id && f.path == path && f.size <= MAX_DOWNLOAD_BYTES) {
+    match file {
+        // The body is built outside the lock: it may be megabytes.
         Some(file) => {
             let mime = file.mime_type.clone().unwrap_or_else(|| "application/octet-stream".into());
-            let bytes = file.bytes();
-            ([(header::CONTENT_TYPE, mime)], bytes).into_response()
+            ([(header::CONTENT_TYPE, mime)], file.bytes()).into_response()
         }
         None => envelope(Err(ApiError::not_found())),
     }
@@ -282,8 +302,12 @@ async fn webhook_worker(shared: Arc<Shared>, bot_id: i64, generation: u64) {
         let notified = notify.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
+        if shared.is_stopped() {
+            return;
+        }
         let (jobs, wake_at) = {
             let mut world = shared.world();
+            world.expire_updates(bot_id);
             let Some(bot) = world.bots.get_mut(&bot_id) else { return };
             let Some(hook) = bot.webhook.as_ref().filter(|h| h.generation == generation) else { return };
             let (url, secret, max) = (hook.url.clone(), hook.secret_token.clone(), hook.max_connections);
@@ -361,7 +385,11 @@ async fn deliver(shared: Arc<Shared>, bot_id: i64, job: Delivery) {
                 && let Ok(params) = Params::from_json(reply.clone())
             {
                 world.count_call(bot_id, method);
-                let _ = methods::call(&mut world, bot_id, method, &params);
+                let applied = methods::call(&mut world, bot_id, method, &params).is_ok();
+                if applied && method == "setWebhook" {
+                    drop(world);
+                    spawn_webhook_worker(&shared, bot_id);
+                }
             }
         }
         Err(message) => {

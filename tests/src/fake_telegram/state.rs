@@ -57,16 +57,18 @@ impl TokenBucket {
         Self { tokens: burst, last: Instant::now() }
     }
 
-    /// Seconds to wait before one token is available (0 when one is available now).
-    pub fn wait(&mut self, now: Instant, rate: f64, burst: f64) -> f64 {
+    /// Seconds to wait before `n` tokens are available (0 when they are available now).
+    /// More than the burst can never be available: that waits as long as a full refill.
+    pub fn wait_for(&mut self, now: Instant, n: f64, rate: f64, burst: f64) -> f64 {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * rate).min(burst);
         self.last = now;
-        if self.tokens >= 1.0 { 0.0 } else { (1.0 - self.tokens) / rate.max(1e-9) }
+        let need = n.min(burst);
+        if self.tokens >= need { 0.0 } else { (need - self.tokens) / rate.max(1e-9) }
     }
 
-    pub fn take(&mut self) {
-        self.tokens -= 1.0;
+    pub fn take(&mut self, n: f64) {
+        self.tokens -= n;
     }
 }
 
@@ -369,6 +371,7 @@ pub struct PendingUpdate {
     pub attempts: u32,
     pub not_before: Option<Instant>,
     pub in_flight: bool,
+    pub created: Instant,
 }
 
 impl PendingUpdate {
@@ -483,6 +486,9 @@ pub struct Settings {
     pub pre_checkout_deadline_ms: u64,
     /// Reject setWebhook URLs that are not https (Telegram does); off so tests can use http.
     pub require_https_webhook: bool,
+    /// Telegram keeps an undelivered update at most 24 hours, then drops it (polling and
+    /// webhook alike).
+    pub update_ttl_ms: u64,
 }
 
 impl Default for Settings {
@@ -493,6 +499,7 @@ impl Default for Settings {
             webhook_timeout_ms: 30_000,
             pre_checkout_deadline_ms: 10_000,
             require_https_webhook: false,
+            update_ttl_ms: 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -504,6 +511,10 @@ pub struct World {
     pub users: HashMap<i64, SimUser>,
     pub channels: HashMap<i64, Channel>,
     pub files: HashMap<String, FileRec>,
+    /// (owner bot, file_path) → file_id, for downloads.
+    pub file_paths: HashMap<(i64, String), String>,
+    /// Photo file_id → the file_id of its small size, so a photo resent by id keeps its sizes.
+    pub photo_thumbs: HashMap<String, String>,
     pub charges: HashMap<String, Charge>,
     pub inbox: HashMap<i64, Vec<InboxEntry>>,
     pub inbox_seq: u64,
@@ -527,6 +538,8 @@ impl Default for World {
             users: HashMap::new(),
             channels: HashMap::new(),
             files: HashMap::new(),
+            file_paths: HashMap::new(),
+            photo_thumbs: HashMap::new(),
             charges: HashMap::new(),
             inbox: HashMap::new(),
             inbox_seq: 0,
@@ -749,17 +762,23 @@ impl World {
 
     /// Charges one outgoing message against the bot's and the chat's budgets, or answers 429.
     pub fn charge_send(&mut self, bot_id: i64, chat_id: i64) -> ApiResult<()> {
-        if !self.limits.enabled {
+        self.charge_sends(bot_id, chat_id, 1)
+    }
+
+    /// Charges `n` messages at once: all of them fit the budgets, or none is charged (so a
+    /// call that sends several messages either happens whole or answers 429).
+    pub fn charge_sends(&mut self, bot_id: i64, chat_id: i64, n: u32) -> ApiResult<()> {
+        if !self.limits.enabled || n == 0 {
             return Ok(());
         }
         let limits = self.limits.clone();
         let now = Instant::now();
         let bot = self.bot_mut(bot_id)?;
         let bot_bucket = bot.bucket.get_or_insert_with(|| TokenBucket::full(limits.per_bot_burst));
-        let bot_wait = bot_bucket.wait(now, limits.per_bot_per_sec, limits.per_bot_burst);
+        let bot_wait = bot_bucket.wait_for(now, f64::from(n), limits.per_bot_per_sec, limits.per_bot_burst);
         let chat = bot.chats.get_mut(&chat_id).ok_or_else(|| ApiError::bad_request("chat not found"))?;
         let chat_bucket = chat.bucket.get_or_insert_with(|| TokenBucket::full(limits.per_chat_burst));
-        let chat_wait = chat_bucket.wait(now, limits.per_chat_per_sec, limits.per_chat_burst);
+        let chat_wait = chat_bucket.wait_for(now, f64::from(n), limits.per_chat_per_sec, limits.per_chat_burst);
         let wait = bot_wait.max(chat_wait);
         if wait > 0.0 {
             let name = bot.username.clone();
@@ -767,9 +786,9 @@ impl World {
             *self.stats.too_many_requests_by_bot.entry(name).or_default() += 1;
             return Err(ApiError::too_many_requests(wait.ceil().max(1.0) as u64));
         }
-        chat_bucket.take();
+        chat_bucket.take(f64::from(n));
         if let Some(b) = bot.bucket.as_mut() {
-            b.take();
+            b.take(f64::from(n));
         }
         Ok(())
     }
@@ -831,9 +850,27 @@ impl World {
         }
         bot.next_update_id += 1;
         let id = bot.next_update_id;
-        bot.updates.push_back(PendingUpdate { id, kind, payload, chat_key, attempts: 0, not_before: None, in_flight: false });
+        bot.updates.push_back(PendingUpdate {
+            id,
+            kind,
+            payload,
+            chat_key,
+            attempts: 0,
+            not_before: None,
+            in_flight: false,
+            created: Instant::now(),
+        });
         bot.notify.notify_waiters();
         Some(id)
+    }
+
+    /// Drops updates older than Telegram keeps them (24 h by default) and not in flight.
+    pub fn expire_updates(&mut self, bot_id: i64) {
+        let ttl = std::time::Duration::from_millis(self.settings.update_ttl_ms);
+        if let Some(bot) = self.bots.get_mut(&bot_id) {
+            let now = Instant::now();
+            bot.updates.retain(|u| u.in_flight || now.saturating_duration_since(u.created) < ttl);
+        }
     }
 
     // ---- what users receive -----------------------------------------------------------------
@@ -876,6 +913,7 @@ impl World {
         let unique_id = format!("AQAD{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(seq.to_be_bytes()));
         let path = format!("{}/file_{seq}.{}", kind.dir(), kind.ext());
         let rec = FileRec { owner_bot: bot_id, file_id: file_id.clone(), unique_id, kind, size, data, path, mime_type, file_name };
+        self.file_paths.insert((bot_id, rec.path.clone()), file_id.clone());
         self.files.insert(file_id, rec.clone());
         rec
     }
@@ -890,9 +928,17 @@ impl World {
             MediaKind::Photo => {
                 // Telegram returns several sizes, smallest first; each is its own file.
                 let thumb_size = file.size.min(1_200);
-                let thumb = self.new_file(file.owner_bot, MediaKind::Photo, None, thumb_size, None, None);
-                let mut small = json!({"file_id": thumb.file_id, "file_unique_id": thumb.unique_id, "file_size": thumb_size, "width": 90, "height": 90});
-                if thumb_size == 0 {
+                let known = self.photo_thumbs.get(&file.file_id).and_then(|id| self.files.get(id)).cloned();
+                let thumb = match known {
+                    Some(t) => t,
+                    None => {
+                        let t = self.new_file(file.owner_bot, MediaKind::Photo, None, thumb_size, None, None);
+                        self.photo_thumbs.insert(file.file_id.clone(), t.file_id.clone());
+                        t
+                    }
+                };
+                let mut small = json!({"file_id": thumb.file_id, "file_unique_id": thumb.unique_id, "file_size": thumb.size, "width": 90, "height": 90});
+                if thumb.size == 0 {
                     small.as_object_mut().map(|o| o.remove("file_size"));
                 }
                 v["width"] = json!(n("width", 1280));

@@ -167,3 +167,12 @@ async fn oversized_json_bodies_get_telegrams_413_too() {
     let err = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": text})).await.unwrap_err();
     assert_eq!((err.code, err.description.as_str()), (413, "Request Entity Too Large"));
 }
+
+#[tokio::test]
+async fn a_photo_resent_by_file_id_keeps_its_sizes() {
+    let s = setup().await;
+    let first = s.api.upload("sendPhoto", json!({"chat_id": s.user.id}), vec![("photo", "p.jpg", vec![1u8; 5000])]).await.unwrap();
+    let big = first["photo"].as_array().unwrap().last().unwrap()["file_id"].clone();
+    let again = s.api.call("sendPhoto", json!({"chat_id": s.user.id, "photo": big})).await.unwrap();
+    assert_eq!(again["photo"], first["photo"]);
+}

@@ -39,8 +39,8 @@ async fn a_bot_is_held_to_about_thirty_messages_per_second() {
             }
         }
     }
-    // Burst of 30 plus 30/s for two seconds.
-    assert!((75..=95).contains(&accepted), "accepted {accepted}");
+    // At most the burst of 30 plus 30/s for two seconds (a slow machine may send fewer).
+    assert!((40..=92).contains(&accepted), "accepted {accepted}");
 }
 
 #[tokio::test]

@@ -289,3 +289,124 @@ async fn concurrent_sends_get_unique_consecutive_ids_and_all_arrive() {
     assert_eq!(ids, expected, "ids 2..=401, each once (1 was /start)");
     assert_eq!(s.sim.inbox(s.user.id, None, 0).unwrap().len(), 400);
 }
+
+#[tokio::test]
+async fn unblocking_restores_sends_and_tells_the_bot() {
+    let s = setup().await;
+    drain_updates(&s.api).await;
+    s.sim.block("alpha_bot", s.user.id).unwrap();
+    s.sim.unblock("alpha_bot", s.user.id).unwrap();
+    let updates = drain_updates(&s.api).await;
+    let statuses: Vec<(&str, &str)> = updates
+        .iter()
+        .map(|u| {
+            (
+                u["my_chat_member"]["old_chat_member"]["status"].as_str().unwrap(),
+                u["my_chat_member"]["new_chat_member"]["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(statuses, [("member", "kicked"), ("kicked", "member")]);
+    assert!(s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "back"})).await.is_ok());
+}
+
+#[tokio::test]
+async fn leaving_a_channel_shows_as_left() {
+    let s = setup().await;
+    s.sim.add_channel("@club", "Club", None).unwrap();
+    s.sim.set_membership("@club", s.user.id, "member").unwrap();
+    s.sim.set_membership("@club", s.user.id, "left").unwrap();
+    assert_eq!(s.api.call("getChatMember", json!({"chat_id": "@club", "user_id": s.user.id})).await.unwrap()["status"], "left");
+}
+
+#[tokio::test]
+async fn the_inbox_lists_every_event_in_the_order_it_happened() {
+    let s = setup().await;
+    let kb = json!({"inline_keyboard": [[{"text": "x", "callback_data": "x"}]]});
+    let a = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "a", "reply_markup": kb})).await.unwrap();
+    s.api
+        .call("editMessageText", json!({"chat_id": s.user.id, "message_id": a["message_id"], "text": "a2", "reply_markup": kb}))
+        .await
+        .unwrap();
+    let q = s.sim.press_button("alpha_bot", s.user.id, a["message_id"].as_i64().unwrap(), "x").unwrap();
+    s.api.call("answerCallbackQuery", json!({"callback_query_id": q})).await.unwrap();
+    s.api.call("deleteMessage", json!({"chat_id": s.user.id, "message_id": a["message_id"]})).await.unwrap();
+    let kinds: Vec<&str> = s
+        .sim
+        .inbox(s.user.id, None, 0)
+        .unwrap()
+        .iter()
+        .map(|e| match e.event {
+            InboxEvent::Message { .. } => "message",
+            InboxEvent::Edited { .. } => "edited",
+            InboxEvent::CallbackAnswer { .. } => "callback_answer",
+            InboxEvent::Deleted { .. } => "deleted",
+        })
+        .collect();
+    assert_eq!(kinds, ["message", "edited", "callback_answer", "deleted"]);
+}
+
+#[tokio::test]
+async fn fast_edits_hit_the_flood_limit_too() {
+    let s = setup().await;
+    let msg = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "0"})).await.unwrap();
+    let mut limited = false;
+    for i in 1..6 {
+        if let Err(e) =
+            s.api.call("editMessageText", json!({"chat_id": s.user.id, "message_id": msg["message_id"], "text": format!("{i}")})).await
+        {
+            assert_eq!(e.code, 429);
+            limited = true;
+        }
+    }
+    assert!(limited, "five edits in a burst of three");
+}
+
+#[tokio::test]
+async fn copy_messages_is_all_or_nothing_under_the_flood_limit() {
+    let s = setup().await;
+    let bob = s.sim.user("Bob", None).unwrap();
+    s.sim.send_text("alpha_bot", bob.id, "/start", None).unwrap();
+    let ids: Vec<i64> =
+        (0..2).map(|i| s.sim.send_text("alpha_bot", s.user.id, &format!("{i}"), None).unwrap()["message_id"].as_i64().unwrap()).collect();
+    // Bob's chat has a burst of 3: after two sends one message is left, the copy needs two.
+    for _ in 0..2 {
+        s.api.call("sendMessage", json!({"chat_id": bob.id, "text": "hi"})).await.unwrap();
+    }
+    let err = s.api.call("copyMessages", json!({"chat_id": bob.id, "from_chat_id": s.user.id, "message_ids": ids})).await.unwrap_err();
+    assert_eq!(err.code, 429);
+    assert_eq!(s.sim.inbox(bob.id, None, 0).unwrap().len(), 2, "neither copy was delivered");
+}
+
+#[tokio::test]
+async fn a_reply_to_another_chats_message_is_an_external_reply() {
+    let s = setup().await;
+    let bob = s.sim.user("Bob", None).unwrap();
+    s.sim.send_text("alpha_bot", bob.id, "/start", None).unwrap();
+    let ann_msg =
+        s.sim.send_media("alpha_bot", s.user.id, botfleet_tests::fake_telegram::MediaKind::Photo, Default::default(), None).unwrap();
+    let sent = s
+        .api
+        .call("sendMessage", json!({"chat_id": bob.id, "text": "about that photo", "reply_parameters": {"message_id": ann_msg["message_id"], "chat_id": s.user.id}}))
+        .await
+        .unwrap();
+    assert!(sent.get("reply_to_message").is_none());
+    assert_eq!(sent["external_reply"]["origin"]["sender_user"]["id"], s.user.id);
+    assert!(sent["external_reply"]["photo"].is_array());
+}
+
+#[tokio::test]
+async fn command_lists_of_different_chats_are_kept_apart() {
+    let s = setup().await;
+    let admin = json!({"type": "chat", "chat_id": s.user.id});
+    s.api.call("setMyCommands", json!({"commands": [{"command": "ban", "description": "Ban"}], "scope": admin})).await.unwrap();
+    s.api
+        .call(
+            "setMyCommands",
+            json!({"commands": [{"command": "stats", "description": "Stats"}], "scope": {"type": "chat", "chat_id": 42}}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.api.call("getMyCommands", json!({"scope": admin})).await.unwrap()[0]["command"], "ban");
+    assert_eq!(s.api.call("getMyCommands", json!({})).await.unwrap(), json!([]));
+}

@@ -142,3 +142,8 @@ async fn refund_reverses_a_charge_once_and_shows_in_transactions() {
     let updates = drain_updates(&s.api).await;
     assert_eq!(updates[0]["message"]["refunded_payment"]["telegram_payment_charge_id"], charge);
 }
+
+#[test]
+fn telegrams_pre_checkout_deadline_is_ten_seconds_by_default() {
+    assert_eq!(Settings::default().pre_checkout_deadline_ms, 10_000);
+}

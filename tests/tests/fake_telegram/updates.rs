@@ -112,3 +112,16 @@ async fn set_webhook_terminates_a_running_long_poll() {
     let err = poll.await.unwrap().unwrap_err();
     assert_eq!((err.code, err.description.as_str()), (409, "Conflict: terminated by setWebhook request"));
 }
+
+#[tokio::test]
+async fn stopping_the_server_does_not_wait_for_open_long_polls() {
+    let s = setup().await;
+    let all = s.api.call("getUpdates", json!({})).await.unwrap();
+    let next = all.as_array().unwrap().last().unwrap()["update_id"].as_i64().unwrap() + 1;
+    let api = s.api.clone();
+    let _poll = tokio::spawn(async move { api.call("getUpdates", json!({"offset": next, "timeout": 60})).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    s.fake.stop().await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

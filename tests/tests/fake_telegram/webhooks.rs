@@ -173,7 +173,7 @@ async fn a_chats_next_update_waits_until_the_previous_one_was_accepted() {
 #[tokio::test]
 async fn updates_of_different_chats_are_delivered_in_parallel_up_to_max_connections() {
     let s = setup().await;
-    let mut hook = sink(0, Duration::from_millis(400), None).await;
+    let mut hook = sink(0, Duration::from_millis(1500), None).await;
     let mut users = vec![s.user.id];
     for i in 0..5 {
         let u = s.sim.user(&format!("u{i}"), None).unwrap();
@@ -181,14 +181,14 @@ async fn updates_of_different_chats_are_delivered_in_parallel_up_to_max_connecti
         users.push(u.id);
     }
     s.api.call("setWebhook", json!({"url": hook.url, "max_connections": 3})).await.unwrap();
-    // With 3 connections and 400 ms per call, 3 arrive at once, then the next 3.
+    // With 3 connections and 1.5 s per call, 3 arrive at once, then the next 3.
     let started = std::time::Instant::now();
     for _ in 0..3 {
         next(&mut hook).await;
     }
-    assert!(started.elapsed() < Duration::from_millis(350), "first three in parallel");
+    assert!(started.elapsed() < Duration::from_millis(1400), "first three in parallel");
     next(&mut hook).await;
-    assert!(started.elapsed() >= Duration::from_millis(350), "the fourth waits for a free connection");
+    assert!(started.elapsed() >= Duration::from_millis(1400), "the fourth waits for a free connection");
 }
 
 #[tokio::test]
@@ -202,4 +202,116 @@ async fn a_method_in_the_webhook_answer_is_executed() {
     assert!(
         matches!(&entries[0].event, botfleet_tests::fake_telegram::InboxEvent::Message { message } if message["text"] == "answered inline")
     );
+}
+
+/// A sink that records, per chat, whether two deliveries ever overlapped.
+async fn overlap_sink(hold: Duration) -> (String, Arc<std::sync::Mutex<(std::collections::HashSet<i64>, bool, Vec<String>)>>) {
+    let state: Arc<std::sync::Mutex<(std::collections::HashSet<i64>, bool, Vec<String>)>> = Default::default();
+    let st = state.clone();
+    let app = Router::new().route(
+        "/hook",
+        post(move |body: axum::Json<Value>| {
+            let st = st.clone();
+            async move {
+                let chat = body["message"]["chat"]["id"].as_i64().unwrap_or_default();
+                {
+                    let mut g = st.lock().unwrap();
+                    if !g.0.insert(chat) {
+                        g.1 = true;
+                    }
+                    g.2.push(body["message"]["text"].as_str().unwrap_or_default().to_string());
+                }
+                tokio::time::sleep(hold).await;
+                st.lock().unwrap().0.remove(&chat);
+                StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    (url, state)
+}
+
+#[tokio::test]
+async fn deliveries_of_one_chat_never_overlap_even_with_many_connections() {
+    let s = setup().await;
+    for i in 0..6 {
+        s.sim.send_text("alpha_bot", s.user.id, &format!("m{i}"), None).unwrap();
+    }
+    let (url, state) = overlap_sink(Duration::from_millis(60)).await;
+    s.api.call("setWebhook", json!({"url": url, "max_connections": 100})).await.unwrap();
+    for _ in 0..100 {
+        if s.api.call("getWebhookInfo", json!({})).await.unwrap()["pending_update_count"] == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let g = state.lock().unwrap();
+    assert!(!g.1, "two deliveries of one chat overlapped");
+    assert_eq!(g.2, ["/start", "m0", "m1", "m2", "m3", "m4", "m5"]);
+}
+
+#[tokio::test]
+async fn allowed_updates_given_to_set_webhook_filter_and_show_in_info() {
+    let s = setup().await;
+    let mut hook = sink(0, Duration::ZERO, None).await;
+    s.api.call("setWebhook", json!({"url": hook.url, "allowed_updates": ["callback_query"], "drop_pending_updates": true})).await.unwrap();
+    assert_eq!(s.api.call("getWebhookInfo", json!({})).await.unwrap()["allowed_updates"], json!(["callback_query"]));
+    s.sim.send_text("alpha_bot", s.user.id, "not wanted", None).unwrap();
+    let kb = json!({"inline_keyboard": [[{"text": "x", "callback_data": "x"}]]});
+    let msg = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "t", "reply_markup": kb})).await.unwrap();
+    s.sim.press_button("alpha_bot", s.user.id, msg["message_id"].as_i64().unwrap(), "x").unwrap();
+    let (_, u) = next(&mut hook).await;
+    assert!(u.get("callback_query").is_some(), "{u}");
+}
+
+#[tokio::test]
+async fn a_slow_webhook_times_out_and_is_retried() {
+    let s = setup().await;
+    s.sim.set_settings(Settings { webhook_timeout_ms: 100, webhook_retry_ms: 20, webhook_retry_max_ms: 50, ..Settings::default() });
+    let mut hook = sink(0, Duration::from_millis(300), None).await;
+    s.api.call("setWebhook", json!({"url": hook.url})).await.unwrap();
+    let (_, a) = next(&mut hook).await;
+    let (_, b) = next(&mut hook).await;
+    assert_eq!(a["update_id"], b["update_id"], "redelivered after the timeout");
+    let info = s.api.call("getWebhookInfo", json!({})).await.unwrap();
+    assert_eq!(info["last_error_message"], "Read timeout expired");
+}
+
+#[tokio::test]
+async fn a_redirecting_webhook_is_a_failed_delivery() {
+    let s = setup().await;
+    fast_retries(&s);
+    let app = Router::new().route("/hook", post(|| async { (StatusCode::FOUND, [("location", "https://example.org/hook")]) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.ok() });
+    s.api.call("setWebhook", json!({"url": url})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let info = s.api.call("getWebhookInfo", json!({})).await.unwrap();
+    assert_eq!(info["last_error_message"], "Wrong response from the webhook: 302 Found");
+    assert_eq!(info["pending_update_count"], 1);
+}
+
+#[tokio::test]
+async fn undelivered_updates_expire_like_telegrams_after_their_ttl() {
+    let s = setup().await;
+    assert_eq!(Settings::default().update_ttl_ms, 24 * 60 * 60 * 1000, "Telegram keeps updates 24 hours");
+    s.sim.set_settings(Settings { update_ttl_ms: 200, webhook_retry_ms: 20, webhook_retry_max_ms: 50, ..Settings::default() });
+    s.api.call("setWebhook", json!({"url": "http://127.0.0.1:9/hook"})).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(s.api.call("getWebhookInfo", json!({})).await.unwrap()["pending_update_count"], 0, "dropped after the TTL");
+}
+
+#[tokio::test]
+async fn set_webhook_in_a_webhook_answer_moves_delivery_to_the_new_url() {
+    let s = setup().await;
+    let mut second = sink(0, Duration::ZERO, None).await;
+    let mut first = sink(0, Duration::ZERO, Some(json!({"method": "setWebhook", "url": second.url}))).await;
+    s.api.call("setWebhook", json!({"url": first.url})).await.unwrap();
+    next(&mut first).await;
+    s.sim.send_text("alpha_bot", s.user.id, "to the new url", None).unwrap();
+    let (_, u) = next(&mut second).await;
+    assert_eq!(u["message"]["text"], "to the new url");
 }
