@@ -1,4 +1,5 @@
-//! The BotFleet operator. For now: its Telegram client (getMe, setWebhook, deleteWebhook,
-//! getWebhookInfo). Controllers, the resolver wiring and leader election follow.
+//! The BotFleet operator: turns BotInstance, VipPlan, DiscountCampaign and RateLimitPolicy
+//! resources into running bots.
 
+pub mod bot;
 pub mod telegram;

@@ -1,0 +1,600 @@
+//! Pure: from a BotInstance and its resolved configuration to the objects that run it.
+//!
+//! Nothing here talks to the API server; `reconcile.rs` applies what these functions return
+//! with server-side apply. Every function is a plain value transformation, unit-tested below.
+
+use std::collections::BTreeMap;
+
+use botfleet_crds::bot_instance::{BotInstance, IngressMode};
+use botfleet_crds::resolved::{ResolvedBotConfig, TOKEN_FILE, WEBHOOK_SECRET_FILE};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::autoscaling::v2::{
+    CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget, ResourceMetricSource,
+};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, EnvVarSource, HTTPGetAction,
+    KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
+    SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::Resource as _;
+use kube::api::DynamicObject;
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::json;
+
+/// The runtime listens here for Telegram's webhook, /metrics, /healthz and /readyz.
+pub const RUNTIME_PORT: i32 = 8080;
+pub const CONFIG_KEY: &str = "config.yaml";
+pub const CONFIG_DIR: &str = "/etc/botfleet/config";
+pub const WEBHOOK_SECRET_KEY: &str = "secret";
+/// Pod-template annotations that roll the pods when they change (the token and webhook
+/// secret are read at start); the configuration itself is hot-reloaded, so its hash is not here.
+pub const TOKEN_ANNOTATION: &str = "botfleet.io/token-fingerprint";
+pub const WEBHOOK_SECRET_ANNOTATION: &str = "botfleet.io/webhook-secret-fingerprint";
+pub const CONFIG_HASH_ANNOTATION: &str = "botfleet.io/config-hash";
+
+/// What the operator was installed with (Helm values → environment).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    pub runtime_image: String,
+    pub database_secret: SecretRef,
+    pub redis_secret: SecretRef,
+    pub telegram_api_url: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// Everything one bot runs with. The ServiceMonitor is built only when its CRD exists.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    pub config_map: ConfigMap,
+    pub deployment: Deployment,
+    pub service: Service,
+    pub autoscaler: Option<HorizontalPodAutoscaler>,
+    pub disruption_budget: Option<PodDisruptionBudget>,
+    pub service_monitor: Option<DynamicObject>,
+}
+
+/// Inputs that change the pods but are not in the spec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rollout {
+    pub token_fingerprint: String,
+    pub webhook_secret_fingerprint: Option<String>,
+}
+
+pub fn names(bot: &str) -> Names {
+    Names { runtime: format!("{bot}-runtime"), config: format!("{bot}-config"), webhook_secret: format!("{bot}-webhook") }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// Deployment, Service, HPA, PDB and ServiceMonitor share it.
+    pub runtime: String,
+    pub config: String,
+    pub webhook_secret: String,
+}
+
+/// Labels that select a bot's pods; stable for the bot's life (a Deployment selector is immutable).
+pub fn selector_labels(bot: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_string(), "bot-runtime".to_string()),
+        ("app.kubernetes.io/instance".to_string(), bot.to_string()),
+    ])
+}
+
+fn labels(bot: &str, pool: &str) -> BTreeMap<String, String> {
+    let mut l = selector_labels(bot);
+    l.insert("app.kubernetes.io/managed-by".into(), "botfleet-operator".into());
+    l.insert("app.kubernetes.io/part-of".into(), "botfleet".into());
+    l.insert("botfleet.io/pool".into(), pool.into());
+    l
+}
+
+fn owner(bot: &BotInstance) -> Option<OwnerReference> {
+    bot.controller_owner_ref(&())
+}
+
+fn meta(bot: &BotInstance, name: &str, pool: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name.to_string()),
+        namespace: bot.metadata.namespace.clone(),
+        labels: Some(labels(&bot_name(bot), pool)),
+        owner_references: owner(bot).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+pub fn bot_name(bot: &BotInstance) -> String {
+    bot.metadata.name.clone().unwrap_or_default()
+}
+
+/// The webhook URL the operator registers with Telegram for this bot.
+pub fn webhook_url(bot: &BotInstance) -> Option<String> {
+    match bot.spec.ingress.mode {
+        IngressMode::Webhook => {
+            bot.spec.ingress.public_url.as_ref().map(|u| format!("{}/telegram/{}", u.trim_end_matches('/'), bot_name(bot)))
+        }
+        IngressMode::Polling => None,
+    }
+}
+
+pub fn build(
+    bot: &BotInstance,
+    config: &ResolvedBotConfig,
+    config_yaml: &str,
+    hash: &str,
+    rollout: &Rollout,
+    settings: &Settings,
+    with_monitor: bool,
+) -> Desired {
+    let name = bot_name(bot);
+    let n = names(&name);
+    let pool = &config.bot.pool;
+    let mut cm_meta = meta(bot, &n.config, pool);
+    cm_meta.annotations = Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.to_string())]));
+    let config_map = ConfigMap {
+        metadata: cm_meta,
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())])),
+        ..Default::default()
+    };
+    Desired {
+        config_map,
+        deployment: deployment(bot, &n, pool, rollout, settings),
+        service: service(bot, &n, pool),
+        autoscaler: autoscaler(bot, &n, pool),
+        disruption_budget: disruption_budget(bot, &n, pool),
+        service_monitor: with_monitor.then(|| service_monitor(bot, &n, pool)),
+    }
+}
+
+/// The operator-owned Secret with the webhook secret token (generated once, kept).
+pub fn webhook_secret(bot: &BotInstance, pool: &str, secret: &str) -> Secret {
+    Secret {
+        metadata: meta(bot, &names(&bot_name(bot)).webhook_secret, pool),
+        string_data: Some(BTreeMap::from([(WEBHOOK_SECRET_KEY.to_string(), secret.to_string())])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+fn quantity(v: &str) -> Quantity {
+    Quantity(v.to_string())
+}
+
+fn resources(bot: &BotInstance) -> ResourceRequirements {
+    let r = bot.spec.resources.clone().unwrap_or_default();
+    // Defaults sized for SPEC's budget: a replica stays under 64 MiB with 10k live chats.
+    let requests = BTreeMap::from([
+        ("cpu".to_string(), quantity(r.cpu_request.as_deref().unwrap_or("100m"))),
+        ("memory".to_string(), quantity(r.memory_request.as_deref().unwrap_or("64Mi"))),
+    ]);
+    let mut limits = BTreeMap::from([("memory".to_string(), quantity(r.memory_limit.as_deref().unwrap_or("128Mi")))]);
+    if let Some(cpu) = &r.cpu_limit {
+        limits.insert("cpu".into(), quantity(cpu));
+    }
+    ResourceRequirements { requests: Some(requests), limits: Some(limits), ..Default::default() }
+}
+
+fn secret_env(name: &str, secret: &SecretRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector { name: secret.name.clone(), key: secret.key.clone(), optional: Some(false) }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn probe(path: &str, period: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction { path: Some(path.into()), port: IntOrString::String("http".into()), ..Default::default() }),
+        period_seconds: Some(period),
+        failure_threshold: Some(3),
+        ..Default::default()
+    }
+}
+
+fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, settings: &Settings) -> Deployment {
+    let name = bot_name(bot);
+    let mut pod_annotations = BTreeMap::from([(TOKEN_ANNOTATION.to_string(), rollout.token_fingerprint.clone())]);
+    if let Some(fp) = &rollout.webhook_secret_fingerprint {
+        pod_annotations.insert(WEBHOOK_SECRET_ANNOTATION.into(), fp.clone());
+    }
+    let token_dir = TOKEN_FILE.rsplit_once('/').map(|(d, _)| d).unwrap_or("/etc/botfleet/token");
+    let token_file = TOKEN_FILE.rsplit_once('/').map(|(_, f)| f).unwrap_or("token");
+    let webhook_dir = WEBHOOK_SECRET_FILE.rsplit_once('/').map(|(d, _)| d).unwrap_or("/etc/botfleet/webhook");
+    let webhook_file = WEBHOOK_SECRET_FILE.rsplit_once('/').map(|(_, f)| f).unwrap_or("secret");
+    let mut volumes = vec![
+        Volume {
+            name: "config".into(),
+            // Mounted as a directory (not subPath) so the kubelet refreshes it: hot reload.
+            config_map: Some(ConfigMapVolumeSource { name: n.config.clone(), ..Default::default() }),
+            ..Default::default()
+        },
+        Volume {
+            name: "token".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(bot.spec.token_secret_ref.name.clone()),
+                items: Some(vec![KeyToPath {
+                    key: bot.spec.token_secret_ref.key.clone(),
+                    path: token_file.into(),
+                    mode: Some(0o400),
+                    user: None,
+                }]),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
+            name: "tmp".into(),
+            empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(quantity("64Mi")), ..Default::default() }),
+            ..Default::default()
+        },
+    ];
+    let mut mounts = vec![
+        VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..Default::default() },
+        VolumeMount { name: "token".into(), mount_path: token_dir.into(), read_only: Some(true), ..Default::default() },
+        VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
+    ];
+    if bot.spec.ingress.mode == IngressMode::Webhook {
+        volumes.push(Volume {
+            name: "webhook-secret".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(n.webhook_secret.clone()),
+                items: Some(vec![KeyToPath { key: WEBHOOK_SECRET_KEY.into(), path: webhook_file.into(), mode: Some(0o400), user: None }]),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        mounts.push(VolumeMount {
+            name: "webhook-secret".into(),
+            mount_path: webhook_dir.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    let container = Container {
+        name: "bot-runtime".into(),
+        image: Some(bot.spec.image.clone().unwrap_or_else(|| settings.runtime_image.clone())),
+        args: Some(vec!["serve".into(), "--config".into(), format!("{CONFIG_DIR}/{CONFIG_KEY}")]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: RUNTIME_PORT,
+            protocol: Some("TCP".into()),
+            ..Default::default()
+        }]),
+        env: Some(vec![
+            secret_env("DATABASE_URL", &settings.database_secret),
+            secret_env("REDIS_URL", &settings.redis_secret),
+            EnvVar { name: "TELEGRAM_API_URL".into(), value: Some(settings.telegram_api_url.clone()), ..Default::default() },
+            EnvVar { name: "BOT_NAME".into(), value: Some(name.clone()), ..Default::default() },
+        ]),
+        volume_mounts: Some(mounts),
+        resources: Some(resources(bot)),
+        liveness_probe: Some(probe("/healthz", 10)),
+        readiness_probe: Some(probe("/readyz", 5)),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(true),
+            read_only_root_filesystem: Some(true),
+            allow_privilege_escalation: Some(false),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Default::default() }),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let pod = PodSpec {
+        // Runtimes never talk to the Kubernetes API.
+        automount_service_account_token: Some(false),
+        security_context: Some(PodSecurityContext {
+            run_as_non_root: Some(true),
+            run_as_user: Some(65532),
+            run_as_group: Some(65532),
+            fs_group: Some(65532),
+            seccomp_profile: Some(SeccompProfile { type_: "RuntimeDefault".into(), ..Default::default() }),
+            ..Default::default()
+        }),
+        containers: vec![container],
+        volumes: Some(volumes),
+        termination_grace_period_seconds: Some(30),
+        ..Default::default()
+    };
+    // With autoscaling the HPA owns the replica count: leaving the field out keeps
+    // server-side apply from fighting it.
+    let replicas = if bot.spec.autoscaling.is_some() { None } else { Some(bot.spec.replicas.unwrap_or(1)) };
+    Deployment {
+        metadata: meta(bot, &n.runtime, pool),
+        spec: DeploymentSpec {
+            replicas,
+            selector: LabelSelector { match_labels: Some(selector_labels(&name)), ..Default::default() },
+            // Zero downtime: a new pod must be ready before an old one goes.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_unavailable: Some(IntOrString::Int(0)),
+                    max_surge: Some(IntOrString::Int(1)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta { labels: Some(labels(&name, pool)), annotations: Some(pod_annotations), ..Default::default() }),
+                spec: Some(pod),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+fn service(bot: &BotInstance, n: &Names, pool: &str) -> Service {
+    Service {
+        metadata: meta(bot, &n.runtime, pool),
+        spec: Some(ServiceSpec {
+            selector: Some(selector_labels(&bot_name(bot))),
+            ports: Some(vec![ServicePort {
+                name: Some("http".into()),
+                port: RUNTIME_PORT,
+                target_port: Some(IntOrString::String("http".into())),
+                protocol: Some("TCP".into()),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn autoscaler(bot: &BotInstance, n: &Names, pool: &str) -> Option<HorizontalPodAutoscaler> {
+    let a = bot.spec.autoscaling.as_ref()?;
+    Some(HorizontalPodAutoscaler {
+        metadata: meta(bot, &n.runtime, pool),
+        spec: HorizontalPodAutoscalerSpec {
+            scale_target_ref: CrossVersionObjectReference {
+                api_version: Some("apps/v1".into()),
+                kind: "Deployment".into(),
+                name: n.runtime.clone(),
+            },
+            min_replicas: Some(a.min_replicas),
+            max_replicas: a.max_replicas,
+            metrics: Some(vec![MetricSpec {
+                type_: "Resource".into(),
+                resource: Some(ResourceMetricSource {
+                    name: "cpu".into(),
+                    target: MetricTarget {
+                        type_: "Utilization".into(),
+                        average_utilization: Some(a.target_cpu_utilization),
+                        ..Default::default()
+                    },
+                }),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+}
+
+/// Only when more than one replica can run: one pod may be evicted at a time. (With a
+/// single replica a budget would either block node drains or protect nothing.)
+fn disruption_budget(bot: &BotInstance, n: &Names, pool: &str) -> Option<PodDisruptionBudget> {
+    let max = match &bot.spec.autoscaling {
+        Some(a) => a.max_replicas,
+        None => bot.spec.replicas.unwrap_or(1),
+    };
+    (max > 1).then(|| PodDisruptionBudget {
+        metadata: meta(bot, &n.runtime, pool),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(IntOrString::Int(1)),
+            selector: Some(LabelSelector { match_labels: Some(selector_labels(&bot_name(bot))), ..Default::default() }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+}
+
+pub fn service_monitor_resource() -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"), "servicemonitors")
+}
+
+fn service_monitor(bot: &BotInstance, n: &Names, pool: &str) -> DynamicObject {
+    let mut obj = DynamicObject::new(&n.runtime, &service_monitor_resource());
+    obj.metadata = meta(bot, &n.runtime, pool);
+    obj.data = json!({
+        "spec": {
+            "selector": {"matchLabels": selector_labels(&bot_name(bot))},
+            "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
+        }
+    });
+    obj
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use botfleet_crds::bot_instance::Autoscaling;
+    use botfleet_crds::resolve::resolve;
+
+    fn bot(yaml: &str) -> BotInstance {
+        let mut b: BotInstance = serde_yaml::from_str(yaml).unwrap();
+        b.metadata.namespace = Some("demo".into());
+        b.metadata.uid = Some("uid-1".into());
+        b
+    }
+
+    fn alpha() -> BotInstance {
+        bot(r#"
+apiVersion: botfleet.io/v1alpha1
+kind: BotInstance
+metadata: {name: alpha}
+spec:
+  tokenSecretRef: {name: alpha-token}
+  ingress: {mode: Webhook, publicUrl: "https://bots.example.com/"}
+  replicas: 3
+  pool: eu-chat
+  admins: {telegramIds: [1]}
+"#)
+    }
+
+    fn settings() -> Settings {
+        Settings {
+            runtime_image: "ghcr.io/botfleet/bot-runtime:1.0".into(),
+            database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
+            redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
+            telegram_api_url: "https://api.telegram.org".into(),
+        }
+    }
+
+    fn desired(b: &BotInstance, monitor: bool) -> Desired {
+        let r = resolve(b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
+        let yaml = serde_yaml::to_string(&r.config).unwrap();
+        let rollout =
+            Rollout { token_fingerprint: "sha256:aaaaaaaaaaaa".into(), webhook_secret_fingerprint: Some("sha256:bbbbbbbbbbbb".into()) };
+        build(b, &r.config, &yaml, &r.hash, &rollout, &settings(), monitor)
+    }
+
+    #[test]
+    fn every_object_is_owned_by_the_bot_and_labelled_with_its_pool() {
+        let d = desired(&alpha(), true);
+        let metas = [
+            &d.config_map.metadata,
+            &d.deployment.metadata,
+            &d.service.metadata,
+            &d.disruption_budget.as_ref().unwrap().metadata,
+            &d.service_monitor.as_ref().unwrap().metadata,
+        ];
+        for m in metas {
+            let o = &m.owner_references.as_ref().unwrap()[0];
+            assert_eq!((o.kind.as_str(), o.name.as_str(), o.uid.as_str(), o.controller), ("BotInstance", "alpha", "uid-1", Some(true)));
+            assert_eq!(m.namespace.as_deref(), Some("demo"));
+            assert_eq!(m.labels.as_ref().unwrap()["botfleet.io/pool"], "eu-chat");
+        }
+    }
+
+    #[test]
+    fn runtime_pods_are_locked_down() {
+        let d = desired(&alpha(), false);
+        let pod = d.deployment.spec.template.spec.unwrap();
+        assert_eq!(pod.automount_service_account_token, Some(false));
+        let psc = pod.security_context.unwrap();
+        assert_eq!(psc.run_as_non_root, Some(true));
+        assert_eq!(psc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+        let c = &pod.containers[0];
+        let sc = c.security_context.clone().unwrap();
+        assert_eq!(sc.read_only_root_filesystem, Some(true));
+        assert_eq!(sc.allow_privilege_escalation, Some(false));
+        assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+        assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
+        assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+        let res = c.resources.clone().unwrap();
+        assert_eq!(res.requests.unwrap()["memory"].0, "64Mi");
+    }
+
+    #[test]
+    fn secrets_reach_the_pod_as_files_and_env_references_never_values() {
+        let d = desired(&alpha(), false);
+        let pod = d.deployment.spec.template.spec.unwrap();
+        let env = pod.containers[0].env.clone().unwrap();
+        let db = env.iter().find(|e| e.name == "DATABASE_URL").unwrap();
+        assert!(db.value.is_none());
+        assert_eq!(db.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "botfleet-db");
+        let vols = pod.volumes.unwrap();
+        let token = vols.iter().find(|v| v.name == "token").unwrap().secret.clone().unwrap();
+        assert_eq!(token.secret_name.as_deref(), Some("alpha-token"));
+        assert_eq!(token.items.unwrap()[0].key, "token");
+        assert!(vols.iter().any(|v| v.name == "webhook-secret"));
+        assert!(vols.iter().find(|v| v.name == "config").unwrap().config_map.is_some());
+    }
+
+    #[test]
+    fn token_changes_roll_pods_but_config_changes_do_not() {
+        let d = desired(&alpha(), false);
+        let ann = d.deployment.spec.template.metadata.unwrap().annotations.unwrap();
+        assert_eq!(ann[TOKEN_ANNOTATION], "sha256:aaaaaaaaaaaa");
+        assert!(!ann.contains_key(CONFIG_HASH_ANNOTATION), "config is hot-reloaded, not rolled");
+        assert!(d.config_map.metadata.annotations.unwrap()[CONFIG_HASH_ANNOTATION].starts_with("sha256:"));
+    }
+
+    #[test]
+    fn rolling_updates_never_drop_below_the_desired_count() {
+        let d = desired(&alpha(), false);
+        let ru = d.deployment.spec.strategy.unwrap().rolling_update.unwrap();
+        assert_eq!(ru.max_unavailable, Some(IntOrString::Int(0)));
+    }
+
+    #[test]
+    fn fixed_replicas_get_a_budget_and_no_autoscaler() {
+        let d = desired(&alpha(), false);
+        assert_eq!(d.deployment.spec.replicas, Some(3));
+        assert!(d.autoscaler.is_none());
+        assert_eq!(d.disruption_budget.unwrap().spec.unwrap().max_unavailable, Some(IntOrString::Int(1)));
+    }
+
+    #[test]
+    fn one_replica_gets_no_disruption_budget() {
+        let mut b = alpha();
+        b.spec.replicas = Some(1);
+        assert!(desired(&b, false).disruption_budget.is_none());
+        b.spec.replicas = None;
+        assert!(desired(&b, false).disruption_budget.is_none(), "default is one replica");
+    }
+
+    #[test]
+    fn autoscaling_hands_the_replica_count_to_the_autoscaler() {
+        let mut b = alpha();
+        b.spec.replicas = None;
+        b.spec.autoscaling = Some(Autoscaling { min_replicas: 2, max_replicas: 8, target_cpu_utilization: 60 });
+        let d = desired(&b, false);
+        assert_eq!(d.deployment.spec.replicas, None);
+        let hpa = d.autoscaler.unwrap().spec;
+        assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 8));
+        assert_eq!(hpa.scale_target_ref.name, "alpha-runtime");
+        assert_eq!(hpa.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(60));
+        assert!(d.disruption_budget.is_some());
+    }
+
+    #[test]
+    fn polling_bots_have_no_webhook_secret_or_url() {
+        let mut b = alpha();
+        b.spec.ingress.mode = IngressMode::Polling;
+        b.spec.ingress.public_url = None;
+        assert_eq!(webhook_url(&b), None);
+        let pod = desired(&b, false).deployment.spec.template.spec.unwrap();
+        assert!(!pod.volumes.unwrap().iter().any(|v| v.name == "webhook-secret"));
+    }
+
+    #[test]
+    fn webhook_url_is_the_public_url_plus_the_bots_path() {
+        assert_eq!(webhook_url(&alpha()).as_deref(), Some("https://bots.example.com/telegram/alpha"));
+    }
+
+    #[test]
+    fn service_monitor_only_when_asked_and_it_scrapes_metrics() {
+        assert!(desired(&alpha(), false).service_monitor.is_none());
+        let sm = desired(&alpha(), true).service_monitor.unwrap();
+        assert_eq!(sm.types.as_ref().unwrap().kind, "ServiceMonitor");
+        assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
+    }
+
+    #[test]
+    fn the_image_can_be_overridden_per_bot() {
+        let mut b = alpha();
+        assert_eq!(
+            desired(&b, false).deployment.spec.template.spec.unwrap().containers[0].image.as_deref(),
+            Some("ghcr.io/botfleet/bot-runtime:1.0")
+        );
+        b.spec.image = Some("registry.local/runtime:dev".into());
+        assert_eq!(
+            desired(&b, false).deployment.spec.template.spec.unwrap().containers[0].image.as_deref(),
+            Some("registry.local/runtime:dev")
+        );
+    }
+}
