@@ -2,4 +2,8 @@
 //! resources into running bots.
 
 pub mod bot;
+pub mod context;
+pub mod error;
+pub mod metrics;
+pub mod status;
 pub mod telegram;

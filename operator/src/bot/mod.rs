@@ -2,3 +2,4 @@
 //! register the webhook, write status and events).
 
 pub mod build;
+pub mod reconcile;

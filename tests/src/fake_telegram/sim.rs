@@ -101,6 +101,20 @@ impl Sim {
         Ok(BotInfo { id: bot.id, token: bot.token.clone(), username: bot.username.clone() })
     }
 
+    /// What @BotFather's /revoke does: the bot gets a new token, the old one answers 401.
+    pub fn rotate_token(&self, bot: &str) -> Result<BotInfo, SimError> {
+        let mut world = self.world();
+        let id = world.find_bot(bot)?;
+        let secret = world.opaque_id("AA");
+        let new_token = format!("{id}:{secret}");
+        let b = world.bots.get_mut(&id).ok_or_else(|| SimError::UnknownBot(bot.into()))?;
+        let old = std::mem::replace(&mut b.token, new_token.clone());
+        let username = b.username.clone();
+        world.tokens.remove(&old);
+        world.tokens.insert(new_token.clone(), id);
+        Ok(BotInfo { id, token: new_token, username })
+    }
+
     pub fn bots(&self) -> Vec<BotInfo> {
         let world = self.world();
         let mut list: Vec<_> =

@@ -186,3 +186,14 @@ async fn garbage_never_crashes_the_fake() {
         .unwrap();
     assert_eq!(resp.status(), 400);
 }
+
+#[tokio::test]
+async fn a_revoked_token_stops_working_and_the_new_one_takes_over() {
+    let s = setup().await;
+    let rotated = s.sim.rotate_token("alpha_bot").unwrap();
+    assert_eq!(rotated.id, s.bot.id);
+    assert_ne!(rotated.token, s.bot.token);
+    assert_eq!(s.api.call("getMe", json!({})).await.unwrap_err().code, 401);
+    let fresh = RawBot::new(&s.fake.api_url(), &rotated.token);
+    assert_eq!(fresh.call("getMe", json!({})).await.unwrap()["id"], s.bot.id);
+}

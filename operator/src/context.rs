@@ -1,0 +1,127 @@
+//! What every reconcile shares: the client, the Telegram client, the settings, the caches of
+//! the pricing and limit resources, the metrics, and the event recorder.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use botfleet_crds::discount_campaign::DiscountCampaign;
+use botfleet_crds::rate_limit_policy::RateLimitPolicy;
+use botfleet_crds::vip_plan::VipPlan;
+use jiff::Timestamp;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
+use kube::api::Api;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::Store;
+use kube::runtime::{reflector, watcher};
+use tokio::sync::Mutex;
+
+use crate::bot::build::Settings;
+use crate::metrics::Metrics;
+use crate::telegram::TelegramClient;
+
+const SERVICE_MONITOR_CRD: &str = "servicemonitors.monitoring.coreos.com";
+const CRD_CHECK_EVERY: Duration = Duration::from_secs(300);
+
+/// Read-only caches of the resources that feed the resolver (filled by reflectors).
+#[derive(Clone)]
+pub struct Stores {
+    pub plans: Store<VipPlan>,
+    pub campaigns: Store<DiscountCampaign>,
+    pub policies: Store<RateLimitPolicy>,
+}
+
+impl Stores {
+    /// Stores holding exactly these objects (tests, benchmarks).
+    pub fn from_objects(plans: Vec<VipPlan>, campaigns: Vec<DiscountCampaign>, policies: Vec<RateLimitPolicy>) -> Self {
+        fn fill<K>(objects: Vec<K>) -> Store<K>
+        where
+            K: kube::Resource + Clone + 'static,
+            K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+        {
+            let (reader, mut writer) = reflector::store();
+            writer.apply_watcher_event(&watcher::Event::Init);
+            for o in objects {
+                writer.apply_watcher_event(&watcher::Event::InitApply(o));
+            }
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            reader
+        }
+        Self { plans: fill(plans), campaigns: fill(campaigns), policies: fill(policies) }
+    }
+}
+
+/// A snapshot of the resolver's inputs.
+pub struct Inputs {
+    pub plans: Vec<VipPlan>,
+    pub campaigns: Vec<DiscountCampaign>,
+    pub policies: Vec<RateLimitPolicy>,
+}
+
+pub struct Context {
+    pub client: Client,
+    pub telegram: TelegramClient,
+    pub settings: Settings,
+    pub metrics: Arc<Metrics>,
+    pub stores: Stores,
+    recorder: Recorder,
+    /// A fixed clock for tests; None: the real time.
+    clock: Option<Timestamp>,
+    monitor_crd: Mutex<Option<(Instant, bool)>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        telegram: TelegramClient,
+        settings: Settings,
+        metrics: Arc<Metrics>,
+        stores: Stores,
+        reporter: Reporter,
+    ) -> Self {
+        let recorder = Recorder::new(client.clone(), reporter);
+        Self { client, telegram, settings, metrics, stores, recorder, clock: None, monitor_crd: Mutex::new(None) }
+    }
+
+    pub fn with_clock(mut self, now: Timestamp) -> Self {
+        self.clock = Some(now);
+        self
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.unwrap_or_else(Timestamp::now)
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    pub fn inputs(&self) -> Inputs {
+        Inputs {
+            plans: self.stores.plans.state().iter().map(|o| o.as_ref().clone()).collect(),
+            campaigns: self.stores.campaigns.state().iter().map(|o| o.as_ref().clone()).collect(),
+            policies: self.stores.policies.state().iter().map(|o| o.as_ref().clone()).collect(),
+        }
+    }
+
+    /// Whether the Prometheus operator's ServiceMonitor CRD is installed (checked at most
+    /// every five minutes; a failed check counts as "no").
+    pub async fn service_monitor_available(&self) -> bool {
+        let mut cached = self.monitor_crd.lock().await;
+        if let Some((at, available)) = *cached
+            && at.elapsed() < CRD_CHECK_EVERY
+        {
+            return available;
+        }
+        let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
+        let available = match api.get_opt(SERVICE_MONITOR_CRD).await {
+            Ok(found) => found.is_some(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot check for the ServiceMonitor CRD; assuming it is absent");
+                false
+            }
+        };
+        *cached = Some((Instant::now(), available));
+        available
+    }
+}

@@ -1,0 +1,132 @@
+//! The operator's Prometheus metrics. Names are stable once shipped (dashboards and alerts
+//! in charts/botfleet depend on them); labels never carry user ids.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use botfleet_crds::common::{Condition, ConditionStatus};
+use kube::runtime::controller::Action;
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
+
+use crate::error::Error;
+
+pub struct Metrics {
+    pub registry: Registry,
+    reconciles: IntCounterVec,
+    errors: IntCounterVec,
+    duration: HistogramVec,
+    bots: IntGaugeVec,
+    webhook_pending: IntGaugeVec,
+    /// Each bot's conditions, to keep the aggregate gauge exact when bots change or go.
+    conditions: Mutex<HashMap<(String, String), Vec<(String, &'static str)>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn status_label(s: ConditionStatus) -> &'static str {
+    match s {
+        ConditionStatus::True => "True",
+        ConditionStatus::False => "False",
+        ConditionStatus::Unknown => "Unknown",
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let reconciles =
+            IntCounterVec::new(Opts::new("botfleet_operator_reconciles_total", "Reconciles by kind and outcome"), &["kind", "outcome"])
+                .expect("valid metric");
+        let errors = IntCounterVec::new(
+            Opts::new("botfleet_operator_reconcile_errors_total", "Failed reconciles by kind and reason"),
+            &["kind", "reason"],
+        )
+        .expect("valid metric");
+        let duration = HistogramVec::new(
+            HistogramOpts::new("botfleet_operator_reconcile_duration_seconds", "Time one reconcile took")
+                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            &["kind"],
+        )
+        .expect("valid metric");
+        let bots =
+            IntGaugeVec::new(Opts::new("botfleet_operator_bots", "BotInstances by condition type and status"), &["condition", "status"])
+                .expect("valid metric");
+        let webhook_pending = IntGaugeVec::new(
+            Opts::new("botfleet_operator_webhook_pending_updates", "Updates Telegram holds for the bot's webhook"),
+            &["bot"],
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(errors.clone()),
+            Box::new(duration.clone()),
+            Box::new(bots.clone()),
+            Box::new(webhook_pending.clone()),
+        ] {
+            registry.register(c).expect("metric registered once");
+        }
+        Self { registry, reconciles, errors, duration, bots, webhook_pending, conditions: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn observe(&self, kind: &str, elapsed: Duration, result: &Result<Action, Error>) {
+        self.duration.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
+        match result {
+            Ok(_) => self.reconciles.with_label_values(&[kind, "success"]).inc(),
+            Err(e) => {
+                self.reconciles.with_label_values(&[kind, "error"]).inc();
+                self.errors.with_label_values(&[kind, e.reason()]).inc();
+            }
+        }
+    }
+
+    pub fn webhook_pending(&self, ns: &str, bot: &str, pending: u64) {
+        self.webhook_pending.with_label_values(&[&format!("{ns}/{bot}")]).set(pending as i64);
+    }
+
+    pub fn bot_conditions(&self, ns: &str, bot: &str, conditions: &[Condition]) {
+        let mut all = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert((ns.to_string(), bot.to_string()), conditions.iter().map(|c| (c.type_.clone(), status_label(c.status))).collect());
+        self.recount(&all);
+    }
+
+    pub fn forget_bot(&self, ns: &str, bot: &str) {
+        let mut all = self.conditions.lock().unwrap_or_else(|p| p.into_inner());
+        all.remove(&(ns.to_string(), bot.to_string()));
+        self.recount(&all);
+        let _ = self.webhook_pending.remove_label_values(&[&format!("{ns}/{bot}")]);
+    }
+
+    fn recount(&self, all: &HashMap<(String, String), Vec<(String, &'static str)>>) {
+        let mut counts: BTreeMap<(String, &'static str), i64> = BTreeMap::new();
+        for conds in all.values() {
+            for (t, s) in conds {
+                *counts.entry((t.clone(), s)).or_default() += 1;
+            }
+        }
+        self.bots.reset();
+        for ((t, s), n) in counts {
+            self.bots.with_label_values(&[t.as_str(), s]).set(n);
+        }
+    }
+
+    /// The registry in Prometheus' text format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let encoder = prometheus::TextEncoder::new();
+        if let Err(e) = encoder.encode_utf8(&self.registry.gather(), &mut out) {
+            tracing::warn!(error = %e, "cannot encode metrics");
+        }
+        out
+    }
+}

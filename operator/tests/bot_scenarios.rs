@@ -1,0 +1,337 @@
+//! The BotInstance reconciler against a scripted API server and the fake Telegram: one
+//! scenario per behaviour, asserting the exact requests.
+
+mod support;
+
+use std::sync::Arc;
+
+use botfleet_crds::bot_instance::BotInstance;
+use botfleet_crds::token::fingerprint;
+use botfleet_operator::bot::reconcile::reconcile;
+use botfleet_operator::context::Stores;
+use botfleet_tests::bot_api::RawBot;
+use botfleet_tests::fake_telegram::FakeTelegram;
+use serde_json::{Value, json};
+use support::{Reply, api_server, bot, context, step, token_secret};
+
+const WEBHOOK_SPEC: &str = "  tokenSecretRef: {name: alpha-token}\n  ingress: {mode: Webhook, publicUrl: \"https://bots.example.com\"}\n  replicas: 2\n  pool: eu-chat\n  admins: {telegramIds: [1]}\n";
+
+fn stores() -> Stores {
+    Stores::from_objects(vec![], vec![], vec![])
+}
+
+fn deployment_ready(n: i32) -> Reply {
+    Reply::Echo(json!({"status": {"readyReplicas": n, "replicas": n}}))
+}
+
+/// The requests of one full apply, from the token Secret to the status patch.
+fn apply_script(b: &BotInstance, token: &str, webhook_secret: Option<&str>, hpa: bool) -> Vec<support::Step> {
+    let mut s =
+        vec![step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", token)))];
+    match webhook_secret {
+        Some(existing) => s.push(step(
+            "GET",
+            "/api/v1/namespaces/demo/secrets/alpha-webhook",
+            Reply::Json(200, token_secret("alpha-webhook", "secret", existing)),
+        )),
+        None => {
+            s.push(step("GET", "/api/v1/namespaces/demo/secrets/alpha-webhook", Reply::NotFound));
+            s.push(step(
+                "PATCH",
+                "/api/v1/namespaces/demo/secrets/alpha-webhook?&force=true&fieldManager=botfleet-operator",
+                Reply::Echo(json!({})),
+            ));
+        }
+    }
+    s.push(step("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com", Reply::NotFound));
+    s.push(step(
+        "PATCH",
+        "/api/v1/namespaces/demo/configmaps/alpha-config?&force=true&fieldManager=botfleet-operator",
+        Reply::Echo(json!({})),
+    ));
+    s.push(step(
+        "PATCH",
+        "/api/v1/namespaces/demo/services/alpha-runtime?&force=true&fieldManager=botfleet-operator",
+        Reply::Echo(json!({})),
+    ));
+    s.push(step(
+        "PATCH",
+        "/apis/apps/v1/namespaces/demo/deployments/alpha-runtime?&force=true&fieldManager=botfleet-operator",
+        deployment_ready(2),
+    ));
+    if hpa {
+        s.push(step("PATCH", "/apis/autoscaling/v2/namespaces/demo/horizontalpodautoscalers/alpha-runtime", Reply::Echo(json!({}))));
+    } else {
+        s.push(step("DELETE", "/apis/autoscaling/v2/namespaces/demo/horizontalpodautoscalers/alpha-runtime", Reply::NotFound));
+    }
+    s.push(step("PATCH", "/apis/policy/v1/namespaces/demo/poddisruptionbudgets/alpha-runtime?&force=true", Reply::Echo(json!({}))));
+    s.push(step("PATCH", "/apis/botfleet.io/v1alpha1/namespaces/demo/botinstances/alpha/status", the(b)));
+    s
+}
+
+/// Answer with the bot itself (what a patch of the BotInstance returns).
+fn the(b: &BotInstance) -> Reply {
+    Reply::Json(200, serde_json::to_value(b).unwrap())
+}
+
+fn find<'a>(log: &'a support::Log, needle: &str) -> &'a Value {
+    &log.requests.iter().find(|r| r.uri.contains(needle)).unwrap_or_else(|| panic!("no request to {needle}")).body
+}
+
+fn condition<'a>(status_patch: &'a Value, t: &str) -> &'a Value {
+    status_patch["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == t)
+        .unwrap_or_else(|| panic!("no {t} condition in {status_patch}"))
+}
+
+fn assert_done(log: &std::sync::Mutex<support::Log>) {
+    let l = log.lock().unwrap();
+    assert!(l.unexpected.is_empty(), "unexpected requests: {:#?}", l.unexpected);
+    assert_eq!(
+        l.remaining,
+        0,
+        "requests the reconcile never made (made: {:#?})",
+        l.requests.iter().map(|r| format!("{} {}", r.method, r.uri)).collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn a_new_bot_gets_its_finalizer_first() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let b = bot(WEBHOOK_SPEC, false);
+    let (client, log) = api_server(vec![step("PATCH", "/apis/botfleet.io/v1alpha1/namespaces/demo/botinstances/alpha", the(&b))]);
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let patch = &log.lock().unwrap().requests[0].body;
+    assert_eq!(patch[1], json!({"op": "add", "path": "/metadata/finalizers", "value": ["botfleet.io/webhook"]}));
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_everything_validates_the_token_and_registers_the_webhook() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let b = bot(WEBHOOK_SPEC, true);
+    let (client, log) = api_server(apply_script(&b, &tg.token, None, false));
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+
+    // Every apply is server-side with our field manager, forced (drift is reverted).
+    for r in l.requests.iter().filter(|r| r.method == "PATCH" && !r.uri.contains("/status")) {
+        assert!(r.uri.contains("fieldManager=botfleet-operator") && r.uri.contains("force=true"), "{}", r.uri);
+    }
+    let deployment = find(&l, "/deployments/alpha-runtime");
+    assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["botfleet.io/token-fingerprint"], fingerprint(&tg.token));
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let config = find(&l, "/configmaps/alpha-config");
+    assert!(config["data"]["config.yaml"].as_str().unwrap().contains("pool: eu-chat"));
+    let secret = find(&l, "/secrets/alpha-webhook?");
+    let generated = secret["stringData"]["secret"].as_str().unwrap().to_string();
+    assert_eq!(generated.len(), 64);
+
+    // Telegram now delivers to the bot's URL with the generated secret.
+    let api = RawBot::new(&fake.api_url(), &tg.token);
+    let info = api.call("getWebhookInfo", json!({})).await.unwrap();
+    assert_eq!(info["url"], "https://bots.example.com/telegram/alpha");
+    assert_eq!(info["allowed_updates"], json!(["message", "edited_message", "callback_query", "pre_checkout_query", "my_chat_member"]));
+
+    // Status: conditions with the generation, username, fingerprint — never the token.
+    let status = find(&l, "/botinstances/alpha/status");
+    assert_eq!(status["status"]["observedGeneration"], 3);
+    assert_eq!(status["status"]["username"], "alpha_chat_bot");
+    assert_eq!(status["status"]["tokenFingerprint"], fingerprint(&tg.token));
+    for t in ["Ready", "TokenValid", "WebhookRegistered"] {
+        assert_eq!(condition(status, t)["status"], "True", "{t}: {status}");
+        assert_eq!(condition(status, t)["observedGeneration"], 3);
+    }
+    assert_eq!(status["status"]["readyReplicas"], 2);
+    assert!(!status.to_string().contains(tg.token.split(':').nth(1).unwrap()), "the token leaked into status");
+    let reasons: Vec<&str> = l.events.iter().map(|e| e["reason"].as_str().unwrap_or("")).collect();
+    assert!(reasons.contains(&"WebhookRegistered") && reasons.contains(&"ConfigUpdated"), "{reasons:?}");
+}
+
+/// A bot as the previous reconcile left it.
+fn reconciled_bot(token: &str) -> BotInstance {
+    let mut b = bot(WEBHOOK_SPEC, true);
+    b.status = serde_json::from_value(json!({
+        "observedGeneration": 3, "username": "alpha_chat_bot", "tokenFingerprint": fingerprint(token), "readyReplicas": 2,
+        "webhook": {"url": "https://bots.example.com/telegram/alpha", "pendingUpdateCount": 0},
+        "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Running", "message": "", "lastTransitionTime": "2026-11-01T00:00:00Z", "observedGeneration": 3},
+            {"type": "TokenValid", "status": "True", "reason": "Valid", "message": "", "lastTransitionTime": "2026-11-01T00:00:00Z", "observedGeneration": 3},
+            {"type": "WebhookRegistered", "status": "True", "reason": "Registered", "message": "", "lastTransitionTime": "2026-11-01T00:00:00Z", "observedGeneration": 3},
+        ],
+    }))
+    .unwrap();
+    b
+}
+
+#[tokio::test]
+async fn a_steady_bot_is_reapplied_without_calling_telegram_again() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let secret = "existing_secret_value";
+    let b = reconciled_bot(&tg.token);
+    let (client, log) = api_server(apply_script(&b, &tg.token, Some(secret), false));
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let stats = fake.sim().stats();
+    assert_eq!(stats.calls.get("getMe"), None, "the token was validated before");
+    assert_eq!(stats.calls.get("setWebhook"), None, "the webhook is already registered");
+    assert_eq!(stats.calls.get("getWebhookInfo"), Some(&1), "status still reports pending updates");
+    let l = log.lock().unwrap();
+    let status = find(&l, "/status");
+    assert_eq!(condition(status, "Ready")["lastTransitionTime"], "2026-11-01T00:00:00Z", "no transition, no new time");
+    // The pods carry the same fingerprint as before: drift is reverted, nothing rolls.
+    let deployment = find(&l, "/deployments/alpha-runtime");
+    assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["botfleet.io/token-fingerprint"], fingerprint(&tg.token));
+    assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["botfleet.io/webhook-secret-fingerprint"], fingerprint(secret));
+}
+
+#[tokio::test]
+async fn a_rotated_token_is_validated_rolls_the_pods_and_re_registers_the_webhook() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let old = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let new = fake.sim().rotate_token("alpha_chat_bot").unwrap();
+    let b = reconciled_bot(&old.token);
+    let (client, log) = api_server(apply_script(&b, &new.token, Some("existing_secret_value"), false));
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let deployment = find(&l, "/deployments/alpha-runtime");
+    assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["botfleet.io/token-fingerprint"], fingerprint(&new.token));
+    let status = find(&l, "/status");
+    assert_eq!(status["status"]["tokenFingerprint"], fingerprint(&new.token));
+    assert!(l.events.iter().any(|e| e["reason"] == "TokenRotated"), "{:?}", l.events);
+    let stats = fake.sim().stats();
+    assert_eq!(stats.calls.get("setWebhook"), Some(&1), "the webhook follows the new token");
+    let info = RawBot::new(&fake.api_url(), &new.token).call("getWebhookInfo", json!({})).await.unwrap();
+    assert_eq!(info["url"], "https://bots.example.com/telegram/alpha");
+}
+
+#[tokio::test]
+async fn an_invalid_token_is_reported_and_the_running_pods_are_left_alone() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let old = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let bogus = "7000000001:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    let b = reconciled_bot(&old.token);
+    let (client, log) = api_server(vec![
+        step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", bogus))),
+        step("PATCH", "/botinstances/alpha/status", the(&b)),
+    ]);
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    assert!(!l.requests.iter().any(|r| r.uri.contains("/deployments")), "no Deployment change: pods keep the old token");
+    let status = find(&l, "/status");
+    let token_valid = condition(status, "TokenValid");
+    assert_eq!((token_valid["status"].as_str(), token_valid["reason"].as_str()), (Some("False"), Some("Unauthorized")));
+    assert!(token_valid["message"].as_str().unwrap().contains(&fingerprint(bogus)));
+    assert!(!status.to_string().contains("AAAAAAAAAAAAAAAAAAAA"), "no token in status");
+    assert_eq!(status["status"]["tokenFingerprint"], fingerprint(&old.token), "status still names the running token");
+    assert!(l.events.iter().any(|e| e["reason"] == "Unauthorized" && e["type"] == "Warning"));
+}
+
+#[tokio::test]
+async fn a_missing_secret_or_key_gives_a_clear_condition_and_a_retry() {
+    let fake = FakeTelegram::start().await.unwrap();
+    for (reply, reason) in [
+        (Reply::NotFound, "SecretNotFound"),
+        (Reply::Json(200, token_secret("alpha-token", "wrong-key", "x")), "SecretKeyMissing"),
+        (Reply::Json(200, token_secret("alpha-token", "token", "not a token")), "TokenMalformed"),
+    ] {
+        let b = bot(WEBHOOK_SPEC, true);
+        let (client, log) =
+            api_server(vec![step("GET", "/secrets/alpha-token", reply), step("PATCH", "/botinstances/alpha/status", the(&b))]);
+        let ctx = context(client, &fake.api_url(), stores());
+        let action = reconcile(Arc::new(b), ctx).await.unwrap();
+        assert_done(&log);
+        assert_eq!(format!("{action:?}"), format!("{:?}", kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(60))));
+        let l = log.lock().unwrap();
+        let status = find(&l, "/status");
+        assert_eq!(condition(status, "TokenValid")["reason"], reason);
+        assert_eq!(condition(status, "Ready")["status"], "False");
+        assert!(l.events.iter().any(|e| e["reason"] == reason), "{reason}: {:?}", l.events);
+    }
+}
+
+#[tokio::test]
+async fn deleting_a_bot_removes_its_webhook_then_its_finalizer() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let api = RawBot::new(&fake.api_url(), &tg.token);
+    api.call("setWebhook", json!({"url": "https://bots.example.com/telegram/alpha"})).await.unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
+    let (client, log) = api_server(vec![
+        step("GET", "/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", &tg.token))),
+        step("PATCH", "/apis/botfleet.io/v1alpha1/namespaces/demo/botinstances/alpha", the(&b)),
+    ]);
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    assert_eq!(api.call("getWebhookInfo", json!({})).await.unwrap()["url"], "");
+    let patch = &log.lock().unwrap().requests[1].body;
+    assert_eq!(patch[0], json!({"op": "test", "path": "/metadata/finalizers/0", "value": "botfleet.io/webhook"}));
+    assert_eq!(patch[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
+}
+
+#[tokio::test]
+async fn deletion_waits_while_telegram_is_unreachable() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    fake.sim()
+        .add_fault(botfleet_tests::fake_telegram::FaultSpec {
+            method: Some("deleteWebhook".into()),
+            bot: None,
+            kind: botfleet_tests::fake_telegram::FaultKind::Outage,
+            count: None,
+        })
+        .unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
+    let (client, log) =
+        api_server(vec![step("GET", "/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", &tg.token)))]);
+    let ctx = context(client, &fake.api_url(), stores());
+    assert!(reconcile(Arc::new(b), ctx).await.is_err(), "the finalizer stays until the webhook is gone");
+    assert_done(&log);
+}
+
+#[tokio::test]
+async fn autoscaling_applies_an_hpa_and_leaves_replicas_to_it() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let spec = WEBHOOK_SPEC.replace("  replicas: 2\n", "  autoscaling: {minReplicas: 2, maxReplicas: 5}\n");
+    let mut b = reconciled_bot(&tg.token);
+    b.spec = bot(&spec, true).spec;
+    let (client, log) = api_server(apply_script(&b, &tg.token, Some("existing_secret_value"), true));
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    assert!(find(&l, "/deployments/alpha-runtime")["spec"].get("replicas").is_none());
+    assert_eq!(find(&l, "/horizontalpodautoscalers/alpha-runtime")["spec"]["maxReplicas"], 5);
+}
+
+#[tokio::test]
+async fn a_spec_that_bypassed_the_schema_is_reported_not_applied() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let spec = "  tokenSecretRef: {name: alpha-token}\n  ingress: {mode: Webhook}\n  admins: {telegramIds: [1]}\n";
+    let b = bot(spec, true);
+    let (client, log) = api_server(vec![step("PATCH", "/botinstances/alpha/status", the(&b))]);
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let ready = condition(find(&l, "/status"), "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
+    assert!(ready["message"].as_str().unwrap().contains("publicUrl"));
+}
