@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use botfleet_crds::bot_instance::BotInstance;
 use botfleet_crds::discount_campaign::DiscountCampaign;
 use botfleet_crds::rate_limit_policy::RateLimitPolicy;
 use botfleet_crds::vip_plan::VipPlan;
@@ -29,11 +30,27 @@ pub struct Stores {
     pub plans: Store<VipPlan>,
     pub campaigns: Store<DiscountCampaign>,
     pub policies: Store<RateLimitPolicy>,
+    pub bots: Store<BotInstance>,
 }
 
 impl Stores {
     /// Stores holding exactly these objects (tests, benchmarks).
     pub fn from_objects(plans: Vec<VipPlan>, campaigns: Vec<DiscountCampaign>, policies: Vec<RateLimitPolicy>) -> Self {
+        fill_stores(plans, campaigns, policies, vec![])
+    }
+
+    pub fn with_bots(
+        plans: Vec<VipPlan>,
+        campaigns: Vec<DiscountCampaign>,
+        policies: Vec<RateLimitPolicy>,
+        bots: Vec<BotInstance>,
+    ) -> Self {
+        fill_stores(plans, campaigns, policies, bots)
+    }
+}
+
+fn fill_stores(plans: Vec<VipPlan>, campaigns: Vec<DiscountCampaign>, policies: Vec<RateLimitPolicy>, bots: Vec<BotInstance>) -> Stores {
+    {
         fn fill<K>(objects: Vec<K>) -> Store<K>
         where
             K: kube::Resource + Clone + 'static,
@@ -47,7 +64,7 @@ impl Stores {
             writer.apply_watcher_event(&watcher::Event::InitDone);
             reader
         }
-        Self { plans: fill(plans), campaigns: fill(campaigns), policies: fill(policies) }
+        Stores { plans: fill(plans), campaigns: fill(campaigns), policies: fill(policies), bots: fill(bots) }
     }
 }
 
@@ -102,6 +119,10 @@ impl Context {
             campaigns: self.stores.campaigns.state().iter().map(|o| o.as_ref().clone()).collect(),
             policies: self.stores.policies.state().iter().map(|o| o.as_ref().clone()).collect(),
         }
+    }
+
+    pub fn bots(&self) -> Vec<Arc<BotInstance>> {
+        self.stores.bots.state()
     }
 
     /// Whether the Prometheus operator's ServiceMonitor CRD is installed (checked at most

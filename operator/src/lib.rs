@@ -3,7 +3,9 @@
 
 pub mod bot;
 pub mod context;
+pub mod controller;
 pub mod error;
 pub mod metrics;
+pub mod pricing;
 pub mod status;
 pub mod telegram;

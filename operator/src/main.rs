@@ -1,10 +1,23 @@
-//! The operator binary. Until the controllers land it offers the one operator task that
-//! already exists: checking a bot token against Telegram (what token rotation will do).
+//! The operator binary: `operator run` (the controllers, behind leader election, with
+//! /metrics, /healthz and /readyz) and `operator check-token` (validate a token file).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
+use axum::Router;
+use axum::http::StatusCode;
+use axum::routing::get;
 use botfleet_crds::token::BotToken;
+use botfleet_operator::bot::build::{SecretRef, Settings};
+use botfleet_operator::metrics::Metrics;
 use botfleet_operator::telegram::{DEFAULT_API_URL, TelegramClient};
 use clap::{Parser, Subcommand};
+use futures::FutureExt as _;
+use kube::Client;
+use kube::runtime::events::Reporter;
+use kube_lease_manager::LeaseManagerBuilder;
 
 #[derive(Debug, Parser)]
 #[command(name = "operator", about = "BotFleet Kubernetes operator")]
@@ -18,12 +31,42 @@ struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the controllers (leader-elected) with /metrics, /healthz and /readyz.
+    Run(RunArgs),
     /// Validate a bot token with getMe; prints the bot's username and the token's fingerprint.
     CheckToken {
         /// File holding the token (as mounted from a Secret).
         #[arg(long)]
         token_file: std::path::PathBuf,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// Namespaces to watch, comma-separated; empty: all namespaces.
+    #[arg(long, env = "WATCH_NAMESPACES", default_value = "", value_delimiter = ',')]
+    watch_namespaces: Vec<String>,
+    /// The bot-runtime image the operator puts into bot Deployments.
+    #[arg(long, env = "RUNTIME_IMAGE")]
+    runtime_image: String,
+    #[arg(long, env = "RUNTIME_DATABASE_SECRET")]
+    database_secret: String,
+    #[arg(long, env = "RUNTIME_DATABASE_SECRET_KEY", default_value = "url")]
+    database_secret_key: String,
+    #[arg(long, env = "RUNTIME_REDIS_SECRET")]
+    redis_secret: String,
+    #[arg(long, env = "RUNTIME_REDIS_SECRET_KEY", default_value = "url")]
+    redis_secret_key: String,
+    #[arg(long, env = "LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    #[arg(long, env = "LEASE_NAME", default_value = "botfleet-operator")]
+    lease_name: String,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pod_namespace: String,
+    #[arg(long, env = "POD_NAME", default_value = "botfleet-operator")]
+    pod_name: String,
+    #[arg(long, env = "METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    metrics_addr: SocketAddr,
 }
 
 #[tokio::main]
@@ -38,7 +81,101 @@ async fn main() -> anyhow::Result<()> {
             let token = BotToken::parse(&raw).with_context(|| format!("{} does not hold a bot token", token_file.display()))?;
             let me = TelegramClient::new(&args.telegram_api_url).get_me(&token).await?;
             println!("@{} (id {}) token {}", me.username, me.id, token.fingerprint());
+            Ok(())
+        }
+        Command::Run(run) => serve(run, args.telegram_api_url).await,
+    }
+}
+
+async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
+    let metrics = Arc::new(Metrics::new());
+    let ready = Arc::new(AtomicBool::new(false));
+    let app = {
+        let (m, r) = (metrics.clone(), ready.clone());
+        Router::new().route("/metrics", get(move || async move { m.render() })).route("/healthz", get(|| async { "ok" })).route(
+            "/readyz",
+            get(move || async move {
+                if r.load(Ordering::Relaxed) { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "starting") }
+            }),
+        )
+    };
+    let listener =
+        tokio::net::TcpListener::bind(args.metrics_addr).await.with_context(|| format!("cannot listen on {}", args.metrics_addr))?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "metrics server stopped");
+        }
+    });
+
+    let client = Client::try_default().await.context("cannot configure the Kubernetes client")?;
+    client.apiserver_version().await.context("cannot reach the Kubernetes API")?;
+    ready.store(true, Ordering::Relaxed);
+    let settings = Settings {
+        runtime_image: args.runtime_image.clone(),
+        database_secret: SecretRef { name: args.database_secret.clone(), key: args.database_secret_key.clone() },
+        redis_secret: SecretRef { name: args.redis_secret.clone(), key: args.redis_secret_key.clone() },
+        telegram_api_url: telegram_api_url.clone(),
+    };
+    let reporter = Reporter { controller: "botfleet-operator".into(), instance: Some(args.pod_name.clone()) };
+    let namespaces: Vec<Option<String>> = {
+        let listed: Vec<Option<String>> =
+            args.watch_namespaces.iter().map(|s| s.trim()).filter(|s| !s.is_empty()).map(|s| Some(s.to_string())).collect();
+        if listed.is_empty() { vec![None] } else { listed }
+    };
+
+    let (leader_tx, leader_rx) = tokio::sync::watch::channel(!args.leader_election);
+    if args.leader_election {
+        let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
+            .with_namespace(&args.pod_namespace)
+            .with_identity(&args.pod_name)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await
+            .context("cannot set up leader election")?;
+        let (mut channel, _task) = manager.watch().await;
+        tokio::spawn(async move {
+            while channel.changed().await.is_ok() {
+                let leading = *channel.borrow_and_update();
+                tracing::info!(leading, "leadership changed");
+                if leader_tx.send(leading).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    let mut terminate = Box::pin(tokio::signal::ctrl_c().map(|_| ()));
+    loop {
+        // Wait to lead (or for the end).
+        let mut rx = leader_rx.clone();
+        tokio::select! {
+            _ = rx.wait_for(|leading| *leading) => {}
+            _ = &mut terminate => return Ok(()),
+        }
+        tracing::info!("leading: starting controllers");
+        let lost = {
+            let mut rx = leader_rx.clone();
+            async move {
+                let _ = rx.wait_for(|leading| !*leading).await;
+            }
+            .boxed()
+            .shared()
+        };
+        let runs = namespaces.iter().map(|ns| {
+            botfleet_operator::controller::run(
+                client.clone(),
+                ns.clone(),
+                TelegramClient::new(&telegram_api_url),
+                settings.clone(),
+                metrics.clone(),
+                reporter.clone(),
+                lost.clone(),
+            )
+        });
+        tokio::select! {
+            _ = futures::future::join_all(runs) => tracing::warn!("controllers stopped (leadership lost)"),
+            _ = &mut terminate => return Ok(()),
         }
     }
-    Ok(())
 }

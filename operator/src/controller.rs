@@ -1,0 +1,141 @@
+//! Wires the reconcilers to the cluster: one Controller per kind, the watches that trigger
+//! them, and the caches the resolver reads. Runs while this replica holds the Lease.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use botfleet_crds::bot_instance::BotInstance;
+use botfleet_crds::discount_campaign::DiscountCampaign;
+use botfleet_crds::rate_limit_policy::RateLimitPolicy;
+use botfleet_crds::vip_plan::VipPlan;
+use futures::{Future, StreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
+use kube::{Client, Resource, ResourceExt};
+
+use crate::bot::build::Settings;
+use crate::bot::reconcile::reconcile;
+use crate::context::{Context, Stores};
+use crate::error::Error;
+use crate::metrics::Metrics;
+use crate::pricing::{reconcile_campaign, reconcile_plan, reconcile_policy};
+use crate::telegram::TelegramClient;
+
+/// Only our own children are watched (label selector), so memory follows the fleet, not the cluster.
+const OWNED: &str = "app.kubernetes.io/managed-by=botfleet-operator";
+
+fn api<K>(client: &Client, ns: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    match ns {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Retry soon on conflicts and network trouble, later on everything else.
+pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
+    tracing::warn!(error = %error, reason = error.reason(), "reconcile failed");
+    match error.reason() {
+        "Conflict" | "KubeApi" | "Telegram" => Action::requeue(Duration::from_secs(15)),
+        _ => Action::requeue(Duration::from_secs(60)),
+    }
+}
+
+/// Every bot of a namespace (pricing and limit changes re-resolve them all).
+fn bots_in(store: &Store<BotInstance>, ns: Option<String>) -> Vec<ObjectRef<BotInstance>> {
+    store.state().iter().filter(|b| b.metadata.namespace == ns).map(|b| ObjectRef::from_obj(b.as_ref())).collect()
+}
+
+/// Runs all controllers for one namespace (or the whole cluster) until `shutdown` resolves.
+pub async fn run(
+    client: Client,
+    namespace: Option<String>,
+    telegram: TelegramClient,
+    settings: Settings,
+    metrics: Arc<Metrics>,
+    reporter: Reporter,
+    shutdown: impl Future<Output = ()> + Send + Sync + Clone + 'static,
+) {
+    let ns = namespace.as_deref();
+    let (plans, plans_writer) = reflector::store();
+    let (campaigns, campaigns_writer) = reflector::store();
+    let (policies, policies_writer) = reflector::store();
+    let plan_events = reflector::reflector(plans_writer, watcher(api::<VipPlan>(&client, ns), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let campaign_events = reflector::reflector(campaigns_writer, watcher(api::<DiscountCampaign>(&client, ns), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    let policy_events = reflector::reflector(policies_writer, watcher(api::<RateLimitPolicy>(&client, ns), watcher::Config::default()))
+        .default_backoff()
+        .touched_objects();
+    // Token Secrets: metadata only (a Secret's data never sits in our memory unless we read it).
+    let secret_events =
+        watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default()).default_backoff().touched_objects();
+
+    let owned = || watcher::Config::default().labels(OWNED);
+    let bots = Controller::new(api::<BotInstance>(&client, ns), watcher::Config::default().any_semantic());
+    let bot_store = bots.store();
+    let stores = Stores { plans, campaigns, policies, bots: bot_store.clone() };
+    let ctx = Arc::new(Context::new(client.clone(), telegram, settings, metrics, stores, reporter));
+
+    let (s1, s2, s3, s4) = (bot_store.clone(), bot_store.clone(), bot_store.clone(), bot_store.clone());
+    let bot_controller = bots
+        .owns(api::<Deployment>(&client, ns), owned())
+        .owns(api::<Service>(&client, ns), owned())
+        .owns(api::<ConfigMap>(&client, ns), owned())
+        .owns(api::<HorizontalPodAutoscaler>(&client, ns), owned())
+        .owns(api::<PodDisruptionBudget>(&client, ns), owned())
+        .watches_stream(secret_events, move |secret| {
+            // A token Secret changed: the bots that reference it (token rotation).
+            s1.state()
+                .iter()
+                .filter(|b| b.metadata.namespace == secret.metadata.namespace && b.spec.token_secret_ref.name == secret.name_any())
+                .map(|b| ObjectRef::from_obj(b.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .watches_stream(plan_events, move |p: VipPlan| bots_in(&s2, p.metadata.namespace))
+        .watches_stream(campaign_events, move |c: DiscountCampaign| bots_in(&s3, c.metadata.namespace))
+        .watches_stream(policy_events, move |p: RateLimitPolicy| bots_in(&s4, p.metadata.namespace))
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "bot reconcile");
+            }
+        });
+
+    let campaign_controller = Controller::new(api::<DiscountCampaign>(&client, ns), watcher::Config::default())
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_campaign, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let plan_store = Controller::new(api::<VipPlan>(&client, ns), watcher::Config::default());
+    let plans_of_ns = plan_store.store();
+    let plan_controller = plan_store
+        .watches(api::<DiscountCampaign>(&client, ns), watcher::Config::default(), move |c| {
+            plans_of_ns
+                .state()
+                .iter()
+                .filter(|p| p.metadata.namespace == c.metadata.namespace)
+                .map(|p| ObjectRef::from_obj(p.as_ref()))
+                .collect::<Vec<_>>()
+        })
+        .graceful_shutdown_on(shutdown.clone())
+        .run(reconcile_plan, error_policy, ctx.clone())
+        .for_each(|_| async {});
+    let policy_controller = Controller::new(api::<RateLimitPolicy>(&client, ns), watcher::Config::default())
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile_policy, error_policy, ctx)
+        .for_each(|_| async {});
+    futures::join!(bot_controller, campaign_controller, plan_controller, policy_controller);
+}
