@@ -20,7 +20,7 @@ use crate::common::{Condition, LabelSelector};
     shortname = "campaigns",
     category = "botfleet",
     doc = "A time-windowed discount on VIP plans",
-    printcolumn(name = "Off", type_ = "integer", json_path = ".spec.percentOff", description = "percent off"),
+    printcolumn(name = "Percent", type_ = "integer", json_path = ".spec.percentOff", description = "percent off"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Starts", type_ = "date", json_path = ".spec.startsAt"),
     printcolumn(name = "Ends", type_ = "date", json_path = ".spec.endsAt"),

@@ -161,7 +161,7 @@ fn kubectl_users_get_short_names_columns_and_a_status_subresource() {
     for (kind, short, columns) in [
         ("BotInstance", "bot", vec!["Ready", "Replicas", "Username", "Age"]),
         ("VipPlan", "plan", vec!["Price", "Effective", "Enabled"]),
-        ("DiscountCampaign", "campaign", vec!["Off", "State", "Starts", "Ends"]),
+        ("DiscountCampaign", "campaign", vec!["Percent", "State", "Starts", "Ends"]),
         ("RateLimitPolicy", "rlp", vec!["Msg/s", "On excess"]),
     ] {
         let crd = committed_crd(kind);
@@ -181,5 +181,24 @@ fn kubectl_users_get_short_names_columns_and_a_status_subresource() {
         assert_eq!(status["conditions"]["x-kubernetes-list-map-keys"], json!(["type"]), "{kind}");
         assert!(status["observedGeneration"].is_object(), "{kind}");
         assert!(status["conditions"]["items"]["properties"]["observedGeneration"].is_object(), "{kind}");
+    }
+}
+
+/// kubectl, Helm and the API server read YAML 1.1, where an unquoted yes/no/on/off is a
+/// boolean: a printer column named Off would break the CRD.
+#[test]
+fn generated_yaml_has_no_yaml_1_1_booleans_in_disguise() {
+    const RISKY: &[&str] = &["y", "n", "yes", "no", "on", "off", "true", "false"];
+    for (name, yaml) in crd_files().unwrap() {
+        for (i, line) in yaml.lines().enumerate() {
+            let value = line.split_once(": ").map(|(_, v)| v).or_else(|| line.trim_start().strip_prefix("- ")).unwrap_or("").trim();
+            let is_bool_field = line.trim_start().starts_with("served:")
+                || line.trim_start().starts_with("storage:")
+                || line.contains("default: ")
+                || line.contains("nullable:");
+            if RISKY.contains(&value.to_ascii_lowercase().as_str()) && !is_bool_field && value != "true" && value != "false" {
+                panic!("{name}:{}: {line:?} reads as a boolean in YAML 1.1", i + 1);
+            }
+        }
     }
 }

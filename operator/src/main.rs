@@ -124,6 +124,7 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
     };
 
     let (leader_tx, leader_rx) = tokio::sync::watch::channel(!args.leader_election);
+    metrics.set_leader(!args.leader_election);
     if args.leader_election {
         let manager = LeaseManagerBuilder::new(client.clone(), &args.lease_name)
             .with_namespace(&args.pod_namespace)
@@ -134,10 +135,12 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
             .await
             .context("cannot set up leader election")?;
         let (mut channel, _task) = manager.watch().await;
+        let leader_metrics = metrics.clone();
         tokio::spawn(async move {
             while channel.changed().await.is_ok() {
                 let leading = *channel.borrow_and_update();
                 tracing::info!(leading, "leadership changed");
+                leader_metrics.set_leader(leading);
                 if leader_tx.send(leading).is_err() {
                     break;
                 }
@@ -145,7 +148,8 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
         });
     }
 
-    let mut terminate = Box::pin(tokio::signal::ctrl_c().map(|_| ()));
+    // Kubernetes stops pods with SIGTERM; Ctrl-C for local runs.
+    let mut terminate = Box::pin(terminate_signal());
     loop {
         // Wait to lead (or for the end).
         let mut rx = leader_rx.clone();
@@ -177,5 +181,20 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
             _ = futures::future::join_all(runs) => tracing::warn!("controllers stopped (leadership lost)"),
             _ = &mut terminate => return Ok(()),
         }
+    }
+}
+
+async fn terminate_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the operator");
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        }
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -18,6 +18,7 @@ pub struct Metrics {
     duration: HistogramVec,
     bots: IntGaugeVec,
     webhook_pending: IntGaugeVec,
+    leader: prometheus::IntGauge,
     /// Each bot's conditions, to keep the aggregate gauge exact when bots change or go.
     conditions: Mutex<HashMap<(String, String), Vec<(String, &'static str)>>>,
 }
@@ -67,8 +68,11 @@ impl Metrics {
             &["bot"],
         )
         .expect("valid metric");
+        let leader = prometheus::IntGauge::new("botfleet_operator_leader", "1 on the replica that holds the Lease, 0 on standbys")
+            .expect("valid metric");
         for c in [
-            Box::new(reconciles.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(leader.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(reconciles.clone()),
             Box::new(errors.clone()),
             Box::new(duration.clone()),
             Box::new(bots.clone()),
@@ -76,7 +80,7 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric registered once");
         }
-        Self { registry, reconciles, errors, duration, bots, webhook_pending, conditions: Mutex::new(HashMap::new()) }
+        Self { registry, reconciles, errors, duration, bots, webhook_pending, leader, conditions: Mutex::new(HashMap::new()) }
     }
 
     pub fn observe(&self, kind: &str, elapsed: Duration, result: &Result<Action, Error>) {
@@ -88,6 +92,10 @@ impl Metrics {
                 self.errors.with_label_values(&[kind, e.reason()]).inc();
             }
         }
+    }
+
+    pub fn set_leader(&self, leading: bool) {
+        self.leader.set(i64::from(leading));
     }
 
     pub fn webhook_pending(&self, ns: &str, bot: &str, pending: u64) {
@@ -128,5 +136,35 @@ impl Metrics {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_render_with_stable_names_and_counts_bots_by_condition() {
+        let m = Metrics::new();
+        m.set_leader(true);
+        let now: jiff::Timestamp = "2026-01-01T00:00:00Z".parse().unwrap();
+        let mut conds = Vec::new();
+        crate::status::set_condition(&mut conds, "Ready", ConditionStatus::True, "Running", "", 1, now);
+        m.bot_conditions("demo", "alpha", &conds);
+        m.bot_conditions("demo", "beta", &conds);
+        m.webhook_pending("demo", "alpha", 7);
+        m.observe("BotInstance", Duration::from_millis(5), &Ok(Action::await_change()));
+        let text = m.render();
+        for line in [
+            "botfleet_operator_leader 1",
+            "botfleet_operator_bots{condition=\"Ready\",status=\"True\"} 2",
+            "botfleet_operator_webhook_pending_updates{bot=\"demo/alpha\"} 7",
+            "botfleet_operator_reconciles_total{kind=\"BotInstance\",outcome=\"success\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(text.contains("botfleet_operator_reconcile_duration_seconds_bucket"));
+        m.forget_bot("demo", "beta");
+        assert!(m.render().contains("botfleet_operator_bots{condition=\"Ready\",status=\"True\"} 1"));
     }
 }

@@ -89,11 +89,16 @@ pub fn selector_labels(bot: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The Prometheus job every runtime is scraped under (alerts say `up{job="botfleet-runtime"}`).
+pub const SCRAPE_JOB_LABEL: &str = "botfleet.io/scrape-job";
+pub const RUNTIME_JOB: &str = "botfleet-runtime";
+
 fn labels(bot: &str, pool: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(bot);
     l.insert("app.kubernetes.io/managed-by".into(), "botfleet-operator".into());
     l.insert("app.kubernetes.io/part-of".into(), "botfleet".into());
     l.insert("botfleet.io/pool".into(), pool.into());
+    l.insert(SCRAPE_JOB_LABEL.into(), RUNTIME_JOB.into());
     l
 }
 
@@ -411,6 +416,7 @@ fn service_monitor(bot: &BotInstance, n: &Names, pool: &str) -> DynamicObject {
     obj.data = json!({
         "spec": {
             "selector": {"matchLabels": selector_labels(&bot_name(bot))},
+            "jobLabel": SCRAPE_JOB_LABEL,
             "endpoints": [{"port": "http", "path": "/metrics", "interval": "30s"}],
         }
     });
@@ -582,6 +588,8 @@ spec:
         let sm = desired(&alpha(), true).service_monitor.unwrap();
         assert_eq!(sm.types.as_ref().unwrap().kind, "ServiceMonitor");
         assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
+        assert_eq!(sm.data["spec"]["jobLabel"], SCRAPE_JOB_LABEL);
+        assert_eq!(desired(&alpha(), false).service.metadata.labels.unwrap()[SCRAPE_JOB_LABEL], RUNTIME_JOB);
     }
 
     #[test]

@@ -1,0 +1,137 @@
+{{/* Chart name, overridable. */}}
+{{- define "botfleet.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Full name of the release's objects: fullnameOverride, else the release name when it already
+contains the chart name, else "<release>-<chart>". 63 characters at most (DNS label).
+*/}}
+{{- define "botfleet.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "botfleet.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels every object carries. */}}
+{{- define "botfleet.labels" -}}
+helm.sh/chart: {{ include "botfleet.chart" . }}
+{{ include "botfleet.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: botfleet
+{{- end }}
+
+{{/* Labels that select the operator pods; part of the Deployment selector, so never change them. */}}
+{{- define "botfleet.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "botfleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "botfleet.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "botfleet.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag, or repository@digest when a digest is given. */}}
+{{- define "botfleet.image" -}}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+{{- end }}
+
+{{- define "botfleet.runtimeImage" -}}
+{{- printf "%s:%s" .Values.runtime.image.repository (default .Chart.AppVersion .Values.runtime.image.tag) }}
+{{- end }}
+
+{{/* The operator's Service label that prometheus-operator turns into the job label
+(ServiceMonitor jobLabel), so alerts can say up{job="botfleet-operator"}. */}}
+{{- define "botfleet.scrapeJobLabel" -}}
+botfleet.io/scrape-job
+{{- end }}
+
+{{/* Checks that span several values (the schema checks each value alone). */}}
+{{- define "botfleet.validate" -}}
+{{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
+{{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a Lease every replica would reconcile the same bots" }}
+{{- end }}
+{{- if and .Values.podDisruptionBudget.enabled (gt (int .Values.replicaCount) 1) (ge (int .Values.podDisruptionBudget.minAvailable) (int .Values.replicaCount)) }}
+{{- fail "podDisruptionBudget.minAvailable must be below replicaCount, or no node could ever be drained" }}
+{{- end }}
+{{- end }}
+
+{{/*
+What the operator may do to the objects it reads and owns, in every namespace it watches.
+Rendered into a ClusterRole (all namespaces) or into one Role per watched namespace.
+No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
+*/}}
+{{- define "botfleet.rules" -}}
+# The custom resources: read them, add the finalizer and annotations (patch/update).
+- apiGroups: ["botfleet.io"]
+  resources: ["botinstances", "vipplans", "discountcampaigns", "ratelimitpolicies"]
+  verbs: ["get", "list", "watch", "patch", "update"]
+# Their status subresources: conditions, observedGeneration, config hash, token fingerprint.
+- apiGroups: ["botfleet.io"]
+  resources: ["botinstances/status", "vipplans/status", "discountcampaigns/status", "ratelimitpolicies/status"]
+  verbs: ["get", "patch", "update"]
+# Owner references with blockOwnerDeletion on objects owned by a BotInstance need this.
+- apiGroups: ["botfleet.io"]
+  resources: ["botinstances/finalizers"]
+  verbs: ["update"]
+# What each BotInstance owns: applied with server-side apply, drift reverted, deleted with it.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Secrets: the bot token Secrets are read and watched (token rotation); the per-bot
+# webhook-secret Secret is owned and written by the operator. Names are per bot, so they cannot
+# be listed here.
+- apiGroups: [""]
+  resources: ["secrets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["autoscaling"]
+  resources: ["horizontalpodautoscalers"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Only used when the ServiceMonitor CRD is installed.
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# Events on the resources, through either events API.
+- apiGroups: [""]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+The standard labels merged with extra ones (extra wins), for objects whose labels users extend
+so that no key appears twice. Call with (dict "ctx" $ "extra" $map).
+*/}}
+{{- define "botfleet.labelsWith" -}}
+{{- $labels := include "botfleet.labels" .ctx | fromYaml }}
+{{- toYaml (mustMergeOverwrite $labels (default (dict) .extra)) }}
+{{- end }}
