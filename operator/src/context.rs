@@ -85,6 +85,8 @@ pub struct Context {
     /// A fixed clock for tests; None: the real time.
     clock: Option<Timestamp>,
     monitor_crd: Mutex<Option<(Instant, bool)>>,
+    /// Consecutive failures per object, for the error policy's backoff.
+    failures: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
 impl Context {
@@ -97,7 +99,17 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         let recorder = Recorder::new(client.clone(), reporter);
-        Self { client, telegram, settings, metrics, stores, recorder, clock: None, monitor_crd: Mutex::new(None) }
+        Self {
+            client,
+            telegram,
+            settings,
+            metrics,
+            stores,
+            recorder,
+            clock: None,
+            monitor_crd: Mutex::new(None),
+            failures: Default::default(),
+        }
     }
 
     pub fn with_clock(mut self, now: Timestamp) -> Self {
@@ -119,6 +131,18 @@ impl Context {
             campaigns: self.stores.campaigns.state().iter().map(|o| o.as_ref().clone()).collect(),
             policies: self.stores.policies.state().iter().map(|o| o.as_ref().clone()).collect(),
         }
+    }
+
+    /// Records a failed reconcile of `key`; returns how many in a row.
+    pub fn failed(&self, key: &str) -> u32 {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        let n = f.entry(key.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }
 
     pub fn bots(&self) -> Vec<Arc<BotInstance>> {

@@ -42,13 +42,17 @@ where
     }
 }
 
-/// Retry soon on conflicts and network trouble, later on everything else.
-pub fn error_policy<K>(_obj: Arc<K>, error: &Error, _ctx: Arc<Context>) -> Action {
-    tracing::warn!(error = %error, reason = error.reason(), "reconcile failed");
-    match error.reason() {
-        "Conflict" | "KubeApi" | "Telegram" => Action::requeue(Duration::from_secs(15)),
-        _ => Action::requeue(Duration::from_secs(60)),
-    }
+/// Exponential backoff per object: 5 s, 10 s, 20 s … up to 5 minutes; a success resets it.
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(5u64.saturating_mul(1 << failures.saturating_sub(1).min(6))).min(Duration::from_secs(300))
+}
+
+pub fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    let key = format!("{}/{}", obj.meta().namespace.as_deref().unwrap_or(""), obj.meta().name.as_deref().unwrap_or(""));
+    let failures = ctx.failed(&key);
+    let wait = backoff(failures);
+    tracing::warn!(object = %key, error = %error, reason = error.reason(), failures, retry_in = ?wait, "reconcile failed");
+    Action::requeue(wait)
 }
 
 /// Every bot of a namespace (pricing and limit changes re-resolve them all).
@@ -138,4 +142,15 @@ pub async fn run(
         .run(reconcile_policy, error_policy, ctx)
         .for_each(|_| async {});
     futures::join!(bot_controller, campaign_controller, plan_controller, policy_controller);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let waits: Vec<u64> = (1..=9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 300, 300, 300]);
+    }
 }

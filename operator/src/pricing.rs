@@ -126,6 +126,9 @@ pub async fn reconcile_campaign(c: Arc<DiscountCampaign>, ctx: Arc<Context>) -> 
     }
     .await;
     ctx.metrics.observe("DiscountCampaign", started.elapsed(), &result);
+    if result.is_ok() {
+        ctx.succeeded(&format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()));
+    }
     result
 }
 
@@ -141,6 +144,9 @@ pub async fn reconcile_plan(p: Arc<VipPlan>, ctx: Arc<Context>) -> Result<Action
     }
     .await;
     ctx.metrics.observe("VipPlan", started.elapsed(), &result);
+    if result.is_ok() {
+        ctx.succeeded(&format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()));
+    }
     result
 }
 
@@ -168,6 +174,9 @@ pub async fn reconcile_policy(p: Arc<RateLimitPolicy>, ctx: Arc<Context>) -> Res
     }
     .await;
     ctx.metrics.observe("RateLimitPolicy", started.elapsed(), &result);
+    if result.is_ok() {
+        ctx.succeeded(&format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()));
+    }
     result
 }
 

@@ -172,7 +172,7 @@ fn reconciled_bot(token: &str) -> BotInstance {
 }
 
 #[tokio::test]
-async fn a_steady_bot_is_reapplied_without_calling_telegram_again() {
+async fn drift_is_reverted_by_forced_reapply_without_calling_telegram_again() {
     let fake = FakeTelegram::start().await.unwrap();
     let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
     let secret = "existing_secret_value";
@@ -188,8 +188,11 @@ async fn a_steady_bot_is_reapplied_without_calling_telegram_again() {
     let l = log.lock().unwrap();
     let status = find(&l, "/status");
     assert_eq!(condition(status, "Ready")["lastTransitionTime"], "2026-11-01T00:00:00Z", "no transition, no new time");
-    // The pods carry the same fingerprint as before: drift is reverted, nothing rolls.
+    // Every object is applied whole and forced, so a hand edit (drift) is overwritten; the pods
+    // carry the same fingerprint as before, so nothing rolls.
     let deployment = find(&l, "/deployments/alpha-runtime");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    assert!(l.requests.iter().filter(|r| r.method == "PATCH" && !r.uri.contains("/status")).all(|r| r.uri.contains("force=true")));
     assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["botfleet.io/token-fingerprint"], fingerprint(&tg.token));
     assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["botfleet.io/webhook-secret-fingerprint"], fingerprint(secret));
 }
@@ -334,4 +337,30 @@ async fn a_spec_that_bypassed_the_schema_is_reported_not_applied() {
     let ready = condition(find(&l, "/status"), "Ready");
     assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
     assert!(ready["message"].as_str().unwrap().contains("publicUrl"));
+}
+
+#[tokio::test]
+async fn a_campaign_reports_its_state_with_an_event_and_is_requeued_at_its_next_edge() {
+    use botfleet_crds::discount_campaign::DiscountCampaign;
+    let fake = FakeTelegram::start().await.unwrap();
+    let c: DiscountCampaign = serde_yaml::from_str(
+        "apiVersion: botfleet.io/v1alpha1\nkind: DiscountCampaign\nmetadata: {name: bf, namespace: demo, generation: 4}\nspec: {percentOff: 30, startsAt: \"2026-11-27T00:00:00Z\", endsAt: \"2026-11-30T00:00:00Z\"}",
+    )
+    .unwrap();
+    let (client, log) = api_server(vec![step(
+        "PATCH",
+        "/apis/botfleet.io/v1alpha1/namespaces/demo/discountcampaigns/bf/status",
+        Reply::Json(200, serde_json::to_value(&c).unwrap()),
+    )]);
+    let ctx = context(client, &fake.api_url(), stores());
+    let action = botfleet_operator::pricing::reconcile_campaign(Arc::new(c), ctx).await.unwrap();
+    assert_done(&log);
+    // The test clock says 2026-11-22T12:00Z: the campaign starts in 4.5 days, resync is sooner.
+    assert_eq!(format!("{action:?}"), format!("{:?}", kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(600))));
+    let l = log.lock().unwrap();
+    let status = &l.requests[0].body["status"];
+    assert_eq!(status["state"], "Scheduled");
+    assert_eq!(status["observedGeneration"], 4);
+    assert_eq!(status["conditions"][0]["observedGeneration"], 4);
+    assert!(l.events.iter().any(|e| e["reason"] == "StateChanged"), "{:?}", l.events);
 }

@@ -46,6 +46,7 @@ const ROLLOUT_POLL: Duration = Duration::from_secs(15);
 pub async fn reconcile(bot: Arc<BotInstance>, ctx: Arc<Context>) -> Result<Action, Error> {
     let ns = bot.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<BotInstance> = Api::namespaced(ctx.client.clone(), &ns);
+    let name = bot.name_any();
     let started = std::time::Instant::now();
     let result = finalizer(&api, FINALIZER, bot, |event| async {
         match event {
@@ -56,6 +57,9 @@ pub async fn reconcile(bot: Arc<BotInstance>, ctx: Arc<Context>) -> Result<Actio
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
     ctx.metrics.observe("BotInstance", started.elapsed(), &result);
+    if result.is_ok() {
+        ctx.succeeded(&format!("{ns}/{name}"));
+    }
     result
 }
 
