@@ -89,7 +89,8 @@ die() {
 # --- cleanup ----------------------------------------------------------------------------------
 
 diagnostics() {
-  [ -n "${KUBECONFIG:-}" ] && [ -f "$KUBECONFIG" ] || return 0
+  # Only ever our own cluster: never a KUBECONFIG inherited from the caller's environment.
+  [ -n "$WORKDIR" ] && [ "${KUBECONFIG:-}" = "$WORKDIR/kubeconfig" ] && [ -f "$KUBECONFIG" ] || return 0
   printf '\n--- diagnostics ---\n' >&2
   kubectl get nodes -o wide >&2 || true
   kubectl -n "$SYSTEM_NS" get deploy,pods,lease -o wide >&2 || true
@@ -113,7 +114,11 @@ cleanup() {
   elif [ "$CREATED" = 1 ] || [ "$STEP" -gt 1 ]; then
     if kind get clusters 2>/dev/null | grep -qx "$CLUSTER"; then
       printf '\n==> kind cluster %s is still running. To use it:\n' "$CLUSTER"
-      printf '      kind export kubeconfig --name %s     # or: export KUBECONFIG=%s/kubeconfig\n' "$CLUSTER" "$WORKDIR"
+      if [ "$KEEP" = 1 ] && [ -n "$WORKDIR" ]; then
+        printf '      export KUBECONFIG=%s/kubeconfig   # or: kind export kubeconfig --name %s\n' "$WORKDIR" "$CLUSTER"
+      else
+        printf '      kind export kubeconfig --name %s   # switches your current kubectl context\n' "$CLUSTER"
+      fi
       printf '      kubectl -n %s get bots,plans,campaigns,rlp -o wide\n' "$BOTS_NS"
       printf '    Delete it with: kind delete cluster --name %s\n' "$CLUSTER"
     fi
@@ -202,8 +207,8 @@ put_token() {
   rm -f "$file"
 }
 
-deploy_generation() { # <deployment>
-  jp "deployment/$1" '{.metadata.generation}'
+pod_template() { # <deployment>
+  jp "deployment/$1" '{.spec.template}'
 }
 
 pod_token_annotation() { # <deployment>
@@ -231,7 +236,7 @@ need helm "installs the chart, 3.8 or newer (https://helm.sh/docs/intro/install/
 docker info >/dev/null 2>&1 || die "docker is installed but its engine is not reachable (is Docker running? can this user use it?)"
 ok "docker engine reachable"
 
-helm_version=$(helm version --template '{{.Version}}' 2>/dev/null || true)
+helm_version=$(helm version --short 2>/dev/null || helm version --template '{{.Version}}' 2>/dev/null || true)
 helm_major=$(printf '%s' "$helm_version" | sed -n 's/^v\([0-9]*\)\.\([0-9]*\).*/\1/p')
 helm_minor=$(printf '%s' "$helm_version" | sed -n 's/^v\([0-9]*\)\.\([0-9]*\).*/\2/p')
 if [ -z "$helm_major" ] || [ "$helm_major" -lt 3 ] || { [ "$helm_major" -eq 3 ] && [ "$helm_minor" -lt 8 ]; }; then
@@ -250,8 +255,10 @@ else
 fi
 
 WORKDIR=$(mktemp -d "${TMPDIR:-/tmp}/botfleet-kind.XXXXXX")
-# A kubeconfig of our own: nothing this script does can reach any other cluster.
+# A kubeconfig of our own: nothing this script does can reach any other cluster. Helm's
+# variables that would point it elsewhere are dropped for the same reason.
 export KUBECONFIG="$WORKDIR/kubeconfig"
+unset HELM_KUBECONTEXT HELM_KUBEAPISERVER HELM_KUBETOKEN HELM_KUBEASUSER HELM_KUBEASGROUPS HELM_KUBECAFILE
 
 # --- 2. cluster -------------------------------------------------------------------------------
 
@@ -284,9 +291,9 @@ else
   build_dir="$WORKDIR/build"
   mkdir -p "$build_dir/context"
   cat >"$build_dir/Dockerfile" <<'DOCKERFILE'
-# syntax=docker/dockerfile:1
-# The BotFleet operator: a static-ish Rust binary on distroless (glibc + libgcc, no shell),
-# running as the nonroot user 65532 that the chart's securityContext expects.
+# The BotFleet operator on distroless cc (glibc and libgcc, no shell), running as the nonroot
+# user 65532 that the chart's securityContext expects. bookworm builder for bookworm glibc:
+# a binary built on a newer Debian may not start on distroless/cc-debian12.
 ARG RUST_IMAGE=rust:1.95-bookworm
 ARG RUNTIME_BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
@@ -435,6 +442,11 @@ if [ "$NAMESPACED" = 1 ]; then
   helm_args+=(--set "watchNamespaces={$BOTS_NS}")
   info "namespaced mode: watchNamespaces={$BOTS_NS}"
 fi
+if [ "$CREATED" = 0 ]; then
+  # Helm installs crds/ only on the first install and never upgrades them.
+  kubectl apply --server-side --force-conflicts -f "$REPO_ROOT/charts/botfleet/crds/" >/dev/null
+  info "reused cluster: CRDs brought up to date with kubectl apply --server-side"
+fi
 helm "${helm_args[@]}"
 
 for crd in botinstances vipplans discountcampaigns ratelimitpolicies; do
@@ -446,28 +458,38 @@ ready=$(kubectl -n "$SYSTEM_NS" get deployment "$RELEASE" -o jsonpath='{.status.
 [ "$ready" = 2 ] || die "expected 2 ready operator replicas, found ${ready:-0}"
 ok "2 operator replicas ready"
 
-lease_holder() {
-  kubectl -n "$SYSTEM_NS" get lease botfleet-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true
-}
-wait_until "a leader on Lease $SYSTEM_NS/botfleet-operator" test -n "$(lease_holder)"
-# Re-evaluated on every call: test -n "$(...)" above was expanded once, so poll explicitly.
 leader=""
-deadline=$(($(date +%s) + TIMEOUT))
-while [ -z "$leader" ]; do
-  leader=$(lease_holder)
-  [ -n "$leader" ] && break
-  [ "$(date +%s)" -lt "$deadline" ] || die "no operator replica took the Lease botfleet-operator"
-  sleep 2
-done
-ok "leader: $leader (Lease $SYSTEM_NS/botfleet-operator)"
-
-metrics() {
-  # Through the API server's pod proxy: no port-forward, no curl needed.
-  kubectl get --raw "/api/v1/namespaces/$SYSTEM_NS/pods/$leader:8080/proxy/metrics"
+has_leader() { # sets $leader: the pod holding the Lease (its identity is the pod name)
+  leader=$(kubectl -n "$SYSTEM_NS" get lease botfleet-operator -o jsonpath='{.spec.holderIdentity}' 2>/dev/null || true)
+  # On a reused cluster the Lease may still name a pod of the previous release for a few seconds.
+  [ -n "$leader" ] && kubectl -n "$SYSTEM_NS" get pod "$leader" >/dev/null 2>&1
 }
-metrics | grep -q '^# TYPE botfleet_operator_reconciles_total' || die "the leader's /metrics has no botfleet_operator_reconciles_total"
+wait_until "an operator replica to hold the Lease $SYSTEM_NS/botfleet-operator" has_leader
+ok "leader: $leader (Lease $SYSTEM_NS/botfleet-operator); the other replica stands by"
+
+pod_metrics() { # <pod>: its /metrics through the API server's pod proxy (no port-forward, no curl)
+  kubectl get --raw "/api/v1/namespaces/$SYSTEM_NS/pods/$1:8080/proxy/metrics"
+}
+metrics() {
+  # The leader's: the Service would pick either replica, and only the leader's counters move.
+  pod_metrics "$leader"
+}
+# The output is captured before grep reads it: with pipefail, grep -q closing a pipe early
+# could fail the writer with SIGPIPE.
+reports_leader() { # <pod> <0|1>: the pod's botfleet_operator_leader gauge
+  local m
+  m=$(pod_metrics "$1" 2>/dev/null) || return 1
+  grep -qx "botfleet_operator_leader $2" <<<"$m"
+}
+wait_until "the leader's /metrics to say botfleet_operator_leader 1" reports_leader "$leader" 1
+standby=$(kubectl -n "$SYSTEM_NS" get pods -l app.kubernetes.io/component=operator \
+  -o jsonpath='{range .items[*]}{.metadata.name}{"\n"}{end}' | grep -vx "$leader" | head -n 1 || true)
+if [ -n "$standby" ]; then
+  wait_until "the standby's /metrics to say botfleet_operator_leader 0" reports_leader "$standby" 0
+  ok "/metrics: botfleet_operator_leader 1 on $leader, 0 on $standby"
+fi
 kubectl get --raw "/api/v1/namespaces/$SYSTEM_NS/pods/$leader:8080/proxy/readyz" >/dev/null || die "/readyz of the leader is not 200"
-ok "/metrics and /readyz answer"
+ok "/readyz answers"
 
 # --- 6. the sample fleet ----------------------------------------------------------------------
 
@@ -525,7 +547,8 @@ patches:
           mode: Polling
 YAML
 } >"$fleet/kustomization.yaml"
-kubectl apply -k "$fleet"
+# Server-side apply: a re-run on a kept cluster also takes back fields changed by hand (prices).
+kubectl apply --server-side --force-conflicts -k "$fleet"
 
 # --- 7. pricing resources: status written by the operator -------------------------------------
 
@@ -557,7 +580,7 @@ spec:
   endsAt: "2026-12-01T00:00:00Z"
 YAML
 )
-printf '%s\n' "$bad_out" | grep -q 'endsAt must be after startsAt' || die "an inverted campaign window was not refused: $bad_out"
+grep -q 'endsAt must be after startsAt' <<<"$bad_out" || die "an inverted campaign window was not refused: $bad_out"
 ok "inverted window refused: endsAt must be after startsAt"
 bad_out=$(kubectl -n "$BOTS_NS" apply --dry-run=server -f - 2>&1 <<'YAML' || true
 apiVersion: botfleet.io/v1alpha1
@@ -570,7 +593,7 @@ spec:
   endsAt: "2026-12-31T00:00:00Z"
 YAML
 )
-printf '%s\n' "$bad_out" | grep -q 'percentOff' || die "120% off was not refused: $bad_out"
+grep -q 'percentOff' <<<"$bad_out" || die "120% off was not refused: $bad_out"
 ok "120% off refused (percentOff is 1..90)"
 
 # --- 8. the bots ------------------------------------------------------------------------------
@@ -608,7 +631,7 @@ if [ "$REAL_TOKENS" = 0 ]; then
   events=$(kubectl -n "$BOTS_NS" get events --field-selector involvedObject.kind=BotInstance,involvedObject.name=alpha \
     -o jsonpath='{range .items[*]}{.reason}{"\n"}{end}' 2>/dev/null | sort -u | tr '\n' ' ')
   info "Events on bot alpha: ${events:-none}"
-  printf '%s' "$events" | grep -q TokenMalformed || die "no TokenMalformed Event on bot alpha"
+  grep -q TokenMalformed <<<"$events" || die "no TokenMalformed Event on bot alpha"
   ok "Warning Events recorded"
 else
   step "bots with real tokens: getMe, owned objects, status"
@@ -634,33 +657,38 @@ else
   fi
 
   step "changing a price reaches the ConfigMap without rolling the pods"
-  gen_before=$(deploy_generation alpha-runtime)
+  # The pod templates, not the generations: alpha's HPA changes spec.replicas (and with it the
+  # generation) on its own.
+  alpha_template=$(pod_template alpha-runtime)
+  beta_template=$(pod_template beta-runtime)
   hash_before=$(jp botinstance/alpha '{.status.configHash}')
   kubectl -n "$BOTS_NS" patch vipplan vip-week --type merge -p '{"spec":{"priceStars":300}}' >/dev/null
-  config_has_price() {
-    jp configmap/alpha-config '{.data.config\.yaml}' | grep -A6 'id: vip-week' | grep -q 'priceStars: 300'
+  config_has_price() { # <bot>
+    local cfg
+    cfg=$(jp "configmap/$1-config" '{.data.config\.yaml}')
+    grep -A6 'id: vip-week' <<<"$cfg" | grep -q 'priceStars: 300'
   }
-  wait_until "alpha-config to sell vip-week at 300" config_has_price
-  wait_until "bot alpha: a new configHash" test "$(jp botinstance/alpha '{.status.configHash}')" != "$hash_before"
+  wait_until "alpha-config to sell vip-week at 300" config_has_price alpha
+  wait_until "beta-config to sell vip-week at 300" config_has_price beta
   hash_after=""
-  deadline=$(($(date +%s) + TIMEOUT))
-  until [ -n "$hash_after" ] && [ "$hash_after" != "$hash_before" ]; do
+  config_hash_changed() {
     hash_after=$(jp botinstance/alpha '{.status.configHash}')
-    [ "$(date +%s)" -lt "$deadline" ] || die "status.configHash of alpha did not change"
-    sleep 2
-  done
-  [ "$(deploy_generation alpha-runtime)" = "$gen_before" ] || die "the price change rolled alpha-runtime (generation changed)"
-  ok "configHash $hash_before -> $hash_after; alpha-runtime generation unchanged ($gen_before): no restart"
+    [ -n "$hash_after" ] && [ "$hash_after" != "$hash_before" ]
+  }
+  wait_until "bot alpha: a new status.configHash" config_hash_changed
+  [ "$(pod_template alpha-runtime)" = "$alpha_template" ] || die "the price change rolled alpha-runtime (pod template changed)"
+  [ "$(pod_template beta-runtime)" = "$beta_template" ] || die "the price change rolled beta-runtime (pod template changed)"
+  ok "configHash $hash_before -> $hash_after; pod templates unchanged: no restart, the runtimes reload the file"
   expected=$((300 * (100 - pct) / 100))
   wait_until "vip-week effective price $expected" field_is vipplan/vip-week '{.status.effectivePriceStars}' "$expected"
   ok "vip-week: 300 Stars, effective $expected"
 
   step "an invalid token is reported and the Deployment is left alone"
-  gen_before=$(deploy_generation alpha-runtime)
+  alpha_template=$(pod_template alpha-runtime)
   put_token alpha-bot-token "$PLACEHOLDER_ALPHA"
   wait_until "bot alpha: TokenValid=False" token_reason_in alpha Unauthorized TelegramRefused
   [ "$(pod_token_annotation alpha-runtime)" = "$fp" ] || die "the Deployment moved to the invalid token"
-  [ "$(deploy_generation alpha-runtime)" = "$gen_before" ] || die "alpha-runtime was changed after an invalid token"
+  [ "$(pod_template alpha-runtime)" = "$alpha_template" ] || die "alpha-runtime's pod template changed after an invalid token"
   ok "TokenValid=False $(condition alpha TokenValid reason); pod template still on $fp"
   put_token alpha-bot-token "$BOT_TOKEN_ALPHA"
   kubectl -n "$BOTS_NS" wait --for=condition=TokenValid=True botinstance/alpha --timeout="${TIMEOUT}s" >/dev/null
@@ -670,8 +698,11 @@ fi
 # --- 9. metrics and the picture ---------------------------------------------------------------
 
 step "operator metrics (leader $leader)"
-metrics | grep -E '^botfleet_operator_(reconciles_total|bots)\{' | sed 's/^/    /' || true
-metrics | grep -q 'botfleet_operator_reconciles_total{kind="BotInstance"' || die "the leader counted no BotInstance reconcile"
+out=$(metrics)
+grep -E '^botfleet_operator_(leader|reconciles_total\{|bots\{|webhook_pending_updates\{)' <<<"$out" | sed 's/^/    /' || true
+# Captured first: with pipefail, grep -q closing a pipe early could fail the writer (SIGPIPE).
+out=$(metrics)
+grep -q 'botfleet_operator_reconciles_total{kind="BotInstance"' <<<"$out" || die "the leader counted no BotInstance reconcile"
 ok "BotInstance reconciles counted"
 
 step "kubectl get bots,plans,campaigns,rlp -o wide -n $BOTS_NS"
@@ -686,13 +717,19 @@ if [ "$KEEP" = 1 ]; then
 else
   step "deleting the fleet (the finalizer runs, owned objects are garbage-collected)"
   kubectl delete -k "$fleet" --wait=false >/dev/null
-  wait_until "BotInstances to be gone" test -z "$(kubectl -n "$BOTS_NS" get botinstances -o name 2>/dev/null)"
-  deadline=$(($(date +%s) + TIMEOUT))
-  while [ -n "$(kubectl -n "$BOTS_NS" get botinstances -o name 2>/dev/null)" ]; do
-    [ "$(date +%s)" -lt "$deadline" ] || die "BotInstances are stuck (finalizer botfleet.io/webhook not removed?)"
-    sleep 2
-  done
-  ok "all BotInstances deleted"
+  no_bots_left() {
+    local left
+    left=$(kubectl -n "$BOTS_NS" get botinstances -o name 2>/dev/null) || return 1
+    [ -z "$left" ]
+  }
+  wait_until "BotInstances to be gone (stuck ones keep the finalizer botfleet.io/webhook)" no_bots_left
+  no_runtime_left() {
+    local left
+    left=$(kubectl -n "$BOTS_NS" get deployments,configmaps -l app.kubernetes.io/managed-by=botfleet-operator -o name 2>/dev/null) || return 1
+    [ -z "$left" ]
+  }
+  wait_until "owned Deployments and ConfigMaps to be garbage-collected" no_runtime_left
+  ok "all BotInstances deleted, their objects garbage-collected"
 fi
 
 step "done"

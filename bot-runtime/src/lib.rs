@@ -1,4 +1,7 @@
-//! The BotFleet bot runtime. For now: the first step of webhook ingress (authenticating that
-//! an update comes from Telegram). Handlers, matching, relay and the outbox follow (issue 3).
+//! The BotFleet bot runtime. Built so far: webhook ingress authentication and matching (the
+//! atomic pairing of users across the bots of a pool, on Redis or in process). Handlers,
+//! relay, the outbox and the roles serve/local follow (issue 3).
 
 pub mod ingress;
+pub mod keys;
+pub mod matching;

@@ -31,9 +31,23 @@ async fn the_binary_serves_bots_given_on_its_command_line() {
             .spawn()
             .unwrap(),
     );
+    // Keep reading stdout to the end: a closed pipe would kill the server at its next print.
     let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let lines: Vec<String> = tokio::task::spawn_blocking(move || {
-        BufReader::new(stdout).lines().map_while(Result::ok).take_while(|l| !l.contains("listening")).collect()
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) {
+            if line.contains("listening") {
+                break;
+            }
+            seen.push(line);
+        }
+        seen
     })
     .await
     .unwrap();

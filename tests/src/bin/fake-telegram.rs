@@ -39,13 +39,24 @@ async fn main() -> anyhow::Result<()> {
             None => (arg.as_str(), None),
         };
         let bot = sim.register_bot_with(name, None, token).map_err(anyhow::Error::msg)?;
-        println!("bot @{} token {}", bot.username, bot.token);
+        say(format_args!("bot @{} token {}", bot.username, bot.token));
     }
-    println!("fake Telegram Bot API listening on {}", fake.api_url());
-    println!("  Bot API:  {}/bot<token>/<method>", fake.api_url());
-    println!("  control:  {}/sim/...  (see tests/README.md)", fake.api_url());
-    println!("  try:      curl -s -XPOST {}/sim/bots -H 'content-type: application/json' -d '{{\"username\":\"my_bot\"}}'", fake.api_url());
+    say(format_args!("fake Telegram Bot API listening on {}", fake.api_url()));
+    say(format_args!("  Bot API:  {}/bot<token>/<method>", fake.api_url()));
+    say(format_args!("  control:  {}/sim/...  (see tests/README.md)", fake.api_url()));
+    say(format_args!(
+        "  try:      curl -s -XPOST {}/sim/bots -H 'content-type: application/json' -d '{{\"username\":\"my_bot\"}}'",
+        fake.api_url()
+    ));
     tokio::signal::ctrl_c().await.context("waiting for Ctrl-C")?;
     fake.stop().await;
     Ok(())
+}
+
+/// Prints a line; a closed stdout (piped into `head`, a finished reader) must not stop the server.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }

@@ -653,14 +653,22 @@ pub fn chat_member_json(status: &str, user: Value) -> Value {
     }
 }
 
+/// 42 and "42" name the same chat.
+fn id_text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
 fn commands_key(p: &Params) -> ApiResult<String> {
     // A scope is its type plus the chat and user it names (per-chat lists are distinct).
     let scope = match p.opt_json("scope", "bot command scope")? {
         Some(s) => format!(
             "{}:{}:{}",
             s.get("type").and_then(Value::as_str).unwrap_or("default"),
-            s.get("chat_id").map(|v| v.to_string()).unwrap_or_default(),
-            s.get("user_id").map(|v| v.to_string()).unwrap_or_default()
+            s.get("chat_id").map(id_text).unwrap_or_default(),
+            s.get("user_id").map(id_text).unwrap_or_default()
         ),
         None => "default::".into(),
     };
@@ -961,6 +969,7 @@ fn delete_webhook(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value
 }
 
 fn webhook_info(world: &mut World, bot_id: i64) -> ApiResult<Value> {
+    world.expire_updates(bot_id);
     let bot = world.bot(bot_id)?;
     let pending = bot.updates.len();
     let Some(hook) = &bot.webhook else {

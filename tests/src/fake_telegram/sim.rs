@@ -378,8 +378,9 @@ impl Sim {
 
     /// Updates queued for the bot and not yet confirmed (polling) or accepted (webhook).
     pub fn pending_updates(&self, bot: &str) -> Result<Vec<Value>, SimError> {
-        let world = self.world();
+        let mut world = self.world();
         let bot_id = world.find_bot(bot)?;
+        world.expire_updates(bot_id);
         Ok(world.bots.get(&bot_id).map(|b| b.updates.iter().map(|u| u.to_json()).collect()).unwrap_or_default())
     }
 }

@@ -1,0 +1,14 @@
+-- Ends the chat of a member for both sides, atomically (either side may call it, any number
+-- of times: only the first call finds a partner).
+-- KEYS[1] the pool's key prefix; ARGV[1] the member.
+-- Returns the partner, or false when the member was not in a chat.
+local p, me = KEYS[1], ARGV[1]
+local partner = redis.call("GET", p .. "pair:" .. me)
+if not partner then
+  return false
+end
+redis.call("DEL", p .. "pair:" .. me)
+if redis.call("GET", p .. "pair:" .. partner) == me then
+  redis.call("DEL", p .. "pair:" .. partner)
+end
+return partner

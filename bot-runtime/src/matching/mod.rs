@@ -1,0 +1,147 @@
+//! Matching: who waits, who is paired with whom, and the rules that decide a match.
+//!
+//! A pool spans every bot that names it. A search is one atomic step (a Lua script on Redis,
+//! a mutex in the embedded store): look for the best compatible waiting partner — VIP queue
+//! first, then the free queue, oldest first — and claim both users at once, or wait. So a user
+//! is never in two chats and never matched twice, however many replicas search at once.
+
+pub mod memory;
+pub mod redis;
+
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::time::Duration;
+
+pub use crate::keys::Tier;
+
+/// A user of one bot: the unit of matching (the same person on two bots is two members).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Member {
+    pub bot: String,
+    pub user: i64,
+}
+
+impl Member {
+    pub fn new(bot: impl Into<String>, user: i64) -> Self {
+        Self { bot: bot.into(), user }
+    }
+}
+
+impl fmt::Display for Member {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.bot, self.user)
+    }
+}
+
+impl FromStr for Member {
+    type Err = MatchError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        // Bot names are DNS labels (no ':'), so the last ':' separates the user id.
+        let (bot, user) = s.rsplit_once(':').ok_or_else(|| MatchError::Corrupt(format!("member {s:?}")))?;
+        let user = user.parse().map_err(|_| MatchError::Corrupt(format!("member {s:?}")))?;
+        Ok(Self::new(bot, user))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Gender {
+    Male,
+    Female,
+    Other,
+}
+
+impl Gender {
+    pub fn code(self) -> &'static str {
+        match self {
+            Gender::Male => "m",
+            Gender::Female => "f",
+            Gender::Other => "o",
+        }
+    }
+}
+
+/// Whom a seeker wants. Only VIPs with the gender-filter perk may choose; the caller enforces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Want {
+    Anyone,
+    Only(Gender),
+}
+
+impl Want {
+    fn code(self) -> &'static str {
+        match self {
+            Want::Anyone => "*",
+            Want::Only(g) => g.code(),
+        }
+    }
+
+    fn accepts(self, g: Gender) -> bool {
+        match self {
+            Want::Anyone => true,
+            Want::Only(w) => w == g,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seeker {
+    pub member: Member,
+    pub gender: Gender,
+    pub want: Want,
+    pub vip: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SearchOutcome {
+    Matched {
+        partner: Member,
+    },
+    /// Already in a chat (a second tap on "Find partner", or a retried update).
+    AlreadyInChat {
+        partner: Member,
+    },
+    Queued,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rules {
+    /// Two members are not matched again within this window.
+    pub recent_window: Duration,
+    /// How many waiting members one search looks at per queue (bounds the atomic step).
+    pub scan_limit: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Self { recent_window: Duration::from_secs(20 * 60), scan_limit: 200 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatchError {
+    #[error("matching store unavailable: {0}")]
+    Unavailable(String),
+    #[error("unexpected data in the matching store: {0}")]
+    Corrupt(String),
+}
+
+/// The matching store, for one fleet. Two implementations: Redis (any number of replicas)
+/// and in-process memory (the embedded default); one behaviour suite runs against both.
+pub trait MatchPool: Send + Sync {
+    fn search(
+        &self,
+        pool: &str,
+        seeker: &Seeker,
+        now_ms: i64,
+        rules: Rules,
+    ) -> impl Future<Output = Result<SearchOutcome, MatchError>> + Send;
+    /// Leaves the waiting queues; true if the member was waiting.
+    fn cancel(&self, pool: &str, member: &Member) -> impl Future<Output = Result<bool, MatchError>> + Send;
+    /// Ends the member's chat for both sides; the partner, if there was a chat.
+    fn end_chat(&self, pool: &str, member: &Member) -> impl Future<Output = Result<Option<Member>, MatchError>> + Send;
+    fn partner(&self, pool: &str, member: &Member) -> impl Future<Output = Result<Option<Member>, MatchError>> + Send;
+    /// `member` never meets `other` again (block or report); checked both ways.
+    fn block(&self, pool: &str, member: &Member, other: &Member) -> impl Future<Output = Result<(), MatchError>> + Send;
+    fn queue_len(&self, pool: &str, tier: Tier) -> impl Future<Output = Result<u64, MatchError>> + Send;
+}

@@ -1,0 +1,91 @@
+//! The Redis matching store: each search is one Lua script run (see match.lua).
+
+use redis::aio::ConnectionManager;
+use redis::{AsyncCommands as _, Script};
+
+use super::{MatchError, MatchPool, Member, Rules, SearchOutcome, Seeker, Tier};
+use crate::keys::Keys;
+
+/// How long a block is remembered (a year: "never again" for any practical purpose).
+const BLOCK_TTL_SECS: i64 = 365 * 24 * 3600;
+
+pub struct RedisPool {
+    conn: ConnectionManager,
+    keys: Keys,
+    search: Script,
+    end_chat: Script,
+}
+
+impl RedisPool {
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Self { conn, keys, search: Script::new(include_str!("match.lua")), end_chat: Script::new(include_str!("end_chat.lua")) }
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> MatchError {
+    MatchError::Unavailable(e.to_string())
+}
+
+impl MatchPool for RedisPool {
+    async fn search(&self, pool: &str, seeker: &Seeker, now_ms: i64, rules: Rules) -> Result<SearchOutcome, MatchError> {
+        let mut conn = self.conn.clone();
+        let reply: Vec<String> = self
+            .search
+            .key(self.keys.pool(pool))
+            .arg(seeker.member.to_string())
+            .arg(seeker.gender.code())
+            .arg(seeker.want.code())
+            .arg(if seeker.vip { "1" } else { "0" })
+            .arg(now_ms)
+            .arg(rules.recent_window.as_millis() as i64)
+            .arg(rules.scan_limit.max(1))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match reply.as_slice() {
+            [kind, partner] if kind == "matched" => Ok(SearchOutcome::Matched { partner: partner.parse()? }),
+            [kind, partner] if kind == "in_chat" => Ok(SearchOutcome::AlreadyInChat { partner: partner.parse()? }),
+            [kind] if kind == "queued" => Ok(SearchOutcome::Queued),
+            other => Err(MatchError::Corrupt(format!("match script answered {other:?}"))),
+        }
+    }
+
+    async fn cancel(&self, pool: &str, member: &Member) -> Result<bool, MatchError> {
+        let mut conn = self.conn.clone();
+        let m = member.to_string();
+        let (a, b): (u64, u64) = redis::pipe()
+            .atomic()
+            .zrem(self.keys.queue(pool, Tier::Vip), &m)
+            .zrem(self.keys.queue(pool, Tier::Free), &m)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(a + b > 0)
+    }
+
+    async fn end_chat(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError> {
+        let mut conn = self.conn.clone();
+        let partner: Option<String> =
+            self.end_chat.key(self.keys.pool(pool)).arg(member.to_string()).invoke_async(&mut conn).await.map_err(unavailable)?;
+        partner.map(|p| p.parse()).transpose()
+    }
+
+    async fn partner(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError> {
+        let mut conn = self.conn.clone();
+        let partner: Option<String> = conn.get(self.keys.pair(pool, member)).await.map_err(unavailable)?;
+        partner.map(|p| p.parse()).transpose()
+    }
+
+    async fn block(&self, pool: &str, member: &Member, other: &Member) -> Result<(), MatchError> {
+        let mut conn = self.conn.clone();
+        let key = self.keys.blocked(pool, member);
+        let _: () =
+            redis::pipe().sadd(&key, other.to_string()).expire(&key, BLOCK_TTL_SECS).query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError> {
+        let mut conn = self.conn.clone();
+        conn.zcard(self.keys.queue(pool, tier)).await.map_err(unavailable)
+    }
+}

@@ -1,0 +1,194 @@
+//! One behaviour suite for matching, run against both stores: Redis (the Lua script, real
+//! Redis, a key prefix per test) and the embedded in-memory store.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bot_runtime::keys::Keys;
+use bot_runtime::matching::memory::MemoryPool;
+use bot_runtime::matching::redis::RedisPool;
+use bot_runtime::matching::{Gender, MatchPool, Member, Rules, SearchOutcome, Seeker, Tier, Want};
+use botfleet_tests::fixtures::TestRedis;
+
+const POOL: &str = "eu-chat";
+const MIN: i64 = 60_000;
+
+fn seeker(bot: &str, user: i64, gender: Gender, want: Want, vip: bool) -> Seeker {
+    Seeker { member: Member::new(bot, user), gender, want, vip }
+}
+
+fn anyone(bot: &str, user: i64) -> Seeker {
+    seeker(bot, user, Gender::Other, Want::Anyone, false)
+}
+
+fn rules() -> Rules {
+    Rules { recent_window: Duration::from_secs(20 * 60), scan_limit: 200 }
+}
+
+async fn matched<P: MatchPool>(p: &P, s: &Seeker, now: i64) -> Option<Member> {
+    match p.search(POOL, s, now, rules()).await.unwrap() {
+        SearchOutcome::Matched { partner } => Some(partner),
+        SearchOutcome::Queued => None,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn two_waiting_users_are_paired_across_bots<P: MatchPool>(p: P) {
+    assert_eq!(matched(&p, &anyone("alpha", 1), 0).await, None);
+    assert_eq!(p.queue_len(POOL, Tier::Free).await.unwrap(), 1);
+    assert_eq!(matched(&p, &anyone("beta", 2), 1).await, Some(Member::new("alpha", 1)));
+    assert_eq!(p.partner(POOL, &Member::new("alpha", 1)).await.unwrap(), Some(Member::new("beta", 2)));
+    assert_eq!(p.partner(POOL, &Member::new("beta", 2)).await.unwrap(), Some(Member::new("alpha", 1)));
+    assert_eq!(p.queue_len(POOL, Tier::Free).await.unwrap(), 0);
+    // Another pool never sees this one.
+    assert_eq!(p.search("us-chat", &anyone("gamma", 3), 2, rules()).await.unwrap(), SearchOutcome::Queued);
+}
+
+async fn a_second_search_in_a_chat_reports_the_partner<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    matched(&p, &anyone("alpha", 2), 1).await;
+    assert_eq!(
+        p.search(POOL, &anyone("alpha", 1), 2, rules()).await.unwrap(),
+        SearchOutcome::AlreadyInChat { partner: Member::new("alpha", 2) }
+    );
+}
+
+async fn the_vip_queue_is_served_before_the_free_one<P: MatchPool>(p: P) {
+    // Two waiting users who cannot match each other: a free one (older) and a VIP.
+    matched(&p, &seeker("alpha", 1, Gender::Male, Want::Only(Gender::Female), false), 0).await;
+    matched(&p, &seeker("beta", 2, Gender::Male, Want::Only(Gender::Female), true), 10).await;
+    assert_eq!(p.queue_len(POOL, Tier::Vip).await.unwrap(), 1);
+    // A woman searching is offered the VIP first, though the free user waited longer.
+    assert_eq!(matched(&p, &seeker("alpha", 3, Gender::Female, Want::Anyone, false), 20).await, Some(Member::new("beta", 2)));
+    // The next woman gets the free user.
+    assert_eq!(matched(&p, &seeker("alpha", 4, Gender::Female, Want::Anyone, false), 30).await, Some(Member::new("alpha", 1)));
+}
+
+async fn within_a_queue_the_longest_waiting_goes_first<P: MatchPool>(p: P) {
+    for (i, t) in [(1, 0), (2, 10), (3, 20)] {
+        matched(&p, &seeker("alpha", i, Gender::Male, Want::Only(Gender::Female), false), t).await;
+    }
+    // Searching again keeps one's place.
+    matched(&p, &seeker("alpha", 1, Gender::Male, Want::Only(Gender::Female), false), 30).await;
+    assert_eq!(matched(&p, &seeker("beta", 9, Gender::Female, Want::Anyone, false), 40).await, Some(Member::new("alpha", 1)));
+    assert_eq!(matched(&p, &seeker("beta", 8, Gender::Female, Want::Anyone, false), 50).await, Some(Member::new("alpha", 2)));
+}
+
+async fn gender_choices_hold_on_both_sides<P: MatchPool>(p: P) {
+    // A VIP who wants women is not given a man, and a man waiting for women is not given a man.
+    matched(&p, &seeker("alpha", 1, Gender::Male, Want::Anyone, false), 0).await;
+    assert_eq!(matched(&p, &seeker("alpha", 2, Gender::Male, Want::Only(Gender::Female), true), 1).await, None);
+    matched(&p, &seeker("alpha", 3, Gender::Female, Want::Only(Gender::Female), false), 2)
+        .await
+        .map(|_| panic!("3 wants women only"))
+        .unwrap_or(());
+    // A woman who accepts anyone: the VIP (who wants women) is offered first.
+    assert_eq!(matched(&p, &seeker("alpha", 4, Gender::Female, Want::Anyone, false), 3).await, Some(Member::new("alpha", 2)));
+}
+
+async fn recent_partners_are_not_rematched_within_the_window<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    matched(&p, &anyone("beta", 2), 1).await;
+    p.end_chat(POOL, &Member::new("alpha", 1)).await.unwrap();
+    matched(&p, &anyone("alpha", 1), 2).await;
+    assert_eq!(matched(&p, &anyone("beta", 2), 3).await, None, "19 minutes to go");
+    p.cancel(POOL, &Member::new("beta", 2)).await.unwrap();
+    assert_eq!(matched(&p, &anyone("beta", 2), 1 + 20 * MIN).await, Some(Member::new("alpha", 1)), "after the window");
+}
+
+async fn blocked_users_never_meet_again_either_way<P: MatchPool>(p: P) {
+    let (a, b) = (Member::new("alpha", 1), Member::new("beta", 2));
+    p.block(POOL, &a, &b).await.unwrap();
+    matched(&p, &anyone("alpha", 1), 0).await;
+    assert_eq!(matched(&p, &anyone("beta", 2), 100 * MIN).await, None, "b is blocked by a");
+    assert_eq!(matched(&p, &anyone("gamma", 3), 100 * MIN).await, Some(a.clone()));
+}
+
+async fn ending_a_chat_ends_it_for_both_once<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    matched(&p, &anyone("beta", 2), 1).await;
+    assert_eq!(p.end_chat(POOL, &Member::new("beta", 2)).await.unwrap(), Some(Member::new("alpha", 1)));
+    assert_eq!(p.end_chat(POOL, &Member::new("alpha", 1)).await.unwrap(), None, "already ended by the partner");
+    assert_eq!(p.partner(POOL, &Member::new("alpha", 1)).await.unwrap(), None);
+}
+
+async fn cancel_leaves_the_queue<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    assert!(p.cancel(POOL, &Member::new("alpha", 1)).await.unwrap());
+    assert!(!p.cancel(POOL, &Member::new("alpha", 1)).await.unwrap());
+    assert_eq!(matched(&p, &anyone("beta", 2), 1).await, None, "nobody waits any more");
+}
+
+/// Many members searching at once from many tasks: nobody ends up in two chats, every pair
+/// is mutual, and everyone is either paired or waiting.
+async fn simultaneous_searches_never_double_match<P: MatchPool + 'static>(p: P, users: i64) {
+    let p = Arc::new(p);
+    let mut tasks = Vec::new();
+    for u in 0..users {
+        let p = p.clone();
+        tasks.push(tokio::spawn(async move {
+            let bot = if u % 2 == 0 { "alpha" } else { "beta" };
+            let g = if u % 3 == 0 { Gender::Female } else { Gender::Male };
+            let s = Seeker { member: Member::new(bot, u), gender: g, want: Want::Anyone, vip: u % 5 == 0 };
+            // Each user taps "Find partner" twice, as impatient users do.
+            let first = p.search(POOL, &s, u, rules()).await.unwrap();
+            let second = p.search(POOL, &s, u + 1, rules()).await.unwrap();
+            (s.member, first, second)
+        }));
+    }
+    let mut claimed: HashMap<Member, Member> = HashMap::new();
+    for t in tasks {
+        let (me, first, second) = t.await.unwrap();
+        for outcome in [first, second] {
+            if let SearchOutcome::Matched { partner } = outcome {
+                assert!(claimed.insert(me.clone(), partner.clone()).is_none_or(|prev| prev == partner), "{me} matched twice");
+            }
+        }
+    }
+    let mut paired = HashSet::new();
+    for u in 0..users {
+        let me = Member::new(if u % 2 == 0 { "alpha" } else { "beta" }, u);
+        if let Some(partner) = p.partner(POOL, &me).await.unwrap() {
+            assert_eq!(p.partner(POOL, &partner).await.unwrap(), Some(me.clone()), "pairs are mutual");
+            paired.insert(me);
+        }
+    }
+    let waiting = p.queue_len(POOL, Tier::Free).await.unwrap() + p.queue_len(POOL, Tier::Vip).await.unwrap();
+    assert_eq!(paired.len() as u64 + waiting, users as u64, "everyone is paired or waiting, once");
+    assert!(waiting <= 1, "with everyone accepting anyone, at most one is left waiting: {waiting}");
+}
+
+async fn redis_pool() -> (RedisPool, TestRedis) {
+    let r = TestRedis::create().await.expect("redis");
+    (RedisPool::new(r.conn.clone(), Keys::new(r.prefix.clone())), r)
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $( #[tokio::test] async fn $name() { super::$name(MemoryPool::new()).await; } )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn simultaneous_searches_never_double_match() { super::simultaneous_searches_never_double_match(MemoryPool::new(), 2000).await; }
+        }
+        mod redis {
+            use super::*;
+            $( #[tokio::test] async fn $name() { let (p, _r) = redis_pool().await; super::$name(p).await; } )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn simultaneous_searches_never_double_match() { let (p, _r) = redis_pool().await; super::simultaneous_searches_never_double_match(p, 2000).await; }
+        }
+    };
+}
+
+both_stores!(
+    two_waiting_users_are_paired_across_bots,
+    a_second_search_in_a_chat_reports_the_partner,
+    the_vip_queue_is_served_before_the_free_one,
+    within_a_queue_the_longest_waiting_goes_first,
+    gender_choices_hold_on_both_sides,
+    recent_partners_are_not_rematched_within_the_window,
+    blocked_users_never_meet_again_either_way,
+    ending_a_chat_ends_it_for_both_once,
+    cancel_leaves_the_queue,
+);
