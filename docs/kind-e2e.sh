@@ -134,6 +134,8 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+# set -e stops at the first failing command; say which one (die explains its own failures).
+trap 'printf "\n\033[31merror:\033[0m line %s failed: %s\n" "$LINENO" "$BASH_COMMAND" >&2' ERR
 trap 'exit 130' INT
 trap 'exit 143' TERM
 

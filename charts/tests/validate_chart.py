@@ -561,7 +561,7 @@ def check_scenario(run: Runner, chart: helm.Chart, chart_meta: dict, scenario: s
               lambda: check_deployment_hardening(rendered, chart_meta, values))
     run.check(f"{prefix} selectors of Service, PDB and spreading match the pods", lambda: check_selectors(rendered))
     run.check(f"{prefix} NOTES.txt says to apply config/samples/",
-              lambda: expect("kubectl apply -f config/samples/" in rendered.notes, "NOTES.txt lacks the next step"))
+              lambda: expect("apply -f config/samples/" in rendered.notes, "NOTES.txt lacks the next step"))
     return rendered
 
 

@@ -22,8 +22,9 @@ use crate::common::{Condition, LabelSelector};
     doc = "A time-windowed discount on VIP plans",
     printcolumn(name = "Percent", type_ = "integer", json_path = ".spec.percentOff", description = "percent off"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
-    printcolumn(name = "Starts", type_ = "date", json_path = ".spec.startsAt"),
-    printcolumn(name = "Ends", type_ = "date", json_path = ".spec.endsAt"),
+    // Strings, not dates: kubectl prints "<invalid>" for a date in the future.
+    printcolumn(name = "Starts", type_ = "string", json_path = ".spec.startsAt"),
+    printcolumn(name = "Ends", type_ = "string", json_path = ".spec.endsAt"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp", priority = 1),
     cel
 )]

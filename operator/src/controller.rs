@@ -101,10 +101,15 @@ pub async fn run(
         .owns(api::<HorizontalPodAutoscaler>(&client, ns), owned())
         .owns(api::<PodDisruptionBudget>(&client, ns), owned())
         .watches_stream(secret_events, move |secret| {
-            // A token Secret changed: the bots that reference it (token rotation).
+            // A token Secret changed (rotation), or one of the bot's own Secrets went away.
+            let name = secret.name_any();
             s1.state()
                 .iter()
-                .filter(|b| b.metadata.namespace == secret.metadata.namespace && b.spec.token_secret_ref.name == secret.name_any())
+                .filter(|b| {
+                    let own = crate::bot::build::names(&b.name_any());
+                    b.metadata.namespace == secret.metadata.namespace
+                        && (b.spec.token_secret_ref.name == name || own.webhook_secret == name || own.token == name)
+                })
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()
         })

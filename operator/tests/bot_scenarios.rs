@@ -43,6 +43,11 @@ fn apply_script(b: &BotInstance, token: &str, webhook_secret: Option<&str>, hpa:
             ));
         }
     }
+    s.push(step(
+        "PATCH",
+        "/api/v1/namespaces/demo/secrets/alpha-runtime-token?&force=true&fieldManager=botfleet-operator",
+        Reply::Echo(json!({})),
+    ));
     s.push(step("GET", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/servicemonitors.monitoring.coreos.com", Reply::NotFound));
     s.push(step(
         "PATCH",
@@ -210,6 +215,7 @@ async fn a_rotated_token_is_validated_rolls_the_pods_and_re_registers_the_webhoo
     let l = log.lock().unwrap();
     let deployment = find(&l, "/deployments/alpha-runtime");
     assert_eq!(deployment["spec"]["template"]["metadata"]["annotations"]["botfleet.io/token-fingerprint"], fingerprint(&new.token));
+    assert_eq!(find(&l, "/secrets/alpha-runtime-token?")["stringData"]["token"], new.token, "new pods get the new token");
     let status = find(&l, "/status");
     assert_eq!(status["status"]["tokenFingerprint"], fingerprint(&new.token));
     assert!(l.events.iter().any(|e| e["reason"] == "TokenRotated"), "{:?}", l.events);
@@ -234,7 +240,9 @@ async fn an_invalid_token_is_reported_and_the_running_pods_are_left_alone() {
     assert_done(&log);
     let l = log.lock().unwrap();
     assert!(!l.requests.iter().any(|r| r.uri.contains("/deployments")), "no Deployment change: pods keep the old token");
+    assert!(!l.requests.iter().any(|r| r.uri.contains("alpha-runtime-token")), "the validated copy keeps the old token for new pods too");
     let status = find(&l, "/status");
+    assert_eq!(condition(status, "Ready")["reason"], "TokenInvalid");
     let token_valid = condition(status, "TokenValid");
     assert_eq!((token_valid["status"].as_str(), token_valid["reason"].as_str()), (Some("False"), Some("Unauthorized")));
     assert!(token_valid["message"].as_str().unwrap().contains(&fingerprint(bogus)));

@@ -70,7 +70,12 @@ pub struct Rollout {
 }
 
 pub fn names(bot: &str) -> Names {
-    Names { runtime: format!("{bot}-runtime"), config: format!("{bot}-config"), webhook_secret: format!("{bot}-webhook") }
+    Names {
+        runtime: format!("{bot}-runtime"),
+        config: format!("{bot}-config"),
+        webhook_secret: format!("{bot}-webhook"),
+        token: format!("{bot}-runtime-token"),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,6 +84,9 @@ pub struct Names {
     pub runtime: String,
     pub config: String,
     pub webhook_secret: String,
+    /// The operator's copy of the last token Telegram accepted; pods mount this, so a pod
+    /// started after a bad token was written still gets the good one.
+    pub token: String,
 }
 
 /// Labels that select a bot's pods; stable for the bot's life (a Deployment selector is immutable).
@@ -159,6 +167,18 @@ pub fn build(
     }
 }
 
+pub const TOKEN_KEY: &str = "token";
+
+/// The operator-owned copy of the last validated token.
+pub fn validated_token(bot: &BotInstance, pool: &str, token: &str) -> Secret {
+    Secret {
+        metadata: meta(bot, &names(&bot_name(bot)).token, pool),
+        string_data: Some(BTreeMap::from([(TOKEN_KEY.to_string(), token.to_string())])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
 /// The operator-owned Secret with the webhook secret token (generated once, kept).
 pub fn webhook_secret(bot: &BotInstance, pool: &str, secret: &str) -> Secret {
     Secret {
@@ -227,13 +247,8 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
         Volume {
             name: "token".into(),
             secret: Some(SecretVolumeSource {
-                secret_name: Some(bot.spec.token_secret_ref.name.clone()),
-                items: Some(vec![KeyToPath {
-                    key: bot.spec.token_secret_ref.key.clone(),
-                    path: token_file.into(),
-                    mode: Some(0o400),
-                    user: None,
-                }]),
+                secret_name: Some(n.token.clone()),
+                items: Some(vec![KeyToPath { key: TOKEN_KEY.into(), path: token_file.into(), mode: Some(0o400), user: None }]),
                 default_mode: Some(0o400),
                 ..Default::default()
             }),
@@ -514,7 +529,7 @@ spec:
         assert_eq!(db.value_from.as_ref().unwrap().secret_key_ref.as_ref().unwrap().name, "botfleet-db");
         let vols = pod.volumes.unwrap();
         let token = vols.iter().find(|v| v.name == "token").unwrap().secret.clone().unwrap();
-        assert_eq!(token.secret_name.as_deref(), Some("alpha-token"));
+        assert_eq!(token.secret_name.as_deref(), Some("alpha-runtime-token"), "the validated copy, not the user's Secret");
         assert_eq!(token.items.unwrap()[0].key, "token");
         assert!(vols.iter().any(|v| v.name == "webhook-secret"));
         assert!(vols.iter().find(|v| v.name == "config").unwrap().config_map.is_some());

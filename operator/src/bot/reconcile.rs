@@ -3,7 +3,7 @@
 //!
 //! 1. finalizer (added on first sight; on deletion: deleteWebhook, then removed)
 //! 2. GET the token Secret → getMe when the token changed or was never validated
-//! 3. GET (or create) the webhook-secret Secret, in webhook mode
+//! 3. GET (or create) the webhook-secret Secret, in webhook mode; apply the validated-token copy
 //! 4. GET the ServiceMonitor CRD (cached for five minutes)
 //! 5. apply ConfigMap, Service, Deployment; apply or delete HPA and PDB; apply ServiceMonitor
 //! 6. setWebhook when the URL, secret or token changed; getWebhookInfo
@@ -112,6 +112,8 @@ async fn publish(ctx: &Context, bot: &BotInstance, type_: EventType, reason: &st
 }
 
 async fn patch_status(ctx: &Context, ns: &str, bot: &BotInstance, status: &BotInstanceStatus) -> Result<(), Error> {
+    // The fleet-wide gauge follows every status we write, early exits included.
+    ctx.metrics.bot_conditions(ns, &bot.name_any(), &status.conditions);
     let api: Api<BotInstance> = Api::namespaced(ctx.client.clone(), ns);
     api.patch_status(&bot.name_any(), &PatchParams::default(), &Patch::Merge(json!({ "status": status }))).await?;
     Ok(())
@@ -197,6 +199,7 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
                     bot.spec.token_secret_ref.name
                 );
                 cond(&mut status, "TokenValid", s, reason, message.clone());
+                cond(&mut status, "Ready", ConditionStatus::False, "TokenInvalid", message.clone());
                 publish(ctx, &bot, EventType::Warning, reason, "ValidateToken", message).await;
                 patch_status(ctx, &ns, &bot, &status).await?;
                 // Nothing is applied: the Deployment keeps the last valid token.
@@ -210,6 +213,10 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         IngressMode::Webhook => Some(ensure_webhook_secret(ctx, &ns, &bot, &pool).await?),
         IngressMode::Polling => None,
     };
+    // Pods read the token from our copy, written only once Telegram accepted it.
+    let n = names(&name);
+    let secrets = Api::<Secret>::namespaced(ctx.client.clone(), &ns);
+    apply_object(&secrets, &n.token, &build::validated_token(&bot, &pool, token.expose())).await?;
     let with_monitor = ctx.service_monitor_available().await;
 
     // The objects.
@@ -219,7 +226,6 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         webhook_secret_fingerprint: webhook_secret.as_ref().map(|(s, _)| fingerprint(s.expose())),
     };
     let desired = build(&bot, &resolution.config, &config_yaml, &resolution.hash, &rollout, &ctx.settings, with_monitor);
-    let n = names(&name);
     let client = ctx.client.clone();
     apply_object(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &n.config, &desired.config_map).await?;
     apply_object(&Api::<Service>::namespaced(client.clone(), &ns), &n.runtime, &desired.service).await?;
@@ -316,7 +322,6 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         requeue = requeue.min(ROLLOUT_POLL);
     }
     patch_status(ctx, &ns, &bot, &status).await?;
-    ctx.metrics.bot_conditions(&ns, &name, &status.conditions);
     Ok(Action::requeue(requeue))
 }
 
