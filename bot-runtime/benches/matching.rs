@@ -30,14 +30,14 @@ fn main() {
         let prefix = format!("bench:{}:", std::process::id());
         let pool = Arc::new(RedisPool::new(conn.clone(), Keys::new(prefix.clone())));
         let rules = Rules::default();
-        // A crowd nobody matches (they want "other" and only men search below).
+        // A crowd nobody below matches (men who want "other"; only men search below).
         for i in 0..crowd {
             let s = Seeker { member: Member::new("crowd", i), gender: Gender::Male, want: Want::Only(Gender::Other), vip: false };
             pool.search("bench", &s, 0, rules).await.expect("search");
         }
-        // Waiting halves, one per pair.
+        // Waiting halves, one per pair (women who want men, so they never match each other).
         for i in 0..pairs {
-            let s = Seeker { member: Member::new("alpha", i), gender: Gender::Female, want: Want::Anyone, vip: false };
+            let s = Seeker { member: Member::new("alpha", i), gender: Gender::Female, want: Want::Only(Gender::Male), vip: false };
             pool.search("bench", &s, 1, rules).await.expect("search");
         }
         // The other halves arrive concurrently; each search should find a partner at once.

@@ -22,8 +22,20 @@ impl Keys {
         format!("{}bf:{{pool:{pool}}}:", self.prefix)
     }
 
-    pub fn queue(&self, pool: &str, tier: Tier) -> String {
-        format!("{}q:{}", self.pool(pool), tier.as_str())
+    /// The queue of waiting members of one tier, gender and wanted gender (see match.lua).
+    pub fn queue(&self, pool: &str, tier: Tier, gender: &str, want: &str) -> String {
+        format!("{}q:{}:{gender}:{want}", self.pool(pool), tier.as_str())
+    }
+
+    /// Every queue of a tier (for lengths and metrics).
+    pub fn queues(&self, pool: &str, tier: Tier) -> Vec<String> {
+        let mut out = Vec::with_capacity(12);
+        for g in ["m", "f", "o"] {
+            for w in ["any", "m", "f", "o"] {
+                out.push(self.queue(pool, tier, g, w));
+            }
+        }
+        out
     }
 
     pub fn profile(&self, pool: &str, m: &Member) -> String {
@@ -69,7 +81,7 @@ mod tests {
         let m = Member::new("alpha", 42);
         let tag = "{pool:eu-chat}";
         for key in [
-            k.queue("eu-chat", Tier::Vip),
+            k.queue("eu-chat", Tier::Vip, "f", "any"),
             k.profile("eu-chat", &m),
             k.pair("eu-chat", &m),
             k.recent("eu-chat", &m),
@@ -80,5 +92,7 @@ mod tests {
             assert!(key.contains(tag), "{key}");
         }
         assert_eq!(k.pair("eu-chat", &m), "t1:bf:{pool:eu-chat}:pair:alpha:42");
+        assert_eq!(k.queue("eu-chat", Tier::Free, "m", "f"), "t1:bf:{pool:eu-chat}:q:free:m:f");
+        assert_eq!(k.queues("eu-chat", Tier::Vip).len(), 12);
     }
 }

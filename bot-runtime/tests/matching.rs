@@ -192,3 +192,29 @@ both_stores!(
     ending_a_chat_ends_it_for_both_once,
     cancel_leaves_the_queue,
 );
+
+/// More than a scan's worth of members who suit nobody searching now must not hide a
+/// suitable one waiting behind them.
+async fn a_crowd_of_unsuitable_waiters_does_not_hide_a_partner<P: MatchPool>(p: P) {
+    let small = Rules { scan_limit: 10, ..rules() };
+    for i in 0..50 {
+        let s = seeker("crowd", i, Gender::Male, Want::Only(Gender::Other), false);
+        p.search(POOL, &s, i, small).await.unwrap();
+    }
+    p.search(POOL, &seeker("alpha", 1, Gender::Female, Want::Only(Gender::Male), false), 100, small).await.unwrap();
+    let found = p.search(POOL, &seeker("beta", 2, Gender::Male, Want::Anyone, false), 200, small).await.unwrap();
+    assert_eq!(found, SearchOutcome::Matched { partner: Member::new("alpha", 1) });
+}
+
+mod crowd {
+    use super::*;
+    #[tokio::test]
+    async fn memory() {
+        a_crowd_of_unsuitable_waiters_does_not_hide_a_partner(MemoryPool::new()).await;
+    }
+    #[tokio::test]
+    async fn redis() {
+        let (p, _r) = redis_pool().await;
+        a_crowd_of_unsuitable_waiters_does_not_hide_a_partner(p).await;
+    }
+}

@@ -1,6 +1,12 @@
 -- One matching attempt, atomically: a user is never in two chats and never matched twice,
 -- whatever the number of replicas, because every read and the claim happen in this script.
 --
+-- Waiting members sit in one queue per (tier, gender, wanted gender): q:<tier>:<g>:<w>, scored
+-- by the time they started waiting. A seeker only looks at the queues whose members suit them
+-- and whom they suit, so every candidate is gender-compatible by construction; only recent
+-- partners and blocks can make one unsuitable, which keeps the bounded scan effective even
+-- behind a crowd (the oldest suitable member of each queue is found in a few steps).
+--
 -- KEYS[1] the pool's key prefix (carries the pool's hash tag; every key below derives from it)
 -- ARGV[1] seeker member ("<bot>:<user id>")
 -- ARGV[2] seeker gender (m, f, o)
@@ -8,29 +14,22 @@
 -- ARGV[4] "1" if the seeker is VIP
 -- ARGV[5] now, in milliseconds
 -- ARGV[6] recent-partner window, in milliseconds
--- ARGV[7] how many waiting users to look at per queue (bounds the script's run time)
+-- ARGV[7] how many waiting members to look at per queue (bounds the script's run time)
 --
 -- Returns {"in_chat", partner} | {"matched", partner} | {"queued"}
 
 local p = KEYS[1]
 local me, gender, want, vip = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == "1"
 local now, window, scan = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local want_code = (want == "*") and "any" or want
 
 local current = redis.call("GET", p .. "pair:" .. me)
 if current then
   return {"in_chat", current}
 end
 
-local function compatible(other)
-  local prof = redis.call("HMGET", p .. "u:" .. other, "g", "w")
-  local og, ow = prof[1], prof[2]
-  if not og then
-    return false
-  end
-  if want ~= "*" and want ~= og then
-    return false
-  end
-  if ow ~= "*" and ow ~= gender then
+local function suitable(other)
+  if other == me then
     return false
   end
   -- Not again within the window (recorded both ways when a chat starts).
@@ -48,39 +47,67 @@ local function compatible(other)
   return true
 end
 
-for _, tier in ipairs({"vip", "free"}) do
-  local queue = p .. "q:" .. tier
-  local waiting = redis.call("ZRANGE", queue, 0, scan - 1)
-  for _, other in ipairs(waiting) do
-    if other ~= me then
-      if redis.call("EXISTS", p .. "pair:" .. other) == 1 then
-        -- Stale entry (matched elsewhere without leaving the queue): clean it up.
-        redis.call("ZREM", queue, other)
-      elseif compatible(other) then
-        -- The claim: both sides, in one step.
-        redis.call("SET", p .. "pair:" .. me, other)
-        redis.call("SET", p .. "pair:" .. other, me)
-        for _, t in ipairs({"vip", "free"}) do
-          redis.call("ZREM", p .. "q:" .. t, me, other)
+local genders = (want == "*") and {"m", "f", "o"} or {want}
+
+-- The oldest suitable member of a tier, across the queues that fit the seeker.
+local function best_in(tier)
+  local best, best_score, best_queue = nil, nil, nil
+  for _, og in ipairs(genders) do
+    for _, ow in ipairs({"any", gender}) do
+      local queue = p .. "q:" .. tier .. ":" .. og .. ":" .. ow
+      local waiting = redis.call("ZRANGE", queue, 0, scan - 1, "WITHSCORES")
+      for i = 1, #waiting, 2 do
+        local other, score = waiting[i], tonumber(waiting[i + 1])
+        if best_score and score >= best_score then
+          break
         end
-        if window > 0 then
-          redis.call("ZADD", p .. "recent:" .. me, now + window, other)
-          redis.call("ZADD", p .. "recent:" .. other, now + window, me)
-          redis.call("ZREMRANGEBYSCORE", p .. "recent:" .. me, "-inf", now)
-          redis.call("ZREMRANGEBYSCORE", p .. "recent:" .. other, "-inf", now)
-          redis.call("PEXPIRE", p .. "recent:" .. me, window)
-          redis.call("PEXPIRE", p .. "recent:" .. other, window)
+        if redis.call("EXISTS", p .. "pair:" .. other) == 1 then
+          -- Stale entry (matched elsewhere without leaving the queue): clean it up.
+          redis.call("ZREM", queue, other)
+        elseif suitable(other) then
+          best, best_score, best_queue = other, score, queue
+          break
         end
-        return {"matched", other}
       end
     end
   end
+  return best, best_queue
 end
 
--- Nobody compatible is waiting: wait (keeping the original place if already waiting).
-redis.call("HSET", p .. "u:" .. me, "g", gender, "w", want)
-local mine = vip and "vip" or "free"
-local other_tier = vip and "free" or "vip"
-redis.call("ZREM", p .. "q:" .. other_tier, me)
-redis.call("ZADD", p .. "q:" .. mine, "NX", now, me)
+local function leave_queue(member)
+  local q = redis.call("HGET", p .. "u:" .. member, "q")
+  if q then
+    redis.call("ZREM", q, member)
+    redis.call("HDEL", p .. "u:" .. member, "q")
+  end
+end
+
+for _, tier in ipairs({"vip", "free"}) do
+  local other = best_in(tier)
+  if other then
+    -- The claim: both sides, in one step.
+    redis.call("SET", p .. "pair:" .. me, other)
+    redis.call("SET", p .. "pair:" .. other, me)
+    leave_queue(me)
+    leave_queue(other)
+    if window > 0 then
+      for _, pair in ipairs({{me, other}, {other, me}}) do
+        local key = p .. "recent:" .. pair[1]
+        redis.call("ZADD", key, now + window, pair[2])
+        redis.call("ZREMRANGEBYSCORE", key, "-inf", now)
+        redis.call("PEXPIRE", key, window)
+      end
+    end
+    return {"matched", other}
+  end
+end
+
+-- Nobody suitable is waiting: wait, keeping one's place when searching again the same way.
+local queue = p .. "q:" .. (vip and "vip" or "free") .. ":" .. gender .. ":" .. want_code
+local previous = redis.call("HGET", p .. "u:" .. me, "q")
+if previous and previous ~= queue then
+  redis.call("ZREM", previous, me)
+end
+redis.call("HSET", p .. "u:" .. me, "q", queue)
+redis.call("ZADD", queue, "NX", now, me)
 return {"queued"}

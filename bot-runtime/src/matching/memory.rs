@@ -1,15 +1,19 @@
-//! The embedded matching store: the same rules as the Lua script, under one mutex.
+//! The embedded matching store: the same rules and the same queue layout as match.lua, under
+//! one mutex.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
 
 use super::{Gender, MatchError, MatchPool, Member, Rules, SearchOutcome, Seeker, Tier, Want};
 
+/// One queue per (tier, gender, wanted gender), as in match.lua.
+type QueueKey = (Tier, Gender, Want);
+
 #[derive(Default)]
 struct Pool {
-    /// Waiting members per tier, oldest first: (enqueued at, sequence) → member.
-    queues: HashMap<Tier, BTreeMap<(i64, u64), Member>>,
-    waiting: HashMap<Member, (Tier, (i64, u64), Gender, Want)>,
+    /// Waiting members per queue, oldest first: (waiting since, sequence) → member.
+    queues: HashMap<QueueKey, BTreeMap<(i64, u64), Member>>,
+    waiting: HashMap<Member, (QueueKey, (i64, u64))>,
     pairs: HashMap<Member, Member>,
     /// (member, partner) → until (ms).
     recent: HashMap<(Member, Member), i64>,
@@ -33,11 +37,13 @@ impl MemoryPool {
     }
 }
 
+const GENDERS: [Gender; 3] = [Gender::Male, Gender::Female, Gender::Other];
+
 impl Pool {
     fn unqueue(&mut self, m: &Member) -> bool {
         match self.waiting.remove(m) {
-            Some((tier, at, _, _)) => {
-                if let Some(q) = self.queues.get_mut(&tier) {
+            Some((key, at)) => {
+                if let Some(q) = self.queues.get_mut(&key) {
                     q.remove(&at);
                 }
                 true
@@ -46,33 +52,40 @@ impl Pool {
         }
     }
 
-    fn compatible(&self, seeker: &Seeker, other: &Member, og: Gender, ow: Want, now: i64) -> bool {
-        seeker.want.accepts(og)
-            && ow.accepts(seeker.gender)
-            && self.recent.get(&(seeker.member.clone(), other.clone())).is_none_or(|until| *until <= now)
-            && !self.blocked.contains(&(seeker.member.clone(), other.clone()))
-            && !self.blocked.contains(&(other.clone(), seeker.member.clone()))
+    fn suitable(&self, me: &Member, other: &Member, now: i64) -> bool {
+        other != me
+            && self.recent.get(&(me.clone(), other.clone())).is_none_or(|until| *until <= now)
+            && !self.blocked.contains(&(me.clone(), other.clone()))
+            && !self.blocked.contains(&(other.clone(), me.clone()))
+    }
+
+    /// The oldest suitable member of a tier across the queues that fit the seeker.
+    fn best_in(&self, tier: Tier, s: &Seeker, now: i64, scan: usize) -> Option<Member> {
+        let genders: Vec<Gender> = match s.want {
+            Want::Anyone => GENDERS.to_vec(),
+            Want::Only(g) => vec![g],
+        };
+        let mut best: Option<((i64, u64), &Member)> = None;
+        for og in genders {
+            for ow in [Want::Anyone, Want::Only(s.gender)] {
+                let Some(q) = self.queues.get(&(tier, og, ow)) else { continue };
+                let found = q.iter().take(scan).find(|(_, m)| self.suitable(&s.member, m, now));
+                if let Some((at, m)) = found
+                    && best.is_none_or(|(b, _)| *at < b)
+                {
+                    best = Some((*at, m));
+                }
+            }
+        }
+        best.map(|(_, m)| m.clone())
     }
 
     fn search(&mut self, s: &Seeker, now: i64, rules: Rules) -> SearchOutcome {
         if let Some(p) = self.pairs.get(&s.member) {
             return SearchOutcome::AlreadyInChat { partner: p.clone() };
         }
-        let mut found = None;
-        'tiers: for tier in [Tier::Vip, Tier::Free] {
-            let Some(q) = self.queues.get(&tier) else { continue };
-            for other in q.values().take(rules.scan_limit) {
-                if *other == s.member {
-                    continue;
-                }
-                if let Some((_, _, og, ow)) = self.waiting.get(other)
-                    && self.compatible(s, other, *og, *ow, now)
-                {
-                    found = Some(other.clone());
-                    break 'tiers;
-                }
-            }
-        }
+        let scan = rules.scan_limit.max(1);
+        let found = self.best_in(Tier::Vip, s, now, scan).or_else(|| self.best_in(Tier::Free, s, now, scan));
         match found {
             Some(other) => {
                 self.unqueue(&other);
@@ -88,18 +101,18 @@ impl Pool {
                 SearchOutcome::Matched { partner: other }
             }
             None => {
-                let tier = if s.vip { Tier::Vip } else { Tier::Free };
-                // Keep the original place when already waiting in the same tier.
+                let key = (if s.vip { Tier::Vip } else { Tier::Free }, s.gender, s.want);
+                // Keep the original place when searching again the same way.
                 let at = match self.waiting.get(&s.member) {
-                    Some((t, at, _, _)) if *t == tier => *at,
+                    Some((k, at)) if *k == key => *at,
                     _ => {
                         self.unqueue(&s.member);
                         self.seq += 1;
                         (now, self.seq)
                     }
                 };
-                self.queues.entry(tier).or_default().insert(at, s.member.clone());
-                self.waiting.insert(s.member.clone(), (tier, at, s.gender, s.want));
+                self.queues.entry(key).or_default().insert(at, s.member.clone());
+                self.waiting.insert(s.member.clone(), (key, at));
                 SearchOutcome::Queued
             }
         }
@@ -135,6 +148,6 @@ impl MatchPool for MemoryPool {
     }
 
     async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError> {
-        Ok(self.with(pool, |p| p.queues.get(&tier).map(|q| q.len() as u64).unwrap_or(0)))
+        Ok(self.with(pool, |p| p.queues.iter().filter(|((t, _, _), _)| *t == tier).map(|(_, q)| q.len() as u64).sum()))
     }
 }

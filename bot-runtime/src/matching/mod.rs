@@ -75,13 +75,6 @@ impl Want {
             Want::Only(g) => g.code(),
         }
     }
-
-    fn accepts(self, g: Gender) -> bool {
-        match self {
-            Want::Anyone => true,
-            Want::Only(w) => w == g,
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -14,11 +14,18 @@ pub struct RedisPool {
     keys: Keys,
     search: Script,
     end_chat: Script,
+    cancel: Script,
 }
 
 impl RedisPool {
     pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        Self { conn, keys, search: Script::new(include_str!("match.lua")), end_chat: Script::new(include_str!("end_chat.lua")) }
+        Self {
+            conn,
+            keys,
+            search: Script::new(include_str!("match.lua")),
+            end_chat: Script::new(include_str!("end_chat.lua")),
+            cancel: Script::new(include_str!("cancel.lua")),
+        }
     }
 }
 
@@ -52,15 +59,9 @@ impl MatchPool for RedisPool {
 
     async fn cancel(&self, pool: &str, member: &Member) -> Result<bool, MatchError> {
         let mut conn = self.conn.clone();
-        let m = member.to_string();
-        let (a, b): (u64, u64) = redis::pipe()
-            .atomic()
-            .zrem(self.keys.queue(pool, Tier::Vip), &m)
-            .zrem(self.keys.queue(pool, Tier::Free), &m)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(a + b > 0)
+        let removed: u64 =
+            self.cancel.key(self.keys.pool(pool)).arg(member.to_string()).invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(removed > 0)
     }
 
     async fn end_chat(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError> {
@@ -86,6 +87,11 @@ impl MatchPool for RedisPool {
 
     async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError> {
         let mut conn = self.conn.clone();
-        conn.zcard(self.keys.queue(pool, tier)).await.map_err(unavailable)
+        let mut pipe = redis::pipe();
+        for q in self.keys.queues(pool, tier) {
+            pipe.zcard(q);
+        }
+        let lens: Vec<u64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(lens.iter().sum())
     }
 }
