@@ -55,19 +55,33 @@ local function best_in(tier)
   for _, og in ipairs(genders) do
     for _, ow in ipairs({"any", gender}) do
       local queue = p .. "q:" .. tier .. ":" .. og .. ":" .. ow
-      local waiting = redis.call("ZRANGE", queue, 0, scan - 1, "WITHSCORES")
-      for i = 1, #waiting, 2 do
-        local other, score = waiting[i], tonumber(waiting[i + 1])
-        if best_score and score >= best_score then
+      -- Small batches: the first candidate almost always suits, so don't fetch the whole scan.
+      local offset, looked, done = 0, 0, false
+      while not done and looked < scan do
+        local batch = math.min(8, scan - looked)
+        local waiting = redis.call("ZRANGE", queue, offset, offset + batch - 1, "WITHSCORES")
+        if #waiting == 0 then
           break
         end
-        if redis.call("EXISTS", p .. "pair:" .. other) == 1 then
-          -- Stale entry (matched elsewhere without leaving the queue): clean it up.
-          redis.call("ZREM", queue, other)
-        elseif suitable(other) then
-          best, best_score, best_queue = other, score, queue
-          break
+        local removed = 0
+        for i = 1, #waiting, 2 do
+          local other, score = waiting[i], tonumber(waiting[i + 1])
+          looked = looked + 1
+          if best_score and score >= best_score then
+            done = true
+            break
+          end
+          if redis.call("EXISTS", p .. "pair:" .. other) == 1 then
+            -- Stale entry (matched elsewhere without leaving the queue): clean it up.
+            redis.call("ZREM", queue, other)
+            removed = removed + 1
+          elseif suitable(other) then
+            best, best_score, best_queue = other, score, queue
+            done = true
+            break
+          end
         end
+        offset = offset + batch - removed
       end
     end
   end
