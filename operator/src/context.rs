@@ -141,6 +141,14 @@ impl Context {
         *n
     }
 
+    /// The common end of every reconcile: metrics, and a success resets the object's backoff.
+    pub fn finish<T>(&self, kind: &str, ns: Option<&str>, name: &str, started: Instant, result: &Result<T, crate::error::Error>) {
+        self.metrics.observe(kind, started.elapsed(), result);
+        if result.is_ok() {
+            self.succeeded(&format!("{}/{name}", ns.unwrap_or_default()));
+        }
+    }
+
     pub fn succeeded(&self, key: &str) {
         self.failures.lock().unwrap_or_else(|p| p.into_inner()).remove(key);
     }

@@ -6,7 +6,6 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use botfleet_crds::common::{Condition, ConditionStatus};
-use kube::runtime::controller::Action;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::error::Error;
@@ -83,7 +82,7 @@ impl Metrics {
         Self { registry, reconciles, errors, duration, bots, webhook_pending, leader, conditions: Mutex::new(HashMap::new()) }
     }
 
-    pub fn observe(&self, kind: &str, elapsed: Duration, result: &Result<Action, Error>) {
+    pub fn observe<T>(&self, kind: &str, elapsed: Duration, result: &Result<T, Error>) {
         self.duration.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
         match result {
             Ok(_) => self.reconciles.with_label_values(&[kind, "success"]).inc(),
@@ -142,6 +141,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kube::runtime::controller::Action;
 
     #[test]
     fn metrics_render_with_stable_names_and_counts_bots_by_condition() {

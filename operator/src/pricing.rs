@@ -96,6 +96,18 @@ where
     Ok(())
 }
 
+/// Writes the status only when it changed (a no-op write would wake every watcher).
+async fn write_status<K, S>(ctx: &Context, obj: &K, old: Option<&S>, new: &S) -> Result<(), Error>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    S: serde::Serialize + PartialEq,
+{
+    if old == Some(new) {
+        return Ok(());
+    }
+    patch_status(ctx, obj, serde_json::to_value(new).map_err(|e| Error::Serialize(e.to_string()))?).await
+}
+
 fn action(next: Option<Duration>) -> Action {
     Action::requeue(next.map(|d| d.min(RESYNC)).unwrap_or(RESYNC))
 }
@@ -104,31 +116,26 @@ pub async fn reconcile_campaign(c: Arc<DiscountCampaign>, ctx: Arc<Context>) -> 
     let started = std::time::Instant::now();
     let (status, next) = campaign_status(&c, ctx.now());
     let result = async {
-        if c.status.as_ref() != Some(&status) {
-            let was = c.status.as_ref().and_then(|s| s.state);
-            if status.state != was {
-                let (type_, reason, note) = match status.state {
-                    Some(s) => (EventType::Normal, "StateChanged", format!("campaign is now {s:?}")),
-                    None => (
-                        EventType::Warning,
-                        "InvalidWindow",
-                        status.conditions.iter().find(|x| x.type_ == "Valid").map(|x| x.message.clone()).unwrap_or_default(),
-                    ),
-                };
-                let event = KubeEvent { type_, reason: reason.into(), note: Some(note), action: "Evaluate".into(), secondary: None };
-                if let Err(e) = ctx.recorder().publish(&event, &c.object_ref(&())).await {
-                    tracing::warn!(error = %e, "cannot publish event");
-                }
+        let was = c.status.as_ref().and_then(|s| s.state);
+        if status.state != was {
+            let (type_, reason, note) = match status.state {
+                Some(s) => (EventType::Normal, "StateChanged", format!("campaign is now {s:?}")),
+                None => (
+                    EventType::Warning,
+                    "InvalidWindow",
+                    status.conditions.iter().find(|x| x.type_ == "Valid").map(|x| x.message.clone()).unwrap_or_default(),
+                ),
+            };
+            let event = KubeEvent { type_, reason: reason.into(), note: Some(note), action: "Evaluate".into(), secondary: None };
+            if let Err(e) = ctx.recorder().publish(&event, &c.object_ref(&())).await {
+                tracing::warn!(error = %e, "cannot publish event");
             }
-            patch_status(&ctx, c.as_ref(), serde_json::to_value(&status).map_err(|e| Error::Serialize(e.to_string()))?).await?;
         }
+        write_status(&ctx, c.as_ref(), c.status.as_ref(), &status).await?;
         Ok(action(next))
     }
     .await;
-    ctx.metrics.observe("DiscountCampaign", started.elapsed(), &result);
-    if result.is_ok() {
-        ctx.succeeded(&format!("{}/{}", c.namespace().unwrap_or_default(), c.name_any()));
-    }
+    ctx.finish("DiscountCampaign", c.namespace().as_deref(), &c.name_any(), started, &result);
     result
 }
 
@@ -136,17 +143,8 @@ pub async fn reconcile_plan(p: Arc<VipPlan>, ctx: Arc<Context>) -> Result<Action
     let started = std::time::Instant::now();
     let campaigns = ctx.inputs().campaigns;
     let (status, next) = plan_status(&p, &campaigns, ctx.now());
-    let result = async {
-        if p.status.as_ref() != Some(&status) {
-            patch_status(&ctx, p.as_ref(), serde_json::to_value(&status).map_err(|e| Error::Serialize(e.to_string()))?).await?;
-        }
-        Ok(action(next))
-    }
-    .await;
-    ctx.metrics.observe("VipPlan", started.elapsed(), &result);
-    if result.is_ok() {
-        ctx.succeeded(&format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()));
-    }
+    let result = write_status(&ctx, p.as_ref(), p.status.as_ref(), &status).await.map(|_| action(next));
+    ctx.finish("VipPlan", p.namespace().as_deref(), &p.name_any(), started, &result);
     result
 }
 
@@ -166,17 +164,8 @@ pub async fn reconcile_policy(p: Arc<RateLimitPolicy>, ctx: Arc<Context>) -> Res
     status.selected_bots = Some(selected);
     let message = format!("applies to {selected} bot(s)");
     set_condition(&mut status.conditions, "Valid", ConditionStatus::True, "Valid", message, generation, now);
-    let result = async {
-        if p.status.as_ref() != Some(&status) {
-            patch_status(&ctx, p.as_ref(), serde_json::to_value(&status).map_err(|e| Error::Serialize(e.to_string()))?).await?;
-        }
-        Ok(Action::requeue(RESYNC))
-    }
-    .await;
-    ctx.metrics.observe("RateLimitPolicy", started.elapsed(), &result);
-    if result.is_ok() {
-        ctx.succeeded(&format!("{}/{}", p.namespace().unwrap_or_default(), p.name_any()));
-    }
+    let result = write_status(&ctx, p.as_ref(), p.status.as_ref(), &status).await.map(|_| Action::requeue(RESYNC));
+    ctx.finish("RateLimitPolicy", p.namespace().as_deref(), &p.name_any(), started, &result);
     result
 }
 

@@ -56,10 +56,7 @@ pub async fn reconcile(bot: Arc<BotInstance>, ctx: Arc<Context>) -> Result<Actio
     })
     .await
     .map_err(|e| Error::Finalizer(Box::new(e)));
-    ctx.metrics.observe("BotInstance", started.elapsed(), &result);
-    if result.is_ok() {
-        ctx.succeeded(&format!("{ns}/{name}"));
-    }
+    ctx.finish("BotInstance", Some(&ns), &name, started, &result);
     result
 }
 
