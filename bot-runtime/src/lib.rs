@@ -1,8 +1,10 @@
-//! The BotFleet bot runtime. Built so far: webhook ingress authentication and matching (the
-//! atomic pairing of users across the bots of a pool, on Redis or in process). Handlers,
-//! relay, the outbox and the roles serve/local follow (issue 3).
+//! The BotFleet bot runtime: ingress (webhook / polling), update dedupe, handlers (onboarding,
+//! matching, relay), the per-bot outbox with a limiter shared by all replicas, timers, and the
+//! `serve` / `local` roles. See docs/ARCHITECTURE.md for the hot path of a chat message.
 
 pub mod config;
+pub mod hot;
 pub mod ingress;
 pub mod keys;
 pub mod matching;
+pub mod store;

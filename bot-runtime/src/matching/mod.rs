@@ -59,6 +59,15 @@ impl Gender {
             Gender::Other => "o",
         }
     }
+
+    pub fn parse(code: &str) -> Option<Self> {
+        match code {
+            "m" => Some(Gender::Male),
+            "f" => Some(Gender::Female),
+            "o" => Some(Gender::Other),
+            _ => None,
+        }
+    }
 }
 
 /// Whom a seeker wants. Only VIPs with the gender-filter perk may choose; the caller enforces it.

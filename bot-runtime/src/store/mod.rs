@@ -1,0 +1,196 @@
+//! Durable state in SQL: users per bot, blocks, reports, chat session metadata (who, when, how
+//! long — never content) and ratings. One implementation, [`sql::SqlStore`], over sqlx's `Any`
+//! driver, runs the same queries on PostgreSQL (production, `migrations/postgres`) and SQLite
+//! (the embedded default, `migrations/sqlite`); one behaviour suite (`tests/store.rs`) runs
+//! against both databases.
+//!
+//! Times are milliseconds since the Unix epoch (`i64`) everywhere: one representation on both
+//! databases, no time-zone surprises.
+
+pub mod sql;
+
+use serde::{Deserialize, Serialize};
+
+use crate::matching::{Gender, Member};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+    #[error("unexpected data in the database: {0}")]
+    Corrupt(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+}
+
+/// Where a user is in onboarding. Stored as its `as_str` text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Stage {
+    /// Has not accepted the terms yet.
+    Terms,
+    /// Must join the required channels.
+    Channels,
+    Gender,
+    Age,
+    /// Profile complete: the main menu.
+    Ready,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Terms => "terms",
+            Stage::Channels => "channels",
+            Stage::Gender => "gender",
+            Stage::Age => "age",
+            Stage::Ready => "ready",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "terms" => Stage::Terms,
+            "channels" => Stage::Channels,
+            "gender" => Stage::Gender,
+            "age" => Stage::Age,
+            "ready" => Stage::Ready,
+            _ => return None,
+        })
+    }
+}
+
+/// A user of one bot (the same person on two bots is two users).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub bot: String,
+    pub user_id: i64,
+    /// "en" or "ru" (the texts we have), from the user's language_code at first contact.
+    pub language: String,
+    pub stage: Stage,
+    pub gender: Option<Gender>,
+    pub age: Option<u8>,
+    /// A VIP's chosen partner gender (None: anyone).
+    pub wants: Option<Gender>,
+    /// VIP until (ms); None or past: not VIP. Written by payments (later issue).
+    pub vip_until_ms: Option<i64>,
+    /// Matching is refused until (ms): a ban (far future) or an automatic restriction.
+    pub restricted_until_ms: Option<i64>,
+    /// False once the user blocked the bot (a send answered 403); true again when they write.
+    pub reachable: bool,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+impl User {
+    pub fn member(&self) -> Member {
+        Member::new(self.bot.clone(), self.user_id)
+    }
+    pub fn is_vip(&self, now_ms: i64) -> bool {
+        self.vip_until_ms.is_some_and(|t| t > now_ms)
+    }
+    pub fn is_restricted(&self, now_ms: i64) -> bool {
+        self.restricted_until_ms.is_some_and(|t| t > now_ms)
+    }
+}
+
+/// Why a chat ended (stored as text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    Stop,
+    Next,
+    Report,
+    Block,
+    Idle,
+    /// The partner blocked the bot (a send answered 403) or deleted their profile.
+    Gone,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Stop => "stop",
+            EndReason::Next => "next",
+            EndReason::Report => "report",
+            EndReason::Block => "block",
+            EndReason::Idle => "idle",
+            EndReason::Gone => "gone",
+        }
+    }
+}
+
+/// A chat between two members: metadata only.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub id: i64,
+    pub a: Member,
+    pub b: Member,
+    pub started_ms: i64,
+    pub ended_ms: Option<i64>,
+    pub end_reason: Option<String>,
+    /// Who ended it (a or b), if someone did.
+    pub ended_by: Option<Member>,
+}
+
+/// A user's own history, for /stats.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserStats {
+    pub chats: u64,
+    pub seconds_chatted: u64,
+    pub thumbs_up: u64,
+    pub thumbs_down: u64,
+}
+
+#[async_trait::async_trait]
+pub trait Users: Send + Sync + 'static {
+    async fn user(&self, bot: &str, user_id: i64) -> StoreResult<Option<User>>;
+    /// The user, created at stage Terms with `language` if new (idempotent under retries
+    /// and concurrent first updates).
+    async fn user_or_create(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<User>;
+    /// Writes stage, gender, age, wants, language and updated_ms of an existing user.
+    async fn save_profile(&self, user: &User) -> StoreResult<()>;
+    /// Erases the profile (/delete_me). Blocks and reports the user made or received stay
+    /// (safety), keyed by ids only. True if there was a profile.
+    async fn delete_user(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
+    async fn set_reachable(&self, bot: &str, user_id: i64, reachable: bool) -> StoreResult<()>;
+    /// Sets (or with None clears) the matching restriction / ban.
+    async fn restrict(&self, bot: &str, user_id: i64, until_ms: Option<i64>) -> StoreResult<()>;
+    /// Users of a bot with a completed profile.
+    async fn count_users(&self, bot: &str) -> StoreResult<u64>;
+}
+
+#[async_trait::async_trait]
+pub trait Safety: Send + Sync + 'static {
+    /// `by` blocked `other` (idempotent per pair).
+    async fn record_block(&self, by: &Member, other: &Member, now_ms: i64) -> StoreResult<()>;
+    /// Every member `by` has blocked or reported (to restore the matching blocks).
+    async fn blocked_by(&self, by: &Member) -> StoreResult<Vec<Member>>;
+    /// `by` reported `other`; returns the report's id. `reason` may be filled later.
+    async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64>;
+    /// Sets the reason of a report made by `by` (only theirs).
+    async fn set_report_reason(&self, report_id: i64, by: &Member, reason: &str) -> StoreResult<bool>;
+    /// Distinct reporters of `member` since `since_ms` (the automatic restriction rule).
+    async fn reporters_since(&self, member: &Member, since_ms: i64) -> StoreResult<u64>;
+}
+
+#[async_trait::async_trait]
+pub trait Sessions: Send + Sync + 'static {
+    /// Records a chat that started; idempotent for the same (a, b, started_ms). Returns its id.
+    async fn start_session(&self, a: &Member, b: &Member, started_ms: i64) -> StoreResult<i64>;
+    /// Ends the open session between the two (either order); None if none was open.
+    async fn end_session(&self, a: &Member, b: &Member, by: Option<&Member>, reason: EndReason, ended_ms: i64) -> StoreResult<Option<Session>>;
+    /// The open session between the two, if any.
+    async fn open_session(&self, a: &Member, b: &Member) -> StoreResult<Option<Session>>;
+    async fn session(&self, id: i64) -> StoreResult<Option<Session>>;
+    /// `rater` (a side of the session) rates the other side: +1 or -1; one rating per side,
+    /// a second one replaces the first. False if the rater was not in that session.
+    async fn rate(&self, session_id: i64, rater: &Member, up: bool, now_ms: i64) -> StoreResult<bool>;
+    /// `member`'s finished chats, seconds chatted, ratings received.
+    async fn stats(&self, member: &Member) -> StoreResult<UserStats>;
+    /// Reachability (for /readyz).
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Everything SQL, as one object the runtime holds.
+pub trait Store: Users + Safety + Sessions {}
+impl<T: Users + Safety + Sessions> Store for T {}
