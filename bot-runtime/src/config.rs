@@ -43,6 +43,13 @@ pub struct LiveConfig {
 }
 
 impl LiveConfig {
+    /// A configuration fed by the caller (`bot-runtime local` re-resolves the manifests and
+    /// sends each new version).
+    pub fn channel(config: ResolvedBotConfig) -> (LiveConfig, watch::Sender<Arc<ResolvedBotConfig>>) {
+        let (tx, rx) = watch::channel(Arc::new(config));
+        (LiveConfig { rx }, tx)
+    }
+
     pub fn current(&self) -> Arc<ResolvedBotConfig> {
         self.rx.borrow().clone()
     }

@@ -50,6 +50,11 @@ impl Keys {
         format!("{}recent:{m}", self.pool(pool))
     }
 
+    /// How many chats are in progress in the pool (kept by match.lua and end_chat.lua).
+    pub fn active_chats(&self, pool: &str) -> String {
+        format!("{}active", self.pool(pool))
+    }
+
     pub fn blocked(&self, pool: &str, m: &Member) -> String {
         format!("{}blocked:{m}", self.pool(pool))
     }

@@ -1,14 +1,59 @@
-//! `bot-runtime`: one binary, several roles (serve, admin, migrate, local). The roles are
-//! built in issue 3; until then the binary says so instead of pretending to run a bot.
+//! `bot-runtime`: one binary, several roles.
+//!
+//! - `serve --config <file>`: one bot, as the operator deploys it (Postgres + Redis).
+//! - `local [--manifests config/]`: every bot of a folder in one process, on SQLite and
+//!   in-process state; a built-in fake Telegram when no token is given; `--simulate N`.
+//! - `migrate`: applies the database migrations and exits.
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "bot-runtime", version, about = "BotFleet bot runtime (roles serve/admin/migrate/local are being built; see README)")]
-struct Args {}
+#[command(name = "bot-runtime", version, about = "BotFleet bot runtime: anonymous chat bots (serve one bot, or run everything locally)")]
+struct Args {
+    #[command(subcommand)]
+    role: Role,
+}
 
-fn main() -> std::process::ExitCode {
-    let _ = Args::parse();
-    eprintln!("bot-runtime: no role is implemented yet. To try BotFleet today, run the fake Telegram (see README.md).");
-    std::process::ExitCode::from(2)
+#[derive(Debug, Subcommand)]
+enum Role {
+    /// Run one bot from its resolved configuration (what the operator deploys).
+    Serve(bot_runtime::serve::ServeArgs),
+    /// Run every bot declared in a folder of manifests in one process (SQLite, in-process state).
+    Local(bot_runtime::local::LocalArgs),
+    /// Apply the database migrations (safe while other replicas start) and exit.
+    Migrate {
+        #[arg(long, env = "DATABASE_URL")]
+        database_url: String,
+    },
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    init_tracing();
+    let result = match args.role {
+        Role::Serve(a) => bot_runtime::serve::run(a).await,
+        Role::Local(a) => bot_runtime::local::run(a).await,
+        Role::Migrate { database_url } => migrate(&database_url).await,
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // Errors never carry a token: every source masks it, and this masks once more.
+            eprintln!("bot-runtime: {}", botfleet_crds::token::mask_tokens(&format!("{e:#}")));
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn migrate(url: &str) -> anyhow::Result<()> {
+    let store = bot_runtime::store::sql::SqlStore::connect(url).await?;
+    store.migrate().await?;
+    println!("migrations applied");
+    Ok(())
 }

@@ -10,5 +10,9 @@ end
 redis.call("DEL", p .. "pair:" .. me)
 if redis.call("GET", p .. "pair:" .. partner) == me then
   redis.call("DEL", p .. "pair:" .. partner)
+  -- One chat fewer (only once per chat: the second side's call finds no pair).
+  if redis.call("DECR", p .. "active") < 0 then
+    redis.call("SET", p .. "active", 0)
+  end
 end
 return partner

@@ -102,6 +102,7 @@ for _, tier in ipairs({"vip", "free"}) do
     -- The claim: both sides, in one step.
     redis.call("SET", p .. "pair:" .. me, other)
     redis.call("SET", p .. "pair:" .. other, me)
+    redis.call("INCR", p .. "active")
     leave_queue(me)
     leave_queue(other)
     if window > 0 then

@@ -119,6 +119,7 @@ impl Pool {
     }
 }
 
+#[async_trait::async_trait]
 impl MatchPool for MemoryPool {
     async fn search(&self, pool: &str, seeker: &Seeker, now_ms: i64, rules: Rules) -> Result<SearchOutcome, MatchError> {
         Ok(self.with(pool, |p| p.search(seeker, now_ms, rules)))
@@ -140,6 +141,14 @@ impl MatchPool for MemoryPool {
 
     async fn partner(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError> {
         Ok(self.with(pool, |p| p.pairs.get(member).cloned()))
+    }
+
+    async fn waiting(&self, pool: &str, member: &Member) -> Result<bool, MatchError> {
+        Ok(self.with(pool, |p| p.waiting.contains_key(member)))
+    }
+
+    async fn active_chats(&self, pool: &str) -> Result<u64, MatchError> {
+        Ok(self.with(pool, |p| p.pairs.len() as u64 / 2))
     }
 
     async fn block(&self, pool: &str, member: &Member, other: &Member) -> Result<(), MatchError> {

@@ -130,20 +130,20 @@ pub enum MatchError {
 
 /// The matching store, for one fleet. Two implementations: Redis (any number of replicas)
 /// and in-process memory (the embedded default); one behaviour suite runs against both.
-pub trait MatchPool: Send + Sync {
-    fn search(
-        &self,
-        pool: &str,
-        seeker: &Seeker,
-        now_ms: i64,
-        rules: Rules,
-    ) -> impl Future<Output = Result<SearchOutcome, MatchError>> + Send;
+#[async_trait::async_trait]
+pub trait MatchPool: Send + Sync + 'static {
+    async fn search(&self, pool: &str, seeker: &Seeker, now_ms: i64, rules: Rules) -> Result<SearchOutcome, MatchError>;
     /// Leaves the waiting queues; true if the member was waiting.
-    fn cancel(&self, pool: &str, member: &Member) -> impl Future<Output = Result<bool, MatchError>> + Send;
-    /// Ends the member's chat for both sides; the partner, if there was a chat.
-    fn end_chat(&self, pool: &str, member: &Member) -> impl Future<Output = Result<Option<Member>, MatchError>> + Send;
-    fn partner(&self, pool: &str, member: &Member) -> impl Future<Output = Result<Option<Member>, MatchError>> + Send;
+    async fn cancel(&self, pool: &str, member: &Member) -> Result<bool, MatchError>;
+    /// Ends the member's chat for both sides; the partner, if there was a chat. Only the first
+    /// of concurrent calls (from either side) gets the partner.
+    async fn end_chat(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError>;
+    async fn partner(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError>;
+    /// Whether the member is waiting in a queue.
+    async fn waiting(&self, pool: &str, member: &Member) -> Result<bool, MatchError>;
     /// `member` never meets `other` again (block or report); checked both ways.
-    fn block(&self, pool: &str, member: &Member, other: &Member) -> impl Future<Output = Result<(), MatchError>> + Send;
-    fn queue_len(&self, pool: &str, tier: Tier) -> impl Future<Output = Result<u64, MatchError>> + Send;
+    async fn block(&self, pool: &str, member: &Member, other: &Member) -> Result<(), MatchError>;
+    async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError>;
+    /// Chats in progress in the pool.
+    async fn active_chats(&self, pool: &str) -> Result<u64, MatchError>;
 }

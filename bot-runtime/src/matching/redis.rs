@@ -33,6 +33,7 @@ fn unavailable(e: redis::RedisError) -> MatchError {
     MatchError::Unavailable(e.to_string())
 }
 
+#[async_trait::async_trait]
 impl MatchPool for RedisPool {
     async fn search(&self, pool: &str, seeker: &Seeker, now_ms: i64, rules: Rules) -> Result<SearchOutcome, MatchError> {
         let mut conn = self.conn.clone();
@@ -75,6 +76,18 @@ impl MatchPool for RedisPool {
         let mut conn = self.conn.clone();
         let partner: Option<String> = conn.get(self.keys.pair(pool, member)).await.map_err(unavailable)?;
         partner.map(|p| p.parse()).transpose()
+    }
+
+    async fn waiting(&self, pool: &str, member: &Member) -> Result<bool, MatchError> {
+        let mut conn = self.conn.clone();
+        let queue: Option<String> = conn.hget(self.keys.profile(pool, member), "q").await.map_err(unavailable)?;
+        Ok(queue.is_some())
+    }
+
+    async fn active_chats(&self, pool: &str) -> Result<u64, MatchError> {
+        let mut conn = self.conn.clone();
+        let n: Option<i64> = conn.get(self.keys.active_chats(pool)).await.map_err(unavailable)?;
+        Ok(n.unwrap_or(0).max(0) as u64)
     }
 
     async fn block(&self, pool: &str, member: &Member, other: &Member) -> Result<(), MatchError> {

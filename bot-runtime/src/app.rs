@@ -1,0 +1,165 @@
+//! Wiring: the stores a process uses (production: Postgres + Redis; embedded: SQLite + memory),
+//! the background work of each bot (outbox consumer, timers, poller), the HTTP server, and a
+//! clean shutdown on SIGTERM / Ctrl-C.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use botfleet_crds::bot_instance::IngressMode;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::bot::{Bot, Fleet};
+use crate::config::LiveConfig;
+use crate::hot::memory::MemoryHot;
+use crate::hot::redis::RedisHot;
+use crate::keys::Keys;
+use crate::matching::memory::MemoryPool;
+use crate::matching::redis::RedisPool;
+use crate::matching::Tier;
+use crate::metrics::Metrics;
+use crate::server::{AppState, MAX_IN_FLIGHT, WebhookBot};
+use crate::store::sql::SqlStore;
+use crate::telegram::TelegramApi;
+use crate::{outbox, polling, timers};
+
+/// Outbox shards per bot: enough parallel chats per bot to use Telegram's 30/s budget even
+/// with slow round trips (each shard sends one message at a time).
+pub const OUTBOX_SHARDS: u32 = 16;
+
+/// A replica id for leases: the pod name in Kubernetes, else host + pid.
+pub fn replica_id() -> String {
+    std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .filter(|s| !s.is_empty())
+        .map(|h| format!("{h}-{}", std::process::id()))
+        .unwrap_or_else(|| format!("replica-{}-{:08x}", std::process::id(), rand::random::<u32>()))
+}
+
+/// Postgres + Redis: any number of replicas of any number of bots.
+pub async fn production_fleet(database_url: &str, redis_url: &str, redis_prefix: &str, metrics: Metrics) -> anyhow::Result<Arc<Fleet>> {
+    let store = SqlStore::connect(database_url).await.context("connecting to the database (DATABASE_URL)")?;
+    store.migrate().await.context("applying database migrations")?;
+    let client = redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
+    let conn = redis::aio::ConnectionManager::new(client).await.context("connecting to Redis (REDIS_URL)")?;
+    let keys = Keys::new(redis_prefix);
+    let hot = RedisHot::new(conn.clone(), keys.clone(), OUTBOX_SHARDS);
+    let matcher = RedisPool::new(conn, keys);
+    Ok(Fleet::new(Arc::new(hot), Arc::new(store), Arc::new(matcher), metrics, replica_id()))
+}
+
+/// SQLite + in-process state: one process (`bot-runtime local`).
+pub async fn embedded_fleet(database_url: &str, metrics: Metrics) -> anyhow::Result<Arc<Fleet>> {
+    let store = SqlStore::connect(database_url).await.with_context(|| format!("opening {database_url}"))?;
+    store.migrate().await.context("applying database migrations")?;
+    Ok(Fleet::new(Arc::new(MemoryHot::new(OUTBOX_SHARDS)), Arc::new(store), Arc::new(MemoryPool::new()), metrics, replica_id()))
+}
+
+/// A running bot: its handle and its background tasks.
+pub struct RunningBot {
+    pub bot: Arc<Bot>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Starts a bot's outbox consumer, timers and (in polling mode) its poller.
+pub fn start_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramApi, poll: bool, shutdown: &watch::Receiver<bool>) -> RunningBot {
+    let cfg = config.current();
+    let bot = Arc::new(Bot { name: cfg.bot.name.clone(), pool: cfg.bot.pool.clone(), config, api, fleet: fleet.clone() });
+    let _ = fleet.bell(&bot.name);
+    let mut tasks = vec![tokio::spawn(outbox::run(bot.clone(), shutdown.clone())), tokio::spawn(timers::run(bot.clone(), shutdown.clone()))];
+    if poll {
+        tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
+    }
+    RunningBot { bot, tasks }
+}
+
+impl RunningBot {
+    pub async fn join(self) {
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// Keeps the pool gauges (queue lengths, chats in progress) current.
+pub fn pool_gauges(fleet: &Arc<Fleet>, pools: Vec<String>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+    let fleet = fleet.clone();
+    tokio::spawn(async move {
+        let mut ticker = tokio::time::interval(Duration::from_secs(5));
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+            for pool in &pools {
+                for tier in [Tier::Vip, Tier::Free] {
+                    if let Ok(n) = fleet.matcher.queue_len(pool, tier).await {
+                        fleet.metrics.set_queue_length(pool, tier.as_str(), n);
+                    }
+                }
+                if let Ok(n) = fleet.matcher.active_chats(pool).await {
+                    fleet.metrics.set_active_chats(pool, n);
+                }
+            }
+        }
+    })
+}
+
+/// Serves HTTP until `shutdown` turns true; in-flight requests finish first.
+pub async fn serve_http(addr: SocketAddr, state: AppState, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
+    tracing::info!(%addr, "HTTP listening (webhook /telegram/<bot>, /metrics, /healthz, /readyz)");
+    axum::serve(listener, crate::server::router(state))
+        .with_graceful_shutdown(async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+        .context("HTTP server failed")
+}
+
+pub fn app_state(fleet: &Arc<Fleet>, bots: HashMap<String, WebhookBot>) -> AppState {
+    AppState { fleet: fleet.clone(), bots: Arc::new(bots), in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
+}
+
+/// Turns true on SIGTERM or Ctrl-C.
+pub fn shutdown_signal() -> (watch::Sender<bool>, watch::Receiver<bool>) {
+    let (tx, rx) = watch::channel(false);
+    let tx2 = tx.clone();
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = tokio::signal::ctrl_c().await;
+                    let _ = tx2.send(true);
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down");
+        let _ = tx2.send(true);
+    });
+    (tx, rx)
+}
+
+pub fn polls(config: &LiveConfig) -> bool {
+    config.current().bot.ingress.mode == IngressMode::Polling
+}

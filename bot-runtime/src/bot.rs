@@ -1,0 +1,227 @@
+//! One bot as the runtime sees it (its configuration, its Bot API client) and the fleet-wide
+//! stores it shares with every other bot of its pool; plus [`Effects`], what handling one
+//! update (or timer) produces before it is committed.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use botfleet_crds::resolved::ResolvedBotConfig;
+use serde_json::{Value, json};
+use tokio::sync::Notify;
+
+use crate::config::LiveConfig;
+use crate::hot::{HotError, HotState, Job, Lane, MessageRef};
+use crate::matching::{MatchError, MatchPool, Member};
+use crate::metrics::Metrics;
+use crate::store::{Store, StoreError, User};
+use crate::telegram::{TelegramApi, TgError};
+use crate::texts::{Lang, Texts};
+
+/// What every bot of this process shares: the stores and the metrics.
+pub struct Fleet {
+    pub hot: Arc<dyn HotState>,
+    pub store: Arc<dyn Store>,
+    pub matcher: Arc<dyn MatchPool>,
+    pub metrics: Metrics,
+    /// This replica's identity for leases (pod name, or a random id).
+    pub replica: String,
+    /// Outbox doorbells of the bots served by this process: a commit rings the recipient's
+    /// bell so a local consumer starts at once (others find the job by polling).
+    bells: RwLock<HashMap<String, Arc<Notify>>>,
+}
+
+impl Fleet {
+    pub fn new(hot: Arc<dyn HotState>, store: Arc<dyn Store>, matcher: Arc<dyn MatchPool>, metrics: Metrics, replica: String) -> Arc<Self> {
+        Arc::new(Self { hot, store, matcher, metrics, replica, bells: RwLock::new(HashMap::new()) })
+    }
+
+    pub fn bell(&self, bot: &str) -> Arc<Notify> {
+        if let Some(b) = self.bells.read().unwrap_or_else(|p| p.into_inner()).get(bot) {
+            return b.clone();
+        }
+        self.bells.write().unwrap_or_else(|p| p.into_inner()).entry(bot.to_string()).or_default().clone()
+    }
+
+    pub fn ring(&self, jobs: &[Job]) {
+        let bells = self.bells.read().unwrap_or_else(|p| p.into_inner());
+        for job in jobs {
+            if let Some(b) = bells.get(&job.bot) {
+                b.notify_waiters();
+                b.notify_one();
+            }
+        }
+    }
+}
+
+pub struct Bot {
+    pub name: String,
+    /// The matching pool, fixed at start (moving a running bot to another pool would orphan
+    /// its chats; a new pool takes effect on restart).
+    pub pool: String,
+    pub config: LiveConfig,
+    pub api: TelegramApi,
+    pub fleet: Arc<Fleet>,
+}
+
+impl Bot {
+    pub fn cfg(&self) -> Arc<ResolvedBotConfig> {
+        self.config.current()
+    }
+    pub fn member(&self, user: i64) -> Member {
+        Member::new(self.name.clone(), user)
+    }
+    pub fn metrics(&self) -> &Metrics {
+        &self.fleet.metrics
+    }
+}
+
+/// Why handling failed in a way worth retrying (the update is given back, Telegram redelivers).
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    #[error(transparent)]
+    Hot(#[from] HotError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Matching(#[from] MatchError),
+    #[error("Telegram: {0}")]
+    Telegram(#[from] TgError),
+}
+
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// What handling produced: outbox jobs, committed atomically with the update's done-mark.
+pub struct Effects<'a> {
+    pub bot: &'a Bot,
+    pub now_ms: i64,
+    pub jobs: Vec<Job>,
+    /// Identifies the update or timer being handled, for [`Effects::once`].
+    pub memo: Option<String>,
+}
+
+const MEMO_TTL: Duration = Duration::from_secs(3600);
+
+impl<'a> Effects<'a> {
+    pub fn new(bot: &'a Bot, now_ms: i64, memo: Option<String>) -> Self {
+        Self { bot, now_ms, jobs: Vec::new(), memo }
+    }
+
+    pub fn hot(&self) -> &dyn HotState {
+        self.bot.fleet.hot.as_ref()
+    }
+    pub fn store(&self) -> &dyn Store {
+        self.bot.fleet.store.as_ref()
+    }
+    pub fn matcher(&self) -> &dyn MatchPool {
+        self.bot.fleet.matcher.as_ref()
+    }
+    pub fn pool(&self) -> &str {
+        &self.bot.pool
+    }
+
+    /// Runs a step that changes shared state and can't simply be repeated (a match, ending a
+    /// chat) at most once per update: its result is remembered under the update's id, so a
+    /// retried update (the first attempt died before its commit) sees the same result and
+    /// produces the same messages. The remaining window — a crash between the step and the
+    /// memo write, two Redis calls apart — is documented in ARCHITECTURE.md.
+    pub async fn once<F, Fut>(&self, step: &str, f: F) -> Result<Option<String>, HandleError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Option<String>, HandleError>>,
+    {
+        let Some(memo) = &self.memo else {
+            return f().await;
+        };
+        let name = format!("memo:{memo}:{step}");
+        if let Some(v) = self.hot().get_ref(self.pool(), &name).await? {
+            return Ok(if v.is_empty() { None } else { Some(v) });
+        }
+        let result = f().await?;
+        self.hot().put_ref(self.pool(), &name, result.as_deref().unwrap_or(""), MEMO_TTL).await?;
+        Ok(result)
+    }
+
+    /// A message from `member`'s bot to them (HTML), on the interactive lane.
+    pub fn say(&mut self, to: &Member, text: String, markup: Option<Value>) {
+        let mut params = json!({ "chat_id": to.user, "text": text, "parse_mode": "HTML", "link_preview_options": {"is_disabled": true} });
+        if let Some(m) = markup {
+            params["reply_markup"] = m;
+        }
+        self.push(Job {
+            bot: to.bot.clone(),
+            chat_id: to.user,
+            lane: Lane::Interactive,
+            method: "sendMessage".into(),
+            params,
+            upload: None,
+            origin: None,
+            reply_to: None,
+            save_as: None,
+            target: None,
+            chat_member: None,
+            enqueued_ms: 0,
+        });
+    }
+
+    pub fn push(&mut self, mut job: Job) {
+        job.enqueued_ms = self.now_ms;
+        self.jobs.push(job);
+    }
+
+    /// The last job pushed (to adjust it: save its message id, …).
+    pub fn last(&mut self) -> Option<&mut Job> {
+        self.jobs.last_mut()
+    }
+}
+
+/// A member's language and profile, as far as messages to them need it.
+pub struct Audience {
+    pub member: Member,
+    pub lang: Lang,
+    pub user: Option<User>,
+}
+
+pub fn texts() -> &'static Texts {
+    Texts::get()
+}
+
+/// The persistent main-menu keyboard.
+pub fn menu_keyboard(lang: Lang) -> Value {
+    let t = texts();
+    json!({
+        "keyboard": [[{"text": t.raw(lang, "menu_find")}], [{"text": t.raw(lang, "menu_profile")}, {"text": t.raw(lang, "menu_help")}]],
+        "resize_keyboard": true,
+        "is_persistent": true,
+    })
+}
+
+/// The keyboard during a chat.
+pub fn chat_keyboard(lang: Lang) -> Value {
+    let t = texts();
+    json!({
+        "keyboard": [
+            [{"text": t.raw(lang, "chat_next")}, {"text": t.raw(lang, "chat_stop")}],
+            [{"text": t.raw(lang, "chat_report")}, {"text": t.raw(lang, "chat_block")}],
+        ],
+        "resize_keyboard": true,
+        "is_persistent": true,
+    })
+}
+
+pub fn inline(rows: Vec<Vec<(String, String)>>) -> Value {
+    let rows: Vec<Vec<Value>> =
+        rows.into_iter().map(|row| row.into_iter().map(|(text, data)| json!({"text": text, "callback_data": data})).collect()).collect();
+    json!({ "inline_keyboard": rows })
+}
+
+pub fn remove_keyboard() -> Value {
+    json!({ "remove_keyboard": true })
+}
+
+/// The reply-map reference of a message in a member's chat.
+pub fn message_ref(member: &Member, message_id: i64) -> MessageRef {
+    MessageRef { member: member.to_string(), message_id }
+}

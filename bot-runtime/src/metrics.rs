@@ -1,0 +1,131 @@
+//! The runtime's Prometheus metrics. Names are stable once shipped (dashboards and alerts use
+//! them); labels are `bot`, `pool`, `method`, `outcome`, `tier`, `kind` — never a user id.
+
+use prometheus::{Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Registry,
+    updates: IntCounterVec,
+    handling: HistogramVec,
+    matches: IntCounterVec,
+    queue_length: IntGaugeVec,
+    active_chats: IntGaugeVec,
+    relayed: IntCounterVec,
+    outbox_depth: IntGaugeVec,
+    outbox_oldest: prometheus::GaugeVec,
+    api_calls: IntCounterVec,
+    too_many: IntCounterVec,
+    timers: IntCounterVec,
+    delivery: HistogramVec,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    // Registration fails only for a duplicate name: a programming error caught by the tests.
+    r.register(Box::new(c.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(g.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str], buckets: Vec<f64>) -> HistogramVec {
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    r.register(Box::new(h.clone())).unwrap_or_else(|e| panic!("metric {name}: {e}"));
+    h
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let r = Registry::new();
+        let fast = vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+        let slow = vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0];
+        let outbox_oldest = prometheus::GaugeVec::new(
+            Opts::new("botfleet_outbox_oldest_age_seconds", "Age of the oldest job waiting in the bot's outbox"),
+            &["bot"],
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        r.register(Box::new(outbox_oldest.clone())).unwrap_or_else(|e| panic!("metric: {e}"));
+        Self {
+            updates: counter(&r, "botfleet_updates_total", "Updates received, by outcome", &["bot", "outcome"]),
+            handling: histogram(&r, "botfleet_update_handling_seconds", "Time from receiving an update to its effects being durable", &["bot"], fast),
+            matches: counter(&r, "botfleet_matches_total", "Chats started by matching", &["pool", "tier"]),
+            queue_length: gauge(&r, "botfleet_queue_length", "Members waiting for a partner", &["pool", "tier"]),
+            active_chats: gauge(&r, "botfleet_active_chats", "Chats in progress in the pool", &["pool"]),
+            relayed: counter(&r, "botfleet_relayed_messages_total", "Chat messages relayed to a partner, by kind", &["bot", "kind"]),
+            outbox_depth: gauge(&r, "botfleet_outbox_depth", "Jobs waiting in the bot's outbox", &["bot"]),
+            outbox_oldest,
+            api_calls: counter(&r, "botfleet_telegram_api_calls_total", "Bot API calls, by method and outcome", &["bot", "method", "outcome"]),
+            too_many: counter(&r, "botfleet_telegram_429_total", "429 Too Many Requests received from Telegram", &["bot"]),
+            timers: counter(&r, "botfleet_timers_fired_total", "Timers fired, by kind", &["bot", "kind"]),
+            delivery: histogram(&r, "botfleet_outbox_delivery_seconds", "Time from enqueue to a successful send", &["bot"], slow),
+            registry: r,
+        }
+    }
+
+    pub fn update(&self, bot: &str, outcome: &str) {
+        self.updates.with_label_values(&[bot, outcome]).inc();
+    }
+    pub fn handled_in(&self, bot: &str, seconds: f64) {
+        self.handling.with_label_values(&[bot]).observe(seconds);
+    }
+    pub fn matched(&self, pool: &str, tier: &str) {
+        self.matches.with_label_values(&[pool, tier]).inc();
+    }
+    pub fn set_queue_length(&self, pool: &str, tier: &str, n: u64) {
+        self.queue_length.with_label_values(&[pool, tier]).set(n as i64);
+    }
+    pub fn set_active_chats(&self, pool: &str, n: u64) {
+        self.active_chats.with_label_values(&[pool]).set(n as i64);
+    }
+    pub fn relayed(&self, bot: &str, kind: &str) {
+        self.relayed.with_label_values(&[bot, kind]).inc();
+    }
+    pub fn set_outbox(&self, bot: &str, depth: u64, oldest_ms: i64) {
+        self.outbox_depth.with_label_values(&[bot]).set(depth as i64);
+        self.outbox_oldest.with_label_values(&[bot]).set(oldest_ms.max(0) as f64 / 1000.0);
+    }
+    pub fn api_call(&self, bot: &str, method: &str, outcome: &str) {
+        self.api_calls.with_label_values(&[bot, method, outcome]).inc();
+    }
+    pub fn too_many_requests(&self, bot: &str) {
+        self.too_many.with_label_values(&[bot]).inc();
+    }
+    pub fn timer_fired(&self, bot: &str, kind: &str) {
+        self.timers.with_label_values(&[bot, kind]).inc();
+    }
+    pub fn delivered_in(&self, bot: &str, seconds: f64) {
+        self.delivery.with_label_values(&[bot]).observe(seconds);
+    }
+
+    /// A counter's current value (for summaries and tests).
+    pub fn updates_count(&self, bot: &str, outcome: &str) -> u64 {
+        self.updates.with_label_values(&[bot, outcome]).get()
+    }
+    pub fn relayed_count(&self, bot: &str) -> u64 {
+        ["text", "photo", "video", "voice", "audio", "document", "sticker", "animation", "video_note"]
+            .iter()
+            .map(|k| self.relayed.with_label_values(&[bot, k]).get())
+            .sum()
+    }
+    pub fn handling_histogram(&self, bot: &str) -> prometheus::Histogram {
+        self.handling.with_label_values(&[bot])
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}

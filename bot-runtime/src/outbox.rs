@@ -1,0 +1,304 @@
+//! The outbox consumer of one bot: sends what handlers (of any bot of the pool) queued for
+//! this bot, in per-chat order, within the limits Telegram sets per bot and per chat, shared
+//! by every replica of the bot.
+//!
+//! - Each bot's outbox has N shards (a chat always maps to the same shard). A replica works a
+//!   shard only while it holds the shard's lease, so one consumer per shard → per-chat order.
+//!   A replica that dies loses its leases within [`SHARD_LEASE`]; another takes the shards
+//!   over and finds every unacknowledged job still there.
+//! - A job is acknowledged only after Telegram accepted it (or refused it for good). A crash
+//!   between the send and the ack sends that one message again: Telegram has no idempotency
+//!   key, so "at least once" is the best any bot can do here; the window is one HTTP answer.
+//! - Before each send, one slot is reserved in the shared limiter (per bot and per chat).
+//!   A 429 pushes the bot's next slot past `retry_after` for every replica; 5xx and network
+//!   errors are retried with backoff; nothing is dropped for being slow.
+//! - The interactive lane (chat relay, answers) is always drained before the bulk lane
+//!   (search-message refreshes, later broadcasts).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::bot::{Bot, Effects, now_ms};
+use crate::handlers;
+use crate::hot::{Job, Lane, Marker, QueuedJob, reply_ref};
+use crate::matching::Member;
+use crate::store::EndReason;
+use crate::telegram::TgError;
+
+pub const SHARD_LEASE: Duration = Duration::from_secs(10);
+/// How often an idle shard worker looks for jobs committed by other replicas (jobs from this
+/// process ring a bell and are picked up at once).
+const IDLE_POLL: Duration = Duration::from_millis(100);
+/// Reply map entries and saved message ids live this long.
+const REF_TTL: Duration = Duration::from_secs(48 * 3600);
+/// Telegram lets a private chat burst a few messages before the 1/s pace applies.
+const CHAT_BURST: u32 = 3;
+
+/// Runs the consumer of `bot` until `shutdown` turns true: keeps shard leases and one
+/// worker per held shard.
+pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
+    let shards = bot.fleet.hot.outbox_shards();
+    let mut workers: HashMap<u32, (JoinHandle<()>, watch::Sender<bool>)> = HashMap::new();
+    let holder = format!("{}:{}", bot.fleet.replica, bot.name);
+    let mut ticker = tokio::time::interval(SHARD_LEASE / 3);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        for shard in 0..shards {
+            let name = format!("outbox:{}:{shard}", bot.name);
+            let held = match bot.fleet.hot.lease(&bot.pool, &name, &holder, SHARD_LEASE).await {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!(bot = %bot.name, error = %e, "cannot renew outbox leases");
+                    false
+                }
+            };
+            match (held, workers.contains_key(&shard)) {
+                (true, false) => {
+                    let (tx, rx) = watch::channel(false);
+                    workers.insert(shard, (tokio::spawn(work_shard(bot.clone(), shard, rx)), tx));
+                }
+                (false, true) => {
+                    if let Some((handle, stop)) = workers.remove(&shard) {
+                        let _ = stop.send(true);
+                        let _ = handle.await;
+                    }
+                }
+                _ => {}
+            }
+        }
+        update_depth_metric(&bot).await;
+    }
+    for (shard, (handle, stop)) in workers {
+        let _ = stop.send(true);
+        let _ = handle.await;
+        let _ = bot.fleet.hot.unlease(&bot.pool, &format!("outbox:{}:{shard}", bot.name), &holder).await;
+    }
+}
+
+async fn update_depth_metric(bot: &Bot) {
+    if let Ok((depth, oldest)) = bot.fleet.hot.outbox_depth(&bot.pool, &bot.name, now_ms()).await {
+        bot.metrics().set_outbox(&bot.name, depth, oldest);
+    }
+}
+
+async fn work_shard(bot: Arc<Bot>, shard: u32, mut stop: watch::Receiver<bool>) {
+    let bell = bot.fleet.bell(&bot.name);
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let wait = match drain_once(&bot, shard, &stop).await {
+            Ok(Pass::Sent) => {
+                failures = 0;
+                continue;
+            }
+            Ok(Pass::Idle) => IDLE_POLL,
+            Ok(Pass::Throttled(d)) => d,
+            Err(e) => {
+                failures += 1;
+                let backoff = Duration::from_millis(200u64.saturating_mul(1 << failures.min(7))).min(Duration::from_secs(30));
+                tracing::warn!(bot = %bot.name, shard, error = %e, "outbox pass failed; retrying");
+                backoff
+            }
+        };
+        tokio::select! {
+            _ = bell.notified() => {}
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+enum Pass {
+    /// Something was sent (or settled): look again at once.
+    Sent,
+    Idle,
+    /// Everything ready is held back by the limiter (or a 429, or backoff) for this long.
+    Throttled(Duration),
+}
+
+/// Reads a batch (interactive first) and sends what the limiter allows, keeping per-chat
+/// order: once a job of a chat must wait, later jobs of that chat wait too, while other chats
+/// go ahead.
+async fn drain_once(bot: &Bot, shard: u32, stop: &watch::Receiver<bool>) -> Result<Pass, crate::hot::HotError> {
+    let hot = bot.fleet.hot.as_ref();
+    let mut batch = hot.outbox_read(&bot.pool, &bot.name, shard, Lane::Interactive, 64).await?;
+    let mut lane = Lane::Interactive;
+    if batch.is_empty() {
+        batch = hot.outbox_read(&bot.pool, &bot.name, shard, Lane::Bulk, 16).await?;
+        lane = Lane::Bulk;
+    }
+    if batch.is_empty() {
+        return Ok(Pass::Idle);
+    }
+    let cfg = bot.cfg();
+    let limits = &cfg.limits.outbound;
+    let mut held: HashSet<i64> = HashSet::new();
+    let mut soonest: Option<Duration> = None;
+    let mut progressed = false;
+    for QueuedJob { id, job } in batch {
+        if *stop.borrow() {
+            break;
+        }
+        if held.contains(&job.chat_id) {
+            continue;
+        }
+        let wait = hot.reserve_send(&bot.pool, &bot.name, job.chat_id, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now_ms()).await?;
+        if !wait.is_zero() {
+            held.insert(job.chat_id);
+            soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
+            continue;
+        }
+        match deliver(bot, &job).await {
+            Delivery::Done => {
+                hot.outbox_ack(&bot.pool, &bot.name, shard, lane, &id).await?;
+                progressed = true;
+            }
+            Delivery::Retry(after) => {
+                held.insert(job.chat_id);
+                soonest = Some(soonest.map_or(after, |s| s.min(after)));
+            }
+        }
+    }
+    Ok(if progressed { Pass::Sent } else { Pass::Throttled(soonest.unwrap_or(IDLE_POLL)) })
+}
+
+enum Delivery {
+    /// Sent, or refused for good (logged): acknowledge it.
+    Done,
+    /// Not now (429, 5xx, network): the same job again after this long.
+    Retry(Duration),
+}
+
+async fn deliver(bot: &Bot, job: &Job) -> Delivery {
+    let hot = bot.fleet.hot.as_ref();
+    let mut params = job.params.clone();
+    // Late-bound references: resolved now, when every earlier job of the chat has been sent.
+    if let Some(name) = &job.target {
+        match hot.get_ref(&bot.pool, name).await {
+            Ok(Some(id)) => match id.parse::<i64>() {
+                Ok(id) => params["message_id"] = json!(id),
+                Err(_) => return Delivery::Done,
+            },
+            Ok(None) => return Delivery::Done,
+            Err(_) => return Delivery::Retry(Duration::from_secs(1)),
+        }
+    }
+    let recipient = Member::new(job.bot.clone(), job.chat_id);
+    if let Some(r) = &job.reply_to {
+        match hot.get_ref(&bot.pool, &reply_ref(r)).await {
+            Ok(Some(counterpart)) => {
+                if let Some((member, id)) = counterpart.rsplit_once(':') {
+                    if member == recipient.to_string() {
+                        if let Ok(id) = id.parse::<i64>() {
+                            params["reply_parameters"] = json!({"message_id": id, "allow_sending_without_reply": true});
+                        }
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(_) => return Delivery::Retry(Duration::from_secs(1)),
+        }
+    }
+    let result = match &job.upload {
+        None => bot.api.call(&job.method, &params).await,
+        Some(upload) => match hot.get_blob(&bot.pool, &upload.blob).await {
+            Ok(Some(bytes)) => bot.api.upload(&job.method, &params, &upload.field, &upload.file_name, upload.mime_type.as_deref(), bytes).await,
+            Ok(None) => {
+                tracing::warn!(bot = %bot.name, method = %job.method, "relayed media expired before it could be sent");
+                tell_sender_it_failed(bot, job).await;
+                return Delivery::Done;
+            }
+            Err(_) => return Delivery::Retry(Duration::from_secs(1)),
+        },
+    };
+    match result {
+        Ok(sent) => {
+            record_sent(bot, job, &recipient, &sent).await;
+            if job.enqueued_ms > 0 {
+                bot.metrics().delivered_in(&bot.name, (now_ms() - job.enqueued_ms).max(0) as f64 / 1000.0);
+            }
+            Delivery::Done
+        }
+        Err(e) => settle_error(bot, job, &recipient, e).await,
+    }
+}
+
+/// After a send: remember the message id under its name and in the reply map (both ways).
+async fn record_sent(bot: &Bot, job: &Job, recipient: &Member, sent: &Value) {
+    let Some(message_id) = sent["message_id"].as_i64() else { return };
+    let hot = bot.fleet.hot.as_ref();
+    if let Some(name) = &job.save_as {
+        let _ = hot.put_ref(&bot.pool, name, &message_id.to_string(), REF_TTL).await;
+    }
+    if let Some(origin) = &job.origin {
+        let delivered = crate::hot::MessageRef { member: recipient.to_string(), message_id };
+        let _ = hot.put_ref(&bot.pool, &reply_ref(origin), &format!("{}:{}", delivered.member, delivered.message_id), REF_TTL).await;
+        let _ = hot.put_ref(&bot.pool, &reply_ref(&delivered), &format!("{}:{}", origin.member, origin.message_id), REF_TTL).await;
+    }
+}
+
+async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> Delivery {
+    if let Some(after) = e.retry_after() {
+        // Every replica of the bot waits, not just this one.
+        let until = now_ms() + after.as_millis() as i64;
+        let _ = bot.fleet.hot.hold_sends(&bot.pool, &bot.name, Some(job.chat_id), until).await;
+        return Delivery::Retry(after);
+    }
+    if e.is_transient() {
+        return Delivery::Retry(Duration::from_secs(1));
+    }
+    if e.is_unreachable_user() {
+        tracing::info!(bot = %bot.name, method = %job.method, "recipient blocked the bot; ending their chat");
+        if let Some(member) = job.chat_member.as_deref().and_then(|m| m.parse::<Member>().ok()) {
+            let _ = bot.fleet.store.set_reachable(&member.bot, member.user, false).await;
+            let mut fx = Effects::new(bot, now_ms(), None);
+            match handlers::leave_everything(&mut fx, &member, EndReason::Gone).await {
+                Ok(()) => {
+                    if bot.fleet.hot.commit(&bot.pool, Marker::None, &fx.jobs).await.is_ok() {
+                        bot.fleet.ring(&fx.jobs);
+                    }
+                }
+                Err(err) => tracing::warn!(bot = %bot.name, error = %err, "could not end the chat of an unreachable user"),
+            }
+        } else {
+            let _ = bot.fleet.store.set_reachable(&recipient.bot, recipient.user, false).await;
+        }
+        return Delivery::Done;
+    }
+    let text = e.to_string();
+    if text.contains("message is not modified") || text.contains("message to edit not found") {
+        return Delivery::Done;
+    }
+    tracing::warn!(bot = %bot.name, method = %job.method, error = %text, "Telegram refused an outbox job; dropped");
+    tell_sender_it_failed(bot, job).await;
+    Delivery::Done
+}
+
+/// A relayed message that can't be delivered is not silently lost: its sender is told.
+async fn tell_sender_it_failed(bot: &Bot, job: &Job) {
+    let Some(origin) = &job.origin else { return };
+    let Ok(sender) = origin.member.parse::<Member>() else { return };
+    let lang = match bot.fleet.store.user(&sender.bot, sender.user).await {
+        Ok(Some(u)) => crate::texts::Lang::parse(&u.language).unwrap_or(crate::texts::Lang::En),
+        _ => crate::texts::Lang::En,
+    };
+    let mut fx = Effects::new(bot, now_ms(), None);
+    fx.say(&sender, crate::texts::Texts::get().raw(lang, "relay_failed"), None);
+    if bot.fleet.hot.commit(&bot.pool, Marker::None, &fx.jobs).await.is_ok() {
+        bot.fleet.ring(&fx.jobs);
+    }
+}

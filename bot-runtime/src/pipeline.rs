@@ -1,0 +1,106 @@
+//! One update, start to durable end — the part of the hot path shared by webhook and polling:
+//!
+//! 1. dedupe: claim (bot, update_id) with a short lease; a done update is acknowledged and
+//!    nothing happens twice; one held by another replica is refused for now (Telegram retries);
+//! 2. handle: decide and produce outbox jobs (handlers.rs);
+//! 3. commit: the jobs and the done-mark in one atomic step;
+//! 4. only then acknowledge (webhook 200 / polling offset). On an outage the claim is given
+//!    back and the update is refused, so Telegram delivers it again.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::bot::{Bot, Effects, HandleError, now_ms};
+use crate::handlers;
+use crate::hot::{Claim, Marker};
+use crate::update::{self, Event};
+
+/// How long one attempt may hold an update before another replica may take it over.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// How long a done update is remembered: Telegram drops undelivered updates after 24 h.
+pub const DONE_KEEP: Duration = Duration::from_secs(26 * 3600);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Handled now; its effects are durable.
+    Handled,
+    /// Handled before (a redelivery): nothing done.
+    Duplicate,
+    /// Another replica is handling it right now: retry later.
+    Busy,
+    /// No update_id: nothing can be done with it, and retrying won't help.
+    Malformed,
+    /// An outage stopped it; nothing of it was committed: retry later.
+    Failed(String),
+}
+
+impl Outcome {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Handled => "handled",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Busy => "busy",
+            Outcome::Malformed => "malformed",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+    /// Whether Telegram may forget the update (webhook 2xx / polling offset past it).
+    pub fn is_final(&self) -> bool {
+        matches!(self, Outcome::Handled | Outcome::Duplicate | Outcome::Malformed)
+    }
+}
+
+pub async fn process(bot: &Bot, raw: &Value) -> Outcome {
+    let started = Instant::now();
+    let outcome = run(bot, raw).await;
+    let metrics = bot.metrics();
+    metrics.update(&bot.name, outcome.label());
+    if outcome == Outcome::Handled {
+        metrics.handled_in(&bot.name, started.elapsed().as_secs_f64());
+    }
+    if let Outcome::Failed(e) = &outcome {
+        tracing::warn!(bot = %bot.name, update_id = update::update_id(raw).unwrap_or_default(), error = %e, "update failed; it will be redelivered");
+    }
+    outcome
+}
+
+async fn run(bot: &Bot, raw: &Value) -> Outcome {
+    let Some(update_id) = update::update_id(raw) else {
+        tracing::warn!(bot = %bot.name, "update without update_id ignored");
+        return Outcome::Malformed;
+    };
+    let hot = bot.fleet.hot.as_ref();
+    match hot.claim_update(&bot.pool, &bot.name, update_id, CLAIM_LEASE).await {
+        Ok(Claim::Taken) => {}
+        Ok(Claim::Done) => return Outcome::Duplicate,
+        Ok(Claim::Busy) => return Outcome::Busy,
+        Err(e) => return Outcome::Failed(e.to_string()),
+    }
+    let event = update::parse(raw);
+    if let Event::Ignored(why) = &event {
+        tracing::debug!(bot = %bot.name, update_id, why, "update ignored");
+    }
+    let mut fx = Effects::new(bot, now_ms(), Some(format!("u:{}:{update_id}", bot.name)));
+    let handled = handlers::handle(&mut fx, event).await;
+    let result: Result<(), HandleError> = match handled {
+        Ok(()) => hot
+            .commit(&bot.pool, Marker::Update { bot: bot.name.clone(), update_id, keep: DONE_KEEP }, &fx.jobs)
+            .await
+            .map_err(HandleError::from),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(()) => {
+            bot.fleet.ring(&fx.jobs);
+            tracing::debug!(bot = %bot.name, update_id, jobs = fx.jobs.len(), "update handled");
+            Outcome::Handled
+        }
+        Err(e) => {
+            if let Err(release) = hot.release_update(&bot.pool, &bot.name, update_id).await {
+                tracing::debug!(bot = %bot.name, update_id, error = %release, "could not release the claim; it expires by itself");
+            }
+            Outcome::Failed(e.to_string())
+        }
+    }
+}

@@ -1,0 +1,114 @@
+//! Polling ingress: one active poller per bot across all replicas, enforced by a lease in the
+//! hot store — a second replica waits instead of calling getUpdates, so Telegram never sees
+//! two pollers (which it answers with 409 Conflict storms).
+//!
+//! A batch is handled per chat in order (chats in parallel), and the offset moves past an
+//! update only once it is final (handled, or a duplicate); an update that failed is retried
+//! before the batch is confirmed, so nothing is skipped. A poller that takes over after
+//! another replica died starts without an offset: Telegram resends what was not confirmed,
+//! and dedupe makes that harmless.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::bot::Bot;
+use crate::pipeline;
+
+const LEASE: Duration = Duration::from_secs(60);
+/// Long-poll timeout; well inside the lease, which is renewed before every poll.
+const POLL_TIMEOUT_S: u64 = 20;
+pub const ALLOWED_UPDATES: [&str; 4] = ["message", "callback_query", "my_chat_member", "pre_checkout_query"];
+
+pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
+    let holder = format!("{}:{}", bot.fleet.replica, bot.name);
+    let lease = format!("poller:{}", bot.name);
+    let mut offset: Option<i64> = None;
+    let mut failures = 0u32;
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        let pause = match bot.fleet.hot.lease(&bot.pool, &lease, &holder, LEASE).await {
+            Ok(true) => match poll_once(&bot, &mut offset).await {
+                Ok(()) => {
+                    failures = 0;
+                    None
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::warn!(bot = %bot.name, error = %e, "getUpdates failed");
+                    Some(Duration::from_millis(500u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(30)))
+                }
+            },
+            Ok(false) => {
+                // Another replica polls; forget our offset (theirs moves on).
+                offset = None;
+                Some(Duration::from_secs(5))
+            }
+            Err(e) => {
+                tracing::warn!(bot = %bot.name, error = %e, "cannot take the poller lease");
+                Some(Duration::from_secs(2))
+            }
+        };
+        if let Some(pause) = pause {
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+    let _ = bot.fleet.hot.unlease(&bot.pool, &lease, &holder).await;
+}
+
+async fn poll_once(bot: &Bot, offset: &mut Option<i64>) -> Result<(), crate::telegram::TgError> {
+    let mut params = json!({"timeout": POLL_TIMEOUT_S, "limit": 100, "allowed_updates": ALLOWED_UPDATES});
+    if let Some(o) = offset {
+        params["offset"] = json!(*o);
+    }
+    let updates = bot.api.call_with_timeout("getUpdates", &params, Duration::from_secs(POLL_TIMEOUT_S + 15)).await?;
+    let Some(updates) = updates.as_array() else { return Ok(()) };
+    if updates.is_empty() {
+        return Ok(());
+    }
+    handle_batch(bot, updates).await;
+    if let Some(last) = updates.iter().filter_map(|u| u["update_id"].as_i64()).max() {
+        *offset = Some(last + 1);
+    }
+    Ok(())
+}
+
+/// The chat an update belongs to (its order matters only within that chat).
+fn chat_of(update: &Value) -> i64 {
+    for kind in ["message", "callback_query", "my_chat_member", "pre_checkout_query"] {
+        if let Some(id) = update[kind]["from"]["id"].as_i64() {
+            return id;
+        }
+    }
+    0
+}
+
+/// Handles every update of the batch until each is final; chats in parallel, each in order.
+pub async fn handle_batch(bot: &Bot, updates: &[Value]) {
+    let mut by_chat: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
+    for u in updates {
+        by_chat.entry(chat_of(u)).or_default().push(u);
+    }
+    let chats = by_chat.into_values().map(|list| async move {
+        for update in list {
+            let mut attempt = 0u32;
+            loop {
+                let outcome = pipeline::process(bot, update).await;
+                if outcome.is_final() {
+                    break;
+                }
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100u64.saturating_mul(1 << attempt.min(8))).min(Duration::from_secs(10))).await;
+            }
+        }
+    });
+    futures::future::join_all(chats).await;
+}

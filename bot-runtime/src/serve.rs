@@ -1,0 +1,72 @@
+//! `bot-runtime serve --config <file>`: one bot, as the operator deploys it. Postgres and Redis
+//! from DATABASE_URL and REDIS_URL; the token and the webhook secret from the files the
+//! configuration names; the Bot API at TELEGRAM_API_URL (default Telegram's).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use botfleet_crds::bot_instance::IngressMode;
+use botfleet_crds::token::{BotToken, mask_tokens};
+use botfleet_crds::webhook::WebhookSecret;
+
+use crate::app;
+use crate::config;
+use crate::metrics::Metrics;
+use crate::server::WebhookBot;
+use crate::telegram::{DEFAULT_API_URL, TelegramApi};
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The bot's resolved configuration (the operator mounts it from the bot's ConfigMap).
+    #[arg(long)]
+    pub config: PathBuf,
+    /// HTTP address for the webhook, /metrics, /healthz and /readyz.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+    /// Prefix of every Redis key (several fleets on one Redis).
+    #[arg(long, env = "REDIS_PREFIX", default_value = "")]
+    pub redis_prefix: String,
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = DEFAULT_API_URL)]
+    pub telegram_api_url: String,
+}
+
+pub fn read_token(path: &str) -> anyhow::Result<BotToken> {
+    let raw = std::fs::read_to_string(path).with_context(|| format!("cannot read the bot token file {path}"))?;
+    // The parse error never quotes the token.
+    BotToken::parse(raw.trim()).map_err(|e| anyhow::anyhow!("the token in {path} is not valid: {}", mask_tokens(&e.to_string())))
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let (config, _watcher) = config::watch(args.config.clone(), Duration::from_secs(2)).await?;
+    let cfg = config.current();
+    let token = read_token(&cfg.bot.secrets.token_file)?;
+    let secret = match (&cfg.bot.ingress.mode, &cfg.bot.secrets.webhook_secret_file) {
+        (IngressMode::Webhook, Some(path)) => {
+            let raw = std::fs::read_to_string(path).with_context(|| format!("cannot read the webhook secret file {path}"))?;
+            Some(WebhookSecret::parse(raw.trim()).map_err(|e| anyhow::anyhow!("the webhook secret in {path} is not valid: {e}"))?)
+        }
+        (IngressMode::Webhook, None) => bail!("webhook mode needs secrets.webhookSecretFile in the configuration"),
+        (IngressMode::Polling, _) => None,
+    };
+    let metrics = Metrics::new();
+    let fleet = app::production_fleet(&args.database_url, &args.redis_url, &args.redis_prefix, metrics.clone()).await?;
+    let api = TelegramApi::new(&args.telegram_api_url, token, &cfg.bot.name, metrics);
+    let (_signal, shutdown) = app::shutdown_signal();
+    let poll = app::polls(&config);
+    tracing::info!(bot = %cfg.bot.name, pool = %cfg.bot.pool, replica = %fleet.replica, polling = poll, config_hash = %cfg.hash(), "bot runtime starting");
+    let running = app::start_bot(&fleet, config, api, poll, &shutdown);
+    let gauges = app::pool_gauges(&fleet, vec![cfg.bot.pool.clone()], shutdown.clone());
+    let bots = HashMap::from([(cfg.bot.name.clone(), WebhookBot { bot: running.bot.clone(), secret })]);
+    let state = app::app_state(&fleet, bots);
+    let served = app::serve_http(args.listen, state, shutdown.clone()).await;
+    running.join().await;
+    let _ = gauges.await;
+    served
+}

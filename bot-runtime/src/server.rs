@@ -1,0 +1,112 @@
+//! The runtime's HTTP side: Telegram's webhook (`POST /telegram/{bot}`), `/metrics`,
+//! `/healthz` (the process runs) and `/readyz` (Postgres and Redis answer).
+//!
+//! Webhook answers, and why:
+//! - 401 for a missing or wrong secret header (checked in constant time, before the body);
+//! - 413 for a body over [`MAX_BODY`] (Telegram's updates are a few KiB);
+//! - 400 for a body that isn't JSON (not something Telegram sends);
+//! - 200 once the update's effects are durable, or when it was handled before;
+//! - 503 with Retry-After when another replica holds the update, when too many updates are
+//!   in flight (backpressure: Telegram keeps and redelivers them, nothing is lost), or when a
+//!   store is down (nothing of the update was committed).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use botfleet_crds::webhook::WebhookSecret;
+use tokio::sync::Semaphore;
+
+use crate::bot::{Bot, Fleet};
+use crate::ingress;
+use crate::pipeline::{self, Outcome};
+
+pub const MAX_BODY: usize = 1024 * 1024;
+/// Updates handled at once per process before the webhook starts answering 503.
+pub const MAX_IN_FLIGHT: usize = 512;
+
+pub struct WebhookBot {
+    pub bot: Arc<Bot>,
+    /// None: the bot polls, so its webhook endpoint refuses everything.
+    pub secret: Option<WebhookSecret>,
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub fleet: Arc<Fleet>,
+    pub bots: Arc<HashMap<String, WebhookBot>>,
+    pub in_flight: Arc<Semaphore>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/telegram/{bot}", post(webhook))
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+fn retry_later(message: &'static str) -> Response {
+    let mut r = (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    r
+}
+
+async fn webhook(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
+    let Some(entry) = state.bots.get(&name) else {
+        return (StatusCode::NOT_FOUND, "no such bot here").into_response();
+    };
+    let authorized = match &entry.secret {
+        Some(secret) => ingress::authenticate(secret, &headers).is_ok(),
+        None => false,
+    };
+    if !authorized {
+        state.fleet.metrics.update(&name, "unauthorized");
+        return (StatusCode::UNAUTHORIZED, "missing or wrong X-Telegram-Bot-Api-Secret-Token").into_response();
+    }
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        state.fleet.metrics.update(&name, "overloaded");
+        return retry_later("busy, retry later");
+    };
+    let raw: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            state.fleet.metrics.update(&name, "malformed");
+            return (StatusCode::BAD_REQUEST, format!("the body is not a JSON update: {e}")).into_response();
+        }
+    };
+    match pipeline::process(&entry.bot, &raw).await {
+        o if o.is_final() => StatusCode::OK.into_response(),
+        Outcome::Busy => retry_later("update in progress elsewhere"),
+        _ => retry_later("temporarily unavailable"),
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.fleet.metrics.render()).into_response()
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    let store = state.fleet.store.ping().await;
+    let hot = state.fleet.hot.ping().await;
+    match (store, hot) {
+        (Ok(()), Ok(())) => (StatusCode::OK, "ready").into_response(),
+        (s, h) => {
+            let mut why = Vec::new();
+            if let Err(e) = s {
+                why.push(format!("database: {e}"));
+            }
+            if let Err(e) = h {
+                why.push(format!("redis: {e}"));
+            }
+            (StatusCode::SERVICE_UNAVAILABLE, why.join("; ")).into_response()
+        }
+    }
+}

@@ -1,0 +1,204 @@
+//! The runtime's Bot API client: JSON calls, multipart uploads and file downloads, with every
+//! call counted by method and outcome and every error text masked (Bot API URLs carry the
+//! token; reqwest's errors quote the URL).
+//!
+//! Our own small client rather than teloxide's `Bot`: the runtime needs the raw outcome of
+//! each call (429 `retry_after`, 403 "blocked", 5xx) to drive the shared limiter and the
+//! outbox, generic method + params jobs that survive a restart as JSON, and error texts that
+//! can never carry the token. That is ~150 lines; the typed layer would be in the way.
+
+use std::time::Duration;
+
+use botfleet_crds::token::{BotToken, mask_tokens};
+use bytes::Bytes;
+use serde_json::Value;
+
+use crate::metrics::Metrics;
+
+pub const DEFAULT_API_URL: &str = "https://api.telegram.org";
+
+/// Telegram's download limit for bots (getFile): larger files can't be relayed across bots.
+pub const MAX_DOWNLOAD_BYTES: u64 = 20 * 1024 * 1024;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TgError {
+    /// Telegram refused the call. `description` is Telegram's text (masked).
+    #[error("Telegram answered {code}: {description}")]
+    Api { code: u16, description: String, retry_after: Option<u64> },
+    /// Telegram could not be reached, or answered something that isn't the Bot API envelope.
+    #[error("cannot reach Telegram: {0}")]
+    Transport(String),
+}
+
+impl TgError {
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            TgError::Api { code, .. } => Some(*code),
+            TgError::Transport(_) => None,
+        }
+    }
+
+    /// Flood control: wait this long, then try again.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            TgError::Api { code: 429, retry_after, .. } => Some(Duration::from_secs(retry_after.unwrap_or(1).max(1))),
+            _ => None,
+        }
+    }
+
+    /// Worth retrying (network trouble, Telegram's 5xx, flood control).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TgError::Transport(_) => true,
+            TgError::Api { code, .. } => *code == 429 || *code >= 500,
+        }
+    }
+
+    /// The user blocked the bot (or deleted their account): 403 on a private chat.
+    pub fn is_unreachable_user(&self) -> bool {
+        matches!(self, TgError::Api { code: 403, .. })
+    }
+
+    /// The metric outcome label.
+    pub fn outcome(&self) -> &'static str {
+        match self.code() {
+            None => "transport",
+            Some(429) => "429",
+            Some(403) => "403",
+            Some(c) if c >= 500 => "5xx",
+            Some(_) => "4xx",
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct TelegramApi {
+    http: reqwest::Client,
+    base: String,
+    token: BotToken,
+    bot: String,
+    metrics: Metrics,
+}
+
+impl std::fmt::Debug for TelegramApi {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelegramApi").field("base", &self.base).field("bot", &self.bot).field("token", &self.token.fingerprint()).finish()
+    }
+}
+
+impl TelegramApi {
+    pub fn new(base_url: &str, token: BotToken, bot: &str, metrics: Metrics) -> Self {
+        // Long polls take up to `timeout` seconds; calls carry their own shorter timeouts.
+        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_max_idle_per_host(64).build().unwrap_or_default();
+        Self { http, base: base_url.trim_end_matches('/').to_string(), token, bot: bot.to_string(), metrics }
+    }
+
+    pub fn bot_id(&self) -> Option<i64> {
+        self.token.bot_id()
+    }
+
+    /// One Bot API call with JSON parameters.
+    pub async fn call(&self, method: &str, params: &Value) -> Result<Value, TgError> {
+        self.call_with_timeout(method, params, Duration::from_secs(30)).await
+    }
+
+    pub async fn call_with_timeout(&self, method: &str, params: &Value, timeout: Duration) -> Result<Value, TgError> {
+        let url = format!("{}/bot{}/{method}", self.base, self.token.expose());
+        let request = self.http.post(url).timeout(timeout).json(params);
+        self.finish(method, request.send().await).await
+    }
+
+    /// A call with one file uploaded as multipart field `field`; the other parameters are sent
+    /// as form fields (objects as JSON strings, as Telegram expects in multipart).
+    pub async fn upload(
+        &self,
+        method: &str,
+        params: &Value,
+        field: &str,
+        file_name: &str,
+        mime_type: Option<&str>,
+        data: Bytes,
+    ) -> Result<Value, TgError> {
+        let mut form = reqwest::multipart::Form::new();
+        if let Some(map) = params.as_object() {
+            for (k, v) in map {
+                let text = match v {
+                    Value::String(s) => s.clone(),
+                    Value::Null => continue,
+                    other => other.to_string(),
+                };
+                form = form.text(k.clone(), text);
+            }
+        }
+        let mut part = reqwest::multipart::Part::stream(reqwest::Body::from(data)).file_name(file_name.to_string());
+        if let Some(mime) = mime_type {
+            part = part.mime_str(mime).map_err(|e| TgError::Transport(e.to_string()))?;
+        }
+        form = form.part(field.to_string(), part);
+        let url = format!("{}/bot{}/{method}", self.base, self.token.expose());
+        let request = self.http.post(url).timeout(Duration::from_secs(120)).multipart(form);
+        self.finish(method, request.send().await).await
+    }
+
+    /// Downloads a file the bot received (getFile, then the file URL), refusing more than
+    /// `max_bytes`.
+    pub async fn download(&self, file_id: &str, max_bytes: u64) -> Result<Bytes, TgError> {
+        let file = self.call("getFile", &serde_json::json!({ "file_id": file_id })).await?;
+        if file["file_size"].as_u64().is_some_and(|s| s > max_bytes) {
+            return Err(TgError::Api { code: 400, description: "Bad Request: file is too big".into(), retry_after: None });
+        }
+        let Some(path) = file["file_path"].as_str() else {
+            return Err(TgError::Transport("getFile returned no file_path".into()));
+        };
+        let url = format!("{}/file/bot{}/{path}", self.base, self.token.expose());
+        let response = self.http.get(url).timeout(Duration::from_secs(120)).send().await.map_err(|e| self.transport("download", &e))?;
+        let status = response.status();
+        if !status.is_success() {
+            self.metrics.api_call(&self.bot, "download", if status.is_server_error() { "5xx" } else { "4xx" });
+            return Err(TgError::Api { code: status.as_u16(), description: format!("file download answered {status}"), retry_after: None });
+        }
+        let bytes = response.bytes().await.map_err(|e| self.transport("download", &e))?;
+        if bytes.len() as u64 > max_bytes {
+            return Err(TgError::Api { code: 400, description: "Bad Request: file is too big".into(), retry_after: None });
+        }
+        self.metrics.api_call(&self.bot, "download", "ok");
+        Ok(bytes)
+    }
+
+    fn transport(&self, method: &str, e: &reqwest::Error) -> TgError {
+        self.metrics.api_call(&self.bot, method, "transport");
+        TgError::Transport(mask_tokens(&e.without_url().to_string()).into_owned())
+    }
+
+    async fn finish(&self, method: &str, sent: Result<reqwest::Response, reqwest::Error>) -> Result<Value, TgError> {
+        let response = sent.map_err(|e| self.transport(method, &e))?;
+        let status = response.status().as_u16();
+        let body: Value = match response.json().await {
+            Ok(v) => v,
+            Err(e) => {
+                let err = if status >= 400 {
+                    TgError::Api { code: status, description: format!("HTTP {status}"), retry_after: None }
+                } else {
+                    TgError::Transport(format!("HTTP {status}: {}", mask_tokens(&e.without_url().to_string())))
+                };
+                self.metrics.api_call(&self.bot, method, err.outcome());
+                return Err(err);
+            }
+        };
+        if body["ok"] == Value::Bool(true) {
+            self.metrics.api_call(&self.bot, method, "ok");
+            return Ok(body.get("result").cloned().unwrap_or(Value::Null));
+        }
+        let code = body["error_code"].as_u64().map(|c| c as u16).unwrap_or(status);
+        let err = TgError::Api {
+            code,
+            description: mask_tokens(body["description"].as_str().unwrap_or("no description")).into_owned(),
+            retry_after: body["parameters"]["retry_after"].as_u64(),
+        };
+        if code == 429 {
+            self.metrics.too_many_requests(&self.bot);
+        }
+        self.metrics.api_call(&self.bot, method, err.outcome());
+        Err(err)
+    }
+}
