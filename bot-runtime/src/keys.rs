@@ -4,6 +4,7 @@
 //! several of them stays on one slot of a Redis Cluster. The optional prefix namespaces a
 //! whole fleet (and gives each test its own keys).
 
+use crate::hot::Lane;
 use crate::matching::Member;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +59,75 @@ impl Keys {
     pub fn blocked(&self, pool: &str, m: &Member) -> String {
         format!("{}blocked:{m}", self.pool(pool))
     }
+
+    // ---- hot state (see hot/redis.rs). Bot names are Kubernetes names (no ':'), so the
+    // kind comes first and nothing below can collide with another kind's keys.
+
+    /// An update's dedupe marker: `lease:<random>` while being processed, `done` after.
+    pub fn update(&self, pool: &str, bot: &str, update_id: i64) -> String {
+        format!("{}upd:{bot}:{update_id}", self.pool(pool))
+    }
+
+    /// One outbox stream of a bot: one per shard and lane.
+    pub fn outbox(&self, pool: &str, bot: &str, shard: u32, lane: Lane) -> String {
+        format!("{}out:{bot}:{shard}:{}", self.pool(pool), lane.as_str())
+    }
+
+    /// Every outbox stream of a bot (for the depth metric).
+    pub fn outboxes(&self, pool: &str, bot: &str, shards: u32) -> Vec<String> {
+        let mut out = Vec::with_capacity(shards as usize * 2);
+        for shard in 0..shards {
+            for lane in [Lane::Interactive, Lane::Bulk] {
+                out.push(self.outbox(pool, bot, shard, lane));
+            }
+        }
+        out
+    }
+
+    /// A named lease (poller, outbox shard consumer): holds the holder's id.
+    pub fn lease(&self, pool: &str, name: &str) -> String {
+        format!("{}lease:{name}", self.pool(pool))
+    }
+
+    /// The send limiter of a bot (hash: `t` theoretical arrival time in µs, `h` hold until ms).
+    pub fn send_limit_bot(&self, pool: &str, bot: &str) -> String {
+        format!("{}slb:{bot}", self.pool(pool))
+    }
+
+    /// The send limiter of one chat of a bot (same layout as [`Keys::send_limit_bot`]).
+    pub fn send_limit_chat(&self, pool: &str, bot: &str, chat_id: i64) -> String {
+        format!("{}slc:{bot}:{chat_id}", self.pool(pool))
+    }
+
+    /// A per-user (or any) rate limit: its theoretical arrival time in µs.
+    pub fn rate_limit(&self, pool: &str, key: &str) -> String {
+        format!("{}rl:{key}", self.pool(pool))
+    }
+
+    /// A bot's scheduled timers: id → due (ms).
+    pub fn timers_due(&self, pool: &str, bot: &str) -> String {
+        format!("{}tmd:{bot}", self.pool(pool))
+    }
+
+    /// A bot's fired timers being processed: id → lease end (ms).
+    pub fn timers_in_flight(&self, pool: &str, bot: &str) -> String {
+        format!("{}tmf:{bot}", self.pool(pool))
+    }
+
+    /// A bot's timer payloads: id → Timer JSON.
+    pub fn timers_payload(&self, pool: &str, bot: &str) -> String {
+        format!("{}tmp:{bot}", self.pool(pool))
+    }
+
+    /// A small reference with a TTL (reply map, saved message ids).
+    pub fn reference(&self, pool: &str, name: &str) -> String {
+        format!("{}ref:{name}", self.pool(pool))
+    }
+
+    /// A media blob for cross-bot re-upload.
+    pub fn blob(&self, pool: &str, id: &str) -> String {
+        format!("{}blob:{id}", self.pool(pool))
+    }
 }
 
 /// The two waiting queues of a pool: VIPs are offered first.
@@ -99,5 +169,34 @@ mod tests {
         assert_eq!(k.pair("eu-chat", &m), "t1:bf:{pool:eu-chat}:pair:alpha:42");
         assert_eq!(k.queue("eu-chat", Tier::Free, "m", "f"), "t1:bf:{pool:eu-chat}:q:free:m:f");
         assert_eq!(k.queues("eu-chat", Tier::Vip).len(), 12);
+    }
+
+    #[test]
+    fn hot_state_keys_of_a_pool_share_one_hash_tag() {
+        let k = Keys::new("t1:");
+        let tag = "{pool:eu-chat}";
+        let mut keys = vec![
+            k.update("eu-chat", "alpha", 7),
+            k.lease("eu-chat", "poll:alpha"),
+            k.send_limit_bot("eu-chat", "alpha"),
+            k.send_limit_chat("eu-chat", "alpha", 42),
+            k.rate_limit("eu-chat", "msg:alpha:42"),
+            k.timers_due("eu-chat", "alpha"),
+            k.timers_in_flight("eu-chat", "alpha"),
+            k.timers_payload("eu-chat", "alpha"),
+            k.reference("eu-chat", "rm:alpha:42:9"),
+            k.blob("eu-chat", "b1"),
+        ];
+        keys.extend(k.outboxes("eu-chat", "alpha", 4));
+        for key in &keys {
+            assert!(key.starts_with("t1:bf:"), "{key}");
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+            assert!(key.contains(tag), "{key}");
+        }
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "no two kinds share a key");
+        assert_eq!(k.outbox("eu-chat", "alpha", 3, Lane::Bulk), "t1:bf:{pool:eu-chat}:out:alpha:3:b");
+        assert_eq!(k.update("eu-chat", "alpha", 7), "t1:bf:{pool:eu-chat}:upd:alpha:7");
+        assert_eq!(k.outboxes("eu-chat", "alpha", 4).len(), 8);
     }
 }

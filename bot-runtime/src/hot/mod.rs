@@ -10,6 +10,7 @@
 //! leaves the work done and the retry finds it done. Every key of one pool carries the pool's
 //! hash tag (see `keys.rs`), so that step is one MULTI on one Redis Cluster slot.
 
+mod gcra;
 pub mod memory;
 pub mod redis;
 
