@@ -151,13 +151,13 @@ impl TelegramApi {
             return Err(TgError::Transport("getFile returned no file_path".into()));
         };
         let url = format!("{}/file/bot{}/{path}", self.base, self.token.expose());
-        let response = self.http.get(url).timeout(Duration::from_secs(120)).send().await.map_err(|e| self.transport("download", &e))?;
+        let response = self.http.get(url).timeout(Duration::from_secs(120)).send().await.map_err(|e| self.transport("download", e))?;
         let status = response.status();
         if !status.is_success() {
             self.metrics.api_call(&self.bot, "download", if status.is_server_error() { "5xx" } else { "4xx" });
             return Err(TgError::Api { code: status.as_u16(), description: format!("file download answered {status}"), retry_after: None });
         }
-        let bytes = response.bytes().await.map_err(|e| self.transport("download", &e))?;
+        let bytes = response.bytes().await.map_err(|e| self.transport("download", e))?;
         if bytes.len() as u64 > max_bytes {
             return Err(TgError::Api { code: 400, description: "Bad Request: file is too big".into(), retry_after: None });
         }
@@ -165,13 +165,13 @@ impl TelegramApi {
         Ok(bytes)
     }
 
-    fn transport(&self, method: &str, e: &reqwest::Error) -> TgError {
+    fn transport(&self, method: &str, e: reqwest::Error) -> TgError {
         self.metrics.api_call(&self.bot, method, "transport");
         TgError::Transport(mask_tokens(&e.without_url().to_string()).into_owned())
     }
 
     async fn finish(&self, method: &str, sent: Result<reqwest::Response, reqwest::Error>) -> Result<Value, TgError> {
-        let response = sent.map_err(|e| self.transport(method, &e))?;
+        let response = sent.map_err(|e| self.transport(method, e))?;
         let status = response.status().as_u16();
         let body: Value = match response.json().await {
             Ok(v) => v,

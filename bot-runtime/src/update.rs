@@ -21,7 +21,7 @@ pub struct Chat {
     pub kind: String,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct File {
     pub file_id: String,
     #[serde(default)]

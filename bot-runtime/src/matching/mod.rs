@@ -9,7 +9,6 @@ pub mod memory;
 pub mod redis;
 
 use std::fmt;
-use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
