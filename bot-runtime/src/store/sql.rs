@@ -1,1 +1,661 @@
-//! (being written)
+//! [`SqlStore`]: [`Users`], [`Safety`] and [`Sessions`] over sqlx's `Any` driver — one pool,
+//! the same SQL text on PostgreSQL and SQLite.
+//!
+//! The rules that keep one query text valid on both databases (checked against sqlx 0.9's
+//! sources):
+//!
+//! * Placeholders are `$1, $2, …`, numbered in order of first appearance. They are Postgres'
+//!   native form; SQLite reads `$1` as a named parameter and sqlx's SQLite driver binds a
+//!   parameter named `$N` to the N-th argument (so a number may even appear twice).
+//! * Only types the Any driver maps on both sides: integers (BIGINT / SMALLINT on Postgres,
+//!   INTEGER on SQLite) and TEXT. Flags are stored as 0/1 integers: the Any driver maps a
+//!   SQLite value by its storage class (a boolean comes back as an integer, which `bool`
+//!   cannot decode from) and refuses a column *declared* BOOLEAN on SQLite outright. Sums are
+//!   `CAST(… AS BIGINT)`: Postgres' `SUM(bigint)` is NUMERIC, which Any cannot decode.
+//! * `INSERT … ON CONFLICT … DO NOTHING / DO UPDATE` and `RETURNING` exist on both
+//!   (SQLite ≥ 3.35; sqlx bundles a much newer one).
+//! * Every query is a `&'static str` (no `AssertSqlSafe`): values only ever travel as binds.
+//!
+//! Idempotency (Telegram redelivers updates; several replicas may handle the same member):
+//! `user_or_create`, `start_session` and `record_block` are an `INSERT … ON CONFLICT DO
+//! NOTHING` on a unique key, followed by a read when the insert found the row already there.
+//! On Postgres a conflicting insert waits for the concurrent inserter's transaction, so the
+//! read that follows always sees the winner's row; on SQLite writes are serialized.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
+use sqlx::any::AnyPoolOptions;
+use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _, SqlSafeStr as _};
+
+use super::{EndReason, Safety, Session, Sessions, Stage, StoreError, StoreResult, User, UserStats, Users};
+use crate::matching::{Gender, Member};
+
+/// Connections per replica to Postgres (most queries are one short statement).
+const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+/// Connections to an SQLite file: readers run in parallel under WAL, writers take turns.
+const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// How long a query waits for a pooled connection before the store reports itself unavailable.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The migrations compiled into the binary: (version, description, SQL), one list per dialect.
+/// The files under `migrations/` are the source; a test checks that these lists match them
+/// (version, description and checksum as sqlx would resolve the directory).
+///
+/// Why not `sqlx::migrate!`: that macro lives behind sqlx's `macros` feature, which the
+/// workspace does not enable (it would pull the proc-macro stack into every build on these
+/// 2-core machines). `Migrator::with_migrations` plus `include_str!` embeds the same files
+/// with the same checksums, so a database migrated by either (or by `sqlx migrate run`)
+/// validates against the other.
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql"))];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql"))];
+
+/// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
+/// (its `lock` is a no-op), and two connections applying the same migration at once would
+/// both try to create the tables. The embedded database belongs to one process, so an
+/// in-process lock is enough.
+static SQLITE_MIGRATE_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Which database a [`SqlStore`] talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl Backend {
+    /// The backend of a database URL (`postgres://…`, `postgresql://…`, `sqlite:…`).
+    pub fn of_url(url: &str) -> StoreResult<Backend> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Backend::Postgres)
+        } else if url.starts_with("sqlite:") {
+            Ok(Backend::Sqlite)
+        } else {
+            // Never echo the URL: it may carry a password.
+            let scheme = url.split_once(':').map_or("", |(s, _)| s);
+            Err(StoreError::Unavailable(format!("unsupported database URL scheme {scheme:?} (expected postgres:// or sqlite:)")))
+        }
+    }
+}
+
+/// The SQL store: a pool of `Any` connections to Postgres or SQLite.
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Connects to `postgres://…` or `sqlite://path?mode=rwc` / `sqlite::memory:`. Checks the
+    /// database is reachable (one connection is opened now); does not migrate.
+    ///
+    /// SQLite files get WAL (readers do not block the writer) and a busy timeout (a writer
+    /// waits for another instead of failing). `sqlite::memory:` gets exactly one connection,
+    /// kept for the life of the pool: with the Any driver every new connection to
+    /// `sqlite::memory:` opens a *different* empty database (sqlx names each one afresh), and
+    /// an in-memory database vanishes with its last connection.
+    pub async fn connect(url: &str) -> StoreResult<SqlStore> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::of_url(url)?;
+        let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let options = match backend {
+            Backend::Postgres => options.max_connections(POSTGRES_MAX_CONNECTIONS),
+            Backend::Sqlite if sqlite_in_memory(url) => options
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .after_connect(|conn, _| sqlite_setup(conn, false)),
+            Backend::Sqlite => options.max_connections(SQLITE_MAX_CONNECTIONS).after_connect(|conn, _| sqlite_setup(conn, true)),
+        };
+        // `connect` opens the first connection before returning, so on SQLite the switch to
+        // WAL happens on a lone connection (it needs an exclusive lock that the busy timeout
+        // does not wait for); on later connections the pragma finds WAL already set.
+        let pool = options.connect(url).await.map_err(db_err)?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The pool, for queries outside the store traits (administration, tests).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// The embedded migrations of a backend (see [`POSTGRES_MIGRATIONS`]).
+    pub fn migrator(backend: Backend) -> Migrator {
+        let files = match backend {
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+        };
+        Migrator::with_migrations(
+            files
+                .iter()
+                .map(|&(version, description, sql)| {
+                    // As sqlx resolves a directory: a leading `-- no-transaction` opts out of the transaction.
+                    let no_tx = sql.starts_with("-- no-transaction");
+                    Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, sql.into_sql_str(), no_tx)
+                })
+                .collect(),
+        )
+    }
+
+    /// Applies the pending migrations of this backend; a no-op when there are none. Safe to
+    /// call from every replica at start-up, at the same time.
+    ///
+    /// This goes through the `Any` connection itself: sqlx 0.9 implements `Migrate` for
+    /// `AnyConnection` by delegating every step (lock, bookkeeping table, apply) to the
+    /// underlying Postgres or SQLite connection, so no second, typed pool is needed.
+    ///
+    /// * Postgres: sqlx's migrator holds `pg_advisory_lock` (keyed by the database name) from
+    ///   before it reads `_sqlx_migrations` until after the last migration; other replicas wait
+    ///   on the lock, then find nothing left to apply. Each migration runs in a transaction
+    ///   with its bookkeeping row. The lock is session-level and sqlx does not release it when
+    ///   a migration fails, so migrating uses a one-connection pool of its own, closed
+    ///   afterwards (closing the connection releases the lock), never a connection that goes
+    ///   back to the store's pool. (A pool rather than a bare `&mut AnyConnection`: with the
+    ///   latter, `Migrator::run`'s `Acquire` bound makes the future fail the `Send` check of
+    ///   `tokio::spawn` — "implementation of `Acquire` is not general enough".)
+    /// * SQLite: sqlx's migrator does not lock; an in-process mutex serializes `migrate`.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        let migrator = Self::migrator(self.backend);
+        match self.backend {
+            Backend::Postgres => {
+                let options = (*self.pool.connect_options()).clone();
+                let pool = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    .connect_with(options)
+                    .await
+                    .map_err(db_err)?;
+                let result = migrator.run(&pool).await;
+                pool.close().await;
+                result.map_err(migrate_err)
+            }
+            Backend::Sqlite => {
+                let _serial = SQLITE_MIGRATE_LOCK.lock().await;
+                migrator.run(&self.pool).await.map_err(migrate_err)
+            }
+        }
+    }
+}
+
+/// Whether an SQLite URL names an in-memory database (as sqlx parses it).
+fn sqlite_in_memory(url: &str) -> bool {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (database, params) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || params.split('&').any(|p| p == "mode=memory")
+}
+
+/// Per-connection SQLite settings. The Any driver builds SQLite connections from the URL
+/// alone, so these cannot be set on `SqliteConnectOptions`; a pragma on each new connection
+/// does it. (Foreign keys are on by default in sqlx.)
+fn sqlite_setup(conn: &mut AnyConnection, file: bool) -> BoxFuture<'_, Result<(), sqlx::Error>> {
+    Box::pin(async move {
+        // A writer waits up to 5 s for another writer instead of failing with SQLITE_BUSY.
+        conn.execute("PRAGMA busy_timeout = 5000").await?;
+        if file {
+            // WAL is a property of the file (persistent); NORMAL is durable enough under WAL
+            // (a power cut may lose the last commits, never corrupt the database).
+            conn.execute("PRAGMA journal_mode = WAL").await?;
+            conn.execute("PRAGMA synchronous = NORMAL").await?;
+        }
+        Ok(())
+    })
+}
+
+/// A database error: decoding problems mean unexpected data, everything else (I/O, pool,
+/// server errors) an unavailable database.
+fn db_err(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_)
+        | sqlx::Error::ColumnIndexOutOfBounds { .. }
+        | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
+        other => StoreError::Unavailable(other.to_string()),
+    }
+}
+
+fn migrate_err(e: MigrateError) -> StoreError {
+    StoreError::Migration(e.to_string())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// One column of a row, decoding errors reported as [`StoreError::Corrupt`].
+fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
+{
+    row.try_get::<T, _>(name).map_err(|e| corrupt(format_args!("column {name}: {e}")))
+}
+
+fn count(row: &sqlx::any::AnyRow, name: &str) -> StoreResult<u64> {
+    let n: i64 = col(row, name)?;
+    u64::try_from(n).map_err(|_| corrupt(format_args!("negative {name} {n}")))
+}
+
+/// A stored 0/1 flag.
+fn flag(value: i64, name: &str) -> StoreResult<bool> {
+    match value {
+        0 => Ok(false),
+        1 => Ok(true),
+        other => Err(corrupt(format_args!("{name} = {other}, expected 0 or 1"))),
+    }
+}
+
+fn flag_value(b: bool) -> i16 {
+    i16::from(b)
+}
+
+fn gender(code: Option<String>, name: &str) -> StoreResult<Option<Gender>> {
+    code.map(|c| Gender::parse(&c).ok_or_else(|| corrupt(format_args!("{name} {c:?}")))).transpose()
+}
+
+fn member(row: &sqlx::any::AnyRow, bot: &str, user: &str) -> StoreResult<Member> {
+    Ok(Member::new(col::<String>(row, bot)?, col::<i64>(row, user)?))
+}
+
+macro_rules! user_columns {
+    () => {
+        "bot, user_id, language, stage, gender, age, wants, vip_until_ms, restricted_until_ms, reachable, created_ms, updated_ms"
+    };
+}
+
+macro_rules! session_columns {
+    () => {
+        "id, a_bot, a_user, b_bot, b_user, started_ms, ended_ms, end_reason, ended_by_bot, ended_by_user"
+    };
+}
+
+fn user_from_row(row: &sqlx::any::AnyRow) -> StoreResult<User> {
+    let stage: String = col(row, "stage")?;
+    let stage = Stage::parse(&stage).ok_or_else(|| corrupt(format_args!("stage {stage:?}")))?;
+    let age = col::<Option<i64>>(row, "age")?.map(|a| u8::try_from(a).map_err(|_| corrupt(format_args!("age {a}")))).transpose()?;
+    Ok(User {
+        bot: col(row, "bot")?,
+        user_id: col(row, "user_id")?,
+        language: col(row, "language")?,
+        stage,
+        gender: gender(col(row, "gender")?, "gender")?,
+        age,
+        wants: gender(col(row, "wants")?, "wants")?,
+        vip_until_ms: col(row, "vip_until_ms")?,
+        restricted_until_ms: col(row, "restricted_until_ms")?,
+        reachable: flag(col(row, "reachable")?, "reachable")?,
+        created_ms: col(row, "created_ms")?,
+        updated_ms: col(row, "updated_ms")?,
+    })
+}
+
+fn session_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Session> {
+    let ended_by = match (col::<Option<String>>(row, "ended_by_bot")?, col::<Option<i64>>(row, "ended_by_user")?) {
+        (Some(bot), Some(user)) => Some(Member::new(bot, user)),
+        (None, None) => None,
+        _ => return Err(corrupt("ended_by_bot and ended_by_user: only one is set")),
+    };
+    Ok(Session {
+        id: col(row, "id")?,
+        a: member(row, "a_bot", "a_user")?,
+        b: member(row, "b_bot", "b_user")?,
+        started_ms: col(row, "started_ms")?,
+        ended_ms: col(row, "ended_ms")?,
+        end_reason: col(row, "end_reason")?,
+        ended_by,
+    })
+}
+
+impl SqlStore {
+    async fn insert_user_if_absent(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms) ",
+            "VALUES ($1, $2, $3, $4, 1, $5, $5) ",
+            "ON CONFLICT (bot, user_id) DO NOTHING ",
+            "RETURNING ",
+            user_columns!()
+        ))
+        .bind(bot)
+        .bind(user_id)
+        .bind(language)
+        .bind(Stage::Terms.as_str())
+        .bind(now_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl Users for SqlStore {
+    async fn user(&self, bot: &str, user_id: i64) -> StoreResult<Option<User>> {
+        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE bot = $1 AND user_id = $2"))
+            .bind(bot)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn user_or_create(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<User> {
+        // The common case (a known user) is one read. A new user: insert unless someone
+        // (a retry, a concurrent update, another replica) just did, then read the winner's row.
+        // A concurrent delete_user can remove the row between the two steps: try again.
+        for _ in 0..3 {
+            if let Some(user) = self.user(bot, user_id).await? {
+                return Ok(user);
+            }
+            if let Some(user) = self.insert_user_if_absent(bot, user_id, language, now_ms).await? {
+                return Ok(user);
+            }
+        }
+        Err(StoreError::Unavailable(format!("user {bot}:{user_id} keeps disappearing while being created")))
+    }
+
+    async fn save_profile(&self, user: &User) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET language = $1, stage = $2, gender = $3, age = $4, wants = $5, updated_ms = $6 \
+             WHERE bot = $7 AND user_id = $8",
+        )
+        .bind(user.language.as_str())
+        .bind(user.stage.as_str())
+        .bind(user.gender.map(Gender::code))
+        .bind(user.age.map(i16::from))
+        .bind(user.wants.map(Gender::code))
+        .bind(user.updated_ms)
+        .bind(user.bot.as_str())
+        .bind(user.user_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn delete_user(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE bot = $1 AND user_id = $2")
+            .bind(bot)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn set_reachable(&self, bot: &str, user_id: i64, reachable: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET reachable = $1 WHERE bot = $2 AND user_id = $3")
+            .bind(flag_value(reachable))
+            .bind(bot)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn restrict(&self, bot: &str, user_id: i64, until_ms: Option<i64>) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET restricted_until_ms = $1 WHERE bot = $2 AND user_id = $3")
+            .bind(until_ms)
+            .bind(bot)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn count_users(&self, bot: &str) -> StoreResult<u64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users WHERE bot = $1 AND stage = $2")
+            .bind(bot)
+            .bind(Stage::Ready.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        count(&row, "n")
+    }
+}
+
+#[async_trait::async_trait]
+impl Safety for SqlStore {
+    async fn record_block(&self, by: &Member, other: &Member, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO blocks (by_bot, by_user, other_bot, other_user, created_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (by_bot, by_user, other_bot, other_user) DO NOTHING",
+        )
+        .bind(by.bot.as_str())
+        .bind(by.user)
+        .bind(other.bot.as_str())
+        .bind(other.user)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn blocked_by(&self, by: &Member) -> StoreResult<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT other_bot, other_user FROM blocks WHERE by_bot = $1 AND by_user = $2 \
+             UNION \
+             SELECT other_bot, other_user FROM reports WHERE by_bot = $1 AND by_user = $2 \
+             ORDER BY other_bot, other_user",
+        )
+        .bind(by.bot.as_str())
+        .bind(by.user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|row| member(row, "other_bot", "other_user")).collect()
+    }
+
+    async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO reports (by_bot, by_user, other_bot, other_user, session_id, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        )
+        .bind(by.bot.as_str())
+        .bind(by.user)
+        .bind(other.bot.as_str())
+        .bind(other.user)
+        .bind(session_id)
+        .bind(now_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        col(&row, "id")
+    }
+
+    async fn set_report_reason(&self, report_id: i64, by: &Member, reason: &str) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE reports SET reason = $1 WHERE id = $2 AND by_bot = $3 AND by_user = $4")
+            .bind(reason)
+            .bind(report_id)
+            .bind(by.bot.as_str())
+            .bind(by.user)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn reporters_since(&self, member: &Member, since_ms: i64) -> StoreResult<u64> {
+        // COUNT(DISTINCT a, b) is not portable; count the distinct pairs of a subquery.
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS n FROM ( \
+                 SELECT DISTINCT by_bot, by_user FROM reports \
+                 WHERE other_bot = $1 AND other_user = $2 AND created_ms >= $3 \
+             ) AS reporters",
+        )
+        .bind(member.bot.as_str())
+        .bind(member.user)
+        .bind(since_ms)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        count(&row, "n")
+    }
+}
+
+#[async_trait::async_trait]
+impl Sessions for SqlStore {
+    async fn start_session(&self, a: &Member, b: &Member, started_ms: i64) -> StoreResult<i64> {
+        let inserted = sqlx::query(
+            "INSERT INTO chat_sessions (a_bot, a_user, b_bot, b_user, started_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (a_bot, a_user, b_bot, b_user, started_ms) DO NOTHING RETURNING id",
+        )
+        .bind(a.bot.as_str())
+        .bind(a.user)
+        .bind(b.bot.as_str())
+        .bind(b.user)
+        .bind(started_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = inserted {
+            return col(&row, "id");
+        }
+        // Recorded already (a redelivered update, or a concurrent call that won).
+        let row = sqlx::query(
+            "SELECT id FROM chat_sessions WHERE a_bot = $1 AND a_user = $2 AND b_bot = $3 AND b_user = $4 AND started_ms = $5",
+        )
+        .bind(a.bot.as_str())
+        .bind(a.user)
+        .bind(b.bot.as_str())
+        .bind(b.user)
+        .bind(started_ms)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        match row {
+            Some(row) => col(&row, "id"),
+            // Sessions are never deleted: a conflict without a row is not ours to explain.
+            None => Err(corrupt(format_args!("session {a} / {b} at {started_ms}: conflict on insert, but no row"))),
+        }
+    }
+
+    async fn end_session(&self, a: &Member, b: &Member, by: Option<&Member>, reason: EndReason, ended_ms: i64) -> StoreResult<Option<Session>> {
+        // One statement, so two replicas ending the same chat at once close it once: on
+        // Postgres the second UPDATE waits for the first's row lock, then re-checks
+        // `ended_ms IS NULL` and skips the row; SQLite serializes writers.
+        // Should a pair ever have more than one open session (a lost end), all are closed and
+        // the most recent is returned.
+        let rows = sqlx::query(concat!(
+            "UPDATE chat_sessions SET ended_ms = $1, end_reason = $2, ended_by_bot = $3, ended_by_user = $4 ",
+            "WHERE ended_ms IS NULL AND (",
+            "(a_bot = $5 AND a_user = $6 AND b_bot = $7 AND b_user = $8) OR ",
+            "(a_bot = $7 AND a_user = $8 AND b_bot = $5 AND b_user = $6)",
+            ") RETURNING ",
+            session_columns!()
+        ))
+        .bind(ended_ms)
+        .bind(reason.as_str())
+        .bind(by.map(|m| m.bot.as_str()))
+        .bind(by.map(|m| m.user))
+        .bind(a.bot.as_str())
+        .bind(a.user)
+        .bind(b.bot.as_str())
+        .bind(b.user)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let sessions = rows.iter().map(session_from_row).collect::<StoreResult<Vec<_>>>()?;
+        Ok(sessions.into_iter().max_by_key(|s| (s.started_ms, s.id)))
+    }
+
+    async fn open_session(&self, a: &Member, b: &Member) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM chat_sessions WHERE ended_ms IS NULL AND (",
+            "(a_bot = $1 AND a_user = $2 AND b_bot = $3 AND b_user = $4) OR ",
+            "(a_bot = $3 AND a_user = $4 AND b_bot = $1 AND b_user = $2)",
+            ") ORDER BY started_ms DESC, id DESC LIMIT 1"
+        ))
+        .bind(a.bot.as_str())
+        .bind(a.user)
+        .bind(b.bot.as_str())
+        .bind(b.user)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn session(&self, id: i64) -> StoreResult<Option<Session>> {
+        let row = sqlx::query(concat!("SELECT ", session_columns!(), " FROM chat_sessions WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    async fn rate(&self, session_id: i64, rater: &Member, up: bool, now_ms: i64) -> StoreResult<bool> {
+        // The session row supplies the rated side; an outsider's rating selects no row and
+        // inserts nothing. (SQLite needs the WHERE before ON CONFLICT to parse the upsert.)
+        let done = sqlx::query(
+            "INSERT INTO ratings (session_id, rater_bot, rater_user, rated_bot, rated_user, up, created_ms) \
+             SELECT id, $1, $2, \
+                    CASE WHEN a_bot = $1 AND a_user = $2 THEN b_bot ELSE a_bot END, \
+                    CASE WHEN a_bot = $1 AND a_user = $2 THEN b_user ELSE a_user END, \
+                    $3, $4 \
+             FROM chat_sessions \
+             WHERE id = $5 AND ((a_bot = $1 AND a_user = $2) OR (b_bot = $1 AND b_user = $2)) \
+             ON CONFLICT (session_id, rater_bot, rater_user) DO UPDATE SET up = excluded.up, created_ms = excluded.created_ms",
+        )
+        .bind(rater.bot.as_str())
+        .bind(rater.user)
+        .bind(flag_value(up))
+        .bind(now_ms)
+        .bind(session_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn stats(&self, member: &Member) -> StoreResult<UserStats> {
+        let chats = sqlx::query(
+            "SELECT COUNT(*) AS chats, \
+                    CAST(COALESCE(SUM(CASE WHEN ended_ms > started_ms THEN ended_ms - started_ms ELSE 0 END), 0) AS BIGINT) AS ms \
+             FROM chat_sessions \
+             WHERE ended_ms IS NOT NULL AND ((a_bot = $1 AND a_user = $2) OR (b_bot = $1 AND b_user = $2))",
+        )
+        .bind(member.bot.as_str())
+        .bind(member.user)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let ratings = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(up), 0) AS BIGINT) AS ups, CAST(COALESCE(SUM(1 - up), 0) AS BIGINT) AS downs \
+             FROM ratings WHERE rated_bot = $1 AND rated_user = $2",
+        )
+        .bind(member.bot.as_str())
+        .bind(member.user)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(UserStats {
+            chats: count(&chats, "chats")?,
+            // Summed in ms, divided once: short chats still add up.
+            seconds_chatted: count(&chats, "ms")? / 1000,
+            thumbs_up: count(&ratings, "ups")?,
+            thumbs_down: count(&ratings, "downs")?,
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,474 @@
+//! One behaviour suite for the SQL store, run against both databases: Postgres (a fresh
+//! database per test) and SQLite (a fresh file per test, WAL like production's embedded mode).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bot_runtime::matching::{Gender, Member};
+use bot_runtime::store::sql::{Backend, SqlStore};
+use bot_runtime::store::{EndReason, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users};
+use botfleet_tests::fixtures::TestDb;
+use sqlx::Row as _;
+
+const SEC: i64 = 1_000;
+
+fn m(bot: &str, user: i64) -> Member {
+    Member::new(bot, user)
+}
+
+/// A row count through the raw pool (what the traits cannot show: that there is one row).
+async fn rows(s: &SqlStore, sql: &'static str) -> i64 {
+    sqlx::query(sql).fetch_one(s.pool()).await.unwrap().try_get::<i64, _>(0).unwrap()
+}
+
+async fn a_new_user_starts_at_the_terms(s: SqlStore) {
+    // Telegram ids exceed 32 bits.
+    let id = 7_123_456_789;
+    assert_eq!(s.user("alpha", id).await.unwrap(), None);
+    let u = s.user_or_create("alpha", id, "ru", 1_000).await.unwrap();
+    let expected = User {
+        bot: "alpha".into(),
+        user_id: id,
+        language: "ru".into(),
+        stage: Stage::Terms,
+        gender: None,
+        age: None,
+        wants: None,
+        vip_until_ms: None,
+        restricted_until_ms: None,
+        reachable: true,
+        created_ms: 1_000,
+        updated_ms: 1_000,
+    };
+    assert_eq!(u, expected);
+    assert_eq!(s.user("alpha", id).await.unwrap(), Some(expected.clone()));
+    // Known now: a later first-contact call changes nothing (language, times).
+    assert_eq!(s.user_or_create("alpha", id, "en", 2_000).await.unwrap(), expected);
+    // The same person on another bot is another user.
+    assert_eq!(s.user("beta", id).await.unwrap(), None);
+    assert_eq!(s.count_users("alpha").await.unwrap(), 0, "a profile at the terms is not complete");
+}
+
+async fn user_or_create_is_idempotent_under_concurrency(s: SqlStore) {
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.user_or_create("alpha", 1, if i % 2 == 0 { "en" } else { "ru" }, 1_000 + i).await })
+        })
+        .collect();
+    let mut users = Vec::new();
+    for t in tasks {
+        users.push(t.await.unwrap().unwrap());
+    }
+    let first = users[0].clone();
+    assert!(users.iter().all(|u| *u == first), "every call returns the one row: {users:?}");
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM users").await, 1);
+    assert_eq!(s.user("alpha", 1).await.unwrap(), Some(first));
+}
+
+async fn profile_round_trips(s: SqlStore) {
+    let mut u = s.user_or_create("alpha", 1, "en", 1_000).await.unwrap();
+    s.restrict("alpha", 1, Some(9_000)).await.unwrap();
+    s.set_reachable("alpha", 1, false).await.unwrap();
+
+    u.stage = Stage::Ready;
+    u.gender = Some(Gender::Female);
+    u.age = Some(255);
+    u.wants = Some(Gender::Male);
+    u.language = "ru".into();
+    u.updated_ms = 2_000;
+    // save_profile writes the profile only: VIP, restriction and reachability have their
+    // own writers, so stale copies of them in `u` are not written back.
+    u.vip_until_ms = Some(123);
+    s.save_profile(&u).await.unwrap();
+    let back = s.user("alpha", 1).await.unwrap().unwrap();
+    assert_eq!(back, User { vip_until_ms: None, restricted_until_ms: Some(9_000), reachable: false, ..u.clone() });
+    assert!(back.is_restricted(8_999) && !back.is_restricted(9_000));
+    assert_eq!(s.count_users("alpha").await.unwrap(), 1);
+    assert_eq!(s.count_users("beta").await.unwrap(), 0);
+
+    s.restrict("alpha", 1, None).await.unwrap();
+    s.set_reachable("alpha", 1, true).await.unwrap();
+    u.gender = Some(Gender::Other);
+    u.age = None;
+    u.wants = None;
+    u.stage = Stage::Age;
+    u.updated_ms = 3_000;
+    s.save_profile(&u).await.unwrap();
+    let back = s.user("alpha", 1).await.unwrap().unwrap();
+    assert_eq!(back, User { vip_until_ms: None, restricted_until_ms: None, reachable: true, ..u.clone() });
+    assert_eq!(back.created_ms, 1_000);
+    assert_eq!(s.count_users("alpha").await.unwrap(), 0);
+
+    // Saving a profile that is gone does not bring it back.
+    s.delete_user("alpha", 1).await.unwrap();
+    s.save_profile(&u).await.unwrap();
+    assert_eq!(s.user("alpha", 1).await.unwrap(), None);
+}
+
+async fn delete_erases_the_profile_but_keeps_blocks(s: SqlStore) {
+    let (a, b, c) = (m("alpha", 1), m("beta", 2), m("gamma", 3));
+    s.user_or_create("alpha", 1, "en", 1_000).await.unwrap();
+    s.user_or_create("beta", 2, "en", 1_000).await.unwrap();
+    s.record_block(&a, &b, 2_000).await.unwrap();
+    s.record_report(&a, &c, None, 2_000).await.unwrap();
+    s.record_report(&b, &a, None, 2_000).await.unwrap();
+    let session = s.start_session(&a, &b, 3_000).await.unwrap();
+
+    assert!(s.delete_user("alpha", 1).await.unwrap());
+    assert_eq!(s.user("alpha", 1).await.unwrap(), None);
+    assert!(!s.delete_user("alpha", 1).await.unwrap(), "nothing left to delete");
+    assert!(s.user("beta", 2).await.unwrap().is_some(), "only that profile");
+
+    // Safety outlives the profile: what a blocked and reported, and what was reported about a.
+    let mut blocked = s.blocked_by(&a).await.unwrap();
+    blocked.sort();
+    assert_eq!(blocked, vec![b.clone(), c.clone()]);
+    assert_eq!(s.reporters_since(&a, 0).await.unwrap(), 1);
+    assert!(s.session(session).await.unwrap().is_some());
+
+    // Writing again starts from scratch.
+    let fresh = s.user_or_create("alpha", 1, "ru", 5_000).await.unwrap();
+    assert_eq!((fresh.stage, fresh.created_ms, fresh.language.as_str()), (Stage::Terms, 5_000, "ru"));
+}
+
+async fn blocks_are_listed_for_matching(s: SqlStore) {
+    let (a, b, c, d) = (m("alpha", 1), m("beta", 2), m("gamma", 3), m("delta", 4));
+    s.record_block(&a, &b, 1_000).await.unwrap();
+    s.record_block(&a, &b, 2_000).await.unwrap(); // a redelivered update
+    s.record_block(&a, &c, 3_000).await.unwrap();
+    s.record_report(&a, &d, None, 4_000).await.unwrap();
+    s.record_report(&a, &b, None, 5_000).await.unwrap(); // blocked and reported: listed once
+    s.record_block(&b, &a, 6_000).await.unwrap(); // the other direction is b's list
+    // The same user id on another bot is someone else.
+    s.record_block(&m("omega", 1), &d, 7_000).await.unwrap();
+
+    let mut blocked = s.blocked_by(&a).await.unwrap();
+    blocked.sort();
+    let mut expected = vec![b.clone(), c.clone(), d.clone()];
+    expected.sort();
+    assert_eq!(blocked, expected);
+    assert_eq!(s.blocked_by(&b).await.unwrap(), vec![a.clone()]);
+    assert_eq!(s.blocked_by(&c).await.unwrap(), vec![]);
+
+    // Concurrent repeats of one block: no error, one row.
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (s, c, d) = (s.clone(), c.clone(), d.clone());
+            tokio::spawn(async move { s.record_block(&c, &d, 8_000 + i).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(s.blocked_by(&c).await.unwrap(), vec![d.clone()]);
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM blocks").await, 5, "a→b, a→c, b→a, omega→d, c→d");
+}
+
+async fn reporters_are_counted_distinct_within_the_window(s: SqlStore) {
+    let target = m("beta", 9);
+    let r1 = s.record_report(&m("alpha", 1), &target, Some(7), 1_000).await.unwrap();
+    let r2 = s.record_report(&m("alpha", 1), &target, None, 2_000).await.unwrap();
+    s.record_report(&m("alpha", 1), &target, None, 3_000).await.unwrap();
+    s.record_report(&m("alpha", 2), &target, None, 2_500).await.unwrap();
+    // Same user id, another bot: another reporter.
+    s.record_report(&m("gamma", 1), &target, None, 2_000).await.unwrap();
+    // Before the window, and about someone else.
+    s.record_report(&m("delta", 4), &target, None, 500).await.unwrap();
+    s.record_report(&m("alpha", 3), &m("beta", 8), None, 2_000).await.unwrap();
+    assert_ne!(r1, r2);
+
+    assert_eq!(s.reporters_since(&target, 1_000).await.unwrap(), 3);
+    assert_eq!(s.reporters_since(&target, 0).await.unwrap(), 4);
+    assert_eq!(s.reporters_since(&target, 2_600).await.unwrap(), 1);
+    assert_eq!(s.reporters_since(&target, 3_001).await.unwrap(), 0);
+    assert_eq!(s.reporters_since(&m("beta", 10), 0).await.unwrap(), 0);
+
+    // The reason, added later, only by the reporter.
+    assert!(s.set_report_reason(r1, &m("alpha", 1), "spam").await.unwrap());
+    assert!(!s.set_report_reason(r1, &m("alpha", 2), "not mine").await.unwrap());
+    assert!(!s.set_report_reason(r1 + 1_000, &m("alpha", 1), "no such report").await.unwrap());
+    let reason: Option<String> =
+        sqlx::query("SELECT reason FROM reports WHERE id = $1").bind(r1).fetch_one(s.pool()).await.unwrap().try_get(0).unwrap();
+    assert_eq!(reason.as_deref(), Some("spam"));
+}
+
+async fn a_session_ends_once_from_either_side(s: SqlStore) {
+    let (a, b, c) = (m("alpha", 1), m("beta", 2), m("gamma", 3));
+    let id = s.start_session(&a, &b, 1_000).await.unwrap();
+    let other = s.start_session(&a, &c, 1_500).await.unwrap();
+    let open = Session { id, a: a.clone(), b: b.clone(), started_ms: 1_000, ended_ms: None, end_reason: None, ended_by: None };
+    assert_eq!(s.open_session(&a, &b).await.unwrap(), Some(open.clone()));
+    assert_eq!(s.open_session(&b, &a).await.unwrap(), Some(open.clone()));
+    assert_eq!(s.session(id).await.unwrap(), Some(open.clone()));
+
+    // Ended by b, named in the other order.
+    let closed = Session { ended_ms: Some(61_000), end_reason: Some("stop".into()), ended_by: Some(b.clone()), ..open };
+    assert_eq!(s.end_session(&b, &a, Some(&b), EndReason::Stop, 61_000).await.unwrap(), Some(closed.clone()));
+    assert_eq!(s.end_session(&a, &b, Some(&a), EndReason::Next, 62_000).await.unwrap(), None, "already ended");
+    assert_eq!(s.open_session(&a, &b).await.unwrap(), None);
+    assert_eq!(s.session(id).await.unwrap(), Some(closed));
+    assert_eq!(s.session(id + other + 1_000).await.unwrap(), None);
+    // a's chat with c is another session.
+    assert_eq!(s.open_session(&c, &a).await.unwrap().map(|x| x.id), Some(other));
+
+    // Nobody ended it (idle).
+    let idle = s.start_session(&a, &b, 100_000).await.unwrap();
+    let ended = s.end_session(&a, &b, None, EndReason::Idle, 700_000).await.unwrap().unwrap();
+    assert_eq!((ended.id, ended.ended_by, ended.end_reason.as_deref()), (idle, None, Some("idle")));
+
+    // Both sides end it at once (two replicas): one of them closes it.
+    let s = Arc::new(s);
+    s.start_session(&a, &b, 800_000).await.unwrap();
+    let ends: Vec<_> = [(a.clone(), b.clone()), (b.clone(), a.clone())]
+        .into_iter()
+        .map(|(x, y)| {
+            let s = s.clone();
+            tokio::spawn(async move { s.end_session(&x, &y, Some(&x), EndReason::Next, 900_000).await })
+        })
+        .collect();
+    let mut closed = 0;
+    for t in ends {
+        closed += usize::from(t.await.unwrap().unwrap().is_some());
+    }
+    assert_eq!(closed, 1);
+}
+
+async fn start_session_is_idempotent(s: SqlStore) {
+    let (a, b, c) = (m("alpha", 1), m("beta", 2), m("gamma", 3));
+    let id = s.start_session(&a, &b, 1_000).await.unwrap();
+    assert_eq!(s.start_session(&a, &b, 1_000).await.unwrap(), id, "a redelivered update");
+    s.end_session(&a, &b, Some(&a), EndReason::Stop, 2_000).await.unwrap();
+    let again = s.start_session(&a, &b, 3_000).await.unwrap();
+    assert_ne!(again, id, "a new chat of the same pair");
+    assert_eq!(s.start_session(&a, &b, 1_000).await.unwrap(), id, "still the first chat");
+
+    let s = Arc::new(s);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let (s, a, c) = (s.clone(), a.clone(), c.clone());
+            tokio::spawn(async move { s.start_session(&a, &c, 5_000).await })
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap().unwrap());
+    }
+    assert!(ids.iter().all(|&i| i == ids[0]), "{ids:?}");
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM chat_sessions").await, 3);
+}
+
+async fn a_rating_replaces_the_previous_one_and_outsiders_cannot_rate(s: SqlStore) {
+    let (a, b) = (m("alpha", 1), m("beta", 2));
+    let id = s.start_session(&a, &b, 1_000).await.unwrap();
+    s.end_session(&a, &b, Some(&a), EndReason::Stop, 2_000).await.unwrap();
+
+    assert!(s.rate(id, &a, true, 3_000).await.unwrap());
+    assert_eq!(s.stats(&b).await.unwrap().thumbs_up, 1);
+    assert!(s.rate(id, &a, false, 4_000).await.unwrap(), "a changes their mind");
+    let b_stats = s.stats(&b).await.unwrap();
+    assert_eq!((b_stats.thumbs_up, b_stats.thumbs_down), (0, 1));
+    assert!(s.rate(id, &b, true, 5_000).await.unwrap());
+    let a_stats = s.stats(&a).await.unwrap();
+    assert_eq!((a_stats.thumbs_up, a_stats.thumbs_down), (1, 0));
+
+    // Not in that session: someone else, the same user id on another bot, no such session.
+    assert!(!s.rate(id, &m("gamma", 3), true, 6_000).await.unwrap());
+    assert!(!s.rate(id, &m("gamma", 1), true, 6_000).await.unwrap());
+    assert!(!s.rate(id + 1_000, &a, true, 6_000).await.unwrap());
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM ratings").await, 2);
+    let b_stats = s.stats(&b).await.unwrap();
+    assert_eq!((b_stats.thumbs_up, b_stats.thumbs_down), (0, 1));
+}
+
+async fn stats_count_finished_chats_and_ratings(s: SqlStore) {
+    let (a, b, c, d) = (m("alpha", 1), m("beta", 2), m("gamma", 3), m("delta", 4));
+    assert_eq!(s.stats(&a).await.unwrap(), UserStats::default());
+    // a on either side; 60 s + 0.5 s + 0.5 s.
+    let ab = s.start_session(&a, &b, 1_000).await.unwrap();
+    s.end_session(&a, &b, Some(&b), EndReason::Stop, 61_000).await.unwrap();
+    let ca = s.start_session(&c, &a, 100 * SEC).await.unwrap();
+    s.end_session(&c, &a, Some(&a), EndReason::Next, 100 * SEC + 500).await.unwrap();
+    s.start_session(&c, &a, 200 * SEC).await.unwrap();
+    s.end_session(&a, &c, None, EndReason::Idle, 200 * SEC + 500).await.unwrap();
+    // Still open: not counted. Others' chats: not counted.
+    s.start_session(&a, &d, 300 * SEC).await.unwrap();
+    s.start_session(&b, &c, 1_000).await.unwrap();
+    s.end_session(&b, &c, None, EndReason::Gone, 900 * SEC).await.unwrap();
+
+    s.rate(ab, &b, true, 0).await.unwrap();
+    s.rate(ca, &c, false, 0).await.unwrap();
+    s.rate(ab, &a, true, 0).await.unwrap(); // given by a, not received
+
+    assert_eq!(s.stats(&a).await.unwrap(), UserStats { chats: 3, seconds_chatted: 61, thumbs_up: 1, thumbs_down: 1 });
+    assert_eq!(s.stats(&b).await.unwrap(), UserStats { chats: 2, seconds_chatted: 60 + 899, thumbs_up: 1, thumbs_down: 0 });
+    assert_eq!(s.stats(&d).await.unwrap(), UserStats::default());
+}
+
+async fn unexpected_stored_values_are_reported_as_corrupt(s: SqlStore) {
+    s.user_or_create("alpha", 1, "en", 1_000).await.unwrap();
+    sqlx::query("UPDATE users SET stage = 'limbo'").execute(s.pool()).await.unwrap();
+    assert!(matches!(s.user("alpha", 1).await, Err(StoreError::Corrupt(_))));
+    assert!(matches!(s.user_or_create("alpha", 1, "en", 2_000).await, Err(StoreError::Corrupt(_))));
+
+    s.user_or_create("alpha", 2, "en", 1_000).await.unwrap();
+    sqlx::query("UPDATE users SET gender = 'x' WHERE user_id = 2").execute(s.pool()).await.unwrap();
+    assert!(matches!(s.user("alpha", 2).await, Err(StoreError::Corrupt(_))));
+    sqlx::query("UPDATE users SET gender = NULL, age = 300 WHERE user_id = 2").execute(s.pool()).await.unwrap();
+    assert!(matches!(s.user("alpha", 2).await, Err(StoreError::Corrupt(_))));
+}
+
+async fn ping_answers_and_a_closed_store_is_unavailable(s: SqlStore) {
+    s.ping().await.unwrap();
+    s.close().await;
+    assert!(matches!(s.ping().await, Err(StoreError::Unavailable(_))));
+}
+
+/// Three replicas start at once on a fresh database, then one restarts.
+async fn migrations_can_run_twice_and_concurrently(url: String) {
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                let s = SqlStore::connect(&url).await?;
+                s.migrate().await?;
+                Ok::<_, StoreError>(s)
+            })
+        })
+        .collect();
+    let mut stores = Vec::new();
+    for t in tasks {
+        stores.push(t.await.unwrap().unwrap());
+    }
+    stores[0].migrate().await.unwrap();
+    assert_eq!(rows(&stores[0], "SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+    for (i, s) in stores.iter().enumerate() {
+        s.user_or_create("alpha", i as i64, "en", 0).await.unwrap();
+    }
+    assert_eq!(rows(&stores[2], "SELECT COUNT(*) FROM users").await, 3);
+}
+
+// ---- backends -------------------------------------------------------------------------------
+
+async fn postgres_store() -> (SqlStore, TestDb) {
+    let db = TestDb::create().await.expect("postgres");
+    let s = SqlStore::connect(&db.url).await.expect("connect");
+    assert_eq!(s.backend(), Backend::Postgres);
+    s.migrate().await.expect("migrate");
+    (s, db)
+}
+
+/// An SQLite file of its own, removed (with its WAL files) on drop.
+struct SqliteFile {
+    path: PathBuf,
+}
+
+impl SqliteFile {
+    fn new() -> Self {
+        static N: AtomicU64 = AtomicU64::new(0);
+        let name = format!("botfleet-store-{}-{}-{:08x}.db", std::process::id(), N.fetch_add(1, Ordering::Relaxed), rand::random::<u32>());
+        Self { path: std::env::temp_dir().join(name) }
+    }
+
+    fn url(&self) -> String {
+        format!("sqlite://{}?mode=rwc", self.path.display())
+    }
+}
+
+impl Drop for SqliteFile {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm"] {
+            let mut p = self.path.clone().into_os_string();
+            p.push(suffix);
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+async fn sqlite_store() -> (SqlStore, SqliteFile) {
+    let file = SqliteFile::new();
+    let s = SqlStore::connect(&file.url()).await.expect("connect");
+    assert_eq!(s.backend(), Backend::Sqlite);
+    s.migrate().await.expect("migrate");
+    (s, file)
+}
+
+macro_rules! both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            use super::*;
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { let (s, _db) = postgres_store().await; super::$name(s).await; } )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn migrations_can_run_twice_and_concurrently() {
+                let db = TestDb::create().await.expect("postgres");
+                super::migrations_can_run_twice_and_concurrently(db.url.clone()).await;
+            }
+        }
+        mod sqlite {
+            use super::*;
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { let (s, _f) = sqlite_store().await; super::$name(s).await; } )*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn migrations_can_run_twice_and_concurrently() {
+                let file = SqliteFile::new();
+                super::migrations_can_run_twice_and_concurrently(file.url()).await;
+            }
+        }
+    };
+}
+
+both_databases!(
+    a_new_user_starts_at_the_terms,
+    user_or_create_is_idempotent_under_concurrency,
+    profile_round_trips,
+    delete_erases_the_profile_but_keeps_blocks,
+    blocks_are_listed_for_matching,
+    reporters_are_counted_distinct_within_the_window,
+    a_session_ends_once_from_either_side,
+    start_session_is_idempotent,
+    a_rating_replaces_the_previous_one_and_outsiders_cannot_rate,
+    stats_count_finished_chats_and_ratings,
+    unexpected_stored_values_are_reported_as_corrupt,
+    ping_answers_and_a_closed_store_is_unavailable,
+);
+
+/// `sqlite::memory:` is one database, however many calls run at once (the Any driver would
+/// otherwise give each pooled connection its own empty database).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_sqlite_database_is_one_database() {
+    let s = Arc::new(SqlStore::connect("sqlite::memory:").await.unwrap());
+    s.migrate().await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.user_or_create("alpha", i, "en", i).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM users").await, 10);
+    s.migrate().await.unwrap();
+}
+
+/// The migrations compiled into the binary are the files under migrations/, byte for byte
+/// (same versions, descriptions and checksums as sqlx resolves the directories).
+#[tokio::test]
+async fn the_embedded_migrations_are_the_files_in_migrations() {
+    for (backend, dir) in [(Backend::Postgres, "postgres"), (Backend::Sqlite, "sqlite")] {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(dir);
+        let on_disk = sqlx::migrate::Migrator::new(path).await.unwrap();
+        let embedded = SqlStore::migrator(backend);
+        let key = |m: &sqlx::migrate::Migration| (m.version, m.description.to_string(), m.checksum.to_vec(), m.no_tx);
+        assert_eq!(embedded.iter().map(key).collect::<Vec<_>>(), on_disk.iter().map(key).collect::<Vec<_>>(), "{dir}");
+        assert!(embedded.iter().count() > 0);
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_database_url_is_refused_without_echoing_it() {
+    let err = SqlStore::connect("mysql://root:hunter2@db/app").await.unwrap_err();
+    assert!(matches!(&err, StoreError::Unavailable(msg) if !msg.contains("hunter2")), "{err}");
+}
