@@ -113,9 +113,13 @@ pub fn pool_gauges(fleet: &Arc<Fleet>, pools: Vec<String>, mut shutdown: watch::
 }
 
 /// Serves HTTP until `shutdown` turns true; in-flight requests finish first.
-pub async fn serve_http(addr: SocketAddr, state: AppState, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+pub async fn serve_http(addr: SocketAddr, state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("cannot listen on {addr}"))?;
     tracing::info!(%addr, "HTTP listening (webhook /telegram/<bot>, /metrics, /healthz, /readyz)");
+    serve_listener(listener, state, shutdown).await
+}
+
+pub async fn serve_listener(listener: tokio::net::TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
     axum::serve(listener, crate::server::router(state))
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow() {
