@@ -9,7 +9,8 @@ use bot_runtime::matching::{Gender, Member};
 use bot_runtime::store::sql::{Backend, SqlStore};
 use bot_runtime::store::{EndReason, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users};
 use botfleet_tests::fixtures::TestDb;
-use sqlx::Row as _;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Row as _, SqlSafeStr as _};
 
 const SEC: i64 = 1_000;
 
@@ -327,6 +328,17 @@ async fn ping_answers_and_a_closed_store_is_unavailable(s: SqlStore) {
     assert!(matches!(s.ping().await, Err(StoreError::Unavailable(_))));
 }
 
+/// During a rolling update the new release migrates first; a replica of the previous release
+/// (which does not know the new migration) must still start.
+async fn a_replica_of_the_previous_release_starts_after_a_newer_one_migrated(s: SqlStore) {
+    let mut newer: Vec<Migration> = SqlStore::migrator(s.backend()).iter().cloned().collect();
+    let next = "CREATE TABLE next_release (id BIGINT PRIMARY KEY)".into_sql_str();
+    newer.push(Migration::new(9_999, "next release".into(), MigrationType::Simple, next, false));
+    Migrator::with_migrations(newer).run(s.pool()).await.unwrap();
+    s.migrate().await.unwrap();
+    s.user_or_create("alpha", 1, "en", 0).await.unwrap();
+}
+
 /// Three replicas start at once on a fresh database, then one restarts.
 async fn migrations_can_run_twice_and_concurrently(url: String) {
     let tasks: Vec<_> = (0..3)
@@ -415,6 +427,14 @@ macro_rules! both_databases {
                 let file = SqliteFile::new();
                 super::migrations_can_run_twice_and_concurrently(file.url()).await;
             }
+            /// WAL (readers do not block the writer) and a busy timeout (a writer waits for another).
+            #[tokio::test]
+            async fn a_file_database_uses_wal_and_waits_for_writers() {
+                let (s, _f) = sqlite_store().await;
+                let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(s.pool()).await.unwrap().try_get(0).unwrap();
+                assert_eq!(mode, "wal");
+                assert_eq!(rows(&s, "PRAGMA busy_timeout").await, 5_000);
+            }
         }
     };
 }
@@ -432,6 +452,7 @@ both_databases!(
     stats_count_finished_chats_and_ratings,
     unexpected_stored_values_are_reported_as_corrupt,
     ping_answers_and_a_closed_store_is_unavailable,
+    a_replica_of_the_previous_release_starts_after_a_newer_one_migrated,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would
@@ -459,9 +480,9 @@ async fn an_in_memory_sqlite_database_is_one_database() {
 async fn the_embedded_migrations_are_the_files_in_migrations() {
     for (backend, dir) in [(Backend::Postgres, "postgres"), (Backend::Sqlite, "sqlite")] {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../migrations").join(dir);
-        let on_disk = sqlx::migrate::Migrator::new(path).await.unwrap();
+        let on_disk = Migrator::new(path).await.unwrap();
         let embedded = SqlStore::migrator(backend);
-        let key = |m: &sqlx::migrate::Migration| (m.version, m.description.to_string(), m.checksum.to_vec(), m.no_tx);
+        let key = |m: &Migration| (m.version, m.description.to_string(), m.checksum.to_vec(), m.no_tx);
         assert_eq!(embedded.iter().map(key).collect::<Vec<_>>(), on_disk.iter().map(key).collect::<Vec<_>>(), "{dir}");
         assert!(embedded.iter().count() > 0);
     }

@@ -26,8 +26,8 @@ use std::borrow::Cow;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::any::AnyPoolOptions;
+use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _, SqlSafeStr as _};
 
 use super::{EndReason, Safety, Session, Sessions, Stage, StoreError, StoreResult, User, UserStats, Users};
@@ -44,11 +44,11 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The files under `migrations/` are the source; a test checks that these lists match them
 /// (version, description and checksum as sqlx would resolve the directory).
 ///
-/// Why not `sqlx::migrate!`: that macro lives behind sqlx's `macros` feature, which the
-/// workspace does not enable (it would pull the proc-macro stack into every build on these
-/// 2-core machines). `Migrator::with_migrations` plus `include_str!` embeds the same files
-/// with the same checksums, so a database migrated by either (or by `sqlx migrate run`)
-/// validates against the other.
+/// Why not `sqlx::migrate!`: in sqlx 0.9 that macro is only compiled with sqlx's `macros`
+/// feature, which the workspace does not enable (turning it on changes the shared sqlx
+/// features, rebuilding sqlx and everything above it, for one macro). `Migrator::with_migrations`
+/// (public API) plus `include_str!` embeds the same files with the same checksums, so a
+/// database migrated by either (or by `sqlx migrate run`) validates against the other.
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql"))];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql"))];
 
@@ -130,13 +130,20 @@ impl SqlStore {
         self.pool.close().await;
     }
 
-    /// The embedded migrations of a backend (see [`POSTGRES_MIGRATIONS`]).
+    /// The embedded migrations of a backend: the files of `migrations/postgres` or
+    /// `migrations/sqlite`, compiled in.
+    ///
+    /// Migrations a database has but this binary does not know are tolerated
+    /// (`ignore_missing`): during a rolling update the new release migrates first, and a
+    /// replica of the previous release that restarts meanwhile must still start. So every
+    /// migration must keep the previous release working (add tables and nullable columns;
+    /// drop things one release later). A changed migration file is still refused (checksum).
     pub fn migrator(backend: Backend) -> Migrator {
         let files = match backend {
             Backend::Postgres => POSTGRES_MIGRATIONS,
             Backend::Sqlite => SQLITE_MIGRATIONS,
         };
-        Migrator::with_migrations(
+        let mut migrator = Migrator::with_migrations(
             files
                 .iter()
                 .map(|&(version, description, sql)| {
@@ -145,7 +152,9 @@ impl SqlStore {
                     Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, sql.into_sql_str(), no_tx)
                 })
                 .collect(),
-        )
+        );
+        migrator.set_ignore_missing(true);
+        migrator
     }
 
     /// Applies the pending migrations of this backend; a no-op when there are none. Safe to
@@ -525,17 +534,16 @@ impl Sessions for SqlStore {
             return col(&row, "id");
         }
         // Recorded already (a redelivered update, or a concurrent call that won).
-        let row = sqlx::query(
-            "SELECT id FROM chat_sessions WHERE a_bot = $1 AND a_user = $2 AND b_bot = $3 AND b_user = $4 AND started_ms = $5",
-        )
-        .bind(a.bot.as_str())
-        .bind(a.user)
-        .bind(b.bot.as_str())
-        .bind(b.user)
-        .bind(started_ms)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db_err)?;
+        let row =
+            sqlx::query("SELECT id FROM chat_sessions WHERE a_bot = $1 AND a_user = $2 AND b_bot = $3 AND b_user = $4 AND started_ms = $5")
+                .bind(a.bot.as_str())
+                .bind(a.user)
+                .bind(b.bot.as_str())
+                .bind(b.user)
+                .bind(started_ms)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
         match row {
             Some(row) => col(&row, "id"),
             // Sessions are never deleted: a conflict without a row is not ours to explain.
@@ -543,7 +551,14 @@ impl Sessions for SqlStore {
         }
     }
 
-    async fn end_session(&self, a: &Member, b: &Member, by: Option<&Member>, reason: EndReason, ended_ms: i64) -> StoreResult<Option<Session>> {
+    async fn end_session(
+        &self,
+        a: &Member,
+        b: &Member,
+        by: Option<&Member>,
+        reason: EndReason,
+        ended_ms: i64,
+    ) -> StoreResult<Option<Session>> {
         // One statement, so two replicas ending the same chat at once close it once: on
         // Postgres the second UPDATE waits for the first's row lock, then re-checks
         // `ended_ms IS NULL` and skips the row; SQLite serializes writers.
