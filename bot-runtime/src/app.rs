@@ -78,6 +78,13 @@ pub fn start_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramApi, poll:
 }
 
 impl RunningBot {
+    /// Stops every task of the bot where it is (a crash, for tests of takeover).
+    pub fn abort(self) {
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+
     pub async fn join(self) {
         for t in self.tasks {
             let _ = t.await;

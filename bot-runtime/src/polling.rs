@@ -18,9 +18,9 @@ use tokio::sync::watch;
 use crate::bot::Bot;
 use crate::pipeline;
 
-const LEASE: Duration = Duration::from_secs(60);
+const LEASE: Duration = Duration::from_secs(20);
 /// Long-poll timeout; well inside the lease, which is renewed before every poll.
-const POLL_TIMEOUT_S: u64 = 20;
+const POLL_TIMEOUT_S: u64 = 10;
 pub const ALLOWED_UPDATES: [&str; 4] = ["message", "callback_query", "my_chat_member", "pre_checkout_query"];
 
 pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {

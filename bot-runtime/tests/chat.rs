@@ -1,0 +1,455 @@
+//! The chat core end to end: bots in one pool with several replicas each, on the fake
+//! Telegram, against real Postgres + Redis and against the embedded default (SQLite +
+//! in-process state). Each behaviour runs on both backends unless it is about replicas of
+//! separate processes (killing one, webhook redelivery across replicas).
+
+mod support;
+
+use std::time::Duration;
+
+use bot_runtime::hot::Timer;
+use bot_runtime::matching::Member;
+use bot_runtime::simulate::{Person, has_button, plain_prefix, text_of};
+use bot_runtime::texts::Lang;
+use botfleet_tests::fake_telegram::{FaultKind, FaultSpec, MediaKind, MediaSpec};
+use serde_json::{Value, json};
+use support::*;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn production() {
+                super::$name(Backend::Production).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                super::$name(Backend::Embedded).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    onboarding_asks_terms_gender_and_age_and_rejects_bad_input,
+    required_channels_must_be_joined_before_the_profile,
+    users_of_two_bots_chat_with_replies_and_media_through_each_others_bot,
+    partners_on_the_same_bot_get_copies_with_replies_kept,
+    report_and_block_end_the_chat_at_once_and_prevent_a_rematch,
+    a_partner_who_blocks_the_bot_ends_the_chat_cleanly,
+    the_searching_message_is_refreshed_and_cancel_leaves_the_queue,
+    an_idle_chat_ends_for_both_with_a_message,
+    delete_me_erases_the_profile,
+    two_hundred_users_onboard_match_and_chat_across_two_bots_with_two_replicas_each,
+);
+
+async fn two_bots(backend: Backend, replicas: usize) -> Harness {
+    Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, ""), bot_config("beta", Mode::Polling, "")], replicas).await
+}
+
+async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) -> Person {
+    let mut p = Person::new(&h.sim, &username(bot), name, Lang::En).expect("user");
+    p.onboard(gender, age, &[], WAIT).await.expect("onboarding");
+    p
+}
+
+/// Two people, on the given bots, in a chat with each other.
+async fn chatting(h: &Harness, a_bot: &str, b_bot: &str) -> (Person, Person) {
+    let mut a = onboarded(h, a_bot, "Ann", "f", 25).await;
+    let mut b = onboarded(h, b_bot, "Bob", "m", 31).await;
+    a.tap("menu_find").unwrap();
+    a.expect_text("searching", WAIT).await.expect("searching message");
+    b.tap("menu_find").unwrap();
+    let seen_by_a = a.expect_text("matched", WAIT).await.expect("Ann matched");
+    let seen_by_b = b.expect_text("matched", WAIT).await.expect("Bob matched");
+    assert!(text_of(&seen_by_a).contains("man, 31"), "{seen_by_a}");
+    assert!(text_of(&seen_by_b).contains("woman, 25"), "{seen_by_b}");
+    (a, b)
+}
+
+async fn onboarding_asks_terms_gender_and_age_and_rejects_bad_input(backend: Backend) {
+    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, "")], 1).await;
+    let mut ann = Person::new(&h.sim, "alpha_bot", "Ann", Lang::En).unwrap();
+    ann.send("/start").unwrap();
+    let terms = ann.expect("terms", WAIT, |m| has_button(m, "terms:ok")).await.unwrap();
+    assert!(text_of(&terms).contains("18 or older"), "{terms}");
+    // Searching before the profile is complete is refused with a clear word.
+    ann.send("/search").unwrap();
+    ann.expect_text("finish_profile", WAIT).await.unwrap();
+    ann.press("terms:ok", WAIT).await.unwrap();
+    ann.press("g:f", WAIT).await.unwrap();
+    ann.expect_text("ask_age", WAIT).await.unwrap();
+    ann.send("twenty").unwrap();
+    ann.expect_text("age_invalid", WAIT).await.unwrap();
+    ann.send("15").unwrap();
+    let young = ann.expect_text("age_too_young", WAIT).await.unwrap();
+    assert!(text_of(&young).contains("18"), "{young}");
+    ann.send("130").unwrap();
+    ann.expect_text("age_invalid", WAIT).await.unwrap();
+    ann.send(" 25 ").unwrap();
+    ann.expect_text("profile_done", WAIT).await.unwrap();
+    ann.send("/profile").unwrap();
+    let profile = ann.expect_text("profile", WAIT).await.unwrap();
+    assert!(text_of(&profile).contains("Age: 25") && text_of(&profile).contains("woman"), "{profile}");
+
+    // Russian from the user's language_code.
+    let mut ivan = Person::new(&h.sim, "alpha_bot", "Ivan", Lang::Ru).unwrap();
+    ivan.send("/start").unwrap();
+    let terms = ivan.expect("terms", WAIT, |m| has_button(m, "terms:ok")).await.unwrap();
+    assert!(text_of(&terms).starts_with(&plain_prefix(Lang::Ru, "terms")), "{terms}");
+    ivan.send("/nonsense").unwrap();
+    ivan.expect_text("finish_profile", WAIT).await.unwrap();
+    h.stop().await;
+}
+
+async fn required_channels_must_be_joined_before_the_profile(backend: Backend) {
+    let cfg = bot_config("alpha", Mode::Polling, "  requiredChannels: [\"@news\"]\n");
+    let h = Harness::start(backend, Mode::Polling, vec![cfg], 1).await;
+    let mut ann = Person::new(&h.sim, "alpha_bot", "Ann", Lang::En).unwrap();
+    ann.send("/start").unwrap();
+    ann.press("terms:ok", WAIT).await.unwrap();
+    let prompt = ann.expect_text("channels", WAIT).await.unwrap();
+    assert!(text_of(&prompt).contains("@news"), "{prompt}");
+    let join = &prompt["reply_markup"]["inline_keyboard"][0][0];
+    assert_eq!(join["url"], "https://t.me/news", "{prompt}");
+    ann.press("chan:check", WAIT).await.unwrap();
+    ann.expect_text("channels_missing", WAIT).await.unwrap();
+    h.sim.set_membership("news", ann.id, "member").unwrap();
+    ann.press("chan:check", WAIT).await.unwrap();
+    ann.expect_text("ask_gender", WAIT).await.unwrap();
+    h.stop().await;
+}
+
+fn photo(caption: &str, size: u64) -> MediaSpec {
+    MediaSpec { size: Some(size), caption: Some(caption.into()), ..MediaSpec::default() }
+}
+
+async fn users_of_two_bots_chat_with_replies_and_media_through_each_others_bot(backend: Backend) {
+    let h = two_bots(backend, 2).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+
+    // Text with formatting entities travels through beta's outbox to Bob.
+    let ann_hello = ann.send("hello bob").unwrap();
+    let got = bob.expect("Ann's text", WAIT, |m| text_of(m) == "hello bob").await.unwrap();
+    assert_eq!(got["from"]["username"], "beta_bot", "Bob hears Ann through his own bot: {got}");
+
+    // Bob replies to it: Ann sees a reply to her own message.
+    let bob_id_of_hello = got["message_id"].as_i64().unwrap();
+    bob.reply("hi ann", bob_id_of_hello).unwrap();
+    let reply = ann.expect("Bob's reply", WAIT, |m| text_of(m) == "hi ann").await.unwrap();
+    assert_eq!(reply["reply_to_message"]["message_id"], ann_hello, "{reply}");
+
+    // A photo is downloaded by beta and re-uploaded by alpha (file ids are per bot).
+    let sent = bob.send_media(MediaKind::Photo, photo("me", 5000)).unwrap();
+    let got = ann.expect("Bob's photo", WAIT, |m| m.get("photo").is_some()).await.unwrap();
+    assert_eq!(got["caption"], "me");
+    let original = sent["message"]["photo"].as_array().unwrap().last().unwrap().clone();
+    let copy = got["photo"].as_array().unwrap().last().unwrap().clone();
+    assert_ne!(copy["file_id"], original["file_id"]);
+    assert_eq!(copy["file_size"], original["file_size"], "the same bytes arrive");
+
+    for (kind, field) in [(MediaKind::Voice, "voice"), (MediaKind::Sticker, "sticker"), (MediaKind::Document, "document"), (MediaKind::VideoNote, "video_note")] {
+        ann.send_media(kind, MediaSpec { size: Some(1000), ..MediaSpec::default() }).unwrap();
+        bob.expect(field, WAIT, |m| m.get(field).is_some()).await.unwrap_or_else(|e| panic!("{field}: {e}"));
+    }
+
+    // Over Telegram's 20 MB download limit: Ann is told, nothing half-arrives.
+    ann.send_media(MediaKind::Video, MediaSpec { size: Some(25 * 1024 * 1024), ..MediaSpec::default() }).unwrap();
+    ann.expect_text("too_big", WAIT).await.unwrap();
+
+    // Contacts never cross (anonymity); Ann is told why.
+    // (The fake can't send contacts from /sim; the webhook test covers it with a raw update.)
+
+    // Next: Ann leaves and searches again; Bob is told and may rate.
+    ann.tap("chat_next").unwrap();
+    ann.expect_text("you_left", WAIT).await.unwrap();
+    bob.expect_text("partner_left", WAIT).await.unwrap();
+    let rate = bob.expect_text("rate_prompt", WAIT).await.unwrap();
+    let up = rate["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_string();
+    bob.press(&up, WAIT).await.unwrap();
+    ann.expect_text("searching", WAIT).await.unwrap();
+    // Nothing Bob writes now reaches Ann.
+    bob.send("are you there?").unwrap();
+    bob.expect_text("not_in_chat", WAIT).await.unwrap();
+    ann.send("/stats").unwrap();
+    let stats = ann.expect_text("stats", WAIT).await.unwrap();
+    assert!(text_of(&stats).contains("Your chats: 1"), "{stats}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!ann.received().unwrap().iter().any(|m| text_of(m) == "are you there?"));
+    h.stop().await;
+}
+
+async fn partners_on_the_same_bot_get_copies_with_replies_kept(backend: Backend) {
+    let h = two_bots(backend, 2).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "alpha").await;
+    let first = ann.send("same bot hello").unwrap();
+    let got = bob.expect("copy", WAIT, |m| text_of(m) == "same bot hello").await.unwrap();
+    assert!(got.get("forward_origin").is_none(), "copies hide the sender: {got}");
+    bob.reply("same bot reply", got["message_id"].as_i64().unwrap()).unwrap();
+    let reply = ann.expect("reply", WAIT, |m| text_of(m) == "same bot reply").await.unwrap();
+    assert_eq!(reply["reply_to_message"]["message_id"], first);
+    bob.send_media(MediaKind::Animation, MediaSpec { size: Some(3000), ..MediaSpec::default() }).unwrap();
+    ann.expect("animation", WAIT, |m| m.get("animation").is_some()).await.unwrap();
+    let stats = h.sim.stats();
+    assert!(stats.calls.get("copyMessage").copied().unwrap_or(0) >= 3, "{:?}", stats.calls);
+    assert_eq!(stats.calls.get("getFile").copied().unwrap_or(0), 0, "no download on the same bot");
+    h.stop().await;
+}
+
+async fn report_and_block_end_the_chat_at_once_and_prevent_a_rematch(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    ann.tap("chat_report").unwrap();
+    let reported = ann.expect_text("reported", WAIT).await.unwrap();
+    bob.expect_text("partner_left", WAIT).await.unwrap();
+    let reason = reported["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_string();
+    assert!(reason.starts_with("rr:") && reason.ends_with(":spam"), "{reason}");
+    ann.press(&reason, WAIT).await.unwrap();
+
+    // They never meet again: both wait, a newcomer is matched instead.
+    ann.tap("menu_find").unwrap();
+    ann.expect_text("searching", WAIT).await.unwrap();
+    bob.tap("menu_find").unwrap();
+    bob.expect_text("searching", WAIT).await.unwrap();
+    let mut cat = onboarded(&h, "beta", "Cat", "f", 40).await;
+    cat.tap("menu_find").unwrap();
+    cat.expect_text("matched", WAIT).await.unwrap();
+    let ann_matched = ann.expect_text("matched", Duration::from_secs(2)).await.is_ok();
+    let bob_matched = bob.expect_text("matched", Duration::from_secs(2)).await.is_ok();
+    assert!(ann_matched ^ bob_matched, "exactly one of them meets Cat");
+
+    // Block: the chat ends at once for both.
+    let (mut blocker, mut other) = if ann_matched { (ann, cat) } else { (bob, cat) };
+    blocker.tap("chat_block").unwrap();
+    blocker.expect_text("blocked", WAIT).await.unwrap();
+    other.expect_text("partner_left", WAIT).await.unwrap();
+    h.stop().await;
+}
+
+async fn a_partner_who_blocks_the_bot_ends_the_chat_cleanly(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let (mut ann, bob) = chatting(&h, "alpha", "beta").await;
+    h.sim.block("beta_bot", bob.id).unwrap();
+    ann.expect_text("partner_gone", WAIT).await.unwrap();
+    ann.send("still there?").unwrap();
+    ann.expect_text("not_in_chat", WAIT).await.unwrap();
+    let user = h.any_bot("beta").fleet.store.user("beta", bob.id).await.unwrap().unwrap();
+    assert!(!user.reachable);
+    h.stop().await;
+}
+
+async fn the_searching_message_is_refreshed_and_cancel_leaves_the_queue(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    ann.tap("menu_find").unwrap();
+    let first = ann.expect_text("searching", WAIT).await.unwrap();
+    let id = first["message_id"].clone();
+    let refreshed = ann.expect("a refreshed search message", WAIT, |m| m["message_id"] == id && m.get("edit_date").is_some()).await.unwrap();
+    assert!(text_of(&refreshed).contains("0:0") || text_of(&refreshed).contains("0:1"), "{refreshed}");
+    ann.press("cancel", WAIT).await.unwrap();
+    ann.expect("cancelled", WAIT, |m| text_of(m) == plain_prefix(Lang::En, "search_cancelled")).await.unwrap();
+    let bot = h.any_bot("alpha");
+    assert!(!bot.fleet.matcher.waiting(&bot.pool, &Member::new("alpha", ann.id)).await.unwrap());
+    // Someone searching now waits: Ann is not matched.
+    let mut bob = onboarded(&h, "beta", "Bob", "m", 30).await;
+    bob.tap("menu_find").unwrap();
+    bob.expect_text("searching", WAIT).await.unwrap();
+    assert!(ann.expect_text("matched", Duration::from_secs(1)).await.is_err());
+    h.stop().await;
+}
+
+async fn an_idle_chat_ends_for_both_with_a_message(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    // Move the chat's idle timer to now instead of waiting the configured minutes.
+    let a = Member::new("alpha", ann.id);
+    let b = Member::new("beta", bob.id);
+    let (owner, id) = bot_runtime::handlers::idle_timer(&a, &b);
+    let bot = h.any_bot(&owner.bot);
+    let timer = Timer { id, due_ms: bot_runtime::bot::now_ms(), payload: json!({"k": "idle", "a": a.to_string(), "b": b.to_string()}) };
+    bot.fleet.hot.schedule(&bot.pool, &owner.bot, &timer).await.unwrap();
+    ann.expect_text("chat_idle", WAIT).await.unwrap();
+    bob.expect_text("chat_idle", WAIT).await.unwrap();
+    assert_eq!(bot.fleet.matcher.partner(&bot.pool, &a).await.unwrap(), None);
+    h.stop().await;
+}
+
+async fn delete_me_erases_the_profile(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    ann.send("/delete_me").unwrap();
+    ann.press("del:yes", WAIT).await.unwrap();
+    ann.expect_text("deleted", WAIT).await.unwrap();
+    bob.expect_text("partner_gone", WAIT).await.unwrap();
+    assert!(h.any_bot("alpha").fleet.store.user("alpha", ann.id).await.unwrap().is_none());
+    ann.send("/start").unwrap();
+    ann.expect("terms again", WAIT, |m| has_button(m, "terms:ok")).await.unwrap();
+    h.stop().await;
+}
+
+async fn two_hundred_users_onboard_match_and_chat_across_two_bots_with_two_replicas_each(backend: Backend) {
+    let h = two_bots(backend, 2).await;
+    let bots = vec![("alpha".to_string(), "alpha_bot".to_string()), ("beta".to_string(), "beta_bot".to_string())];
+    let configs: Vec<_> = h.configs.iter().cloned().map(std::sync::Arc::new).collect();
+    let summary = bot_runtime::simulate::run(&h.sim, &bots, &configs, 200, 2, &h.replicas[0].fleet.metrics).await;
+    assert!(summary.errors.is_empty(), "{summary}");
+    assert_eq!(summary.onboarded, 200, "{summary}");
+    assert!(summary.matched_users >= 198, "{summary}");
+    assert_eq!(summary.received, summary.sent, "every message reached its partner: {summary}");
+    // Nobody was ever in two chats: every "partner found" matches one chat start.
+    let matched_msgs = h.metric("botfleet_matches_total");
+    assert_eq!(matched_msgs as usize * 2, summary.matched_users, "{summary}");
+    h.stop().await;
+}
+
+// ---- across processes (production only) ----------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn duplicate_and_reordered_webhook_deliveries_change_nothing() {
+    let cfgs = vec![bot_config("alpha", Mode::Webhook, "")];
+    let h = Harness::start(Backend::Production, Mode::Webhook, cfgs, 2).await;
+    let mut ann = Person::new(&h.sim, "alpha_bot", "Ann", Lang::En).unwrap();
+    // Through Telegram's webhook and the Service: the chat is open now.
+    ann.send("/start").unwrap();
+    ann.expect("terms", WAIT, |m| has_button(m, "terms:ok")).await.unwrap();
+
+    // The same update to both replicas at once, twice: one answer.
+    let help = message_update(900_001, ann.id, 9001, json!({"text": "/help"}));
+    let (a, b) = tokio::join!(h.post_update(0, "alpha", &help), h.post_update(1, "alpha", &help));
+    assert!(a == 200 || b == 200, "{a} {b}");
+    assert_eq!(h.post_update(1, "alpha", &help).await, 200);
+    // Reordered: a later update first, then the earlier one, then both again.
+    let later = message_update(900_003, ann.id, 9003, json!({"text": "/stats"}));
+    let earlier = message_update(900_002, ann.id, 9002, json!({"text": "/profile"}));
+    for (r, u) in [(0, &later), (1, &earlier), (1, &later), (0, &earlier)] {
+        let mut status = h.post_update(r, "alpha", u).await;
+        while status == 503 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            status = h.post_update(r, "alpha", u).await;
+        }
+        assert_eq!(status, 200);
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let texts: Vec<String> = ann.received().unwrap().iter().map(|m| text_of(m).to_string()).collect();
+    let count = |key: &str| texts.iter().filter(|t| t.starts_with(&plain_prefix(Lang::En, key))).count();
+    assert_eq!(count("help"), 1, "{texts:?}");
+    assert_eq!(count("finish_profile"), 2, "profile and stats answered once each: {texts:?}");
+    assert_eq!(h.metric("botfleet_updates_total{bot=\"alpha\",outcome=\"duplicate\"}") as usize + h.metric("botfleet_updates_total{bot=\"alpha\",outcome=\"busy\"}") as usize >= 3, true);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn malformed_updates_and_bad_requests_get_clear_answers_never_a_panic() {
+    let cfgs = vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")];
+    let h = Harness::start(Backend::Production, Mode::Webhook, cfgs, 1).await;
+    let (mut ann, _bob) = chatting(&h, "alpha", "beta").await;
+    assert_eq!(h.post_update(0, "alpha", "this is not json").await, 400);
+    assert_eq!(h.post_update(0, "alpha", "{\"no_update_id\": true}").await, 200);
+    assert_eq!(h.post_update(0, "alpha", "{\"update_id\": 5, \"edited_message\": {}}").await, 200);
+    assert_eq!(h.post_update(0, "alpha", "{\"update_id\": 6, \"message\": {\"text\": 42}}").await, 200);
+    assert_eq!(h.post_update(0, "alpha", "[1, 2, 3]").await, 200);
+    assert_eq!(h.post_update(0, "ghost", "{}").await, 404);
+    let big = format!("{{\"update_id\": 7, \"pad\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    assert_eq!(h.post_update(0, "alpha", &big).await, 413);
+    let wrong = reqwest::Client::new()
+        .post(format!("http://{}/telegram/alpha", h.replicas[0].addr))
+        .header("x-telegram-bot-api-secret-token", "wrong")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    // A contact would reveal who Ann is: refused with the reason, nothing reaches Bob.
+    let contact = message_update(800_001, ann.id, 8001, json!({"contact": {"phone_number": "+100", "first_name": "Ann"}}));
+    assert_eq!(h.post_update(0, "alpha", &contact).await, 200);
+    ann.expect_text("unsupported", WAIT).await.unwrap();
+    // Unknown buttons and commands get an answer, not silence.
+    let press = json!({"update_id": 800_002, "callback_query": {"id": "123", "chat_instance": "1", "data": "zzz",
+        "from": {"id": ann.id, "is_bot": false, "first_name": "A"}}});
+    assert_eq!(h.post_update(0, "alpha", &press.to_string()).await, 200);
+    // The runtime still works.
+    ann.send("/help").unwrap();
+    ann.expect_text("help", WAIT).await.unwrap();
+    let health = reqwest::get(format!("http://{}/readyz", h.replicas[0].addr)).await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    let metrics = reqwest::get(format!("http://{}/metrics", h.replicas[0].addr)).await.unwrap().text().await.unwrap();
+    for name in ["botfleet_updates_total", "botfleet_update_handling_seconds", "botfleet_matches_total", "botfleet_relayed_messages_total", "botfleet_telegram_api_calls_total"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+    assert!(!metrics.contains(&h.tokens["alpha"]), "no token in metrics");
+    h.stop().await;
+}
+
+fn chat_texts(p: &mut Person, prefix: &str) -> Vec<String> {
+    p.received().unwrap().iter().map(|m| text_of(m).to_string()).filter(|t| t.starts_with(prefix)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_killed_mid_conversation_loses_no_message() {
+    let cfgs = vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")];
+    let mut h = Harness::start(Backend::Production, Mode::Webhook, cfgs, 2).await;
+    let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    for k in 0..20 {
+        if k == 6 {
+            h.kill(0);
+        }
+        ann.send(&format!("msg {k}")).unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while std::time::Instant::now() < deadline {
+        got = chat_texts(&mut bob, "msg ");
+        let distinct: std::collections::BTreeSet<_> = got.iter().collect();
+        if distinct.len() == 20 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let distinct: std::collections::BTreeSet<_> = got.iter().cloned().collect();
+    assert_eq!(distinct.len(), 20, "every message arrives: {got:?}");
+    // Per-chat order holds for what arrived after the takeover too.
+    let order: Vec<i64> = got.iter().filter_map(|t| t.strip_prefix("msg ")?.parse().ok()).collect();
+    let mut dedup = order.clone();
+    dedup.dedup();
+    let mut sorted = dedup.clone();
+    sorted.sort();
+    assert_eq!(dedup, sorted, "in order: {order:?}");
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_429_storm_from_telegram_drops_nothing() {
+    let h = two_bots(Backend::Production, 2).await;
+    let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    // Every send of beta is refused with 429 forty times in a row, and the per-chat limit is tight.
+    h.sim
+        .add_fault(FaultSpec { method: None, bot: Some("beta_bot".into()), kind: FaultKind::TooManyRequests { retry_after: 1 }, count: Some(40) })
+        .unwrap();
+    for k in 0..12 {
+        ann.send(&format!("storm {k}")).unwrap();
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while std::time::Instant::now() < deadline {
+        got = chat_texts(&mut bob, "storm ");
+        if got.len() >= 12 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(got, (0..12).map(|k| format!("storm {k}")).collect::<Vec<_>>(), "all, once, in order");
+    assert!(h.metric("botfleet_telegram_429_total") >= 1.0);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_errors_from_telegram_are_retried_until_the_message_goes() {
+    let h = two_bots(Backend::Production, 1).await;
+    let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    h.sim.add_fault(FaultSpec { method: Some("sendMessage".into()), bot: Some("beta_bot".into()), kind: FaultKind::ServerError { code: 502 }, count: Some(3) }).unwrap();
+    ann.send("through the outage").unwrap();
+    bob.expect("the message", WAIT, |m: &Value| text_of(m) == "through the outage").await.unwrap();
+    h.stop().await;
+}
