@@ -9,7 +9,9 @@
 --   scheduled again while firing) is left due with its new time and fires after that commit;
 -- * an in-flight id whose lease ran out (its replica died) fires again; a due entry of the
 --   same id that is due by now is covered by that firing;
--- * an id without payload (unscheduled) never fires and is cleaned away.
+-- * an id without payload (unscheduled) never fires and is cleaned away; so does one whose
+--   payload is not a timer (not written by this code): it would fail every firing, and hold
+--   the good timers of its batch back with it, forever.
 --
 -- KEYS[1] the due set
 -- KEYS[2] the in-flight set
@@ -30,9 +32,25 @@ if max <= 0 then
   return out
 end
 
+-- The payload of a live timer, or nil (the id is then dropped everywhere).
+local function payload(id)
+  local p = redis.call("HGET", payloads, id)
+  if p then
+    local ok, t = pcall(cjson.decode, p)
+    if ok and type(t) == "table" and t.id == id and type(t.due_ms) == "number" and t.payload ~= nil then
+      return p
+    end
+    redis.log(redis.LOG_WARNING, "dropping timer " .. id .. ": its payload is not a timer")
+  end
+  redis.call("ZREM", due, id)
+  redis.call("ZREM", fly, id)
+  redis.call("HDEL", payloads, id)
+  return nil
+end
+
 -- In flight, lease ran out: fire again.
 for _, id in ipairs(redis.call("ZRANGEBYSCORE", fly, "-inf", now_s, "LIMIT", 0, max)) do
-  local p = redis.call("HGET", payloads, id)
+  local p = payload(id)
   if p then
     redis.call("ZADD", fly, lease_end, id)
     local d = redis.call("ZSCORE", due, id)
@@ -40,8 +58,6 @@ for _, id in ipairs(redis.call("ZRANGEBYSCORE", fly, "-inf", now_s, "LIMIT", 0, 
       redis.call("ZREM", due, id)
     end
     out[#out + 1] = p
-  else
-    redis.call("ZREM", fly, id)
   end
 end
 
@@ -56,8 +72,8 @@ while #out < max do
     if redis.call("ZSCORE", fly, id) then
       skipped = skipped + 1
     else
+      local p = payload(id)
       redis.call("ZREM", due, id)
-      local p = redis.call("HGET", payloads, id)
       if p then
         redis.call("ZADD", fly, lease_end, id)
         out[#out + 1] = p

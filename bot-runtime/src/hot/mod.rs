@@ -153,12 +153,18 @@ pub trait HotState: Send + Sync + 'static {
     /// another live lease holds it. An expired lease (a crashed replica) can be taken again.
     async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim>;
     /// Gives a taken update back after a failed attempt, so the retry need not wait the lease.
+    /// Removes whatever lease is on it (leases carry no holder here); a done update stays done.
     async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()>;
 
     // ---- the commit --------------------------------------------------------------------
 
     /// Atomically: appends `jobs` to their bots' outboxes (each to the shard of its chat and
     /// its lane) and marks `marker` done. All jobs' bots are in `pool`.
+    ///
+    /// An update already marked done (a replica whose lease ran out while it worked, committing
+    /// after the one that took it over) gets nothing appended: its effects exist once. A timer
+    /// marker takes the timer out of the in-flight set; if it was scheduled again meanwhile it
+    /// stays scheduled (new time, new payload).
     async fn commit(&self, pool: &str, marker: Marker, jobs: &[Job]) -> HotResult<()>;
 
     // ---- outbox ------------------------------------------------------------------------
@@ -188,7 +194,9 @@ pub trait HotState: Send + Sync + 'static {
     /// Reserves one send for `bot` to `chat_id` under both limits (GCRA: per bot `per_bot`
     /// per second with burst `per_bot`; per chat `per_chat_per_minute` per minute with burst
     /// `chat_burst`). Returns zero when the send may go now (the slot is taken), or how long
-    /// to wait before asking again (nothing is taken).
+    /// to wait before asking again (nothing is taken). `per_bot == 0` or
+    /// `per_chat_per_minute == 0` turns that limit off (holds still apply); a zero
+    /// `chat_burst` is taken as 1.
     async fn reserve_send(
         &self,
         pool: &str,
@@ -200,13 +208,14 @@ pub trait HotState: Send + Sync + 'static {
         now_ms: i64,
     ) -> HotResult<Duration>;
     /// Pushes the bot's (and the chat's, if given) next free slot to at least `until_ms`
-    /// (after a 429 with retry_after: every replica of the bot waits).
+    /// (after a 429 with retry_after: every replica of the bot waits). Never moves a hold
+    /// backwards. The held buckets are empty at `until_ms` and refill at their rates from there.
     async fn hold_sends(&self, pool: &str, bot: &str, chat_id: Option<i64>, until_ms: i64) -> HotResult<()>;
 
     // ---- per-user rate limits ----------------------------------------------------------
 
     /// A token bucket per key (GCRA): `rate` per `per`, burst `burst`. True if allowed (and
-    /// counted), false if over.
+    /// counted), false if over. A zero `rate` (or `per`) means no limit; a zero `burst` is 1.
     async fn allow(&self, pool: &str, key: &str, rate: u32, per: Duration, burst: u32, now_ms: i64) -> HotResult<bool>;
 
     // ---- timers ------------------------------------------------------------------------
@@ -217,6 +226,11 @@ pub trait HotState: Send + Sync + 'static {
     /// Takes up to `max` timers of `bot` due at `now_ms` (and in-flight ones whose lease ran
     /// out: a replica died) for `lease`. Each is fired by one caller; finished with
     /// `commit(Marker::Timer)`. A timer rescheduled while in flight keeps its new due time.
+    ///
+    /// One firing at a time per id: a timer rescheduled while in flight does not fire again
+    /// before that firing is committed (or its lease runs out). A timer whose lease ran out
+    /// fires again with its current payload (at least once, not exactly once, if a replica is
+    /// slower than its lease).
     async fn claim_timers(&self, pool: &str, bot: &str, now_ms: i64, lease: Duration, max: usize) -> HotResult<Vec<Timer>>;
 
     // ---- small references with a TTL ---------------------------------------------------

@@ -1,0 +1,568 @@
+//! One behaviour suite for the hot state, run against both implementations: Redis (the Lua
+//! scripts, real Redis, a key prefix per test) and the embedded in-memory one.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bot_runtime::hot::memory::MemoryHot;
+use bot_runtime::hot::redis::RedisHot;
+use bot_runtime::hot::{Claim, HotState, Job, Lane, Marker, Timer};
+use bot_runtime::keys::Keys;
+use botfleet_tests::fixtures::TestRedis;
+use serde_json::json;
+
+const POOL: &str = "eu-chat";
+const SHARDS: u32 = 4;
+const MINUTE: Duration = Duration::from_secs(60);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn wall_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A job whose params carry a sequence number `n`, to check order.
+fn job(bot: &str, chat_id: i64, lane: Lane, n: i64) -> Job {
+    Job {
+        bot: bot.to_string(),
+        chat_id,
+        lane,
+        method: "sendMessage".to_string(),
+        params: json!({ "chat_id": chat_id, "text": format!("m{n}"), "n": n }),
+        upload: None,
+        origin: None,
+        reply_to: None,
+        save_as: None,
+        target: None,
+        chat_member: None,
+        enqueued_ms: 1_000 + n,
+    }
+}
+
+fn seq(j: &Job) -> i64 {
+    j.params["n"].as_i64().unwrap()
+}
+
+fn timer(id: &str, due_ms: i64, v: i64) -> Timer {
+    Timer { id: id.to_string(), due_ms, payload: json!({ "v": v }) }
+}
+
+fn done(bot: &str, update_id: i64) -> Marker {
+    Marker::Update { bot: bot.to_string(), update_id, keep: DAY }
+}
+
+fn fired(bot: &str, id: &str) -> Marker {
+    Marker::Timer { bot: bot.to_string(), id: id.to_string() }
+}
+
+/// Every job waiting in one shard and lane, oldest first.
+async fn all<H: HotState>(h: &H, bot: &str, shard: u32, lane: Lane) -> Vec<Job> {
+    h.outbox_read(POOL, bot, shard, lane, 10_000).await.unwrap().into_iter().map(|q| q.job).collect()
+}
+
+/// Reserves a send; true if it may go now.
+async fn send<H: HotState>(h: &H, bot: &str, chat: i64, limits: (u32, u32, u32), now: i64) -> Duration {
+    h.reserve_send(POOL, bot, chat, limits.0, limits.1, limits.2, now).await.unwrap()
+}
+
+// ---- update dedupe ---------------------------------------------------------------------
+
+async fn a_taken_update_is_busy_for_everyone_else<H: HotState>(h: H) {
+    assert_eq!(h.claim_update(POOL, "alpha", 1, MINUTE).await.unwrap(), Claim::Taken);
+    assert_eq!(h.claim_update(POOL, "alpha", 1, MINUTE).await.unwrap(), Claim::Busy);
+    // Another update, another bot, another pool: unaffected.
+    assert_eq!(h.claim_update(POOL, "alpha", 2, MINUTE).await.unwrap(), Claim::Taken);
+    assert_eq!(h.claim_update(POOL, "beta", 1, MINUTE).await.unwrap(), Claim::Taken);
+    assert_eq!(h.claim_update("us-chat", "alpha", 1, MINUTE).await.unwrap(), Claim::Taken);
+}
+
+async fn a_done_update_is_never_taken_again<H: HotState>(h: H) {
+    assert_eq!(h.claim_update(POOL, "alpha", 7, MINUTE).await.unwrap(), Claim::Taken);
+    h.commit(POOL, done("alpha", 7), &[]).await.unwrap();
+    assert_eq!(h.claim_update(POOL, "alpha", 7, MINUTE).await.unwrap(), Claim::Done);
+    // Giving it back after the fact does not undo it.
+    h.release_update(POOL, "alpha", 7).await.unwrap();
+    assert_eq!(h.claim_update(POOL, "alpha", 7, Duration::from_millis(10)).await.unwrap(), Claim::Done);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.claim_update(POOL, "alpha", 7, MINUTE).await.unwrap(), Claim::Done);
+}
+
+async fn an_expired_lease_can_be_taken_by_another_replica<H: HotState>(h: H) {
+    assert_eq!(h.claim_update(POOL, "alpha", 3, Duration::from_millis(30)).await.unwrap(), Claim::Taken);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(h.claim_update(POOL, "alpha", 3, MINUTE).await.unwrap(), Claim::Taken);
+    assert_eq!(h.claim_update(POOL, "alpha", 3, MINUTE).await.unwrap(), Claim::Busy);
+}
+
+async fn a_released_update_can_be_retried_at_once<H: HotState>(h: H) {
+    assert_eq!(h.claim_update(POOL, "alpha", 4, MINUTE).await.unwrap(), Claim::Taken);
+    h.release_update(POOL, "alpha", 4).await.unwrap();
+    assert_eq!(h.claim_update(POOL, "alpha", 4, MINUTE).await.unwrap(), Claim::Taken);
+    // Releasing an update nobody holds is harmless.
+    h.release_update(POOL, "alpha", 99).await.unwrap();
+}
+
+async fn one_of_many_concurrent_claimers_takes_an_update<H: HotState>(h: H) {
+    let h = Arc::new(h);
+    for update_id in 0..20 {
+        let tasks: Vec<_> = (0..8)
+            .map(|_| {
+                let h = h.clone();
+                tokio::spawn(async move { h.claim_update(POOL, "alpha", update_id, MINUTE).await.unwrap() })
+            })
+            .collect();
+        let mut taken = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                Claim::Taken => taken += 1,
+                Claim::Busy => {}
+                Claim::Done => panic!("nobody committed {update_id}"),
+            }
+        }
+        assert_eq!(taken, 1, "update {update_id}");
+    }
+}
+
+// ---- the commit and the outbox ---------------------------------------------------------
+
+async fn commit_appends_jobs_and_marks_done_atomically<H: HotState>(h: H) {
+    assert_eq!(h.claim_update(POOL, "alpha", 10, MINUTE).await.unwrap(), Claim::Taken);
+    let jobs = [job("alpha", 1, Lane::Interactive, 1), job("beta", 2, Lane::Interactive, 2), job("beta", 2, Lane::Bulk, 3)];
+    h.commit(POOL, done("alpha", 10), &jobs).await.unwrap();
+    assert_eq!(h.claim_update(POOL, "alpha", 10, MINUTE).await.unwrap(), Claim::Done);
+    assert_eq!(all(&h, "alpha", h.shard_of(1), Lane::Interactive).await, vec![jobs[0].clone()]);
+    assert_eq!(all(&h, "beta", h.shard_of(2), Lane::Interactive).await, vec![jobs[1].clone()]);
+    assert_eq!(all(&h, "beta", h.shard_of(2), Lane::Bulk).await, vec![jobs[2].clone()]);
+
+    // A replica whose lease ran out while it worked commits late: its effects are not added twice.
+    h.commit(POOL, done("alpha", 10), &jobs).await.unwrap();
+    assert_eq!(h.outbox_depth(POOL, "alpha", 0).await.unwrap().0, 1);
+    assert_eq!(h.outbox_depth(POOL, "beta", 0).await.unwrap().0, 2);
+
+    // Effects with nothing to mark are simply appended.
+    h.commit(POOL, Marker::None, &[job("alpha", 1, Lane::Interactive, 4)]).await.unwrap();
+    let seqs: Vec<i64> = all(&h, "alpha", h.shard_of(1), Lane::Interactive).await.iter().map(seq).collect();
+    assert_eq!(seqs, vec![1, 4]);
+}
+
+async fn outbox_keeps_per_chat_order_within_a_shard<H: HotState>(h: H) {
+    assert_eq!(h.outbox_shards(), SHARDS);
+    // Chats 1 and 5 share a shard (4 shards); negative ids land in a shard too.
+    let chats = [1i64, 5, 2, 3, -7, 4];
+    assert_eq!(h.shard_of(1), h.shard_of(5));
+    assert!(h.shard_of(-7) < SHARDS);
+    let mut n = 0;
+    for round in 0..10 {
+        let mut jobs = Vec::new();
+        for chat in chats {
+            for _ in 0..=(round % 3) {
+                n += 1;
+                jobs.push(job("alpha", chat, Lane::Interactive, n));
+            }
+        }
+        h.commit(POOL, done("alpha", round), &jobs).await.unwrap();
+    }
+    let mut seen = 0;
+    for shard in 0..SHARDS {
+        let queued = all(&h, "alpha", shard, Lane::Interactive).await;
+        seen += queued.len();
+        let mut last: HashMap<i64, i64> = HashMap::new();
+        for j in &queued {
+            assert_eq!(h.shard_of(j.chat_id), shard, "chat {} in the wrong shard", j.chat_id);
+            let prev = last.insert(j.chat_id, seq(j)).unwrap_or(0);
+            assert!(seq(j) > prev, "chat {} out of order", j.chat_id);
+        }
+    }
+    assert_eq!(seen, n as usize);
+
+    // Reading takes the oldest first, acknowledging removes exactly what was sent.
+    let shard = h.shard_of(1);
+    let expected: Vec<i64> = all(&h, "alpha", shard, Lane::Interactive).await.iter().map(seq).collect();
+    let first = h.outbox_read(POOL, "alpha", shard, Lane::Interactive, 3).await.unwrap();
+    assert_eq!(first.iter().map(|q| seq(&q.job)).collect::<Vec<_>>(), expected[..3]);
+    for q in &first[..2] {
+        h.outbox_ack(POOL, "alpha", shard, Lane::Interactive, &q.id).await.unwrap();
+    }
+    let rest: Vec<i64> = all(&h, "alpha", shard, Lane::Interactive).await.iter().map(seq).collect();
+    assert_eq!(rest, expected[2..]);
+}
+
+async fn interactive_and_bulk_lanes_are_separate<H: HotState>(h: H) {
+    let jobs = [job("alpha", 1, Lane::Bulk, 1), job("alpha", 1, Lane::Interactive, 2), job("alpha", 1, Lane::Bulk, 3)];
+    h.commit(POOL, Marker::None, &jobs).await.unwrap();
+    let shard = h.shard_of(1);
+    assert_eq!(all(&h, "alpha", shard, Lane::Interactive).await.iter().map(seq).collect::<Vec<_>>(), vec![2]);
+    let bulk = h.outbox_read(POOL, "alpha", shard, Lane::Bulk, 10).await.unwrap();
+    assert_eq!(bulk.iter().map(|q| seq(&q.job)).collect::<Vec<_>>(), vec![1, 3]);
+    // Acknowledging in one lane leaves the other alone.
+    h.outbox_ack(POOL, "alpha", shard, Lane::Bulk, &bulk[0].id).await.unwrap();
+    assert_eq!(all(&h, "alpha", shard, Lane::Bulk).await.iter().map(seq).collect::<Vec<_>>(), vec![3]);
+    assert_eq!(all(&h, "alpha", shard, Lane::Interactive).await.len(), 1);
+}
+
+async fn outbox_depth_counts_every_shard_and_lane<H: HotState>(h: H) {
+    assert_eq!(h.outbox_depth(POOL, "alpha", 50_000).await.unwrap(), (0, 0));
+    let mut a = job("alpha", 1, Lane::Interactive, 0);
+    a.enqueued_ms = 3_000;
+    let mut b = job("alpha", 2, Lane::Bulk, 0);
+    b.enqueued_ms = 2_000;
+    let mut c = job("alpha", 2, Lane::Bulk, 0);
+    c.enqueued_ms = 1_000; // behind b in its stream: not the head, so not looked at
+    let mut other = job("beta", 3, Lane::Interactive, 0);
+    other.enqueued_ms = 10;
+    h.commit(POOL, Marker::None, &[a, b, c, other]).await.unwrap();
+    assert_eq!(h.outbox_depth(POOL, "alpha", 10_000).await.unwrap(), (3, 8_000));
+    for lane in [Lane::Interactive, Lane::Bulk] {
+        for shard in 0..SHARDS {
+            for q in h.outbox_read(POOL, "alpha", shard, lane, 10).await.unwrap() {
+                h.outbox_ack(POOL, "alpha", shard, lane, &q.id).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(h.outbox_depth(POOL, "alpha", 10_000).await.unwrap(), (0, 0));
+    assert_eq!(h.outbox_depth(POOL, "beta", 10_000).await.unwrap(), (1, 9_990));
+}
+
+// ---- leases ----------------------------------------------------------------------------
+
+async fn leases_are_exclusive_and_renewable<H: HotState>(h: H) {
+    assert!(h.lease(POOL, "poll:alpha", "pod-a", MINUTE).await.unwrap());
+    assert!(!h.lease(POOL, "poll:alpha", "pod-b", MINUTE).await.unwrap());
+    assert!(h.lease(POOL, "poll:alpha", "pod-a", Duration::from_millis(40)).await.unwrap(), "renewed");
+    // Only the holder can give it up.
+    h.unlease(POOL, "poll:alpha", "pod-b").await.unwrap();
+    assert!(!h.lease(POOL, "poll:alpha", "pod-b", MINUTE).await.unwrap());
+    // Renewed with a short TTL: it runs out, and another takes it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(h.lease(POOL, "poll:alpha", "pod-b", MINUTE).await.unwrap());
+    assert!(!h.lease(POOL, "poll:alpha", "pod-a", MINUTE).await.unwrap());
+    h.unlease(POOL, "poll:alpha", "pod-b").await.unwrap();
+    assert!(h.lease(POOL, "poll:alpha", "pod-a", MINUTE).await.unwrap());
+    // Names and pools are separate.
+    assert!(h.lease(POOL, "out:alpha:0", "pod-b", MINUTE).await.unwrap());
+    assert!(h.lease("us-chat", "poll:alpha", "pod-b", MINUTE).await.unwrap());
+}
+
+// ---- the send limiter ------------------------------------------------------------------
+
+async fn limiter_allows_burst_then_paces_per_bot<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let limits = (5, 0, 0); // 5 per second per bot, no per-chat limit
+    for chat in 0..5 {
+        assert_eq!(send(&h, "alpha", chat, limits, t0).await, Duration::ZERO, "burst send {chat}");
+    }
+    let wait = send(&h, "alpha", 5, limits, t0).await;
+    assert_eq!(wait, Duration::from_millis(200));
+    // Another bot has its own limit.
+    assert_eq!(send(&h, "beta", 5, limits, t0).await, Duration::ZERO);
+    // Steady state: one every 200 ms, whoever asks how often.
+    let mut sent = 0;
+    for step in 1..=200 {
+        if send(&h, "alpha", step, limits, t0 + step * 10).await.is_zero() {
+            sent += 1;
+        }
+    }
+    assert_eq!(sent, 10, "5 per second over 2 s");
+}
+
+async fn limiter_paces_one_chat<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let limits = (30, 20, 3); // 20 per minute per chat (one per 3 s), burst 3
+    for _ in 0..3 {
+        assert_eq!(send(&h, "alpha", 1, limits, t0).await, Duration::ZERO);
+    }
+    assert_eq!(send(&h, "alpha", 1, limits, t0).await, Duration::from_secs(3));
+    assert_eq!(send(&h, "alpha", 1, limits, t0 + 1_000).await, Duration::from_secs(2));
+    // Other chats of the bot are not held up.
+    assert_eq!(send(&h, "alpha", 2, limits, t0 + 1_000).await, Duration::ZERO);
+    assert_eq!(send(&h, "alpha", 1, limits, t0 + 3_000).await, Duration::ZERO);
+    assert_eq!(send(&h, "alpha", 1, limits, t0 + 3_000).await, Duration::from_secs(3));
+}
+
+async fn a_refused_send_takes_no_slot<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let limits = (2, 60, 1); // 2 per second per bot; one per second per chat
+    assert_eq!(send(&h, "alpha", 1, limits, t0).await, Duration::ZERO);
+    // Refused by its chat's limit: the bot's second slot stays free...
+    assert_eq!(send(&h, "alpha", 1, limits, t0).await, Duration::from_secs(1));
+    assert_eq!(send(&h, "alpha", 2, limits, t0).await, Duration::ZERO);
+    // ...and refused by the bot's limit: chat 3's slot stays free.
+    assert_eq!(send(&h, "alpha", 3, limits, t0).await, Duration::from_millis(500));
+    assert_eq!(send(&h, "alpha", 3, limits, t0 + 500).await, Duration::ZERO);
+    // Both refuse: the longer wait counts.
+    assert_eq!(send(&h, "alpha", 3, limits, t0 + 500).await, Duration::from_secs(1));
+}
+
+async fn hold_sends_blocks_every_caller_until_the_time<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let limits = (30, 20, 3);
+    h.hold_sends(POOL, "alpha", None, t0 + 5_000).await.unwrap();
+    // A shorter hold later does not shorten it.
+    h.hold_sends(POOL, "alpha", None, t0 + 1_000).await.unwrap();
+    for chat in [1, 2, 3] {
+        assert_eq!(send(&h, "alpha", chat, limits, t0).await, Duration::from_secs(5));
+    }
+    assert_eq!(send(&h, "alpha", 1, limits, t0 + 4_000).await, Duration::from_secs(1));
+    // No rate limit configured: the hold (Telegram's 429) still applies.
+    assert_eq!(send(&h, "alpha", 1, (0, 0, 0), t0 + 4_000).await, Duration::from_secs(1));
+    // Other bots are not held.
+    assert_eq!(send(&h, "beta", 1, limits, t0).await, Duration::ZERO);
+    assert_eq!(send(&h, "alpha", 1, limits, t0 + 5_000).await, Duration::ZERO);
+
+    // With a chat: the bot and that chat are held.
+    h.hold_sends(POOL, "alpha", Some(7), t0 + 9_000).await.unwrap();
+    assert_eq!(send(&h, "alpha", 7, limits, t0 + 6_000).await, Duration::from_secs(3));
+    assert_eq!(send(&h, "alpha", 8, limits, t0 + 6_000).await, Duration::from_secs(3));
+    assert_eq!(send(&h, "beta", 7, limits, t0 + 6_000).await, Duration::ZERO);
+    assert_eq!(send(&h, "alpha", 7, limits, t0 + 9_000).await, Duration::ZERO);
+    // A hold leaves the buckets empty: they refill at their rates from its end, one send per
+    // 1/30 s for the bot (rounded up to 34 ms) and one per 3 s for the chat.
+    assert_eq!(send(&h, "alpha", 8, limits, t0 + 9_000).await, Duration::from_millis(34));
+    assert_eq!(send(&h, "alpha", 8, limits, t0 + 9_034).await, Duration::ZERO);
+    assert_eq!(send(&h, "alpha", 7, limits, t0 + 9_100).await, Duration::from_millis(2_900));
+    assert_eq!(send(&h, "alpha", 7, limits, t0 + 12_000).await, Duration::ZERO);
+}
+
+async fn a_user_rate_limit_allows_the_burst_then_refuses<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let sec = Duration::from_secs(1);
+    for _ in 0..3 {
+        assert!(h.allow(POOL, "msg:alpha:1", 2, sec, 3, t0).await.unwrap());
+    }
+    assert!(!h.allow(POOL, "msg:alpha:1", 2, sec, 3, t0).await.unwrap());
+    assert!(!h.allow(POOL, "msg:alpha:1", 2, sec, 3, t0 + 499).await.unwrap(), "refusals are not counted, but not yet");
+    assert!(h.allow(POOL, "msg:alpha:1", 2, sec, 3, t0 + 500).await.unwrap());
+    assert!(!h.allow(POOL, "msg:alpha:1", 2, sec, 3, t0 + 500).await.unwrap());
+    // Keys are separate; a zero rate means no limit.
+    assert!(h.allow(POOL, "msg:alpha:2", 2, sec, 3, t0).await.unwrap());
+    for _ in 0..10 {
+        assert!(h.allow(POOL, "msg:alpha:1", 0, sec, 0, t0).await.unwrap());
+    }
+}
+
+// ---- timers ----------------------------------------------------------------------------
+
+async fn a_timer_fires_when_due_and_not_before<H: HotState>(h: H) {
+    let t = timer("search:1", 10_000, 1);
+    h.schedule(POOL, "alpha", &t).await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 9_999, MINUTE, 10).await.unwrap().is_empty());
+    assert!(h.claim_timers(POOL, "beta", 10_000, MINUTE, 10).await.unwrap().is_empty(), "timers are per bot");
+    assert_eq!(h.claim_timers(POOL, "alpha", 10_000, MINUTE, 10).await.unwrap(), vec![t.clone()]);
+    assert!(h.claim_timers(POOL, "alpha", 10_001, MINUTE, 10).await.unwrap().is_empty(), "in flight");
+    h.commit(POOL, fired("alpha", "search:1"), &[job("alpha", 1, Lane::Interactive, 1)]).await.unwrap();
+    assert_eq!(all(&h, "alpha", h.shard_of(1), Lane::Interactive).await.len(), 1, "its effects");
+    assert!(h.claim_timers(POOL, "alpha", 10_000 + 3_600_000, MINUTE, 10).await.unwrap().is_empty(), "fired once");
+}
+
+async fn timers_fire_oldest_first_up_to_max<H: HotState>(h: H) {
+    for i in 0..10 {
+        h.schedule(POOL, "alpha", &timer(&format!("t{i}"), 1_000 - i * 10, i)).await.unwrap();
+    }
+    let ids = |ts: Vec<Timer>| ts.into_iter().map(|t| t.id).collect::<Vec<_>>();
+    assert_eq!(ids(h.claim_timers(POOL, "alpha", 2_000, MINUTE, 3).await.unwrap()), vec!["t9", "t8", "t7"]);
+    assert_eq!(ids(h.claim_timers(POOL, "alpha", 2_000, MINUTE, 3).await.unwrap()), vec!["t6", "t5", "t4"]);
+    assert!(h.claim_timers(POOL, "alpha", 2_000, MINUTE, 0).await.unwrap().is_empty());
+}
+
+async fn a_timer_fires_exactly_once_across_concurrent_claimers<H: HotState>(h: H) {
+    let h = Arc::new(h);
+    let now = 1_000_000;
+    for i in 0..500 {
+        h.schedule(POOL, "alpha", &timer(&format!("t{i}"), now - 500 + i, i)).await.unwrap();
+    }
+    let fired_ids = Arc::new(Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (h, fired_ids) = (h.clone(), fired_ids.clone());
+            tokio::spawn(async move {
+                loop {
+                    let batch = h.claim_timers(POOL, "alpha", now, MINUTE, 7).await.unwrap();
+                    if batch.is_empty() {
+                        return;
+                    }
+                    for t in batch {
+                        fired_ids.lock().unwrap().push(t.id.clone());
+                        h.commit(POOL, fired("alpha", &t.id), &[]).await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let fired_ids = fired_ids.lock().unwrap().clone();
+    let unique: HashSet<&String> = fired_ids.iter().collect();
+    assert_eq!(unique.len(), 500, "every timer fired");
+    assert_eq!(fired_ids.len(), 500, "none fired twice");
+    assert!(h.claim_timers(POOL, "alpha", now + 3_600_000, MINUTE, 1000).await.unwrap().is_empty());
+}
+
+async fn an_in_flight_timer_whose_lease_ran_out_is_taken_again<H: HotState>(h: H) {
+    let t = timer("refresh", 1_000, 1);
+    h.schedule(POOL, "alpha", &t).await.unwrap();
+    let lease = Duration::from_secs(10);
+    assert_eq!(h.claim_timers(POOL, "alpha", 1_000, lease, 10).await.unwrap(), vec![t.clone()]);
+    // The replica that took it dies; until its lease runs out nobody else gets it.
+    assert!(h.claim_timers(POOL, "alpha", 10_999, lease, 10).await.unwrap().is_empty());
+    assert_eq!(h.claim_timers(POOL, "alpha", 11_000, lease, 10).await.unwrap(), vec![t.clone()]);
+    assert!(h.claim_timers(POOL, "alpha", 11_001, lease, 10).await.unwrap().is_empty(), "leased again");
+    h.commit(POOL, fired("alpha", "refresh"), &[]).await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 100_000, lease, 10).await.unwrap().is_empty());
+}
+
+async fn a_rescheduled_timer_keeps_its_new_time<H: HotState>(h: H) {
+    // Rescheduled while in flight: the firing's commit does not cancel the new time.
+    h.schedule(POOL, "alpha", &timer("nudge", 1_000, 1)).await.unwrap();
+    assert_eq!(h.claim_timers(POOL, "alpha", 1_000, MINUTE, 10).await.unwrap(), vec![timer("nudge", 1_000, 1)]);
+    h.schedule(POOL, "alpha", &timer("nudge", 20_000, 2)).await.unwrap();
+    h.commit(POOL, fired("alpha", "nudge"), &[]).await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 19_999, MINUTE, 10).await.unwrap().is_empty());
+    assert_eq!(h.claim_timers(POOL, "alpha", 20_000, MINUTE, 10).await.unwrap(), vec![timer("nudge", 20_000, 2)]);
+    h.commit(POOL, fired("alpha", "nudge"), &[]).await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 1_000_000, MINUTE, 10).await.unwrap().is_empty());
+
+    // Rescheduled before it fired: only the new time counts.
+    h.schedule(POOL, "alpha", &timer("idle", 5_000, 1)).await.unwrap();
+    h.schedule(POOL, "alpha", &timer("idle", 8_000, 2)).await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 7_999, MINUTE, 10).await.unwrap().is_empty());
+    assert_eq!(h.claim_timers(POOL, "alpha", 8_000, MINUTE, 10).await.unwrap(), vec![timer("idle", 8_000, 2)]);
+    h.commit(POOL, fired("alpha", "idle"), &[]).await.unwrap();
+
+    // Rescheduled while in flight to a time that comes before the firing is done: one firing at
+    // a time, the next one right after the commit.
+    h.schedule(POOL, "alpha", &timer("soon", 1_000, 1)).await.unwrap();
+    assert_eq!(h.claim_timers(POOL, "alpha", 1_000, MINUTE, 10).await.unwrap().len(), 1);
+    h.schedule(POOL, "alpha", &timer("soon", 1_100, 2)).await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 1_200, MINUTE, 10).await.unwrap().is_empty());
+    h.commit(POOL, fired("alpha", "soon"), &[]).await.unwrap();
+    assert_eq!(h.claim_timers(POOL, "alpha", 1_200, MINUTE, 10).await.unwrap(), vec![timer("soon", 1_100, 2)]);
+}
+
+async fn an_unscheduled_timer_never_fires<H: HotState>(h: H) {
+    h.schedule(POOL, "alpha", &timer("a", 1_000, 1)).await.unwrap();
+    h.unschedule(POOL, "alpha", "a").await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 5_000, MINUTE, 10).await.unwrap().is_empty());
+    // Unscheduled while in flight: not taken again when the lease runs out.
+    h.schedule(POOL, "alpha", &timer("b", 1_000, 1)).await.unwrap();
+    assert_eq!(h.claim_timers(POOL, "alpha", 1_000, Duration::from_secs(1), 10).await.unwrap().len(), 1);
+    h.unschedule(POOL, "alpha", "b").await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 10_000, MINUTE, 10).await.unwrap().is_empty());
+    h.commit(POOL, fired("alpha", "b"), &[]).await.unwrap();
+    assert!(h.claim_timers(POOL, "alpha", 20_000, MINUTE, 10).await.unwrap().is_empty());
+}
+
+// ---- refs and blobs --------------------------------------------------------------------
+
+async fn refs_expire<H: HotState>(h: H) {
+    h.put_ref(POOL, "rm:alpha:1:10", "beta:2:20", Duration::from_millis(40)).await.unwrap();
+    h.put_ref(POOL, "msg:alpha:1:searching", "11", MINUTE).await.unwrap();
+    assert_eq!(h.get_ref(POOL, "rm:alpha:1:10").await.unwrap().as_deref(), Some("beta:2:20"));
+    assert_eq!(h.get_ref("us-chat", "rm:alpha:1:10").await.unwrap(), None, "pools are separate");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(h.get_ref(POOL, "rm:alpha:1:10").await.unwrap(), None);
+    assert_eq!(h.get_ref(POOL, "msg:alpha:1:searching").await.unwrap().as_deref(), Some("11"));
+    // Overwritten, then deleted.
+    h.put_ref(POOL, "msg:alpha:1:searching", "12", MINUTE).await.unwrap();
+    assert_eq!(h.get_ref(POOL, "msg:alpha:1:searching").await.unwrap().as_deref(), Some("12"));
+    h.del_ref(POOL, "msg:alpha:1:searching").await.unwrap();
+    assert_eq!(h.get_ref(POOL, "msg:alpha:1:searching").await.unwrap(), None);
+    h.del_ref(POOL, "never-there").await.unwrap();
+}
+
+async fn blobs_round_trip<H: HotState>(h: H) {
+    let bytes: bytes::Bytes = (0..=255u8).cycle().take(300_000).collect::<Vec<u8>>().into();
+    h.put_blob(POOL, "photo:1", bytes.clone(), MINUTE).await.unwrap();
+    assert_eq!(h.get_blob(POOL, "photo:1").await.unwrap(), Some(bytes));
+    assert_eq!(h.get_blob(POOL, "photo:2").await.unwrap(), None);
+    h.put_blob(POOL, "short", bytes::Bytes::from_static(b"\xff\x00"), Duration::from_millis(30)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(h.get_blob(POOL, "short").await.unwrap(), None);
+    h.ping().await.unwrap();
+}
+
+async fn redis_hot() -> (RedisHot, TestRedis) {
+    let r = TestRedis::create().await.expect("redis");
+    (RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), SHARDS), r)
+}
+
+macro_rules! both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod memory {
+            use super::*;
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(MemoryHot::new(SHARDS)).await; } )*
+        }
+        mod redis {
+            use super::*;
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { let (h, _r) = redis_hot().await; super::$name(h).await; } )*
+        }
+    };
+}
+
+both_stores!(
+    a_taken_update_is_busy_for_everyone_else,
+    a_done_update_is_never_taken_again,
+    an_expired_lease_can_be_taken_by_another_replica,
+    a_released_update_can_be_retried_at_once,
+    one_of_many_concurrent_claimers_takes_an_update,
+    commit_appends_jobs_and_marks_done_atomically,
+    outbox_keeps_per_chat_order_within_a_shard,
+    interactive_and_bulk_lanes_are_separate,
+    outbox_depth_counts_every_shard_and_lane,
+    leases_are_exclusive_and_renewable,
+    limiter_allows_burst_then_paces_per_bot,
+    limiter_paces_one_chat,
+    a_refused_send_takes_no_slot,
+    hold_sends_blocks_every_caller_until_the_time,
+    a_user_rate_limit_allows_the_burst_then_refuses,
+    a_timer_fires_when_due_and_not_before,
+    timers_fire_oldest_first_up_to_max,
+    a_timer_fires_exactly_once_across_concurrent_claimers,
+    an_in_flight_timer_whose_lease_ran_out_is_taken_again,
+    a_rescheduled_timer_keeps_its_new_time,
+    an_unscheduled_timer_never_fires,
+    refs_expire,
+    blobs_round_trip,
+);
+
+#[test]
+fn the_default_memory_store_has_16_shards() {
+    assert_eq!(MemoryHot::default().outbox_shards(), 16);
+}
+
+/// Data in Redis that this code did not write is reported (or dropped), never a panic.
+#[tokio::test]
+async fn unexpected_data_in_redis_is_reported_as_corrupt() {
+    use bot_runtime::hot::HotError;
+    let (h, r) = redis_hot().await;
+    let keys = Keys::new(r.prefix.clone());
+    let mut conn = r.conn.clone();
+    let _: () = ::redis::cmd("SET").arg(keys.update(POOL, "alpha", 1)).arg("what").query_async(&mut conn).await.unwrap();
+    assert!(matches!(h.claim_update(POOL, "alpha", 1, MINUTE).await, Err(HotError::Corrupt(_))));
+
+    let stream = keys.outbox(POOL, "alpha", 0, Lane::Interactive);
+    let _: String = ::redis::cmd("XADD").arg(&stream).arg("*").arg("j").arg("{not json").query_async(&mut conn).await.unwrap();
+    assert!(matches!(h.outbox_read(POOL, "alpha", 0, Lane::Interactive, 10).await, Err(HotError::Corrupt(_))));
+    assert!(matches!(h.outbox_depth(POOL, "alpha", 0).await, Err(HotError::Corrupt(_))));
+
+    let _: () = ::redis::pipe()
+        .cmd("ZADD")
+        .arg(keys.timers_due(POOL, "alpha"))
+        .arg(1)
+        .arg("t")
+        .ignore()
+        .cmd("HSET")
+        .arg(keys.timers_payload(POOL, "alpha"))
+        .arg("t")
+        .arg("[]")
+        .ignore()
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // A payload that is not a timer would fail every firing (and hold its batch back): it is
+    // dropped, and the good timers fire.
+    h.schedule(POOL, "alpha", &timer("good", 2, 1)).await.unwrap();
+    assert_eq!(h.claim_timers(POOL, "alpha", 10, MINUTE, 10).await.unwrap(), vec![timer("good", 2, 1)]);
+    let left: u64 = ::redis::cmd("HLEN").arg(keys.timers_payload(POOL, "alpha")).query_async(&mut conn).await.unwrap();
+    assert_eq!(left, 1, "only the good one's payload is left");
+}
