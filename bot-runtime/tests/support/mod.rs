@@ -56,7 +56,7 @@ pub fn bot_config(name: &str, mode: Mode, extra_spec: &str) -> ResolvedBotConfig
         Mode::Webhook => "Webhook",
     };
     let yaml = format!(
-        "apiVersion: botfleet.io/v1alpha1\nkind: BotInstance\nmetadata:\n  name: {name}\nspec:\n  tokenSecretRef:\n    name: {name}-token\n  ingress:\n    mode: {mode_name}\n    publicUrl: https://example.test\n  pool: {POOL}\n{extra_spec}"
+        "apiVersion: botfleet.io/v1alpha1\nkind: BotInstance\nmetadata:\n  name: {name}\nspec:\n  tokenSecretRef:\n    name: {name}-token\n  ingress:\n    mode: {mode_name}\n    publicUrl: https://example.test\n  pool: {POOL}\n  admins:\n    telegramIds: []\n{extra_spec}"
     );
     let bot: BotInstance = serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("test bot YAML: {e}\n{yaml}"));
     let mut config = botfleet_crds::resolve::resolve(&bot, &[], &[], &[], jiff::Timestamp::now()).expect("resolve").config;
