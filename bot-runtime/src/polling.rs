@@ -41,7 +41,8 @@ pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
                 Err(e) => {
                     failures += 1;
                     tracing::warn!(bot = %bot.name, error = %e, "getUpdates failed");
-                    Some(Duration::from_millis(500u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(30)))
+                    // Flood control says exactly how long; otherwise back off.
+                    Some(e.retry_after().unwrap_or_else(|| Duration::from_millis(500u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(30))))
                 }
             },
             Ok(false) => {
