@@ -12,7 +12,7 @@ use botfleet_crds::bot_instance::IngressMode;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::bot::{Bot, Fleet};
+use crate::bot::{Bot, Fleet, Ticker};
 use crate::config::LiveConfig;
 use crate::hot::memory::MemoryHot;
 use crate::hot::redis::RedisHot;
@@ -93,18 +93,11 @@ impl RunningBot {
 }
 
 /// Keeps the pool gauges (queue lengths, chats in progress) current.
-pub fn pool_gauges(fleet: &Arc<Fleet>, pools: Vec<String>, mut shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+pub fn pool_gauges(fleet: &Arc<Fleet>, pools: Vec<String>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let fleet = fleet.clone();
     tokio::spawn(async move {
-        let mut ticker = tokio::time::interval(Duration::from_secs(5));
-        loop {
-            tokio::select! {
-                _ = ticker.tick() => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                return;
-            }
+        let mut ticker = Ticker::new(Duration::from_secs(5), shutdown);
+        while ticker.tick().await {
             for pool in &pools {
                 for tier in [Tier::Vip, Tier::Free] {
                     if let Ok(n) = fleet.matcher.queue_len(pool, tier).await {

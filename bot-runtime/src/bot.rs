@@ -29,11 +29,21 @@ pub struct Fleet {
     /// Outbox doorbells of the bots served by this process: a commit rings the recipient's
     /// bell so a local consumer starts at once (others find the job by polling).
     bells: RwLock<HashMap<String, Arc<Notify>>>,
+    /// Members whose blocks were copied from SQL into the matching store by this process.
+    blocks_restored: std::sync::Mutex<std::collections::HashSet<Member>>,
 }
 
 impl Fleet {
     pub fn new(hot: Arc<dyn HotState>, store: Arc<dyn Store>, matcher: Arc<dyn MatchPool>, metrics: Metrics, replica: String) -> Arc<Self> {
-        Arc::new(Self { hot, store, matcher, metrics, replica, bells: RwLock::new(HashMap::new()) })
+        Arc::new(Self {
+            hot,
+            store,
+            matcher,
+            metrics,
+            replica,
+            bells: RwLock::new(HashMap::new()),
+            blocks_restored: std::sync::Mutex::new(std::collections::HashSet::new()),
+        })
     }
 
     pub fn bell(&self, bot: &str) -> Arc<Notify> {
@@ -41,6 +51,25 @@ impl Fleet {
             return b.clone();
         }
         self.bells.write().unwrap_or_else(|p| p.into_inner()).entry(bot.to_string()).or_default().clone()
+    }
+
+    /// Copies the member's blocks and reports from SQL into the matching store, once per
+    /// process: the embedded store starts empty after a restart (Redis keeps them for a
+    /// year, so there this only repeats what is there). Matching checks blocks both ways, and
+    /// both members of any match have searched, so restoring on search covers both sides.
+    pub async fn restore_blocks(&self, pool: &str, member: &Member) -> Result<(), HandleError> {
+        if self.blocks_restored.lock().unwrap_or_else(|p| p.into_inner()).contains(member) {
+            return Ok(());
+        }
+        for other in self.store.blocked_by(member).await? {
+            self.matcher.block(pool, member, &other).await?;
+        }
+        let mut done = self.blocks_restored.lock().unwrap_or_else(|p| p.into_inner());
+        if done.len() > 1_000_000 {
+            done.clear();
+        }
+        done.insert(member.clone());
+        Ok(())
     }
 
     pub fn ring(&self, jobs: &[Job]) {
@@ -87,6 +116,29 @@ pub enum HandleError {
     Matching(#[from] MatchError),
     #[error("Telegram: {0}")]
     Telegram(#[from] TgError),
+}
+
+/// A steady tick for a background loop that ends on shutdown.
+pub struct Ticker {
+    interval: tokio::time::Interval,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Ticker {
+    pub fn new(every: Duration, shutdown: tokio::sync::watch::Receiver<bool>) -> Self {
+        let mut interval = tokio::time::interval(every);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self { interval, shutdown }
+    }
+
+    /// Waits for the next tick; false once the process is shutting down.
+    pub async fn tick(&mut self) -> bool {
+        tokio::select! {
+            _ = self.interval.tick() => {}
+            _ = self.shutdown.changed() => {}
+        }
+        !*self.shutdown.borrow()
+    }
 }
 
 pub fn now_ms() -> i64 {
@@ -144,26 +196,19 @@ impl<'a> Effects<'a> {
         Ok(result)
     }
 
+    /// Whether a `once` step already ran for this update (so this is a retry).
+    pub async fn remembered(&self, step: &str) -> Result<bool, HandleError> {
+        let Some(memo) = &self.memo else { return Ok(false) };
+        Ok(self.hot().get_ref(self.pool(), &format!("memo:{memo}:{step}")).await?.is_some())
+    }
+
     /// A message from `member`'s bot to them (HTML), on the interactive lane.
     pub fn say(&mut self, to: &Member, text: String, markup: Option<Value>) {
         let mut params = json!({ "chat_id": to.user, "text": text, "parse_mode": "HTML", "link_preview_options": {"is_disabled": true} });
         if let Some(m) = markup {
             params["reply_markup"] = m;
         }
-        self.push(Job {
-            bot: to.bot.clone(),
-            chat_id: to.user,
-            lane: Lane::Interactive,
-            method: "sendMessage".into(),
-            params,
-            upload: None,
-            origin: None,
-            reply_to: None,
-            save_as: None,
-            target: None,
-            chat_member: None,
-            enqueued_ms: 0,
-        });
+        self.push(Job::to(to, Lane::Interactive, "sendMessage", params));
     }
 
     pub fn push(&mut self, mut job: Job) {

@@ -111,7 +111,12 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: &str,
     match command {
         "start" => {
             return if user.stage == Stage::Ready {
-                fx.say(&me, t.raw(lang, "profile_done"), Some(menu_keyboard(lang)));
+                // In a chat, keep the chat keyboard: /start must not strand the user.
+                if fx.matcher().partner(fx.pool(), &me).await?.is_some() {
+                    fx.say(&me, t.raw(lang, "already_in_chat"), Some(chat_keyboard(lang)));
+                } else {
+                    fx.say(&me, t.raw(lang, "profile_done"), Some(menu_keyboard(lang)));
+                }
                 Ok(())
             } else {
                 prompt_stage(fx, &user, lang).await
@@ -434,20 +439,7 @@ fn edit_markup_off(fx: &mut Effects<'_>, me: &Member, message_id: i64) {
 }
 
 pub fn plain_job(to: &Member, lane: Lane, method: &str, params: Value) -> Job {
-    Job {
-        bot: to.bot.clone(),
-        chat_id: to.user,
-        lane,
-        method: method.into(),
-        params,
-        upload: None,
-        origin: None,
-        reply_to: None,
-        save_as: None,
-        target: None,
-        chat_member: None,
-        enqueued_ms: 0,
-    }
+    Job::to(to, lane, method, params)
 }
 
 async fn on_member_status(fx: &mut Effects<'_>, user: From, status: &str) -> Result<(), HandleError> {
@@ -502,6 +494,13 @@ async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), Han
     let Some(gender) = user.gender else {
         return advance(fx, user.clone(), lang, Stage::Gender).await;
     };
+    // A second tap while waiting: one searching message is enough (the place is kept).
+    // (Unless this is a retry of the update that queued them: then the memo says so.)
+    if fx.matcher().waiting(fx.pool(), &me).await? && !fx.remembered("search").await? {
+        fx.say(&me, t.raw(lang, "already_searching"), None);
+        return Ok(());
+    }
+    fx.bot.fleet.restore_blocks(fx.pool(), &me).await?;
     let vip = user.is_vip(fx.now_ms);
     let want = match (vip, user.wants) {
         (true, Some(g)) => Want::Only(g),

@@ -65,7 +65,7 @@ impl Metrics {
             relayed: counter(&r, "botfleet_relayed_messages_total", "Chat messages relayed to a partner, by kind", &["bot", "kind"]),
             outbox_depth: gauge(&r, "botfleet_outbox_depth", "Jobs waiting in the bot's outbox", &["bot"]),
             outbox_oldest,
-            api_calls: counter(&r, "botfleet_telegram_api_calls_total", "Bot API calls, by method and outcome", &["bot", "method", "outcome"]),
+            api_calls: counter(&r, "botfleet_telegram_requests_total", "Bot API calls, by method and outcome (ok, error, rate_limited, blocked)", &["bot", "method", "outcome"]),
             too_many: counter(&r, "botfleet_telegram_429_total", "429 Too Many Requests received from Telegram", &["bot"]),
             timers: counter(&r, "botfleet_timers_fired_total", "Timers fired, by kind", &["bot", "kind"]),
             delivery: histogram(&r, "botfleet_outbox_delivery_seconds", "Time from enqueue to a successful send", &["bot"], slow),

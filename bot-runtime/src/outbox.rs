@@ -23,7 +23,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::bot::{Bot, Effects, now_ms};
+use crate::bot::{Bot, Effects, Ticker, now_ms};
 use crate::handlers;
 use crate::hot::{Job, Lane, Marker, QueuedJob, reply_ref};
 use crate::matching::Member;
@@ -41,20 +41,12 @@ const CHAT_BURST: u32 = 3;
 
 /// Runs the consumer of `bot` until `shutdown` turns true: keeps shard leases and one
 /// worker per held shard.
-pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let shards = bot.fleet.hot.outbox_shards();
     let mut workers: HashMap<u32, (JoinHandle<()>, watch::Sender<bool>)> = HashMap::new();
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);
-    let mut ticker = tokio::time::interval(SHARD_LEASE / 3);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            break;
-        }
+    let mut ticker = Ticker::new(SHARD_LEASE / 3, shutdown);
+    while ticker.tick().await {
         for shard in 0..shards {
             let name = format!("outbox:{}:{shard}", bot.name);
             let held = match bot.fleet.hot.lease(&bot.pool, &name, &holder, SHARD_LEASE).await {

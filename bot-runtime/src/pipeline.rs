@@ -42,7 +42,7 @@ impl Outcome {
             Outcome::Duplicate => "duplicate",
             Outcome::Busy => "busy",
             Outcome::Malformed => "malformed",
-            Outcome::Failed(_) => "failed",
+            Outcome::Failed(_) => "error",
         }
     }
     /// Whether Telegram may forget the update (webhook 2xx / polling offset past it).

@@ -59,14 +59,13 @@ impl TgError {
         matches!(self, TgError::Api { code: 403, .. })
     }
 
-    /// The metric outcome label.
+    /// The metric outcome label: `rate_limited` (429) and `blocked` (403: the user blocked
+    /// the bot) are normal life for a bot and kept apart from real errors (alerts use them).
     pub fn outcome(&self) -> &'static str {
         match self.code() {
-            None => "transport",
-            Some(429) => "429",
-            Some(403) => "403",
-            Some(c) if c >= 500 => "5xx",
-            Some(_) => "4xx",
+            Some(429) => "rate_limited",
+            Some(403) => "blocked",
+            _ => "error",
         }
     }
 }
@@ -154,7 +153,7 @@ impl TelegramApi {
         let response = self.http.get(url).timeout(Duration::from_secs(120)).send().await.map_err(|e| self.transport("download", e))?;
         let status = response.status();
         if !status.is_success() {
-            self.metrics.api_call(&self.bot, "download", if status.is_server_error() { "5xx" } else { "4xx" });
+            self.metrics.api_call(&self.bot, "download", "error");
             return Err(TgError::Api { code: status.as_u16(), description: format!("file download answered {status}"), retry_after: None });
         }
         let bytes = response.bytes().await.map_err(|e| self.transport("download", e))?;
@@ -166,7 +165,7 @@ impl TelegramApi {
     }
 
     fn transport(&self, method: &str, e: reqwest::Error) -> TgError {
-        self.metrics.api_call(&self.bot, method, "transport");
+        self.metrics.api_call(&self.bot, method, "error");
         TgError::Transport(mask_tokens(&e.without_url().to_string()).into_owned())
     }
 

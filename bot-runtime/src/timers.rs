@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::bot::{Bot, Effects, now_ms};
+use crate::bot::{Bot, Effects, Ticker, now_ms};
 use crate::handlers;
 use crate::hot::Marker;
 
@@ -16,17 +16,9 @@ const TICK: Duration = Duration::from_millis(250);
 const LEASE: Duration = Duration::from_secs(30);
 const BATCH: usize = 64;
 
-pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
-    let mut ticker = tokio::time::interval(TICK);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
-            return;
-        }
+pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
+    let mut ticker = Ticker::new(TICK, shutdown);
+    while ticker.tick().await {
         loop {
             let fired = fire_due(&bot).await;
             if fired < BATCH {

@@ -401,7 +401,7 @@ async fn malformed_updates_and_bad_requests_get_clear_answers_never_a_panic() {
     let health = reqwest::get(format!("http://{}/readyz", h.replicas[0].addr)).await.unwrap();
     assert_eq!(health.status().as_u16(), 200);
     let metrics = reqwest::get(format!("http://{}/metrics", h.replicas[0].addr)).await.unwrap().text().await.unwrap();
-    for name in ["botfleet_updates_total", "botfleet_update_handling_seconds", "botfleet_matches_total", "botfleet_relayed_messages_total", "botfleet_telegram_api_calls_total"] {
+    for name in ["botfleet_updates_total", "botfleet_update_handling_seconds", "botfleet_matches_total", "botfleet_relayed_messages_total", "botfleet_telegram_requests_total"] {
         assert!(metrics.contains(name), "{name} missing from /metrics");
     }
     assert!(!metrics.contains(&h.tokens["alpha"]), "no token in metrics");
@@ -486,4 +486,32 @@ async fn server_errors_from_telegram_are_retried_until_the_message_goes() {
     ann.send("through the outage").unwrap();
     bob.expect("the message", WAIT, |m: &Value| text_of(m) == "through the outage").await.unwrap();
     h.stop().await;
+}
+
+#[tokio::test]
+async fn blocks_survive_a_restart_of_the_embedded_matching_store() {
+    use bot_runtime::hot::memory::MemoryHot;
+    use bot_runtime::matching::memory::MemoryPool;
+    use bot_runtime::matching::{Gender, Rules, SearchOutcome, Seeker, Want};
+    use bot_runtime::store::Safety as _;
+    use bot_runtime::store::sql::SqlStore;
+    use std::sync::Arc;
+    let store = SqlStore::connect("sqlite::memory:").await.unwrap();
+    store.migrate().await.unwrap();
+    let (ann, bob) = (Member::new("alpha", 1), Member::new("beta", 2));
+    store.record_block(&ann, &bob, 0).await.unwrap();
+    // A fresh process: the in-memory matching store knows nothing of the block.
+    let fleet = bot_runtime::bot::Fleet::new(
+        Arc::new(MemoryHot::default()),
+        Arc::new(store),
+        Arc::new(MemoryPool::new()),
+        bot_runtime::metrics::Metrics::new(),
+        "r".into(),
+    );
+    for m in [&ann, &bob] {
+        fleet.restore_blocks(POOL, m).await.unwrap();
+    }
+    let seek = |m: &Member, g| Seeker { member: m.clone(), gender: g, want: Want::Anyone, vip: false };
+    assert_eq!(fleet.matcher.search(POOL, &seek(&bob, Gender::Male), 1, Rules::default()).await.unwrap(), SearchOutcome::Queued);
+    assert_eq!(fleet.matcher.search(POOL, &seek(&ann, Gender::Female), 2, Rules::default()).await.unwrap(), SearchOutcome::Queued);
 }

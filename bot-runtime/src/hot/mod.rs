@@ -119,6 +119,26 @@ pub struct Job {
     pub enqueued_ms: i64,
 }
 
+impl Job {
+    /// A plain call to `to`'s chat through `to`'s bot (no upload, no references).
+    pub fn to(to: &Member, lane: Lane, method: &str, params: Value) -> Job {
+        Job {
+            bot: to.bot.clone(),
+            chat_id: to.user,
+            lane,
+            method: method.into(),
+            params,
+            upload: None,
+            origin: None,
+            reply_to: None,
+            save_as: None,
+            target: None,
+            chat_member: None,
+            enqueued_ms: 0,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Upload {
     pub blob: String,
