@@ -95,10 +95,10 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     let base = format!("http://127.0.0.1:{port}");
     let started = Instant::now();
     loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status().is_success() {
-                break;
-            }
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
         }
         assert!(started.elapsed() < Duration::from_secs(60), "the runtime did not become ready");
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -120,7 +120,12 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     let seekers = futures::stream::iter(1..=2 * chats).map(|u| {
         let matcher = matcher.clone();
         async move {
-            let seeker = Seeker { member: Member::new(BOT, u), gender: if u % 2 == 0 { Gender::Female } else { Gender::Male }, want: Want::Anyone, vip: false };
+            let seeker = Seeker {
+                member: Member::new(BOT, u),
+                gender: if u % 2 == 0 { Gender::Female } else { Gender::Male },
+                want: Want::Anyone,
+                vip: false,
+            };
             matcher.search(POOL, &seeker, u, rules).await.expect("search")
         }
     });
@@ -129,7 +134,14 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     let live = matcher.active_chats(POOL).await.unwrap_or(0);
     // The fake must know the chatting users, and the messages copyMessage copies.
     for u in 1..=2 * chats {
-        let _ = sim.add_user(SimUser { id: u, first_name: format!("U{u}"), last_name: None, username: None, language_code: Some("en".into()), is_premium: false });
+        let _ = sim.add_user(SimUser {
+            id: u,
+            first_name: format!("U{u}"),
+            last_name: None,
+            username: None,
+            language_code: Some("en".into()),
+            is_premium: false,
+        });
     }
     println!("seeded {users} users and {live} live chats in {:.1} s", t.elapsed().as_secs_f64());
     let (seeded, _) = rss_kib(pid);
@@ -148,7 +160,13 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
         tokio::time::sleep_until(due).await;
         let (http, url, body) = (http.clone(), url.clone(), body.clone());
         handles.push(tokio::spawn(async move {
-            let r = http.post(url).header("x-telegram-bot-api-secret-token", SECRET).header("content-type", "application/json").body(body).send().await;
+            let r = http
+                .post(url)
+                .header("x-telegram-bot-api-secret-token", SECRET)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await;
             let ok = matches!(&r, Ok(r) if r.status().is_success());
             (due.elapsed().as_micros() as u64, ok)
         }));
@@ -186,7 +204,13 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
                 while Instant::now() < deadline {
                     let k = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(body) = updates.get(k) else { break };
-                    let r = http.post(&url).header("x-telegram-bot-api-secret-token", SECRET).header("content-type", "application/json").body(body.clone()).send().await;
+                    let r = http
+                        .post(&url)
+                        .header("x-telegram-bot-api-secret-token", SECRET)
+                        .header("content-type", "application/json")
+                        .body(body.clone())
+                        .send()
+                        .await;
                     if matches!(r, Ok(r) if r.status().is_success()) {
                         done.fetch_add(1, Ordering::Relaxed);
                     }

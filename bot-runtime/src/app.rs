@@ -17,9 +17,9 @@ use crate::config::LiveConfig;
 use crate::hot::memory::MemoryHot;
 use crate::hot::redis::RedisHot;
 use crate::keys::Keys;
+use crate::matching::Tier;
 use crate::matching::memory::MemoryPool;
 use crate::matching::redis::RedisPool;
-use crate::matching::Tier;
 use crate::metrics::Metrics;
 use crate::server::{AppState, MAX_IN_FLIGHT, WebhookBot};
 use crate::store::sql::SqlStore;
@@ -70,7 +70,8 @@ pub fn start_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramApi, poll:
     let cfg = config.current();
     let bot = Arc::new(Bot { name: cfg.bot.name.clone(), pool: cfg.bot.pool.clone(), config, api, fleet: fleet.clone() });
     let _ = fleet.bell(&bot.name);
-    let mut tasks = vec![tokio::spawn(outbox::run(bot.clone(), shutdown.clone())), tokio::spawn(timers::run(bot.clone(), shutdown.clone()))];
+    let mut tasks =
+        vec![tokio::spawn(outbox::run(bot.clone(), shutdown.clone())), tokio::spawn(timers::run(bot.clone(), shutdown.clone()))];
     if poll {
         tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
     }

@@ -25,7 +25,7 @@ const BLOB_TTL: Duration = Duration::from_secs(3600);
 /// Handles one event. Returns Err only for outages (retry); everything else is an answer.
 pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleError> {
     match event {
-        Event::Message(m) => on_message(fx, m).await,
+        Event::Message(m) => on_message(fx, *m).await,
         Event::Callback(q) => on_callback(fx, q).await,
         Event::MemberStatus { user, status } => on_member_status(fx, user, &status).await,
         Event::Ignored(_) => Ok(()),
@@ -128,7 +128,8 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: &str,
             return Ok(());
         }
         "delete_me" => {
-            let buttons = inline(vec![vec![(t.raw(lang, "btn_delete_yes"), "del:yes".into()), (t.raw(lang, "btn_delete_no"), "del:no".into())]]);
+            let buttons =
+                inline(vec![vec![(t.raw(lang, "btn_delete_yes"), "del:yes".into()), (t.raw(lang, "btn_delete_no"), "del:no".into())]]);
             fx.say(&me, t.raw(lang, "delete_confirm"), Some(buttons));
             return Ok(());
         }
@@ -276,7 +277,10 @@ async fn on_age(fx: &mut Effects<'_>, user: User, lang: Lang, text: Option<&str>
     let t = texts();
     let me = user.member();
     let min = fx.bot.cfg().bot.moderation.minimum_age;
-    let age = text.map(str::trim).filter(|s| !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit())).and_then(|s| s.parse::<u8>().ok());
+    let age = text
+        .map(str::trim)
+        .filter(|s| !s.is_empty() && s.len() <= 3 && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u8>().ok());
     match age {
         Some(a) if a < min => {
             fx.say(&me, t.fmt(lang, "age_too_young", &[("min_age", &min.to_string())]), None);
@@ -303,7 +307,8 @@ fn show_profile(fx: &mut Effects<'_>, user: &User, lang: Lang) {
         None => t.raw(lang, "vip_none"),
     };
     let text = t.fmt(lang, "profile", &[("gender", &gender), ("age", &age), ("language", lang.code()), ("vip", &vip)]);
-    let buttons = inline(vec![vec![(t.raw(lang, "btn_edit_profile"), "prof:edit".into())], vec![(t.raw(lang, "btn_delete"), "prof:del".into())]]);
+    let buttons =
+        inline(vec![vec![(t.raw(lang, "btn_edit_profile"), "prof:edit".into())], vec![(t.raw(lang, "btn_delete"), "prof:del".into())]]);
     fx.say(&user.member(), text, Some(buttons));
 }
 
@@ -385,7 +390,8 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
             }
         }
         ["prof", "del"] => {
-            let buttons = inline(vec![vec![(t.raw(lang, "btn_delete_yes"), "del:yes".into()), (t.raw(lang, "btn_delete_no"), "del:no".into())]]);
+            let buttons =
+                inline(vec![vec![(t.raw(lang, "btn_delete_yes"), "del:yes".into()), (t.raw(lang, "btn_delete_no"), "del:no".into())]]);
             fx.say(&me, t.raw(lang, "delete_confirm"), Some(buttons));
         }
         ["del", "yes"] => {
@@ -539,7 +545,8 @@ async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), Han
             if let Some(job) = fx.last() {
                 job.save_as = Some(saved_ref(&me, "search"));
             }
-            let timer = Timer { id: search_timer_id(&me), due_ms: fx.now_ms + 5_000, payload: json!({"k": "search", "t0": fx.now_ms, "n": 1}) };
+            let timer =
+                Timer { id: search_timer_id(&me), due_ms: fx.now_ms + 5_000, payload: json!({"k": "search", "t0": fx.now_ms, "n": 1}) };
             fx.hot().schedule(fx.pool(), &fx.bot.name, &timer).await?;
             Ok(())
         }
@@ -587,12 +594,10 @@ async fn end_chat(fx: &mut Effects<'_>, user: &User, lang: Lang, reason: EndReas
         // Not in a chat: Stop also ends a search; Next starts one.
         match reason {
             EndReason::Next if user.stage == Stage::Ready => return search(fx, user, lang).await,
-            EndReason::Stop | EndReason::Next => {
-                if fx.matcher().cancel(fx.pool(), &me).await? {
-                    fx.hot().unschedule(fx.pool(), &fx.bot.name, &search_timer_id(&me)).await?;
-                    fx.say(&me, t.raw(lang, "search_cancelled"), Some(menu_keyboard(lang)));
-                    return Ok(());
-                }
+            EndReason::Stop | EndReason::Next if fx.matcher().cancel(fx.pool(), &me).await? => {
+                fx.hot().unschedule(fx.pool(), &fx.bot.name, &search_timer_id(&me)).await?;
+                fx.say(&me, t.raw(lang, "search_cancelled"), Some(menu_keyboard(lang)));
+                return Ok(());
             }
             _ => {}
         }
@@ -635,7 +640,13 @@ async fn end_chat(fx: &mut Effects<'_>, user: &User, lang: Lang, reason: EndReas
 }
 
 /// Closes the session row and the idle timer; returns the session id.
-async fn finish_session(fx: &Effects<'_>, a: &Member, b: &Member, by: Option<&Member>, reason: EndReason) -> Result<Option<i64>, HandleError> {
+async fn finish_session(
+    fx: &Effects<'_>,
+    a: &Member,
+    b: &Member,
+    by: Option<&Member>,
+    reason: EndReason,
+) -> Result<Option<i64>, HandleError> {
     let (owner, id) = idle_timer(a, b);
     fx.hot().unschedule(fx.pool(), &owner.bot, &id).await?;
     let closed = fx.store().end_session(a, b, by, reason, fx.now_ms).await?;
@@ -644,7 +655,8 @@ async fn finish_session(fx: &Effects<'_>, a: &Member, b: &Member, by: Option<&Me
 
 fn rate_prompt(fx: &mut Effects<'_>, to: &Member, lang: Lang, session: i64) {
     let t = texts();
-    let buttons = inline(vec![vec![(t.raw(lang, "btn_up"), format!("rate:{session}:u")), (t.raw(lang, "btn_down"), format!("rate:{session}:d"))]]);
+    let buttons =
+        inline(vec![vec![(t.raw(lang, "btn_up"), format!("rate:{session}:u")), (t.raw(lang, "btn_down"), format!("rate:{session}:d"))]]);
     fx.say(to, t.raw(lang, "rate_prompt"), Some(buttons));
 }
 
@@ -778,19 +790,26 @@ async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: &Member, 
             kind.field()
         }
     };
-    if kind != "text" {
-        if let Some(mirror) = cfg.bot.moderation.media_mirror_chat_id {
-            let params = json!({"chat_id": mirror, "from_chat_id": me.user, "message_id": m.message_id});
-            let mut job = plain_job(&me, Lane::Bulk, "copyMessage", params);
-            job.chat_id = mirror;
-            fx.push(job);
-        }
+    if kind != "text"
+        && let Some(mirror) = cfg.bot.moderation.media_mirror_chat_id
+    {
+        let params = json!({"chat_id": mirror, "from_chat_id": me.user, "message_id": m.message_id});
+        let mut job = plain_job(&me, Lane::Bulk, "copyMessage", params);
+        job.chat_id = mirror;
+        fx.push(job);
     }
     fx.bot.metrics().relayed(&me.bot, kind);
     touch_idle(fx, &me, partner).await
 }
 
-fn copy_job(fx: &mut Effects<'_>, me: &Member, partner: &Member, message_id: i64, origin: crate::hot::MessageRef, reply_to: Option<crate::hot::MessageRef>) {
+fn copy_job(
+    fx: &mut Effects<'_>,
+    me: &Member,
+    partner: &Member,
+    message_id: i64,
+    origin: crate::hot::MessageRef,
+    reply_to: Option<crate::hot::MessageRef>,
+) {
     let params = json!({"chat_id": partner.user, "from_chat_id": me.user, "message_id": message_id});
     let mut job = plain_job(partner, Lane::Interactive, "copyMessage", params);
     job.origin = Some(origin);
@@ -849,7 +868,8 @@ async fn refresh_search(fx: &mut Effects<'_>, timer: &Timer) -> Result<(), Handl
     let mut job = plain_job(&member, Lane::Bulk, "editMessageText", params);
     job.target = Some(saved_ref(&member, "search"));
     fx.push(job);
-    let next = Timer { id: timer.id.clone(), due_ms: fx.now_ms + search_refresh_after(n), payload: json!({"k": "search", "t0": t0, "n": n + 1}) };
+    let next =
+        Timer { id: timer.id.clone(), due_ms: fx.now_ms + search_refresh_after(n), payload: json!({"k": "search", "t0": t0, "n": n + 1}) };
     fx.hot().schedule(fx.pool(), &fx.bot.name, &next).await?;
     Ok(())
 }

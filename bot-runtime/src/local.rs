@@ -164,7 +164,10 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
 
     let metrics = Metrics::new();
-    let database = args.database.clone().unwrap_or_else(|| if fake_mode { "sqlite::memory:".into() } else { "sqlite://botfleet-local.db?mode=rwc".into() });
+    let database = args
+        .database
+        .clone()
+        .unwrap_or_else(|| if fake_mode { "sqlite::memory:".into() } else { "sqlite://botfleet-local.db?mode=rwc".into() });
     let fleet = app::embedded_fleet(&database, metrics.clone()).await?;
     let (_signal, shutdown) = app::shutdown_signal();
 
@@ -172,7 +175,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let mut api_url = args.telegram_api_url.clone();
     let mut tokens: Vec<BotToken> = tokens.into_iter().flatten().collect();
     if fake_mode {
-        let server = FakeTelegram::bind(args.fake_listen).await.with_context(|| format!("cannot start the fake Telegram on {}", args.fake_listen))?;
+        let server = FakeTelegram::bind(args.fake_listen)
+            .await
+            .with_context(|| format!("cannot start the fake Telegram on {}", args.fake_listen))?;
         let sim = server.sim();
         for cfg in &configs {
             let info = sim.register_bot(&fake_username(&cfg.bot.name)).map_err(|e| anyhow::anyhow!("fake Telegram: {e}"))?;
@@ -265,7 +270,11 @@ fn print_fake_guide(api: &str, bots: &[String], listen: SocketAddr) {
 
 /// Re-resolves the manifests when a file changes (every 2 s), so prices and limits change
 /// without a restart, as they do in a cluster.
-async fn watch_manifests(dir: PathBuf, senders: HashMap<String, tokio::sync::watch::Sender<Arc<ResolvedBotConfig>>>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+async fn watch_manifests(
+    dir: PathBuf,
+    senders: HashMap<String, tokio::sync::watch::Sender<Arc<ResolvedBotConfig>>>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
     let mut last = snapshot(&dir);
     loop {
         tokio::select! {

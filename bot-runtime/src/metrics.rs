@@ -58,14 +58,25 @@ impl Metrics {
         r.register(Box::new(outbox_oldest.clone())).unwrap_or_else(|e| panic!("metric: {e}"));
         Self {
             updates: counter(&r, "botfleet_updates_total", "Updates received, by outcome", &["bot", "outcome"]),
-            handling: histogram(&r, "botfleet_update_handling_seconds", "Time from receiving an update to its effects being durable", &["bot"], fast),
+            handling: histogram(
+                &r,
+                "botfleet_update_handling_seconds",
+                "Time from receiving an update to its effects being durable",
+                &["bot"],
+                fast,
+            ),
             matches: counter(&r, "botfleet_matches_total", "Chats started by matching", &["pool", "tier"]),
             queue_length: gauge(&r, "botfleet_queue_length", "Members waiting for a partner", &["pool", "tier"]),
             active_chats: gauge(&r, "botfleet_active_chats", "Chats in progress in the pool", &["pool"]),
             relayed: counter(&r, "botfleet_relayed_messages_total", "Chat messages relayed to a partner, by kind", &["bot", "kind"]),
             outbox_depth: gauge(&r, "botfleet_outbox_depth", "Jobs waiting in the bot's outbox", &["bot"]),
             outbox_oldest,
-            api_calls: counter(&r, "botfleet_telegram_requests_total", "Bot API calls, by method and outcome (ok, error, rate_limited, blocked)", &["bot", "method", "outcome"]),
+            api_calls: counter(
+                &r,
+                "botfleet_telegram_requests_total",
+                "Bot API calls, by method and outcome (ok, error, rate_limited, blocked)",
+                &["bot", "method", "outcome"],
+            ),
             too_many: counter(&r, "botfleet_telegram_429_total", "429 Too Many Requests received from Telegram", &["bot"]),
             timers: counter(&r, "botfleet_timers_fired_total", "Timers fired, by kind", &["bot", "kind"]),
             delivery: histogram(&r, "botfleet_outbox_delivery_seconds", "Time from enqueue to a successful send", &["bot"], slow),

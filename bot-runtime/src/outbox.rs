@@ -148,7 +148,9 @@ async fn drain_once(bot: &Bot, shard: u32, stop: &watch::Receiver<bool>) -> Resu
         if held.contains(&job.chat_id) {
             continue;
         }
-        let wait = hot.reserve_send(&bot.pool, &bot.name, job.chat_id, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now_ms()).await?;
+        let wait = hot
+            .reserve_send(&bot.pool, &bot.name, job.chat_id, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now_ms())
+            .await?;
         if !wait.is_zero() {
             held.insert(job.chat_id);
             soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
@@ -193,12 +195,11 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     if let Some(r) = &job.reply_to {
         match hot.get_ref(&bot.pool, &reply_ref(r)).await {
             Ok(Some(counterpart)) => {
-                if let Some((member, id)) = counterpart.rsplit_once(':') {
-                    if member == recipient.to_string() {
-                        if let Ok(id) = id.parse::<i64>() {
-                            params["reply_parameters"] = json!({"message_id": id, "allow_sending_without_reply": true});
-                        }
-                    }
+                if let Some((member, id)) = counterpart.rsplit_once(':')
+                    && member == recipient.to_string()
+                    && let Ok(id) = id.parse::<i64>()
+                {
+                    params["reply_parameters"] = json!({"message_id": id, "allow_sending_without_reply": true});
                 }
             }
             Ok(None) => {}
@@ -208,7 +209,9 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     let result = match &job.upload {
         None => bot.api.call(&job.method, &params).await,
         Some(upload) => match hot.get_blob(&bot.pool, &upload.blob).await {
-            Ok(Some(bytes)) => bot.api.upload(&job.method, &params, &upload.field, &upload.file_name, upload.mime_type.as_deref(), bytes).await,
+            Ok(Some(bytes)) => {
+                bot.api.upload(&job.method, &params, &upload.field, &upload.file_name, upload.mime_type.as_deref(), bytes).await
+            }
             Ok(None) => {
                 tracing::warn!(bot = %bot.name, method = %job.method, "relayed media expired before it could be sent");
                 tell_sender_it_failed(bot, job).await;

@@ -32,29 +32,32 @@ pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             break;
         }
-        let pause = match bot.fleet.hot.lease(&bot.pool, &lease, &holder, LEASE).await {
-            Ok(true) => match poll_once(&bot, &mut offset).await {
-                Ok(()) => {
-                    failures = 0;
-                    None
+        let pause =
+            match bot.fleet.hot.lease(&bot.pool, &lease, &holder, LEASE).await {
+                Ok(true) => match poll_once(&bot, &mut offset).await {
+                    Ok(()) => {
+                        failures = 0;
+                        None
+                    }
+                    Err(e) => {
+                        failures += 1;
+                        tracing::warn!(bot = %bot.name, error = %e, "getUpdates failed");
+                        // Flood control says exactly how long; otherwise back off.
+                        Some(e.retry_after().unwrap_or_else(|| {
+                            Duration::from_millis(500u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(30))
+                        }))
+                    }
+                },
+                Ok(false) => {
+                    // Another replica polls; forget our offset (theirs moves on).
+                    offset = None;
+                    Some(Duration::from_secs(5))
                 }
                 Err(e) => {
-                    failures += 1;
-                    tracing::warn!(bot = %bot.name, error = %e, "getUpdates failed");
-                    // Flood control says exactly how long; otherwise back off.
-                    Some(e.retry_after().unwrap_or_else(|| Duration::from_millis(500u64.saturating_mul(1 << failures.min(6))).min(Duration::from_secs(30))))
+                    tracing::warn!(bot = %bot.name, error = %e, "cannot take the poller lease");
+                    Some(Duration::from_secs(2))
                 }
-            },
-            Ok(false) => {
-                // Another replica polls; forget our offset (theirs moves on).
-                offset = None;
-                Some(Duration::from_secs(5))
-            }
-            Err(e) => {
-                tracing::warn!(bot = %bot.name, error = %e, "cannot take the poller lease");
-                Some(Duration::from_secs(2))
-            }
-        };
+            };
         if let Some(pause) = pause {
             tokio::select! {
                 _ = tokio::time::sleep(pause) => {}

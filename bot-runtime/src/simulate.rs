@@ -74,7 +74,15 @@ impl Person {
 
     /// The same person opening another bot (same Telegram user, another chat).
     pub fn on_bot(&self, bot: &str) -> Self {
-        Self { sim: self.sim.clone(), bot: bot.to_string(), id: self.id, lang: self.lang, seen: Vec::new(), consumed: HashSet::new(), after: 0 }
+        Self {
+            sim: self.sim.clone(),
+            bot: bot.to_string(),
+            id: self.id,
+            lang: self.lang,
+            seen: Vec::new(),
+            consumed: HashSet::new(),
+            after: 0,
+        }
     }
 
     /// Sends text; returns the message id in the user's chat.
@@ -88,7 +96,11 @@ impl Person {
         Ok(m["message_id"].as_i64().unwrap_or_default())
     }
 
-    pub fn send_media(&self, kind: botfleet_tests::fake_telegram::MediaKind, spec: botfleet_tests::fake_telegram::MediaSpec) -> Result<Value, PersonError> {
+    pub fn send_media(
+        &self,
+        kind: botfleet_tests::fake_telegram::MediaKind,
+        spec: botfleet_tests::fake_telegram::MediaSpec,
+    ) -> Result<Value, PersonError> {
         self.sim.send_media(&self.bot, self.id, kind, spec, None).map_err(sim_err)
     }
 
@@ -100,10 +112,10 @@ impl Person {
     fn pull(&mut self) -> Result<(), PersonError> {
         for e in self.sim.inbox(self.id, Some(&self.bot), self.after).map_err(sim_err)? {
             self.after = self.after.max(e.seq);
-            if let Ok(v) = serde_json::to_value(&e) {
-                if v["event"] == "message" || v["event"] == "edited" {
-                    self.seen.push((e.seq, v["message"].clone()));
-                }
+            if let Ok(v) = serde_json::to_value(&e)
+                && (v["event"] == "message" || v["event"] == "edited")
+            {
+                self.seen.push((e.seq, v["message"].clone()));
             }
         }
         Ok(())
@@ -120,7 +132,14 @@ impl Person {
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                let last = self.seen.iter().rev().take(3).map(|(_, m)| text_of(m).chars().take(60).collect::<String>()).collect::<Vec<_>>().join(" | ");
+                let last = self
+                    .seen
+                    .iter()
+                    .rev()
+                    .take(3)
+                    .map(|(_, m)| text_of(m).chars().take(60).collect::<String>())
+                    .collect::<Vec<_>>()
+                    .join(" | ");
                 return Err(PersonError::Timeout { user: self.id, what: what.to_string(), waited: wait, last });
             }
             self.sim.wait_inbox(self.id, Some(&self.bot), self.after, left.min(Duration::from_millis(500))).await.map_err(sim_err)?;
@@ -204,7 +223,11 @@ impl fmt::Display for Summary {
         writeln!(f, "\nsimulation summary ({:.1} s)", self.elapsed.as_secs_f64())?;
         writeln!(f, "  users:              {} ({} onboarded)", self.users, self.onboarded)?;
         writeln!(f, "  matches:            {} ({} users found a partner)", self.matched_users / 2, self.matched_users)?;
-        writeln!(f, "  messages:           {} sent, {} received by partners, {} relayed by the runtime", self.sent, self.received, self.relayed_by_runtime)?;
+        writeln!(
+            f,
+            "  messages:           {} sent, {} received by partners, {} relayed by the runtime",
+            self.sent, self.received, self.relayed_by_runtime
+        )?;
         writeln!(
             f,
             "  relay latency (ms): p50 {} · p95 {} · p99 {} · max {}   (user sends → partner receives, through the fake Telegram's limits)",
@@ -297,7 +320,14 @@ async fn one_user(sim: Sim, bot: String, channels: Vec<String>, i: usize, messag
 }
 
 /// Drives `n` simulated users spread over `bots` ((name, fake username)).
-pub async fn run(sim: &Sim, bots: &[(String, String)], configs: &[Arc<ResolvedBotConfig>], n: usize, messages: usize, metrics: &Metrics) -> Summary {
+pub async fn run(
+    sim: &Sim,
+    bots: &[(String, String)],
+    configs: &[Arc<ResolvedBotConfig>],
+    n: usize,
+    messages: usize,
+    metrics: &Metrics,
+) -> Summary {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..n {

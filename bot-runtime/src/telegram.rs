@@ -88,7 +88,8 @@ impl std::fmt::Debug for TelegramApi {
 impl TelegramApi {
     pub fn new(base_url: &str, token: BotToken, bot: &str, metrics: Metrics) -> Self {
         // Long polls take up to `timeout` seconds; calls carry their own shorter timeouts.
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_max_idle_per_host(64).build().unwrap_or_default();
+        let http =
+            reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_max_idle_per_host(64).build().unwrap_or_default();
         Self { http, base: base_url.trim_end_matches('/').to_string(), token, bot: bot.to_string(), metrics }
     }
 

@@ -43,7 +43,10 @@ pub async fn fire_due(bot: &Bot) -> usize {
         let mut fx = Effects::new(bot, now_ms(), Some(format!("t:{}:{}:{}", bot.name, timer.id, timer.due_ms)));
         let kind = timer.payload["k"].as_str().unwrap_or("unknown").to_string();
         let result = match handlers::on_timer(&mut fx, &timer).await {
-            Ok(()) => hot.commit(&bot.pool, Marker::Timer { bot: bot.name.clone(), id: timer.id.clone() }, &fx.jobs).await.map_err(|e| e.to_string()),
+            Ok(()) => hot
+                .commit(&bot.pool, Marker::Timer { bot: bot.name.clone(), id: timer.id.clone() }, &fx.jobs)
+                .await
+                .map_err(|e| e.to_string()),
             Err(e) => Err(e.to_string()),
         };
         match result {

@@ -111,11 +111,14 @@ pub struct NewMember {
 /// What the runtime does with an update.
 #[derive(Debug, Clone)]
 pub enum Event {
-    /// A message in a private chat.
-    Message(Message),
+    /// A message in a private chat (boxed: it is by far the largest variant).
+    Message(Box<Message>),
     Callback(CallbackQuery),
     /// The user blocked (`kicked`) or unblocked (`member`) the bot.
-    MemberStatus { user: From, status: String },
+    MemberStatus {
+        user: From,
+        status: String,
+    },
     /// Anything else (edits, channel posts, groups, reactions, …): acknowledged, no effect.
     Ignored(&'static str),
 }
@@ -129,7 +132,7 @@ pub fn update_id(raw: &Value) -> Option<i64> {
 pub fn parse(raw: &Value) -> Event {
     if let Some(m) = raw.get("message") {
         return match Message::deserialize(m) {
-            Ok(m) if m.chat.kind == "private" && m.from.as_ref().is_some_and(|f| !f.is_bot) => Event::Message(m),
+            Ok(m) if m.chat.kind == "private" && m.from.as_ref().is_some_and(|f| !f.is_bot) => Event::Message(Box::new(m)),
             Ok(_) => Event::Ignored("not_private"),
             Err(_) => Event::Ignored("malformed"),
         };
@@ -155,7 +158,10 @@ pub fn parse(raw: &Value) -> Event {
 pub enum Content<'a> {
     Text,
     /// A file: kind (the Bot API's field and the `send<Kind>` method), the file.
-    Media { kind: MediaKind, file: &'a File },
+    Media {
+        kind: MediaKind,
+        file: &'a File,
+    },
     /// Contacts, locations, polls, dice, …: never relayed (a contact or a location would break
     /// anonymity; the rest has no meaning across an anonymous chat).
     Unsupported,
@@ -291,7 +297,8 @@ mod tests {
 
     #[test]
     fn the_largest_photo_size_is_relayed_and_animations_beat_documents() {
-        let Event::Message(m) = parse(&msg(json!({"photo": [{"file_id": "small", "file_unique_id": "s"}, {"file_id": "big", "file_unique_id": "b"}]})))
+        let Event::Message(m) =
+            parse(&msg(json!({"photo": [{"file_id": "small", "file_unique_id": "s"}, {"file_id": "big", "file_unique_id": "b"}]})))
         else {
             panic!()
         };
@@ -310,7 +317,8 @@ mod tests {
     fn malformed_and_foreign_updates_are_ignored_not_errors() {
         assert!(matches!(parse(&json!({"update_id": 1, "message": {"text": 3}})), Event::Ignored("malformed")));
         assert!(matches!(parse(&json!({"update_id": 1, "edited_message": {}})), Event::Ignored("other_kind")));
-        let group = json!({"update_id": 1, "message": {"message_id": 1, "chat": {"id": -5, "type": "group"}, "from": {"id": 1, "is_bot": false}}});
+        let group =
+            json!({"update_id": 1, "message": {"message_id": 1, "chat": {"id": -5, "type": "group"}, "from": {"id": 1, "is_bot": false}}});
         assert!(matches!(parse(&group), Event::Ignored("not_private")));
         assert_eq!(update_id(&json!({"update_id": "x"})), None);
     }

@@ -23,7 +23,8 @@ fn the_sample_manifests_resolve_to_two_bots_in_one_pool() {
 fn a_malformed_manifest_is_refused_with_its_file_and_kind() {
     let dir = std::env::temp_dir().join(format!("botfleet-local-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("bad.yaml"), "apiVersion: botfleet.io/v1alpha1\nkind: BotInstance\nmetadata: {name: x}\nspec: {pool: 3}\n").unwrap();
+    std::fs::write(dir.join("bad.yaml"), "apiVersion: botfleet.io/v1alpha1\nkind: BotInstance\nmetadata: {name: x}\nspec: {pool: 3}\n")
+        .unwrap();
     let err = match read_manifests(&dir) {
         Ok(_) => panic!("a BotInstance without a spec is accepted"),
         Err(e) => format!("{e:#}"),

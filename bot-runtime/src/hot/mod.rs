@@ -217,6 +217,7 @@ pub trait HotState: Send + Sync + 'static {
     /// to wait before asking again (nothing is taken). `per_bot == 0` or
     /// `per_chat_per_minute == 0` turns that limit off (holds still apply); a zero
     /// `chat_burst` is taken as 1.
+    #[allow(clippy::too_many_arguments)] // one atomic step needs every limit at once
     async fn reserve_send(
         &self,
         pool: &str,

@@ -178,7 +178,14 @@ pub trait Sessions: Send + Sync + 'static {
     /// Records a chat that started; idempotent for the same (a, b, started_ms). Returns its id.
     async fn start_session(&self, a: &Member, b: &Member, started_ms: i64) -> StoreResult<i64>;
     /// Ends the open session between the two (either order); None if none was open.
-    async fn end_session(&self, a: &Member, b: &Member, by: Option<&Member>, reason: EndReason, ended_ms: i64) -> StoreResult<Option<Session>>;
+    async fn end_session(
+        &self,
+        a: &Member,
+        b: &Member,
+        by: Option<&Member>,
+        reason: EndReason,
+        ended_ms: i64,
+    ) -> StoreResult<Option<Session>>;
     /// The open session between the two, if any.
     async fn open_session(&self, a: &Member, b: &Member) -> StoreResult<Option<Session>>;
     async fn session(&self, id: i64) -> StoreResult<Option<Session>>;

@@ -153,7 +153,9 @@ impl Harness {
     async fn fleet(&self) -> Arc<Fleet> {
         let metrics = Metrics::new();
         match (&self.db, &self.redis, &self.embedded) {
-            (Some(db), Some(redis), _) => app::production_fleet(&db.url, &redis.url, &redis.prefix, metrics).await.expect("production fleet"),
+            (Some(db), Some(redis), _) => {
+                app::production_fleet(&db.url, &redis.url, &redis.prefix, metrics).await.expect("production fleet")
+            }
             (_, _, Some((hot, store, matcher))) => {
                 Fleet::new(hot.clone(), store.clone(), matcher.clone(), metrics, format!("replica-{}", self.replicas.len()))
             }
