@@ -40,6 +40,17 @@ fn rss_kib(pid: u32) -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// CPU seconds (user + system) the process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime are fields 14 and 15 of /proc/pid/stat (indexes 11 and 12 after the name).
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn pct(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -196,6 +207,7 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     let done = Arc::new(AtomicU64::new(0));
     let updates = Arc::new(updates);
     let sat_start = Instant::now();
+    let cpu_before = cpu_seconds(pid);
     let deadline = sat_start + Duration::from_secs(seconds);
     let workers: Vec<_> = (0..concurrency)
         .map(|_| {
@@ -223,8 +235,14 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     }
     let sat = sat_start.elapsed().as_secs_f64();
     let handled = done.load(Ordering::Relaxed);
+    let cpu = cpu_seconds(pid) - cpu_before;
     let (after_sat, _) = rss_kib(pid);
-    println!("saturation ({concurrency} clients): {handled} relayed updates made durable in {sat:.1} s = {:.0}/s", handled as f64 / sat);
+    println!(
+        "saturation ({concurrency} clients): {handled} relayed updates made durable in {sat:.1} s = {:.0}/s; the runtime used {cpu:.1} CPU-s ({:.2} cores) = {:.0} updates per CPU-second (its egress included)",
+        handled as f64 / sat,
+        cpu / sat,
+        handled as f64 / cpu.max(0.001)
+    );
 
     // 3. Egress: wait for the outbox to drain.
     let sent_before = copies(&sim);

@@ -31,6 +31,8 @@ pub struct Fleet {
     bells: RwLock<HashMap<String, Arc<Notify>>>,
     /// Members whose blocks were copied from SQL into the matching store by this process.
     blocks_restored: std::sync::Mutex<std::collections::HashSet<Member>>,
+    /// When this process last moved each chat's idle timer.
+    idle_touched: std::sync::Mutex<HashMap<String, i64>>,
 }
 
 impl Fleet {
@@ -43,6 +45,7 @@ impl Fleet {
             replica,
             bells: RwLock::new(HashMap::new()),
             blocks_restored: std::sync::Mutex::new(std::collections::HashSet::new()),
+            idle_touched: std::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -70,6 +73,19 @@ impl Fleet {
         }
         done.insert(member.clone());
         Ok(())
+    }
+
+    /// True (and noted) if the idle timer `id` was not moved by this process within `every_ms`.
+    pub fn idle_touch_due(&self, id: &str, now_ms: i64, every_ms: i64) -> bool {
+        let mut touched = self.idle_touched.lock().unwrap_or_else(|p| p.into_inner());
+        if touched.get(id).is_some_and(|t| now_ms - t < every_ms) {
+            return false;
+        }
+        if touched.len() > 200_000 {
+            touched.retain(|_, t| now_ms - *t < every_ms);
+        }
+        touched.insert(id.to_string(), now_ms);
+        true
     }
 
     pub fn ring(&self, jobs: &[Job]) {

@@ -55,7 +55,10 @@ fn min_age(bot: &Bot) -> String {
 
 async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError> {
     let Some(from) = m.from.clone() else { return Ok(()) };
-    let user = load_user(fx, &from).await?;
+    // The profile (Postgres) and the partner (Redis) in parallel: one round trip, not two.
+    let sender = fx.bot.member(from.id);
+    let (user, partner) = tokio::join!(load_user(fx, &from), fx.matcher().partner(fx.pool(), &sender));
+    let (user, partner) = (user?, partner?);
     let me = user.member();
     let lang = lang_of(fx.bot, &user);
     let t = texts();
@@ -94,7 +97,7 @@ async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError>
         _ => return prompt_stage(fx, &user, lang).await,
     }
 
-    match fx.matcher().partner(fx.pool(), &me).await? {
+    match partner {
         Some(partner) => relay(fx, &user, lang, &partner, &m).await,
         None => {
             let text = if fx.matcher().waiting(fx.pool(), &me).await? { "already_searching" } else { "not_in_chat" };
@@ -568,12 +571,19 @@ async fn announce_match(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: 
     };
     fx.say(&me, describe(lang, other.user.as_ref()), Some(chat_keyboard(lang)));
     fx.say(partner, describe(other.lang, Some(user)), Some(chat_keyboard(other.lang)));
-    touch_idle(fx, &me, partner).await
+    touch_idle(fx, &me, partner, true).await
 }
 
-/// (Re)starts the chat's idle countdown.
-async fn touch_idle(fx: &Effects<'_>, a: &Member, b: &Member) -> Result<(), HandleError> {
+/// How often one process moves a chat's idle timer while messages flow: the timeout fires at
+/// most this much early, and a busy chat costs one timer write per 10 s instead of one per message.
+const IDLE_TOUCH_EVERY_MS: i64 = 10_000;
+
+/// (Re)starts the chat's idle countdown (`force`: now, e.g. when the chat starts).
+async fn touch_idle(fx: &Effects<'_>, a: &Member, b: &Member, force: bool) -> Result<(), HandleError> {
     let (owner, id) = idle_timer(a, b);
+    if !force && !fx.bot.fleet.idle_touch_due(&id, fx.now_ms, IDLE_TOUCH_EVERY_MS) {
+        return Ok(());
+    }
     let minutes = i64::from(fx.bot.cfg().bot.matching.idle_timeout_minutes.max(1));
     let timer = Timer { id, due_ms: fx.now_ms + minutes * 60_000, payload: json!({"k": "idle", "a": a.to_string(), "b": b.to_string()}) };
     fx.hot().schedule(fx.pool(), &owner.bot, &timer).await?;
@@ -713,7 +723,14 @@ async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: &Member, 
     let cfg = fx.bot.cfg();
     let limits = &cfg.limits.per_user;
     let rate = limits.messages_per_second.max(1);
-    if !fx.hot().allow(fx.pool(), &format!("msg:{me}"), rate, Duration::from_secs(1), limits.burst.max(rate), fx.now_ms).await? {
+    // The rate bucket and the idle countdown in parallel (a dropped message is activity too).
+    let bucket = format!("msg:{me}");
+    let (allowed, touched) = tokio::join!(
+        fx.hot().allow(fx.pool(), &bucket, rate, Duration::from_secs(1), limits.burst.max(rate), fx.now_ms),
+        touch_idle(fx, &me, partner, false)
+    );
+    touched?;
+    if !allowed? {
         return warn_once(fx, &me, lang, "slow_down").await;
     }
     let origin = message_ref(&me, m.message_id);
@@ -799,7 +816,7 @@ async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: &Member, 
         fx.push(job);
     }
     fx.bot.metrics().relayed(&me.bot, kind);
-    touch_idle(fx, &me, partner).await
+    Ok(())
 }
 
 fn copy_job(
