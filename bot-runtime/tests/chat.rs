@@ -331,6 +331,9 @@ async fn two_hundred_users_onboard_match_and_chat_across_two_bots_with_two_repli
     // Nobody was ever in two chats: every "partner found" matches one chat start.
     let matched_msgs = h.metric("botfleet_matches_total");
     assert_eq!(matched_msgs as usize * 2, summary.matched_users, "{summary}");
+    // Two replicas of each bot, one poller at a time: Telegram never saw two pollers.
+    let conflicts = h.sim.stats().errors_by_code.get(&409).copied().unwrap_or(0);
+    assert_eq!(conflicts, 0, "getUpdates conflicts");
     h.stop().await;
 }
 
