@@ -7,6 +7,11 @@
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc instead of glibc's malloc: a profile of the relay path spent ~17% of the CPU in
+/// malloc/free (many small, short-lived buffers per update); see docs/BENCHMARKS.md.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(name = "bot-runtime", version, about = "BotFleet bot runtime: anonymous chat bots (serve one bot, or run everything locally)")]
 struct Args {
