@@ -26,6 +26,7 @@ const BLOB_TTL: Duration = Duration::from_secs(3600);
 pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleError> {
     match event {
         Event::Message(m) => on_message(fx, *m).await,
+        Event::Edited(m) => on_edited(fx, *m).await,
         Event::Callback(q) => on_callback(fx, q).await,
         Event::MemberStatus { user, status } => on_member_status(fx, user, &status).await,
         Event::Ignored(_) => Ok(()),
@@ -816,6 +817,23 @@ async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: &Member, 
         fx.push(job);
     }
     fx.bot.metrics().relayed(&me.bot, kind);
+    Ok(())
+}
+
+/// An edited text reaches the partner as an edit of the message they got (resolved through
+/// the reply map at send time, so an edit of a message still in the outbox waits for it).
+/// Caption and media edits are not relayed: the partner keeps the original.
+async fn on_edited(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError> {
+    let (Some(from), Some(text)) = (m.from.as_ref(), m.text.clone()) else { return Ok(()) };
+    let me = fx.bot.member(from.id);
+    let Some(partner) = fx.matcher().partner(fx.pool(), &me).await? else { return Ok(()) };
+    let mut params = json!({"chat_id": partner.user, "text": text});
+    if let Some(e) = &m.entities {
+        params["entities"] = e.clone();
+    }
+    let mut job = plain_job(&partner, Lane::Interactive, "editMessageText", params);
+    job.target = Some(crate::hot::reply_ref(&message_ref(&me, m.message_id)));
+    fx.push(job);
     Ok(())
 }
 

@@ -183,7 +183,8 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     // Late-bound references: resolved now, when every earlier job of the chat has been sent.
     if let Some(name) = &job.target {
         match hot.get_ref(&bot.pool, name).await {
-            Ok(Some(id)) => match id.parse::<i64>() {
+            // A saved id ("123") or a reply-map entry ("<member>:123"): the id is the last part.
+            Ok(Some(id)) => match id.rsplit(':').next().unwrap_or_default().parse::<i64>() {
                 Ok(id) => params["message_id"] = json!(id),
                 Err(_) => return Delivery::Done,
             },

@@ -21,7 +21,7 @@ use crate::pipeline;
 const LEASE: Duration = Duration::from_secs(20);
 /// Long-poll timeout; well inside the lease, which is renewed before every poll.
 const POLL_TIMEOUT_S: u64 = 10;
-pub const ALLOWED_UPDATES: [&str; 4] = ["message", "callback_query", "my_chat_member", "pre_checkout_query"];
+pub const ALLOWED_UPDATES: [&str; 5] = ["message", "edited_message", "callback_query", "my_chat_member", "pre_checkout_query"];
 
 pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);
@@ -87,7 +87,7 @@ async fn poll_once(bot: &Bot, offset: &mut Option<i64>) -> Result<(), crate::tel
 
 /// The chat an update belongs to (its order matters only within that chat).
 fn chat_of(update: &Value) -> i64 {
-    for kind in ["message", "callback_query", "my_chat_member", "pre_checkout_query"] {
+    for kind in ALLOWED_UPDATES {
         if let Some(id) = update[kind]["from"]["id"].as_i64() {
             return id;
         }

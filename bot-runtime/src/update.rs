@@ -113,6 +113,8 @@ pub struct NewMember {
 pub enum Event {
     /// A message in a private chat (boxed: it is by far the largest variant).
     Message(Box<Message>),
+    /// The user edited a message they sent in a private chat.
+    Edited(Box<Message>),
     Callback(CallbackQuery),
     /// The user blocked (`kicked`) or unblocked (`member`) the bot.
     MemberStatus {
@@ -133,6 +135,13 @@ pub fn parse(raw: &Value) -> Event {
     if let Some(m) = raw.get("message") {
         return match Message::deserialize(m) {
             Ok(m) if m.chat.kind == "private" && m.from.as_ref().is_some_and(|f| !f.is_bot) => Event::Message(Box::new(m)),
+            Ok(_) => Event::Ignored("not_private"),
+            Err(_) => Event::Ignored("malformed"),
+        };
+    }
+    if let Some(m) = raw.get("edited_message") {
+        return match Message::deserialize(m) {
+            Ok(m) if m.chat.kind == "private" && m.from.as_ref().is_some_and(|f| !f.is_bot) => Event::Edited(Box::new(m)),
             Ok(_) => Event::Ignored("not_private"),
             Err(_) => Event::Ignored("malformed"),
         };
@@ -316,7 +325,8 @@ mod tests {
     #[test]
     fn malformed_and_foreign_updates_are_ignored_not_errors() {
         assert!(matches!(parse(&json!({"update_id": 1, "message": {"text": 3}})), Event::Ignored("malformed")));
-        assert!(matches!(parse(&json!({"update_id": 1, "edited_message": {}})), Event::Ignored("other_kind")));
+        assert!(matches!(parse(&json!({"update_id": 1, "edited_message": {}})), Event::Ignored("malformed")));
+        assert!(matches!(parse(&json!({"update_id": 1, "channel_post": {}})), Event::Ignored("other_kind")));
         let group =
             json!({"update_id": 1, "message": {"message_id": 1, "chat": {"id": -5, "type": "group"}, "from": {"id": 1, "is_bot": false}}});
         assert!(matches!(parse(&group), Event::Ignored("not_private")));

@@ -222,9 +222,18 @@ async fn report_and_block_end_the_chat_at_once_and_prevent_a_rematch(backend: Ba
     let mut cat = onboarded(&h, "beta", "Cat", "f", 40).await;
     cat.tap("menu_find").unwrap();
     cat.expect_text("matched", WAIT).await.unwrap();
-    let ann_matched = ann.expect_text("matched", Duration::from_secs(2)).await.is_ok();
-    let bob_matched = bob.expect_text("matched", Duration::from_secs(2)).await.is_ok();
-    assert!(ann_matched ^ bob_matched, "exactly one of them meets Cat");
+    let bot = h.any_bot("beta");
+    let cats_partner = bot.fleet.matcher.partner(&bot.pool, &Member::new("beta", cat.id)).await.unwrap().expect("Cat is in a chat");
+    let ann_matched = cats_partner == Member::new("alpha", ann.id);
+    assert!(ann_matched || cats_partner == Member::new("beta", bob.id), "{cats_partner}");
+    // The one Cat met is told; the other is still waiting, never with each other.
+    if ann_matched {
+        ann.expect_text("matched", WAIT).await.unwrap();
+        assert!(bot.fleet.matcher.waiting(&bot.pool, &Member::new("beta", bob.id)).await.unwrap());
+    } else {
+        bob.expect_text("matched", WAIT).await.unwrap();
+        assert!(bot.fleet.matcher.waiting(&bot.pool, &Member::new("alpha", ann.id)).await.unwrap());
+    }
 
     // Block: the chat ends at once for both.
     let (mut blocker, mut other) = if ann_matched { (ann, cat) } else { (bob, cat) };
@@ -364,9 +373,20 @@ async fn duplicate_and_reordered_webhook_deliveries_change_nothing() {
         }
         assert_eq!(status, 200);
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // The answers trickle in at the per-chat pace (1/s after a burst of 3): wait for both,
+    // then a little longer for any duplicate that should not come.
+    let count_in = |texts: &[String], key: &str| texts.iter().filter(|t| t.starts_with(&plain_prefix(Lang::En, key))).count();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let texts: Vec<String> = ann.received().unwrap().iter().map(|m| text_of(m).to_string()).collect();
+        if count_in(&texts, "finish_profile") >= 2 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let texts: Vec<String> = ann.received().unwrap().iter().map(|m| text_of(m).to_string()).collect();
-    let count = |key: &str| texts.iter().filter(|t| t.starts_with(&plain_prefix(Lang::En, key))).count();
+    let count = |key: &str| count_in(&texts, key);
     assert_eq!(count("help"), 1, "{texts:?}");
     assert_eq!(count("finish_profile"), 2, "profile and stats answered once each: {texts:?}");
     assert!(
@@ -378,12 +398,17 @@ async fn duplicate_and_reordered_webhook_deliveries_change_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn malformed_updates_and_bad_requests_get_clear_answers_never_a_panic() {
+async fn malformed_updates_and_bad_requests_get_clear_answers_never_a_panic_and_edits_are_relayed() {
     let cfgs = vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")];
     let h = Harness::start(Backend::Production, Mode::Webhook, cfgs, 1).await;
     let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
-    ann.send("hi").unwrap();
+    let hi = ann.send("hi").unwrap();
     bob.expect("hi", WAIT, |m| text_of(m) == "hi").await.unwrap();
+    // An edit reaches Bob as an edit of the message he got.
+    let edit = json!({"update_id": 800_010, "edited_message": {"message_id": hi, "date": 1, "edit_date": 2, "text": "hi (edited)",
+        "chat": {"id": ann.id, "type": "private"}, "from": {"id": ann.id, "is_bot": false, "first_name": "A"}}});
+    assert_eq!(h.post_update(0, "alpha", &edit.to_string()).await, 200);
+    bob.expect("the edit", WAIT, |m| text_of(m) == "hi (edited)" && m.get("edit_date").is_some()).await.unwrap();
     assert_eq!(h.post_update(0, "alpha", "this is not json").await, 400);
     assert_eq!(h.post_update(0, "alpha", "{\"no_update_id\": true}").await, 200);
     assert_eq!(h.post_update(0, "alpha", "{\"update_id\": 5, \"edited_message\": {}}").await, 200);
