@@ -240,7 +240,6 @@ impl<'a> Effects<'a> {
 
 /// A member's language and profile, as far as messages to them need it.
 pub struct Audience {
-    pub member: Member,
     pub lang: Lang,
     pub user: Option<User>,
 }

@@ -484,7 +484,7 @@ pub fn idle_timer(a: &Member, b: &Member) -> (Member, String) {
 async fn audience(fx: &Effects<'_>, member: &Member) -> Result<Audience, HandleError> {
     let user = fx.store().user(&member.bot, member.user).await?;
     let lang = user.as_ref().and_then(|u| Lang::parse(&u.language)).unwrap_or(Lang::En);
-    Ok(Audience { member: member.clone(), lang, user })
+    Ok(Audience { lang, user })
 }
 
 async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), HandleError> {

@@ -23,6 +23,7 @@ use botfleet_crds::resolved::ResolvedBotConfig;
 use botfleet_crds::token::BotToken;
 use botfleet_crds::vip_plan::VipPlan;
 use botfleet_tests::fake_telegram::FakeTelegram;
+use serde::Deserialize as _;
 
 use crate::app;
 use crate::config::LiveConfig;
@@ -110,8 +111,6 @@ pub fn read_manifests(dir: &Path) -> anyhow::Result<Manifests> {
     }
     Ok(m)
 }
-
-use serde::Deserialize as _;
 
 /// Resolves every bot (the operator's function); findings are printed as warnings.
 pub fn resolve_all(m: &Manifests) -> anyhow::Result<Vec<ResolvedBotConfig>> {

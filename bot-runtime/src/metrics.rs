@@ -119,20 +119,13 @@ impl Metrics {
         self.delivery.with_label_values(&[bot]).observe(seconds);
     }
 
-    /// A counter's current value (for summaries and tests).
-    pub fn updates_count(&self, bot: &str, outcome: &str) -> u64 {
-        self.updates.with_label_values(&[bot, outcome]).get()
-    }
+    /// Relayed messages of a bot, all kinds (for the `--simulate` summary).
     pub fn relayed_count(&self, bot: &str) -> u64 {
         ["text", "photo", "video", "voice", "audio", "document", "sticker", "animation", "video_note"]
             .iter()
             .map(|k| self.relayed.with_label_values(&[bot, k]).get())
             .sum()
     }
-    pub fn handling_histogram(&self, bot: &str) -> prometheus::Histogram {
-        self.handling.with_label_values(&[bot])
-    }
-
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

@@ -93,10 +93,6 @@ impl TelegramApi {
         Self { http, base: base_url.trim_end_matches('/').to_string(), token, bot: bot.to_string(), metrics }
     }
 
-    pub fn bot_id(&self) -> Option<i64> {
-        self.token.bot_id()
-    }
-
     /// One Bot API call with JSON parameters.
     pub async fn call(&self, method: &str, params: &Value) -> Result<Value, TgError> {
         self.call_with_timeout(method, params, Duration::from_secs(30)).await
