@@ -14,6 +14,9 @@ use tokio::task::JoinHandle;
 
 use crate::bot::{Bot, Fleet, Ticker};
 use crate::config::LiveConfig;
+use crate::identity::{BotId, PoolId};
+use crate::store::Store;
+use crate::store::scoped::BotStore;
 use crate::hot::memory::MemoryHot;
 use crate::hot::redis::RedisHot;
 use crate::keys::Keys;
@@ -42,7 +45,18 @@ pub fn replica_id() -> String {
 
 /// Postgres + Redis: any number of replicas of any number of bots.
 pub async fn production_fleet(database_url: &str, redis_url: &str, redis_prefix: &str, metrics: Metrics) -> anyhow::Result<Arc<Fleet>> {
-    let store = SqlStore::connect(database_url).await.context("connecting to the database (DATABASE_URL)")?;
+    production_fleet_sized(database_url, crate::store::sql::POSTGRES_MAX_CONNECTIONS, redis_url, redis_prefix, metrics).await
+}
+
+/// [`production_fleet`] with `pool_size` Postgres connections per process (`DATABASE_POOL_SIZE`).
+pub async fn production_fleet_sized(
+    database_url: &str,
+    pool_size: u32,
+    redis_url: &str,
+    redis_prefix: &str,
+    metrics: Metrics,
+) -> anyhow::Result<Arc<Fleet>> {
+    let store = SqlStore::connect_sized(database_url, pool_size).await.context("connecting to the database (DATABASE_URL)")?;
     store.migrate().await.context("applying database migrations")?;
     let client = redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
     let conn = redis::aio::ConnectionManager::new(client).await.context("connecting to Redis (REDIS_URL)")?;
@@ -65,17 +79,59 @@ pub struct RunningBot {
     tasks: Vec<JoinHandle<()>>,
 }
 
-/// Starts a bot's outbox consumer, timers and (in polling mode) its poller.
-pub fn start_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramApi, poll: bool, shutdown: &watch::Receiver<bool>) -> RunningBot {
+/// The namespace of a resolved bot: manifests run locally may have none, which means
+/// `default`, as for kubectl.
+fn namespace_of(cfg: &botfleet_crds::resolved::ResolvedBot) -> &str {
+    if cfg.namespace.is_empty() { "default" } else { &cfg.namespace }
+}
+
+/// Starts a bot's outbox consumer, timers and (in polling mode) its poller, after adopting
+/// what the previous release stored under the bot's bare name (see [`adopt_release_n`]).
+pub async fn start_bot(
+    fleet: &Arc<Fleet>,
+    config: LiveConfig,
+    api: TelegramApi,
+    poll: bool,
+    shutdown: &watch::Receiver<bool>,
+) -> anyhow::Result<RunningBot> {
     let cfg = config.current();
-    let bot = Arc::new(Bot { name: cfg.bot.name.clone(), pool: cfg.bot.pool.clone(), config, api, fleet: fleet.clone() });
+    let namespace = namespace_of(&cfg.bot);
+    let id = BotId::new(namespace, &cfg.bot.name).context("the bot's identity")?;
+    let pool = PoolId::new(namespace, &cfg.bot.pool).context("the bot's matching pool")?;
+    let store: Arc<dyn Store> = Arc::new(BotStore::new(namespace, fleet.store.clone()));
+    adopt_release_n(fleet, &id, &pool).await?;
+    let bot = Arc::new(Bot {
+        name: cfg.bot.name.clone(),
+        id,
+        pool: pool.to_string(),
+        pool_label: pool.name.clone(),
+        store,
+        config,
+        api,
+        fleet: fleet.clone(),
+    });
     let _ = fleet.bell(&bot.name);
     let mut tasks =
         vec![tokio::spawn(outbox::run(bot.clone(), shutdown.clone())), tokio::spawn(timers::run(bot.clone(), shutdown.clone()))];
     if poll {
         tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
     }
-    RunningBot { bot, tasks }
+    Ok(RunningBot { bot, tasks })
+}
+
+/// Release N keyed a bot's SQL rows by its bare name and its pool's Redis keys by the bare
+/// pool name; this release namespaces both. At every start (idempotent, safe from every
+/// replica at once) the bot adopts its rows and its pool's keys, so chats, queues, outbox
+/// jobs, timers and dedupe marks written by release N carry on. Key *values* need no
+/// rewriting: inside a pool, bots are still named by their bare names.
+pub async fn adopt_release_n(fleet: &Fleet, id: &BotId, pool: &PoolId) -> anyhow::Result<()> {
+    let rows = fleet.store.adopt_legacy_bot(&id.name, &id.to_string()).await.context("adopting the previous release's rows")?;
+    let keys =
+        fleet.hot.adopt_legacy_pool(&pool.name, &pool.to_string()).await.context("adopting the previous release's Redis keys")?;
+    if rows > 0 || keys > 0 {
+        tracing::info!(bot = %id, pool = %pool, rows, keys, "adopted state of the previous release");
+    }
+    Ok(())
 }
 
 impl RunningBot {
@@ -93,20 +149,27 @@ impl RunningBot {
     }
 }
 
-/// Keeps the pool gauges (queue lengths, chats in progress) current.
-pub fn pool_gauges(fleet: &Arc<Fleet>, pools: Vec<String>, shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
+/// Keeps the pool gauges (queue lengths, chats in progress) current: for each running bot's
+/// pool (keyed id, metrics label), once.
+pub fn pool_gauges(fleet: &Arc<Fleet>, bots: &[Arc<Bot>], shutdown: watch::Receiver<bool>) -> JoinHandle<()> {
     let fleet = fleet.clone();
+    let mut pools: Vec<(String, String)> = Vec::new();
+    for bot in bots {
+        if !pools.iter().any(|(p, _)| *p == bot.pool) {
+            pools.push((bot.pool.clone(), bot.pool_label.clone()));
+        }
+    }
     tokio::spawn(async move {
         let mut ticker = Ticker::new(Duration::from_secs(5), shutdown);
         while ticker.tick().await {
-            for pool in &pools {
+            for (pool, label) in &pools {
                 for tier in [Tier::Vip, Tier::Free] {
                     if let Ok(n) = fleet.matcher.queue_len(pool, tier).await {
-                        fleet.metrics.set_queue_length(pool, tier.as_str(), n);
+                        fleet.metrics.set_queue_length(label, tier.as_str(), n);
                     }
                 }
                 if let Ok(n) = fleet.matcher.active_chats(pool).await {
-                    fleet.metrics.set_active_chats(pool, n);
+                    fleet.metrics.set_active_chats(label, n);
                 }
             }
         }

@@ -12,6 +12,7 @@ use tokio::sync::Notify;
 
 use crate::config::LiveConfig;
 use crate::hot::{HotError, HotState, Job, Lane, MessageRef};
+use crate::identity::BotId;
 use crate::matching::{MatchError, MatchPool, Member};
 use crate::metrics::Metrics;
 use crate::store::{Store, StoreError, User};
@@ -64,8 +65,9 @@ impl Fleet {
         if self.blocks_restored.lock().unwrap_or_else(|p| p.into_inner()).contains(member) {
             return Ok(());
         }
-        for other in self.store.blocked_by(member).await? {
-            self.matcher.block(pool, member, &other).await?;
+        // Blocks are the person's, made through any bot of any pool.
+        for other in self.store.blocked_by(member.user).await? {
+            self.matcher.block(pool, member.user, other).await?;
         }
         let mut done = self.blocks_restored.lock().unwrap_or_else(|p| p.into_inner());
         if done.len() > 1_000_000 {
@@ -100,10 +102,17 @@ impl Fleet {
 }
 
 pub struct Bot {
+    /// The BotInstance's name: how members, outboxes and timers name the bot inside its pool.
     pub name: String,
-    /// The matching pool, fixed at start (moving a running bot to another pool would orphan
-    /// its chats; a new pool takes effect on restart).
+    /// `<namespace>/<name>`: the bot fleet-wide (SQL rows, logs). See identity.rs.
+    pub id: BotId,
+    /// The matching pool as keyed, `<namespace>/<pool>`, fixed at start (moving a running bot
+    /// to another pool would orphan its chats; a new pool takes effect on restart).
     pub pool: String,
+    /// The pool's own name: the `pool` label of metrics (the namespace is the scrape target's).
+    pub pool_label: String,
+    /// The SQL store as this bot's namespace sees it (bot names in, bot ids stored).
+    pub store: Arc<dyn Store>,
     pub config: LiveConfig,
     pub api: TelegramApi,
     pub fleet: Arc<Fleet>,
@@ -181,7 +190,7 @@ impl<'a> Effects<'a> {
         self.bot.fleet.hot.as_ref()
     }
     pub fn store(&self) -> &dyn Store {
-        self.bot.fleet.store.as_ref()
+        self.bot.store.as_ref()
     }
     pub fn matcher(&self) -> &dyn MatchPool {
         self.bot.fleet.matcher.as_ref()

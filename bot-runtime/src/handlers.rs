@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::bot::{Audience, Bot, Effects, HandleError, chat_keyboard, inline, menu_keyboard, message_ref, remove_keyboard, texts};
 use crate::hot::{Job, Lane, Timer, Upload, saved_ref};
 use crate::matching::{Gender, Member, Rules, SearchOutcome, Seeker, Tier, Want};
-use crate::store::{EndReason, Stage, User};
+use crate::store::{EndReason, Funnel, Stage, User, day_of};
 use crate::telegram::MAX_DOWNLOAD_BYTES;
 use crate::texts::{Lang, escape};
 use crate::update::{CallbackQuery, Content, Event, From, Message};
@@ -44,6 +44,17 @@ async fn load_user(fx: &Effects<'_>, from: &From) -> Result<User, HandleError> {
     if !user.reachable {
         fx.store().set_reachable(&fx.bot.name, from.id, true).await?;
         user.reachable = true;
+    }
+    // The activity record: one write per member per day (or when the username changes),
+    // never one per message.
+    let today = day_of(fx.now_ms);
+    if user.active_day != Some(today) || user.username != from.username {
+        if user.active_day.is_none() {
+            fx.store().record_event(&fx.bot.name, from.id, Funnel::Start, "", fx.now_ms).await?;
+        }
+        fx.store().record_activity(&fx.bot.name, from.id, from.username.as_deref(), today).await?;
+        user.active_day = Some(today);
+        user.username = from.username.clone();
     }
     Ok(user)
 }
@@ -270,6 +281,7 @@ async fn advance(fx: &mut Effects<'_>, mut user: User, lang: Lang, stage: Stage)
     user.updated_ms = fx.now_ms;
     fx.store().save_profile(&user).await?;
     if stage == Stage::Ready {
+        fx.store().record_event(&fx.bot.name, user.user_id, Funnel::ProfileDone, "", fx.now_ms).await?;
         let t = texts();
         fx.say(&user.member(), t.raw(lang, "profile_done"), Some(menu_keyboard(lang)));
         return Ok(());
@@ -400,7 +412,7 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
         }
         ["del", "yes"] => {
             leave_everything(fx, &me, EndReason::Gone).await?;
-            fx.store().delete_user(&fx.bot.name, me.user).await?;
+            fx.store().delete_user(&fx.bot.name, me.user, fx.now_ms).await?;
             if let Some(id) = message_id {
                 edit_markup_off(fx, &me, id);
             }
@@ -511,6 +523,7 @@ async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), Han
         return Ok(());
     }
     fx.bot.fleet.restore_blocks(fx.pool(), &me).await?;
+    fx.store().record_event(&fx.bot.name, me.user, Funnel::FirstSearch, "", fx.now_ms).await?;
     let vip = user.is_vip(fx.now_ms);
     let want = match (vip, user.wants) {
         (true, Some(g)) => Want::Only(g),
@@ -527,6 +540,7 @@ async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), Han
             Ok(Some(match matcher.search(&pool, &seeker, now, rules).await? {
                 SearchOutcome::Matched { partner } => format!("matched {partner}"),
                 SearchOutcome::AlreadyInChat { partner } => format!("in_chat {partner}"),
+                SearchOutcome::BusyElsewhere { holder } => format!("elsewhere {holder}"),
                 SearchOutcome::Queued => "queued".to_string(),
             }))
         })
@@ -536,11 +550,17 @@ async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), Han
     match kind {
         "matched" => {
             let partner: Member = partner.parse()?;
-            fx.bot.metrics().matched(fx.pool(), if vip { Tier::Vip.as_str() } else { Tier::Free.as_str() });
+            fx.bot.metrics().matched(&fx.bot.pool_label, if vip { Tier::Vip.as_str() } else { Tier::Free.as_str() });
             announce_match(fx, user, lang, &partner).await
         }
         "in_chat" => {
             fx.say(&me, t.raw(lang, "already_in_chat"), Some(chat_keyboard(lang)));
+            Ok(())
+        }
+        "elsewhere" => {
+            // A person is in at most one chat per pool: finish it on the other bot first.
+            let holder: Member = partner.parse()?;
+            fx.say(&me, t.fmt(lang, "in_chat_other_bot", &[("bot", &escape(&holder.bot))]), Some(menu_keyboard(lang)));
             Ok(())
         }
         _ => {
@@ -562,6 +582,8 @@ async fn announce_match(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: 
     let me = user.member();
     let other = audience(fx, partner).await?;
     fx.store().start_session(&me, partner, fx.now_ms).await?;
+    fx.store().record_event(&me.bot, me.user, Funnel::FirstChat, "", fx.now_ms).await?;
+    fx.store().record_event(&partner.bot, partner.user, Funnel::FirstChat, "", fx.now_ms).await?;
     // Neither side's search message needs refreshing any more.
     fx.hot().unschedule(fx.pool(), &me.bot, &search_timer_id(&me)).await?;
     fx.hot().unschedule(fx.pool(), &partner.bot, &search_timer_id(partner)).await?;
@@ -620,7 +642,7 @@ async fn end_chat(fx: &mut Effects<'_>, user: &User, lang: Lang, reason: EndReas
     let session = finish_session(fx, &me, &partner, Some(&me), reason).await?;
     match reason {
         EndReason::Report => {
-            fx.matcher().block(fx.pool(), &me, &partner).await?;
+            fx.matcher().block(fx.pool(), me.user, partner.user).await?;
             let report = fx.store().record_report(&me, &partner, session, fx.now_ms).await?;
             restrict_if_reported_enough(fx, &partner).await?;
             fx.say(&me, t.raw(lang, "you_left"), Some(menu_keyboard(lang)));
@@ -632,7 +654,7 @@ async fn end_chat(fx: &mut Effects<'_>, user: &User, lang: Lang, reason: EndReas
             fx.say(&me, t.raw(lang, "reported"), Some(inline(reasons)));
         }
         EndReason::Block => {
-            fx.matcher().block(fx.pool(), &me, &partner).await?;
+            fx.matcher().block(fx.pool(), me.user, partner.user).await?;
             fx.store().record_block(&me, &partner, fx.now_ms).await?;
             fx.say(&me, t.raw(lang, "blocked"), Some(menu_keyboard(lang)));
         }
@@ -689,10 +711,12 @@ async fn restrict_if_reported_enough(fx: &Effects<'_>, member: &Member) -> Resul
     let cfg = fx.bot.cfg();
     let m = &cfg.bot.moderation;
     let since = fx.now_ms - i64::from(m.window_hours) * 3_600_000;
-    if fx.store().reporters_since(member, since).await? >= u64::from(m.reports_to_restrict) {
+    if fx.store().reporters_since(member.user, since).await? >= u64::from(m.reports_to_restrict) {
         let until = fx.now_ms + i64::from(m.restrict_hours) * 3_600_000;
-        fx.store().restrict(&member.bot, member.user, Some(until)).await?;
-        fx.matcher().cancel(fx.pool(), member).await?;
+        // The person, on every bot: out of every queue of this pool now; other pools refuse
+        // them at their next search (the restriction is read with the profile).
+        fx.store().restrict(member.user, Some(until), fx.now_ms).await?;
+        fx.matcher().cancel_person(fx.pool(), member.user).await?;
         tracing::info!(bot = %member.bot, "a user was restricted automatically after reports");
     }
     Ok(())

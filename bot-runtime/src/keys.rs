@@ -47,8 +47,19 @@ impl Keys {
         format!("{}pair:{m}", self.pool(pool))
     }
 
-    pub fn recent(&self, pool: &str, m: &Member) -> String {
-        format!("{}recent:{m}", self.pool(pool))
+    /// A person's recent partners (person ids) with the time each may be matched again.
+    pub fn recent(&self, pool: &str, person: i64) -> String {
+        format!("{}recent:{person}", self.pool(pool))
+    }
+
+    /// The member through which a person holds a chat of the pool (at most one: match.lua).
+    pub fn busy(&self, pool: &str, person: i64) -> String {
+        format!("{}busy:{person}", self.pool(pool))
+    }
+
+    /// The members through which a person waits (one per bot), for cancel_person.lua.
+    pub fn person_queued(&self, pool: &str, person: i64) -> String {
+        format!("{}pq:{person}", self.pool(pool))
     }
 
     /// How many chats are in progress in the pool (kept by match.lua and end_chat.lua).
@@ -56,8 +67,9 @@ impl Keys {
         format!("{}active", self.pool(pool))
     }
 
-    pub fn blocked(&self, pool: &str, m: &Member) -> String {
-        format!("{}blocked:{m}", self.pool(pool))
+    /// The people a person blocked or reported (person ids): never matched, on any bot.
+    pub fn blocked(&self, pool: &str, person: i64) -> String {
+        format!("{}blocked:{person}", self.pool(pool))
     }
 
     // ---- hot state (see hot/redis.rs). Bot names are Kubernetes names (no ':'), so the
@@ -159,8 +171,10 @@ mod tests {
             k.queue("eu-chat", Tier::Vip, "f", "any"),
             k.profile("eu-chat", &m),
             k.pair("eu-chat", &m),
-            k.recent("eu-chat", &m),
-            k.blocked("eu-chat", &m),
+            k.recent("eu-chat", m.user),
+            k.blocked("eu-chat", m.user),
+            k.busy("eu-chat", m.user),
+            k.person_queued("eu-chat", m.user),
         ] {
             assert!(key.starts_with("t1:bf:"), "{key}");
             assert_eq!(key.matches('{').count(), 1, "{key}");

@@ -7,6 +7,7 @@ pub mod bot;
 pub mod config;
 pub mod handlers;
 pub mod hot;
+pub mod identity;
 pub mod ingress;
 pub mod keys;
 pub mod local;

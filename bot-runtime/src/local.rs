@@ -193,20 +193,17 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let mut running = Vec::new();
     let mut senders = HashMap::new();
     let mut webhook_bots = HashMap::new();
-    let mut pools: Vec<String> = Vec::new();
     for (cfg, token) in configs.drain(..).zip(tokens) {
         let name = cfg.bot.name.clone();
-        if !pools.contains(&cfg.bot.pool) {
-            pools.push(cfg.bot.pool.clone());
-        }
         let (live, tx) = LiveConfig::channel(cfg);
         let api = TelegramApi::new(&api_url, token, &name, metrics.clone());
-        let bot = app::start_bot(&fleet, live, api, true, &shutdown);
+        let bot = app::start_bot(&fleet, live, api, true, &shutdown).await?;
         webhook_bots.insert(name.clone(), WebhookBot { bot: bot.bot.clone(), secret: None });
         senders.insert(name, tx);
         running.push(bot);
     }
-    let gauges = app::pool_gauges(&fleet, pools, shutdown.clone());
+    let started: Vec<_> = running.iter().map(|b| b.bot.clone()).collect();
+    let gauges = app::pool_gauges(&fleet, &started, shutdown.clone());
     let watcher = tokio::spawn(watch_manifests(args.manifests.clone(), senders, shutdown.clone()));
     let state = app::app_state(&fleet, webhook_bots);
     let http = tokio::spawn(app::serve_http(args.listen, state, shutdown.clone()));

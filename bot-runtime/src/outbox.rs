@@ -260,7 +260,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
     if e.is_unreachable_user() {
         tracing::info!(bot = %bot.name, method = %job.method, "recipient blocked the bot; ending their chat");
         if let Some(member) = job.chat_member.as_deref().and_then(|m| m.parse::<Member>().ok()) {
-            let _ = bot.fleet.store.set_reachable(&member.bot, member.user, false).await;
+            let _ = bot.store.set_reachable(&member.bot, member.user, false).await;
             let mut fx = Effects::new(bot, now_ms(), None);
             match handlers::leave_everything(&mut fx, &member, EndReason::Gone).await {
                 Ok(()) => {
@@ -271,7 +271,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
                 Err(err) => tracing::warn!(bot = %bot.name, error = %err, "could not end the chat of an unreachable user"),
             }
         } else {
-            let _ = bot.fleet.store.set_reachable(&recipient.bot, recipient.user, false).await;
+            let _ = bot.store.set_reachable(&recipient.bot, recipient.user, false).await;
         }
         return Delivery::Done;
     }
@@ -288,7 +288,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
 async fn tell_sender_it_failed(bot: &Bot, job: &Job) {
     let Some(origin) = &job.origin else { return };
     let Ok(sender) = origin.member.parse::<Member>() else { return };
-    let lang = match bot.fleet.store.user(&sender.bot, sender.user).await {
+    let lang = match bot.store.user(&sender.bot, sender.user).await {
         Ok(Some(u)) => crate::texts::Lang::parse(&u.language).unwrap_or(crate::texts::Lang::En),
         _ => crate::texts::Lang::En,
     };

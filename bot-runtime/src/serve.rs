@@ -28,6 +28,10 @@ pub struct ServeArgs {
     pub listen: SocketAddr,
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
+    /// Postgres connections of this replica (the fleet's budget: bots × replicas × this, see
+    /// docs/DEPLOY.md). Behind PgBouncer in transaction mode it may be larger.
+    #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = crate::store::sql::POSTGRES_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub database_pool_size: u32,
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: String,
     /// Prefix of every Redis key (several fleets on one Redis).
@@ -56,13 +60,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (IngressMode::Polling, _) => None,
     };
     let metrics = Metrics::new();
-    let fleet = app::production_fleet(&args.database_url, &args.redis_url, &args.redis_prefix, metrics.clone()).await?;
+    let fleet =
+        app::production_fleet_sized(&args.database_url, args.database_pool_size, &args.redis_url, &args.redis_prefix, metrics.clone())
+            .await?;
     let api = TelegramApi::new(&args.telegram_api_url, token, &cfg.bot.name, metrics);
     let (_signal, shutdown) = app::shutdown_signal();
     let poll = app::polls(&config);
     tracing::info!(bot = %cfg.bot.name, pool = %cfg.bot.pool, replica = %fleet.replica, polling = poll, config_hash = %cfg.hash(), "bot runtime starting");
-    let running = app::start_bot(&fleet, config, api, poll, &shutdown);
-    let gauges = app::pool_gauges(&fleet, vec![cfg.bot.pool.clone()], shutdown.clone());
+    let running = app::start_bot(&fleet, config, api, poll, &shutdown).await?;
+    let gauges = app::pool_gauges(&fleet, std::slice::from_ref(&running.bot), shutdown.clone());
     let bots = HashMap::from([(cfg.bot.name.clone(), WebhookBot { bot: running.bot.clone(), secret })]);
     let state = app::app_state(&fleet, bots);
     let served = app::serve_http(args.listen, state, shutdown.clone()).await;

@@ -12,6 +12,9 @@ pub struct From {
     pub is_bot: bool,
     #[serde(default)]
     pub language_code: Option<String>,
+    /// The @username, if the user has one (recorded for admin search; erased by /delete_me).
+    #[serde(default)]
+    pub username: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

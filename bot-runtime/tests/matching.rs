@@ -98,11 +98,62 @@ async fn recent_partners_are_not_rematched_within_the_window<P: MatchPool>(p: P)
 }
 
 async fn blocked_users_never_meet_again_either_way<P: MatchPool>(p: P) {
-    let (a, b) = (Member::new("alpha", 1), Member::new("beta", 2));
-    p.block(POOL, &a, &b).await.unwrap();
+    let a = Member::new("alpha", 1);
+    p.block(POOL, 1, 2).await.unwrap();
     matched(&p, &anyone("alpha", 1), 0).await;
     assert_eq!(matched(&p, &anyone("beta", 2), 100 * MIN).await, None, "b is blocked by a");
     assert_eq!(matched(&p, &anyone("gamma", 3), 100 * MIN).await, Some(a.clone()));
+}
+
+/// A person (a Telegram user id) is the same on every bot: blocks, recent partners and the
+/// "one chat at a time" rule hold per person, through whichever bot they search.
+async fn a_person_is_never_matched_with_themselves_through_another_bot<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    assert_eq!(matched(&p, &anyone("beta", 1), 1).await, None, "the same person on beta waits instead");
+    assert_eq!(matched(&p, &anyone("gamma", 2), 2).await, Some(Member::new("alpha", 1)));
+}
+
+async fn a_person_is_in_at_most_one_chat_per_pool<P: MatchPool>(p: P) {
+    // Ann waits through alpha and through beta; Bob takes the alpha one.
+    matched(&p, &anyone("alpha", 1), 0).await;
+    matched(&p, &anyone("beta", 1), 1).await;
+    assert_eq!(matched(&p, &anyone("gamma", 2), 2).await, Some(Member::new("alpha", 1)));
+    // Her beta place is gone with it: Carol waits rather than getting a second Ann chat.
+    assert_eq!(matched(&p, &anyone("gamma", 3), 3).await, None);
+    assert!(!p.waiting(POOL, &Member::new("beta", 1)).await.unwrap());
+    // Searching through beta while in the alpha chat says where the chat is.
+    assert_eq!(
+        p.search(POOL, &anyone("beta", 1), 4, rules()).await.unwrap(),
+        SearchOutcome::BusyElsewhere { holder: Member::new("alpha", 1) }
+    );
+    // Once it ends she is free on every bot.
+    p.end_chat(POOL, &Member::new("gamma", 2)).await.unwrap();
+    assert_eq!(matched(&p, &anyone("beta", 1), 5).await, Some(Member::new("gamma", 3)));
+}
+
+async fn a_block_holds_through_every_bot_of_both_people<P: MatchPool>(p: P) {
+    p.block(POOL, 1, 2).await.unwrap();
+    matched(&p, &anyone("alpha", 1), 0).await;
+    assert_eq!(matched(&p, &anyone("gamma", 2), 1).await, None, "blocked on alpha, not met on gamma");
+    p.cancel(POOL, &Member::new("alpha", 1)).await.unwrap();
+    matched(&p, &anyone("beta", 1), 2).await;
+    assert_eq!(matched(&p, &anyone("delta", 2), 100 * MIN).await, None, "nor through any other pair of bots");
+}
+
+async fn recent_partners_are_people_not_bots<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    matched(&p, &anyone("beta", 2), 1).await;
+    p.end_chat(POOL, &Member::new("alpha", 1)).await.unwrap();
+    matched(&p, &anyone("gamma", 1), 2).await;
+    assert_eq!(matched(&p, &anyone("delta", 2), 3).await, None, "the same two people, other bots");
+}
+
+async fn a_restricted_person_leaves_every_queue_of_the_pool<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    matched(&p, &anyone("beta", 1), 1).await;
+    assert_eq!(p.cancel_person(POOL, 1).await.unwrap(), 2);
+    assert_eq!(p.queue_len(POOL, Tier::Free).await.unwrap(), 0);
+    assert_eq!(matched(&p, &anyone("gamma", 2), 2).await, None);
 }
 
 async fn ending_a_chat_ends_it_for_both_once<P: MatchPool>(p: P) {
@@ -191,6 +242,11 @@ both_stores!(
     blocked_users_never_meet_again_either_way,
     ending_a_chat_ends_it_for_both_once,
     cancel_leaves_the_queue,
+    a_person_is_never_matched_with_themselves_through_another_bot,
+    a_person_is_in_at_most_one_chat_per_pool,
+    a_block_holds_through_every_bot_of_both_people,
+    recent_partners_are_people_not_bots,
+    a_restricted_person_leaves_every_queue_of_the_pool,
 );
 
 /// More than a scan's worth of members who suit nobody searching now must not hide a

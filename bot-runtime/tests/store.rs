@@ -41,6 +41,8 @@ async fn a_new_user_starts_at_the_terms(s: SqlStore) {
         reachable: true,
         created_ms: 1_000,
         updated_ms: 1_000,
+        username: None,
+        active_day: None,
     };
     assert_eq!(u, expected);
     assert_eq!(s.user("alpha", id).await.unwrap(), Some(expected.clone()));
@@ -71,7 +73,7 @@ async fn user_or_create_is_idempotent_under_concurrency(s: SqlStore) {
 
 async fn profile_round_trips(s: SqlStore) {
     let mut u = s.user_or_create("alpha", 1, "en", 1_000).await.unwrap();
-    s.restrict("alpha", 1, Some(9_000)).await.unwrap();
+    s.restrict(1, Some(9_000), 1_500).await.unwrap();
     s.set_reachable("alpha", 1, false).await.unwrap();
 
     u.stage = Stage::Ready;
@@ -90,7 +92,7 @@ async fn profile_round_trips(s: SqlStore) {
     assert_eq!(s.count_users("alpha").await.unwrap(), 1);
     assert_eq!(s.count_users("beta").await.unwrap(), 0);
 
-    s.restrict("alpha", 1, None).await.unwrap();
+    s.restrict(1, None, 2_500).await.unwrap();
     s.set_reachable("alpha", 1, true).await.unwrap();
     u.gender = Some(Gender::Other);
     u.age = None;
@@ -104,7 +106,7 @@ async fn profile_round_trips(s: SqlStore) {
     assert_eq!(s.count_users("alpha").await.unwrap(), 0);
 
     // Saving a profile that is gone does not bring it back.
-    s.delete_user("alpha", 1).await.unwrap();
+    s.delete_user("alpha", 1, 4_000).await.unwrap();
     s.save_profile(&u).await.unwrap();
     assert_eq!(s.user("alpha", 1).await.unwrap(), None);
 }
@@ -118,16 +120,14 @@ async fn delete_erases_the_profile_but_keeps_blocks(s: SqlStore) {
     s.record_report(&b, &a, None, 2_000).await.unwrap();
     let session = s.start_session(&a, &b, 3_000).await.unwrap();
 
-    assert!(s.delete_user("alpha", 1).await.unwrap());
+    assert!(s.delete_user("alpha", 1, 4_000).await.unwrap());
     assert_eq!(s.user("alpha", 1).await.unwrap(), None);
-    assert!(!s.delete_user("alpha", 1).await.unwrap(), "nothing left to delete");
+    assert!(!s.delete_user("alpha", 1, 4_500).await.unwrap(), "nothing left to delete");
     assert!(s.user("beta", 2).await.unwrap().is_some(), "only that profile");
 
     // Safety outlives the profile: what a blocked and reported, and what was reported about a.
-    let mut blocked = s.blocked_by(&a).await.unwrap();
-    blocked.sort();
-    assert_eq!(blocked, vec![b.clone(), c.clone()]);
-    assert_eq!(s.reporters_since(&a, 0).await.unwrap(), 1);
+    assert_eq!(s.blocked_by(1).await.unwrap(), vec![2, 3]);
+    assert_eq!(s.reporters_since(1, 0).await.unwrap(), 1);
     assert!(s.session(session).await.unwrap().is_some());
 
     // Writing again starts from scratch.
@@ -143,16 +143,12 @@ async fn blocks_are_listed_for_matching(s: SqlStore) {
     s.record_report(&a, &d, None, 4_000).await.unwrap();
     s.record_report(&a, &b, None, 5_000).await.unwrap(); // blocked and reported: listed once
     s.record_block(&b, &a, 6_000).await.unwrap(); // the other direction is b's list
-    // The same user id on another bot is someone else.
-    s.record_block(&m("omega", 1), &d, 7_000).await.unwrap();
+    // The same user id on another bot is the same person: their blocks are one list.
+    s.record_block(&m("omega", 1), &m("omega", 5), 7_000).await.unwrap();
 
-    let mut blocked = s.blocked_by(&a).await.unwrap();
-    blocked.sort();
-    let mut expected = vec![b.clone(), c.clone(), d.clone()];
-    expected.sort();
-    assert_eq!(blocked, expected);
-    assert_eq!(s.blocked_by(&b).await.unwrap(), vec![a.clone()]);
-    assert_eq!(s.blocked_by(&c).await.unwrap(), vec![]);
+    assert_eq!(s.blocked_by(1).await.unwrap(), vec![2, 3, 4, 5]);
+    assert_eq!(s.blocked_by(2).await.unwrap(), vec![1]);
+    assert_eq!(s.blocked_by(3).await.unwrap(), Vec::<i64>::new());
 
     // Concurrent repeats of one block: no error, one row.
     let s = Arc::new(s);
@@ -165,8 +161,8 @@ async fn blocks_are_listed_for_matching(s: SqlStore) {
     for t in tasks {
         t.await.unwrap().unwrap();
     }
-    assert_eq!(s.blocked_by(&c).await.unwrap(), vec![d.clone()]);
-    assert_eq!(rows(&s, "SELECT COUNT(*) FROM blocks").await, 5, "a→b, a→c, b→a, omega→d, c→d");
+    assert_eq!(s.blocked_by(3).await.unwrap(), vec![4]);
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM blocks").await, 5, "a→b, a→c, b→a, omega:1→omega:5, c→d");
 }
 
 async fn reporters_are_counted_distinct_within_the_window(s: SqlStore) {
@@ -175,18 +171,22 @@ async fn reporters_are_counted_distinct_within_the_window(s: SqlStore) {
     let r2 = s.record_report(&m("alpha", 1), &target, None, 2_000).await.unwrap();
     s.record_report(&m("alpha", 1), &target, None, 3_000).await.unwrap();
     s.record_report(&m("alpha", 2), &target, None, 2_500).await.unwrap();
-    // Same user id, another bot: another reporter.
+    // Same user id, another bot: the same person, not another reporter.
     s.record_report(&m("gamma", 1), &target, None, 2_000).await.unwrap();
+    s.record_report(&m("gamma", 5), &target, None, 2_000).await.unwrap();
     // Before the window, and about someone else.
     s.record_report(&m("delta", 4), &target, None, 500).await.unwrap();
     s.record_report(&m("alpha", 3), &m("beta", 8), None, 2_000).await.unwrap();
     assert_ne!(r1, r2);
 
-    assert_eq!(s.reporters_since(&target, 1_000).await.unwrap(), 3);
-    assert_eq!(s.reporters_since(&target, 0).await.unwrap(), 4);
-    assert_eq!(s.reporters_since(&target, 2_600).await.unwrap(), 1);
-    assert_eq!(s.reporters_since(&target, 3_001).await.unwrap(), 0);
-    assert_eq!(s.reporters_since(&m("beta", 10), 0).await.unwrap(), 0);
+    assert_eq!(s.reporters_since(target.user, 1_000).await.unwrap(), 3);
+    assert_eq!(s.reporters_since(target.user, 0).await.unwrap(), 4);
+    assert_eq!(s.reporters_since(target.user, 2_600).await.unwrap(), 1);
+    assert_eq!(s.reporters_since(target.user, 3_001).await.unwrap(), 0);
+    assert_eq!(s.reporters_since(10, 0).await.unwrap(), 0);
+    // Reports about the person through any bot count.
+    s.record_report(&m("alpha", 6), &m("gamma", 9), None, 3_100).await.unwrap();
+    assert_eq!(s.reporters_since(target.user, 3_001).await.unwrap(), 1);
 
     // The reason, added later, only by the reporter.
     assert!(s.set_report_reason(r1, &m("alpha", 1), "spam").await.unwrap());
@@ -195,6 +195,119 @@ async fn reporters_are_counted_distinct_within_the_window(s: SqlStore) {
     let reason: Option<String> =
         sqlx::query("SELECT reason FROM reports WHERE id = $1").bind(r1).fetch_one(s.pool()).await.unwrap().try_get(0).unwrap();
     assert_eq!(reason.as_deref(), Some("spam"));
+}
+
+async fn a_restriction_belongs_to_the_person_on_every_bot(s: SqlStore) {
+    s.user_or_create("ns/alpha", 1, "en", 1_000).await.unwrap();
+    s.user_or_create("ns/beta", 1, "en", 1_100).await.unwrap();
+    s.user_or_create("ns/beta", 2, "en", 1_100).await.unwrap();
+    s.restrict(1, Some(9_000), 2_000).await.unwrap();
+    for bot in ["ns/alpha", "ns/beta"] {
+        let u = s.user(bot, 1).await.unwrap().unwrap();
+        assert_eq!(u.restricted_until_ms, Some(9_000), "{bot}");
+    }
+    // A member the person creates later is restricted from its first update.
+    let later = s.user_or_create("other/gamma", 1, "en", 3_000).await.unwrap();
+    assert!(later.is_restricted(3_000));
+    assert_eq!(s.user("ns/beta", 2).await.unwrap().unwrap().restricted_until_ms, None, "only that person");
+    let person = s.person(1).await.unwrap().unwrap();
+    assert_eq!((person.first_seen_ms, person.restricted_until_ms, person.deleted_ms), (1_000, Some(9_000), None));
+}
+
+async fn a_ban_survives_delete_me_and_the_person_is_not_new_again(s: SqlStore) {
+    let ban = i64::MAX / 2;
+    s.user_or_create("ns/alpha", 7, "en", 1_000).await.unwrap();
+    s.restrict(7, Some(ban), 2_000).await.unwrap();
+    assert!(s.delete_user("ns/alpha", 7, 3_000).await.unwrap());
+    assert_eq!(s.user("ns/alpha", 7).await.unwrap(), None, "the profile is gone");
+    let tombstone = s.person(7).await.unwrap().unwrap();
+    assert_eq!((tombstone.first_seen_ms, tombstone.restricted_until_ms, tombstone.deleted_ms), (1_000, Some(ban), Some(3_000)));
+    // /start again: a fresh profile, still banned, first seen unchanged.
+    let back = s.user_or_create("ns/alpha", 7, "en", 4_000).await.unwrap();
+    assert_eq!((back.stage, back.created_ms), (Stage::Terms, 4_000));
+    assert!(back.is_restricted(4_000));
+    assert_eq!(s.person(7).await.unwrap().unwrap().first_seen_ms, 1_000);
+}
+
+async fn a_restriction_written_by_the_previous_release_still_holds(s: SqlStore) {
+    // Release N writes only the member's column (it knows no persons table).
+    s.user_or_create("ns/alpha", 3, "en", 1_000).await.unwrap();
+    sqlx::query("UPDATE users SET restricted_until_ms = 9000 WHERE user_id = 3").execute(s.pool()).await.unwrap();
+    assert_eq!(s.user("ns/alpha", 3).await.unwrap().unwrap().restricted_until_ms, Some(9_000));
+    // And /delete_me keeps it in the tombstone.
+    s.delete_user("ns/alpha", 3, 2_000).await.unwrap();
+    assert!(s.user_or_create("ns/alpha", 3, "en", 3_000).await.unwrap().is_restricted(3_000));
+}
+
+async fn same_name_bots_in_two_namespaces_never_share_users(s: SqlStore) {
+    use bot_runtime::store::scoped::BotStore;
+    let inner: Arc<dyn bot_runtime::store::Store> = Arc::new(s.clone());
+    let (team_a, team_b) = (BotStore::new("team-a", inner.clone()), BotStore::new("team-b", inner));
+    let mut a = team_a.user_or_create("alpha", 5, "en", 1_000).await.unwrap();
+    assert_eq!(a.bot, "alpha", "handlers see the bot's name");
+    a.stage = Stage::Ready;
+    a.age = Some(30);
+    team_a.save_profile(&a).await.unwrap();
+    let b = team_b.user_or_create("alpha", 5, "ru", 2_000).await.unwrap();
+    assert_eq!((b.stage, b.language.as_str()), (Stage::Terms, "ru"), "another bot, another member");
+    let stored: Vec<String> = sqlx::query("SELECT bot FROM users ORDER BY bot")
+        .fetch_all(s.pool())
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get::<String, _>(0).unwrap())
+        .collect();
+    assert_eq!(stored, vec!["team-a/alpha", "team-b/alpha"]);
+    // Sessions and stats stay apart too.
+    let id = team_a.start_session(&m("alpha", 5), &m("beta", 6), 3_000).await.unwrap();
+    team_a.end_session(&m("alpha", 5), &m("beta", 6), None, EndReason::Idle, 63_000).await.unwrap();
+    assert_eq!(team_a.stats(&m("alpha", 5)).await.unwrap().chats, 1);
+    assert_eq!(team_b.stats(&m("alpha", 5)).await.unwrap().chats, 0);
+    let session = team_a.session(id).await.unwrap().unwrap();
+    assert_eq!((session.a, session.b), (m("alpha", 5), m("beta", 6)));
+    assert!(team_b.open_session(&m("alpha", 5), &m("beta", 6)).await.unwrap().is_none());
+}
+
+async fn rows_of_the_previous_release_are_adopted_by_the_namespaced_bot(s: SqlStore) {
+    // Release N: bare bot names.
+    s.user_or_create("alpha", 1, "en", 1_000).await.unwrap();
+    s.user_or_create("alpha", 2, "en", 1_000).await.unwrap();
+    s.record_block(&m("alpha", 1), &m("beta", 2), 1_500).await.unwrap();
+    let session = s.start_session(&m("alpha", 1), &m("beta", 2), 2_000).await.unwrap();
+    // A user who reached a new replica during the rollout already has a namespaced row.
+    s.user_or_create("team-a/alpha", 2, "ru", 2_500).await.unwrap();
+
+    let moved = s.adopt_legacy_bot("alpha", "team-a/alpha").await.unwrap();
+    assert!(moved >= 3, "{moved}");
+    assert!(s.user("alpha", 1).await.unwrap().is_none());
+    assert_eq!(s.user("team-a/alpha", 1).await.unwrap().unwrap().created_ms, 1_000);
+    assert_eq!(s.user("team-a/alpha", 2).await.unwrap().unwrap().language, "ru", "the namespaced row wins");
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM users").await, 2);
+    let sess = s.session(session).await.unwrap().unwrap();
+    assert_eq!(sess.a, m("team-a/alpha", 1));
+    assert_eq!(sess.b, m("beta", 2), "beta adopts its own side when it starts");
+    assert_eq!(s.adopt_legacy_bot("alpha", "team-a/alpha").await.unwrap(), 0, "idempotent");
+    s.adopt_legacy_bot("beta", "team-a/beta").await.unwrap();
+    assert_eq!(s.session(session).await.unwrap().unwrap().b, m("team-a/beta", 2));
+    assert_eq!(s.blocked_by(1).await.unwrap(), vec![2]);
+}
+
+async fn activity_and_funnel_events_are_recorded_once(s: SqlStore) {
+    use bot_runtime::store::Funnel;
+    s.user_or_create("ns/alpha", 1, "en", 1_000).await.unwrap();
+    s.record_activity("ns/alpha", 1, Some("ann"), 20_000).await.unwrap();
+    let u = s.user("ns/alpha", 1).await.unwrap().unwrap();
+    assert_eq!((u.username.as_deref(), u.active_day), (Some("ann"), Some(20_000)));
+    for _ in 0..3 {
+        s.record_event("ns/alpha", 1, Funnel::FirstSearch, "", 2_000).await.unwrap();
+    }
+    s.record_event("ns/alpha", 1, Funnel::Purchase, "charge-1", 3_000).await.unwrap();
+    s.record_event("ns/alpha", 1, Funnel::Purchase, "charge-2", 4_000).await.unwrap();
+    s.record_event("ns/alpha", 1, Funnel::Purchase, "charge-2", 4_000).await.unwrap();
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM analytics_events").await, 3);
+    // /delete_me erases the username with the profile.
+    s.delete_user("ns/alpha", 1, 5_000).await.unwrap();
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM users WHERE username IS NOT NULL").await, 0);
 }
 
 async fn a_session_ends_once_from_either_side(s: SqlStore) {
@@ -356,7 +469,7 @@ async fn migrations_can_run_twice_and_concurrently(url: String) {
         stores.push(t.await.unwrap().unwrap());
     }
     stores[0].migrate().await.unwrap();
-    assert_eq!(rows(&stores[0], "SELECT COUNT(*) FROM _sqlx_migrations").await, 1);
+    assert_eq!(rows(&stores[0], "SELECT COUNT(*) FROM _sqlx_migrations").await, SqlStore::migrator(stores[0].backend()).iter().count() as i64);
     for (i, s) in stores.iter().enumerate() {
         s.user_or_create("alpha", i as i64, "en", 0).await.unwrap();
     }
@@ -453,6 +566,12 @@ both_databases!(
     unexpected_stored_values_are_reported_as_corrupt,
     ping_answers_and_a_closed_store_is_unavailable,
     a_replica_of_the_previous_release_starts_after_a_newer_one_migrated,
+    a_restriction_belongs_to_the_person_on_every_bot,
+    a_ban_survives_delete_me_and_the_person_is_not_new_again,
+    a_restriction_written_by_the_previous_release_still_holds,
+    same_name_bots_in_two_namespaces_never_share_users,
+    rows_of_the_previous_release_are_adopted_by_the_namespaced_bot,
+    activity_and_funnel_events_are_recorded_once,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would

@@ -531,6 +531,10 @@ impl HotState for MemoryHot {
     async fn ping(&self) -> HotResult<()> {
         Ok(())
     }
+
+    async fn adopt_legacy_pool(&self, _legacy: &str, _pool: &str) -> HotResult<u64> {
+        Ok(0)
+    }
 }
 
 #[cfg(test)]

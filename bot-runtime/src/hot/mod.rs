@@ -268,6 +268,12 @@ pub trait HotState: Send + Sync + 'static {
 
     /// Reachability (for /readyz).
     async fn ping(&self) -> HotResult<()>;
+
+    // ---- upgrades ----------------------------------------------------------------------
+    /// Moves every key of the pool as release N keyed it (`legacy`, the bare pool name) under
+    /// the pool's namespaced id (`pool`); keys already there are kept (never overwritten).
+    /// Idempotent; how many keys moved. The embedded store starts empty, so it has none.
+    async fn adopt_legacy_pool(&self, legacy: &str, pool: &str) -> HotResult<u64>;
 }
 
 /// The reply-map entry name for a message in a member's chat.

@@ -7,6 +7,11 @@
 -- partners and blocks can make one unsuitable, which keeps the bounded scan effective even
 -- behind a crowd (the oldest suitable member of each queue is found in a few steps).
 --
+-- A member is a person on one bot ("<bot>:<user id>"); the person is the Telegram user id,
+-- the same on every bot. The rules that protect people hold per person: nobody is matched
+-- with themselves through another bot, recent partners, blocks and reports are per person,
+-- and a person is in at most one chat of the pool (busy:<user> names the member that holds it).
+--
 -- KEYS[1] the pool's key prefix (carries the pool's hash tag; every key below derives from it)
 -- ARGV[1] seeker member ("<bot>:<user id>")
 -- ARGV[2] seeker gender (m, f, o)
@@ -16,32 +21,48 @@
 -- ARGV[6] recent-partner window, in milliseconds
 -- ARGV[7] how many waiting members to look at per queue (bounds the script's run time)
 --
--- Returns {"in_chat", partner} | {"matched", partner} | {"queued"}
+-- Returns {"in_chat", partner} | {"elsewhere", own member holding the chat} | {"matched", partner} | {"queued"}
 
 local p = KEYS[1]
 local me, gender, want, vip = ARGV[1], ARGV[2], ARGV[3], ARGV[4] == "1"
 local now, window, scan = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local want_code = (want == "*") and "any" or want
 
+-- The person behind a member: the user id after the last ':' (bot names have no ':').
+local function person(member)
+  return string.match(member, ":(%-?%d+)$") or member
+end
+local me_person = person(me)
+
 local current = redis.call("GET", p .. "pair:" .. me)
 if current then
   return {"in_chat", current}
 end
+local holder = redis.call("GET", p .. "busy:" .. me_person)
+if holder and holder ~= me then
+  if redis.call("EXISTS", p .. "pair:" .. holder) == 1 then
+    return {"elsewhere", holder}
+  end
+  -- A marker left behind by a chat that ended without clearing it: not busy.
+  redis.call("DEL", p .. "busy:" .. me_person)
+end
 
 local function suitable(other)
-  if other == me then
+  local other_person = person(other)
+  -- Never with oneself, through whichever bot.
+  if other_person == me_person then
     return false
   end
-  -- Not again within the window (recorded both ways when a chat starts).
-  local until_ms = redis.call("ZSCORE", p .. "recent:" .. me, other)
+  -- Not again within the window (recorded both ways, per person, when a chat starts).
+  local until_ms = redis.call("ZSCORE", p .. "recent:" .. me_person, other_person)
   if until_ms and tonumber(until_ms) > now then
     return false
   end
-  -- Never with someone either side blocked or reported.
-  if redis.call("SISMEMBER", p .. "blocked:" .. me, other) == 1 then
+  -- Never with someone either side blocked or reported (per person, on every bot).
+  if redis.call("SISMEMBER", p .. "blocked:" .. me_person, other_person) == 1 then
     return false
   end
-  if redis.call("SISMEMBER", p .. "blocked:" .. other, me) == 1 then
+  if redis.call("SISMEMBER", p .. "blocked:" .. other_person, me_person) == 1 then
     return false
   end
   return true
@@ -71,7 +92,9 @@ local function best_in(tier)
             done = true
             break
           end
-          if redis.call("EXISTS", p .. "pair:" .. other) == 1 then
+          local other_holder = redis.call("GET", p .. "busy:" .. person(other))
+          if redis.call("EXISTS", p .. "pair:" .. other) == 1
+            or (other_holder and redis.call("EXISTS", p .. "pair:" .. other_holder) == 1) then
             -- Stale entry (matched elsewhere without leaving the queue): clean it up.
             redis.call("ZREM", queue, other)
             removed = removed + 1
@@ -94,6 +117,7 @@ local function leave_queue(member)
     redis.call("ZREM", q, member)
     redis.call("HDEL", p .. "u:" .. member, "q")
   end
+  redis.call("SREM", p .. "pq:" .. person(member), member)
 end
 
 for _, tier in ipairs({"vip", "free"}) do
@@ -102,11 +126,18 @@ for _, tier in ipairs({"vip", "free"}) do
     -- The claim: both sides, in one step.
     redis.call("SET", p .. "pair:" .. me, other)
     redis.call("SET", p .. "pair:" .. other, me)
+    redis.call("SET", p .. "busy:" .. me_person, me)
+    redis.call("SET", p .. "busy:" .. person(other), other)
     redis.call("INCR", p .. "active")
-    leave_queue(me)
-    leave_queue(other)
+    -- The person leaves every queue of the pool, through whichever bot they waited.
+    for _, who in ipairs({me, other}) do
+      leave_queue(who)
+      for _, m in ipairs(redis.call("SMEMBERS", p .. "pq:" .. person(who))) do
+        leave_queue(m)
+      end
+    end
     if window > 0 then
-      for _, pair in ipairs({{me, other}, {other, me}}) do
+      for _, pair in ipairs({{me_person, person(other)}, {person(other), me_person}}) do
         local key = p .. "recent:" .. pair[1]
         redis.call("ZADD", key, now + window, pair[2])
         redis.call("ZREMRANGEBYSCORE", key, "-inf", now)
@@ -125,4 +156,6 @@ if previous and previous ~= queue then
 end
 redis.call("HSET", p .. "u:" .. me, "q", queue)
 redis.call("ZADD", queue, "NX", now, me)
+-- The person's waiting members (one per bot they search through), for cancel_person.lua.
+redis.call("SADD", p .. "pq:" .. me_person, me)
 return {"queued"}

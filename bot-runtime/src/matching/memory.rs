@@ -15,9 +15,12 @@ struct Pool {
     queues: HashMap<QueueKey, BTreeMap<(i64, u64), Member>>,
     waiting: HashMap<Member, (QueueKey, (i64, u64))>,
     pairs: HashMap<Member, Member>,
-    /// (member, partner) → until (ms).
-    recent: HashMap<(Member, Member), i64>,
-    blocked: HashSet<(Member, Member)>,
+    /// The member through which a person holds a chat (at most one per person).
+    busy: HashMap<i64, Member>,
+    /// (person, partner person) → until (ms).
+    recent: HashMap<(i64, i64), i64>,
+    /// (by person, other person).
+    blocked: HashSet<(i64, i64)>,
     seq: u64,
 }
 
@@ -52,11 +55,20 @@ impl Pool {
         }
     }
 
+    fn unqueue_person(&mut self, person: i64) -> u64 {
+        let members: Vec<Member> = self.waiting.keys().filter(|m| m.user == person).cloned().collect();
+        members.iter().filter(|m| self.unqueue(m)).count() as u64
+    }
+
+    /// Per person, as in match.lua: never oneself through another bot, not a recent partner,
+    /// not blocked either way, not in a chat through another bot.
     fn suitable(&self, me: &Member, other: &Member, now: i64) -> bool {
-        other != me
-            && self.recent.get(&(me.clone(), other.clone())).is_none_or(|until| *until <= now)
-            && !self.blocked.contains(&(me.clone(), other.clone()))
-            && !self.blocked.contains(&(other.clone(), me.clone()))
+        let (a, b) = (me.user, other.user);
+        a != b
+            && !self.busy.contains_key(&b)
+            && self.recent.get(&(a, b)).is_none_or(|until| *until <= now)
+            && !self.blocked.contains(&(a, b))
+            && !self.blocked.contains(&(b, a))
     }
 
     /// The oldest suitable member of a tier across the queues that fit the seeker.
@@ -84,19 +96,25 @@ impl Pool {
         if let Some(p) = self.pairs.get(&s.member) {
             return SearchOutcome::AlreadyInChat { partner: p.clone() };
         }
+        if let Some(holder) = self.busy.get(&s.member.user) {
+            return SearchOutcome::BusyElsewhere { holder: holder.clone() };
+        }
         let scan = rules.scan_limit.max(1);
         let found = self.best_in(Tier::Vip, s, now, scan).or_else(|| self.best_in(Tier::Free, s, now, scan));
         match found {
             Some(other) => {
-                self.unqueue(&other);
-                self.unqueue(&s.member);
+                // Both people leave every queue of the pool, through whichever bot they waited.
+                self.unqueue_person(other.user);
+                self.unqueue_person(s.member.user);
                 self.pairs.insert(s.member.clone(), other.clone());
                 self.pairs.insert(other.clone(), s.member.clone());
+                self.busy.insert(s.member.user, s.member.clone());
+                self.busy.insert(other.user, other.clone());
                 let window = rules.recent_window.as_millis() as i64;
                 if window > 0 {
                     self.recent.retain(|_, until| *until > now);
-                    self.recent.insert((s.member.clone(), other.clone()), now + window);
-                    self.recent.insert((other.clone(), s.member.clone()), now + window);
+                    self.recent.insert((s.member.user, other.user), now + window);
+                    self.recent.insert((other.user, s.member.user), now + window);
                 }
                 SearchOutcome::Matched { partner: other }
             }
@@ -132,8 +150,14 @@ impl MatchPool for MemoryPool {
     async fn end_chat(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError> {
         Ok(self.with(pool, |p| {
             let partner = p.pairs.remove(member)?;
+            if p.busy.get(&member.user) == Some(member) {
+                p.busy.remove(&member.user);
+            }
             if p.pairs.get(&partner) == Some(member) {
                 p.pairs.remove(&partner);
+                if p.busy.get(&partner.user) == Some(&partner) {
+                    p.busy.remove(&partner.user);
+                }
             }
             Some(partner)
         }))
@@ -151,9 +175,13 @@ impl MatchPool for MemoryPool {
         Ok(self.with(pool, |p| p.pairs.len() as u64 / 2))
     }
 
-    async fn block(&self, pool: &str, member: &Member, other: &Member) -> Result<(), MatchError> {
-        self.with(pool, |p| p.blocked.insert((member.clone(), other.clone())));
+    async fn block(&self, pool: &str, by: i64, other: i64) -> Result<(), MatchError> {
+        self.with(pool, |p| p.blocked.insert((by, other)));
         Ok(())
+    }
+
+    async fn cancel_person(&self, pool: &str, person: i64) -> Result<u64, MatchError> {
+        Ok(self.with(pool, |p| p.unqueue_person(person)))
     }
 
     async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError> {

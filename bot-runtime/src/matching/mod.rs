@@ -14,7 +14,10 @@ use std::time::Duration;
 
 pub use crate::keys::Tier;
 
-/// A user of one bot: the unit of matching (the same person on two bots is two members).
+/// A person on one bot: the unit of queues, chats and delivery. The bot is named by its
+/// Kubernetes name, which is unique within the pool (a pool belongs to one namespace, so the
+/// pool's key prefix carries the namespace). The person (`user`, the Telegram user id) is the
+/// same on every bot: safety rules hold per person (see ARCHITECTURE.md, "A person across bots").
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Member {
     pub bot: String,
@@ -102,6 +105,11 @@ pub enum SearchOutcome {
     AlreadyInChat {
         partner: Member,
     },
+    /// The person is in a chat of this pool through another of their bots (`holder`): a
+    /// person is in at most one chat per pool.
+    BusyElsewhere {
+        holder: Member,
+    },
     Queued,
 }
 
@@ -140,8 +148,12 @@ pub trait MatchPool: Send + Sync + 'static {
     async fn partner(&self, pool: &str, member: &Member) -> Result<Option<Member>, MatchError>;
     /// Whether the member is waiting in a queue.
     async fn waiting(&self, pool: &str, member: &Member) -> Result<bool, MatchError>;
-    /// `member` never meets `other` again (block or report); checked both ways.
-    async fn block(&self, pool: &str, member: &Member, other: &Member) -> Result<(), MatchError>;
+    /// The person `by` never meets the person `other` again, through any bot (block or
+    /// report); checked both ways.
+    async fn block(&self, pool: &str, by: i64, other: i64) -> Result<(), MatchError>;
+    /// Takes the person out of every queue of the pool (a restriction or ban is per person);
+    /// how many queue entries were removed.
+    async fn cancel_person(&self, pool: &str, person: i64) -> Result<u64, MatchError>;
     async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError>;
     /// Chats in progress in the pool.
     async fn active_chats(&self, pool: &str) -> Result<u64, MatchError>;

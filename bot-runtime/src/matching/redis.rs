@@ -15,6 +15,7 @@ pub struct RedisPool {
     search: Script,
     end_chat: Script,
     cancel: Script,
+    cancel_person: Script,
 }
 
 impl RedisPool {
@@ -25,6 +26,7 @@ impl RedisPool {
             search: Script::new(include_str!("match.lua")),
             end_chat: Script::new(include_str!("end_chat.lua")),
             cancel: Script::new(include_str!("cancel.lua")),
+            cancel_person: Script::new(include_str!("cancel_person.lua")),
         }
     }
 }
@@ -53,6 +55,7 @@ impl MatchPool for RedisPool {
         match reply.as_slice() {
             [kind, partner] if kind == "matched" => Ok(SearchOutcome::Matched { partner: partner.parse()? }),
             [kind, partner] if kind == "in_chat" => Ok(SearchOutcome::AlreadyInChat { partner: partner.parse()? }),
+            [kind, holder] if kind == "elsewhere" => Ok(SearchOutcome::BusyElsewhere { holder: holder.parse()? }),
             [kind] if kind == "queued" => Ok(SearchOutcome::Queued),
             other => Err(MatchError::Corrupt(format!("match script answered {other:?}"))),
         }
@@ -90,12 +93,16 @@ impl MatchPool for RedisPool {
         Ok(n.unwrap_or(0).max(0) as u64)
     }
 
-    async fn block(&self, pool: &str, member: &Member, other: &Member) -> Result<(), MatchError> {
+    async fn block(&self, pool: &str, by: i64, other: i64) -> Result<(), MatchError> {
         let mut conn = self.conn.clone();
-        let key = self.keys.blocked(pool, member);
-        let _: () =
-            redis::pipe().sadd(&key, other.to_string()).expire(&key, BLOCK_TTL_SECS).query_async(&mut conn).await.map_err(unavailable)?;
+        let key = self.keys.blocked(pool, by);
+        let _: () = redis::pipe().sadd(&key, other).expire(&key, BLOCK_TTL_SECS).query_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
+    }
+
+    async fn cancel_person(&self, pool: &str, person: i64) -> Result<u64, MatchError> {
+        let mut conn = self.conn.clone();
+        self.cancel_person.key(self.keys.pool(pool)).arg(person).invoke_async(&mut conn).await.map_err(unavailable)
     }
 
     async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError> {

@@ -7,6 +7,7 @@
 //! Times are milliseconds since the Unix epoch (`i64`) everywhere: one representation on both
 //! databases, no time-zone surprises.
 
+pub mod scoped;
 pub mod sql;
 
 use serde::{Deserialize, Serialize};
@@ -60,7 +61,10 @@ impl Stage {
     }
 }
 
-/// A user of one bot (the same person on two bots is two users).
+/// A member: a person on one bot. `bot` is the bot's id as stored ("<namespace>/<name>" in
+/// SQL; [`scoped::BotStore`] shows the runtime the bot's name, as matching and the hot state
+/// use it). Profile and commerce (VIP, credits) belong to the member; safety belongs to the
+/// person ([`Person`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {
     pub bot: String,
@@ -74,12 +78,56 @@ pub struct User {
     pub wants: Option<Gender>,
     /// VIP until (ms); None or past: not VIP. Written by payments (later issue).
     pub vip_until_ms: Option<i64>,
-    /// Matching is refused until (ms): a ban (far future) or an automatic restriction.
+    /// Matching is refused until (ms): a ban (far future) or an automatic restriction. The
+    /// person's, fleet-wide: read from `persons` (and, during a rolling update from the
+    /// previous release, the later of that and this member's own column).
     pub restricted_until_ms: Option<i64>,
     /// False once the user blocked the bot (a send answered 403); true again when they write.
     pub reachable: bool,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// The Telegram @username as last seen (admin search); erased by /delete_me.
+    pub username: Option<String>,
+    /// The last day (days since the Unix epoch, UTC) the member was active.
+    pub active_day: Option<i64>,
+}
+
+/// A Telegram user across every bot of the fleet: what outlives /delete_me.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    pub user_id: i64,
+    /// First contact with any bot (campaign audiences and referrals: "new to the fleet").
+    pub first_seen_ms: i64,
+    pub restricted_until_ms: Option<i64>,
+    /// The last /delete_me of any of the person's profiles.
+    pub deleted_ms: Option<i64>,
+}
+
+/// A funnel event of a member (analytics); one-time kinds are recorded once per member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Funnel {
+    Start,
+    ProfileDone,
+    FirstSearch,
+    FirstChat,
+    Purchase,
+}
+
+impl Funnel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Funnel::Start => "start",
+            Funnel::ProfileDone => "profile_done",
+            Funnel::FirstSearch => "first_search",
+            Funnel::FirstChat => "first_chat",
+            Funnel::Purchase => "purchase",
+        }
+    }
+}
+
+/// Days since the Unix epoch (UTC) of a time in ms: the unit of the activity record.
+pub fn day_of(ms: i64) -> i64 {
+    ms.div_euclid(86_400_000)
 }
 
 impl User {
@@ -149,28 +197,41 @@ pub trait Users: Send + Sync + 'static {
     async fn user_or_create(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<User>;
     /// Writes stage, gender, age, wants, language and updated_ms of an existing user.
     async fn save_profile(&self, user: &User) -> StoreResult<()>;
-    /// Erases the profile (/delete_me). Blocks and reports the user made or received stay
-    /// (safety), keyed by ids only. True if there was a profile.
-    async fn delete_user(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
+    /// Erases the profile (/delete_me), username included. What belongs to the person stays:
+    /// the `persons` row (first seen, restriction or ban) becomes a tombstone, and blocks and
+    /// reports the user made or received stay (safety). True if there was a profile.
+    async fn delete_user(&self, bot: &str, user_id: i64, now_ms: i64) -> StoreResult<bool>;
     async fn set_reachable(&self, bot: &str, user_id: i64, reachable: bool) -> StoreResult<()>;
-    /// Sets (or with None clears) the matching restriction / ban.
-    async fn restrict(&self, bot: &str, user_id: i64, until_ms: Option<i64>) -> StoreResult<()>;
+    /// Records that the member was active on `day` (see [`day_of`]) with this username: the
+    /// caller writes only when the day or the username changed, so at most once a day.
+    async fn record_activity(&self, bot: &str, user_id: i64, username: Option<&str>, day: i64) -> StoreResult<()>;
+    /// Sets (or with None clears) the person's matching restriction / ban, on every bot.
+    async fn restrict(&self, user_id: i64, until_ms: Option<i64>, now_ms: i64) -> StoreResult<()>;
+    /// The person behind every member with this user id; None if the fleet never saw them.
+    async fn person(&self, user_id: i64) -> StoreResult<Option<Person>>;
+    /// Records a funnel event (idempotent per member, kind and `reference`).
+    async fn record_event(&self, bot: &str, user_id: i64, event: Funnel, reference: &str, at_ms: i64) -> StoreResult<()>;
     /// Users of a bot with a completed profile.
     async fn count_users(&self, bot: &str) -> StoreResult<u64>;
+    /// Moves the rows release N keyed by the bot's bare `name` to its id (`<namespace>/<name>`);
+    /// idempotent, safe from every replica at once; how many rows moved.
+    async fn adopt_legacy_bot(&self, name: &str, id: &str) -> StoreResult<u64>;
 }
 
 #[async_trait::async_trait]
 pub trait Safety: Send + Sync + 'static {
     /// `by` blocked `other` (idempotent per pair).
     async fn record_block(&self, by: &Member, other: &Member, now_ms: i64) -> StoreResult<()>;
-    /// Every member `by` has blocked or reported (to restore the matching blocks).
-    async fn blocked_by(&self, by: &Member) -> StoreResult<Vec<Member>>;
+    /// Every person the person `by` has blocked or reported, through any bot (to restore the
+    /// matching blocks).
+    async fn blocked_by(&self, by: i64) -> StoreResult<Vec<i64>>;
     /// `by` reported `other`; returns the report's id. `reason` may be filled later.
     async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64>;
     /// Sets the reason of a report made by `by` (only theirs).
     async fn set_report_reason(&self, report_id: i64, by: &Member, reason: &str) -> StoreResult<bool>;
-    /// Distinct reporters of `member` since `since_ms` (the automatic restriction rule).
-    async fn reporters_since(&self, member: &Member, since_ms: i64) -> StoreResult<u64>;
+    /// Distinct people who reported the person since `since_ms`, through any bot (the
+    /// automatic restriction rule).
+    async fn reporters_since(&self, person: i64, since_ms: i64) -> StoreResult<u64>;
 }
 
 #[async_trait::async_trait]

@@ -30,11 +30,12 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::migrate::{MigrateError, Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyConnection, AnyPool, Executor as _, Row as _, SqlSafeStr as _};
 
-use super::{EndReason, Safety, Session, Sessions, Stage, StoreError, StoreResult, User, UserStats, Users};
+use super::{EndReason, Funnel, Person, Safety, Session, Sessions, Stage, StoreError, StoreResult, User, UserStats, Users};
 use crate::matching::{Gender, Member};
 
-/// Connections per replica to Postgres (most queries are one short statement).
-const POSTGRES_MAX_CONNECTIONS: u32 = 10;
+/// Connections per replica to Postgres unless `DATABASE_POOL_SIZE` says otherwise (most
+/// queries are one short statement). DEPLOY.md gives the fleet's connection budget.
+pub const POSTGRES_MAX_CONNECTIONS: u32 = 10;
 /// Connections to an SQLite file: readers run in parallel under WAL, writers take turns.
 const SQLITE_MAX_CONNECTIONS: u32 = 4;
 /// How long a query waits for a pooled connection before the store reports itself unavailable.
@@ -49,8 +50,14 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// features, rebuilding sqlx and everything above it, for one macro). `Migrator::with_migrations`
 /// (public API) plus `include_str!` embeds the same files with the same checksums, so a
 /// database migrated by either (or by `sqlx migrate run`) validates against the other.
-const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql"))];
-const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql")),
+    (2, "people", include_str!("../../../migrations/postgres/0002_people.sql")),
+];
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
+    (2, "people", include_str!("../../../migrations/sqlite/0002_people.sql")),
+];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
 /// (its `lock` is a no-op), and two connections applying the same migration at once would
@@ -97,11 +104,17 @@ impl SqlStore {
     /// `sqlite::memory:` opens a *different* empty database (sqlx names each one afresh), and
     /// an in-memory database vanishes with its last connection.
     pub async fn connect(url: &str) -> StoreResult<SqlStore> {
+        Self::connect_sized(url, POSTGRES_MAX_CONNECTIONS).await
+    }
+
+    /// [`SqlStore::connect`] with at most `postgres_connections` connections to Postgres
+    /// (`DATABASE_POOL_SIZE`; the fleet's budget is in DEPLOY.md). SQLite ignores it.
+    pub async fn connect_sized(url: &str, postgres_connections: u32) -> StoreResult<SqlStore> {
         sqlx::any::install_default_drivers();
         let backend = Backend::of_url(url)?;
         let options = AnyPoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
         let options = match backend {
-            Backend::Postgres => options.max_connections(POSTGRES_MAX_CONNECTIONS),
+            Backend::Postgres => options.max_connections(postgres_connections.max(1)),
             Backend::Sqlite if sqlite_in_memory(url) => options
                 .max_connections(1)
                 .min_connections(1)
@@ -276,9 +289,15 @@ fn member(row: &sqlx::any::AnyRow, bot: &str, user: &str) -> StoreResult<Member>
     Ok(Member::new(col::<String>(row, bot)?, col::<i64>(row, user)?))
 }
 
+/// A member's columns, read through `users u LEFT JOIN persons p`: the restriction is the
+/// person's (the later of `persons` and the member's own column, which the previous release
+/// still writes during a rolling update).
 macro_rules! user_columns {
     () => {
-        "bot, user_id, language, stage, gender, age, wants, vip_until_ms, restricted_until_ms, reachable, created_ms, updated_ms"
+        "u.bot, u.user_id, u.language, u.stage, u.gender, u.age, u.wants, u.vip_until_ms, \
+         CASE WHEN p.restricted_until_ms IS NULL OR u.restricted_until_ms > p.restricted_until_ms \
+              THEN u.restricted_until_ms ELSE p.restricted_until_ms END AS restricted_until_ms, \
+         u.reachable, u.created_ms, u.updated_ms, u.username, u.active_day"
     };
 }
 
@@ -305,6 +324,8 @@ fn user_from_row(row: &sqlx::any::AnyRow) -> StoreResult<User> {
         reachable: flag(col(row, "reachable")?, "reachable")?,
         created_ms: col(row, "created_ms")?,
         updated_ms: col(row, "updated_ms")?,
+        username: col(row, "username")?,
+        active_day: col::<Option<i64>>(row, "active_day")?,
     })
 }
 
@@ -326,30 +347,80 @@ fn session_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Session> {
 }
 
 impl SqlStore {
-    async fn insert_user_if_absent(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!(
-            "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms) ",
-            "VALUES ($1, $2, $3, $4, 1, $5, $5) ",
-            "ON CONFLICT (bot, user_id) DO NOTHING ",
-            "RETURNING ",
-            user_columns!()
-        ))
+    /// Inserts the member unless present; true if this call created it. The person row comes
+    /// first (first seen is the first contact with any bot, kept forever).
+    async fn insert_user_if_absent(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<bool> {
+        sqlx::query(
+            "INSERT INTO persons (user_id, first_seen_ms, updated_ms) VALUES ($1, $2, $2) ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let done = sqlx::query(
+            "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (bot, user_id) DO NOTHING",
+        )
         .bind(bot)
         .bind(user_id)
         .bind(language)
         .bind(Stage::Terms.as_str())
         .bind(now_ms)
-        .fetch_optional(&self.pool)
+        .execute(&self.pool)
         .await
         .map_err(db_err)?;
-        row.as_ref().map(user_from_row).transpose()
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// See [`Users::adopt_legacy_bot`]. Adopts the rows the previous release wrote under the bot's bare name (`alpha`) for the
+    /// bot's namespaced id (`team-a/alpha`). Idempotent and safe from every replica at once
+    /// (each statement re-checks its WHERE under the row lock; a second run finds nothing), so
+    /// it runs at every start: rows an old replica wrote during the rollout are adopted by the
+    /// next start. Where both forms of a row exist (a user who wrote to an old and a new
+    /// replica during the rollout), the namespaced row wins and the bare one is dropped.
+    /// Returns how many rows were adopted.
+    async fn adopt_legacy_bot_rows(&self, name: &str, id: &str) -> StoreResult<u64> {
+        if name == id || name.contains('/') {
+            return Ok(0);
+        }
+        const STEPS: &[&str] = &[
+            "UPDATE users SET bot = $2 WHERE bot = $1 \
+             AND NOT EXISTS (SELECT 1 FROM users n WHERE n.bot = $2 AND n.user_id = users.user_id)",
+            "DELETE FROM users WHERE bot = $1",
+            "UPDATE blocks SET by_bot = $2 WHERE by_bot = $1 AND NOT EXISTS (SELECT 1 FROM blocks n \
+             WHERE n.by_bot = $2 AND n.by_user = blocks.by_user AND n.other_bot = blocks.other_bot AND n.other_user = blocks.other_user)",
+            "DELETE FROM blocks WHERE by_bot = $1",
+            "UPDATE blocks SET other_bot = $2 WHERE other_bot = $1 AND NOT EXISTS (SELECT 1 FROM blocks n \
+             WHERE n.by_bot = blocks.by_bot AND n.by_user = blocks.by_user AND n.other_bot = $2 AND n.other_user = blocks.other_user)",
+            "DELETE FROM blocks WHERE other_bot = $1",
+            "UPDATE reports SET by_bot = $2 WHERE by_bot = $1",
+            "UPDATE reports SET other_bot = $2 WHERE other_bot = $1",
+            "UPDATE chat_sessions SET a_bot = $2 WHERE a_bot = $1",
+            "UPDATE chat_sessions SET b_bot = $2 WHERE b_bot = $1",
+            "UPDATE chat_sessions SET ended_by_bot = $2 WHERE ended_by_bot = $1",
+            "UPDATE ratings SET rater_bot = $2 WHERE rater_bot = $1",
+            "UPDATE ratings SET rated_bot = $2 WHERE rated_bot = $1",
+        ];
+        let mut adopted = 0;
+        for step in STEPS {
+            let done = sqlx::query(*step).bind(name).bind(id).execute(&self.pool).await.map_err(db_err)?;
+            if step.starts_with("UPDATE") {
+                adopted += done.rows_affected();
+            }
+        }
+        Ok(adopted)
     }
 }
 
 #[async_trait::async_trait]
 impl Users for SqlStore {
     async fn user(&self, bot: &str, user_id: i64) -> StoreResult<Option<User>> {
-        let row = sqlx::query(concat!("SELECT ", user_columns!(), " FROM users WHERE bot = $1 AND user_id = $2"))
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users u LEFT JOIN persons p ON p.user_id = u.user_id WHERE u.bot = $1 AND u.user_id = $2"
+        ))
             .bind(bot)
             .bind(user_id)
             .fetch_optional(&self.pool)
@@ -362,12 +433,12 @@ impl Users for SqlStore {
         // The common case (a known user) is one read. A new user: insert unless someone
         // (a retry, a concurrent update, another replica) just did, then read the winner's row.
         // A concurrent delete_user can remove the row between the two steps: try again.
-        for _ in 0..3 {
+        for attempt in 0..4 {
             if let Some(user) = self.user(bot, user_id).await? {
                 return Ok(user);
             }
-            if let Some(user) = self.insert_user_if_absent(bot, user_id, language, now_ms).await? {
-                return Ok(user);
+            if attempt < 3 {
+                self.insert_user_if_absent(bot, user_id, language, now_ms).await?;
             }
         }
         Err(StoreError::Unavailable(format!("user {bot}:{user_id} keeps disappearing while being created")))
@@ -392,7 +463,23 @@ impl Users for SqlStore {
         Ok(())
     }
 
-    async fn delete_user(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+    async fn delete_user(&self, bot: &str, user_id: i64, now_ms: i64) -> StoreResult<bool> {
+        // The tombstone first: a member row of the previous release may carry a restriction
+        // the person row does not have yet; keep the later one.
+        sqlx::query(
+            "INSERT INTO persons (user_id, first_seen_ms, restricted_until_ms, deleted_ms, updated_ms) \
+             SELECT user_id, created_ms, restricted_until_ms, $3, $3 FROM users WHERE bot = $1 AND user_id = $2 \
+             ON CONFLICT (user_id) DO UPDATE SET deleted_ms = excluded.deleted_ms, updated_ms = excluded.updated_ms, \
+               restricted_until_ms = CASE WHEN persons.restricted_until_ms IS NULL \
+                 OR excluded.restricted_until_ms > persons.restricted_until_ms \
+                 THEN excluded.restricted_until_ms ELSE persons.restricted_until_ms END",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         let done = sqlx::query("DELETE FROM users WHERE bot = $1 AND user_id = $2")
             .bind(bot)
             .bind(user_id)
@@ -400,6 +487,51 @@ impl Users for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() > 0)
+    }
+
+    async fn record_activity(&self, bot: &str, user_id: i64, username: Option<&str>, day: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET active_day = $1, username = $2 WHERE bot = $3 AND user_id = $4")
+            .bind(day)
+            .bind(username)
+            .bind(bot)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn person(&self, user_id: i64) -> StoreResult<Option<Person>> {
+        let row = sqlx::query("SELECT user_id, first_seen_ms, restricted_until_ms, deleted_ms FROM persons WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.map(|row| {
+            Ok(Person {
+                user_id: col(&row, "user_id")?,
+                first_seen_ms: col(&row, "first_seen_ms")?,
+                restricted_until_ms: col(&row, "restricted_until_ms")?,
+                deleted_ms: col(&row, "deleted_ms")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn record_event(&self, bot: &str, user_id: i64, event: Funnel, reference: &str, at_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO analytics_events (bot, user_id, kind, ref, at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (bot, user_id, kind, ref) DO NOTHING",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .bind(event.as_str())
+        .bind(reference)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn set_reachable(&self, bot: &str, user_id: i64, reachable: bool) -> StoreResult<()> {
@@ -413,15 +545,30 @@ impl Users for SqlStore {
         Ok(())
     }
 
-    async fn restrict(&self, bot: &str, user_id: i64, until_ms: Option<i64>) -> StoreResult<()> {
-        sqlx::query("UPDATE users SET restricted_until_ms = $1 WHERE bot = $2 AND user_id = $3")
+    async fn restrict(&self, user_id: i64, until_ms: Option<i64>, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO persons (user_id, first_seen_ms, restricted_until_ms, updated_ms) VALUES ($1, $3, $2, $3) \
+             ON CONFLICT (user_id) DO UPDATE SET restricted_until_ms = excluded.restricted_until_ms, updated_ms = excluded.updated_ms",
+        )
+        .bind(user_id)
+        .bind(until_ms)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        // Every member row too: replicas of the previous release read only their own column
+        // during a rolling update, and this release reads the later of the two.
+        sqlx::query("UPDATE users SET restricted_until_ms = $1 WHERE user_id = $2")
             .bind(until_ms)
-            .bind(bot)
             .bind(user_id)
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn adopt_legacy_bot(&self, name: &str, id: &str) -> StoreResult<u64> {
+        self.adopt_legacy_bot_rows(name, id).await
     }
 
     async fn count_users(&self, bot: &str) -> StoreResult<u64> {
@@ -453,19 +600,18 @@ impl Safety for SqlStore {
         Ok(())
     }
 
-    async fn blocked_by(&self, by: &Member) -> StoreResult<Vec<Member>> {
+    async fn blocked_by(&self, by: i64) -> StoreResult<Vec<i64>> {
         let rows = sqlx::query(
-            "SELECT other_bot, other_user FROM blocks WHERE by_bot = $1 AND by_user = $2 \
+            "SELECT other_user FROM blocks WHERE by_user = $1 \
              UNION \
-             SELECT other_bot, other_user FROM reports WHERE by_bot = $1 AND by_user = $2 \
-             ORDER BY other_bot, other_user",
+             SELECT other_user FROM reports WHERE by_user = $1 \
+             ORDER BY other_user",
         )
-        .bind(by.bot.as_str())
-        .bind(by.user)
+        .bind(by)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter().map(|row| member(row, "other_bot", "other_user")).collect()
+        rows.iter().map(|row| col(row, "other_user")).collect()
     }
 
     async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64> {
@@ -497,16 +643,14 @@ impl Safety for SqlStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn reporters_since(&self, member: &Member, since_ms: i64) -> StoreResult<u64> {
-        // COUNT(DISTINCT a, b) is not portable; count the distinct pairs of a subquery.
+    async fn reporters_since(&self, person: i64, since_ms: i64) -> StoreResult<u64> {
+        // People, not members: one person reporting through two bots counts once.
         let row = sqlx::query(
             "SELECT COUNT(*) AS n FROM ( \
-                 SELECT DISTINCT by_bot, by_user FROM reports \
-                 WHERE other_bot = $1 AND other_user = $2 AND created_ms >= $3 \
+                 SELECT DISTINCT by_user FROM reports WHERE other_user = $1 AND created_ms >= $2 \
              ) AS reporters",
         )
-        .bind(member.bot.as_str())
-        .bind(member.user)
+        .bind(person)
         .bind(since_ms)
         .fetch_one(&self.pool)
         .await

@@ -174,7 +174,7 @@ impl Harness {
             std::mem::forget(_tx);
             let token = BotToken::parse(&self.tokens[&c.bot.name]).expect("token");
             let api = TelegramApi::new(&self.fake.api_url(), token, &c.bot.name, fleet.metrics.clone());
-            let bot = app::start_bot(&fleet, live, api, self.mode == Mode::Polling, &shutdown);
+            let bot = app::start_bot(&fleet, live, api, self.mode == Mode::Polling, &shutdown).await.expect("start bot");
             let secret = WebhookSecret::parse(&self.secrets[&c.bot.name]).ok();
             webhook_bots.insert(c.bot.name.clone(), WebhookBot { bot: bot.bot.clone(), secret });
             running.push(bot);

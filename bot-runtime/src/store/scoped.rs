@@ -1,0 +1,145 @@
+//! [`BotStore`]: the SQL store as one namespace's bots see it.
+//!
+//! Rows name a bot by its fleet-wide id, `<namespace>/<name>`: the fleet shares one database,
+//! and two `alpha` bots in two namespaces must never share a user, a session or a report.
+//! Inside the runtime a bot is named by its Kubernetes name (that is what [`Member`]s carry
+//! in the matching store, the outbox and timers, all of which live under the pool's namespaced
+//! key prefix). This view translates at the one boundary where both meet: names are qualified
+//! on the way in and the namespace is taken off on the way out, so handlers never see it.
+
+use std::sync::Arc;
+
+use super::{EndReason, Funnel, Person, Safety, Session, Sessions, Store, StoreResult, User, UserStats, Users};
+use crate::matching::Member;
+
+pub struct BotStore {
+    /// `<namespace>/`, the prefix of every bot id of this namespace.
+    prefix: String,
+    inner: Arc<dyn Store>,
+}
+
+impl BotStore {
+    pub fn new(namespace: &str, inner: Arc<dyn Store>) -> Self {
+        Self { prefix: format!("{namespace}/"), inner }
+    }
+
+    /// The fleet-wide id of a bot of this namespace.
+    pub fn id(&self, bot: &str) -> String {
+        format!("{}{bot}", self.prefix)
+    }
+
+    fn member_in(&self, m: &Member) -> Member {
+        Member::new(self.id(&m.bot), m.user)
+    }
+
+    fn name(&self, id: String) -> String {
+        match id.strip_prefix(&self.prefix) {
+            Some(name) => name.to_string(),
+            // Another namespace's bot can't be in this namespace's pool; keep the id visible.
+            None => id,
+        }
+    }
+
+    fn member_out(&self, m: Member) -> Member {
+        Member::new(self.name(m.bot), m.user)
+    }
+
+    fn user_out(&self, mut u: User) -> User {
+        u.bot = self.name(u.bot);
+        u
+    }
+
+    fn session_out(&self, s: Session) -> Session {
+        Session { a: self.member_out(s.a), b: self.member_out(s.b), ended_by: s.ended_by.map(|m| self.member_out(m)), ..s }
+    }
+}
+
+#[async_trait::async_trait]
+impl Users for BotStore {
+    async fn user(&self, bot: &str, user_id: i64) -> StoreResult<Option<User>> {
+        Ok(self.inner.user(&self.id(bot), user_id).await?.map(|u| self.user_out(u)))
+    }
+    async fn user_or_create(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<User> {
+        Ok(self.user_out(self.inner.user_or_create(&self.id(bot), user_id, language, now_ms).await?))
+    }
+    async fn save_profile(&self, user: &User) -> StoreResult<()> {
+        self.inner.save_profile(&User { bot: self.id(&user.bot), ..user.clone() }).await
+    }
+    async fn delete_user(&self, bot: &str, user_id: i64, now_ms: i64) -> StoreResult<bool> {
+        self.inner.delete_user(&self.id(bot), user_id, now_ms).await
+    }
+    async fn set_reachable(&self, bot: &str, user_id: i64, reachable: bool) -> StoreResult<()> {
+        self.inner.set_reachable(&self.id(bot), user_id, reachable).await
+    }
+    async fn record_activity(&self, bot: &str, user_id: i64, username: Option<&str>, day: i64) -> StoreResult<()> {
+        self.inner.record_activity(&self.id(bot), user_id, username, day).await
+    }
+    async fn restrict(&self, user_id: i64, until_ms: Option<i64>, now_ms: i64) -> StoreResult<()> {
+        self.inner.restrict(user_id, until_ms, now_ms).await
+    }
+    async fn person(&self, user_id: i64) -> StoreResult<Option<Person>> {
+        self.inner.person(user_id).await
+    }
+    async fn record_event(&self, bot: &str, user_id: i64, event: Funnel, reference: &str, at_ms: i64) -> StoreResult<()> {
+        self.inner.record_event(&self.id(bot), user_id, event, reference, at_ms).await
+    }
+    async fn count_users(&self, bot: &str) -> StoreResult<u64> {
+        self.inner.count_users(&self.id(bot)).await
+    }
+    async fn adopt_legacy_bot(&self, name: &str, id: &str) -> StoreResult<u64> {
+        self.inner.adopt_legacy_bot(name, id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Safety for BotStore {
+    async fn record_block(&self, by: &Member, other: &Member, now_ms: i64) -> StoreResult<()> {
+        self.inner.record_block(&self.member_in(by), &self.member_in(other), now_ms).await
+    }
+    async fn blocked_by(&self, by: i64) -> StoreResult<Vec<i64>> {
+        self.inner.blocked_by(by).await
+    }
+    async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64> {
+        self.inner.record_report(&self.member_in(by), &self.member_in(other), session_id, now_ms).await
+    }
+    async fn set_report_reason(&self, report_id: i64, by: &Member, reason: &str) -> StoreResult<bool> {
+        self.inner.set_report_reason(report_id, &self.member_in(by), reason).await
+    }
+    async fn reporters_since(&self, person: i64, since_ms: i64) -> StoreResult<u64> {
+        self.inner.reporters_since(person, since_ms).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Sessions for BotStore {
+    async fn start_session(&self, a: &Member, b: &Member, started_ms: i64) -> StoreResult<i64> {
+        self.inner.start_session(&self.member_in(a), &self.member_in(b), started_ms).await
+    }
+    async fn end_session(
+        &self,
+        a: &Member,
+        b: &Member,
+        by: Option<&Member>,
+        reason: EndReason,
+        ended_ms: i64,
+    ) -> StoreResult<Option<Session>> {
+        let by = by.map(|m| self.member_in(m));
+        let ended = self.inner.end_session(&self.member_in(a), &self.member_in(b), by.as_ref(), reason, ended_ms).await?;
+        Ok(ended.map(|s| self.session_out(s)))
+    }
+    async fn open_session(&self, a: &Member, b: &Member) -> StoreResult<Option<Session>> {
+        Ok(self.inner.open_session(&self.member_in(a), &self.member_in(b)).await?.map(|s| self.session_out(s)))
+    }
+    async fn session(&self, id: i64) -> StoreResult<Option<Session>> {
+        Ok(self.inner.session(id).await?.map(|s| self.session_out(s)))
+    }
+    async fn rate(&self, session_id: i64, rater: &Member, up: bool, now_ms: i64) -> StoreResult<bool> {
+        self.inner.rate(session_id, &self.member_in(rater), up, now_ms).await
+    }
+    async fn stats(&self, member: &Member) -> StoreResult<UserStats> {
+        self.inner.stats(&self.member_in(member)).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.inner.ping().await
+    }
+}
