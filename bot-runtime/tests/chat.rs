@@ -43,6 +43,9 @@ on_both_backends!(
     delete_me_erases_the_profile,
     a_flooding_user_is_slowed_down_with_one_warning,
     two_hundred_users_onboard_match_and_chat_across_two_bots_with_two_replicas_each,
+    a_person_restricted_on_one_bot_cannot_match_through_another,
+    a_ban_survives_delete_me_and_start,
+    a_person_in_a_chat_on_one_bot_cannot_start_a_second_through_another,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -250,7 +253,7 @@ async fn a_partner_who_blocks_the_bot_ends_the_chat_cleanly(backend: Backend) {
     ann.expect_text("partner_gone", WAIT).await.unwrap();
     ann.send("still there?").unwrap();
     ann.expect_text("not_in_chat", WAIT).await.unwrap();
-    let user = h.any_bot("beta").fleet.store.user("beta", bob.id).await.unwrap().unwrap();
+    let user = h.any_bot("beta").store.user("beta", bob.id).await.unwrap().unwrap();
     assert!(!user.reachable);
     h.stop().await;
 }
@@ -299,7 +302,7 @@ async fn delete_me_erases_the_profile(backend: Backend) {
     ann.press("del:yes", WAIT).await.unwrap();
     ann.expect_text("deleted", WAIT).await.unwrap();
     bob.expect_text("partner_gone", WAIT).await.unwrap();
-    assert!(h.any_bot("alpha").fleet.store.user("alpha", ann.id).await.unwrap().is_none());
+    assert!(h.any_bot("alpha").store.user("alpha", ann.id).await.unwrap().is_none());
     ann.send("/start").unwrap();
     ann.expect("terms again", WAIT, |m| has_button(m, "terms:ok")).await.unwrap();
     h.stop().await;
@@ -566,4 +569,61 @@ async fn blocks_survive_a_restart_of_the_embedded_matching_store() {
     let seek = |m: &Member, g| Seeker { member: m.clone(), gender: g, want: Want::Anyone, vip: false };
     assert_eq!(fleet.matcher.search(POOL, &seek(&bob, Gender::Male), 1, Rules::default()).await.unwrap(), SearchOutcome::Queued);
     assert_eq!(fleet.matcher.search(POOL, &seek(&ann, Gender::Female), 2, Rules::default()).await.unwrap(), SearchOutcome::Queued);
+}
+
+/// Safety belongs to the person: a restriction made on alpha (the automatic one after
+/// reports, or an admin's ban: both write the person's row) holds when they search on beta.
+async fn a_person_restricted_on_one_bot_cannot_match_through_another(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut ann_on_beta = ann.on_bot(&username("beta"));
+    ann_on_beta.onboard("f", 25, &[], WAIT).await.unwrap();
+    let alpha = h.any_bot("alpha");
+    alpha.store.restrict(ann.id, Some(bot_runtime::bot::now_ms() + 3_600_000), bot_runtime::bot::now_ms()).await.unwrap();
+    let mut bob = onboarded(&h, "beta", "Bob", "m", 31).await;
+    bob.tap("menu_find").unwrap();
+    bob.expect_text("searching", WAIT).await.unwrap();
+    ann_on_beta.tap("menu_find").unwrap();
+    ann_on_beta.expect("the restriction", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    ann.tap("menu_find").unwrap();
+    ann.expect("the restriction", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    let beta = h.any_bot("beta");
+    assert!(beta.fleet.matcher.waiting(&beta.pool, &Member::new("beta", bob.id)).await.unwrap(), "Bob still waits, unmatched");
+    h.stop().await;
+}
+
+/// /delete_me erases the profile, never the ban: after /start the person is still refused.
+async fn a_ban_survives_delete_me_and_start(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let alpha = h.any_bot("alpha");
+    alpha.store.restrict(ann.id, Some(i64::MAX / 4), bot_runtime::bot::now_ms()).await.unwrap();
+    ann.send("/delete_me").unwrap();
+    ann.press("del:yes", WAIT).await.unwrap();
+    ann.expect_text("deleted", WAIT).await.unwrap();
+    assert!(alpha.store.user("alpha", ann.id).await.unwrap().is_none());
+    ann.onboard("f", 25, &[], WAIT).await.unwrap();
+    ann.tap("menu_find").unwrap();
+    ann.expect("the ban", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    let person = alpha.store.person(ann.id).await.unwrap().unwrap();
+    assert!(person.deleted_ms.is_some() && person.restricted_until_ms == Some(i64::MAX / 4), "{person:?}");
+    h.stop().await;
+}
+
+/// A person is in at most one chat per pool: searching through another bot of the pool while
+/// in a chat says where the chat is, and matches nobody.
+async fn a_person_in_a_chat_on_one_bot_cannot_start_a_second_through_another(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let (ann, _bob) = chatting(&h, "alpha", "beta").await;
+    let mut ann_on_beta = ann.on_bot(&username("beta"));
+    ann_on_beta.onboard("f", 25, &[], WAIT).await.unwrap();
+    let mut cat = onboarded(&h, "beta", "Cat", "f", 40).await;
+    cat.tap("menu_find").unwrap();
+    cat.expect_text("searching", WAIT).await.unwrap();
+    ann_on_beta.tap("menu_find").unwrap();
+    let told = ann_on_beta.expect_text("in_chat_other_bot", WAIT).await.unwrap();
+    assert!(text_of(&told).contains("alpha"), "{told}");
+    let beta = h.any_bot("beta");
+    assert!(beta.fleet.matcher.waiting(&beta.pool, &Member::new("beta", cat.id)).await.unwrap(), "Cat still waits");
+    h.stop().await;
 }

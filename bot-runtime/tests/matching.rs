@@ -274,3 +274,42 @@ mod crowd {
         a_crowd_of_unsuitable_waiters_does_not_hide_a_partner(p).await;
     }
 }
+
+/// Release N keyed a pool by its bare name; this release by `<namespace>/<pool>`. Adoption at
+/// start moves every key, so a chat, a waiting member, an outbox job, a timer and a done
+/// update written by release N carry on, and a same-name pool of another namespace stays apart.
+#[tokio::test]
+async fn release_n_pairs_queues_jobs_and_timers_carry_on_after_the_namespaced_upgrade() {
+    use bot_runtime::hot::redis::RedisHot;
+    use bot_runtime::hot::{HotState, Job, Lane, Marker, Timer};
+    let (p, r) = redis_pool().await;
+    let hot = RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), 4);
+    // Release N's state under the bare pool name.
+    matched(&p, &anyone("alpha", 1), 0).await;
+    assert_eq!(matched(&p, &anyone("beta", 2), 1).await, Some(Member::new("alpha", 1)));
+    matched(&p, &anyone("alpha", 3), 2).await;
+    let job = Job::to(&Member::new("beta", 2), Lane::Interactive, "sendMessage", serde_json::json!({"chat_id": 2, "text": "hi"}));
+    hot.commit(POOL, Marker::Update { bot: "alpha".into(), update_id: 77, keep: Duration::from_secs(3600) }, &[job]).await.unwrap();
+    let timer = Timer { id: "idle:alpha:1|beta:2".into(), due_ms: 5, payload: serde_json::json!({"k": "idle", "a": "alpha:1", "b": "beta:2"}) };
+    hot.schedule(POOL, "alpha", &timer).await.unwrap();
+
+    let (team_a, team_b) = ("team-a/eu-chat", "team-b/eu-chat");
+    let moved = hot.adopt_legacy_pool(POOL, team_a).await.unwrap();
+    assert!(moved >= 6, "{moved}");
+    assert_eq!(hot.adopt_legacy_pool(POOL, team_a).await.unwrap(), 0, "idempotent");
+
+    assert_eq!(p.partner(team_a, &Member::new("alpha", 1)).await.unwrap(), Some(Member::new("beta", 2)));
+    assert!(p.waiting(team_a, &Member::new("alpha", 3)).await.unwrap());
+    let shard = hot.shard_of(2);
+    assert_eq!(hot.outbox_read(team_a, "beta", shard, Lane::Interactive, 10).await.unwrap().len(), 1);
+    let fired = hot.claim_timers(team_a, "alpha", 10, Duration::from_secs(30), 10).await.unwrap();
+    assert_eq!(fired.len(), 1);
+    assert_eq!(fired[0].payload, timer.payload);
+    // The chat ends normally in the new layout.
+    assert_eq!(p.end_chat(team_a, &Member::new("beta", 2)).await.unwrap(), Some(Member::new("alpha", 1)));
+    // The same pool name in another namespace sees none of it.
+    assert_eq!(p.partner(team_b, &Member::new("alpha", 1)).await.unwrap(), None);
+    assert!(!p.waiting(team_b, &Member::new("alpha", 3)).await.unwrap());
+    assert_eq!(matched(&p, &Seeker { member: Member::new("alpha", 9), ..anyone("alpha", 9) }, 3).await, None);
+    assert_eq!(p.search(team_b, &anyone("gamma", 4), 4, rules()).await.unwrap(), SearchOutcome::Queued, "alpha:3 is not in team-b's pool");
+}

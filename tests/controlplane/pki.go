@@ -1,0 +1,217 @@
+package main
+
+import (
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+)
+
+// Client identities written by ensurePKI: DIR/<name>.crt, DIR/<name>.key, and, once the API
+// server's port is known, DIR/<name>.kubeconfig.
+var clients = []struct {
+	name, cn string
+	orgs     []string
+}{
+	{"admin", "botfleet-admin", []string{"system:masters"}},
+	{"controller-manager", "system:kube-controller-manager", nil},
+	{"nobody", "nobody", nil}, // no bindings: the RBAC negative control
+}
+
+// ensurePKI creates, once, in dir (existing files are kept, so a restart reuses them):
+//
+//	ca.crt, ca.key                 CA: signs everything below; --client-ca-file, --root-ca-file,
+//	                               and the controller manager's CSR signer
+//	apiserver.crt, apiserver.key   serving cert for 127.0.0.1, ::1, localhost, kubernetes.default...
+//	sa.key, sa.pub                 service-account token signing key pair
+//	admin.*, controller-manager.*, nobody.*   client certs (see clients)
+//
+// Keys are ECDSA P-256 in PKCS#8 PEM.
+func ensurePKI(dir string) error {
+	caCertPath, caKeyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
+	if !exists(caCertPath) || !exists(caKeyPath) {
+		key, err := newKey()
+		if err != nil {
+			return err
+		}
+		tmpl := &x509.Certificate{
+			Subject:               pkix.Name{CommonName: "botfleet-test-ca"},
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+		}
+		der, err := sign(tmpl, nil, key.Public(), key)
+		if err != nil {
+			return err
+		}
+		if err := writeKey(caKeyPath, key); err != nil {
+			return err
+		}
+		if err := writePEM(caCertPath, "CERTIFICATE", der, 0o644); err != nil {
+			return err
+		}
+	}
+	ca, caKey, err := loadCA(caCertPath, caKeyPath)
+	if err != nil {
+		return err
+	}
+
+	leaf := func(name string, tmpl *x509.Certificate) error {
+		crt, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+		if exists(crt) && exists(keyPath) {
+			return nil
+		}
+		key, err := newKey()
+		if err != nil {
+			return err
+		}
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+		der, err := sign(tmpl, ca, key.Public(), caKey)
+		if err != nil {
+			return err
+		}
+		if err := writeKey(keyPath, key); err != nil {
+			return err
+		}
+		return writePEM(crt, "CERTIFICATE", der, 0o644)
+	}
+	if err := leaf("apiserver", &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "kube-apiserver"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
+			"kubernetes.default.svc.cluster.local"},
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP(serviceIP)},
+	}); err != nil {
+		return err
+	}
+	for _, c := range clients {
+		if err := leaf(c.name, &x509.Certificate{
+			Subject:     pkix.Name{CommonName: c.cn, Organization: c.orgs},
+			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}); err != nil {
+			return err
+		}
+	}
+
+	saKey, saPub := filepath.Join(dir, "sa.key"), filepath.Join(dir, "sa.pub")
+	if !exists(saKey) || !exists(saPub) {
+		key, err := newKey()
+		if err != nil {
+			return err
+		}
+		pub, err := x509.MarshalPKIXPublicKey(key.Public())
+		if err != nil {
+			return err
+		}
+		if err := writeKey(saKey, key); err != nil {
+			return err
+		}
+		if err := writePEM(saPub, "PUBLIC KEY", pub, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writeKubeconfigs writes DIR/<client>.kubeconfig for every client identity, pointing at server.
+func writeKubeconfigs(dir, server string) error {
+	for _, c := range clients {
+		cfg := clientcmdapi.NewConfig()
+		cfg.Clusters["botfleet-test"] = &clientcmdapi.Cluster{
+			Server:               server,
+			CertificateAuthority: filepath.Join(dir, "ca.crt"),
+		}
+		cfg.AuthInfos[c.name] = &clientcmdapi.AuthInfo{
+			ClientCertificate: filepath.Join(dir, c.name+".crt"),
+			ClientKey:         filepath.Join(dir, c.name+".key"),
+		}
+		cfg.Contexts[c.name] = &clientcmdapi.Context{Cluster: "botfleet-test", AuthInfo: c.name}
+		cfg.CurrentContext = c.name
+		path := filepath.Join(dir, c.name+".kubeconfig")
+		if err := clientcmd.WriteToFile(*cfg, path+".tmp"); err != nil {
+			return err
+		}
+		if err := os.Rename(path+".tmp", path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }
+
+func sign(tmpl, parent *x509.Certificate, pub crypto.PublicKey, signer crypto.Signer) ([]byte, error) {
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
+	if err != nil {
+		return nil, err
+	}
+	tmpl.SerialNumber = serial
+	tmpl.NotBefore = time.Now().Add(-time.Hour)
+	tmpl.NotAfter = time.Now().Add(10 * 365 * 24 * time.Hour)
+	if parent == nil {
+		parent = tmpl
+	}
+	return x509.CreateCertificate(rand.Reader, tmpl, parent, pub, signer)
+}
+
+func loadCA(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
+	certPEM, err := os.ReadFile(certPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	keyPEM, err := os.ReadFile(keyPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	cb, _ := pem.Decode(certPEM)
+	kb, _ := pem.Decode(keyPEM)
+	if cb == nil || kb == nil {
+		return nil, nil, fmt.Errorf("%s or %s is not PEM", certPath, keyPath)
+	}
+	cert, err := x509.ParseCertificate(cb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := x509.ParsePKCS8PrivateKey(kb.Bytes)
+	if err != nil {
+		return nil, nil, err
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, nil, fmt.Errorf("%s: not a signing key", keyPath)
+	}
+	return cert, signer, nil
+}
+
+func writeKey(path string, key *ecdsa.PrivateKey) error {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return err
+	}
+	return writePEM(path, "PRIVATE KEY", der, 0o600)
+}
+
+func writePEM(path, typ string, der []byte, mode os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
