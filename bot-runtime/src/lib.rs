@@ -18,6 +18,7 @@ pub mod pipeline;
 pub mod polling;
 pub mod serve;
 pub mod server;
+#[cfg(feature = "simulator")]
 pub mod simulate;
 pub mod store;
 pub mod telegram;

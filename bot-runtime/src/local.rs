@@ -22,13 +22,15 @@ use botfleet_crds::resolve::resolve;
 use botfleet_crds::resolved::ResolvedBotConfig;
 use botfleet_crds::token::BotToken;
 use botfleet_crds::vip_plan::VipPlan;
-use botfleet_tests::fake_telegram::FakeTelegram;
+#[cfg(feature = "simulator")]
+use botfleet_fake_telegram::FakeTelegram;
 use serde::Deserialize as _;
 
 use crate::app;
 use crate::config::LiveConfig;
 use crate::metrics::Metrics;
 use crate::server::WebhookBot;
+#[cfg(feature = "simulator")]
 use crate::simulate;
 use crate::telegram::{DEFAULT_API_URL, TelegramApi};
 
@@ -173,6 +175,14 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let mut fake = None;
     let mut api_url = args.telegram_api_url.clone();
     let mut tokens: Vec<BotToken> = tokens.into_iter().flatten().collect();
+    #[cfg(not(feature = "simulator"))]
+    if fake_mode {
+        bail!(
+            "this bot-runtime was built without the `simulator` feature (the production image), so it has no built-in \
+             fake Telegram: give a token for every bot (BOT_TOKEN_<NAME> or BOT_TOKEN_FILE_<NAME>)"
+        );
+    }
+    #[cfg(feature = "simulator")]
     if fake_mode {
         let server = FakeTelegram::bind(args.fake_listen)
             .await
@@ -216,6 +226,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
 
     let result = match (args.simulate, &fake) {
+        #[cfg(not(feature = "simulator"))]
+        (Some(_), Some(fake)) => match *fake {},
+        #[cfg(feature = "simulator")]
         (Some(n), Some(fake)) => {
             let bots: Vec<(String, String)> = running.iter().map(|b| (b.bot.name.clone(), fake_username(&b.bot.name))).collect();
             let cfgs: Vec<_> = running.iter().map(|b| b.bot.cfg()).collect();
@@ -246,6 +259,21 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         fake.stop().await;
     }
     result
+}
+
+/// Without the `simulator` feature no fake Telegram exists: a value of this type cannot be
+/// made, so the fake-mode paths above are statically unreachable.
+#[cfg(not(feature = "simulator"))]
+enum FakeTelegram {}
+
+#[cfg(not(feature = "simulator"))]
+impl FakeTelegram {
+    fn api_url(&self) -> String {
+        match *self {}
+    }
+    async fn stop(self) {
+        match self {}
+    }
 }
 
 fn print_fake_guide(api: &str, bots: &[String], listen: SocketAddr) {

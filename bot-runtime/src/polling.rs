@@ -21,7 +21,7 @@ use crate::pipeline;
 const LEASE: Duration = Duration::from_secs(20);
 /// Long-poll timeout; well inside the lease, which is renewed before every poll.
 const POLL_TIMEOUT_S: u64 = 10;
-pub const ALLOWED_UPDATES: [&str; 5] = ["message", "edited_message", "callback_query", "my_chat_member", "pre_checkout_query"];
+pub use botfleet_crds::webhook::ALLOWED_UPDATES;
 
 pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use botfleet_crds::resolved::ResolvedBotConfig;
-use botfleet_tests::fake_telegram::Sim;
+use botfleet_fake_telegram::Sim;
 use serde_json::Value;
 
 use crate::metrics::Metrics;
@@ -98,8 +98,8 @@ impl Person {
 
     pub fn send_media(
         &self,
-        kind: botfleet_tests::fake_telegram::MediaKind,
-        spec: botfleet_tests::fake_telegram::MediaSpec,
+        kind: botfleet_fake_telegram::MediaKind,
+        spec: botfleet_fake_telegram::MediaSpec,
     ) -> Result<Value, PersonError> {
         self.sim.send_media(&self.bot, self.id, kind, spec, None).map_err(sim_err)
     }

@@ -5,6 +5,12 @@ use std::fmt;
 
 use subtle::ConstantTimeEq as _;
 
+/// The update kinds the bots receive, one list for both ends: the operator registers it with
+/// `setWebhook`, the runtime asks `getUpdates` for it when polling, and the runtime's update
+/// parser handles each (SPEC §3; `pre_checkout_query` must be answered within 10 s, so it is
+/// never left out). A kind added here is handled by the runtime first.
+pub const ALLOWED_UPDATES: &[&str] = &["message", "edited_message", "callback_query", "pre_checkout_query", "my_chat_member"];
+
 /// Telegram allows 1–256 characters of `A-Z a-z 0-9 _ -`.
 pub const MAX_SECRET_LEN: usize = 256;
 const GENERATED_LEN: usize = 64;

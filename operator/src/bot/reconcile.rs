@@ -36,8 +36,8 @@ use crate::telegram::{TelegramError, WebhookRegistration};
 
 pub const FINALIZER: &str = "botfleet.io/webhook";
 pub const FIELD_MANAGER: &str = "botfleet-operator";
-/// What Telegram should send us: everything the runtime handles (SPEC §3).
-pub const ALLOWED_UPDATES: &[&str] = &["message", "edited_message", "callback_query", "pre_checkout_query", "my_chat_member"];
+/// What Telegram should send us: the one list the runtime also polls for.
+pub use botfleet_crds::webhook::ALLOWED_UPDATES;
 
 const RESYNC: Duration = Duration::from_secs(300);
 const RETRY_SOON: Duration = Duration::from_secs(30);
