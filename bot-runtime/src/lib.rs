@@ -4,8 +4,8 @@
 
 pub mod app;
 pub mod bot;
+pub mod chat;
 pub mod config;
-pub mod handlers;
 pub mod hot;
 pub mod identity;
 pub mod ingress;

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::bot::{Bot, Effects, Ticker, now_ms};
-use crate::handlers;
+use crate::chat;
 use crate::hot::{Job, Lane, Marker, QueuedJob, reply_ref};
 use crate::matching::Member;
 use crate::store::EndReason;
@@ -262,7 +262,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
         if let Some(member) = job.chat_member.as_deref().and_then(|m| m.parse::<Member>().ok()) {
             let _ = bot.store.set_reachable(&member.bot, member.user, false).await;
             let mut fx = Effects::new(bot, now_ms(), None);
-            match handlers::leave_everything(&mut fx, &member, EndReason::Gone).await {
+            match chat::leave_everything(&mut fx, &member, EndReason::Gone).await {
                 Ok(()) => {
                     if bot.fleet.hot.commit(&bot.pool, Marker::None, &fx.jobs).await.is_ok() {
                         bot.fleet.ring(&fx.jobs);

@@ -2,7 +2,7 @@
 //!
 //! 1. dedupe: claim (bot, update_id) with a short lease; a done update is acknowledged and
 //!    nothing happens twice; one held by another replica is refused for now (Telegram retries);
-//! 2. handle: decide and produce outbox jobs (handlers.rs);
+//! 2. handle: decide and produce outbox jobs (chat/);
 //! 3. commit: the jobs and the done-mark in one atomic step;
 //! 4. only then acknowledge (webhook 200 / polling offset). On an outage the claim is given
 //!    back and the update is refused, so Telegram delivers it again.
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::bot::{Bot, Effects, HandleError, now_ms};
-use crate::handlers;
+use crate::chat;
 use crate::hot::{Claim, Marker};
 use crate::update::{self, Event};
 
@@ -82,7 +82,7 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
         tracing::debug!(bot = %bot.name, update_id, why, "update ignored");
     }
     let mut fx = Effects::new(bot, now_ms(), Some(format!("u:{}:{update_id}", bot.name)));
-    let handled = handlers::handle(&mut fx, event).await;
+    let handled = chat::handle(&mut fx, event).await;
     let result: Result<(), HandleError> = match handled {
         Ok(()) => hot
             .commit(&bot.pool, Marker::Update { bot: bot.name.clone(), update_id, keep: DONE_KEEP }, &fx.jobs)

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::bot::{Bot, Effects, Ticker, now_ms};
-use crate::handlers;
+use crate::chat;
 use crate::hot::Marker;
 
 const TICK: Duration = Duration::from_millis(250);
@@ -42,7 +42,7 @@ pub async fn fire_due(bot: &Bot) -> usize {
     for timer in timers {
         let mut fx = Effects::new(bot, now_ms(), Some(format!("t:{}:{}:{}", bot.name, timer.id, timer.due_ms)));
         let kind = timer.payload["k"].as_str().unwrap_or("unknown").to_string();
-        let result = match handlers::on_timer(&mut fx, &timer).await {
+        let result = match chat::on_timer(&mut fx, &timer).await {
             Ok(()) => hot
                 .commit(&bot.pool, Marker::Timer { bot: bot.name.clone(), id: timer.id.clone() }, &fx.jobs)
                 .await

@@ -285,7 +285,7 @@ async fn an_idle_chat_ends_for_both_with_a_message(backend: Backend) {
     // Move the chat's idle timer to now instead of waiting the configured minutes.
     let a = Member::new("alpha", ann.id);
     let b = Member::new("beta", bob.id);
-    let (owner, id) = bot_runtime::handlers::idle_timer(&a, &b);
+    let (owner, id) = bot_runtime::chat::idle_timer(&a, &b);
     let bot = h.any_bot(&owner.bot);
     let timer = Timer { id, due_ms: bot_runtime::bot::now_ms(), payload: json!({"k": "idle", "a": a.to_string(), "b": b.to_string()}) };
     bot.fleet.hot.schedule(&bot.pool, &owner.bot, &timer).await.unwrap();

@@ -1,0 +1,268 @@
+//! What the bot does with each event, one module per feature: onboarding, the menu, the
+//! profile, search, relay, ending chats, safety (reports, blocks). Handlers change shared state
+//! through the stores and return their messages as outbox jobs in [`Effects`]; the pipeline
+//! commits those atomically with the update's done-mark (see pipeline.rs).
+//!
+//! This module reads each event once and dispatches it; what users send and press is parsed
+//! into [`protocol`] types first, so the feature modules never look at raw strings.
+//!
+//! Bad input from a user always gets a clear answer; only store or Telegram outages are
+//! errors (the update is then retried).
+
+mod ending;
+mod menu;
+mod onboarding;
+mod profile;
+pub mod protocol;
+mod relay;
+mod safety;
+mod search;
+pub mod text_key;
+
+use std::time::Duration;
+
+use botfleet_crds::rate_limit_policy::OnExceed;
+use serde_json::{Value, json};
+
+pub use self::ending::{leave_everything, notify_partner};
+use self::protocol::{Callback, Command, TimerKind, search_timer_member};
+pub use self::protocol::{idle_timer, search_timer_id};
+use self::text_key::TextKey;
+use crate::bot::{Audience, Bot, Effects, HandleError};
+use crate::hot::{Job, Lane, Timer};
+use crate::matching::Member;
+use crate::store::{EndReason, Funnel, Stage, User, day_of};
+use crate::texts::Lang;
+use crate::update::{CallbackQuery, Event, From, Message};
+
+/// Handles one event. Returns Err only for outages (retry); everything else is an answer.
+pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleError> {
+    match event {
+        Event::Message(m) => on_message(fx, *m).await,
+        Event::Edited(m) => relay::on_edited(fx, *m).await,
+        Event::Callback(q) => on_callback(fx, q).await,
+        Event::MemberStatus { user, status } => safety::on_member_status(fx, user, &status).await,
+        Event::Ignored(_) => Ok(()),
+    }
+}
+
+/// Fires one timer (claimed by this replica only).
+pub async fn on_timer(fx: &mut Effects<'_>, timer: &Timer) -> Result<(), HandleError> {
+    match TimerKind::parse(&timer.payload) {
+        Ok(TimerKind::Search { t0, n }) => match search_timer_member(&timer.id) {
+            Some(member) => search::refresh(fx, &timer.id, &member, t0, n).await,
+            None => {
+                tracing::warn!(bot = %fx.bot.name, "search timer with a malformed id dropped");
+                Ok(())
+            }
+        },
+        Ok(TimerKind::Idle { a, b }) => ending::end_idle_chat(fx, &a, &b).await,
+        Err(e) => {
+            tracing::warn!(bot = %fx.bot.name, error = %e, "unknown timer dropped");
+            Ok(())
+        }
+    }
+}
+
+// ---- messages ----------------------------------------------------------------------------
+
+async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError> {
+    let Some(from) = m.from.clone() else { return Ok(()) };
+    // The profile (Postgres) and the partner (Redis) in parallel: one round trip, not two.
+    let sender = fx.bot.member(from.id);
+    let (user, partner) = tokio::join!(load_user(fx, &from), fx.matcher().partner(fx.pool(), &sender));
+    let (user, partner) = (user?, partner?);
+    let me = user.member();
+    let lang = lang_of(fx.bot, &user);
+
+    if let Some(command) = Command::of_message(&m) {
+        let limits = fx.bot.cfg().limits.per_user.clone();
+        let per = limits.commands_per_minute.max(1);
+        if !fx.hot().allow(fx.pool(), &format!("cmd:{me}"), per, Duration::from_secs(60), per, fx.now_ms).await? {
+            warn_once(fx, &me, lang, TextKey::CommandsSlowDown).await?;
+            return Ok(());
+        }
+        return on_command(fx, user, lang, command).await;
+    }
+
+    // Reply-keyboard buttons arrive as their text (not rate limited as commands: a tap is slow).
+    if let Some(command) = m.text.as_deref().and_then(Command::of_button) {
+        return on_command(fx, user, lang, command).await;
+    }
+
+    match user.stage {
+        Stage::Ready => {}
+        Stage::Age => return onboarding::on_age(fx, user, lang, m.text.as_deref()).await,
+        _ => return onboarding::prompt_stage(fx, &user, lang).await,
+    }
+
+    match partner {
+        Some(partner) => relay::relay(fx, &user, lang, &partner, &m).await,
+        None => {
+            let key = if fx.matcher().waiting(fx.pool(), &me).await? { TextKey::AlreadySearching } else { TextKey::NotInChat };
+            fx.say(&me, key.text(lang), Some(crate::bot::menu_keyboard(lang)));
+            Ok(())
+        }
+    }
+}
+
+async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Command) -> Result<(), HandleError> {
+    let me = user.member();
+    // Commands that work at any stage. Safety first: report and block work whatever the stage.
+    match command {
+        Command::Start { .. } => return menu::start(fx, &user, lang).await,
+        Command::Help => {
+            menu::help(fx, &user, lang);
+            return Ok(());
+        }
+        Command::DeleteMe => {
+            profile::confirm_delete(fx, &me, lang);
+            return Ok(());
+        }
+        Command::Report => return ending::end_chat(fx, &user, lang, EndReason::Report).await,
+        Command::Block => return ending::end_chat(fx, &user, lang, EndReason::Block).await,
+        Command::Stop => return ending::end_chat(fx, &user, lang, EndReason::Stop).await,
+        _ => {}
+    }
+    if user.stage != Stage::Ready {
+        fx.say(&me, TextKey::FinishProfile.text(lang), None);
+        return onboarding::prompt_stage(fx, &user, lang).await;
+    }
+    match command {
+        Command::Search => search::search(fx, &user, lang).await,
+        Command::Next => ending::end_chat(fx, &user, lang, EndReason::Next).await,
+        Command::Profile => {
+            profile::show(fx, &user, lang);
+            Ok(())
+        }
+        Command::Stats => menu::stats(fx, &me, lang).await,
+        _ => {
+            menu::unknown(fx, &me, lang);
+            Ok(())
+        }
+    }
+}
+
+// ---- inline buttons ----------------------------------------------------------------------
+
+async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), HandleError> {
+    let user = load_user(fx, &q.from).await?;
+    let lang = lang_of(fx.bot, &user);
+    let message_id = q.message.as_ref().map(|m| m.message_id);
+    let stage = user.stage;
+
+    // Each step returns the answer shown on the pressed button (if any).
+    let answer = match q.data.as_deref().and_then(Callback::parse) {
+        Some(Callback::AcceptTerms) if stage == Stage::Terms => onboarding::accept_terms(fx, user, lang).await?,
+        Some(Callback::CheckChannels) if stage == Stage::Channels => onboarding::check_channels(fx, user, lang).await?,
+        Some(Callback::Gender(g)) if stage == Stage::Gender => onboarding::set_gender(fx, user, lang, g).await?,
+        Some(Callback::CancelSearch) => search::cancel(fx, &user.member(), lang, message_id).await?,
+        Some(Callback::Rate { session, up }) => ending::rate(fx, &user.member(), lang, session, up, message_id).await?,
+        Some(Callback::ReportReason { report, reason }) => {
+            safety::report_reason(fx, &user.member(), lang, report, reason, message_id).await?
+        }
+        Some(Callback::EditProfile) if stage == Stage::Ready => profile::edit(fx, user, lang).await?,
+        Some(Callback::DeleteProfile) => {
+            profile::confirm_delete(fx, &user.member(), lang);
+            None
+        }
+        Some(Callback::ConfirmDelete) => profile::delete(fx, &user.member(), lang, message_id).await?,
+        Some(Callback::KeepProfile) => profile::keep(fx, &user.member(), lang, message_id),
+        _ => Some(TextKey::ButtonStale.text(lang)),
+    };
+    answer_callback(fx.bot, q.id, answer);
+    Ok(())
+}
+
+/// Stops the client's button spinner. Called directly, not through the outbox: it is not a
+/// message (no send budget) and Telegram wants it within seconds; a lost answer only leaves
+/// the spinner running, so a failure is logged and forgotten.
+fn answer_callback(bot: &Bot, id: String, text: Option<String>) {
+    let api = bot.api.clone();
+    let name = bot.name.clone();
+    tokio::spawn(async move {
+        let mut params = json!({ "callback_query_id": id });
+        if let Some(text) = text {
+            params["text"] = Value::String(text);
+        }
+        if let Err(e) = api.call_with_timeout("answerCallbackQuery", &params, Duration::from_secs(10)).await {
+            tracing::debug!(bot = %name, error = %e, "answerCallbackQuery failed");
+        }
+    });
+}
+
+// ---- shared helpers ----------------------------------------------------------------------
+
+fn lang_of(bot: &Bot, user: &User) -> Lang {
+    Lang::parse(&user.language).unwrap_or_else(|| Lang::for_user(None, &bot.cfg().bot.locale.default))
+}
+
+async fn load_user(fx: &Effects<'_>, from: &From) -> Result<User, HandleError> {
+    let cfg = fx.bot.cfg();
+    let lang = Lang::for_user(from.language_code.as_deref(), &cfg.bot.locale.default);
+    let mut user = fx.store().user_or_create(&fx.bot.name, from.id, lang.code(), fx.now_ms).await?;
+    if !user.reachable {
+        fx.store().set_reachable(&fx.bot.name, from.id, true).await?;
+        user.reachable = true;
+    }
+    // The activity record: one write per member per day (or when the username changes),
+    // never one per message.
+    let today = day_of(fx.now_ms);
+    if user.active_day != Some(today) || user.username != from.username {
+        if user.active_day.is_none() {
+            fx.store().record_event(&fx.bot.name, from.id, Funnel::Start, "", fx.now_ms).await?;
+        }
+        fx.store().record_activity(&fx.bot.name, from.id, from.username.as_deref(), today).await?;
+        user.active_day = Some(today);
+        user.username = from.username.clone();
+    }
+    Ok(user)
+}
+
+/// A member's language and profile (of any bot of the pool).
+async fn audience(fx: &Effects<'_>, member: &Member) -> Result<Audience, HandleError> {
+    let user = fx.store().user(&member.bot, member.user).await?;
+    let lang = user.as_ref().and_then(|u| Lang::parse(&u.language)).unwrap_or(Lang::En);
+    Ok(Audience { lang, user })
+}
+
+fn min_age(bot: &Bot) -> String {
+    bot.cfg().bot.moderation.minimum_age.to_string()
+}
+
+fn format_time(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+}
+
+/// Tells the user once per minute (or never, per the policy) that they were rate limited.
+async fn warn_once(fx: &mut Effects<'_>, me: &Member, lang: Lang, key: TextKey) -> Result<(), HandleError> {
+    if fx.bot.cfg().limits.on_exceed == OnExceed::DropSilently {
+        return Ok(());
+    }
+    if fx.hot().allow(fx.pool(), &format!("warn:{}:{me}", key.as_str()), 1, Duration::from_secs(60), 1, fx.now_ms).await? {
+        fx.say(me, key.text(lang), None);
+    }
+    Ok(())
+}
+
+/// Inline buttons, one row of (label, callback) pairs per inner vector.
+fn buttons(rows: Vec<Vec<(String, Callback)>>) -> Value {
+    crate::bot::inline(rows.into_iter().map(|row| row.into_iter().map(|(text, data)| (text, data.render())).collect()).collect())
+}
+
+fn edit_text(fx: &mut Effects<'_>, me: &Member, message_id: i64, text: String, markup: Option<Value>) {
+    let mut params = json!({"chat_id": me.user, "message_id": message_id, "text": text, "parse_mode": "HTML"});
+    if let Some(m) = markup {
+        params["reply_markup"] = m;
+    }
+    fx.push(plain_job(me, Lane::Interactive, "editMessageText", params));
+}
+
+fn edit_markup_off(fx: &mut Effects<'_>, me: &Member, message_id: i64) {
+    let params = json!({"chat_id": me.user, "message_id": message_id, "reply_markup": {"inline_keyboard": []}});
+    fx.push(plain_job(me, Lane::Interactive, "editMessageReplyMarkup", params));
+}
+
+pub fn plain_job(to: &Member, lane: Lane, method: &str, params: Value) -> Job {
+    Job::to(to, lane, method, params)
+}

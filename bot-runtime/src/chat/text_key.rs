@@ -1,0 +1,177 @@
+//! Every text the chat says, by key. The chat modules name texts only through [`TextKey`], so a
+//! misspelt key does not compile, and the test below checks each key against both resource
+//! files (`texts/en.yaml`, `texts/ru.yaml`).
+
+use crate::texts::{Lang, Texts};
+
+macro_rules! text_keys {
+    ($($variant:ident = $key:literal,)*) => {
+        /// A key of `texts/*.yaml`.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum TextKey {
+            $($variant,)*
+        }
+
+        impl TextKey {
+            pub const ALL: &'static [TextKey] = &[$(TextKey::$variant,)*];
+
+            /// The key as written in the resource files.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(TextKey::$variant => $key,)*
+                }
+            }
+        }
+    };
+}
+
+text_keys! {
+    // onboarding
+    Terms = "terms",
+    TermsMirror = "terms_mirror",
+    BtnAgree = "btn_agree",
+    Channels = "channels",
+    ChannelsMissing = "channels_missing",
+    BtnJoin = "btn_join",
+    BtnJoined = "btn_joined",
+    AskGender = "ask_gender",
+    BtnMale = "btn_male",
+    BtnFemale = "btn_female",
+    BtnOther = "btn_other",
+    AskAge = "ask_age",
+    AgeInvalid = "age_invalid",
+    AgeTooYoung = "age_too_young",
+    ProfileDone = "profile_done",
+    FinishProfile = "finish_profile",
+    // menu
+    MenuFind = "menu_find",
+    MenuProfile = "menu_profile",
+    MenuHelp = "menu_help",
+    Help = "help",
+    Stats = "stats",
+    UnknownCommand = "unknown_command",
+    ButtonStale = "button_stale",
+    CommandsSlowDown = "commands_slow_down",
+    // search
+    Searching = "searching",
+    SearchingLong = "searching_long",
+    BtnCancel = "btn_cancel",
+    SearchCancelled = "search_cancelled",
+    NotSearching = "not_searching",
+    AlreadySearching = "already_searching",
+    SearchSlowDown = "search_slow_down",
+    Restricted = "restricted",
+    Matched = "matched",
+    GenderM = "gender_m",
+    GenderF = "gender_f",
+    GenderO = "gender_o",
+    // in a chat
+    ChatNext = "chat_next",
+    ChatStop = "chat_stop",
+    ChatReport = "chat_report",
+    ChatBlock = "chat_block",
+    AlreadyInChat = "already_in_chat",
+    InChatOtherBot = "in_chat_other_bot",
+    NotInChat = "not_in_chat",
+    SlowDown = "slow_down",
+    Unsupported = "unsupported",
+    MediaDisabled = "media_disabled",
+    TooBig = "too_big",
+    RelayFailed = "relay_failed",
+    // ending
+    YouLeft = "you_left",
+    PartnerLeft = "partner_left",
+    PartnerGone = "partner_gone",
+    ChatIdle = "chat_idle",
+    RatePrompt = "rate_prompt",
+    BtnUp = "btn_up",
+    BtnDown = "btn_down",
+    Rated = "rated",
+    // safety
+    Reported = "reported",
+    ReasonSpam = "reason_spam",
+    ReasonAbuse = "reason_abuse",
+    ReasonMinor = "reason_minor",
+    ReasonOther = "reason_other",
+    ReportThanks = "report_thanks",
+    Blocked = "blocked",
+    // profile
+    Profile = "profile",
+    VipUntil = "vip_until",
+    VipNone = "vip_none",
+    BtnEditProfile = "btn_edit_profile",
+    BtnDelete = "btn_delete",
+    DeleteConfirm = "delete_confirm",
+    BtnDeleteYes = "btn_delete_yes",
+    BtnDeleteNo = "btn_delete_no",
+    Deleted = "deleted",
+    DeleteKept = "delete_kept",
+}
+
+impl TextKey {
+    /// The text in `lang`.
+    pub fn text(self, lang: Lang) -> String {
+        Texts::get().raw(lang, self.as_str())
+    }
+
+    /// The text in `lang` with its `{placeholders}` filled (see [`Texts::fmt`]).
+    pub fn fmt(self, lang: Lang, args: &[(&str, &str)]) -> String {
+        Texts::get().fmt(lang, self.as_str(), args)
+    }
+
+    /// How a gender reads in a profile.
+    pub fn gender(g: crate::matching::Gender) -> TextKey {
+        match g {
+            crate::matching::Gender::Male => TextKey::GenderM,
+            crate::matching::Gender::Female => TextKey::GenderF,
+            crate::matching::Gender::Other => TextKey::GenderO,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_text_key_the_chat_uses_exists_in_both_languages() {
+        let t = Texts::get();
+        for lang in [Lang::En, Lang::Ru] {
+            let keys = t.keys(lang);
+            for key in TextKey::ALL {
+                assert!(keys.iter().any(|k| k == key.as_str()), "{key:?} ({}) is missing in texts/{}.yaml", key.as_str(), lang.code());
+            }
+        }
+    }
+
+    #[test]
+    fn gender_texts_follow_the_gender_codes() {
+        for g in [crate::matching::Gender::Male, crate::matching::Gender::Female, crate::matching::Gender::Other] {
+            assert_eq!(TextKey::gender(g).as_str(), format!("gender_{}", g.code()));
+        }
+    }
+
+    /// The compile-time check holds only while the chat modules name texts through `TextKey`.
+    #[test]
+    fn the_chat_modules_name_texts_only_through_text_keys() {
+        let sources = [
+            ("mod.rs", include_str!("mod.rs")),
+            ("onboarding.rs", include_str!("onboarding.rs")),
+            ("menu.rs", include_str!("menu.rs")),
+            ("profile.rs", include_str!("profile.rs")),
+            ("search.rs", include_str!("search.rs")),
+            ("relay.rs", include_str!("relay.rs")),
+            ("ending.rs", include_str!("ending.rs")),
+            ("safety.rs", include_str!("safety.rs")),
+            ("protocol.rs", include_str!("protocol.rs")),
+        ];
+        for (name, src) in sources {
+            for banned in ["texts()", "Texts::get()", ".raw("] {
+                assert!(!src.contains(banned), "chat/{name} reads a text by a string key ({banned}); use TextKey");
+            }
+            // `t.fmt(` of the old `let t = texts();`, not the `…Key.fmt(` of a TextKey.
+            let by_string = src.match_indices("t.fmt(").any(|(i, _)| i == 0 || !src.as_bytes()[i - 1].is_ascii_alphanumeric());
+            assert!(!by_string, "chat/{name} formats a text by a string key (t.fmt); use TextKey");
+        }
+    }
+}
