@@ -111,11 +111,22 @@ pub async fn start_bot(
         fleet: fleet.clone(),
     });
     let _ = fleet.bell(&bot.name);
-    let mut tasks =
-        vec![tokio::spawn(outbox::run(bot.clone(), shutdown.clone())), tokio::spawn(timers::run(bot.clone(), shutdown.clone()))];
+    let mut tasks = vec![
+        tokio::spawn(outbox::run(bot.clone(), shutdown.clone())),
+        tokio::spawn(timers::run(bot.clone(), shutdown.clone())),
+        tokio::spawn(crate::chat::retire::run(bot.clone(), shutdown.clone())),
+    ];
     if poll {
         tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
     }
+    // The command menu and descriptions per locale: a convenience, so in the background and
+    // never fatal (every command also works typed).
+    let menu_bot = bot.clone();
+    tokio::spawn(async move {
+        if let Err(e) = crate::chat::telegram_menu::set_up(&menu_bot).await {
+            tracing::warn!(bot = %menu_bot.id, error = %e, "could not set the command menu and descriptions; next start retries");
+        }
+    });
     Ok(RunningBot { bot, tasks })
 }
 

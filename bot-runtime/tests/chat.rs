@@ -46,6 +46,9 @@ on_both_backends!(
     a_person_restricted_on_one_bot_cannot_match_through_another,
     a_ban_survives_delete_me_and_start,
     a_person_in_a_chat_on_one_bot_cannot_start_a_second_through_another,
+    retiring_a_bot_takes_its_users_out_of_the_pool_and_tells_their_partners,
+    a_retiring_bot_starts_no_new_chat,
+    the_bot_sets_its_command_menu_and_descriptions_per_language,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -625,5 +628,62 @@ async fn a_person_in_a_chat_on_one_bot_cannot_start_a_second_through_another(bac
     assert!(text_of(&told).contains("alpha"), "{told}");
     let beta = h.any_bot("beta");
     assert!(beta.fleet.matcher.waiting(&beta.pool, &Member::new("beta", cat.id)).await.unwrap(), "Cat still waits");
+    h.stop().await;
+}
+
+/// Retiring alpha (the operator sets `retiring` before removing its pods): its members leave
+/// the pool's queues, their chats end, and the partners on other bots are told by their own
+/// bot — nothing is left to an idle timer of a bot that no longer runs.
+async fn retiring_a_bot_takes_its_users_out_of_the_pool_and_tells_their_partners(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 30).await;
+    cat.tap("menu_find").unwrap();
+    cat.expect_text("searching", WAIT).await.unwrap();
+    let alpha = h.any_bot("alpha");
+    assert_eq!(bot_runtime::chat::retire::retire_members(&alpha).await.unwrap(), 2);
+    bob.expect_text("partner_gone", WAIT).await.unwrap();
+    ann.expect_text("bot_retiring", WAIT).await.unwrap();
+    cat.expect_text("bot_retiring", WAIT).await.unwrap();
+    assert!(!alpha.fleet.matcher.waiting(&alpha.pool, &Member::new("alpha", cat.id)).await.unwrap());
+    assert_eq!(alpha.fleet.matcher.partner(&alpha.pool, &Member::new("beta", bob.id)).await.unwrap(), None);
+    assert_eq!(bot_runtime::chat::retire::retire_members(&alpha).await.unwrap(), 0, "nothing left");
+    h.stop().await;
+}
+
+async fn a_retiring_bot_starts_no_new_chat(backend: Backend) {
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.bot.retiring = true;
+    let h = Harness::start(backend, Mode::Polling, vec![alpha, bot_config("beta", Mode::Polling, "")], 1).await;
+    let mut bob = onboarded(&h, "beta", "Bob", "m", 31).await;
+    bob.tap("menu_find").unwrap();
+    bob.expect_text("searching", WAIT).await.unwrap();
+    let mut dan = onboarded(&h, "alpha", "Dan", "m", 33).await;
+    dan.tap("menu_find").unwrap();
+    dan.expect_text("bot_retiring", WAIT).await.unwrap();
+    let beta = h.any_bot("beta");
+    assert!(beta.fleet.matcher.waiting(&beta.pool, &Member::new("beta", bob.id)).await.unwrap(), "Bob still waits");
+    h.stop().await;
+}
+
+async fn the_bot_sets_its_command_menu_and_descriptions_per_language(backend: Backend) {
+    let h = two_bots(backend, 1).await;
+    let alpha = h.any_bot("alpha");
+    let deadline = std::time::Instant::now() + WAIT;
+    let ru = loop {
+        let ru = alpha.api.call("getMyCommands", &json!({"language_code": "ru"})).await.unwrap();
+        if ru.as_array().is_some_and(|l| !l.is_empty()) || std::time::Instant::now() > deadline {
+            break ru;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(ru[0]["command"], "search", "{ru}");
+    assert_eq!(ru[0]["description"], "Найти собеседника");
+    let en = alpha.api.call("getMyCommands", &json!({"language_code": "en"})).await.unwrap();
+    assert_eq!(en[0]["description"], "Find a partner");
+    let default = alpha.api.call("getMyCommands", &json!({})).await.unwrap();
+    assert_eq!(default.as_array().map(Vec::len), Some(9), "users of other languages get the default locale's menu");
+    let short = alpha.api.call("getMyShortDescription", &json!({"language_code": "ru"})).await.unwrap();
+    assert!(short["short_description"].as_str().unwrap_or("").contains("18+"), "{short}");
     h.stop().await;
 }

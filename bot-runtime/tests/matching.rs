@@ -156,6 +156,17 @@ async fn a_restricted_person_leaves_every_queue_of_the_pool<P: MatchPool>(p: P) 
     assert_eq!(matched(&p, &anyone("gamma", 2), 2).await, None);
 }
 
+async fn the_members_of_a_bot_are_found_for_retiring_it<P: MatchPool>(p: P) {
+    matched(&p, &anyone("alpha", 1), 0).await;
+    matched(&p, &anyone("beta", 2), 1).await;
+    matched(&p, &anyone("alpha", 3), 2).await;
+    matched(&p, &seeker("beta", 4, Gender::Male, Want::Only(Gender::Male), true), 3).await;
+    assert_eq!(p.members_of(POOL, "alpha").await.unwrap(), vec![Member::new("alpha", 1), Member::new("alpha", 3)]);
+    assert_eq!(p.members_of(POOL, "beta").await.unwrap(), vec![Member::new("beta", 2), Member::new("beta", 4)]);
+    assert_eq!(p.members_of(POOL, "gamma").await.unwrap(), vec![]);
+    assert_eq!(p.members_of("other-pool", "alpha").await.unwrap(), vec![]);
+}
+
 async fn ending_a_chat_ends_it_for_both_once<P: MatchPool>(p: P) {
     matched(&p, &anyone("alpha", 1), 0).await;
     matched(&p, &anyone("beta", 2), 1).await;
@@ -247,6 +258,7 @@ both_stores!(
     a_block_holds_through_every_bot_of_both_people,
     recent_partners_are_people_not_bots,
     a_restricted_person_leaves_every_queue_of_the_pool,
+    the_members_of_a_bot_are_found_for_retiring_it,
 );
 
 /// More than a scan's worth of members who suit nobody searching now must not hide a

@@ -179,6 +179,7 @@ pub fn resolve(
                 token_file: TOKEN_FILE.into(),
                 webhook_secret_file: (spec.ingress.mode == IngressMode::Webhook).then(|| WEBHOOK_SECRET_FILE.into()),
             },
+            retiring: false,
         },
         plans: resolved_plans,
         campaigns: resolved_campaigns,

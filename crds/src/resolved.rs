@@ -55,6 +55,12 @@ pub struct ResolvedBot {
     pub lock_chat: LockChat,
     pub referrals: Referrals,
     pub secrets: SecretFiles,
+    /// The bot is being retired (its BotInstance deleted or scaled to zero): the runtime
+    /// takes its users out of the pool's queues, ends their chats telling the partners, and
+    /// starts no new ones. The operator sets it before it removes the pods. Absent in
+    /// configurations written before it existed: not retiring.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retiring: bool,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

@@ -15,6 +15,8 @@ mod onboarding;
 mod profile;
 pub mod protocol;
 mod relay;
+pub mod retire;
+pub mod telegram_menu;
 mod safety;
 mod search;
 pub mod text_key;

@@ -45,6 +45,10 @@ pub(super) async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Res
         return Ok(());
     }
     let cfg = fx.bot.cfg();
+    if cfg.bot.retiring {
+        fx.say(&me, TextKey::BotRetiring.text(lang), None);
+        return Ok(());
+    }
     let per = cfg.limits.per_user.searches_per_minute.max(1);
     if !fx.hot().allow(fx.pool(), &format!("search:{me}"), per, Duration::from_secs(60), per, fx.now_ms).await? {
         warn_once(fx, &me, lang, TextKey::SearchSlowDown).await?;

@@ -180,6 +180,15 @@ impl MatchPool for MemoryPool {
         Ok(())
     }
 
+    async fn members_of(&self, pool: &str, bot: &str) -> Result<Vec<Member>, MatchError> {
+        Ok(self.with(pool, |p| {
+            let mut out: Vec<Member> = p.pairs.keys().chain(p.waiting.keys()).filter(|m| m.bot == bot).cloned().collect();
+            out.sort();
+            out.dedup();
+            out
+        }))
+    }
+
     async fn cancel_person(&self, pool: &str, person: i64) -> Result<u64, MatchError> {
         Ok(self.with(pool, |p| p.unqueue_person(person)))
     }

@@ -155,6 +155,9 @@ pub trait MatchPool: Send + Sync + 'static {
     /// how many queue entries were removed.
     async fn cancel_person(&self, pool: &str, person: i64) -> Result<u64, MatchError>;
     async fn queue_len(&self, pool: &str, tier: Tier) -> Result<u64, MatchError>;
+    /// Every member of `bot` who waits or chats in the pool (for retiring the bot). Not
+    /// atomic: a member who joins meanwhile is found by the next call.
+    async fn members_of(&self, pool: &str, bot: &str) -> Result<Vec<Member>, MatchError>;
     /// Chats in progress in the pool.
     async fn active_chats(&self, pool: &str) -> Result<u64, MatchError>;
 }

@@ -100,6 +100,41 @@ impl MatchPool for RedisPool {
         Ok(())
     }
 
+    async fn members_of(&self, pool: &str, bot: &str) -> Result<Vec<Member>, MatchError> {
+        let mut conn = self.conn.clone();
+        let mut out = Vec::new();
+        // Chats (`pair:<bot>:<user>`) and waiting places (`u:<bot>:<user>`, a hash that
+        // exists only while it holds the queue). Bot names are DNS labels: no glob characters.
+        for kind in ["pair", "u"] {
+            let prefix = format!("{}{kind}:{bot}:", self.keys.pool(pool));
+            let pattern = format!("{prefix}*");
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(&pattern)
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(unavailable)?;
+                for key in keys {
+                    if let Some(user) = key.strip_prefix(&prefix).and_then(|u| u.parse::<i64>().ok()) {
+                        out.push(Member::new(bot, user));
+                    }
+                }
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
     async fn cancel_person(&self, pool: &str, person: i64) -> Result<u64, MatchError> {
         let mut conn = self.conn.clone();
         self.cancel_person.key(self.keys.pool(pool)).arg(person).invoke_async(&mut conn).await.map_err(unavailable)

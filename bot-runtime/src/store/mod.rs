@@ -152,6 +152,8 @@ pub enum EndReason {
     Idle,
     /// The partner blocked the bot (a send answered 403) or deleted their profile.
     Gone,
+    /// The bot of one side was retired (deleted or scaled to zero).
+    Retired,
 }
 
 impl EndReason {
@@ -163,6 +165,7 @@ impl EndReason {
             EndReason::Block => "block",
             EndReason::Idle => "idle",
             EndReason::Gone => "gone",
+            EndReason::Retired => "retired",
         }
     }
 }

@@ -39,6 +39,10 @@ pub const METHODS: &[&str] = &[
     "setMyCommands",
     "getMyCommands",
     "deleteMyCommands",
+    "setMyDescription",
+    "getMyDescription",
+    "setMyShortDescription",
+    "getMyShortDescription",
     "getFile",
     "sendInvoice",
     "createInvoiceLink",
@@ -108,6 +112,10 @@ pub fn call(world: &mut World, bot_id: i64, method: &str, p: &Params) -> ApiResu
             world.bot_mut(bot_id)?.commands.remove(&key);
             Ok(json!(true))
         }
+        "setMyDescription" => set_my_description(world, bot_id, p, "description", 512),
+        "setMyShortDescription" => set_my_description(world, bot_id, p, "short_description", 120),
+        "getMyDescription" => get_my_description(world, bot_id, p, "description"),
+        "getMyShortDescription" => get_my_description(world, bot_id, p, "short_description"),
         "getFile" => get_file(world, bot_id, p),
         "sendInvoice" => send_invoice(world, bot_id, p),
         "createInvoiceLink" => create_invoice_link(world, bot_id, p),
@@ -696,6 +704,36 @@ fn set_my_commands(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Valu
     let key = commands_key(p)?;
     world.bot_mut(bot_id)?.commands.insert(key, commands);
     Ok(json!(true))
+}
+
+/// `setMyDescription` (≤ 512 characters) and `setMyShortDescription` (≤ 120), per language
+/// code; an empty or absent text removes it (the default-language text then shows).
+fn set_my_description(world: &mut World, bot_id: i64, p: &Params, kind: &str, max: usize) -> ApiResult<Value> {
+    let text = p.opt_str(kind)?.unwrap_or_default();
+    if text.chars().count() > max {
+        return Err(ApiError::bad_request(&format!("{} is too long", kind.replace('_', " "))));
+    }
+    let key = (kind.to_string(), p.opt_str("language_code")?.unwrap_or_default());
+    let bot = world.bot_mut(bot_id)?;
+    if text.is_empty() {
+        bot.descriptions.remove(&key);
+    } else {
+        bot.descriptions.insert(key, text);
+    }
+    Ok(json!(true))
+}
+
+/// `getMyDescription` / `getMyShortDescription`: the language's text, else the default one.
+fn get_my_description(world: &mut World, bot_id: i64, p: &Params, kind: &str) -> ApiResult<Value> {
+    let lang = p.opt_str("language_code")?.unwrap_or_default();
+    let bot = world.bot(bot_id)?;
+    let text = bot
+        .descriptions
+        .get(&(kind.to_string(), lang))
+        .or_else(|| bot.descriptions.get(&(kind.to_string(), String::new())))
+        .cloned()
+        .unwrap_or_default();
+    Ok(json!({ kind: text }))
 }
 
 fn get_file(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> {

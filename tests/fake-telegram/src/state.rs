@@ -426,6 +426,8 @@ pub struct BotState {
     pub pre_checkouts: HashMap<String, PreCheckout>,
     pub invoice_links: HashMap<String, InvoiceSpec>,
     pub commands: BTreeMap<String, Value>,
+    /// `setMyDescription` / `setMyShortDescription`: (kind, language code or "") → text.
+    pub descriptions: BTreeMap<(String, String), String>,
     pub bucket: Option<TokenBucket>,
     pub star_transactions: Vec<Value>,
     pub star_balance: i64,
@@ -645,6 +647,7 @@ impl World {
                 pre_checkouts: HashMap::new(),
                 invoice_links: HashMap::new(),
                 commands: BTreeMap::new(),
+                descriptions: BTreeMap::new(),
                 bucket: None,
                 star_transactions: Vec::new(),
                 star_balance: 0,
