@@ -94,6 +94,19 @@ pub async fn start_bot(
     poll: bool,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<RunningBot> {
+    let bot = prepare_bot(fleet, config, api).await?;
+    let _ = fleet.bell(&bot.name);
+    let mut tasks =
+        vec![tokio::spawn(outbox::run(bot.clone(), shutdown.clone())), tokio::spawn(timers::run(bot.clone(), shutdown.clone()))];
+    if poll {
+        tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
+    }
+    Ok(RunningBot { bot, tasks })
+}
+
+/// A bot on `fleet` as [`start_bot`] runs it (identity, pool, store scoped to its namespace,
+/// release N's state adopted), with nothing started: the handler tests drive it directly.
+pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramApi) -> anyhow::Result<Arc<Bot>> {
     let cfg = config.current();
     let namespace = namespace_of(&cfg.bot);
     let id = BotId::new(namespace, &cfg.bot.name).context("the bot's identity")?;
@@ -110,13 +123,7 @@ pub async fn start_bot(
         api,
         fleet: fleet.clone(),
     });
-    let _ = fleet.bell(&bot.name);
-    let mut tasks =
-        vec![tokio::spawn(outbox::run(bot.clone(), shutdown.clone())), tokio::spawn(timers::run(bot.clone(), shutdown.clone()))];
-    if poll {
-        tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
-    }
-    Ok(RunningBot { bot, tasks })
+    Ok(bot)
 }
 
 /// Release N keyed a bot's SQL rows by its bare name and its pool's Redis keys by the bare
