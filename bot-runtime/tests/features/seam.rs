@@ -361,11 +361,6 @@ impl Out {
         self.jobs.iter().filter(|j| j.bot == p.bot && j.chat_id == p.id).collect()
     }
 
-    /// The texts `p` is sent (new messages and edits), in order.
-    pub fn texts(&self, p: &Person) -> Vec<&str> {
-        self.to(p).into_iter().map(text).filter(|t| !t.is_empty()).collect()
-    }
-
     /// Whether `p` is told `key` (in `p`'s language, any placeholder values).
     pub fn says(&self, p: &Person, key: TextKey) -> bool {
         self.to(p).into_iter().any(|j| is_text(j, key, p.lang))
