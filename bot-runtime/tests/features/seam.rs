@@ -81,9 +81,11 @@ pub struct Seam {
     clock: AtomicI64,
     next_update: AtomicI64,
     next_message: AtomicI64,
-    /// The inline buttons each chat (bot, user) was shown: (message id, callback data).
-    shown: Mutex<HashMap<(String, i64), Vec<(i64, Vec<String>)>>>,
+    shown: Mutex<HashMap<(String, i64), Vec<Shown>>>,
 }
+
+/// A message with inline buttons sent to a chat (bot, user): its id here and its callback data.
+type Shown = (i64, Vec<String>);
 
 impl Drop for Seam {
     fn drop(&mut self) {
