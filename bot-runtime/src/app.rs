@@ -94,22 +94,7 @@ pub async fn start_bot(
     poll: bool,
     shutdown: &watch::Receiver<bool>,
 ) -> anyhow::Result<RunningBot> {
-    let cfg = config.current();
-    let namespace = namespace_of(&cfg.bot);
-    let id = BotId::new(namespace, &cfg.bot.name).context("the bot's identity")?;
-    let pool = PoolId::new(namespace, &cfg.bot.pool).context("the bot's matching pool")?;
-    let store: Arc<dyn Store> = Arc::new(BotStore::new(namespace, fleet.store.clone()));
-    adopt_release_n(fleet, &id, &pool).await?;
-    let bot = Arc::new(Bot {
-        name: cfg.bot.name.clone(),
-        id,
-        pool: pool.to_string(),
-        pool_label: pool.name.clone(),
-        store,
-        config,
-        api,
-        fleet: fleet.clone(),
-    });
+    let bot = prepare_bot(fleet, config, api).await?;
     let _ = fleet.bell(&bot.name);
     let mut tasks = vec![
         tokio::spawn(outbox::run(bot.clone(), shutdown.clone())),
@@ -128,6 +113,28 @@ pub async fn start_bot(
         }
     });
     Ok(RunningBot { bot, tasks })
+}
+
+/// A bot on `fleet` as [`start_bot`] runs it (identity, pool, store scoped to its namespace,
+/// release N's state adopted), with nothing started: the handler tests drive it directly.
+pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramApi) -> anyhow::Result<Arc<Bot>> {
+    let cfg = config.current();
+    let namespace = namespace_of(&cfg.bot);
+    let id = BotId::new(namespace, &cfg.bot.name).context("the bot's identity")?;
+    let pool = PoolId::new(namespace, &cfg.bot.pool).context("the bot's matching pool")?;
+    let store: Arc<dyn Store> = Arc::new(BotStore::new(namespace, fleet.store.clone()));
+    adopt_release_n(fleet, &id, &pool).await?;
+    let bot = Arc::new(Bot {
+        name: cfg.bot.name.clone(),
+        id,
+        pool: pool.to_string(),
+        pool_label: pool.name.clone(),
+        store,
+        config,
+        api,
+        fleet: fleet.clone(),
+    });
+    Ok(bot)
 }
 
 /// Release N keyed a bot's SQL rows by its bare name and its pool's Redis keys by the bare

@@ -1,0 +1,81 @@
+//! Search: queueing, matching across bots, refusals.
+
+use std::time::Duration;
+
+use bot_runtime::chat::text_key::TextKey;
+
+use crate::seam::{Seam, buttons, text};
+
+#[tokio::test]
+async fn a_search_alone_queues_with_a_cancel_button_and_cancel_leaves_the_queue() {
+    let s = Seam::bots(&["alpha"]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    let out = s.send(&ann, "/search").await;
+    let searching = out.said(&ann, TextKey::Searching);
+    assert_eq!(buttons(searching), ["cancel"]);
+    assert!(searching.save_as.is_some(), "the refreshes edit this message: {searching:?}");
+    assert!(s.waiting(&ann).await);
+
+    let out = s.press(&ann, "cancel").await;
+    out.said(&ann, TextKey::SearchCancelled);
+    assert!(!s.waiting(&ann).await);
+}
+
+#[tokio::test]
+async fn two_people_on_two_bots_are_matched_and_each_told_through_their_own_bot() {
+    let s = Seam::bots(&["alpha", "beta"]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    let bob = s.onboarded("beta", "Bob", "m", 31).await;
+    s.send(&ann, "/search").await;
+    let out = s.send(&bob, "/search").await;
+    let to_ann = out.said(&ann, TextKey::Matched);
+    let to_bob = out.said(&bob, TextKey::Matched);
+    assert_eq!((to_ann.bot.as_str(), to_bob.bot.as_str()), ("alpha", "beta"));
+    assert!(text(to_ann).contains("man, 31") && text(to_bob).contains("woman, 25"), "{}", out.listing());
+    assert_eq!(s.partner(&ann).await, Some(bob.member()));
+}
+
+#[tokio::test]
+async fn a_restricted_person_is_refused_with_the_time_it_ends() {
+    let s = Seam::bots(&["alpha"]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    let until = s.now_ms() + 3_600_000;
+    s.bot(&ann.bot).store.restrict(ann.id, Some(until), s.now_ms()).await.expect("restrict");
+    let out = s.send(&ann, "/search").await;
+    assert!(text(out.said(&ann, TextKey::Restricted)).contains("2025-06-02 10:00"), "{}", out.listing());
+    assert!(!s.waiting(&ann).await);
+}
+
+#[tokio::test]
+async fn a_second_tap_while_searching_says_already_searching() {
+    let s = Seam::bots(&["alpha"]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    s.send(&ann, "/search").await;
+    let out = s.tap(&ann, TextKey::MenuFind).await;
+    out.said(&ann, TextKey::AlreadySearching);
+    assert_eq!(out.jobs.len(), 1, "one searching message is enough: {}", out.listing());
+}
+
+#[tokio::test]
+async fn a_person_in_a_chat_on_one_bot_searching_through_another_is_told_to_finish_it() {
+    let s = Seam::bots(&["alpha", "beta"]).await;
+    let (ann, _bob) = s.chatting("alpha", "alpha").await;
+    let ann_on_beta = ann.on("beta");
+    s.onboard(&ann_on_beta, "f", 25).await;
+    let out = s.send(&ann_on_beta, "/search").await;
+    assert!(text(out.said(&ann_on_beta, TextKey::InChatOtherBot)).contains("alpha"), "{}", out.listing());
+    assert!(!s.waiting(&ann_on_beta).await);
+}
+
+#[tokio::test]
+async fn the_searching_message_is_refreshed_by_its_timer() {
+    let s = Seam::bots(&["alpha"]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    s.send(&ann, "/search").await;
+    assert!(s.fire_due("alpha").await.jobs.is_empty(), "not due yet");
+    s.advance(Duration::from_secs(5));
+    let out = s.fire_due("alpha").await;
+    let edit = out.said(&ann, TextKey::Searching);
+    assert_eq!(edit.method, "editMessageText");
+    assert!(text(edit).contains("0:06"), "{}", out.listing());
+}
