@@ -72,7 +72,7 @@ impl Keys {
         format!("{}blocked:{person}", self.pool(pool))
     }
 
-    // ---- hot state (see hot/redis.rs). Bot names are Kubernetes names (no ':'), so the
+    // ---- hot state (see hot/redis/). Bot names are Kubernetes names (no ':'), so the
     // kind comes first and nothing below can collide with another kind's keys.
 
     /// An update's dedupe marker: `lease:<random>` while being processed, `done` after.

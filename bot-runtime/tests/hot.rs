@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bot_runtime::hot::memory::MemoryHot;
 use bot_runtime::hot::redis::RedisHot;
-use bot_runtime::hot::{Claim, HotState, Job, Lane, Marker, Timer};
+use bot_runtime::hot::{Claim, Dedupe, HotState, Job, Lane, Marker, Outbox, Timer, Timers};
 use bot_runtime::keys::Keys;
 use botfleet_tests::fixtures::TestRedis;
 use serde_json::json;

@@ -293,7 +293,7 @@ mod crowd {
 #[tokio::test]
 async fn release_n_pairs_queues_jobs_and_timers_carry_on_after_the_namespaced_upgrade() {
     use bot_runtime::hot::redis::RedisHot;
-    use bot_runtime::hot::{HotState, Job, Lane, Marker, Timer};
+    use bot_runtime::hot::{Commit, Job, Lane, Maintenance, Marker, Outbox, Timer, Timers};
     let (p, r) = redis_pool().await;
     let hot = RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), 4);
     // Release N's state under the bare pool name.

@@ -35,16 +35,16 @@ pub(crate) fn per_chat(per_minute: u32, burst: u32) -> (i64, i64) {
     params(per_minute, Duration::from_secs(60), burst)
 }
 
-/// One send limiter (see reserve_send.lua): the TAT and a hold.
+/// One send limiter's bucket (see reserve_send.lua): the TAT and a hold.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct SendLimiter {
+pub(crate) struct SendBucket {
     /// Theoretical arrival time, µs (0: fresh).
     pub tat_us: i64,
     /// Nothing goes before this, ms (0: none).
     pub hold_ms: i64,
 }
 
-impl SendLimiter {
+impl SendBucket {
     /// The earliest time (µs) a send may go, and the TAT to store if it goes at `now_us`
     /// (`None` without a rate limit: only the hold applies).
     pub fn check(&self, interval: i64, tolerance: i64, now_us: i64) -> (i64, Option<i64>) {
@@ -75,7 +75,7 @@ mod tests {
     fn a_fresh_limiter_allows_the_burst_then_one_per_interval() {
         let (interval, tolerance) = per_bot(30);
         assert_eq!(interval, 33_334);
-        let mut l = SendLimiter::default();
+        let mut l = SendBucket::default();
         let now = 1_000_000_000;
         let mut sent = 0;
         loop {

@@ -1,0 +1,16 @@
+//! Update dedupe: an update is taken by one replica at a time and, once its effects are
+//! committed (see [`Commit`](super::Commit)), never again.
+
+use std::time::Duration;
+
+use super::{Claim, HotResult};
+
+#[async_trait::async_trait]
+pub trait Dedupe: Send + Sync {
+    /// Takes update `update_id` of `bot` for processing, for `lease`, unless it is done or
+    /// another live lease holds it. An expired lease (a crashed replica) can be taken again.
+    async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim>;
+    /// Gives a taken update back after a failed attempt, so the retry need not wait the lease.
+    /// Removes whatever lease is on it (leases carry no holder here); a done update stays done.
+    async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()>;
+}

@@ -1,0 +1,38 @@
+//! Update dedupe in memory: a mark per update, a lease (with its deadline) or done.
+
+use std::time::Duration;
+
+use super::{Expiring, MemoryHot, live};
+use crate::hot::{Claim, Dedupe, HotResult};
+
+/// What is known of an update: taken (until the lease's deadline) or done (for the keep).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum UpdateMark {
+    Lease,
+    Done,
+}
+
+#[async_trait::async_trait]
+impl Dedupe for MemoryHot {
+    async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim> {
+        let (mut s, now) = self.lock();
+        let key = (pool.to_string(), bot.to_string(), update_id);
+        match live(&mut s.updates, &key, now).map(|e| e.value) {
+            Some(UpdateMark::Done) => Ok(Claim::Done),
+            Some(UpdateMark::Lease) => Ok(Claim::Busy),
+            None => {
+                s.updates.insert(key, Expiring::new(UpdateMark::Lease, now, lease));
+                Ok(Claim::Taken)
+            }
+        }
+    }
+
+    async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()> {
+        let (mut s, now) = self.lock();
+        let key = (pool.to_string(), bot.to_string(), update_id);
+        if live(&mut s.updates, &key, now).is_some_and(|e| e.value == UpdateMark::Lease) {
+            s.updates.remove(&key);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,61 @@
+//! The outboxes in memory: per (pool, bot, shard, lane) a map from a sequence number (the job
+//! id, increasing across all streams) to the job.
+
+use super::MemoryHot;
+use crate::hot::{HotResult, Lane, Outbox, QueuedJob};
+
+/// One outbox stream.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(super) struct StreamKey {
+    pub(super) pool: String,
+    pub(super) bot: String,
+    pub(super) shard: u32,
+    pub(super) lane: Lane,
+}
+
+#[async_trait::async_trait]
+impl Outbox for MemoryHot {
+    fn outbox_shards(&self) -> u32 {
+        self.shards
+    }
+
+    async fn outbox_read(&self, pool: &str, bot: &str, shard: u32, lane: Lane, max: usize) -> HotResult<Vec<QueuedJob>> {
+        let (s, _) = self.lock();
+        let key = StreamKey { pool: pool.to_string(), bot: bot.to_string(), shard, lane };
+        Ok(s.outboxes
+            .get(&key)
+            .map(|q| q.iter().take(max).map(|(id, job)| QueuedJob { id: id.to_string(), job: job.clone() }).collect())
+            .unwrap_or_default())
+    }
+
+    async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()> {
+        // An id this store never made names no job: nothing to remove.
+        let Ok(seq) = id.parse::<u64>() else { return Ok(()) };
+        let (mut s, _) = self.lock();
+        let key = StreamKey { pool: pool.to_string(), bot: bot.to_string(), shard, lane };
+        if let Some(q) = s.outboxes.get_mut(&key) {
+            q.remove(&seq);
+            if q.is_empty() {
+                s.outboxes.remove(&key);
+            }
+        }
+        Ok(())
+    }
+
+    async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)> {
+        let (s, _) = self.lock();
+        let (mut depth, mut oldest) = (0u64, None::<i64>);
+        for shard in 0..self.shards {
+            for lane in [Lane::Interactive, Lane::Bulk] {
+                let key = StreamKey { pool: pool.to_string(), bot: bot.to_string(), shard, lane };
+                if let Some(q) = s.outboxes.get(&key) {
+                    depth += q.len() as u64;
+                    if let Some(first) = q.values().next() {
+                        oldest = Some(oldest.map_or(first.enqueued_ms, |o| o.min(first.enqueued_ms)));
+                    }
+                }
+            }
+        }
+        Ok((depth, oldest.map_or(0, |o| (now_ms - o).max(0))))
+    }
+}

@@ -1,0 +1,20 @@
+//! The outboxes: per bot, `outbox_shards` shards × two lanes of jobs in order. Jobs are only
+//! ever appended by [`Commit`](super::Commit); the bot's outbox consumer reads and acknowledges.
+
+use super::{HotResult, Lane, QueuedJob};
+
+#[async_trait::async_trait]
+pub trait Outbox: Send + Sync {
+    /// The shard of a chat: `chat_id.rem_euclid(shards)`.
+    fn shard_of(&self, chat_id: i64) -> u32 {
+        chat_id.rem_euclid(i64::from(self.outbox_shards())) as u32
+    }
+    /// How many shards each bot's outbox has (per-chat order holds within a shard).
+    fn outbox_shards(&self) -> u32;
+    /// Up to `max` oldest unacknowledged jobs of one shard and lane, in order.
+    async fn outbox_read(&self, pool: &str, bot: &str, shard: u32, lane: Lane, max: usize) -> HotResult<Vec<QueuedJob>>;
+    /// Removes a sent (or given-up) job.
+    async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()>;
+    /// Jobs waiting in all shards and lanes of a bot, and the age of the oldest (ms).
+    async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)>;
+}

@@ -1,0 +1,34 @@
+//! Update dedupe on Redis: claim_update.lua and release_update.lua.
+
+use std::time::Duration;
+
+use super::{RedisHot, px, unavailable};
+use crate::hot::{Claim, Dedupe, HotError, HotResult};
+
+#[async_trait::async_trait]
+impl Dedupe for RedisHot {
+    async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim> {
+        let mut conn = self.conn.clone();
+        let token = format!("lease:{:016x}", rand::random::<u64>());
+        let found: String = self
+            .claim_update
+            .key(self.keys.update(pool, bot, update_id))
+            .arg(token)
+            .arg(px(lease))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        match found.as_str() {
+            "taken" => Ok(Claim::Taken),
+            "done" => Ok(Claim::Done),
+            other if other.starts_with("lease:") => Ok(Claim::Busy),
+            other => Err(HotError::Corrupt(format!("update marker {bot}/{update_id} is {other:?}"))),
+        }
+    }
+
+    async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self.release_update.key(self.keys.update(pool, bot, update_id)).invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,72 @@
+//! The send limiter and per-user rate limits on Redis: reserve_send.lua, hold_sends.lua and
+//! allow.lua, with the GCRA parameters from `gcra.rs`.
+
+use std::time::Duration;
+
+use super::{RedisHot, system_now_ms, unavailable};
+use crate::hot::gcra;
+use crate::hot::{HotResult, RateLimit, SendLimiter};
+
+#[async_trait::async_trait]
+impl SendLimiter for RedisHot {
+    async fn reserve_send(
+        &self,
+        pool: &str,
+        bot: &str,
+        chat_id: i64,
+        per_bot: u32,
+        per_chat_per_minute: u32,
+        chat_burst: u32,
+        now_ms: i64,
+    ) -> HotResult<Duration> {
+        let (bot_interval, bot_tolerance) = gcra::per_bot(per_bot);
+        let (chat_interval, chat_tolerance) = gcra::per_chat(per_chat_per_minute, chat_burst);
+        let mut conn = self.conn.clone();
+        let wait_ms: i64 = self
+            .reserve_send
+            .key(self.keys.send_limit_bot(pool, bot))
+            .key(self.keys.send_limit_chat(pool, bot, chat_id))
+            .arg(now_ms)
+            .arg(bot_interval)
+            .arg(bot_tolerance)
+            .arg(chat_interval)
+            .arg(chat_tolerance)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)))
+    }
+
+    async fn hold_sends(&self, pool: &str, bot: &str, chat_id: Option<i64>, until_ms: i64) -> HotResult<()> {
+        let mut inv = self.hold_sends.key(self.keys.send_limit_bot(pool, bot));
+        if let Some(chat) = chat_id {
+            inv.key(self.keys.send_limit_chat(pool, bot, chat));
+        }
+        // No `now` is given here: the hold is kept from the wall clock until it has passed.
+        let ttl = (until_ms.saturating_sub(system_now_ms())).max(0).saturating_add(gcra::MARGIN_MS);
+        let mut conn = self.conn.clone();
+        let _: i64 = inv.arg(until_ms).arg(ttl).invoke_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl RateLimit for RedisHot {
+    async fn allow(&self, pool: &str, key: &str, rate: u32, per: Duration, burst: u32, now_ms: i64) -> HotResult<bool> {
+        let (interval, tolerance) = gcra::params(rate, per, burst);
+        if interval == 0 {
+            return Ok(true);
+        }
+        let mut conn = self.conn.clone();
+        let allowed: i64 = self
+            .allow
+            .key(self.keys.rate_limit(pool, key))
+            .arg(now_ms)
+            .arg(interval)
+            .arg(tolerance)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(allowed == 1)
+    }
+}

@@ -1,0 +1,78 @@
+//! The Redis hot state: any number of replicas share it. Every key comes from `keys.rs` and
+//! carries its pool's hash tag; every step that must be atomic is one Lua script (the `.lua`
+//! files next to this one, each with its KEYS/ARGV and invariant) or one MULTI.
+//!
+//! This file holds the connection, the scripts and what every concern shares; each concern's
+//! trait is implemented in its own file (`dedupe.rs`, `commit.rs`, `outbox.rs`, …), as in
+//! `hot/`.
+
+mod blobs;
+mod commit;
+mod dedupe;
+mod leases;
+mod limiter;
+mod maintenance;
+mod outbox;
+mod refs;
+mod timers;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use redis::Script;
+use redis::aio::ConnectionManager;
+
+use super::{HotError, HotResult};
+use crate::keys::Keys;
+
+pub struct RedisHot {
+    conn: ConnectionManager,
+    keys: Keys,
+    outbox_shards: u32,
+    claim_update: Script,
+    release_update: Script,
+    commit: Script,
+    lease: Script,
+    unlease: Script,
+    reserve_send: Script,
+    hold_sends: Script,
+    allow: Script,
+    claim_timers: Script,
+}
+
+impl RedisHot {
+    /// `outbox_shards` is taken as at least 1.
+    pub fn new(conn: ConnectionManager, keys: Keys, outbox_shards: u32) -> Self {
+        Self {
+            conn,
+            keys,
+            outbox_shards: outbox_shards.max(1),
+            claim_update: Script::new(include_str!("claim_update.lua")),
+            release_update: Script::new(include_str!("release_update.lua")),
+            commit: Script::new(include_str!("commit.lua")),
+            lease: Script::new(include_str!("lease.lua")),
+            unlease: Script::new(include_str!("unlease.lua")),
+            reserve_send: Script::new(include_str!("reserve_send.lua")),
+            hold_sends: Script::new(include_str!("hold_sends.lua")),
+            allow: Script::new(include_str!("allow.lua")),
+            claim_timers: Script::new(include_str!("claim_timers.lua")),
+        }
+    }
+}
+
+fn unavailable(e: redis::RedisError) -> HotError {
+    HotError::Unavailable(e.to_string())
+}
+
+/// A TTL for PX: at least 1 ms (PX 0 is an error), at most what an i64 holds.
+fn px(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1)
+}
+
+fn system_now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> HotResult<String> {
+    // Serializing our own types (string keys, JSON values) cannot fail; kept as an error anyway.
+    serde_json::to_string(v).map_err(|e| HotError::Corrupt(format!("cannot serialize: {e}")))
+}

@@ -1,0 +1,103 @@
+//! The outboxes on Redis: one stream per bot, shard and lane; a job is one entry.
+
+use redis::Value;
+
+use super::{RedisHot, unavailable};
+use crate::hot::{HotError, HotResult, Job, Lane, Outbox, QueuedJob};
+
+/// The stream field holding a job's JSON (commit.lua writes it).
+const JOB_FIELD: &str = "j";
+
+fn bulk_string(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+        Value::SimpleString(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+/// Parses one XRANGE reply (`[[id, [field, value, ...]], ...]`) into jobs.
+fn parse_entries(reply: Value) -> HotResult<Vec<QueuedJob>> {
+    let Value::Array(entries) = reply else {
+        return match reply {
+            Value::Nil => Ok(Vec::new()),
+            other => Err(HotError::Corrupt(format!("XRANGE answered {other:?}"))),
+        };
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(parts) = entry else {
+            return Err(HotError::Corrupt(format!("stream entry is {entry:?}")));
+        };
+        let [id, Value::Array(fields)] = parts.as_slice() else {
+            return Err(HotError::Corrupt(format!("stream entry is {parts:?}")));
+        };
+        let id = bulk_string(id).ok_or_else(|| HotError::Corrupt(format!("stream entry id is {id:?}")))?;
+        let json = fields
+            .chunks(2)
+            .find_map(|kv| match kv {
+                [k, v] if bulk_string(k).as_deref() == Some(JOB_FIELD) => bulk_string(v),
+                _ => None,
+            })
+            .ok_or_else(|| HotError::Corrupt(format!("outbox entry {id} has no job")))?;
+        let job: Job = serde_json::from_str(&json).map_err(|e| HotError::Corrupt(format!("outbox entry {id}: {e}")))?;
+        out.push(QueuedJob { id, job });
+    }
+    Ok(out)
+}
+
+#[async_trait::async_trait]
+impl Outbox for RedisHot {
+    fn outbox_shards(&self) -> u32 {
+        self.outbox_shards
+    }
+
+    async fn outbox_read(&self, pool: &str, bot: &str, shard: u32, lane: Lane, max: usize) -> HotResult<Vec<QueuedJob>> {
+        if max == 0 {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let reply: Value = redis::cmd("XRANGE")
+            .arg(self.keys.outbox(pool, bot, shard, lane))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        parse_entries(reply)
+    }
+
+    async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 =
+            redis::cmd("XDEL").arg(self.keys.outbox(pool, bot, shard, lane)).arg(id).query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)> {
+        let streams = self.keys.outboxes(pool, bot, self.outbox_shards);
+        let mut pipe = redis::pipe();
+        for s in &streams {
+            pipe.cmd("XLEN").arg(s).cmd("XRANGE").arg(s).arg("-").arg("+").arg("COUNT").arg(1);
+        }
+        let mut conn = self.conn.clone();
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        if replies.len() != streams.len() * 2 {
+            return Err(HotError::Corrupt(format!("{} replies to {} commands", replies.len(), streams.len() * 2)));
+        }
+        let (mut depth, mut oldest) = (0u64, None::<i64>);
+        for pair in replies.chunks(2) {
+            let [len, first] = pair else { continue };
+            match len {
+                Value::Int(n) => depth += u64::try_from(*n).unwrap_or(0),
+                other => return Err(HotError::Corrupt(format!("XLEN answered {other:?}"))),
+            }
+            if let Some(q) = parse_entries(first.clone())?.first() {
+                oldest = Some(oldest.map_or(q.job.enqueued_ms, |o| o.min(q.job.enqueued_ms)));
+            }
+        }
+        Ok((depth, oldest.map_or(0, |o| (now_ms - o).max(0))))
+    }
+}
