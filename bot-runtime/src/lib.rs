@@ -1,27 +1,28 @@
-//! The BotFleet bot runtime: ingress (webhook / polling), update dedupe, handlers (onboarding,
-//! matching, relay), the per-bot outbox with a limiter shared by all replicas, timers, and the
-//! `serve` / `local` roles. docs/ARCHITECTURE.md walks the hot path of a chat message.
+//! The BotFleet bot runtime, grouped by what the code is for:
+//!
+//! - `ingress/`: webhook and polling, the claim → handle → commit pipeline, update parsing;
+//! - `chat/`: what the bot does, one module per feature (onboarding, menu, profile, search,
+//!   relay, ending, safety, retiring), its typed protocols and texts;
+//! - `delivery/`: the outbox consumer and the timer loop;
+//! - `roles/`: `serve`, `local`, `migrate` and their wiring;
+//! - storage: `store/` (SQL, one trait per concern), `hot/` (Redis or memory, one trait per
+//!   concern), `matching/` (atomic pairing), `keys.rs` (every Redis key);
+//! - `bot.rs` (a bot and the fleet it shares), `identity.rs`, `config.rs`, `telegram.rs`,
+//!   `texts.rs`, `metrics.rs`.
+//!
+//! docs/ARCHITECTURE.md walks the hot path of a chat message.
 
-pub mod app;
 pub mod bot;
 pub mod chat;
 pub mod config;
+pub mod delivery;
 pub mod hot;
 pub mod identity;
 pub mod ingress;
 pub mod keys;
-pub mod local;
 pub mod matching;
 pub mod metrics;
-pub mod outbox;
-pub mod pipeline;
-pub mod polling;
-pub mod serve;
-pub mod server;
-#[cfg(feature = "simulator")]
-pub mod simulate;
+pub mod roles;
 pub mod store;
 pub mod telegram;
 pub mod texts;
-pub mod timers;
-pub mod update;

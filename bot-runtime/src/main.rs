@@ -22,9 +22,9 @@ struct Args {
 #[derive(Debug, Subcommand)]
 enum Role {
     /// Run one bot from its resolved configuration (what the operator deploys).
-    Serve(bot_runtime::serve::ServeArgs),
+    Serve(bot_runtime::roles::serve::ServeArgs),
     /// Run every bot declared in a folder of manifests in one process (SQLite, in-process state).
-    Local(bot_runtime::local::LocalArgs),
+    Local(bot_runtime::roles::local::LocalArgs),
     /// Apply the database migrations (safe while other replicas start) and exit.
     Migrate {
         #[arg(long, env = "DATABASE_URL")]
@@ -42,8 +42,8 @@ async fn main() -> std::process::ExitCode {
     let args = Args::parse();
     init_tracing();
     let result = match args.role {
-        Role::Serve(a) => bot_runtime::serve::run(a).await,
-        Role::Local(a) => bot_runtime::local::run(a).await,
+        Role::Serve(a) => bot_runtime::roles::serve::run(a).await,
+        Role::Local(a) => bot_runtime::roles::local::run(a).await,
         Role::Migrate { database_url } => migrate(&database_url).await,
     };
     match result {

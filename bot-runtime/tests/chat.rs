@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bot_runtime::hot::Timer;
 use bot_runtime::matching::Member;
-use bot_runtime::simulate::{Person, has_button, plain_prefix, text_of};
+use bot_runtime::roles::simulate::{Person, has_button, plain_prefix, text_of};
 use bot_runtime::texts::Lang;
 use botfleet_tests::fake_telegram::{FaultKind, FaultSpec, MediaKind, MediaSpec};
 use serde_json::{Value, json};
@@ -338,7 +338,7 @@ async fn two_hundred_users_onboard_match_and_chat_across_two_bots_with_two_repli
     let h = two_bots(backend, 2).await;
     let bots = vec![("alpha".to_string(), "alpha_bot".to_string()), ("beta".to_string(), "beta_bot".to_string())];
     let configs: Vec<_> = h.configs.iter().cloned().map(std::sync::Arc::new).collect();
-    let summary = bot_runtime::simulate::run(&h.sim, &bots, &configs, 200, 2, &h.replicas[0].fleet.metrics).await;
+    let summary = bot_runtime::roles::simulate::run(&h.sim, &bots, &configs, 200, 2, &h.replicas[0].fleet.metrics).await;
     assert!(summary.errors.is_empty(), "{summary}");
     assert_eq!(summary.onboarded, 200, "{summary}");
     assert!(summary.matched_users >= 198, "{summary}");

@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use bot_runtime::local::{read_manifests, resolve_all};
+use bot_runtime::roles::local::{read_manifests, resolve_all};
 
 fn repo_config() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config")

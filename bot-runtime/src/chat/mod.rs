@@ -35,7 +35,7 @@ use crate::hot::{Job, Lane, Timer};
 use crate::matching::Member;
 use crate::store::{EndReason, Funnel, Stage, User, day_of};
 use crate::texts::Lang;
-use crate::update::{CallbackQuery, Event, From, Message};
+use crate::ingress::update::{CallbackQuery, Event, From, Message};
 
 /// Handles one event. Returns Err only for outages (retry); everything else is an answer.
 pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleError> {

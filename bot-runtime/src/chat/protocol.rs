@@ -14,7 +14,7 @@ use crate::chat::text_key::TextKey;
 use crate::hot::Timer;
 use crate::matching::{Gender, Member, SearchOutcome};
 use crate::texts::Lang;
-use crate::update::Message;
+use crate::ingress::update::Message;
 
 /// Telegram refuses a button whose `callback_data` is longer than this (bytes).
 pub const MAX_CALLBACK_DATA: usize = 64;

@@ -15,7 +15,7 @@ use crate::matching::Member;
 use crate::store::User;
 use crate::telegram::MAX_DOWNLOAD_BYTES;
 use crate::texts::Lang;
-use crate::update::{Content, Message};
+use crate::ingress::update::{Content, Message};
 
 /// How long a cross-bot media blob waits in the hot store for the recipient's bot.
 const BLOB_TTL: Duration = Duration::from_secs(3600);

@@ -9,7 +9,7 @@ use crate::bot::{Effects, HandleError, menu_keyboard};
 use crate::matching::Member;
 use crate::store::EndReason;
 use crate::texts::Lang;
-use crate::update::From;
+use crate::ingress::update::From;
 
 /// After a report ended the chat: block the pair, record the report, maybe restrict the
 /// partner, and ask the reporter why.

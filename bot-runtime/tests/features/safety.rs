@@ -1,7 +1,7 @@
 //! Safety: reports (and their reasons), blocks, automatic restriction.
 
 use bot_runtime::chat::text_key::TextKey;
-use bot_runtime::update::{Event, From};
+use bot_runtime::ingress::update::{Event, From};
 
 use crate::seam::{Seam, buttons};
 

@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bot_runtime::app;
+use bot_runtime::roles::app;
 use bot_runtime::bot::{Bot, Effects, Fleet};
 use bot_runtime::chat;
 use bot_runtime::chat::protocol::Callback;
@@ -35,7 +35,7 @@ use bot_runtime::metrics::Metrics;
 use bot_runtime::store::User;
 use bot_runtime::telegram::TelegramApi;
 use bot_runtime::texts::Lang;
-use bot_runtime::update::{self, Event};
+use bot_runtime::ingress::update::{self, Event};
 use botfleet_crds::resolved::ResolvedBotConfig;
 use botfleet_crds::token::BotToken;
 use botfleet_tests::fake_telegram::{InboxEvent, MediaKind, MediaSpec, Shared, Sim, World};

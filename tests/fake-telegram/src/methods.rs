@@ -711,7 +711,7 @@ fn set_my_commands(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Valu
 fn set_my_description(world: &mut World, bot_id: i64, p: &Params, kind: &str, max: usize) -> ApiResult<Value> {
     let text = p.opt_str(kind)?.unwrap_or_default();
     if text.chars().count() > max {
-        return Err(ApiError::bad_request(&format!("{} is too long", kind.replace('_', " "))));
+        return Err(ApiError::bad_request(format!("{} is too long", kind.replace('_', " "))));
     }
     let key = (kind.to_string(), p.opt_str("language_code")?.unwrap_or_default());
     let bot = world.bot_mut(bot_id)?;

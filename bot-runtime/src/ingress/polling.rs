@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::bot::Bot;
-use crate::pipeline;
+use crate::ingress::pipeline;
 
 const LEASE: Duration = Duration::from_secs(20);
 /// Long-poll timeout; well inside the lease, which is renewed before every poll.

@@ -26,12 +26,12 @@ use botfleet_crds::vip_plan::VipPlan;
 use botfleet_fake_telegram::FakeTelegram;
 use serde::Deserialize as _;
 
-use crate::app;
+use crate::roles::app;
 use crate::config::LiveConfig;
 use crate::metrics::Metrics;
-use crate::server::WebhookBot;
+use crate::ingress::server::WebhookBot;
 #[cfg(feature = "simulator")]
-use crate::simulate;
+use crate::roles::simulate;
 use crate::telegram::{DEFAULT_API_URL, TelegramApi};
 
 #[derive(Debug, clap::Args)]
@@ -138,7 +138,7 @@ fn token_for(bot: &str) -> anyhow::Result<Option<BotToken>> {
         return BotToken::parse(raw.trim()).map(Some).map_err(|e| anyhow::anyhow!("BOT_TOKEN_{name}: {e}"));
     }
     if let Ok(path) = std::env::var(format!("BOT_TOKEN_FILE_{name}")) {
-        return crate::serve::read_token(&path).map(Some);
+        return crate::roles::serve::read_token(&path).map(Some);
     }
     Ok(None)
 }

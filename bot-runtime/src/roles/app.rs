@@ -24,10 +24,11 @@ use crate::matching::Tier;
 use crate::matching::memory::MemoryPool;
 use crate::matching::redis::RedisPool;
 use crate::metrics::Metrics;
-use crate::server::{AppState, MAX_IN_FLIGHT, WebhookBot};
+use crate::ingress::server::{AppState, MAX_IN_FLIGHT, WebhookBot};
 use crate::store::sql::SqlStore;
 use crate::telegram::TelegramApi;
-use crate::{outbox, polling, timers};
+use crate::delivery::{outbox, timers};
+use crate::ingress::polling;
 
 /// Outbox shards per bot: enough parallel chats per bot to use Telegram's 30/s budget even
 /// with slow round trips (each shard sends one message at a time).
@@ -202,7 +203,7 @@ pub async fn serve_http(addr: SocketAddr, state: AppState, shutdown: watch::Rece
 }
 
 pub async fn serve_listener(listener: tokio::net::TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    axum::serve(listener, crate::server::router(state))
+    axum::serve(listener, crate::ingress::server::router(state))
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::bot::{Bot, Effects, HandleError, now_ms};
 use crate::chat;
 use crate::hot::{Claim, Marker};
-use crate::update::{self, Event};
+use crate::ingress::update::{self, Event};
 
 /// How long one attempt may hold an update before another replica may take it over.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30);

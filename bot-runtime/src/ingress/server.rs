@@ -23,8 +23,8 @@ use botfleet_crds::webhook::WebhookSecret;
 use tokio::sync::Semaphore;
 
 use crate::bot::{Bot, Fleet};
-use crate::ingress;
-use crate::pipeline::{self, Outcome};
+use crate::ingress::secret;
+use crate::ingress::pipeline::{self, Outcome};
 
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Updates handled at once per process before the webhook starts answering 503.
@@ -64,7 +64,7 @@ async fn webhook(State(state): State<AppState>, Path(name): Path<String>, header
         return (StatusCode::NOT_FOUND, "no such bot here").into_response();
     };
     let authorized = match &entry.secret {
-        Some(secret) => ingress::authenticate(secret, &headers).is_ok(),
+        Some(secret) => secret::authenticate(secret, &headers).is_ok(),
         None => false,
     };
     if !authorized {

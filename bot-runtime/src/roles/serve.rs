@@ -12,10 +12,10 @@ use botfleet_crds::bot_instance::IngressMode;
 use botfleet_crds::token::{BotToken, mask_tokens};
 use botfleet_crds::webhook::WebhookSecret;
 
-use crate::app;
+use crate::roles::app;
 use crate::config;
 use crate::metrics::Metrics;
-use crate::server::WebhookBot;
+use crate::ingress::server::WebhookBot;
 use crate::telegram::{DEFAULT_API_URL, TelegramApi};
 
 #[derive(Debug, clap::Args)]

@@ -1,0 +1,7 @@
+//! What goes out, and when: the per-bot outbox consumer (`outbox.rs`: shard leases, the
+//! limiter shared by all replicas, retries, the reply map) and the timer loop (`timers.rs`:
+//! search refreshes and idle timeouts, each fired once across replicas). The shared state they
+//! work on (streams, buckets, due sets) is in `hot/`.
+
+pub mod outbox;
+pub mod timers;

@@ -1,0 +1,13 @@
+//! How updates come in and become durable, the same for both modes Telegram offers:
+//!
+//! - `server.rs`: HTTP — `POST /telegram/{bot}` (webhook), `/metrics`, `/healthz`, `/readyz`;
+//! - `secret.rs`: the webhook's constant-time secret-header check (step 1 of the hot path);
+//! - `polling.rs`: `getUpdates`, one poller per bot across replicas (a lease), batches per chat;
+//! - `pipeline.rs`: one update from claim (dedupe) through the handlers to the atomic commit;
+//! - `update.rs`: the parts of Telegram's Update we read, parsed leniently.
+
+pub mod pipeline;
+pub mod polling;
+pub mod secret;
+pub mod server;
+pub mod update;
