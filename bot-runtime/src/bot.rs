@@ -143,6 +143,23 @@ pub enum HandleError {
     Telegram(#[from] TgError),
 }
 
+impl HandleError {
+    /// A dependency that is down or slow (Redis, the database, Telegram's 5xx / network):
+    /// retrying later succeeds, so the update is retried for as long as Telegram keeps it.
+    /// Anything else repeats the same way on every attempt (unexpected stored data, a
+    /// refusal from Telegram): the update is retried a few times, then abandoned (the job
+    /// lifecycle policy in ARCHITECTURE.md).
+    pub fn is_outage(&self) -> bool {
+        match self {
+            HandleError::Hot(HotError::Unavailable(_)) => true,
+            HandleError::Store(StoreError::Unavailable(_)) => true,
+            HandleError::Matching(MatchError::Unavailable(_)) => true,
+            HandleError::Telegram(e) => e.is_transient(),
+            _ => false,
+        }
+    }
+}
+
 /// A steady tick for a background loop that ends on shutdown.
 pub struct Ticker {
     interval: tokio::time::Interval,

@@ -80,6 +80,11 @@ impl Keys {
         format!("{}upd:{bot}:{update_id}", self.pool(pool))
     }
 
+    /// How many times an update failed the same way (poison, not outage), across replicas.
+    pub fn update_failures(&self, pool: &str, bot: &str, update_id: i64) -> String {
+        format!("{}updf:{bot}:{update_id}", self.pool(pool))
+    }
+
     /// One outbox stream of a bot: one per shard and lane.
     pub fn outbox(&self, pool: &str, bot: &str, shard: u32, lane: Lane) -> String {
         format!("{}out:{bot}:{shard}:{}", self.pool(pool), lane.as_str())
@@ -191,6 +196,7 @@ mod tests {
         let tag = "{pool:eu-chat}";
         let mut keys = vec![
             k.update("eu-chat", "alpha", 7),
+            k.update_failures("eu-chat", "alpha", 7),
             k.lease("eu-chat", "poll:alpha"),
             k.send_limit_bot("eu-chat", "alpha"),
             k.send_limit_chat("eu-chat", "alpha", 42),

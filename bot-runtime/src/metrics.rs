@@ -18,6 +18,7 @@ pub struct Metrics {
     too_many: IntCounterVec,
     timers: IntCounterVec,
     delivery: HistogramVec,
+    given_up: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -80,6 +81,12 @@ impl Metrics {
             too_many: counter(&r, "botfleet_telegram_429_total", "429 Too Many Requests received from Telegram", &["bot"]),
             timers: counter(&r, "botfleet_timers_fired_total", "Timers fired, by kind", &["bot", "kind"]),
             delivery: histogram(&r, "botfleet_outbox_delivery_seconds", "Time from enqueue to a successful send", &["bot"], slow),
+            given_up: counter(
+                &r,
+                "botfleet_outbox_given_up_total",
+                "Outbox jobs given up, by reason (expired: kept failing past the lane's maximum age; refused: a 4xx)",
+                &["bot", "reason"],
+            ),
             registry: r,
         }
     }
@@ -111,6 +118,9 @@ impl Metrics {
     }
     pub fn too_many_requests(&self, bot: &str) {
         self.too_many.with_label_values(&[bot]).inc();
+    }
+    pub fn gave_up(&self, bot: &str, reason: &str) {
+        self.given_up.with_label_values(&[bot, reason]).inc();
     }
     pub fn timer_fired(&self, bot: &str, kind: &str) {
         self.timers.with_label_values(&[bot, kind]).inc();

@@ -54,6 +54,31 @@ impl TgError {
         }
     }
 
+    /// Telegram's token refusal: 401 (revoked) or 404 (unknown token). During a rotation the
+    /// old token stops working before the new pods are up.
+    pub fn is_token_refused(&self) -> bool {
+        matches!(self, TgError::Api { code: 401 | 404, .. })
+    }
+
+    /// What a 400 means where we act on it. The Bot API gives these no code of their own —
+    /// only a 400 and a stable description — so the descriptions are read here, in one place
+    /// (as teloxide's `ApiError` does), and callers branch on the variant.
+    pub fn bad_request(&self) -> Option<BadRequest> {
+        let TgError::Api { code: 400, description, .. } = self else { return None };
+        let d = description.to_ascii_lowercase();
+        Some(if d.contains("message is not modified") {
+            BadRequest::MessageNotModified
+        } else if d.contains("message to edit not found") || d.contains("message to delete not found") {
+            BadRequest::MessageGone
+        } else if d.contains("file is too big") {
+            BadRequest::FileTooBig
+        } else if d.contains("query is too old") || d.contains("query id is invalid") {
+            BadRequest::QueryExpired
+        } else {
+            BadRequest::Other
+        })
+    }
+
     /// The user blocked the bot (or deleted their account): 403 on a private chat.
     pub fn is_unreachable_user(&self) -> bool {
         matches!(self, TgError::Api { code: 403, .. })
@@ -68,6 +93,20 @@ impl TgError {
             _ => "error",
         }
     }
+}
+
+/// The 400s the runtime tells apart (see [`TgError::bad_request`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BadRequest {
+    /// An edit that changes nothing (a refresh raced another): done.
+    MessageNotModified,
+    /// The message to edit or delete is gone (the user deleted it): done.
+    MessageGone,
+    /// A callback query answered after Telegram forgot it.
+    QueryExpired,
+    /// A file over the 20 MB a bot may download.
+    FileTooBig,
+    Other,
 }
 
 #[derive(Clone)]
@@ -196,5 +235,27 @@ impl TelegramApi {
         }
         self.metrics.api_call(&self.bot, method, err.outcome());
         Err(err)
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    fn api(code: u16, description: &str) -> TgError {
+        TgError::Api { code, description: description.into(), retry_after: None }
+    }
+
+    #[test]
+    fn the_runtime_branches_on_codes_and_one_reading_of_telegrams_400_descriptions() {
+        assert_eq!(api(400, "Bad Request: message is not modified: specified new message content ...").bad_request(), Some(BadRequest::MessageNotModified));
+        assert_eq!(api(400, "Bad Request: message to edit not found").bad_request(), Some(BadRequest::MessageGone));
+        assert_eq!(api(400, "Bad Request: file is too big").bad_request(), Some(BadRequest::FileTooBig));
+        assert_eq!(api(400, "Bad Request: query is too old and response timeout expired or query ID is invalid").bad_request(), Some(BadRequest::QueryExpired));
+        assert_eq!(api(400, "Bad Request: chat not found").bad_request(), Some(BadRequest::Other));
+        assert_eq!(api(403, "Forbidden: bot was blocked by the user").bad_request(), None);
+        assert!(api(401, "Unauthorized").is_token_refused() && api(404, "Not Found").is_token_refused());
+        assert!(!api(403, "Forbidden").is_token_refused() && api(403, "Forbidden").is_unreachable_user());
+        assert!(api(502, "Bad Gateway").is_transient() && !api(400, "x").is_transient());
     }
 }

@@ -546,6 +546,93 @@ async fn server_errors_from_telegram_are_retried_until_the_message_goes() {
     h.stop().await;
 }
 
+/// A poison update (it fails the same way every time: here Ann's profile row holds a stage no
+/// release knows) is tried MAX_FAILED_ATTEMPTS times, then abandoned: its sender is told, it is
+/// counted, and the polling bot goes on serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_poison_update_is_abandoned_after_bounded_attempts_and_the_bot_goes_on() {
+    let h = two_bots(Backend::Production, 1).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 30).await;
+    let db = h.db.as_ref().expect("production has a database");
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE users SET stage = 'no-such-stage' WHERE user_id = $1").bind(ann.id).execute(&pool).await.unwrap();
+    ann.send("hello?").unwrap();
+    ann.expect_text("unavailable", WAIT).await.unwrap();
+    cat.send("/help").unwrap();
+    cat.expect_text("help", WAIT).await.unwrap();
+    assert_eq!(h.metric("botfleet_updates_total{bot=\"alpha\",outcome=\"abandoned\"}"), 1.0);
+    assert!(h.metric("botfleet_updates_total{bot=\"alpha\",outcome=\"error\"}") >= 2.0, "tried before giving up");
+    pool.close().await;
+    h.stop().await;
+}
+
+/// A send that keeps failing (5xx) is given up once it is older than its lane's maximum age:
+/// counted, and the sender of the relayed message told, instead of being retried forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_send_failing_past_its_maximum_age_is_given_up_and_its_sender_told() {
+    use bot_runtime::hot::{Lane, Marker, MessageRef};
+    let h = two_bots(Backend::Production, 1).await;
+    let (mut ann, bob) = chatting(&h, "alpha", "beta").await;
+    h.sim
+        .add_fault(FaultSpec { method: Some("sendMessage".into()), bot: Some("beta_bot".into()), kind: FaultKind::ServerError { code: 502 }, count: None })
+        .unwrap();
+    // A relay of Ann's enqueued eleven minutes ago (past the interactive lane's ten).
+    let beta = h.any_bot("beta");
+    let mut job = bot_runtime::hot::Job::to(&Member::new("beta", bob.id), Lane::Interactive, "sendMessage", json!({"chat_id": bob.id, "text": "late"}));
+    job.origin = Some(MessageRef { member: Member::new("alpha", ann.id).to_string(), message_id: 1 });
+    job.enqueued_ms = bot_runtime::bot::now_ms() - 11 * 60_000;
+    beta.fleet.hot.commit(&beta.pool, Marker::None, &[job]).await.unwrap();
+    beta.fleet.ring(&[]);
+    ann.expect_text("relay_failed", WAIT).await.unwrap();
+    assert_eq!(h.metric("botfleet_outbox_given_up_total{bot=\"beta\",reason=\"expired\"}"), 1.0);
+    h.stop().await;
+}
+
+/// A 401 on a send (the token was revoked a moment before the new pods are up) holds the
+/// bot's sends and retries them: nothing queued is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_token_holds_the_sends_and_loses_nothing() {
+    let h = two_bots(Backend::Production, 1).await;
+    let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    h.sim
+        .add_fault(FaultSpec { method: Some("sendMessage".into()), bot: Some("beta_bot".into()), kind: FaultKind::Unauthorized, count: Some(2) })
+        .unwrap();
+    ann.send("during the rotation").unwrap();
+    bob.expect("the message", WAIT, |m: &Value| text_of(m) == "during the rotation").await.unwrap();
+    assert_eq!(h.metric("botfleet_outbox_given_up_total"), 0.0);
+    h.stop().await;
+}
+
+/// Backpressure counts the interactive work only: with no permit left, a message is refused
+/// with 503 (Telegram redelivers it), but a pre_checkout_query is still taken at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backpressure_never_refuses_a_pre_checkout_query() {
+    use bot_runtime::ingress::server::{AppState, WebhookBot, router};
+    let h = Harness::start(Backend::Production, Mode::Webhook, vec![bot_config("alpha", Mode::Webhook, "")], 1).await;
+    let bot = h.any_bot("alpha");
+    let secret = botfleet_crds::webhook::WebhookSecret::generate();
+    let bots = std::collections::HashMap::from([("alpha".to_string(), WebhookBot { bot: bot.clone(), secret: Some(secret.clone()) })]);
+    let state = AppState { fleet: bot.fleet.clone(), bots: std::sync::Arc::new(bots), in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(0)) };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let client = reqwest::Client::new();
+    let post = |body: Value| {
+        client
+            .post(format!("http://{addr}/telegram/alpha"))
+            .header("X-Telegram-Bot-Api-Secret-Token", secret.expose())
+            .json(&body)
+            .send()
+    };
+    let message = json!({"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "from": {"id": 5, "is_bot": false, "first_name": "A"}, "text": "hi"}});
+    assert_eq!(post(message).await.unwrap().status().as_u16(), 503);
+    let checkout = json!({"update_id": 2, "pre_checkout_query": {"id": "q1", "from": {"id": 5, "is_bot": false, "first_name": "A"}, "currency": "XTR", "total_amount": 1, "invoice_payload": "x"}});
+    assert_eq!(post(checkout).await.unwrap().status().as_u16(), 200);
+    server.abort();
+    h.stop().await;
+}
+
 #[tokio::test]
 async fn blocks_survive_a_restart_of_the_embedded_matching_store() {
     use bot_runtime::hot::memory::MemoryHot;

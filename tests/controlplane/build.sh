@@ -36,8 +36,17 @@ if [ "${1:-}" = "--gen-replace" ]; then
   GOFLAGS=-buildvcs=false exec ./gen-replace.sh "$@"
 fi
 
-# A cold build needs ~0.8 GiB of modules, ~2.5 GiB of build cache and temp space while linking.
 mkdir -p "$cache" "$(dirname "$out")"
+
+# Go caches compiled packages but always relinks (~10 s); skip even that when nothing changed.
+stamp=$( (go env GOVERSION; cat build.sh go.mod go.sum ./*.go) | sha256sum | cut -c1-16)
+if [ -x "$out" ] && [ "$(cat "$out.stamp" 2>/dev/null)" = "$stamp" ]; then
+  echo "build.sh: $out is up to date" >&2
+  echo "$out"
+  exit 0
+fi
+
+# A cold build fills ~0.6 GiB of modules and ~3.6 GiB of build cache, plus a 130 MiB binary (measured).
 free_kib=$(df -Pk "$cache" | awk 'NR==2{print $4}')
 free_kib_out=$(df -Pk "$(dirname "$out")" | awk 'NR==2{print $4}')
 [ "$free_kib_out" -lt "$free_kib" ] && free_kib=$free_kib_out
@@ -46,8 +55,18 @@ if [ "$free_kib" -lt $((min_free_gib * 1024 * 1024)) ]; then
   exit 1
 fi
 
+# Stamp the Kubernetes version in, as Kubernetes's own build does (hack/lib/version.sh); without it
+# /version says v0.0.0-master+$Format:%H$, which clients' version checks (Helm's kubeVersion) reject.
+kver=$(go list -m -f '{{.Version}}' k8s.io/kubernetes)       # v1.37.2
+kmajor=${kver#v}; kmajor=${kmajor%%.*}
+kminor=${kver#v*.}; kminor=${kminor%%.*}
+ldflags="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  ldflags+=" -X $pkg.gitVersion=$kver -X $pkg.gitMajor=$kmajor -X $pkg.gitMinor=$kminor -X $pkg.gitTreeState=clean"
+done
 start=$(date +%s)
-nice -n 15 go build -trimpath -ldflags="-s -w" -o "$out.tmp" .
+nice -n 15 go build -trimpath -ldflags="$ldflags" -o "$out.tmp" .
 mv -f "$out.tmp" "$out"
+echo "$stamp" > "$out.stamp"
 echo "build.sh: built $out in $(( $(date +%s) - start ))s ($(go env GOVERSION), k8s.io/kubernetes $(go list -m -f '{{.Version}}' k8s.io/kubernetes))" >&2
 echo "$out"

@@ -31,6 +31,7 @@ func runControllerManager(dir string, port int, extra []string) int {
 		"--root-ca-file=" + p("ca.crt"),
 		"--cluster-signing-cert-file=" + p("ca.crt"),
 		"--cluster-signing-key-file=" + p("ca.key"),
+		"--flex-volume-plugin-dir=" + p("flexvolume"), // the default is under /usr/libexec
 		"--profiling=false",
 		"--kube-api-qps=100",
 		"--kube-api-burst=200",

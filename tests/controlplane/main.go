@@ -25,8 +25,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 func usage() {
@@ -88,15 +86,14 @@ func main() {
 	}
 }
 
-// watchParent makes this process exit when the process that started it exits.
+// watchParent makes this process exit when the process that started it exits: it polls
+// getppid() every 250 ms, and once we have been re-parented (to init or a subreaper) the parent
+// is gone and we exit with status 3. Everything the process owns goes with it (the embedded
+// etcd runs inside the apiserver process); the data directory belongs to the harness.
 //
-// PR_SET_PDEATHSIG alone is not enough: the kernel sends that signal when the *thread* that
-// forked us exits, and a Rust test binary starts its shared control plane from whichever
-// test thread comes first, which ends long before the binary does. So the signal is only a
-// fast path for a parent that dies at once; the rule is a poll of getppid(): once we are
-// re-parented (to init or a subreaper) the parent is gone and we exit, within 250 ms.
-// Everything the process owns (the embedded etcd and its data dir contents) goes with it;
-// the data dir itself belongs to the harness.
+// PR_SET_PDEATHSIG is deliberately not used: the kernel sends that signal when the *thread*
+// that forked us exits, and a Rust test binary starts its one shared control plane from
+// whichever test thread gets there first, a thread that ends long before the binary does.
 func watchParent() {
 	parent := os.Getppid()
 	if parent == 1 {
@@ -111,11 +108,6 @@ func watchParent() {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}()
-	_ = unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0)
-	// The parent may have died between fork and prctl.
-	if os.Getppid() != parent {
-		os.Exit(3)
-	}
 }
 
 // freePort returns a TCP port on 127.0.0.1 that was free a moment ago.

@@ -37,57 +37,22 @@ var clients = []struct {
 //	apiserver.crt, apiserver.key   serving cert for 127.0.0.1, ::1, localhost, kubernetes.default...
 //	sa.key, sa.pub                 service-account token signing key pair
 //	admin.*, controller-manager.*, nobody.*   client certs (see clients)
+//	front-proxy-ca.*, front-proxy-client.*    the aggregation layer's request-header CA and
+//	                               the API server's client cert for it
 //
 // Keys are ECDSA P-256 in PKCS#8 PEM.
 func ensurePKI(dir string) error {
-	caCertPath, caKeyPath := filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key")
-	if !exists(caCertPath) || !exists(caKeyPath) {
-		key, err := newKey()
-		if err != nil {
-			return err
-		}
-		tmpl := &x509.Certificate{
-			Subject:               pkix.Name{CommonName: "botfleet-test-ca"},
-			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-			BasicConstraintsValid: true,
-			IsCA:                  true,
-		}
-		der, err := sign(tmpl, nil, key.Public(), key)
-		if err != nil {
-			return err
-		}
-		if err := writeKey(caKeyPath, key); err != nil {
-			return err
-		}
-		if err := writePEM(caCertPath, "CERTIFICATE", der, 0o644); err != nil {
-			return err
-		}
-	}
-	ca, caKey, err := loadCA(caCertPath, caKeyPath)
+	ca, caKey, err := ensureCA(dir, "ca", "botfleet-test-ca")
 	if err != nil {
 		return err
 	}
-
-	leaf := func(name string, tmpl *x509.Certificate) error {
-		crt, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
-		if exists(crt) && exists(keyPath) {
-			return nil
-		}
-		key, err := newKey()
-		if err != nil {
-			return err
-		}
-		tmpl.KeyUsage = x509.KeyUsageDigitalSignature
-		der, err := sign(tmpl, ca, key.Public(), caKey)
-		if err != nil {
-			return err
-		}
-		if err := writeKey(keyPath, key); err != nil {
-			return err
-		}
-		return writePEM(crt, "CERTIFICATE", der, 0o644)
+	// The front proxy's CA is a second CA, as Kubernetes requires: a client cert signed by the
+	// client CA must not be able to assert any identity through the X-Remote-* headers.
+	fpCA, fpKey, err := ensureCA(dir, "front-proxy-ca", "botfleet-test-front-proxy-ca")
+	if err != nil {
+		return err
 	}
-	if err := leaf("apiserver", &x509.Certificate{
+	if err := leaf(dir, "apiserver", ca, caKey, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: "kube-apiserver"},
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames: []string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc",
@@ -97,12 +62,18 @@ func ensurePKI(dir string) error {
 		return err
 	}
 	for _, c := range clients {
-		if err := leaf(c.name, &x509.Certificate{
+		if err := leaf(dir, c.name, ca, caKey, &x509.Certificate{
 			Subject:     pkix.Name{CommonName: c.cn, Organization: c.orgs},
 			ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
 		}); err != nil {
 			return err
 		}
+	}
+	if err := leaf(dir, "front-proxy-client", fpCA, fpKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: "front-proxy-client"},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		return err
 	}
 
 	saKey, saPub := filepath.Join(dir, "sa.key"), filepath.Join(dir, "sa.pub")
@@ -148,6 +119,55 @@ func writeKubeconfigs(dir, server string) error {
 		}
 	}
 	return nil
+}
+
+// ensureCA creates DIR/<name>.crt and DIR/<name>.key, a self-signed CA, unless they exist.
+func ensureCA(dir, name, cn string) (*x509.Certificate, crypto.Signer, error) {
+	certPath, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if !exists(certPath) || !exists(keyPath) {
+		key, err := newKey()
+		if err != nil {
+			return nil, nil, err
+		}
+		tmpl := &x509.Certificate{
+			Subject:               pkix.Name{CommonName: cn},
+			KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
+			BasicConstraintsValid: true,
+			IsCA:                  true,
+		}
+		der, err := sign(tmpl, nil, key.Public(), key)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := writeKey(keyPath, key); err != nil {
+			return nil, nil, err
+		}
+		if err := writePEM(certPath, "CERTIFICATE", der, 0o644); err != nil {
+			return nil, nil, err
+		}
+	}
+	return loadCA(certPath, keyPath)
+}
+
+// leaf creates DIR/<name>.crt and DIR/<name>.key, signed by ca, unless they exist.
+func leaf(dir, name string, ca *x509.Certificate, caKey crypto.Signer, tmpl *x509.Certificate) error {
+	crt, keyPath := filepath.Join(dir, name+".crt"), filepath.Join(dir, name+".key")
+	if exists(crt) && exists(keyPath) {
+		return nil
+	}
+	key, err := newKey()
+	if err != nil {
+		return err
+	}
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := sign(tmpl, ca, key.Public(), caKey)
+	if err != nil {
+		return err
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return err
+	}
+	return writePEM(crt, "CERTIFICATE", der, 0o644)
 }
 
 func newKey() (*ecdsa.PrivateKey, error) { return ecdsa.GenerateKey(elliptic.P256(), rand.Reader) }

@@ -13,7 +13,7 @@ use crate::bot::{Effects, HandleError, message_ref};
 use crate::hot::{Lane, MessageRef, Upload, reply_ref};
 use crate::matching::Member;
 use crate::store::User;
-use crate::telegram::MAX_DOWNLOAD_BYTES;
+use crate::telegram::{BadRequest, MAX_DOWNLOAD_BYTES};
 use crate::texts::Lang;
 use crate::ingress::update::{Content, Message};
 
@@ -80,7 +80,7 @@ pub(super) async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner
                     Err(e) if e.is_transient() => return Err(e.into()),
                     Err(e) => {
                         tracing::info!(bot = %me.bot, error = %e, "media could not be downloaded for relay");
-                        let key = if e.to_string().contains("too big") { TextKey::TooBig } else { TextKey::RelayFailed };
+                        let key = if e.bad_request() == Some(BadRequest::FileTooBig) { TextKey::TooBig } else { TextKey::RelayFailed };
                         fx.say(&me, key.text(lang), None);
                         return Ok(());
                     }

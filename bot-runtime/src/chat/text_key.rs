@@ -83,6 +83,7 @@ text_keys! {
     PartnerLeft = "partner_left",
     PartnerGone = "partner_gone",
     BotRetiring = "bot_retiring",
+    Unavailable = "unavailable",
     // what Telegram shows around the bot (telegram_menu.rs)
     CmdSearch = "cmd_search",
     CmdNext = "cmd_next",

@@ -28,7 +28,7 @@ use crate::chat;
 use crate::hot::{Job, Lane, Marker, QueuedJob, reply_ref};
 use crate::matching::Member;
 use crate::store::EndReason;
-use crate::telegram::TgError;
+use crate::telegram::{BadRequest, TgError};
 
 pub const SHARD_LEASE: Duration = Duration::from_secs(10);
 /// How often an idle shard worker looks for jobs committed by other replicas (jobs from this
@@ -177,6 +177,19 @@ enum Delivery {
     Retry(Duration),
 }
 
+/// How long the bot holds its sends after Telegram refused its token (401/404).
+const TOKEN_HOLD: Duration = Duration::from_secs(5);
+
+/// The oldest a job may get while it keeps failing (5xx, network), per the lifecycle policy:
+/// a relayed message minutes late is worse than none (the chat has moved on); a bulk job
+/// (search refresh, broadcast) may wait longer.
+pub fn max_age(lane: Lane) -> Duration {
+    match lane {
+        Lane::Interactive => Duration::from_secs(10 * 60),
+        Lane::Bulk => Duration::from_secs(60 * 60),
+    }
+}
+
 async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     let hot = bot.fleet.hot.as_ref();
     let mut params = job.params.clone();
@@ -254,7 +267,31 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
         let _ = bot.fleet.hot.hold_sends(&bot.pool, &bot.name, Some(job.chat_id), until).await;
         return Delivery::Retry(after);
     }
+    // A 401/404 on a send means the token is being rotated (revoked before the new pods
+    // are up): every replica holds the bot's sends and retries; nothing queued is dropped,
+    // and the hold does not count toward the job's age limit.
+    if e.is_token_refused() {
+        tracing::warn!(bot = %bot.name, method = %job.method, code = ?e.code(), "Telegram refused the token; holding the bot's sends");
+        let _ = bot.fleet.hot.hold_sends(&bot.pool, &bot.name, None, now_ms() + TOKEN_HOLD.as_millis() as i64).await;
+        return Delivery::Retry(TOKEN_HOLD);
+    }
     if e.is_transient() {
+        let max_age = max_age(job.lane);
+        let age_ms = now_ms() - job.enqueued_ms;
+        // Release-N jobs carry no enqueue time (0): their age is unknown, so they keep the
+        // old behaviour; every job this release writes has one.
+        if job.enqueued_ms > 0 && age_ms > max_age.as_millis() as i64 {
+            tracing::warn!(
+                bot = %bot.name,
+                method = %job.method,
+                code = ?e.code(),
+                age_s = age_ms / 1000,
+                "an outbox job kept failing past its lane's maximum age; given up"
+            );
+            bot.metrics().gave_up(&bot.name, "expired");
+            tell_sender_it_failed(bot, job).await;
+            return Delivery::Done;
+        }
         return Delivery::Retry(Duration::from_secs(1));
     }
     if e.is_unreachable_user() {
@@ -275,11 +312,12 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
         }
         return Delivery::Done;
     }
-    let text = e.to_string();
-    if text.contains("message is not modified") || text.contains("message to edit not found") {
+    if matches!(e.bad_request(), Some(BadRequest::MessageNotModified | BadRequest::MessageGone)) {
         return Delivery::Done;
     }
+    let text = e.to_string();
     tracing::warn!(bot = %bot.name, method = %job.method, code = ?e.code(), error = %quoted_parts_removed(&text), "Telegram refused an outbox job; dropped");
+    bot.metrics().gave_up(&bot.name, "refused");
     tell_sender_it_failed(bot, job).await;
     Delivery::Done
 }
@@ -301,7 +339,7 @@ async fn tell_sender_it_failed(bot: &Bot, job: &Job) {
 
 /// Telegram's error text without anything it quotes: a parse error can quote a piece of the
 /// message ("Unsupported start tag \"x\""), and message content never reaches a log.
-fn quoted_parts_removed(text: &str) -> String {
+pub(crate) fn quoted_parts_removed(text: &str) -> String {
     text.split('"').step_by(2).collect::<Vec<_>>().join("\"…\"")
 }
 

@@ -13,4 +13,7 @@ pub trait Dedupe: Send + Sync {
     /// Gives a taken update back after a failed attempt, so the retry need not wait the lease.
     /// Removes whatever lease is on it (leases carry no holder here); a done update stays done.
     async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()>;
+    /// Counts one more failed attempt at the update (not an outage: a failure that repeats
+    /// the same way), across replicas; returns the count so far. Forgotten after `keep`.
+    async fn note_failure(&self, pool: &str, bot: &str, update_id: i64, keep: Duration) -> HotResult<u32>;
 }

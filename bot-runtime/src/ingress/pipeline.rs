@@ -13,6 +13,8 @@ use serde_json::Value;
 
 use crate::bot::{Bot, Effects, HandleError, now_ms};
 use crate::chat;
+use crate::chat::text_key::TextKey;
+use crate::texts::Lang;
 use crate::hot::{Claim, Marker};
 use crate::ingress::update::{self, Event};
 
@@ -20,6 +22,10 @@ use crate::ingress::update::{self, Event};
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// How long a done update is remembered: Telegram drops undelivered updates after 24 h.
 pub const DONE_KEEP: Duration = Duration::from_secs(26 * 3600);
+/// Attempts at an update that fails the same way each time (not an outage) before it is
+/// abandoned: recorded (metadata only), its sender told, and skipped — so one poison update
+/// never stalls a polling bot or loops through Telegram's redeliveries for 24 h.
+pub const MAX_FAILED_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -33,6 +39,8 @@ pub enum Outcome {
     Malformed,
     /// An outage stopped it; nothing of it was committed: retry later.
     Failed(String),
+    /// It failed the same way [`MAX_FAILED_ATTEMPTS`] times: recorded, its sender told, done.
+    Abandoned,
 }
 
 impl Outcome {
@@ -43,11 +51,12 @@ impl Outcome {
             Outcome::Busy => "busy",
             Outcome::Malformed => "malformed",
             Outcome::Failed(_) => "error",
+            Outcome::Abandoned => "abandoned",
         }
     }
     /// Whether Telegram may forget the update (webhook 2xx / polling offset past it).
     pub fn is_final(&self) -> bool {
-        matches!(self, Outcome::Handled | Outcome::Duplicate | Outcome::Malformed)
+        matches!(self, Outcome::Handled | Outcome::Duplicate | Outcome::Malformed | Outcome::Abandoned)
     }
 }
 
@@ -97,10 +106,46 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
             Outcome::Handled
         }
         Err(e) => {
+            if !e.is_outage() {
+                match hot.note_failure(&bot.pool, &bot.name, update_id, DONE_KEEP).await {
+                    Ok(n) if n >= MAX_FAILED_ATTEMPTS => return abandon(bot, raw, update_id, &e).await,
+                    Ok(_) => {}
+                    Err(count) => tracing::debug!(bot = %bot.name, update_id, error = %count, "could not count the failure"),
+                }
+            }
             if let Err(release) = hot.release_update(&bot.pool, &bot.name, update_id).await {
                 tracing::debug!(bot = %bot.name, update_id, error = %release, "could not release the claim; it expires by itself");
             }
             Outcome::Failed(e.to_string())
         }
+    }
+}
+
+/// Gives up on an update that keeps failing the same way: its done-mark is committed with one
+/// message to its sender ("something went wrong, try again"), and what is known of it —
+/// bot, update id, kind, the error, never its content — goes to the log (the
+/// `outcome="abandoned"` count of `botfleet_updates_total` alerts on it). The claim is still
+/// ours, so nobody else is working on it.
+async fn abandon(bot: &Bot, raw: &Value, update_id: i64, error: &HandleError) -> Outcome {
+    let kind = update::kind_of(raw);
+    tracing::error!(
+        bot = %bot.id,
+        update_id,
+        kind,
+        error = %crate::delivery::outbox::quoted_parts_removed(&error.to_string()),
+        "update abandoned after {MAX_FAILED_ATTEMPTS} failed attempts; its sender is told"
+    );
+    let mut fx = Effects::new(bot, now_ms(), None);
+    if let Some((user, language)) = update::sender_of(raw) {
+        let lang = Lang::for_user(language, &bot.cfg().bot.locale.default);
+        fx.say(&bot.member(user), TextKey::Unavailable.text(lang), None);
+    }
+    let marker = Marker::Update { bot: bot.name.clone(), update_id, keep: DONE_KEEP };
+    match bot.fleet.hot.commit(&bot.pool, marker, &fx.jobs).await {
+        Ok(()) => {
+            bot.fleet.ring(&fx.jobs);
+            Outcome::Abandoned
+        }
+        Err(e) => Outcome::Failed(e.to_string()),
     }
 }

@@ -87,12 +87,7 @@ async fn poll_once(bot: &Bot, offset: &mut Option<i64>) -> Result<(), crate::tel
 
 /// The chat an update belongs to (its order matters only within that chat).
 fn chat_of(update: &Value) -> i64 {
-    for kind in ALLOWED_UPDATES {
-        if let Some(id) = update[kind]["from"]["id"].as_i64() {
-            return id;
-        }
-    }
-    0
+    crate::ingress::update::sender_of(update).map_or(0, |(id, _)| id)
 }
 
 /// Handles every update of the batch until each is final; chats in parallel, each in order.

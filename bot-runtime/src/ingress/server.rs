@@ -71,15 +71,25 @@ async fn webhook(State(state): State<AppState>, Path(name): Path<String>, header
         state.fleet.metrics.update(&name, "unauthorized");
         return (StatusCode::UNAUTHORIZED, "missing or wrong X-Telegram-Bot-Api-Secret-Token").into_response();
     }
-    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
-        state.fleet.metrics.update(&name, "overloaded");
-        return retry_later("busy, retry later");
-    };
     let raw: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
             state.fleet.metrics.update(&name, "malformed");
             return (StatusCode::BAD_REQUEST, format!("the body is not a JSON update: {e}")).into_response();
+        }
+    };
+    // Backpressure counts the interactive work only: a pre_checkout_query must be answered
+    // within Telegram's 10 s, and refusing it would fail a payment, so it never waits for a
+    // permit (the lifecycle policy's payment lane).
+    let _permit = if raw.get("pre_checkout_query").is_some() {
+        None
+    } else {
+        match state.in_flight.clone().try_acquire_owned() {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                state.fleet.metrics.update(&name, "overloaded");
+                return retry_later("busy, retry later");
+            }
         }
     };
     match pipeline::process(&entry.bot, &raw).await {

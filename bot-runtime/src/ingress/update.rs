@@ -133,6 +133,21 @@ pub fn update_id(raw: &Value) -> Option<i64> {
     raw.get("update_id")?.as_i64()
 }
 
+/// The user an update comes from and their app's language code, whatever its kind (for
+/// per-chat ordering and for telling the sender when their update had to be abandoned).
+pub fn sender_of(raw: &Value) -> Option<(i64, Option<&str>)> {
+    let object = raw.as_object()?;
+    object.iter().filter(|(k, _)| k.as_str() != "update_id").find_map(|(_, v)| {
+        let from = v.get("from")?;
+        Some((from.get("id")?.as_i64()?, from.get("language_code").and_then(Value::as_str)))
+    })
+}
+
+/// The kind of an update (its one field besides `update_id`), for logs and metrics.
+pub fn kind_of(raw: &Value) -> &str {
+    raw.as_object().and_then(|o| o.keys().find(|k| k.as_str() != "update_id")).map_or("unknown", String::as_str)
+}
+
 /// Parses one update. Only private chats are served: the bot is a 1:1 chat service.
 pub fn parse(raw: &Value) -> Event {
     if let Some(m) = raw.get("message") {

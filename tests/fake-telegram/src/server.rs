@@ -105,6 +105,7 @@ pub async fn call(shared: &Arc<Shared>, bot_id: i64, method: &'static str, param
         None => {}
         Some(FaultKind::ServerError { code }) => return Err(server_error(code)),
         Some(FaultKind::Outage) => return Err(server_error(502)),
+        Some(FaultKind::Unauthorized) => return Err(ApiError::unauthorized()),
         Some(FaultKind::TooManyRequests { retry_after }) => {
             let mut world = shared.world();
             world.stats.too_many_requests += 1;

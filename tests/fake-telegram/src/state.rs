@@ -112,6 +112,9 @@ pub enum FaultKind {
     },
     /// Telegram unreachable behind its front end: 502 Bad Gateway.
     Outage,
+    /// Answer 401 Unauthorized without applying the call, as Telegram does for a token that
+    /// was just revoked (the moment of a rotation before the new pods are up).
+    Unauthorized,
 }
 
 fn default_5xx() -> u16 {

@@ -27,6 +27,14 @@ impl Dedupe for MemoryHot {
         }
     }
 
+    async fn note_failure(&self, pool: &str, bot: &str, update_id: i64, keep: Duration) -> HotResult<u32> {
+        let (mut s, now) = self.lock();
+        let key = (pool.to_string(), bot.to_string(), update_id);
+        let n = live(&mut s.update_failures, &key, now).map_or(0, |e| e.value) + 1;
+        s.update_failures.insert(key, Expiring::new(n, now, keep));
+        Ok(n)
+    }
+
     async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()> {
         let (mut s, now) = self.lock();
         let key = (pool.to_string(), bot.to_string(), update_id);

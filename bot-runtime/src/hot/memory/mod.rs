@@ -108,6 +108,8 @@ type BotKey = (String, String);
 
 struct State {
     updates: HashMap<(String, String, i64), Expiring<UpdateMark>>,
+    /// Failed attempts per update (see `Dedupe::note_failure`).
+    update_failures: HashMap<(String, String, i64), Expiring<u32>>,
     leases: HashMap<Named, Expiring<String>>,
     refs: HashMap<Named, Expiring<String>>,
     blobs: HashMap<Named, Expiring<Bytes>>,
@@ -125,6 +127,7 @@ impl State {
     fn new() -> Self {
         Self {
             updates: HashMap::new(),
+            update_failures: HashMap::new(),
             leases: HashMap::new(),
             refs: HashMap::new(),
             blobs: HashMap::new(),
@@ -139,6 +142,7 @@ impl State {
 
     fn sweep(&mut self, now: Instant) {
         self.updates.retain(|_, e| e.live(now));
+        self.update_failures.retain(|_, e| e.live(now));
         self.leases.retain(|_, e| e.live(now));
         self.refs.retain(|_, e| e.live(now));
         self.blobs.retain(|_, e| e.live(now));
