@@ -369,6 +369,10 @@ pub struct BotInstanceStatus {
     pub config_hash: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookStatus>,
+    /// When the operator told the deleted bot's pods to retire (RFC 3339); the finalizer
+    /// holds them while they take the bot's users out of the pool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retiring_since: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, KubeSchema)]

@@ -48,6 +48,9 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 pub fn error_policy<K: Resource>(obj: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
+    if let Some(wait) = error.draining() {
+        return Action::requeue(wait);
+    }
     let key = format!("{}/{}", obj.meta().namespace.as_deref().unwrap_or(""), obj.meta().name.as_deref().unwrap_or(""));
     let failures = ctx.failed(&key);
     let wait = backoff(failures);

@@ -14,9 +14,25 @@ pub enum Error {
     Telegram(TelegramError),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+    /// Not a failure: a deleted bot's pods are taking its users out of the pool, and the
+    /// finalizer waits this much longer (kube's finalizer helper keeps it only on an error).
+    #[error("the bot is retiring; its pods drain for {0:?} more")]
+    Draining(std::time::Duration),
 }
 
 impl Error {
+    /// How long a retiring bot still drains, when that is what this "error" is.
+    pub fn draining(&self) -> Option<std::time::Duration> {
+        match self {
+            Error::Draining(wait) => Some(*wait),
+            Error::Finalizer(inner) => match inner.as_ref() {
+                kube::runtime::finalizer::Error::CleanupFailed(e) => e.draining(),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// A short, stable label for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -26,6 +42,7 @@ impl Error {
             Error::MissingNamespace => "MissingNamespace",
             Error::Serialize(_) => "Serialize",
             Error::Telegram(_) => "Telegram",
+            Error::Draining(_) => "Draining",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),
                 _ => "Finalizer",

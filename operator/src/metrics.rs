@@ -86,6 +86,8 @@ impl Metrics {
         self.duration.with_label_values(&[kind]).observe(elapsed.as_secs_f64());
         match result {
             Ok(_) => self.reconciles.with_label_values(&[kind, "success"]).inc(),
+            // A retiring bot waiting for its pods to drain is working as intended.
+            Err(e) if e.draining().is_some() => self.reconciles.with_label_values(&[kind, "success"]).inc(),
             Err(e) => {
                 self.reconciles.with_label_values(&[kind, "error"]).inc();
                 self.errors.with_label_values(&[kind, e.reason()]).inc();

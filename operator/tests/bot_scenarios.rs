@@ -274,6 +274,48 @@ async fn a_missing_secret_or_key_gives_a_clear_condition_and_a_retry() {
     }
 }
 
+/// A deleted bot that has pods retires first: its configuration says `retiring`, its status
+/// says since when, an Event explains it, and the finalizer (hence the pods, which wait for
+/// their owner) stays for the drain — Telegram is not called yet.
+#[tokio::test]
+async fn a_deleted_bot_retires_first_and_its_finalizer_waits_for_the_drain() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
+    let (client, log) = api_server(vec![
+        step("PATCH", "/configmaps/alpha-config", Reply::Echo(json!({}))),
+        step("PATCH", "/botinstances/alpha/status", the(&b)),
+    ]);
+    let ctx = context(client, &fake.api_url(), stores());
+    let err = reconcile(Arc::new(b), ctx).await.expect_err("the finalizer stays while the pods drain");
+    assert_eq!(err.draining(), Some(botfleet_operator::bot::reconcile::RETIRE_DRAIN));
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let config = l.requests[0].body["data"]["config.yaml"].as_str().unwrap_or_default().to_string();
+    assert!(config.contains("retiring: true"), "{config}");
+    let patch = &l.requests[1].body;
+    assert_eq!(patch["status"]["retiringSince"], "2026-11-22T12:00:00Z");
+    assert_eq!(condition(patch, "Ready")["reason"], "Retiring");
+    assert!(l.events.iter().any(|e| e["reason"] == "Retiring"), "{:?}", l.events);
+    assert_eq!(fake.sim().stats().calls.get("deleteWebhook").copied().unwrap_or(0), 0);
+}
+
+/// Halfway through the drain the finalizer still waits, for the rest of it only.
+#[tokio::test]
+async fn a_retiring_bot_waits_only_the_rest_of_its_drain() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
+    b.status.as_mut().unwrap().retiring_since = Some("2026-11-22T11:59:30Z".into());
+    let (client, log) = api_server(vec![]);
+    let ctx = context(client, &fake.api_url(), stores());
+    let err = reconcile(Arc::new(b), ctx).await.expect_err("still draining");
+    assert_eq!(err.draining(), Some(std::time::Duration::from_secs(60)));
+    assert_done(&log);
+}
+
 #[tokio::test]
 async fn deleting_a_bot_removes_its_webhook_then_its_finalizer() {
     let fake = FakeTelegram::start().await.unwrap();
@@ -281,6 +323,8 @@ async fn deleting_a_bot_removes_its_webhook_then_its_finalizer() {
     let api = RawBot::new(&fake.api_url(), &tg.token);
     api.call("setWebhook", json!({"url": "https://bots.example.com/telegram/alpha"})).await.unwrap();
     let mut b = reconciled_bot(&tg.token);
+    // Retired (drained) long enough ago.
+    b.status.as_mut().unwrap().retiring_since = Some("2026-11-22T11:50:00Z".into());
     b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
     let (client, log) = api_server(vec![
         step("GET", "/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", &tg.token))),
@@ -308,6 +352,7 @@ async fn deletion_waits_while_telegram_is_unreachable() {
         })
         .unwrap();
     let mut b = reconciled_bot(&tg.token);
+    b.status.as_mut().unwrap().retiring_since = Some("2026-11-22T11:50:00Z".into());
     b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
     let (client, log) =
         api_server(vec![step("GET", "/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", &tg.token)))]);

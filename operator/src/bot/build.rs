@@ -150,13 +150,7 @@ pub fn build(
     let name = bot_name(bot);
     let n = names(&name);
     let pool = &config.bot.pool;
-    let mut cm_meta = meta(bot, &n.config, pool);
-    cm_meta.annotations = Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.to_string())]));
-    let config_map = ConfigMap {
-        metadata: cm_meta,
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())])),
-        ..Default::default()
-    };
+    let config_map = config_map(bot, config, config_yaml, hash);
     Desired {
         config_map,
         deployment: deployment(bot, &n, pool, rollout, settings),
@@ -170,6 +164,17 @@ pub fn build(
 pub const TOKEN_KEY: &str = "token";
 
 /// The operator-owned copy of the last validated token.
+/// The ConfigMap with the bot's resolved configuration (the runtimes re-read it).
+pub fn config_map(bot: &BotInstance, config: &ResolvedBotConfig, config_yaml: &str, hash: &str) -> ConfigMap {
+    let mut cm_meta = meta(bot, &names(&bot_name(bot)).config, &config.bot.pool);
+    cm_meta.annotations = Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.to_string())]));
+    ConfigMap {
+        metadata: cm_meta,
+        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())])),
+        ..Default::default()
+    }
+}
+
 pub fn validated_token(bot: &BotInstance, pool: &str, token: &str) -> Secret {
     Secret {
         metadata: meta(bot, &names(&bot_name(bot)).token, pool),

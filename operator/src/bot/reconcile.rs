@@ -322,9 +322,51 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     Ok(Action::requeue(requeue))
 }
 
-/// The bot is being deleted: take its webhook down (owned objects go by garbage collection).
+/// How long a deleted bot's pods get to take its users out of the pool before they go: the
+/// kubelet's ConfigMap refresh (up to about a minute), the runtime's 2 s configuration poll
+/// and its 5 s retiring sweep.
+pub const RETIRE_DRAIN: Duration = Duration::from_secs(90);
+
+/// A deleted bot retires first: its configuration says `retiring`, so its running pods take
+/// its users out of the pool's queues and end their chats (the partners, on other bots, are
+/// told), and the finalizer holds the pods (owned objects wait for their owner) for
+/// [`RETIRE_DRAIN`]. Returns how long it still drains; None when there is nothing to drain (no
+/// pod ever ran, or the spec cannot be resolved, so no runtime could have served it).
+async fn retire(bot: &BotInstance, ctx: &Context, ns: &str) -> Result<Option<Duration>, Error> {
+    let status = bot.status.clone().unwrap_or_default();
+    if status.ready_replicas.unwrap_or(0) == 0 {
+        return Ok(None);
+    }
+    let now = ctx.now();
+    if let Some(since) = status.retiring_since.as_deref().and_then(|s| s.parse::<jiff::Timestamp>().ok()) {
+        let elapsed = Duration::try_from(now.duration_since(since)).unwrap_or_default();
+        return Ok(RETIRE_DRAIN.checked_sub(elapsed).filter(|left| !left.is_zero()));
+    }
+    let inputs = ctx.inputs();
+    let Ok(mut resolution) = resolve(bot, &inputs.plans, &inputs.campaigns, &inputs.policies, now) else { return Ok(None) };
+    resolution.config.bot.retiring = true;
+    let yaml = serde_yaml::to_string(&resolution.config).map_err(|e| Error::Serialize(e.to_string()))?;
+    let config_map = build::config_map(bot, &resolution.config, &yaml, &resolution.config.hash());
+    let name = bot.name_any();
+    apply_object(&Api::<ConfigMap>::namespaced(ctx.client.clone(), ns), &names(&name).config, &config_map).await?;
+    let mut status = status;
+    status.retiring_since = Some(now.to_string());
+    let message = format!("the bot's users leave the pool; its pods stop in {}s", RETIRE_DRAIN.as_secs());
+    let generation = bot.metadata.generation.unwrap_or(0);
+    set_condition(&mut status.conditions, "Ready", ConditionStatus::False, "Retiring", message, generation, now);
+    patch_status(ctx, ns, bot, &status).await?;
+    let note = format!("configuration set to retiring: the pods take the bot's users out of pool {:?} for {}s, then go", bot.spec.pool, RETIRE_DRAIN.as_secs());
+    publish(ctx, bot, EventType::Normal, "Retiring", "Retire", note).await;
+    Ok(Some(RETIRE_DRAIN))
+}
+
+/// The bot is being deleted: retire it (see [`retire`]), then take its webhook down (owned
+/// objects go by garbage collection once the finalizer is gone).
 async fn cleanup(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     let ns = bot.namespace().ok_or(Error::MissingNamespace)?;
+    if let Some(wait) = retire(&bot, ctx, &ns).await? {
+        return Err(Error::Draining(wait));
+    }
     ctx.metrics.forget_bot(&ns, &bot.name_any());
     if bot.spec.ingress.mode != IngressMode::Webhook {
         return Ok(Action::await_change());
