@@ -392,6 +392,25 @@ async fn a_spec_that_bypassed_the_schema_is_reported_not_applied() {
     assert!(ready["message"].as_str().unwrap().contains("publicUrl"));
 }
 
+/// A name too long for the bot's Service: Ready=False with the reason and an Event, and
+/// nothing applied (instead of a reconcile failing forever on the API server's 422).
+#[tokio::test]
+async fn a_bot_whose_objects_the_api_server_would_refuse_is_reported_not_applied() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let mut b = bot(WEBHOOK_SPEC, true);
+    let long = "a".repeat(60);
+    b.metadata.name = Some(long.clone());
+    let (client, log) = api_server(vec![step("PATCH", format!("/botinstances/{long}/status"), the(&b))]);
+    let ctx = context(client, &fake.api_url(), stores());
+    reconcile(Arc::new(b), ctx).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let ready = condition(find(&l, "/status"), "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("InvalidSpec")));
+    assert!(ready["message"].as_str().unwrap().contains("too long"), "{ready}");
+    assert!(l.events.iter().any(|e| e["reason"] == "InvalidSpec"), "{:?}", l.events);
+}
+
 #[tokio::test]
 async fn a_campaign_reports_its_state_with_an_event_and_is_requeued_at_its_next_edge() {
     use botfleet_crds::discount_campaign::DiscountCampaign;

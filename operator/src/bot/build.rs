@@ -198,6 +198,71 @@ fn quantity(v: &str) -> Quantity {
     Quantity(v.to_string())
 }
 
+/// Why a BotInstance cannot be turned into objects the API server accepts — checked before
+/// anything is applied, so the user gets `Ready=False` with the reason and an Event instead
+/// of a reconcile that fails forever on a 422.
+pub fn validate(bot: &BotInstance) -> Result<(), String> {
+    let name = bot_name(bot);
+    // The Service `<bot>-runtime` must be a DNS-1035 label (at most 63 characters, a letter
+    // first), and the runtime names the bot by a DNS label in its ids and keys.
+    let longest = names(&name).runtime;
+    let label_ok = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.ends_with('-');
+    if !label_ok {
+        return Err(format!(
+            "the name {name:?} cannot name the bot's Service: use lower-case letters, digits and '-', starting with a letter (no dots)"
+        ));
+    }
+    if longest.len() > 63 {
+        return Err(format!("the name {name:?} is too long: its Service {longest:?} must be at most 63 characters (a bot name of at most 55)"));
+    }
+    let r = bot.spec.resources.clone().unwrap_or_default();
+    let memory = |v: Option<&str>, default: &str| parse_memory(v.unwrap_or(default));
+    match (memory(r.memory_request.as_deref(), "64Mi"), memory(r.memory_limit.as_deref(), "128Mi")) {
+        (Some(request), Some(limit)) if request > limit => {
+            return Err(format!(
+                "resources: memoryRequest {} is above memoryLimit {} (the default limit is 128Mi; raise memoryLimit too)",
+                r.memory_request.as_deref().unwrap_or("64Mi"),
+                r.memory_limit.as_deref().unwrap_or("128Mi")
+            ));
+        }
+        _ => {}
+    }
+    if let (Some(request), Some(limit)) = (r.cpu_request.as_deref(), r.cpu_limit.as_deref())
+        && let (Some(rq), Some(lm)) = (parse_cpu(request), parse_cpu(limit))
+        && rq > lm
+    {
+        return Err(format!("resources: cpuRequest {request} is above cpuLimit {limit}"));
+    }
+    Ok(())
+}
+
+/// A memory quantity as the schema allows it (`^[0-9]+(Ki|Mi|Gi|K|M|G)?$`), in bytes.
+fn parse_memory(v: &str) -> Option<u128> {
+    let digits = v.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+    let n: u128 = digits.parse().ok()?;
+    let unit: u128 = match &v[digits.len()..] {
+        "" => 1,
+        "K" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
+/// A CPU quantity as the schema allows it (`^[0-9]+(\.[0-9]+)?m?$`), in millicores.
+fn parse_cpu(v: &str) -> Option<f64> {
+    match v.strip_suffix('m') {
+        Some(milli) => milli.parse().ok(),
+        None => v.parse::<f64>().ok().map(|cores| cores * 1000.0),
+    }
+}
+
 fn resources(bot: &BotInstance) -> ResourceRequirements {
     let r = bot.spec.resources.clone().unwrap_or_default();
     // Defaults sized for SPEC's budget: a replica stays under 64 MiB with 10k live chats.
@@ -454,6 +519,27 @@ mod tests {
         b.metadata.namespace = Some("demo".into());
         b.metadata.uid = Some("uid-1".into());
         b
+    }
+
+    #[test]
+    fn names_and_resources_the_api_server_would_refuse_are_caught_before_anything_is_applied() {
+        let mut b = alpha();
+        assert_eq!(validate(&b), Ok(()));
+        for bad in ["a.b", "9lives", &"x".repeat(56)] {
+            b.metadata.name = Some(bad.to_string());
+            assert!(validate(&b).is_err(), "{bad}");
+        }
+        b.metadata.name = Some("x".repeat(55));
+        assert_eq!(validate(&b), Ok(()), "55 characters fit: <name>-runtime is 63");
+        b.metadata.name = Some("alpha".into());
+        b.spec.resources = serde_json::from_value(serde_json::json!({"memoryRequest": "256Mi"})).unwrap();
+        assert!(validate(&b).unwrap_err().contains("memoryLimit"));
+        b.spec.resources = serde_json::from_value(serde_json::json!({"memoryRequest": "256Mi", "memoryLimit": "1Gi"})).unwrap();
+        assert_eq!(validate(&b), Ok(()));
+        b.spec.resources = serde_json::from_value(serde_json::json!({"cpuRequest": "1.5", "cpuLimit": "500m"})).unwrap();
+        assert!(validate(&b).unwrap_err().contains("cpuLimit"));
+        b.spec.resources = serde_json::from_value(serde_json::json!({"cpuRequest": "250m", "cpuLimit": "0.5"})).unwrap();
+        assert_eq!(validate(&b), Ok(()));
     }
 
     fn alpha() -> BotInstance {

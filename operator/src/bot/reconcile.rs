@@ -146,6 +146,18 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         set_condition(&mut status.conditions, t, s, reason, msg, generation, now);
     };
 
+    // Objects the API server would refuse (a name too long for the Service, requests above
+    // limits): said once, nothing applied, until the spec changes.
+    if let Err(why) = build::validate(&bot) {
+        let was = status.conditions.iter().any(|c| c.type_ == "Ready" && c.reason == "InvalidSpec" && c.message == why);
+        cond(&mut status, "Ready", ConditionStatus::False, "InvalidSpec", why.clone());
+        if !was {
+            publish(ctx, &bot, EventType::Warning, "InvalidSpec", "Validate", why).await;
+        }
+        patch_status(ctx, &ns, &bot, &status).await?;
+        return Ok(Action::await_change());
+    }
+
     // The configuration (pure).
     let inputs = ctx.inputs();
     let resolution = match resolve(&bot, &inputs.plans, &inputs.campaigns, &inputs.policies, now) {
