@@ -278,7 +278,10 @@ pub fn texts() -> &'static Texts {
 pub fn menu_keyboard(lang: Lang) -> Value {
     let t = texts();
     json!({
-        "keyboard": [[{"text": t.raw(lang, "menu_find")}], [{"text": t.raw(lang, "menu_profile")}, {"text": t.raw(lang, "menu_help")}]],
+        "keyboard": [
+            [{"text": t.raw(lang, "menu_find")}],
+            [{"text": t.raw(lang, "menu_vip")}, {"text": t.raw(lang, "menu_profile")}, {"text": t.raw(lang, "menu_help")}],
+        ],
         "resize_keyboard": true,
         "is_persistent": true,
     })

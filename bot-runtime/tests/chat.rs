@@ -49,6 +49,7 @@ on_both_backends!(
     retiring_a_bot_takes_its_users_out_of_the_pool_and_tells_their_partners,
     a_retiring_bot_starts_no_new_chat,
     the_bot_sets_its_command_menu_and_descriptions_per_language,
+    a_user_buys_vip_in_stars_and_a_second_delivery_grants_nothing_more,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -769,8 +770,66 @@ async fn the_bot_sets_its_command_menu_and_descriptions_per_language(backend: Ba
     let en = alpha.api.call("getMyCommands", &json!({"language_code": "en"})).await.unwrap();
     assert_eq!(en[0]["description"], "Find a partner");
     let default = alpha.api.call("getMyCommands", &json!({})).await.unwrap();
-    assert_eq!(default.as_array().map(Vec::len), Some(9), "users of other languages get the default locale's menu");
+    assert_eq!(default.as_array().map(Vec::len), Some(bot_runtime::chat::telegram_menu::USER_COMMANDS.len()), "users of other languages get the default locale's menu");
     let short = alpha.api.call("getMyShortDescription", &json!({"language_code": "ru"})).await.unwrap();
     assert!(short["short_description"].as_str().unwrap_or("").contains("18+"), "{short}");
+    h.stop().await;
+}
+
+/// The whole purchase through the fake Telegram: /vip → Buy → invoice → the user pays
+/// (/sim/pay) → the bot approves the pre-checkout inline within 10 s → successful_payment →
+/// VIP granted and confirmed. The same payment delivered again in another update, to the
+/// other replica, grants nothing more.
+async fn a_user_buys_vip_in_stars_and_a_second_delivery_grants_nothing_more(backend: Backend) {
+    use bot_runtime::store::money::QUOTE_TTL_MS;
+    use botfleet_crds::resolved::ResolvedPlan;
+    use botfleet_crds::vip_plan::{Grants, Perks};
+    use botfleet_tests::fake_telegram::{InvoiceRef, PayOutcome};
+
+    let mut cfg = bot_config("alpha", Mode::Polling, "");
+    cfg.plans = vec![ResolvedPlan {
+        id: "vip-week".into(),
+        title: "VIP week".into(),
+        description: "Seven days of VIP".into(),
+        price_stars: 250,
+        grants: Grants { vip_days: 7, lock_credits: 0 },
+        perks: Perks::default(),
+        sort_order: 0,
+    }];
+    let h = Harness::start(backend, Mode::Polling, vec![cfg], 2).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    ann.send("/vip").unwrap();
+    ann.expect_text("shop", WAIT).await.unwrap();
+    ann.press("buy:vip-week", WAIT).await.unwrap();
+    let invoice = ann.expect("invoice", WAIT, |m| m.get("invoice").is_some()).await.unwrap();
+    assert_eq!(invoice["invoice"]["currency"], "XTR");
+    assert_eq!(invoice["invoice"]["total_amount"], 250);
+    let message_id = invoice["message_id"].as_i64().unwrap();
+
+    let before = bot_runtime::bot::now_ms();
+    let outcome = h.sim.pay("alpha_bot", ann.id, InvoiceRef::Message { message_id }).await.unwrap();
+    let PayOutcome::Paid { telegram_payment_charge_id: charge, .. } = outcome else { panic!("not paid: {outcome:?}") };
+    let paid = ann.expect_text("paid", WAIT).await.unwrap();
+    assert!(text_of(&paid).contains("VIP until"), "{paid}");
+
+    let bot = h.any_bot("alpha");
+    let until = bot.store.user("alpha", ann.id).await.unwrap().unwrap().vip_until_ms.expect("VIP granted");
+    assert!(until >= before + 7 * 86_400_000 && until < before + 7 * 86_400_000 + QUOTE_TTL_MS, "{until}");
+
+    // The same charge in a different update, handled by the other replica.
+    let payload = bot.store.payments_of("alpha", ann.id, 10).await.unwrap()[0].quote_id.clone().map(|q| format!("q:{q}")).unwrap();
+    let again = json!({"update_id": 987_654_321, "message": {
+        "message_id": 999_999, "date": 0,
+        "chat": {"id": ann.id, "type": "private"},
+        "from": {"id": ann.id, "is_bot": false, "first_name": "Ann", "language_code": "en"},
+        "successful_payment": {"currency": "XTR", "total_amount": 250, "invoice_payload": payload,
+            "telegram_payment_charge_id": charge, "provider_payment_charge_id": ""},
+    }});
+    let outcome = bot_runtime::ingress::pipeline::process(&h.bot(1, "alpha"), &again).await;
+    assert_eq!(outcome, bot_runtime::ingress::pipeline::Outcome::Handled);
+    let repeated = ann.expect_text("paid", WAIT).await.unwrap();
+    assert_eq!(text_of(&repeated), text_of(&paid), "the same confirmation, nothing more");
+    assert_eq!(bot.store.user("alpha", ann.id).await.unwrap().unwrap().vip_until_ms, Some(until));
+    assert_eq!(bot.store.payments_of("alpha", ann.id, 10).await.unwrap().len(), 1);
     h.stop().await;
 }

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bot_runtime::matching::{Gender, Member};
 use bot_runtime::store::sql::{Backend, SqlStore};
-use bot_runtime::store::{EndReason, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users};
+use bot_runtime::store::money::{LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal};
+use bot_runtime::store::{EndReason, Ledger, Payments, Quotes, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users};
 use botfleet_tests::fixtures::TestDb;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Row as _, SqlSafeStr as _};
@@ -476,6 +477,166 @@ async fn migrations_can_run_twice_and_concurrently(url: String) {
     assert_eq!(rows(&stores[2], "SELECT COUNT(*) FROM users").await, 3);
 }
 
+
+// ---- money ----------------------------------------------------------------------------------
+
+const DAY: i64 = 86_400_000;
+
+fn payment(charge: &str, user: i64, vip_days: i64, credits: i64, now_ms: i64) -> NewPayment {
+    NewPayment {
+        charge_id: charge.into(),
+        bot: "alpha".into(),
+        user_id: user,
+        quote_id: None,
+        plan_id: "vip-week".into(),
+        stars: 250,
+        vip_days,
+        lock_credits: credits,
+        now_ms,
+    }
+}
+
+fn entry(key: &str, user: i64, delta: i64) -> LedgerEntry {
+    LedgerEntry {
+        idem_key: key.into(),
+        bot: "alpha".into(),
+        user_id: user,
+        delta,
+        reason: if delta > 0 { "gift".into() } else { "lock".into() },
+        reference: String::new(),
+        created_ms: 1_000,
+    }
+}
+
+fn new_quote(user: i64, now_ms: i64) -> NewQuote {
+    NewQuote {
+        bot: "alpha".into(),
+        user_id: user,
+        plan_id: "vip-week".into(),
+        price_stars: 200,
+        base_stars: 250,
+        campaign_id: Some("spring".into()),
+        vip_days: 7,
+        lock_credits: 3,
+        created_ms: now_ms,
+        expires_ms: now_ms + QUOTE_TTL_MS,
+    }
+}
+
+async fn one_charge_applied_by_ten_tasks_at_once_grants_once(s: SqlStore) {
+    let s = Arc::new(s);
+    s.user_or_create("alpha", 1, "en", 0).await.unwrap();
+    let quote = s.create_quote(&new_quote(1, 1_000)).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let s = s.clone();
+            let mut p = payment("ch_1", 1, 7, 3, 2_000);
+            p.quote_id = Some(quote.id.clone());
+            tokio::spawn(async move { s.apply_payment(&p).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for t in tasks {
+        results.push(t.await.unwrap().unwrap());
+    }
+    assert_eq!(results.iter().filter(|r| r.first).count(), 1, "one application: {results:?}");
+    let first = results.iter().find(|r| r.first).unwrap().payment.clone();
+    assert!(results.iter().all(|r| r.payment == first), "every call returns what the first granted: {results:?}");
+    assert_eq!(first.vip_until_ms, Some(2_000 + 7 * DAY));
+    assert_eq!(s.user("alpha", 1).await.unwrap().unwrap().vip_until_ms, Some(2_000 + 7 * DAY));
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 3);
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM payments").await, 1);
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM ledger").await, 1);
+    assert_eq!(s.quote("alpha", &quote.id).await.unwrap().unwrap().used_ms, Some(2_000), "the quote is used");
+    // Later, again: still nothing more.
+    let again = s.apply_payment(&payment("ch_1", 1, 7, 3, 9_000)).await.unwrap();
+    assert!(!again.first);
+    assert_eq!(again.payment, first);
+    assert_eq!(s.payments_of("alpha", 1, 10).await.unwrap(), vec![first]);
+    assert_eq!(s.payments_of("beta", 1, 10).await.unwrap(), vec![], "commerce is the member's");
+}
+
+async fn vip_days_stack_onto_an_unexpired_vip_and_start_afresh_after_expiry(s: SqlStore) {
+    s.user_or_create("alpha", 1, "en", 0).await.unwrap();
+    let a = s.apply_payment(&payment("ch_a", 1, 7, 0, 1_000)).await.unwrap();
+    assert_eq!(a.payment.vip_until_ms, Some(1_000 + 7 * DAY));
+    // Bought again three days later: the seven days go on top of the four left.
+    let b = s.apply_payment(&payment("ch_b", 1, 7, 0, 1_000 + 3 * DAY)).await.unwrap();
+    assert_eq!(b.payment.vip_until_ms, Some(1_000 + 14 * DAY));
+    // Bought after it expired: from now.
+    let late = 1_000 + 30 * DAY;
+    let c = s.apply_payment(&payment("ch_c", 1, 30, 0, late)).await.unwrap();
+    assert_eq!(c.payment.vip_until_ms, Some(late + 30 * DAY));
+    assert_eq!(s.user("alpha", 1).await.unwrap().unwrap().vip_until_ms, Some(late + 30 * DAY));
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 0, "no credits granted, no ledger rows");
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM ledger").await, 0);
+    // A payment for a member who does not exist is an error, and records nothing.
+    assert!(s.apply_payment(&payment("ch_x", 99, 7, 0, late)).await.is_err());
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM payments").await, 3);
+}
+
+async fn the_ledger_never_goes_negative_under_concurrent_debits(s: SqlStore) {
+    let s = Arc::new(s);
+    assert_eq!(s.append(&entry("gift:1", 1, 5)).await.unwrap(), LedgerOutcome::Written { balance: 5 });
+    assert_eq!(s.append(&entry("gift:1", 1, 5)).await.unwrap(), LedgerOutcome::Duplicate { balance: 5 }, "keyed once");
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.append(&entry(&format!("lock:{i}"), 1, -1)).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().unwrap());
+    }
+    let written = outcomes.iter().filter(|o| matches!(o, LedgerOutcome::Written { .. })).count();
+    let refused = outcomes.iter().filter(|o| matches!(o, LedgerOutcome::Insufficient { balance: 0 })).count();
+    assert_eq!((written, refused), (5, 15), "{outcomes:?}");
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 0);
+    assert_eq!(rows(&s, "SELECT MIN(balance) FROM wallets").await, 0);
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM ledger").await, 6);
+    // A debit larger than the balance writes nothing; another member's balance is theirs.
+    assert_eq!(s.append(&entry("lock:big", 1, -1)).await.unwrap(), LedgerOutcome::Insufficient { balance: 0 });
+    assert_eq!(s.credits("alpha", 2).await.unwrap(), 0);
+    // The balance is the sum of the rows, and the wallet agrees.
+    assert_eq!(rows(&s, "SELECT CAST(SUM(delta) AS BIGINT) FROM ledger").await, rows(&s, "SELECT CAST(SUM(balance) AS BIGINT) FROM wallets").await);
+}
+
+async fn a_quote_is_single_use_owned_by_the_buyer_and_expires(s: SqlStore) {
+    let q = s.create_quote(&new_quote(1, 1_000)).await.unwrap();
+    assert_eq!(q.id.len(), 24);
+    assert_eq!(s.quote("alpha", &q.id).await.unwrap(), Some(q.clone()));
+    assert_eq!(s.quote("beta", &q.id).await.unwrap(), None, "another bot's quote is unknown here");
+    assert_eq!(s.claim_quote("alpha", "nope", 1, "pcq1", 2_000).await.unwrap(), Err(QuoteRefusal::Unknown));
+    assert_eq!(s.claim_quote("alpha", &q.id, 2, "pcq1", 2_000).await.unwrap(), Err(QuoteRefusal::NotYours), "a forwarded invoice");
+    let claimed = s.claim_quote("alpha", &q.id, 1, "pcq1", 2_000).await.unwrap().unwrap();
+    assert_eq!(claimed.checkout_id.as_deref(), Some("pcq1"));
+    assert!(s.claim_quote("alpha", &q.id, 1, "pcq1", 3_000).await.unwrap().is_ok(), "the same checkout again (a retried update)");
+    assert_eq!(s.claim_quote("alpha", &q.id, 1, "pcq2", 3_000).await.unwrap(), Err(QuoteRefusal::Used), "a second checkout");
+
+    let late = s.create_quote(&new_quote(1, 1_000)).await.unwrap();
+    assert_ne!(late.id, q.id);
+    assert_eq!(s.claim_quote("alpha", &late.id, 1, "pcq3", 1_000 + QUOTE_TTL_MS).await.unwrap(), Err(QuoteRefusal::Expired));
+    assert!(s.claim_quote("alpha", &late.id, 1, "pcq3", 1_000 + QUOTE_TTL_MS - 1).await.unwrap().is_ok(), "the last millisecond");
+
+    // Concurrent checkouts of one quote: one wins.
+    let s = Arc::new(s);
+    let fresh = s.create_quote(&new_quote(1, 1_000)).await.unwrap();
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let (s, id) = (s.clone(), fresh.id.clone());
+            tokio::spawn(async move { s.claim_quote("alpha", &id, 1, &format!("q{i}"), 2_000).await })
+        })
+        .collect();
+    let mut won = 0;
+    for t in tasks {
+        if t.await.unwrap().unwrap().is_ok() {
+            won += 1;
+        }
+    }
+    assert_eq!(won, 1);
+}
+
 // ---- backends -------------------------------------------------------------------------------
 
 async fn postgres_store() -> (SqlStore, TestDb) {
@@ -572,6 +733,10 @@ both_databases!(
     same_name_bots_in_two_namespaces_never_share_users,
     rows_of_the_previous_release_are_adopted_by_the_namespaced_bot,
     activity_and_funnel_events_are_recorded_once,
+    one_charge_applied_by_ten_tasks_at_once_grants_once,
+    vip_days_stack_onto_an_unexpired_vip_and_start_afresh_after_expiry,
+    the_ledger_never_goes_negative_under_concurrent_debits,
+    a_quote_is_single_use_owned_by_the_buyer_and_expires,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would

@@ -12,6 +12,7 @@
 mod ending;
 mod menu;
 mod onboarding;
+mod payments;
 mod profile;
 pub mod protocol;
 mod relay;
@@ -19,6 +20,7 @@ pub mod retire;
 pub mod telegram_menu;
 mod safety;
 mod search;
+pub mod shop;
 pub mod text_key;
 
 use std::time::Duration;
@@ -43,6 +45,7 @@ pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleErro
         Event::Message(m) => on_message(fx, *m).await,
         Event::Edited(m) => relay::on_edited(fx, *m).await,
         Event::Callback(q) => on_callback(fx, q).await,
+        Event::PreCheckout(q) => payments::on_pre_checkout(fx, q).await,
         Event::MemberStatus { user, status } => safety::on_member_status(fx, user, &status).await,
         Event::Ignored(_) => Ok(()),
     }
@@ -76,6 +79,16 @@ async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError>
     let (user, partner) = (user?, partner?);
     let me = user.member();
     let lang = lang_of(fx.bot, &user);
+
+    // Payments first, at any stage: money must never wait for a profile.
+    if let Some(paid) = &m.successful_payment {
+        return payments::on_successful_payment(fx, &user, lang, paid).await;
+    }
+    if m.refunded_payment.is_some() {
+        // Refunds are the next slice of the money issue (docs/MONEY.md); never relay one.
+        tracing::warn!(bot = %fx.bot.name, "refunded_payment received; refunds are not handled yet");
+        return Ok(());
+    }
 
     if let Some(command) = Command::of_message(&m) {
         let limits = fx.bot.cfg().limits.per_user.clone();
@@ -112,6 +125,8 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
     let me = user.member();
     // Commands that work at any stage. Safety first: report and block work whatever the stage.
     match command {
+        // A forwarded invoice links here (`start_parameter`): the shop, once the profile is done.
+        Command::Start { payload: Some(p) } if p == "vip" && user.stage == Stage::Ready => return shop::show(fx, &user, lang).await,
         Command::Start { .. } => return menu::start(fx, &user, lang).await,
         Command::Help => {
             menu::help(fx, &user, lang);
@@ -124,6 +139,16 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
         Command::Report => return ending::end_chat(fx, &user, lang, EndReason::Report).await,
         Command::Block => return ending::end_chat(fx, &user, lang, EndReason::Block).await,
         Command::Stop => return ending::end_chat(fx, &user, lang, EndReason::Stop).await,
+        // What Telegram requires of a bot that sells works whatever the stage.
+        Command::PaySupport { question } => {
+            payments::pay_support(fx, &user, lang, question.as_deref());
+            return Ok(());
+        }
+        Command::SaleTerms => {
+            payments::sale_terms(fx, &user, lang);
+            return Ok(());
+        }
+        Command::History => return payments::history(fx, &user, lang).await,
         _ => {}
     }
     if user.stage != Stage::Ready {
@@ -138,6 +163,7 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
             Ok(())
         }
         Command::Stats => menu::stats(fx, &me, lang).await,
+        Command::Vip => shop::show(fx, &user, lang).await,
         _ => {
             menu::unknown(fx, &me, lang);
             Ok(())
@@ -170,6 +196,7 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
         }
         Some(Callback::ConfirmDelete) => profile::delete(fx, &user.member(), lang, message_id).await?,
         Some(Callback::KeepProfile) => profile::keep(fx, &user.member(), lang, message_id),
+        Some(Callback::Buy { plan }) if stage == Stage::Ready => shop::buy(fx, &user, lang, &plan).await?,
         _ => Some(TextKey::ButtonStale.text(lang)),
     };
     answer_callback(fx.bot, q.id, answer);

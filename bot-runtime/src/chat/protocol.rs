@@ -38,14 +38,25 @@ pub enum Command {
     Next,
     Profile,
     Stats,
+    /// `/vip`: the member's VIP and the shop.
+    Vip,
+    /// `/history`: the member's purchases.
+    History,
+    /// `/paysupport [question]`: payment support (Telegram requires it of bots that sell).
+    PaySupport {
+        question: Option<String>,
+    },
+    /// `/terms`: the terms of sale (Telegram requires it of bots that sell).
+    SaleTerms,
     /// Any other command, by its name.
     Unknown(String),
 }
 
 /// The reply-keyboard buttons and what a tap on each means (a tap arrives as the button's text,
 /// in whichever language the keyboard was drawn in).
-pub const BUTTONS: [(TextKey, Command); 7] = [
+pub const BUTTONS: [(TextKey, Command); 8] = [
     (TextKey::MenuFind, Command::Search),
+    (TextKey::MenuVip, Command::Vip),
     (TextKey::MenuProfile, Command::Profile),
     (TextKey::MenuHelp, Command::Help),
     (TextKey::ChatNext, Command::Next),
@@ -73,6 +84,10 @@ impl Command {
             "next" => Command::Next,
             "profile" => Command::Profile,
             "stats" => Command::Stats,
+            "vip" => Command::Vip,
+            "history" => Command::History,
+            "paysupport" => Command::PaySupport { question: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
+            "terms" => Command::SaleTerms,
             other => Command::Unknown(other.to_string()),
         }
     }
@@ -91,6 +106,11 @@ impl Command {
             Command::Next => "/next".into(),
             Command::Profile => "/profile".into(),
             Command::Stats => "/stats".into(),
+            Command::Vip => "/vip".into(),
+            Command::History => "/history".into(),
+            Command::PaySupport { question: Some(q) } => format!("/paysupport {q}"),
+            Command::PaySupport { question: None } => "/paysupport".into(),
+            Command::SaleTerms => "/terms".into(),
             Command::Unknown(name) => format!("/{name}"),
         }
     }
@@ -163,6 +183,25 @@ pub enum Callback {
     ConfirmDelete,
     /// `del:no`
     KeepProfile,
+    /// `buy:<plan>`: buy a plan of the shop. `plan` is the plan's id, or for an id too long
+    /// for `callback_data`, `#` and a digest of it ([`plan_ref`]).
+    Buy { plan: String },
+}
+
+/// The longest plan reference that fits `buy:<plan>` into [`MAX_CALLBACK_DATA`].
+const MAX_PLAN_REF: usize = MAX_CALLBACK_DATA - "buy:".len();
+
+/// How a Buy button names a plan: its id (VipPlan names are short in practice), or `#` and 16
+/// hex digits of its SHA-256 when the id would not fit. Stable across configuration changes,
+/// unlike a position in the shop, so a button always buys the plan it showed.
+pub fn plan_ref(plan_id: &str) -> String {
+    if plan_id.len() <= MAX_PLAN_REF && !plan_id.starts_with('#') && !plan_id.contains(':') {
+        return plan_id.to_string();
+    }
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(plan_id.as_bytes());
+    let hex: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    format!("#{hex}")
 }
 
 impl Callback {
@@ -181,6 +220,7 @@ impl Callback {
             ["prof", "del"] => Callback::DeleteProfile,
             ["del", "yes"] => Callback::ConfirmDelete,
             ["del", "no"] => Callback::KeepProfile,
+            ["buy", plan] if !plan.is_empty() && plan.len() <= MAX_PLAN_REF => Callback::Buy { plan: plan.to_string() },
             _ => return None,
         })
     }
@@ -198,6 +238,7 @@ impl Callback {
             Callback::DeleteProfile => "prof:del".into(),
             Callback::ConfirmDelete => "del:yes".into(),
             Callback::KeepProfile => "del:no".into(),
+            Callback::Buy { plan } => format!("buy:{plan}"),
         }
     }
 }
@@ -384,7 +425,19 @@ mod tests {
         ];
         all.extend([Gender::Male, Gender::Female, Gender::Other].map(Callback::Gender));
         all.extend(ReportReason::ALL.map(|reason| Callback::ReportReason { report: id, reason }));
+        for plan in ["vip-week", "a.b-c", &"p".repeat(60), &"long-plan-name.".repeat(17), "#odd", "a:b"] {
+            all.push(Callback::Buy { plan: plan_ref(plan) });
+        }
         all
+    }
+
+    #[test]
+    fn plan_refs_are_ids_when_they_fit_and_stable_digests_otherwise() {
+        assert_eq!(plan_ref("vip-week"), "vip-week");
+        let long = "x".repeat(253);
+        assert_eq!(plan_ref(&long), plan_ref(&long));
+        assert!(plan_ref(&long).starts_with('#') && plan_ref(&long).len() == 17);
+        assert_ne!(plan_ref(&long), plan_ref(&"y".repeat(253)));
     }
 
     #[test]
@@ -421,6 +474,9 @@ mod tests {
             "prof",
             "del:maybe",
             "cancel:1",
+            "buy",
+            "buy:",
+            "buy:a:b",
         ] {
             assert_eq!(Callback::parse(data), None, "{data}");
         }
@@ -440,7 +496,12 @@ mod tests {
             Command::Next,
             Command::Profile,
             Command::Stats,
-            Command::Unknown("shop".into()),
+            Command::Vip,
+            Command::History,
+            Command::PaySupport { question: None },
+            Command::PaySupport { question: Some("where is my VIP".into()) },
+            Command::SaleTerms,
+            Command::Unknown("shopping".into()),
         ];
         for c in all {
             let text = c.render();

@@ -20,8 +20,9 @@ use crate::telegram::TgError;
 use crate::texts::Lang;
 
 /// The user commands of the menu, in menu order, with their description.
-pub const USER_COMMANDS: [(Command, TextKey); 9] = [
+pub const USER_COMMANDS: [(Command, TextKey); 13] = [
     (Command::Search, TextKey::CmdSearch),
+    (Command::Vip, TextKey::CmdVip),
     (Command::Next, TextKey::CmdNext),
     (Command::Stop, TextKey::CmdStop),
     (Command::Report, TextKey::CmdReport),
@@ -30,6 +31,9 @@ pub const USER_COMMANDS: [(Command, TextKey); 9] = [
     (Command::Stats, TextKey::CmdStats),
     (Command::Help, TextKey::CmdHelp),
     (Command::DeleteMe, TextKey::CmdDeleteMe),
+    (Command::History, TextKey::CmdHistory),
+    (Command::PaySupport { question: None }, TextKey::CmdPaySupport),
+    (Command::SaleTerms, TextKey::CmdTerms),
 ];
 
 /// Commands only admins see (none yet; see the module comment).

@@ -80,6 +80,30 @@ pub struct Message {
     pub reply_to_message: Option<ReplyTo>,
     #[serde(default)]
     pub has_protected_content: bool,
+    /// A Stars payment went through (a service message from the payer).
+    #[serde(default)]
+    pub successful_payment: Option<SuccessfulPayment>,
+    /// A payment was refunded (handled by the refunds slice; acknowledged until then).
+    #[serde(default)]
+    pub refunded_payment: Option<Value>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct SuccessfulPayment {
+    pub currency: String,
+    pub total_amount: i64,
+    pub invoice_payload: String,
+    pub telegram_payment_charge_id: String,
+}
+
+/// Telegram asks whether to take a payment; the bot must answer within 10 s.
+#[derive(Debug, Clone, Deserialize)]
+pub struct PreCheckoutQuery {
+    pub id: String,
+    pub from: From,
+    pub currency: String,
+    pub total_amount: i64,
+    pub invoice_payload: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +143,8 @@ pub enum Event {
     /// The user edited a message they sent in a private chat.
     Edited(Box<Message>),
     Callback(CallbackQuery),
+    /// A payment waits for the bot's approval (answered inline, never through the outbox).
+    PreCheckout(PreCheckoutQuery),
     /// The user blocked (`kicked`) or unblocked (`member`) the bot.
     MemberStatus {
         user: From,
@@ -167,6 +193,12 @@ pub fn parse(raw: &Value) -> Event {
     if let Some(q) = raw.get("callback_query") {
         return match CallbackQuery::deserialize(q) {
             Ok(q) => Event::Callback(q),
+            Err(_) => Event::Ignored("malformed"),
+        };
+    }
+    if let Some(q) = raw.get("pre_checkout_query") {
+        return match PreCheckoutQuery::deserialize(q) {
+            Ok(q) => Event::PreCheckout(q),
             Err(_) => Event::Ignored("malformed"),
         };
     }

@@ -7,6 +7,8 @@
 //! Times are milliseconds since the Unix epoch (`i64`) everywhere: one representation on both
 //! databases, no time-zone surprises.
 
+pub mod money;
+mod money_sql;
 pub mod scoped;
 pub mod sql;
 
@@ -262,6 +264,8 @@ pub trait Sessions: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+pub use money::{Ledger, Payments, Quotes};
+
 /// Everything SQL, as one object the runtime holds.
-pub trait Store: Users + Safety + Sessions {}
-impl<T: Users + Safety + Sessions> Store for T {}
+pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger {}
+impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger> Store for T {}

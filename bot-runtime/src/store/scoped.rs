@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::money::{Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes};
 use super::{EndReason, Funnel, Person, Safety, Session, Sessions, Store, StoreResult, User, UserStats, Users};
 use crate::matching::Member;
 
@@ -47,6 +48,16 @@ impl BotStore {
     fn user_out(&self, mut u: User) -> User {
         u.bot = self.name(u.bot);
         u
+    }
+
+    fn quote_out(&self, mut q: Quote) -> Quote {
+        q.bot = self.name(q.bot);
+        q
+    }
+
+    fn payment_out(&self, mut p: Payment) -> Payment {
+        p.bot = self.name(p.bot);
+        p
     }
 
     fn session_out(&self, s: Session) -> Session {
@@ -141,5 +152,41 @@ impl Sessions for BotStore {
     }
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
+    }
+}
+
+#[async_trait::async_trait]
+impl Quotes for BotStore {
+    async fn create_quote(&self, quote: &NewQuote) -> StoreResult<Quote> {
+        let quote = NewQuote { bot: self.id(&quote.bot), ..quote.clone() };
+        Ok(self.quote_out(self.inner.create_quote(&quote).await?))
+    }
+    async fn quote(&self, bot: &str, id: &str) -> StoreResult<Option<Quote>> {
+        Ok(self.inner.quote(&self.id(bot), id).await?.map(|q| self.quote_out(q)))
+    }
+    async fn claim_quote(&self, bot: &str, id: &str, payer: i64, query_id: &str, now_ms: i64) -> StoreResult<Result<Quote, QuoteRefusal>> {
+        Ok(self.inner.claim_quote(&self.id(bot), id, payer, query_id, now_ms).await?.map(|q| self.quote_out(q)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Payments for BotStore {
+    async fn apply_payment(&self, payment: &NewPayment) -> StoreResult<Applied> {
+        let payment = NewPayment { bot: self.id(&payment.bot), ..payment.clone() };
+        let applied = self.inner.apply_payment(&payment).await?;
+        Ok(Applied { payment: self.payment_out(applied.payment), first: applied.first })
+    }
+    async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {
+        Ok(self.inner.payments_of(&self.id(bot), user_id, limit).await?.into_iter().map(|p| self.payment_out(p)).collect())
+    }
+}
+
+#[async_trait::async_trait]
+impl Ledger for BotStore {
+    async fn append(&self, entry: &LedgerEntry) -> StoreResult<LedgerOutcome> {
+        self.inner.append(&LedgerEntry { bot: self.id(&entry.bot), ..entry.clone() }).await
+    }
+    async fn credits(&self, bot: &str, user_id: i64) -> StoreResult<i64> {
+        self.inner.credits(&self.id(bot), user_id).await
     }
 }

@@ -53,10 +53,12 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/postgres/0002_people.sql")),
+    (3, "money", include_str!("../../../migrations/postgres/0003_money.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/sqlite/0002_people.sql")),
+    (3, "money", include_str!("../../../migrations/sqlite/0003_money.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
@@ -236,7 +238,7 @@ fn sqlite_setup(conn: &mut AnyConnection, file: bool) -> BoxFuture<'_, Result<()
 
 /// A database error: decoding problems mean unexpected data, everything else (I/O, pool,
 /// server errors) an unavailable database.
-fn db_err(e: sqlx::Error) -> StoreError {
+pub(super) fn db_err(e: sqlx::Error) -> StoreError {
     match e {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
@@ -251,12 +253,12 @@ fn migrate_err(e: MigrateError) -> StoreError {
     StoreError::Migration(e.to_string())
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
 /// One column of a row, decoding errors reported as [`StoreError::Corrupt`].
-fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> StoreResult<T>
+pub(super) fn col<'r, T>(row: &'r sqlx::any::AnyRow, name: &str) -> StoreResult<T>
 where
     T: sqlx::Decode<'r, Any> + sqlx::Type<Any>,
 {

@@ -15,3 +15,4 @@ mod profile;
 mod relay;
 mod safety;
 mod search;
+mod shop;

@@ -38,6 +38,7 @@ use bot_runtime::texts::Lang;
 use bot_runtime::ingress::update::{self, Event};
 use botfleet_crds::resolved::ResolvedBotConfig;
 use botfleet_crds::token::BotToken;
+use botfleet_tests::fake_telegram::state::PreCheckout;
 use botfleet_tests::fake_telegram::{InboxEvent, MediaKind, MediaSpec, Shared, Sim, World};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -76,6 +77,8 @@ pub struct Seam {
     pub fleet: Arc<Fleet>,
     pub sim: Sim,
     bots: HashMap<String, Arc<Bot>>,
+    /// Where each bot's configuration changes (as the operator's ConfigMap would).
+    configs: HashMap<String, tokio::sync::watch::Sender<Arc<ResolvedBotConfig>>>,
     fake: Arc<Shared>,
     server: JoinHandle<()>,
     clock: AtomicI64,
@@ -113,6 +116,7 @@ impl Seam {
         let metrics = Metrics::new();
         let fleet = app::embedded_fleet("sqlite::memory:", metrics.clone()).await.expect("embedded fleet");
         let mut bots = HashMap::new();
+        let mut senders = HashMap::new();
         for cfg in configs {
             let name = cfg.bot.name.clone();
             let info = sim.register_bot(&username(&name)).expect("register the bot");
@@ -122,14 +126,16 @@ impl Seam {
             }
             let token = BotToken::parse(&info.token).expect("the fake's token");
             let api = TelegramApi::new(&api_url, token, &name, metrics.clone());
-            let (live, _) = LiveConfig::channel(cfg);
+            let (live, sender) = LiveConfig::channel(cfg);
             let bot = app::prepare_bot(&fleet, live, api).await.expect("prepare the bot");
+            senders.insert(name.clone(), sender);
             bots.insert(name, bot);
         }
         Seam {
             fleet,
             sim,
             bots,
+            configs: senders,
             fake,
             server,
             clock: AtomicI64::new(START_MS),
@@ -141,6 +147,12 @@ impl Seam {
 
     pub fn bot(&self, name: &str) -> &Arc<Bot> {
         self.bots.get(name).unwrap_or_else(|| panic!("no bot {name:?} in this seam"))
+    }
+
+    /// Changes a bot's configuration, as a new ConfigMap would (no restart).
+    pub fn reconfigure(&self, cfg: ResolvedBotConfig) {
+        let sender = self.configs.get(&cfg.bot.name).unwrap_or_else(|| panic!("no bot {:?} in this seam", cfg.bot.name));
+        sender.send_replace(Arc::new(cfg));
     }
 
     // ---- the clock ---------------------------------------------------------------------
@@ -260,6 +272,50 @@ impl Seam {
         let mut fx = Effects::new(bot, self.tick(), Some(memo));
         chat::handle(&mut fx, event).await.expect("handling failed (an outage of an embedded store?)");
         self.out(fx.jobs)
+    }
+
+    // ---- payments ----------------------------------------------------------------------
+
+    /// Telegram asks `payer`'s bot to approve a checkout of the invoice `payload` for `amount`
+    /// Stars (`payer` may not be whom the invoice was for: a forwarded invoice). Returns the
+    /// step's jobs and the bot's answer: Ok, or the `error_message` shown to the payer. The
+    /// answer must be given while the update is handled (inline, not through the outbox).
+    pub async fn pre_checkout(&self, payer: &Person, payload: &str, amount: i64) -> (Out, Result<(), String>) {
+        let query_id = format!("pcq{}", self.next_update.load(Ordering::SeqCst));
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        {
+            let mut world = self.fake.world();
+            let bot_id = world.find_bot(&username(&payer.bot)).expect("the bot is registered");
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            let pending = PreCheckout { user_id: payer.id, deadline, answer: Some(tx) };
+            world.bot_mut(bot_id).expect("the bot is registered").pre_checkouts.insert(query_id.clone(), pending);
+        }
+        let query = json!({
+            "id": query_id,
+            "from": {"id": payer.id, "is_bot": false, "first_name": "-", "language_code": payer.lang.code()},
+            "currency": "XTR",
+            "total_amount": amount,
+            "invoice_payload": payload,
+        });
+        let out = self.update(&payer.bot, json!({ "pre_checkout_query": query })).await;
+        let answer = rx.try_recv().expect("the pre-checkout query was answered before its update was done");
+        (out, answer)
+    }
+
+    /// The `successful_payment` service message Telegram sends after `p` paid `amount` Stars
+    /// for the invoice `payload`, as charge `charge` (each call is a new update).
+    pub async fn paid(&self, p: &Person, payload: &str, amount: i64, charge: &str) -> Out {
+        let message = json!({
+            "message_id": self.next_message.fetch_add(1, Ordering::SeqCst),
+            "date": 0,
+            "chat": {"id": p.id, "type": "private"},
+            "from": {"id": p.id, "is_bot": false, "first_name": "-", "language_code": p.lang.code()},
+            "successful_payment": {
+                "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
+                "telegram_payment_charge_id": charge, "provider_payment_charge_id": "",
+            },
+        });
+        self.update(&p.bot, json!({ "message": message })).await
     }
 
     // ---- timers ------------------------------------------------------------------------

@@ -1,0 +1,154 @@
+//! Money in SQL: quotes (offers made at Buy), payments (one per Telegram charge, applied
+//! exactly once) and the credit ledger (append-only, never negative). The rules are
+//! docs/MONEY.md; the SQL is `money_sql.rs`, the tables `migrations/*/0003_money.sql`.
+//!
+//! Commerce belongs to the member (person × bot): every row names the bot, and [`super::scoped::BotStore`]
+//! qualifies it with the namespace like every other row.
+
+use super::StoreResult;
+
+/// How long a quote is honoured.
+pub const QUOTE_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// A quote as asked for; the store gives it its (random) id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewQuote {
+    pub bot: String,
+    pub user_id: i64,
+    pub plan_id: String,
+    pub price_stars: i64,
+    pub base_stars: i64,
+    pub campaign_id: Option<String>,
+    pub vip_days: i64,
+    pub lock_credits: i64,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+}
+
+/// A stored quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quote {
+    pub id: String,
+    pub bot: String,
+    pub user_id: i64,
+    pub plan_id: String,
+    pub price_stars: i64,
+    pub base_stars: i64,
+    pub campaign_id: Option<String>,
+    pub vip_days: i64,
+    pub lock_credits: i64,
+    pub created_ms: i64,
+    pub expires_ms: i64,
+    /// The pre_checkout_query that claimed it, if any.
+    pub checkout_id: Option<String>,
+    pub used_ms: Option<i64>,
+}
+
+/// Why a checkout may not claim a quote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuoteRefusal {
+    /// No such quote on this bot (a forged or foreign payload).
+    Unknown,
+    /// Someone else's quote (a forwarded invoice).
+    NotYours,
+    Expired,
+    /// Claimed by another checkout, or paid already.
+    Used,
+}
+
+/// A payment to apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewPayment {
+    pub charge_id: String,
+    pub bot: String,
+    pub user_id: i64,
+    pub quote_id: Option<String>,
+    pub plan_id: String,
+    pub stars: i64,
+    pub vip_days: i64,
+    pub lock_credits: i64,
+    pub now_ms: i64,
+}
+
+/// A recorded payment and what it granted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Payment {
+    pub charge_id: String,
+    pub bot: String,
+    pub user_id: i64,
+    pub quote_id: Option<String>,
+    pub plan_id: String,
+    pub stars: i64,
+    pub vip_days: i64,
+    pub lock_credits: i64,
+    /// The member's VIP deadline right after this payment (None: no VIP days granted).
+    pub vip_until_ms: Option<i64>,
+    pub created_ms: i64,
+    pub refunded_ms: Option<i64>,
+}
+
+/// The result of [`Payments::apply_payment`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub payment: Payment,
+    /// False: the charge was applied before (by this or another replica); nothing changed.
+    pub first: bool,
+}
+
+/// One credit change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerEntry {
+    /// Unique: an entry with a key already in the ledger is not written again.
+    pub idem_key: String,
+    pub bot: String,
+    pub user_id: i64,
+    /// Positive: credits added; negative: spent or removed. Never 0.
+    pub delta: i64,
+    /// `purchase`, `refund`, `lock`, `gift`, …
+    pub reason: String,
+    /// What it is about (a charge id, a chat).
+    pub reference: String,
+    pub created_ms: i64,
+}
+
+/// What [`Ledger::append`] did; each carries the balance after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LedgerOutcome {
+    Written { balance: i64 },
+    /// The key was in the ledger already: nothing written.
+    Duplicate { balance: i64 },
+    /// A debit larger than the balance: nothing written.
+    Insufficient { balance: i64 },
+}
+
+#[async_trait::async_trait]
+pub trait Quotes: Send + Sync + 'static {
+    /// Stores a new quote under a random id.
+    async fn create_quote(&self, quote: &NewQuote) -> StoreResult<Quote>;
+    /// The quote `id` of `bot` (None if it is not this bot's).
+    async fn quote(&self, bot: &str, id: &str) -> StoreResult<Option<Quote>>;
+    /// A checkout (`query_id`) by `payer` claims the quote: atomically, so one quote is
+    /// approved for one checkout only (the same query may claim it again: a retried update).
+    async fn claim_quote(&self, bot: &str, id: &str, payer: i64, query_id: &str, now_ms: i64)
+    -> StoreResult<Result<Quote, QuoteRefusal>>;
+}
+
+#[async_trait::async_trait]
+pub trait Payments: Send + Sync + 'static {
+    /// Applies a payment exactly once, in one transaction: records it (keyed by the charge
+    /// id), stacks the VIP days onto the member's unexpired VIP, credits the ledger, marks
+    /// the quote used. A charge applied before changes nothing and returns the first result.
+    /// The member must exist.
+    async fn apply_payment(&self, payment: &NewPayment) -> StoreResult<Applied>;
+    /// The member's payments, newest first.
+    async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>>;
+}
+
+#[async_trait::async_trait]
+pub trait Ledger: Send + Sync + 'static {
+    /// Appends one entry unless its key is in the ledger, and never below a zero balance
+    /// (decided in the entry's own transaction, whatever else debits at the same time).
+    async fn append(&self, entry: &LedgerEntry) -> StoreResult<LedgerOutcome>;
+    /// The member's balance: the sum of their ledger.
+    async fn credits(&self, bot: &str, user_id: i64) -> StoreResult<i64>;
+}

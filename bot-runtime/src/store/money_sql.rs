@@ -1,0 +1,353 @@
+//! [`Quotes`], [`Payments`] and [`Ledger`] on [`SqlStore`]: the same SQL on Postgres and
+//! SQLite (the rules of `sql.rs` hold here too).
+//!
+//! Exactly once and never negative, on both databases:
+//!
+//! * A payment is one transaction that starts by inserting its row keyed by the charge id. On
+//!   Postgres a second transaction inserting the same key waits for the first to finish, then
+//!   finds the row (`ON CONFLICT DO NOTHING` inserts nothing) and rolls back; SQLite runs one
+//!   writer at a time (the first statement of each transaction is a write, so a second writer
+//!   waits for the busy timeout instead of failing).
+//! * A ledger entry first touches the member's wallet row with an UPDATE: on Postgres that
+//!   row lock is held to the commit, so two debits of one member take turns and the second
+//!   sees the first's balance; the balance check, the idempotency check and the writes all
+//!   happen under it. The wallet's `CHECK (balance >= 0)` is the last line of defence.
+
+use sqlx::{AnyConnection, Row as _};
+
+use super::money::{Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes};
+use super::sql::{SqlStore, col, corrupt, db_err};
+use super::StoreResult;
+
+macro_rules! quote_columns {
+    () => {
+        "id, bot, user_id, plan_id, price_stars, base_stars, campaign_id, vip_days, lock_credits, created_ms, expires_ms, \
+         checkout_id, used_ms"
+    };
+}
+
+macro_rules! payment_columns {
+    () => {
+        "telegram_payment_charge_id, bot, user_id, quote_id, plan_id, stars, vip_days, lock_credits, vip_until_ms, \
+         created_ms, refunded_ms"
+    };
+}
+
+fn quote_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Quote> {
+    Ok(Quote {
+        id: col(row, "id")?,
+        bot: col(row, "bot")?,
+        user_id: col(row, "user_id")?,
+        plan_id: col(row, "plan_id")?,
+        price_stars: col(row, "price_stars")?,
+        base_stars: col(row, "base_stars")?,
+        campaign_id: col(row, "campaign_id")?,
+        vip_days: col(row, "vip_days")?,
+        lock_credits: col(row, "lock_credits")?,
+        created_ms: col(row, "created_ms")?,
+        expires_ms: col(row, "expires_ms")?,
+        checkout_id: col(row, "checkout_id")?,
+        used_ms: col(row, "used_ms")?,
+    })
+}
+
+fn payment_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Payment> {
+    Ok(Payment {
+        charge_id: col(row, "telegram_payment_charge_id")?,
+        bot: col(row, "bot")?,
+        user_id: col(row, "user_id")?,
+        quote_id: col(row, "quote_id")?,
+        plan_id: col(row, "plan_id")?,
+        stars: col(row, "stars")?,
+        vip_days: col(row, "vip_days")?,
+        lock_credits: col(row, "lock_credits")?,
+        vip_until_ms: col(row, "vip_until_ms")?,
+        created_ms: col(row, "created_ms")?,
+        refunded_ms: col(row, "refunded_ms")?,
+    })
+}
+
+/// A new quote id: 96 random bits in hex (unguessable; the invoice payload carries it).
+fn new_quote_id() -> String {
+    format!("{:024x}", rand::random::<u128>() >> 32)
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// One ledger entry inside the caller's transaction (see the module comment for the locking).
+/// The caller commits only [`LedgerOutcome::Written`]; anything else is rolled back.
+async fn append_in(conn: &mut AnyConnection, e: &LedgerEntry) -> StoreResult<LedgerOutcome> {
+    if e.delta == 0 {
+        return Err(corrupt(format_args!("ledger entry {} with a zero delta", e.idem_key)));
+    }
+    sqlx::query("INSERT INTO wallets (bot, user_id, balance, updated_ms) VALUES ($1, $2, 0, $3) ON CONFLICT (bot, user_id) DO NOTHING")
+        .bind(e.bot.as_str())
+        .bind(e.user_id)
+        .bind(e.created_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    // The lock: held until the transaction ends.
+    let row = sqlx::query("UPDATE wallets SET updated_ms = updated_ms WHERE bot = $1 AND user_id = $2 RETURNING balance")
+        .bind(e.bot.as_str())
+        .bind(e.user_id)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let balance: i64 = col(&row, "balance")?;
+    let seen = sqlx::query("SELECT 1 AS seen FROM ledger WHERE idem_key = $1")
+        .bind(e.idem_key.as_str())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if seen.is_some() {
+        return Ok(LedgerOutcome::Duplicate { balance });
+    }
+    let after = balance.checked_add(e.delta).ok_or_else(|| corrupt(format_args!("ledger balance overflow for {}", e.idem_key)))?;
+    if after < 0 {
+        return Ok(LedgerOutcome::Insufficient { balance });
+    }
+    sqlx::query(
+        "INSERT INTO ledger (idem_key, bot, user_id, delta, reason, ref, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(e.idem_key.as_str())
+    .bind(e.bot.as_str())
+    .bind(e.user_id)
+    .bind(e.delta)
+    .bind(e.reason.as_str())
+    .bind(e.reference.as_str())
+    .bind(e.created_ms)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    sqlx::query("UPDATE wallets SET balance = $3, updated_ms = $4 WHERE bot = $1 AND user_id = $2")
+        .bind(e.bot.as_str())
+        .bind(e.user_id)
+        .bind(after)
+        .bind(e.created_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    Ok(LedgerOutcome::Written { balance: after })
+}
+
+impl SqlStore {
+    async fn payment(&self, charge_id: &str) -> StoreResult<Option<Payment>> {
+        let row = sqlx::query(concat!("SELECT ", payment_columns!(), " FROM payments WHERE telegram_payment_charge_id = $1"))
+            .bind(charge_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+}
+
+#[async_trait::async_trait]
+impl Quotes for SqlStore {
+    async fn create_quote(&self, q: &NewQuote) -> StoreResult<Quote> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO quotes (id, bot, user_id, plan_id, price_stars, base_stars, campaign_id, vip_days, lock_credits, \
+             created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+            quote_columns!()
+        ))
+        .bind(new_quote_id())
+        .bind(q.bot.as_str())
+        .bind(q.user_id)
+        .bind(q.plan_id.as_str())
+        .bind(q.price_stars)
+        .bind(q.base_stars)
+        .bind(q.campaign_id.as_deref())
+        .bind(q.vip_days)
+        .bind(q.lock_credits)
+        .bind(q.created_ms)
+        .bind(q.expires_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        quote_from_row(&row)
+    }
+
+    async fn quote(&self, bot: &str, id: &str) -> StoreResult<Option<Quote>> {
+        let row = sqlx::query(concat!("SELECT ", quote_columns!(), " FROM quotes WHERE id = $1 AND bot = $2"))
+            .bind(id)
+            .bind(bot)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(quote_from_row).transpose()
+    }
+
+    async fn claim_quote(
+        &self,
+        bot: &str,
+        id: &str,
+        payer: i64,
+        query_id: &str,
+        now_ms: i64,
+    ) -> StoreResult<Result<Quote, QuoteRefusal>> {
+        // One statement: on Postgres a concurrent claim waits for the row lock and re-checks
+        // the WHERE (then finds checkout_id taken); SQLite serializes writers.
+        let claimed = sqlx::query(concat!(
+            "UPDATE quotes SET checkout_id = $4, checkout_ms = $5 \
+             WHERE id = $1 AND bot = $2 AND user_id = $3 AND expires_ms > $5 AND used_ms IS NULL \
+             AND (checkout_id IS NULL OR checkout_id = $4) RETURNING ",
+            quote_columns!()
+        ))
+        .bind(id)
+        .bind(bot)
+        .bind(payer)
+        .bind(query_id)
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_err)?;
+        if let Some(row) = claimed {
+            return Ok(Ok(quote_from_row(&row)?));
+        }
+        // Why not, for the payer's message.
+        Ok(Err(match self.quote(bot, id).await? {
+            None => QuoteRefusal::Unknown,
+            Some(q) if q.user_id != payer => QuoteRefusal::NotYours,
+            Some(q) if q.used_ms.is_some() || q.checkout_id.as_deref().is_some_and(|c| c != query_id) => QuoteRefusal::Used,
+            Some(_) => QuoteRefusal::Expired,
+        }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Payments for SqlStore {
+    async fn apply_payment(&self, p: &NewPayment) -> StoreResult<Applied> {
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let inserted = sqlx::query(
+            "INSERT INTO payments (telegram_payment_charge_id, bot, user_id, quote_id, plan_id, stars, vip_days, lock_credits, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (telegram_payment_charge_id) DO NOTHING RETURNING telegram_payment_charge_id",
+        )
+        .bind(p.charge_id.as_str())
+        .bind(p.bot.as_str())
+        .bind(p.user_id)
+        .bind(p.quote_id.as_deref())
+        .bind(p.plan_id.as_str())
+        .bind(p.stars)
+        .bind(p.vip_days)
+        .bind(p.lock_credits)
+        .bind(p.now_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if inserted.is_none() {
+            tx.rollback().await.map_err(db_err)?;
+            let payment = self
+                .payment(&p.charge_id)
+                .await?
+                .ok_or_else(|| corrupt(format_args!("payment {}: conflict on insert, but no row", p.charge_id)))?;
+            return Ok(Applied { payment, first: false });
+        }
+
+        let mut vip_until_ms = None;
+        if p.vip_days > 0 {
+            // Stacks onto an unexpired VIP; an expired or absent one starts now.
+            let row = sqlx::query(
+                "UPDATE users SET vip_until_ms = \
+                   CASE WHEN vip_until_ms IS NOT NULL AND vip_until_ms > $3 THEN vip_until_ms ELSE $3 END + $4 \
+                 WHERE bot = $1 AND user_id = $2 RETURNING vip_until_ms",
+            )
+            .bind(p.bot.as_str())
+            .bind(p.user_id)
+            .bind(p.now_ms)
+            .bind(p.vip_days * DAY_MS)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            let Some(row) = row else {
+                tx.rollback().await.map_err(db_err)?;
+                return Err(corrupt(format_args!("payment {} for member {}:{} who does not exist", p.charge_id, p.bot, p.user_id)));
+            };
+            let until: i64 = col(&row, "vip_until_ms")?;
+            sqlx::query("UPDATE payments SET vip_until_ms = $1 WHERE telegram_payment_charge_id = $2")
+                .bind(until)
+                .bind(p.charge_id.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            vip_until_ms = Some(until);
+        }
+        if p.lock_credits > 0 {
+            let entry = LedgerEntry {
+                idem_key: format!("pay:{}", p.charge_id),
+                bot: p.bot.clone(),
+                user_id: p.user_id,
+                delta: p.lock_credits,
+                reason: "purchase".into(),
+                reference: p.charge_id.clone(),
+                created_ms: p.now_ms,
+            };
+            // A credit is never refused; a duplicate key can't be (the charge row is new).
+            append_in(&mut tx, &entry).await?;
+        }
+        if let Some(quote) = &p.quote_id {
+            sqlx::query("UPDATE quotes SET used_ms = $1 WHERE id = $2 AND bot = $3 AND used_ms IS NULL")
+                .bind(p.now_ms)
+                .bind(quote.as_str())
+                .bind(p.bot.as_str())
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Applied {
+            payment: Payment {
+                charge_id: p.charge_id.clone(),
+                bot: p.bot.clone(),
+                user_id: p.user_id,
+                quote_id: p.quote_id.clone(),
+                plan_id: p.plan_id.clone(),
+                stars: p.stars,
+                vip_days: p.vip_days,
+                lock_credits: p.lock_credits,
+                vip_until_ms,
+                created_ms: p.now_ms,
+                refunded_ms: None,
+            },
+            first: true,
+        })
+    }
+
+    async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE bot = $1 AND user_id = $2 ORDER BY created_ms DESC, telegram_payment_charge_id LIMIT $3"
+        ))
+        .bind(bot)
+        .bind(user_id)
+        .bind(i64::from(limit))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(payment_from_row).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl Ledger for SqlStore {
+    async fn append(&self, entry: &LedgerEntry) -> StoreResult<LedgerOutcome> {
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let outcome = append_in(&mut tx, entry).await?;
+        match outcome {
+            LedgerOutcome::Written { .. } => tx.commit().await.map_err(db_err)?,
+            _ => tx.rollback().await.map_err(db_err)?,
+        }
+        Ok(outcome)
+    }
+
+    async fn credits(&self, bot: &str, user_id: i64) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT CAST(COALESCE(SUM(delta), 0) AS BIGINT) AS balance FROM ledger WHERE bot = $1 AND user_id = $2")
+            .bind(bot)
+            .bind(user_id)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.try_get::<i64, _>("balance").map_err(|e| corrupt(format_args!("ledger balance: {e}")))
+    }
+}

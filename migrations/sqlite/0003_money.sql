@@ -1,0 +1,69 @@
+-- The same tables and semantics as migrations/postgres/0003_money.sql, in SQLite's dialect.
+-- Money (slice 1): quotes, payments, the credit ledger and the member's wallet (docs/MONEY.md).
+-- Bots are "<namespace>/<name>"; times are ms since the Unix epoch.
+
+-- quotes: an offer made when a member tapped Buy: the price at that second and the grants,
+-- single use, owned by the buyer, honoured until expires_ms. id is random (the invoice
+-- payload carries it). checkout_* is set when a pre_checkout_query claimed it (the same
+-- query may claim it again: a redelivered update), used_ms when the payment was applied.
+CREATE TABLE quotes (
+    id            TEXT     PRIMARY KEY,
+    bot           TEXT     NOT NULL,
+    user_id       INTEGER   NOT NULL,
+    plan_id       TEXT     NOT NULL,
+    price_stars   INTEGER   NOT NULL CHECK (price_stars >= 1),
+    base_stars    INTEGER   NOT NULL CHECK (base_stars >= price_stars),
+    campaign_id   TEXT,
+    vip_days      INTEGER   NOT NULL DEFAULT 0 CHECK (vip_days >= 0),
+    lock_credits  INTEGER   NOT NULL DEFAULT 0 CHECK (lock_credits >= 0),
+    created_ms    INTEGER   NOT NULL,
+    expires_ms    INTEGER   NOT NULL,
+    checkout_id   TEXT,
+    checkout_ms   INTEGER,
+    used_ms       INTEGER
+);
+CREATE INDEX quotes_member ON quotes (bot, user_id, created_ms);
+
+-- payments: one row per Telegram charge, applied exactly once (the charge id is the key).
+-- What it granted is recorded with it, so a second application returns the first result.
+CREATE TABLE payments (
+    telegram_payment_charge_id TEXT   PRIMARY KEY,
+    bot                        TEXT   NOT NULL,
+    user_id                    INTEGER NOT NULL,
+    quote_id                   TEXT,
+    plan_id                    TEXT   NOT NULL,
+    stars                      INTEGER NOT NULL,
+    vip_days                   INTEGER NOT NULL DEFAULT 0,
+    lock_credits               INTEGER NOT NULL DEFAULT 0,
+    -- the member's VIP deadline right after this payment (NULL: granted no VIP days)
+    vip_until_ms               INTEGER,
+    created_ms                 INTEGER NOT NULL,
+    refunded_ms                INTEGER
+);
+CREATE INDEX payments_member ON payments (bot, user_id, created_ms);
+
+-- ledger: append-only credit changes of a member; balance = SUM(delta). Every row has an
+-- idempotency key (pay:<charge id>, refund:<charge id>, lock:<…>), so a retried grant or
+-- debit is written once. Rows are never updated or deleted.
+CREATE TABLE ledger (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    idem_key   TEXT   NOT NULL UNIQUE,
+    bot        TEXT   NOT NULL,
+    user_id    INTEGER NOT NULL,
+    delta      INTEGER NOT NULL CHECK (delta <> 0),
+    reason     TEXT   NOT NULL,
+    ref        TEXT   NOT NULL DEFAULT '',
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX ledger_member ON ledger (bot, user_id);
+
+-- wallets: the member's balance, written in the same transaction as each ledger row. It is
+-- the row a debit locks (so concurrent debits of one member take turns) and the CHECK that
+-- keeps the balance from going negative. Not deleted by /delete_me.
+CREATE TABLE wallets (
+    bot        TEXT   NOT NULL,
+    user_id    INTEGER NOT NULL,
+    balance    INTEGER NOT NULL DEFAULT 0 CHECK (balance >= 0),
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (bot, user_id)
+);
