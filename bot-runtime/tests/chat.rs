@@ -422,8 +422,9 @@ async fn malformed_updates_and_bad_requests_get_clear_answers_never_a_panic_and_
     assert_eq!(h.post_update(0, "alpha", "{\"update_id\": 6, \"message\": {\"text\": 42}}").await, 200);
     assert_eq!(h.post_update(0, "alpha", "[1, 2, 3]").await, 200);
     let ghost = reqwest::Client::new().post(format!("http://{}/telegram/ghost", h.replicas[0].addr)).body("{}").send().await.unwrap();
-    assert_eq!(ghost.status().as_u16(), 404);
-    let big = format!("{{\"update_id\": 7, \"pad\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
+    // An unknown bot gets the same answer as a wrong secret: no probing for bot names.
+    assert_eq!(ghost.status().as_u16(), 401);
+    let big = format!("{{\"update_id\": 7, \"pad\": \"{}\"}}", "x".repeat(300 * 1024));
     assert_eq!(h.post_update(0, "alpha", &big).await, 413);
     let wrong = reqwest::Client::new()
         .post(format!("http://{}/telegram/alpha", h.replicas[0].addr))
@@ -631,6 +632,29 @@ async fn backpressure_never_refuses_a_pre_checkout_query() {
     let checkout = json!({"update_id": 2, "pre_checkout_query": {"id": "q1", "from": {"id": 5, "is_bot": false, "first_name": "A"}, "currency": "XTR", "total_amount": 1, "invoice_payload": "x"}});
     assert_eq!(post(checkout).await.unwrap().status().as_u16(), 200);
     server.abort();
+    h.stop().await;
+}
+
+/// The webhook's listener bounds what a client can hold: a connection that never finishes its
+/// headers is closed (HEADER_READ_TIMEOUT, 10 s), and a body is read only after the secret
+/// is checked — a wrong secret is refused without waiting for a body that never comes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_or_unauthenticated_clients_cannot_hold_the_webhook() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let h = Harness::start(Backend::Production, Mode::Webhook, vec![bot_config("alpha", Mode::Webhook, "")], 1).await;
+    let addr = h.replicas[0].addr;
+    // Half a request line, then silence: closed by the server well before a minute.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"POST /telegram/alpha HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(60), slow.read_to_end(&mut buf)).await;
+    assert!(closed.is_ok(), "a connection that never finished its headers was kept");
+    // A wrong secret with a promised body that never arrives: refused at once.
+    let mut liar = tokio::net::TcpStream::connect(addr).await.unwrap();
+    liar.write_all(b"POST /telegram/alpha HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: wrong\r\nContent-Length: 100000\r\n\r\n{").await.unwrap();
+    let mut head = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(30), liar.read_exact(&mut head)).await.expect("answered without the body").unwrap();
+    assert_eq!(&head, b"HTTP/1.1 401");
     h.stop().await;
 }
 

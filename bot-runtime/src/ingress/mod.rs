@@ -1,11 +1,13 @@
 //! How updates come in and become durable, the same for both modes Telegram offers:
 //!
+//! - `listener.rs`: HTTP/1.1 with a connection cap, a header deadline and a graceful end;
 //! - `server.rs`: HTTP — `POST /telegram/{bot}` (webhook), `/metrics`, `/healthz`, `/readyz`;
 //! - `secret.rs`: the webhook's constant-time secret-header check (step 1 of the hot path);
 //! - `polling.rs`: `getUpdates`, one poller per bot across replicas (a lease), batches per chat;
 //! - `pipeline.rs`: one update from claim (dedupe) through the handlers to the atomic commit;
 //! - `update.rs`: the parts of Telegram's Update we read, parsed leniently.
 
+pub mod listener;
 pub mod pipeline;
 pub mod polling;
 pub mod secret;

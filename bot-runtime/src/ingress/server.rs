@@ -2,8 +2,11 @@
 //! `/healthz` (the process runs) and `/readyz` (Postgres and Redis answer).
 //!
 //! Webhook answers, and why:
-//! - 401 for a missing or wrong secret header (checked in constant time, before the body);
-//! - 413 for a body over [`MAX_BODY`] (Telegram's updates are a few KiB);
+//! - 401 for a missing or wrong secret header (checked in constant time, before the body is
+//!   read), and the same 401 for a bot this process does not serve — an answer never tells
+//!   which bot names exist;
+//! - 413 for a body over [`MAX_BODY`] (Telegram's updates are a few KiB), 408 for a body that
+//!   does not arrive within [`BODY_TIMEOUT`];
 //! - 400 for a body that isn't JSON (not something Telegram sends);
 //! - 200 once the update's effects are durable, or when it was handled before;
 //! - 503 with Retry-After when another replica holds the update, when too many updates are
@@ -14,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -26,7 +29,11 @@ use crate::bot::{Bot, Fleet};
 use crate::ingress::secret;
 use crate::ingress::pipeline::{self, Outcome};
 
-pub const MAX_BODY: usize = 1024 * 1024;
+/// Telegram's updates are a few KiB (a message's text is at most 4096 characters, a caption
+/// 1024; entities and a reply's copy add to that): 256 KiB is far above any of them.
+pub const MAX_BODY: usize = 256 * 1024;
+/// The body must arrive within this once the headers are in (see listener.rs for those).
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Updates handled at once per process before the webhook starts answering 503.
 pub const MAX_IN_FLIGHT: usize = 512;
 
@@ -59,18 +66,29 @@ fn retry_later(message: &'static str) -> Response {
     r
 }
 
-async fn webhook(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Bytes) -> Response {
-    let Some(entry) = state.bots.get(&name) else {
-        return (StatusCode::NOT_FOUND, "no such bot here").into_response();
-    };
+async fn webhook(State(state): State<AppState>, Path(name): Path<String>, headers: HeaderMap, body: Body) -> Response {
+    let unauthorized = || (StatusCode::UNAUTHORIZED, "missing or wrong X-Telegram-Bot-Api-Secret-Token").into_response();
+    // An unknown bot gets the wrong-secret answer: no probing for bot names. (Not counted:
+    // the metric's `bot` label must not take values from the URL.)
+    let Some(entry) = state.bots.get(&name) else { return unauthorized() };
     let authorized = match &entry.secret {
         Some(secret) => secret::authenticate(secret, &headers).is_ok(),
         None => false,
     };
     if !authorized {
         state.fleet.metrics.update(&name, "unauthorized");
-        return (StatusCode::UNAUTHORIZED, "missing or wrong X-Telegram-Bot-Api-Secret-Token").into_response();
+        return unauthorized();
     }
+    // Only now is the body read: capped, and within a deadline.
+    let body: Bytes = match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, MAX_BODY)).await {
+        Ok(Ok(bytes)) => bytes,
+        // Over the cap (or the client went away mid-body, which nobody reads an answer to).
+        Ok(Err(_)) => {
+            state.fleet.metrics.update(&name, "too_large");
+            return (StatusCode::PAYLOAD_TOO_LARGE, format!("an update is at most {} KiB", MAX_BODY / 1024)).into_response();
+        }
+        Err(_) => return (StatusCode::REQUEST_TIMEOUT, "the body did not arrive in time").into_response(),
+    };
     let raw: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {

@@ -202,17 +202,8 @@ pub async fn serve_http(addr: SocketAddr, state: AppState, shutdown: watch::Rece
     serve_listener(listener, state, shutdown).await
 }
 
-pub async fn serve_listener(listener: tokio::net::TcpListener, state: AppState, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
-    axum::serve(listener, crate::ingress::server::router(state))
-        .with_graceful_shutdown(async move {
-            while !*shutdown.borrow() {
-                if shutdown.changed().await.is_err() {
-                    return;
-                }
-            }
-        })
-        .await
-        .context("HTTP server failed")
+pub async fn serve_listener(listener: tokio::net::TcpListener, state: AppState, shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    crate::ingress::listener::serve(listener, crate::ingress::server::router(state), shutdown).await.context("HTTP server failed")
 }
 
 pub fn app_state(fleet: &Arc<Fleet>, bots: HashMap<String, WebhookBot>) -> AppState {
