@@ -12,14 +12,15 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[derive(Debug, Parser)]
+// No `Debug`: the arguments hold connection URLs with passwords, and nothing may print them.
+#[derive(Parser)]
 #[command(name = "bot-runtime", version, about = "BotFleet bot runtime: anonymous chat bots (serve one bot, or run everything locally)")]
 struct Args {
     #[command(subcommand)]
     role: Role,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Subcommand)]
 enum Role {
     /// Run one bot from its resolved configuration (what the operator deploys).
     Serve(bot_runtime::roles::serve::ServeArgs),
@@ -27,7 +28,7 @@ enum Role {
     Local(bot_runtime::roles::local::LocalArgs),
     /// Apply the database migrations (safe while other replicas start) and exit.
     Migrate {
-        #[arg(long, env = "DATABASE_URL")]
+        #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
         database_url: String,
     },
 }
@@ -50,7 +51,12 @@ async fn main() -> std::process::ExitCode {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // Errors never carry a token: every source masks it, and this masks once more.
-            eprintln!("bot-runtime: {}", botfleet_crds::token::mask_tokens(&format!("{e:#}")));
+            let why = botfleet_crds::token::mask_tokens(&format!("{e:#}")).to_string();
+            eprintln!("bot-runtime: {why}");
+            // Kubernetes shows this file as the container's termination message (the operator
+            // reads it into the BotInstance's status), so a pod that cannot start says why.
+            let path = std::env::var("TERMINATION_LOG").unwrap_or_else(|_| "/dev/termination-log".into());
+            let _ = std::fs::write(path, why.chars().take(4000).collect::<String>());
             std::process::ExitCode::FAILURE
         }
     }

@@ -34,7 +34,8 @@ use crate::ingress::server::WebhookBot;
 use crate::roles::simulate;
 use crate::telegram::{DEFAULT_API_URL, TelegramApi};
 
-#[derive(Debug, clap::Args)]
+// No `Debug`: these hold connection URLs with passwords, and nothing may print them.
+#[derive(clap::Args)]
 pub struct LocalArgs {
     /// Folder with BotInstance / VipPlan / DiscountCampaign / RateLimitPolicy YAML (searched
     /// recursively; other YAML is skipped).
@@ -50,7 +51,7 @@ pub struct LocalArgs {
     /// Where the in-process fake Telegram listens (no tokens given).
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub fake_listen: SocketAddr,
-    #[arg(long, env = "TELEGRAM_API_URL", default_value = DEFAULT_API_URL)]
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = DEFAULT_API_URL, hide_env_values = true)]
     pub telegram_api_url: String,
     /// Drive N simulated users through onboarding, matching and chatting on the fake
     /// Telegram, print a summary and exit.

@@ -18,7 +18,8 @@ use crate::metrics::Metrics;
 use crate::ingress::server::WebhookBot;
 use crate::telegram::{DEFAULT_API_URL, TelegramApi};
 
-#[derive(Debug, clap::Args)]
+// No `Debug`: these hold connection URLs with passwords, and nothing may print them.
+#[derive(clap::Args)]
 pub struct ServeArgs {
     /// The bot's resolved configuration (the operator mounts it from the bot's ConfigMap).
     #[arg(long)]
@@ -26,19 +27,73 @@ pub struct ServeArgs {
     /// HTTP address for the webhook, /metrics, /healthz and /readyz.
     #[arg(long, env = "LISTEN_ADDR", default_value = "0.0.0.0:8080")]
     pub listen: SocketAddr,
-    #[arg(long, env = "DATABASE_URL")]
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: String,
     /// Postgres connections of this replica (the fleet's budget: bots × replicas × this, see
     /// docs/DEPLOY.md). Behind PgBouncer in transaction mode it may be larger.
     #[arg(long, env = "DATABASE_POOL_SIZE", default_value_t = crate::store::sql::POSTGRES_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub database_pool_size: u32,
-    #[arg(long, env = "REDIS_URL")]
+    #[arg(long, env = "REDIS_URL", hide_env_values = true)]
     pub redis_url: String,
     /// Prefix of every Redis key (several fleets on one Redis).
     #[arg(long, env = "REDIS_PREFIX", default_value = "")]
     pub redis_prefix: String,
-    #[arg(long, env = "TELEGRAM_API_URL", default_value = DEFAULT_API_URL)]
+    #[arg(long, env = "TELEGRAM_API_URL", default_value = DEFAULT_API_URL, hide_env_values = true)]
     pub telegram_api_url: String,
+    /// Start even when Redis may lose data (no AOF) or evict keys: the outbox, timers and
+    /// dedupe marks live there, so such a Redis can lose or repeat messages. For tests only.
+    #[arg(long, env = "REDIS_ACCEPT_DATA_LOSS", default_value_t = false)]
+    pub redis_accept_data_loss: bool,
+}
+
+/// What Redis says about keeping our data, from `CONFIG GET appendonly` and
+/// `CONFIG GET maxmemory-policy` (None: the command is disabled, as on managed services).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Durability {
+    Safe,
+    /// Something that loses or evicts the outbox, timers or dedupe marks, and what.
+    Unsafe(String),
+    /// `CONFIG` is refused: we cannot tell; the operator of the Redis must check.
+    Unknown,
+}
+
+pub fn durability(appendonly: Option<&str>, policy: Option<&str>) -> Durability {
+    let (Some(appendonly), Some(policy)) = (appendonly, policy) else { return Durability::Unknown };
+    let mut problems = Vec::new();
+    if appendonly != "yes" {
+        problems.push(format!("appendonly is {appendonly:?} (a restart loses queued messages and timers; set appendonly yes)"));
+    }
+    if policy != "noeviction" {
+        problems.push(format!("maxmemory-policy is {policy:?} (Redis may evict outbox streams and dedupe marks; set noeviction)"));
+    }
+    if problems.is_empty() { Durability::Safe } else { Durability::Unsafe(problems.join("; ")) }
+}
+
+/// Refuses to start on a Redis that would lose or evict the hot state, unless told to accept
+/// the risk; warns when Redis will not say (CONFIG disabled).
+async fn check_redis(url: &str, accept_risk: bool) -> anyhow::Result<()> {
+    let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
+    let conn = client.get_multiplexed_async_connection().await.context("connecting to Redis (REDIS_URL)")?;
+    let get = |name: &'static str| {
+        let mut conn = conn.clone();
+        async move {
+            let pair: Option<(String, String)> = redis::cmd("CONFIG").arg("GET").arg(name).query_async(&mut conn).await.ok().flatten();
+            pair.map(|(_, v)| v)
+        }
+    };
+    let (appendonly, policy) = (get("appendonly").await, get("maxmemory-policy").await);
+    match durability(appendonly.as_deref(), policy.as_deref()) {
+        Durability::Safe => Ok(()),
+        Durability::Unknown => {
+            tracing::warn!("Redis refuses CONFIG GET, so its persistence cannot be checked: make sure it runs with appendonly yes and maxmemory-policy noeviction (docs/DEPLOY.md)");
+            Ok(())
+        }
+        Durability::Unsafe(why) if accept_risk => {
+            tracing::warn!(%why, "Redis may lose or evict the hot state; starting anyway (REDIS_ACCEPT_DATA_LOSS)");
+            Ok(())
+        }
+        Durability::Unsafe(why) => bail!("Redis would lose messages: {why}. Fix its configuration, or set REDIS_ACCEPT_DATA_LOSS=true for a test setup"),
+    }
 }
 
 pub fn read_token(path: &str) -> anyhow::Result<BotToken> {
@@ -59,6 +114,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         (IngressMode::Webhook, None) => bail!("webhook mode needs secrets.webhookSecretFile in the configuration"),
         (IngressMode::Polling, _) => None,
     };
+    check_redis(&args.redis_url, args.redis_accept_data_loss).await?;
     let metrics = Metrics::new();
     let fleet =
         app::production_fleet_sized(&args.database_url, args.database_pool_size, &args.redis_url, &args.redis_prefix, metrics.clone())
