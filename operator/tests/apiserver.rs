@@ -16,7 +16,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -264,4 +265,110 @@ async fn a_user_without_bindings_is_refused_by_rbac() {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("nobody listed secrets: {other:?}"),
     }
+}
+
+/// Polls `check` until it returns Some, or fails the test after `within`.
+async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The operator (in this process, as the leader) against the real API server and controller
+/// manager: the sample fleet becomes ConfigMaps (the resolved configuration carries the
+/// namespace), Services and Deployments owned by their BotInstance through server-side apply;
+/// deleting a bot takes its webhook down and the controller manager's garbage collector
+/// removes what it owned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows_a_deletion() {
+    use botfleet_operator::bot::build::{SecretRef, Settings};
+    use botfleet_operator::metrics::Metrics;
+    use botfleet_operator::telegram::TelegramClient;
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "fleet").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_demo_bot"), ("beta", "beta_demo_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    for doc in samples() {
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let settings = Settings {
+        runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
+        redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
+        telegram_api_url: fake.api_url(),
+    };
+    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let operator = tokio::spawn(botfleet_operator::controller::run(
+        admin.clone(),
+        Some(ns.clone()),
+        TelegramClient::new(&fake.api_url()),
+        settings,
+        std::sync::Arc::new(Metrics::new()),
+        reporter,
+        futures::FutureExt::shared(Box::pin(shutdown)),
+    ));
+
+    let configs = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
+    let config = eventually("alpha's ConfigMap", Duration::from_secs(60), || {
+        let configs = configs.clone();
+        async move { configs.get_opt("alpha-config").await.ok().flatten() }
+    })
+    .await;
+    let yaml = config.data.as_ref().and_then(|d| d.get("config.yaml")).cloned().unwrap_or_default();
+    assert!(yaml.contains(&format!("namespace: {ns}")), "{yaml}");
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    let deployment = eventually("alpha's Deployment", Duration::from_secs(60), || {
+        let deployments = deployments.clone();
+        async move { deployments.get_opt("alpha-runtime").await.ok().flatten() }
+    })
+    .await;
+    let owner = &deployment.metadata.owner_references.as_ref().expect("owned")[0];
+    assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("BotInstance", "alpha", Some(true)));
+    let bots = api_for(&admin, &ns, "BotInstance");
+    eventually("alpha's TokenValid=True", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        async move {
+            let bot = bots.get("alpha").await.ok()?;
+            let conditions = bot.data.pointer("/status/conditions")?.as_array()?.clone();
+            conditions.iter().any(|c| c["type"] == "TokenValid" && c["status"] == "True").then_some(())
+        }
+    })
+    .await;
+    assert_eq!(fake.sim().stats().calls.get("setWebhook").copied().unwrap_or(0) >= 2, true, "both webhooks registered");
+
+    // Deleting alpha: its webhook goes, then the garbage collector takes what it owned.
+    bots.delete("alpha", &kube::api::DeleteParams::default()).await.expect("delete");
+    eventually("alpha's Deployment collected", Duration::from_secs(60), || {
+        let deployments = deployments.clone();
+        async move { deployments.get_opt("alpha-runtime").await.ok().and_then(|d| d.is_none().then_some(())) }
+    })
+    .await;
+    assert!(fake.sim().stats().calls.get("deleteWebhook").copied().unwrap_or(0) >= 1);
+    assert!(deployments.get_opt("beta-runtime").await.expect("get").is_some(), "beta is untouched");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
 }
