@@ -147,6 +147,24 @@ impl Keys {
     }
 }
 
+/// Every key under `prefix` (which must hold no glob characters: our prefixes are built from
+/// DNS labels), by `SCAN` — never `KEYS`, which blocks Redis. Not a snapshot: a key written
+/// meanwhile may or may not be in it. For maintenance (upgrades, retiring a bot), not the hot path.
+pub async fn scan_prefix(conn: &mut redis::aio::ConnectionManager, prefix: &str) -> redis::RedisResult<Vec<String>> {
+    let pattern = format!("{prefix}*");
+    let mut cursor: u64 = 0;
+    let mut out = Vec::new();
+    loop {
+        let (next, batch): (u64, Vec<String>) =
+            redis::cmd("SCAN").arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(1000).query_async(conn).await?;
+        out.extend(batch);
+        if next == 0 {
+            return Ok(out);
+        }
+        cursor = next;
+    }
+}
+
 /// The two waiting queues of a pool: VIPs are offered first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tier {

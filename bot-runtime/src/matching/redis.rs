@@ -107,27 +107,10 @@ impl MatchPool for RedisPool {
         // exists only while it holds the queue). Bot names are DNS labels: no glob characters.
         for kind in ["pair", "u"] {
             let prefix = format!("{}{kind}:{bot}:", self.keys.pool(pool));
-            let pattern = format!("{prefix}*");
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                for key in keys {
-                    if let Some(user) = key.strip_prefix(&prefix).and_then(|u| u.parse::<i64>().ok()) {
-                        out.push(Member::new(bot, user));
-                    }
+            for key in crate::keys::scan_prefix(&mut conn, &prefix).await.map_err(unavailable)? {
+                if let Some(user) = key.strip_prefix(&prefix).and_then(|u| u.parse::<i64>().ok()) {
+                    out.push(Member::new(bot, user));
                 }
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
             }
         }
         out.sort();

@@ -16,37 +16,20 @@ impl Maintenance for RedisHot {
         if from == to {
             return Ok(0);
         }
-        // Pool names are DNS labels: nothing in `from` is a glob character.
-        let pattern = format!("{from}*");
         let mut conn = self.conn.clone();
-        let mut cursor: u64 = 0;
         let mut moved = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            for key in batch {
-                let Some(rest) = key.strip_prefix(&from) else { continue };
-                // RENAMENX: a key the new release already wrote wins over release N's. (On a
-                // Redis Cluster the two hash tags may live on different slots; we deploy one
-                // Redis, see DEPLOY.md.) A key that expired meanwhile is simply gone.
-                match redis::cmd("RENAMENX").arg(&key).arg(format!("{to}{rest}")).query_async::<i64>(&mut conn).await {
-                    Ok(1) => moved += 1,
-                    Ok(_) => {}
-                    Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {}
-                    Err(e) => return Err(unavailable(e)),
-                }
+        for key in crate::keys::scan_prefix(&mut conn, &from).await.map_err(unavailable)? {
+            let Some(rest) = key.strip_prefix(&from) else { continue };
+            // RENAMENX: a key the new release already wrote wins over release N's. (On a
+            // Redis Cluster the two hash tags may live on different slots; we deploy one
+            // Redis, see DEPLOY.md.) A key that expired meanwhile is simply gone.
+            match redis::cmd("RENAMENX").arg(&key).arg(format!("{to}{rest}")).query_async::<i64>(&mut conn).await {
+                Ok(1) => moved += 1,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {}
+                Err(e) => return Err(unavailable(e)),
             }
-            if next == 0 {
-                return Ok(moved);
-            }
-            cursor = next;
         }
+        Ok(moved)
     }
 }
