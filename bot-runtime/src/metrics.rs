@@ -18,6 +18,8 @@ pub struct Metrics {
     too_many: IntCounterVec,
     timers: IntCounterVec,
     delivery: HistogramVec,
+    reservations: IntCounterVec,
+    backlog_dropped: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -80,6 +82,18 @@ impl Metrics {
             too_many: counter(&r, "botfleet_telegram_429_total", "429 Too Many Requests received from Telegram", &["bot"]),
             timers: counter(&r, "botfleet_timers_fired_total", "Timers fired, by kind", &["bot", "kind"]),
             delivery: histogram(&r, "botfleet_outbox_delivery_seconds", "Time from enqueue to a successful send", &["bot"], slow),
+            reservations: counter(
+                &r,
+                "botfleet_send_reservations_total",
+                "Calls to the shared send limiter, by outcome (go, bot_wait, chat_wait): calls per send is all over go",
+                &["bot", "outcome"],
+            ),
+            backlog_dropped: counter(
+                &r,
+                "botfleet_outbox_backlog_dropped_total",
+                "Outbox jobs dropped because their chat already had the maximum backlog queued",
+                &["bot"],
+            ),
             registry: r,
         }
     }
@@ -117,6 +131,12 @@ impl Metrics {
     }
     pub fn delivered_in(&self, bot: &str, seconds: f64) {
         self.delivery.with_label_values(&[bot]).observe(seconds);
+    }
+    pub fn send_reservation(&self, bot: &str, outcome: &str) {
+        self.reservations.with_label_values(&[bot, outcome]).inc();
+    }
+    pub fn backlog_dropped(&self, bot: &str) {
+        self.backlog_dropped.with_label_values(&[bot]).inc();
     }
 
     /// Relayed messages of a bot, all kinds (for the `--simulate` summary).

@@ -265,6 +265,27 @@ async fn limiter_allows_burst_then_paces_per_bot<H: HotState>(h: H) {
     assert_eq!(sent, 10, "5 per second over 2 s");
 }
 
+/// Defect 13: after an idle period the bot-wide limit used to let a full burst through at once
+/// and then the steady pace on top (45–48 sends in the first second at 30/s). Asked every
+/// millisecond for 3 s by ever new chats, no window of one second may carry more than the rate.
+async fn no_one_second_window_exceeds_the_per_bot_rate<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let limits = (30, 60, 3);
+    let mut granted: Vec<i64> = Vec::new();
+    for step in 0..3_000i64 {
+        if send(&h, "alpha", step, limits, t0 + step).await.is_zero() {
+            granted.push(step);
+        }
+    }
+    // The most sends in any window [t, t + 1000 ms).
+    let most = (0..granted.len()).map(|i| granted[i..].iter().take_while(|&&t| t < granted[i] + 1_000).count()).max().unwrap_or(0);
+    let first_second = granted.iter().filter(|&&t| t < 1_000).count();
+    println!("per-bot 30/s asked every ms for 3 s: {} sends, first second {first_second}, busiest 1 s window {most}", granted.len());
+    assert!(most <= 30, "{most} sends in one second at 30/s (first second: {first_second})");
+    // ...and the rate is still used: 30 per second, give or take the edges.
+    assert!(granted.len() >= 89, "{} sends in 3 s at 30/s", granted.len());
+}
+
 async fn limiter_paces_one_chat<H: HotState>(h: H) {
     let t0 = wall_ms();
     let limits = (30, 20, 3); // 20 per minute per chat (one per 3 s), burst 3
@@ -511,6 +532,7 @@ both_stores!(
     outbox_depth_counts_every_shard_and_lane,
     leases_are_exclusive_and_renewable,
     limiter_allows_burst_then_paces_per_bot,
+    no_one_second_window_exceeds_the_per_bot_rate,
     limiter_paces_one_chat,
     a_refused_send_takes_no_slot,
     hold_sends_blocks_every_caller_until_the_time,

@@ -36,6 +36,8 @@ pub const SHARD_LEASE: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Reply map entries and saved message ids live this long.
 const REF_TTL: Duration = Duration::from_secs(48 * 3600);
+/// The most jobs one chat may have queued on the interactive lane; see [`drain_once`].
+pub const CHAT_BACKLOG: usize = 20;
 /// Telegram lets a private chat burst a few messages before the 1/s pace applies.
 const CHAT_BURST: u32 = 3;
 
@@ -151,6 +153,7 @@ async fn drain_once(bot: &Bot, shard: u32, stop: &watch::Receiver<bool>) -> Resu
         let wait = hot
             .reserve_send(&bot.pool, &bot.name, job.chat_id, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now_ms())
             .await?;
+        bot.metrics().send_reservation(&bot.name, if wait.is_zero() { "go" } else { "wait" });
         if !wait.is_zero() {
             held.insert(job.chat_id);
             soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
