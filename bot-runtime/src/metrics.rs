@@ -19,6 +19,7 @@ pub struct Metrics {
     timers: IntCounterVec,
     delivery: HistogramVec,
     given_up: IntCounterVec,
+    reservations: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -84,8 +85,14 @@ impl Metrics {
             given_up: counter(
                 &r,
                 "botfleet_outbox_given_up_total",
-                "Outbox jobs given up, by reason (expired: kept failing past the lane's maximum age; refused: a 4xx)",
+                "Outbox jobs given up, by reason (expired: kept failing past the lane's maximum age; refused: a 4xx; backlog: their chat already had the maximum backlog queued)",
                 &["bot", "reason"],
+            ),
+            reservations: counter(
+                &r,
+                "botfleet_send_reservations_total",
+                "Calls to the shared send limiter, by outcome (go, bot_wait, chat_wait): calls per send is all over go",
+                &["bot", "outcome"],
             ),
             registry: r,
         }
@@ -127,6 +134,12 @@ impl Metrics {
     }
     pub fn delivered_in(&self, bot: &str, seconds: f64) {
         self.delivery.with_label_values(&[bot]).observe(seconds);
+    }
+    pub fn send_reservation(&self, bot: &str, outcome: &str) {
+        self.reservations.with_label_values(&[bot, outcome]).inc();
+    }
+    pub fn backlog_dropped(&self, bot: &str) {
+        self.gave_up(bot, "backlog");
     }
 
     /// Relayed messages of a bot, all kinds (for the `--simulate` summary).

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use bot_runtime::hot::Timer;
+use bot_runtime::hot::{Job, Lane, Marker, Timer};
 use bot_runtime::matching::Member;
 use bot_runtime::roles::simulate::{Person, has_button, plain_prefix, text_of};
 use bot_runtime::texts::Lang;
@@ -50,6 +50,9 @@ on_both_backends!(
     a_retiring_bot_starts_no_new_chat,
     the_bot_sets_its_command_menu_and_descriptions_per_language,
     a_user_buys_vip_in_stars_and_a_second_delivery_grants_nothing_more,
+    a_flooded_chat_never_stalls_another_chat_on_its_shard,
+    a_throttled_bot_spends_about_one_limiter_call_per_send,
+    every_update_costs_from_one_budget_before_any_answer,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -315,7 +318,8 @@ async fn delete_me_erases_the_profile(backend: Backend) {
 async fn a_flooding_user_is_slowed_down_with_one_warning(backend: Backend) {
     let h = two_bots(backend, 1).await;
     let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
-    // 30 at once: the default policy lets a burst of 10 through, then 3 per second.
+    // 30 at once: the default policy lets a burst of 5 through, then 1 per second — less what
+    // Ann's onboarding taps of the last seconds took from the same budget.
     for k in 0..30 {
         ann.send(&format!("flood {k}")).unwrap();
     }
@@ -325,12 +329,12 @@ async fn a_flooding_user_is_slowed_down_with_one_warning(backend: Backend) {
     assert_eq!(warnings, 1, "warned once per window");
     // What was accepted arrives at the per-chat pace (about 1/s); what was over never does.
     let deadline = std::time::Instant::now() + Duration::from_secs(40);
-    while chat_texts(&mut bob, "flood ").len() < 10 && std::time::Instant::now() < deadline {
+    while chat_texts(&mut bob, "flood ").is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     tokio::time::sleep(Duration::from_secs(3)).await;
     let got = chat_texts(&mut bob, "flood ");
-    assert!(got.len() >= 10 && got.len() < 30, "{got:?}");
+    assert!(!got.is_empty() && got.len() <= 5, "{got:?}");
     assert_eq!(got[0], "flood 0");
     h.stop().await;
 }
@@ -461,13 +465,21 @@ async fn malformed_updates_and_bad_requests_get_clear_answers_never_a_panic_and_
     h.stop().await;
 }
 
+/// A bot whose users may send 3 updates a second (burst 10) instead of the default 1 (burst 5).
+fn quick_typist(mut cfg: botfleet_crds::resolved::ResolvedBotConfig) -> botfleet_crds::resolved::ResolvedBotConfig {
+    cfg.limits.per_user.messages_per_second = 3;
+    cfg.limits.per_user.burst = 10;
+    cfg
+}
+
 fn chat_texts(p: &mut Person, prefix: &str) -> Vec<String> {
     p.received().unwrap().iter().map(|m| text_of(m).to_string()).filter(|t| t.starts_with(prefix)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_mid_conversation_loses_no_message() {
-    let cfgs = vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")];
+    // Ann types faster than the default per-user budget (1/s): not what this test is about.
+    let cfgs = vec![quick_typist(bot_config("alpha", Mode::Webhook, "")), quick_typist(bot_config("beta", Mode::Webhook, ""))];
     let mut h = Harness::start(Backend::Production, Mode::Webhook, cfgs, 2).await;
     let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
     for k in 0..20 {
@@ -501,7 +513,8 @@ async fn a_replica_killed_mid_conversation_loses_no_message() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_429_storm_from_telegram_drops_nothing() {
-    let h = two_bots(Backend::Production, 2).await;
+    let cfgs = vec![quick_typist(bot_config("alpha", Mode::Polling, "")), quick_typist(bot_config("beta", Mode::Polling, ""))];
+    let h = Harness::start(Backend::Production, Mode::Polling, cfgs, 2).await;
     let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
     // beta's next twenty sendMessage calls are refused with 429 (retry after 1 s).
     h.sim
@@ -512,7 +525,7 @@ async fn a_429_storm_from_telegram_drops_nothing() {
             count: Some(20),
         })
         .unwrap();
-    // At a human pace (the per-user limit, 3/s, is not what this test is about).
+    // At 2.5/s, under a per-user limit raised to 3/s (it is not what this test is about).
     for k in 0..12 {
         ann.send(&format!("storm {k}")).unwrap();
         tokio::time::sleep(Duration::from_millis(400)).await;
@@ -855,5 +868,111 @@ async fn a_user_buys_vip_in_stars_and_a_second_delivery_grants_nothing_more(back
     assert_eq!(text_of(&repeated), text_of(&paid), "the same confirmation, nothing more");
     assert_eq!(bot.store.user("alpha", ann.id).await.unwrap().unwrap().vip_until_ms, Some(until));
     assert_eq!(bot.store.payments_of("alpha", ann.id, 10).await.unwrap().len(), 1);
+    h.stop().await;
+}
+
+// ---- one chat never stalls others; cheap when throttled (issue 9, defects 2 and 13) -------
+
+/// A person who opened `bot` (sent /start and saw the terms), so the bot may write to them.
+async fn started(h: &Harness, bot: &str, name: &str) -> Person {
+    let mut p = Person::new(&h.sim, &username(bot), name, Lang::En).expect("user");
+    p.send("/start").unwrap();
+    p.expect("terms", WAIT, |m| has_button(m, "terms:ok")).await.expect("terms prompt");
+    p
+}
+
+/// Queues `texts` for `to` on its bot's interactive lane, in one commit (as a handler does).
+async fn queue_texts(h: &Harness, bot: &str, to: &Person, texts: impl IntoIterator<Item = String>) {
+    let b = h.any_bot(bot);
+    let member = Member::new(bot, to.id);
+    let jobs: Vec<Job> =
+        texts.into_iter().map(|t| Job::to(&member, Lane::Interactive, "sendMessage", json!({"chat_id": to.id, "text": t}))).collect();
+    b.fleet.hot.commit(&b.pool, Marker::None, &jobs).await.expect("commit");
+    b.fleet.ring(&jobs);
+}
+
+/// Defect 2: 150 jobs queued for one chat (more than one outbox read) used to hide every later
+/// job of the same shard until that chat drained at Telegram's 1 msg/s — minutes. Now another
+/// chat of the shard is served at once, the flooded chat keeps its order, and its backlog is
+/// capped (the excess dropped and counted).
+async fn a_flooded_chat_never_stalls_another_chat_on_its_shard(backend: Backend) {
+    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, "")], 1).await;
+    let shards = h.any_bot("alpha").fleet.hot.outbox_shards();
+    let mut ann = started(&h, "alpha", "Ann").await;
+    // Someone else whose chat is on Ann's shard.
+    let mut bob = loop {
+        let p = Person::new(&h.sim, &username("alpha"), "Bob", Lang::En).expect("user");
+        if p.id.rem_euclid(i64::from(shards)) == ann.id.rem_euclid(i64::from(shards)) {
+            break p;
+        }
+    };
+    bob.send("/start").unwrap();
+    bob.expect("terms", WAIT, |m| has_button(m, "terms:ok")).await.expect("Bob's terms prompt");
+
+    queue_texts(&h, "alpha", &ann, (0..150).map(|k| format!("flood {k}"))).await;
+    queue_texts(&h, "alpha", &bob, ["hello bob".to_string()]).await;
+    bob.expect("Bob's message past Ann's backlog", WAIT, |m| text_of(m) == "hello bob").await.expect("Bob is not stalled by Ann's chat");
+
+    // Ann's chat keeps its order, and what is over the cap is dropped (and counted), not sent.
+    let cap = bot_runtime::delivery::outbox::CHAT_BACKLOG;
+    let dropped = "botfleet_outbox_given_up_total{bot=\"alpha\",reason=\"backlog\"}";
+    // The cap counts jobs still queued: the few Telegram's per-chat burst (3) let go at once
+    // in the first pass are not among them.
+    let deadline = std::time::Instant::now() + WAIT;
+    while (h.metric(dropped) as usize) < 150 - cap - 3 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let n = h.metric(dropped) as usize;
+    assert!((150 - cap - 3..=150 - cap).contains(&n), "{n} dropped: everything over the cap of {cap} queued");
+    let got: Vec<usize> =
+        chat_texts(&mut ann, "flood ").iter().map(|t| t.trim_start_matches("flood ").parse().unwrap()).collect();
+    assert!(got.windows(2).all(|w| w[0] < w[1]), "per-chat order kept: {got:?}");
+    assert!(got.iter().all(|&k| k < 150 - n), "only the oldest are kept: {got:?}");
+    h.stop().await;
+}
+
+/// Defect 13: a bot held by its own rate used to ask the limiter for every chat of every shard
+/// on every pass (≈ 240 calls per message at 30/s). Now a pass stops when the bot-wide limit
+/// says wait, and the shard workers of a process share what it said.
+async fn a_throttled_bot_spends_about_one_limiter_call_per_send(backend: Backend) {
+    let mut cfg = bot_config("alpha", Mode::Polling, "");
+    cfg.limits.outbound.per_bot_per_second = 5;
+    let h = Harness::start(backend, Mode::Polling, vec![cfg], 1).await;
+    let mut people = Vec::new();
+    for k in 0..20 {
+        people.push(started(&h, "alpha", &format!("P{k}")).await);
+    }
+    let calls = |h: &Harness| h.metric("botfleet_send_reservations_total{bot=\"alpha\"");
+    let sends = |h: &Harness| h.metric("botfleet_send_reservations_total{bot=\"alpha\",outcome=\"go\"}");
+    let (calls0, sends0) = (calls(&h), sends(&h));
+    for p in &people {
+        queue_texts(&h, "alpha", p, (0..3).map(|k| format!("note {k}"))).await;
+    }
+    for p in &mut people {
+        p.expect("the last note", WAIT, |m| text_of(m) == "note 2").await.expect("all notes delivered");
+    }
+    let (calls, sends) = (calls(&h) - calls0, sends(&h) - sends0);
+    println!("limiter calls per send at 5/s, 60 jobs to 20 chats: {calls} calls / {sends} sends = {:.2}", calls / sends);
+    assert!(sends >= 60.0, "{sends}");
+    assert!(calls / sends <= 2.5, "{calls} limiter calls for {sends} sends");
+    h.stop().await;
+}
+
+/// Defect 2: every update costs from one per-user budget before the bot answers anything —
+/// here a user who never finished onboarding and floods the bot with texts (each used to get
+/// its own prompt, queued at 1/s for half a minute).
+async fn every_update_costs_from_one_budget_before_any_answer(backend: Backend) {
+    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, "")], 1).await;
+    let mut cara = started(&h, "alpha", "Cara").await;
+    for k in 0..30 {
+        cara.send(&format!("hey {k}")).unwrap();
+    }
+    cara.expect_text("slow_down", WAIT).await.expect("a slow-down warning");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let received = cara.received().unwrap();
+    let warnings = received.iter().filter(|m| text_of(m).starts_with(&plain_prefix(Lang::En, "slow_down"))).count();
+    let prompts = received.iter().filter(|m| has_button(m, "terms:ok")).count();
+    assert_eq!(warnings, 1, "warned once per window");
+    assert!(prompts <= 12, "{prompts} prompts for 31 updates");
     h.stop().await;
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bot_runtime::hot::memory::MemoryHot;
 use bot_runtime::hot::redis::RedisHot;
-use bot_runtime::hot::{Claim, Dedupe, HotState, Job, Lane, Marker, Outbox, Timer, Timers};
+use bot_runtime::hot::{Claim, Dedupe, HotState, Job, Lane, Marker, Outbox, SendSlot, Timer, Timers};
 use bot_runtime::keys::Keys;
 use botfleet_tests::fixtures::TestRedis;
 use serde_json::json;
@@ -245,12 +245,11 @@ async fn leases_are_exclusive_and_renewable<H: HotState>(h: H) {
 
 // ---- the send limiter ------------------------------------------------------------------
 
-async fn limiter_allows_burst_then_paces_per_bot<H: HotState>(h: H) {
+async fn limiter_paces_per_bot_from_the_first_send<H: HotState>(h: H) {
     let t0 = wall_ms();
     let limits = (5, 0, 0); // 5 per second per bot, no per-chat limit
-    for chat in 0..5 {
-        assert_eq!(send(&h, "alpha", chat, limits, t0).await, Duration::ZERO, "burst send {chat}");
-    }
+    // No burst at the bot level (defect 13): one send, then one per 200 ms.
+    assert_eq!(send(&h, "alpha", 0, limits, t0).await, Duration::ZERO);
     let wait = send(&h, "alpha", 5, limits, t0).await;
     assert_eq!(wait, Duration::from_millis(200));
     // Another bot has its own limit.
@@ -265,9 +264,70 @@ async fn limiter_allows_burst_then_paces_per_bot<H: HotState>(h: H) {
     assert_eq!(sent, 10, "5 per second over 2 s");
 }
 
+/// The consumer stops its pass when the bot-wide limit says wait, and goes on to other chats
+/// when only the chat must wait: the answer tells the two apart.
+async fn the_limiter_says_whether_the_bot_or_the_chat_must_wait<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let limits = (2, 60, 1); // 2 per second per bot; one per second per chat
+    let slot = |chat: i64, now: i64| {
+        let h = &h;
+        async move { h.reserve_slot(POOL, "alpha", chat, limits.0, limits.1, limits.2, now).await.unwrap() }
+    };
+    let go = SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO };
+    assert_eq!(slot(1, t0).await, go);
+    // The bot's next slot is 500 ms away: the bot must wait (whatever the chat).
+    assert_eq!(slot(2, t0).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::from_millis(500) });
+    // Chat 1 waits longer than the bot: both said, the longer wait first.
+    assert_eq!(slot(1, t0 + 100).await, SendSlot { wait: Duration::from_millis(900), bot_wait: Duration::from_millis(400) });
+    // The bot is free again, chat 1 is not: only the chat waits, and nothing is taken...
+    assert_eq!(slot(1, t0 + 500).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::ZERO });
+    // ...so another chat goes at once.
+    assert_eq!(slot(2, t0 + 500).await, go);
+}
+
+/// Paging through a shard (defect 2): a read after a job returns the jobs behind it, so a
+/// consumer can look past a chat that must wait without acknowledging anything.
+async fn a_read_after_a_job_pages_past_it<H: HotState>(h: H) {
+    let shard = h.shard_of(1);
+    let other = 1 + i64::from(h.outbox_shards());
+    let jobs: Vec<Job> = (0..5).map(|n| job("alpha", if n < 3 { 1 } else { other }, Lane::Interactive, n)).collect();
+    h.commit(POOL, Marker::None, &jobs).await.unwrap();
+    let first = h.outbox_read_after(POOL, "alpha", shard, Lane::Interactive, None, 2).await.unwrap();
+    assert_eq!(first.iter().map(|q| seq(&q.job)).collect::<Vec<_>>(), [0, 1]);
+    let next = h.outbox_read_after(POOL, "alpha", shard, Lane::Interactive, Some(&first[1].id), 2).await.unwrap();
+    assert_eq!(next.iter().map(|q| seq(&q.job)).collect::<Vec<_>>(), [2, 3]);
+    // Acknowledging a job does not move the others; reading after the last one finds the rest.
+    h.outbox_ack(POOL, "alpha", shard, Lane::Interactive, &next[0].id).await.unwrap();
+    let rest = h.outbox_read_after(POOL, "alpha", shard, Lane::Interactive, Some(&next[1].id), 10).await.unwrap();
+    assert_eq!(rest.iter().map(|q| seq(&q.job)).collect::<Vec<_>>(), [4]);
+    assert!(h.outbox_read_after(POOL, "alpha", shard, Lane::Interactive, Some(&rest[0].id), 10).await.unwrap().is_empty());
+    assert_eq!(all(&h, "alpha", shard, Lane::Interactive).await.iter().map(seq).collect::<Vec<_>>(), [0, 1, 3, 4]);
+}
+
+/// Defect 13: after an idle period the bot-wide limit used to let a full burst through at once
+/// and then the steady pace on top (45–48 sends in the first second at 30/s). Asked every
+/// millisecond for 3 s by ever new chats, no window of one second may carry more than the rate.
+async fn no_one_second_window_exceeds_the_per_bot_rate<H: HotState>(h: H) {
+    let t0 = wall_ms();
+    let limits = (30, 60, 3);
+    let mut granted: Vec<i64> = Vec::new();
+    for step in 0..3_000i64 {
+        if send(&h, "alpha", step, limits, t0 + step).await.is_zero() {
+            granted.push(step);
+        }
+    }
+    // The most sends in any window [t, t + 1000 ms).
+    let most = (0..granted.len()).map(|i| granted[i..].iter().take_while(|&&t| t < granted[i] + 1_000).count()).max().unwrap_or(0);
+    let first_second = granted.iter().filter(|&&t| t < 1_000).count();
+    println!("per-bot 30/s asked every ms for 3 s: {} sends, first second {first_second}, busiest 1 s window {most}", granted.len());
+    assert!(most <= 30, "{most} sends in one second at 30/s (first second: {first_second})");
+    // ...and the rate is still used: 30 per second, give or take the edges.
+    assert!(granted.len() >= 88, "{} sends in 3 s at 30/s", granted.len());
+}
+
 async fn limiter_paces_one_chat<H: HotState>(h: H) {
     let t0 = wall_ms();
-    let limits = (30, 20, 3); // 20 per minute per chat (one per 3 s), burst 3
+    let limits = (0, 20, 3); // no bot limit; 20 per minute per chat (one per 3 s), burst 3
     for _ in 0..3 {
         assert_eq!(send(&h, "alpha", 1, limits, t0).await, Duration::ZERO);
     }
@@ -281,16 +341,16 @@ async fn limiter_paces_one_chat<H: HotState>(h: H) {
 
 async fn a_refused_send_takes_no_slot<H: HotState>(h: H) {
     let t0 = wall_ms();
-    let limits = (2, 60, 1); // 2 per second per bot; one per second per chat
+    let limits = (2, 60, 1); // 2 per second per bot (no burst); one per second per chat
     assert_eq!(send(&h, "alpha", 1, limits, t0).await, Duration::ZERO);
-    // Refused by its chat's limit: the bot's second slot stays free...
-    assert_eq!(send(&h, "alpha", 1, limits, t0).await, Duration::from_secs(1));
-    assert_eq!(send(&h, "alpha", 2, limits, t0).await, Duration::ZERO);
+    // Refused by its chat's limit: the bot's next slot (in 500 ms) stays free...
+    assert_eq!(send(&h, "alpha", 1, limits, t0 + 500).await, Duration::from_millis(500));
+    assert_eq!(send(&h, "alpha", 2, limits, t0 + 500).await, Duration::ZERO);
     // ...and refused by the bot's limit: chat 3's slot stays free.
-    assert_eq!(send(&h, "alpha", 3, limits, t0).await, Duration::from_millis(500));
-    assert_eq!(send(&h, "alpha", 3, limits, t0 + 500).await, Duration::ZERO);
+    assert_eq!(send(&h, "alpha", 3, limits, t0 + 500).await, Duration::from_millis(500));
+    assert_eq!(send(&h, "alpha", 3, limits, t0 + 1_000).await, Duration::ZERO);
     // Both refuse: the longer wait counts.
-    assert_eq!(send(&h, "alpha", 3, limits, t0 + 500).await, Duration::from_secs(1));
+    assert_eq!(send(&h, "alpha", 3, limits, t0 + 1_000).await, Duration::from_secs(1));
 }
 
 async fn hold_sends_blocks_every_caller_until_the_time<H: HotState>(h: H) {
@@ -510,7 +570,10 @@ both_stores!(
     interactive_and_bulk_lanes_are_separate,
     outbox_depth_counts_every_shard_and_lane,
     leases_are_exclusive_and_renewable,
-    limiter_allows_burst_then_paces_per_bot,
+    limiter_paces_per_bot_from_the_first_send,
+    the_limiter_says_whether_the_bot_or_the_chat_must_wait,
+    a_read_after_a_job_pages_past_it,
+    no_one_second_window_exceeds_the_per_bot_rate,
     limiter_paces_one_chat,
     a_refused_send_takes_no_slot,
     hold_sends_blocks_every_caller_until_the_time,

@@ -62,11 +62,15 @@ pub struct PerUserLimits {
     pub searches_per_minute: u32,
 }
 
+/// One update a second, as Telegram delivers one message a second to a chat: a user who keeps
+/// this pace never builds a backlog in their own or their partner's chat.
 fn default_messages_per_second() -> u32 {
-    3
+    1
 }
+/// A few quick taps or lines at once (Telegram lets a chat burst about 3); the outbox caps a
+/// chat's backlog at 20 jobs, far above what this lets through.
 fn default_burst() -> u32 {
-    10
+    5
 }
 fn default_commands_per_minute() -> u32 {
     30

@@ -69,7 +69,7 @@ fn a_sample_bot_resolves_with_its_plans_campaign_and_limits() {
     assert_eq!(ids, ["vip-week", "vip-month", "lock-credits-10"], "shop order by sortOrder");
     assert_eq!(c.campaigns.len(), 1);
     assert_eq!(c.campaigns[0].plan_ids, ["vip-week", "vip-month"], "credits are not discounted");
-    assert_eq!(c.limits.per_user.messages_per_second, 3);
+    assert_eq!(c.limits.per_user.messages_per_second, 1);
     assert_eq!(c.limits.admin_api_per_minute["/api/v1/broadcasts"], 10);
     assert!(r.findings.is_empty(), "{:?}", r.findings);
     assert_eq!(r.requeue_at, Some(t(START)), "requeue at the campaign's start");
@@ -209,7 +209,7 @@ fn several_policies_merge_to_the_strictest_limits() {
     f.policies.push(strict);
     let l = resolve(&f.bots[0], &f.plans, &f.campaigns, &f.policies, t(BEFORE)).unwrap().config.limits;
     assert_eq!(l.per_user.messages_per_second, 1);
-    assert_eq!(l.per_user.burst, 10);
+    assert_eq!(l.per_user.burst, 5);
     assert_eq!(l.outbound.per_bot_per_second, 20);
     assert_eq!(l.admin_api_per_minute["/api/v1/broadcasts"], 2);
     assert_eq!(l.admin_api_per_minute["/api/v1/users"], 120);

@@ -145,7 +145,7 @@ fn invalid_specs_are_refused_by_the_schema() {
         ("no admins", with(sample("BotInstance"), "/spec/admins/telegramIds", json!([]))),
         ("pool not a DNS label", with(sample("BotInstance"), "/spec/pool", json!("EU Chat"))),
         ("unknown ingress mode", with(sample("BotInstance"), "/spec/ingress/mode", json!("Carrier-Pigeon"))),
-        ("burst below rate", with(sample("RateLimitPolicy"), "/spec/perUser/burst", json!(1))),
+        ("burst below rate", with(sample("RateLimitPolicy"), "/spec/perUser/messagesPerSecond", json!(9))),
         (
             "selector In without values",
             with(sample("VipPlan"), "/spec/botSelector", json!({"matchExpressions": [{"key": "a", "operator": "In"}]})),

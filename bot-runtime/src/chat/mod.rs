@@ -41,6 +41,31 @@ use crate::ingress::update::{CallbackQuery, Event, From, Message};
 
 /// Handles one event. Returns Err only for outages (retry); everything else is an answer.
 pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleError> {
+    // Every update a user sends (message, command, button text, edit, inline button) costs
+    // from one per-user budget before the bot answers anything, so nobody can make the bot
+    // queue more for their chat than Telegram delivers to it (about one message a second).
+    // Money is never rate-limited: a pre-checkout must be answered within Telegram's 10 s,
+    // and a payment or refund notice must be applied whatever the user did before it.
+    let from = match &event {
+        Event::Message(m) if m.successful_payment.is_some() || m.refunded_payment.is_some() => None,
+        Event::Message(m) | Event::Edited(m) => m.from.as_ref(),
+        Event::Callback(q) => Some(&q.from),
+        Event::PreCheckout(_) | Event::MemberStatus { .. } | Event::Ignored(_) => None,
+    };
+    if let Some(from) = from
+        && !within_budget(fx, from).await?
+    {
+        let me = fx.bot.member(from.id);
+        let lang = Lang::for_user(from.language_code.as_deref(), &fx.bot.cfg().bot.locale.default);
+        return match event {
+            // A button answer is no message (no send budget): the warning goes on the button.
+            Event::Callback(q) => {
+                answer_callback(fx.bot, q.id, Some(TextKey::SlowDown.text(lang)));
+                Ok(())
+            }
+            _ => warn_once(fx, &me, lang, TextKey::SlowDown).await,
+        };
+    }
     match event {
         Event::Message(m) => on_message(fx, *m).await,
         Event::Edited(m) => relay::on_edited(fx, *m).await,
@@ -261,6 +286,15 @@ fn min_age(bot: &Bot) -> String {
 
 fn format_time(ms: i64) -> String {
     jiff::Timestamp::from_millisecond(ms).map(|t| t.strftime("%Y-%m-%d %H:%M").to_string()).unwrap_or_default()
+}
+
+/// Takes one update from the sender's budget (`perUser.messagesPerSecond`, burst
+/// `perUser.burst`); false when it is spent.
+async fn within_budget(fx: &Effects<'_>, from: &From) -> Result<bool, HandleError> {
+    let me = fx.bot.member(from.id);
+    let limits = &fx.bot.cfg().limits.per_user;
+    let rate = limits.messages_per_second.max(1);
+    Ok(fx.hot().allow(fx.pool(), &format!("upd:{me}"), rate, Duration::from_secs(1), limits.burst.max(rate), fx.now_ms).await?)
 }
 
 /// Tells the user once per minute (or never, per the policy) that they were rate limited.

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::search::touch_idle;
 use super::text_key::TextKey;
-use super::{plain_job, warn_once};
+use super::plain_job;
 use crate::bot::{Effects, HandleError, message_ref};
 use crate::hot::{Lane, MessageRef, Upload, reply_ref};
 use crate::matching::Member;
@@ -23,18 +23,8 @@ const BLOB_TTL: Duration = Duration::from_secs(3600);
 pub(super) async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: &Member, m: &Message) -> Result<(), HandleError> {
     let me = user.member();
     let cfg = fx.bot.cfg();
-    let limits = &cfg.limits.per_user;
-    let rate = limits.messages_per_second.max(1);
-    // The rate bucket and the idle countdown in parallel (a dropped message is activity too).
-    let bucket = format!("msg:{me}");
-    let (allowed, touched) = tokio::join!(
-        fx.hot().allow(fx.pool(), &bucket, rate, Duration::from_secs(1), limits.burst.max(rate), fx.now_ms),
-        touch_idle(fx, &me, partner, false)
-    );
-    touched?;
-    if !allowed? {
-        return warn_once(fx, &me, lang, TextKey::SlowDown).await;
-    }
+    // The per-user budget was charged before the update was handled (chat::handle).
+    touch_idle(fx, &me, partner, false).await?;
     let origin = message_ref(&me, m.message_id);
     let reply_to = m.reply_to_message.as_ref().map(|r| message_ref(&me, r.message_id));
     let same_bot = partner.bot == me.bot;

@@ -14,6 +14,13 @@
 //!   errors are retried with backoff; nothing is dropped for being slow.
 //! - The interactive lane (chat relay, answers) is always drained before the bulk lane
 //!   (search-message refreshes, later broadcasts).
+//! - One chat never stalls the others (no head-of-line blocking): a pass pages through the
+//!   shard past the jobs of chats that must wait ([`MAX_SCAN`] jobs at most), and a chat's
+//!   interactive backlog is capped at [`CHAT_BACKLOG`] jobs (the excess is dropped, counted,
+//!   and the sender of a dropped relayed message is told once a minute).
+//! - Cheap when throttled: when the bot-wide limit says wait, the pass stops, and every shard
+//!   worker of the bot in this process waits for that time without asking again ([`BotGate`]);
+//!   a chat the per-chat limit holds is remembered and not asked about again until its time.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -36,6 +43,16 @@ pub const SHARD_LEASE: Duration = Duration::from_secs(10);
 const IDLE_POLL: Duration = Duration::from_millis(100);
 /// Reply map entries and saved message ids live this long.
 const REF_TTL: Duration = Duration::from_secs(48 * 3600);
+/// The most jobs one chat may have queued on the interactive lane. Telegram delivers about one
+/// message per second to a chat, so the 20th waits ≈ 20 s; the per-user budget (1/s, burst 5
+/// by default) keeps anyone who is not flooding far below it. Jobs beyond it are dropped when
+/// the consumer reads them (see [`drain_once`]): they could only arrive minutes late.
+pub const CHAT_BACKLOG: usize = 20;
+/// Jobs read per page of a shard's lane.
+const PAGE: usize = 64;
+/// The most jobs one pass looks at per lane (paging past chats that must wait): with the
+/// backlog cap, that is the jobs of at least 51 chats held at once in one shard.
+pub const MAX_SCAN: usize = 1024;
 /// Telegram lets a private chat burst a few messages before the 1/s pace applies.
 const CHAT_BURST: u32 = 3;
 
@@ -43,6 +60,7 @@ const CHAT_BURST: u32 = 3;
 /// worker per held shard.
 pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let shards = bot.fleet.hot.outbox_shards();
+    let gate = Arc::new(BotGate::default());
     let mut workers: HashMap<u32, (JoinHandle<()>, watch::Sender<bool>)> = HashMap::new();
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);
     let mut ticker = Ticker::new(SHARD_LEASE / 3, shutdown);
@@ -59,7 +77,7 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
             match (held, workers.contains_key(&shard)) {
                 (true, false) => {
                     let (tx, rx) = watch::channel(false);
-                    workers.insert(shard, (tokio::spawn(work_shard(bot.clone(), shard, rx)), tx));
+                    workers.insert(shard, (tokio::spawn(work_shard(bot.clone(), shard, gate.clone(), rx)), tx));
                 }
                 (false, true) => {
                     if let Some((handle, stop)) = workers.remove(&shard) {
@@ -85,14 +103,22 @@ async fn update_depth_metric(bot: &Bot) {
     }
 }
 
-async fn work_shard(bot: Arc<Bot>, shard: u32, mut stop: watch::Receiver<bool>) {
+/// What the bot-wide limit last said, shared by the shard workers of one bot in this process:
+/// no worker asks the limiter before this time (ms). Held while a worker asks, so after one
+/// "wait" the others learn it without asking.
+#[derive(Default)]
+pub struct BotGate(tokio::sync::Mutex<i64>);
+
+async fn work_shard(bot: Arc<Bot>, shard: u32, gate: Arc<BotGate>, mut stop: watch::Receiver<bool>) {
     let bell = bot.fleet.bell(&bot.name);
     let mut failures = 0u32;
+    // Chats the per-chat limit (or a retry) holds, and until when (ms): not asked about before.
+    let mut held: HashMap<i64, i64> = HashMap::new();
     loop {
         if *stop.borrow() {
             return;
         }
-        let wait = match drain_once(&bot, shard, &stop).await {
+        let wait = match drain_once(&bot, shard, &stop, &gate, &mut held).await {
             Ok(Pass::Sent) => {
                 failures = 0;
                 continue;
@@ -122,52 +148,138 @@ enum Pass {
     Throttled(Duration),
 }
 
-/// Reads a batch (interactive first) and sends what the limiter allows, keeping per-chat
-/// order: once a job of a chat must wait, later jobs of that chat wait too, while other chats
-/// go ahead.
-async fn drain_once(bot: &Bot, shard: u32, stop: &watch::Receiver<bool>) -> Result<Pass, crate::hot::HotError> {
+/// One pass over a shard: interactive lane first, then bulk, paging past the jobs of chats
+/// that must wait (per-chat order: once a job of a chat waits, later jobs of that chat wait
+/// too, in both lanes), while other chats go ahead. Stops as soon as the bot-wide limit says
+/// wait. Interactive jobs of a chat beyond [`CHAT_BACKLOG`] are dropped.
+async fn drain_once(
+    bot: &Bot,
+    shard: u32,
+    stop: &watch::Receiver<bool>,
+    gate: &BotGate,
+    held: &mut HashMap<i64, i64>,
+) -> Result<Pass, crate::hot::HotError> {
     let hot = bot.fleet.hot.as_ref();
-    let mut batch = hot.outbox_read(&bot.pool, &bot.name, shard, Lane::Interactive, 64).await?;
-    let mut lane = Lane::Interactive;
-    if batch.is_empty() {
-        batch = hot.outbox_read(&bot.pool, &bot.name, shard, Lane::Bulk, 16).await?;
-        lane = Lane::Bulk;
-    }
-    if batch.is_empty() {
-        return Ok(Pass::Idle);
-    }
     let cfg = bot.cfg();
     let limits = &cfg.limits.outbound;
-    let mut held: HashSet<i64> = HashSet::new();
-    let mut soonest: Option<Duration> = None;
+    // The bot's emission interval, rounded up to the ms: the earliest its next slot can be.
+    let bot_interval_ms = match limits.per_bot_per_second {
+        0 => 0,
+        n => (1000 + i64::from(n) - 1) / i64::from(n),
+    };
+    let start = now_ms();
+    held.retain(|_, until| *until > start);
+    let mut soonest: Option<i64> = held.values().min().copied();
+    // Chats with a job not sent in this pass: their later jobs wait too.
+    let mut waiting: HashSet<i64> = HashSet::new();
     let mut progressed = false;
-    for QueuedJob { id, job } in batch {
-        if *stop.borrow() {
-            break;
-        }
-        if held.contains(&job.chat_id) {
-            continue;
-        }
-        let wait = hot
-            .reserve_send(&bot.pool, &bot.name, job.chat_id, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now_ms())
-            .await?;
-        if !wait.is_zero() {
-            held.insert(job.chat_id);
-            soonest = Some(soonest.map_or(wait, |s| s.min(wait)));
-            continue;
-        }
-        match deliver(bot, &job).await {
-            Delivery::Done => {
-                hot.outbox_ack(&bot.pool, &bot.name, shard, lane, &id).await?;
-                progressed = true;
+    let mut any = false;
+    for lane in [Lane::Interactive, Lane::Bulk] {
+        let mut after: Option<String> = None;
+        let mut scanned = 0usize;
+        let mut queued: HashMap<i64, usize> = HashMap::new();
+        loop {
+            let page = hot.outbox_read_after(&bot.pool, &bot.name, shard, lane, after.as_deref(), PAGE).await?;
+            let full = page.len() == PAGE;
+            any |= !page.is_empty();
+            for QueuedJob { id, job } in page {
+                if *stop.borrow() {
+                    return Ok(Pass::Sent);
+                }
+                scanned += 1;
+                after = Some(id.clone());
+                let chat = job.chat_id;
+                let ahead = queued.entry(chat).or_default();
+                if lane == Lane::Interactive && *ahead >= CHAT_BACKLOG {
+                    drop_over_backlog(bot, shard, lane, &id, &job).await?;
+                    continue;
+                }
+                *ahead += 1;
+                if waiting.contains(&chat) {
+                    continue;
+                }
+                if held.contains_key(&chat) {
+                    waiting.insert(chat);
+                    continue;
+                }
+                let slot = {
+                    let mut next = gate.0.lock().await;
+                    let now = now_ms();
+                    if *next > now {
+                        return Ok(Pass::Throttled(ms(*next - now)));
+                    }
+                    let slot = hot
+                        .reserve_slot(&bot.pool, &bot.name, chat, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now)
+                        .await?;
+                    if !slot.bot_wait.is_zero() {
+                        *next = now + slot.bot_wait.as_millis() as i64;
+                    } else if slot.wait.is_zero() {
+                        *next = now + bot_interval_ms;
+                    }
+                    slot
+                };
+                let outcome = match (slot.wait.is_zero(), slot.bot_wait.is_zero()) {
+                    (true, _) => "go",
+                    (false, false) => "bot_wait",
+                    (false, true) => "chat_wait",
+                };
+                bot.metrics().send_reservation(&bot.name, outcome);
+                if !slot.bot_wait.is_zero() {
+                    // Nothing of this bot may go before then: stop here.
+                    return Ok(Pass::Throttled(slot.bot_wait));
+                }
+                let retry = if slot.wait.is_zero() {
+                    match deliver(bot, &job).await {
+                        Delivery::Done => {
+                            hot.outbox_ack(&bot.pool, &bot.name, shard, lane, &id).await?;
+                            *queued.entry(chat).or_default() -= 1;
+                            progressed = true;
+                            None
+                        }
+                        Delivery::Retry(after) => Some(after),
+                    }
+                } else {
+                    Some(slot.wait)
+                };
+                if let Some(after) = retry {
+                    let until = now_ms() + after.as_millis() as i64;
+                    held.insert(chat, until);
+                    waiting.insert(chat);
+                    soonest = Some(soonest.map_or(until, |s| s.min(until)));
+                }
             }
-            Delivery::Retry(after) => {
-                held.insert(job.chat_id);
-                soonest = Some(soonest.map_or(after, |s| s.min(after)));
+            if !full || scanned >= MAX_SCAN {
+                break;
             }
         }
     }
-    Ok(if progressed { Pass::Sent } else { Pass::Throttled(soonest.unwrap_or(IDLE_POLL)) })
+    Ok(if progressed {
+        Pass::Sent
+    } else if !any {
+        Pass::Idle
+    } else {
+        Pass::Throttled(soonest.map_or(IDLE_POLL, |s| ms((s - now_ms()).max(1))))
+    })
+}
+
+fn ms(v: i64) -> Duration {
+    Duration::from_millis(u64::try_from(v).unwrap_or(0))
+}
+
+/// A chat already has [`CHAT_BACKLOG`] jobs queued: this one is dropped (and counted); the
+/// sender of a relayed message is told once a minute that it could not be delivered.
+async fn drop_over_backlog(bot: &Bot, shard: u32, lane: Lane, id: &str, job: &Job) -> Result<(), crate::hot::HotError> {
+    let hot = bot.fleet.hot.as_ref();
+    hot.outbox_ack(&bot.pool, &bot.name, shard, lane, id).await?;
+    bot.metrics().backlog_dropped(&bot.name);
+    tracing::debug!(bot = %bot.name, method = %job.method, "chat backlog full; job dropped");
+    if let Some(origin) = &job.origin {
+        let once = format!("backlog:{}", origin.member);
+        if hot.allow(&bot.pool, &once, 1, Duration::from_secs(60), 1, now_ms()).await? {
+            tell_sender_it_failed(bot, job).await;
+        }
+    }
+    Ok(())
 }
 
 enum Delivery {

@@ -25,9 +25,13 @@ pub(crate) fn params(rate: u32, period: Duration, burst: u32) -> (i64, i64) {
     (interval, interval.saturating_mul(i64::from(burst.max(1)) - 1))
 }
 
-/// The per-bot limit: `per_bot` per second, with a burst of `per_bot`.
+/// The per-bot limit: `per_bot` per second, no burst (tolerance 0). A burst tolerance `τ` lets
+/// `1 + (1 s + τ) / interval` sends into some one-second window — after an idle period a burst
+/// of `per_bot` plus the steady pace on top (59 at 30/s) — while Telegram counts per second.
+/// With no tolerance the sends are at least one interval apart (rounded up to the µs), so no
+/// one-second window carries more than `per_bot`.
 pub(crate) fn per_bot(per_bot: u32) -> (i64, i64) {
-    params(per_bot, Duration::from_secs(1), per_bot)
+    params(per_bot, Duration::from_secs(1), 1)
 }
 
 /// The per-chat limit: `per_minute` per minute, with a burst of `burst`.
@@ -73,7 +77,7 @@ mod tests {
 
     #[test]
     fn a_fresh_limiter_allows_the_burst_then_one_per_interval() {
-        let (interval, tolerance) = per_bot(30);
+        let (interval, tolerance) = params(30, Duration::from_secs(1), 30);
         assert_eq!(interval, 33_334);
         let mut l = SendBucket::default();
         let now = 1_000_000_000;
@@ -89,6 +93,11 @@ mod tests {
         assert_eq!(sent, 30);
         let (at, _) = l.check(interval, tolerance, now);
         assert_eq!(at - now, interval);
+    }
+
+    #[test]
+    fn the_bot_limit_has_no_burst() {
+        assert_eq!(per_bot(30), (33_334, 0));
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub use blobs::Blobs;
 pub use commit::Commit;
 pub use dedupe::Dedupe;
 pub use leases::Leases;
-pub use limiter::{RateLimit, SendLimiter};
+pub use limiter::{RateLimit, SendLimiter, SendSlot};
 pub use maintenance::Maintenance;
 pub use outbox::Outbox;
 pub use refs::{Refs, reply_ref, saved_ref};

@@ -12,7 +12,21 @@ pub trait Outbox: Send + Sync {
     /// How many shards each bot's outbox has (per-chat order holds within a shard).
     fn outbox_shards(&self) -> u32;
     /// Up to `max` oldest unacknowledged jobs of one shard and lane, in order.
-    async fn outbox_read(&self, pool: &str, bot: &str, shard: u32, lane: Lane, max: usize) -> HotResult<Vec<QueuedJob>>;
+    async fn outbox_read(&self, pool: &str, bot: &str, shard: u32, lane: Lane, max: usize) -> HotResult<Vec<QueuedJob>> {
+        self.outbox_read_after(pool, bot, shard, lane, None, max).await
+    }
+    /// Up to `max` oldest unacknowledged jobs of one shard and lane queued after the job `after`
+    /// (an id from an earlier read; `None`: from the start), in order. Lets a consumer page past
+    /// jobs that must wait without acknowledging them.
+    async fn outbox_read_after(
+        &self,
+        pool: &str,
+        bot: &str,
+        shard: u32,
+        lane: Lane,
+        after: Option<&str>,
+        max: usize,
+    ) -> HotResult<Vec<QueuedJob>>;
     /// Removes a sent (or given-up) job.
     async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()>;
     /// Jobs waiting in all shards and lanes of a bot, and the age of the oldest (ms).

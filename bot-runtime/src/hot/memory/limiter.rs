@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::{Expiring, MemoryHot, State, deadline, live, ms, named, system_now_ms};
 use crate::hot::gcra::{self, SendBucket};
-use crate::hot::{HotResult, RateLimit, SendLimiter};
+use crate::hot::{HotResult, RateLimit, SendLimiter, SendSlot};
 
 /// Whose bucket: a bot's, or one chat's with a bot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -38,7 +38,7 @@ impl State {
 
 #[async_trait::async_trait]
 impl SendLimiter for MemoryHot {
-    async fn reserve_send(
+    async fn reserve_slot(
         &self,
         pool: &str,
         bot: &str,
@@ -47,7 +47,7 @@ impl SendLimiter for MemoryHot {
         per_chat_per_minute: u32,
         chat_burst: u32,
         now_ms: i64,
-    ) -> HotResult<Duration> {
+    ) -> HotResult<SendSlot> {
         let (bot_interval, bot_tolerance) = gcra::per_bot(per_bot);
         let (chat_interval, chat_tolerance) = gcra::per_chat(per_chat_per_minute, chat_burst);
         let now_us = now_ms.saturating_mul(1000);
@@ -60,7 +60,8 @@ impl SendLimiter for MemoryHot {
         let (chat_at, chat_tat) = chat_limiter.check(chat_interval, chat_tolerance, now_us);
         let at = bot_at.max(chat_at);
         if at > now_us {
-            return Ok(ms(gcra::ceil_ms(at - now_us)));
+            let wait = |at: i64| ms(gcra::ceil_ms(at - now_us).max(0));
+            return Ok(SendSlot { wait: wait(at), bot_wait: wait(bot_at) });
         }
         for (key, limiter, tat, tolerance) in
             [(bot_key, bot_limiter, bot_tat, bot_tolerance), (chat_key, chat_limiter, chat_tat, chat_tolerance)]
@@ -71,7 +72,7 @@ impl SendLimiter for MemoryHot {
                 s.store_limiter(key, limiter, ms(ttl), now);
             }
         }
-        Ok(Duration::ZERO)
+        Ok(SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO })
     }
 
     async fn hold_sends(&self, pool: &str, bot: &str, chat_id: Option<i64>, until_ms: i64) -> HotResult<()> {

@@ -19,12 +19,28 @@ impl Outbox for MemoryHot {
         self.shards
     }
 
-    async fn outbox_read(&self, pool: &str, bot: &str, shard: u32, lane: Lane, max: usize) -> HotResult<Vec<QueuedJob>> {
+    async fn outbox_read_after(
+        &self,
+        pool: &str,
+        bot: &str,
+        shard: u32,
+        lane: Lane,
+        after: Option<&str>,
+        max: usize,
+    ) -> HotResult<Vec<QueuedJob>> {
+        use std::ops::Bound;
+        let start = match after {
+            None => Bound::Unbounded,
+            // An id this store never made: read from the start.
+            Some(id) => id.parse::<u64>().map_or(Bound::Unbounded, Bound::Excluded),
+        };
         let (s, _) = self.lock();
         let key = StreamKey { pool: pool.to_string(), bot: bot.to_string(), shard, lane };
         Ok(s.outboxes
             .get(&key)
-            .map(|q| q.iter().take(max).map(|(id, job)| QueuedJob { id: id.to_string(), job: job.clone() }).collect())
+            .map(|q| {
+                q.range((start, Bound::Unbounded)).take(max).map(|(id, job)| QueuedJob { id: id.to_string(), job: job.clone() }).collect()
+            })
             .unwrap_or_default())
     }
 

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use super::{RedisHot, system_now_ms, unavailable};
 use crate::hot::gcra;
-use crate::hot::{HotResult, RateLimit, SendLimiter};
+use crate::hot::{HotResult, RateLimit, SendLimiter, SendSlot};
 
 #[async_trait::async_trait]
 impl SendLimiter for RedisHot {
-    async fn reserve_send(
+    async fn reserve_slot(
         &self,
         pool: &str,
         bot: &str,
@@ -18,11 +18,11 @@ impl SendLimiter for RedisHot {
         per_chat_per_minute: u32,
         chat_burst: u32,
         now_ms: i64,
-    ) -> HotResult<Duration> {
+    ) -> HotResult<SendSlot> {
         let (bot_interval, bot_tolerance) = gcra::per_bot(per_bot);
         let (chat_interval, chat_tolerance) = gcra::per_chat(per_chat_per_minute, chat_burst);
         let mut conn = self.conn.clone();
-        let wait_ms: i64 = self
+        let (wait_ms, bot_wait_ms): (i64, i64) = self
             .reserve_send
             .key(self.keys.send_limit_bot(pool, bot))
             .key(self.keys.send_limit_chat(pool, bot, chat_id))
@@ -34,7 +34,8 @@ impl SendLimiter for RedisHot {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        Ok(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0)))
+        let ms = |v: i64| Duration::from_millis(u64::try_from(v).unwrap_or(0));
+        Ok(SendSlot { wait: ms(wait_ms), bot_wait: ms(bot_wait_ms) })
     }
 
     async fn hold_sends(&self, pool: &str, bot: &str, chat_id: Option<i64>, until_ms: i64) -> HotResult<()> {

@@ -52,14 +52,24 @@ impl Outbox for RedisHot {
         self.outbox_shards
     }
 
-    async fn outbox_read(&self, pool: &str, bot: &str, shard: u32, lane: Lane, max: usize) -> HotResult<Vec<QueuedJob>> {
+    async fn outbox_read_after(
+        &self,
+        pool: &str,
+        bot: &str,
+        shard: u32,
+        lane: Lane,
+        after: Option<&str>,
+        max: usize,
+    ) -> HotResult<Vec<QueuedJob>> {
         if max == 0 {
             return Ok(Vec::new());
         }
         let mut conn = self.conn.clone();
+        // "(id": exclusive start (Redis ≥ 6.2).
+        let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
         let reply: Value = redis::cmd("XRANGE")
             .arg(self.keys.outbox(pool, bot, shard, lane))
-            .arg("-")
+            .arg(start)
             .arg("+")
             .arg("COUNT")
             .arg(max)

@@ -15,7 +15,8 @@
 -- ARGV[4] the chat's emission interval (µs; 0 = no rate limit, holds still apply)
 -- ARGV[5] the chat's burst tolerance (µs)
 --
--- Returns 0 if the send may go now (both slots taken), else the wait in ms (nothing taken).
+-- Returns {0, 0} if the send may go now (both slots taken), else {wait, bot_wait} in ms
+-- (nothing taken): the longer wait of the two limiters, and the bot limiter's alone.
 -- A limiter expires once it no longer differs from a fresh one (plus a margin).
 
 local now_ms = tonumber(ARGV[1])
@@ -48,7 +49,7 @@ local bot_at, bot_tat = check(KEYS[1], bi, bt)
 local chat_at, chat_tat = check(KEYS[2], ci, ct)
 local at = math.max(bot_at, chat_at)
 if at > now then
-  return math.ceil((at - now) / 1000)
+  return {math.ceil((at - now) / 1000), math.max(0, math.ceil((bot_at - now) / 1000))}
 end
 if bot_tat then
   store(KEYS[1], bot_tat, bt)
@@ -56,4 +57,4 @@ end
 if chat_tat then
   store(KEYS[2], chat_tat, ct)
 end
-return 0
+return {0, 0}
