@@ -853,6 +853,12 @@ async fn a_user_buys_vip_in_stars_and_a_second_delivery_grants_nothing_more(back
     let until = bot.store.user("alpha", ann.id).await.unwrap().unwrap().vip_until_ms.expect("VIP granted");
     assert!(until >= before + 7 * 86_400_000 && until < before + 7 * 86_400_000 + QUOTE_TTL_MS, "{until}");
 
+    // Ann floods the bot first: the per-user budget is spent, but a payment notice is never
+    // rate-limited (money is applied whatever the user did before it).
+    for k in 0..15 {
+        ann.send(&format!("spam {k}")).unwrap();
+    }
+    ann.expect_text("slow_down", WAIT).await.expect("the flood is slowed down");
     // The same charge in a different update, handled by the other replica.
     let payload = bot.store.payments_of("alpha", ann.id, 10).await.unwrap()[0].quote_id.clone().map(|q| format!("q:{q}")).unwrap();
     let again = json!({"update_id": 987_654_321, "message": {
