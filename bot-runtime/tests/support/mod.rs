@@ -205,6 +205,22 @@ impl Harness {
         self.proxy_targets.lock().unwrap()[i] = None;
     }
 
+    /// A graceful stop of replica `i`, as SIGTERM does: its loops finish what they are doing
+    /// (the send in flight is acknowledged), its leases are given back, and it takes no more
+    /// traffic.
+    pub async fn terminate(&mut self, i: usize) {
+        self.proxy_targets.lock().unwrap()[i] = None;
+        let r = &mut self.replicas[i];
+        let _ = r.stop.send(true);
+        for b in r.running.drain(..) {
+            b.join().await;
+        }
+        for t in &r.tasks {
+            t.abort();
+        }
+        r.alive = false;
+    }
+
     pub async fn stop(mut self) {
         for r in &mut self.replicas {
             let _ = r.stop.send(true);
