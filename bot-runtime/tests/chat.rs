@@ -530,17 +530,12 @@ async fn a_graceful_restart_delivers_every_message_exactly_once(mode: Mode) {
         tokio::time::sleep(Duration::from_millis(350)).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut got = Vec::new();
-    while std::time::Instant::now() < deadline {
-        got = chat_texts(&mut bob, "once ");
-        if got.len() >= 20 {
-            break;
-        }
+    while std::time::Instant::now() < deadline && chat_texts(&mut bob, "once ").len() < 20 {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     // A little longer, so a late duplicate would be seen.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    got = chat_texts(&mut bob, "once ");
+    let got = chat_texts(&mut bob, "once ");
     assert_eq!(got, (0..20).map(|k| format!("once {k}")).collect::<Vec<_>>(), "each exactly once, in order");
     h.stop().await;
 }

@@ -311,6 +311,16 @@ async fn activity_and_funnel_events_are_recorded_once(s: SqlStore) {
     assert_eq!(rows(&s, "SELECT COUNT(*) FROM users WHERE username IS NOT NULL").await, 0);
 }
 
+async fn mirror_copies_are_indexed_by_session(s: SqlStore) {
+    let (a, b) = (m("ns/alpha", 1), m("ns/beta", 2));
+    let session = s.start_session(&a, &b, 1_000).await.unwrap();
+    s.record_mirror(session, &a, -100, 7, 2_000).await.unwrap();
+    s.record_mirror(session, &a, -100, 7, 2_000).await.unwrap(); // a retried send
+    s.record_mirror(session, &b, -100, 9, 3_000).await.unwrap();
+    assert_eq!(s.mirror_messages(session).await.unwrap(), vec![(a.clone(), -100, 7), (b.clone(), -100, 9)]);
+    assert_eq!(s.mirror_messages(session + 1).await.unwrap(), vec![]);
+}
+
 async fn a_session_ends_once_from_either_side(s: SqlStore) {
     let (a, b, c) = (m("alpha", 1), m("beta", 2), m("gamma", 3));
     let id = s.start_session(&a, &b, 1_000).await.unwrap();

@@ -10,7 +10,7 @@ use super::search::touch_idle;
 use super::text_key::TextKey;
 use super::plain_job;
 use crate::bot::{Effects, HandleError, message_ref};
-use crate::hot::{Lane, MessageRef, Upload, reply_ref};
+use crate::hot::{Lane, MessageRef, MirrorOf, Upload, reply_ref};
 use crate::matching::Member;
 use crate::store::User;
 use crate::telegram::{BadRequest, MAX_DOWNLOAD_BYTES};
@@ -105,6 +105,11 @@ pub(super) async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner
         let params = json!({"chat_id": mirror, "from_chat_id": me.user, "message_id": m.message_id});
         let mut job = plain_job(&me, Lane::Bulk, "copyMessage", params);
         job.chat_id = mirror;
+        // One read for mirrored media only (never per text message): the copy is indexed by
+        // the chat session, so a report can be reviewed with what was sent.
+        if let Some(session) = fx.store().open_session(&me, partner).await? {
+            job.mirror_of = Some(MirrorOf { session_id: session.id, sender: me.to_string() });
+        }
         fx.push(job);
     }
     fx.bot.metrics().relayed(&me.bot, kind);

@@ -362,6 +362,13 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
 async fn record_sent(bot: &Bot, job: &Job, recipient: &Member, sent: &Value) {
     let Some(message_id) = sent["message_id"].as_i64() else { return };
     let hot = bot.fleet.hot.as_ref();
+    if let Some(mirror) = &job.mirror_of
+        && let Ok(sender) = mirror.sender.parse::<Member>()
+        && let Err(e) = bot.store.record_mirror(mirror.session_id, &sender, job.chat_id, message_id, now_ms()).await
+    {
+        // The copy is in the mirror chat either way; only the index entry is missing.
+        tracing::warn!(bot = %bot.name, session = mirror.session_id, error = %e, "could not record a mirror copy");
+    }
     if let Some(name) = &job.save_as {
         let _ = hot.put_ref(&bot.pool, name, &message_id.to_string(), REF_TTL).await;
     }

@@ -49,7 +49,7 @@ pub use maintenance::Maintenance;
 pub use outbox::Outbox;
 pub use refs::{Refs, reply_ref, saved_ref};
 pub use timers::Timers;
-pub use types::{Claim, HotError, HotResult, Job, Lane, Marker, MessageRef, QueuedJob, Timer, Upload};
+pub use types::{Claim, HotError, HotResult, Job, Lane, Marker, MessageRef, MirrorOf, QueuedJob, Timer, Upload};
 
 /// The hot state of one fleet (all pools): every concern at once. Implementations must be safe
 /// under any number of concurrent callers and (for Redis) replicas. Implemented for anything

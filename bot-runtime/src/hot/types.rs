@@ -104,6 +104,18 @@ pub struct Job {
     /// When it was enqueued (ms since the epoch): outbox age metric and latency.
     #[serde(default)]
     pub enqueued_ms: i64,
+    /// A moderation mirror copy: once sent, its message id is recorded for this chat session
+    /// (and sender), so a report can be reviewed with what was sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mirror_of: Option<MirrorOf>,
+}
+
+/// What a mirror copy belongs to (see [`Job::mirror_of`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MirrorOf {
+    pub session_id: i64,
+    /// The sender, as a member string (`<bot>:<user>`).
+    pub sender: String,
 }
 
 impl Job {
@@ -122,6 +134,7 @@ impl Job {
             target: None,
             chat_member: None,
             enqueued_ms: 0,
+            mirror_of: None,
         }
     }
 }

@@ -260,6 +260,11 @@ pub trait Sessions: Send + Sync + 'static {
     async fn rate(&self, session_id: i64, rater: &Member, up: bool, now_ms: i64) -> StoreResult<bool>;
     /// `member`'s finished chats, seconds chatted, ratings received.
     async fn stats(&self, member: &Member) -> StoreResult<UserStats>;
+    /// The moderation mirror's copy of a media message `sender` sent in the session went to
+    /// `mirror_chat_id` as `message_id` (ids only; idempotent).
+    async fn record_mirror(&self, session_id: i64, sender: &Member, mirror_chat_id: i64, message_id: i64, at_ms: i64) -> StoreResult<()>;
+    /// The mirror copies of a session, oldest first: (sender, mirror chat, message id).
+    async fn mirror_messages(&self, session_id: i64) -> StoreResult<Vec<(Member, i64, i64)>>;
     /// Reachability (for /readyz).
     async fn ping(&self) -> StoreResult<()>;
 }

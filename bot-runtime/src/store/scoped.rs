@@ -153,6 +153,13 @@ impl Sessions for BotStore {
     async fn ping(&self) -> StoreResult<()> {
         self.inner.ping().await
     }
+    async fn record_mirror(&self, session_id: i64, sender: &Member, mirror_chat_id: i64, message_id: i64, at_ms: i64) -> StoreResult<()> {
+        self.inner.record_mirror(session_id, &self.member_in(sender), mirror_chat_id, message_id, at_ms).await
+    }
+    async fn mirror_messages(&self, session_id: i64) -> StoreResult<Vec<(Member, i64, i64)>> {
+        let found = self.inner.mirror_messages(session_id).await?;
+        Ok(found.into_iter().map(|(m, chat, id)| (self.member_out(m), chat, id)).collect())
+    }
 }
 
 #[async_trait::async_trait]

@@ -54,11 +54,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/postgres/0002_people.sql")),
     (3, "money", include_str!("../../../migrations/postgres/0003_money.sql")),
+    (5, "mirror", include_str!("../../../migrations/postgres/0005_mirror.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/sqlite/0002_people.sql")),
     (3, "money", include_str!("../../../migrations/sqlite/0003_money.sql")),
+    (5, "mirror", include_str!("../../../migrations/sqlite/0005_mirror.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
@@ -818,5 +820,33 @@ impl Sessions for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.map_err(db_err)?;
         Ok(())
+    }
+
+    async fn record_mirror(&self, session_id: i64, sender: &Member, mirror_chat_id: i64, message_id: i64, at_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO mirror_messages (session_id, bot, sender_user, mirror_chat_id, message_id, at_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (session_id, mirror_chat_id, message_id) DO NOTHING",
+        )
+        .bind(session_id)
+        .bind(sender.bot.as_str())
+        .bind(sender.user)
+        .bind(mirror_chat_id)
+        .bind(message_id)
+        .bind(at_ms)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn mirror_messages(&self, session_id: i64) -> StoreResult<Vec<(Member, i64, i64)>> {
+        let rows = sqlx::query(
+            "SELECT bot, sender_user, mirror_chat_id, message_id FROM mirror_messages WHERE session_id = $1 ORDER BY at_ms, message_id",
+        )
+        .bind(session_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| Ok((member(r, "bot", "sender_user")?, col(r, "mirror_chat_id")?, col(r, "message_id")?))).collect()
     }
 }

@@ -92,3 +92,25 @@ async fn an_edited_text_becomes_an_edit_of_the_partners_copy() {
     assert_eq!((job.method.as_str(), job.params["text"].as_str()), ("editMessageText", Some("fixed typo")));
     assert!(job.target.is_some(), "resolved through the reply map when sent: {job:?}");
 }
+
+/// With a moderation mirror, each media message is also copied to the mirror chat, and the
+/// copy carries its chat session and sender, so the outbox indexes it by session once sent.
+#[tokio::test]
+async fn media_is_mirrored_for_moderation_and_indexed_by_its_chat_session() {
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.bot.moderation.media_mirror_chat_id = Some(-1_001_234_567_890);
+    let s = Seam::with(vec![alpha, bot_config("beta", Mode::Polling, "")]).await;
+    let (ann, bob) = s.chatting("alpha", "beta").await;
+    let out = s.send_media(&ann, MediaKind::Photo, MediaSpec { size: Some(1_000), ..MediaSpec::default() }).await;
+    let mirror = out.jobs.iter().find(|j| j.chat_id == -1_001_234_567_890).unwrap_or_else(|| panic!("a mirror copy: {}", out.listing()));
+    assert_eq!((mirror.bot.as_str(), mirror.method.as_str()), ("alpha", "copyMessage"));
+    let session = s
+        .bot("alpha")
+        .store
+        .open_session(&bot_runtime::matching::Member::new("alpha", ann.id), &bot_runtime::matching::Member::new("beta", bob.id))
+        .await
+        .unwrap()
+        .expect("the chat's session");
+    let of = mirror.mirror_of.as_ref().expect("indexed by session");
+    assert_eq!((of.session_id, of.sender.as_str()), (session.id, format!("alpha:{}", ann.id).as_str()));
+}
