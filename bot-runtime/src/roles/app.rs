@@ -134,6 +134,9 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
         config,
         api,
         fleet: fleet.clone(),
+        payload_keys: Arc::new(
+            crate::payload::PayloadKeys::load(cfg.bot.secrets.payload_key_file.as_deref()).context("the invoice payload keys")?,
+        ),
     });
     Ok(bot)
 }

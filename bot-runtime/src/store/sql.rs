@@ -54,11 +54,13 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/postgres/0002_people.sql")),
     (3, "money", include_str!("../../../migrations/postgres/0003_money.sql")),
+    (4, "caps refunds", include_str!("../../../migrations/postgres/0004_caps_refunds.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/sqlite/0002_people.sql")),
     (3, "money", include_str!("../../../migrations/sqlite/0003_money.sql")),
+    (4, "caps refunds", include_str!("../../../migrations/sqlite/0004_caps_refunds.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
