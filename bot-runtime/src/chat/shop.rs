@@ -159,3 +159,36 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
     fx.push(Job::to(&user.member(), Lane::Interactive, "sendInvoice", params));
     Ok(None)
 }
+
+/// How often each replica sweeps for capped-campaign holds that expired unpaid.
+const HOLD_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Releases capped-campaign slots whose hold (`CAP_HOLD_MS` after an approved checkout) ran
+/// out without a payment, and republishes the counts of the campaigns it released. Every
+/// replica sweeps; each hold is released exactly once whoever sweeps (one atomic UPDATE in the
+/// store). Correctness does not wait for the sweep: a reservation first releases its own
+/// campaign's expired holds, and counts ignore expired holds; the sweep keeps the counters and
+/// the `botfleet_campaign_redemptions` gauge current when nobody is buying.
+pub async fn sweep_expired_holds(bot: std::sync::Arc<crate::bot::Bot>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = crate::bot::Ticker::new(HOLD_SWEEP_EVERY, shutdown);
+    while ticker.tick().await {
+        let now_ms = crate::bot::now_ms();
+        match bot.store.release_expired_holds(now_ms).await {
+            Ok(released) if released.is_empty() => {}
+            Ok(mut released) => {
+                tracing::info!(bot = %bot.id, slots = released.len(), "capped-campaign holds released unpaid");
+                released.sort();
+                released.dedup();
+                for key in released {
+                    if let Ok(held) = bot.store.campaign_redemptions(&key, now_ms).await {
+                        let mut parts = key.splitn(3, '/');
+                        if let (Some(ns), Some(name)) = (parts.next(), parts.next()) {
+                            bot.metrics().set_campaign_redemptions(ns, name, held);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(bot = %bot.id, error = %e, "releasing expired campaign holds failed; retrying"),
+        }
+    }
+}

@@ -101,6 +101,7 @@ pub async fn start_bot(
         tokio::spawn(outbox::run(bot.clone(), shutdown.clone())),
         tokio::spawn(timers::run(bot.clone(), shutdown.clone())),
         tokio::spawn(crate::chat::retire::run(bot.clone(), shutdown.clone())),
+        tokio::spawn(crate::chat::shop::sweep_expired_holds(bot.clone(), shutdown.clone())),
     ];
     if poll {
         tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
