@@ -116,6 +116,8 @@ pub struct Bot {
     pub config: LiveConfig,
     pub api: TelegramApi,
     pub fleet: Arc<Fleet>,
+    /// Signs and verifies invoice payloads (payload.rs), read at start.
+    pub payload_keys: Arc<crate::payload::PayloadKeys>,
 }
 
 impl Bot {

@@ -22,6 +22,7 @@ pub mod ingress;
 pub mod keys;
 pub mod matching;
 pub mod metrics;
+pub mod payload;
 pub mod roles;
 pub mod store;
 pub mod telegram;

@@ -20,6 +20,10 @@ pub struct Metrics {
     delivery: HistogramVec,
     given_up: IntCounterVec,
     reservations: IntCounterVec,
+    purchases: IntCounterVec,
+    revenue: IntCounterVec,
+    pre_checkout: HistogramVec,
+    campaign_redemptions: IntGaugeVec,
 }
 
 impl Default for Metrics {
@@ -94,6 +98,26 @@ impl Metrics {
                 "Calls to the shared send limiter, by outcome (go, bot_wait, chat_wait): calls per send is all over go",
                 &["bot", "outcome"],
             ),
+            purchases: counter(
+                &r,
+                "botfleet_purchases_total",
+                "Checkouts and payments by plan and outcome (approved, declined: pre-checkout; paid; refunded)",
+                &["bot", "plan", "outcome"],
+            ),
+            revenue: counter(&r, "botfleet_stars_revenue_total", "Telegram Stars received, by plan (before refunds)", &["bot", "plan"]),
+            pre_checkout: histogram(
+                &r,
+                "botfleet_pre_checkout_seconds",
+                "Time from receiving a pre_checkout_query to Telegram accepting its answer (the deadline is 10 s)",
+                &["bot"],
+                vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 6.0, 8.0, 10.0],
+            ),
+            campaign_redemptions: gauge(
+                &r,
+                "botfleet_campaign_redemptions",
+                "Redemption slots of a capped campaign held (paid, or reserved by a checkout in progress), fleet-wide, as last read by this replica",
+                &["namespace", "campaign"],
+            ),
             registry: r,
         }
     }
@@ -140,6 +164,25 @@ impl Metrics {
     }
     pub fn backlog_dropped(&self, bot: &str) {
         self.gave_up(bot, "backlog");
+    }
+
+    pub fn purchase(&self, bot: &str, plan: &str, outcome: &str) {
+        self.purchases.with_label_values(&[bot, plan, outcome]).inc();
+    }
+    /// A payment applied (the first time): counted as `paid`, its Stars as revenue.
+    pub fn paid(&self, bot: &str, plan: &str, stars: i64) {
+        self.purchases.with_label_values(&[bot, plan, "paid"]).inc();
+        self.revenue.with_label_values(&[bot, plan]).inc_by(stars.max(0) as u64);
+    }
+    pub fn pre_checkout_answered_in(&self, bot: &str, seconds: f64) {
+        self.pre_checkout.with_label_values(&[bot]).observe(seconds);
+    }
+    pub fn set_campaign_redemptions(&self, namespace: &str, campaign: &str, held: i64) {
+        self.campaign_redemptions.with_label_values(&[namespace, campaign]).set(held);
+    }
+    /// A purchase counter's value (tests, the `--simulate` summary).
+    pub fn purchases_count(&self, bot: &str, plan: &str, outcome: &str) -> u64 {
+        self.purchases.with_label_values(&[bot, plan, outcome]).get()
     }
 
     /// Relayed messages of a bot, all kinds (for the `--simulate` summary).

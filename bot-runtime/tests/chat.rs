@@ -53,6 +53,7 @@ on_both_backends!(
     a_flooded_chat_never_stalls_another_chat_on_its_shard,
     a_throttled_bot_spends_about_one_limiter_call_per_send,
     every_update_costs_from_one_budget_before_any_answer,
+    an_admin_refunds_a_purchase_with_the_refund_command,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -1019,5 +1020,66 @@ async fn every_update_costs_from_one_budget_before_any_answer(backend: Backend) 
     let prompts = received.iter().filter(|m| has_button(m, "terms:ok")).count();
     assert_eq!(warnings, 1, "warned once per window");
     assert!(prompts <= 12, "{prompts} prompts for 31 updates");
+    h.stop().await;
+}
+
+/// Buy through the fake Telegram, then the bot's admin refunds with `/refund <charge>`: the
+/// Stars go back (the fake's star transactions show it), the VIP is gone, the buyer is told,
+/// and Telegram's `refunded_payment` echo reverses nothing more.
+async fn an_admin_refunds_a_purchase_with_the_refund_command(backend: Backend) {
+    use botfleet_crds::resolved::ResolvedPlan;
+    use botfleet_crds::vip_plan::{Grants, Perks};
+    use botfleet_tests::fake_telegram::{InvoiceRef, PayOutcome};
+
+    // The first user the fake creates gets this id: the admin, made first.
+    const ADMIN: i64 = 100_000_001;
+    let mut cfg = bot_config("alpha", Mode::Polling, "");
+    cfg.bot.admins.telegram_ids = vec![ADMIN];
+    cfg.plans = vec![ResolvedPlan {
+        id: "vip-week".into(),
+        title: "VIP week".into(),
+        description: "Seven days of VIP".into(),
+        price_stars: 250,
+        grants: Grants { vip_days: 7, lock_credits: 0 },
+        perks: Perks::default(),
+        sort_order: 0,
+    }];
+    let h = Harness::start(backend, Mode::Polling, vec![cfg], 2).await;
+    let mut admin = onboarded(&h, "alpha", "Ada", "f", 40).await;
+    assert_eq!(admin.id, ADMIN);
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    ann.send("/vip").unwrap();
+    ann.expect_text("shop", WAIT).await.unwrap();
+    ann.press("buy:vip-week", WAIT).await.unwrap();
+    let invoice = ann.expect("invoice", WAIT, |m| m.get("invoice").is_some()).await.unwrap();
+    let message_id = invoice["message_id"].as_i64().unwrap();
+    let outcome = h.sim.pay("alpha_bot", ann.id, InvoiceRef::Message { message_id }).await.unwrap();
+    let PayOutcome::Paid { telegram_payment_charge_id: charge, .. } = outcome else { panic!("not paid: {outcome:?}") };
+    ann.expect_text("paid", WAIT).await.unwrap();
+    let bot = h.any_bot("alpha");
+    let now = bot_runtime::bot::now_ms();
+    assert!(bot.store.user("alpha", ann.id).await.unwrap().unwrap().is_vip(now));
+
+    // Ann can't refund herself.
+    ann.send(&format!("/refund {charge}")).unwrap();
+    ann.expect_text("unknown_command", WAIT).await.unwrap();
+
+    admin.send(&format!("/refund {charge}")).unwrap();
+    let done = admin.expect_text("refund_done", WAIT).await.unwrap();
+    assert!(text_of(&done).contains(&charge), "{done}");
+    ann.expect_text("refunded_buyer", WAIT).await.unwrap();
+    let now = bot_runtime::bot::now_ms();
+    assert!(!bot.store.user("alpha", ann.id).await.unwrap().unwrap().is_vip(now), "the refunded VIP is gone");
+    let payment = bot.store.payment_of_charge("alpha", &charge).await.unwrap().unwrap();
+    assert!(payment.refunded_ms.is_some());
+    let transactions = bot.api.call("getStarTransactions", &json!({})).await.unwrap();
+    let list = transactions["transactions"].as_array().unwrap();
+    assert!(list.iter().any(|t| t["id"] == format!("refund_{charge}") && t["amount"] == 250), "{transactions}");
+
+    // Again: already refunded, nothing asked of Telegram, nothing changed.
+    admin.send(&format!("/refund {charge}")).unwrap();
+    admin.expect_text("refund_already", WAIT).await.unwrap();
+    let again = bot.api.call("getStarTransactions", &json!({})).await.unwrap();
+    assert_eq!(again["transactions"].as_array().unwrap().len(), list.len());
     h.stop().await;
 }

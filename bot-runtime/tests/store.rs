@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bot_runtime::matching::{Gender, Member};
 use bot_runtime::store::sql::{Backend, SqlStore};
-use bot_runtime::store::money::{LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal};
+use bot_runtime::store::money::{
+    CAP_HOLD_MS, CampaignCap, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal, RefundOutcome,
+};
 use bot_runtime::store::{EndReason, Ledger, Payments, Quotes, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users};
 use botfleet_tests::fixtures::TestDb;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -530,6 +532,7 @@ fn new_quote(user: i64, now_ms: i64) -> NewQuote {
         lock_credits: 3,
         created_ms: now_ms,
         expires_ms: now_ms + QUOTE_TTL_MS,
+        campaign_cap: None,
     }
 }
 
@@ -647,6 +650,111 @@ async fn a_quote_is_single_use_owned_by_the_buyer_and_expires(s: SqlStore) {
     assert_eq!(won, 1);
 }
 
+async fn a_campaign_cap_reserves_exactly_its_slots_under_1000_concurrent_checkouts(s: SqlStore) {
+    let s = Arc::new(s);
+    let cap = CampaignCap { key: "shop/spring/uid-1".into(), max: 100 };
+    let mut quotes = Vec::new();
+    for user in 1..=1_000 {
+        let q = s.create_quote(&NewQuote { campaign_cap: Some(cap.clone()), ..new_quote(user, 1_000) }).await.unwrap();
+        assert_eq!(q.campaign_cap.as_ref(), Some(&cap));
+        quotes.push(q);
+    }
+    let tasks: Vec<_> = quotes
+        .iter()
+        .map(|q| {
+            let (s, id, user) = (s.clone(), q.id.clone(), q.user_id);
+            tokio::spawn(async move { s.claim_quote("alpha", &id, user, &format!("pcq-{id}"), 2_000).await })
+        })
+        .collect();
+    let (mut won, mut capped) = (Vec::new(), 0);
+    for (t, q) in tasks.into_iter().zip(&quotes) {
+        match t.await.unwrap().unwrap() {
+            Ok(_) => won.push(q.clone()),
+            Err(QuoteRefusal::CapReached) => capped += 1,
+            Err(other) => panic!("unexpected refusal {other:?}"),
+        }
+    }
+    assert_eq!((won.len(), capped), (100, 900));
+    assert_eq!(s.campaign_redemptions(&cap.key, 2_000).await.unwrap(), 100);
+    assert_eq!(rows(&s, "SELECT used FROM campaign_counters").await, 100);
+    let refused = quotes.iter().find(|q| !won.iter().any(|w| w.id == q.id)).unwrap();
+    assert_eq!(s.quote("alpha", &refused.id).await.unwrap().unwrap().checkout_id, None, "a capped-out checkout claims nothing");
+    // A retried checkout of a quote holding a slot keeps it and takes no second one.
+    let first = &won[0];
+    assert!(s.claim_quote("alpha", &first.id, first.user_id, &format!("pcq-{}", first.id), 3_000).await.unwrap().is_ok());
+    assert_eq!(s.campaign_redemptions(&cap.key, 3_000).await.unwrap(), 100);
+    // Another campaign (or the same name re-created: another uid) counts on its own.
+    assert_eq!(s.campaign_redemptions("shop/spring/uid-2", 3_000).await.unwrap(), 0);
+
+    // One buyer pays (twice delivered): the slot is paid, counted once.
+    s.user_or_create("alpha", first.user_id, "en", 0).await.unwrap();
+    let mut p = payment("ch_cap", first.user_id, 7, 0, 4_000);
+    p.quote_id = Some(first.id.clone());
+    assert!(s.apply_payment(&p).await.unwrap().first);
+    assert!(!s.apply_payment(&p).await.unwrap().first);
+    assert_eq!(s.campaign_redemptions(&cap.key, 4_000).await.unwrap(), 100);
+
+    // The other 99 holds expire unpaid: a sweep (two replicas at once) releases each once.
+    let later = 2_000 + CAP_HOLD_MS;
+    assert_eq!(s.campaign_redemptions(&cap.key, later).await.unwrap(), 1, "expired holds are not counted");
+    let (a, b) = tokio::join!(s.release_expired_holds(later), s.release_expired_holds(later));
+    assert_eq!(a.unwrap().len() + b.unwrap().len(), 99);
+    assert_eq!(rows(&s, "SELECT used FROM campaign_counters").await, 1);
+    assert!(s.release_expired_holds(later).await.unwrap().is_empty());
+    // A freed slot is taken by a new checkout.
+    let again = quotes.iter().find(|q| !won.iter().any(|w| w.id == q.id)).unwrap();
+    assert!(s.claim_quote("alpha", &again.id, again.user_id, "pcq-late", later).await.unwrap().is_ok());
+    assert_eq!(s.campaign_redemptions(&cap.key, later).await.unwrap(), 2);
+    // A payment arriving after its hold was released still counts (the buyer paid the discount).
+    let released = &won[1];
+    s.user_or_create("alpha", released.user_id, "en", 0).await.unwrap();
+    let mut late = payment("ch_late", released.user_id, 7, 0, later);
+    late.quote_id = Some(released.id.clone());
+    assert!(s.apply_payment(&late).await.unwrap().first);
+    assert_eq!(s.campaign_redemptions(&cap.key, later).await.unwrap(), 3);
+    assert_eq!(rows(&s, "SELECT used FROM campaign_counters").await, 3);
+}
+
+async fn a_refund_reverses_the_grant_once_and_never_below_zero(s: SqlStore) {
+    s.user_or_create("alpha", 1, "en", 0).await.unwrap();
+    // Two purchases: 7 days and 10 credits, then 30 days.
+    s.apply_payment(&payment("ch_a", 1, 7, 10, 1_000)).await.unwrap();
+    s.apply_payment(&payment("ch_b", 1, 30, 0, 2_000)).await.unwrap();
+    assert_eq!(s.user("alpha", 1).await.unwrap().unwrap().vip_until_ms, Some(1_000 + 37 * DAY));
+    // 4 of the credits are spent.
+    assert!(matches!(s.append(&entry("lock:x", 1, -4)).await.unwrap(), LedgerOutcome::Written { balance: 6 }));
+
+    let now = 3_000;
+    let RefundOutcome::Reversed { payment: p, vip_until_ms, credits_removed, credits_spent } =
+        s.refund_payment("alpha", "ch_a", now).await.unwrap()
+    else {
+        panic!("reversed")
+    };
+    assert_eq!((credits_removed, credits_spent), (6, 4));
+    assert_eq!(vip_until_ms, Some(1_000 + 30 * DAY), "shortened by the refunded 7 days; the other payment's days stay");
+    assert_eq!(p.refunded_ms, Some(now));
+    assert_eq!(p.refund_spent_credits, Some(4));
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 0);
+    assert_eq!(rows(&s, "SELECT MIN(balance) FROM wallets").await, 0);
+    // Again (the admin twice, or Telegram's refunded_payment after the command): nothing.
+    assert!(matches!(s.refund_payment("alpha", "ch_a", now + 1).await.unwrap(), RefundOutcome::Already(p) if p.refunded_ms == Some(now)));
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 0);
+    assert_eq!(rows(&s, "SELECT COUNT(*) FROM ledger WHERE reason = 'refund'").await, 1);
+    assert_eq!(s.refund_payment("alpha", "nope", now).await.unwrap(), RefundOutcome::Unknown);
+    assert_eq!(s.refund_payment("beta", "ch_b", now).await.unwrap(), RefundOutcome::Unknown, "another bot's charge");
+
+    // VIP never ends before the refund's moment: refunding the 30 days a day later ends it now.
+    let t = 1_000 + DAY;
+    let RefundOutcome::Reversed { vip_until_ms, credits_removed, .. } = s.refund_payment("alpha", "ch_b", t).await.unwrap() else {
+        panic!("reversed")
+    };
+    assert_eq!((vip_until_ms, credits_removed), (Some(t), 0));
+    assert!(!s.user("alpha", 1).await.unwrap().unwrap().is_vip(t));
+    let history = s.payments_of("alpha", 1, 10).await.unwrap();
+    assert!(history.iter().all(|p| p.refunded_ms.is_some()), "{history:?}");
+    assert_eq!(s.payment_of_charge("alpha", "ch_b").await.unwrap().map(|p| p.refunded_ms), Some(Some(t)));
+}
+
 // ---- backends -------------------------------------------------------------------------------
 
 async fn postgres_store() -> (SqlStore, TestDb) {
@@ -724,6 +832,8 @@ macro_rules! both_databases {
 }
 
 both_databases!(
+    a_campaign_cap_reserves_exactly_its_slots_under_1000_concurrent_checkouts,
+    a_refund_reverses_the_grant_once_and_never_below_zero,
     a_new_user_starts_at_the_terms,
     user_or_create_is_idempotent_under_concurrency,
     profile_round_trips,
@@ -747,6 +857,7 @@ both_databases!(
     vip_days_stack_onto_an_unexpired_vip_and_start_afresh_after_expiry,
     the_ledger_never_goes_negative_under_concurrent_debits,
     a_quote_is_single_use_owned_by_the_buyer_and_expires,
+    mirror_copies_are_indexed_by_session,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would

@@ -148,6 +148,7 @@ pub fn resolve(
             ends_at,
             audience: c.spec.audience,
             max_redemptions: c.spec.max_redemptions,
+            uid: c.metadata.uid.clone(),
         });
     }
     resolved_campaigns.sort_by(|a, b| a.id.cmp(&b.id));
@@ -178,6 +179,7 @@ pub fn resolve(
             secrets: SecretFiles {
                 token_file: TOKEN_FILE.into(),
                 webhook_secret_file: (spec.ingress.mode == IngressMode::Webhook).then(|| WEBHOOK_SECRET_FILE.into()),
+                payload_key_file: None,
             },
             retiring: false,
         },

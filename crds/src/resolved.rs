@@ -69,6 +69,10 @@ pub struct SecretFiles {
     pub token_file: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<String>,
+    /// The fleet's invoice-payload signing keys (docs/MONEY.md). Absent: the runtime reads
+    /// `$PAYLOAD_KEY_FILE`, else generates a key per process.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload_key_file: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -97,9 +101,18 @@ pub struct ResolvedCampaign {
     pub audience: Audience,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_redemptions: Option<u32>,
+    /// The DiscountCampaign's uid: its redemption count is kept per namespace, name and uid,
+    /// so a campaign deleted and re-created under the same name starts afresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
 }
 
 impl ResolvedCampaign {
+    /// The key of the campaign's redemption count, fleet-wide: `<namespace>/<name>/<uid>`.
+    pub fn cap_key(&self, namespace: &str) -> String {
+        format!("{namespace}/{}/{}", self.id, self.uid.as_deref().unwrap_or("-"))
+    }
+
     /// Active in [startsAt, endsAt).
     pub fn is_active(&self, now: Timestamp) -> bool {
         self.starts_at <= now && now < self.ends_at

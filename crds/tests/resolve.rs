@@ -104,6 +104,7 @@ fn campaign(id: &str, percent: u8, audience: Audience, cap: Option<u32>) -> Reso
         ends_at: t(END),
         audience,
         max_redemptions: cap,
+        uid: None,
     }
 }
 

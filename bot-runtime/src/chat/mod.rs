@@ -109,10 +109,8 @@ async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError>
     if let Some(paid) = &m.successful_payment {
         return payments::on_successful_payment(fx, &user, lang, paid).await;
     }
-    if m.refunded_payment.is_some() {
-        // Refunds are the next slice of the money issue (docs/MONEY.md); never relay one.
-        tracing::warn!(bot = %fx.bot.name, "refunded_payment received; refunds are not handled yet");
-        return Ok(());
+    if let Some(refunded) = &m.refunded_payment {
+        return payments::on_refunded_payment(fx, refunded).await;
     }
 
     if let Some(command) = Command::of_message(&m) {
@@ -174,6 +172,8 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
             return Ok(());
         }
         Command::History => return payments::history(fx, &user, lang).await,
+        // Admins only (anyone else is told it is an unknown command).
+        Command::Refund { charge } => return payments::admin_refund(fx, &user, lang, charge.as_deref()).await,
         _ => {}
     }
     if user.stage != Stage::Ready {

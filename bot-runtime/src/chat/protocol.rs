@@ -48,6 +48,10 @@ pub enum Command {
     },
     /// `/terms`: the terms of sale (Telegram requires it of bots that sell).
     SaleTerms,
+    /// `/refund <charge id>`: an admin refunds a payment.
+    Refund {
+        charge: Option<String>,
+    },
     /// Any other command, by its name.
     Unknown(String),
 }
@@ -88,6 +92,7 @@ impl Command {
             "history" => Command::History,
             "paysupport" => Command::PaySupport { question: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
             "terms" => Command::SaleTerms,
+            "refund" => Command::Refund { charge: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
             other => Command::Unknown(other.to_string()),
         }
     }
@@ -111,6 +116,8 @@ impl Command {
             Command::PaySupport { question: Some(q) } => format!("/paysupport {q}"),
             Command::PaySupport { question: None } => "/paysupport".into(),
             Command::SaleTerms => "/terms".into(),
+            Command::Refund { charge: Some(c) } => format!("/refund {c}"),
+            Command::Refund { charge: None } => "/refund".into(),
             Command::Unknown(name) => format!("/{name}"),
         }
     }

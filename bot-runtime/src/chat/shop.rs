@@ -12,18 +12,8 @@ use super::{buttons, format_time};
 use crate::bot::{Effects, HandleError};
 use crate::hot::{Job, Lane};
 use crate::store::User;
-use crate::store::money::{NewQuote, QUOTE_TTL_MS};
+use crate::store::money::{CampaignCap, NewQuote, QUOTE_TTL_MS};
 use crate::texts::{Lang, escape};
-
-/// The invoice payload of a quote (Telegram allows 1–128 bytes).
-pub fn invoice_payload(quote_id: &str) -> String {
-    format!("q:{quote_id}")
-}
-
-/// The quote id an invoice payload names, if it is one of ours.
-pub fn quote_of_payload(payload: &str) -> Option<&str> {
-    payload.strip_prefix("q:").filter(|id| !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_hexdigit()))
-}
 
 /// Who is buying, as campaign audiences see them: first seen in the fleet (the person, which
 /// outlives /delete_me), and whether they have VIP on this bot now.
@@ -36,10 +26,33 @@ fn timestamp(ms: i64) -> Timestamp {
     Timestamp::from_millisecond(ms).unwrap_or(Timestamp::UNIX_EPOCH)
 }
 
-/// The effective price of a plan for this buyer now. Campaigns with a redemption cap are left
-/// out until cap reservation exists (docs/MONEY.md): never more discounts than the admin allowed.
-fn price(fx: &Effects<'_>, plan: &ResolvedPlan, buyer: Buyer) -> Option<Price> {
-    fx.bot.cfg().quote(&plan.id, timestamp(fx.now_ms), buyer, |_| true)
+/// The active capped campaigns whose slots are all held now (paid, or reserved by a checkout
+/// in progress): they price nothing until a slot is released.
+async fn sold_out(fx: &Effects<'_>) -> Result<Vec<String>, HandleError> {
+    let cfg = fx.bot.cfg();
+    let now = timestamp(fx.now_ms);
+    let mut out = Vec::new();
+    for c in cfg.campaigns.iter().filter(|c| c.is_active(now)) {
+        let Some(max) = c.max_redemptions else { continue };
+        let held = fx.store().campaign_redemptions(&c.cap_key(&fx.bot.id.namespace), fx.now_ms).await?;
+        fx.bot.metrics().set_campaign_redemptions(&fx.bot.id.namespace, &c.id, held);
+        if held >= i64::from(max) {
+            out.push(c.id.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// The effective price of a plan for this buyer now: the best campaign that still has a slot.
+fn price(fx: &Effects<'_>, plan: &ResolvedPlan, buyer: Buyer, sold_out: &[String]) -> Option<Price> {
+    fx.bot.cfg().quote(&plan.id, timestamp(fx.now_ms), buyer, |id| sold_out.iter().any(|s| s == id))
+}
+
+/// The cap of the campaign a price was made under, if it has one.
+fn cap_of(fx: &Effects<'_>, p: &Price) -> Option<CampaignCap> {
+    let cfg = fx.bot.cfg();
+    let c = cfg.campaigns.iter().find(|c| Some(&c.id) == p.campaign_id.as_ref())?;
+    Some(CampaignCap { key: c.cap_key(&fx.bot.id.namespace), max: i64::from(c.max_redemptions?) })
 }
 
 /// `/vip`: the member's VIP and credits, and the plans with a Buy button each.
@@ -56,10 +69,11 @@ pub(super) async fn show(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Resul
     };
     let credits = fx.store().credits(&fx.bot.name, user.user_id).await?;
     let buyer = buyer(fx, user).await?;
+    let sold_out = sold_out(fx).await?;
     let mut lines = Vec::new();
     let mut rows = Vec::new();
     for plan in &cfg.plans {
-        let Some(p) = price(fx, plan, buyer) else { continue };
+        let Some(p) = price(fx, plan, buyer, &sold_out) else { continue };
         let (title, description) = (escape(&plan.title), escape(&plan.description));
         let stars = p.price_stars.to_string();
         lines.push(match p.percent_off {
@@ -93,10 +107,14 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
         return Ok(Some(TextKey::ShopClosed.text(lang)));
     }
     let buyer = buyer(fx, user).await?;
-    let Some((plan, p)) = cfg.plans.iter().find(|p| plan_ref(&p.id) == plan).and_then(|plan| Some((plan, price(fx, plan, buyer)?)))
+    let sold_out = sold_out(fx).await?;
+    let Some((plan, p)) =
+        cfg.plans.iter().find(|p| plan_ref(&p.id) == plan).and_then(|plan| Some((plan, price(fx, plan, buyer, &sold_out)?)))
     else {
         return Ok(Some(TextKey::PlanGone.text(lang)));
     };
+    // A discount this buyer would have had, but its cap is reached: say why the price is full.
+    let missed = price(fx, plan, buyer, &[]).filter(|best| best.price_stars < p.price_stars);
     let quote = fx
         .store()
         .create_quote(&NewQuote {
@@ -110,8 +128,13 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
             lock_credits: i64::from(plan.grants.lock_credits),
             created_ms: fx.now_ms,
             expires_ms: fx.now_ms + QUOTE_TTL_MS,
+            campaign_cap: cap_of(fx, &p),
         })
         .await?;
+    if let Some(best) = missed {
+        let percent = best.percent_off.unwrap_or_default().to_string();
+        fx.say(&user.member(), TextKey::ShopCapReached.fmt(lang, &[("percent", &percent), ("title", &escape(&plan.title))]), None);
+    }
     let mut grants = Vec::new();
     if plan.grants.vip_days > 0 {
         grants.push(TextKey::InvoiceVip.fmt(lang, &[("days", &plan.grants.vip_days.to_string())]));
@@ -126,7 +149,8 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
         // The plan's title as the admin wrote it (the VipPlan allows 1–32 characters, as Telegram).
         "title": plan.title.chars().take(32).collect::<String>(),
         "description": description,
-        "payload": invoice_payload(&quote.id),
+        // Signed: pre-checkout refuses a payload this fleet did not make (payload.rs).
+        "payload": fx.bot.payload_keys.sign(&fx.bot.id.to_string(), &quote.id),
         "currency": "XTR",
         "prices": [{"label": plan.title, "amount": p.price_stars}],
         // Set, so a forwarded invoice carries a link to the bot instead of a Pay button.
@@ -134,4 +158,37 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
     });
     fx.push(Job::to(&user.member(), Lane::Interactive, "sendInvoice", params));
     Ok(None)
+}
+
+/// How often each replica sweeps for capped-campaign holds that expired unpaid.
+const HOLD_SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Releases capped-campaign slots whose hold (`CAP_HOLD_MS` after an approved checkout) ran
+/// out without a payment, and republishes the counts of the campaigns it released. Every
+/// replica sweeps; each hold is released exactly once whoever sweeps (one atomic UPDATE in the
+/// store). Correctness does not wait for the sweep: a reservation first releases its own
+/// campaign's expired holds, and counts ignore expired holds; the sweep keeps the counters and
+/// the `botfleet_campaign_redemptions` gauge current when nobody is buying.
+pub async fn sweep_expired_holds(bot: std::sync::Arc<crate::bot::Bot>, shutdown: tokio::sync::watch::Receiver<bool>) {
+    let mut ticker = crate::bot::Ticker::new(HOLD_SWEEP_EVERY, shutdown);
+    while ticker.tick().await {
+        let now_ms = crate::bot::now_ms();
+        match bot.store.release_expired_holds(now_ms).await {
+            Ok(released) if released.is_empty() => {}
+            Ok(mut released) => {
+                tracing::info!(bot = %bot.id, slots = released.len(), "capped-campaign holds released unpaid");
+                released.sort();
+                released.dedup();
+                for key in released {
+                    if let Ok(held) = bot.store.campaign_redemptions(&key, now_ms).await {
+                        let mut parts = key.splitn(3, '/');
+                        if let (Some(ns), Some(name)) = (parts.next(), parts.next()) {
+                            bot.metrics().set_campaign_redemptions(ns, name, held);
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(bot = %bot.id, error = %e, "releasing expired campaign holds failed; retrying"),
+        }
+    }
 }

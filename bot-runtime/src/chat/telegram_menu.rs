@@ -5,8 +5,8 @@
 //!
 //! Admin commands go to each admin only (`BotCommandScopeChat`), on top of the user commands:
 //! Telegram shows the most specific scope, so an admin sees both lists and nobody else sees
-//! the admin ones. There are no admin commands yet (the admin issue adds them to
-//! [`ADMIN_COMMANDS`]); until then no chat scope is set.
+//! the admin ones: [`ADMIN_COMMANDS`] (`/refund`, until the admin dashboard exists). A bot
+//! with no admins sets no chat scope.
 //!
 //! A failure here never stops the bot: the menu is a convenience (every command also works
 //! typed), so it is logged and retried at the next start.
@@ -36,8 +36,8 @@ pub const USER_COMMANDS: [(Command, TextKey); 13] = [
     (Command::SaleTerms, TextKey::CmdTerms),
 ];
 
-/// Commands only admins see (none yet; see the module comment).
-pub const ADMIN_COMMANDS: [(&str, TextKey); 0] = [];
+/// Commands only admins see.
+pub const ADMIN_COMMANDS: [(&str, TextKey); 1] = [("refund", TextKey::CmdRefund)];
 
 /// The `commands` array of `setMyCommands` in one language.
 pub fn command_list(lang: Lang, admin: bool) -> Value {

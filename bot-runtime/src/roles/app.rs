@@ -101,6 +101,7 @@ pub async fn start_bot(
         tokio::spawn(outbox::run(bot.clone(), shutdown.clone())),
         tokio::spawn(timers::run(bot.clone(), shutdown.clone())),
         tokio::spawn(crate::chat::retire::run(bot.clone(), shutdown.clone())),
+        tokio::spawn(crate::chat::shop::sweep_expired_holds(bot.clone(), shutdown.clone())),
     ];
     if poll {
         tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
@@ -134,6 +135,9 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
         config,
         api,
         fleet: fleet.clone(),
+        payload_keys: Arc::new(
+            crate::payload::PayloadKeys::load(cfg.bot.secrets.payload_key_file.as_deref()).context("the invoice payload keys")?,
+        ),
     });
     Ok(bot)
 }

@@ -10,6 +10,19 @@ use super::StoreResult;
 /// How long a quote is honoured.
 pub const QUOTE_TTL_MS: i64 = 15 * 60 * 1000;
 
+/// How long a capped campaign's slot reserved at pre-checkout is held for the payment to
+/// follow. Telegram sends `successful_payment` seconds after an approved checkout; a slot
+/// still unpaid after this is released (docs/MONEY.md, "Redemption caps").
+pub const CAP_HOLD_MS: i64 = 5 * 60 * 1000;
+
+/// A capped campaign a quote was made under: the key of its fleet-wide count,
+/// `<namespace>/<name>/<uid>`, and the cap in force when the quote was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CampaignCap {
+    pub key: String,
+    pub max: i64,
+}
+
 /// A quote as asked for; the store gives it its (random) id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewQuote {
@@ -23,6 +36,8 @@ pub struct NewQuote {
     pub lock_credits: i64,
     pub created_ms: i64,
     pub expires_ms: i64,
+    /// Set when the campaign has a redemption cap: the checkout must reserve a slot.
+    pub campaign_cap: Option<CampaignCap>,
 }
 
 /// A stored quote.
@@ -42,6 +57,7 @@ pub struct Quote {
     /// The pre_checkout_query that claimed it, if any.
     pub checkout_id: Option<String>,
     pub used_ms: Option<i64>,
+    pub campaign_cap: Option<CampaignCap>,
 }
 
 /// Why a checkout may not claim a quote.
@@ -54,6 +70,8 @@ pub enum QuoteRefusal {
     Expired,
     /// Claimed by another checkout, or paid already.
     Used,
+    /// The quote's capped campaign has no slot left: nothing claimed.
+    CapReached,
 }
 
 /// A payment to apply.
@@ -85,6 +103,29 @@ pub struct Payment {
     pub vip_until_ms: Option<i64>,
     pub created_ms: i64,
     pub refunded_ms: Option<i64>,
+    /// Credits of this payment already spent when it was refunded (not clawed back).
+    pub refund_spent_credits: Option<i64>,
+}
+
+/// What [`Payments::refund_payment`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RefundOutcome {
+    /// No such charge on this bot.
+    Unknown,
+    /// Refunded before (by this or another replica, or Telegram's own `refunded_payment`):
+    /// nothing changed. The payment as it is.
+    Already(Payment),
+    /// Reversed now.
+    Reversed {
+        payment: Payment,
+        /// The member's VIP deadline after the reversal (None: the payment granted no VIP
+        /// days, or the member's VIP had already ended or the profile is gone).
+        vip_until_ms: Option<i64>,
+        /// Credits taken back (the ledger row `refund:<charge>`).
+        credits_removed: i64,
+        /// The payment's credits already spent: not taken back.
+        credits_spent: i64,
+    },
 }
 
 /// The result of [`Payments::apply_payment`].
@@ -129,8 +170,16 @@ pub trait Quotes: Send + Sync + 'static {
     async fn quote(&self, bot: &str, id: &str) -> StoreResult<Option<Quote>>;
     /// A checkout (`query_id`) by `payer` claims the quote: atomically, so one quote is
     /// approved for one checkout only (the same query may claim it again: a retried update).
+    /// With a capped campaign, the same transaction reserves a slot of the campaign's count
+    /// until `now_ms + CAP_HOLD_MS` (first releasing that campaign's expired holds); no slot
+    /// left refuses with [`QuoteRefusal::CapReached`] and claims nothing.
     async fn claim_quote(&self, bot: &str, id: &str, payer: i64, query_id: &str, now_ms: i64)
     -> StoreResult<Result<Quote, QuoteRefusal>>;
+    /// Slots of a capped campaign held at `now_ms`: paid, or reserved and not yet expired.
+    async fn campaign_redemptions(&self, campaign_key: &str, now_ms: i64) -> StoreResult<i64>;
+    /// Releases every reservation that expired unpaid (each exactly once, whichever replicas
+    /// sweep at the same time); returns the campaign keys released, one per slot.
+    async fn release_expired_holds(&self, now_ms: i64) -> StoreResult<Vec<String>>;
 }
 
 #[async_trait::async_trait]
@@ -142,6 +191,12 @@ pub trait Payments: Send + Sync + 'static {
     async fn apply_payment(&self, payment: &NewPayment) -> StoreResult<Applied>;
     /// The member's payments, newest first.
     async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>>;
+    /// The payment of a charge on `bot`.
+    async fn payment_of_charge(&self, bot: &str, charge_id: &str) -> StoreResult<Option<Payment>>;
+    /// Reverses a refunded charge once, in one transaction: marks it refunded, shortens the
+    /// member's VIP by its days (never to before `now_ms`), takes its credits back as far as
+    /// they are unspent (never below zero). A second call changes nothing.
+    async fn refund_payment(&self, bot: &str, charge_id: &str, now_ms: i64) -> StoreResult<RefundOutcome>;
 }
 
 #[async_trait::async_trait]

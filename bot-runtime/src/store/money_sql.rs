@@ -15,21 +15,24 @@
 
 use sqlx::{AnyConnection, Row as _};
 
-use super::money::{Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes};
+use super::money::{
+    Applied, CAP_HOLD_MS, CampaignCap, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote,
+    QuoteRefusal, Quotes, RefundOutcome,
+};
 use super::sql::{SqlStore, col, corrupt, db_err};
 use super::StoreResult;
 
 macro_rules! quote_columns {
     () => {
         "id, bot, user_id, plan_id, price_stars, base_stars, campaign_id, vip_days, lock_credits, created_ms, expires_ms, \
-         checkout_id, used_ms"
+         checkout_id, used_ms, campaign_key, campaign_cap"
     };
 }
 
 macro_rules! payment_columns {
     () => {
         "telegram_payment_charge_id, bot, user_id, quote_id, plan_id, stars, vip_days, lock_credits, vip_until_ms, \
-         created_ms, refunded_ms"
+         created_ms, refunded_ms, refund_spent_credits"
     };
 }
 
@@ -48,6 +51,10 @@ fn quote_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Quote> {
         expires_ms: col(row, "expires_ms")?,
         checkout_id: col(row, "checkout_id")?,
         used_ms: col(row, "used_ms")?,
+        campaign_cap: match (col::<Option<String>>(row, "campaign_key")?, col::<Option<i64>>(row, "campaign_cap")?) {
+            (Some(key), Some(max)) => Some(CampaignCap { key, max }),
+            _ => None,
+        },
     })
 }
 
@@ -64,6 +71,7 @@ fn payment_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Payment> {
         vip_until_ms: col(row, "vip_until_ms")?,
         created_ms: col(row, "created_ms")?,
         refunded_ms: col(row, "refunded_ms")?,
+        refund_spent_credits: col(row, "refund_spent_credits")?,
     })
 }
 
@@ -131,6 +139,115 @@ async fn append_in(conn: &mut AnyConnection, e: &LedgerEntry) -> StoreResult<Led
     Ok(LedgerOutcome::Written { balance: after })
 }
 
+/// Releases the expired, unpaid holds of one campaign (or of every campaign), inside the
+/// caller's transaction, giving their slots back to the counters. Each hold is released once:
+/// the UPDATE's `released_ms IS NULL` is re-checked under the row lock by a concurrent
+/// release (Postgres) or runs alone (SQLite). Returns the campaign of each released slot.
+async fn release_expired_in(conn: &mut AnyConnection, campaign: Option<&str>, now_ms: i64) -> StoreResult<Vec<String>> {
+    const ALL: &str = "UPDATE campaign_redemptions SET released_ms = $1 \
+         WHERE released_ms IS NULL AND paid_ms IS NULL AND expires_ms <= $1 RETURNING campaign";
+    const ONE: &str = "UPDATE campaign_redemptions SET released_ms = $1 \
+         WHERE released_ms IS NULL AND paid_ms IS NULL AND expires_ms <= $1 AND campaign = $2 RETURNING campaign";
+    let rows = match campaign {
+        Some(c) => sqlx::query(ONE).bind(now_ms).bind(c).fetch_all(&mut *conn).await,
+        None => sqlx::query(ALL).bind(now_ms).fetch_all(&mut *conn).await,
+    }
+    .map_err(db_err)?;
+    let released: Vec<String> = rows.iter().map(|r| col::<String>(r, "campaign")).collect::<StoreResult<_>>()?;
+    let mut counts: std::collections::BTreeMap<&str, i64> = std::collections::BTreeMap::new();
+    for c in &released {
+        *counts.entry(c.as_str()).or_default() += 1;
+    }
+    for (c, n) in counts {
+        sqlx::query("UPDATE campaign_counters SET used = used - $2, updated_ms = $3 WHERE campaign = $1")
+            .bind(c)
+            .bind(n)
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(released)
+}
+
+/// Takes one slot of `cap` for quote `quote_id` until `now_ms + CAP_HOLD_MS`, inside the
+/// caller's transaction (the claim of the quote). False: no slot left. A quote holding a slot
+/// already (a retried checkout) keeps it and takes no second one.
+///
+/// Atomic fleet-wide: the increment is one `UPDATE … WHERE used < cap` on the campaign's
+/// counter row. On Postgres concurrent reservations queue on that row's lock and each re-reads
+/// `used` after the one before committed; SQLite has one writer at a time.
+async fn reserve_in(conn: &mut AnyConnection, cap: &CampaignCap, quote_id: &str, now_ms: i64) -> StoreResult<bool> {
+    release_expired_in(conn, Some(&cap.key), now_ms).await?;
+    let held = sqlx::query("SELECT 1 AS held FROM campaign_redemptions WHERE quote_id = $1 AND released_ms IS NULL")
+        .bind(quote_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if held.is_some() {
+        return Ok(true);
+    }
+    sqlx::query("INSERT INTO campaign_counters (campaign, used, updated_ms) VALUES ($1, 0, $2) ON CONFLICT (campaign) DO NOTHING")
+        .bind(cap.key.as_str())
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let took = sqlx::query("UPDATE campaign_counters SET used = used + 1, updated_ms = $3 WHERE campaign = $1 AND used < $2 RETURNING used")
+        .bind(cap.key.as_str())
+        .bind(cap.max)
+        .bind(now_ms)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if took.is_none() {
+        return Ok(false);
+    }
+    sqlx::query(
+        "INSERT INTO campaign_redemptions (quote_id, campaign, reserved_ms, expires_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (quote_id) DO UPDATE SET campaign = $2, reserved_ms = $3, expires_ms = $4, paid_ms = NULL, released_ms = NULL",
+    )
+    .bind(quote_id)
+    .bind(cap.key.as_str())
+    .bind(now_ms)
+    .bind(now_ms + CAP_HOLD_MS)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(true)
+}
+
+/// The payment of quote `quote_id` was applied: its slot is paid and kept for good. A slot
+/// released before the payment came (Telegram later than the hold) is taken again, past the
+/// cap if need be: the buyer was charged the discounted price, and the count must say so.
+async fn redeem_in(conn: &mut AnyConnection, quote_id: &str, now_ms: i64) -> StoreResult<()> {
+    // Lock the hold first (a no-op write) and read it as it is now: a sweep releasing it at
+    // the same moment either went first (we see released_ms) or waits for us.
+    let row = sqlx::query("UPDATE campaign_redemptions SET quote_id = quote_id WHERE quote_id = $1 AND paid_ms IS NULL RETURNING campaign, released_ms")
+        .bind(quote_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    let Some(row) = row else { return Ok(()) };
+    let campaign: String = col(&row, "campaign")?;
+    let released: Option<i64> = col(&row, "released_ms")?;
+    sqlx::query("UPDATE campaign_redemptions SET paid_ms = $2, released_ms = NULL WHERE quote_id = $1")
+        .bind(quote_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    if released.is_some() {
+        sqlx::query("UPDATE campaign_counters SET used = used + 1, updated_ms = $2 WHERE campaign = $1")
+            .bind(campaign.as_str())
+            .bind(now_ms)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_err)?;
+    }
+    Ok(())
+}
+
 impl SqlStore {
     async fn payment(&self, charge_id: &str) -> StoreResult<Option<Payment>> {
         let row = sqlx::query(concat!("SELECT ", payment_columns!(), " FROM payments WHERE telegram_payment_charge_id = $1"))
@@ -147,7 +264,8 @@ impl Quotes for SqlStore {
     async fn create_quote(&self, q: &NewQuote) -> StoreResult<Quote> {
         let row = sqlx::query(concat!(
             "INSERT INTO quotes (id, bot, user_id, plan_id, price_stars, base_stars, campaign_id, vip_days, lock_credits, \
-             created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING ",
+             created_ms, expires_ms, campaign_key, campaign_cap) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             RETURNING ",
             quote_columns!()
         ))
         .bind(new_quote_id())
@@ -161,6 +279,8 @@ impl Quotes for SqlStore {
         .bind(q.lock_credits)
         .bind(q.created_ms)
         .bind(q.expires_ms)
+        .bind(q.campaign_cap.as_ref().map(|c| c.key.as_str()))
+        .bind(q.campaign_cap.as_ref().map(|c| c.max))
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
@@ -185,8 +305,10 @@ impl Quotes for SqlStore {
         query_id: &str,
         now_ms: i64,
     ) -> StoreResult<Result<Quote, QuoteRefusal>> {
-        // One statement: on Postgres a concurrent claim waits for the row lock and re-checks
-        // the WHERE (then finds checkout_id taken); SQLite serializes writers.
+        // One transaction whose first statement is the claim (a write: SQLite then serializes
+        // writers from the start). On Postgres a concurrent claim of the same quote waits for
+        // the row lock and re-checks the WHERE (then finds checkout_id taken).
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
         let claimed = sqlx::query(concat!(
             "UPDATE quotes SET checkout_id = $4, checkout_ms = $5 \
              WHERE id = $1 AND bot = $2 AND user_id = $3 AND expires_ms > $5 AND used_ms IS NULL \
@@ -198,11 +320,28 @@ impl Quotes for SqlStore {
         .bind(payer)
         .bind(query_id)
         .bind(now_ms)
-        .fetch_optional(self.pool())
+        .fetch_optional(&mut *tx)
         .await
         .map_err(db_err)?;
-        if let Some(row) = claimed {
-            return Ok(Ok(quote_from_row(&row)?));
+        let claimed = match claimed {
+            Some(row) => {
+                let quote = quote_from_row(&row)?;
+                if let Some(cap) = &quote.campaign_cap
+                    && !reserve_in(&mut tx, cap, &quote.id, now_ms).await?
+                {
+                    tx.rollback().await.map_err(db_err)?;
+                    return Ok(Err(QuoteRefusal::CapReached));
+                }
+                tx.commit().await.map_err(db_err)?;
+                Some(quote)
+            }
+            None => {
+                tx.rollback().await.map_err(db_err)?;
+                None
+            }
+        };
+        if let Some(quote) = claimed {
+            return Ok(Ok(quote));
         }
         // Why not, for the payer's message.
         Ok(Err(match self.quote(bot, id).await? {
@@ -211,6 +350,26 @@ impl Quotes for SqlStore {
             Some(q) if q.used_ms.is_some() || q.checkout_id.as_deref().is_some_and(|c| c != query_id) => QuoteRefusal::Used,
             Some(_) => QuoteRefusal::Expired,
         }))
+    }
+
+    async fn campaign_redemptions(&self, campaign_key: &str, now_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS held FROM campaign_redemptions WHERE campaign = $1 AND released_ms IS NULL \
+             AND (paid_ms IS NOT NULL OR expires_ms > $2)",
+        )
+        .bind(campaign_key)
+        .bind(now_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        row.try_get::<i64, _>("held").map_err(|e| corrupt(format_args!("campaign redemptions: {e}")))
+    }
+
+    async fn release_expired_holds(&self, now_ms: i64) -> StoreResult<Vec<String>> {
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let released = release_expired_in(&mut tx, None, now_ms).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(released)
     }
 }
 
@@ -293,6 +452,7 @@ impl Payments for SqlStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
+            redeem_in(&mut tx, quote, p.now_ms).await?;
         }
         tx.commit().await.map_err(db_err)?;
         Ok(Applied {
@@ -308,9 +468,100 @@ impl Payments for SqlStore {
                 vip_until_ms,
                 created_ms: p.now_ms,
                 refunded_ms: None,
+                refund_spent_credits: None,
             },
             first: true,
         })
+    }
+
+    async fn payment_of_charge(&self, bot: &str, charge_id: &str) -> StoreResult<Option<Payment>> {
+        Ok(self.payment(charge_id).await?.filter(|p| p.bot == bot))
+    }
+
+    async fn refund_payment(&self, bot: &str, charge_id: &str, now_ms: i64) -> StoreResult<RefundOutcome> {
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        // First statement a write (SQLite serializes from here; Postgres locks the row): a
+        // concurrent refund of the same charge waits, re-checks refunded_ms, and finds it set.
+        let row = sqlx::query(concat!(
+            "UPDATE payments SET refunded_ms = $3 WHERE telegram_payment_charge_id = $1 AND bot = $2 AND refunded_ms IS NULL \
+             RETURNING ",
+            payment_columns!()
+        ))
+        .bind(charge_id)
+        .bind(bot)
+        .bind(now_ms)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(row) = row else {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(match self.payment_of_charge(bot, charge_id).await? {
+                Some(p) => RefundOutcome::Already(p),
+                None => RefundOutcome::Unknown,
+            });
+        };
+        let mut payment = payment_from_row(&row)?;
+
+        let mut vip_until_ms = None;
+        if payment.vip_days > 0 {
+            // Shortened by the payment's days, never to before now; an ended VIP stays ended.
+            let row = sqlx::query(
+                "UPDATE users SET vip_until_ms = \
+                   CASE WHEN vip_until_ms - $4 > $3 THEN vip_until_ms - $4 ELSE $3 END \
+                 WHERE bot = $1 AND user_id = $2 AND vip_until_ms IS NOT NULL AND vip_until_ms > $3 RETURNING vip_until_ms",
+            )
+            .bind(bot)
+            .bind(payment.user_id)
+            .bind(now_ms)
+            .bind(payment.vip_days * DAY_MS)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            vip_until_ms = row.map(|r| col::<i64>(&r, "vip_until_ms")).transpose()?;
+        }
+
+        let (mut removed, mut spent) = (0, 0);
+        if payment.lock_credits > 0 {
+            // Read the balance under the wallet's lock (a no-op UPDATE, as append_in does).
+            let balance = sqlx::query("UPDATE wallets SET updated_ms = updated_ms WHERE bot = $1 AND user_id = $2 RETURNING balance")
+                .bind(bot)
+                .bind(payment.user_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?
+                .map(|r| col::<i64>(&r, "balance"))
+                .transpose()?
+                .unwrap_or(0);
+            removed = payment.lock_credits.min(balance.max(0));
+            spent = payment.lock_credits - removed;
+            if removed > 0 {
+                let entry = LedgerEntry {
+                    idem_key: format!("refund:{charge_id}"),
+                    bot: bot.to_string(),
+                    user_id: payment.user_id,
+                    delta: -removed,
+                    reason: "refund".into(),
+                    reference: charge_id.to_string(),
+                    created_ms: now_ms,
+                };
+                match append_in(&mut tx, &entry).await? {
+                    LedgerOutcome::Written { .. } => {}
+                    other => {
+                        tx.rollback().await.map_err(db_err)?;
+                        return Err(corrupt(format_args!("refund of {charge_id}: ledger refused the reversal: {other:?}")));
+                    }
+                }
+            }
+            sqlx::query("UPDATE payments SET refund_spent_credits = $2 WHERE telegram_payment_charge_id = $1")
+                .bind(charge_id)
+                .bind(spent)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            payment.refund_spent_credits = Some(spent);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(RefundOutcome::Reversed { payment, vip_until_ms, credits_removed: removed, credits_spent: spent })
     }
 
     async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {

@@ -9,7 +9,9 @@
 
 use std::sync::Arc;
 
-use super::money::{Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes};
+use super::money::{
+    Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
+};
 use super::{EndReason, Funnel, Person, Safety, Session, Sessions, Store, StoreResult, User, UserStats, Users};
 use crate::matching::Member;
 
@@ -174,6 +176,13 @@ impl Quotes for BotStore {
     async fn claim_quote(&self, bot: &str, id: &str, payer: i64, query_id: &str, now_ms: i64) -> StoreResult<Result<Quote, QuoteRefusal>> {
         Ok(self.inner.claim_quote(&self.id(bot), id, payer, query_id, now_ms).await?.map(|q| self.quote_out(q)))
     }
+    // Campaign keys are fleet-wide already (`<namespace>/<name>/<uid>`): passed as they are.
+    async fn campaign_redemptions(&self, campaign_key: &str, now_ms: i64) -> StoreResult<i64> {
+        self.inner.campaign_redemptions(campaign_key, now_ms).await
+    }
+    async fn release_expired_holds(&self, now_ms: i64) -> StoreResult<Vec<String>> {
+        self.inner.release_expired_holds(now_ms).await
+    }
 }
 
 #[async_trait::async_trait]
@@ -185,6 +194,18 @@ impl Payments for BotStore {
     }
     async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {
         Ok(self.inner.payments_of(&self.id(bot), user_id, limit).await?.into_iter().map(|p| self.payment_out(p)).collect())
+    }
+    async fn payment_of_charge(&self, bot: &str, charge_id: &str) -> StoreResult<Option<Payment>> {
+        Ok(self.inner.payment_of_charge(&self.id(bot), charge_id).await?.map(|p| self.payment_out(p)))
+    }
+    async fn refund_payment(&self, bot: &str, charge_id: &str, now_ms: i64) -> StoreResult<RefundOutcome> {
+        Ok(match self.inner.refund_payment(&self.id(bot), charge_id, now_ms).await? {
+            RefundOutcome::Unknown => RefundOutcome::Unknown,
+            RefundOutcome::Already(p) => RefundOutcome::Already(self.payment_out(p)),
+            RefundOutcome::Reversed { payment, vip_until_ms, credits_removed, credits_spent } => {
+                RefundOutcome::Reversed { payment: self.payment_out(payment), vip_until_ms, credits_removed, credits_spent }
+            }
+        })
     }
 }
 

@@ -54,12 +54,14 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/postgres/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/postgres/0002_people.sql")),
     (3, "money", include_str!("../../../migrations/postgres/0003_money.sql")),
+    (4, "caps refunds", include_str!("../../../migrations/postgres/0004_caps_refunds.sql")),
     (5, "mirror", include_str!("../../../migrations/postgres/0005_mirror.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
     (2, "people", include_str!("../../../migrations/sqlite/0002_people.sql")),
     (3, "money", include_str!("../../../migrations/sqlite/0003_money.sql")),
+    (4, "caps refunds", include_str!("../../../migrations/sqlite/0004_caps_refunds.sql")),
     (5, "mirror", include_str!("../../../migrations/sqlite/0005_mirror.sql")),
 ];
 

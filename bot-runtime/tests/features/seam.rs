@@ -318,6 +318,50 @@ impl Seam {
         self.update(&p.bot, json!({ "message": message })).await
     }
 
+    /// Makes the fake Telegram hold the charge of a payment `p` made of `amount` Stars for the
+    /// invoice `payload` (so refundStarPayment finds it); returns its charge id. The bot's
+    /// update for it is `paid` with this charge id.
+    pub fn charge_in_fake(&self, p: &Person, payload: &str, amount: i64) -> String {
+        let mut world = self.fake.world();
+        let bot_id = world.find_bot(&username(&p.bot)).expect("the bot is registered");
+        let spec = botfleet_tests::fake_telegram::state::InvoiceSpec {
+            title: "-".into(),
+            description: "-".into(),
+            payload: payload.into(),
+            currency: "XTR".into(),
+            amount,
+        };
+        botfleet_tests::fake_telegram::methods::complete_payment(&mut world, bot_id, p.id, &spec).expect("a charge").0
+    }
+
+    /// Sets the Stars the fake Telegram holds for `bot` (a refund needs at least its amount).
+    pub fn set_star_balance(&self, bot: &str, stars: i64) {
+        let mut world = self.fake.world();
+        let bot_id = world.find_bot(&username(bot)).expect("the bot is registered");
+        world.bot_mut(bot_id).expect("the bot").star_balance = stars;
+    }
+
+    /// The bot's Stars transactions at the fake Telegram.
+    pub fn star_transactions(&self, bot: &str) -> Vec<serde_json::Value> {
+        let world = self.fake.world();
+        let bot_id = world.find_bot(&username(bot)).expect("the bot is registered");
+        world.bot(bot_id).expect("the bot").star_transactions.clone()
+    }
+
+    /// The `refunded_payment` service message Telegram sends when it refunded `charge`.
+    pub async fn refunded(&self, p: &Person, payload: &str, amount: i64, charge: &str) -> Out {
+        let message = json!({
+            "message_id": self.next_message.fetch_add(1, Ordering::SeqCst),
+            "date": 0,
+            "chat": {"id": p.id, "type": "private"},
+            "from": {"id": p.id, "is_bot": false, "first_name": "-", "language_code": p.lang.code()},
+            "refunded_payment": {
+                "currency": "XTR", "total_amount": amount, "invoice_payload": payload, "telegram_payment_charge_id": charge,
+            },
+        });
+        self.update(&p.bot, json!({ "message": message })).await
+    }
+
     // ---- timers ------------------------------------------------------------------------
 
     /// Fires one timer on `bot` (as if claimed), whatever its due time.
