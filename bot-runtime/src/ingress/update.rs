@@ -329,8 +329,19 @@ fn lenient(body: &Value, why: &str) -> Result<Option<Box<Message>>, ()> {
 }
 
 /// The fields we relay or apply: if the JSON has one, the view must have it.
-const READ_FIELDS: [&str; 11] =
-    ["text", "photo", "video", "voice", "audio", "document", "sticker", "animation", "video_note", "successful_payment", "refunded_payment"];
+const READ_FIELDS: [&str; 11] = [
+    "text",
+    "photo",
+    "video",
+    "voice",
+    "audio",
+    "document",
+    "sticker",
+    "animation",
+    "video_note",
+    "successful_payment",
+    "refunded_payment",
+];
 
 impl Message {
     fn new(message_id: i64, from: Option<From>, chat: Chat) -> Message {
@@ -724,7 +735,9 @@ mod tests {
             ),
             (
                 "sticker",
-                message_of(json!({"sticker": with(file("sticker"), json!({"type": "regular", "width": 512, "height": 512, "is_animated": true, "is_video": false, "emoji": "🙂", "set_name": "s"}))})),
+                message_of(
+                    json!({"sticker": with(file("sticker"), json!({"type": "regular", "width": 512, "height": 512, "is_animated": true, "is_video": false, "emoji": "🙂", "set_name": "s"}))}),
+                ),
                 Some(MediaKind::Sticker),
             ),
             (
@@ -838,7 +851,9 @@ mod tests {
         assert!(matches!(m.content(), Content::Media { kind: MediaKind::Voice, file } if file.file_id == "v" && file.file_size.is_none()));
 
         let file = json!({"file_id": "a", "file_unique_id": "au", "file_name": "a.mp4"});
-        let animation = msg(json!({"animation": with(file.clone(), json!({"width": 1, "height": 1, "duration": 1})), "document": file, "caption": "c"}));
+        let animation = msg(
+            json!({"animation": with(file.clone(), json!({"width": 1, "height": 1, "duration": 1})), "document": file, "caption": "c"}),
+        );
         assert_eq!(spec().check_update(&animation), Ok(()));
         let tg::UpdateKind::Message(tm) = tg::Update::deserialize(&animation).expect("update").kind else { panic!() };
         let tg::MessageKind::Common(c) = tm.kind else { panic!() };
@@ -877,7 +892,12 @@ mod tests {
     #[test]
     fn a_text_with_an_entity_teloxide_does_not_know_is_still_a_text() {
         let entities = json!([{"type": "date_time", "offset": 6, "length": 5, "unix_time": 1_781_000_000, "date_time_format": "t"}]);
-        let raw = update("message", message_of(json!({"text": "meet, 10:00", "entities": entities, "reply_to_message": message_of(json!({"message_id": 40, "text": "when?"}))})));
+        let raw = update(
+            "message",
+            message_of(
+                json!({"text": "meet, 10:00", "entities": entities, "reply_to_message": message_of(json!({"message_id": 40, "text": "when?"}))}),
+            ),
+        );
         assert_eq!(spec().check_update(&raw), Ok(()));
         let whole = tg::Update::deserialize(&raw).expect("update");
         let tg::UpdateKind::Message(tm) = whole.kind else { panic!() };
@@ -907,7 +927,13 @@ mod tests {
         from_bot["message"]["from"]["is_bot"] = json!(true);
         assert!(matches!(parse(&from_bot), Event::Ignored("not_private")));
         // Never a panic, whatever the shape.
-        for body in [json!(null), json!([]), json!("x"), json!({"message_id": "x", "chat": 1}), json!({"message_id": 1, "chat": {"id": 1}, "photo": "x"})] {
+        for body in [
+            json!(null),
+            json!([]),
+            json!("x"),
+            json!({"message_id": "x", "chat": 1}),
+            json!({"message_id": 1, "chat": {"id": 1}, "photo": "x"}),
+        ] {
             for kind in ["message", "edited_message", "callback_query", "pre_checkout_query", "my_chat_member", "poll"] {
                 let _ = parse(&json!({"update_id": 1, kind: body.clone()}));
             }
@@ -918,7 +944,10 @@ mod tests {
 
     #[test]
     fn edited_messages_are_edits() {
-        let raw = update("edited_message", message_of(json!({"text": "fixed", "edit_date": 1_781_000_100, "entities": [{"type": "code", "offset": 0, "length": 5}]})));
+        let raw = update(
+            "edited_message",
+            message_of(json!({"text": "fixed", "edit_date": 1_781_000_100, "entities": [{"type": "code", "offset": 0, "length": 5}]})),
+        );
         assert_eq!(spec().check_update(&raw), Ok(()));
         let Event::Edited(m) = parse(&raw) else { panic!() };
         assert_eq!((m.message_id, m.text.as_deref()), (42, Some("fixed")));
@@ -940,15 +969,19 @@ mod tests {
         assert_eq!((m.message_id, m.chat.id, m.chat.kind.as_str()), (40, 7, "private"));
 
         let bot_message = with(
-            message_of(json!({"message_id": 41, "text": "Rate?", "reply_markup": {"inline_keyboard": [[{"text": "👍", "callback_data": "rate:s1:up"}]]}})),
+            message_of(
+                json!({"message_id": 41, "text": "Rate?", "reply_markup": {"inline_keyboard": [[{"text": "👍", "callback_data": "rate:s1:up"}]]}}),
+            ),
             json!({"from": {"id": 1, "is_bot": true, "first_name": "Bot", "username": "alpha_bot"}}),
         );
-        let accessible = update("callback_query", json!({"id": "q2", "from": ann(), "chat_instance": "-55", "data": "x", "message": bot_message}));
+        let accessible =
+            update("callback_query", json!({"id": "q2", "from": ann(), "chat_instance": "-55", "data": "x", "message": bot_message}));
         assert_eq!(spec.check_update(&accessible), Ok(()));
         let Event::Callback(q) = parse(&accessible) else { panic!() };
         assert_eq!(q.message.map(|m| m.message_id), Some(41));
         // No message (an inline message's button), no data (a game): still a callback.
-        let Event::Callback(q) = parse(&update("callback_query", json!({"id": "q3", "from": ann(), "chat_instance": "1", "inline_message_id": "i"})))
+        let Event::Callback(q) =
+            parse(&update("callback_query", json!({"id": "q3", "from": ann(), "chat_instance": "1", "inline_message_id": "i"})))
         else {
             panic!()
         };
@@ -959,10 +992,16 @@ mod tests {
     #[test]
     fn payments_are_read_in_full() {
         let spec = spec();
-        let pre = update("pre_checkout_query", json!({"id": "pcq1", "from": ann(), "currency": "XTR", "total_amount": 250, "invoice_payload": "q:abc"}));
+        let pre = update(
+            "pre_checkout_query",
+            json!({"id": "pcq1", "from": ann(), "currency": "XTR", "total_amount": 250, "invoice_payload": "q:abc"}),
+        );
         assert_eq!(spec.check_update(&pre), Ok(()));
         let Event::PreCheckout(q) = parse(&pre) else { panic!() };
-        assert_eq!((q.id.as_str(), q.from.id, q.currency.as_str(), q.total_amount, q.invoice_payload.as_str()), ("pcq1", 7, "XTR", 250, "q:abc"));
+        assert_eq!(
+            (q.id.as_str(), q.from.id, q.currency.as_str(), q.total_amount, q.invoice_payload.as_str()),
+            ("pcq1", 7, "XTR", 250, "q:abc")
+        );
 
         let paid = update(
             "message",
@@ -975,7 +1014,10 @@ mod tests {
         assert_eq!(spec.check_update(&paid), Ok(()));
         let Event::Message(m) = parse(&paid) else { panic!() };
         let p = m.successful_payment.expect("payment");
-        assert_eq!((p.currency.as_str(), p.total_amount, p.invoice_payload.as_str(), p.telegram_payment_charge_id.as_str()), ("XTR", 250, "q:abc", "ch_1"));
+        assert_eq!(
+            (p.currency.as_str(), p.total_amount, p.invoice_payload.as_str(), p.telegram_payment_charge_id.as_str()),
+            ("XTR", 250, "q:abc", "ch_1")
+        );
         assert!(p.is_recurring);
         assert_eq!(p.subscription_expiration_date, Some(1_783_600_000));
 
@@ -1013,7 +1055,10 @@ mod tests {
             (json!({"status": "kicked", "user": bot, "until_date": 0}), json!({"status": "member", "user": bot})),
         ] {
             let want = new["status"].as_str().unwrap_or_default().to_string();
-            let raw = update("my_chat_member", json!({"chat": chat, "from": ann(), "date": 1_781_000_000, "old_chat_member": old, "new_chat_member": new}));
+            let raw = update(
+                "my_chat_member",
+                json!({"chat": chat, "from": ann(), "date": 1_781_000_000, "old_chat_member": old, "new_chat_member": new}),
+            );
             assert_eq!(spec.check_update(&raw), Ok(()));
             let Event::MemberStatus { user, status } = parse(&raw) else { panic!() };
             assert_eq!((user.id, user.language_code.as_deref(), status), (7, Some("ru"), want));
