@@ -5,7 +5,7 @@
 //! - `secret.rs`: the webhook's constant-time secret-header check (step 1 of the hot path);
 //! - `polling.rs`: `getUpdates`, one poller per bot across replicas (a lease), batches per chat;
 //! - `pipeline.rs`: one update from claim (dedupe) through the handlers to the atomic commit;
-//! - `update.rs`: the parts of Telegram's Update we read, parsed leniently.
+//! - `update.rs`: Telegram's Update parsed by teloxide's types into the views the handlers read.
 
 pub mod listener;
 pub mod pipeline;
