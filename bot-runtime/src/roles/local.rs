@@ -173,8 +173,12 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let fleet = app::embedded_fleet(&database, metrics.clone()).await?;
     let (_signal, shutdown) = app::shutdown_signal();
 
-    let mut fake = None;
+    // Without the simulator these are never changed below (fake mode is refused).
+    #[cfg_attr(not(feature = "simulator"), allow(unused_mut))]
+    let mut fake: Option<FakeTelegram> = None;
+    #[cfg_attr(not(feature = "simulator"), allow(unused_mut))]
     let mut api_url = args.telegram_api_url.clone();
+    #[cfg_attr(not(feature = "simulator"), allow(unused_mut))]
     let mut tokens: Vec<BotToken> = tokens.into_iter().flatten().collect();
     #[cfg(not(feature = "simulator"))]
     if fake_mode {
