@@ -515,6 +515,22 @@ async fn a_replica_killed_mid_conversation_loses_no_message() {
     h.stop().await;
 }
 
+/// Report and block always work, however much the user typed before: an abusive partner is
+/// exactly when someone types fast, and the per-user budget must not stand in the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn report_works_even_after_the_users_budget_is_spent() {
+    let h = two_bots(Backend::Production, 1).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    for k in 0..15 {
+        ann.send(&format!("stop it {k}")).unwrap();
+    }
+    ann.expect_text("slow_down", WAIT).await.expect("the flood is slowed down");
+    ann.tap("chat_report").unwrap();
+    ann.expect_text("reported", WAIT).await.expect("the report goes through");
+    bob.expect_text("partner_left", WAIT).await.unwrap();
+    h.stop().await;
+}
+
 /// The delivery guarantee across a rolling restart, in both ingress modes: a replica stopped
 /// gracefully (SIGTERM) mid-conversation and a new one started — every message arrives exactly
 /// once, in order. (On SIGKILL, `a_replica_killed_…` bounds the duplicates instead.)

@@ -45,9 +45,13 @@ pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleErro
     // from one per-user budget before the bot answers anything, so nobody can make the bot
     // queue more for their chat than Telegram delivers to it (about one message a second).
     // Money is never rate-limited: a pre-checkout must be answered within Telegram's 10 s,
-    // and a payment or refund notice must be applied whatever the user did before it.
+    // and a payment or refund notice must be applied whatever the user did before it. Safety
+    // is never rate-limited either: report and block always work (SPEC), however much the
+    // user typed before — an abusive partner is exactly when someone types a lot.
     let from = match &event {
         Event::Message(m) if m.successful_payment.is_some() || m.refunded_payment.is_some() => None,
+        Event::Message(m) if is_safety_action(m) => None,
+        Event::Callback(q) if matches!(q.data.as_deref().and_then(Callback::parse), Some(Callback::ReportReason { .. })) => None,
         Event::Message(m) | Event::Edited(m) => m.from.as_ref(),
         Event::Callback(q) => Some(&q.from),
         Event::PreCheckout(_) | Event::MemberStatus { .. } | Event::Ignored(_) => None,
@@ -74,6 +78,12 @@ pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleErro
         Event::MemberStatus { user, status } => safety::on_member_status(fx, user, &status).await,
         Event::Ignored(_) => Ok(()),
     }
+}
+
+/// `/report`, `/block` or a tap on their chat-keyboard buttons (in either language).
+fn is_safety_action(m: &Message) -> bool {
+    let command = Command::of_message(m).or_else(|| m.text.as_deref().and_then(Command::of_button));
+    matches!(command, Some(Command::Report | Command::Block))
 }
 
 /// Fires one timer (claimed by this replica only).
