@@ -306,6 +306,10 @@ async fn release_n_pairs_queues_jobs_and_timers_carry_on_after_the_namespaced_up
     hot.schedule(POOL, "alpha", &timer).await.unwrap();
 
     let (team_a, team_b) = ("team-a/eu-chat", "team-b/eu-chat");
+    // A replica of this release already served the pool during the rollout: its job for Bob
+    // and release N's are merged, not one of them dropped.
+    let newer = Job::to(&Member::new("beta", 2), Lane::Interactive, "sendMessage", serde_json::json!({"chat_id": 2, "text": "new"}));
+    hot.commit(team_a, Marker::None, &[newer]).await.unwrap();
     let moved = hot.adopt_legacy_pool(POOL, team_a).await.unwrap();
     assert!(moved >= 6, "{moved}");
     assert_eq!(hot.adopt_legacy_pool(POOL, team_a).await.unwrap(), 0, "idempotent");
@@ -313,10 +317,14 @@ async fn release_n_pairs_queues_jobs_and_timers_carry_on_after_the_namespaced_up
     assert_eq!(p.partner(team_a, &Member::new("alpha", 1)).await.unwrap(), Some(Member::new("beta", 2)));
     assert!(p.waiting(team_a, &Member::new("alpha", 3)).await.unwrap());
     let shard = hot.shard_of(2);
-    assert_eq!(hot.outbox_read(team_a, "beta", shard, Lane::Interactive, 10).await.unwrap().len(), 1);
+    assert_eq!(hot.outbox_read(team_a, "beta", shard, Lane::Interactive, 10).await.unwrap().len(), 2, "both releases' jobs");
     let fired = hot.claim_timers(team_a, "alpha", 10, Duration::from_secs(30), 10).await.unwrap();
     assert_eq!(fired.len(), 1);
     assert_eq!(fired[0].payload, timer.payload);
+    // A member who waited under release N can leave the queue (its queue name moved too).
+    assert!(p.cancel(team_a, &Member::new("alpha", 3)).await.unwrap());
+    assert!(!p.waiting(team_a, &Member::new("alpha", 3)).await.unwrap());
+    assert_eq!(p.queue_len(team_a, Tier::Free).await.unwrap(), 0);
     // The chat ends normally in the new layout.
     assert_eq!(p.end_chat(team_a, &Member::new("beta", 2)).await.unwrap(), Some(Member::new("alpha", 1)));
     // The same pool name in another namespace sees none of it.

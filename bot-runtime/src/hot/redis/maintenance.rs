@@ -20,15 +20,19 @@ impl Maintenance for RedisHot {
         let mut moved = 0;
         for key in crate::keys::scan_prefix(&mut conn, &from).await.map_err(unavailable)? {
             let Some(rest) = key.strip_prefix(&from) else { continue };
-            // RENAMENX: a key the new release already wrote wins over release N's. (On a
-            // Redis Cluster the two hash tags may live on different slots; we deploy one
-            // Redis, see DEPLOY.md.) A key that expired meanwhile is simply gone.
-            match redis::cmd("RENAMENX").arg(&key).arg(format!("{to}{rest}")).query_async::<i64>(&mut conn).await {
-                Ok(1) => moved += 1,
-                Ok(_) => {}
-                Err(e) if matches!(e.kind(), redis::ErrorKind::Server(_)) => {}
-                Err(e) => return Err(unavailable(e)),
-            }
+            // Moved, or merged into what this release already wrote (adopt_key.lua); a key
+            // that expired meanwhile is simply gone. (On a Redis Cluster the two hash tags may
+            // live on different slots; we deploy one Redis, see DEPLOY.md.)
+            let done: i64 = self
+                .adopt_key
+                .key(&key)
+                .key(format!("{to}{rest}"))
+                .arg(&from)
+                .arg(&to)
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            moved += u64::try_from(done).unwrap_or(0);
         }
         Ok(moved)
     }

@@ -37,6 +37,7 @@ pub struct RedisHot {
     hold_sends: Script,
     allow: Script,
     claim_timers: Script,
+    adopt_key: Script,
 }
 
 impl RedisHot {
@@ -49,6 +50,7 @@ impl RedisHot {
             claim_update: Script::new(include_str!("claim_update.lua")),
             release_update: Script::new(include_str!("release_update.lua")),
             commit: Script::new(include_str!("commit.lua")),
+            adopt_key: Script::new(include_str!("adopt_key.lua")),
             lease: Script::new(include_str!("lease.lua")),
             unlease: Script::new(include_str!("unlease.lua")),
             reserve_send: Script::new(include_str!("reserve_send.lua")),
