@@ -30,8 +30,6 @@ pub struct Fleet {
     /// Outbox doorbells of the bots served by this process: a commit rings the recipient's
     /// bell so a local consumer starts at once (others find the job by polling).
     bells: RwLock<HashMap<String, Arc<Notify>>>,
-    /// Members whose blocks were copied from SQL into the matching store by this process.
-    blocks_restored: std::sync::Mutex<std::collections::HashSet<Member>>,
     /// When this process last moved each chat's idle timer.
     idle_touched: std::sync::Mutex<HashMap<String, i64>>,
 }
@@ -45,7 +43,6 @@ impl Fleet {
             metrics,
             replica,
             bells: RwLock::new(HashMap::new()),
-            blocks_restored: std::sync::Mutex::new(std::collections::HashSet::new()),
             idle_touched: std::sync::Mutex::new(HashMap::new()),
         })
     }
@@ -57,23 +54,20 @@ impl Fleet {
         self.bells.write().unwrap_or_else(|p| p.into_inner()).entry(bot.to_string()).or_default().clone()
     }
 
-    /// Copies the member's blocks and reports from SQL into the matching store, once per
-    /// process: the embedded store starts empty after a restart (Redis keeps them for a
-    /// year, so there this only repeats what is there). Matching checks blocks both ways, and
-    /// both members of any match have searched, so restoring on search covers both sides.
+    /// Copies the person's blocks and reports, both ways, from SQL into this pool's block
+    /// lists at each search: a block is the person's and holds in every pool, but the
+    /// matching store keeps lists per pool (one hash tag per pool), and the embedded store
+    /// starts empty after a restart. Both directions, because the other person may have been
+    /// waiting in this pool since before the block was made elsewhere. One indexed SQL read
+    /// per search (never per message).
     pub async fn restore_blocks(&self, pool: &str, member: &Member) -> Result<(), HandleError> {
-        if self.blocks_restored.lock().unwrap_or_else(|p| p.into_inner()).contains(member) {
-            return Ok(());
-        }
-        // Blocks are the person's, made through any bot of any pool.
-        for other in self.store.blocked_by(member.user).await? {
+        let (mine, theirs) = tokio::join!(self.store.blocked_by(member.user), self.store.blockers_of(member.user));
+        for other in mine? {
             self.matcher.block(pool, member.user, other).await?;
         }
-        let mut done = self.blocks_restored.lock().unwrap_or_else(|p| p.into_inner());
-        if done.len() > 1_000_000 {
-            done.clear();
+        for blocker in theirs? {
+            self.matcher.block(pool, blocker, member.user).await?;
         }
-        done.insert(member.clone());
         Ok(())
     }
 

@@ -277,14 +277,18 @@ async fn rows_of_the_previous_release_are_adopted_by_the_namespaced_bot(s: SqlSt
     s.user_or_create("alpha", 2, "en", 1_000).await.unwrap();
     s.record_block(&m("alpha", 1), &m("beta", 2), 1_500).await.unwrap();
     let session = s.start_session(&m("alpha", 1), &m("beta", 2), 2_000).await.unwrap();
-    // A user who reached a new replica during the rollout already has a namespaced row.
+    // A user who reached a new replica during the rollout already has a namespaced row; an old
+    // replica banned them on its own row (release N writes only the member's column).
     s.user_or_create("team-a/alpha", 2, "ru", 2_500).await.unwrap();
+    sqlx::query("DELETE FROM persons WHERE user_id = 2").execute(s.pool()).await.unwrap();
+    sqlx::query("UPDATE users SET restricted_until_ms = 99000 WHERE bot = 'alpha' AND user_id = 2").execute(s.pool()).await.unwrap();
 
     let moved = s.adopt_legacy_bot("alpha", "team-a/alpha").await.unwrap();
     assert!(moved >= 3, "{moved}");
     assert!(s.user("alpha", 1).await.unwrap().is_none());
     assert_eq!(s.user("team-a/alpha", 1).await.unwrap().unwrap().created_ms, 1_000);
     assert_eq!(s.user("team-a/alpha", 2).await.unwrap().unwrap().language, "ru", "the namespaced row wins");
+    assert_eq!(s.person(2).await.unwrap().unwrap().restricted_until_ms, Some(99_000), "the old row's ban is kept");
     assert_eq!(rows(&s, "SELECT COUNT(*) FROM users").await, 2);
     let sess = s.session(session).await.unwrap().unwrap();
     assert_eq!(sess.a, m("team-a/alpha", 1));

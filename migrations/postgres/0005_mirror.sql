@@ -12,3 +12,7 @@ CREATE TABLE mirror_messages (
     PRIMARY KEY (session_id, mirror_chat_id, message_id)
 );
 COMMENT ON TABLE mirror_messages IS 'Ids of the moderation mirror copies of a chat session''s media; never content.';
+
+-- Who blocked a person, through any bot (restored into a pool's block lists at each search, in
+-- both directions, so a block made in one pool holds in every other).
+CREATE INDEX blocks_other_user ON blocks (other_user);

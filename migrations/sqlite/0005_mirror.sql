@@ -9,3 +9,7 @@ CREATE TABLE mirror_messages (
     at_ms          INTEGER NOT NULL,
     PRIMARY KEY (session_id, mirror_chat_id, message_id)
 );
+
+-- Who blocked a person, through any bot (restored into a pool's block lists at each search, in
+-- both directions, so a block made in one pool holds in every other).
+CREATE INDEX blocks_other_user ON blocks (other_user);

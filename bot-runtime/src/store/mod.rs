@@ -230,6 +230,8 @@ pub trait Safety: Send + Sync + 'static {
     /// Every person the person `by` has blocked or reported, through any bot (to restore the
     /// matching blocks).
     async fn blocked_by(&self, by: i64) -> StoreResult<Vec<i64>>;
+    /// Every person who blocked or reported the person `other`, through any bot.
+    async fn blockers_of(&self, other: i64) -> StoreResult<Vec<i64>>;
     /// `by` reported `other`; returns the report's id. `reason` may be filled later.
     async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64>;
     /// Sets the reason of a report made by `by` (only theirs).

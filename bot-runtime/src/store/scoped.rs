@@ -112,6 +112,9 @@ impl Safety for BotStore {
     async fn blocked_by(&self, by: i64) -> StoreResult<Vec<i64>> {
         self.inner.blocked_by(by).await
     }
+    async fn blockers_of(&self, other: i64) -> StoreResult<Vec<i64>> {
+        self.inner.blockers_of(other).await
+    }
     async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64> {
         self.inner.record_report(&self.member_in(by), &self.member_in(other), session_id, now_ms).await
     }

@@ -391,6 +391,14 @@ impl SqlStore {
             return Ok(0);
         }
         const STEPS: &[&str] = &[
+            // A restriction release N wrote on a member row (it knows no persons table) goes to
+            // the person first: the row may be dropped below when both forms exist.
+            "INSERT INTO persons (user_id, first_seen_ms, restricted_until_ms, updated_ms) \
+             SELECT user_id, MIN(created_ms), MAX(restricted_until_ms), MAX(updated_ms) FROM users \
+             WHERE (bot = $1 OR bot = $2) AND restricted_until_ms IS NOT NULL GROUP BY user_id \
+             ON CONFLICT (user_id) DO UPDATE SET restricted_until_ms = CASE \
+               WHEN persons.restricted_until_ms IS NULL OR excluded.restricted_until_ms > persons.restricted_until_ms \
+               THEN excluded.restricted_until_ms ELSE persons.restricted_until_ms END",
             "UPDATE users SET bot = $2 WHERE bot = $1 \
              AND NOT EXISTS (SELECT 1 FROM users n WHERE n.bot = $2 AND n.user_id = users.user_id)",
             "DELETE FROM users WHERE bot = $1",
@@ -618,6 +626,20 @@ impl Safety for SqlStore {
         .await
         .map_err(db_err)?;
         rows.iter().map(|row| col(row, "other_user")).collect()
+    }
+
+    async fn blockers_of(&self, other: i64) -> StoreResult<Vec<i64>> {
+        let rows = sqlx::query(
+            "SELECT by_user FROM blocks WHERE other_user = $1 \
+             UNION \
+             SELECT by_user FROM reports WHERE other_user = $1 \
+             ORDER BY by_user",
+        )
+        .bind(other)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|row| col(row, "by_user")).collect()
     }
 
     async fn record_report(&self, by: &Member, other: &Member, session_id: Option<i64>, now_ms: i64) -> StoreResult<i64> {

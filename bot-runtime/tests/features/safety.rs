@@ -63,3 +63,32 @@ async fn someone_who_blocks_the_bot_leaves_their_chat_and_the_partner_is_told() 
     assert_eq!(s.partner(&bob).await, None);
     assert_eq!(s.profile(&ann).await.map(|u| u.reachable), Some(false));
 }
+
+/// A block is the person's and holds in every pool: Bob, already waiting in another pool
+/// before Ann reported him, is never matched with Ann there either.
+#[tokio::test]
+async fn a_report_in_one_pool_holds_in_another_pool_where_the_reported_person_already_waits() {
+    use crate::support::{Mode, bot_config};
+    let mut configs = vec![bot_config("alpha", Mode::Polling, ""), bot_config("beta", Mode::Polling, "")];
+    for name in ["gamma", "delta"] {
+        let mut c = bot_config(name, Mode::Polling, "");
+        c.bot.pool = "us-chat".into();
+        configs.push(c);
+    }
+    let s = Seam::with(configs).await;
+    let (ann, bob) = s.chatting("alpha", "beta").await;
+    // Ann has searched in us-chat before (through delta) and stopped.
+    let ann_us = ann.on("delta");
+    s.onboard(&ann_us, "f", 25).await;
+    s.send(&ann_us, "/search").await.said(&ann_us, TextKey::Searching);
+    s.send(&ann_us, "/stop").await.said(&ann_us, TextKey::SearchCancelled);
+    // Bob waits in us-chat, through gamma.
+    let bob_us = bob.on("gamma");
+    s.onboard(&bob_us, "m", 31).await;
+    s.send(&bob_us, "/search").await.said(&bob_us, TextKey::Searching);
+    // Ann reports him in eu-chat, then searches in us-chat again.
+    s.tap(&ann, TextKey::ChatReport).await.said(&ann, TextKey::Reported);
+    let out = s.send(&ann_us, "/search").await;
+    assert!(!out.says(&ann_us, TextKey::Matched), "matched with the person she reported: {}", out.listing());
+    out.said(&ann_us, TextKey::Searching);
+}
