@@ -124,6 +124,10 @@ async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError>
     }
 
     if let Some(command) = Command::of_message(&m) {
+        // Report and block always work: never behind the commands-per-minute limit.
+        if matches!(command, Command::Report | Command::Block) {
+            return on_command(fx, user, lang, command).await;
+        }
         let limits = fx.bot.cfg().limits.per_user.clone();
         let per = limits.commands_per_minute.max(1);
         if !fx.hot().allow(fx.pool(), &format!("cmd:{me}"), per, Duration::from_secs(60), per, fx.now_ms).await? {

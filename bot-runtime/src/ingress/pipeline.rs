@@ -106,7 +106,10 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
             Outcome::Handled
         }
         Err(e) => {
-            if !e.is_outage() {
+            // Money is never abandoned: a payment or refund notice, or a pre-checkout, is
+            // retried as long as Telegram keeps it (and logged at every failure), because the
+            // user's Stars moved or are about to.
+            if !e.is_outage() && !is_money(raw) {
                 match hot.note_failure(&bot.pool, &bot.name, update_id, DONE_KEEP).await {
                     Ok(n) if n >= MAX_FAILED_ATTEMPTS => return abandon(bot, raw, update_id, &e).await,
                     Ok(_) => {}
@@ -119,6 +122,14 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
             Outcome::Failed(e.to_string())
         }
     }
+}
+
+/// Whether an update carries money: a pre-checkout, or a payment or refund notice.
+fn is_money(raw: &Value) -> bool {
+    raw.get("pre_checkout_query").is_some()
+        || ["message", "edited_message"]
+            .iter()
+            .any(|k| raw[k].get("successful_payment").is_some() || raw[k].get("refunded_payment").is_some())
 }
 
 /// Gives up on an update that keeps failing the same way: its done-mark is committed with one

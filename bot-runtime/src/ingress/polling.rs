@@ -34,7 +34,7 @@ pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
         }
         let pause =
             match bot.fleet.hot.lease(&bot.pool, &lease, &holder, LEASE).await {
-                Ok(true) => match poll_once(&bot, &mut offset).await {
+                Ok(true) => match poll_once(&bot, &mut offset, &shutdown).await {
                     Ok(()) => {
                         failures = 0;
                         None
@@ -68,7 +68,7 @@ pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
     let _ = bot.fleet.hot.unlease(&bot.pool, &lease, &holder).await;
 }
 
-async fn poll_once(bot: &Bot, offset: &mut Option<i64>) -> Result<(), crate::telegram::TgError> {
+async fn poll_once(bot: &Bot, offset: &mut Option<i64>, shutdown: &watch::Receiver<bool>) -> Result<(), crate::telegram::TgError> {
     let mut params = json!({"timeout": POLL_TIMEOUT_S, "limit": 100, "allowed_updates": ALLOWED_UPDATES});
     if let Some(o) = offset {
         params["offset"] = json!(*o);
@@ -78,7 +78,9 @@ async fn poll_once(bot: &Bot, offset: &mut Option<i64>) -> Result<(), crate::tel
     if updates.is_empty() {
         return Ok(());
     }
-    handle_batch(bot, updates).await;
+    if !handle_batch(bot, updates, shutdown).await {
+        return Ok(());
+    }
     if let Some(last) = updates.iter().filter_map(|u| u["update_id"].as_i64()).max() {
         *offset = Some(last + 1);
     }
@@ -91,23 +93,35 @@ fn chat_of(update: &Value) -> i64 {
 }
 
 /// Handles every update of the batch until each is final; chats in parallel, each in order.
-pub async fn handle_batch(bot: &Bot, updates: &[Value]) {
+/// Returns false if shutdown came first: then the offset must not move past the batch (the
+/// next poller, here or on another replica, gets the rest again; dedupe skips what is done).
+pub async fn handle_batch(bot: &Bot, updates: &[Value], shutdown: &watch::Receiver<bool>) -> bool {
     let mut by_chat: BTreeMap<i64, Vec<&Value>> = BTreeMap::new();
     for u in updates {
         by_chat.entry(chat_of(u)).or_default().push(u);
     }
-    let chats = by_chat.into_values().map(|list| async move {
-        for update in list {
-            let mut attempt = 0u32;
-            loop {
-                let outcome = pipeline::process(bot, update).await;
-                if outcome.is_final() {
-                    break;
+    let chats = by_chat.into_values().map(|list| {
+        let mut stop = shutdown.clone();
+        async move {
+            for update in list {
+                let mut attempt = 0u32;
+                loop {
+                    let outcome = pipeline::process(bot, update).await;
+                    if outcome.is_final() {
+                        break;
+                    }
+                    // An outage is retried for as long as it lasts — but never past shutdown
+                    // (SIGTERM must end the process within its grace period).
+                    attempt += 1;
+                    let pause = Duration::from_millis(100u64.saturating_mul(1 << attempt.min(8))).min(Duration::from_secs(10));
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = stop.wait_for(|s| *s) => return false,
+                    }
                 }
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100u64.saturating_mul(1 << attempt.min(8))).min(Duration::from_secs(10))).await;
             }
+            true
         }
     });
-    futures::future::join_all(chats).await;
+    futures::future::join_all(chats).await.into_iter().all(|done| done)
 }

@@ -95,8 +95,13 @@ local function best_in(tier)
           local other_holder = redis.call("GET", p .. "busy:" .. person(other))
           if redis.call("EXISTS", p .. "pair:" .. other) == 1
             or (other_holder and redis.call("EXISTS", p .. "pair:" .. other_holder) == 1) then
-            -- Stale entry (matched elsewhere without leaving the queue): clean it up.
+            -- Stale entry (matched elsewhere without leaving the queue): clean it up, with its
+            -- place record, so the member is not "waiting" any more (as the memory store).
             redis.call("ZREM", queue, other)
+            if redis.call("HGET", p .. "u:" .. other, "q") == queue then
+              redis.call("HDEL", p .. "u:" .. other, "q")
+            end
+            redis.call("SREM", p .. "pq:" .. person(other), other)
             removed = removed + 1
           elseif suitable(other) then
             best, best_score, best_queue = other, score, queue

@@ -249,8 +249,46 @@ pub(super) fn db_err(e: sqlx::Error) -> StoreError {
         | sqlx::Error::ColumnNotFound(_)
         | sqlx::Error::ColumnIndexOutOfBounds { .. }
         | sqlx::Error::TypeNotFound { .. } => StoreError::Corrupt(e.to_string()),
+        // The server answered and refused the statement: retrying later helps only when the
+        // refusal is about the moment (a lost connection, a serialization failure or deadlock,
+        // too many connections, a shutdown, a busy SQLite file). Anything else (a constraint
+        // or CHECK violation, bad input) fails the same way every time, so it must count
+        // toward giving up (the lifecycle policy) rather than be retried as an outage.
+        sqlx::Error::Database(db) if !transient_database_error(db.code().as_deref()) => {
+            StoreError::Corrupt(format!("the database refused the statement: {db}"))
+        }
         other => StoreError::Unavailable(other.to_string()),
     }
+}
+
+#[cfg(test)]
+mod classification_tests {
+    use super::transient_database_error as transient;
+
+    #[test]
+    fn only_passing_database_refusals_count_as_outages() {
+        for code in ["08006", "40001", "40P01", "53300", "57P01", "5", "6", "517", "262"] {
+            assert!(transient(Some(code)), "{code}");
+        }
+        for code in ["23505", "23514", "22P02", "42P01", "2067", "1555", "787", "275"] {
+            assert!(!transient(Some(code)), "{code}");
+        }
+        assert!(transient(None));
+    }
+}
+
+/// Whether a database error code names a passing condition: Postgres SQLSTATE classes 08
+/// (connection), 40 (transaction rollback: serialization, deadlock), 53 (insufficient
+/// resources), 57 (operator intervention), 58 (system error); SQLite's BUSY (5) and LOCKED (6)
+/// with their extended codes. No code: assume it passes.
+fn transient_database_error(code: Option<&str>) -> bool {
+    let Some(code) = code else { return true };
+    // Postgres: a SQLSTATE is always five characters; its class is the first two.
+    if code.len() == 5 {
+        return matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"));
+    }
+    // SQLite: an extended result code, whose primary code is the low byte.
+    code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
 fn migrate_err(e: MigrateError) -> StoreError {
