@@ -1,4 +1,4 @@
-//! PING, and moving release N's keys under the namespaced hash tag (SCAN + RENAMENX).
+//! PING, and moving release N's keys under the namespaced hash tag (SCAN, then adopt_key.lua per key: rename or merge).
 
 use super::{RedisHot, unavailable};
 use crate::hot::{HotError, HotResult, Maintenance};
