@@ -34,6 +34,8 @@ pub struct Fleet {
     blocks_restored: std::sync::Mutex<std::collections::HashSet<Member>>,
     /// When this process last moved each chat's idle timer.
     idle_touched: std::sync::Mutex<HashMap<String, i64>>,
+    /// Per bot: whether this process queues the bot's webhook updates behind its inbound queue.
+    pub inbound: crate::ingress::inbound::Gate,
 }
 
 impl Fleet {
@@ -47,6 +49,7 @@ impl Fleet {
             bells: RwLock::new(HashMap::new()),
             blocks_restored: std::sync::Mutex::new(std::collections::HashSet::new()),
             idle_touched: std::sync::Mutex::new(HashMap::new()),
+            inbound: crate::ingress::inbound::Gate::default(),
         })
     }
 
