@@ -32,6 +32,8 @@ pub struct Fleet {
     bells: RwLock<HashMap<String, Arc<Notify>>>,
     /// When this process last moved each chat's idle timer.
     idle_touched: std::sync::Mutex<HashMap<String, i64>>,
+    /// Per bot: whether this process queues the bot's webhook updates behind its inbound queue.
+    pub inbound: crate::ingress::inbound::Gate,
 }
 
 impl Fleet {
@@ -44,6 +46,7 @@ impl Fleet {
             replica,
             bells: RwLock::new(HashMap::new()),
             idle_touched: std::sync::Mutex::new(HashMap::new()),
+            inbound: crate::ingress::inbound::Gate::default(),
         })
     }
 

@@ -145,6 +145,11 @@ impl Keys {
     pub fn blob(&self, pool: &str, id: &str) -> String {
         format!("{}blob:{id}", self.pool(pool))
     }
+
+    /// A bot's durable inbound queue (a stream of webhook updates taken past the overload grace).
+    pub fn inbound(&self, pool: &str, bot: &str) -> String {
+        format!("{}inb:{bot}", self.pool(pool))
+    }
 }
 
 /// Every key under `prefix` (which must hold no glob characters: our prefixes are built from
@@ -224,6 +229,7 @@ mod tests {
             k.timers_payload("eu-chat", "alpha"),
             k.reference("eu-chat", "rm:alpha:42:9"),
             k.blob("eu-chat", "b1"),
+            k.inbound("eu-chat", "alpha"),
         ];
         keys.extend(k.outboxes("eu-chat", "alpha", 4));
         for key in &keys {
@@ -236,5 +242,6 @@ mod tests {
         assert_eq!(k.outbox("eu-chat", "alpha", 3, Lane::Bulk), "t1:bf:{pool:eu-chat}:out:alpha:3:b");
         assert_eq!(k.update("eu-chat", "alpha", 7), "t1:bf:{pool:eu-chat}:upd:alpha:7");
         assert_eq!(k.outboxes("eu-chat", "alpha", 4).len(), 8);
+        assert_eq!(k.inbound("eu-chat", "alpha"), "t1:bf:{pool:eu-chat}:inb:alpha");
     }
 }

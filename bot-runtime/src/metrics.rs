@@ -14,6 +14,7 @@ pub struct Metrics {
     relayed: IntCounterVec,
     outbox_depth: IntGaugeVec,
     outbox_oldest: prometheus::GaugeVec,
+    inbound_depth: IntGaugeVec,
     api_calls: IntCounterVec,
     too_many: IntCounterVec,
     timers: IntCounterVec,
@@ -77,6 +78,12 @@ impl Metrics {
             relayed: counter(&r, "botfleet_relayed_messages_total", "Chat messages relayed to a partner, by kind", &["bot", "kind"]),
             outbox_depth: gauge(&r, "botfleet_outbox_depth", "Jobs waiting in the bot's outbox", &["bot"]),
             outbox_oldest,
+            inbound_depth: gauge(
+                &r,
+                "botfleet_inbound_queue_depth",
+                "Webhook updates waiting in the bot's durable inbound queue (taken while a replica was overloaded past its grace)",
+                &["bot"],
+            ),
             api_calls: counter(
                 &r,
                 "botfleet_telegram_requests_total",
@@ -143,6 +150,9 @@ impl Metrics {
     pub fn set_outbox(&self, bot: &str, depth: u64, oldest_ms: i64) {
         self.outbox_depth.with_label_values(&[bot]).set(depth as i64);
         self.outbox_oldest.with_label_values(&[bot]).set(oldest_ms.max(0) as f64 / 1000.0);
+    }
+    pub fn set_inbound_depth(&self, bot: &str, depth: u64) {
+        self.inbound_depth.with_label_values(&[bot]).set(depth as i64);
     }
     pub fn api_call(&self, bot: &str, method: &str, outcome: &str) {
         self.api_calls.with_label_values(&[bot, method, outcome]).inc();

@@ -684,7 +684,8 @@ async fn backpressure_never_refuses_a_pre_checkout_query() {
     let bot = h.any_bot("alpha");
     let secret = botfleet_crds::webhook::WebhookSecret::generate();
     let bots = std::collections::HashMap::from([("alpha".to_string(), WebhookBot { bot: bot.clone(), secret: Some(secret.clone()) })]);
-    let state = AppState { fleet: bot.fleet.clone(), bots: std::sync::Arc::new(bots), in_flight: std::sync::Arc::new(tokio::sync::Semaphore::new(0)) };
+    let no_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let state = AppState::new(bot.fleet.clone(), bots, no_permits, bot_runtime::ingress::server::OVERLOAD_GRACE);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
@@ -700,6 +701,47 @@ async fn backpressure_never_refuses_a_pre_checkout_query() {
     assert_eq!(post(message).await.unwrap().status().as_u16(), 503);
     let checkout = json!({"update_id": 2, "pre_checkout_query": {"id": "q1", "from": {"id": 5, "is_bot": false, "first_name": "A"}, "currency": "XTR", "total_amount": 1, "invoice_payload": "x"}});
     assert_eq!(post(checkout).await.unwrap().status().as_u16(), 200);
+    server.abort();
+    h.stop().await;
+}
+
+/// Past the overload grace (here zero, so no waiting), a message that finds no permit is
+/// written to the bot's durable inbound queue and answered 200; the bot's drainer then handles
+/// it (the user gets the bot's answer to /help) and the queue is left empty.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn past_the_overload_grace_an_update_is_queued_durably_and_drained() {
+    use bot_runtime::ingress::server::{AppState, WebhookBot, router};
+    let h = Harness::start(Backend::Production, Mode::Webhook, vec![bot_config("alpha", Mode::Webhook, "")], 1).await;
+    let bot = h.any_bot("alpha");
+    let mut ann = Person::new(&h.sim, &username("alpha"), "Ann", Lang::En).expect("user");
+    // Ann opens the bot the ordinary way (Telegram lets a bot write only to who started it).
+    ann.send("/start").unwrap();
+    ann.expect("the bot's first answer", WAIT, |_m: &Value| true).await.unwrap();
+    let secret = botfleet_crds::webhook::WebhookSecret::generate();
+    let bots = std::collections::HashMap::from([("alpha".to_string(), WebhookBot { bot: bot.clone(), secret: Some(secret.clone()) })]);
+    let no_permits = std::sync::Arc::new(tokio::sync::Semaphore::new(0));
+    let state = AppState::new(bot.fleet.clone(), bots, no_permits, Duration::ZERO);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
+    let status = reqwest::Client::new()
+        .post(format!("http://{addr}/telegram/alpha"))
+        .header("X-Telegram-Bot-Api-Secret-Token", secret.expose())
+        .header("content-type", "application/json")
+        .body(message_update(900_000_001, ann.id, 900_001, json!({"text": "/help"})))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    assert_eq!(status, 200, "past the grace the update is queued durably, not refused");
+    assert!(h.metric("botfleet_updates_total{bot=\"alpha\",outcome=\"queued\"}") >= 1.0);
+    ann.expect_text("help", WAIT).await.unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while bot.fleet.hot.inbound_depth(&bot.pool, &bot.name).await.unwrap() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the drainer left the queue non-empty");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.abort();
     h.stop().await;
 }

@@ -542,6 +542,38 @@ async fn blobs_round_trip<H: HotState>(h: H) {
     h.ping().await.unwrap();
 }
 
+// ---- inbound queue ---------------------------------------------------------------------
+
+async fn the_inbound_queue_keeps_order_refuses_when_full_and_never_trims<H: HotState>(h: H) {
+    assert_eq!(h.inbound_depth(POOL, "alpha").await.unwrap(), 0);
+    assert!(h.inbound_read(POOL, "alpha", 10).await.unwrap().is_empty());
+    for n in 0..3 {
+        assert!(h.inbound_push(POOL, "alpha", &format!("{{\"update_id\":{n}}}"), 3).await.unwrap());
+    }
+    // Full: refused, and nothing accepted before is dropped.
+    assert!(!h.inbound_push(POOL, "alpha", "{\"update_id\":3}", 3).await.unwrap());
+    assert_eq!(h.inbound_depth(POOL, "alpha").await.unwrap(), 3);
+    // Another bot, another pool: their own queues.
+    assert!(h.inbound_push(POOL, "beta", "{}", 3).await.unwrap());
+    assert!(h.inbound_push("us-chat", "alpha", "{}", 3).await.unwrap());
+    let oldest = h.inbound_read(POOL, "alpha", 2).await.unwrap();
+    assert_eq!(oldest.iter().map(|u| u.raw.as_str()).collect::<Vec<_>>(), ["{\"update_id\":0}", "{\"update_id\":1}"]);
+    h.inbound_ack(POOL, "alpha", &oldest[0].id).await.unwrap();
+    h.inbound_ack(POOL, "alpha", &oldest[0].id).await.unwrap();
+    // An id the store never made: no entry removed (Redis may call it an invalid id).
+    h.inbound_ack(POOL, "alpha", "no-such-id").await.unwrap_or(());
+    assert_eq!(h.inbound_depth(POOL, "alpha").await.unwrap(), 2);
+    // Room again: the next push goes behind the rest.
+    assert!(h.inbound_push(POOL, "alpha", "{\"update_id\":3}", 3).await.unwrap());
+    let rest = h.inbound_read(POOL, "alpha", 10).await.unwrap();
+    assert_eq!(rest.iter().map(|u| u.raw.as_str()).collect::<Vec<_>>(), ["{\"update_id\":1}", "{\"update_id\":2}", "{\"update_id\":3}"]);
+    for u in &rest {
+        h.inbound_ack(POOL, "alpha", &u.id).await.unwrap();
+    }
+    assert_eq!(h.inbound_depth(POOL, "alpha").await.unwrap(), 0);
+    assert_eq!(h.inbound_depth(POOL, "beta").await.unwrap(), 1);
+}
+
 async fn redis_hot() -> (RedisHot, TestRedis) {
     let r = TestRedis::create().await.expect("redis");
     (RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), SHARDS), r)
@@ -587,6 +619,7 @@ both_stores!(
     an_unscheduled_timer_never_fires,
     refs_expire,
     blobs_round_trip,
+    the_inbound_queue_keeps_order_refuses_when_full_and_never_trims,
 );
 
 #[test]

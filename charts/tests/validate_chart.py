@@ -145,6 +145,7 @@ METRICS: dict[str, set[str]] = {
     "botfleet_operator_leader": set(),
     "botfleet_updates_total": {"bot", "outcome"},
     "botfleet_update_handling_seconds": {"bot"},
+    "botfleet_inbound_queue_depth": {"bot"},
     "botfleet_matches_total": {"pool", "tier"},
     "botfleet_queue_length": {"pool", "tier"},
     "botfleet_active_chats": {"pool"},

@@ -22,6 +22,7 @@
 //! | [`Timers`] | `timers.rs` | handlers (schedule), the timer loop (claim) |
 //! | [`Refs`] | `refs.rs` | the reply map, saved messages, `once` memos |
 //! | [`Blobs`] | `blobs.rs` | cross-bot media |
+//! | [`Inbound`] | `inbound.rs` | the webhook past its overload grace, the inbound drainer |
 //! | [`Maintenance`] | `maintenance.rs` | /readyz, upgrades |
 //!
 //! [`HotState`] is all of them: the one handle the fleet holds (`Arc<dyn HotState>`).
@@ -30,6 +31,7 @@ mod blobs;
 mod commit;
 mod dedupe;
 mod gcra;
+mod inbound;
 mod leases;
 mod limiter;
 mod maintenance;
@@ -43,6 +45,7 @@ mod types;
 pub use blobs::Blobs;
 pub use commit::Commit;
 pub use dedupe::Dedupe;
+pub use inbound::{Inbound, InboundUpdate};
 pub use leases::Leases;
 pub use limiter::{RateLimit, SendLimiter, SendSlot};
 pub use maintenance::Maintenance;
@@ -54,9 +57,9 @@ pub use types::{Claim, HotError, HotResult, Job, Lane, Marker, MessageRef, Mirro
 /// The hot state of one fleet (all pools): every concern at once. Implementations must be safe
 /// under any number of concurrent callers and (for Redis) replicas. Implemented for anything
 /// that implements every concern; on `dyn HotState` all their methods are callable as they are.
-pub trait HotState: Dedupe + Commit + Outbox + Leases + SendLimiter + RateLimit + Timers + Refs + Blobs + Maintenance + 'static {}
+pub trait HotState: Dedupe + Commit + Outbox + Leases + SendLimiter + RateLimit + Timers + Refs + Blobs + Inbound + Maintenance + 'static {}
 
 impl<T> HotState for T where
-    T: Dedupe + Commit + Outbox + Leases + SendLimiter + RateLimit + Timers + Refs + Blobs + Maintenance + ?Sized + 'static
+    T: Dedupe + Commit + Outbox + Leases + SendLimiter + RateLimit + Timers + Refs + Blobs + Inbound + Maintenance + ?Sized + 'static
 {
 }

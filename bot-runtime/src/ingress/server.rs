@@ -8,13 +8,25 @@
 //! - 413 for a body over [`MAX_BODY`] (Telegram's updates are a few KiB), 408 for a body that
 //!   does not arrive within [`BODY_TIMEOUT`];
 //! - 400 for a body that isn't JSON (not something Telegram sends);
-//! - 200 once the update's effects are durable, or when it was handled before;
+//! - 200 once the update's effects are durable, or when it was handled before, or when it was
+//!   written to the bot's durable inbound queue (below);
 //! - 503 with Retry-After when another replica holds the update, when too many updates are
 //!   in flight (backpressure: Telegram keeps and redelivers them, nothing is lost), or when a
 //!   store is down (nothing of the update was committed).
+//!
+//! Backpressure counts the interactive lane only (a `pre_checkout_query` never needs a permit,
+//! is never queued and never delayed by it). With no permit free the process is overloaded
+//! since that moment; for [`OVERLOAD_GRACE`] it answers 503 as above, past it an update goes
+//! to the bot's durable inbound queue (`hot::Inbound`, drained by `ingress/inbound.rs`) and is
+//! answered 200 — the 503 period is bounded; if the push fails or the queue is full, 503. While
+//! a bot's queue may hold updates (the per-bot gate of this process), its new updates are
+//! queued behind them, so per-chat order holds within this process. Acquiring a permit ends the
+//! overload (the clock restarts at the next refusal). `botfleet_inbound_queue_depth` and the
+//! `BotFleetInboundQueued` alert show that the queue is in use.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
@@ -26,6 +38,7 @@ use botfleet_crds::webhook::WebhookSecret;
 use tokio::sync::Semaphore;
 
 use crate::bot::{Bot, Fleet};
+use crate::ingress::inbound::INBOUND_MAX;
 use crate::ingress::secret;
 use crate::ingress::pipeline::{self, Outcome};
 
@@ -36,6 +49,35 @@ pub const MAX_BODY: usize = 256 * 1024;
 pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Updates handled at once per process before the webhook starts answering 503.
 pub const MAX_IN_FLIGHT: usize = 512;
+/// How long an overloaded process answers 503 before it queues updates durably instead.
+pub const OVERLOAD_GRACE: Duration = Duration::from_secs(30);
+
+/// Since when this process has had no permit to give (none: not overloaded), and how long
+/// it answers 503 before queueing.
+#[derive(Debug)]
+pub struct Overload {
+    grace: Duration,
+    since: Mutex<Option<Instant>>,
+}
+
+impl Overload {
+    pub fn new(grace: Duration) -> Self {
+        Self { grace, since: Mutex::new(None) }
+    }
+
+    /// A permit was acquired: not overloaded (any more).
+    fn relieved(&self) {
+        *self.since.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// No permit was free: whether the overload has lasted past the grace (it starts now if
+    /// it had not started).
+    fn past_grace(&self) -> bool {
+        let now = Instant::now();
+        let mut since = self.since.lock().unwrap_or_else(|p| p.into_inner());
+        now.duration_since(*since.get_or_insert(now)) >= self.grace
+    }
+}
 
 pub struct WebhookBot {
     pub bot: Arc<Bot>,
@@ -48,6 +90,14 @@ pub struct AppState {
     pub fleet: Arc<Fleet>,
     pub bots: Arc<HashMap<String, WebhookBot>>,
     pub in_flight: Arc<Semaphore>,
+    pub overload: Arc<Overload>,
+}
+
+impl AppState {
+    /// `grace`: how long an overloaded process answers 503 before queueing ([`OVERLOAD_GRACE`]).
+    pub fn new(fleet: Arc<Fleet>, bots: HashMap<String, WebhookBot>, in_flight: Arc<Semaphore>, grace: Duration) -> Self {
+        Self { fleet, bots: Arc::new(bots), in_flight, overload: Arc::new(Overload::new(grace)) }
+    }
 }
 
 pub fn router(state: AppState) -> Router {
@@ -98,12 +148,21 @@ async fn webhook(State(state): State<AppState>, Path(name): Path<String>, header
     };
     // Backpressure counts the interactive work only: a pre_checkout_query must be answered
     // within Telegram's 10 s, and refusing it would fail a payment, so it never waits for a
-    // permit (the lifecycle policy's payment lane).
+    // permit and is never queued (the lifecycle policy's payment lane).
     let _permit = if raw.get("pre_checkout_query").is_some() {
         None
+    } else if state.fleet.inbound.pending(&name) {
+        // Older updates of this bot wait in its queue: this one goes behind them, so a chat's
+        // order holds in this process. (Across replicas it is best effort while one of them
+        // is overloaded: see ingress/inbound.rs.)
+        return enqueue(&state, entry, &name, &raw).await;
     } else {
         match state.in_flight.clone().try_acquire_owned() {
-            Ok(permit) => Some(permit),
+            Ok(permit) => {
+                state.overload.relieved();
+                Some(permit)
+            }
+            Err(_) if state.overload.past_grace() => return enqueue(&state, entry, &name, &raw).await,
             Err(_) => {
                 state.fleet.metrics.update(&name, "overloaded");
                 return retry_later("busy, retry later");
@@ -114,6 +173,32 @@ async fn webhook(State(state): State<AppState>, Path(name): Path<String>, header
         o if o.is_final() => StatusCode::OK.into_response(),
         Outcome::Busy => retry_later("update in progress elsewhere"),
         _ => retry_later("temporarily unavailable"),
+    }
+}
+
+/// Writes the update to the bot's durable inbound queue: 200 once it is there (the drainer
+/// handles it), 503 if the queue is full or the store is down (Telegram keeps the update).
+async fn enqueue(state: &AppState, entry: &WebhookBot, name: &str, raw: &serde_json::Value) -> Response {
+    let bot = &entry.bot;
+    let gate = &state.fleet.inbound;
+    gate.push_started(name);
+    let pushed = bot.fleet.hot.inbound_push(&bot.pool, &bot.name, &raw.to_string(), INBOUND_MAX).await;
+    gate.push_finished(name);
+    match pushed {
+        Ok(true) => {
+            state.fleet.metrics.update(name, "queued");
+            StatusCode::OK.into_response()
+        }
+        Ok(false) => {
+            state.fleet.metrics.update(name, "overloaded");
+            tracing::warn!(bot = %bot.name, max = INBOUND_MAX, "the inbound queue is full; answering 503");
+            retry_later("busy, retry later")
+        }
+        Err(e) => {
+            state.fleet.metrics.update(name, "overloaded");
+            tracing::warn!(bot = %bot.name, error = %e, "cannot queue the update; answering 503");
+            retry_later("temporarily unavailable")
+        }
     }
 }
 

@@ -24,7 +24,7 @@ use crate::matching::Tier;
 use crate::matching::memory::MemoryPool;
 use crate::matching::redis::RedisPool;
 use crate::metrics::Metrics;
-use crate::ingress::server::{AppState, MAX_IN_FLIGHT, WebhookBot};
+use crate::ingress::server::{AppState, MAX_IN_FLIGHT, OVERLOAD_GRACE, WebhookBot};
 use crate::store::sql::SqlStore;
 use crate::telegram::TelegramApi;
 use crate::delivery::{outbox, timers};
@@ -102,6 +102,9 @@ pub async fn start_bot(
         tokio::spawn(timers::run(bot.clone(), shutdown.clone())),
         tokio::spawn(crate::chat::retire::run(bot.clone(), shutdown.clone())),
         tokio::spawn(crate::chat::shop::sweep_expired_holds(bot.clone(), shutdown.clone())),
+        // Drains the bot's durable inbound queue (filled by any replica's webhook past its
+        // overload grace); polling bots never fill it, so for them it only reads an empty queue.
+        tokio::spawn(crate::ingress::inbound::run(bot.clone(), shutdown.clone())),
     ];
     if poll {
         tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
@@ -211,7 +214,7 @@ pub async fn serve_listener(listener: tokio::net::TcpListener, state: AppState, 
 }
 
 pub fn app_state(fleet: &Arc<Fleet>, bots: HashMap<String, WebhookBot>) -> AppState {
-    AppState { fleet: fleet.clone(), bots: Arc::new(bots), in_flight: Arc::new(Semaphore::new(MAX_IN_FLIGHT)) }
+    AppState::new(fleet.clone(), bots, Arc::new(Semaphore::new(MAX_IN_FLIGHT)), OVERLOAD_GRACE)
 }
 
 /// Turns true on SIGTERM or Ctrl-C.

@@ -11,6 +11,7 @@
 mod blobs;
 mod commit;
 mod dedupe;
+mod inbound;
 mod leases;
 mod limiter;
 mod maintenance;
@@ -103,7 +104,7 @@ use timers::BotTimers;
 
 /// (pool, name): leases, refs, blobs, rate limits.
 type Named = (String, String);
-/// (pool, bot): timers.
+/// (pool, bot): timers, inbound queues.
 type BotKey = (String, String);
 
 struct State {
@@ -120,6 +121,9 @@ struct State {
     outboxes: HashMap<StreamKey, BTreeMap<u64, Job>>,
     next_job: u64,
     timers: HashMap<BotKey, BotTimers>,
+    /// Inbound queues: entry sequence number → the update's JSON; empty queues are removed.
+    inbound: HashMap<BotKey, BTreeMap<u64, String>>,
+    next_inbound: u64,
     last_sweep: Instant,
 }
 
@@ -136,6 +140,8 @@ impl State {
             outboxes: HashMap::new(),
             next_job: 0,
             timers: HashMap::new(),
+            inbound: HashMap::new(),
+            next_inbound: 0,
             last_sweep: Instant::now(),
         }
     }
@@ -150,6 +156,7 @@ impl State {
         self.rate_limits.retain(|_, e| e.live(now));
         self.outboxes.retain(|_, s| !s.is_empty());
         self.timers.retain(|_, t| !t.is_empty());
+        self.inbound.retain(|_, q| !q.is_empty());
         self.last_sweep = now;
     }
 
@@ -164,6 +171,7 @@ impl State {
             + self.rate_limits.len()
             + self.outboxes.len()
             + self.timers.len()
+            + self.inbound.len()
     }
 }
 

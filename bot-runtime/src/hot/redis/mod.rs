@@ -9,6 +9,7 @@
 mod blobs;
 mod commit;
 mod dedupe;
+mod inbound;
 mod leases;
 mod limiter;
 mod maintenance;
@@ -38,6 +39,7 @@ pub struct RedisHot {
     allow: Script,
     claim_timers: Script,
     adopt_key: Script,
+    push_inbound: Script,
 }
 
 impl RedisHot {
@@ -57,6 +59,7 @@ impl RedisHot {
             hold_sends: Script::new(include_str!("hold_sends.lua")),
             allow: Script::new(include_str!("allow.lua")),
             claim_timers: Script::new(include_str!("claim_timers.lua")),
+            push_inbound: Script::new(include_str!("push_inbound.lua")),
         }
     }
 }
