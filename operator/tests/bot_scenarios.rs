@@ -301,6 +301,45 @@ async fn a_deleted_bot_retires_first_and_its_finalizer_waits_for_the_drain() {
     assert_eq!(fake.sim().stats().calls.get("deleteWebhook").copied().unwrap_or(0), 0);
 }
 
+/// Scaling a running bot to zero retires it first, as deleting does: the configuration says
+/// `retiring`, the Deployment keeps its running replicas for the drain, and the status and an
+/// Event say so; after the drain the Deployment goes to zero.
+#[tokio::test]
+async fn scaling_a_bot_to_zero_retires_it_before_its_pods_go() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let secret = "existing_secret_value";
+    let api = RawBot::new(&fake.api_url(), &tg.token);
+    api.call("setWebhook", json!({"url": "https://bots.example.com/telegram/alpha", "secret_token": secret})).await.unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.spec.replicas = Some(0);
+    let zero_script = |b: &BotInstance| {
+        let mut script = apply_script(b, &tg.token, Some(secret), false);
+        let pdb = script.iter().position(|s| s.path.contains("poddisruptionbudgets")).unwrap();
+        script[pdb] = step("DELETE", "/apis/policy/v1/namespaces/demo/poddisruptionbudgets/alpha-runtime", Reply::NotFound);
+        script
+    };
+    let (client, log) = api_server(zero_script(&b));
+    reconcile(Arc::new(b.clone()), context(client, &fake.api_url(), stores())).await.unwrap();
+    {
+        let l = log.lock().unwrap();
+        let config = find(&l, "/configmaps/alpha-config")["data"]["config.yaml"].as_str().unwrap_or_default().to_string();
+        assert!(config.contains("retiring: true"), "{config}");
+        assert_eq!(find(&l, "/deployments/alpha-runtime")["spec"]["replicas"], 2, "the running pods stay for the drain");
+        let status = find(&l, "/status");
+        assert_eq!(status["status"]["retiringSince"], "2026-11-22T12:00:00Z");
+        assert_eq!(condition(status, "Ready")["reason"], "Retiring");
+        assert!(l.events.iter().any(|e| e["reason"] == "Retiring"), "{:?}", l.events);
+    }
+    // After the drain: zero replicas.
+    b.status.as_mut().unwrap().retiring_since = Some("2026-11-22T11:50:00Z".into());
+    let (client, log) = api_server(zero_script(&b));
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    let l = log.lock().unwrap();
+    assert_eq!(find(&l, "/deployments/alpha-runtime")["spec"]["replicas"], 0);
+    assert_eq!(condition(find(&l, "/status"), "Ready")["reason"], "ScaledToZero");
+}
+
 /// Halfway through the drain the finalizer still waits, for the rest of it only.
 #[tokio::test]
 async fn a_retiring_bot_waits_only_the_rest_of_its_drain() {

@@ -198,6 +198,44 @@ fn quantity(v: &str) -> Quantity {
     Quantity(v.to_string())
 }
 
+/// What to do with the pods of a bot whose `spec.replicas` is 0 (scaled to zero).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScaleDown {
+    /// Not scaled to zero: replicas as the spec says.
+    No,
+    /// Pods still run: keep `keep` replicas with the configuration saying `retiring` until
+    /// the drain is over, `left` from now (`start`: the drain begins with this reconcile).
+    Retire { keep: i32, left: std::time::Duration, start: bool },
+    /// Nothing (more) to drain: zero replicas.
+    Stop,
+}
+
+/// Scaling a bot to zero retires it first, as deleting does: its running pods take its users
+/// out of the pool before they go. Pure: from the spec, the pods ready now, when the drain
+/// began (if it did), the drain's length and the time.
+pub fn scale_down(
+    bot: &BotInstance,
+    ready: i32,
+    retiring_since: Option<jiff::Timestamp>,
+    drain: std::time::Duration,
+    now: jiff::Timestamp,
+) -> ScaleDown {
+    if bot.spec.autoscaling.is_some() || bot.spec.replicas != Some(0) {
+        return ScaleDown::No;
+    }
+    match retiring_since {
+        Some(since) => {
+            let elapsed = std::time::Duration::try_from(now.duration_since(since)).unwrap_or_default();
+            match drain.checked_sub(elapsed).filter(|left| !left.is_zero()) {
+                Some(left) => ScaleDown::Retire { keep: ready.max(1), left, start: false },
+                None => ScaleDown::Stop,
+            }
+        }
+        None if ready > 0 => ScaleDown::Retire { keep: ready, left: drain, start: true },
+        None => ScaleDown::Stop,
+    }
+}
+
 /// Why a BotInstance cannot be turned into objects the API server accepts — checked before
 /// anything is applied, so the user gets `Ready=False` with the reason and an Event instead
 /// of a reconcile that fails forever on a 422.
@@ -519,6 +557,24 @@ mod tests {
         b.metadata.namespace = Some("demo".into());
         b.metadata.uid = Some("uid-1".into());
         b
+    }
+
+    #[test]
+    fn scaling_to_zero_retires_running_pods_for_the_drain_then_stops() {
+        use std::time::Duration;
+        let drain = Duration::from_secs(90);
+        let now: jiff::Timestamp = "2026-11-22T12:00:00Z".parse().unwrap();
+        let mut b = alpha();
+        b.spec.autoscaling = None;
+        b.spec.replicas = Some(2);
+        assert_eq!(scale_down(&b, 2, None, drain, now), ScaleDown::No);
+        b.spec.replicas = Some(0);
+        assert_eq!(scale_down(&b, 2, None, drain, now), ScaleDown::Retire { keep: 2, left: drain, start: true });
+        let since: jiff::Timestamp = "2026-11-22T11:59:30Z".parse().unwrap();
+        assert_eq!(scale_down(&b, 2, Some(since), drain, now), ScaleDown::Retire { keep: 2, left: Duration::from_secs(60), start: false });
+        let long_ago: jiff::Timestamp = "2026-11-22T11:50:00Z".parse().unwrap();
+        assert_eq!(scale_down(&b, 2, Some(long_ago), drain, now), ScaleDown::Stop);
+        assert_eq!(scale_down(&b, 0, None, drain, now), ScaleDown::Stop, "no pods: nothing to drain");
     }
 
     #[test]

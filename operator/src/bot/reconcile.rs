@@ -228,13 +228,38 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     apply_object(&secrets, &n.token, &build::validated_token(&bot, &pool, token.expose())).await?;
     let with_monitor = ctx.service_monitor_available().await;
 
+    // Scaled to zero: retire first (the pods take the bot's users out of the pool), then stop.
+    let retiring_since = status.retiring_since.as_deref().and_then(|s| s.parse::<jiff::Timestamp>().ok());
+    let scale_down = build::scale_down(&bot, status.ready_replicas.unwrap_or(0), retiring_since, RETIRE_DRAIN, now);
+    let mut resolution = resolution;
+    match scale_down {
+        build::ScaleDown::No => status.retiring_since = None,
+        build::ScaleDown::Retire { start, .. } => {
+            resolution.config.bot.retiring = true;
+            if start {
+                status.retiring_since = Some(now.to_string());
+                let note = format!(
+                    "scaled to zero: the pods take the bot's users out of pool {:?} for {}s, then stop",
+                    bot.spec.pool,
+                    RETIRE_DRAIN.as_secs()
+                );
+                publish(ctx, &bot, EventType::Normal, "Retiring", "ScaleToZero", note).await;
+            }
+        }
+        build::ScaleDown::Stop => resolution.config.bot.retiring = retiring_since.is_some(),
+    }
+    resolution.hash = resolution.config.hash();
+
     // The objects.
     let config_yaml = serde_yaml::to_string(&resolution.config).map_err(|e| Error::Serialize(e.to_string()))?;
     let rollout = Rollout {
         token_fingerprint: token_fp.clone(),
         webhook_secret_fingerprint: webhook_secret.as_ref().map(|(s, _)| fingerprint(s.expose())),
     };
-    let desired = build(&bot, &resolution.config, &config_yaml, &resolution.hash, &rollout, &ctx.settings, with_monitor);
+    let mut desired = build(&bot, &resolution.config, &config_yaml, &resolution.hash, &rollout, &ctx.settings, with_monitor);
+    if let build::ScaleDown::Retire { keep, .. } = scale_down {
+        desired.deployment.spec.replicas = Some(keep);
+    }
     let client = ctx.client.clone();
     apply_object(&Api::<ConfigMap>::namespaced(client.clone(), &ns), &n.config, &desired.config_map).await?;
     apply_object(&Api::<Service>::namespaced(client.clone(), &ns), &n.runtime, &desired.service).await?;
@@ -322,7 +347,13 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     let wanted = deployment.spec.replicas.unwrap_or(1).max(1);
     status.ready_replicas = Some(ready);
     let webhook_ok = bot.spec.ingress.mode == IngressMode::Polling || is_true(&status.conditions, "WebhookRegistered");
-    if ready > 0 && webhook_ok {
+    if let build::ScaleDown::Retire { left, .. } = scale_down {
+        let message = format!("scaled to zero: the bot's users leave the pool; its pods stop in {}s", left.as_secs());
+        cond(&mut status, "Ready", ConditionStatus::False, "Retiring", message);
+        requeue = requeue.min(left);
+    } else if scale_down == build::ScaleDown::Stop {
+        cond(&mut status, "Ready", ConditionStatus::False, "ScaledToZero", "spec.replicas is 0: no pods run".into());
+    } else if ready > 0 && webhook_ok {
         cond(&mut status, "Ready", ConditionStatus::True, "Running", format!("{ready} replica(s) ready"));
     } else if !webhook_ok {
         cond(&mut status, "Ready", ConditionStatus::False, "WebhookNotRegistered", "Telegram has no webhook for this bot yet".into());
