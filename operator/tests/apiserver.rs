@@ -238,7 +238,7 @@ async fn invalid_resources_are_refused_by_the_api_server_with_their_reasons() {
         ("replicas and autoscaling", with(sample("BotInstance"), "/spec/replicas", json!(3)), "autoscaling"),
         ("age under 13", with(sample("BotInstance"), "/spec/moderation/minimumAge", json!(10)), "minimumAge"),
         ("pool not a DNS label", with(sample("BotInstance"), "/spec/pool", json!("EU Chat")), "pool"),
-        ("burst below rate", with(sample("RateLimitPolicy"), "/spec/perUser/burst", json!(1)), "burst"),
+        ("burst below rate", with(sample("RateLimitPolicy"), "/spec/perUser/messagesPerSecond", json!(9)), "burst"),
     ];
     for (what, object, field) in cases {
         match create(&admin, &ns, object).await {
