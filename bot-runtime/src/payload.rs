@@ -77,12 +77,8 @@ impl std::fmt::Debug for PayloadKeys {
 impl PayloadKeys {
     /// Keys from the lines of a key file.
     pub fn parse(text: &str) -> anyhow::Result<Self> {
-        let keys: Vec<Vec<u8>> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with('#'))
-            .map(|l| l.as_bytes().to_vec())
-            .collect();
+        let keys: Vec<Vec<u8>> =
+            text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(|l| l.as_bytes().to_vec()).collect();
         if keys.is_empty() {
             anyhow::bail!("the payload key file has no key");
         }
@@ -171,10 +167,7 @@ mod tests {
     #[test]
     fn hmac_matches_rfc_4231() {
         // Test case 1.
-        assert_eq!(
-            hex(&hmac_sha256(&[0x0b; 20], b"Hi There")),
-            "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7"
-        );
+        assert_eq!(hex(&hmac_sha256(&[0x0b; 20], b"Hi There")), "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
         // Test case 2.
         assert_eq!(
             hex(&hmac_sha256(b"Jefe", b"what do ya want for nothing?")),

@@ -248,10 +248,16 @@ mod error_tests {
 
     #[test]
     fn the_runtime_branches_on_codes_and_one_reading_of_telegrams_400_descriptions() {
-        assert_eq!(api(400, "Bad Request: message is not modified: specified new message content ...").bad_request(), Some(BadRequest::MessageNotModified));
+        assert_eq!(
+            api(400, "Bad Request: message is not modified: specified new message content ...").bad_request(),
+            Some(BadRequest::MessageNotModified)
+        );
         assert_eq!(api(400, "Bad Request: message to edit not found").bad_request(), Some(BadRequest::MessageGone));
         assert_eq!(api(400, "Bad Request: file is too big").bad_request(), Some(BadRequest::FileTooBig));
-        assert_eq!(api(400, "Bad Request: query is too old and response timeout expired or query ID is invalid").bad_request(), Some(BadRequest::QueryExpired));
+        assert_eq!(
+            api(400, "Bad Request: query is too old and response timeout expired or query ID is invalid").bad_request(),
+            Some(BadRequest::QueryExpired)
+        );
         assert_eq!(api(400, "Bad Request: chat not found").bad_request(), Some(BadRequest::Other));
         assert_eq!(api(403, "Forbidden: bot was blocked by the user").bad_request(), None);
         assert!(api(401, "Unauthorized").is_token_refused() && api(404, "Not Found").is_token_refused());

@@ -646,11 +646,21 @@ async fn a_send_failing_past_its_maximum_age_is_given_up_and_its_sender_told() {
     let h = two_bots(Backend::Production, 1).await;
     let (mut ann, bob) = chatting(&h, "alpha", "beta").await;
     h.sim
-        .add_fault(FaultSpec { method: Some("sendMessage".into()), bot: Some("beta_bot".into()), kind: FaultKind::ServerError { code: 502 }, count: None })
+        .add_fault(FaultSpec {
+            method: Some("sendMessage".into()),
+            bot: Some("beta_bot".into()),
+            kind: FaultKind::ServerError { code: 502 },
+            count: None,
+        })
         .unwrap();
     // A relay of Ann's enqueued eleven minutes ago (past the interactive lane's ten).
     let beta = h.any_bot("beta");
-    let mut job = bot_runtime::hot::Job::to(&Member::new("beta", bob.id), Lane::Interactive, "sendMessage", json!({"chat_id": bob.id, "text": "late"}));
+    let mut job = bot_runtime::hot::Job::to(
+        &Member::new("beta", bob.id),
+        Lane::Interactive,
+        "sendMessage",
+        json!({"chat_id": bob.id, "text": "late"}),
+    );
     job.origin = Some(MessageRef { member: Member::new("alpha", ann.id).to_string(), message_id: 1 });
     job.enqueued_ms = bot_runtime::bot::now_ms() - 11 * 60_000;
     beta.fleet.hot.commit(&beta.pool, Marker::None, &[job]).await.unwrap();
@@ -667,7 +677,12 @@ async fn a_refused_token_holds_the_sends_and_loses_nothing() {
     let h = two_bots(Backend::Production, 1).await;
     let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
     h.sim
-        .add_fault(FaultSpec { method: Some("sendMessage".into()), bot: Some("beta_bot".into()), kind: FaultKind::Unauthorized, count: Some(2) })
+        .add_fault(FaultSpec {
+            method: Some("sendMessage".into()),
+            bot: Some("beta_bot".into()),
+            kind: FaultKind::Unauthorized,
+            count: Some(2),
+        })
         .unwrap();
     ann.send("during the rotation").unwrap();
     bob.expect("the message", WAIT, |m: &Value| text_of(m) == "during the rotation").await.unwrap();
@@ -691,11 +706,7 @@ async fn backpressure_never_refuses_a_pre_checkout_query() {
     let server = tokio::spawn(async move { axum::serve(listener, router(state)).await });
     let client = reqwest::Client::new();
     let post = |body: Value| {
-        client
-            .post(format!("http://{addr}/telegram/alpha"))
-            .header("X-Telegram-Bot-Api-Secret-Token", secret.expose())
-            .json(&body)
-            .send()
+        client.post(format!("http://{addr}/telegram/alpha")).header("X-Telegram-Bot-Api-Secret-Token", secret.expose()).json(&body).send()
     };
     let message = json!({"update_id": 1, "message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "from": {"id": 5, "is_bot": false, "first_name": "A"}, "text": "hi"}});
     assert_eq!(post(message).await.unwrap().status().as_u16(), 503);
@@ -762,7 +773,11 @@ async fn slow_or_unauthenticated_clients_cannot_hold_the_webhook() {
     assert!(closed.is_ok(), "a connection that never finished its headers was kept");
     // A wrong secret with a promised body that never arrives: refused at once.
     let mut liar = tokio::net::TcpStream::connect(addr).await.unwrap();
-    liar.write_all(b"POST /telegram/alpha HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: wrong\r\nContent-Length: 100000\r\n\r\n{").await.unwrap();
+    liar.write_all(
+        b"POST /telegram/alpha HTTP/1.1\r\nHost: x\r\nX-Telegram-Bot-Api-Secret-Token: wrong\r\nContent-Length: 100000\r\n\r\n{",
+    )
+    .await
+    .unwrap();
     let mut head = [0u8; 12];
     tokio::time::timeout(Duration::from_secs(30), liar.read_exact(&mut head)).await.expect("answered without the body").unwrap();
     assert_eq!(&head, b"HTTP/1.1 401");
@@ -905,7 +920,11 @@ async fn the_bot_sets_its_command_menu_and_descriptions_per_language(backend: Ba
     let en = alpha.api.call("getMyCommands", &json!({"language_code": "en"})).await.unwrap();
     assert_eq!(en[0]["description"], "Find a partner");
     let default = alpha.api.call("getMyCommands", &json!({})).await.unwrap();
-    assert_eq!(default.as_array().map(Vec::len), Some(bot_runtime::chat::telegram_menu::USER_COMMANDS.len()), "users of other languages get the default locale's menu");
+    assert_eq!(
+        default.as_array().map(Vec::len),
+        Some(bot_runtime::chat::telegram_menu::USER_COMMANDS.len()),
+        "users of other languages get the default locale's menu"
+    );
     let short = alpha.api.call("getMyShortDescription", &json!({"language_code": "ru"})).await.unwrap();
     assert!(short["short_description"].as_str().unwrap_or("").contains("18+"), "{short}");
     h.stop().await;
@@ -1028,8 +1047,7 @@ async fn a_flooded_chat_never_stalls_another_chat_on_its_shard(backend: Backend)
     }
     let n = h.metric(dropped) as usize;
     assert!((150 - cap - 3..=150 - cap).contains(&n), "{n} dropped: everything over the cap of {cap} queued");
-    let got: Vec<usize> =
-        chat_texts(&mut ann, "flood ").iter().map(|t| t.trim_start_matches("flood ").parse().unwrap()).collect();
+    let got: Vec<usize> = chat_texts(&mut ann, "flood ").iter().map(|t| t.trim_start_matches("flood ").parse().unwrap()).collect();
     assert!(got.windows(2).all(|w| w[0] < w[1]), "per-chat order kept: {got:?}");
     assert!(got.iter().all(|&k| k < 150 - n), "only the oldest are kept: {got:?}");
     h.stop().await;

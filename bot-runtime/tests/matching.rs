@@ -302,7 +302,8 @@ async fn release_n_pairs_queues_jobs_and_timers_carry_on_after_the_namespaced_up
     matched(&p, &anyone("alpha", 3), 2).await;
     let job = Job::to(&Member::new("beta", 2), Lane::Interactive, "sendMessage", serde_json::json!({"chat_id": 2, "text": "hi"}));
     hot.commit(POOL, Marker::Update { bot: "alpha".into(), update_id: 77, keep: Duration::from_secs(3600) }, &[job]).await.unwrap();
-    let timer = Timer { id: "idle:alpha:1|beta:2".into(), due_ms: 5, payload: serde_json::json!({"k": "idle", "a": "alpha:1", "b": "beta:2"}) };
+    let timer =
+        Timer { id: "idle:alpha:1|beta:2".into(), due_ms: 5, payload: serde_json::json!({"k": "idle", "a": "alpha:1", "b": "beta:2"}) };
     hot.schedule(POOL, "alpha", &timer).await.unwrap();
 
     let (team_a, team_b) = ("team-a/eu-chat", "team-b/eu-chat");

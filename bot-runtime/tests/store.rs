@@ -6,10 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bot_runtime::matching::{Gender, Member};
-use bot_runtime::store::sql::{Backend, SqlStore};
 use bot_runtime::store::money::{
     CAP_HOLD_MS, CampaignCap, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal, RefundOutcome,
 };
+use bot_runtime::store::sql::{Backend, SqlStore};
 use bot_runtime::store::{EndReason, Ledger, Payments, Quotes, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users};
 use botfleet_tests::fixtures::TestDb;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -486,13 +486,15 @@ async fn migrations_can_run_twice_and_concurrently(url: String) {
         stores.push(t.await.unwrap().unwrap());
     }
     stores[0].migrate().await.unwrap();
-    assert_eq!(rows(&stores[0], "SELECT COUNT(*) FROM _sqlx_migrations").await, SqlStore::migrator(stores[0].backend()).iter().count() as i64);
+    assert_eq!(
+        rows(&stores[0], "SELECT COUNT(*) FROM _sqlx_migrations").await,
+        SqlStore::migrator(stores[0].backend()).iter().count() as i64
+    );
     for (i, s) in stores.iter().enumerate() {
         s.user_or_create("alpha", i as i64, "en", 0).await.unwrap();
     }
     assert_eq!(rows(&stores[2], "SELECT COUNT(*) FROM users").await, 3);
 }
-
 
 // ---- money ----------------------------------------------------------------------------------
 
@@ -616,7 +618,10 @@ async fn the_ledger_never_goes_negative_under_concurrent_debits(s: SqlStore) {
     assert_eq!(s.append(&entry("lock:big", 1, -1)).await.unwrap(), LedgerOutcome::Insufficient { balance: 0 });
     assert_eq!(s.credits("alpha", 2).await.unwrap(), 0);
     // The balance is the sum of the rows, and the wallet agrees.
-    assert_eq!(rows(&s, "SELECT CAST(SUM(delta) AS BIGINT) FROM ledger").await, rows(&s, "SELECT CAST(SUM(balance) AS BIGINT) FROM wallets").await);
+    assert_eq!(
+        rows(&s, "SELECT CAST(SUM(delta) AS BIGINT) FROM ledger").await,
+        rows(&s, "SELECT CAST(SUM(balance) AS BIGINT) FROM wallets").await
+    );
 }
 
 async fn a_quote_is_single_use_owned_by_the_buyer_and_expires(s: SqlStore) {

@@ -302,7 +302,8 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
     for (bot, username) in [("alpha", "alpha_demo_bot"), ("beta", "beta_demo_bot")] {
         let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret = serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
         secrets.create(&PostParams::default(), &secret).await.expect("token secret");
     }
     for doc in samples() {

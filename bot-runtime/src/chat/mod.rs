@@ -17,10 +17,10 @@ mod profile;
 pub mod protocol;
 mod relay;
 pub mod retire;
-pub mod telegram_menu;
 mod safety;
 mod search;
 pub mod shop;
+pub mod telegram_menu;
 pub mod text_key;
 
 use std::time::Duration;
@@ -34,10 +34,10 @@ pub use self::protocol::{idle_timer, search_timer_id};
 use self::text_key::TextKey;
 use crate::bot::{Audience, Bot, Effects, HandleError};
 use crate::hot::{Job, Lane, Timer};
+use crate::ingress::update::{CallbackQuery, Event, From, Message};
 use crate::matching::Member;
 use crate::store::{EndReason, Funnel, Stage, User, day_of};
 use crate::texts::Lang;
-use crate::ingress::update::{CallbackQuery, Event, From, Message};
 
 /// Handles one event. Returns Err only for outages (retry); everything else is an answer.
 pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleError> {

@@ -12,8 +12,8 @@ use crate::bot::{Effects, HandleError};
 use crate::ingress::update::{PreCheckoutQuery, SuccessfulPayment};
 use crate::payload::{PayloadError, quote_id_unverified};
 use crate::store::money::{NewPayment, QuoteRefusal, RefundOutcome};
-use crate::telegram::TgError;
 use crate::store::{Funnel, User};
+use crate::telegram::TgError;
 use crate::texts::{Lang, escape};
 
 /// How long the answer to a pre-checkout query may take: Telegram gives 10 s from the
@@ -117,7 +117,12 @@ async fn publish_redemptions(fx: &Effects<'_>, cap_key: &str) -> Result<(), Hand
 /// buyer what they got. A redelivery — the same update, or the same charge in another update —
 /// grants nothing and repeats the first confirmation, so a confirmation lost in a crash
 /// between the database commit and the outbox commit is still sent.
-pub(super) async fn on_successful_payment(fx: &mut Effects<'_>, user: &User, lang: Lang, sp: &SuccessfulPayment) -> Result<(), HandleError> {
+pub(super) async fn on_successful_payment(
+    fx: &mut Effects<'_>,
+    user: &User,
+    lang: Lang,
+    sp: &SuccessfulPayment,
+) -> Result<(), HandleError> {
     let me = user.member();
     // The payment is taken already: its quote is honoured whatever signed the payload (an
     // unsigned one of the previous release, approved by it before this one rolled out).
@@ -310,12 +315,18 @@ async fn reverse(fx: &mut Effects<'_>, charge: &str, admin: Option<&User>) -> Re
                 (true, None) => TextKey::RefundedVipEnded.text(lang),
             };
             let credits = fx.store().credits(&fx.bot.name, payment.user_id).await?;
-            let credits_line =
-                |lang| if payment.lock_credits > 0 { TextKey::PaidCredits.fmt(lang, &[("credits", &credits.to_string())]) } else { String::new() };
+            let credits_line = |lang| {
+                if payment.lock_credits > 0 { TextKey::PaidCredits.fmt(lang, &[("credits", &credits.to_string())]) } else { String::new() }
+            };
             let plan = plan_title(fx, &payment.plan_id);
             let text = TextKey::RefundedBuyer.fmt(
                 buyer_lang,
-                &[("plan", &plan), ("stars", &payment.stars.to_string()), ("vip", &vip(buyer_lang)), ("credits", &credits_line(buyer_lang))],
+                &[
+                    ("plan", &plan),
+                    ("stars", &payment.stars.to_string()),
+                    ("vip", &vip(buyer_lang)),
+                    ("credits", &credits_line(buyer_lang)),
+                ],
             );
             fx.say(&buyer, text, None);
             if let (Some(a), Some(l)) = (admin, admin_lang) {

@@ -12,9 +12,9 @@ use serde_json::Value;
 
 use crate::chat::text_key::TextKey;
 use crate::hot::Timer;
+use crate::ingress::update::Message;
 use crate::matching::{Gender, Member, SearchOutcome};
 use crate::texts::Lang;
-use crate::ingress::update::Message;
 
 /// Telegram refuses a button whose `callback_data` is longer than this (bytes).
 pub const MAX_CALLBACK_DATA: usize = 64;

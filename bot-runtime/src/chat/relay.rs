@@ -6,16 +6,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use super::plain_job;
 use super::search::touch_idle;
 use super::text_key::TextKey;
-use super::plain_job;
 use crate::bot::{Effects, HandleError, message_ref};
 use crate::hot::{Lane, MessageRef, MirrorOf, Upload, reply_ref};
+use crate::ingress::update::{Content, Message};
 use crate::matching::Member;
 use crate::store::User;
 use crate::telegram::{BadRequest, MAX_DOWNLOAD_BYTES};
 use crate::texts::Lang;
-use crate::ingress::update::{Content, Message};
 
 /// How long a cross-bot media blob waits in the hot store for the recipient's bot.
 const BLOB_TTL: Duration = Duration::from_secs(3600);

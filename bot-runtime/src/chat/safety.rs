@@ -6,10 +6,10 @@ use super::protocol::{Callback, ReportReason};
 use super::text_key::TextKey;
 use super::{buttons, edit_markup_off, ending, min_age};
 use crate::bot::{Effects, HandleError, menu_keyboard};
+use crate::ingress::update::From;
 use crate::matching::Member;
 use crate::store::EndReason;
 use crate::texts::Lang;
-use crate::ingress::update::From;
 
 /// After a report ended the chat: block the pair, record the report, maybe restrict the
 /// partner, and ask the reporter why.

@@ -142,8 +142,7 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
     if plan.grants.lock_credits > 0 {
         grants.push(TextKey::InvoiceCredits.fmt(lang, &[("credits", &plan.grants.lock_credits.to_string())]));
     }
-    let description: String =
-        TextKey::InvoiceDescription.fmt(lang, &[("grants", &grants.join(" + "))]).chars().take(255).collect();
+    let description: String = TextKey::InvoiceDescription.fmt(lang, &[("grants", &grants.join(" + "))]).chars().take(255).collect();
     let params = json!({
         "chat_id": user.user_id,
         // The plan's title as the admin wrote it (the VipPlan allows 1–32 characters, as Telegram).

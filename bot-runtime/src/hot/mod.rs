@@ -57,7 +57,10 @@ pub use types::{Claim, HotError, HotResult, Job, Lane, Marker, MessageRef, Mirro
 /// The hot state of one fleet (all pools): every concern at once. Implementations must be safe
 /// under any number of concurrent callers and (for Redis) replicas. Implemented for anything
 /// that implements every concern; on `dyn HotState` all their methods are callable as they are.
-pub trait HotState: Dedupe + Commit + Outbox + Leases + SendLimiter + RateLimit + Timers + Refs + Blobs + Inbound + Maintenance + 'static {}
+pub trait HotState:
+    Dedupe + Commit + Outbox + Leases + SendLimiter + RateLimit + Timers + Refs + Blobs + Inbound + Maintenance + 'static
+{
+}
 
 impl<T> HotState for T where
     T: Dedupe + Commit + Outbox + Leases + SendLimiter + RateLimit + Timers + Refs + Blobs + Inbound + Maintenance + ?Sized + 'static

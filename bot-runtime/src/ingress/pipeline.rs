@@ -14,9 +14,9 @@ use serde_json::Value;
 use crate::bot::{Bot, Effects, HandleError, now_ms};
 use crate::chat;
 use crate::chat::text_key::TextKey;
-use crate::texts::Lang;
 use crate::hot::{Claim, Marker};
 use crate::ingress::update::{self, Event};
+use crate::texts::Lang;
 
 /// How long one attempt may hold an update before another replica may take it over.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30);

@@ -39,8 +39,8 @@ use tokio::sync::Semaphore;
 
 use crate::bot::{Bot, Fleet};
 use crate::ingress::inbound::INBOUND_MAX;
-use crate::ingress::secret;
 use crate::ingress::pipeline::{self, Outcome};
+use crate::ingress::secret;
 
 /// Telegram's updates are a few KiB (a message's text is at most 4096 characters, a caption
 /// 1024; entities and a reply's copy add to that): 256 KiB is far above any of them.

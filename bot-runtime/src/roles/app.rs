@@ -14,21 +14,21 @@ use tokio::task::JoinHandle;
 
 use crate::bot::{Bot, Fleet, Ticker};
 use crate::config::LiveConfig;
-use crate::identity::{BotId, PoolId};
-use crate::store::Store;
-use crate::store::scoped::BotStore;
+use crate::delivery::{outbox, timers};
 use crate::hot::memory::MemoryHot;
 use crate::hot::redis::RedisHot;
+use crate::identity::{BotId, PoolId};
+use crate::ingress::polling;
+use crate::ingress::server::{AppState, MAX_IN_FLIGHT, OVERLOAD_GRACE, WebhookBot};
 use crate::keys::Keys;
 use crate::matching::Tier;
 use crate::matching::memory::MemoryPool;
 use crate::matching::redis::RedisPool;
 use crate::metrics::Metrics;
-use crate::ingress::server::{AppState, MAX_IN_FLIGHT, OVERLOAD_GRACE, WebhookBot};
+use crate::store::Store;
+use crate::store::scoped::BotStore;
 use crate::store::sql::SqlStore;
 use crate::telegram::TelegramApi;
-use crate::delivery::{outbox, timers};
-use crate::ingress::polling;
 
 /// Outbox shards per bot: enough parallel chats per bot to use Telegram's 30/s budget even
 /// with slow round trips (each shard sends one message at a time).
@@ -152,8 +152,7 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
 /// rewriting: inside a pool, bots are still named by their bare names.
 pub async fn adopt_release_n(fleet: &Fleet, id: &BotId, pool: &PoolId) -> anyhow::Result<()> {
     let rows = fleet.store.adopt_legacy_bot(&id.name, &id.to_string()).await.context("adopting the previous release's rows")?;
-    let keys =
-        fleet.hot.adopt_legacy_pool(&pool.name, &pool.to_string()).await.context("adopting the previous release's Redis keys")?;
+    let keys = fleet.hot.adopt_legacy_pool(&pool.name, &pool.to_string()).await.context("adopting the previous release's Redis keys")?;
     if rows > 0 || keys > 0 {
         tracing::info!(bot = %id, pool = %pool, rows, keys, "adopted state of the previous release");
     }

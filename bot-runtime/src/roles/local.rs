@@ -26,10 +26,10 @@ use botfleet_crds::vip_plan::VipPlan;
 use botfleet_fake_telegram::FakeTelegram;
 use serde::Deserialize as _;
 
-use crate::roles::app;
 use crate::config::LiveConfig;
-use crate::metrics::Metrics;
 use crate::ingress::server::WebhookBot;
+use crate::metrics::Metrics;
+use crate::roles::app;
 #[cfg(feature = "simulator")]
 use crate::roles::simulate;
 use crate::telegram::{DEFAULT_API_URL, TelegramApi};

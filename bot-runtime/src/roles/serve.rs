@@ -12,10 +12,10 @@ use botfleet_crds::bot_instance::IngressMode;
 use botfleet_crds::token::{BotToken, mask_tokens};
 use botfleet_crds::webhook::WebhookSecret;
 
-use crate::roles::app;
 use crate::config;
-use crate::metrics::Metrics;
 use crate::ingress::server::WebhookBot;
+use crate::metrics::Metrics;
+use crate::roles::app;
 use crate::telegram::{DEFAULT_API_URL, TelegramApi};
 
 // No `Debug`: these hold connection URLs with passwords, and nothing may print them.
@@ -85,14 +85,18 @@ async fn check_redis(url: &str, accept_risk: bool) -> anyhow::Result<()> {
     match durability(appendonly.as_deref(), policy.as_deref()) {
         Durability::Safe => Ok(()),
         Durability::Unknown => {
-            tracing::warn!("Redis refuses CONFIG GET, so its persistence cannot be checked: make sure it runs with appendonly yes and maxmemory-policy noeviction (docs/DEPLOY.md)");
+            tracing::warn!(
+                "Redis refuses CONFIG GET, so its persistence cannot be checked: make sure it runs with appendonly yes and maxmemory-policy noeviction (docs/DEPLOY.md)"
+            );
             Ok(())
         }
         Durability::Unsafe(why) if accept_risk => {
             tracing::warn!(%why, "Redis may lose or evict the hot state; starting anyway (REDIS_ACCEPT_DATA_LOSS)");
             Ok(())
         }
-        Durability::Unsafe(why) => bail!("Redis would lose messages: {why}. Fix its configuration, or set REDIS_ACCEPT_DATA_LOSS=true for a test setup"),
+        Durability::Unsafe(why) => {
+            bail!("Redis would lose messages: {why}. Fix its configuration, or set REDIS_ACCEPT_DATA_LOSS=true for a test setup")
+        }
     }
 }
 

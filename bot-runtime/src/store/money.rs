@@ -155,11 +155,17 @@ pub struct LedgerEntry {
 /// What [`Ledger::append`] did; each carries the balance after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedgerOutcome {
-    Written { balance: i64 },
+    Written {
+        balance: i64,
+    },
     /// The key was in the ledger already: nothing written.
-    Duplicate { balance: i64 },
+    Duplicate {
+        balance: i64,
+    },
     /// A debit larger than the balance: nothing written.
-    Insufficient { balance: i64 },
+    Insufficient {
+        balance: i64,
+    },
 }
 
 #[async_trait::async_trait]
@@ -173,8 +179,7 @@ pub trait Quotes: Send + Sync + 'static {
     /// With a capped campaign, the same transaction reserves a slot of the campaign's count
     /// until `now_ms + CAP_HOLD_MS` (first releasing that campaign's expired holds); no slot
     /// left refuses with [`QuoteRefusal::CapReached`] and claims nothing.
-    async fn claim_quote(&self, bot: &str, id: &str, payer: i64, query_id: &str, now_ms: i64)
-    -> StoreResult<Result<Quote, QuoteRefusal>>;
+    async fn claim_quote(&self, bot: &str, id: &str, payer: i64, query_id: &str, now_ms: i64) -> StoreResult<Result<Quote, QuoteRefusal>>;
     /// Slots of a capped campaign held at `now_ms`: paid, or reserved and not yet expired.
     async fn campaign_redemptions(&self, campaign_key: &str, now_ms: i64) -> StoreResult<i64>;
     /// Releases every reservation that expired unpaid (each exactly once, whichever replicas

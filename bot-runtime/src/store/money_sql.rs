@@ -15,12 +15,12 @@
 
 use sqlx::{AnyConnection, Row as _};
 
+use super::StoreResult;
 use super::money::{
-    Applied, CAP_HOLD_MS, CampaignCap, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote,
-    QuoteRefusal, Quotes, RefundOutcome,
+    Applied, CAP_HOLD_MS, CampaignCap, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal,
+    Quotes, RefundOutcome,
 };
 use super::sql::{SqlStore, col, corrupt, db_err};
-use super::StoreResult;
 
 macro_rules! quote_columns {
     () => {
@@ -115,19 +115,17 @@ async fn append_in(conn: &mut AnyConnection, e: &LedgerEntry) -> StoreResult<Led
     if after < 0 {
         return Ok(LedgerOutcome::Insufficient { balance });
     }
-    sqlx::query(
-        "INSERT INTO ledger (idem_key, bot, user_id, delta, reason, ref, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(e.idem_key.as_str())
-    .bind(e.bot.as_str())
-    .bind(e.user_id)
-    .bind(e.delta)
-    .bind(e.reason.as_str())
-    .bind(e.reference.as_str())
-    .bind(e.created_ms)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+    sqlx::query("INSERT INTO ledger (idem_key, bot, user_id, delta, reason, ref, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(e.idem_key.as_str())
+        .bind(e.bot.as_str())
+        .bind(e.user_id)
+        .bind(e.delta)
+        .bind(e.reason.as_str())
+        .bind(e.reference.as_str())
+        .bind(e.created_ms)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
     sqlx::query("UPDATE wallets SET balance = $3, updated_ms = $4 WHERE bot = $1 AND user_id = $2")
         .bind(e.bot.as_str())
         .bind(e.user_id)
@@ -193,13 +191,14 @@ async fn reserve_in(conn: &mut AnyConnection, cap: &CampaignCap, quote_id: &str,
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
-    let took = sqlx::query("UPDATE campaign_counters SET used = used + 1, updated_ms = $3 WHERE campaign = $1 AND used < $2 RETURNING used")
-        .bind(cap.key.as_str())
-        .bind(cap.max)
-        .bind(now_ms)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let took =
+        sqlx::query("UPDATE campaign_counters SET used = used + 1, updated_ms = $3 WHERE campaign = $1 AND used < $2 RETURNING used")
+            .bind(cap.key.as_str())
+            .bind(cap.max)
+            .bind(now_ms)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_err)?;
     if took.is_none() {
         return Ok(false);
     }
@@ -223,11 +222,13 @@ async fn reserve_in(conn: &mut AnyConnection, cap: &CampaignCap, quote_id: &str,
 async fn redeem_in(conn: &mut AnyConnection, quote_id: &str, now_ms: i64) -> StoreResult<()> {
     // Lock the hold first (a no-op write) and read it as it is now: a sweep releasing it at
     // the same moment either went first (we see released_ms) or waits for us.
-    let row = sqlx::query("UPDATE campaign_redemptions SET quote_id = quote_id WHERE quote_id = $1 AND paid_ms IS NULL RETURNING campaign, released_ms")
-        .bind(quote_id)
-        .fetch_optional(&mut *conn)
-        .await
-        .map_err(db_err)?;
+    let row = sqlx::query(
+        "UPDATE campaign_redemptions SET quote_id = quote_id WHERE quote_id = $1 AND paid_ms IS NULL RETURNING campaign, released_ms",
+    )
+    .bind(quote_id)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?;
     let Some(row) = row else { return Ok(()) };
     let campaign: String = col(&row, "campaign")?;
     let released: Option<i64> = col(&row, "released_ms")?;
@@ -297,14 +298,7 @@ impl Quotes for SqlStore {
         row.as_ref().map(quote_from_row).transpose()
     }
 
-    async fn claim_quote(
-        &self,
-        bot: &str,
-        id: &str,
-        payer: i64,
-        query_id: &str,
-        now_ms: i64,
-    ) -> StoreResult<Result<Quote, QuoteRefusal>> {
+    async fn claim_quote(&self, bot: &str, id: &str, payer: i64, query_id: &str, now_ms: i64) -> StoreResult<Result<Quote, QuoteRefusal>> {
         // One transaction whose first statement is the claim (a write: SQLite then serializes
         // writers from the start). On Postgres a concurrent claim of the same quote waits for
         // the row lock and re-checks the WHERE (then finds checkout_id taken).

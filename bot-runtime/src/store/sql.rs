@@ -394,14 +394,12 @@ impl SqlStore {
     /// Inserts the member unless present; true if this call created it. The person row comes
     /// first (first seen is the first contact with any bot, kept forever).
     async fn insert_user_if_absent(&self, bot: &str, user_id: i64, language: &str, now_ms: i64) -> StoreResult<bool> {
-        sqlx::query(
-            "INSERT INTO persons (user_id, first_seen_ms, updated_ms) VALUES ($1, $2, $2) ON CONFLICT (user_id) DO NOTHING",
-        )
-        .bind(user_id)
-        .bind(now_ms)
-        .execute(&self.pool)
-        .await
-        .map_err(db_err)?;
+        sqlx::query("INSERT INTO persons (user_id, first_seen_ms, updated_ms) VALUES ($1, $2, $2) ON CONFLICT (user_id) DO NOTHING")
+            .bind(user_id)
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
         let done = sqlx::query(
             "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms) \
              VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (bot, user_id) DO NOTHING",
@@ -473,11 +471,11 @@ impl Users for SqlStore {
             user_columns!(),
             " FROM users u LEFT JOIN persons p ON p.user_id = u.user_id WHERE u.bot = $1 AND u.user_id = $2"
         ))
-            .bind(bot)
-            .bind(user_id)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db_err)?;
+        .bind(bot)
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
         row.as_ref().map(user_from_row).transpose()
     }
 

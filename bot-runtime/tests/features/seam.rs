@@ -23,19 +23,19 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bot_runtime::roles::app;
 use bot_runtime::bot::{Bot, Effects, Fleet};
 use bot_runtime::chat;
 use bot_runtime::chat::protocol::Callback;
 use bot_runtime::chat::text_key::TextKey;
 use bot_runtime::config::LiveConfig;
 use bot_runtime::hot::{Job, Marker, Timer};
+use bot_runtime::ingress::update::{self, Event};
 use bot_runtime::matching::Member;
 use bot_runtime::metrics::Metrics;
+use bot_runtime::roles::app;
 use bot_runtime::store::User;
 use bot_runtime::telegram::TelegramApi;
 use bot_runtime::texts::Lang;
-use bot_runtime::ingress::update::{self, Event};
 use botfleet_crds::resolved::ResolvedBotConfig;
 use botfleet_crds::token::BotToken;
 use botfleet_tests::fake_telegram::state::PreCheckout;
@@ -470,9 +470,10 @@ impl Out {
 
     /// The job that tells `p` `key`; panics with everything `p` was told if there is none.
     pub fn said(&self, p: &Person, key: TextKey) -> &Job {
-        self.jobs.iter().find(|j| j.bot == p.bot && j.chat_id == p.id && is_text(j, key, p.lang)).unwrap_or_else(|| {
-            panic!("{} was not told {:?}; they were told:\n{}", p.id, key.as_str(), self.listing())
-        })
+        self.jobs
+            .iter()
+            .find(|j| j.bot == p.bot && j.chat_id == p.id && is_text(j, key, p.lang))
+            .unwrap_or_else(|| panic!("{} was not told {:?}; they were told:\n{}", p.id, key.as_str(), self.listing()))
     }
 
     /// Every job, one line each (for failure messages).

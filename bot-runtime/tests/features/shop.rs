@@ -48,8 +48,11 @@ fn key_file() -> String {
     static FILE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     FILE.get_or_init(|| {
         let path = std::env::temp_dir().join(format!("botfleet-payload-keys-{}", std::process::id()));
-        std::fs::write(&path, "# new key first\nfeatures-new-key-0123456789abcdef0123456789\nfeatures-old-key-0123456789abcdef0123456789\n")
-            .expect("write the key file");
+        std::fs::write(
+            &path,
+            "# new key first\nfeatures-new-key-0123456789abcdef0123456789\nfeatures-old-key-0123456789abcdef0123456789\n",
+        )
+        .expect("write the key file");
         path.display().to_string()
     })
     .clone()
@@ -247,8 +250,11 @@ async fn capped_shop(cap: u32) -> Seam {
 #[tokio::test]
 async fn a_capped_campaign_reserves_a_slot_at_checkout_and_releases_it_if_nobody_pays() {
     let s = capped_shop(1).await;
-    let (ann, bob, cleo) =
-        (s.onboarded("alpha", "Ann", "f", 25).await, s.onboarded("alpha", "Bob", "m", 30).await, s.onboarded("alpha", "Cleo", "f", 28).await);
+    let (ann, bob, cleo) = (
+        s.onboarded("alpha", "Ann", "f", 25).await,
+        s.onboarded("alpha", "Bob", "m", 30).await,
+        s.onboarded("alpha", "Cleo", "f", 28).await,
+    );
     // Ann and Bob both get the discount at Buy (no slot is held yet)...
     let ann_invoice = buy(&s, &ann, "vip-month").await;
     let bob_invoice = buy(&s, &bob, "vip-month").await;

@@ -168,11 +168,7 @@ pub const TOKEN_KEY: &str = "token";
 pub fn config_map(bot: &BotInstance, config: &ResolvedBotConfig, config_yaml: &str, hash: &str) -> ConfigMap {
     let mut cm_meta = meta(bot, &names(&bot_name(bot)).config, &config.bot.pool);
     cm_meta.annotations = Some(BTreeMap::from([(CONFIG_HASH_ANNOTATION.to_string(), hash.to_string())]));
-    ConfigMap {
-        metadata: cm_meta,
-        data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())])),
-        ..Default::default()
-    }
+    ConfigMap { metadata: cm_meta, data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())])), ..Default::default() }
 }
 
 pub fn validated_token(bot: &BotInstance, pool: &str, token: &str) -> Secret {
@@ -253,7 +249,9 @@ pub fn validate(bot: &BotInstance) -> Result<(), String> {
         ));
     }
     if longest.len() > 63 {
-        return Err(format!("the name {name:?} is too long: its Service {longest:?} must be at most 63 characters (a bot name of at most 55)"));
+        return Err(format!(
+            "the name {name:?} is too long: its Service {longest:?} must be at most 63 characters (a bot name of at most 55)"
+        ));
     }
     let r = bot.spec.resources.clone().unwrap_or_default();
     let memory = |v: Option<&str>, default: &str| parse_memory(v.unwrap_or(default));

@@ -398,7 +398,11 @@ async fn retire(bot: &BotInstance, ctx: &Context, ns: &str) -> Result<Option<Dur
     let generation = bot.metadata.generation.unwrap_or(0);
     set_condition(&mut status.conditions, "Ready", ConditionStatus::False, "Retiring", message, generation, now);
     patch_status(ctx, ns, bot, &status).await?;
-    let note = format!("configuration set to retiring: the pods take the bot's users out of pool {:?} for {}s, then go", bot.spec.pool, RETIRE_DRAIN.as_secs());
+    let note = format!(
+        "configuration set to retiring: the pods take the bot's users out of pool {:?} for {}s, then go",
+        bot.spec.pool,
+        RETIRE_DRAIN.as_secs()
+    );
     publish(ctx, bot, EventType::Normal, "Retiring", "Retire", note).await;
     Ok(Some(RETIRE_DRAIN))
 }

@@ -29,8 +29,15 @@ impl Dedupe for RedisHot {
     async fn note_failure(&self, pool: &str, bot: &str, update_id: i64, keep: Duration) -> HotResult<u32> {
         let mut conn = self.conn.clone();
         let key = self.keys.update_failures(pool, bot, update_id);
-        let (n,): (i64,) =
-            redis::pipe().incr(&key, 1).ignore().pexpire(&key, px(keep)).ignore().get(&key).query_async(&mut conn).await.map_err(unavailable)?;
+        let (n,): (i64,) = redis::pipe()
+            .incr(&key, 1)
+            .ignore()
+            .pexpire(&key, px(keep))
+            .ignore()
+            .get(&key)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
     }
 
