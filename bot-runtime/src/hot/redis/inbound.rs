@@ -4,19 +4,11 @@
 
 use redis::Value;
 
-use super::{RedisHot, unavailable};
-use crate::hot::{HotError, HotResult, Inbound, InboundUpdate};
+use super::{RedisHot, stream_entries, unavailable};
+use crate::hot::{HotResult, Inbound, InboundUpdate};
 
 /// The stream field holding an update's JSON (push_inbound.lua writes it).
 const UPDATE_FIELD: &str = "u";
-
-fn bulk_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
 
 #[async_trait::async_trait]
 impl Inbound for RedisHot {
@@ -48,30 +40,7 @@ impl Inbound for RedisHot {
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let entries = match reply {
-            Value::Array(entries) => entries,
-            Value::Nil => return Ok(Vec::new()),
-            other => return Err(HotError::Corrupt(format!("XRANGE answered {other:?}"))),
-        };
-        let mut out = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let Value::Array(parts) = entry else {
-                return Err(HotError::Corrupt(format!("stream entry is {entry:?}")));
-            };
-            let [id, Value::Array(fields)] = parts.as_slice() else {
-                return Err(HotError::Corrupt(format!("stream entry is {parts:?}")));
-            };
-            let id = bulk_string(id).ok_or_else(|| HotError::Corrupt(format!("stream entry id is {id:?}")))?;
-            let raw = fields
-                .chunks(2)
-                .find_map(|kv| match kv {
-                    [k, v] if bulk_string(k).as_deref() == Some(UPDATE_FIELD) => bulk_string(v),
-                    _ => None,
-                })
-                .ok_or_else(|| HotError::Corrupt(format!("inbound entry {id} has no update")))?;
-            out.push(InboundUpdate { id, raw });
-        }
-        Ok(out)
+        Ok(stream_entries(reply, UPDATE_FIELD, "inbound")?.into_iter().map(|(id, raw)| InboundUpdate { id, raw }).collect())
     }
 
     async fn inbound_ack(&self, pool: &str, bot: &str, id: &str) -> HotResult<()> {

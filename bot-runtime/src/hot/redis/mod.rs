@@ -81,3 +81,40 @@ fn to_json<T: serde::Serialize>(v: &T) -> HotResult<String> {
     // Serializing our own types (string keys, JSON values) cannot fail; kept as an error anyway.
     serde_json::to_string(v).map_err(|e| HotError::Corrupt(format!("cannot serialize: {e}")))
 }
+
+/// The entries of an `XRANGE` reply as (id, value of `field`): one parse for every stream we
+/// keep (outbox jobs, inbound updates). An entry without the field is unexpected data.
+pub(super) fn stream_entries(reply: redis::Value, field: &str, what: &str) -> HotResult<Vec<(String, String)>> {
+    use redis::Value;
+    fn bulk_string(v: &Value) -> Option<String> {
+        match v {
+            Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
+            Value::SimpleString(s) => Some(s.clone()),
+            _ => None,
+        }
+    }
+    let entries = match reply {
+        Value::Array(entries) => entries,
+        Value::Nil => return Ok(Vec::new()),
+        other => return Err(HotError::Corrupt(format!("XRANGE answered {other:?}"))),
+    };
+    let mut out = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let Value::Array(parts) = entry else {
+            return Err(HotError::Corrupt(format!("stream entry is {entry:?}")));
+        };
+        let [id, Value::Array(fields)] = parts.as_slice() else {
+            return Err(HotError::Corrupt(format!("stream entry is {parts:?}")));
+        };
+        let id = bulk_string(id).ok_or_else(|| HotError::Corrupt(format!("stream entry id is {id:?}")))?;
+        let value = fields
+            .chunks(2)
+            .find_map(|kv| match kv {
+                [k, v] if bulk_string(k).as_deref() == Some(field) => bulk_string(v),
+                _ => None,
+            })
+            .ok_or_else(|| HotError::Corrupt(format!("{what} entry {id} has no {field}")))?;
+        out.push((id, value));
+    }
+    Ok(out)
+}

@@ -2,48 +2,21 @@
 
 use redis::Value;
 
-use super::{RedisHot, unavailable};
+use super::{RedisHot, stream_entries, unavailable};
 use crate::hot::{HotError, HotResult, Job, Lane, Outbox, QueuedJob};
 
 /// The stream field holding a job's JSON (commit.lua writes it).
 const JOB_FIELD: &str = "j";
 
-fn bulk_string(v: &Value) -> Option<String> {
-    match v {
-        Value::BulkString(b) => String::from_utf8(b.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
-        _ => None,
-    }
-}
-
 /// Parses one XRANGE reply (`[[id, [field, value, ...]], ...]`) into jobs.
 fn parse_entries(reply: Value) -> HotResult<Vec<QueuedJob>> {
-    let Value::Array(entries) = reply else {
-        return match reply {
-            Value::Nil => Ok(Vec::new()),
-            other => Err(HotError::Corrupt(format!("XRANGE answered {other:?}"))),
-        };
-    };
-    let mut out = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let Value::Array(parts) = entry else {
-            return Err(HotError::Corrupt(format!("stream entry is {entry:?}")));
-        };
-        let [id, Value::Array(fields)] = parts.as_slice() else {
-            return Err(HotError::Corrupt(format!("stream entry is {parts:?}")));
-        };
-        let id = bulk_string(id).ok_or_else(|| HotError::Corrupt(format!("stream entry id is {id:?}")))?;
-        let json = fields
-            .chunks(2)
-            .find_map(|kv| match kv {
-                [k, v] if bulk_string(k).as_deref() == Some(JOB_FIELD) => bulk_string(v),
-                _ => None,
-            })
-            .ok_or_else(|| HotError::Corrupt(format!("outbox entry {id} has no job")))?;
-        let job: Job = serde_json::from_str(&json).map_err(|e| HotError::Corrupt(format!("outbox entry {id}: {e}")))?;
-        out.push(QueuedJob { id, job });
-    }
-    Ok(out)
+    stream_entries(reply, JOB_FIELD, "outbox")?
+        .into_iter()
+        .map(|(id, json)| {
+            let job: Job = serde_json::from_str(&json).map_err(|e| HotError::Corrupt(format!("outbox entry {id}: {e}")))?;
+            Ok(QueuedJob { id, job })
+        })
+        .collect()
 }
 
 #[async_trait::async_trait]
