@@ -261,6 +261,20 @@ pub(super) fn db_err(e: sqlx::Error) -> StoreError {
     }
 }
 
+/// Whether a database error code names a passing condition: Postgres SQLSTATE classes 08
+/// (connection), 40 (transaction rollback: serialization, deadlock), 53 (insufficient
+/// resources), 57 (operator intervention), 58 (system error); SQLite's BUSY (5) and LOCKED (6)
+/// with their extended codes. No code: assume it passes.
+fn transient_database_error(code: Option<&str>) -> bool {
+    let Some(code) = code else { return true };
+    // Postgres: a SQLSTATE is always five characters; its class is the first two.
+    if code.len() == 5 {
+        return matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"));
+    }
+    // SQLite: an extended result code, whose primary code is the low byte.
+    code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
+}
+
 #[cfg(test)]
 mod classification_tests {
     use super::transient_database_error as transient;
@@ -275,20 +289,6 @@ mod classification_tests {
         }
         assert!(transient(None));
     }
-}
-
-/// Whether a database error code names a passing condition: Postgres SQLSTATE classes 08
-/// (connection), 40 (transaction rollback: serialization, deadlock), 53 (insufficient
-/// resources), 57 (operator intervention), 58 (system error); SQLite's BUSY (5) and LOCKED (6)
-/// with their extended codes. No code: assume it passes.
-fn transient_database_error(code: Option<&str>) -> bool {
-    let Some(code) = code else { return true };
-    // Postgres: a SQLSTATE is always five characters; its class is the first two.
-    if code.len() == 5 {
-        return matches!(code.get(..2), Some("08" | "40" | "53" | "57" | "58"));
-    }
-    // SQLite: an extended result code, whose primary code is the low byte.
-    code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
 fn migrate_err(e: MigrateError) -> StoreError {
