@@ -275,22 +275,6 @@ fn transient_database_error(code: Option<&str>) -> bool {
     code.parse::<u32>().is_ok_and(|n| matches!(n & 0xff, 5 | 6))
 }
 
-#[cfg(test)]
-mod classification_tests {
-    use super::transient_database_error as transient;
-
-    #[test]
-    fn only_passing_database_refusals_count_as_outages() {
-        for code in ["08006", "40001", "40P01", "53300", "57P01", "5", "6", "517", "262"] {
-            assert!(transient(Some(code)), "{code}");
-        }
-        for code in ["23505", "23514", "22P02", "42P01", "2067", "1555", "787", "275"] {
-            assert!(!transient(Some(code)), "{code}");
-        }
-        assert!(transient(None));
-    }
-}
-
 fn migrate_err(e: MigrateError) -> StoreError {
     StoreError::Migration(e.to_string())
 }
@@ -908,5 +892,21 @@ impl Sessions for SqlStore {
         .await
         .map_err(db_err)?;
         rows.iter().map(|r| Ok((member(r, "bot", "sender_user")?, col(r, "mirror_chat_id")?, col(r, "message_id")?))).collect()
+    }
+}
+
+#[cfg(test)]
+mod classification_tests {
+    use super::transient_database_error as transient;
+
+    #[test]
+    fn only_passing_database_refusals_count_as_outages() {
+        for code in ["08006", "40001", "40P01", "53300", "57P01", "5", "6", "517", "262"] {
+            assert!(transient(Some(code)), "{code}");
+        }
+        for code in ["23505", "23514", "22P02", "42P01", "2067", "1555", "787", "275"] {
+            assert!(!transient(Some(code)), "{code}");
+        }
+        assert!(transient(None));
     }
 }
