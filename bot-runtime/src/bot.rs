@@ -286,14 +286,18 @@ pub fn menu_keyboard(lang: Lang) -> Value {
     })
 }
 
-/// The keyboard during a chat.
-pub fn chat_keyboard(lang: Lang) -> Value {
+/// The keyboard during a chat; with the Lock button where the bot sells lock chat.
+pub fn chat_keyboard(lang: Lang, lock: bool) -> Value {
     let t = texts();
+    let mut rows = vec![
+        json!([{"text": t.raw(lang, "chat_next")}, {"text": t.raw(lang, "chat_stop")}]),
+        json!([{"text": t.raw(lang, "chat_report")}, {"text": t.raw(lang, "chat_block")}]),
+    ];
+    if lock {
+        rows.push(json!([{"text": t.raw(lang, "chat_lock")}]));
+    }
     json!({
-        "keyboard": [
-            [{"text": t.raw(lang, "chat_next")}, {"text": t.raw(lang, "chat_stop")}],
-            [{"text": t.raw(lang, "chat_report")}, {"text": t.raw(lang, "chat_block")}],
-        ],
+        "keyboard": rows,
         "resize_keyboard": true,
         "is_persistent": true,
     })

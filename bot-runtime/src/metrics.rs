@@ -25,6 +25,7 @@ pub struct Metrics {
     revenue: IntCounterVec,
     pre_checkout: HistogramVec,
     campaign_redemptions: IntGaugeVec,
+    locks: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -125,6 +126,12 @@ impl Metrics {
                 "Redemption slots of a capped campaign held (paid, or reserved by a checkout in progress), fleet-wide, as last read by this replica",
                 &["namespace", "campaign"],
             ),
+            locks: counter(
+                &r,
+                "botfleet_chat_locks_total",
+                "Lock chat by outcome: locked (credits debited), insufficient (not enough credits), kept (a partner's Next or Stop refused), returned (a lock that ended early gave credits back)",
+                &["bot", "outcome"],
+            ),
             registry: r,
         }
     }
@@ -190,6 +197,10 @@ impl Metrics {
     pub fn set_campaign_redemptions(&self, namespace: &str, campaign: &str, held: i64) {
         self.campaign_redemptions.with_label_values(&[namespace, campaign]).set(held);
     }
+    pub fn lock(&self, bot: &str, outcome: &str) {
+        self.locks.with_label_values(&[bot, outcome]).inc();
+    }
+
     /// A purchase counter's value (tests, the `--simulate` summary).
     pub fn purchases_count(&self, bot: &str, plan: &str, outcome: &str) -> u64 {
         self.purchases.with_label_values(&[bot, plan, outcome]).get()

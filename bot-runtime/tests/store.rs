@@ -6,11 +6,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bot_runtime::matching::{Gender, Member};
+use bot_runtime::store::locks::{LockOutcome, LockRequest};
 use bot_runtime::store::money::{
     CAP_HOLD_MS, CampaignCap, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal, RefundOutcome,
 };
 use bot_runtime::store::sql::{Backend, SqlStore};
-use bot_runtime::store::{EndReason, Ledger, Payments, Quotes, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users};
+use bot_runtime::store::{
+    EndReason, Ledger, Locks, Payments, Quotes, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users,
+};
 use botfleet_tests::fixtures::TestDb;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Row as _, SqlSafeStr as _};
@@ -764,6 +767,92 @@ async fn a_refund_reverses_the_grant_once_and_never_below_zero(s: SqlStore) {
     assert_eq!(s.payment_of_charge("alpha", "ch_b").await.unwrap().map(|p| p.refunded_ms), Some(Some(t)));
 }
 
+// ---- lock chat -------------------------------------------------------------------------------
+
+fn lock_request(session_id: i64, locker: Member, minutes: u32, credits: i64, request: &str, now_ms: i64) -> LockRequest {
+    LockRequest { session_id, locker, minutes, credits, request: request.into(), now_ms }
+}
+
+async fn two_replicas_locking_at_once_never_overdraw_and_a_retry_debits_once(s: SqlStore) {
+    let s = Arc::new(s);
+    let (ann, bob) = (m("alpha", 1), m("beta", 2));
+    let session = s.start_session(&ann, &bob, 1_000).await.unwrap();
+    assert_eq!(s.append(&entry("gift:1", 1, 3)).await.unwrap(), LedgerOutcome::Written { balance: 3 });
+    // Ten presses of a 2-credit lock at once (two replicas, impatient fingers): one is paid for.
+    let tasks: Vec<_> = (0..10)
+        .map(|i| {
+            let s = s.clone();
+            let r = lock_request(session, ann.clone(), 5, 2, &format!("q{i}"), 2_000);
+            tokio::spawn(async move { s.lock_chat(&r).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().unwrap());
+    }
+    let locked = outcomes.iter().filter(|o| matches!(o, LockOutcome::Locked { first: true, .. })).count();
+    let short = outcomes.iter().filter(|o| matches!(o, LockOutcome::Insufficient { balance: 1 })).count();
+    assert_eq!((locked, short), (1, 9), "{outcomes:?}");
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 1);
+    assert_eq!(rows(&s, "SELECT MIN(balance) FROM wallets").await, 1);
+    let winner = (0..10).find(|i| matches!(outcomes[*i], LockOutcome::Locked { .. })).unwrap();
+    // The same press again (a retried update): confirmed, not debited.
+    let again = s.lock_chat(&lock_request(session, ann.clone(), 5, 2, &format!("q{winner}"), 3_000)).await.unwrap();
+    assert_eq!(again, LockOutcome::Locked { until_ms: 2_000 + 300_000, balance: 1, first: false });
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 1);
+    let lock = s.chat_lock(session).await.unwrap().unwrap();
+    assert_eq!((&lock.locker, lock.until_ms, lock.credits), (&ann, 302_000, 2));
+    assert!(lock.holds(302_000 - 1) && !lock.holds(302_000));
+}
+
+async fn a_lock_extends_for_its_locker_and_is_refused_to_the_partner(s: SqlStore) {
+    let (ann, bob) = (m("alpha", 1), m("beta", 2));
+    let session = s.start_session(&ann, &bob, 1_000).await.unwrap();
+    s.append(&entry("gift:1", 1, 5)).await.unwrap();
+    s.append(&LedgerEntry { bot: "beta".into(), ..entry("gift:2", 2, 5) }).await.unwrap();
+    let first = s.lock_chat(&lock_request(session, ann.clone(), 5, 1, "a1", 10_000)).await.unwrap();
+    assert_eq!(first, LockOutcome::Locked { until_ms: 310_000, balance: 4, first: true });
+    let second = s.lock_chat(&lock_request(session, ann.clone(), 10, 2, "a2", 20_000)).await.unwrap();
+    assert_eq!(second, LockOutcome::Locked { until_ms: 910_000, balance: 2, first: true }, "stacked onto the running lock");
+    let lock = s.chat_lock(session).await.unwrap().unwrap();
+    assert_eq!((lock.started_ms, lock.credits), (10_000, 3));
+    // The partner cannot lock over it, and pays nothing for trying.
+    let theirs = s.lock_chat(&lock_request(session, bob.clone(), 5, 1, "b1", 30_000)).await.unwrap();
+    assert_eq!(theirs, LockOutcome::HeldByPartner { until_ms: 910_000 });
+    assert_eq!(s.credits("beta", 2).await.unwrap(), 5);
+    // Someone outside the chat cannot lock it; nor can anyone once it ended.
+    let outsider = s.lock_chat(&lock_request(session, m("alpha", 3), 5, 1, "c1", 30_000)).await.unwrap();
+    assert_eq!(outsider, LockOutcome::NotInChat);
+    s.end_session(&ann, &bob, Some(&bob), EndReason::Report, 40_000).await.unwrap();
+    let late = s.lock_chat(&lock_request(session, ann.clone(), 5, 1, "a3", 50_000)).await.unwrap();
+    assert_eq!(late, LockOutcome::NotInChat);
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 2, "nothing debited for a chat that ended");
+}
+
+async fn an_early_end_returns_the_unused_share_once(s: SqlStore) {
+    let (ann, bob) = (m("alpha", 1), m("beta", 2));
+    let session = s.start_session(&ann, &bob, 0).await.unwrap();
+    s.append(&entry("gift:1", 1, 3)).await.unwrap();
+    s.lock_chat(&lock_request(session, ann.clone(), 10, 3, "a1", 0)).await.unwrap();
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 0);
+    s.end_session(&ann, &bob, Some(&bob), EndReason::Block, 200_000).await.unwrap();
+    // A third of the span used: two of three credits back, once however often it is settled.
+    let settled = s.settle_lock(session, true, 200_000).await.unwrap().unwrap();
+    assert_eq!((settled.returned, settled.lock.locker.clone()), (2, ann.clone()));
+    assert_eq!(s.settle_lock(session, true, 200_000).await.unwrap(), None, "settled once");
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 2);
+    let lock = s.chat_lock(session).await.unwrap().unwrap();
+    assert_eq!((lock.settled_ms, lock.returned), (Some(200_000), 2));
+    assert!(!lock.holds(200_001), "a settled lock holds nothing");
+    // Without a return due (the locker left, a report against them), nothing is credited.
+    let other = s.start_session(&ann, &bob, 300_000).await.unwrap();
+    s.lock_chat(&lock_request(other, ann.clone(), 5, 1, "a2", 300_000)).await.unwrap();
+    let kept = s.settle_lock(other, false, 300_001).await.unwrap().unwrap();
+    assert_eq!(kept.returned, 0);
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 1);
+    assert_eq!(s.settle_lock(12_345, true, 0).await.unwrap(), None, "a chat without a lock");
+}
+
 // ---- backends -------------------------------------------------------------------------------
 
 async fn postgres_store() -> (SqlStore, TestDb) {
@@ -867,6 +956,9 @@ both_databases!(
     the_ledger_never_goes_negative_under_concurrent_debits,
     a_quote_is_single_use_owned_by_the_buyer_and_expires,
     mirror_copies_are_indexed_by_session,
+    two_replicas_locking_at_once_never_overdraw_and_a_retry_debits_once,
+    a_lock_extends_for_its_locker_and_is_refused_to_the_partner,
+    an_early_end_returns_the_unused_share_once,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would

@@ -4,7 +4,7 @@
 
 use super::protocol::{Callback, OnceStep, idle_timer, search_timer_id};
 use super::text_key::TextKey;
-use super::{audience, buttons, edit_markup_off, safety, search};
+use super::{audience, buttons, edit_markup_off, lock, safety, search};
 use crate::bot::{Effects, HandleError, menu_keyboard};
 use crate::matching::Member;
 use crate::store::{EndReason, Stage, User};
@@ -24,6 +24,10 @@ async fn end_pair_once(fx: &Effects<'_>, step: OnceStep, member: &Member) -> Res
 /// Stop, Next, Report, Block from the user.
 pub(super) async fn end_chat(fx: &mut Effects<'_>, user: &User, lang: Lang, reason: EndReason) -> Result<(), HandleError> {
     let me = user.member();
+    // A partner's lock keeps the chat against Next and Stop (never against Report or Block).
+    if matches!(reason, EndReason::Next | EndReason::Stop) && lock::refuses_leaving(fx, &me, lang).await? {
+        return Ok(());
+    }
     let Some(partner) = end_pair_once(fx, OnceStep::End, &me).await? else {
         // Not in a chat: Stop also ends a search; Next starts one.
         match reason {
@@ -59,7 +63,7 @@ pub(super) async fn end_chat(fx: &mut Effects<'_>, user: &User, lang: Lang, reas
 
 /// Closes the session row and the idle timer; returns the session id.
 async fn finish_session(
-    fx: &Effects<'_>,
+    fx: &mut Effects<'_>,
     a: &Member,
     b: &Member,
     by: Option<&Member>,
@@ -68,6 +72,9 @@ async fn finish_session(
     let (owner, id) = idle_timer(a, b);
     fx.hot().unschedule(fx.pool(), &owner.bot, &id).await?;
     let closed = fx.store().end_session(a, b, by, reason, fx.now_ms).await?;
+    if let Some(s) = &closed {
+        lock::settle(fx, s.id, by, reason).await?;
+    }
     Ok(closed.map(|s| s.id))
 }
 

@@ -16,7 +16,7 @@ pub(super) async fn start(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Resu
     let me = user.member();
     // In a chat, keep the chat keyboard: /start must not strand the user.
     if fx.matcher().partner(fx.pool(), &me).await?.is_some() {
-        fx.say(&me, TextKey::AlreadyInChat.text(lang), Some(chat_keyboard(lang)));
+        fx.say(&me, TextKey::AlreadyInChat.text(lang), Some(chat_keyboard(lang, fx.bot.cfg().bot.features.lock_chat)));
     } else {
         fx.say(&me, TextKey::ProfileDone.text(lang), Some(menu_keyboard(lang)));
     }

@@ -10,6 +10,7 @@
 //! errors (the update is then retried).
 
 mod ending;
+mod lock;
 mod menu;
 mod onboarding;
 mod payments;
@@ -203,6 +204,7 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
         }
         Command::Stats => menu::stats(fx, &me, lang).await,
         Command::Vip => shop::show(fx, &user, lang).await,
+        Command::Lock => lock::show(fx, &user, lang).await,
         _ => {
             menu::unknown(fx, &me, lang);
             Ok(())
@@ -236,6 +238,7 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
         Some(Callback::ConfirmDelete) => profile::delete(fx, &user.member(), lang, message_id).await?,
         Some(Callback::KeepProfile) => profile::keep(fx, &user.member(), lang, message_id),
         Some(Callback::Buy { plan }) if stage == Stage::Ready => shop::buy(fx, &user, lang, &plan).await?,
+        Some(Callback::Lock { minutes }) if stage == Stage::Ready => lock::lock(fx, &user, lang, minutes, &q.id, message_id).await?,
         _ => Some(TextKey::ButtonStale.text(lang)),
     };
     answer_callback(fx.bot, q.id, answer);

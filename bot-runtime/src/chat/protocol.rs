@@ -48,6 +48,8 @@ pub enum Command {
     },
     /// `/terms`: the terms of sale (Telegram requires it of bots that sell).
     SaleTerms,
+    /// `/lock`: lock the current chat with credits.
+    Lock,
     /// `/refund <charge id>`: an admin refunds a payment.
     Refund {
         charge: Option<String>,
@@ -58,7 +60,7 @@ pub enum Command {
 
 /// The reply-keyboard buttons and what a tap on each means (a tap arrives as the button's text,
 /// in whichever language the keyboard was drawn in).
-pub const BUTTONS: [(TextKey, Command); 8] = [
+pub const BUTTONS: [(TextKey, Command); 9] = [
     (TextKey::MenuFind, Command::Search),
     (TextKey::MenuVip, Command::Vip),
     (TextKey::MenuProfile, Command::Profile),
@@ -67,6 +69,7 @@ pub const BUTTONS: [(TextKey, Command); 8] = [
     (TextKey::ChatStop, Command::Stop),
     (TextKey::ChatReport, Command::Report),
     (TextKey::ChatBlock, Command::Block),
+    (TextKey::ChatLock, Command::Lock),
 ];
 
 impl Command {
@@ -92,6 +95,7 @@ impl Command {
             "history" => Command::History,
             "paysupport" => Command::PaySupport { question: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
             "terms" => Command::SaleTerms,
+            "lock" => Command::Lock,
             "refund" => Command::Refund { charge: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
             other => Command::Unknown(other.to_string()),
         }
@@ -116,6 +120,7 @@ impl Command {
             Command::PaySupport { question: Some(q) } => format!("/paysupport {q}"),
             Command::PaySupport { question: None } => "/paysupport".into(),
             Command::SaleTerms => "/terms".into(),
+            Command::Lock => "/lock".into(),
             Command::Refund { charge: Some(c) } => format!("/refund {c}"),
             Command::Refund { charge: None } => "/refund".into(),
             Command::Unknown(name) => format!("/{name}"),
@@ -193,6 +198,8 @@ pub enum Callback {
     /// `buy:<plan>`: buy a plan of the shop. `plan` is the plan's id, or for an id too long
     /// for `callback_data`, `#` and a digest of it ([`plan_ref`]).
     Buy { plan: String },
+    /// `lock:<minutes>`: lock the current chat for one of the configured durations.
+    Lock { minutes: u32 },
 }
 
 /// The longest plan reference that fits `buy:<plan>` into [`MAX_CALLBACK_DATA`].
@@ -227,6 +234,7 @@ impl Callback {
             ["prof", "del"] => Callback::DeleteProfile,
             ["del", "yes"] => Callback::ConfirmDelete,
             ["del", "no"] => Callback::KeepProfile,
+            ["lock", minutes] => Callback::Lock { minutes: minutes.parse().ok().filter(|m| *m > 0)? },
             ["buy", plan] if !plan.is_empty() && plan.len() <= MAX_PLAN_REF => Callback::Buy { plan: plan.to_string() },
             _ => return None,
         })
@@ -246,6 +254,7 @@ impl Callback {
             Callback::ConfirmDelete => "del:yes".into(),
             Callback::KeepProfile => "del:no".into(),
             Callback::Buy { plan } => format!("buy:{plan}"),
+            Callback::Lock { minutes } => format!("lock:{minutes}"),
         }
     }
 }
@@ -435,6 +444,7 @@ mod tests {
         for plan in ["vip-week", "a.b-c", &"p".repeat(60), &"long-plan-name.".repeat(17), "#odd", "a:b"] {
             all.push(Callback::Buy { plan: plan_ref(plan) });
         }
+        all.extend([1, 15, u32::MAX].map(|minutes| Callback::Lock { minutes }));
         all
     }
 

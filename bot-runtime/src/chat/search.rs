@@ -91,7 +91,7 @@ pub(super) async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Res
             announce_match(fx, user, lang, &partner).await
         }
         SearchMemo::InChat(_) => {
-            fx.say(&me, TextKey::AlreadyInChat.text(lang), Some(chat_keyboard(lang)));
+            fx.say(&me, TextKey::AlreadyInChat.text(lang), Some(chat_keyboard(lang, fx.bot.cfg().bot.features.lock_chat)));
             Ok(())
         }
         SearchMemo::Elsewhere(holder) => {
@@ -126,8 +126,8 @@ async fn announce_match(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: 
         let age = u.and_then(|u| u.age).map(|a| a.to_string()).unwrap_or_else(|| "?".into());
         TextKey::Matched.fmt(lang, &[("gender", &gender), ("age", &age)])
     };
-    fx.say(&me, describe(lang, other.user.as_ref()), Some(chat_keyboard(lang)));
-    fx.say(partner, describe(other.lang, Some(user)), Some(chat_keyboard(other.lang)));
+    fx.say(&me, describe(lang, other.user.as_ref()), Some(chat_keyboard(lang, fx.bot.cfg().bot.features.lock_chat)));
+    fx.say(partner, describe(other.lang, Some(user)), Some(chat_keyboard(other.lang, fx.bot.cfg().bot.features.lock_chat)));
     touch_idle(fx, &me, partner, true).await
 }
 

@@ -20,13 +20,14 @@ use crate::telegram::TgError;
 use crate::texts::Lang;
 
 /// The user commands of the menu, in menu order, with their description.
-pub const USER_COMMANDS: [(Command, TextKey); 13] = [
+pub const USER_COMMANDS: [(Command, TextKey); 14] = [
     (Command::Search, TextKey::CmdSearch),
     (Command::Vip, TextKey::CmdVip),
     (Command::Next, TextKey::CmdNext),
     (Command::Stop, TextKey::CmdStop),
     (Command::Report, TextKey::CmdReport),
     (Command::Block, TextKey::CmdBlock),
+    (Command::Lock, TextKey::CmdLock),
     (Command::Profile, TextKey::CmdProfile),
     (Command::Stats, TextKey::CmdStats),
     (Command::Help, TextKey::CmdHelp),

@@ -169,6 +169,19 @@ text_keys! {
     CmdHistory = "cmd_history",
     CmdPaySupport = "cmd_paysupport",
     CmdTerms = "cmd_terms",
+    // lock chat
+    ChatLock = "chat_lock",
+    CmdLock = "cmd_lock",
+    LockMenu = "lock_menu",
+    LockNeedCredits = "lock_need_credits",
+    LockOption = "lock_option",
+    LockUnavailable = "lock_unavailable",
+    LockedYou = "locked_you",
+    LockedPartner = "locked_partner",
+    LockInsufficient = "lock_insufficient",
+    LockHeldByPartner = "lock_held_by_partner",
+    LockRefusesLeave = "lock_refuses_leave",
+    LockReturned = "lock_returned",
 }
 
 impl TextKey {
@@ -229,6 +242,7 @@ mod tests {
             ("protocol.rs", include_str!("protocol.rs")),
             ("shop.rs", include_str!("shop.rs")),
             ("payments.rs", include_str!("payments.rs")),
+            ("lock.rs", include_str!("lock.rs")),
         ];
         for (name, src) in sources {
             for banned in ["texts()", "Texts::get()", ".raw("] {

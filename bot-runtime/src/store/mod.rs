@@ -7,6 +7,7 @@
 //! Times are milliseconds since the Unix epoch (`i64`) everywhere: one representation on both
 //! databases, no time-zone surprises.
 
+pub mod locks;
 pub mod money;
 mod money_sql;
 pub mod scoped;
@@ -271,8 +272,9 @@ pub trait Sessions: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+pub use locks::Locks;
 pub use money::{Ledger, Payments, Quotes};
 
 /// Everything SQL, as one object the runtime holds.
-pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger {}
-impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger> Store for T {}
+pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks {}
+impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks> Store for T {}

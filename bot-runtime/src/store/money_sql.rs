@@ -84,7 +84,7 @@ const DAY_MS: i64 = 86_400_000;
 
 /// One ledger entry inside the caller's transaction (see the module comment for the locking).
 /// The caller commits only [`LedgerOutcome::Written`]; anything else is rolled back.
-async fn append_in(conn: &mut AnyConnection, e: &LedgerEntry) -> StoreResult<LedgerOutcome> {
+pub(super) async fn append_in(conn: &mut AnyConnection, e: &LedgerEntry) -> StoreResult<LedgerOutcome> {
     if e.delta == 0 {
         return Err(corrupt(format_args!("ledger entry {} with a zero delta", e.idem_key)));
     }

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
 };
@@ -60,6 +61,10 @@ impl BotStore {
     fn payment_out(&self, mut p: Payment) -> Payment {
         p.bot = self.name(p.bot);
         p
+    }
+
+    fn lock_out(&self, l: ChatLock) -> ChatLock {
+        ChatLock { locker: self.member_out(l.locker), ..l }
     }
 
     fn session_out(&self, s: Session) -> Session {
@@ -219,5 +224,18 @@ impl Ledger for BotStore {
     }
     async fn credits(&self, bot: &str, user_id: i64) -> StoreResult<i64> {
         self.inner.credits(&self.id(bot), user_id).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Locks for BotStore {
+    async fn lock_chat(&self, request: &LockRequest) -> StoreResult<LockOutcome> {
+        self.inner.lock_chat(&LockRequest { locker: self.member_in(&request.locker), ..request.clone() }).await
+    }
+    async fn chat_lock(&self, session_id: i64) -> StoreResult<Option<ChatLock>> {
+        Ok(self.inner.chat_lock(session_id).await?.map(|l| self.lock_out(l)))
+    }
+    async fn settle_lock(&self, session_id: i64, return_unused: bool, now_ms: i64) -> StoreResult<Option<Settled>> {
+        Ok(self.inner.settle_lock(session_id, return_unused, now_ms).await?.map(|s| Settled { lock: self.lock_out(s.lock), ..s }))
     }
 }

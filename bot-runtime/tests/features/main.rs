@@ -9,6 +9,7 @@ mod support;
 mod seam;
 
 mod ending;
+mod lock;
 mod menu;
 mod onboarding;
 mod profile;
