@@ -115,6 +115,8 @@ pub struct Bot {
     pub fleet: Arc<Fleet>,
     /// Signs and verifies invoice payloads (payload.rs), read at start.
     pub payload_keys: Arc<crate::payload::PayloadKeys>,
+    /// The bot's @username (for invite links), asked of Telegram (`getMe`) when first needed.
+    pub username: tokio::sync::OnceCell<String>,
 }
 
 impl Bot {
@@ -126,6 +128,21 @@ impl Bot {
     }
     pub fn metrics(&self) -> &Metrics {
         &self.fleet.metrics
+    }
+
+    /// The bot's @username, from `getMe` once per process (a failure is retried at the next need).
+    pub async fn username(&self) -> Result<String, crate::telegram::TgError> {
+        let name = self
+            .username
+            .get_or_try_init(|| async {
+                let me = self.api.call("getMe", &serde_json::json!({})).await?;
+                me["username"]
+                    .as_str()
+                    .map(str::to_string)
+                    .ok_or_else(|| crate::telegram::TgError::Transport("getMe answered without a username".into()))
+            })
+            .await?;
+        Ok(name.clone())
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Metrics {
     pre_checkout: HistogramVec,
     campaign_redemptions: IntGaugeVec,
     locks: IntCounterVec,
+    referrals: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -132,6 +133,12 @@ impl Metrics {
                 "Lock chat by outcome: locked (credits debited), insufficient (not enough credits), kept (a partner's Next or Stop refused), returned (a lock that ended early gave credits back)",
                 &["bot", "outcome"],
             ),
+            referrals: counter(
+                &r,
+                "botfleet_referrals_total",
+                "Referrals by outcome: joined (through a link), rewarded (counted), commission (a share of a purchase credited), or the flag of one that does not count (self, not_new, loop, farming)",
+                &["bot", "outcome"],
+            ),
             registry: r,
         }
     }
@@ -197,6 +204,10 @@ impl Metrics {
     pub fn set_campaign_redemptions(&self, namespace: &str, campaign: &str, held: i64) {
         self.campaign_redemptions.with_label_values(&[namespace, campaign]).set(held);
     }
+    pub fn referral(&self, bot: &str, outcome: &str) {
+        self.referrals.with_label_values(&[bot, outcome]).inc();
+    }
+
     pub fn lock(&self, bot: &str, outcome: &str) {
         self.locks.with_label_values(&[bot, outcome]).inc();
     }

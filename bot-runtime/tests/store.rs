@@ -10,9 +10,10 @@ use bot_runtime::store::locks::{LockOutcome, LockRequest};
 use bot_runtime::store::money::{
     CAP_HOLD_MS, CampaignCap, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal, RefundOutcome,
 };
+use bot_runtime::store::referrals::{ReferralFlag, ReferralStatus};
 use bot_runtime::store::sql::{Backend, SqlStore};
 use bot_runtime::store::{
-    EndReason, Ledger, Locks, Payments, Quotes, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users,
+    EndReason, Ledger, Locks, Payments, Quotes, Referrals, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users,
 };
 use botfleet_tests::fixtures::TestDb;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -853,6 +854,56 @@ async fn an_early_end_returns_the_unused_share_once(s: SqlStore) {
     assert_eq!(s.settle_lock(12_345, true, 0).await.unwrap(), None, "a chat without a lock");
 }
 
+// ---- referrals -------------------------------------------------------------------------------
+
+async fn a_referral_counts_once_under_concurrency_and_a_loop_is_withheld(s: SqlStore) {
+    let s = Arc::new(s);
+    for user in [1, 2] {
+        s.user_or_create("alpha", user, "en", 0).await.unwrap();
+    }
+    assert!(s.record_referral("alpha", 2, 1, None, 1_000).await.unwrap());
+    assert!(!s.record_referral("alpha", 2, 9, None, 1_000).await.unwrap(), "one referrer per referee and bot");
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.complete_referral("alpha", 2, 3, 10_000).await })
+        })
+        .collect();
+    let mut counted = Vec::new();
+    for t in tasks {
+        if let Some(done) = t.await.unwrap().unwrap() {
+            counted.push(done);
+        }
+    }
+    assert_eq!(counted.len(), 1, "{counted:?}");
+    assert_eq!(counted[0].status, ReferralStatus::Rewarded);
+    assert_eq!(counted[0].referrer_vip_until_ms, Some(10_000 + 3 * 86_400_000));
+    assert_eq!(s.user("alpha", 1).await.unwrap().unwrap().vip_until_ms, Some(10_000 + 3 * 86_400_000), "granted once");
+    assert_eq!(s.rewarded_referrer("alpha", 2).await.unwrap(), Some(1));
+    // B invited A on another bot, and A invites B here: a loop, withheld.
+    s.user_or_create("alpha", 3, "en", 0).await.unwrap();
+    s.record_referral("beta", 1, 3, None, 1_000).await.unwrap();
+    s.record_referral("alpha", 3, 1, None, 1_000).await.unwrap();
+    let looped = s.complete_referral("alpha", 3, 3, 20_000).await.unwrap().unwrap();
+    assert_eq!((looped.status, looped.flag, looped.referrer_vip_until_ms), (ReferralStatus::Withheld, Some(ReferralFlag::Loop), None));
+    assert_eq!(s.rewarded_referrer("alpha", 3).await.unwrap(), None, "no share of a withheld referee's purchases");
+    let stats = s.referral_stats("alpha", 1).await.unwrap();
+    assert_eq!((stats.joined, stats.counted, stats.not_counted, stats.pending), (2, 1, 1, 0));
+}
+
+async fn a_commission_is_credited_once_and_reversed_once_never_below_zero(s: SqlStore) {
+    assert_eq!(s.credit_commission("alpha", 1, "ch1", 5, 1_000).await.unwrap(), Some(5));
+    assert_eq!(s.credit_commission("alpha", 1, "ch1", 5, 2_000).await.unwrap(), None, "once per charge");
+    assert_eq!(s.credit_commission("alpha", 1, "ch0", 0, 2_000).await.unwrap(), None, "a zero share writes nothing");
+    // Four of the five are spent on locks before the purchase is refunded.
+    assert_eq!(s.append(&entry("lock:x", 1, -4)).await.unwrap(), LedgerOutcome::Written { balance: 1 });
+    assert_eq!(s.reverse_commission("alpha", "ch1", 3_000).await.unwrap(), Some((1, 1)), "only what is left");
+    assert_eq!(s.reverse_commission("alpha", "ch1", 4_000).await.unwrap(), None, "once");
+    assert_eq!(s.reverse_commission("alpha", "nope", 4_000).await.unwrap(), None);
+    assert_eq!(s.credits("alpha", 1).await.unwrap(), 0);
+    assert_eq!(s.referral_stats("alpha", 1).await.unwrap().credits_earned, 4);
+}
+
 // ---- backends -------------------------------------------------------------------------------
 
 async fn postgres_store() -> (SqlStore, TestDb) {
@@ -959,6 +1010,8 @@ both_databases!(
     two_replicas_locking_at_once_never_overdraw_and_a_retry_debits_once,
     a_lock_extends_for_its_locker_and_is_refused_to_the_partner,
     an_early_end_returns_the_unused_share_once,
+    a_referral_counts_once_under_concurrency_and_a_loop_is_withheld,
+    a_commission_is_credited_once_and_reversed_once_never_below_zero,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would

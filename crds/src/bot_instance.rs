@@ -314,6 +314,11 @@ pub struct Referrals {
     #[serde(default = "default_purchase_share")]
     #[schemars(range(min = 0, max = 50))]
     pub purchase_share_percent: u32,
+    /// How many Stars of that share make one lock credit (the share is converted at this rate
+    /// and rounded down, per purchase).
+    #[serde(default = "default_stars_per_credit")]
+    #[schemars(range(min = 1, max = 10000))]
+    pub stars_per_credit: u32,
 }
 
 fn default_referral_days() -> u32 {
@@ -322,10 +327,17 @@ fn default_referral_days() -> u32 {
 fn default_purchase_share() -> u32 {
     10
 }
+fn default_stars_per_credit() -> u32 {
+    10
+}
 
 impl Default for Referrals {
     fn default() -> Self {
-        Self { reward_vip_days: default_referral_days(), purchase_share_percent: default_purchase_share() }
+        Self {
+            reward_vip_days: default_referral_days(),
+            purchase_share_percent: default_purchase_share(),
+            stars_per_credit: default_stars_per_credit(),
+        }
     }
 }
 

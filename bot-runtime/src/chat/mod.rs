@@ -16,6 +16,7 @@ mod onboarding;
 mod payments;
 mod profile;
 pub mod protocol;
+mod referral;
 mod relay;
 pub mod retire;
 mod safety;
@@ -165,6 +166,10 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
     match command {
         // A forwarded invoice links here (`start_parameter`): the shop, once the profile is done.
         Command::Start { payload: Some(p) } if p == "vip" && user.stage == Stage::Ready => return shop::show(fx, &user, lang).await,
+        Command::Start { payload: Some(p) } if p.starts_with(referral::PREFIX) => {
+            referral::on_start(fx, &user, &p[referral::PREFIX.len()..]).await?;
+            return menu::start(fx, &user, lang).await;
+        }
         Command::Start { .. } => return menu::start(fx, &user, lang).await,
         Command::Help => {
             menu::help(fx, &user, lang);
@@ -205,6 +210,7 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
         Command::Stats => menu::stats(fx, &me, lang).await,
         Command::Vip => shop::show(fx, &user, lang).await,
         Command::Lock => lock::show(fx, &user, lang).await,
+        Command::Invite => referral::invite(fx, &user, lang).await,
         _ => {
             menu::unknown(fx, &me, lang);
             Ok(())

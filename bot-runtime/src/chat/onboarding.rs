@@ -117,7 +117,7 @@ pub(super) async fn advance(fx: &mut Effects<'_>, mut user: User, lang: Lang, st
     if stage == Stage::Ready {
         fx.store().record_event(&fx.bot.name, user.user_id, Funnel::ProfileDone, "", fx.now_ms).await?;
         fx.say(&user.member(), TextKey::ProfileDone.text(lang), Some(menu_keyboard(lang)));
-        return Ok(());
+        return super::referral::on_profile_done(fx, &user).await;
     }
     prompt_stage(fx, &user, lang).await
 }

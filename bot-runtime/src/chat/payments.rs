@@ -158,6 +158,8 @@ pub(super) async fn on_successful_payment(
         fx.say(&me, TextKey::PaidUnknown.fmt(lang, &[("stars", &sp.total_amount.to_string())]), None);
         return Ok(());
     }
+    // The referrer's share (once per charge, whichever attempt gets here first).
+    super::referral::on_purchase(fx, &applied.payment).await?;
     let p = &applied.payment;
     let vip = p.vip_until_ms.map(|until| TextKey::PaidVip.fmt(lang, &[("until", &format_time(until))])).unwrap_or_default();
     let credits = if p.lock_credits > 0 {
@@ -295,6 +297,8 @@ async fn reverse(fx: &mut Effects<'_>, charge: &str, admin: Option<&User>) -> Re
         }
         RefundOutcome::Already(p) => {
             tracing::info!(bot = %fx.bot.name, charge, "refund delivered again; nothing more reversed");
+            // A crash between the two reversals: the commission's is keyed, so this completes it once.
+            super::referral::on_refund(fx, charge).await?;
             if let (Some(a), Some(l)) = (admin, admin_lang) {
                 let at = format_time(p.refunded_ms.unwrap_or(fx.now_ms));
                 fx.say(&a.member(), TextKey::RefundAlready.fmt(l, &[("charge", &escape(charge)), ("date", &at)]), None);
@@ -303,6 +307,7 @@ async fn reverse(fx: &mut Effects<'_>, charge: &str, admin: Option<&User>) -> Re
         RefundOutcome::Reversed { payment, vip_until_ms, credits_removed, credits_spent } => {
             tracing::info!(bot = %fx.bot.name, charge, plan = %payment.plan_id, credits_removed, credits_spent, "payment refunded and reversed");
             fx.bot.metrics().purchase(&fx.bot.name, &payment.plan_id, "refunded");
+            super::referral::on_refund(fx, charge).await?;
             let buyer = fx.bot.member(payment.user_id);
             let buyer_lang = match fx.store().user(&fx.bot.name, payment.user_id).await? {
                 Some(u) => lang_of(fx.bot, &u),

@@ -50,6 +50,8 @@ pub enum Command {
     SaleTerms,
     /// `/lock`: lock the current chat with credits.
     Lock,
+    /// `/invite`: the member's invite link and referral figures.
+    Invite,
     /// `/refund <charge id>`: an admin refunds a payment.
     Refund {
         charge: Option<String>,
@@ -96,6 +98,7 @@ impl Command {
             "paysupport" => Command::PaySupport { question: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
             "terms" => Command::SaleTerms,
             "lock" => Command::Lock,
+            "invite" => Command::Invite,
             "refund" => Command::Refund { charge: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
             other => Command::Unknown(other.to_string()),
         }
@@ -121,6 +124,7 @@ impl Command {
             Command::PaySupport { question: None } => "/paysupport".into(),
             Command::SaleTerms => "/terms".into(),
             Command::Lock => "/lock".into(),
+            Command::Invite => "/invite".into(),
             Command::Refund { charge: Some(c) } => format!("/refund {c}"),
             Command::Refund { charge: None } => "/refund".into(),
             Command::Unknown(name) => format!("/{name}"),

@@ -20,7 +20,7 @@ use crate::telegram::TgError;
 use crate::texts::Lang;
 
 /// The user commands of the menu, in menu order, with their description.
-pub const USER_COMMANDS: [(Command, TextKey); 14] = [
+pub const USER_COMMANDS: [(Command, TextKey); 15] = [
     (Command::Search, TextKey::CmdSearch),
     (Command::Vip, TextKey::CmdVip),
     (Command::Next, TextKey::CmdNext),
@@ -28,6 +28,7 @@ pub const USER_COMMANDS: [(Command, TextKey); 14] = [
     (Command::Report, TextKey::CmdReport),
     (Command::Block, TextKey::CmdBlock),
     (Command::Lock, TextKey::CmdLock),
+    (Command::Invite, TextKey::CmdInvite),
     (Command::Profile, TextKey::CmdProfile),
     (Command::Stats, TextKey::CmdStats),
     (Command::Help, TextKey::CmdHelp),

@@ -182,6 +182,13 @@ text_keys! {
     LockHeldByPartner = "lock_held_by_partner",
     LockRefusesLeave = "lock_refuses_leave",
     LockReturned = "lock_returned",
+    // referrals
+    CmdInvite = "cmd_invite",
+    Invite = "invite",
+    ReferralsOff = "referrals_off",
+    ReferralRewarded = "referral_rewarded",
+    ReferralCommission = "referral_commission",
+    ReferralCommissionReversed = "referral_commission_reversed",
 }
 
 impl TextKey {
@@ -243,6 +250,7 @@ mod tests {
             ("shop.rs", include_str!("shop.rs")),
             ("payments.rs", include_str!("payments.rs")),
             ("lock.rs", include_str!("lock.rs")),
+            ("referral.rs", include_str!("referral.rs")),
         ];
         for (name, src) in sources {
             for banned in ["texts()", "Texts::get()", ".raw("] {

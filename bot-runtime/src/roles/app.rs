@@ -141,6 +141,7 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
         payload_keys: Arc::new(
             crate::payload::PayloadKeys::load(cfg.bot.secrets.payload_key_file.as_deref()).context("the invoice payload keys")?,
         ),
+        username: tokio::sync::OnceCell::new(),
     });
     Ok(bot)
 }

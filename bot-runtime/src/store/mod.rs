@@ -10,6 +10,7 @@
 pub mod locks;
 pub mod money;
 mod money_sql;
+pub mod referrals;
 pub mod scoped;
 pub mod sql;
 
@@ -274,7 +275,8 @@ pub trait Sessions: Send + Sync + 'static {
 
 pub use locks::Locks;
 pub use money::{Ledger, Payments, Quotes};
+pub use referrals::Referrals;
 
 /// Everything SQL, as one object the runtime holds.
-pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks {}
-impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks> Store for T {}
+pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals {}
+impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals> Store for T {}

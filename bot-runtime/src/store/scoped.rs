@@ -13,6 +13,7 @@ use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
 };
+use super::referrals::{Completed, ReferralFlag, ReferralStats, Referrals};
 use super::{EndReason, Funnel, Person, Safety, Session, Sessions, Store, StoreResult, User, UserStats, Users};
 use crate::matching::Member;
 
@@ -237,5 +238,33 @@ impl Locks for BotStore {
     }
     async fn settle_lock(&self, session_id: i64, return_unused: bool, now_ms: i64) -> StoreResult<Option<Settled>> {
         Ok(self.inner.settle_lock(session_id, return_unused, now_ms).await?.map(|s| Settled { lock: self.lock_out(s.lock), ..s }))
+    }
+}
+
+#[async_trait::async_trait]
+impl Referrals for BotStore {
+    async fn referral_code(&self, bot: &str, user_id: i64, now_ms: i64) -> StoreResult<String> {
+        self.inner.referral_code(&self.id(bot), user_id, now_ms).await
+    }
+    async fn code_owner(&self, bot: &str, code: &str) -> StoreResult<Option<i64>> {
+        self.inner.code_owner(&self.id(bot), code).await
+    }
+    async fn record_referral(&self, bot: &str, referee: i64, referrer: i64, void: Option<ReferralFlag>, now_ms: i64) -> StoreResult<bool> {
+        self.inner.record_referral(&self.id(bot), referee, referrer, void, now_ms).await
+    }
+    async fn complete_referral(&self, bot: &str, referee: i64, vip_days: i64, now_ms: i64) -> StoreResult<Option<Completed>> {
+        self.inner.complete_referral(&self.id(bot), referee, vip_days, now_ms).await
+    }
+    async fn rewarded_referrer(&self, bot: &str, referee: i64) -> StoreResult<Option<i64>> {
+        self.inner.rewarded_referrer(&self.id(bot), referee).await
+    }
+    async fn credit_commission(&self, bot: &str, referrer: i64, charge_id: &str, credits: i64, now_ms: i64) -> StoreResult<Option<i64>> {
+        self.inner.credit_commission(&self.id(bot), referrer, charge_id, credits, now_ms).await
+    }
+    async fn reverse_commission(&self, bot: &str, charge_id: &str, now_ms: i64) -> StoreResult<Option<(i64, i64)>> {
+        self.inner.reverse_commission(&self.id(bot), charge_id, now_ms).await
+    }
+    async fn referral_stats(&self, bot: &str, referrer: i64) -> StoreResult<ReferralStats> {
+        self.inner.referral_stats(&self.id(bot), referrer).await
     }
 }

@@ -57,6 +57,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "caps refunds", include_str!("../../../migrations/postgres/0004_caps_refunds.sql")),
     (5, "mirror", include_str!("../../../migrations/postgres/0005_mirror.sql")),
     (6, "locks", include_str!("../../../migrations/postgres/0006_locks.sql")),
+    (7, "referrals", include_str!("../../../migrations/postgres/0007_referrals.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -65,6 +66,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "caps refunds", include_str!("../../../migrations/sqlite/0004_caps_refunds.sql")),
     (5, "mirror", include_str!("../../../migrations/sqlite/0005_mirror.sql")),
     (6, "locks", include_str!("../../../migrations/sqlite/0006_locks.sql")),
+    (7, "referrals", include_str!("../../../migrations/sqlite/0007_referrals.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock

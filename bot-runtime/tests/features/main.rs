@@ -13,6 +13,7 @@ mod lock;
 mod menu;
 mod onboarding;
 mod profile;
+mod referral;
 mod relay;
 mod safety;
 mod search;

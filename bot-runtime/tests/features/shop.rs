@@ -60,7 +60,7 @@ fn key_file() -> String {
 
 /// Alpha sells a week of VIP (250, 20% off now) and a month with credits (750, 50% off for
 /// the first 100 buyers). Its payloads are signed with the key file's first key.
-fn shop_config() -> ResolvedBotConfig {
+pub(crate) fn shop_config() -> ResolvedBotConfig {
     let mut cfg = bot_config("alpha", Mode::Polling, "");
     cfg.bot.secrets.payload_key_file = Some(key_file());
     cfg.plans = vec![plan("vip-week", "VIP week", 250, 7, 0, 10), plan("vip-month", "VIP month", 750, 30, 10, 20)];
@@ -75,7 +75,7 @@ async fn shop() -> (Seam, Person) {
 }
 
 /// Ann taps Buy on `plan`: the invoice's payload.
-async fn buy(s: &Seam, ann: &Person, plan: &str) -> String {
+pub(crate) async fn buy(s: &Seam, ann: &Person, plan: &str) -> String {
     s.send(ann, "/vip").await.said(ann, TextKey::Shop);
     let out = s.press(ann, &format!("buy:{plan}")).await;
     let invoice = out.to(ann).into_iter().find(|j| j.method == "sendInvoice").unwrap_or_else(|| panic!("no invoice:\n{}", out.listing()));
