@@ -27,6 +27,8 @@ pub struct Metrics {
     campaign_redemptions: IntGaugeVec,
     locks: IntCounterVec,
     referrals: IntCounterVec,
+    vip_notices: IntCounterVec,
+    reconciliation: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -139,6 +141,18 @@ impl Metrics {
                 "Referrals by outcome: joined (through a link), rewarded (counted), commission (a share of a purchase credited), or the flag of one that does not count (self, not_new, loop, farming)",
                 &["bot", "outcome"],
             ),
+            vip_notices: counter(
+                &r,
+                "botfleet_vip_notices_total",
+                "VIP notices queued, by kind: reminder (a day before the end), ended",
+                &["bot", "kind"],
+            ),
+            reconciliation: counter(
+                &r,
+                "botfleet_reconciliation_mismatches_total",
+                "Telegram Stars transactions that do not match this bot's payments, by kind: unknown_charge, amount, refund_not_applied, unknown_refund (each counted once; the log names the charge)",
+                &["bot", "kind"],
+            ),
             registry: r,
         }
     }
@@ -204,6 +218,14 @@ impl Metrics {
     pub fn set_campaign_redemptions(&self, namespace: &str, campaign: &str, held: i64) {
         self.campaign_redemptions.with_label_values(&[namespace, campaign]).set(held);
     }
+    pub fn reconciliation_mismatch(&self, bot: &str, kind: &str) {
+        self.reconciliation.with_label_values(&[bot, kind]).inc();
+    }
+
+    pub fn vip_notice(&self, bot: &str, kind: &str) {
+        self.vip_notices.with_label_values(&[bot, kind]).inc();
+    }
+
     pub fn referral(&self, bot: &str, outcome: &str) {
         self.referrals.with_label_values(&[bot, outcome]).inc();
     }

@@ -904,6 +904,32 @@ async fn a_commission_is_credited_once_and_reversed_once_never_below_zero(s: Sql
     assert_eq!(s.referral_stats("alpha", 1).await.unwrap().credits_earned, 4);
 }
 
+async fn each_vip_deadline_is_claimed_for_notice_once_across_replicas(s: SqlStore) {
+    let s = Arc::new(s);
+    for user in 1..=3 {
+        s.user_or_create("alpha", user, "en", 0).await.unwrap();
+    }
+    // Ann's VIP ends in 12 hours, Bob's in 3 days; Cleo has none.
+    s.apply_payment(&payment("c1", 1, 1, 0, 0)).await.unwrap();
+    s.apply_payment(&payment("c2", 2, 3, 0, 0)).await.unwrap();
+    let now = 12 * 3_600_000;
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.claim_vip_notices("alpha", now).await })
+        })
+        .collect();
+    let mut claimed = Vec::new();
+    for t in tasks {
+        claimed.extend(t.await.unwrap().unwrap());
+    }
+    assert_eq!(claimed.len(), 1, "one reminder, whichever replica claimed it: {claimed:?}");
+    assert_eq!((claimed[0].user_id, claimed[0].ended), (1, false));
+    let ended = s.claim_vip_notices("alpha", 86_400_000 + 1).await.unwrap();
+    assert_eq!(ended.iter().map(|n| (n.user_id, n.ended)).collect::<Vec<_>>(), vec![(1, true)]);
+    assert!(s.claim_vip_notices("alpha", 86_400_000 + 2).await.unwrap().is_empty());
+}
+
 // ---- backends -------------------------------------------------------------------------------
 
 async fn postgres_store() -> (SqlStore, TestDb) {
@@ -1012,6 +1038,7 @@ both_databases!(
     an_early_end_returns_the_unused_share_once,
     a_referral_counts_once_under_concurrency_and_a_loop_is_withheld,
     a_commission_is_credited_once_and_reversed_once_never_below_zero,
+    each_vip_deadline_is_claimed_for_notice_once_across_replicas,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would

@@ -16,6 +16,7 @@ mod onboarding;
 mod payments;
 mod profile;
 pub mod protocol;
+pub mod reconcile;
 mod referral;
 mod relay;
 pub mod retire;
@@ -24,6 +25,7 @@ mod search;
 pub mod shop;
 pub mod telegram_menu;
 pub mod text_key;
+pub mod vip;
 
 use std::time::Duration;
 

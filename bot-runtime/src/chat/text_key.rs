@@ -189,6 +189,9 @@ text_keys! {
     ReferralRewarded = "referral_rewarded",
     ReferralCommission = "referral_commission",
     ReferralCommissionReversed = "referral_commission_reversed",
+    // VIP notices
+    VipEndsSoon = "vip_ends_soon",
+    VipEnded = "vip_ended",
 }
 
 impl TextKey {
@@ -251,6 +254,7 @@ mod tests {
             ("payments.rs", include_str!("payments.rs")),
             ("lock.rs", include_str!("lock.rs")),
             ("referral.rs", include_str!("referral.rs")),
+            ("vip.rs", include_str!("vip.rs")),
         ];
         for (name, src) in sources {
             for banned in ["texts()", "Texts::get()", ".raw("] {

@@ -102,6 +102,8 @@ pub async fn start_bot(
         tokio::spawn(timers::run(bot.clone(), shutdown.clone())),
         tokio::spawn(crate::chat::retire::run(bot.clone(), shutdown.clone())),
         tokio::spawn(crate::chat::shop::sweep_expired_holds(bot.clone(), shutdown.clone())),
+        tokio::spawn(crate::chat::vip::run(bot.clone(), shutdown.clone())),
+        tokio::spawn(crate::chat::reconcile::run(bot.clone(), shutdown.clone())),
         // Drains the bot's durable inbound queue (filled by any replica's webhook past its
         // overload grace); polling bots never fill it, so for them it only reads an empty queue.
         tokio::spawn(crate::ingress::inbound::run(bot.clone(), shutdown.clone())),

@@ -187,8 +187,32 @@ pub trait Quotes: Send + Sync + 'static {
     async fn release_expired_holds(&self, now_ms: i64) -> StoreResult<Vec<String>>;
 }
 
+/// A VIP notice due to a member (see [`Payments::claim_vip_notices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VipNotice {
+    pub user_id: i64,
+    pub language: String,
+    pub vip_until_ms: i64,
+    /// True: the VIP has ended; false: it ends within [`VIP_REMINDER_MS`].
+    pub ended: bool,
+}
+
+/// How long before a VIP ends its member is reminded.
+pub const VIP_REMINDER_MS: i64 = 24 * 3_600_000;
+/// An ended VIP older than this gets no "ended" notice (a sweep that was down for a week does
+/// not wake everyone up about the past).
+pub const VIP_ENDED_NOTICE_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
+
 #[async_trait::async_trait]
 pub trait Payments: Send + Sync + 'static {
+    /// Claims the VIP notices due at `now_ms` on `bot`: reminders of deadlines within
+    /// [`VIP_REMINDER_MS`] and notices of deadlines passed (within
+    /// [`VIP_ENDED_NOTICE_WINDOW_MS`]), each deadline once per member however many replicas
+    /// claim at once. Members the bot cannot reach are skipped.
+    async fn claim_vip_notices(&self, bot: &str, now_ms: i64) -> StoreResult<Vec<VipNotice>>;
+    /// How many of the bot's Telegram Stars transactions reconciliation has checked (0: none).
+    async fn reconcile_offset(&self, bot: &str) -> StoreResult<i64>;
+    async fn save_reconcile_offset(&self, bot: &str, offset: i64, now_ms: i64) -> StoreResult<()>;
     /// Applies a payment exactly once, in one transaction: records it (keyed by the charge
     /// id), stacks the VIP days onto the member's unexpired VIP, credits the ledger, marks
     /// the quote used. A charge applied before changes nothing and returns the first result.

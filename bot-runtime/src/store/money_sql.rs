@@ -18,7 +18,7 @@ use sqlx::{AnyConnection, Row as _};
 use super::StoreResult;
 use super::money::{
     Applied, CAP_HOLD_MS, CampaignCap, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal,
-    Quotes, RefundOutcome,
+    Quotes, RefundOutcome, VIP_ENDED_NOTICE_WINDOW_MS, VIP_REMINDER_MS, VipNotice,
 };
 use super::sql::{SqlStore, col, corrupt, db_err};
 
@@ -556,6 +556,69 @@ impl Payments for SqlStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(RefundOutcome::Reversed { payment, vip_until_ms, credits_removed: removed, credits_spent: spent })
+    }
+
+    async fn claim_vip_notices(&self, bot: &str, now_ms: i64) -> StoreResult<Vec<VipNotice>> {
+        // Each UPDATE re-checks its WHERE on the row it locks (Postgres) or runs alone
+        // (SQLite), so a deadline is claimed by one replica.
+        let soon = sqlx::query(
+            "UPDATE users SET vip_reminded_for = vip_until_ms \
+             WHERE bot = $1 AND reachable = 1 AND vip_until_ms > $2 AND vip_until_ms <= $3 \
+             AND (vip_reminded_for IS NULL OR vip_reminded_for <> vip_until_ms) \
+             RETURNING user_id, language, vip_until_ms",
+        )
+        .bind(bot)
+        .bind(now_ms)
+        .bind(now_ms + VIP_REMINDER_MS)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let ended = sqlx::query(
+            "UPDATE users SET vip_ended_for = vip_until_ms \
+             WHERE bot = $1 AND reachable = 1 AND vip_until_ms <= $2 AND vip_until_ms > $3 \
+             AND (vip_ended_for IS NULL OR vip_ended_for <> vip_until_ms) \
+             RETURNING user_id, language, vip_until_ms",
+        )
+        .bind(bot)
+        .bind(now_ms)
+        .bind(now_ms - VIP_ENDED_NOTICE_WINDOW_MS)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let notice = |row: &sqlx::any::AnyRow, ended: bool| -> StoreResult<VipNotice> {
+            Ok(VipNotice { user_id: col(row, "user_id")?, language: col(row, "language")?, vip_until_ms: col(row, "vip_until_ms")?, ended })
+        };
+        let mut out = Vec::with_capacity(soon.len() + ended.len());
+        for row in &soon {
+            out.push(notice(row, false)?);
+        }
+        for row in &ended {
+            out.push(notice(row, true)?);
+        }
+        Ok(out)
+    }
+
+    async fn reconcile_offset(&self, bot: &str) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT next_offset FROM star_reconcile WHERE bot = $1")
+            .bind(bot)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(row.as_ref().map(|r| col(r, "next_offset")).transpose()?.unwrap_or(0))
+    }
+
+    async fn save_reconcile_offset(&self, bot: &str, offset: i64, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO star_reconcile (bot, next_offset, updated_ms) VALUES ($1, $2, $3) \
+             ON CONFLICT (bot) DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
+        )
+        .bind(bot)
+        .bind(offset)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 
     async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {

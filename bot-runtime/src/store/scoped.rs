@@ -12,6 +12,7 @@ use std::sync::Arc;
 use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
+    VipNotice,
 };
 use super::referrals::{Completed, ReferralFlag, ReferralStats, Referrals};
 use super::{EndReason, Funnel, Person, Safety, Session, Sessions, Store, StoreResult, User, UserStats, Users};
@@ -196,6 +197,15 @@ impl Quotes for BotStore {
 
 #[async_trait::async_trait]
 impl Payments for BotStore {
+    async fn claim_vip_notices(&self, bot: &str, now_ms: i64) -> StoreResult<Vec<VipNotice>> {
+        self.inner.claim_vip_notices(&self.id(bot), now_ms).await
+    }
+    async fn reconcile_offset(&self, bot: &str) -> StoreResult<i64> {
+        self.inner.reconcile_offset(&self.id(bot)).await
+    }
+    async fn save_reconcile_offset(&self, bot: &str, offset: i64, now_ms: i64) -> StoreResult<()> {
+        self.inner.save_reconcile_offset(&self.id(bot), offset, now_ms).await
+    }
     async fn apply_payment(&self, payment: &NewPayment) -> StoreResult<Applied> {
         let payment = NewPayment { bot: self.id(&payment.bot), ..payment.clone() };
         let applied = self.inner.apply_payment(&payment).await?;

@@ -58,6 +58,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "mirror", include_str!("../../../migrations/postgres/0005_mirror.sql")),
     (6, "locks", include_str!("../../../migrations/postgres/0006_locks.sql")),
     (7, "referrals", include_str!("../../../migrations/postgres/0007_referrals.sql")),
+    (8, "vip notices", include_str!("../../../migrations/postgres/0008_vip_notices.sql")),
+    (9, "reconcile", include_str!("../../../migrations/postgres/0009_reconcile.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -67,6 +69,8 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "mirror", include_str!("../../../migrations/sqlite/0005_mirror.sql")),
     (6, "locks", include_str!("../../../migrations/sqlite/0006_locks.sql")),
     (7, "referrals", include_str!("../../../migrations/sqlite/0007_referrals.sql")),
+    (8, "vip notices", include_str!("../../../migrations/sqlite/0008_vip_notices.sql")),
+    (9, "reconcile", include_str!("../../../migrations/sqlite/0009_reconcile.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock

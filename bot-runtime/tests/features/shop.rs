@@ -323,7 +323,7 @@ async fn an_admin_refunds_a_payment_once_and_the_grant_is_reversed() {
     out.said(&ann, TextKey::RefundedBuyer);
     assert!(!s.profile(&ann).await.unwrap().is_vip(s.now_ms()), "the refunded 30 days are gone");
     assert_eq!(store.credits("alpha", ann.id).await.unwrap(), 0);
-    assert!(s.star_transactions("alpha").iter().any(|t| t["id"] == format!("refund_{charge}")));
+    assert!(s.star_transactions("alpha").iter().any(|t| t["id"] == charge.as_str() && t.get("receiver").is_some()));
     let history = s.send(&ann, "/history").await;
     assert!(text(history.said(&ann, TextKey::History)).contains(&TextKey::HistoryRefunded.text(ann.lang)));
 
@@ -335,7 +335,7 @@ async fn an_admin_refunds_a_payment_once_and_the_grant_is_reversed() {
     assert!(echoed.to(&ann).is_empty(), "{}", echoed.listing());
     assert_eq!(store.credits("alpha", ann.id).await.unwrap(), 0);
     let transactions = s.star_transactions("alpha");
-    assert_eq!(transactions.iter().filter(|t| t["id"] == format!("refund_{charge}")).count(), 1);
+    assert_eq!(transactions.iter().filter(|t| t["id"] == charge.as_str() && t.get("receiver").is_some()).count(), 1);
 }
 
 #[tokio::test]
@@ -344,7 +344,7 @@ async fn refund_is_an_unknown_command_for_everyone_but_the_admins() {
     let out = s.send(&ann, &format!("/refund {charge}")).await;
     out.said(&ann, TextKey::UnknownCommand);
     assert!(s.profile(&ann).await.unwrap().is_vip(s.now_ms()));
-    assert!(s.star_transactions("alpha").iter().all(|t| t["id"] != format!("refund_{charge}")));
+    assert!(s.star_transactions("alpha").iter().all(|t| t.get("receiver").is_none()));
     // The admins see it in their menu.
     let menu = bot_runtime::chat::telegram_menu::command_list(ann.lang, true);
     assert!(menu.as_array().unwrap().iter().any(|c| c["command"] == "refund"));

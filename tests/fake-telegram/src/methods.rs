@@ -903,7 +903,8 @@ fn refund_star_payment(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<
     }
     bot.star_balance -= charge.amount;
     bot.star_transactions.push(json!({
-        "id": format!("refund_{charge_id}"), "amount": charge.amount, "date": unix_now(),
+        // Bot API: a refund's id "coincides with the identifier of the original transaction".
+        "id": charge_id, "amount": charge.amount, "date": unix_now(),
         "receiver": {"type": "user", "transaction_type": "invoice_payment", "user": user.to_user_json(), "invoice_payload": charge.payload},
     }));
     if let Some(c) = world.charges.get_mut(&charge_id) {

@@ -1,0 +1,166 @@
+//! Reconciliation with Telegram's Stars ledger: pages through the bot's `getStarTransactions`
+//! (chronological) from where the last pass stopped and checks each payment and refund
+//! against the payments applied here. A mismatch is counted (`botfleet_reconciliation_mismatches_total`)
+//! and logged with its charge id, once. One replica of a bot runs it at a time (a lease in the
+//! hot store). The rules are docs/MONEY.md, "Reconciliation".
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::bot::{Bot, HandleError, Ticker, now_ms};
+
+/// How often a pass runs.
+pub const EVERY: Duration = Duration::from_secs(15 * 60);
+/// The lease that makes one replica the reconciler; renewed every tick, so it moves only when
+/// its holder is gone.
+const LEASE_TTL: Duration = Duration::from_secs(5 * 60);
+const TICK: Duration = Duration::from_secs(60);
+/// Transactions younger than this are left for the next pass: the payment's update reaches
+/// the bot seconds after Telegram records the transaction, and a retried update minutes after.
+pub const SETTLE_SECS: i64 = 10 * 60;
+const PAGE: i64 = 100;
+
+/// What does not match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MismatchKind {
+    /// Telegram took Stars for a charge this bot never applied (nothing was granted).
+    UnknownCharge,
+    /// The charge's amount differs from the payment recorded here.
+    AmountDiffers,
+    /// Telegram refunded a charge whose grant was not reversed here.
+    RefundNotApplied,
+    /// Telegram refunded a charge this bot never applied.
+    UnknownRefund,
+}
+
+impl MismatchKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MismatchKind::UnknownCharge => "unknown_charge",
+            MismatchKind::AmountDiffers => "amount",
+            MismatchKind::RefundNotApplied => "refund_not_applied",
+            MismatchKind::UnknownRefund => "unknown_refund",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mismatch {
+    pub kind: MismatchKind,
+    pub charge: String,
+    pub stars: i64,
+}
+
+/// A transaction as reconciliation reads it: a user's invoice payment in, or its refund out.
+/// Anything else (withdrawals, ads, gifts, subscriptions of other kinds) is not ours to check.
+fn classify(tx: &Value) -> Option<(bool, String, i64)> {
+    let id = tx["id"].as_str()?.to_string();
+    let amount = tx["amount"].as_i64()?;
+    let is_invoice = |p: &Value| p["type"] == "user" && p["transaction_type"] == "invoice_payment";
+    if is_invoice(&tx["source"]) {
+        return Some((false, id, amount));
+    }
+    if is_invoice(&tx["receiver"]) {
+        return Some((true, id, amount));
+    }
+    None
+}
+
+/// One pass: reads the transactions after the saved offset (up to those younger than
+/// [`SETTLE_SECS`] at `now_ms`), reports what does not match, and saves the new offset.
+pub async fn pass(bot: &Bot, now_ms: i64) -> Result<Vec<Mismatch>, HandleError> {
+    let mut offset = bot.store.reconcile_offset(&bot.name).await?;
+    let mut found = Vec::new();
+    let cutoff_secs = now_ms / 1000 - SETTLE_SECS;
+    'pages: loop {
+        let page = bot.api.call("getStarTransactions", &json!({"offset": offset, "limit": PAGE})).await?;
+        let list = page["transactions"].as_array().cloned().unwrap_or_default();
+        let n = list.len();
+        for tx in &list {
+            if tx["date"].as_i64().unwrap_or(i64::MAX) > cutoff_secs {
+                break 'pages;
+            }
+            if let Some((refund, charge, stars)) = classify(tx) {
+                let payment = bot.store.payment_of_charge(&bot.name, &charge).await?;
+                let kind = match (refund, payment) {
+                    (false, None) => Some(MismatchKind::UnknownCharge),
+                    (false, Some(p)) if p.stars != stars => Some(MismatchKind::AmountDiffers),
+                    (true, None) => Some(MismatchKind::UnknownRefund),
+                    (true, Some(p)) if p.refunded_ms.is_none() => Some(MismatchKind::RefundNotApplied),
+                    _ => None,
+                };
+                if let Some(kind) = kind {
+                    found.push(Mismatch { kind, charge, stars });
+                }
+            }
+            offset += 1;
+        }
+        if n < PAGE as usize {
+            break;
+        }
+    }
+    bot.store.save_reconcile_offset(&bot.name, offset, now_ms).await?;
+    for m in &found {
+        bot.metrics().reconciliation_mismatch(&bot.name, m.kind.as_str());
+        // The charge id names the payment for the admin (no user id, no payload).
+        tracing::error!(
+            bot = %bot.name, charge = %m.charge, stars = m.stars, kind = m.kind.as_str(),
+            "Telegram's Stars ledger does not match this bot's payments (a refund not applied here: `/refund <charge>` applies it)"
+        );
+    }
+    Ok(found)
+}
+
+/// Runs a pass every [`EVERY`] on the replica that holds the bot's reconcile lease.
+pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
+    let mut ticker = Ticker::new(TICK, shutdown);
+    let mut last: Option<Instant> = None;
+    let lease = format!("reconcile:{}", bot.name);
+    while ticker.tick().await {
+        if !bot.cfg().bot.features.payments {
+            continue;
+        }
+        match bot.fleet.hot.lease(&bot.pool, &lease, &bot.fleet.replica, LEASE_TTL).await {
+            Ok(true) => {}
+            Ok(false) => {
+                last = None;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(bot = %bot.name, error = %e, "cannot take the reconcile lease");
+                continue;
+            }
+        }
+        if last.is_some_and(|t| t.elapsed() < EVERY) {
+            continue;
+        }
+        match pass(&bot, now_ms()).await {
+            Ok(found) => {
+                last = Some(Instant::now());
+                tracing::info!(bot = %bot.name, mismatches = found.len(), "Stars reconciliation pass done");
+            }
+            Err(e) => tracing::warn!(bot = %bot.name, error = %e, "Stars reconciliation failed; retrying at the next tick"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_invoice_payments_and_their_refunds_are_checked() {
+        let pay = json!({"id": "c1", "amount": 5, "date": 1, "source": {"type": "user", "transaction_type": "invoice_payment"}});
+        let refund = json!({"id": "c1", "amount": 5, "date": 2, "receiver": {"type": "user", "transaction_type": "invoice_payment"}});
+        let withdrawal = json!({"id": "w", "amount": 500, "date": 3, "receiver": {"type": "fragment"}});
+        let paid_media = json!({"id": "m", "amount": 5, "date": 3, "source": {"type": "user", "transaction_type": "paid_media_payment"}});
+        assert_eq!(classify(&pay), Some((false, "c1".into(), 5)));
+        assert_eq!(classify(&refund), Some((true, "c1".into(), 5)));
+        assert_eq!(classify(&withdrawal), None);
+        assert_eq!(classify(&paid_media), None);
+        assert_eq!(classify(&json!({"amount": 5})), None, "malformed: skipped, never a panic");
+    }
+}
