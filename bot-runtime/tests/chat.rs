@@ -409,6 +409,38 @@ async fn duplicate_and_reordered_webhook_deliveries_change_nothing() {
     h.stop().await;
 }
 
+/// Issue #9, defect 3: an edit of a message sent to an earlier partner must never land in the
+/// current partner's chat (message ids are per chat: the earlier copy's id names some other
+/// message there).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_edit_after_next_never_touches_the_new_partners_chat() {
+    let cfgs = vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")];
+    let h = Harness::start(Backend::Embedded, Mode::Webhook, cfgs, 1).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    // Carl writes to beta like Bob, so his chat numbers its messages like Bob's does: the id
+    // of Bob's copy names one of the bot's messages in Carl's chat.
+    let mut carl = onboarded(&h, "beta", "Carl", "m", 33).await;
+    let hi = ann.send("hi").unwrap();
+    bob.expect("hi", WAIT, |m| text_of(m) == "hi").await.unwrap();
+    carl.tap("menu_find").unwrap();
+    carl.expect_text("searching", WAIT).await.unwrap();
+    ann.send("/next").unwrap();
+    carl.expect_text("matched", WAIT).await.unwrap();
+    ann.expect_text("matched", WAIT).await.unwrap();
+    let carl_before: Vec<Value> = carl.received().unwrap();
+    let edit = json!({"update_id": 800_020, "edited_message": {"message_id": hi, "date": 1, "edit_date": 2, "text": "hi (edited)",
+        "chat": {"id": ann.id, "type": "private"}, "from": {"id": ann.id, "is_bot": false, "first_name": "A"}}});
+    assert_eq!(h.post_update(0, "alpha", &edit.to_string()).await, 200);
+    // A message after the edit: in per-chat order, once Carl has it the edit was handled too.
+    ann.send("after").unwrap();
+    carl.expect("after", WAIT, |m| text_of(m) == "after").await.unwrap();
+    let edited: Vec<Value> = carl.received().unwrap().into_iter().filter(|m| m.get("edit_date").is_some()).collect();
+    let edited_before = carl_before.iter().filter(|m| m.get("edit_date").is_some()).count();
+    assert_eq!(edited.len(), edited_before, "Carl's chat was edited by Ann's edit of a message Bob got: {edited:?}");
+    assert!(carl.received().unwrap().iter().all(|m| text_of(m) != "hi (edited)"));
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn malformed_updates_and_bad_requests_get_clear_answers_never_a_panic_and_edits_are_relayed() {
     let cfgs = vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")];

@@ -79,3 +79,23 @@ async fn the_searching_message_is_refreshed_by_its_timer() {
     assert_eq!(edit.method, "editMessageText");
     assert!(text(edit).contains("0:06"), "{}", out.listing());
 }
+
+/// Issue #9, defect 11: a search has a maximum wait, so someone who walked away is never
+/// matched hours later as a ghost.
+#[tokio::test]
+async fn a_search_ends_after_its_maximum_wait_and_a_later_seeker_is_not_matched_with_a_ghost() {
+    let s = Seam::bots(&["alpha"]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    s.send(&ann, "/search").await.said(&ann, TextKey::Searching);
+    // The search's refreshes, for an hour.
+    let mut jobs = Vec::new();
+    for _ in 0..120 {
+        s.advance(Duration::from_secs(30));
+        jobs.extend(s.fire_due("alpha").await.jobs);
+    }
+    assert!(!s.waiting(&ann).await, "still queued after an hour");
+    let bob = s.onboarded("alpha", "Bob", "m", 31).await;
+    let out = s.send(&bob, "/search").await;
+    out.said(&bob, TextKey::Searching);
+    assert_eq!(s.partner(&bob).await, None);
+}
