@@ -29,6 +29,7 @@ pub struct Metrics {
     referrals: IntCounterVec,
     vip_notices: IntCounterVec,
     reconciliation: IntCounterVec,
+    search_timeouts: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -153,6 +154,12 @@ impl Metrics {
                 "Telegram Stars transactions that do not match this bot's payments, by kind: unknown_charge, amount, refund_not_applied, unknown_refund (each counted once; the log names the charge)",
                 &["bot", "kind"],
             ),
+            search_timeouts: counter(
+                &r,
+                "botfleet_search_timeouts_total",
+                "Searches that reached matching.maxSearchMinutes without a match (the searcher is told and leaves the queue)",
+                &["pool"],
+            ),
             registry: r,
         }
     }
@@ -218,6 +225,10 @@ impl Metrics {
     pub fn set_campaign_redemptions(&self, namespace: &str, campaign: &str, held: i64) {
         self.campaign_redemptions.with_label_values(&[namespace, campaign]).set(held);
     }
+    pub fn search_timed_out(&self, pool: &str) {
+        self.search_timeouts.with_label_values(&[pool]).inc();
+    }
+
     pub fn reconciliation_mismatch(&self, bot: &str, kind: &str) {
         self.reconciliation.with_label_values(&[bot, kind]).inc();
     }

@@ -260,6 +260,11 @@ pub struct Matching {
     #[serde(default = "default_idle_minutes")]
     #[schemars(range(min = 1, max = 1440))]
     pub idle_timeout_minutes: u32,
+    /// A search ends after this many minutes without a match (the searcher is told and can
+    /// search again), so someone who walked away is never matched hours later.
+    #[serde(default = "default_max_search_minutes")]
+    #[schemars(range(min = 1, max = 1440))]
+    pub max_search_minutes: u32,
 }
 
 fn default_recent_minutes() -> u32 {
@@ -268,10 +273,17 @@ fn default_recent_minutes() -> u32 {
 fn default_idle_minutes() -> u32 {
     15
 }
+fn default_max_search_minutes() -> u32 {
+    30
+}
 
 impl Default for Matching {
     fn default() -> Self {
-        Self { recent_partner_minutes: default_recent_minutes(), idle_timeout_minutes: default_idle_minutes() }
+        Self {
+            recent_partner_minutes: default_recent_minutes(),
+            idle_timeout_minutes: default_idle_minutes(),
+            max_search_minutes: default_max_search_minutes(),
+        }
     }
 }
 

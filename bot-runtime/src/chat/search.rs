@@ -139,6 +139,10 @@ pub(super) async fn refresh(fx: &mut Effects<'_>, id: &str, member: &Member, t0:
     }
     let lang = audience(fx, member).await?.lang;
     let waited = fx.now_ms - t0;
+    let max_ms = i64::from(fx.bot.cfg().bot.matching.max_search_minutes.max(1)) * 60_000;
+    if waited >= max_ms {
+        return time_out(fx, member, lang).await;
+    }
     let key = if waited >= LONG_WAIT_MS { TextKey::SearchingLong } else { TextKey::Searching };
     let text = key.fmt(lang, &[("elapsed", &elapsed_text(waited))]);
     let params = json!({"chat_id": member.user, "text": text, "parse_mode": "HTML",
@@ -146,8 +150,26 @@ pub(super) async fn refresh(fx: &mut Effects<'_>, id: &str, member: &Member, t0:
     let mut job = plain_job(member, Lane::Bulk, "editMessageText", params);
     job.target = Some(saved_ref(member, "search"));
     fx.push(job);
-    let next = TimerKind::Search { t0, n: n + 1 }.at(id.to_string(), fx.now_ms + refresh_after(n));
+    // The last refresh falls on the maximum wait, so the search ends on time.
+    let due = (fx.now_ms + refresh_after(n)).min(t0 + max_ms);
+    let next = TimerKind::Search { t0, n: n + 1 }.at(id.to_string(), due);
     fx.hot().schedule(fx.pool(), &fx.bot.name, &next).await?;
+    Ok(())
+}
+
+/// The search reached its maximum wait: out of the queue, told so, with the menu to try again.
+async fn time_out(fx: &mut Effects<'_>, member: &Member, lang: Lang) -> Result<(), HandleError> {
+    if !fx.matcher().cancel(fx.pool(), member).await? {
+        return Ok(());
+    }
+    let minutes = fx.bot.cfg().bot.matching.max_search_minutes.to_string();
+    let text = TextKey::SearchTimedOut.fmt(lang, &[("minutes", &minutes)]);
+    let params = json!({"chat_id": member.user, "text": text, "parse_mode": "HTML"});
+    let mut job = plain_job(member, Lane::Bulk, "editMessageText", params);
+    job.target = Some(saved_ref(member, "search"));
+    fx.push(job);
+    fx.say(member, text, Some(menu_keyboard(lang)));
+    fx.bot.metrics().search_timed_out(&fx.bot.pool_label);
     Ok(())
 }
 

@@ -60,6 +60,7 @@ text_keys! {
     NotSearching = "not_searching",
     AlreadySearching = "already_searching",
     SearchSlowDown = "search_slow_down",
+    SearchTimedOut = "search_timed_out",
     Restricted = "restricted",
     Matched = "matched",
     GenderM = "gender_m",

@@ -302,22 +302,34 @@ pub fn max_age(lane: Lane) -> Duration {
     }
 }
 
+/// The message id a late-bound target names in `recipient`'s chat: a saved id (`"123"`), or a
+/// reply-map entry (`"<member>:123"`) whose member is the recipient. None: not in this chat.
+fn resolve_target(value: &str, recipient: &Member) -> Option<i64> {
+    match value.rsplit_once(':') {
+        None => value.parse().ok(),
+        Some((member, id)) => (member == recipient.to_string()).then(|| id.parse().ok()).flatten(),
+    }
+}
+
 async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     let hot = bot.fleet.hot.as_ref();
     let mut params = job.params.clone();
     // Late-bound references: resolved now, when every earlier job of the chat has been sent.
+    let recipient = Member::new(job.bot.clone(), job.chat_id);
     if let Some(name) = &job.target {
         match hot.get_ref(&bot.pool, name).await {
-            // A saved id ("123") or a reply-map entry ("<member>:123"): the id is the last part.
-            Ok(Some(id)) => match id.rsplit(':').next().unwrap_or_default().parse::<i64>() {
-                Ok(id) => params["message_id"] = json!(id),
-                Err(_) => return Delivery::Done,
+            // A saved id ("123") or a reply-map entry ("<member>:123"). A reply-map entry names
+            // the chat its message is in: message ids are per chat, so a target in another
+            // chat (an edit of a message sent to an earlier partner) must never be applied
+            // here, where the same id is some other message.
+            Ok(Some(value)) => match resolve_target(&value, &recipient) {
+                Some(id) => params["message_id"] = json!(id),
+                None => return Delivery::Done,
             },
             Ok(None) => return Delivery::Done,
             Err(_) => return Delivery::Retry(Duration::from_secs(1)),
         }
     }
-    let recipient = Member::new(job.bot.clone(), job.chat_id);
     if let Some(r) = &job.reply_to {
         match hot.get_ref(&bot.pool, &reply_ref(r)).await {
             Ok(Some(counterpart)) => {
@@ -469,5 +481,15 @@ mod tests {
         let e = super::quoted_parts_removed("Bad Request: can't parse entities: Unsupported start tag \"secret words\" at byte offset 3");
         assert!(!e.contains("secret"), "{e}");
         assert!(e.starts_with("Bad Request: can't parse entities"), "{e}");
+    }
+
+    #[test]
+    fn a_target_resolves_only_in_the_chat_it_names() {
+        let bob = crate::matching::Member::new("beta", 2);
+        assert_eq!(super::resolve_target("42", &bob), Some(42), "a saved id of this chat");
+        assert_eq!(super::resolve_target("beta:2:42", &bob), Some(42));
+        assert_eq!(super::resolve_target("beta:3:42", &bob), None, "another chat's message");
+        assert_eq!(super::resolve_target("alpha:2:42", &bob), None, "another bot's chat");
+        assert_eq!(super::resolve_target("beta:2:x", &bob), None);
     }
 }

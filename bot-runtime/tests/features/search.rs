@@ -94,6 +94,9 @@ async fn a_search_ends_after_its_maximum_wait_and_a_later_seeker_is_not_matched_
         jobs.extend(s.fire_due("alpha").await.jobs);
     }
     assert!(!s.waiting(&ann).await, "still queued after an hour");
+    let told: Vec<_> = jobs.iter().filter(|j| j.chat_id == ann.id && crate::seam::is_text(j, TextKey::SearchTimedOut, ann.lang)).collect();
+    assert_eq!(told.len(), 2, "the search message edited, and a message with the menu: {jobs:?}");
+    assert!(text(told[0]).contains("30 minutes"), "the default maximum: {}", text(told[0]));
     let bob = s.onboarded("alpha", "Bob", "m", 31).await;
     let out = s.send(&bob, "/search").await;
     out.said(&bob, TextKey::Searching);
