@@ -154,9 +154,16 @@ METRICS: dict[str, set[str]] = {
     "botfleet_outbox_oldest_age_seconds": {"bot"},
     "botfleet_telegram_requests_total": {"bot", "method", "outcome"},
     "botfleet_telegram_429_total": {"bot"},
+    "botfleet_purchases_total": {"bot", "plan", "outcome"},
+    "botfleet_stars_revenue_total": {"bot", "plan"},
+    "botfleet_pre_checkout_seconds": {"bot"},
+    "botfleet_campaign_redemptions": {"namespace", "campaign"},
+    "botfleet_reconciliation_mismatches_total": {"bot", "kind"},
+    "botfleet_chat_locks_total": {"bot", "outcome"},
+    "botfleet_referrals_total": {"bot", "outcome"},
     "up": set(),
 }
-HISTOGRAMS = {"botfleet_operator_reconcile_duration_seconds", "botfleet_update_handling_seconds"}
+HISTOGRAMS = {"botfleet_operator_reconcile_duration_seconds", "botfleet_update_handling_seconds", "botfleet_pre_checkout_seconds"}
 # Labels Prometheus / prometheus-operator add to every scraped series.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
 SCRAPE_JOBS = {"botfleet-operator", "botfleet-runtime"}
@@ -172,6 +179,9 @@ REQUIRED_ALERTS = {
     "BotFleetTelegramRateLimited": "429s",
     "BotFleetRuntimeDown": "runtime down",
     "BotFleetUpdateHandlingSlow": "handling latency p99 high",
+    "BotFleetPreCheckoutSlow": "pre-checkout answer p99 near Telegram's 10 s",
+    "BotFleetPaymentsDeclined": "most checkouts declined",
+    "BotFleetReconciliationMismatch": "Telegram's Stars ledger disagrees",
 }
 PACKAGED_MONITORING_FILES = ("alerts.yaml", "grafana-dashboard.json")
 
