@@ -981,6 +981,7 @@ async fn a_user_buys_vip_in_stars_and_a_second_delivery_grants_nothing_more(back
         grants: Grants { vip_days: 7, lock_credits: 0 },
         perks: Perks::default(),
         sort_order: 0,
+        billing: Default::default(),
     }];
     let h = Harness::start(backend, Mode::Polling, vec![cfg], 2).await;
     let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
@@ -1151,6 +1152,7 @@ async fn an_admin_refunds_a_purchase_with_the_refund_command(backend: Backend) {
         grants: Grants { vip_days: 7, lock_credits: 0 },
         perks: Perks::default(),
         sort_order: 0,
+        billing: Default::default(),
     }];
     let h = Harness::start(backend, Mode::Polling, vec![cfg], 2).await;
     let mut admin = onboarded(&h, "alpha", "Ada", "f", 40).await;

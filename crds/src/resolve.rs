@@ -108,6 +108,7 @@ pub fn resolve(
             grants: p.spec.grants.clone(),
             perks: p.spec.perks.clone(),
             sort_order: p.spec.sort_order,
+            billing: p.spec.billing,
         })
         .collect();
 

@@ -17,7 +17,7 @@ use crate::bot_instance::{Admins, Features, Ingress, Locale, LockChat, Matching,
 use crate::discount_campaign::Audience;
 use crate::pricing;
 use crate::rate_limit_policy::{OnExceed, OutboundLimits, PerUserLimits};
-use crate::vip_plan::{Grants, Perks};
+use crate::vip_plan::{Billing, Grants, Perks};
 
 /// Bumped when the format changes incompatibly; a runtime refuses versions it doesn't know.
 pub const RESOLVED_CONFIG_VERSION: u32 = 1;
@@ -86,6 +86,13 @@ pub struct ResolvedPlan {
     pub grants: Grants,
     pub perks: Perks,
     pub sort_order: i32,
+    /// Absent in configurations written before subscriptions: one-time.
+    #[serde(default, skip_serializing_if = "is_one_time")]
+    pub billing: Billing,
+}
+
+fn is_one_time(b: &Billing) -> bool {
+    *b == Billing::OneTime
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -154,9 +161,13 @@ impl ResolvedBotConfig {
     /// includes the buyer and whose redemption cap is not reached; never stacked.
     pub fn quote(&self, plan_id: &str, now: Timestamp, buyer: Buyer, cap_reached: impl Fn(&str) -> bool) -> Option<Quote> {
         let plan = self.plans.iter().find(|p| p.id == plan_id)?;
+        // A subscription's price is fixed at its first payment and charged at every renewal:
+        // a campaign would discount it forever, so campaigns never apply to one.
+        let discountable = plan.billing == Billing::OneTime;
         let best = self
             .campaigns
             .iter()
+            .filter(|_| discountable)
             .filter(|c| c.is_active(now) && c.plan_ids.iter().any(|id| id == plan_id))
             .filter(|c| match c.audience {
                 Audience::All => true,

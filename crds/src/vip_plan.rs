@@ -30,6 +30,10 @@ use crate::common::{Condition, LabelSelector};
     cel
 )]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.billing) || self.billing != 'Monthly' || (self.priceStars <= 10000 && self.grants.vipDays == 30)")
+        .message("a Monthly plan is a Telegram subscription: 30 VIP days per period and at most 10000 Stars")
+)]
 pub struct VipPlanSpec {
     /// Shown on the invoice (Telegram allows 1–32 characters).
     #[schemars(length(min = 1, max = 32))]
@@ -52,6 +56,19 @@ pub struct VipPlanSpec {
     pub sort_order: i32,
     #[serde(default = "enabled")]
     pub enabled: bool,
+    /// `OneTime` (default): bought once with an invoice. `Monthly`: a Telegram Stars
+    /// subscription renewed every 30 days (Telegram's only period) until the buyer cancels;
+    /// discounts never apply to it (docs/MONEY.md, "Subscriptions").
+    #[serde(default)]
+    pub billing: Billing,
+}
+
+/// How a plan is paid.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum Billing {
+    #[default]
+    OneTime,
+    Monthly,
 }
 
 fn enabled() -> bool {

@@ -136,6 +136,19 @@ fn invalid_specs_are_refused_by_the_schema() {
         ("negative price", with(sample("VipPlan"), "/spec/priceStars", json!(-5))),
         ("zero price", with(sample("VipPlan"), "/spec/priceStars", json!(0))),
         ("plan granting nothing", with(sample("VipPlan"), "/spec/grants", json!({"vipDays": 0}))),
+        ("unknown billing", with(sample("VipPlan"), "/spec/billing", json!("Weekly"))),
+        (
+            "monthly plan not granting 30 days",
+            with(with(sample("VipPlan"), "/spec/billing", json!("Monthly")), "/spec/grants", json!({"vipDays": 7})),
+        ),
+        (
+            "monthly plan above Telegram's subscription ceiling",
+            with(
+                with(with(sample("VipPlan"), "/spec/billing", json!("Monthly")), "/spec/grants", json!({"vipDays": 30})),
+                "/spec/priceStars",
+                json!(10_001),
+            ),
+        ),
         ("title too long for Telegram", with(sample("VipPlan"), "/spec/title", json!("x".repeat(33)))),
         ("webhook without public URL", with(sample("BotInstance"), "/spec/ingress", json!({"mode": "Webhook"}))),
         ("plain-http public URL", with(sample("BotInstance"), "/spec/ingress/publicUrl", json!("http://bots.example.com"))),
@@ -154,6 +167,13 @@ fn invalid_specs_are_refused_by_the_schema() {
     for (what, object) in cases {
         assert!(!problems(&object).is_empty(), "{what} was accepted");
     }
+}
+
+#[test]
+fn a_monthly_plan_within_telegrams_rules_is_accepted() {
+    let plan = with(with(sample("VipPlan"), "/spec/billing", json!("Monthly")), "/spec/grants", json!({"vipDays": 30, "lockCredits": 5}));
+    let plan = with(plan, "/spec/priceStars", json!(10_000));
+    assert_eq!(problems(&plan), Vec::<String>::new());
 }
 
 #[test]

@@ -330,6 +330,7 @@ impl Seam {
             payload: payload.into(),
             currency: "XTR".into(),
             amount,
+            subscription_period: None,
         };
         botfleet_tests::fake_telegram::methods::complete_payment(&mut world, bot_id, p.id, &spec).expect("a charge").0
     }

@@ -26,6 +26,7 @@ fn plan(id: &str, title: &str, price: u32, vip_days: u32, lock_credits: u32, sor
         grants: Grants { vip_days, lock_credits },
         perks: Perks { priority_matching: true, partner_gender_filter: true },
         sort_order,
+        billing: Default::default(),
     }
 }
 

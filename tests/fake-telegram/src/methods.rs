@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use super::html;
 use super::params::{ApiError, ApiResult, ChatRef, InputFile, Params};
-use super::state::{Charge, InboxEvent, InvoiceSpec, MAX_DOWNLOAD_BYTES, MAX_UPLOAD_BYTES, MediaKind, Webhook, World, unix_now};
+use super::state::{
+    Charge, InboxEvent, InvoiceSpec, MAX_DOWNLOAD_BYTES, MAX_UPLOAD_BYTES, MediaKind, Subscription, Webhook, World, unix_now,
+};
 
 /// Every method the fake serves, by its canonical name. Lookups are case-insensitive
 /// (teloxide sends `SendMessage`, Telegram accepts any case).
@@ -50,6 +52,7 @@ pub const METHODS: &[&str] = &[
     "refundStarPayment",
     "getStarTransactions",
     "getMyStarBalance",
+    "editUserStarSubscription",
 ];
 
 pub fn canonical(method: &str) -> Option<&'static str> {
@@ -122,6 +125,7 @@ pub fn call(world: &mut World, bot_id: i64, method: &str, p: &Params) -> ApiResu
         "answerPreCheckoutQuery" => answer_pre_checkout_query(world, bot_id, p),
         "refundStarPayment" => refund_star_payment(world, bot_id, p),
         "getStarTransactions" => get_star_transactions(world, bot_id, p),
+        "editUserStarSubscription" => edit_user_star_subscription(world, bot_id, p),
         "getMyStarBalance" => Ok(json!({"amount": world.bot(bot_id)?.star_balance})),
         other => match MediaKind::ALL.iter().find(|k| k.send_method() == other) {
             Some(kind) => send_media(world, bot_id, *kind, p),
@@ -784,7 +788,7 @@ fn invoice_spec(p: &Params) -> ApiResult<InvoiceSpec> {
     if !(1..=100_000).contains(&amount) {
         return Err(ApiError::bad_request("STARS_INVOICE_INVALID: amount must be between 1 and 100000"));
     }
-    Ok(InvoiceSpec { title, description, payload, currency, amount })
+    Ok(InvoiceSpec { title, description, payload, currency, amount, subscription_period: None })
 }
 
 fn send_invoice(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> {
@@ -806,8 +810,22 @@ fn send_invoice(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> 
     store_and_deliver(world, bot_id, chat_id, msg)
 }
 
+/// Telegram's only subscription period (Bot API: "it must always be 2592000 (30 days)").
+pub const SUBSCRIPTION_PERIOD: i64 = 2_592_000;
+/// Bot API: "Subscription price must no exceed 10000 Telegram Stars".
+const MAX_SUBSCRIPTION_STARS: i64 = 10_000;
+
 fn create_invoice_link(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> {
-    let spec = invoice_spec(p)?;
+    let mut spec = invoice_spec(p)?;
+    if let Some(period) = p.opt_i64("subscription_period")? {
+        if period != SUBSCRIPTION_PERIOD {
+            return Err(ApiError::bad_request("SUBSCRIPTION_PERIOD_INVALID"));
+        }
+        if spec.amount > MAX_SUBSCRIPTION_STARS {
+            return Err(ApiError::bad_request("SUBSCRIPTION_PRICE_INVALID"));
+        }
+        spec.subscription_period = Some(period);
+    }
     let slug = world.opaque_id("");
     world.bot_mut(bot_id)?.invoice_links.insert(slug.clone(), spec);
     Ok(json!(format!("https://t.me/${slug}")))
@@ -838,6 +856,21 @@ fn answer_pre_checkout_query(world: &mut World, bot_id: i64, p: &Params) -> ApiR
 /// Records a successful payment: the charge, the bot's Stars, the transaction and the service
 /// message the bot receives. Called by the sim's pay flow once the bot approved in time.
 pub fn complete_payment(world: &mut World, bot_id: i64, user_id: i64, spec: &InvoiceSpec) -> ApiResult<(String, i64)> {
+    charge(world, bot_id, user_id, spec, None)
+}
+
+/// Renews a subscription: a new charge for the next period, and its service message
+/// (`is_recurring`, not `is_first_recurring`). Refused once the subscription is cancelled.
+pub fn renew_subscription(world: &mut World, first_charge_id: &str) -> ApiResult<(String, i64)> {
+    let sub = world.subscriptions.get(first_charge_id).cloned().ok_or_else(|| ApiError::bad_request("SUBSCRIPTION_NOT_FOUND"))?;
+    if sub.canceled {
+        return Err(ApiError::bad_request("SUBSCRIPTION_CANCELED"));
+    }
+    charge(world, sub.bot_id, sub.user_id, &sub.spec, Some(first_charge_id))
+}
+
+/// One charge: `renewing` names the subscription a renewal is for.
+fn charge(world: &mut World, bot_id: i64, user_id: i64, spec: &InvoiceSpec, renewing: Option<&str>) -> ApiResult<(String, i64)> {
     let charge_id = world.opaque_id("stxch_");
     let date = unix_now();
     let user = world.users.get(&user_id).cloned().ok_or_else(|| ApiError::bad_request("user not found"))?;
@@ -859,17 +892,47 @@ pub fn complete_payment(world: &mut World, bot_id: i64, user_id: i64, spec: &Inv
         "id": charge_id, "amount": spec.amount, "date": date,
         "source": {"type": "user", "transaction_type": "invoice_payment", "user": user.to_user_json(), "invoice_payload": spec.payload},
     }));
-    let message_id = user_service_message(
-        world,
-        bot_id,
-        user_id,
-        "successful_payment",
-        json!({
-            "currency": spec.currency, "total_amount": spec.amount, "invoice_payload": spec.payload,
-            "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "",
-        }),
-    )?;
+    if let (Some(period), Some(tx)) = (spec.subscription_period, bot.star_transactions.last_mut()) {
+        tx["source"]["subscription_period"] = json!(period);
+    }
+    let mut payment = json!({
+        "currency": spec.currency, "total_amount": spec.amount, "invoice_payload": spec.payload,
+        "telegram_payment_charge_id": charge_id, "provider_payment_charge_id": "",
+    });
+    if let Some(period) = spec.subscription_period {
+        let expires = match renewing {
+            None => {
+                let expires = date + period;
+                let sub =
+                    Subscription { first_charge_id: charge_id.clone(), bot_id, user_id, spec: spec.clone(), expires, canceled: false };
+                world.subscriptions.insert(charge_id.clone(), sub);
+                payment["is_first_recurring"] = json!(true);
+                expires
+            }
+            Some(first) => {
+                let sub = world.subscriptions.get_mut(first).ok_or_else(|| ApiError::bad_request("SUBSCRIPTION_NOT_FOUND"))?;
+                sub.expires = sub.expires.max(date) + period;
+                sub.expires
+            }
+        };
+        payment["is_recurring"] = json!(true);
+        payment["subscription_expiration_date"] = json!(expires);
+    }
+    let message_id = user_service_message(world, bot_id, user_id, "successful_payment", payment)?;
     Ok((charge_id, message_id))
+}
+
+fn edit_user_star_subscription(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> {
+    let user_id = p.i64("user_id")?;
+    let charge_id = p.str("telegram_payment_charge_id")?;
+    let canceled = p.opt_bool("is_canceled")?.ok_or_else(|| ApiError::bad_request("is_canceled is empty"))?;
+    let sub = world
+        .subscriptions
+        .get_mut(&charge_id)
+        .filter(|s| s.bot_id == bot_id && s.user_id == user_id)
+        .ok_or_else(|| ApiError::bad_request("SUBSCRIPTION_NOT_FOUND"))?;
+    sub.canceled = canceled;
+    Ok(json!(true))
 }
 
 /// A service message in the user's private chat that the bot receives as an update.

@@ -294,6 +294,33 @@ impl Sim {
         }
     }
 
+    /// Telegram renews a subscription (named by its first charge id): a new charge and the
+    /// bot's successful_payment with `is_recurring`. Renewals ask no pre-checkout.
+    pub fn renew_subscription(&self, first_charge_id: &str) -> Result<PayOutcome, SimError> {
+        let mut world = self.world();
+        let amount = world.subscriptions.get(first_charge_id).map(|s| s.spec.amount).unwrap_or_default();
+        let (charge, message_id) =
+            methods::renew_subscription(&mut world, first_charge_id).map_err(|e| SimError::Invalid(e.description))?;
+        Ok(PayOutcome::Paid { telegram_payment_charge_id: charge, message_id, amount })
+    }
+
+    /// The user cancels a subscription in Telegram: it runs to the end of the period paid
+    /// for and is not renewed. (The bot is not told; Telegram sends no update for it.)
+    pub fn cancel_subscription(&self, first_charge_id: &str) -> Result<(), SimError> {
+        let mut world = self.world();
+        let sub =
+            world.subscriptions.get_mut(first_charge_id).ok_or_else(|| SimError::NotFound(format!("no subscription {first_charge_id}")))?;
+        sub.canceled = true;
+        Ok(())
+    }
+
+    /// The subscriptions of a bot's users.
+    pub fn subscriptions(&self, bot: &str) -> Result<Vec<super::state::Subscription>, SimError> {
+        let world = self.world();
+        let bot_id = world.find_bot(bot)?;
+        Ok(world.subscriptions.values().filter(|s| s.bot_id == bot_id).cloned().collect())
+    }
+
     /// What the user received, in order; `bot` filters by bot, `after` by sequence number.
     pub fn inbox(&self, user: i64, bot: Option<&str>, after: u64) -> Result<Vec<InboxEntry>, SimError> {
         let world = self.world();
@@ -524,6 +551,9 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/sim/channels", post(route_add_channel))
         .route("/sim/channels/members", post(route_membership))
         .route("/sim/pay", post(route_pay))
+        .route("/sim/subscriptions", get(route_subscriptions))
+        .route("/sim/subscriptions/renew", post(route_renew))
+        .route("/sim/subscriptions/cancel", post(route_cancel_subscription))
         .route("/sim/inbox", get(route_inbox))
         .route("/sim/updates", get(route_updates))
         .route("/sim/stats", get(route_stats))
@@ -660,6 +690,25 @@ struct Pay {
 
 async fn route_pay(State(s): State<Arc<Shared>>, Body(b): Body<Pay>) -> SimResult {
     ok(sim(s).pay(&b.bot, b.user, b.invoice).await?)
+}
+
+#[derive(Deserialize)]
+struct SubscriptionRef {
+    /// The subscription's first charge id.
+    telegram_payment_charge_id: String,
+}
+
+async fn route_subscriptions(State(s): State<Arc<Shared>>, QueryArgs(q): QueryArgs<BotQuery>) -> SimResult {
+    ok(json!({"subscriptions": sim(s).subscriptions(&q.bot)?}))
+}
+
+async fn route_renew(State(s): State<Arc<Shared>>, Body(b): Body<SubscriptionRef>) -> SimResult {
+    ok(sim(s).renew_subscription(&b.telegram_payment_charge_id)?)
+}
+
+async fn route_cancel_subscription(State(s): State<Arc<Shared>>, Body(b): Body<SubscriptionRef>) -> SimResult {
+    sim(s).cancel_subscription(&b.telegram_payment_charge_id)?;
+    ok(json!({"canceled": true}))
 }
 
 #[derive(Deserialize)]

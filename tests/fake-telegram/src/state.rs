@@ -324,6 +324,23 @@ pub struct InvoiceSpec {
     pub payload: String,
     pub currency: String,
     pub amount: i64,
+    /// createInvoiceLink's `subscription_period` (seconds): a Stars subscription.
+    #[serde(default)]
+    pub subscription_period: Option<i64>,
+}
+
+/// A user's Stars subscription to a bot: made by paying a subscription invoice link, renewed
+/// every period until cancelled (by the user, or by the bot with editUserStarSubscription).
+#[derive(Debug, Clone, Serialize)]
+pub struct Subscription {
+    /// The first payment's charge id: how the bot names the subscription.
+    pub first_charge_id: String,
+    pub bot_id: i64,
+    pub user_id: i64,
+    pub spec: InvoiceSpec,
+    /// Unix seconds: the end of the period paid for.
+    pub expires: i64,
+    pub canceled: bool,
 }
 
 #[derive(Debug)]
@@ -521,6 +538,8 @@ pub struct World {
     /// Photo file_id → the file_id of its small size, so a photo resent by id keeps its sizes.
     pub photo_thumbs: HashMap<String, String>,
     pub charges: HashMap<String, Charge>,
+    /// Stars subscriptions by their first charge id.
+    pub subscriptions: HashMap<String, Subscription>,
     pub inbox: HashMap<i64, Vec<InboxEntry>>,
     pub inbox_seq: u64,
     pub limits: Limits,
@@ -546,6 +565,7 @@ impl Default for World {
             file_paths: HashMap::new(),
             photo_thumbs: HashMap::new(),
             charges: HashMap::new(),
+            subscriptions: HashMap::new(),
             inbox: HashMap::new(),
             inbox_seq: 0,
             limits: Limits::default(),

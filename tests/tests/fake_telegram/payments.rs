@@ -139,8 +139,55 @@ async fn refund_reverses_a_charge_once_and_shows_in_transactions() {
     assert_eq!(list.len(), 2);
     assert_eq!(list[0]["source"]["user"]["id"], s.user.id);
     assert_eq!(list[1]["receiver"]["user"]["id"], s.user.id);
+    assert_eq!(list[1]["id"], list[0]["id"], "Bot API: a refund's id coincides with the original transaction's");
     let updates = drain_updates(&s.api).await;
     assert_eq!(updates[0]["message"]["refunded_payment"]["telegram_payment_charge_id"], charge);
+}
+
+/// A subscription invoice link (the period Telegram allows, within its price ceiling) pays
+/// with `is_recurring` and `is_first_recurring`; renewals come without a pre-checkout, each a
+/// new charge a period later; a cancelled subscription is not renewed.
+#[tokio::test]
+async fn a_subscription_renews_each_period_until_it_is_cancelled() {
+    let s = setup().await;
+    drain_updates(&s.api).await;
+    let link_params = |period: i64, amount: i64| {
+        let mut p = invoice(0, amount);
+        p.as_object_mut().unwrap().remove("chat_id");
+        p["subscription_period"] = json!(period);
+        p
+    };
+    let wrong_period = s.api.call("createInvoiceLink", link_params(604_800, 100)).await.unwrap_err();
+    assert_eq!(wrong_period.description, "Bad Request: SUBSCRIPTION_PERIOD_INVALID");
+    let too_dear = s.api.call("createInvoiceLink", link_params(2_592_000, 10_001)).await.unwrap_err();
+    assert_eq!(too_dear.description, "Bad Request: SUBSCRIPTION_PRICE_INVALID");
+    let link = s.api.call("createInvoiceLink", link_params(2_592_000, 100)).await.unwrap();
+    let bot = approve_next(&s, Duration::ZERO, true);
+    let outcome = s.sim.pay("alpha_bot", s.user.id, InvoiceRef::Link { invoice_link: link.as_str().unwrap().to_string() }).await.unwrap();
+    bot.await.unwrap();
+    let PayOutcome::Paid { telegram_payment_charge_id: first, .. } = outcome else { panic!("{outcome:?}") };
+    let updates = drain_updates(&s.api).await;
+    let paid = &updates.last().unwrap()["message"]["successful_payment"];
+    assert_eq!((paid["is_recurring"].as_bool(), paid["is_first_recurring"].as_bool()), (Some(true), Some(true)));
+    let first_end = paid["subscription_expiration_date"].as_i64().unwrap();
+
+    let PayOutcome::Paid { telegram_payment_charge_id: renewal, .. } = s.sim.renew_subscription(&first).unwrap() else { panic!() };
+    assert_ne!(renewal, first);
+    let updates = drain_updates(&s.api).await;
+    assert!(updates.iter().all(|u| u.get("pre_checkout_query").is_none()), "renewals ask no pre-checkout");
+    let renewed = &updates.last().unwrap()["message"]["successful_payment"];
+    assert_eq!((renewed["is_recurring"].as_bool(), renewed["is_first_recurring"].as_bool()), (Some(true), None));
+    assert_eq!(renewed["subscription_expiration_date"].as_i64().unwrap(), first_end + 2_592_000);
+    assert_eq!(renewed["invoice_payload"], "quote:42", "the subscription's payload, every period");
+    let tx = s.api.call("getStarTransactions", json!({})).await.unwrap();
+    assert!(tx["transactions"].as_array().unwrap().iter().all(|t| t["source"]["subscription_period"] == 2_592_000));
+
+    // The bot cancels it (editUserStarSubscription); Telegram renews it no more.
+    let cancel = json!({"user_id": s.user.id, "telegram_payment_charge_id": first, "is_canceled": true});
+    assert_eq!(s.api.call("editUserStarSubscription", cancel).await.unwrap(), true);
+    assert!(s.sim.renew_subscription(&first).is_err());
+    let other_user = json!({"user_id": s.user.id + 1, "telegram_payment_charge_id": first, "is_canceled": false});
+    assert_eq!(s.api.call("editUserStarSubscription", other_user).await.unwrap_err().code, 400);
 }
 
 #[test]
