@@ -515,6 +515,7 @@ fn payment(charge: &str, user: i64, vip_days: i64, credits: i64, now_ms: i64) ->
         vip_days,
         lock_credits: credits,
         now_ms,
+        subscription_until_ms: None,
     }
 }
 

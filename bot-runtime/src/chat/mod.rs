@@ -246,6 +246,7 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
         Some(Callback::ConfirmDelete) => profile::delete(fx, &user.member(), lang, message_id).await?,
         Some(Callback::KeepProfile) => profile::keep(fx, &user.member(), lang, message_id),
         Some(Callback::Buy { plan }) if stage == Stage::Ready => shop::buy(fx, &user, lang, &plan).await?,
+        Some(Callback::CancelSubscription { plan }) => shop::cancel_subscription(fx, &user, lang, &plan, message_id).await?,
         Some(Callback::Lock { minutes }) if stage == Stage::Ready => lock::lock(fx, &user, lang, minutes, &q.id, message_id).await?,
         _ => Some(TextKey::ButtonStale.text(lang)),
     };

@@ -11,7 +11,7 @@ use super::{format_time, lang_of, load_user};
 use crate::bot::{Effects, HandleError};
 use crate::ingress::update::{PreCheckoutQuery, SuccessfulPayment};
 use crate::payload::{PayloadError, quote_id_unverified};
-use crate::store::money::{NewPayment, QuoteRefusal, RefundOutcome};
+use crate::store::money::{NewPayment, QuoteRefusal, RefundOutcome, Subscription};
 use crate::store::{Funnel, User};
 use crate::telegram::TgError;
 use crate::texts::{Lang, escape};
@@ -141,8 +141,22 @@ pub(super) async fn on_successful_payment(
         vip_days: quote.as_ref().map_or(0, |q| q.vip_days),
         lock_credits: quote.as_ref().map_or(0, |q| q.lock_credits),
         now_ms: fx.now_ms,
+        // A subscription's period: VIP lasts to its end (docs/MONEY.md, "Subscriptions").
+        subscription_until_ms: subscription_end(sp).filter(|_| quote.is_some()),
     };
     let applied = fx.store().apply_payment(&payment).await?;
+    if let (Some(until), Some(q)) = (payment.subscription_until_ms, &quote) {
+        let sub = Subscription {
+            bot: fx.bot.name.clone(),
+            user_id: user.user_id,
+            plan_id: q.plan_id.clone(),
+            first_charge_id: sp.telegram_payment_charge_id.clone(),
+            until_ms: until,
+            canceled_ms: None,
+        };
+        // A renewal (recurring, not the first) moves the end of the member's subscription.
+        fx.store().record_subscription(&sub, sp.is_first_recurring || !sp.is_recurring, fx.now_ms).await?;
+    }
     if applied.first {
         tracing::info!(bot = %fx.bot.name, plan = %applied.payment.plan_id, stars = applied.payment.stars, "payment applied");
         fx.bot.metrics().paid(&fx.bot.name, &applied.payment.plan_id, applied.payment.stars);
@@ -171,6 +185,11 @@ pub(super) async fn on_successful_payment(
     let plan = plan_title(fx, &p.plan_id);
     fx.say(&me, TextKey::Paid.fmt(lang, &[("plan", &plan), ("vip", &vip), ("credits", &credits)]), None);
     Ok(())
+}
+
+/// The end of the subscription period a payment pays for (ms), if it is a subscription's.
+fn subscription_end(sp: &SuccessfulPayment) -> Option<i64> {
+    sp.subscription_expiration_date.filter(|_| sp.is_recurring).and_then(|secs| secs.checked_mul(1000))
 }
 
 /// A plan's title as the shop shows it (escaped), or its id once it is no longer sold.

@@ -204,6 +204,8 @@ pub enum Callback {
     Buy { plan: String },
     /// `lock:<minutes>`: lock the current chat for one of the configured durations.
     Lock { minutes: u32 },
+    /// `sc:<plan>`: cancel the member's subscription to a plan (named as in [`Callback::Buy`]).
+    CancelSubscription { plan: String },
 }
 
 /// The longest plan reference that fits `buy:<plan>` into [`MAX_CALLBACK_DATA`].
@@ -238,6 +240,7 @@ impl Callback {
             ["prof", "del"] => Callback::DeleteProfile,
             ["del", "yes"] => Callback::ConfirmDelete,
             ["del", "no"] => Callback::KeepProfile,
+            ["sc", plan] if !plan.is_empty() && plan.len() <= MAX_PLAN_REF => Callback::CancelSubscription { plan: plan.to_string() },
             ["lock", minutes] => Callback::Lock { minutes: minutes.parse().ok().filter(|m| *m > 0)? },
             ["buy", plan] if !plan.is_empty() && plan.len() <= MAX_PLAN_REF => Callback::Buy { plan: plan.to_string() },
             _ => return None,
@@ -259,6 +262,7 @@ impl Callback {
             Callback::KeepProfile => "del:no".into(),
             Callback::Buy { plan } => format!("buy:{plan}"),
             Callback::Lock { minutes } => format!("lock:{minutes}"),
+            Callback::CancelSubscription { plan } => format!("sc:{plan}"),
         }
     }
 }
@@ -447,6 +451,7 @@ mod tests {
         all.extend(ReportReason::ALL.map(|reason| Callback::ReportReason { report: id, reason }));
         for plan in ["vip-week", "a.b-c", &"p".repeat(60), &"long-plan-name.".repeat(17), "#odd", "a:b"] {
             all.push(Callback::Buy { plan: plan_ref(plan) });
+            all.push(Callback::CancelSubscription { plan: plan_ref(plan) });
         }
         all.extend([1, 15, u32::MAX].map(|minutes| Callback::Lock { minutes }));
         all

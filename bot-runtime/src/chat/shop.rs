@@ -3,6 +3,7 @@
 //! invoice. The rules are docs/MONEY.md.
 
 use botfleet_crds::resolved::{Buyer, Quote as Price, ResolvedPlan};
+use botfleet_crds::vip_plan::Billing;
 use jiff::Timestamp;
 use serde_json::json;
 
@@ -87,12 +88,30 @@ pub(super) async fn show(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Resul
                     ("description", &description),
                 ],
             ),
+            None if plan.billing == Billing::Monthly => {
+                TextKey::ShopPlanMonthly.fmt(lang, &[("title", &title), ("price", &stars), ("description", &description)])
+            }
             None => TextKey::ShopPlan.fmt(lang, &[("title", &title), ("price", &stars), ("description", &description)]),
         });
         // Button labels are plain text: the title as written.
-        let label = TextKey::BtnBuy.fmt(lang, &[("title", &plan.title), ("price", &stars)]);
+        let key = if plan.billing == Billing::Monthly { TextKey::BtnSubscribe } else { TextKey::BtnBuy };
+        let label = key.fmt(lang, &[("title", &plan.title), ("price", &stars)]);
         rows.push(vec![(label, Callback::Buy { plan: plan_ref(&plan.id) })]);
     }
+    // The member's running subscriptions, each with a way to cancel it.
+    let mut subscriptions = Vec::new();
+    for sub in fx.store().subscriptions_of(&fx.bot.name, user.user_id).await?.into_iter().filter(|s| s.until_ms > fx.now_ms) {
+        let title = cfg.plans.iter().find(|p| p.id == sub.plan_id).map_or_else(|| sub.plan_id.clone(), |p| p.title.clone());
+        let date = format_time(sub.until_ms);
+        if sub.canceled_ms.is_some() {
+            subscriptions.push(TextKey::ShopSubscriptionCancelled.fmt(lang, &[("title", &escape(&title)), ("date", &date)]));
+        } else {
+            subscriptions.push(TextKey::ShopSubscription.fmt(lang, &[("title", &escape(&title)), ("date", &date)]));
+            let label = TextKey::BtnCancelSubscription.fmt(lang, &[("title", &title)]);
+            rows.push(vec![(label, Callback::CancelSubscription { plan: plan_ref(&sub.plan_id) })]);
+        }
+    }
+    let status = if subscriptions.is_empty() { status } else { format!("{status}\n{}", subscriptions.join("\n")) };
     let plans = if lines.is_empty() { TextKey::ShopEmpty.text(lang) } else { lines.join("\n\n") };
     let text = TextKey::Shop.fmt(lang, &[("status", &status), ("credits", &credits.to_string()), ("plans", &plans)]);
     fx.say(&me, text, if rows.is_empty() { None } else { Some(buttons(rows)) });
@@ -143,6 +162,27 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
         grants.push(TextKey::InvoiceCredits.fmt(lang, &[("credits", &plan.grants.lock_credits.to_string())]));
     }
     let description: String = TextKey::InvoiceDescription.fmt(lang, &[("grants", &grants.join(" + "))]).chars().take(255).collect();
+    if plan.billing == Billing::Monthly {
+        // A subscription: Telegram sells it through an invoice link with its period, and
+        // charges the same price every period until it is cancelled.
+        let params = json!({
+            "title": plan.title.chars().take(32).collect::<String>(),
+            "description": description,
+            "payload": fx.bot.payload_keys.sign(&fx.bot.id.to_string(), &quote.id),
+            "currency": "XTR",
+            "prices": [{"label": plan.title, "amount": p.price_stars}],
+            "subscription_period": SUBSCRIPTION_PERIOD_SECS,
+        });
+        let link = fx.bot.api.call("createInvoiceLink", &params).await?;
+        let Some(link) = link.as_str() else {
+            return Err(HandleError::from(crate::telegram::TgError::Transport("createInvoiceLink answered without a link".into())));
+        };
+        let stars = p.price_stars.to_string();
+        let text = TextKey::SubscribeLink.fmt(lang, &[("title", &escape(&plan.title)), ("price", &stars)]);
+        let button = json!({"inline_keyboard": [[{"text": TextKey::BtnPaySubscription.fmt(lang, &[("price", &stars)]), "url": link}]]});
+        fx.say(&user.member(), text, Some(button));
+        return Ok(None);
+    }
     let params = json!({
         "chat_id": user.user_id,
         // The plan's title as the admin wrote it (the VipPlan allows 1–32 characters, as Telegram).
@@ -156,6 +196,44 @@ pub(super) async fn buy(fx: &mut Effects<'_>, user: &User, lang: Lang, plan: &st
         "start_parameter": "vip",
     });
     fx.push(Job::to(&user.member(), Lane::Interactive, "sendInvoice", params));
+    Ok(None)
+}
+
+/// Telegram's only subscription period (Bot API: `subscription_period` "must always be 2592000").
+pub const SUBSCRIPTION_PERIOD_SECS: i64 = 2_592_000;
+
+/// `sc:<plan>`: cancels the member's subscription to the plan at Telegram
+/// (`editUserStarSubscription`), then here; it runs to the end of the period paid for.
+pub(super) async fn cancel_subscription(
+    fx: &mut Effects<'_>,
+    user: &User,
+    lang: Lang,
+    plan: &str,
+    message_id: Option<i64>,
+) -> Result<Option<String>, HandleError> {
+    let subs = fx.store().subscriptions_of(&fx.bot.name, user.user_id).await?;
+    let Some(sub) = subs.into_iter().find(|s| plan_ref(&s.plan_id) == plan && s.until_ms > fx.now_ms) else {
+        return Ok(Some(TextKey::ButtonStale.text(lang)));
+    };
+    let title = fx.bot.cfg().plans.iter().find(|p| p.id == sub.plan_id).map_or_else(|| sub.plan_id.clone(), |p| p.title.clone());
+    let date = format_time(sub.until_ms);
+    let done = TextKey::SubscriptionCancelled.fmt(lang, &[("title", &escape(&title)), ("date", &date)]);
+    if sub.canceled_ms.is_none() {
+        let params = json!({"user_id": user.user_id, "telegram_payment_charge_id": sub.first_charge_id, "is_canceled": true});
+        match fx.bot.api.call("editUserStarSubscription", &params).await {
+            Ok(_) => {}
+            Err(e) if e.is_transient() => return Err(e.into()),
+            Err(e) => {
+                tracing::warn!(bot = %fx.bot.name, error = %e, "Telegram refused to cancel a subscription");
+                return Ok(Some(TextKey::SubscriptionCancelFailed.text(lang)));
+            }
+        }
+        fx.store().cancel_subscription(&fx.bot.name, user.user_id, &sub.plan_id, fx.now_ms).await?;
+    }
+    if let Some(id) = message_id {
+        super::edit_markup_off(fx, &user.member(), id);
+    }
+    fx.say(&user.member(), done, None);
     Ok(None)
 }
 

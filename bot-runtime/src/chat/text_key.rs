@@ -193,6 +193,16 @@ text_keys! {
     // VIP notices
     VipEndsSoon = "vip_ends_soon",
     VipEnded = "vip_ended",
+    // subscriptions
+    ShopPlanMonthly = "shop_plan_monthly",
+    BtnSubscribe = "btn_subscribe",
+    SubscribeLink = "subscribe_link",
+    BtnPaySubscription = "btn_pay_subscription",
+    ShopSubscription = "shop_subscription",
+    ShopSubscriptionCancelled = "shop_subscription_cancelled",
+    BtnCancelSubscription = "btn_cancel_subscription",
+    SubscriptionCancelled = "subscription_cancelled",
+    SubscriptionCancelFailed = "subscription_cancel_failed",
 }
 
 impl TextKey {

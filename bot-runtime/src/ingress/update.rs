@@ -163,6 +163,9 @@ pub struct SuccessfulPayment {
     /// When the subscription it pays for ends (Unix seconds).
     #[serde(default)]
     pub subscription_expiration_date: Option<i64>,
+    /// The first payment of a subscription (a renewal has `is_recurring` only).
+    #[serde(default)]
+    pub is_first_recurring: bool,
 }
 
 /// Telegram asks whether to take a payment; the bot must answer within 10 s.
@@ -296,6 +299,7 @@ fn message(body: &Value) -> Result<Option<Box<Message>>, ()> {
                 telegram_payment_charge_id: p.telegram_payment_charge_id.0,
                 is_recurring: p.is_recurring,
                 subscription_expiration_date: p.subscription_expiration_date.map(|d| d.timestamp()),
+                is_first_recurring: p.is_first_recurring,
             });
         }
         tg::MessageKind::RefundedPayment(_) => out.refunded_payment = body.get("refunded_payment").cloned(),

@@ -274,9 +274,9 @@ pub trait Sessions: Send + Sync + 'static {
 }
 
 pub use locks::Locks;
-pub use money::{Ledger, Payments, Quotes};
+pub use money::{Ledger, Payments, Quotes, Subscriptions};
 pub use referrals::Referrals;
 
 /// Everything SQL, as one object the runtime holds.
-pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals {}
-impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals> Store for T {}
+pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals + Subscriptions {}
+impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals + Subscriptions> Store for T {}

@@ -86,6 +86,9 @@ pub struct NewPayment {
     pub vip_days: i64,
     pub lock_credits: i64,
     pub now_ms: i64,
+    /// A subscription's payment: the end of the period it pays for. VIP then lasts at least
+    /// until then (instead of stacking `vip_days`).
+    pub subscription_until_ms: Option<i64>,
 }
 
 /// A recorded payment and what it granted.
@@ -202,6 +205,30 @@ pub const VIP_REMINDER_MS: i64 = 24 * 3_600_000;
 /// An ended VIP older than this gets no "ended" notice (a sweep that was down for a week does
 /// not wake everyone up about the past).
 pub const VIP_ENDED_NOTICE_WINDOW_MS: i64 = 7 * 24 * 3_600_000;
+
+/// A member's subscription to a Monthly plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    pub bot: String,
+    pub user_id: i64,
+    pub plan_id: String,
+    /// The first payment's charge id: how Telegram names the subscription.
+    pub first_charge_id: String,
+    pub until_ms: i64,
+    pub canceled_ms: Option<i64>,
+}
+
+#[async_trait::async_trait]
+pub trait Subscriptions: Send + Sync + 'static {
+    /// Records a subscription's payment: the first (`first`) starts (or replaces) the member's
+    /// subscription to the plan; a renewal moves its end to `until_ms` (never back).
+    async fn record_subscription(&self, sub: &Subscription, first: bool, now_ms: i64) -> StoreResult<()>;
+    /// The member's subscriptions, newest end first.
+    async fn subscriptions_of(&self, bot: &str, user_id: i64) -> StoreResult<Vec<Subscription>>;
+    /// Marks the member's subscription to `plan_id` cancelled; the subscription as it was
+    /// (None: none).
+    async fn cancel_subscription(&self, bot: &str, user_id: i64, plan_id: &str, now_ms: i64) -> StoreResult<Option<Subscription>>;
+}
 
 #[async_trait::async_trait]
 pub trait Payments: Send + Sync + 'static {

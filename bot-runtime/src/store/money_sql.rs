@@ -18,7 +18,7 @@ use sqlx::{AnyConnection, Row as _};
 use super::StoreResult;
 use super::money::{
     Applied, CAP_HOLD_MS, CampaignCap, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal,
-    Quotes, RefundOutcome, VIP_ENDED_NOTICE_WINDOW_MS, VIP_REMINDER_MS, VipNotice,
+    Quotes, RefundOutcome, Subscription, Subscriptions, VIP_ENDED_NOTICE_WINDOW_MS, VIP_REMINDER_MS, VipNotice,
 };
 use super::sql::{SqlStore, col, corrupt, db_err};
 
@@ -398,17 +398,29 @@ impl Payments for SqlStore {
         }
 
         let mut vip_until_ms = None;
-        if p.vip_days > 0 {
-            // Stacks onto an unexpired VIP; an expired or absent one starts now.
-            let row = sqlx::query(
-                "UPDATE users SET vip_until_ms = \
-                   CASE WHEN vip_until_ms IS NOT NULL AND vip_until_ms > $3 THEN vip_until_ms ELSE $3 END + $4 \
-                 WHERE bot = $1 AND user_id = $2 RETURNING vip_until_ms",
-            )
-            .bind(p.bot.as_str())
-            .bind(p.user_id)
-            .bind(p.now_ms)
-            .bind(p.vip_days * DAY_MS)
+        if p.vip_days > 0 || p.subscription_until_ms.is_some() {
+            let row = match p.subscription_until_ms {
+                // A subscription's period: VIP lasts at least to its end (a longer VIP bought
+                // separately is kept).
+                Some(until) => sqlx::query(
+                    "UPDATE users SET vip_until_ms = \
+                       CASE WHEN vip_until_ms IS NOT NULL AND vip_until_ms > $3 THEN vip_until_ms ELSE $3 END \
+                     WHERE bot = $1 AND user_id = $2 RETURNING vip_until_ms",
+                )
+                .bind(p.bot.as_str())
+                .bind(p.user_id)
+                .bind(until),
+                // Stacks onto an unexpired VIP; an expired or absent one starts now.
+                None => sqlx::query(
+                    "UPDATE users SET vip_until_ms = \
+                       CASE WHEN vip_until_ms IS NOT NULL AND vip_until_ms > $3 THEN vip_until_ms ELSE $3 END + $4 \
+                     WHERE bot = $1 AND user_id = $2 RETURNING vip_until_ms",
+                )
+                .bind(p.bot.as_str())
+                .bind(p.user_id)
+                .bind(p.now_ms)
+                .bind(p.vip_days * DAY_MS),
+            }
             .fetch_optional(&mut *tx)
             .await
             .map_err(db_err)?;
@@ -417,9 +429,10 @@ impl Payments for SqlStore {
                 return Err(corrupt(format_args!("payment {} for member {}:{} who does not exist", p.charge_id, p.bot, p.user_id)));
             };
             let until: i64 = col(&row, "vip_until_ms")?;
-            sqlx::query("UPDATE payments SET vip_until_ms = $1 WHERE telegram_payment_charge_id = $2")
+            sqlx::query("UPDATE payments SET vip_until_ms = $1, subscription_until_ms = $3 WHERE telegram_payment_charge_id = $2")
                 .bind(until)
                 .bind(p.charge_id.as_str())
+                .bind(p.subscription_until_ms)
                 .execute(&mut *tx)
                 .await
                 .map_err(db_err)?;
@@ -657,5 +670,73 @@ impl Ledger for SqlStore {
             .await
             .map_err(db_err)?;
         row.try_get::<i64, _>("balance").map_err(|e| corrupt(format_args!("ledger balance: {e}")))
+    }
+}
+
+fn subscription_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Subscription> {
+    Ok(Subscription {
+        bot: col(row, "bot")?,
+        user_id: col(row, "user_id")?,
+        plan_id: col(row, "plan_id")?,
+        first_charge_id: col(row, "first_charge_id")?,
+        until_ms: col(row, "until_ms")?,
+        canceled_ms: col(row, "canceled_ms")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Subscriptions for SqlStore {
+    async fn record_subscription(&self, s: &Subscription, first: bool, now_ms: i64) -> StoreResult<()> {
+        let sql = if first {
+            "INSERT INTO subscriptions (bot, user_id, plan_id, first_charge_id, until_ms, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (bot, user_id, plan_id) DO UPDATE SET \
+             first_charge_id = excluded.first_charge_id, until_ms = excluded.until_ms, canceled_ms = NULL, updated_ms = excluded.updated_ms \
+             WHERE subscriptions.first_charge_id = excluded.first_charge_id OR subscriptions.until_ms <= excluded.until_ms"
+        } else {
+            // A renewal names no first charge: the member's subscription to the plan. ($4 is
+            // bound for the statement's shape and unused.)
+            "UPDATE subscriptions SET until_ms = CASE WHEN until_ms > $5 THEN until_ms ELSE $5 END, updated_ms = $6 \
+             WHERE bot = $1 AND user_id = $2 AND plan_id = $3 AND first_charge_id <> '' AND $4 = $4"
+        };
+        sqlx::query(sql)
+            .bind(s.bot.as_str())
+            .bind(s.user_id)
+            .bind(s.plan_id.as_str())
+            .bind(s.first_charge_id.as_str())
+            .bind(s.until_ms)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn subscriptions_of(&self, bot: &str, user_id: i64) -> StoreResult<Vec<Subscription>> {
+        let rows = sqlx::query(
+            "SELECT bot, user_id, plan_id, first_charge_id, until_ms, canceled_ms FROM subscriptions \
+             WHERE bot = $1 AND user_id = $2 ORDER BY until_ms DESC",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(subscription_from_row).collect()
+    }
+
+    async fn cancel_subscription(&self, bot: &str, user_id: i64, plan_id: &str, now_ms: i64) -> StoreResult<Option<Subscription>> {
+        let row = sqlx::query(
+            "UPDATE subscriptions SET canceled_ms = CASE WHEN canceled_ms IS NULL THEN $4 ELSE canceled_ms END, updated_ms = $4 \
+             WHERE bot = $1 AND user_id = $2 AND plan_id = $3 \
+             RETURNING bot, user_id, plan_id, first_charge_id, until_ms, canceled_ms",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .bind(plan_id)
+        .bind(now_ms)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(subscription_from_row).transpose()
     }
 }

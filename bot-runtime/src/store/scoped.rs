@@ -12,7 +12,7 @@ use std::sync::Arc;
 use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
-    VipNotice,
+    Subscription, Subscriptions, VipNotice,
 };
 use super::referrals::{Completed, ReferralFlag, ReferralStats, Referrals};
 use super::{EndReason, Funnel, Person, Safety, Session, Sessions, Store, StoreResult, User, UserStats, Users};
@@ -276,5 +276,20 @@ impl Referrals for BotStore {
     }
     async fn referral_stats(&self, bot: &str, referrer: i64) -> StoreResult<ReferralStats> {
         self.inner.referral_stats(&self.id(bot), referrer).await
+    }
+}
+
+#[async_trait::async_trait]
+impl Subscriptions for BotStore {
+    async fn record_subscription(&self, sub: &Subscription, first: bool, now_ms: i64) -> StoreResult<()> {
+        self.inner.record_subscription(&Subscription { bot: self.id(&sub.bot), ..sub.clone() }, first, now_ms).await
+    }
+    async fn subscriptions_of(&self, bot: &str, user_id: i64) -> StoreResult<Vec<Subscription>> {
+        let subs = self.inner.subscriptions_of(&self.id(bot), user_id).await?;
+        Ok(subs.into_iter().map(|s| Subscription { bot: self.name(s.bot.clone()), ..s }).collect())
+    }
+    async fn cancel_subscription(&self, bot: &str, user_id: i64, plan_id: &str, now_ms: i64) -> StoreResult<Option<Subscription>> {
+        let sub = self.inner.cancel_subscription(&self.id(bot), user_id, plan_id, now_ms).await?;
+        Ok(sub.map(|s| Subscription { bot: self.name(s.bot.clone()), ..s }))
     }
 }

@@ -60,6 +60,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "referrals", include_str!("../../../migrations/postgres/0007_referrals.sql")),
     (8, "vip notices", include_str!("../../../migrations/postgres/0008_vip_notices.sql")),
     (9, "reconcile", include_str!("../../../migrations/postgres/0009_reconcile.sql")),
+    (10, "subscriptions", include_str!("../../../migrations/postgres/0010_subscriptions.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -71,6 +72,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "referrals", include_str!("../../../migrations/sqlite/0007_referrals.sql")),
     (8, "vip notices", include_str!("../../../migrations/sqlite/0008_vip_notices.sql")),
     (9, "reconcile", include_str!("../../../migrations/sqlite/0009_reconcile.sql")),
+    (10, "subscriptions", include_str!("../../../migrations/sqlite/0010_subscriptions.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock

@@ -19,4 +19,5 @@ mod relay;
 mod safety;
 mod search;
 mod shop;
+mod subscription;
 mod vip;

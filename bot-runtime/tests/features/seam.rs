@@ -318,6 +318,43 @@ impl Seam {
         self.update(&p.bot, json!({ "message": message })).await
     }
 
+    /// The payment of a subscription, as Telegram sends it: `expires` (Unix seconds) ends the
+    /// period paid for; `first` for the first payment, not for a renewal.
+    pub async fn paid_subscription(&self, p: &Person, payload: &str, amount: i64, charge: &str, expires: i64, first: bool) -> Out {
+        let mut payment = json!({
+            "currency": "XTR", "total_amount": amount, "invoice_payload": payload,
+            "telegram_payment_charge_id": charge, "provider_payment_charge_id": "",
+            "is_recurring": true, "subscription_expiration_date": expires,
+        });
+        if first {
+            payment["is_first_recurring"] = json!(true);
+        }
+        let message = json!({
+            "message_id": self.next_message.fetch_add(1, Ordering::SeqCst),
+            "date": 0,
+            "chat": {"id": p.id, "type": "private"},
+            "from": {"id": p.id, "is_bot": false, "first_name": "-", "language_code": p.lang.code()},
+            "successful_payment": payment,
+        });
+        self.update(&p.bot, json!({ "message": message })).await
+    }
+
+    /// `p` pays the subscription invoice `link` at the fake Telegram (which starts the
+    /// subscription there); the invoice's spec and the first charge id.
+    pub fn subscribe_in_fake(&self, p: &Person, link: &str) -> (botfleet_tests::fake_telegram::state::InvoiceSpec, String) {
+        let mut world = self.fake.world();
+        let bot_id = world.find_bot(&username(&p.bot)).expect("the bot is registered");
+        let slug = link.rsplit('$').next().unwrap_or(link);
+        let spec = world.bot(bot_id).expect("the bot").invoice_links.get(slug).cloned().expect("the bot made this link");
+        let charge = botfleet_tests::fake_telegram::methods::complete_payment(&mut world, bot_id, p.id, &spec).expect("a charge").0;
+        (spec, charge)
+    }
+
+    /// The fake Telegram's record of a subscription (named by its first charge).
+    pub fn subscription_in_fake(&self, first_charge: &str) -> botfleet_tests::fake_telegram::state::Subscription {
+        self.fake.world().subscriptions.get(first_charge).cloned().expect("a subscription")
+    }
+
     /// Makes the fake Telegram hold the charge of a payment `p` made of `amount` Stars for the
     /// invoice `payload` (so refundStarPayment finds it); returns its charge id. The bot's
     /// update for it is `paid` with this charge id.

@@ -23,6 +23,7 @@ async fn give_vip(s: &Seam, p: &Person, days: i64, charge: &str) {
         vip_days: days,
         lock_credits: 0,
         now_ms: s.now_ms(),
+        subscription_until_ms: None,
     };
     s.bot(&p.bot).store.apply_payment(&payment).await.expect("VIP granted");
 }

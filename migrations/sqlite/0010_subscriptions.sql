@@ -1,0 +1,18 @@
+-- Stars subscriptions (docs/MONEY.md, "Subscriptions"): a member's subscription to a Monthly
+-- plan, named by its first payment's charge id (what editUserStarSubscription takes).
+-- until_ms: the end of the period paid for (Telegram's subscription_expiration_date);
+-- canceled_ms: when the member cancelled it through the bot (it then runs to until_ms).
+-- A member subscribing to the same plan again replaces the row. Payments of a subscription
+-- record the expiration they paid up to. Same table in migrations/postgres/0010_subscriptions.sql.
+CREATE TABLE subscriptions (
+    bot             TEXT    NOT NULL,
+    user_id         INTEGER NOT NULL,
+    plan_id         TEXT    NOT NULL,
+    first_charge_id TEXT    NOT NULL,
+    until_ms        INTEGER NOT NULL,
+    canceled_ms     INTEGER,
+    created_ms      INTEGER NOT NULL,
+    updated_ms      INTEGER NOT NULL,
+    PRIMARY KEY (bot, user_id, plan_id)
+);
+ALTER TABLE payments ADD COLUMN subscription_until_ms INTEGER;
