@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bot_runtime::matching::{Gender, Member};
 use bot_runtime::store::locks::{LockOutcome, LockRequest};
 use bot_runtime::store::money::{
-    CAP_HOLD_MS, CampaignCap, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal, RefundOutcome,
+    CAP_HOLD_MS, CampaignCap, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, QUOTE_TTL_MS, QuoteRefusal, RefundOutcome, Subscription,
 };
 use bot_runtime::store::referrals::{ReferralFlag, ReferralStatus};
 use bot_runtime::store::sql::{Backend, SqlStore};
 use bot_runtime::store::{
-    EndReason, Ledger, Locks, Payments, Quotes, Referrals, Safety, Session, Sessions, Stage, StoreError, User, UserStats, Users,
+    EndReason, Ledger, Locks, Payments, Quotes, Referrals, Safety, Session, Sessions, Stage, StoreError, Subscriptions, User, UserStats,
+    Users,
 };
 use botfleet_tests::fixtures::TestDb;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -931,6 +932,36 @@ async fn each_vip_deadline_is_claimed_for_notice_once_across_replicas(s: SqlStor
     assert!(s.claim_vip_notices("alpha", 86_400_000 + 2).await.unwrap().is_empty());
 }
 
+async fn a_subscription_is_started_renewed_and_cancelled(s: SqlStore) {
+    s.user_or_create("alpha", 1, "en", 0).await.unwrap();
+    let sub = Subscription {
+        bot: "alpha".into(),
+        user_id: 1,
+        plan_id: "vip-monthly".into(),
+        first_charge_id: "ch1".into(),
+        until_ms: 30 * DAY,
+        canceled_ms: None,
+    };
+    s.record_subscription(&sub, true, 0).await.unwrap();
+    s.record_subscription(&sub, true, 1).await.unwrap();
+    s.record_subscription(&Subscription { until_ms: 60 * DAY, first_charge_id: "ignored".into(), ..sub.clone() }, false, 2).await.unwrap();
+    s.record_subscription(&Subscription { until_ms: 45 * DAY, ..sub.clone() }, false, 3).await.unwrap();
+    let subs = s.subscriptions_of("alpha", 1).await.unwrap();
+    assert_eq!(subs.len(), 1);
+    assert_eq!((subs[0].first_charge_id.as_str(), subs[0].until_ms), ("ch1", 60 * DAY), "renewals move the end, never back");
+    let cancelled = s.cancel_subscription("alpha", 1, "vip-monthly", 5).await.unwrap().unwrap();
+    assert_eq!(cancelled.canceled_ms, Some(5));
+    assert_eq!(s.cancel_subscription("alpha", 1, "vip-monthly", 9).await.unwrap().unwrap().canceled_ms, Some(5), "once");
+    assert_eq!(s.cancel_subscription("alpha", 1, "other", 9).await.unwrap(), None);
+    // A payment of the period keeps VIP at least to its end.
+    let mut p = payment("ch1", 1, 30, 0, 0);
+    p.subscription_until_ms = Some(30 * DAY);
+    assert_eq!(s.apply_payment(&p).await.unwrap().payment.vip_until_ms, Some(30 * DAY));
+    let mut renewal = payment("ch2", 1, 30, 0, 29 * DAY);
+    renewal.subscription_until_ms = Some(60 * DAY);
+    assert_eq!(s.apply_payment(&renewal).await.unwrap().payment.vip_until_ms, Some(60 * DAY), "not stacked: the period's end");
+}
+
 // ---- backends -------------------------------------------------------------------------------
 
 async fn postgres_store() -> (SqlStore, TestDb) {
@@ -1040,6 +1071,7 @@ both_databases!(
     a_referral_counts_once_under_concurrency_and_a_loop_is_withheld,
     a_commission_is_credited_once_and_reversed_once_never_below_zero,
     each_vip_deadline_is_claimed_for_notice_once_across_replicas,
+    a_subscription_is_started_renewed_and_cancelled,
 );
 
 /// `sqlite::memory:` is one database, however many calls run at once (the Any driver would
