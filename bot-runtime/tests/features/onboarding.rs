@@ -84,3 +84,45 @@ async fn a_russian_app_gets_the_terms_in_russian() {
     out.said(&ivan, TextKey::Terms);
     assert_ne!(TextKey::Terms.text(Lang::Ru), TextKey::Terms.text(Lang::En));
 }
+
+/// Issue #9, defect 4: a terms tap whose channel check fails for a moment (Telegram 5xx) is
+/// retried; the retry must continue the onboarding, never answer "this button is no longer
+/// active" (the first attempt had already saved the next step).
+#[tokio::test]
+async fn a_terms_tap_retried_after_a_failed_channel_check_continues() {
+    let s = Seam::with(vec![bot_config("alpha", Mode::Polling, "  requiredChannels: [\"@news\"]\n")]).await;
+    let ann = s.person("alpha", "Ann", Lang::En);
+    s.send(&ann, "/start").await.said(&ann, TextKey::Terms);
+    s.sim
+        .add_fault(botfleet_tests::fake_telegram::FaultSpec {
+            method: Some("getChatMember".into()),
+            bot: None,
+            kind: botfleet_tests::fake_telegram::FaultKind::ServerError { code: 502 },
+            count: Some(1),
+        })
+        .expect("a fault");
+    let tap = serde_json::json!({
+        "update_id": 700_001,
+        "callback_query": {
+            "id": "terms-retry", "chat_instance": "1", "data": "terms:ok",
+            "from": {"id": ann.id, "is_bot": false, "first_name": "Ann", "language_code": "en"},
+        }
+    });
+    assert!(s.try_update("alpha", tap.clone()).await.is_err(), "the first attempt meets the outage");
+    let out = s.try_update("alpha", tap).await.expect("the retry");
+    assert!(!out.says(&ann, TextKey::ButtonStale), "{}", out.listing());
+    out.said(&ann, TextKey::Channels);
+}
+
+/// Issue #9, defect 5: a required channel the bot cannot check (not an admin there) is
+/// skipped, and never leaves the user an empty "please join" prompt.
+#[tokio::test]
+async fn a_channel_the_bot_cannot_check_never_shows_an_empty_join_prompt() {
+    let s = Seam::with(vec![bot_config("alpha", Mode::Polling, "  requiredChannels: [\"@news\"]\n")]).await;
+    s.make_channel_unreadable("@news");
+    let ann = s.person("alpha", "Ann", Lang::En);
+    s.send(&ann, "/start").await;
+    let out = s.press(&ann, "terms:ok").await;
+    assert!(!out.says(&ann, TextKey::Channels), "an empty join prompt: {}", out.listing());
+    out.said(&ann, TextKey::AskGender);
+}

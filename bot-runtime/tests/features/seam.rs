@@ -261,6 +261,27 @@ impl Seam {
         self.run(bot, update::parse(&raw), memo).await
     }
 
+    /// Runs one raw update (with its `update_id`) like [`Seam::update`], but gives the
+    /// handler's error back instead of failing the test: an attempt that hit an outage. The
+    /// same update run again is its retry (the same once-memos).
+    pub async fn try_update(&self, bot: &str, raw: Value) -> Result<Out, String> {
+        let update_id = update::update_id(&raw).expect("an update_id");
+        let b = self.bot(bot);
+        let mut fx = Effects::new(b, self.tick(), Some(format!("u:{bot}:{update_id}")));
+        chat::handle(&mut fx, update::parse(&raw)).await.map_err(|e| e.to_string())?;
+        Ok(self.out(fx.jobs))
+    }
+
+    /// The bot cannot read a channel's members (it is not an admin there): getChatMember
+    /// answers 400 "member list is inaccessible".
+    pub fn make_channel_unreadable(&self, channel: &str) {
+        let mut world = self.fake.world();
+        let name = channel.trim_start_matches('@');
+        for c in world.channels.values_mut().filter(|c| c.username.as_deref() == Some(name)) {
+            c.admin_bots = Some(Default::default());
+        }
+    }
+
     /// Runs one parsed event through the handlers, as the pipeline does (minus dedupe and commit).
     pub async fn event(&self, bot: &str, event: Event) -> Out {
         let update_id = self.next_update.fetch_add(1, Ordering::SeqCst);
