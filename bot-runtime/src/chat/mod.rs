@@ -230,7 +230,7 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
 
     // Each step returns the answer shown on the pressed button (if any).
     let answer = match q.data.as_deref().and_then(Callback::parse) {
-        Some(Callback::AcceptTerms) if stage == Stage::Terms => onboarding::accept_terms(fx, user, lang).await?,
+        Some(Callback::AcceptTerms) if matches!(stage, Stage::Terms | Stage::Channels) => onboarding::accept_terms(fx, user, lang).await?,
         Some(Callback::CheckChannels) if stage == Stage::Channels => onboarding::check_channels(fx, user, lang).await?,
         Some(Callback::Gender(g)) if stage == Stage::Gender => onboarding::set_gender(fx, user, lang, g).await?,
         Some(Callback::CancelSearch) => search::cancel(fx, &user.member(), lang, message_id).await?,

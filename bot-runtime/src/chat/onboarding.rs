@@ -25,7 +25,17 @@ pub(super) async fn prompt_stage(fx: &mut Effects<'_>, user: &User, lang: Lang) 
         }
         Stage::Channels => {
             let missing = missing_channels(fx, user.user_id).await?;
-            channels_prompt(fx, &me, lang, &missing, TextKey::Channels);
+            if missing.is_empty() {
+                // Joined meanwhile, or every channel is one the bot cannot check (skipped):
+                // never an empty "please join".
+                let mut user = user.clone();
+                user.stage = Stage::Gender;
+                user.updated_ms = fx.now_ms;
+                fx.store().save_profile(&user).await?;
+                ask_gender(fx, &me, lang);
+            } else {
+                channels_prompt(fx, &me, lang, &missing, TextKey::Channels);
+            }
         }
         Stage::Gender => ask_gender(fx, &me, lang),
         Stage::Age => fx.say(&me, TextKey::AskAge.text(lang), Some(remove_keyboard())),
@@ -34,8 +44,13 @@ pub(super) async fn prompt_stage(fx: &mut Effects<'_>, user: &User, lang: Lang) 
     Ok(())
 }
 
-/// `terms:ok` (at the terms step).
+/// `terms:ok` (at the terms step; at the channels step it is a retry of a tap whose first
+/// attempt saved the step and then failed, or a second tap: the channels step is shown).
 pub(super) async fn accept_terms(fx: &mut Effects<'_>, user: User, lang: Lang) -> Result<Option<String>, HandleError> {
+    if user.stage == Stage::Channels {
+        prompt_stage(fx, &user, lang).await?;
+        return Ok(None);
+    }
     let next = if fx.bot.cfg().bot.required_channels.is_empty() { Stage::Gender } else { Stage::Channels };
     advance(fx, user, lang, next).await?;
     Ok(None)

@@ -102,3 +102,31 @@ async fn a_search_ends_after_its_maximum_wait_and_a_later_seeker_is_not_matched_
     out.said(&bob, TextKey::Searching);
     assert_eq!(s.partner(&bob).await, None);
 }
+
+/// Issue #9, defect 4: an update retried after its commit failed (the match happened, the
+/// outbox commit did not) records one chat session, not one per attempt.
+#[tokio::test]
+async fn a_match_retried_after_a_failed_commit_records_one_chat() {
+    let s = Seam::bots(&["alpha", "beta"]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    let bob = s.onboarded("beta", "Bob", "m", 31).await;
+    s.send(&ann, "/search").await.said(&ann, TextKey::Searching);
+    let search = serde_json::json!({
+        "update_id": 600_001,
+        "message": {
+            "message_id": 42, "date": 0, "text": "/search",
+            "entities": [{"type": "bot_command", "offset": 0, "length": 7}],
+            "chat": {"id": bob.id, "type": "private"},
+            "from": {"id": bob.id, "is_bot": false, "first_name": "Bob", "language_code": "en"},
+        }
+    });
+    for attempt in 0..2 {
+        let out = s.try_update("beta", search.clone()).await.expect("handled");
+        out.said(&bob, TextKey::Matched);
+        assert!(out.says(&ann, TextKey::Matched), "attempt {attempt}: {}", out.listing());
+        s.advance(Duration::from_secs(3));
+    }
+    s.send(&ann, "/stop").await.said(&ann, TextKey::YouLeft);
+    let stats = s.bot("alpha").store.stats(&ann.member()).await.expect("stats");
+    assert_eq!(stats.chats, 1, "one chat, however many attempts: {stats:?}");
+}
