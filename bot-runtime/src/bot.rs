@@ -210,13 +210,16 @@ pub struct Effects<'a> {
     pub jobs: Vec<Job>,
     /// Identifies the update or timer being handled, for [`Effects::once`].
     pub memo: Option<String>,
+    /// Answers to inline-button presses (callback query id, text on the button), sent once the
+    /// update's effects are committed: a press whose commit failed is answered by its retry.
+    pub answers: Vec<(String, Option<String>)>,
 }
 
 const MEMO_TTL: Duration = Duration::from_secs(3600);
 
 impl<'a> Effects<'a> {
     pub fn new(bot: &'a Bot, now_ms: i64, memo: Option<String>) -> Self {
-        Self { bot, now_ms, jobs: Vec::new(), memo }
+        Self { bot, now_ms, jobs: Vec::new(), memo, answers: Vec::new() }
     }
 
     pub fn hot(&self) -> &dyn HotState {

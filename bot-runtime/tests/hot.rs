@@ -95,6 +95,22 @@ async fn an_expired_lease_can_be_taken_by_another_replica<H: HotState>(h: H) {
     assert_eq!(h.claim_update(POOL, "alpha", 3, MINUTE).await.unwrap(), Claim::Busy);
 }
 
+async fn a_renewed_lease_outlives_its_first_term_and_a_done_update_stays_done<H: HotState>(h: H) {
+    assert_eq!(h.claim_update(POOL, "alpha", 5, Duration::from_millis(100)).await.unwrap(), Claim::Taken);
+    for _ in 0..4 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        h.renew_update(POOL, "alpha", 5, Duration::from_millis(100)).await.unwrap();
+    }
+    assert_eq!(h.claim_update(POOL, "alpha", 5, MINUTE).await.unwrap(), Claim::Busy, "still held after twice its first term");
+    h.commit(POOL, Marker::Update { bot: "alpha".into(), update_id: 5, keep: MINUTE }, &[]).await.unwrap();
+    h.renew_update(POOL, "alpha", 5, Duration::from_millis(10)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(h.claim_update(POOL, "alpha", 5, MINUTE).await.unwrap(), Claim::Done, "a renewal never shortens a done mark");
+    // Renewing an update nobody holds does not create a lease.
+    h.renew_update(POOL, "alpha", 98, MINUTE).await.unwrap();
+    assert_eq!(h.claim_update(POOL, "alpha", 98, MINUTE).await.unwrap(), Claim::Taken);
+}
+
 async fn a_released_update_can_be_retried_at_once<H: HotState>(h: H) {
     assert_eq!(h.claim_update(POOL, "alpha", 4, MINUTE).await.unwrap(), Claim::Taken);
     h.release_update(POOL, "alpha", 4).await.unwrap();
@@ -596,6 +612,7 @@ both_stores!(
     a_taken_update_is_busy_for_everyone_else,
     a_done_update_is_never_taken_again,
     an_expired_lease_can_be_taken_by_another_replica,
+    a_renewed_lease_outlives_its_first_term_and_a_done_update_stays_done,
     a_released_update_can_be_retried_at_once,
     one_of_many_concurrent_claimers_takes_an_update,
     commit_appends_jobs_and_marks_done_atomically,

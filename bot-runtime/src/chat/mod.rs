@@ -68,7 +68,7 @@ pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleErro
         return match event {
             // A button answer is no message (no send budget): the warning goes on the button.
             Event::Callback(q) => {
-                answer_callback(fx.bot, q.id, Some(TextKey::SlowDown.text(lang)));
+                fx.answers.push((q.id, Some(TextKey::SlowDown.text(lang))));
                 Ok(())
             }
             _ => warn_once(fx, &me, lang, TextKey::SlowDown).await,
@@ -250,25 +250,28 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
         Some(Callback::Lock { minutes }) if stage == Stage::Ready => lock::lock(fx, &user, lang, minutes, &q.id, message_id).await?,
         _ => Some(TextKey::ButtonStale.text(lang)),
     };
-    answer_callback(fx.bot, q.id, answer);
+    fx.answers.push((q.id, answer));
     Ok(())
 }
 
-/// Stops the client's button spinner. Called directly, not through the outbox: it is not a
+/// Stops the clients' button spinners, once the update's effects are committed (the pipeline
+/// calls it after the commit). Called directly, not through the outbox: an answer is not a
 /// message (no send budget) and Telegram wants it within seconds; a lost answer only leaves
 /// the spinner running, so a failure is logged and forgotten.
-fn answer_callback(bot: &Bot, id: String, text: Option<String>) {
-    let api = bot.api.clone();
-    let name = bot.name.clone();
-    tokio::spawn(async move {
-        let mut params = json!({ "callback_query_id": id });
-        if let Some(text) = text {
-            params["text"] = Value::String(text);
-        }
-        if let Err(e) = api.call_with_timeout("answerCallbackQuery", &params, Duration::from_secs(10)).await {
-            tracing::debug!(bot = %name, error = %e, "answerCallbackQuery failed");
-        }
-    });
+pub fn send_answers(bot: &Bot, answers: Vec<(String, Option<String>)>) {
+    for (id, text) in answers {
+        let api = bot.api.clone();
+        let name = bot.name.clone();
+        tokio::spawn(async move {
+            let mut params = json!({ "callback_query_id": id });
+            if let Some(text) = text {
+                params["text"] = Value::String(text);
+            }
+            if let Err(e) = api.call_with_timeout("answerCallbackQuery", &params, Duration::from_secs(10)).await {
+                tracing::debug!(bot = %name, error = %e, "answerCallbackQuery failed");
+            }
+        });
+    }
 }
 
 // ---- shared helpers ----------------------------------------------------------------------

@@ -373,6 +373,8 @@ pub enum OnceStep {
     Gone,
     /// The idle timer ended the chat: the partner of the first member, or nothing.
     Idle,
+    /// A search matched: when (ms), so a retry records the same chat session.
+    MatchedAt,
 }
 
 impl OnceStep {
@@ -382,6 +384,7 @@ impl OnceStep {
             OnceStep::End => "end",
             OnceStep::Gone => "gone",
             OnceStep::Idle => "idle",
+            OnceStep::MatchedAt => "match_at",
         }
     }
 }

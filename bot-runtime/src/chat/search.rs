@@ -115,7 +115,12 @@ pub(super) async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Res
 async fn announce_match(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: &Member) -> Result<(), HandleError> {
     let me = user.member();
     let other = audience(fx, partner).await?;
-    fx.store().start_session(&me, partner, fx.now_ms).await?;
+    // The chat starts when the first attempt matched: a retry of this update (its commit
+    // failed) records the same session, which start_session keys by its start.
+    let now = fx.now_ms;
+    let started = fx.once(OnceStep::MatchedAt.as_str(), || async move { Ok(Some(now.to_string())) }).await?;
+    let started_ms = started.and_then(|t| t.parse::<i64>().ok()).unwrap_or(now);
+    fx.store().start_session(&me, partner, started_ms).await?;
     fx.store().record_event(&me.bot, me.user, Funnel::FirstChat, "", fx.now_ms).await?;
     fx.store().record_event(&partner.bot, partner.user, Funnel::FirstChat, "", fx.now_ms).await?;
     // Neither side's search message needs refreshing any more.

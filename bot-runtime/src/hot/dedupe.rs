@@ -10,6 +10,9 @@ pub trait Dedupe: Send + Sync {
     /// Takes update `update_id` of `bot` for processing, for `lease`, unless it is done or
     /// another live lease holds it. An expired lease (a crashed replica) can be taken again.
     async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim>;
+    /// Extends the live lease on an update by `lease` (from now) while it is being handled; a
+    /// done update, or one whose lease is gone, is left as it is.
+    async fn renew_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<()>;
     /// Gives a taken update back after a failed attempt, so the retry need not wait the lease.
     /// Removes whatever lease is on it (leases carry no holder here); a done update stays done.
     async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()>;

@@ -20,6 +20,8 @@ use crate::texts::Lang;
 
 /// How long one attempt may hold an update before another replica may take it over.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// How often a claim is renewed while its update is handled (well inside the lease).
+const CLAIM_RENEW_EVERY: Duration = Duration::from_secs(10);
 /// How long a done update is remembered: Telegram drops undelivered updates after 24 h.
 pub const DONE_KEEP: Duration = Duration::from_secs(26 * 3600);
 /// Attempts at an update that fails the same way each time (not an outage) before it is
@@ -91,7 +93,22 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
         tracing::debug!(bot = %bot.name, update_id, why, "update ignored");
     }
     let mut fx = Effects::new(bot, now_ms(), Some(format!("u:{}:{update_id}", bot.name)));
-    let handled = chat::handle(&mut fx, event).await;
+    // The claim is renewed while the update is handled, so a slow step (a media download, a
+    // database that answers slowly) never lets another replica take it over mid-way.
+    let handled = {
+        let renew = async {
+            loop {
+                tokio::time::sleep(CLAIM_RENEW_EVERY).await;
+                if let Err(e) = hot.renew_update(&bot.pool, &bot.name, update_id, CLAIM_LEASE).await {
+                    tracing::debug!(bot = %bot.name, update_id, error = %e, "could not renew the claim");
+                }
+            }
+        };
+        tokio::select! {
+            result = chat::handle(&mut fx, event) => result,
+            () = renew => unreachable!("the renewal loop never ends"),
+        }
+    };
     let result: Result<(), HandleError> = match handled {
         Ok(()) => hot
             .commit(&bot.pool, Marker::Update { bot: bot.name.clone(), update_id, keep: DONE_KEEP }, &fx.jobs)
@@ -102,6 +119,7 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
     match result {
         Ok(()) => {
             bot.fleet.ring(&fx.jobs);
+            chat::send_answers(bot, std::mem::take(&mut fx.answers));
             tracing::debug!(bot = %bot.name, update_id, jobs = fx.jobs.len(), "update handled");
             Outcome::Handled
         }

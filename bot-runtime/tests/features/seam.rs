@@ -269,6 +269,7 @@ impl Seam {
         let b = self.bot(bot);
         let mut fx = Effects::new(b, self.tick(), Some(format!("u:{bot}:{update_id}")));
         chat::handle(&mut fx, update::parse(&raw)).await.map_err(|e| e.to_string())?;
+        chat::send_answers(b, std::mem::take(&mut fx.answers));
         Ok(self.out(fx.jobs))
     }
 
@@ -292,6 +293,8 @@ impl Seam {
         let bot = self.bot(bot);
         let mut fx = Effects::new(bot, self.tick(), Some(memo));
         chat::handle(&mut fx, event).await.expect("handling failed (an outage of an embedded store?)");
+        // As the pipeline does once the update is committed.
+        chat::send_answers(bot, std::mem::take(&mut fx.answers));
         self.out(fx.jobs)
     }
 

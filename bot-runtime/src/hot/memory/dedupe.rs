@@ -27,6 +27,15 @@ impl Dedupe for MemoryHot {
         }
     }
 
+    async fn renew_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<()> {
+        let (mut s, now) = self.lock();
+        let key = (pool.to_string(), bot.to_string(), update_id);
+        if live(&mut s.updates, &key, now).is_some_and(|e| e.value == UpdateMark::Lease) {
+            s.updates.insert(key, Expiring::new(UpdateMark::Lease, now, lease));
+        }
+        Ok(())
+    }
+
     async fn note_failure(&self, pool: &str, bot: &str, update_id: i64, keep: Duration) -> HotResult<u32> {
         let (mut s, now) = self.lock();
         let key = (pool.to_string(), bot.to_string(), update_id);

@@ -26,6 +26,18 @@ impl Dedupe for RedisHot {
         }
     }
 
+    async fn renew_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = self
+            .renew_update
+            .key(self.keys.update(pool, bot, update_id))
+            .arg(px(lease))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn note_failure(&self, pool: &str, bot: &str, update_id: i64, keep: Duration) -> HotResult<u32> {
         let mut conn = self.conn.clone();
         let key = self.keys.update_failures(pool, bot, update_id);
