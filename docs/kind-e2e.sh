@@ -31,7 +31,8 @@
 #                          then never deleted by this script)
 #   KIND_NODE_IMAGE=...    e.g. kindest/node:v1.33.1 (Kubernetes 1.31 or newer is required)
 #   BOTS_NS=botfleet-demo  namespace of the sample fleet, Postgres and Redis
-#   NAMESPACED=1           install the operator with watchNamespaces={$BOTS_NS} (Role mode)
+#   CLUSTER_WIDE=1         install the operator with clusterWide=true (one ClusterRole); the
+#                          default is the chart's namespaced mode, watchNamespaces={$BOTS_NS}
 #   SKIP_BUILD=1           do not build the operator image; use the local one as it is
 #   OPERATOR_IMAGE_REPO / OPERATOR_IMAGE_TAG   default botfleet/operator:kind-e2e
 #   RUNTIME_IMAGE_REPO  / RUNTIME_IMAGE_TAG    default ghcr.io/botfleet/bot-runtime:0.1.0
@@ -51,7 +52,7 @@ KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-}
 BOTS_NS=${BOTS_NS:-botfleet-demo}
 SYSTEM_NS=botfleet-system
 RELEASE=botfleet
-NAMESPACED=${NAMESPACED:-0}
+CLUSTER_WIDE=${CLUSTER_WIDE:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
 OPERATOR_IMAGE_REPO=${OPERATOR_IMAGE_REPO:-botfleet/operator}
 OPERATOR_IMAGE_TAG=${OPERATOR_IMAGE_TAG:-kind-e2e}
@@ -205,7 +206,8 @@ put_token() {
   file="$WORKDIR/token.$secret"
   (umask 077 && printf '%s' "$token" >"$file")
   kubectl -n "$BOTS_NS" create secret generic "$secret" --from-file=token="$file" \
-    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    --dry-run=client -o yaml | kubectl label --local -f - botfleet.io/bot-token=true -o yaml \
+    | kubectl apply -f - >/dev/null
   rm -f "$file"
 }
 
@@ -440,7 +442,10 @@ helm_args=(upgrade --install "$RELEASE" "$REPO_ROOT/charts/botfleet"
   --set redis.existingSecret=botfleet-redis
   --set redis.key=url
   --set logLevel=info)
-if [ "$NAMESPACED" = 1 ]; then
+if [ "$CLUSTER_WIDE" = 1 ]; then
+  helm_args+=(--set clusterWide=true --set 'watchNamespaces={}')
+  info "cluster-wide mode: one ClusterRole"
+else
   helm_args+=(--set "watchNamespaces={$BOTS_NS}")
   info "namespaced mode: watchNamespaces={$BOTS_NS}"
 fi

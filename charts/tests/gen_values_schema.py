@@ -133,8 +133,9 @@ DIRECTIVE = "(([A-Za-z0-9_]+::)*[A-Za-z0-9_]+=)?" + LEVEL
 props["logLevel"] = s("RUST_LOG: a level, or comma-separated tracing directives such as info,kube=warn.",
                       pattern="^%s(,%s)*$" % (DIRECTIVE, DIRECTIVE), maxLength=1024,
                       examples=["info", "debug", "info,kube=warn"])
-props["watchNamespaces"] = {"type": "array", "description": "Namespaces to watch; empty watches all namespaces (ClusterRole).",
+props["watchNamespaces"] = {"type": "array", "description": "Namespaces to watch, a Role in each; empty only with clusterWide.",
                             "items": ref("dnsLabel", "A namespace name."), "uniqueItems": True, "maxItems": 100}
+props["clusterWide"] = b("Watch every namespace with one ClusterRole (watchNamespaces must then be empty).")
 props["leaderElection"] = obj("Leader election on a coordination.k8s.io Lease.", O([
     ("enabled", b("Elect one active replica.")),
     ("leaseName", ref("dnsSubdomain", "Lease name in the release namespace."))]),
@@ -213,7 +214,7 @@ schema["$schema"] = "http://json-schema.org/draft-07/schema#"
 schema["title"] = "Values of the botfleet Helm chart"
 schema["type"] = "object"
 schema["additionalProperties"] = False
-schema["required"] = ["image", "replicaCount", "watchNamespaces", "leaderElection", "telegram", "runtime",
+schema["required"] = ["image", "replicaCount", "watchNamespaces", "clusterWide", "leaderElection", "telegram", "runtime",
                       "postgres", "redis", "serviceAccount", "rbac", "resources", "probes"]
 schema["properties"] = props
 schema["definitions"] = definitions

@@ -98,7 +98,8 @@ EXPECTED_WATCHED_NAMESPACE_PERMISSIONS = permission_set(
         ("apps", "deployments", OWNED_VERBS, None),
         ("", "services", OWNED_VERBS, None),
         ("", "configmaps", OWNED_VERBS, None),
-        ("", "secrets", OWNED_VERBS, None),
+        # Secrets: no update, no delete (the operator only server-side-applies its own two per bot).
+        ("", "secrets", ("get", "list", "watch", "create", "patch"), None),
         ("autoscaling", "horizontalpodautoscalers", OWNED_VERBS, None),
         ("policy", "poddisruptionbudgets", OWNED_VERBS, None),
         ("monitoring.coreos.com", "servicemonitors", OWNED_VERBS, None),
@@ -475,6 +476,7 @@ MONITORING_VALUES = {
 SCENARIOS: dict[str, dict] = {
     "defaults": {},
     "namespaced": {"watchNamespaces": ["a", "b"]},
+    "cluster-wide": {"clusterWide": True, "watchNamespaces": []},
     "monitoring": MONITORING_VALUES,
     "single-replica": {"replicaCount": 1, "leaderElection": {"enabled": False, "leaseName": LEASE_NAME}},
     # Every other template branch: digest-pinned image, existing ServiceAccount, hard
@@ -531,6 +533,8 @@ BAD_COMBINATIONS: dict[str, tuple[dict, str]] = {
     "several replicas without leader election": (
         {"replicaCount": 2, "leaderElection": {"enabled": False}}, "leaderElection"),
     "existing ServiceAccount without a name": ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
+    "clusterWide with a namespace list": ({"clusterWide": True, "watchNamespaces": ["a"]}, "clusterWide"),
+    "no namespace and not clusterWide": ({"watchNamespaces": []}, "watchNamespaces"),
     "PDB that blocks every drain": ({"replicaCount": 2, "podDisruptionBudget": {"minAvailable": 2}}, "minAvailable"),
 }
 
@@ -1038,12 +1042,12 @@ def main() -> int:
         if rendered["defaults"]:
             r = rendered["defaults"]
             run.check("[defaults] 2 replicas", lambda: expect(r.one("Deployment")["spec"]["replicas"] == 2, "replicas != 2"))
-            run.check("[defaults] cluster-wide RBAC: ClusterRole + ClusterRoleBinding with exactly the needed rules",
-                      lambda: check_cluster_mode(r))
+            run.check("[defaults] namespaced RBAC: a Role + RoleBinding in bots only, exactly the needed rules",
+                      lambda: check_namespaced_mode(r, ["bots"]))
             run.check("[defaults] CRD discovery limited to the ServiceMonitor CRD; Lease Role in the release namespace",
                       lambda: check_always_present_rbac(r, leader_election=True))
-            run.check("[defaults] env: WATCH_NAMESPACES empty, contract values", lambda: check_env(r, {
-                "WATCH_NAMESPACES": "",
+            run.check("[defaults] env: WATCH_NAMESPACES=bots, contract values", lambda: check_env(r, {
+                "WATCH_NAMESPACES": "bots",
                 "TELEGRAM_API_URL": "https://api.telegram.org",
                 "RUNTIME_IMAGE": f"ghcr.io/botfleet/bot-runtime:{runtime_tag}",
                 "RUNTIME_DATABASE_SECRET": "botfleet-postgres",
@@ -1071,6 +1075,13 @@ def main() -> int:
             run.check("[namespaced] env WATCH_NAMESPACES=a,b", lambda: check_env(r, {"WATCH_NAMESPACES": "a,b"}))
             run.check("[namespaced] NOTES.txt names the watched namespaces",
                       lambda: expect("only in: a, b" in r.notes, "NOTES.txt does not say which namespaces are watched"))
+        if rendered["cluster-wide"]:
+            r = rendered["cluster-wide"]
+            run.check("[cluster-wide] ClusterRole + ClusterRoleBinding with exactly the needed rules",
+                      lambda: check_cluster_mode(r))
+            run.check("[cluster-wide] env WATCH_NAMESPACES empty (all)", lambda: check_env(r, {"WATCH_NAMESPACES": ""}))
+            run.check("[cluster-wide] NOTES.txt says ALL namespaces",
+                      lambda: expect("in ALL namespaces" in r.notes, "NOTES.txt does not say all namespaces are watched"))
         if rendered["monitoring"]:
             r = rendered["monitoring"]
             run.check("[monitoring] ServiceMonitor scrapes the metrics Service as job botfleet-operator", lambda: check_service_monitor(r))

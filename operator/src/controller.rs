@@ -86,9 +86,18 @@ pub async fn run(
     let policy_events = reflector::reflector(policies_writer, watcher(api::<RateLimitPolicy>(&client, ns), watcher::Config::default()))
         .default_backoff()
         .touched_objects();
-    // Token Secrets: metadata only (a Secret's data never sits in our memory unless we read it).
-    let secret_events =
-        watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default()).default_backoff().touched_objects();
+    // Secrets, metadata only (a Secret's data never sits in our memory unless we read it), and
+    // only two kinds: token Secrets users label for us, and our own. Other Secrets of the
+    // namespace are never listed into memory.
+    let token_label = format!("{}=true", crate::bot::build::TOKEN_SECRET_LABEL);
+    let secret_events = futures::stream::select(
+        watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default().labels(&token_label))
+            .default_backoff()
+            .touched_objects(),
+        watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default().labels(OWNED))
+            .default_backoff()
+            .touched_objects(),
+    );
 
     let owned = || watcher::Config::default().labels(OWNED);
     let bots = Controller::new(api::<BotInstance>(&client, ns), watcher::Config::default().any_semantic());

@@ -99,6 +99,27 @@ fn control_plane() -> Option<&'static ControlPlane> {
     }
 }
 
+/// The admin's credentials, impersonating a ServiceAccount: what the operator's pod would be.
+async fn client_as_service_account(plane: &ControlPlane, ns: &str, sa: &str) -> Client {
+    let kubeconfig = Kubeconfig::read_from(plane.dir.join("admin.kubeconfig")).expect("kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{sa}"));
+    config.auth_info.impersonate_groups = Some(vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")]);
+    Client::try_from(config).expect("client")
+}
+
+/// The rules the chart grants the operator in each watched namespace, read from the chart's
+/// `botfleet.rules` template (plain YAML, no template expressions inside).
+fn chart_rules() -> Value {
+    let helpers = std::fs::read_to_string(repo().join("charts/botfleet/templates/_helpers.tpl")).expect("_helpers.tpl");
+    let start = helpers.find(r#"{{- define "botfleet.rules" -}}"#).expect("botfleet.rules");
+    let body = &helpers[start..];
+    let body = &body[body.find('\n').expect("newline") + 1..];
+    let body = &body[..body.find("{{- end }}").expect("end of botfleet.rules")];
+    assert!(!body.contains("{{"), "botfleet.rules must stay plain YAML for this test");
+    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(body).expect("rules yaml")).expect("rules json")
+}
+
 async fn client_as(plane: &ControlPlane, user: &str) -> Client {
     let kubeconfig = Kubeconfig::read_from(plane.dir.join(format!("{user}.kubeconfig"))).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
@@ -372,4 +393,109 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     assert!(deployments.get_opt("beta-runtime").await.expect("get").is_some(), "beta is untouched");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+}
+
+/// Starts the operator (in this process) for one namespace with this client; returns the stop
+/// switch and its task.
+fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    use botfleet_operator::bot::build::{SecretRef, Settings};
+    use botfleet_operator::metrics::Metrics;
+    use botfleet_operator::telegram::TelegramClient;
+    let settings = Settings {
+        runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
+        redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
+        telegram_api_url: telegram_url.into(),
+    };
+    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let task = tokio::spawn(botfleet_operator::controller::run(
+        client,
+        Some(ns.to_string()),
+        TelegramClient::new(telegram_url),
+        settings,
+        std::sync::Arc::new(Metrics::new()),
+        reporter,
+        futures::FutureExt::shared(Box::pin(shutdown)),
+    ));
+    (stop, task)
+}
+
+/// The chart's namespaced Role is enough to run the fleet (the operator runs as a
+/// ServiceAccount bound to exactly those rules), and it cannot update or delete a Secret —
+/// not even one it can read: RBAC is the real API server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_namespaced_role_runs_the_fleet_and_cannot_update_or_delete_secrets() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "rbac-role").await;
+    let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "botfleet"}})).unwrap();
+    Api::namespaced(admin.clone(), &ns).create(&PostParams::default(), &sa).await.expect("service account");
+    let role: k8s_openapi::api::rbac::v1::Role =
+        serde_json::from_value(json!({"metadata": {"name": "botfleet"}, "rules": chart_rules()})).expect("role");
+    Api::namespaced(admin.clone(), &ns).create(&PostParams::default(), &role).await.expect("the API server accepts the chart's rules");
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "botfleet"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "botfleet"},
+        "subjects": [{"kind": "ServiceAccount", "name": "botfleet", "namespace": ns}],
+    }))
+    .unwrap();
+    Api::namespaced(admin.clone(), &ns).create(&PostParams::default(), &binding).await.expect("binding");
+
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_role_bot"), ("beta", "beta_role_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{bot}-bot-token"), "labels": {"botfleet.io/bot-token": "true"}},
+            "stringData": {"token": token},
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    for doc in samples() {
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let operator = client_as_service_account(plane, &ns, "botfleet").await;
+    let (stop, task) = start_operator(operator.clone(), &ns, &fake.api_url());
+
+    let bots = api_for(&admin, &ns, "BotInstance");
+    for bot in ["alpha", "beta"] {
+        eventually(&format!("{bot} reconciled by the ServiceAccount"), Duration::from_secs(60), || {
+            let bots = bots.clone();
+            async move {
+                let b = bots.get(bot).await.ok()?;
+                let conditions = b.data.pointer("/status/conditions")?.as_array()?.clone();
+                let ok = |t: &str| conditions.iter().any(|c| c["type"] == t && c["status"] == "True");
+                (ok("TokenValid") && ok("TokenSecretWatched")).then_some(())
+            }
+        })
+        .await;
+    }
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    assert!(deployments.get_opt("alpha-runtime").await.expect("get").is_some(), "applied under the chart's Role");
+    assert!(secrets.get_opt("alpha-runtime-token").await.expect("get").is_some(), "its own Secrets are created");
+
+    // The user's token Secret: readable, but neither updatable nor deletable by the operator.
+    let as_operator = Api::<Secret>::namespaced(operator, &ns);
+    let mut token = as_operator.get("alpha-bot-token").await.expect("the operator reads token Secrets");
+    token.metadata.managed_fields = None;
+    match as_operator.replace("alpha-bot-token", &PostParams::default(), &token).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("the operator updated a user's Secret: {other:?}"),
+    }
+    match as_operator.delete("alpha-bot-token", &kube::api::DeleteParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("the operator deleted a user's Secret: {other:?}"),
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

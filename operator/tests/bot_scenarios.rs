@@ -473,3 +473,32 @@ async fn a_campaign_reports_its_state_with_an_event_and_is_requeued_at_its_next_
     assert_eq!(status["conditions"][0]["observedGeneration"], 4);
     assert!(l.events.iter().any(|e| e["reason"] == "StateChanged"), "{:?}", l.events);
 }
+
+/// Token Secrets are watched by label: a labelled one says `TokenSecretWatched=True`; one
+/// without the label still works (the bot is deployed and Ready) but says why a rotation
+/// would be noticed late, with a Warning Event.
+#[tokio::test]
+async fn an_unlabelled_token_secret_still_works_but_is_reported_as_not_watched() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    for (labelled, status, reason) in [(true, "True", "Labelled"), (false, "False", "TokenSecretNotLabelled")] {
+        let b = reconciled_bot(&tg.token);
+        let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), false);
+        let mut secret = token_secret("alpha-token", "token", &tg.token);
+        if labelled {
+            secret["metadata"]["labels"] = json!({"botfleet.io/bot-token": "true"});
+        }
+        script[0] = step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::Json(200, secret));
+        let (client, log) = api_server(script);
+        reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+        assert_done(&log);
+        let l = log.lock().unwrap();
+        let st = find(&l, "/status");
+        let watched = condition(st, "TokenSecretWatched");
+        assert_eq!((watched["status"].as_str(), watched["reason"].as_str()), (Some(status), Some(reason)));
+        assert_eq!(condition(st, "Ready")["status"], "True", "the label only speeds up rotation");
+        assert!(find(&l, "/deployments/alpha-runtime").is_object());
+        let warned = l.events.iter().any(|e| e["reason"] == "TokenSecretNotLabelled" && e["type"] == "Warning");
+        assert_eq!(warned, !labelled, "{:?}", l.events);
+    }
+}

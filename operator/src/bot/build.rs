@@ -104,13 +104,20 @@ pub fn selector_labels(bot: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The label (value `true`) users put on their token Secrets: the operator watches Secrets by it
+/// (metadata only), so a rotated token is noticed within seconds. Without it the bot still
+/// works; the rotation is noticed at the next resync and `TokenSecretWatched=False` says so.
+pub const TOKEN_SECRET_LABEL: &str = "botfleet.io/bot-token";
+/// The label every object the operator creates carries (its watches select by it).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "botfleet-operator");
+
 /// The Prometheus job every runtime is scraped under (alerts say `up{job="botfleet-runtime"}`).
 pub const SCRAPE_JOB_LABEL: &str = "botfleet.io/scrape-job";
 pub const RUNTIME_JOB: &str = "botfleet-runtime";
 
 fn labels(bot: &str, pool: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(bot);
-    l.insert("app.kubernetes.io/managed-by".into(), "botfleet-operator".into());
+    l.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
     l.insert("app.kubernetes.io/part-of".into(), "botfleet".into());
     l.insert("botfleet.io/pool".into(), pool.into());
     l.insert(SCRAPE_JOB_LABEL.into(), RUNTIME_JOB.into());

@@ -63,13 +63,19 @@ pub async fn reconcile(bot: Arc<BotInstance>, ctx: Arc<Context>) -> Result<Actio
     result
 }
 
+/// A token read from its Secret, and whether that Secret carries [`build::TOKEN_SECRET_LABEL`].
+struct ReadToken {
+    token: BotToken,
+    watched: bool,
+}
+
 /// Why the token cannot be used, as a condition reason and message.
 struct TokenProblem {
     reason: &'static str,
     message: String,
 }
 
-async fn read_token(ctx: &Context, ns: &str, bot: &BotInstance) -> Result<Result<BotToken, TokenProblem>, Error> {
+async fn read_token(ctx: &Context, ns: &str, bot: &BotInstance) -> Result<Result<ReadToken, TokenProblem>, Error> {
     let r = &bot.spec.token_secret_ref;
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
     let Some(secret) = secrets.get_opt(&r.name).await? else {
@@ -82,7 +88,8 @@ async fn read_token(ctx: &Context, ns: &str, bot: &BotInstance) -> Result<Result
     let Some(raw) = raw else {
         return Ok(Err(TokenProblem { reason: "SecretKeyMissing", message: format!("Secret {:?} has no key {:?}", r.name, r.key) }));
     };
-    Ok(BotToken::parse(&raw).map_err(|_| TokenProblem {
+    let watched = secret.metadata.labels.as_ref().and_then(|l| l.get(build::TOKEN_SECRET_LABEL)).is_some_and(|v| v == "true");
+    Ok(BotToken::parse(&raw).map(|token| ReadToken { token, watched }).map_err(|_| TokenProblem {
         reason: "TokenMalformed",
         message: format!("key {:?} of Secret {:?} does not hold a bot token (<id>:<secret>)", r.key, r.name),
     }))
@@ -179,6 +186,10 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         let note = format!("scaled to zero: the pods take the bot's users out of pool {pool:?} for {}s, then stop", RETIRE_DRAIN.as_secs());
         publish(ctx, &bot, EventType::Normal, "Retiring", "ScaleToZero", note).await;
     }
+    let was_unwatched = previous.conditions.iter().any(|c| c.type_ == "TokenSecretWatched" && c.reason == "TokenSecretNotLabelled");
+    if !token.watched && !was_unwatched {
+        publish(ctx, &bot, EventType::Warning, "TokenSecretNotLabelled", "ReadToken", status::token_secret_not_watched().message).await;
+    }
     if previous.config_hash.as_deref() != Some(hash.as_str()) {
         let note = format!("configuration {hash} written to ConfigMap {}; runtimes reload it", names(&name).config);
         publish(ctx, &bot, EventType::Normal, "ConfigUpdated", "Resolve", note).await;
@@ -217,6 +228,7 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     let applied = Applied {
         mode: bot.spec.ingress.mode,
         identity: token.identity,
+        token_secret_watched: token.watched,
         config_hash: hash,
         webhook,
         webhook_info,
@@ -250,6 +262,8 @@ struct ValidToken {
     changed: bool,
     /// Some when getMe ran now.
     identity: Option<Identity>,
+    /// Its Secret carries the label the operator watches.
+    watched: bool,
 }
 
 /// Step 2: reads the token Secret and asks Telegram about a token it has not accepted yet.
@@ -260,7 +274,7 @@ async fn check_token(
     bot: &BotInstance,
     previous: &BotInstanceStatus,
 ) -> Result<Result<ValidToken, (Blocked, Duration)>, Error> {
-    let token = match read_token(ctx, ns, bot).await? {
+    let ReadToken { token, watched } = match read_token(ctx, ns, bot).await? {
         Ok(t) => t,
         Err(p) => {
             let blocked = Blocked {
@@ -275,7 +289,7 @@ async fn check_token(
     let fp = token.fingerprint();
     let changed = previous.token_fingerprint.as_deref() != Some(fp.as_str());
     if !changed && is_true(&previous.conditions, "TokenValid") && previous.username.is_some() {
-        return Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: None }));
+        return Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: None, watched }));
     }
     match ctx.telegram.get_me(&token).await {
         Ok(me) => {
@@ -284,7 +298,7 @@ async fn check_token(
                 publish(ctx, bot, EventType::Normal, "TokenRotated", "ValidateToken", note).await;
             }
             let identity = Identity { username: me.username, fingerprint: fp.clone() };
-            Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: Some(identity) }))
+            Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: Some(identity), watched }))
         }
         Err(e) => {
             let (s, reason, wait) = match e {
@@ -478,7 +492,7 @@ async fn cleanup(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> 
         return Ok(Action::await_change());
     }
     let token = match read_token(ctx, &ns, &bot).await? {
-        Ok(t) => t,
+        Ok(t) => t.token,
         // No token, no webhook we could remove: nothing blocks the deletion.
         Err(_) => return Ok(Action::await_change()),
     };

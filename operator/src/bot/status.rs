@@ -2,7 +2,8 @@
 //! gathers the facts, these functions decide the conditions (unit-tested below).
 //!
 //! Conditions: `Ready` always; `TokenValid` once a token was read; `WebhookRegistered` in
-//! webhook mode only.
+//! webhook mode only; `TokenSecretWatched` whether the token Secret carries the label the
+//! operator watches (see [`TOKEN_SECRET_LABEL`](super::build::TOKEN_SECRET_LABEL)).
 
 use std::time::Duration;
 
@@ -89,6 +90,8 @@ pub struct Applied {
     pub mode: IngressMode,
     /// Some when getMe ran in this reconcile and accepted the token.
     pub identity: Option<Identity>,
+    /// The token Secret carries the label the operator watches (else rotation waits for a resync).
+    pub token_secret_watched: bool,
     pub config_hash: String,
     pub webhook: Webhook,
     /// getWebhookInfo's answer, when it was asked.
@@ -150,6 +153,7 @@ pub fn applied(previous: &BotInstanceStatus, a: &Applied, generation: i64, now: 
         s.username = Some(id.username.clone());
         s.token_fingerprint = Some(id.fingerprint.clone());
     }
+    set(&mut s, if a.token_secret_watched { token_secret_watched() } else { token_secret_not_watched() });
     s.config_hash = Some(a.config_hash.clone());
     let mut requeue = None;
     match &a.webhook {
@@ -182,6 +186,24 @@ pub fn applied(previous: &BotInstanceStatus, a: &Applied, generation: i64, now: 
     (s, requeue)
 }
 
+pub fn token_secret_watched() -> Cond {
+    Cond::new("TokenSecretWatched", ConditionStatus::True, "Labelled", "a rotated token is noticed within seconds")
+}
+
+/// The condition for a token Secret without the label the operator watches: the bot works,
+/// but a rotated token is only noticed at the next resync.
+pub fn token_secret_not_watched() -> Cond {
+    Cond::new(
+        "TokenSecretWatched",
+        ConditionStatus::False,
+        "TokenSecretNotLabelled",
+        format!(
+            "the token Secret lacks the label {}=true: a rotated token is noticed at the next resync (up to 5 minutes), not within seconds",
+            super::build::TOKEN_SECRET_LABEL
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,6 +217,7 @@ mod tests {
         Applied {
             mode: IngressMode::Webhook,
             identity: Some(Identity { username: "alpha_bot".into(), fingerprint: "sha256:aaaaaaaaaaaa".into() }),
+            token_secret_watched: true,
             config_hash: "sha256:cccc".into(),
             webhook: Webhook::Registered { url: "https://x/telegram/alpha".into() },
             webhook_info: Some(WebhookStatus { url: "https://x/telegram/alpha".into(), pending_update_count: 3, ..Default::default() }),
@@ -210,7 +233,9 @@ mod tests {
         let (s, requeue) = applied(&BotInstanceStatus::default(), &running(), 7, t("2026-01-01T00:00:00Z"));
         assert_eq!(requeue, None);
         assert_eq!(s.observed_generation, Some(7));
-        for (type_, reason) in [("Ready", "Running"), ("TokenValid", "Valid"), ("WebhookRegistered", "Registered")] {
+        for (type_, reason) in
+            [("Ready", "Running"), ("TokenValid", "Valid"), ("WebhookRegistered", "Registered"), ("TokenSecretWatched", "Labelled")]
+        {
             let c = condition(&s.conditions, type_).unwrap();
             assert_eq!((c.status, c.reason.as_str(), c.observed_generation), (ConditionStatus::True, reason, 7), "{type_}");
         }
@@ -262,6 +287,16 @@ mod tests {
         assert_eq!(condition(&applied(&s, &a, 1, since).0.conditions, "Ready").unwrap().reason, "ScaledToZero");
         let a = Applied { scale_down: ScaleDown::No, ..a };
         assert_eq!(applied(&s, &a, 1, since).0.retiring_since, None, "scaled up again: no longer retiring");
+    }
+
+    #[test]
+    fn an_unlabelled_token_secret_is_reported_but_does_not_block_the_bot() {
+        let a = Applied { token_secret_watched: false, ..running() };
+        let (s, _) = applied(&BotInstanceStatus::default(), &a, 1, t("2026-01-01T00:00:00Z"));
+        let c = condition(&s.conditions, "TokenSecretWatched").unwrap();
+        assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::False, "TokenSecretNotLabelled"));
+        assert!(c.message.contains(super::super::build::TOKEN_SECRET_LABEL));
+        assert_eq!(condition(&s.conditions, "Ready").unwrap().status, ConditionStatus::True);
     }
 
     #[test]
