@@ -49,6 +49,10 @@ struct RunArgs {
     /// The bot-runtime image the operator puts into bot Deployments.
     #[arg(long, env = "RUNTIME_IMAGE")]
     runtime_image: String,
+    /// Other images a BotInstance may name in spec.image, comma-separated: a repository (any
+    /// tag or digest of it) or a prefix ending in '/'. Empty: only --runtime-image.
+    #[arg(long, env = "RUNTIME_ALLOWED_IMAGES", default_value = "", value_delimiter = ',')]
+    allowed_images: Vec<String>,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET")]
     database_secret: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET_KEY", default_value = "url")]
@@ -112,6 +116,7 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
     ready.store(true, Ordering::Relaxed);
     let settings = Settings {
         runtime_image: args.runtime_image.clone(),
+        allowed_images: args.allowed_images.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         database_secret: SecretRef { name: args.database_secret.clone(), key: args.database_secret_key.clone() },
         redis_secret: SecretRef { name: args.redis_secret.clone(), key: args.redis_secret_key.clone() },
         telegram_api_url: telegram_api_url.clone(),

@@ -332,6 +332,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     }
     let settings = Settings {
         runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        allowed_images: vec![],
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: fake.api_url(),
@@ -403,6 +404,7 @@ fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync:
     use botfleet_operator::telegram::TelegramClient;
     let settings = Settings {
         runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        allowed_images: vec![],
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: telegram_url.into(),
@@ -496,6 +498,66 @@ async fn the_charts_namespaced_role_runs_the_fleet_and_cannot_update_or_delete_s
         Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
         other => panic!("the operator deleted a user's Secret: {other:?}"),
     }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// On the real API server: a ConfigMap someone else created under a bot's object name is not
+/// taken over (the bot says `ObjectNotOwned`, the ConfigMap keeps its data and has no owner),
+/// while the other bot of the namespace is deployed; and `tokenSecretRef` can only name a
+/// Secret of the bot's own namespace (a `namespace` field is pruned by the schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_object_is_not_adopted_and_token_secrets_stay_in_the_bots_namespace() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "foreign").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_foreign_bot"), ("beta", "beta_foreign_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    let configs = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
+    let theirs: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "alpha-config"}, "data": {"owner": "another team"}})).unwrap();
+    configs.create(&PostParams::default(), &theirs).await.expect("foreign configmap");
+    for doc in samples() {
+        let doc = if doc["kind"] == "BotInstance" && doc["metadata"]["name"] == "beta" {
+            with(doc, "/spec/tokenSecretRef/namespace", json!("kube-system"))
+        } else {
+            doc
+        };
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let bots = api_for(&admin, &ns, "BotInstance");
+    let beta = bots.get("beta").await.expect("beta");
+    assert_eq!(beta.data.pointer("/spec/tokenSecretRef/namespace"), None, "no cross-namespace reference can be stored");
+
+    let (stop, task) = start_operator(admin.clone(), &ns, &fake.api_url());
+    let reason = eventually("alpha reports ObjectNotOwned", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        async move {
+            let b = bots.get("alpha").await.ok()?;
+            let conditions = b.data.pointer("/status/conditions")?.as_array()?.clone();
+            conditions.iter().find(|c| c["type"] == "Ready" && c["reason"] == "ObjectNotOwned").cloned()
+        }
+    })
+    .await;
+    assert!(reason["message"].as_str().unwrap_or_default().contains("ConfigMap \"alpha-config\""), "{reason}");
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    eventually("beta's Deployment", Duration::from_secs(60), || {
+        let deployments = deployments.clone();
+        async move { deployments.get_opt("beta-runtime").await.ok().flatten() }
+    })
+    .await;
+    let cm = configs.get("alpha-config").await.expect("still there");
+    assert_eq!(cm.data.unwrap_or_default().get("owner").map(String::as_str), Some("another team"), "not overwritten");
+    assert!(cm.metadata.owner_references.is_none(), "not adopted");
+    assert!(deployments.get_opt("alpha-runtime").await.expect("get").is_none(), "nothing of alpha applied");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

@@ -40,6 +40,11 @@ pub const CONFIG_HASH_ANNOTATION: &str = "botfleet.io/config-hash";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settings {
     pub runtime_image: String,
+    /// Other images a BotInstance may ask for in `spec.image`: an entry is a repository (any
+    /// tag or digest of it) or a prefix ending in `/` (every image under it). Empty: only
+    /// `runtime_image`. Whoever may create BotInstances must not make the operator run an
+    /// arbitrary image.
+    pub allowed_images: Vec<String>,
     pub database_secret: SecretRef,
     pub redis_secret: SecretRef,
     pub telegram_api_url: String,
@@ -275,6 +280,77 @@ pub fn retiring_config(
     };
     let hash = config.hash();
     (config, hash)
+}
+
+/// An image reference without its tag or digest (`registry:5000/a/b:1.2@sha256:…` → `registry:5000/a/b`).
+fn repository(image: &str) -> &str {
+    let image = image.split_once('@').map_or(image, |(repo, _)| repo);
+    match image.rfind(':') {
+        // A ':' after the last '/' starts the tag; one before it belongs to a registry port.
+        Some(colon) if colon > image.rfind('/').unwrap_or(0) => &image[..colon],
+        _ => image,
+    }
+}
+
+/// The runtime image this bot asks for, if the operator may run it (else why not).
+pub fn allowed_image(bot: &BotInstance, settings: &Settings) -> Result<String, String> {
+    let Some(image) = bot.spec.image.as_deref() else { return Ok(settings.runtime_image.clone()) };
+    let allowed = image == settings.runtime_image
+        || settings.allowed_images.iter().any(|entry| match entry.strip_suffix('/') {
+            Some(_) => image.starts_with(entry.as_str()),
+            None => repository(image) == entry,
+        });
+    if allowed {
+        Ok(image.to_string())
+    } else {
+        Err(format!(
+            "spec.image {image:?} is not allowed by this operator (the installed runtime image, or runtime.allowedImages in the chart's values)"
+        ))
+    }
+}
+
+/// The objects a bot's `Desired` names, as the API server has them now (None: absent). Read
+/// before the build; the Deployment whole (its replica count matters), the rest metadata only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Existing {
+    pub webhook_secret: Option<ObjectMeta>,
+    pub runtime_token: Option<ObjectMeta>,
+    pub config_map: Option<ObjectMeta>,
+    pub service: Option<ObjectMeta>,
+    pub deployment: Option<Deployment>,
+    pub autoscaler: Option<ObjectMeta>,
+    pub disruption_budget: Option<ObjectMeta>,
+    pub service_monitor: Option<ObjectMeta>,
+}
+
+/// Whether this BotInstance (by uid) is the controller owner of an object.
+pub fn owned_by(meta: &ObjectMeta, bot: &BotInstance) -> bool {
+    let uid = bot.metadata.uid.as_deref().unwrap_or_default();
+    meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.kind == "BotInstance" && o.uid == uid)
+}
+
+/// Objects the bot would write that exist and are not its own ("Kind name"): the operator
+/// never takes over what it did not create (a forced apply would overwrite it), so one of
+/// them blocks the whole bot. Objects the bot no longer wants are not listed: they are only
+/// deleted when they are its own.
+pub fn foreign_objects(bot: &BotInstance, desired: &Desired, existing: &Existing) -> Vec<String> {
+    let n = names(&bot_name(bot));
+    let deployment_meta = existing.deployment.as_ref().map(|d| &d.metadata);
+    let candidates = [
+        ("Secret", &n.webhook_secret, desired.webhook_secret.is_some(), existing.webhook_secret.as_ref()),
+        ("Secret", &n.token, true, existing.runtime_token.as_ref()),
+        ("ConfigMap", &n.config, true, existing.config_map.as_ref()),
+        ("Service", &n.runtime, true, existing.service.as_ref()),
+        ("Deployment", &n.runtime, true, deployment_meta),
+        ("HorizontalPodAutoscaler", &n.runtime, desired.autoscaler.is_some(), existing.autoscaler.as_ref()),
+        ("PodDisruptionBudget", &n.runtime, desired.disruption_budget.is_some(), existing.disruption_budget.as_ref()),
+        ("ServiceMonitor", &n.runtime, desired.service_monitor.is_some(), existing.service_monitor.as_ref()),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, _, wanted, found)| *wanted && found.is_some_and(|m| !owned_by(m, bot)))
+        .map(|(kind, name, _, _)| format!("{kind} {name:?}"))
+        .collect()
 }
 
 /// Why a BotInstance cannot be turned into objects the API server accepts — checked before
@@ -658,6 +734,7 @@ spec:
     fn settings() -> Settings {
         Settings {
             runtime_image: "ghcr.io/botfleet/bot-runtime:1.0".into(),
+            allowed_images: vec!["ghcr.io/botfleet/bot-runtime".into(), "registry.local/".into()],
             database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
             telegram_api_url: "https://api.telegram.org".into(),
@@ -805,6 +882,64 @@ spec:
         assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
         assert_eq!(sm.data["spec"]["jobLabel"], SCRAPE_JOB_LABEL);
         assert_eq!(desired(&alpha(), false).service.metadata.labels.unwrap()[SCRAPE_JOB_LABEL], RUNTIME_JOB);
+    }
+
+    #[test]
+    fn only_the_installed_image_and_the_allow_list_may_run() {
+        let mut b = alpha();
+        let s = settings();
+        assert_eq!(allowed_image(&b, &s).as_deref(), Ok("ghcr.io/botfleet/bot-runtime:1.0"), "no spec.image: the installed one");
+        for ok in [
+            "ghcr.io/botfleet/bot-runtime:1.0",
+            "ghcr.io/botfleet/bot-runtime:dev",
+            "ghcr.io/botfleet/bot-runtime@sha256:abcd",
+            "registry.local/anything/here:1",
+            "registry.local/x",
+        ] {
+            b.spec.image = Some(ok.into());
+            assert_eq!(allowed_image(&b, &s).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "ghcr.io/botfleet/bot-runtime-evil:1",
+            "ghcr.io/botfleet/bot-runtime/sub:1",
+            "docker.io/library/busybox:latest",
+            "registry.local:5000/x:1",
+            "registry.localhost/x:1",
+        ] {
+            b.spec.image = Some(bad.into());
+            assert!(allowed_image(&b, &s).unwrap_err().contains("not allowed"), "{bad}");
+        }
+        let only_installed = Settings { allowed_images: vec![], ..settings() };
+        b.spec.image = Some("ghcr.io/botfleet/bot-runtime:dev".into());
+        assert!(allowed_image(&b, &only_installed).is_err(), "an empty list allows only the installed image");
+        assert_eq!(repository("registry:5000/a/b:1.2@sha256:ff"), "registry:5000/a/b");
+        assert_eq!(repository("registry:5000/a/b"), "registry:5000/a/b");
+    }
+
+    #[test]
+    fn objects_the_bot_did_not_create_are_never_taken_over() {
+        let b = alpha();
+        let d = desired(&b, true);
+        let ours = d.config_map.metadata.clone();
+        let foreign = ObjectMeta { name: Some("alpha-config".into()), ..Default::default() };
+        let other_bot = ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                uid: "uid-of-an-older-alpha".into(),
+                ..ours.owner_references.clone().unwrap()[0].clone()
+            }]),
+            ..ours.clone()
+        };
+        assert!(owned_by(&ours, &b));
+        assert!(!owned_by(&foreign, &b) && !owned_by(&other_bot, &b));
+        let none = Existing::default();
+        assert!(foreign_objects(&b, &d, &none).is_empty(), "nothing exists: everything is created");
+        let existing = Existing { config_map: Some(ours.clone()), service: Some(ours.clone()), ..Default::default() };
+        assert!(foreign_objects(&b, &d, &existing).is_empty(), "our own objects are applied");
+        let existing = Existing { config_map: Some(foreign.clone()), service_monitor: Some(other_bot), ..Default::default() };
+        assert_eq!(foreign_objects(&b, &d, &existing), ["ConfigMap \"alpha-config\"", "ServiceMonitor \"alpha-runtime\""]);
+        // An object the bot no longer wants (no HPA with fixed replicas) is not its business.
+        let existing = Existing { autoscaler: Some(foreign), ..Default::default() };
+        assert!(foreign_objects(&b, &d, &existing).is_empty());
     }
 
     #[test]

@@ -25,14 +25,16 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
 use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::build::{self, BuildInputs, Desired, Rollout, WEBHOOK_SECRET_KEY, build, names, webhook_url};
+use super::build::{self, BuildInputs, Desired, Existing, Rollout, WEBHOOK_SECRET_KEY, build, names, webhook_url};
 use super::status::{self, Applied, Blocked, Cond, Identity, RETRY_SOON, Webhook};
 use crate::context::{Context, Inputs};
 use crate::error::Error;
@@ -139,7 +141,7 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
 
     // 1. Validate (pure): what the API server would refuse, or the resolver cannot resolve.
     let inputs = ctx.inputs();
-    let resolution = match validate(&bot, &inputs, now) {
+    let resolution = match validate(&bot, &ctx.settings, &inputs, now) {
         Ok(r) => r,
         Err(b) => return stop(ctx, &ns, &bot, &previous, b, Action::await_change()).await,
     };
@@ -153,11 +155,17 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     // 3. What the build needs from the cluster.
     let name = bot.name_any();
     let pool = resolution.config.bot.pool.clone();
+    let mut existing = Existing::default();
     let webhook_secret = match bot.spec.ingress.mode {
-        IngressMode::Webhook => Some(read_webhook_secret(ctx, &ns, &name).await?),
+        IngressMode::Webhook => {
+            let (found, meta) = read_webhook_secret(ctx, &ns, &bot).await?;
+            existing.webhook_secret = meta;
+            Some(found)
+        }
         IngressMode::Polling => None,
     };
     let with_monitor = ctx.service_monitor_available().await;
+    read_existing(ctx, &ns, &name, with_monitor, &mut existing).await?;
 
     // 4. Build (pure).
     let retiring_since = previous.retiring_since.as_deref().and_then(|s| s.parse::<jiff::Timestamp>().ok());
@@ -180,8 +188,17 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     };
     let desired = build(&bot, &input, &ctx.settings);
 
-    // 5. Apply.
-    let deployment = apply_desired(ctx, &ns, &name, desired).await?;
+    // 5. Apply — only objects that are absent or this bot's own: a BotInstance never takes
+    // over an object someone else created under the same name.
+    let foreign = build::foreign_objects(&bot, &desired, &existing);
+    if !foreign.is_empty() {
+        let why = format!(
+            "{} already exist(s) and not owned by this BotInstance: nothing is applied (BotFleet never takes over objects it did not create); delete or rename them, or rename the bot",
+            foreign.join(", ")
+        );
+        return stop(ctx, &ns, &bot, &previous, Blocked::not_ready("ObjectNotOwned", why), Action::requeue(Duration::from_secs(60))).await;
+    }
+    let deployment = apply_desired(ctx, &ns, &name, desired, &existing).await?;
     if let build::ScaleDown::Retire { start: true, .. } = scale_down {
         let note = format!("scaled to zero: the pods take the bot's users out of pool {pool:?} for {}s, then stop", RETIRE_DRAIN.as_secs());
         publish(ctx, &bot, EventType::Normal, "Retiring", "ScaleToZero", note).await;
@@ -249,8 +266,10 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
 /// Step 1 (pure): the objects the API server would refuse (a name too long for the Service,
 /// requests above limits) and specs the resolver cannot resolve are reported, nothing applied,
 /// until the spec changes.
-fn validate(bot: &BotInstance, inputs: &Inputs, now: jiff::Timestamp) -> Result<Resolution, Blocked> {
+fn validate(bot: &BotInstance, settings: &build::Settings, inputs: &Inputs, now: jiff::Timestamp) -> Result<Resolution, Blocked> {
     build::validate(bot).map_err(|why| Blocked::not_ready("InvalidSpec", why))?;
+    // Not a confused deputy: a BotInstance runs only images the operator was installed to allow.
+    build::allowed_image(bot, settings).map_err(|why| Blocked::not_ready("ImageNotAllowed", why))?;
     resolve(bot, &inputs.plans, &inputs.campaigns, &inputs.policies, now).map_err(|e| Blocked::not_ready("InvalidSpec", e.to_string()))
 }
 
@@ -353,21 +372,50 @@ struct FoundWebhookSecret {
 }
 
 /// Step 3: the webhook secret is created once and kept (rotating it needs a new setWebhook).
-async fn read_webhook_secret(ctx: &Context, ns: &str, name: &str) -> Result<FoundWebhookSecret, Error> {
+/// A Secret of that name the bot does not own is never read (a new value is generated, and the
+/// ownership check then stops the bot). Returns the found Secret's metadata too.
+async fn read_webhook_secret(ctx: &Context, ns: &str, bot: &BotInstance) -> Result<(FoundWebhookSecret, Option<ObjectMeta>), Error> {
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
-    if let Some(existing) = secrets.get_opt(&names(name).webhook_secret).await? {
-        let value = existing.data.as_ref().and_then(|d| d.get(WEBHOOK_SECRET_KEY)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
-        if let Some(value) = value.and_then(|v| WebhookSecret::parse(&v).ok()) {
-            return Ok(FoundWebhookSecret { value, generated: false });
-        }
+    let Some(existing) = secrets.get_opt(&names(&bot.name_any()).webhook_secret).await? else {
+        return Ok((FoundWebhookSecret { value: WebhookSecret::generate(), generated: true }, None));
+    };
+    let value = existing.data.as_ref().and_then(|d| d.get(WEBHOOK_SECRET_KEY)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    let found = match value.and_then(|v| WebhookSecret::parse(&v).ok()) {
+        Some(value) if build::owned_by(&existing.metadata, bot) => FoundWebhookSecret { value, generated: false },
+        _ => FoundWebhookSecret { value: WebhookSecret::generate(), generated: true },
+    };
+    Ok((found, Some(existing.metadata)))
+}
+
+/// Step 3: the objects `build` will name, as they are now (for the ownership check, and the
+/// Deployment's replica count). Metadata only, but for the Deployment.
+async fn read_existing(ctx: &Context, ns: &str, name: &str, with_monitor: bool, existing: &mut Existing) -> Result<(), Error> {
+    let n = names(name);
+    let client = ctx.client.clone();
+    existing.runtime_token = metadata(&Api::<Secret>::namespaced(client.clone(), ns), &n.token).await?;
+    existing.config_map = metadata(&Api::<ConfigMap>::namespaced(client.clone(), ns), &n.config).await?;
+    existing.service = metadata(&Api::<Service>::namespaced(client.clone(), ns), &n.runtime).await?;
+    existing.deployment = Api::<Deployment>::namespaced(client.clone(), ns).get_opt(&n.runtime).await?;
+    existing.autoscaler = metadata(&Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns), &n.runtime).await?;
+    existing.disruption_budget = metadata(&Api::<PodDisruptionBudget>::namespaced(client.clone(), ns), &n.runtime).await?;
+    if with_monitor {
+        let api = Api::<DynamicObject>::namespaced_with(client, ns, &build::service_monitor_resource());
+        existing.service_monitor = metadata(&api, &n.runtime).await?;
     }
-    Ok(FoundWebhookSecret { value: WebhookSecret::generate(), generated: true })
+    Ok(())
+}
+
+async fn metadata<K>(api: &Api<K>, name: &str) -> Result<Option<ObjectMeta>, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    Ok(api.get_metadata_opt(name).await?.map(|m: PartialObjectMeta<K>| m.metadata))
 }
 
 /// Step 5: every object of one `Desired`, in a fixed order (the scenario tests script it).
 /// Destructured without `..`: a new kind of object does not compile until it is applied here.
 /// Returns the Deployment as the API server stored it (its status says how many pods are ready).
-async fn apply_desired(ctx: &Context, ns: &str, name: &str, desired: Desired) -> Result<Deployment, Error> {
+async fn apply_desired(ctx: &Context, ns: &str, name: &str, desired: Desired, existing: &Existing) -> Result<Deployment, Error> {
     let Desired { webhook_secret, runtime_token, config_map, deployment, service, autoscaler, disruption_budget, service_monitor } =
         desired;
     let n = names(name);
@@ -382,20 +430,29 @@ async fn apply_desired(ctx: &Context, ns: &str, name: &str, desired: Desired) ->
     apply_object(&Api::<Service>::namespaced(client.clone(), ns), &n.runtime, &service).await?;
     let deployment = apply_object(&Api::<Deployment>::namespaced(client.clone(), ns), &n.runtime, &deployment).await?;
     let hpa_api = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns);
+    // No longer wanted (autoscaling switched off, one replica): deleted when it is ours.
+    let ours = |m: &Option<ObjectMeta>| m.as_ref().is_some_and(|m| owned_by_name(m, name));
     match autoscaler {
         Some(hpa) => drop(apply_object(&hpa_api, &n.runtime, &hpa).await?),
-        None => delete_if_present(&hpa_api, &n.runtime).await?,
+        None if ours(&existing.autoscaler) => delete_if_present(&hpa_api, &n.runtime).await?,
+        None => {}
     }
     let pdb_api = Api::<PodDisruptionBudget>::namespaced(client.clone(), ns);
     match disruption_budget {
         Some(pdb) => drop(apply_object(&pdb_api, &n.runtime, &pdb).await?),
-        None => delete_if_present(&pdb_api, &n.runtime).await?,
+        None if ours(&existing.disruption_budget) => delete_if_present(&pdb_api, &n.runtime).await?,
+        None => {}
     }
     if let Some(sm) = service_monitor {
         let api = Api::<DynamicObject>::namespaced_with(client, ns, &build::service_monitor_resource());
         apply_object(&api, &n.runtime, &sm).await?;
     }
     Ok(deployment)
+}
+
+/// Whether a BotInstance of this name controls the object (the uid was checked before the build).
+fn owned_by_name(meta: &ObjectMeta, bot: &str) -> bool {
+    meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.kind == "BotInstance" && o.name == bot)
 }
 
 /// Step 6: setWebhook with the bot's URL, secret and the allowed updates.
