@@ -171,10 +171,13 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
             .boxed()
             .shared()
         };
+        // One registry of bots for all namespaces (fresh per leadership term, filled by the runs).
+        let fleet = botfleet_operator::bot::fleet::Fleet::default();
         let runs = namespaces.iter().map(|ns| {
             botfleet_operator::controller::run(
                 client.clone(),
                 ns.clone(),
+                fleet.clone(),
                 TelegramClient::new(&telegram_api_url),
                 settings.clone(),
                 metrics.clone(),

@@ -348,6 +348,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     let operator = tokio::spawn(botfleet_operator::controller::run(
         admin.clone(),
         Some(ns.clone()),
+        botfleet_operator::bot::fleet::Fleet::default(),
         TelegramClient::new(&fake.api_url()),
         settings,
         std::sync::Arc::new(Metrics::new()),
@@ -420,6 +421,7 @@ fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync:
     let task = tokio::spawn(botfleet_operator::controller::run(
         client,
         Some(ns.to_string()),
+        botfleet_operator::bot::fleet::Fleet::default(),
         TelegramClient::new(telegram_url),
         settings,
         std::sync::Arc::new(Metrics::new()),

@@ -608,3 +608,33 @@ async fn a_foreign_secret_named_like_the_webhook_secret_is_neither_read_nor_over
     assert!(ready["message"].as_str().unwrap().contains("Secret \"alpha-webhook\""), "{ready}");
     assert_eq!(fake.sim().stats().calls.get("setWebhook"), None);
 }
+
+/// Two BotInstances for one Telegram bot (the same bot id from getMe), here in two
+/// namespaces: the second is reported `DuplicateBot` and nothing is deployed or registered.
+#[tokio::test]
+async fn a_second_bot_instance_for_the_same_telegram_bot_is_not_deployed() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let bot_id = tg.id;
+    let mut first = reconciled_bot(&tg.token);
+    first.metadata.namespace = Some("team-a".into());
+    first.metadata.uid = Some("uid-of-the-first".into());
+    first.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-01-01T00:00:00Z".parse().unwrap()));
+    first.status.as_mut().unwrap().bot_id = Some(bot_id);
+    let second = bot(WEBHOOK_SPEC, true);
+    let (client, log) = api_server(vec![
+        step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", &tg.token))),
+        step("PATCH", "/botinstances/alpha/status", the(&second)),
+    ]);
+    let stores = Stores::with_bots(vec![], vec![], vec![], vec![first, second.clone()]);
+    reconcile(Arc::new(second), context(client, &fake.api_url(), stores)).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let status = find(&l, "/status");
+    let ready = condition(status, "Ready");
+    assert_eq!((ready["status"].as_str(), ready["reason"].as_str()), (Some("False"), Some("DuplicateBot")));
+    assert!(ready["message"].as_str().unwrap().contains("team-a/alpha"), "{ready}");
+    assert_eq!(status["status"]["botId"], bot_id);
+    assert!(l.events.iter().any(|e| e["reason"] == "DuplicateBot" && e["type"] == "Warning"), "{:?}", l.events);
+    assert_eq!(fake.sim().stats().calls.get("setWebhook"), None, "the first one's webhook is left alone");
+}

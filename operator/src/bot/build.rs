@@ -942,6 +942,27 @@ spec:
         assert!(foreign_objects(&b, &d, &existing).is_empty());
     }
 
+    /// Same-name bots in two namespaces are two bots to the runtime: the resolved
+    /// configuration carries the namespace (the runtime's ids are `<namespace>/<name>`).
+    #[test]
+    fn same_name_bots_in_two_namespaces_get_distinct_identities() {
+        let mut a = alpha();
+        a.metadata.namespace = Some("team-a".into());
+        let mut b = alpha();
+        b.metadata.namespace = Some("team-b".into());
+        let (da, db) = (desired(&a, false), desired(&b, false));
+        let config = |d: &Desired| {
+            let yaml = &d.config_map.data.as_ref().unwrap()[CONFIG_KEY];
+            serde_yaml::from_str::<ResolvedBotConfig>(yaml).unwrap()
+        };
+        let (ca, cb) = (config(&da), config(&db));
+        assert_eq!((ca.bot.namespace.as_str(), ca.bot.name.as_str()), ("team-a", "alpha"));
+        assert_eq!((cb.bot.namespace.as_str(), cb.bot.name.as_str()), ("team-b", "alpha"));
+        assert_ne!(ca.hash(), cb.hash());
+        assert_eq!(da.config_map.metadata.namespace.as_deref(), Some("team-a"));
+        assert_eq!(db.deployment.metadata.namespace.as_deref(), Some("team-b"));
+    }
+
     #[test]
     fn the_image_can_be_overridden_per_bot() {
         let mut b = alpha();

@@ -3,5 +3,6 @@
 //! applies, registers the webhook, writes status and events).
 
 pub mod build;
+pub mod fleet;
 pub mod reconcile;
 pub mod status;

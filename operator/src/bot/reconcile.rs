@@ -35,6 +35,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::build::{self, BuildInputs, Desired, Existing, Rollout, WEBHOOK_SECRET_KEY, build, names, webhook_url};
+use super::fleet;
 use super::status::{self, Applied, Blocked, Cond, Identity, RETRY_SOON, Webhook};
 use crate::context::{Context, Inputs};
 use crate::error::Error;
@@ -152,6 +153,17 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         Err((b, wait)) => return stop(ctx, &ns, &bot, &previous, b, Action::requeue(wait)).await,
     };
 
+    // One Telegram bot, one BotInstance (in any watched namespace): a second one is not deployed.
+    if let Some(id) = token.bot_id
+        && let Some(first) = fleet::duplicate_of(&bot, id, &ctx.fleet.bots())
+    {
+        let why = format!(
+            "the token belongs to Telegram bot {id}, which BotInstance {first} already runs: nothing is deployed for this one (two deployments of one bot would fight over its webhook and updates)"
+        );
+        let blocked = Blocked { bot_id: Some(id), ..Blocked::not_ready("DuplicateBot", why) };
+        return stop(ctx, &ns, &bot, &previous, blocked, Action::requeue(Duration::from_secs(60))).await;
+    }
+
     // 3. What the build needs from the cluster.
     let name = bot.name_any();
     let pool = resolution.config.bot.pool.clone();
@@ -245,6 +257,7 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     let applied = Applied {
         mode: bot.spec.ingress.mode,
         identity: token.identity,
+        bot_id: token.bot_id,
         token_secret_watched: token.watched,
         config_hash: hash,
         webhook,
@@ -283,6 +296,8 @@ struct ValidToken {
     identity: Option<Identity>,
     /// Its Secret carries the label the operator watches.
     watched: bool,
+    /// The Telegram bot it belongs to (getMe's id, else the token's prefix).
+    bot_id: Option<i64>,
 }
 
 /// Step 2: reads the token Secret and asks Telegram about a token it has not accepted yet.
@@ -301,6 +316,7 @@ async fn check_token(
                     Cond::new("TokenValid", ConditionStatus::False, p.reason, p.message.clone()),
                     Cond::new("Ready", ConditionStatus::False, "TokenUnavailable", p.message),
                 ],
+                bot_id: None,
             };
             return Ok(Err((blocked, Duration::from_secs(60))));
         }
@@ -308,7 +324,8 @@ async fn check_token(
     let fp = token.fingerprint();
     let changed = previous.token_fingerprint.as_deref() != Some(fp.as_str());
     if !changed && is_true(&previous.conditions, "TokenValid") && previous.username.is_some() {
-        return Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: None, watched }));
+        let bot_id = token.bot_id();
+        return Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: None, watched, bot_id }));
     }
     match ctx.telegram.get_me(&token).await {
         Ok(me) => {
@@ -317,7 +334,7 @@ async fn check_token(
                 publish(ctx, bot, EventType::Normal, "TokenRotated", "ValidateToken", note).await;
             }
             let identity = Identity { username: me.username, fingerprint: fp.clone() };
-            Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: Some(identity), watched }))
+            Ok(Ok(ValidToken { token, fingerprint: fp, changed, identity: Some(identity), watched, bot_id: Some(me.id) }))
         }
         Err(e) => {
             let (s, reason, wait) = match e {
@@ -334,6 +351,7 @@ async fn check_token(
                     Cond::new("TokenValid", s, reason, message.clone()),
                     Cond::new("Ready", ConditionStatus::False, "TokenInvalid", message),
                 ],
+                bot_id: None,
             };
             // Nothing is applied: the Deployment keeps the last valid token.
             Ok(Err((blocked, wait)))

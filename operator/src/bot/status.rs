@@ -34,12 +34,14 @@ impl Cond {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blocked {
     pub conditions: Vec<Cond>,
+    /// The Telegram bot id, when known (a duplicate says which bot it duplicates).
+    pub bot_id: Option<i64>,
 }
 
 impl Blocked {
     /// Ready=False with this reason, nothing else.
     pub fn not_ready(reason: &'static str, message: impl Into<String>) -> Self {
-        Self { conditions: vec![Cond::new("Ready", ConditionStatus::False, reason, message)] }
+        Self { conditions: vec![Cond::new("Ready", ConditionStatus::False, reason, message)], bot_id: None }
     }
 
     /// The reason of its Ready condition (for Events and "was it already so?").
@@ -60,6 +62,9 @@ pub fn blocked(previous: &BotInstanceStatus, b: &Blocked, generation: i64, now: 
     status.observed_generation = Some(generation);
     for c in &b.conditions {
         set_condition(&mut status.conditions, c.type_, c.status, c.reason, c.message.clone(), generation, now);
+    }
+    if b.bot_id.is_some() {
+        status.bot_id = b.bot_id;
     }
     (status, !was)
 }
@@ -90,6 +95,8 @@ pub struct Applied {
     pub mode: IngressMode,
     /// Some when getMe ran in this reconcile and accepted the token.
     pub identity: Option<Identity>,
+    /// The Telegram bot id of the token (its prefix; getMe's id when it ran).
+    pub bot_id: Option<i64>,
     /// The token Secret carries the label the operator watches (else rotation waits for a resync).
     pub token_secret_watched: bool,
     pub config_hash: String,
@@ -152,6 +159,9 @@ pub fn applied(previous: &BotInstanceStatus, a: &Applied, generation: i64, now: 
         set(&mut s, Cond::new("TokenValid", ConditionStatus::True, "Valid", format!("getMe answered @{}", id.username)));
         s.username = Some(id.username.clone());
         s.token_fingerprint = Some(id.fingerprint.clone());
+    }
+    if a.bot_id.is_some() {
+        s.bot_id = a.bot_id;
     }
     set(&mut s, if a.token_secret_watched { token_secret_watched() } else { token_secret_not_watched() });
     s.config_hash = Some(a.config_hash.clone());
@@ -217,6 +227,7 @@ mod tests {
         Applied {
             mode: IngressMode::Webhook,
             identity: Some(Identity { username: "alpha_bot".into(), fingerprint: "sha256:aaaaaaaaaaaa".into() }),
+            bot_id: Some(42),
             token_secret_watched: true,
             config_hash: "sha256:cccc".into(),
             webhook: Webhook::Registered { url: "https://x/telegram/alpha".into() },
@@ -239,7 +250,7 @@ mod tests {
             let c = condition(&s.conditions, type_).unwrap();
             assert_eq!((c.status, c.reason.as_str(), c.observed_generation), (ConditionStatus::True, reason, 7), "{type_}");
         }
-        assert_eq!((s.username.as_deref(), s.ready_replicas), (Some("alpha_bot"), Some(2)));
+        assert_eq!((s.username.as_deref(), s.bot_id, s.ready_replicas), (Some("alpha_bot"), Some(42), Some(2)));
         assert_eq!(s.webhook.unwrap().pending_update_count, 3);
         assert_eq!(s.config_hash.as_deref(), Some("sha256:cccc"));
     }
