@@ -638,3 +638,78 @@ async fn a_second_bot_instance_for_the_same_telegram_bot_is_not_deployed() {
     assert!(l.events.iter().any(|e| e["reason"] == "DuplicateBot" && e["type"] == "Warning"), "{:?}", l.events);
     assert_eq!(fake.sim().stats().calls.get("setWebhook"), None, "the first one's webhook is left alone");
 }
+
+/// The user deleted the token Secret before the bot: the finalizer still removes the webhook,
+/// with the operator's own copy of the last validated token.
+#[tokio::test]
+async fn a_deleted_bot_whose_token_secret_is_gone_removes_its_webhook_with_the_validated_copy() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let api = RawBot::new(&fake.api_url(), &tg.token);
+    api.call("setWebhook", json!({"url": "https://bots.example.com/telegram/alpha"})).await.unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.status.as_mut().unwrap().retiring_since = Some("2026-11-22T11:50:00Z".into());
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
+    let (client, log) = api_server(vec![
+        step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::NotFound),
+        step(
+            "GET",
+            "/api/v1/namespaces/demo/secrets/alpha-runtime-token",
+            Reply::Json(200, owned(token_secret("alpha-runtime-token", "token", &tg.token))),
+        ),
+        step("PATCH", "/apis/botfleet.io/v1alpha1/namespaces/demo/botinstances/alpha", the(&b)),
+    ]);
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    assert_eq!(api.call("getWebhookInfo", json!({})).await.unwrap()["url"], "", "the webhook is gone");
+    assert_eq!(log.lock().unwrap().requests[2].body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
+}
+
+/// A copy the bot does not own is never used as its token.
+#[tokio::test]
+async fn a_foreign_secret_named_like_the_token_copy_is_not_used_at_deletion() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.status.as_mut().unwrap().retiring_since = Some("2026-11-22T11:50:00Z".into());
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
+    let (client, log) = api_server(vec![
+        step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::NotFound),
+        step(
+            "GET",
+            "/api/v1/namespaces/demo/secrets/alpha-runtime-token",
+            Reply::Json(200, token_secret("alpha-runtime-token", "token", &tg.token)),
+        ),
+        step("PATCH", "/apis/botfleet.io/v1alpha1/namespaces/demo/botinstances/alpha", the(&b)),
+    ]);
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    assert_eq!(fake.sim().stats().calls.get("deleteWebhook"), None);
+    assert!(log.lock().unwrap().events.iter().any(|e| e["reason"] == "DeleteWebhookFailed"));
+}
+
+/// Telegram cannot be reached for good: the annotation releases the bot without deleteWebhook.
+#[tokio::test]
+async fn the_skip_webhook_cleanup_annotation_releases_a_bot_whose_webhook_cannot_be_deleted() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    fake.sim()
+        .add_fault(botfleet_tests::fake_telegram::FaultSpec {
+            method: Some("deleteWebhook".into()),
+            bot: None,
+            kind: botfleet_tests::fake_telegram::FaultKind::Outage,
+            count: None,
+        })
+        .unwrap();
+    let mut b = reconciled_bot(&tg.token);
+    b.status.as_mut().unwrap().retiring_since = Some("2026-11-22T11:50:00Z".into());
+    b.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-11-22T12:00:00Z".parse().unwrap()));
+    b.metadata.annotations = Some([("botfleet.io/skip-webhook-cleanup".to_string(), "true".to_string())].into());
+    let (client, log) = api_server(vec![step("PATCH", "/apis/botfleet.io/v1alpha1/namespaces/demo/botinstances/alpha", the(&b))]);
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    assert_eq!(fake.sim().stats().calls.get("deleteWebhook"), None, "not even tried");
+    let l = log.lock().unwrap();
+    assert_eq!(l.requests[0].body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
+    assert!(l.events.iter().any(|e| e["reason"] == "WebhookCleanupSkipped"), "{:?}", l.events);
+}

@@ -566,16 +566,53 @@ async fn cleanup(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> 
     if bot.spec.ingress.mode != IngressMode::Webhook {
         return Ok(Action::await_change());
     }
+    if skip_webhook_cleanup(&bot) {
+        let note = format!("{SKIP_WEBHOOK_CLEANUP}=true: the webhook is left at Telegram; remove it yourself with the bot's token");
+        publish(ctx, &bot, EventType::Warning, "WebhookCleanupSkipped", "DeleteWebhook", note).await;
+        return Ok(Action::await_change());
+    }
+    // The user's token Secret may be gone already (deleted with the bot's namespace or first
+    // by mistake): the operator's own copy of the last token Telegram accepted still works.
     let token = match read_token(ctx, &ns, &bot).await? {
-        Ok(t) => t.token,
-        // No token, no webhook we could remove: nothing blocks the deletion.
-        Err(_) => return Ok(Action::await_change()),
+        Ok(t) => Some(t.token),
+        Err(_) => read_validated_copy(ctx, &ns, &bot).await?,
+    };
+    let Some(token) = token else {
+        // No token at all: no webhook we could remove, nothing blocks the deletion.
+        let note = "neither the token Secret nor the operator's copy of the token is left: the webhook could not be removed".to_string();
+        publish(ctx, &bot, EventType::Warning, "DeleteWebhookFailed", "DeleteWebhook", note).await;
+        return Ok(Action::await_change());
     };
     match ctx.telegram.delete_webhook(&token, false).await {
         Ok(()) | Err(TelegramError::Unauthorized) => Ok(Action::await_change()),
         // Telegram unreachable: keep the finalizer and retry rather than leave a webhook
-        // pointing at a bot that no longer exists.
-        Err(e) if e.is_transient() => Err(Error::Telegram(e)),
+        // pointing at a bot that no longer exists (the annotation releases it).
+        Err(e) if e.is_transient() => {
+            let note = format!("{e}; retrying. To release the bot without removing its webhook: annotate it {SKIP_WEBHOOK_CLEANUP}=true");
+            publish(ctx, &bot, EventType::Warning, "DeleteWebhookFailed", "DeleteWebhook", note).await;
+            Err(Error::Telegram(e))
+        }
         Err(_) => Ok(Action::await_change()),
     }
+}
+
+/// Set to "true" on a BotInstance being deleted whose webhook cannot be removed (Telegram
+/// unreachable for good, the bot deleted at @BotFather): the finalizer lets it go without
+/// calling deleteWebhook.
+pub const SKIP_WEBHOOK_CLEANUP: &str = "botfleet.io/skip-webhook-cleanup";
+
+fn skip_webhook_cleanup(bot: &BotInstance) -> bool {
+    bot.metadata.annotations.as_ref().and_then(|a| a.get(SKIP_WEBHOOK_CLEANUP)).is_some_and(|v| v == "true")
+}
+
+/// The operator's copy of the last validated token (`<bot>-runtime-token`), when it is this
+/// bot's own and holds a token.
+async fn read_validated_copy(ctx: &Context, ns: &str, bot: &BotInstance) -> Result<Option<BotToken>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let Some(copy) = secrets.get_opt(&names(&bot.name_any()).token).await? else { return Ok(None) };
+    if !build::owned_by(&copy.metadata, bot) {
+        return Ok(None);
+    }
+    let raw = copy.data.as_ref().and_then(|d| d.get(build::TOKEN_KEY)).map(|b| String::from_utf8_lossy(&b.0).into_owned());
+    Ok(raw.and_then(|r| BotToken::parse(&r).ok()))
 }
