@@ -151,7 +151,10 @@ props["runtime"] = obj("The bot runtime the operator deploys.", {
     "allowedImages": {"type": "array", "description": "Other images BotInstances may name: repositories, or prefixes ending in '/'.",
                       "items": {"type": "string", "pattern": "^[a-z0-9]+([._/:-][a-z0-9]+)*/?$", "minLength": 1, "maxLength": 255,
                                 "description": "An image repository, or a prefix ending in '/'."},
-                      "uniqueItems": True, "maxItems": 100}}, required=["image", "allowedImages"])
+                      "uniqueItems": True, "maxItems": 100},
+    "serviceMonitor": obj("The ServiceMonitor the operator gives every bot.", {
+        "labels": ref("labelMap", "Labels your Prometheus selects ServiceMonitors by.")}, required=["labels"])},
+    required=["image", "allowedImages", "serviceMonitor"])
 for name, what in [("postgres", "DATABASE_URL"), ("redis", "REDIS_URL")]:
     props[name] = obj("Secret, in each bot's namespace, holding the runtime's %s (not created by the chart)." % what, O([
         ("existingSecret", ref("dnsSubdomain", "Secret name.")),

@@ -103,6 +103,7 @@ fn main() {
         let settings = Settings {
             runtime_image: "bot-runtime:bench".into(),
             allowed_images: vec![],
+            service_monitor_labels: Default::default(),
             database_secret: SecretRef { name: "db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "redis".into(), key: "url".into() },
             telegram_api_url: fake.api_url(),

@@ -53,6 +53,9 @@ struct RunArgs {
     /// tag or digest of it) or a prefix ending in '/'. Empty: only --runtime-image.
     #[arg(long, env = "RUNTIME_ALLOWED_IMAGES", default_value = "", value_delimiter = ',')]
     allowed_images: Vec<String>,
+    /// Extra labels for every bot's ServiceMonitor, comma-separated key=value pairs.
+    #[arg(long, env = "RUNTIME_SERVICE_MONITOR_LABELS", default_value = "")]
+    service_monitor_labels: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET")]
     database_secret: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET_KEY", default_value = "url")]
@@ -114,8 +117,10 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("cannot configure the Kubernetes client")?;
     client.apiserver_version().await.context("cannot reach the Kubernetes API")?;
     ready.store(true, Ordering::Relaxed);
+    let service_monitor_labels = parse_labels(&args.service_monitor_labels).context("RUNTIME_SERVICE_MONITOR_LABELS")?;
     let settings = Settings {
         runtime_image: args.runtime_image.clone(),
+        service_monitor_labels,
         allowed_images: args.allowed_images.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         database_secret: SecretRef { name: args.database_secret.clone(), key: args.database_secret_key.clone() },
         redis_secret: SecretRef { name: args.redis_secret.clone(), key: args.redis_secret_key.clone() },
@@ -192,6 +197,18 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
     }
 }
 
+/// `k=v,k2=v2` → labels (empty: none).
+fn parse_labels(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+            _ => anyhow::bail!("{pair:?} is not key=value"),
+        })
+        .collect()
+}
+
 async fn terminate_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -204,5 +221,19 @@ async fn terminate_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_labels;
+
+    #[test]
+    fn service_monitor_labels_are_key_value_pairs() {
+        let labels = parse_labels("release=kube-prometheus-stack, team = bots").unwrap();
+        assert_eq!(labels.get("release").map(String::as_str), Some("kube-prometheus-stack"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("bots"));
+        assert!(parse_labels("").unwrap().is_empty());
+        assert!(parse_labels("novalue").is_err());
     }
 }

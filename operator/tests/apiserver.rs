@@ -333,6 +333,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     let settings = Settings {
         runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
         allowed_images: vec![],
+        service_monitor_labels: Default::default(),
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: fake.api_url(),
@@ -406,6 +407,7 @@ fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync:
     let settings = Settings {
         runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
         allowed_images: vec![],
+        service_monitor_labels: Default::default(),
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: telegram_url.into(),
@@ -560,6 +562,76 @@ async fn a_foreign_object_is_not_adopted_and_token_secrets_stay_in_the_bots_name
     assert_eq!(cm.data.unwrap_or_default().get("owner").map(String::as_str), Some("another team"), "not overwritten");
     assert!(cm.metadata.owner_references.is_none(), "not adopted");
     assert!(deployments.get_opt("alpha-runtime").await.expect("get").is_none(), "nothing of alpha applied");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// Server-side apply semantics are the API server's: switching a bot from fixed replicas to
+/// autoscaling keeps the running count (releasing `spec.replicas` would reset it to 1), and
+/// once the autoscaler has written the scale subresource the operator lets go of the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_autoscaling_never_drops_to_one_replica_and_hands_replicas_to_the_autoscaler() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "hpa").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_hpa_bot"), ("beta", "beta_hpa_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    for doc in samples() {
+        let doc =
+            if doc["kind"] == "BotInstance" && doc["metadata"]["name"] == "beta" { with(doc, "/spec/replicas", json!(4)) } else { doc };
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let (stop, task) = start_operator(admin.clone(), &ns, &fake.api_url());
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    let replicas = |deployments: Api<Deployment>| async move {
+        deployments.get_opt("beta-runtime").await.ok().flatten().and_then(|d| d.spec.replicas)
+    };
+    eventually("beta at 4 replicas", Duration::from_secs(60), || {
+        let d = deployments.clone();
+        async move { (replicas(d).await == Some(4)).then_some(()) }
+    })
+    .await;
+
+    let bots = api_for(&admin, &ns, "BotInstance");
+    let switch = json!({"spec": {"replicas": null, "autoscaling": {"minReplicas": 2, "maxReplicas": 8}}});
+    bots.patch("beta", &PatchParams::default(), &Patch::Merge(&switch)).await.expect("switch to autoscaling");
+    let hpas = Api::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>::namespaced(admin.clone(), &ns);
+    eventually("beta's HPA", Duration::from_secs(60), || {
+        let hpas = hpas.clone();
+        async move { hpas.get_opt("beta-runtime").await.ok().flatten() }
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(replicas(deployments.clone()).await, Some(4), "the running count is kept, never reset to 1");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The autoscaler scales (as the HPA controller does, through the scale subresource).
+    let scale = json!({"spec": {"replicas": 6}});
+    let as_hpa = PatchParams { field_manager: Some("horizontal-pod-autoscaler".into()), ..Default::default() };
+    deployments.patch_scale("beta-runtime", &as_hpa, &Patch::Merge(&scale)).await.expect("scale");
+    // A change of the bot makes the operator apply again; it must leave replicas to the HPA.
+    let touch = json!({"metadata": {"annotations": {"test/touch": "1"}}});
+    bots.patch("beta", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
+    eventually("the operator to let go of spec.replicas", Duration::from_secs(60), || {
+        let deployments = deployments.clone();
+        async move {
+            let d = deployments.get("beta-runtime").await.ok()?;
+            let ours = d.metadata.managed_fields.iter().flatten().find(|m| m.manager.as_deref() == Some("botfleet-operator"))?;
+            let fields = ours.fields_v1.as_ref()?.0.clone();
+            (fields.pointer("/f:spec/f:template").is_some() && fields.pointer("/f:spec/f:replicas").is_none()).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(replicas(deployments.clone()).await, Some(6), "the autoscaler's count stands");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

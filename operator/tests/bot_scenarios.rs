@@ -423,13 +423,53 @@ async fn autoscaling_applies_an_hpa_and_leaves_replicas_to_it() {
     let spec = WEBHOOK_SPEC.replace("  replicas: 2\n", "  autoscaling: {minReplicas: 2, maxReplicas: 5}\n");
     let mut b = reconciled_bot(&tg.token);
     b.spec = bot(&spec, true).spec;
-    let (client, log) = api_server(apply_script(&b, &tg.token, Some("existing_secret_value"), true));
+    let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), true);
+    // The HPA controller has scaled the Deployment (through its scale subresource): it owns replicas.
+    let get = script.iter().position(|s| s.method == "GET" && s.path.ends_with("/deployments/alpha-runtime")).unwrap();
+    script[get] = step("GET", "/apis/apps/v1/namespaces/demo/deployments/alpha-runtime", Reply::Json(200, existing_deployment(4, true)));
+    let (client, log) = api_server(script);
     let ctx = context(client, &fake.api_url(), stores());
     reconcile(Arc::new(b), ctx).await.unwrap();
     assert_done(&log);
     let l = log.lock().unwrap();
     assert!(find(&l, "/deployments/alpha-runtime")["spec"].get("replicas").is_none());
     assert_eq!(find(&l, "/horizontalpodautoscalers/alpha-runtime")["spec"]["maxReplicas"], 5);
+}
+
+/// The bot's Deployment as the API server has it: `replicas`, owned by the operator, and by
+/// the HPA controller too when `autoscaled`.
+fn existing_deployment(replicas: i32, autoscaled: bool) -> Value {
+    let mut managers = vec![json!({"manager": "botfleet-operator", "operation": "Apply", "apiVersion": "apps/v1",
+        "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}, "f:template": {}}}})];
+    if autoscaled {
+        managers.push(json!({"manager": "kube-controller-manager", "operation": "Update", "apiVersion": "apps/v1", "subresource": "scale",
+            "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {"f:replicas": {}}}}));
+    }
+    owned(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "alpha-runtime", "namespace": "demo", "managedFields": managers},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app.kubernetes.io/instance": "alpha"}}, "template": {}},
+    }))
+}
+
+/// Switching a running bot from `replicas: 4` to autoscaling does not drop it to one replica
+/// (what releasing `spec.replicas` through server-side apply would do): the operator keeps
+/// applying the running count until the HPA controller owns the field.
+#[tokio::test]
+async fn switching_from_fixed_replicas_to_autoscaling_keeps_the_running_count() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let spec = WEBHOOK_SPEC.replace("  replicas: 2\n", "  autoscaling: {minReplicas: 2, maxReplicas: 8}\n");
+    let mut b = reconciled_bot(&tg.token);
+    b.spec = bot(&spec, true).spec;
+    let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), true);
+    let get = script.iter().position(|s| s.method == "GET" && s.path.ends_with("/deployments/alpha-runtime")).unwrap();
+    script[get] = step("GET", "/apis/apps/v1/namespaces/demo/deployments/alpha-runtime", Reply::Json(200, existing_deployment(4, false)));
+    let (client, log) = api_server(script);
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    assert_eq!(find(&l, "/deployments/alpha-runtime")["spec"]["replicas"], 4, "never the default of 1");
 }
 
 #[tokio::test]

@@ -25,6 +25,9 @@ use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
+/// The server-side-apply field manager of everything the operator writes.
+pub const FIELD_MANAGER: &str = "botfleet-operator";
+
 /// The runtime listens here for Telegram's webhook, /metrics, /healthz and /readyz.
 pub const RUNTIME_PORT: i32 = 8080;
 pub const CONFIG_KEY: &str = "config.yaml";
@@ -45,6 +48,9 @@ pub struct Settings {
     /// `runtime_image`. Whoever may create BotInstances must not make the operator run an
     /// arbitrary image.
     pub allowed_images: Vec<String>,
+    /// Extra labels on every bot's ServiceMonitor (what the cluster's Prometheus selects
+    /// ServiceMonitors by, e.g. `release: kube-prometheus-stack`).
+    pub service_monitor_labels: BTreeMap<String, String>,
     pub database_secret: SecretRef,
     pub redis_secret: SecretRef,
     pub telegram_api_url: String,
@@ -171,6 +177,9 @@ pub struct BuildInputs<'a> {
     pub new_webhook_secret: Option<&'a str>,
     pub scale_down: ScaleDown,
     pub with_monitor: bool,
+    /// The bot's Deployment as it is now (None: not created yet): under autoscaling, the
+    /// replica count is handed to the HPA without ever dropping to the default of 1.
+    pub existing_deployment: Option<&'a Deployment>,
 }
 
 pub fn build(bot: &BotInstance, input: &BuildInputs<'_>, settings: &Settings) -> Desired {
@@ -178,6 +187,9 @@ pub fn build(bot: &BotInstance, input: &BuildInputs<'_>, settings: &Settings) ->
     let n = names(&name);
     let pool = &input.config.bot.pool;
     let mut deployment = deployment(bot, &n, pool, input.rollout, settings);
+    if let Some(a) = &bot.spec.autoscaling {
+        deployment.spec.replicas = autoscaled_replicas(a, input.existing_deployment);
+    }
     if let ScaleDown::Retire { keep, .. } = input.scale_down {
         // The running pods stay, with the configuration saying `retiring`, for the drain.
         deployment.spec.replicas = Some(keep);
@@ -191,7 +203,7 @@ pub fn build(bot: &BotInstance, input: &BuildInputs<'_>, settings: &Settings) ->
         service: service(bot, &n, pool),
         autoscaler: autoscaler(bot, &n, pool),
         disruption_budget: disruption_budget(bot, &n, pool),
-        service_monitor: with_monitor.then(|| service_monitor(bot, &n, pool)),
+        service_monitor: with_monitor.then(|| service_monitor(bot, &n, pool, &settings.service_monitor_labels)),
     }
 }
 
@@ -264,6 +276,24 @@ pub fn scale_down(
         None if ready > 0 => ScaleDown::Retire { keep: ready, left: drain, start: true },
         None => ScaleDown::Stop,
     }
+}
+
+/// The Deployment's `replicas` under autoscaling. Server-side apply resets a field to its
+/// default (1 for replicas) when its only manager stops applying it, so the operator must not
+/// simply drop it when a bot switches from fixed replicas to autoscaling (Kubernetes docs,
+/// "Server-Side Apply → Transferring ownership"). It keeps applying the current count, within
+/// the HPA's bounds (`minReplicas` for a new Deployment), until another manager — the HPA
+/// controller writing the scale subresource — also owns `spec.replicas`; from then on it
+/// leaves the field out and the HPA alone owns it.
+pub fn autoscaled_replicas(a: &botfleet_crds::bot_instance::Autoscaling, existing: Option<&Deployment>) -> Option<i32> {
+    let Some(d) = existing else { return Some(a.min_replicas) };
+    let someone_else_owns_it = d.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() != Some(FIELD_MANAGER) && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+    });
+    if someone_else_owns_it {
+        return None;
+    }
+    Some(d.spec.replicas.unwrap_or(a.min_replicas).clamp(a.min_replicas, a.max_replicas.max(a.min_replicas)))
 }
 
 /// The configuration as the pods get it: a bot scaled to zero says `retiring` while it drains
@@ -556,8 +586,8 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
         termination_grace_period_seconds: Some(30),
         ..Default::default()
     };
-    // With autoscaling the HPA owns the replica count: leaving the field out keeps
-    // server-side apply from fighting it.
+    // With autoscaling the HPA owns the replica count: `build` hands it over (see
+    // `autoscaled_replicas`), so server-side apply neither fights it nor resets it to 1.
     let replicas = if bot.spec.autoscaling.is_some() { None } else { Some(bot.spec.replicas.unwrap_or(1)) };
     Deployment {
         metadata: meta(bot, &n.runtime, pool),
@@ -652,9 +682,14 @@ pub fn service_monitor_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"), "servicemonitors")
 }
 
-fn service_monitor(bot: &BotInstance, n: &Names, pool: &str) -> DynamicObject {
+fn service_monitor(bot: &BotInstance, n: &Names, pool: &str, extra_labels: &BTreeMap<String, String>) -> DynamicObject {
     let mut obj = DynamicObject::new(&n.runtime, &service_monitor_resource());
     obj.metadata = meta(bot, &n.runtime, pool);
+    // The operator's own labels win: its watches and selectors depend on them.
+    let labels = obj.metadata.labels.get_or_insert_with(BTreeMap::new);
+    for (k, v) in extra_labels {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     obj.data = json!({
         "spec": {
             "selector": {"matchLabels": selector_labels(&bot_name(bot))},
@@ -735,6 +770,10 @@ spec:
         Settings {
             runtime_image: "ghcr.io/botfleet/bot-runtime:1.0".into(),
             allowed_images: vec!["ghcr.io/botfleet/bot-runtime".into(), "registry.local/".into()],
+            service_monitor_labels: BTreeMap::from([
+                ("release".into(), "kube-prometheus-stack".into()),
+                ("app.kubernetes.io/managed-by".into(), "someone-else".into()),
+            ]),
             database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
             telegram_api_url: "https://api.telegram.org".into(),
@@ -755,6 +794,7 @@ spec:
             new_webhook_secret: None,
             scale_down: ScaleDown::No,
             with_monitor: monitor,
+            existing_deployment: None,
         };
         build(b, &input, &settings())
     }
@@ -851,12 +891,41 @@ spec:
         b.spec.replicas = None;
         b.spec.autoscaling = Some(Autoscaling { min_replicas: 2, max_replicas: 8, target_cpu_utilization: 60 });
         let d = desired(&b, false);
-        assert_eq!(d.deployment.spec.replicas, None);
+        assert_eq!(d.deployment.spec.replicas, Some(2), "a new Deployment starts at minReplicas");
         let hpa = d.autoscaler.unwrap().spec;
         assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 8));
         assert_eq!(hpa.scale_target_ref.name, "alpha-runtime");
         assert_eq!(hpa.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(60));
         assert!(d.disruption_budget.is_some());
+    }
+
+    #[test]
+    fn switching_to_autoscaling_keeps_the_current_count_until_the_autoscaler_owns_it() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let a = Autoscaling { min_replicas: 2, max_replicas: 8, target_cpu_utilization: 60 };
+        let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let deployment = |replicas: i32, managers: Vec<ManagedFieldsEntry>| Deployment {
+            metadata: ObjectMeta { managed_fields: Some(managers), ..Default::default() },
+            spec: DeploymentSpec { replicas: Some(replicas), ..Default::default() },
+            ..Default::default()
+        };
+        let ours = entry(FIELD_MANAGER, json!({"f:spec": {"f:replicas": {}, "f:template": {}}}));
+        // Fixed at 4, now autoscaled: 4 stays (never the default 1), and we keep owning it.
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(4, vec![ours.clone()]))), Some(4));
+        // Outside the new bounds: clamped, as the HPA would.
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(12, vec![ours.clone()]))), Some(8));
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(1, vec![ours.clone()]))), Some(2));
+        // The HPA controller has written the scale subresource: it owns the field; we let go.
+        let hpa = entry("kube-controller-manager", json!({"f:spec": {"f:replicas": {}}}));
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(5, vec![ours.clone(), hpa]))), None);
+        // Someone else owning other fields does not count.
+        let other = entry("kubectl-annotate", json!({"f:metadata": {"f:annotations": {}}}));
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(3, vec![ours, other]))), Some(3));
+        assert_eq!(autoscaled_replicas(&a, None), Some(2), "a new Deployment starts at minReplicas");
     }
 
     #[test]
@@ -881,6 +950,9 @@ spec:
         assert_eq!(sm.types.as_ref().unwrap().kind, "ServiceMonitor");
         assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
         assert_eq!(sm.data["spec"]["jobLabel"], SCRAPE_JOB_LABEL);
+        let labels = sm.metadata.labels.unwrap();
+        assert_eq!(labels["release"], "kube-prometheus-stack", "the labels Prometheus selects by, from the values");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "botfleet-operator", "ours are not overridden");
         assert_eq!(desired(&alpha(), false).service.metadata.labels.unwrap()[SCRAPE_JOB_LABEL], RUNTIME_JOB);
     }
 

@@ -43,7 +43,7 @@ use crate::status::{is_true, set_condition};
 use crate::telegram::{TelegramError, WebhookRegistration};
 
 pub const FINALIZER: &str = "botfleet.io/webhook";
-pub const FIELD_MANAGER: &str = "botfleet-operator";
+pub use super::build::FIELD_MANAGER;
 /// What Telegram should send us: the one list the runtime also polls for.
 pub use botfleet_crds::webhook::ALLOWED_UPDATES;
 
@@ -197,6 +197,7 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         new_webhook_secret: webhook_secret.as_ref().filter(|s| s.generated).map(|s| s.value.expose()),
         scale_down,
         with_monitor,
+        existing_deployment: existing.deployment.as_ref(),
     };
     let desired = build(&bot, &input, &ctx.settings);
 
