@@ -153,8 +153,15 @@ props["runtime"] = obj("The bot runtime the operator deploys.", {
                                 "description": "An image repository, or a prefix ending in '/'."},
                       "uniqueItems": True, "maxItems": 100},
     "serviceMonitor": obj("The ServiceMonitor the operator gives every bot.", {
-        "labels": ref("labelMap", "Labels your Prometheus selects ServiceMonitors by.")}, required=["labels"])},
-    required=["image", "allowedImages", "serviceMonitor"])
+        "labels": ref("labelMap", "Labels your Prometheus selects ServiceMonitors by.")}, required=["labels"]),
+    "networkPolicy": obj("A NetworkPolicy per bot (ingress only from scrapers and the ingress controller).", O([
+        ("enabled", b("Give every bot a NetworkPolicy.")),
+        ("metricsFrom", {"type": "array", "description": "NetworkPolicy peers that scrape /metrics.",
+                         "items": {"type": "object", "description": "A NetworkPolicyPeer."}}),
+        ("webhookFrom", {"type": "array", "description": "NetworkPolicy peers that deliver webhooks (the ingress controller).",
+                         "items": {"type": "object", "description": "A NetworkPolicyPeer."}})]),
+        required=["enabled", "metricsFrom", "webhookFrom"])},
+    required=["image", "allowedImages", "serviceMonitor", "networkPolicy"])
 for name, what in [("postgres", "DATABASE_URL"), ("redis", "REDIS_URL")]:
     props[name] = obj("Secret, in each bot's namespace, holding the runtime's %s (not created by the chart)." % what, O([
         ("existingSecret", ref("dnsSubdomain", "Secret name.")),

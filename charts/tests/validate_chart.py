@@ -126,6 +126,7 @@ REQUIRED_ENV = (
     "RUNTIME_IMAGE",
     "RUNTIME_ALLOWED_IMAGES",
     "RUNTIME_SERVICE_MONITOR_LABELS",
+    "RUNTIME_NETWORK_POLICY",
     "RUNTIME_DATABASE_SECRET",
     "RUNTIME_DATABASE_SECRET_KEY",
     "RUNTIME_REDIS_SECRET",
@@ -479,6 +480,10 @@ SCENARIOS: dict[str, dict] = {
     "defaults": {},
     "namespaced": {"watchNamespaces": ["a", "b"]},
     "cluster-wide": {"clusterWide": True, "watchNamespaces": []},
+    "network-policy": {"runtime": {"image": {"repository": "ghcr.io/botfleet/bot-runtime"},
+                                   "networkPolicy": {"enabled": True,
+                                                     "metricsFrom": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
+                                                     "webhookFrom": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]}}},
     "monitoring": MONITORING_VALUES,
     "single-replica": {"replicaCount": 1, "leaderElection": {"enabled": False, "leaseName": LEASE_NAME}},
     # Every other template branch: digest-pinned image, existing ServiceAccount, hard
@@ -1057,6 +1062,7 @@ def main() -> int:
                 "RUNTIME_IMAGE": f"ghcr.io/botfleet/bot-runtime:{runtime_tag}",
                 "RUNTIME_ALLOWED_IMAGES": "",
                 "RUNTIME_SERVICE_MONITOR_LABELS": "",
+                "RUNTIME_NETWORK_POLICY": "",
                 "RUNTIME_DATABASE_SECRET": "botfleet-postgres",
                 "RUNTIME_DATABASE_SECRET_KEY": "url",
                 "RUNTIME_REDIS_SECRET": "botfleet-redis",
@@ -1089,6 +1095,18 @@ def main() -> int:
             run.check("[cluster-wide] env WATCH_NAMESPACES empty (all)", lambda: check_env(r, {"WATCH_NAMESPACES": ""}))
             run.check("[cluster-wide] NOTES.txt says ALL namespaces",
                       lambda: expect("in ALL namespaces" in r.notes, "NOTES.txt does not say all namespaces are watched"))
+        if rendered["network-policy"]:
+            r = rendered["network-policy"]
+            run.check("[network-policy] the peers reach the operator as JSON", lambda: check_env(r, {
+                "RUNTIME_NETWORK_POLICY": json.dumps({"metrics": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
+                                                      "webhook": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]},
+                                                     separators=(",", ":"))}))
+            extra = permission_set([("networking.k8s.io", "networkpolicies", ("get", "create", "patch"), None)])
+            run.check("[network-policy] the Role also grants NetworkPolicies (and nothing else more)", lambda: (
+                expect(granted_by(r, "Role", "bots", r.one("Deployment")["metadata"]["name"])
+                       == EXPECTED_WATCHED_NAMESPACE_PERMISSIONS | extra,
+                       diff_permissions(granted_by(r, "Role", "bots", r.one("Deployment")["metadata"]["name"]),
+                                        EXPECTED_WATCHED_NAMESPACE_PERMISSIONS | extra))))
         if rendered["monitoring"]:
             r = rendered["monitoring"]
             run.check("[monitoring] ServiceMonitor scrapes the metrics Service as job botfleet-operator", lambda: check_service_monitor(r))

@@ -104,6 +104,7 @@ fn main() {
             runtime_image: "bot-runtime:bench".into(),
             allowed_images: vec![],
             service_monitor_labels: Default::default(),
+        network_policy: None,
             database_secret: SecretRef { name: "db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "redis".into(), key: "url".into() },
             telegram_api_url: fake.api_url(),

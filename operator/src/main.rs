@@ -56,6 +56,9 @@ struct RunArgs {
     /// Extra labels for every bot's ServiceMonitor, comma-separated key=value pairs.
     #[arg(long, env = "RUNTIME_SERVICE_MONITOR_LABELS", default_value = "")]
     service_monitor_labels: String,
+    /// A NetworkPolicy per bot, as JSON {"metrics": [peers], "webhook": [peers]}; empty: none.
+    #[arg(long, env = "RUNTIME_NETWORK_POLICY", default_value = "")]
+    network_policy: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET")]
     database_secret: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET_KEY", default_value = "url")]
@@ -118,7 +121,12 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
     client.apiserver_version().await.context("cannot reach the Kubernetes API")?;
     ready.store(true, Ordering::Relaxed);
     let service_monitor_labels = parse_labels(&args.service_monitor_labels).context("RUNTIME_SERVICE_MONITOR_LABELS")?;
+    let network_policy = match args.network_policy.trim() {
+        "" => None,
+        json => Some(serde_json::from_str(json).context("RUNTIME_NETWORK_POLICY is not {\"metrics\": [...], \"webhook\": [...]}")?),
+    };
     let settings = Settings {
+        network_policy,
         runtime_image: args.runtime_image.clone(),
         service_monitor_labels,
         allowed_images: args.allowed_images.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),

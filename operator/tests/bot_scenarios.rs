@@ -753,3 +753,51 @@ async fn the_skip_webhook_cleanup_annotation_releases_a_bot_whose_webhook_cannot
     assert_eq!(l.requests[0].body[1], json!({"op": "remove", "path": "/metadata/finalizers/0"}));
     assert!(l.events.iter().any(|e| e["reason"] == "WebhookCleanupSkipped"), "{:?}", l.events);
 }
+
+/// Installed with `runtime.networkPolicy.enabled`, every bot gets a NetworkPolicy, checked for
+/// ownership and applied with the rest; off (the default), no NetworkPolicy request is made
+/// at all (every other scenario).
+#[tokio::test]
+async fn with_network_policies_enabled_each_bot_gets_one() {
+    use botfleet_operator::bot::build::NetworkPolicySettings;
+    use botfleet_operator::context::Context;
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let b = reconciled_bot(&tg.token);
+    let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), false);
+    let pdb_get = script.iter().position(|s| s.method == "GET" && s.path.contains("poddisruptionbudgets")).unwrap();
+    script.insert(pdb_get + 1, step("GET", "/apis/networking.k8s.io/v1/namespaces/demo/networkpolicies/alpha-runtime", Reply::NotFound));
+    let status = script.len() - 1;
+    script.insert(
+        status,
+        step(
+            "PATCH",
+            "/apis/networking.k8s.io/v1/namespaces/demo/networkpolicies/alpha-runtime?&force=true&fieldManager=botfleet-operator",
+            Reply::Echo(json!({})),
+        ),
+    );
+    let (client, log) = api_server(script);
+    let np: NetworkPolicySettings = serde_json::from_value(json!({
+        "metrics": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+        "webhook": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}],
+    }))
+    .unwrap();
+    let settings = botfleet_operator::bot::build::Settings { network_policy: Some(np), ..support::settings(&fake.api_url()) };
+    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
+    let ctx = Context::new(
+        client,
+        botfleet_operator::telegram::TelegramClient::new(&fake.api_url()),
+        settings,
+        Arc::new(botfleet_operator::metrics::Metrics::new()),
+        stores(),
+        reporter,
+    )
+    .with_clock("2026-11-22T12:00:00Z".parse().unwrap());
+    reconcile(Arc::new(b), Arc::new(ctx)).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let policy = find(&l, "/networkpolicies/alpha-runtime");
+    assert_eq!(policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"], "alpha");
+    assert_eq!(policy["spec"]["ingress"].as_array().map(Vec::len), Some(2), "{policy}");
+    assert_eq!(policy["metadata"]["ownerReferences"][0]["uid"], "8d3f-uid");
+}

@@ -136,6 +136,15 @@ No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
   verbs: ["create", "patch"]
 {{- end }}
 
+{{/* Only with runtime.networkPolicy.enabled: the per-bot NetworkPolicies the operator owns. */}}
+{{- define "botfleet.networkPolicyRules" -}}
+{{- if .Values.runtime.networkPolicy.enabled }}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
+{{- end }}
+{{- end }}
+
 {{/*
 The standard labels merged with extra ones (extra wins), for objects whose labels users extend
 so that no key appears twice. Call with (dict "ctx" $ "extra" $map).

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
     KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
     SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -40,7 +41,7 @@ pub const WEBHOOK_SECRET_ANNOTATION: &str = "botfleet.io/webhook-secret-fingerpr
 pub const CONFIG_HASH_ANNOTATION: &str = "botfleet.io/config-hash";
 
 /// What the operator was installed with (Helm values → environment).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub runtime_image: String,
     /// Other images a BotInstance may ask for in `spec.image`: an entry is a repository (any
@@ -51,9 +52,24 @@ pub struct Settings {
     /// Extra labels on every bot's ServiceMonitor (what the cluster's Prometheus selects
     /// ServiceMonitors by, e.g. `release: kube-prometheus-stack`).
     pub service_monitor_labels: BTreeMap<String, String>,
+    /// A NetworkPolicy per bot (off: None, and the operator manages none).
+    pub network_policy: Option<NetworkPolicySettings>,
     pub database_secret: SecretRef,
     pub redis_secret: SecretRef,
     pub telegram_api_url: String,
+}
+
+/// Who may reach a bot's pods when the operator gives each bot a NetworkPolicy (chart:
+/// `runtime.networkPolicy`, as JSON in `RUNTIME_NETWORK_POLICY`). Everything else is denied.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkPolicySettings {
+    /// Who scrapes /metrics (e.g. the monitoring namespace's Prometheus pods).
+    #[serde(default)]
+    pub metrics: Vec<NetworkPolicyPeer>,
+    /// Who delivers Telegram's webhook (the ingress controller's pods); webhook-mode bots only.
+    #[serde(default)]
+    pub webhook: Vec<NetworkPolicyPeer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +94,8 @@ pub struct Desired {
     pub autoscaler: Option<HorizontalPodAutoscaler>,
     pub disruption_budget: Option<PodDisruptionBudget>,
     pub service_monitor: Option<DynamicObject>,
+    /// Only when the operator was installed with `runtime.networkPolicy.enabled`.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Inputs that change the pods but are not in the spec.
@@ -204,6 +222,7 @@ pub fn build(bot: &BotInstance, input: &BuildInputs<'_>, settings: &Settings) ->
         autoscaler: autoscaler(bot, &n, pool),
         disruption_budget: disruption_budget(bot, &n, pool),
         service_monitor: with_monitor.then(|| service_monitor(bot, &n, pool, &settings.service_monitor_labels)),
+        network_policy: settings.network_policy.as_ref().map(|np| network_policy(bot, &n, pool, np)),
     }
 }
 
@@ -351,6 +370,7 @@ pub struct Existing {
     pub autoscaler: Option<ObjectMeta>,
     pub disruption_budget: Option<ObjectMeta>,
     pub service_monitor: Option<ObjectMeta>,
+    pub network_policy: Option<ObjectMeta>,
 }
 
 /// Whether this BotInstance (by uid) is the controller owner of an object.
@@ -375,6 +395,7 @@ pub fn foreign_objects(bot: &BotInstance, desired: &Desired, existing: &Existing
         ("HorizontalPodAutoscaler", &n.runtime, desired.autoscaler.is_some(), existing.autoscaler.as_ref()),
         ("PodDisruptionBudget", &n.runtime, desired.disruption_budget.is_some(), existing.disruption_budget.as_ref()),
         ("ServiceMonitor", &n.runtime, desired.service_monitor.is_some(), existing.service_monitor.as_ref()),
+        ("NetworkPolicy", &n.runtime, desired.network_policy.is_some(), existing.network_policy.as_ref()),
     ];
     candidates
         .into_iter()
@@ -678,6 +699,30 @@ fn disruption_budget(bot: &BotInstance, n: &Names, pool: &str) -> Option<PodDisr
     })
 }
 
+/// Ingress to the runtime pods only from who needs it: the metrics scrapers, and in webhook
+/// mode the ingress controller (both on the one `http` port). With neither, all ingress is
+/// denied. Egress is not restricted (Telegram, Postgres and Redis addresses vary too much).
+fn network_policy(bot: &BotInstance, n: &Names, pool: &str, np: &NetworkPolicySettings) -> NetworkPolicy {
+    let http =
+        || vec![NetworkPolicyPort { port: Some(IntOrString::String("http".into())), protocol: Some("TCP".into()), ..Default::default() }];
+    let mut rules = Vec::new();
+    if !np.metrics.is_empty() {
+        rules.push(NetworkPolicyIngressRule { from: Some(np.metrics.clone()), ports: Some(http()) });
+    }
+    if bot.spec.ingress.mode == IngressMode::Webhook && !np.webhook.is_empty() {
+        rules.push(NetworkPolicyIngressRule { from: Some(np.webhook.clone()), ports: Some(http()) });
+    }
+    NetworkPolicy {
+        metadata: meta(bot, &n.runtime, pool),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&bot_name(bot))), ..Default::default() }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(rules),
+            ..Default::default()
+        }),
+    }
+}
+
 pub fn service_monitor_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"), "servicemonitors")
 }
@@ -774,6 +819,7 @@ spec:
                 ("release".into(), "kube-prometheus-stack".into()),
                 ("app.kubernetes.io/managed-by".into(), "someone-else".into()),
             ]),
+            network_policy: None,
             database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
             telegram_api_url: "https://api.telegram.org".into(),
@@ -926,6 +972,45 @@ spec:
         let other = entry("kubectl-annotate", json!({"f:metadata": {"f:annotations": {}}}));
         assert_eq!(autoscaled_replicas(&a, Some(&deployment(3, vec![ours, other]))), Some(3));
         assert_eq!(autoscaled_replicas(&a, None), Some(2), "a new Deployment starts at minReplicas");
+    }
+
+    #[test]
+    fn the_network_policy_is_off_by_default_and_admits_only_scrapers_and_the_ingress_controller() {
+        assert!(desired(&alpha(), false).network_policy.is_none(), "off unless the operator was installed with it");
+        let peer = |ns: &str| -> NetworkPolicyPeer {
+            serde_json::from_value(json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}})).unwrap()
+        };
+        let np = NetworkPolicySettings { metrics: vec![peer("monitoring")], webhook: vec![peer("ingress-nginx")] };
+        let s = Settings { network_policy: Some(np.clone()), ..settings() };
+        let policy = |b: &BotInstance| {
+            let r = resolve(b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
+            let rollout = Rollout { token_fingerprint: "sha256:a".into(), webhook_secret_fingerprint: None };
+            let input = BuildInputs {
+                config: &r.config,
+                config_yaml: "",
+                hash: &r.hash,
+                token: "1:a",
+                rollout: &rollout,
+                new_webhook_secret: None,
+                scale_down: ScaleDown::No,
+                with_monitor: false,
+                existing_deployment: None,
+            };
+            build(b, &input, &s).network_policy.unwrap().spec.unwrap()
+        };
+        let spec = policy(&alpha());
+        assert_eq!(spec.pod_selector.unwrap().match_labels.unwrap(), selector_labels("alpha"), "this bot's pods only");
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+        let rules = spec.ingress.unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].from.as_ref().unwrap()[0], peer("monitoring"));
+        assert_eq!(rules[1].from.as_ref().unwrap()[0], peer("ingress-nginx"));
+        for r in &rules {
+            assert_eq!(r.ports.as_ref().unwrap()[0].port, Some(IntOrString::String("http".into())));
+        }
+        let mut polling = alpha();
+        polling.spec.ingress.mode = IngressMode::Polling;
+        assert_eq!(policy(&polling).ingress.unwrap().len(), 1, "a polling bot receives no webhook traffic");
     }
 
     #[test]

@@ -24,6 +24,7 @@ use botfleet_crds::webhook::WebhookSecret;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
@@ -418,8 +419,11 @@ async fn read_existing(ctx: &Context, ns: &str, name: &str, with_monitor: bool, 
     existing.autoscaler = metadata(&Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), ns), &n.runtime).await?;
     existing.disruption_budget = metadata(&Api::<PodDisruptionBudget>::namespaced(client.clone(), ns), &n.runtime).await?;
     if with_monitor {
-        let api = Api::<DynamicObject>::namespaced_with(client, ns, &build::service_monitor_resource());
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &build::service_monitor_resource());
         existing.service_monitor = metadata(&api, &n.runtime).await?;
+    }
+    if ctx.settings.network_policy.is_some() {
+        existing.network_policy = metadata(&Api::<NetworkPolicy>::namespaced(client, ns), &n.runtime).await?;
     }
     Ok(())
 }
@@ -435,8 +439,17 @@ where
 /// Destructured without `..`: a new kind of object does not compile until it is applied here.
 /// Returns the Deployment as the API server stored it (its status says how many pods are ready).
 async fn apply_desired(ctx: &Context, ns: &str, name: &str, desired: Desired, existing: &Existing) -> Result<Deployment, Error> {
-    let Desired { webhook_secret, runtime_token, config_map, deployment, service, autoscaler, disruption_budget, service_monitor } =
-        desired;
+    let Desired {
+        webhook_secret,
+        runtime_token,
+        config_map,
+        deployment,
+        service,
+        autoscaler,
+        disruption_budget,
+        service_monitor,
+        network_policy,
+    } = desired;
     let n = names(name);
     let client = ctx.client.clone();
     let secrets = Api::<Secret>::namespaced(client.clone(), ns);
@@ -463,8 +476,11 @@ async fn apply_desired(ctx: &Context, ns: &str, name: &str, desired: Desired, ex
         None => {}
     }
     if let Some(sm) = service_monitor {
-        let api = Api::<DynamicObject>::namespaced_with(client, ns, &build::service_monitor_resource());
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), ns, &build::service_monitor_resource());
         apply_object(&api, &n.runtime, &sm).await?;
+    }
+    if let Some(np) = network_policy {
+        apply_object(&Api::<NetworkPolicy>::namespaced(client, ns), &n.runtime, &np).await?;
     }
     Ok(deployment)
 }
