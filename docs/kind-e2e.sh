@@ -31,8 +31,11 @@
 #                          then never deleted by this script)
 #   KIND_NODE_IMAGE=...    e.g. kindest/node:v1.33.1 (Kubernetes 1.31 or newer is required)
 #   BOTS_NS=botfleet-demo  namespace of the sample fleet, Postgres and Redis
-#   NAMESPACED=1           install the operator with watchNamespaces={$BOTS_NS} (Role mode)
+#   CLUSTER_WIDE=1         install the operator with clusterWide=true (one ClusterRole); the
+#                          default is the chart's namespaced mode, watchNamespaces={$BOTS_NS}
 #   SKIP_BUILD=1           do not build the operator image; use the local one as it is
+#   BUILD_RUNTIME=1        also build docker/runtime.Dockerfile as RUNTIME_IMAGE_REPO:TAG and
+#                          load it into kind (the runtime pods then start)
 #   OPERATOR_IMAGE_REPO / OPERATOR_IMAGE_TAG   default botfleet/operator:kind-e2e
 #   RUNTIME_IMAGE_REPO  / RUNTIME_IMAGE_TAG    default ghcr.io/botfleet/bot-runtime:0.1.0
 #   RUST_IMAGE=rust:1.95-bookworm              builder image
@@ -51,8 +54,9 @@ KIND_NODE_IMAGE=${KIND_NODE_IMAGE:-}
 BOTS_NS=${BOTS_NS:-botfleet-demo}
 SYSTEM_NS=botfleet-system
 RELEASE=botfleet
-NAMESPACED=${NAMESPACED:-0}
+CLUSTER_WIDE=${CLUSTER_WIDE:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
+BUILD_RUNTIME=${BUILD_RUNTIME:-0}
 OPERATOR_IMAGE_REPO=${OPERATOR_IMAGE_REPO:-botfleet/operator}
 OPERATOR_IMAGE_TAG=${OPERATOR_IMAGE_TAG:-kind-e2e}
 OPERATOR_IMAGE="${OPERATOR_IMAGE_REPO}:${OPERATOR_IMAGE_TAG}"
@@ -205,7 +209,8 @@ put_token() {
   file="$WORKDIR/token.$secret"
   (umask 077 && printf '%s' "$token" >"$file")
   kubectl -n "$BOTS_NS" create secret generic "$secret" --from-file=token="$file" \
-    --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+    --dry-run=client -o yaml | kubectl label --local -f - botfleet.io/bot-token=true -o yaml \
+    | kubectl apply -f - >/dev/null
   rm -f "$file"
 }
 
@@ -290,41 +295,21 @@ if [ "$SKIP_BUILD" = 1 ]; then
   docker image inspect "$OPERATOR_IMAGE" >/dev/null 2>&1 || die "SKIP_BUILD=1 but there is no local image $OPERATOR_IMAGE"
   info "SKIP_BUILD=1: using the local image as it is"
 else
-  build_dir="$WORKDIR/build"
-  mkdir -p "$build_dir/context"
-  cat >"$build_dir/Dockerfile" <<'DOCKERFILE'
-# The BotFleet operator on distroless cc (glibc and libgcc, no shell), running as the nonroot
-# user 65532 that the chart's securityContext expects. bookworm builder for bookworm glibc:
-# a binary built on a newer Debian may not start on distroless/cc-debian12.
-ARG RUST_IMAGE=rust:1.95-bookworm
-ARG RUNTIME_BASE_IMAGE=gcr.io/distroless/cc-debian12:nonroot
-
-FROM ${RUST_IMAGE} AS build
-WORKDIR /src
-COPY . .
-# The caches only speed up rebuilds; the binary is copied out of the cached target dir.
-RUN --mount=type=cache,target=/usr/local/cargo/registry \
-    --mount=type=cache,target=/usr/local/cargo/git \
-    --mount=type=cache,target=/src/target \
-    cargo build --release -p botfleet-operator --bin operator \
- && cp target/release/operator /operator
-
-FROM ${RUNTIME_BASE_IMAGE}
-COPY --from=build /operator /operator
-USER 65532:65532
-ENTRYPOINT ["/operator"]
-CMD ["run"]
-DOCKERFILE
-  # A clean build context: the repository without target/ (gigabytes) and .git. All workspace
-  # members are needed, because cargo loads the whole workspace even to build one package.
-  (cd "$REPO_ROOT" && tar -cf - --exclude=./target --exclude=./.git --exclude='./.venv*' .) |
-    (cd "$build_dir/context" && tar -xf -)
-  info "building (cargo build --release -p botfleet-operator inside $RUST_IMAGE; the first build takes several minutes)"
+  # docker/operator.Dockerfile builds the binary with scripts/build-release.sh, as CI does; the
+  # repository's .dockerignore keeps target/ (gigabytes) and .git out of the context.
+  info "building docker/operator.Dockerfile (scripts/build-release.sh operator inside $RUST_IMAGE; the first build takes several minutes)"
   DOCKER_BUILDKIT=1 docker build \
     --build-arg "RUST_IMAGE=$RUST_IMAGE" \
     --build-arg "RUNTIME_BASE_IMAGE=$RUNTIME_BASE_IMAGE" \
-    -t "$OPERATOR_IMAGE" -f "$build_dir/Dockerfile" "$build_dir/context"
-  rm -rf "$build_dir"
+    -t "$OPERATOR_IMAGE" -f "$REPO_ROOT/docker/operator.Dockerfile" "$REPO_ROOT"
+  if [ "$BUILD_RUNTIME" = 1 ]; then
+    info "building docker/runtime.Dockerfile as $RUNTIME_IMAGE_REPO:$RUNTIME_IMAGE_TAG"
+    DOCKER_BUILDKIT=1 docker build \
+      --build-arg "RUST_IMAGE=$RUST_IMAGE" \
+      --build-arg "RUNTIME_BASE_IMAGE=$RUNTIME_BASE_IMAGE" \
+      -t "$RUNTIME_IMAGE_REPO:$RUNTIME_IMAGE_TAG" -f "$REPO_ROOT/docker/runtime.Dockerfile" "$REPO_ROOT"
+    kind load docker-image "$RUNTIME_IMAGE_REPO:$RUNTIME_IMAGE_TAG" --name "$CLUSTER"
+  fi
 fi
 if ! kind load docker-image "$OPERATOR_IMAGE" --name "$CLUSTER"; then
   # Docker's containerd image store sometimes trips `kind load docker-image`; an archive works.
@@ -440,7 +425,10 @@ helm_args=(upgrade --install "$RELEASE" "$REPO_ROOT/charts/botfleet"
   --set redis.existingSecret=botfleet-redis
   --set redis.key=url
   --set logLevel=info)
-if [ "$NAMESPACED" = 1 ]; then
+if [ "$CLUSTER_WIDE" = 1 ]; then
+  helm_args+=(--set clusterWide=true --set 'watchNamespaces={}')
+  info "cluster-wide mode: one ClusterRole"
+else
   helm_args+=(--set "watchNamespaces={$BOTS_NS}")
   info "namespaced mode: watchNamespaces={$BOTS_NS}"
 fi

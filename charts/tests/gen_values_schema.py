@@ -133,8 +133,9 @@ DIRECTIVE = "(([A-Za-z0-9_]+::)*[A-Za-z0-9_]+=)?" + LEVEL
 props["logLevel"] = s("RUST_LOG: a level, or comma-separated tracing directives such as info,kube=warn.",
                       pattern="^%s(,%s)*$" % (DIRECTIVE, DIRECTIVE), maxLength=1024,
                       examples=["info", "debug", "info,kube=warn"])
-props["watchNamespaces"] = {"type": "array", "description": "Namespaces to watch; empty watches all namespaces (ClusterRole).",
+props["watchNamespaces"] = {"type": "array", "description": "Namespaces to watch, a Role in each; empty only with clusterWide.",
                             "items": ref("dnsLabel", "A namespace name."), "uniqueItems": True, "maxItems": 100}
+props["clusterWide"] = b("Watch every namespace with one ClusterRole (watchNamespaces must then be empty).")
 props["leaderElection"] = obj("Leader election on a coordination.k8s.io Lease.", O([
     ("enabled", b("Elect one active replica.")),
     ("leaseName", ref("dnsSubdomain", "Lease name in the release namespace."))]),
@@ -146,7 +147,21 @@ props["runtime"] = obj("The bot runtime the operator deploys.", {
     "image": obj("bot-runtime image.", O([
         ("repository", ref("imageRepository", "bot-runtime image repository.")),
         ("tag", ref("imageTag", "bot-runtime image tag; empty means the chart's appVersion."))]),
-        required=["repository"])}, required=["image"])
+        required=["repository"]),
+    "allowedImages": {"type": "array", "description": "Other images BotInstances may name: repositories, or prefixes ending in '/'.",
+                      "items": {"type": "string", "pattern": "^[a-z0-9]+([._/:-][a-z0-9]+)*/?$", "minLength": 1, "maxLength": 255,
+                                "description": "An image repository, or a prefix ending in '/'."},
+                      "uniqueItems": True, "maxItems": 100},
+    "serviceMonitor": obj("The ServiceMonitor the operator gives every bot.", {
+        "labels": ref("labelMap", "Labels your Prometheus selects ServiceMonitors by.")}, required=["labels"]),
+    "networkPolicy": obj("A NetworkPolicy per bot (ingress only from scrapers and the ingress controller).", O([
+        ("enabled", b("Give every bot a NetworkPolicy.")),
+        ("metricsFrom", {"type": "array", "description": "NetworkPolicy peers that scrape /metrics.",
+                         "items": {"type": "object", "description": "A NetworkPolicyPeer."}}),
+        ("webhookFrom", {"type": "array", "description": "NetworkPolicy peers that deliver webhooks (the ingress controller).",
+                         "items": {"type": "object", "description": "A NetworkPolicyPeer."}})]),
+        required=["enabled", "metricsFrom", "webhookFrom"])},
+    required=["image", "allowedImages", "serviceMonitor", "networkPolicy"])
 for name, what in [("postgres", "DATABASE_URL"), ("redis", "REDIS_URL")]:
     props[name] = obj("Secret, in each bot's namespace, holding the runtime's %s (not created by the chart)." % what, O([
         ("existingSecret", ref("dnsSubdomain", "Secret name.")),
@@ -213,7 +228,7 @@ schema["$schema"] = "http://json-schema.org/draft-07/schema#"
 schema["title"] = "Values of the botfleet Helm chart"
 schema["type"] = "object"
 schema["additionalProperties"] = False
-schema["required"] = ["image", "replicaCount", "watchNamespaces", "leaderElection", "telegram", "runtime",
+schema["required"] = ["image", "replicaCount", "watchNamespaces", "clusterWide", "leaderElection", "telegram", "runtime",
                       "postgres", "redis", "serviceAccount", "rbac", "resources", "probes"]
 schema["properties"] = props
 schema["definitions"] = definitions

@@ -98,7 +98,8 @@ EXPECTED_WATCHED_NAMESPACE_PERMISSIONS = permission_set(
         ("apps", "deployments", OWNED_VERBS, None),
         ("", "services", OWNED_VERBS, None),
         ("", "configmaps", OWNED_VERBS, None),
-        ("", "secrets", OWNED_VERBS, None),
+        # Secrets: no update, no delete (the operator only server-side-applies its own two per bot).
+        ("", "secrets", ("get", "list", "watch", "create", "patch"), None),
         ("autoscaling", "horizontalpodautoscalers", OWNED_VERBS, None),
         ("policy", "poddisruptionbudgets", OWNED_VERBS, None),
         ("monitoring.coreos.com", "servicemonitors", OWNED_VERBS, None),
@@ -123,6 +124,9 @@ REQUIRED_ENV = (
     "WATCH_NAMESPACES",
     "TELEGRAM_API_URL",
     "RUNTIME_IMAGE",
+    "RUNTIME_ALLOWED_IMAGES",
+    "RUNTIME_SERVICE_MONITOR_LABELS",
+    "RUNTIME_NETWORK_POLICY",
     "RUNTIME_DATABASE_SECRET",
     "RUNTIME_DATABASE_SECRET_KEY",
     "RUNTIME_REDIS_SECRET",
@@ -485,6 +489,11 @@ MONITORING_VALUES = {
 SCENARIOS: dict[str, dict] = {
     "defaults": {},
     "namespaced": {"watchNamespaces": ["a", "b"]},
+    "cluster-wide": {"clusterWide": True, "watchNamespaces": []},
+    "network-policy": {"runtime": {"image": {"repository": "ghcr.io/botfleet/bot-runtime"},
+                                   "networkPolicy": {"enabled": True,
+                                                     "metricsFrom": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
+                                                     "webhookFrom": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]}}},
     "monitoring": MONITORING_VALUES,
     "single-replica": {"replicaCount": 1, "leaderElection": {"enabled": False, "leaseName": LEASE_NAME}},
     # Every other template branch: digest-pinned image, existing ServiceAccount, hard
@@ -506,7 +515,9 @@ SCENARIOS: dict[str, dict] = {
         "podLabels": {"team": "bots"},
         "logLevel": "info,kube=warn",
         "telegram": {"apiUrl": "http://telegram-bot-api.infra:8081"},
-        "runtime": {"image": {"repository": "registry.example.com/botfleet/bot-runtime", "tag": "1.2.3"}},
+        "runtime": {"image": {"repository": "registry.example.com/botfleet/bot-runtime", "tag": "1.2.3"},
+                    "allowedImages": ["registry.example.com/botfleet/", "ghcr.io/botfleet/bot-runtime"],
+                    "serviceMonitor": {"labels": {"release": "kube-prometheus-stack", "team": "bots"}}},
         "postgres": {"existingSecret": "pg-url", "key": "DATABASE_URL"},
         "redis": {"existingSecret": "redis-url", "key": "REDIS_URL"},
         "podDisruptionBudget": {"enabled": True, "minAvailable": 2},
@@ -522,6 +533,7 @@ BAD_VALUES: dict[str, dict] = {
     "duplicate watched namespace": {"watchNamespaces": ["a", "a"]},
     "watchNamespaces as a string": {"watchNamespaces": "a,b"},
     "unknown log level": {"logLevel": "loud"},
+    "empty allowed image (would allow everything)": {"runtime": {"image": {"repository": "a/b"}, "allowedImages": [""]}},
     "telegram.apiUrl not http(s)": {"telegram": {"apiUrl": "ftp://api.telegram.org"}},
     "image.pullPolicy outside the enum": {"image": {"pullPolicy": "Sometimes"}},
     "image digest malformed": {"image": {"digest": "sha256:xyz"}},
@@ -541,6 +553,8 @@ BAD_COMBINATIONS: dict[str, tuple[dict, str]] = {
     "several replicas without leader election": (
         {"replicaCount": 2, "leaderElection": {"enabled": False}}, "leaderElection"),
     "existing ServiceAccount without a name": ({"serviceAccount": {"create": False}}, "serviceAccount.name"),
+    "clusterWide with a namespace list": ({"clusterWide": True, "watchNamespaces": ["a"]}, "clusterWide"),
+    "no namespace and not clusterWide": ({"watchNamespaces": []}, "watchNamespaces"),
     "PDB that blocks every drain": ({"replicaCount": 2, "podDisruptionBudget": {"minAvailable": 2}}, "minAvailable"),
 }
 
@@ -1048,14 +1062,17 @@ def main() -> int:
         if rendered["defaults"]:
             r = rendered["defaults"]
             run.check("[defaults] 2 replicas", lambda: expect(r.one("Deployment")["spec"]["replicas"] == 2, "replicas != 2"))
-            run.check("[defaults] cluster-wide RBAC: ClusterRole + ClusterRoleBinding with exactly the needed rules",
-                      lambda: check_cluster_mode(r))
+            run.check("[defaults] namespaced RBAC: a Role + RoleBinding in bots only, exactly the needed rules",
+                      lambda: check_namespaced_mode(r, ["bots"]))
             run.check("[defaults] CRD discovery limited to the ServiceMonitor CRD; Lease Role in the release namespace",
                       lambda: check_always_present_rbac(r, leader_election=True))
-            run.check("[defaults] env: WATCH_NAMESPACES empty, contract values", lambda: check_env(r, {
-                "WATCH_NAMESPACES": "",
+            run.check("[defaults] env: WATCH_NAMESPACES=bots, contract values", lambda: check_env(r, {
+                "WATCH_NAMESPACES": "bots",
                 "TELEGRAM_API_URL": "https://api.telegram.org",
                 "RUNTIME_IMAGE": f"ghcr.io/botfleet/bot-runtime:{runtime_tag}",
+                "RUNTIME_ALLOWED_IMAGES": "",
+                "RUNTIME_SERVICE_MONITOR_LABELS": "",
+                "RUNTIME_NETWORK_POLICY": "",
                 "RUNTIME_DATABASE_SECRET": "botfleet-postgres",
                 "RUNTIME_DATABASE_SECRET_KEY": "url",
                 "RUNTIME_REDIS_SECRET": "botfleet-redis",
@@ -1081,6 +1098,25 @@ def main() -> int:
             run.check("[namespaced] env WATCH_NAMESPACES=a,b", lambda: check_env(r, {"WATCH_NAMESPACES": "a,b"}))
             run.check("[namespaced] NOTES.txt names the watched namespaces",
                       lambda: expect("only in: a, b" in r.notes, "NOTES.txt does not say which namespaces are watched"))
+        if rendered["cluster-wide"]:
+            r = rendered["cluster-wide"]
+            run.check("[cluster-wide] ClusterRole + ClusterRoleBinding with exactly the needed rules",
+                      lambda: check_cluster_mode(r))
+            run.check("[cluster-wide] env WATCH_NAMESPACES empty (all)", lambda: check_env(r, {"WATCH_NAMESPACES": ""}))
+            run.check("[cluster-wide] NOTES.txt says ALL namespaces",
+                      lambda: expect("in ALL namespaces" in r.notes, "NOTES.txt does not say all namespaces are watched"))
+        if rendered["network-policy"]:
+            r = rendered["network-policy"]
+            run.check("[network-policy] the peers reach the operator as JSON", lambda: check_env(r, {
+                "RUNTIME_NETWORK_POLICY": json.dumps({"metrics": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
+                                                      "webhook": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]},
+                                                     separators=(",", ":"))}))
+            extra = permission_set([("networking.k8s.io", "networkpolicies", ("get", "create", "patch"), None)])
+            run.check("[network-policy] the Role also grants NetworkPolicies (and nothing else more)", lambda: (
+                expect(granted_by(r, "Role", "bots", r.one("Deployment")["metadata"]["name"])
+                       == EXPECTED_WATCHED_NAMESPACE_PERMISSIONS | extra,
+                       diff_permissions(granted_by(r, "Role", "bots", r.one("Deployment")["metadata"]["name"]),
+                                        EXPECTED_WATCHED_NAMESPACE_PERMISSIONS | extra))))
         if rendered["monitoring"]:
             r = rendered["monitoring"]
             run.check("[monitoring] ServiceMonitor scrapes the metrics Service as job botfleet-operator", lambda: check_service_monitor(r))
@@ -1098,6 +1134,8 @@ def main() -> int:
                        "image digest not used"),
                 check_env(r, {
                     "RUNTIME_IMAGE": "registry.example.com/botfleet/bot-runtime:1.2.3",
+                    "RUNTIME_ALLOWED_IMAGES": "registry.example.com/botfleet/,ghcr.io/botfleet/bot-runtime",
+                    "RUNTIME_SERVICE_MONITOR_LABELS": "release=kube-prometheus-stack,team=bots",
                     "TELEGRAM_API_URL": "http://telegram-bot-api.infra:8081",
                     "RUNTIME_DATABASE_SECRET": "pg-url", "RUNTIME_DATABASE_SECRET_KEY": "DATABASE_URL",
                     "RUNTIME_REDIS_SECRET": "redis-url", "RUNTIME_REDIS_SECRET_KEY": "REDIS_URL",

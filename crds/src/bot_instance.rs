@@ -385,6 +385,10 @@ pub struct BotInstanceStatus {
     /// The bot's @username, from getMe.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<String>,
+    /// The Telegram bot id the token belongs to (getMe's id, the token's prefix). Two
+    /// BotInstances with the same id are one Telegram bot: only the first one runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bot_id: Option<i64>,
     /// `sha256:` and 12 hex digits of the token; never the token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_fingerprint: Option<String>,

@@ -102,6 +102,9 @@ fn main() {
         let stores = Stores::from_objects(samples::<VipPlan>("plans.yaml"), samples::<DiscountCampaign>("campaign.yaml"), samples::<RateLimitPolicy>("policy.yaml"));
         let settings = Settings {
             runtime_image: "bot-runtime:bench".into(),
+            allowed_images: vec![],
+            service_monitor_labels: Default::default(),
+        network_policy: None,
             database_secret: SecretRef { name: "db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "redis".into(), key: "url".into() },
             telegram_api_url: fake.api_url(),

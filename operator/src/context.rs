@@ -18,6 +18,7 @@ use kube::runtime::{reflector, watcher};
 use tokio::sync::Mutex;
 
 use crate::bot::build::Settings;
+use crate::bot::fleet::Fleet;
 use crate::metrics::Metrics;
 use crate::telegram::TelegramClient;
 
@@ -81,6 +82,8 @@ pub struct Context {
     pub settings: Settings,
     pub metrics: Arc<Metrics>,
     pub stores: Stores,
+    /// The bots of every namespace this process watches (duplicate Telegram bots).
+    pub fleet: Fleet,
     recorder: Recorder,
     /// A fixed clock for tests; None: the real time.
     clock: Option<Timestamp>,
@@ -99,17 +102,25 @@ impl Context {
         reporter: Reporter,
     ) -> Self {
         let recorder = Recorder::new(client.clone(), reporter);
+        let fleet = Fleet::of(stores.bots.clone());
         Self {
             client,
             telegram,
             settings,
             metrics,
             stores,
+            fleet,
             recorder,
             clock: None,
             monitor_crd: Mutex::new(None),
             failures: Default::default(),
         }
+    }
+
+    /// Shares the bots of the other namespaces this process watches (see [`Fleet`]).
+    pub fn with_fleet(mut self, fleet: Fleet) -> Self {
+        self.fleet = fleet;
+        self
     }
 
     pub fn with_clock(mut self, now: Timestamp) -> Self {

@@ -22,6 +22,7 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
 
 use crate::bot::build::Settings;
+use crate::bot::fleet::Fleet;
 use crate::bot::reconcile::reconcile;
 use crate::context::{Context, Stores};
 use crate::error::Error;
@@ -64,9 +65,13 @@ fn bots_in(store: &Store<BotInstance>, ns: Option<String>) -> Vec<ObjectRef<BotI
 }
 
 /// Runs all controllers for one namespace (or the whole cluster) until `shutdown` resolves.
+/// `fleet` collects the BotInstance caches of every namespace this process runs, so a
+/// duplicate Telegram bot is found across them.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     client: Client,
     namespace: Option<String>,
+    fleet: Fleet,
     telegram: TelegramClient,
     settings: Settings,
     metrics: Arc<Metrics>,
@@ -86,15 +91,25 @@ pub async fn run(
     let policy_events = reflector::reflector(policies_writer, watcher(api::<RateLimitPolicy>(&client, ns), watcher::Config::default()))
         .default_backoff()
         .touched_objects();
-    // Token Secrets: metadata only (a Secret's data never sits in our memory unless we read it).
-    let secret_events =
-        watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default()).default_backoff().touched_objects();
+    // Secrets, metadata only (a Secret's data never sits in our memory unless we read it), and
+    // only two kinds: token Secrets users label for us, and our own. Other Secrets of the
+    // namespace are never listed into memory.
+    let token_label = format!("{}=true", crate::bot::build::TOKEN_SECRET_LABEL);
+    let secret_events = futures::stream::select(
+        watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default().labels(&token_label))
+            .default_backoff()
+            .touched_objects(),
+        watcher(api::<PartialObjectMeta<Secret>>(&client, ns), watcher::Config::default().labels(OWNED))
+            .default_backoff()
+            .touched_objects(),
+    );
 
     let owned = || watcher::Config::default().labels(OWNED);
     let bots = Controller::new(api::<BotInstance>(&client, ns), watcher::Config::default().any_semantic());
     let bot_store = bots.store();
     let stores = Stores { plans, campaigns, policies, bots: bot_store.clone() };
-    let ctx = Arc::new(Context::new(client.clone(), telegram, settings, metrics, stores, reporter));
+    fleet.add(bot_store.clone());
+    let ctx = Arc::new(Context::new(client.clone(), telegram, settings, metrics, stores, reporter).with_fleet(fleet));
 
     let (s1, s2, s3, s4) = (bot_store.clone(), bot_store.clone(), bot_store.clone(), bot_store.clone());
     let bot_controller = bots

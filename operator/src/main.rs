@@ -49,6 +49,16 @@ struct RunArgs {
     /// The bot-runtime image the operator puts into bot Deployments.
     #[arg(long, env = "RUNTIME_IMAGE")]
     runtime_image: String,
+    /// Other images a BotInstance may name in spec.image, comma-separated: a repository (any
+    /// tag or digest of it) or a prefix ending in '/'. Empty: only --runtime-image.
+    #[arg(long, env = "RUNTIME_ALLOWED_IMAGES", default_value = "", value_delimiter = ',')]
+    allowed_images: Vec<String>,
+    /// Extra labels for every bot's ServiceMonitor, comma-separated key=value pairs.
+    #[arg(long, env = "RUNTIME_SERVICE_MONITOR_LABELS", default_value = "")]
+    service_monitor_labels: String,
+    /// A NetworkPolicy per bot, as JSON {"metrics": [peers], "webhook": [peers]}; empty: none.
+    #[arg(long, env = "RUNTIME_NETWORK_POLICY", default_value = "")]
+    network_policy: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET")]
     database_secret: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET_KEY", default_value = "url")]
@@ -110,8 +120,16 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
     let client = Client::try_default().await.context("cannot configure the Kubernetes client")?;
     client.apiserver_version().await.context("cannot reach the Kubernetes API")?;
     ready.store(true, Ordering::Relaxed);
+    let service_monitor_labels = parse_labels(&args.service_monitor_labels).context("RUNTIME_SERVICE_MONITOR_LABELS")?;
+    let network_policy = match args.network_policy.trim() {
+        "" => None,
+        json => Some(serde_json::from_str(json).context("RUNTIME_NETWORK_POLICY is not {\"metrics\": [...], \"webhook\": [...]}")?),
+    };
     let settings = Settings {
+        network_policy,
         runtime_image: args.runtime_image.clone(),
+        service_monitor_labels,
+        allowed_images: args.allowed_images.iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect(),
         database_secret: SecretRef { name: args.database_secret.clone(), key: args.database_secret_key.clone() },
         redis_secret: SecretRef { name: args.redis_secret.clone(), key: args.redis_secret_key.clone() },
         telegram_api_url: telegram_api_url.clone(),
@@ -166,10 +184,13 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
             .boxed()
             .shared()
         };
+        // One registry of bots for all namespaces (fresh per leadership term, filled by the runs).
+        let fleet = botfleet_operator::bot::fleet::Fleet::default();
         let runs = namespaces.iter().map(|ns| {
             botfleet_operator::controller::run(
                 client.clone(),
                 ns.clone(),
+                fleet.clone(),
                 TelegramClient::new(&telegram_api_url),
                 settings.clone(),
                 metrics.clone(),
@@ -184,6 +205,18 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
     }
 }
 
+/// `k=v,k2=v2` → labels (empty: none).
+fn parse_labels(text: &str) -> anyhow::Result<std::collections::BTreeMap<String, String>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| match pair.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.trim().to_string())),
+            _ => anyhow::bail!("{pair:?} is not key=value"),
+        })
+        .collect()
+}
+
 async fn terminate_signal() {
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(s) => s,
@@ -196,5 +229,19 @@ async fn terminate_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_labels;
+
+    #[test]
+    fn service_monitor_labels_are_key_value_pairs() {
+        let labels = parse_labels("release=kube-prometheus-stack, team = bots").unwrap();
+        assert_eq!(labels.get("release").map(String::as_str), Some("kube-prometheus-stack"));
+        assert_eq!(labels.get("team").map(String::as_str), Some("bots"));
+        assert!(parse_labels("").unwrap().is_empty());
+        assert!(parse_labels("novalue").is_err());
     }
 }

@@ -99,6 +99,27 @@ fn control_plane() -> Option<&'static ControlPlane> {
     }
 }
 
+/// The admin's credentials, impersonating a ServiceAccount: what the operator's pod would be.
+async fn client_as_service_account(plane: &ControlPlane, ns: &str, sa: &str) -> Client {
+    let kubeconfig = Kubeconfig::read_from(plane.dir.join("admin.kubeconfig")).expect("kubeconfig");
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
+    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{sa}"));
+    config.auth_info.impersonate_groups = Some(vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")]);
+    Client::try_from(config).expect("client")
+}
+
+/// The rules the chart grants the operator in each watched namespace, read from the chart's
+/// `botfleet.rules` template (plain YAML, no template expressions inside).
+fn chart_rules() -> Value {
+    let helpers = std::fs::read_to_string(repo().join("charts/botfleet/templates/_helpers.tpl")).expect("_helpers.tpl");
+    let start = helpers.find(r#"{{- define "botfleet.rules" -}}"#).expect("botfleet.rules");
+    let body = &helpers[start..];
+    let body = &body[body.find('\n').expect("newline") + 1..];
+    let body = &body[..body.find("{{- end }}").expect("end of botfleet.rules")];
+    assert!(!body.contains("{{"), "botfleet.rules must stay plain YAML for this test");
+    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(body).expect("rules yaml")).expect("rules json")
+}
+
 async fn client_as(plane: &ControlPlane, user: &str) -> Client {
     let kubeconfig = Kubeconfig::read_from(plane.dir.join(format!("{user}.kubeconfig"))).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
@@ -311,6 +332,9 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     }
     let settings = Settings {
         runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        allowed_images: vec![],
+        service_monitor_labels: Default::default(),
+        network_policy: None,
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: fake.api_url(),
@@ -326,6 +350,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     let operator = tokio::spawn(botfleet_operator::controller::run(
         admin.clone(),
         Some(ns.clone()),
+        botfleet_operator::bot::fleet::Fleet::default(),
         TelegramClient::new(&fake.api_url()),
         settings,
         std::sync::Arc::new(Metrics::new()),
@@ -372,4 +397,243 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     assert!(deployments.get_opt("beta-runtime").await.expect("get").is_some(), "beta is untouched");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
+}
+
+/// Starts the operator (in this process) for one namespace with this client; returns the stop
+/// switch and its task.
+fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    use botfleet_operator::bot::build::{SecretRef, Settings};
+    use botfleet_operator::metrics::Metrics;
+    use botfleet_operator::telegram::TelegramClient;
+    let settings = Settings {
+        runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        allowed_images: vec![],
+        service_monitor_labels: Default::default(),
+        network_policy: None,
+        database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
+        redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
+        telegram_api_url: telegram_url.into(),
+    };
+    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let task = tokio::spawn(botfleet_operator::controller::run(
+        client,
+        Some(ns.to_string()),
+        botfleet_operator::bot::fleet::Fleet::default(),
+        TelegramClient::new(telegram_url),
+        settings,
+        std::sync::Arc::new(Metrics::new()),
+        reporter,
+        futures::FutureExt::shared(Box::pin(shutdown)),
+    ));
+    (stop, task)
+}
+
+/// The chart's namespaced Role is enough to run the fleet (the operator runs as a
+/// ServiceAccount bound to exactly those rules), and it cannot update or delete a Secret —
+/// not even one it can read: RBAC is the real API server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_charts_namespaced_role_runs_the_fleet_and_cannot_update_or_delete_secrets() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "rbac-role").await;
+    let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "botfleet"}})).unwrap();
+    Api::namespaced(admin.clone(), &ns).create(&PostParams::default(), &sa).await.expect("service account");
+    let role: k8s_openapi::api::rbac::v1::Role =
+        serde_json::from_value(json!({"metadata": {"name": "botfleet"}, "rules": chart_rules()})).expect("role");
+    Api::namespaced(admin.clone(), &ns).create(&PostParams::default(), &role).await.expect("the API server accepts the chart's rules");
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "botfleet"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "botfleet"},
+        "subjects": [{"kind": "ServiceAccount", "name": "botfleet", "namespace": ns}],
+    }))
+    .unwrap();
+    Api::namespaced(admin.clone(), &ns).create(&PostParams::default(), &binding).await.expect("binding");
+
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_role_bot"), ("beta", "beta_role_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{bot}-bot-token"), "labels": {"botfleet.io/bot-token": "true"}},
+            "stringData": {"token": token},
+        }))
+        .unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    for doc in samples() {
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let operator = client_as_service_account(plane, &ns, "botfleet").await;
+    let (stop, task) = start_operator(operator.clone(), &ns, &fake.api_url());
+
+    let bots = api_for(&admin, &ns, "BotInstance");
+    for bot in ["alpha", "beta"] {
+        eventually(&format!("{bot} reconciled by the ServiceAccount"), Duration::from_secs(60), || {
+            let bots = bots.clone();
+            async move {
+                let b = bots.get(bot).await.ok()?;
+                let conditions = b.data.pointer("/status/conditions")?.as_array()?.clone();
+                let ok = |t: &str| conditions.iter().any(|c| c["type"] == t && c["status"] == "True");
+                (ok("TokenValid") && ok("TokenSecretWatched")).then_some(())
+            }
+        })
+        .await;
+    }
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    assert!(deployments.get_opt("alpha-runtime").await.expect("get").is_some(), "applied under the chart's Role");
+    assert!(secrets.get_opt("alpha-runtime-token").await.expect("get").is_some(), "its own Secrets are created");
+
+    // The user's token Secret: readable, but neither updatable nor deletable by the operator.
+    let as_operator = Api::<Secret>::namespaced(operator, &ns);
+    let mut token = as_operator.get("alpha-bot-token").await.expect("the operator reads token Secrets");
+    token.metadata.managed_fields = None;
+    match as_operator.replace("alpha-bot-token", &PostParams::default(), &token).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("the operator updated a user's Secret: {other:?}"),
+    }
+    match as_operator.delete("alpha-bot-token", &kube::api::DeleteParams::default()).await {
+        Err(kube::Error::Api(s)) => assert_eq!(s.code, 403, "{s:?}"),
+        other => panic!("the operator deleted a user's Secret: {other:?}"),
+    }
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// On the real API server: a ConfigMap someone else created under a bot's object name is not
+/// taken over (the bot says `ObjectNotOwned`, the ConfigMap keeps its data and has no owner),
+/// while the other bot of the namespace is deployed; and `tokenSecretRef` can only name a
+/// Secret of the bot's own namespace (a `namespace` field is pruned by the schema).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_object_is_not_adopted_and_token_secrets_stay_in_the_bots_namespace() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "foreign").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_foreign_bot"), ("beta", "beta_foreign_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    let configs = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
+    let theirs: ConfigMap =
+        serde_json::from_value(json!({"metadata": {"name": "alpha-config"}, "data": {"owner": "another team"}})).unwrap();
+    configs.create(&PostParams::default(), &theirs).await.expect("foreign configmap");
+    for doc in samples() {
+        let doc = if doc["kind"] == "BotInstance" && doc["metadata"]["name"] == "beta" {
+            with(doc, "/spec/tokenSecretRef/namespace", json!("kube-system"))
+        } else {
+            doc
+        };
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let bots = api_for(&admin, &ns, "BotInstance");
+    let beta = bots.get("beta").await.expect("beta");
+    assert_eq!(beta.data.pointer("/spec/tokenSecretRef/namespace"), None, "no cross-namespace reference can be stored");
+
+    let (stop, task) = start_operator(admin.clone(), &ns, &fake.api_url());
+    let reason = eventually("alpha reports ObjectNotOwned", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        async move {
+            let b = bots.get("alpha").await.ok()?;
+            let conditions = b.data.pointer("/status/conditions")?.as_array()?.clone();
+            conditions.iter().find(|c| c["type"] == "Ready" && c["reason"] == "ObjectNotOwned").cloned()
+        }
+    })
+    .await;
+    assert!(reason["message"].as_str().unwrap_or_default().contains("ConfigMap \"alpha-config\""), "{reason}");
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    eventually("beta's Deployment", Duration::from_secs(60), || {
+        let deployments = deployments.clone();
+        async move { deployments.get_opt("beta-runtime").await.ok().flatten() }
+    })
+    .await;
+    let cm = configs.get("alpha-config").await.expect("still there");
+    assert_eq!(cm.data.unwrap_or_default().get("owner").map(String::as_str), Some("another team"), "not overwritten");
+    assert!(cm.metadata.owner_references.is_none(), "not adopted");
+    assert!(deployments.get_opt("alpha-runtime").await.expect("get").is_none(), "nothing of alpha applied");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// Server-side apply semantics are the API server's: switching a bot from fixed replicas to
+/// autoscaling keeps the running count (releasing `spec.replicas` would reset it to 1), and
+/// once the autoscaler has written the scale subresource the operator lets go of the field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn switching_to_autoscaling_never_drops_to_one_replica_and_hands_replicas_to_the_autoscaler() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "hpa").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_hpa_bot"), ("beta", "beta_hpa_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret =
+            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    for doc in samples() {
+        let doc =
+            if doc["kind"] == "BotInstance" && doc["metadata"]["name"] == "beta" { with(doc, "/spec/replicas", json!(4)) } else { doc };
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let (stop, task) = start_operator(admin.clone(), &ns, &fake.api_url());
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    let replicas = |deployments: Api<Deployment>| async move {
+        deployments.get_opt("beta-runtime").await.ok().flatten().and_then(|d| d.spec.replicas)
+    };
+    eventually("beta at 4 replicas", Duration::from_secs(60), || {
+        let d = deployments.clone();
+        async move { (replicas(d).await == Some(4)).then_some(()) }
+    })
+    .await;
+
+    let bots = api_for(&admin, &ns, "BotInstance");
+    let switch = json!({"spec": {"replicas": null, "autoscaling": {"minReplicas": 2, "maxReplicas": 8}}});
+    bots.patch("beta", &PatchParams::default(), &Patch::Merge(&switch)).await.expect("switch to autoscaling");
+    let hpas = Api::<k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler>::namespaced(admin.clone(), &ns);
+    eventually("beta's HPA", Duration::from_secs(60), || {
+        let hpas = hpas.clone();
+        async move { hpas.get_opt("beta-runtime").await.ok().flatten() }
+    })
+    .await;
+    for _ in 0..10 {
+        assert_eq!(replicas(deployments.clone()).await, Some(4), "the running count is kept, never reset to 1");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    // The autoscaler scales (as the HPA controller does, through the scale subresource).
+    let scale = json!({"spec": {"replicas": 6}});
+    let as_hpa = PatchParams { field_manager: Some("horizontal-pod-autoscaler".into()), ..Default::default() };
+    deployments.patch_scale("beta-runtime", &as_hpa, &Patch::Merge(&scale)).await.expect("scale");
+    // A change of the bot makes the operator apply again; it must leave replicas to the HPA.
+    let touch = json!({"metadata": {"annotations": {"test/touch": "1"}}});
+    bots.patch("beta", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("touch");
+    eventually("the operator to let go of spec.replicas", Duration::from_secs(60), || {
+        let deployments = deployments.clone();
+        async move {
+            let d = deployments.get("beta-runtime").await.ok()?;
+            let ours = d.metadata.managed_fields.iter().flatten().find(|m| m.manager.as_deref() == Some("botfleet-operator"))?;
+            let fields = ours.fields_v1.as_ref()?.0.clone();
+            (fields.pointer("/f:spec/f:template").is_some() && fields.pointer("/f:spec/f:replicas").is_none()).then_some(())
+        }
+    })
+    .await;
+    assert_eq!(replicas(deployments.clone()).await, Some(6), "the autoscaler's count stands");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

@@ -69,6 +69,12 @@ botfleet.io/scrape-job
 
 {{/* Checks that span several values (the schema checks each value alone). */}}
 {{- define "botfleet.validate" -}}
+{{- if and .Values.clusterWide (not (empty .Values.watchNamespaces)) }}
+{{- fail "clusterWide=true watches every namespace: set watchNamespaces to [] (or keep clusterWide=false and list the namespaces)" }}
+{{- end }}
+{{- if and (not .Values.clusterWide) (empty .Values.watchNamespaces) }}
+{{- fail "watchNamespaces is empty: list the namespaces that hold bots, or set clusterWide=true to watch all of them" }}
+{{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled=true: without a Lease every replica would reconcile the same bots" }}
 {{- end }}
@@ -102,12 +108,15 @@ No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
 - apiGroups: [""]
   resources: ["services", "configmaps"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
-# Secrets: the bot token Secrets are read and watched (token rotation); the per-bot
-# webhook-secret Secret is owned and written by the operator. Names are per bot, so they cannot
-# be listed here.
+# Secrets: token Secrets are read (get) and watched by label (botfleet.io/bot-token=true, metadata
+# only); the operator writes only its own two per bot (<bot>-webhook, <bot>-runtime-token) with
+# server-side apply (create + patch) after checking their owner reference. No update, no delete:
+# garbage collection removes its Secrets with their BotInstance. RBAC cannot narrow patch to
+# those Secrets (their names are per bot, resourceNames cannot hold them): see docs/DEPLOY.md,
+# "What the operator may do to Secrets".
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
@@ -125,6 +134,15 @@ No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Only with runtime.networkPolicy.enabled: the per-bot NetworkPolicies the operator owns. */}}
+{{- define "botfleet.networkPolicyRules" -}}
+{{- if .Values.runtime.networkPolicy.enabled }}
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["get", "create", "patch"]
+{{- end }}
 {{- end }}
 
 {{/*

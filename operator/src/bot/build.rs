@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::{
     KeyToPath, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, Secret, SecretKeySelector,
     SecretVolumeSource, SecurityContext, Service, ServicePort, ServiceSpec, Volume, VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicySpec};
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
@@ -24,6 +25,9 @@ use kube::Resource as _;
 use kube::api::DynamicObject;
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
+
+/// The server-side-apply field manager of everything the operator writes.
+pub const FIELD_MANAGER: &str = "botfleet-operator";
 
 /// The runtime listens here for Telegram's webhook, /metrics, /healthz and /readyz.
 pub const RUNTIME_PORT: i32 = 8080;
@@ -37,12 +41,35 @@ pub const WEBHOOK_SECRET_ANNOTATION: &str = "botfleet.io/webhook-secret-fingerpr
 pub const CONFIG_HASH_ANNOTATION: &str = "botfleet.io/config-hash";
 
 /// What the operator was installed with (Helm values → environment).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     pub runtime_image: String,
+    /// Other images a BotInstance may ask for in `spec.image`: an entry is a repository (any
+    /// tag or digest of it) or a prefix ending in `/` (every image under it). Empty: only
+    /// `runtime_image`. Whoever may create BotInstances must not make the operator run an
+    /// arbitrary image.
+    pub allowed_images: Vec<String>,
+    /// Extra labels on every bot's ServiceMonitor (what the cluster's Prometheus selects
+    /// ServiceMonitors by, e.g. `release: kube-prometheus-stack`).
+    pub service_monitor_labels: BTreeMap<String, String>,
+    /// A NetworkPolicy per bot (off: None, and the operator manages none).
+    pub network_policy: Option<NetworkPolicySettings>,
     pub database_secret: SecretRef,
     pub redis_secret: SecretRef,
     pub telegram_api_url: String,
+}
+
+/// Who may reach a bot's pods when the operator gives each bot a NetworkPolicy (chart:
+/// `runtime.networkPolicy`, as JSON in `RUNTIME_NETWORK_POLICY`). Everything else is denied.
+#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NetworkPolicySettings {
+    /// Who scrapes /metrics (e.g. the monitoring namespace's Prometheus pods).
+    #[serde(default)]
+    pub metrics: Vec<NetworkPolicyPeer>,
+    /// Who delivers Telegram's webhook (the ingress controller's pods); webhook-mode bots only.
+    #[serde(default)]
+    pub webhook: Vec<NetworkPolicyPeer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,15 +78,24 @@ pub struct SecretRef {
     pub key: String,
 }
 
-/// Everything one bot runs with. The ServiceMonitor is built only when its CRD exists.
+/// Everything one bot runs with, in the order `reconcile` applies it. The ServiceMonitor is
+/// built only when its CRD exists. `reconcile::apply_desired` destructures this without `..`,
+/// so a new kind of object does not compile until it is applied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
+    /// The webhook secret, only when it is new (generated for this reconcile): an existing
+    /// one is kept as it is, since changing it needs a new setWebhook.
+    pub webhook_secret: Option<Secret>,
+    /// The operator's copy of the token Telegram just accepted (pods mount it).
+    pub runtime_token: Secret,
     pub config_map: ConfigMap,
     pub deployment: Deployment,
     pub service: Service,
     pub autoscaler: Option<HorizontalPodAutoscaler>,
     pub disruption_budget: Option<PodDisruptionBudget>,
     pub service_monitor: Option<DynamicObject>,
+    /// Only when the operator was installed with `runtime.networkPolicy.enabled`.
+    pub network_policy: Option<NetworkPolicy>,
 }
 
 /// Inputs that change the pods but are not in the spec.
@@ -97,13 +133,20 @@ pub fn selector_labels(bot: &str) -> BTreeMap<String, String> {
     ])
 }
 
+/// The label (value `true`) users put on their token Secrets: the operator watches Secrets by it
+/// (metadata only), so a rotated token is noticed within seconds. Without it the bot still
+/// works; the rotation is noticed at the next resync and `TokenSecretWatched=False` says so.
+pub const TOKEN_SECRET_LABEL: &str = "botfleet.io/bot-token";
+/// The label every object the operator creates carries (its watches select by it).
+pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "botfleet-operator");
+
 /// The Prometheus job every runtime is scraped under (alerts say `up{job="botfleet-runtime"}`).
 pub const SCRAPE_JOB_LABEL: &str = "botfleet.io/scrape-job";
 pub const RUNTIME_JOB: &str = "botfleet-runtime";
 
 fn labels(bot: &str, pool: &str) -> BTreeMap<String, String> {
     let mut l = selector_labels(bot);
-    l.insert("app.kubernetes.io/managed-by".into(), "botfleet-operator".into());
+    l.insert(MANAGED_BY.0.into(), MANAGED_BY.1.into());
     l.insert("app.kubernetes.io/part-of".into(), "botfleet".into());
     l.insert("botfleet.io/pool".into(), pool.into());
     l.insert(SCRAPE_JOB_LABEL.into(), RUNTIME_JOB.into());
@@ -138,32 +181,53 @@ pub fn webhook_url(bot: &BotInstance) -> Option<String> {
     }
 }
 
-pub fn build(
-    bot: &BotInstance,
-    config: &ResolvedBotConfig,
-    config_yaml: &str,
-    hash: &str,
-    rollout: &Rollout,
-    settings: &Settings,
-    with_monitor: bool,
-) -> Desired {
+/// What `build` needs besides the bot and the operator's settings: the outcome of the
+/// reconcile's reads, as plain values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildInputs<'a> {
+    pub config: &'a ResolvedBotConfig,
+    pub config_yaml: &'a str,
+    pub hash: &'a str,
+    /// The token Telegram accepted (written to the operator's copy, never logged).
+    pub token: &'a str,
+    pub rollout: &'a Rollout,
+    /// A webhook secret generated by this reconcile, to be written; None: keep the existing one.
+    pub new_webhook_secret: Option<&'a str>,
+    pub scale_down: ScaleDown,
+    pub with_monitor: bool,
+    /// The bot's Deployment as it is now (None: not created yet): under autoscaling, the
+    /// replica count is handed to the HPA without ever dropping to the default of 1.
+    pub existing_deployment: Option<&'a Deployment>,
+}
+
+pub fn build(bot: &BotInstance, input: &BuildInputs<'_>, settings: &Settings) -> Desired {
     let name = bot_name(bot);
     let n = names(&name);
-    let pool = &config.bot.pool;
-    let config_map = config_map(bot, config, config_yaml, hash);
+    let pool = &input.config.bot.pool;
+    let mut deployment = deployment(bot, &n, pool, input.rollout, settings);
+    if let Some(a) = &bot.spec.autoscaling {
+        deployment.spec.replicas = autoscaled_replicas(a, input.existing_deployment);
+    }
+    if let ScaleDown::Retire { keep, .. } = input.scale_down {
+        // The running pods stay, with the configuration saying `retiring`, for the drain.
+        deployment.spec.replicas = Some(keep);
+    }
+    let with_monitor = input.with_monitor;
     Desired {
-        config_map,
-        deployment: deployment(bot, &n, pool, rollout, settings),
+        webhook_secret: input.new_webhook_secret.map(|s| webhook_secret(bot, pool, s)),
+        runtime_token: validated_token(bot, pool, input.token),
+        config_map: config_map(bot, input.config, input.config_yaml, input.hash),
+        deployment,
         service: service(bot, &n, pool),
         autoscaler: autoscaler(bot, &n, pool),
         disruption_budget: disruption_budget(bot, &n, pool),
-        service_monitor: with_monitor.then(|| service_monitor(bot, &n, pool)),
+        service_monitor: with_monitor.then(|| service_monitor(bot, &n, pool, &settings.service_monitor_labels)),
+        network_policy: settings.network_policy.as_ref().map(|np| network_policy(bot, &n, pool, np)),
     }
 }
 
 pub const TOKEN_KEY: &str = "token";
 
-/// The operator-owned copy of the last validated token.
 /// The ConfigMap with the bot's resolved configuration (the runtimes re-read it).
 pub fn config_map(bot: &BotInstance, config: &ResolvedBotConfig, config_yaml: &str, hash: &str) -> ConfigMap {
     let mut cm_meta = meta(bot, &names(&bot_name(bot)).config, &config.bot.pool);
@@ -171,6 +235,7 @@ pub fn config_map(bot: &BotInstance, config: &ResolvedBotConfig, config_yaml: &s
     ConfigMap { metadata: cm_meta, data: Some(BTreeMap::from([(CONFIG_KEY.to_string(), config_yaml.to_string())])), ..Default::default() }
 }
 
+/// The operator-owned copy of the last validated token.
 pub fn validated_token(bot: &BotInstance, pool: &str, token: &str) -> Secret {
     Secret {
         metadata: meta(bot, &names(&bot_name(bot)).token, pool),
@@ -230,6 +295,113 @@ pub fn scale_down(
         None if ready > 0 => ScaleDown::Retire { keep: ready, left: drain, start: true },
         None => ScaleDown::Stop,
     }
+}
+
+/// The Deployment's `replicas` under autoscaling. Server-side apply resets a field to its
+/// default (1 for replicas) when its only manager stops applying it, so the operator must not
+/// simply drop it when a bot switches from fixed replicas to autoscaling (Kubernetes docs,
+/// "Server-Side Apply → Transferring ownership"). It keeps applying the current count, within
+/// the HPA's bounds (`minReplicas` for a new Deployment), until another manager — the HPA
+/// controller writing the scale subresource — also owns `spec.replicas`; from then on it
+/// leaves the field out and the HPA alone owns it.
+pub fn autoscaled_replicas(a: &botfleet_crds::bot_instance::Autoscaling, existing: Option<&Deployment>) -> Option<i32> {
+    let Some(d) = existing else { return Some(a.min_replicas) };
+    let someone_else_owns_it = d.metadata.managed_fields.iter().flatten().any(|m| {
+        m.manager.as_deref() != Some(FIELD_MANAGER) && m.fields_v1.as_ref().is_some_and(|f| f.0.pointer("/f:spec/f:replicas").is_some())
+    });
+    if someone_else_owns_it {
+        return None;
+    }
+    Some(d.spec.replicas.unwrap_or(a.min_replicas).clamp(a.min_replicas, a.max_replicas.max(a.min_replicas)))
+}
+
+/// The configuration as the pods get it: a bot scaled to zero says `retiring` while it drains
+/// (and after, until it is scaled up again). Returns it with its hash.
+pub fn retiring_config(
+    mut config: ResolvedBotConfig,
+    scale_down: ScaleDown,
+    retiring_since: Option<jiff::Timestamp>,
+) -> (ResolvedBotConfig, String) {
+    config.bot.retiring = match scale_down {
+        ScaleDown::No => config.bot.retiring,
+        ScaleDown::Retire { .. } => true,
+        ScaleDown::Stop => retiring_since.is_some(),
+    };
+    let hash = config.hash();
+    (config, hash)
+}
+
+/// An image reference without its tag or digest (`registry:5000/a/b:1.2@sha256:…` → `registry:5000/a/b`).
+fn repository(image: &str) -> &str {
+    let image = image.split_once('@').map_or(image, |(repo, _)| repo);
+    match image.rfind(':') {
+        // A ':' after the last '/' starts the tag; one before it belongs to a registry port.
+        Some(colon) if colon > image.rfind('/').unwrap_or(0) => &image[..colon],
+        _ => image,
+    }
+}
+
+/// The runtime image this bot asks for, if the operator may run it (else why not).
+pub fn allowed_image(bot: &BotInstance, settings: &Settings) -> Result<String, String> {
+    let Some(image) = bot.spec.image.as_deref() else { return Ok(settings.runtime_image.clone()) };
+    let allowed = image == settings.runtime_image
+        || settings.allowed_images.iter().any(|entry| match entry.strip_suffix('/') {
+            Some(_) => image.starts_with(entry.as_str()),
+            None => repository(image) == entry,
+        });
+    if allowed {
+        Ok(image.to_string())
+    } else {
+        Err(format!(
+            "spec.image {image:?} is not allowed by this operator (the installed runtime image, or runtime.allowedImages in the chart's values)"
+        ))
+    }
+}
+
+/// The objects a bot's `Desired` names, as the API server has them now (None: absent). Read
+/// before the build; the Deployment whole (its replica count matters), the rest metadata only.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Existing {
+    pub webhook_secret: Option<ObjectMeta>,
+    pub runtime_token: Option<ObjectMeta>,
+    pub config_map: Option<ObjectMeta>,
+    pub service: Option<ObjectMeta>,
+    pub deployment: Option<Deployment>,
+    pub autoscaler: Option<ObjectMeta>,
+    pub disruption_budget: Option<ObjectMeta>,
+    pub service_monitor: Option<ObjectMeta>,
+    pub network_policy: Option<ObjectMeta>,
+}
+
+/// Whether this BotInstance (by uid) is the controller owner of an object.
+pub fn owned_by(meta: &ObjectMeta, bot: &BotInstance) -> bool {
+    let uid = bot.metadata.uid.as_deref().unwrap_or_default();
+    meta.owner_references.iter().flatten().any(|o| o.controller == Some(true) && o.kind == "BotInstance" && o.uid == uid)
+}
+
+/// Objects the bot would write that exist and are not its own ("Kind name"): the operator
+/// never takes over what it did not create (a forced apply would overwrite it), so one of
+/// them blocks the whole bot. Objects the bot no longer wants are not listed: they are only
+/// deleted when they are its own.
+pub fn foreign_objects(bot: &BotInstance, desired: &Desired, existing: &Existing) -> Vec<String> {
+    let n = names(&bot_name(bot));
+    let deployment_meta = existing.deployment.as_ref().map(|d| &d.metadata);
+    let candidates = [
+        ("Secret", &n.webhook_secret, desired.webhook_secret.is_some(), existing.webhook_secret.as_ref()),
+        ("Secret", &n.token, true, existing.runtime_token.as_ref()),
+        ("ConfigMap", &n.config, true, existing.config_map.as_ref()),
+        ("Service", &n.runtime, true, existing.service.as_ref()),
+        ("Deployment", &n.runtime, true, deployment_meta),
+        ("HorizontalPodAutoscaler", &n.runtime, desired.autoscaler.is_some(), existing.autoscaler.as_ref()),
+        ("PodDisruptionBudget", &n.runtime, desired.disruption_budget.is_some(), existing.disruption_budget.as_ref()),
+        ("ServiceMonitor", &n.runtime, desired.service_monitor.is_some(), existing.service_monitor.as_ref()),
+        ("NetworkPolicy", &n.runtime, desired.network_policy.is_some(), existing.network_policy.as_ref()),
+    ];
+    candidates
+        .into_iter()
+        .filter(|(_, _, wanted, found)| *wanted && found.is_some_and(|m| !owned_by(m, bot)))
+        .map(|(kind, name, _, _)| format!("{kind} {name:?}"))
+        .collect()
 }
 
 /// Why a BotInstance cannot be turned into objects the API server accepts — checked before
@@ -435,8 +607,8 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
         termination_grace_period_seconds: Some(30),
         ..Default::default()
     };
-    // With autoscaling the HPA owns the replica count: leaving the field out keeps
-    // server-side apply from fighting it.
+    // With autoscaling the HPA owns the replica count: `build` hands it over (see
+    // `autoscaled_replicas`), so server-side apply neither fights it nor resets it to 1.
     let replicas = if bot.spec.autoscaling.is_some() { None } else { Some(bot.spec.replicas.unwrap_or(1)) };
     Deployment {
         metadata: meta(bot, &n.runtime, pool),
@@ -527,13 +699,42 @@ fn disruption_budget(bot: &BotInstance, n: &Names, pool: &str) -> Option<PodDisr
     })
 }
 
+/// Ingress to the runtime pods only from who needs it: the metrics scrapers, and in webhook
+/// mode the ingress controller (both on the one `http` port). With neither, all ingress is
+/// denied. Egress is not restricted (Telegram, Postgres and Redis addresses vary too much).
+fn network_policy(bot: &BotInstance, n: &Names, pool: &str, np: &NetworkPolicySettings) -> NetworkPolicy {
+    let http =
+        || vec![NetworkPolicyPort { port: Some(IntOrString::String("http".into())), protocol: Some("TCP".into()), ..Default::default() }];
+    let mut rules = Vec::new();
+    if !np.metrics.is_empty() {
+        rules.push(NetworkPolicyIngressRule { from: Some(np.metrics.clone()), ports: Some(http()) });
+    }
+    if bot.spec.ingress.mode == IngressMode::Webhook && !np.webhook.is_empty() {
+        rules.push(NetworkPolicyIngressRule { from: Some(np.webhook.clone()), ports: Some(http()) });
+    }
+    NetworkPolicy {
+        metadata: meta(bot, &n.runtime, pool),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector { match_labels: Some(selector_labels(&bot_name(bot))), ..Default::default() }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(rules),
+            ..Default::default()
+        }),
+    }
+}
+
 pub fn service_monitor_resource() -> ApiResource {
     ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("monitoring.coreos.com", "v1", "ServiceMonitor"), "servicemonitors")
 }
 
-fn service_monitor(bot: &BotInstance, n: &Names, pool: &str) -> DynamicObject {
+fn service_monitor(bot: &BotInstance, n: &Names, pool: &str, extra_labels: &BTreeMap<String, String>) -> DynamicObject {
     let mut obj = DynamicObject::new(&n.runtime, &service_monitor_resource());
     obj.metadata = meta(bot, &n.runtime, pool);
+    // The operator's own labels win: its watches and selectors depend on them.
+    let labels = obj.metadata.labels.get_or_insert_with(BTreeMap::new);
+    for (k, v) in extra_labels {
+        labels.entry(k.clone()).or_insert_with(|| v.clone());
+    }
     obj.data = json!({
         "spec": {
             "selector": {"matchLabels": selector_labels(&bot_name(bot))},
@@ -613,6 +814,12 @@ spec:
     fn settings() -> Settings {
         Settings {
             runtime_image: "ghcr.io/botfleet/bot-runtime:1.0".into(),
+            allowed_images: vec!["ghcr.io/botfleet/bot-runtime".into(), "registry.local/".into()],
+            service_monitor_labels: BTreeMap::from([
+                ("release".into(), "kube-prometheus-stack".into()),
+                ("app.kubernetes.io/managed-by".into(), "someone-else".into()),
+            ]),
+            network_policy: None,
             database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
             telegram_api_url: "https://api.telegram.org".into(),
@@ -624,7 +831,18 @@ spec:
         let yaml = serde_yaml::to_string(&r.config).unwrap();
         let rollout =
             Rollout { token_fingerprint: "sha256:aaaaaaaaaaaa".into(), webhook_secret_fingerprint: Some("sha256:bbbbbbbbbbbb".into()) };
-        build(b, &r.config, &yaml, &r.hash, &rollout, &settings(), monitor)
+        let input = BuildInputs {
+            config: &r.config,
+            config_yaml: &yaml,
+            hash: &r.hash,
+            token: "123:abc",
+            rollout: &rollout,
+            new_webhook_secret: None,
+            scale_down: ScaleDown::No,
+            with_monitor: monitor,
+            existing_deployment: None,
+        };
+        build(b, &input, &settings())
     }
 
     #[test]
@@ -719,12 +937,80 @@ spec:
         b.spec.replicas = None;
         b.spec.autoscaling = Some(Autoscaling { min_replicas: 2, max_replicas: 8, target_cpu_utilization: 60 });
         let d = desired(&b, false);
-        assert_eq!(d.deployment.spec.replicas, None);
+        assert_eq!(d.deployment.spec.replicas, Some(2), "a new Deployment starts at minReplicas");
         let hpa = d.autoscaler.unwrap().spec;
         assert_eq!((hpa.min_replicas, hpa.max_replicas), (Some(2), 8));
         assert_eq!(hpa.scale_target_ref.name, "alpha-runtime");
         assert_eq!(hpa.metrics.unwrap()[0].resource.as_ref().unwrap().target.average_utilization, Some(60));
         assert!(d.disruption_budget.is_some());
+    }
+
+    #[test]
+    fn switching_to_autoscaling_keeps_the_current_count_until_the_autoscaler_owns_it() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let a = Autoscaling { min_replicas: 2, max_replicas: 8, target_cpu_utilization: 60 };
+        let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let deployment = |replicas: i32, managers: Vec<ManagedFieldsEntry>| Deployment {
+            metadata: ObjectMeta { managed_fields: Some(managers), ..Default::default() },
+            spec: DeploymentSpec { replicas: Some(replicas), ..Default::default() },
+            ..Default::default()
+        };
+        let ours = entry(FIELD_MANAGER, json!({"f:spec": {"f:replicas": {}, "f:template": {}}}));
+        // Fixed at 4, now autoscaled: 4 stays (never the default 1), and we keep owning it.
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(4, vec![ours.clone()]))), Some(4));
+        // Outside the new bounds: clamped, as the HPA would.
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(12, vec![ours.clone()]))), Some(8));
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(1, vec![ours.clone()]))), Some(2));
+        // The HPA controller has written the scale subresource: it owns the field; we let go.
+        let hpa = entry("kube-controller-manager", json!({"f:spec": {"f:replicas": {}}}));
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(5, vec![ours.clone(), hpa]))), None);
+        // Someone else owning other fields does not count.
+        let other = entry("kubectl-annotate", json!({"f:metadata": {"f:annotations": {}}}));
+        assert_eq!(autoscaled_replicas(&a, Some(&deployment(3, vec![ours, other]))), Some(3));
+        assert_eq!(autoscaled_replicas(&a, None), Some(2), "a new Deployment starts at minReplicas");
+    }
+
+    #[test]
+    fn the_network_policy_is_off_by_default_and_admits_only_scrapers_and_the_ingress_controller() {
+        assert!(desired(&alpha(), false).network_policy.is_none(), "off unless the operator was installed with it");
+        let peer = |ns: &str| -> NetworkPolicyPeer {
+            serde_json::from_value(json!({"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": ns}}})).unwrap()
+        };
+        let np = NetworkPolicySettings { metrics: vec![peer("monitoring")], webhook: vec![peer("ingress-nginx")] };
+        let s = Settings { network_policy: Some(np.clone()), ..settings() };
+        let policy = |b: &BotInstance| {
+            let r = resolve(b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
+            let rollout = Rollout { token_fingerprint: "sha256:a".into(), webhook_secret_fingerprint: None };
+            let input = BuildInputs {
+                config: &r.config,
+                config_yaml: "",
+                hash: &r.hash,
+                token: "1:a",
+                rollout: &rollout,
+                new_webhook_secret: None,
+                scale_down: ScaleDown::No,
+                with_monitor: false,
+                existing_deployment: None,
+            };
+            build(b, &input, &s).network_policy.unwrap().spec.unwrap()
+        };
+        let spec = policy(&alpha());
+        assert_eq!(spec.pod_selector.unwrap().match_labels.unwrap(), selector_labels("alpha"), "this bot's pods only");
+        assert_eq!(spec.policy_types, Some(vec!["Ingress".to_string()]));
+        let rules = spec.ingress.unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[0].from.as_ref().unwrap()[0], peer("monitoring"));
+        assert_eq!(rules[1].from.as_ref().unwrap()[0], peer("ingress-nginx"));
+        for r in &rules {
+            assert_eq!(r.ports.as_ref().unwrap()[0].port, Some(IntOrString::String("http".into())));
+        }
+        let mut polling = alpha();
+        polling.spec.ingress.mode = IngressMode::Polling;
+        assert_eq!(policy(&polling).ingress.unwrap().len(), 1, "a polling bot receives no webhook traffic");
     }
 
     #[test]
@@ -749,7 +1035,89 @@ spec:
         assert_eq!(sm.types.as_ref().unwrap().kind, "ServiceMonitor");
         assert_eq!(sm.data["spec"]["endpoints"][0]["path"], "/metrics");
         assert_eq!(sm.data["spec"]["jobLabel"], SCRAPE_JOB_LABEL);
+        let labels = sm.metadata.labels.unwrap();
+        assert_eq!(labels["release"], "kube-prometheus-stack", "the labels Prometheus selects by, from the values");
+        assert_eq!(labels["app.kubernetes.io/managed-by"], "botfleet-operator", "ours are not overridden");
         assert_eq!(desired(&alpha(), false).service.metadata.labels.unwrap()[SCRAPE_JOB_LABEL], RUNTIME_JOB);
+    }
+
+    #[test]
+    fn only_the_installed_image_and_the_allow_list_may_run() {
+        let mut b = alpha();
+        let s = settings();
+        assert_eq!(allowed_image(&b, &s).as_deref(), Ok("ghcr.io/botfleet/bot-runtime:1.0"), "no spec.image: the installed one");
+        for ok in [
+            "ghcr.io/botfleet/bot-runtime:1.0",
+            "ghcr.io/botfleet/bot-runtime:dev",
+            "ghcr.io/botfleet/bot-runtime@sha256:abcd",
+            "registry.local/anything/here:1",
+            "registry.local/x",
+        ] {
+            b.spec.image = Some(ok.into());
+            assert_eq!(allowed_image(&b, &s).as_deref(), Ok(ok), "{ok}");
+        }
+        for bad in [
+            "ghcr.io/botfleet/bot-runtime-evil:1",
+            "ghcr.io/botfleet/bot-runtime/sub:1",
+            "docker.io/library/busybox:latest",
+            "registry.local:5000/x:1",
+            "registry.localhost/x:1",
+        ] {
+            b.spec.image = Some(bad.into());
+            assert!(allowed_image(&b, &s).unwrap_err().contains("not allowed"), "{bad}");
+        }
+        let only_installed = Settings { allowed_images: vec![], ..settings() };
+        b.spec.image = Some("ghcr.io/botfleet/bot-runtime:dev".into());
+        assert!(allowed_image(&b, &only_installed).is_err(), "an empty list allows only the installed image");
+        assert_eq!(repository("registry:5000/a/b:1.2@sha256:ff"), "registry:5000/a/b");
+        assert_eq!(repository("registry:5000/a/b"), "registry:5000/a/b");
+    }
+
+    #[test]
+    fn objects_the_bot_did_not_create_are_never_taken_over() {
+        let b = alpha();
+        let d = desired(&b, true);
+        let ours = d.config_map.metadata.clone();
+        let foreign = ObjectMeta { name: Some("alpha-config".into()), ..Default::default() };
+        let other_bot = ObjectMeta {
+            owner_references: Some(vec![OwnerReference {
+                uid: "uid-of-an-older-alpha".into(),
+                ..ours.owner_references.clone().unwrap()[0].clone()
+            }]),
+            ..ours.clone()
+        };
+        assert!(owned_by(&ours, &b));
+        assert!(!owned_by(&foreign, &b) && !owned_by(&other_bot, &b));
+        let none = Existing::default();
+        assert!(foreign_objects(&b, &d, &none).is_empty(), "nothing exists: everything is created");
+        let existing = Existing { config_map: Some(ours.clone()), service: Some(ours.clone()), ..Default::default() };
+        assert!(foreign_objects(&b, &d, &existing).is_empty(), "our own objects are applied");
+        let existing = Existing { config_map: Some(foreign.clone()), service_monitor: Some(other_bot), ..Default::default() };
+        assert_eq!(foreign_objects(&b, &d, &existing), ["ConfigMap \"alpha-config\"", "ServiceMonitor \"alpha-runtime\""]);
+        // An object the bot no longer wants (no HPA with fixed replicas) is not its business.
+        let existing = Existing { autoscaler: Some(foreign), ..Default::default() };
+        assert!(foreign_objects(&b, &d, &existing).is_empty());
+    }
+
+    /// Same-name bots in two namespaces are two bots to the runtime: the resolved
+    /// configuration carries the namespace (the runtime's ids are `<namespace>/<name>`).
+    #[test]
+    fn same_name_bots_in_two_namespaces_get_distinct_identities() {
+        let mut a = alpha();
+        a.metadata.namespace = Some("team-a".into());
+        let mut b = alpha();
+        b.metadata.namespace = Some("team-b".into());
+        let (da, db) = (desired(&a, false), desired(&b, false));
+        let config = |d: &Desired| {
+            let yaml = &d.config_map.data.as_ref().unwrap()[CONFIG_KEY];
+            serde_yaml::from_str::<ResolvedBotConfig>(yaml).unwrap()
+        };
+        let (ca, cb) = (config(&da), config(&db));
+        assert_eq!((ca.bot.namespace.as_str(), ca.bot.name.as_str()), ("team-a", "alpha"));
+        assert_eq!((cb.bot.namespace.as_str(), cb.bot.name.as_str()), ("team-b", "alpha"));
+        assert_ne!(ca.hash(), cb.hash());
+        assert_eq!(da.config_map.metadata.namespace.as_deref(), Some("team-a"));
+        assert_eq!(db.deployment.metadata.namespace.as_deref(), Some("team-b"));
     }
 
     #[test]

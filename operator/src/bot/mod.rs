@@ -1,5 +1,8 @@
-//! The BotInstance controller: `build` (pure: spec → objects) and `reconcile` (thin: apply,
-//! register the webhook, write status and events).
+//! The BotInstance controller: `build` (pure: spec → objects), `status` (pure: what a
+//! reconcile found → status and conditions) and `reconcile` (thin: the pipeline that reads,
+//! applies, registers the webhook, writes status and events).
 
 pub mod build;
+pub mod fleet;
 pub mod reconcile;
+pub mod status;

@@ -116,6 +116,9 @@ pub fn api_server(script: Vec<Step>) -> (Client, Arc<Mutex<Log>>) {
 pub fn settings(telegram_url: &str) -> Settings {
     Settings {
         runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        allowed_images: vec!["registry.example.com/botfleet/".into()],
+        service_monitor_labels: Default::default(),
+        network_policy: None,
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: telegram_url.into(),
