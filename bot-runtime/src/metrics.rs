@@ -258,6 +258,31 @@ impl Metrics {
             .sum()
     }
     /// The Prometheus text exposition.
+    /// A quantile (0–1) of one of this registry's histograms, over every label set, in
+    /// seconds: the upper bound of the bucket it falls in (None: no samples). For summaries
+    /// (`local --simulate`), not for alerting.
+    pub fn histogram_quantile(&self, name: &str, q: f64) -> Option<f64> {
+        let families = self.registry.gather();
+        let family = families.iter().find(|f| f.name() == name)?;
+        let mut buckets: Vec<(f64, u64)> = Vec::new();
+        let mut total = 0u64;
+        for m in family.get_metric() {
+            let h = m.get_histogram();
+            total += h.get_sample_count();
+            for (i, b) in h.get_bucket().iter().enumerate() {
+                match buckets.get_mut(i) {
+                    Some(slot) => slot.1 += b.cumulative_count(),
+                    None => buckets.push((b.upper_bound(), b.cumulative_count())),
+                }
+            }
+        }
+        if total == 0 {
+            return None;
+        }
+        let want = (q.clamp(0.0, 1.0) * total as f64).ceil() as u64;
+        Some(buckets.iter().find(|(_, count)| *count >= want.max(1)).map_or(f64::INFINITY, |(bound, _)| *bound))
+    }
+
     pub fn render(&self) -> String {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);

@@ -344,7 +344,8 @@ async fn two_hundred_users_onboard_match_and_chat_across_two_bots_with_two_repli
     let h = two_bots(backend, 2).await;
     let bots = vec![("alpha".to_string(), "alpha_bot".to_string()), ("beta".to_string(), "beta_bot".to_string())];
     let configs: Vec<_> = h.configs.iter().cloned().map(std::sync::Arc::new).collect();
-    let summary = bot_runtime::roles::simulate::run(&h.sim, &bots, &configs, 200, 2, &h.replicas[0].fleet.metrics).await;
+    let how = bot_runtime::roles::simulate::Behaviour { messages: 2, think: Duration::from_millis(400), buyers_percent: 0 };
+    let summary = bot_runtime::roles::simulate::run(&h.sim, &bots, &configs, 200, &how, &h.replicas[0].fleet.metrics).await;
     assert!(summary.errors.is_empty(), "{summary}");
     assert_eq!(summary.onboarded, 200, "{summary}");
     assert!(summary.matched_users >= 198, "{summary}");

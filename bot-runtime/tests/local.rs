@@ -38,7 +38,8 @@ fn local_with_a_simulation_runs_the_sample_fleet_end_to_end() {
     let out = Command::new(env!("CARGO_BIN_EXE_bot-runtime"))
         .args(["local", "--manifests"])
         .arg(repo_config())
-        .args(["--listen", "127.0.0.1:0", "--fake-listen", "127.0.0.1:0", "--simulate", "8", "--messages", "2"])
+        .args(["--listen", "127.0.0.1:0", "--fake-listen", "127.0.0.1:0", "--simulate", "10", "--messages", "2"])
+        .args(["--think-ms", "300", "--buyers", "20"])
         .env("RUST_LOG", "warn")
         .env_remove("BOT_TOKEN_ALPHA")
         .env_remove("BOT_TOKEN_BETA")
@@ -46,7 +47,12 @@ fn local_with_a_simulation_runs_the_sample_fleet_end_to_end() {
         .expect("run bot-runtime local");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("8 (8 onboarded)"), "{stdout}");
-    assert!(stdout.contains("matches:            4"), "{stdout}");
+    assert!(stdout.contains("10 (10 onboarded)"), "{stdout}");
+    assert!(stdout.contains("matches:            5"), "{stdout}");
+    // Two buyers in ten (the sample plans sell with Telegram Stars), each locking its chat
+    // (or finding it locked already, when the two buyers met).
+    assert!(stdout.contains("purchases:          2 paid, 0 declined;"), "{stdout}");
+    assert!(stdout.contains("1 chats locked") || stdout.contains("2 chats locked"), "{stdout}");
+    assert!(stdout.contains("of which the runtime's handling (ms): p50"), "the runtime's share apart: {stdout}");
     assert!(stdout.contains("errors:             none"), "{stdout}");
 }

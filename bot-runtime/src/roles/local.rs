@@ -60,6 +60,13 @@ pub struct LocalArgs {
     /// Simulated chat messages each simulated user sends per chat.
     #[arg(long, default_value_t = 5)]
     pub messages: usize,
+    /// The mean pause (ms) between a simulated user's messages, as a person types (±50 %).
+    #[arg(long, default_value_t = 2000)]
+    pub think_ms: u64,
+    /// Percent of simulated users who buy a plan with Telegram Stars before searching, and
+    /// lock their chat with its credits.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u8).range(0..=100))]
+    pub buyers: u8,
 }
 
 #[derive(Default)]
@@ -237,7 +244,12 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         (Some(n), Some(fake)) => {
             let bots: Vec<(String, String)> = running.iter().map(|b| (b.bot.name.clone(), fake_username(&b.bot.name))).collect();
             let cfgs: Vec<_> = running.iter().map(|b| b.bot.cfg()).collect();
-            let summary = simulate::run(&fake.sim(), &bots, &cfgs, n, args.messages, &metrics).await;
+            let how = simulate::Behaviour {
+                messages: args.messages,
+                think: std::time::Duration::from_millis(args.think_ms),
+                buyers_percent: args.buyers,
+            };
+            let summary = simulate::run(&fake.sim(), &bots, &cfgs, n, &how, &metrics).await;
             println!("{summary}");
             let _ = _signal.send(true);
             Ok(())

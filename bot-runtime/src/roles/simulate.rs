@@ -21,7 +21,8 @@ pub struct Person {
     pub bot: String,
     pub id: i64,
     pub lang: Lang,
-    seen: Vec<(u64, Value)>,
+    /// What arrived: (sequence, message, when it arrived in ms).
+    seen: Vec<(u64, Value, i64)>,
     consumed: HashSet<u64>,
     after: u64,
 }
@@ -115,7 +116,7 @@ impl Person {
             if let Ok(v) = serde_json::to_value(&e)
                 && (v["event"] == "message" || v["event"] == "edited")
             {
-                self.seen.push((e.seq, v["message"].clone()));
+                self.seen.push((e.seq, v["message"].clone(), e.at_ms));
             }
         }
         Ok(())
@@ -123,12 +124,17 @@ impl Person {
 
     /// Waits for a message (new or edited) not yet consumed that satisfies `pred`; consumes it.
     pub async fn expect(&mut self, what: &str, wait: Duration, pred: impl Fn(&Value) -> bool) -> Result<Value, PersonError> {
+        Ok(self.expect_at(what, wait, pred).await?.0)
+    }
+
+    /// [`Person::expect`], with when the message arrived (ms since the Unix epoch).
+    pub async fn expect_at(&mut self, what: &str, wait: Duration, pred: impl Fn(&Value) -> bool) -> Result<(Value, i64), PersonError> {
         let deadline = Instant::now() + wait;
         loop {
             self.pull()?;
-            if let Some((seq, m)) = self.seen.iter().find(|(seq, m)| !self.consumed.contains(seq) && pred(m)).cloned() {
+            if let Some((seq, m, at)) = self.seen.iter().find(|(seq, m, _)| !self.consumed.contains(seq) && pred(m)).cloned() {
                 self.consumed.insert(seq);
-                return Ok(m);
+                return Ok((m, at));
             }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -137,7 +143,7 @@ impl Person {
                     .iter()
                     .rev()
                     .take(3)
-                    .map(|(_, m)| text_of(m).chars().take(60).collect::<String>())
+                    .map(|(_, m, _)| text_of(m).chars().take(60).collect::<String>())
                     .collect::<Vec<_>>()
                     .join(" | ");
                 return Err(PersonError::Timeout { user: self.id, what: what.to_string(), waited: wait, last });
@@ -157,7 +163,7 @@ impl Person {
         let deadline = Instant::now() + wait;
         loop {
             self.pull()?;
-            if let Some((_, m)) = self.seen.iter().rev().find(|(_, m)| has_button(m, data)) {
+            if let Some((_, m, _)) = self.seen.iter().rev().find(|(_, m, _)| has_button(m, data)) {
                 let id = m["message_id"].as_i64().unwrap_or_default();
                 self.sim.press_button(&self.bot, self.id, id, data).map_err(sim_err)?;
                 return Ok(());
@@ -173,24 +179,49 @@ impl Person {
     /// Every message received so far (consumed or not).
     pub fn received(&mut self) -> Result<Vec<Value>, PersonError> {
         self.pull()?;
-        Ok(self.seen.iter().map(|(_, m)| m.clone()).collect())
+        Ok(self.seen.iter().map(|(_, m, _)| m.clone()).collect())
     }
 
     /// /start → terms → channels (joins them) → gender → age → menu.
     pub async fn onboard(&mut self, gender: &str, age: u8, channels: &[String], wait: Duration) -> Result<(), PersonError> {
         self.send("/start")?;
+        // Joins the required channels first, as a person who read the terms would: the bot
+        // then goes straight to the gender question (it only asks to join what is missing).
+        for c in channels {
+            self.sim.set_membership(c.trim_start_matches('@'), self.id, "member").map_err(sim_err)?;
+        }
         self.press("terms:ok", wait).await?;
-        if !channels.is_empty() {
-            for c in channels {
-                self.sim.set_membership(c.trim_start_matches('@'), self.id, "member").map_err(sim_err)?;
-            }
+        let gender_button = format!("g:{gender}");
+        let next = self
+            .expect("the gender question or the channels prompt", wait, |m| has_button(m, &gender_button) || has_button(m, "chan:check"))
+            .await?;
+        if has_button(&next, "chan:check") {
             self.press("chan:check", wait).await?;
         }
-        self.press(&format!("g:{gender}"), wait).await?;
+        self.press(&gender_button, wait).await?;
         self.expect_text("ask_age", wait).await?;
         self.send(&age.to_string())?;
         self.expect_text("profile_done", wait).await?;
         Ok(())
+    }
+}
+
+/// How simulated users behave (`local --simulate`).
+#[derive(Debug, Clone)]
+pub struct Behaviour {
+    /// Chat messages each user sends per chat.
+    pub messages: usize,
+    /// The mean pause between a user's messages (each pause is drawn from ±50 % of it): people
+    /// type, and a per-chat pace faster than Telegram's one message a second only measures
+    /// queueing.
+    pub think: Duration,
+    /// Percent of users who buy a plan before searching (and lock their chat with the credits).
+    pub buyers_percent: u8,
+}
+
+impl Default for Behaviour {
+    fn default() -> Self {
+        Self { messages: 5, think: Duration::from_millis(2000), buyers_percent: 20 }
     }
 }
 
@@ -204,6 +235,15 @@ pub struct Summary {
     pub received: usize,
     pub relayed_by_runtime: u64,
     pub latencies_ms: Vec<u64>,
+    /// Purchases paid and checkouts declined (or timed out).
+    pub purchases: usize,
+    pub purchases_failed: usize,
+    pub locks: usize,
+    /// The runtime's own time per update (received → effects durable), p50 and p99, in ms.
+    pub handling_ms: Option<(f64, f64)>,
+    /// Outbox time (enqueued → Telegram accepted the send), p50 and p99, in ms: it includes
+    /// waiting for Telegram's per-chat and per-bot limits.
+    pub outbox_ms: Option<(f64, f64)>,
     pub errors: Vec<String>,
     pub elapsed: Duration,
 }
@@ -228,13 +268,21 @@ impl fmt::Display for Summary {
             "  messages:           {} sent, {} received by partners, {} relayed by the runtime",
             self.sent, self.received, self.relayed_by_runtime
         )?;
+        writeln!(f, "  purchases:          {} paid, {} declined; {} chats locked", self.purchases, self.purchases_failed, self.locks)?;
         writeln!(
             f,
-            "  relay latency (ms): p50 {} · p95 {} · p99 {} · max {}   (user sends → partner receives, through the fake Telegram's limits)",
+            "  relay latency (ms): p50 {} · p95 {} · p99 {} · max {}   (user sends → partner receives, end to end)",
             percentile(&l, 0.5),
             percentile(&l, 0.95),
             percentile(&l, 0.99),
             l.last().copied().unwrap_or(0)
+        )?;
+        let pair = |v: Option<(f64, f64)>| v.map_or_else(|| "n/a".to_string(), |(p50, p99)| format!("p50 ≤ {p50} · p99 ≤ {p99}"));
+        writeln!(f, "    of which the runtime's handling (ms): {}   (update received → durable)", pair(self.handling_ms))?;
+        writeln!(
+            f,
+            "    and the outbox (ms):                  {}   (queued → sent; includes waiting for Telegram's 1 msg/s per chat and per-bot limits)",
+            pair(self.outbox_ms)
         )?;
         if self.errors.is_empty() {
             write!(f, "  errors:             none")
@@ -254,10 +302,49 @@ struct Outcome {
     matched: bool,
     sent: usize,
     latencies: Vec<u64>,
+    paid: bool,
+    pay_failed: bool,
+    locked: bool,
     error: Option<String>,
 }
 
-async fn one_user(sim: Sim, bot: String, channels: Vec<String>, i: usize, messages: usize) -> Outcome {
+/// A pause of about `think` (±50 %).
+fn think(mean: Duration) -> Duration {
+    let ms = mean.as_millis() as f64;
+    Duration::from_millis((ms * (0.5 + rand::random::<f64>())) as u64)
+}
+
+/// The pause before a tap on the bot's menus: people read, then tap, about a second apart
+/// (faster would only meet the per-user budget of the RateLimitPolicy, as it should).
+async fn before_tap(how: &Behaviour) {
+    tokio::time::sleep(think(how.think).max(Duration::from_secs(1))).await;
+}
+
+/// The shop → Buy → pay through Telegram → "paid". The plan bought: the first that grants lock
+/// credits (so the buyer can lock a chat), else the first sold.
+async fn buy(p: &mut Person, cfg: &ResolvedBotConfig, how: &Behaviour, wait: Duration) -> Result<bool, PersonError> {
+    let Some(plan) = cfg.plans.iter().find(|pl| pl.grants.lock_credits > 0).or_else(|| cfg.plans.first()) else { return Ok(false) };
+    if !cfg.bot.features.payments {
+        return Ok(false);
+    }
+    before_tap(how).await;
+    p.send("/vip")?;
+    p.expect_text("shop", wait).await?;
+    before_tap(how).await;
+    p.press(&format!("buy:{}", crate::chat::protocol::plan_ref(&plan.id)), wait).await?;
+    let invoice = p.expect("an invoice", wait, |m| m.get("invoice").is_some()).await?;
+    let message_id = invoice["message_id"].as_i64().unwrap_or_default();
+    let outcome = p.sim.pay(&p.bot, p.id, botfleet_fake_telegram::InvoiceRef::Message { message_id }).await.map_err(sim_err)?;
+    if !matches!(outcome, botfleet_fake_telegram::PayOutcome::Paid { .. }) {
+        return Ok(false);
+    }
+    p.expect_text("paid", wait).await?;
+    Ok(true)
+}
+
+async fn one_user(sim: Sim, bot: String, cfg: Arc<ResolvedBotConfig>, i: usize, how: Behaviour) -> Outcome {
+    let channels = cfg.bot.required_channels.clone();
+    let messages = how.messages;
     let mut out = Outcome::default();
     let lang = if i % 3 == 2 { Lang::Ru } else { Lang::En };
     let wait = Duration::from_secs(60);
@@ -274,7 +361,20 @@ async fn one_user(sim: Sim, bot: String, channels: Vec<String>, i: usize, messag
         return out;
     }
     out.onboarded = true;
+    // Buyers are spread evenly: user i buys when its share of the percent ticks over.
+    let buyer = (i * usize::from(how.buyers_percent.min(100))) % 100 + usize::from(how.buyers_percent.min(100)) >= 100;
+    if buyer {
+        match buy(&mut p, &cfg, &how, wait).await {
+            Ok(true) => out.paid = true,
+            Ok(false) => out.pay_failed = true,
+            Err(e) => {
+                out.pay_failed = true;
+                out.error = Some(format!("buying: {e}"));
+            }
+        }
+    }
     let result: Result<(), PersonError> = async {
+        before_tap(&how).await;
         p.tap("menu_find")?;
         match p.expect_text("matched", Duration::from_secs(45)).await {
             Ok(_) => out.matched = true,
@@ -284,24 +384,39 @@ async fn one_user(sim: Sim, bot: String, channels: Vec<String>, i: usize, messag
                 return Ok(());
             }
         }
+        if out.paid && cfg.bot.features.lock_chat {
+            // Lock the chat for the shortest time offered (the credits came with the plan).
+            if let Some(option) = cfg.bot.lock_chat.options.iter().min_by_key(|o| o.minutes) {
+                before_tap(&how).await;
+                p.tap("chat_lock")?;
+                before_tap(&how).await;
+                p.press(&format!("lock:{}", option.minutes), wait).await?;
+                // Two buyers may meet: the one who locked second is told the partner holds
+                // the lock already (on the button), having seen the partner's lock message.
+                let (you, partner) = (plain_prefix(p.lang, "locked_you"), plain_prefix(p.lang, "locked_partner"));
+                let m = p.expect("the lock", wait, |m| text_of(m).starts_with(&you) || text_of(m).starts_with(&partner)).await?;
+                out.locked = text_of(&m).starts_with(&you);
+            }
+        }
         let started = Instant::now();
         for k in 0..messages {
+            tokio::time::sleep(think(how.think)).await;
             p.send(&format!("sim {} {k}", crate::bot::now_ms()))?;
             out.sent += 1;
-            tokio::time::sleep(Duration::from_millis(400)).await;
         }
         // Read what the partner sent until they leave (or a while passes).
         let left_key = plain_prefix(lang, "partner_left");
-        let deadline = started + Duration::from_secs(30);
+        let deadline = started + Duration::from_secs(30) + how.think * u32::try_from(messages).unwrap_or(u32::MAX) * 2;
         loop {
-            let m = p.expect("partner's messages", deadline.saturating_duration_since(Instant::now()), |m| {
+            let m = p.expect_at("partner's messages", deadline.saturating_duration_since(Instant::now()), |m| {
                 text_of(m).starts_with("sim ") || text_of(m).starts_with(&left_key)
             });
             match m.await {
-                Ok(m) if text_of(&m).starts_with("sim ") => {
+                Ok((m, arrived_ms)) if text_of(&m).starts_with("sim ") => {
+                    // From the sender's send to the moment it reached this user (not when this
+                    // simulated user got round to reading it).
                     let sent_ms: i64 = text_of(&m).split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-                    let date_ms = crate::bot::now_ms();
-                    out.latencies.push((date_ms - sent_ms).max(0) as u64);
+                    out.latencies.push((arrived_ms - sent_ms).max(0) as u64);
                     if out.latencies.len() >= messages {
                         break;
                     }
@@ -325,15 +440,15 @@ pub async fn run(
     bots: &[(String, String)],
     configs: &[Arc<ResolvedBotConfig>],
     n: usize,
-    messages: usize,
+    how: &Behaviour,
     metrics: &Metrics,
 ) -> Summary {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for i in 0..n {
         let (_, username) = &bots[i % bots.len()];
-        let channels = configs[i % configs.len()].bot.required_channels.clone();
-        tasks.push(tokio::spawn(one_user(sim.clone(), username.clone(), channels, i, messages)));
+        let cfg = configs[i % configs.len()].clone();
+        tasks.push(tokio::spawn(one_user(sim.clone(), username.clone(), cfg, i, how.clone())));
     }
     let mut s = Summary { users: n, ..Summary::default() };
     for t in tasks {
@@ -344,6 +459,9 @@ pub async fn run(
                 s.sent += o.sent;
                 s.received += o.latencies.len();
                 s.latencies_ms.extend(o.latencies);
+                s.purchases += usize::from(o.paid);
+                s.purchases_failed += usize::from(o.pay_failed);
+                s.locks += usize::from(o.locked);
                 if let Some(e) = o.error {
                     s.errors.push(e);
                 }
@@ -352,6 +470,12 @@ pub async fn run(
         }
     }
     s.relayed_by_runtime = bots.iter().map(|(name, _)| metrics.relayed_count(name)).sum();
+    let ms = |name: &str| {
+        let q = |p| metrics.histogram_quantile(name, p).map(|s| (s * 1000.0 * 10.0).round() / 10.0);
+        q(0.5).zip(q(0.99))
+    };
+    s.handling_ms = ms("botfleet_update_handling_seconds");
+    s.outbox_ms = ms("botfleet_outbox_delivery_seconds");
     s.elapsed = started.elapsed();
     s
 }

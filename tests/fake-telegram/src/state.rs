@@ -483,6 +483,8 @@ pub struct InboxEntry {
     pub seq: u64,
     pub bot: String,
     pub bot_id: i64,
+    /// When it reached the user (ms since the Unix epoch): latency measurements.
+    pub at_ms: i64,
     #[serde(flatten)]
     pub event: InboxEvent,
 }
@@ -907,7 +909,8 @@ impl World {
             None => return,
         };
         self.inbox_seq += 1;
-        let entry = InboxEntry { seq: self.inbox_seq, bot, bot_id, event };
+        let at_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        let entry = InboxEntry { seq: self.inbox_seq, bot, bot_id, at_ms, event };
         let inbox = self.inbox.entry(user_id).or_default();
         inbox.push(entry);
         if inbox.len() > INBOX_KEPT_PER_USER {
