@@ -34,6 +34,8 @@ pub struct Fleet {
     idle_touched: std::sync::Mutex<HashMap<String, i64>>,
     /// Per bot: whether this process queues the bot's webhook updates behind its inbound queue.
     pub inbound: crate::ingress::inbound::Gate,
+    /// The supervised background workers' deaths (/healthz).
+    pub health: Arc<crate::health::Health>,
 }
 
 impl Fleet {
@@ -47,6 +49,7 @@ impl Fleet {
             bells: RwLock::new(HashMap::new()),
             idle_touched: std::sync::Mutex::new(HashMap::new()),
             inbound: crate::ingress::inbound::Gate::default(),
+            health: Arc::default(),
         })
     }
 

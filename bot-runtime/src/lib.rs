@@ -7,7 +7,7 @@
 //! - `roles/`: `serve`, `local`, `migrate` and their wiring;
 //! - storage: `store/` (SQL, one trait per concern), `hot/` (Redis or memory, one trait per
 //!   concern), `matching/` (atomic pairing), `keys.rs` (every Redis key);
-//! - `bot.rs` (a bot and the fleet it shares), `identity.rs`, `config.rs`, `telegram.rs`,
+//! - `bot.rs` (a bot and the fleet it shares), `health.rs` (supervised workers, /healthz), `identity.rs`, `config.rs`, `telegram.rs`,
 //!   `texts.rs`, `metrics.rs`.
 //!
 //! docs/ARCHITECTURE.md walks the hot path of a chat message.
@@ -16,6 +16,7 @@ pub mod bot;
 pub mod chat;
 pub mod config;
 pub mod delivery;
+pub mod health;
 pub mod hot;
 pub mod identity;
 pub mod ingress;

@@ -30,6 +30,7 @@ pub struct Metrics {
     vip_notices: IntCounterVec,
     reconciliation: IntCounterVec,
     search_timeouts: IntCounterVec,
+    worker_restarts: IntCounterVec,
 }
 
 impl Default for Metrics {
@@ -160,6 +161,12 @@ impl Metrics {
                 "Searches that reached matching.maxSearchMinutes without a match (the searcher is told and leaves the queue)",
                 &["pool"],
             ),
+            worker_restarts: counter(
+                &r,
+                "botfleet_worker_restarts_total",
+                "Background workers (outbox, timers, poller, sweeps) that panicked or returned before shutdown and were restarted",
+                &["bot", "worker"],
+            ),
             registry: r,
         }
     }
@@ -225,6 +232,10 @@ impl Metrics {
     pub fn set_campaign_redemptions(&self, namespace: &str, campaign: &str, held: i64) {
         self.campaign_redemptions.with_label_values(&[namespace, campaign]).set(held);
     }
+    pub fn worker_restarted(&self, bot: &str, worker: &str) {
+        self.worker_restarts.with_label_values(&[bot, worker]).inc();
+    }
+
     pub fn search_timed_out(&self, pool: &str) {
         self.search_timeouts.with_label_values(&[pool]).inc();
     }

@@ -104,10 +104,19 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/telegram/{bot}", post(webhook))
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
+}
+
+/// Liveness: the process serves, and none of its background workers is crash-looping (a
+/// worker that keeps dying fails this, so the kubelet restarts the pod; health.rs).
+async fn healthz(State(state): State<AppState>) -> Response {
+    match state.fleet.health.check() {
+        Ok(()) => "ok".into_response(),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why).into_response(),
+    }
 }
 
 fn retry_later(message: &'static str) -> Response {

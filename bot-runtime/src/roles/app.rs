@@ -97,19 +97,29 @@ pub async fn start_bot(
 ) -> anyhow::Result<RunningBot> {
     let bot = prepare_bot(fleet, config, api).await?;
     let _ = fleet.bell(&bot.name);
+    // Every worker is supervised: restarted if it panics or stops before shutdown, its deaths
+    // counted and reported by /healthz when it keeps dying (health.rs).
+    macro_rules! worker {
+        ($name:literal, $run:path) => {{
+            let (b, s) = (bot.clone(), shutdown.clone());
+            crate::health::supervise(fleet.health.clone(), fleet.metrics.clone(), bot.name.clone(), $name, shutdown.clone(), move || {
+                $run(b.clone(), s.clone())
+            })
+        }};
+    }
     let mut tasks = vec![
-        tokio::spawn(outbox::run(bot.clone(), shutdown.clone())),
-        tokio::spawn(timers::run(bot.clone(), shutdown.clone())),
-        tokio::spawn(crate::chat::retire::run(bot.clone(), shutdown.clone())),
-        tokio::spawn(crate::chat::shop::sweep_expired_holds(bot.clone(), shutdown.clone())),
-        tokio::spawn(crate::chat::vip::run(bot.clone(), shutdown.clone())),
-        tokio::spawn(crate::chat::reconcile::run(bot.clone(), shutdown.clone())),
+        worker!("outbox", outbox::run),
+        worker!("timers", timers::run),
+        worker!("retire", crate::chat::retire::run),
+        worker!("cap_holds", crate::chat::shop::sweep_expired_holds),
+        worker!("vip_notices", crate::chat::vip::run),
+        worker!("reconcile", crate::chat::reconcile::run),
         // Drains the bot's durable inbound queue (filled by any replica's webhook past its
         // overload grace); polling bots never fill it, so for them it only reads an empty queue.
-        tokio::spawn(crate::ingress::inbound::run(bot.clone(), shutdown.clone())),
+        worker!("inbound", crate::ingress::inbound::run),
     ];
     if poll {
-        tasks.push(tokio::spawn(polling::run(bot.clone(), shutdown.clone())));
+        tasks.push(worker!("poller", polling::run));
     }
     // The command menu and descriptions per locale: a convenience, so in the background and
     // never fatal (every command also works typed).
