@@ -5,7 +5,9 @@
 //! - Each bot's outbox has N shards (a chat always maps to the same shard). A replica works a
 //!   shard only while it holds the shard's lease, so one consumer per shard → per-chat order.
 //!   A replica that dies loses its leases within [`SHARD_LEASE`]; another takes the shards
-//!   over and finds every unacknowledged job still there.
+//!   over and finds every unacknowledged job still there. Leases are fenced ([`Fence`]): a
+//!   worker sends only while its last renewal is certainly still valid, so a replica that
+//!   stalls stops sending before another can take its shard.
 //! - A job is acknowledged only after Telegram accepted it (or refused it for good). A crash
 //!   between the send and the ack sends that one message again: Telegram has no idempotency
 //!   key, so "at least once" is the best any bot can do here; the window is one HTTP answer.
@@ -56,17 +58,57 @@ pub const MAX_SCAN: usize = 1024;
 /// Telegram lets a private chat burst a few messages before the 1/s pace applies.
 const CHAT_BURST: u32 = 3;
 
+/// The fence of a shard's worker: it may send only while the lease it was given is certainly
+/// still its own — until the moment the last successful renewal started, plus the lease, minus
+/// a margin for clock drift. A replica that stalls (CPU starvation, a long GC-like pause, a
+/// network partition from Redis) stops sending by itself before its lease can pass to another
+/// replica, so two consumers never send a shard's jobs at once (per-chat order, no doubles).
+#[derive(Debug, Default)]
+pub struct Fence {
+    /// Milliseconds since [`anchor`] until which the lease is certainly held; 0: not held.
+    valid_until: std::sync::atomic::AtomicU64,
+}
+
+/// A monotonic clock for fences (never jumps with the wall clock).
+fn anchor() -> std::time::Instant {
+    static ANCHOR: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    *ANCHOR.get_or_init(std::time::Instant::now)
+}
+
+fn mono_ms(at: std::time::Instant) -> u64 {
+    at.saturating_duration_since(anchor()).as_millis() as u64
+}
+
+/// What a fence gives up of each lease for clock drift between replicas and Redis.
+const FENCE_MARGIN: Duration = Duration::from_secs(2);
+
+impl Fence {
+    /// A renewal that started at `asked` succeeded.
+    pub fn renewed(&self, asked: std::time::Instant, lease: Duration) {
+        let until = mono_ms(asked + lease.saturating_sub(FENCE_MARGIN));
+        self.valid_until.fetch_max(until, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// The lease is lost (or its renewal failed): no more sends until renewed.
+    pub fn revoke(&self) {
+        self.valid_until.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn holds(&self) -> bool {
+        mono_ms(std::time::Instant::now()) < self.valid_until.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Runs the consumer of `bot` until `shutdown` turns true: keeps shard leases and one
 /// worker per held shard.
 pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let shards = bot.fleet.hot.outbox_shards();
     let gate = Arc::new(BotGate::default());
-    let mut workers: HashMap<u32, (JoinHandle<()>, watch::Sender<bool>)> = HashMap::new();
+    let mut workers: HashMap<u32, (JoinHandle<()>, watch::Sender<bool>, Arc<Fence>)> = HashMap::new();
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);
     let mut ticker = Ticker::new(SHARD_LEASE / 3, shutdown);
     while ticker.tick().await {
         for shard in 0..shards {
             let name = format!("outbox:{}:{shard}", bot.name);
+            let asked = std::time::Instant::now();
             let held = match bot.fleet.hot.lease(&bot.pool, &name, &holder, SHARD_LEASE).await {
                 Ok(h) => h,
                 Err(e) => {
@@ -74,23 +116,28 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
                     false
                 }
             };
-            match (held, workers.contains_key(&shard)) {
-                (true, false) => {
+            match (held, workers.get(&shard)) {
+                (true, Some((_, _, fence))) => fence.renewed(asked, SHARD_LEASE),
+                (true, None) => {
                     let (tx, rx) = watch::channel(false);
-                    workers.insert(shard, (tokio::spawn(work_shard(bot.clone(), shard, gate.clone(), rx)), tx));
+                    let fence = Arc::new(Fence::default());
+                    fence.renewed(asked, SHARD_LEASE);
+                    let worker = tokio::spawn(work_shard(bot.clone(), shard, gate.clone(), fence.clone(), rx));
+                    workers.insert(shard, (worker, tx, fence));
                 }
-                (false, true) => {
-                    if let Some((handle, stop)) = workers.remove(&shard) {
+                (false, Some(_)) => {
+                    if let Some((handle, stop, fence)) = workers.remove(&shard) {
+                        fence.revoke();
                         let _ = stop.send(true);
                         let _ = handle.await;
                     }
                 }
-                _ => {}
+                (false, None) => {}
             }
         }
         update_depth_metric(&bot).await;
     }
-    for (shard, (handle, stop)) in workers {
+    for (shard, (handle, stop, _)) in workers {
         let _ = stop.send(true);
         let _ = handle.await;
         let _ = bot.fleet.hot.unlease(&bot.pool, &format!("outbox:{}:{shard}", bot.name), &holder).await;
@@ -109,7 +156,7 @@ async fn update_depth_metric(bot: &Bot) {
 #[derive(Default)]
 pub struct BotGate(tokio::sync::Mutex<i64>);
 
-async fn work_shard(bot: Arc<Bot>, shard: u32, gate: Arc<BotGate>, mut stop: watch::Receiver<bool>) {
+async fn work_shard(bot: Arc<Bot>, shard: u32, gate: Arc<BotGate>, fence: Arc<Fence>, mut stop: watch::Receiver<bool>) {
     let bell = bot.fleet.bell(&bot.name);
     let mut failures = 0u32;
     // Chats the per-chat limit (or a retry) holds, and until when (ms): not asked about before.
@@ -118,7 +165,7 @@ async fn work_shard(bot: Arc<Bot>, shard: u32, gate: Arc<BotGate>, mut stop: wat
         if *stop.borrow() {
             return;
         }
-        let wait = match drain_once(&bot, shard, &stop, &gate, &mut held).await {
+        let wait = match drain_once(&bot, shard, &stop, &gate, &fence, &mut held).await {
             Ok(Pass::Sent) => {
                 failures = 0;
                 continue;
@@ -157,6 +204,7 @@ async fn drain_once(
     shard: u32,
     stop: &watch::Receiver<bool>,
     gate: &BotGate,
+    fence: &Fence,
     held: &mut HashMap<i64, i64>,
 ) -> Result<Pass, crate::hot::HotError> {
     let hot = bot.fleet.hot.as_ref();
@@ -185,6 +233,10 @@ async fn drain_once(
             for QueuedJob { id, job } in page {
                 if *stop.borrow() {
                     return Ok(Pass::Sent);
+                }
+                if !fence.holds() {
+                    // The lease may have passed to another replica: send nothing until renewed.
+                    return Ok(Pass::Throttled(Duration::from_millis(200)));
                 }
                 scanned += 1;
                 after = Some(id.clone());
@@ -481,6 +533,21 @@ mod tests {
         let e = super::quoted_parts_removed("Bad Request: can't parse entities: Unsupported start tag \"secret words\" at byte offset 3");
         assert!(!e.contains("secret"), "{e}");
         assert!(e.starts_with("Bad Request: can't parse entities"), "{e}");
+    }
+
+    #[test]
+    fn a_fence_holds_only_while_the_last_renewal_is_certainly_valid() {
+        use std::time::{Duration, Instant};
+        let fence = super::Fence::default();
+        assert!(!fence.holds(), "never renewed: not held");
+        fence.renewed(Instant::now(), Duration::from_secs(15));
+        assert!(fence.holds());
+        // A renewal asked long ago (the process stalled since): its lease may be gone already.
+        let stale = super::Fence::default();
+        stale.renewed(Instant::now() - Duration::from_secs(14), Duration::from_secs(15));
+        assert!(!stale.holds(), "within the drift margin of expiry: no more sends");
+        fence.revoke();
+        assert!(!fence.holds(), "a lost lease stops sends at once");
     }
 
     #[test]
