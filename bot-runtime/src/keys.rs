@@ -7,6 +7,9 @@
 use crate::hot::Lane;
 use crate::matching::Member;
 
+/// Updates per done-mark bitmap segment (4 KiB).
+pub const DONE_SEGMENT_BITS: i64 = 32_768;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Keys {
     prefix: String,
@@ -75,9 +78,20 @@ impl Keys {
     // ---- hot state (see hot/redis/). Bot names are Kubernetes names (no ':'), so the
     // kind comes first and nothing below can collide with another kind's keys.
 
-    /// An update's dedupe marker: `lease:<random>` while being processed, `done` after.
+    /// An update's claim: `lease:<random>` while being processed. (Release N also wrote `done`
+    /// here for 26 h; this release keeps that mark only for a rollout's length and records
+    /// done-ness in [`Keys::update_done`].)
     pub fn update(&self, pool: &str, bot: &str, update_id: i64) -> String {
         format!("{}upd:{bot}:{update_id}", self.pool(pool))
+    }
+
+    /// The done-marks of a bot's updates, as bits: Telegram numbers a bot's updates in
+    /// sequence, so one bitmap of [`DONE_SEGMENT_BITS`] bits (4 KiB) holds the marks of that
+    /// many consecutive updates — an eighth of a byte per update instead of a key each. The
+    /// segment's key and the update's bit in it.
+    pub fn update_done(&self, pool: &str, bot: &str, update_id: i64) -> (String, i64) {
+        let segment = update_id.div_euclid(DONE_SEGMENT_BITS);
+        (format!("{}updd:{bot}:{segment}", self.pool(pool)), update_id.rem_euclid(DONE_SEGMENT_BITS))
     }
 
     /// How many times an update failed the same way (poison, not outage), across replicas.

@@ -650,6 +650,28 @@ async fn server_errors_from_telegram_are_retried_until_the_message_goes() {
     h.stop().await;
 }
 
+/// Issue 9, defect 5: SIGTERM ends the runtime within its grace period even while a send hangs
+/// (Telegram not answering) and an update keeps failing: what is in flight is left for the
+/// next replica, nothing is lost (its job stays queued).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_graceful_stop_ends_in_time_while_a_send_hangs() {
+    let mut h = two_bots(Backend::Embedded, 1).await;
+    let (ann, _bob) = chatting(&h, "alpha", "beta").await;
+    h.sim
+        .add_fault(FaultSpec {
+            method: Some("sendMessage".into()),
+            bot: Some("beta_bot".into()),
+            kind: FaultKind::Timeout { delay_ms: 120_000, apply: false },
+            count: None,
+        })
+        .unwrap();
+    ann.send("into the void").unwrap();
+    // Let the send start and hang.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(20), h.terminate(0)).await;
+    assert!(stopped.is_ok(), "the replica did not stop within 20 s of SIGTERM while a send hung");
+}
+
 /// A poison update (it fails the same way every time: here Ann's profile row holds a stage no
 /// release knows) is tried MAX_FAILED_ATTEMPTS times, then abandoned: its sender is told, it is
 /// counted, and the polling bot goes on serving everyone else.

@@ -680,3 +680,41 @@ async fn unexpected_data_in_redis_is_reported_as_corrupt() {
     let left: u64 = ::redis::cmd("HLEN").arg(keys.timers_payload(POOL, "alpha")).query_async(&mut conn).await.unwrap();
     assert_eq!(left, 1, "only the good one's payload is left");
 }
+
+/// Issue 9, defect 14: a handled update leaves one bit in Redis for the dedupe window, not a
+/// key (the claim key says "done" only for a rollout's length, for replicas of the previous
+/// release), and a mark written by the previous release is still honoured.
+#[tokio::test]
+async fn done_marks_are_bits_and_the_previous_releases_marks_still_count() {
+    let (h, r) = redis_hot().await;
+    let keys = Keys::new(r.prefix.clone());
+    let mut conn = r.conn.clone();
+    let keep = Duration::from_secs(26 * 3600);
+    for id in [1_000_000_i64, 1_000_001, 1_032_768] {
+        assert_eq!(h.claim_update(POOL, "alpha", id, MINUTE).await.unwrap(), Claim::Taken);
+        h.commit(POOL, Marker::Update { bot: "alpha".into(), update_id: id, keep }, &[]).await.unwrap();
+        assert_eq!(h.claim_update(POOL, "alpha", id, MINUTE).await.unwrap(), Claim::Done);
+    }
+    // The claim key is short-lived; the bit lives for the full keep.
+    let claim_ttl: i64 = ::redis::cmd("PTTL").arg(keys.update(POOL, "alpha", 1_000_000)).query_async(&mut conn).await.unwrap();
+    assert!(claim_ttl > 0 && claim_ttl <= 15 * 60 * 1000, "{claim_ttl}");
+    let (segment, _) = keys.update_done(POOL, "alpha", 1_000_000);
+    let segment_ttl: i64 = ::redis::cmd("PTTL").arg(&segment).query_async(&mut conn).await.unwrap();
+    assert!(segment_ttl > 25 * 3600 * 1000, "{segment_ttl}");
+    // Once the claim key is gone, the bit alone says done.
+    let _: i64 = ::redis::cmd("DEL").arg(keys.update(POOL, "alpha", 1_000_001)).query_async(&mut conn).await.unwrap();
+    assert_eq!(h.claim_update(POOL, "alpha", 1_000_001, MINUTE).await.unwrap(), Claim::Done);
+    assert_eq!(h.claim_update(POOL, "alpha", 1_000_002, MINUTE).await.unwrap(), Claim::Taken, "a neighbour's bit is its own");
+    // Two updates in different segments: two segment keys, 4 KiB at most each.
+    let (other, _) = keys.update_done(POOL, "alpha", 1_032_768);
+    assert_ne!(other, segment);
+    let bytes: i64 = ::redis::cmd("STRLEN").arg(&segment).query_async(&mut conn).await.unwrap();
+    assert!(bytes <= 4096, "{bytes}");
+    // A done-mark of the previous release (the claim key itself, for 26 h).
+    let _: () = ::redis::cmd("SET").arg(keys.update(POOL, "alpha", 7)).arg("done").query_async(&mut conn).await.unwrap();
+    assert_eq!(h.claim_update(POOL, "alpha", 7, MINUTE).await.unwrap(), Claim::Done);
+    let appended = Job::to(&bot_runtime::matching::Member::new("alpha", 1), Lane::Interactive, "sendMessage", json!({}));
+    h.commit(POOL, Marker::Update { bot: "alpha".into(), update_id: 7, keep }, &[appended]).await.unwrap();
+    let (depth, _) = h.outbox_depth(POOL, "alpha", 0).await.unwrap();
+    assert_eq!(depth, 0, "an update the previous release committed appends nothing again");
+}

@@ -35,9 +35,9 @@ pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
         let pause =
             match bot.fleet.hot.lease(&bot.pool, &lease, &holder, LEASE).await {
                 Ok(true) => match poll_once(&bot, &mut offset, &shutdown).await {
-                    Ok(()) => {
+                    Ok(polled) => {
                         failures = 0;
-                        None
+                        polled.pause()
                     }
                     Err(e) => {
                         failures += 1;
@@ -68,23 +68,59 @@ pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
     let _ = bot.fleet.hot.unlease(&bot.pool, &lease, &holder).await;
 }
 
-async fn poll_once(bot: &Bot, offset: &mut Option<i64>, shutdown: &watch::Receiver<bool>) -> Result<(), crate::telegram::TgError> {
+/// What one getUpdates call returned: whether it carried updates, and how long it took.
+#[derive(Debug, Clone, Copy)]
+pub struct Polled {
+    pub updates: usize,
+    pub took: Duration,
+}
+
+/// The shortest an empty poll may take: a long poll normally waits [`POLL_TIMEOUT_S`], but a
+/// proxy that answers at once (or Telegram, in some states) would otherwise make an empty
+/// poll loop spin, calling getUpdates hundreds of times a second for nothing.
+pub const MIN_EMPTY_POLL: Duration = Duration::from_secs(1);
+
+impl Polled {
+    /// The pause before the next poll: none after updates or a proper long poll; after an
+    /// empty answer that came back early, the rest of [`MIN_EMPTY_POLL`].
+    pub fn pause(self) -> Option<Duration> {
+        (self.updates == 0 && self.took < MIN_EMPTY_POLL).then(|| MIN_EMPTY_POLL - self.took)
+    }
+}
+
+async fn poll_once(bot: &Bot, offset: &mut Option<i64>, shutdown: &watch::Receiver<bool>) -> Result<Polled, crate::telegram::TgError> {
     let mut params = json!({"timeout": POLL_TIMEOUT_S, "limit": 100, "allowed_updates": ALLOWED_UPDATES});
     if let Some(o) = offset {
         params["offset"] = json!(*o);
     }
+    let started = std::time::Instant::now();
     let updates = bot.api.call_with_timeout("getUpdates", &params, Duration::from_secs(POLL_TIMEOUT_S + 15)).await?;
-    let Some(updates) = updates.as_array() else { return Ok(()) };
+    let took = started.elapsed();
+    let Some(updates) = updates.as_array() else { return Ok(Polled { updates: 0, took }) };
+    let polled = Polled { updates: updates.len(), took };
     if updates.is_empty() {
-        return Ok(());
+        return Ok(polled);
     }
     if !handle_batch(bot, updates, shutdown).await {
-        return Ok(());
+        return Ok(polled);
     }
     if let Some(last) = updates.iter().filter_map(|u| u["update_id"].as_i64()).max() {
         *offset = Some(last + 1);
     }
-    Ok(())
+    Ok(polled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_poll_that_comes_back_at_once_is_paced_and_a_long_poll_is_not() {
+        let quick = Polled { updates: 0, took: Duration::from_millis(3) };
+        assert_eq!(quick.pause(), Some(MIN_EMPTY_POLL - Duration::from_millis(3)));
+        assert_eq!(Polled { updates: 0, took: Duration::from_secs(10) }.pause(), None, "a real long poll");
+        assert_eq!(Polled { updates: 5, took: Duration::from_millis(3) }.pause(), None, "updates: poll again at once");
+    }
 }
 
 /// The chat an update belongs to (its order matters only within that chat).

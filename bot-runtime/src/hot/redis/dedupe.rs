@@ -10,11 +10,14 @@ impl Dedupe for RedisHot {
     async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim> {
         let mut conn = self.conn.clone();
         let token = format!("lease:{:016x}", rand::random::<u64>());
+        let (segment, bit) = self.keys.update_done(pool, bot, update_id);
         let found: String = self
             .claim_update
             .key(self.keys.update(pool, bot, update_id))
+            .key(segment)
             .arg(token)
             .arg(px(lease))
+            .arg(bit)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
