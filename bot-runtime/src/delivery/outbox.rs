@@ -40,11 +40,18 @@ use crate::store::EndReason;
 use crate::telegram::{BadRequest, TgError};
 
 pub const SHARD_LEASE: Duration = Duration::from_secs(10);
+/// How long a send in flight at shutdown may still take (the pod's grace period is 30 s, and
+/// everything else must stop within it too).
+const SHUTDOWN_SEND_GRACE: Duration = Duration::from_secs(5);
 /// How often an idle shard worker looks for jobs committed by other replicas (jobs from this
 /// process ring a bell and are picked up at once).
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// Reply map entries and saved message ids live this long.
-const REF_TTL: Duration = Duration::from_secs(48 * 3600);
+/// Reply map entries and saved message ids live this long. They serve replies and edits inside
+/// a chat (an edit is relayed only while its chat lasts, and a chat ends after its idle timeout
+/// without messages), so six hours covers any chat that is still going; a reply to an older
+/// message is sent without its link. (Release N kept them 48 h: ≈ 400 bytes per relayed
+/// message for two days; issue 9, defect 14.)
+const REF_TTL: Duration = Duration::from_secs(6 * 3600);
 /// The most jobs one chat may have queued on the interactive lane. Telegram delivers about one
 /// message per second to a chat, so the 20th waits ≈ 20 s; the per-user budget (1/s, burst 5
 /// by default) keeps anyone who is not flooding far below it. Jobs beyond it are dropped when
@@ -281,7 +288,21 @@ async fn drain_once(
                     return Ok(Pass::Throttled(slot.bot_wait));
                 }
                 let retry = if slot.wait.is_zero() {
-                    match deliver(bot, &job).await {
+                    // A send in flight at shutdown gets a few seconds to finish (and be
+                    // acknowledged); one that hangs longer is left unacknowledged for the next
+                    // consumer, so SIGTERM ends the process within its grace period.
+                    let delivery = deliver(bot, &job);
+                    tokio::pin!(delivery);
+                    let mut stopping = stop.clone();
+                    let outcome = tokio::select! {
+                        d = &mut delivery => Some(d),
+                        _ = stopping.wait_for(|s| *s) => tokio::time::timeout(SHUTDOWN_SEND_GRACE, &mut delivery).await.ok(),
+                    };
+                    let Some(outcome) = outcome else {
+                        tracing::warn!(bot = %bot.name, method = %job.method, "a send still in flight at shutdown was left for the next consumer");
+                        return Ok(Pass::Sent);
+                    };
+                    match outcome {
                         Delivery::Done => {
                             hot.outbox_ack(&bot.pool, &bot.name, shard, lane, &id).await?;
                             *queued.entry(chat).or_default() -= 1;
