@@ -395,6 +395,9 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     .await;
     assert!(fake.sim().stats().calls.get("deleteWebhook").copied().unwrap_or(0) >= 1);
     assert!(deployments.get_opt("beta-runtime").await.expect("get").is_some(), "beta is untouched");
+    // The namespace's payload keys belong to no bot: alpha's deletion leaves them to beta.
+    let keys = secrets.get("botfleet-payload-keys").await.expect("the payload keys outlive a deleted bot");
+    assert!(keys.metadata.owner_references.is_none(), "{:?}", keys.metadata.owner_references);
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
 }
@@ -491,6 +494,8 @@ async fn the_charts_namespaced_role_runs_the_fleet_and_cannot_update_or_delete_s
     let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
     assert!(deployments.get_opt("alpha-runtime").await.expect("get").is_some(), "applied under the chart's Role");
     assert!(secrets.get_opt("alpha-runtime-token").await.expect("get").is_some(), "its own Secrets are created");
+    let keys = secrets.get("botfleet-payload-keys").await.expect("the payload keys are created under the chart's Role");
+    assert!(keys.metadata.owner_references.is_none());
 
     // The user's token Secret: readable, but neither updatable nor deletable by the operator.
     let as_operator = Api::<Secret>::namespaced(operator, &ns);
