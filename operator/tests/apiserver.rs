@@ -10,9 +10,6 @@
 //! Without Go (a developer machine that never built the control plane) the tests say so and
 //! pass; with `CI` set a missing control plane fails them — CI never skips.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -27,69 +24,15 @@ use serde_json::{Value, json};
 
 const FIELD_MANAGER: &str = "botfleet-tests";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
-}
-
-/// The running pair of processes and the folder with their PKI and kubeconfigs.
-struct ControlPlane {
-    dir: PathBuf,
-    _apiserver: Child,
-    _controller_manager: Child,
-}
-
-/// Starts one process of the control plane and waits for its `READY <url>` line.
-fn spawn(bin: &Path, role: &str, dir: &Path) -> Result<Child, String> {
-    let log = std::fs::File::create(dir.join(format!("{role}.log"))).map_err(|e| e.to_string())?;
-    let mut child = Command::new(bin)
-        .arg(role)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("cannot start {role}: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next();
-        let _ = tx.send(first);
-        // Keep reading so the pipe never fills.
-        for _ in lines {}
-    });
-    match rx.recv_timeout(Duration::from_secs(90)) {
-        Ok(Some(Ok(line))) if line.starts_with("READY ") => Ok(child),
-        other => {
-            let _ = child.kill();
-            Err(format!("{role} did not become ready ({other:?}); see {}/{role}.log", dir.display()))
-        }
-    }
-}
-
-fn start() -> Result<ControlPlane, String> {
-    let build = Command::new("bash")
-        .arg(repo().join("tests/controlplane/build.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run tests/controlplane/build.sh: {e}"))?;
-    if !build.status.success() {
-        return Err(format!("tests/controlplane/build.sh failed ({})", build.status));
-    }
-    let stdout = String::from_utf8_lossy(&build.stdout);
-    let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-    let dir = std::env::temp_dir().join(format!("botfleet-controlplane-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let apiserver = spawn(&bin, "apiserver", &dir)?;
-    let controller_manager = spawn(&bin, "controller-manager", &dir)?;
-    Ok(ControlPlane { dir, _apiserver: apiserver, _controller_manager: controller_manager })
-}
+#[path = "support/controlplane.rs"]
+mod controlplane;
+use controlplane::{ControlPlane, repo, start};
 
 /// The shared control plane, or None (with the reason printed) where it cannot run and CI is
 /// not set.
 fn control_plane() -> Option<&'static ControlPlane> {
     static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-    match PLANE.get_or_init(start) {
+    match PLANE.get_or_init(|| start(&[])) {
         Ok(plane) => Some(plane),
         Err(why) if std::env::var_os("CI").is_some() => panic!("the test control plane is required in CI: {why}"),
         Err(why) => {
