@@ -172,6 +172,9 @@ props["serviceAccount"] = obj("The operator's ServiceAccount.", O([
               "anyOf": [{"type": "string", "maxLength": 0}, ref("dnsSubdomain")]}),
     ("annotations", ref("stringMap", "Annotations (e.g. workload identity)."))]), required=["create"])
 props["rbac"] = obj("RBAC objects.", {"create": b("Create the roles and bindings.")}, required=["create"])
+props["admissionPolicy"] = obj("The ValidatingAdmissionPolicy that keeps the operator to its own Secrets.",
+                               {"enabled": b("Install the policy and its binding (needs the ValidatingAdmissionPolicy admission plugin, on by default since 1.30).")},
+                               required=["enabled"])
 props["podAnnotations"] = ref("stringMap", "Extra pod annotations.")
 props["podLabels"] = ref("labelMap", "Extra pod labels.")
 props["priorityClassName"] = s("PriorityClass of the operator pods (empty: none).", pattern="^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*)?$", maxLength=253)
@@ -229,7 +232,7 @@ schema["title"] = "Values of the botfleet Helm chart"
 schema["type"] = "object"
 schema["additionalProperties"] = False
 schema["required"] = ["image", "replicaCount", "watchNamespaces", "clusterWide", "leaderElection", "telegram", "runtime",
-                      "postgres", "redis", "serviceAccount", "rbac", "resources", "probes"]
+                      "postgres", "redis", "serviceAccount", "rbac", "admissionPolicy", "resources", "probes"]
 schema["properties"] = props
 schema["definitions"] = definitions
 

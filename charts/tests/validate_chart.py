@@ -64,7 +64,8 @@ NAMESPACE = "botfleet-system"
 # Kinds kubernetes-validate has no schema for (prometheus-operator CRDs): checked by hand below.
 NO_UPSTREAM_SCHEMA_GROUP = "monitoring.coreos.com"
 
-CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace"}
+CLUSTER_SCOPED = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "Namespace",
+                  "ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"}
 STANDARD_LABELS = {
     "app.kubernetes.io/name",
     "app.kubernetes.io/instance",
@@ -495,6 +496,7 @@ SCENARIOS: dict[str, dict] = {
                                                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
                                                      "webhookFrom": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]}}},
     "monitoring": MONITORING_VALUES,
+    "no-admission-policy": {"admissionPolicy": {"enabled": False}},
     "single-replica": {"replicaCount": 1, "leaderElection": {"enabled": False, "leaseName": LEASE_NAME}},
     # Every other template branch: digest-pinned image, existing ServiceAccount, hard
     # anti-affinity, no zone spread, pull secrets, priority class, scheduling knobs, extra env.
@@ -643,6 +645,29 @@ def check_always_present_rbac(rendered: Rendered, leader_election: bool) -> None
         expect(actual == EXPECTED_LEASE_PERMISSIONS, diff_permissions(actual, EXPECTED_LEASE_PERMISSIONS))
     else:
         expect(not lease_roles, "no leader-election Role without leader election")
+
+
+def check_admission_policy(rendered: Rendered, service_account: str) -> None:
+    """The policy keeps the operator's ServiceAccount (and only it) to its own Secrets, enforced."""
+    policies = rendered.of_kind("ValidatingAdmissionPolicy")
+    expect(len(policies) == 1, f"expected one ValidatingAdmissionPolicy, got {[obj_id(p) for p in policies]}")
+    policy = policies[0]
+    spec = policy["spec"]
+    expect(policy["apiVersion"] == "admissionregistration.k8s.io/v1", "the policy must use the GA API")
+    expect(spec.get("failurePolicy") == "Fail", "failurePolicy must be Fail")
+    user = f"system:serviceaccount:{NAMESPACE}:{service_account}"
+    conditions = [c["expression"] for c in spec.get("matchConditions") or []]
+    expect(conditions == [f"request.userInfo.username == '{user}'"], f"match condition {conditions} is not the operator's {user}")
+    rules = spec["matchConstraints"]["resourceRules"]
+    expect(rules == [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["UPDATE", "DELETE"], "resources": ["secrets"]}],
+           f"the policy must match updates and deletes of Secrets only: {rules}")
+    expression = spec["validations"][0]["expression"]
+    for needed in ("oldObject.metadata.labels['app.kubernetes.io/managed-by'] == 'botfleet-operator'", "o.kind == 'BotInstance'",
+                   "o.controller == true"):
+        expect(needed in expression, f"the validation lacks {needed!r}: {expression}")
+    bindings = rendered.of_kind("ValidatingAdmissionPolicyBinding")
+    expect(len(bindings) == 1 and bindings[0]["spec"] == {"policyName": policy["metadata"]["name"], "validationActions": ["Deny"]},
+           f"one binding, enforcing (Deny) everywhere: {[b['spec'] for b in bindings]}")
 
 
 def check_pdb(rendered: Rendered, min_available: int | None) -> None:
@@ -1089,6 +1114,8 @@ def main() -> int:
                 and r.one("Deployment")["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["whenUnsatisfiable"] == "ScheduleAnyway",
                 "expected preferred anti-affinity and a ScheduleAnyway spread"))
             run.check("[defaults] no ServiceMonitor, PrometheusRule or dashboard", lambda: check_no_monitoring_objects(r))
+            run.check("[defaults] ValidatingAdmissionPolicy: the operator's ServiceAccount changes only its own Secrets",
+                      lambda: check_admission_policy(r, service_account_name(r, {})))
         if rendered["namespaced"]:
             r = rendered["namespaced"]
             run.check("[namespaced] Role + RoleBinding in a and b, no cluster-wide grant but CRD discovery",
@@ -1122,6 +1149,11 @@ def main() -> int:
             run.check("[monitoring] ServiceMonitor scrapes the metrics Service as job botfleet-operator", lambda: check_service_monitor(r))
             run.check("[monitoring] PrometheusRule carries config/monitoring/alerts.yaml", lambda: check_prometheus_rule(r))
             run.check('[monitoring] dashboard ConfigMap labelled grafana_dashboard: "1"', lambda: check_dashboard_configmap(r))
+        if rendered["no-admission-policy"]:
+            r = rendered["no-admission-policy"]
+            run.check("[no-admission-policy] neither policy nor binding", lambda: expect(
+                not r.of_kind("ValidatingAdmissionPolicy") and not r.of_kind("ValidatingAdmissionPolicyBinding"),
+                "admissionPolicy.enabled=false still renders the policy"))
         if rendered["single-replica"]:
             r = rendered["single-replica"]
             run.check("[single-replica] no PodDisruptionBudget", lambda: check_pdb(r, None))
@@ -1144,6 +1176,8 @@ def main() -> int:
                 expect(not r.of_kind("ServiceAccount"), "a ServiceAccount was created"),
                 expect(r.one("Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "botfleet-operator-sa",
                        "serviceAccountName not used")))
+            run.check("[customised] the admission policy names the existing ServiceAccount",
+                      lambda: check_admission_policy(r, "botfleet-operator-sa"))
             run.check("[customised] 3 replicas, PDB minAvailable 2", lambda: (
                 expect(r.one("Deployment")["spec"]["replicas"] == 3, "replicas != 3"), check_pdb(r, 2)))
 

@@ -5,6 +5,7 @@
 pub mod bot_instance;
 pub mod common;
 pub mod discount_campaign;
+pub mod payload_keys;
 pub mod pricing;
 pub mod rate_limit_policy;
 pub mod resolve;

@@ -25,6 +25,9 @@ pub const RESOLVED_CONFIG_VERSION: u32 = 1;
 /// Where runtime pods find their secrets (mounted from Secrets; never part of the config).
 pub const TOKEN_FILE: &str = "/etc/botfleet/token/token";
 pub const WEBHOOK_SECRET_FILE: &str = "/etc/botfleet/webhook/secret";
+/// The namespace's invoice-payload keys (see [`crate::payload_keys`]); the operator mounts them
+/// into every runtime pod and names this file in `secrets.payloadKeyFile`.
+pub const PAYLOAD_KEY_FILE: &str = "/etc/botfleet/payload-keys/keys";
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
@@ -69,8 +72,10 @@ pub struct SecretFiles {
     pub token_file: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook_secret_file: Option<String>,
-    /// The fleet's invoice-payload signing keys (docs/MONEY.md). Absent: the runtime reads
-    /// `$PAYLOAD_KEY_FILE`, else generates a key per process.
+    /// The fleet's invoice-payload signing keys (docs/MONEY.md). The operator always sets it
+    /// ([`PAYLOAD_KEY_FILE`], from the namespace's key Secret); the resolver leaves it out, as
+    /// `bot-runtime local` does. Absent: the runtime reads `$PAYLOAD_KEY_FILE`, else generates
+    /// a key per process.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload_key_file: Option<String>,
 }

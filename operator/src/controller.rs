@@ -92,7 +92,7 @@ pub async fn run(
         .default_backoff()
         .touched_objects();
     // Secrets, metadata only (a Secret's data never sits in our memory unless we read it), and
-    // only two kinds: token Secrets users label for us, and our own. Other Secrets of the
+    // only two kinds: token Secrets users label for us, and our own (the payload keys included). Other Secrets of the
     // namespace are never listed into memory.
     let token_label = format!("{}=true", crate::bot::build::TOKEN_SECRET_LABEL);
     let secret_events = futures::stream::select(
@@ -119,14 +119,16 @@ pub async fn run(
         .owns(api::<HorizontalPodAutoscaler>(&client, ns), owned())
         .owns(api::<PodDisruptionBudget>(&client, ns), owned())
         .watches_stream(secret_events, move |secret| {
-            // A token Secret changed (rotation), or one of the bot's own Secrets went away.
+            // A token Secret changed (rotation), one of the bot's own Secrets went away, or the
+            // namespace's payload keys were edited (every bot of the namespace rolls to them).
             let name = secret.name_any();
+            let payload_keys = name == crate::bot::build::PAYLOAD_KEYS_SECRET;
             s1.state()
                 .iter()
                 .filter(|b| {
                     let own = crate::bot::build::names(&b.name_any());
                     b.metadata.namespace == secret.metadata.namespace
-                        && (b.spec.token_secret_ref.name == name || own.webhook_secret == name || own.token == name)
+                        && (payload_keys || b.spec.token_secret_ref.name == name || own.webhook_secret == name || own.token == name)
                 })
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()

@@ -12,6 +12,9 @@ pub enum Error {
     Serialize(String),
     #[error("Telegram: {0}")]
     Telegram(TelegramError),
+    /// No key could be generated (the OS random source failed): retried with backoff.
+    #[error("cannot generate a payload key: {0}")]
+    RandomSource(String),
     #[error("{0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     /// Not a failure: a deleted bot's pods are taking its users out of the pool, and the
@@ -42,6 +45,7 @@ impl Error {
             Error::MissingNamespace => "MissingNamespace",
             Error::Serialize(_) => "Serialize",
             Error::Telegram(_) => "Telegram",
+            Error::RandomSource(_) => "RandomSource",
             Error::Draining(_) => "Draining",
             Error::Finalizer(inner) => match inner.as_ref() {
                 kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e.reason(),

@@ -10,9 +10,6 @@
 //! Without Go (a developer machine that never built the control plane) the tests say so and
 //! pass; with `CI` set a missing control plane fails them — CI never skips.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -27,69 +24,15 @@ use serde_json::{Value, json};
 
 const FIELD_MANAGER: &str = "botfleet-tests";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
-}
-
-/// The running pair of processes and the folder with their PKI and kubeconfigs.
-struct ControlPlane {
-    dir: PathBuf,
-    _apiserver: Child,
-    _controller_manager: Child,
-}
-
-/// Starts one process of the control plane and waits for its `READY <url>` line.
-fn spawn(bin: &Path, role: &str, dir: &Path) -> Result<Child, String> {
-    let log = std::fs::File::create(dir.join(format!("{role}.log"))).map_err(|e| e.to_string())?;
-    let mut child = Command::new(bin)
-        .arg(role)
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .map_err(|e| format!("cannot start {role}: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let first = lines.next();
-        let _ = tx.send(first);
-        // Keep reading so the pipe never fills.
-        for _ in lines {}
-    });
-    match rx.recv_timeout(Duration::from_secs(90)) {
-        Ok(Some(Ok(line))) if line.starts_with("READY ") => Ok(child),
-        other => {
-            let _ = child.kill();
-            Err(format!("{role} did not become ready ({other:?}); see {}/{role}.log", dir.display()))
-        }
-    }
-}
-
-fn start() -> Result<ControlPlane, String> {
-    let build = Command::new("bash")
-        .arg(repo().join("tests/controlplane/build.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run tests/controlplane/build.sh: {e}"))?;
-    if !build.status.success() {
-        return Err(format!("tests/controlplane/build.sh failed ({})", build.status));
-    }
-    let stdout = String::from_utf8_lossy(&build.stdout);
-    let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-    let dir = std::env::temp_dir().join(format!("botfleet-controlplane-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    let apiserver = spawn(&bin, "apiserver", &dir)?;
-    let controller_manager = spawn(&bin, "controller-manager", &dir)?;
-    Ok(ControlPlane { dir, _apiserver: apiserver, _controller_manager: controller_manager })
-}
+#[path = "support/controlplane.rs"]
+mod controlplane;
+use controlplane::{ControlPlane, repo, start};
 
 /// The shared control plane, or None (with the reason printed) where it cannot run and CI is
 /// not set.
 fn control_plane() -> Option<&'static ControlPlane> {
     static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-    match PLANE.get_or_init(start) {
+    match PLANE.get_or_init(|| start(&[])) {
         Ok(plane) => Some(plane),
         Err(why) if std::env::var_os("CI").is_some() => panic!("the test control plane is required in CI: {why}"),
         Err(why) => {
@@ -108,16 +51,21 @@ async fn client_as_service_account(plane: &ControlPlane, ns: &str, sa: &str) -> 
     Client::try_from(config).expect("client")
 }
 
-/// The rules the chart grants the operator in each watched namespace, read from the chart's
-/// `botfleet.rules` template (plain YAML, no template expressions inside).
-fn chart_rules() -> Value {
+/// A `define` of the chart's `_helpers.tpl` that is plain YAML (no template expressions
+/// inside), as the chart renders it: the RBAC rules, the admission policy's rule.
+fn chart_define(name: &str) -> Value {
     let helpers = std::fs::read_to_string(repo().join("charts/botfleet/templates/_helpers.tpl")).expect("_helpers.tpl");
-    let start = helpers.find(r#"{{- define "botfleet.rules" -}}"#).expect("botfleet.rules");
+    let start = helpers.find(&format!(r#"{{{{- define "{name}" -}}}}"#)).unwrap_or_else(|| panic!("{name}"));
     let body = &helpers[start..];
     let body = &body[body.find('\n').expect("newline") + 1..];
-    let body = &body[..body.find("{{- end }}").expect("end of botfleet.rules")];
-    assert!(!body.contains("{{"), "botfleet.rules must stay plain YAML for this test");
-    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(body).expect("rules yaml")).expect("rules json")
+    let body = &body[..body.find("{{- end }}").unwrap_or_else(|| panic!("end of {name}"))];
+    assert!(!body.contains("{{"), "{name} must stay plain YAML for this test");
+    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(body).expect("define yaml")).expect("define json")
+}
+
+/// The rules the chart grants the operator in each watched namespace (`botfleet.rules`).
+fn chart_rules() -> Value {
+    chart_define("botfleet.rules")
 }
 
 async fn client_as(plane: &ControlPlane, user: &str) -> Client {
@@ -395,6 +343,9 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     .await;
     assert!(fake.sim().stats().calls.get("deleteWebhook").copied().unwrap_or(0) >= 1);
     assert!(deployments.get_opt("beta-runtime").await.expect("get").is_some(), "beta is untouched");
+    // The namespace's payload keys belong to no bot: alpha's deletion leaves them to beta.
+    let keys = secrets.get("botfleet-payload-keys").await.expect("the payload keys outlive a deleted bot");
+    assert!(keys.metadata.owner_references.is_none(), "{:?}", keys.metadata.owner_references);
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
 }
@@ -491,6 +442,8 @@ async fn the_charts_namespaced_role_runs_the_fleet_and_cannot_update_or_delete_s
     let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
     assert!(deployments.get_opt("alpha-runtime").await.expect("get").is_some(), "applied under the chart's Role");
     assert!(secrets.get_opt("alpha-runtime-token").await.expect("get").is_some(), "its own Secrets are created");
+    let keys = secrets.get("botfleet-payload-keys").await.expect("the payload keys are created under the chart's Role");
+    assert!(keys.metadata.owner_references.is_none());
 
     // The user's token Secret: readable, but neither updatable nor deletable by the operator.
     let as_operator = Api::<Secret>::namespaced(operator, &ns);
@@ -634,6 +587,279 @@ async fn switching_to_autoscaling_never_drops_to_one_replica_and_hands_replicas_
     })
     .await;
     assert_eq!(replicas(deployments.clone()).await, Some(6), "the autoscaler's count stands");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// Binds the chart's per-namespace rules (`botfleet.rules`) in `ns` to the ServiceAccount
+/// `sa_ns/sa`, as the chart's Role and RoleBinding do for each watched namespace.
+async fn grant_chart_role(admin: &Client, ns: &str, sa_ns: &str, sa: &str) {
+    let role: k8s_openapi::api::rbac::v1::Role =
+        serde_json::from_value(json!({"metadata": {"name": "botfleet"}, "rules": chart_rules()})).expect("role");
+    Api::namespaced(admin.clone(), ns).create(&PostParams::default(), &role).await.expect("the API server accepts the chart's rules");
+    let binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "botfleet"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "botfleet"},
+        "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": sa_ns}],
+    }))
+    .expect("binding");
+    Api::namespaced(admin.clone(), ns).create(&PostParams::default(), &binding).await.expect("binding");
+}
+
+async fn service_account(admin: &Client, ns: &str, name: &str) {
+    let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).expect("sa");
+    Api::namespaced(admin.clone(), ns).create(&PostParams::default(), &sa).await.expect("service account");
+}
+
+/// One question to the authorizer, as `kubectl auth can-i` asks it (SelfSubjectAccessReview):
+/// `verb group/resource[/subresource][ name] in namespace` ("" = cluster-scoped or all).
+#[derive(Debug, Clone, Copy)]
+struct Can {
+    verb: &'static str,
+    group: &'static str,
+    resource: &'static str,
+    subresource: &'static str,
+    name: &'static str,
+}
+
+const fn can(verb: &'static str, group: &'static str, resource: &'static str) -> Can {
+    Can { verb, group, resource, subresource: "", name: "" }
+}
+
+impl Can {
+    const fn sub(self, subresource: &'static str) -> Self {
+        Self { subresource, ..self }
+    }
+    const fn named(self, name: &'static str) -> Self {
+        Self { name, ..self }
+    }
+}
+
+async fn allowed(client: &Client, q: Can, ns: &str) -> bool {
+    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
+    let review: SelfSubjectAccessReview = serde_json::from_value(json!({"spec": {"resourceAttributes": {
+        "verb": q.verb, "group": q.group, "resource": q.resource, "subresource": q.subresource, "name": q.name, "namespace": ns,
+    }}}))
+    .expect("review");
+    let answer = Api::<SelfSubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.expect("access review");
+    answer.status.is_some_and(|s| s.allowed)
+}
+
+/// Least privilege, asked of the real authorizer the way `kubectl auth can-i` asks it: the
+/// operator's ServiceAccount (in its release namespace) with exactly the chart's rules — the
+/// per-namespace Role in the one watched namespace, the CRD-discovery ClusterRole, the Lease Role
+/// — may do every verb the operator uses, and nothing of what it must never do: Secrets outside
+/// the watched namespace, update/delete of any Secret, pods and exec, RBAC, and cluster-scoped
+/// writes (it has none; its only cluster-scoped read is the ServiceMonitor CRD, by name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operators_service_account_can_do_what_it_needs_and_nothing_more() {
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    let release = namespace(&admin, "can-i-release").await;
+    let watched = namespace(&admin, "can-i-watched").await;
+    let other = namespace(&admin, "can-i-other").await;
+    service_account(&admin, &release, "botfleet").await;
+    grant_chart_role(&admin, &watched, &release, "botfleet").await;
+    // The chart's two other grants, as rbac.yaml renders them (validate_chart.py pins their
+    // rules): CRD discovery (the `botfleet.crdDiscoveryRules` define) and the Lease Role.
+    let discovery = format!("{release}-crd-discovery");
+    let cluster_role: k8s_openapi::api::rbac::v1::ClusterRole =
+        serde_json::from_value(json!({"metadata": {"name": discovery}, "rules": chart_define("botfleet.crdDiscoveryRules")})).expect("cr");
+    Api::all(admin.clone()).create(&PostParams::default(), &cluster_role).await.expect("cluster role");
+    let cluster_binding: k8s_openapi::api::rbac::v1::ClusterRoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": discovery},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": discovery},
+        "subjects": [{"kind": "ServiceAccount", "name": "botfleet", "namespace": release}],
+    }))
+    .expect("crb");
+    Api::all(admin.clone()).create(&PostParams::default(), &cluster_binding).await.expect("cluster role binding");
+    let lease_role: k8s_openapi::api::rbac::v1::Role = serde_json::from_value(json!({
+        "metadata": {"name": "botfleet-leader-election"},
+        "rules": [
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["create"]},
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "resourceNames": ["botfleet-operator"], "verbs": ["get", "update", "patch"]},
+        ],
+    }))
+    .expect("lease role");
+    Api::namespaced(admin.clone(), &release).create(&PostParams::default(), &lease_role).await.expect("lease role");
+    let lease_binding: k8s_openapi::api::rbac::v1::RoleBinding = serde_json::from_value(json!({
+        "metadata": {"name": "botfleet-leader-election"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "botfleet-leader-election"},
+        "subjects": [{"kind": "ServiceAccount", "name": "botfleet", "namespace": release}],
+    }))
+    .expect("lease binding");
+    Api::namespaced(admin.clone(), &release).create(&PostParams::default(), &lease_binding).await.expect("lease binding");
+    let operator = client_as_service_account(plane, &release, "botfleet").await;
+
+    let secrets = can("get", "", "secrets");
+    let needed: Vec<(Can, &str)> = vec![
+        (can("list", "botfleet.io", "botinstances"), &watched),
+        (can("watch", "botfleet.io", "vipplans"), &watched),
+        (can("patch", "botfleet.io", "botinstances"), &watched),
+        (can("patch", "botfleet.io", "botinstances").sub("status"), &watched),
+        (can("update", "botfleet.io", "botinstances").sub("finalizers"), &watched),
+        (secrets, &watched),
+        (can("list", "", "secrets"), &watched),
+        (can("watch", "", "secrets"), &watched),
+        (can("create", "", "secrets"), &watched),
+        (can("patch", "", "secrets"), &watched),
+        (can("patch", "apps", "deployments"), &watched),
+        (can("delete", "autoscaling", "horizontalpodautoscalers"), &watched),
+        (can("patch", "", "configmaps"), &watched),
+        (can("create", "events.k8s.io", "events"), &watched),
+        (can("get", "apiextensions.k8s.io", "customresourcedefinitions").named("servicemonitors.monitoring.coreos.com"), ""),
+        (can("create", "coordination.k8s.io", "leases"), &release),
+        (can("patch", "coordination.k8s.io", "leases").named("botfleet-operator"), &release),
+    ];
+    let forbidden: Vec<(Can, &str)> = vec![
+        // Secrets: never update or delete, and nothing outside the watched namespace.
+        (can("update", "", "secrets"), &watched),
+        (can("delete", "", "secrets"), &watched),
+        (can("deletecollection", "", "secrets"), &watched),
+        (secrets, &other),
+        (can("list", "", "secrets"), &other),
+        (can("create", "", "secrets"), &other),
+        (can("patch", "", "secrets"), &other),
+        (secrets, &release),
+        (can("list", "", "secrets"), ""),
+        // No pods, no exec, no tokens, no RBAC, no objects outside the watched namespace.
+        (can("get", "", "pods"), &watched),
+        (can("create", "", "pods").sub("exec"), &watched),
+        (can("create", "", "serviceaccounts").sub("token"), &watched),
+        (can("create", "rbac.authorization.k8s.io", "roles"), &watched),
+        (can("bind", "rbac.authorization.k8s.io", "clusterroles"), ""),
+        (can("impersonate", "", "users"), ""),
+        (can("patch", "apps", "deployments"), &other),
+        (can("list", "botfleet.io", "botinstances"), &other),
+        (can("patch", "coordination.k8s.io", "leases").named("another-lease"), &release),
+        // Cluster-scoped: no writes at all, and no other CRD readable.
+        (can("create", "", "namespaces"), ""),
+        (can("delete", "", "namespaces"), ""),
+        (can("get", "", "nodes"), ""),
+        (can("create", "rbac.authorization.k8s.io", "clusterroles"), ""),
+        (can("create", "rbac.authorization.k8s.io", "clusterrolebindings"), ""),
+        (can("create", "apiextensions.k8s.io", "customresourcedefinitions"), ""),
+        (can("patch", "apiextensions.k8s.io", "customresourcedefinitions").named("servicemonitors.monitoring.coreos.com"), ""),
+        (can("get", "apiextensions.k8s.io", "customresourcedefinitions").named("botinstances.botfleet.io"), ""),
+        (can("list", "apiextensions.k8s.io", "customresourcedefinitions"), ""),
+        (can("delete", "admissionregistration.k8s.io", "validatingadmissionpolicies"), ""),
+        (can("delete", "admissionregistration.k8s.io", "validatingadmissionpolicybindings"), ""),
+    ];
+    let mut wrong = Vec::new();
+    for (q, ns) in &needed {
+        if !allowed(&operator, *q, ns).await {
+            wrong.push(format!("needed but denied: {q:?} in {ns:?}"));
+        }
+    }
+    for (q, ns) in &forbidden {
+        if allowed(&operator, *q, ns).await {
+            wrong.push(format!("must be denied but allowed: {q:?} in {ns:?}"));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // Negative control: the question is the ServiceAccount's, not the admin's.
+    assert!(allowed(&admin, can("delete", "", "secrets"), &watched).await);
+}
+
+/// The chart's ValidatingAdmissionPolicy (its rule is `botfleet.secretAdmission`; the match
+/// condition on the operator's ServiceAccount is built as admissionpolicy.yaml builds it) on the
+/// real API server: RBAC lets the operator patch any Secret of a watched namespace, the policy
+/// does not — patching a user's token Secret or the namespace's payload keys is refused, while
+/// the operator's own Secrets still reconcile (a token rotation re-applies its token copy, an
+/// UPDATE the policy evaluates and allows). The admin is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admission_policy_refuses_the_operator_a_users_secret_while_its_own_secrets_reconcile() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    use k8s_openapi::api::admissionregistration::v1::{ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding};
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "vap").await;
+    service_account(&admin, &ns, "botfleet").await;
+    grant_chart_role(&admin, &ns, &ns, "botfleet").await;
+    let mut spec = chart_define("botfleet.secretAdmission");
+    spec["failurePolicy"] = json!("Fail");
+    spec["matchConditions"] = json!([{
+        "name": "the-operators-service-account",
+        "expression": format!("request.userInfo.username == 'system:serviceaccount:{ns}:botfleet'"),
+    }]);
+    let name = format!("{ns}-own-secrets-only");
+    let policy: ValidatingAdmissionPolicy = serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).expect("policy");
+    Api::all(admin.clone()).create(&PostParams::default(), &policy).await.expect("the API server accepts the chart's policy");
+    let binding: ValidatingAdmissionPolicyBinding =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"policyName": name, "validationActions": ["Deny"]}}))
+            .expect("binding");
+    Api::all(admin.clone()).create(&PostParams::default(), &binding).await.expect("binding");
+
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (bot, username) in [("alpha", "alpha_vap_bot"), ("beta", "beta_vap_bot")] {
+        let token = fake.sim().register_bot(username).expect("bot").token;
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{bot}-bot-token"), "labels": {"botfleet.io/bot-token": "true"}},
+            "stringData": {"token": token},
+        }))
+        .expect("secret");
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
+    let operator = client_as_service_account(plane, &ns, "botfleet").await;
+    let as_operator = Api::<Secret>::namespaced(operator.clone(), &ns);
+    let touch = json!({"metadata": {"labels": {"botfleet.io/touched-by": "operator"}}});
+    // The policy is enforced once the API server has loaded it: poll with dry-run patches.
+    let refusal = eventually("the policy to be enforced", Duration::from_secs(30), || {
+        let as_operator = as_operator.clone();
+        let touch = touch.clone();
+        async move {
+            match as_operator.patch("alpha-bot-token", &PatchParams { dry_run: true, ..Default::default() }, &Patch::Merge(&touch)).await {
+                Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("ValidatingAdmissionPolicy") => Some(s.message),
+                _ => None,
+            }
+        }
+    })
+    .await;
+    assert!(refusal.contains("may change only its own Secrets") && refusal.contains("alpha-bot-token"), "{refusal}");
+    assert!(allowed(&operator, can("patch", "", "secrets"), &ns).await, "RBAC allows the patch: the refusal is the policy's");
+
+    for doc in samples() {
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let (stop, task) = start_operator(operator.clone(), &ns, &fake.api_url());
+    let bots = api_for(&admin, &ns, "BotInstance");
+    let fingerprint_of = |bots: Api<DynamicObject>, bot: &'static str| async move {
+        let b = bots.get(bot).await.ok()?;
+        let conditions = b.data.pointer("/status/conditions")?.as_array()?.clone();
+        let valid = conditions.iter().any(|c| c["type"] == "TokenValid" && c["status"] == "True");
+        valid.then(|| b.data.pointer("/status/tokenFingerprint").and_then(Value::as_str).map(str::to_string)).flatten()
+    };
+    for bot in ["alpha", "beta"] {
+        eventually(&format!("{bot} reconciled under the policy"), Duration::from_secs(60), || fingerprint_of(bots.clone(), bot)).await;
+    }
+
+    // Rotation: the operator re-applies its own token copy — an UPDATE the policy allows.
+    let rotated = fake.sim().rotate_token("alpha_vap_bot").expect("rotate").token;
+    let new_token = json!({"stringData": {"token": rotated}});
+    secrets.patch("alpha-bot-token", &PatchParams::default(), &Patch::Merge(&new_token)).await.expect("the admin rotates the token");
+    let wanted = botfleet_crds::token::fingerprint(&rotated);
+    eventually("alpha on the rotated token", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        let wanted = wanted.clone();
+        async move { (fingerprint_of(bots, "alpha").await? == wanted).then_some(()) }
+    })
+    .await;
+    let copy = secrets.get("alpha-runtime-token").await.expect("the operator's copy");
+    let stored = copy.data.and_then(|d| d.get("token").map(|b| String::from_utf8_lossy(&b.0).into_owned()));
+    assert_eq!(stored.as_deref(), Some(rotated.as_str()), "the operator updated its own Secret under the policy");
+
+    // Never the user's Secret, nor the payload keys (the operator's, but owned by no bot).
+    for secret in ["alpha-bot-token", "botfleet-payload-keys"] {
+        match as_operator.patch(secret, &PatchParams::default(), &Patch::Merge(&touch)).await {
+            Err(kube::Error::Api(s)) => assert!(s.code == 403 && s.message.contains("may change only its own Secrets"), "{secret}: {s:?}"),
+            other => panic!("the operator patched {secret}: {other:?}"),
+        }
+    }
+    let user_secret = secrets.get("alpha-bot-token").await.expect("user secret");
+    assert!(user_secret.metadata.labels.unwrap_or_default().get("botfleet.io/touched-by").is_none(), "unchanged");
+    secrets.patch("alpha-bot-token", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("the policy binds the operator only");
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

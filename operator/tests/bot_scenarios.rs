@@ -12,7 +12,7 @@ use botfleet_operator::context::Stores;
 use botfleet_tests::bot_api::RawBot;
 use botfleet_tests::fake_telegram::FakeTelegram;
 use serde_json::{Value, json};
-use support::{Reply, api_server, bot, context, step, token_secret};
+use support::{PAYLOAD_KEYS, Reply, api_server, bot, context, payload_keys_secret, step, token_secret};
 
 const WEBHOOK_SPEC: &str = "  tokenSecretRef: {name: alpha-token}\n  ingress: {mode: Webhook, publicUrl: \"https://bots.example.com\"}\n  replicas: 2\n  pool: eu-chat\n  admins: {telegramIds: [1]}\n";
 
@@ -26,8 +26,11 @@ fn deployment_ready(n: i32) -> Reply {
 
 /// The requests of one full apply, from the token Secret to the status patch.
 fn apply_script(b: &BotInstance, token: &str, webhook_secret: Option<&str>, hpa: bool) -> Vec<support::Step> {
-    let mut s =
-        vec![step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", token)))];
+    let mut s = vec![
+        step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", token))),
+        // The namespace's payload keys: there already (the first bot of the namespace created them).
+        step("GET", PAYLOAD_KEYS_PATH, Reply::Json(200, payload_keys_secret(PAYLOAD_KEYS))),
+    ];
     let webhook_secret_get = match webhook_secret {
         Some(existing) => Reply::Json(200, owned(token_secret("alpha-webhook", "secret", existing))),
         None => Reply::NotFound,
@@ -80,6 +83,8 @@ fn apply_script(b: &BotInstance, token: &str, webhook_secret: Option<&str>, hpa:
     s.push(step("PATCH", "/apis/botfleet.io/v1alpha1/namespaces/demo/botinstances/alpha/status", the(b)));
     s
 }
+
+const PAYLOAD_KEYS_PATH: &str = "/api/v1/namespaces/demo/secrets/botfleet-payload-keys";
 
 /// The object as the operator left it: controlled by the bot (the uid `support::bot` gives it).
 fn owned(mut object: Value) -> Value {
@@ -633,7 +638,8 @@ async fn a_foreign_secret_named_like_the_webhook_secret_is_neither_read_nor_over
     let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), false);
     let first_write = script.iter().position(|s| s.method == "PATCH").unwrap();
     script.truncate(first_write);
-    script[1] = step(
+    let webhook_get = script.iter().position(|s| s.path.ends_with("/secrets/alpha-webhook")).unwrap();
+    script[webhook_get] = step(
         "GET",
         "/api/v1/namespaces/demo/secrets/alpha-webhook",
         Reply::Json(200, token_secret("alpha-webhook", "secret", "someone_elses_value")),
@@ -800,4 +806,116 @@ async fn with_network_policies_enabled_each_bot_gets_one() {
     assert_eq!(policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/instance"], "alpha");
     assert_eq!(policy["spec"]["ingress"].as_array().map(Vec::len), Some(2), "{policy}");
     assert_eq!(policy["metadata"]["ownerReferences"][0]["uid"], "8d3f-uid");
+}
+
+/// The first bot of a namespace creates the namespace's payload-key Secret: a POST (never an
+/// apply, which could overwrite one), with one fresh 32-byte key in hex, labelled as the
+/// operator's and owned by no bot (deleting a bot must not take the fleet's keys with it).
+/// Every pod mounts it, the configuration names the file, and the pods carry its fingerprint.
+#[tokio::test]
+async fn the_first_bot_of_a_namespace_creates_the_payload_key_secret_owned_by_no_bot() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let b = reconciled_bot(&tg.token);
+    let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), false);
+    script[1] = step("GET", PAYLOAD_KEYS_PATH, Reply::NotFound);
+    script.insert(2, step("POST", "/api/v1/namespaces/demo/secrets?", Reply::Echo(json!({}))));
+    let (client, log) = api_server(script);
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let created = find(&l, "/api/v1/namespaces/demo/secrets?");
+    assert_eq!(created["metadata"]["name"], "botfleet-payload-keys");
+    assert!(created["metadata"].get("ownerReferences").is_none(), "owned by no bot: {created}");
+    assert_eq!(created["metadata"]["labels"]["app.kubernetes.io/managed-by"], "botfleet-operator");
+    let keys = created["stringData"]["keys"].as_str().unwrap();
+    assert_eq!(keys.trim().len(), 64);
+    assert!(keys.trim().bytes().all(|c| c.is_ascii_hexdigit()), "{keys}");
+
+    let deployment = find(&l, "/deployments/alpha-runtime");
+    let annotations = &deployment["spec"]["template"]["metadata"]["annotations"];
+    assert_eq!(
+        annotations["botfleet.io/payload-keys-fingerprint"],
+        botfleet_crds::payload_keys::PayloadKeys::parse(keys).unwrap().fingerprint()
+    );
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].as_array().unwrap();
+    let volume = volumes.iter().find(|v| v["name"] == "payload-keys").unwrap();
+    assert_eq!(volume["secret"]["secretName"], "botfleet-payload-keys");
+    let config = find(&l, "/configmaps/alpha-config")["data"]["config.yaml"].as_str().unwrap().to_string();
+    assert!(config.contains("payloadKeyFile: /etc/botfleet/payload-keys/keys"), "{config}");
+    let status = find(&l, "/botinstances/alpha/status");
+    assert_eq!(condition(status, "PayloadKeysValid")["status"], "True");
+    assert!(l.events.iter().any(|e| e["reason"] == "PayloadKeysCreated" && e["type"] == "Normal"), "{:?}", l.events);
+}
+
+/// Bots of a namespace reconcile concurrently: when another bot's reconcile created the
+/// Secret between this one's GET and POST (409), the stored keys are read back and used; the
+/// key this reconcile generated is dropped, nothing is overwritten.
+#[tokio::test]
+async fn a_payload_key_secret_created_meanwhile_by_another_bot_is_read_back_not_overwritten() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let b = reconciled_bot(&tg.token);
+    let conflict = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "AlreadyExists", "code": 409,
+        "message": "secrets \"botfleet-payload-keys\" already exists"});
+    let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), false);
+    script[1] = step("GET", PAYLOAD_KEYS_PATH, Reply::NotFound);
+    script.insert(2, step("POST", "/api/v1/namespaces/demo/secrets?", Reply::Json(409, conflict)));
+    script.insert(3, step("GET", PAYLOAD_KEYS_PATH, Reply::Json(200, payload_keys_secret(PAYLOAD_KEYS))));
+    let (client, log) = api_server(script);
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    let annotations = &find(&l, "/deployments/alpha-runtime")["spec"]["template"]["metadata"]["annotations"];
+    let stored = botfleet_crds::payload_keys::PayloadKeys::parse(PAYLOAD_KEYS).unwrap();
+    assert_eq!(annotations["botfleet.io/payload-keys-fingerprint"], stored.fingerprint(), "the pods get the stored keys");
+    assert!(!l.events.iter().any(|e| e["reason"] == "PayloadKeysCreated"), "this reconcile created nothing");
+}
+
+/// Rotation is an admin's edit of the Secret: the next reconcile (the Secret is watched) reads
+/// it, never writes it, and the new fingerprint rolls every pod of the bot to the new keys.
+#[tokio::test]
+async fn an_edited_payload_key_secret_rolls_the_pods_and_is_never_written() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let b = reconciled_bot(&tg.token);
+    let rotated = format!("{}\n{}", "n".repeat(64), PAYLOAD_KEYS);
+    let mut script = apply_script(&b, &tg.token, Some("existing_secret_value"), false);
+    script[1] = step("GET", PAYLOAD_KEYS_PATH, Reply::Json(200, payload_keys_secret(&rotated)));
+    let (client, log) = api_server(script);
+    reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    let l = log.lock().unwrap();
+    assert!(!l.requests.iter().any(|r| r.method != "GET" && r.uri.contains("botfleet-payload-keys")), "never written");
+    let annotations = &find(&l, "/deployments/alpha-runtime")["spec"]["template"]["metadata"]["annotations"];
+    let fp = botfleet_crds::payload_keys::PayloadKeys::parse(&rotated).unwrap().fingerprint();
+    assert_eq!(annotations["botfleet.io/payload-keys-fingerprint"], fp);
+    assert_ne!(fp, botfleet_crds::payload_keys::PayloadKeys::parse(PAYLOAD_KEYS).unwrap().fingerprint());
+    assert!(condition(find(&l, "/status"), "PayloadKeysValid")["message"].as_str().unwrap().starts_with("3 key(s)"));
+}
+
+/// A Secret of that name without the shape the pods need (here: a key too short for the
+/// runtime, which would refuse to start) is reported — a condition and a Warning Event — and
+/// nothing is applied: the running pods keep the keys they started with.
+#[tokio::test]
+async fn an_unusable_payload_key_secret_is_reported_and_nothing_is_applied() {
+    let fake = FakeTelegram::start().await.unwrap();
+    let tg = fake.sim().register_bot("alpha_chat_bot").unwrap();
+    let b = reconciled_bot(&tg.token);
+    let (client, log) = api_server(vec![
+        step("GET", "/api/v1/namespaces/demo/secrets/alpha-token", Reply::Json(200, token_secret("alpha-token", "token", &tg.token))),
+        step("GET", PAYLOAD_KEYS_PATH, Reply::Json(200, payload_keys_secret("hunter2\n"))),
+        step("PATCH", "/botinstances/alpha/status", the(&b)),
+    ]);
+    let action = reconcile(Arc::new(b), context(client, &fake.api_url(), stores())).await.unwrap();
+    assert_done(&log);
+    assert_eq!(format!("{action:?}"), format!("{:?}", kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(60))));
+    let l = log.lock().unwrap();
+    let status = find(&l, "/status");
+    for t in ["Ready", "PayloadKeysValid"] {
+        let c = condition(status, t);
+        assert_eq!((c["status"].as_str(), c["reason"].as_str()), (Some("False"), Some("PayloadKeysInvalid")), "{t}");
+        assert!(c["message"].as_str().unwrap().contains("shorter than 32 bytes"), "{c}");
+    }
+    assert!(l.events.iter().any(|e| e["reason"] == "PayloadKeysInvalid" && e["type"] == "Warning"), "{:?}", l.events);
 }

@@ -110,10 +110,12 @@ No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
 # Secrets: token Secrets are read (get) and watched by label (botfleet.io/bot-token=true, metadata
 # only); the operator writes only its own two per bot (<bot>-webhook, <bot>-runtime-token) with
-# server-side apply (create + patch) after checking their owner reference. No update, no delete:
+# server-side apply (create + patch) after checking their owner reference, and creates (POST,
+# then only get) the namespace's payload keys, botfleet-payload-keys. No update, no delete:
 # garbage collection removes its Secrets with their BotInstance. RBAC cannot narrow patch to
-# those Secrets (their names are per bot, resourceNames cannot hold them): see docs/DEPLOY.md,
-# "What the operator may do to Secrets".
+# those Secrets (their names are per bot, resourceNames cannot hold them): the chart's
+# ValidatingAdmissionPolicy (botfleet.secretAdmission below) does. See docs/DEPLOY.md, "What the
+# operator may do to Secrets".
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
@@ -134,6 +136,46 @@ No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- end }}
+
+{{/*
+CRD discovery, cluster-wide: only prometheus-operator's ServiceMonitor CRD, by name (see rbac.yaml).
+*/}}
+{{- define "botfleet.crdDiscoveryRules" -}}
+- apiGroups: ["apiextensions.k8s.io"]
+  resources: ["customresourcedefinitions"]
+  resourceNames: ["servicemonitors.monitoring.coreos.com"]
+  verbs: ["get", "list", "watch"]
+{{- end }}
+
+{{/*
+The ValidatingAdmissionPolicy's rule (templates/admissionpolicy.yaml adds the match condition on
+the operator's ServiceAccount): an update, patch (an UPDATE to admission) or delete of a Secret is
+allowed only when the Secret as it was is the operator's own, i.e. labelled
+app.kubernetes.io/managed-by=botfleet-operator AND controlled by a BotInstance. That is exactly
+<bot>-webhook and <bot>-runtime-token. Creating is not matched (a server-side apply that creates
+is a CREATE): users' token Secrets and the payload keys (labelled, but owned by no bot) can never
+be changed by the operator. Plain YAML: operator/tests/apiserver.rs loads it onto a real API server.
+*/}}
+{{- define "botfleet.secretAdmission" -}}
+matchConstraints:
+  resourceRules:
+    - apiGroups: [""]
+      apiVersions: ["v1"]
+      operations: ["UPDATE", "DELETE"]
+      resources: ["secrets"]
+validations:
+  - expression: >-
+      has(oldObject.metadata.labels)
+      && 'app.kubernetes.io/managed-by' in oldObject.metadata.labels
+      && oldObject.metadata.labels['app.kubernetes.io/managed-by'] == 'botfleet-operator'
+      && has(oldObject.metadata.ownerReferences)
+      && oldObject.metadata.ownerReferences.exists(o, o.kind == 'BotInstance'
+      && o.apiVersion.startsWith('botfleet.io/') && has(o.controller) && o.controller == true)
+    messageExpression: >-
+      'the BotFleet operator may change only its own Secrets (labelled app.kubernetes.io/managed-by=botfleet-operator
+      and controlled by a BotInstance); Secret ' + oldObject.metadata.name + ' is not one'
+    reason: Forbidden
 {{- end }}
 
 {{/* Only with runtime.networkPolicy.enabled: the per-bot NetworkPolicies the operator owns. */}}

@@ -6,7 +6,8 @@
 use std::collections::BTreeMap;
 
 use botfleet_crds::bot_instance::{BotInstance, IngressMode};
-use botfleet_crds::resolved::{ResolvedBotConfig, TOKEN_FILE, WEBHOOK_SECRET_FILE};
+use botfleet_crds::payload_keys::PayloadKeys;
+use botfleet_crds::resolved::{PAYLOAD_KEY_FILE, ResolvedBotConfig, TOKEN_FILE, WEBHOOK_SECRET_FILE};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::autoscaling::v2::{
     CrossVersionObjectReference, HorizontalPodAutoscaler, HorizontalPodAutoscalerSpec, MetricSpec, MetricTarget, ResourceMetricSource,
@@ -39,6 +40,18 @@ pub const WEBHOOK_SECRET_KEY: &str = "secret";
 pub const TOKEN_ANNOTATION: &str = "botfleet.io/token-fingerprint";
 pub const WEBHOOK_SECRET_ANNOTATION: &str = "botfleet.io/webhook-secret-fingerprint";
 pub const CONFIG_HASH_ANNOTATION: &str = "botfleet.io/config-hash";
+/// Rolls the pods when the namespace's payload keys change (the runtime reads them at start).
+pub const PAYLOAD_KEYS_ANNOTATION: &str = "botfleet.io/payload-keys-fingerprint";
+
+/// The namespace's invoice-payload key Secret (docs/MONEY.md, "Signed payloads"), shared by
+/// every bot of the namespace. The operator creates it (POST, never apply) when it is absent,
+/// with one random key, and never writes it again: admins rotate keys by editing it. It has no
+/// owner, so deleting a bot — or every bot — leaves it (invoices in flight keep verifying, and a
+/// recreated bot signs with the same keys). A Secret of this name the operator did not create is
+/// used as it is when it has the expected shape ([`payload_keys_in`]).
+pub const PAYLOAD_KEYS_SECRET: &str = "botfleet-payload-keys";
+/// The Secret's one key: the key file, mounted at [`PAYLOAD_KEY_FILE`].
+pub const PAYLOAD_KEYS_KEY: &str = "keys";
 
 /// What the operator was installed with (Helm values → environment).
 #[derive(Debug, Clone, PartialEq)]
@@ -103,6 +116,8 @@ pub struct Desired {
 pub struct Rollout {
     pub token_fingerprint: String,
     pub webhook_secret_fingerprint: Option<String>,
+    /// The namespace's payload keys ([`PayloadKeys::fingerprint`]).
+    pub payload_keys_fingerprint: String,
 }
 
 pub fn names(bot: &str) -> Names {
@@ -245,6 +260,46 @@ pub fn validated_token(bot: &BotInstance, pool: &str, token: &str) -> Secret {
     }
 }
 
+/// The namespace's payload-key Secret as the operator creates it: labelled as the operator's
+/// (its watch sees edits, so a rotation rolls the pods within seconds), owned by nobody.
+pub fn payload_keys_secret(namespace: &str, keys: &PayloadKeys) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(PAYLOAD_KEYS_SECRET.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(BTreeMap::from([
+                (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
+                ("app.kubernetes.io/part-of".to_string(), "botfleet".to_string()),
+            ])),
+            annotations: Some(BTreeMap::from([(
+                "botfleet.io/rotation".to_string(),
+                "edit this Secret to rotate: see docs/MONEY.md, Signed payloads (the operator never overwrites it)".to_string(),
+            )])),
+            ..Default::default()
+        },
+        string_data: Some(BTreeMap::from([(PAYLOAD_KEYS_KEY.to_string(), keys.expose().to_string())])),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+/// The keys of an existing payload-key Secret, if it has the shape the pods need (an Opaque
+/// Secret whose key [`PAYLOAD_KEYS_KEY`] holds a key file the runtime accepts); else why not.
+/// Whoever created it, it is never modified: a wrong one is reported and the bot waits.
+pub fn payload_keys_in(secret: &Secret) -> Result<PayloadKeys, String> {
+    let why = match (secret.type_.as_deref(), secret.data.as_ref().and_then(|d| d.get(PAYLOAD_KEYS_KEY))) {
+        (Some(t), _) if t != "Opaque" => format!("is of type {t:?}, not Opaque"),
+        (_, None) => format!("has no key {PAYLOAD_KEYS_KEY:?}"),
+        (_, Some(bytes)) => match PayloadKeys::from_bytes(&bytes.0) {
+            Ok(keys) => return Ok(keys),
+            Err(e) => format!("key {PAYLOAD_KEYS_KEY:?}: {e}"),
+        },
+    };
+    Err(format!(
+        "Secret {PAYLOAD_KEYS_SECRET:?} {why}; the runtime could not start with it, so nothing is applied (running pods keep their keys). Fix it (docs/MONEY.md, Signed payloads), or delete it and the operator creates a new one"
+    ))
+}
+
 /// The operator-owned Secret with the webhook secret token (generated once, kept).
 pub fn webhook_secret(bot: &BotInstance, pool: &str, secret: &str) -> Secret {
     Secret {
@@ -315,13 +370,21 @@ pub fn autoscaled_replicas(a: &botfleet_crds::bot_instance::Autoscaling, existin
     Some(d.spec.replicas.unwrap_or(a.min_replicas).clamp(a.min_replicas, a.max_replicas.max(a.min_replicas)))
 }
 
-/// The configuration as the pods get it: a bot scaled to zero says `retiring` while it drains
-/// (and after, until it is scaled up again). Returns it with its hash.
-pub fn retiring_config(
+/// Names the mounted payload-key file in the configuration (every pod the operator runs
+/// mounts the namespace's keys; the resolver leaves the field out, as `bot-runtime local` does).
+pub fn name_payload_key_file(config: &mut ResolvedBotConfig) {
+    config.bot.secrets.payload_key_file = Some(PAYLOAD_KEY_FILE.into());
+}
+
+/// The configuration as the pods get it: the payload-key file named, and a bot scaled to zero
+/// says `retiring` while it drains (and after, until it is scaled up again). Returns it with
+/// its hash.
+pub fn runtime_config(
     mut config: ResolvedBotConfig,
     scale_down: ScaleDown,
     retiring_since: Option<jiff::Timestamp>,
 ) -> (ResolvedBotConfig, String) {
+    name_payload_key_file(&mut config);
     config.bot.retiring = match scale_down {
         ScaleDown::No => config.bot.retiring,
         ScaleDown::Retire { .. } => true,
@@ -507,7 +570,10 @@ fn probe(path: &str, period: i32) -> Probe {
 
 fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, settings: &Settings) -> Deployment {
     let name = bot_name(bot);
-    let mut pod_annotations = BTreeMap::from([(TOKEN_ANNOTATION.to_string(), rollout.token_fingerprint.clone())]);
+    let mut pod_annotations = BTreeMap::from([
+        (TOKEN_ANNOTATION.to_string(), rollout.token_fingerprint.clone()),
+        (PAYLOAD_KEYS_ANNOTATION.to_string(), rollout.payload_keys_fingerprint.clone()),
+    ]);
     if let Some(fp) = &rollout.webhook_secret_fingerprint {
         pod_annotations.insert(WEBHOOK_SECRET_ANNOTATION.into(), fp.clone());
     }
@@ -515,6 +581,8 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
     let token_file = TOKEN_FILE.rsplit_once('/').map(|(_, f)| f).unwrap_or("token");
     let webhook_dir = WEBHOOK_SECRET_FILE.rsplit_once('/').map(|(d, _)| d).unwrap_or("/etc/botfleet/webhook");
     let webhook_file = WEBHOOK_SECRET_FILE.rsplit_once('/').map(|(_, f)| f).unwrap_or("secret");
+    let payload_keys_dir = PAYLOAD_KEY_FILE.rsplit_once('/').map(|(d, _)| d).unwrap_or("/etc/botfleet/payload-keys");
+    let payload_keys_file = PAYLOAD_KEY_FILE.rsplit_once('/').map(|(_, f)| f).unwrap_or(PAYLOAD_KEYS_KEY);
     let mut volumes = vec![
         Volume {
             name: "config".into(),
@@ -533,6 +601,23 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
             ..Default::default()
         },
         Volume {
+            // Shared by every bot of the namespace; the kubelet refreshes the file on an edit,
+            // and the annotation above rolls the pods, since the runtime reads it at start.
+            name: "payload-keys".into(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(PAYLOAD_KEYS_SECRET.into()),
+                items: Some(vec![KeyToPath {
+                    key: PAYLOAD_KEYS_KEY.into(),
+                    path: payload_keys_file.into(),
+                    mode: Some(0o400),
+                    user: None,
+                }]),
+                default_mode: Some(0o400),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        Volume {
             name: "tmp".into(),
             empty_dir: Some(EmptyDirVolumeSource { size_limit: Some(quantity("64Mi")), ..Default::default() }),
             ..Default::default()
@@ -541,6 +626,7 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
     let mut mounts = vec![
         VolumeMount { name: "config".into(), mount_path: CONFIG_DIR.into(), read_only: Some(true), ..Default::default() },
         VolumeMount { name: "token".into(), mount_path: token_dir.into(), read_only: Some(true), ..Default::default() },
+        VolumeMount { name: "payload-keys".into(), mount_path: payload_keys_dir.into(), read_only: Some(true), ..Default::default() },
         VolumeMount { name: "tmp".into(), mount_path: "/tmp".into(), ..Default::default() },
     ];
     if bot.spec.ingress.mode == IngressMode::Webhook {
@@ -829,8 +915,11 @@ spec:
     fn desired(b: &BotInstance, monitor: bool) -> Desired {
         let r = resolve(b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
         let yaml = serde_yaml::to_string(&r.config).unwrap();
-        let rollout =
-            Rollout { token_fingerprint: "sha256:aaaaaaaaaaaa".into(), webhook_secret_fingerprint: Some("sha256:bbbbbbbbbbbb".into()) };
+        let rollout = Rollout {
+            token_fingerprint: "sha256:aaaaaaaaaaaa".into(),
+            webhook_secret_fingerprint: Some("sha256:bbbbbbbbbbbb".into()),
+            payload_keys_fingerprint: "sha256:dddddddddddd".into(),
+        };
         let input = BuildInputs {
             config: &r.config,
             config_yaml: &yaml,
@@ -896,6 +985,61 @@ spec:
         assert_eq!(token.items.unwrap()[0].key, "token");
         assert!(vols.iter().any(|v| v.name == "webhook-secret"));
         assert!(vols.iter().find(|v| v.name == "config").unwrap().config_map.is_some());
+    }
+
+    #[test]
+    fn every_pod_mounts_the_namespaces_payload_keys_and_the_configuration_names_the_file() {
+        let d = desired(&alpha(), false);
+        let pod = d.deployment.spec.template.spec.clone().unwrap();
+        let vol = pod.volumes.unwrap().into_iter().find(|v| v.name == "payload-keys").unwrap().secret.unwrap();
+        assert_eq!(vol.secret_name.as_deref(), Some(PAYLOAD_KEYS_SECRET), "one Secret for the namespace, not per bot");
+        assert_eq!(vol.items.unwrap()[0].key, PAYLOAD_KEYS_KEY);
+        let mount = pod.containers[0].volume_mounts.clone().unwrap().into_iter().find(|m| m.name == "payload-keys").unwrap();
+        let (dir, file) = PAYLOAD_KEY_FILE.rsplit_once('/').unwrap();
+        assert_eq!((mount.mount_path.as_str(), mount.read_only), (dir, Some(true)));
+        assert_eq!(file, PAYLOAD_KEYS_KEY);
+        let annotations = d.deployment.spec.template.metadata.unwrap().annotations.unwrap();
+        assert_eq!(annotations[PAYLOAD_KEYS_ANNOTATION], "sha256:dddddddddddd", "an edited key file rolls the pods");
+
+        let r = resolve(&alpha(), &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
+        assert_eq!(r.config.bot.secrets.payload_key_file, None, "the resolver (and local mode) names no file");
+        let (config, hash) = runtime_config(r.config.clone(), ScaleDown::No, None);
+        assert_eq!(config.bot.secrets.payload_key_file.as_deref(), Some(PAYLOAD_KEY_FILE));
+        assert_eq!(hash, config.hash());
+        assert_ne!(hash, r.hash);
+    }
+
+    #[test]
+    fn the_payload_key_secret_is_the_operators_but_owned_by_no_bot() {
+        let keys = PayloadKeys::generate().unwrap();
+        let s = payload_keys_secret("demo", &keys);
+        assert_eq!((s.metadata.name.as_deref(), s.metadata.namespace.as_deref()), (Some(PAYLOAD_KEYS_SECRET), Some("demo")));
+        assert!(s.metadata.owner_references.is_none(), "it outlives every bot");
+        assert_eq!(s.metadata.labels.as_ref().unwrap()[MANAGED_BY.0], MANAGED_BY.1, "watched, and the admission policy knows it");
+        assert_eq!(s.string_data.as_ref().unwrap()[PAYLOAD_KEYS_KEY], keys.expose());
+        assert_eq!(s.type_.as_deref(), Some("Opaque"));
+    }
+
+    #[test]
+    fn a_payload_key_secret_is_used_only_with_the_shape_the_runtime_needs() {
+        use k8s_openapi::ByteString;
+        let secret = |type_: &str, key: &str, value: &[u8]| Secret {
+            type_: Some(type_.into()),
+            data: Some(BTreeMap::from([(key.to_string(), ByteString(value.to_vec()))])),
+            ..Default::default()
+        };
+        let good = format!("# rotated 2026-11\n{}\n{}\n", "a".repeat(64), "b".repeat(32));
+        let keys = payload_keys_in(&secret("Opaque", PAYLOAD_KEYS_KEY, good.as_bytes())).unwrap();
+        assert_eq!((keys.count(), keys.expose()), (2, good.as_str()), "a Secret an admin made is used as it is");
+        for (what, s, says) in [
+            ("another type", secret("kubernetes.io/tls", PAYLOAD_KEYS_KEY, good.as_bytes()), "not Opaque"),
+            ("another key", secret("Opaque", "tls.key", good.as_bytes()), "has no key \"keys\""),
+            ("a short key", secret("Opaque", PAYLOAD_KEYS_KEY, b"hunter2\n"), "shorter than 32 bytes"),
+            ("no key at all", secret("Opaque", PAYLOAD_KEYS_KEY, b"# todo\n"), "holds no key"),
+        ] {
+            let why = payload_keys_in(&s).unwrap_err();
+            assert!(why.contains(says) && why.contains(PAYLOAD_KEYS_SECRET), "{what}: {why}");
+        }
     }
 
     #[test]
@@ -984,7 +1128,11 @@ spec:
         let s = Settings { network_policy: Some(np.clone()), ..settings() };
         let policy = |b: &BotInstance| {
             let r = resolve(b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
-            let rollout = Rollout { token_fingerprint: "sha256:a".into(), webhook_secret_fingerprint: None };
+            let rollout = Rollout {
+                token_fingerprint: "sha256:a".into(),
+                webhook_secret_fingerprint: None,
+                payload_keys_fingerprint: "sha256:d".into(),
+            };
             let input = BuildInputs {
                 config: &r.config,
                 config_yaml: "",

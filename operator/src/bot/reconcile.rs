@@ -4,7 +4,10 @@
 //! 0. finalizer (added on first sight; on deletion: retire, deleteWebhook, then removed)
 //! 1. validate (pure: `build::validate`, the resolver) — a failure stops here: status only
 //! 2. GET the token Secret → getMe when the token changed or was never validated
-//! 3. GET the webhook-secret Secret (webhook mode); GET the ServiceMonitor CRD (cached 5 min)
+//! 3. GET the namespace's payload-key Secret, POSTed when absent (shared by the namespace's
+//!    bots and owned by none, so it is not part of a bot's `Desired`: it is created once, never
+//!    applied); GET the webhook-secret Secret (webhook mode); GET the ServiceMonitor CRD
+//!    (cached 5 min)
 //! 4. build (pure): one `Desired` value
 //! 5. apply every object of it: the new webhook Secret, the validated-token copy, ConfigMap,
 //!    Service, Deployment; HPA and PDB applied or deleted; ServiceMonitor
@@ -18,6 +21,7 @@ use std::time::Duration;
 
 use botfleet_crds::bot_instance::{BotInstance, BotInstanceStatus, IngressMode, WebhookStatus};
 use botfleet_crds::common::ConditionStatus;
+use botfleet_crds::payload_keys::PayloadKeys;
 use botfleet_crds::resolve::{Resolution, resolve};
 use botfleet_crds::token::{BotToken, fingerprint};
 use botfleet_crds::webhook::WebhookSecret;
@@ -27,7 +31,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType};
@@ -35,7 +39,7 @@ use kube::runtime::finalizer::{Event, finalizer};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
-use super::build::{self, BuildInputs, Desired, Existing, Rollout, WEBHOOK_SECRET_KEY, build, names, webhook_url};
+use super::build::{self, BuildInputs, Desired, Existing, PAYLOAD_KEYS_SECRET, Rollout, WEBHOOK_SECRET_KEY, build, names, webhook_url};
 use super::fleet;
 use super::status::{self, Applied, Blocked, Cond, Identity, RETRY_SOON, Webhook};
 use crate::context::{Context, Inputs};
@@ -165,7 +169,11 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         return stop(ctx, &ns, &bot, &previous, blocked, Action::requeue(Duration::from_secs(60))).await;
     }
 
-    // 3. What the build needs from the cluster.
+    // 3. What the build needs from the cluster: the namespace's payload keys first.
+    let payload_keys = match payload_keys(ctx, &ns, &bot).await? {
+        Ok(keys) => keys,
+        Err(b) => return stop(ctx, &ns, &bot, &previous, b, Action::requeue(Duration::from_secs(60))).await,
+    };
     let name = bot.name_any();
     let pool = resolution.config.bot.pool.clone();
     let mut existing = Existing::default();
@@ -183,11 +191,12 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     // 4. Build (pure).
     let retiring_since = previous.retiring_since.as_deref().and_then(|s| s.parse::<jiff::Timestamp>().ok());
     let scale_down = build::scale_down(&bot, previous.ready_replicas.unwrap_or(0), retiring_since, RETIRE_DRAIN, now);
-    let (config, hash) = build::retiring_config(resolution.config, scale_down, retiring_since);
+    let (config, hash) = build::runtime_config(resolution.config, scale_down, retiring_since);
     let config_yaml = serde_yaml::to_string(&config).map_err(|e| Error::Serialize(e.to_string()))?;
     let rollout = Rollout {
         token_fingerprint: token.fingerprint.clone(),
         webhook_secret_fingerprint: webhook_secret.as_ref().map(|s| fingerprint(s.value.expose())),
+        payload_keys_fingerprint: payload_keys.fingerprint(),
     };
     let input = BuildInputs {
         config: &config,
@@ -261,6 +270,7 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         identity: token.identity,
         bot_id: token.bot_id,
         token_secret_watched: token.watched,
+        payload_keys: payload_keys.count(),
         config_hash: hash,
         webhook,
         webhook_info,
@@ -382,6 +392,33 @@ async fn stop(ctx: &Context, ns: &str, bot: &BotInstance, previous: &BotInstance
     }
     patch_status(ctx, ns, bot, &status).await?;
     Ok(then)
+}
+
+/// Step 3: the namespace's payload keys (see [`PAYLOAD_KEYS_SECRET`]). When the Secret is
+/// absent it is created with one fresh key — a POST, so an existing one (an admin's, or another
+/// bot's reconcile that got there first: 409) is never overwritten, only read. Err: the Secret
+/// exists without the shape the pods need; nothing is applied until it is fixed.
+async fn payload_keys(ctx: &Context, ns: &str, bot: &BotInstance) -> Result<Result<PayloadKeys, Blocked>, Error> {
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), ns);
+    let found = match secrets.get_opt(PAYLOAD_KEYS_SECRET).await? {
+        Some(found) => found,
+        None => {
+            let keys = PayloadKeys::generate().map_err(|e| Error::RandomSource(e.to_string()))?;
+            let params = PostParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() };
+            match secrets.create(&params, &build::payload_keys_secret(ns, &keys)).await {
+                Ok(_) => {
+                    let note = format!(
+                        "created Secret {PAYLOAD_KEYS_SECRET:?} with a new invoice-payload key for the bots of namespace {ns:?}; rotate by editing it (docs/MONEY.md)"
+                    );
+                    publish(ctx, bot, EventType::Normal, "PayloadKeysCreated", "CreatePayloadKeys", note).await;
+                    return Ok(Ok(keys));
+                }
+                Err(kube::Error::Api(s)) if s.code == 409 => secrets.get(PAYLOAD_KEYS_SECRET).await?,
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    Ok(build::payload_keys_in(&found).map_err(Blocked::payload_keys_invalid))
 }
 
 /// The bot's webhook secret as found (or generated, when there is none yet).
@@ -553,6 +590,7 @@ async fn retire(bot: &BotInstance, ctx: &Context, ns: &str) -> Result<Option<Dur
     let inputs = ctx.inputs();
     let Ok(mut resolution) = resolve(bot, &inputs.plans, &inputs.campaigns, &inputs.policies, now) else { return Ok(None) };
     resolution.config.bot.retiring = true;
+    build::name_payload_key_file(&mut resolution.config);
     let yaml = serde_yaml::to_string(&resolution.config).map_err(|e| Error::Serialize(e.to_string()))?;
     let config_map = build::config_map(bot, &resolution.config, &yaml, &resolution.config.hash());
     let name = bot.name_any();

@@ -3,7 +3,9 @@
 //!
 //! Conditions: `Ready` always; `TokenValid` once a token was read; `WebhookRegistered` in
 //! webhook mode only; `TokenSecretWatched` whether the token Secret carries the label the
-//! operator watches (see [`TOKEN_SECRET_LABEL`](super::build::TOKEN_SECRET_LABEL)).
+//! operator watches (see [`TOKEN_SECRET_LABEL`](super::build::TOKEN_SECRET_LABEL));
+//! `PayloadKeysValid` whether the namespace's payload-key Secret can be mounted (see
+//! [`PAYLOAD_KEYS_SECRET`](super::build::PAYLOAD_KEYS_SECRET)).
 
 use std::time::Duration;
 
@@ -42,6 +44,18 @@ impl Blocked {
     /// Ready=False with this reason, nothing else.
     pub fn not_ready(reason: &'static str, message: impl Into<String>) -> Self {
         Self { conditions: vec![Cond::new("Ready", ConditionStatus::False, reason, message)], bot_id: None }
+    }
+
+    /// The namespace's payload-key Secret has not the shape the pods need (`why`, from
+    /// [`payload_keys_in`](super::build::payload_keys_in)).
+    pub fn payload_keys_invalid(why: String) -> Self {
+        Self {
+            conditions: vec![
+                Cond::new("PayloadKeysValid", ConditionStatus::False, "PayloadKeysInvalid", why.clone()),
+                Cond::new("Ready", ConditionStatus::False, "PayloadKeysInvalid", why),
+            ],
+            bot_id: None,
+        }
     }
 
     /// The reason of its Ready condition (for Events and "was it already so?").
@@ -99,6 +113,8 @@ pub struct Applied {
     pub bot_id: Option<i64>,
     /// The token Secret carries the label the operator watches (else rotation waits for a resync).
     pub token_secret_watched: bool,
+    /// How many keys the namespace's payload-key Secret holds (mounted into the pods).
+    pub payload_keys: usize,
     pub config_hash: String,
     pub webhook: Webhook,
     /// getWebhookInfo's answer, when it was asked.
@@ -164,6 +180,12 @@ pub fn applied(previous: &BotInstanceStatus, a: &Applied, generation: i64, now: 
         s.bot_id = a.bot_id;
     }
     set(&mut s, if a.token_secret_watched { token_secret_watched() } else { token_secret_not_watched() });
+    let keys = format!(
+        "{} key(s) in Secret {:?}, mounted into the pods (the first signs invoices)",
+        a.payload_keys,
+        super::build::PAYLOAD_KEYS_SECRET
+    );
+    set(&mut s, Cond::new("PayloadKeysValid", ConditionStatus::True, "Mounted", keys));
     s.config_hash = Some(a.config_hash.clone());
     let mut requeue = None;
     match &a.webhook {
@@ -229,6 +251,7 @@ mod tests {
             identity: Some(Identity { username: "alpha_bot".into(), fingerprint: "sha256:aaaaaaaaaaaa".into() }),
             bot_id: Some(42),
             token_secret_watched: true,
+            payload_keys: 1,
             config_hash: "sha256:cccc".into(),
             webhook: Webhook::Registered { url: "https://x/telegram/alpha".into() },
             webhook_info: Some(WebhookStatus { url: "https://x/telegram/alpha".into(), pending_update_count: 3, ..Default::default() }),
@@ -244,9 +267,13 @@ mod tests {
         let (s, requeue) = applied(&BotInstanceStatus::default(), &running(), 7, t("2026-01-01T00:00:00Z"));
         assert_eq!(requeue, None);
         assert_eq!(s.observed_generation, Some(7));
-        for (type_, reason) in
-            [("Ready", "Running"), ("TokenValid", "Valid"), ("WebhookRegistered", "Registered"), ("TokenSecretWatched", "Labelled")]
-        {
+        for (type_, reason) in [
+            ("Ready", "Running"),
+            ("TokenValid", "Valid"),
+            ("WebhookRegistered", "Registered"),
+            ("TokenSecretWatched", "Labelled"),
+            ("PayloadKeysValid", "Mounted"),
+        ] {
             let c = condition(&s.conditions, type_).unwrap();
             assert_eq!((c.status, c.reason.as_str(), c.observed_generation), (ConditionStatus::True, reason, 7), "{type_}");
         }
@@ -308,6 +335,22 @@ mod tests {
         assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::False, "TokenSecretNotLabelled"));
         assert!(c.message.contains(super::super::build::TOKEN_SECRET_LABEL));
         assert_eq!(condition(&s.conditions, "Ready").unwrap().status, ConditionStatus::True);
+    }
+
+    #[test]
+    fn an_unusable_payload_key_secret_blocks_the_bot_until_it_is_fixed() {
+        let b = Blocked::payload_keys_invalid("Secret \"botfleet-payload-keys\" has no key \"keys\"".into());
+        let (s, new) = blocked(&BotInstanceStatus::default(), &b, 1, t("2026-01-01T00:00:00Z"));
+        assert!(new);
+        for type_ in ["Ready", "PayloadKeysValid"] {
+            let c = condition(&s.conditions, type_).unwrap();
+            assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::False, "PayloadKeysInvalid"), "{type_}");
+            assert!(c.message.contains("has no key"));
+        }
+        let (fixed, _) = applied(&s, &running(), 2, t("2026-01-01T00:01:00Z"));
+        let c = condition(&fixed.conditions, "PayloadKeysValid").unwrap();
+        assert_eq!((c.status, c.reason.as_str()), (ConditionStatus::True, "Mounted"));
+        assert!(c.message.starts_with("1 key(s)"));
     }
 
     #[test]

@@ -157,3 +157,17 @@ pub fn token_secret(name: &str, key: &str, token: &str) -> Value {
         "data": {key: base64::engine::general_purpose::STANDARD.encode(token)},
     })
 }
+
+/// A key file the runtime accepts (two keys: the first signs).
+pub const PAYLOAD_KEYS: &str =
+    "# rotated 2026-11\n0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\nolder-key-still-verifying-0123456789abcdef\n";
+
+/// The namespace's payload-key Secret as the API server returns it (`data` base64).
+pub fn payload_keys_secret(keys: &str) -> Value {
+    use base64::Engine as _;
+    json!({
+        "apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+        "metadata": {"name": "botfleet-payload-keys", "namespace": "demo", "labels": {"app.kubernetes.io/managed-by": "botfleet-operator"}},
+        "data": {"keys": base64::engine::general_purpose::STANDARD.encode(keys)},
+    })
+}

@@ -1,0 +1,90 @@
+//! Starts the test control plane (`tests/controlplane`, docs/CONTROLPLANE.md): kube-apiserver
+//! with its embedded etcd, then kube-controller-manager, each as a child process that prints
+//! `READY <url>` once serving. Shared by `tests/apiserver.rs` and `benches/fleet_apiserver.rs`.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace").to_path_buf()
+}
+
+/// The running pair of processes and the folder with their PKI and kubeconfigs. Dropping it
+/// stops both (a test binary's shared one is never dropped: its children exit with it).
+pub struct ControlPlane {
+    pub dir: PathBuf,
+    apiserver: Child,
+    controller_manager: Child,
+}
+
+impl Drop for ControlPlane {
+    fn drop(&mut self) {
+        for child in [&mut self.controller_manager, &mut self.apiserver] {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Starts one process of the control plane and waits for its `READY <url>` line.
+fn spawn(bin: &Path, role: &str, dir: &Path, extra: &[&str]) -> Result<Child, String> {
+    let log = std::fs::File::create(dir.join(format!("{role}.log"))).map_err(|e| e.to_string())?;
+    let mut command = Command::new(bin);
+    command.arg(role).arg(dir);
+    if !extra.is_empty() {
+        command.arg("--").args(extra);
+    }
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .map_err(|e| format!("cannot start {role}: {e}"))?;
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let first = lines.next();
+        let _ = tx.send(first);
+        // Keep reading so the pipe never fills.
+        for _ in lines {}
+    });
+    match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok(Some(Ok(line))) if line.starts_with("READY ") => Ok(child),
+        other => {
+            let _ = child.kill();
+            Err(format!("{role} did not become ready ({other:?}); see {}/{role}.log", dir.display()))
+        }
+    }
+}
+
+/// Builds (when stale) and starts the pair in a fresh folder; `controller_manager_flags` are
+/// passed to kube-controller-manager after its own (e.g. to switch controllers off).
+pub fn start(controller_manager_flags: &[&str]) -> Result<ControlPlane, String> {
+    let build = Command::new("bash")
+        .arg(repo().join("tests/controlplane/build.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run tests/controlplane/build.sh: {e}"))?;
+    if !build.status.success() {
+        return Err(format!("tests/controlplane/build.sh failed ({})", build.status));
+    }
+    let stdout = String::from_utf8_lossy(&build.stdout);
+    let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    let dir = std::env::temp_dir().join(format!("botfleet-controlplane-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    let apiserver = spawn(&bin, "apiserver", &dir, &[])?;
+    let controller_manager = match spawn(&bin, "controller-manager", &dir, controller_manager_flags) {
+        Ok(c) => c,
+        Err(e) => {
+            let mut apiserver = apiserver;
+            let _ = apiserver.kill();
+            return Err(e);
+        }
+    };
+    Ok(ControlPlane { dir, apiserver, controller_manager })
+}
