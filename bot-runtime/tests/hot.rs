@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bot_runtime::hot::memory::MemoryHot;
 use bot_runtime::hot::redis::RedisHot;
-use bot_runtime::hot::{Claim, Dedupe, HotState, Job, Lane, Marker, Outbox, SendSlot, Timer, Timers};
+use bot_runtime::hot::{Claim, Commit, Dedupe, HotState, Job, Lane, Marker, Outbox, SendSlot, Timer, Timers};
 use bot_runtime::keys::Keys;
 use botfleet_tests::fixtures::TestRedis;
 use serde_json::json;

@@ -294,9 +294,13 @@ async fn drain_once(
                     let delivery = deliver(bot, &job);
                     tokio::pin!(delivery);
                     let mut stopping = stop.clone();
+                    let stopped = async move {
+                        // The guard `wait_for` returns must not live across an await.
+                        let _ = stopping.wait_for(|s| *s).await.map(|_| ());
+                    };
                     let outcome = tokio::select! {
                         d = &mut delivery => Some(d),
-                        _ = stopping.wait_for(|s| *s) => tokio::time::timeout(SHUTDOWN_SEND_GRACE, &mut delivery).await.ok(),
+                        () = stopped => tokio::time::timeout(SHUTDOWN_SEND_GRACE, &mut delivery).await.ok(),
                     };
                     let Some(outcome) = outcome else {
                         tracing::warn!(bot = %bot.name, method = %job.method, "a send still in flight at shutdown was left for the next consumer");
