@@ -14,6 +14,10 @@
 //! The buyers and the fake Telegram run in this process, on the same 2 cores as the runtime:
 //! the numbers are a floor.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{cpu_seconds, env_or, pct_ms, rss_kib};
+
 use std::time::{Duration, Instant};
 
 use bot_runtime::roles::simulate::Person;
@@ -22,33 +26,6 @@ use botfleet_tests::fake_telegram::{FakeTelegram, InvoiceRef, Limits, PayOutcome
 use botfleet_tests::fixtures::{TestDb, TestRedis, redis_url};
 use futures::StreamExt as _;
 use serde_json::json;
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn pct(sorted: &[u64], p: f64) -> u64 {
-    if sorted.is_empty() {
-        return 0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize]
-}
 
 /// A quantile of a Prometheus histogram in the text exposition: the upper bound of its bucket.
 fn histogram_quantile(metrics: &str, name: &str, q: f64) -> Option<f64> {
@@ -195,9 +172,9 @@ async fn run(buyers: usize, purchases: usize) {
     println!("{done} purchases ({failed} failed) by {buyers} buyers in {wall:.1} s = {:.1} purchases/s end to end", done as f64 / wall);
     println!(
         "  per purchase (/vip → paid message): p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms",
-        pct(&times, 0.5) as f64 / 1000.0,
-        pct(&times, 0.99) as f64 / 1000.0,
-        pct(&times, 1.0) as f64 / 1000.0
+        pct_ms(&times, 0.5),
+        pct_ms(&times, 0.99),
+        pct_ms(&times, 1.0)
     );
     println!("  pre-checkout answer (runtime's histogram): p50 {}, p99 {}", pc(0.5), pc(0.99));
     println!(

@@ -17,6 +17,10 @@
 //! The load generator and the fake Telegram run in this process, on the same 2 cores as the
 //! runtime: the numbers are a floor, not a ceiling.
 
+#[path = "common/mod.rs"]
+mod common;
+use common::{cpu_seconds, env_or, pct_ms, rss_kib};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -27,36 +31,6 @@ use bot_runtime::matching::{Gender, MatchPool, Member, Rules, Seeker, Want};
 use botfleet_tests::fake_telegram::{FakeTelegram, Limits, SimUser};
 use botfleet_tests::fixtures::{TestDb, TestRedis, redis_url};
 use serde_json::{Value, json};
-
-fn env_or(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
-
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| {
-        status.lines().find(|l| l.starts_with(name)).and_then(|l| l.split_whitespace().nth(1)).and_then(|v| v.parse().ok()).unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// CPU seconds (user + system) the process has used so far.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which is in parentheses and may hold spaces).
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    // utime and stime are fields 14 and 15 of /proc/pid/stat (indexes 11 and 12 after the name).
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-fn pct(sorted: &[u64], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    sorted[(((sorted.len() - 1) as f64) * p).round() as usize] as f64 / 1000.0
-}
 
 const BOT: &str = "alpha";
 const POOL: &str = "bench-pool";
@@ -197,9 +171,9 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
         "fixed load {rate}/s for {seconds} s: {} updates in {:.1} s, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {failed} not 200",
         lat.len(),
         offered_for.as_secs_f64(),
-        pct(&lat, 0.5),
-        pct(&lat, 0.99),
-        pct(&lat, 1.0)
+        pct_ms(&lat, 0.5),
+        pct_ms(&lat, 0.99),
+        pct_ms(&lat, 1.0)
     );
 
     // 2. Saturation, closed loop.
