@@ -250,8 +250,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             secret: crate::admin::SessionSecret::generate(),
         },
     );
+    let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
     let admin_http = tokio::spawn(crate::admin::serve(admin_listener, admin_state, shutdown.clone()));
-    println!("Admin API: http://{}/api/v1 (OpenAPI: /api/v1/openapi.json; docs/ADMIN.md)", args.admin_listen);
+    println!("Admin API: http://{admin_addr}/api/v1 (OpenAPI: /api/v1/openapi.json; docs/ADMIN.md)");
 
     if let Some(fake) = &fake {
         let names: Vec<String> = running.iter().map(|b| format!("@{}", fake_username(&b.bot.name))).collect();
