@@ -12,6 +12,7 @@
 //!
 //! docs/ARCHITECTURE.md walks the hot path of a chat message.
 
+pub mod admin;
 pub mod bot;
 pub mod chat;
 pub mod config;

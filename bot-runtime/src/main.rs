@@ -3,6 +3,7 @@
 //! - `serve --config <file>`: one bot, as the operator deploys it (Postgres + Redis).
 //! - `local [--manifests config/]`: every bot of a folder in one process, on SQLite and
 //!   in-process state; a built-in fake Telegram when no token is given; `--simulate N`.
+//! - `admin`: the fleet's admin dashboard and API (docs/ADMIN.md).
 //! - `migrate`: applies the database migrations and exits.
 
 use clap::{Parser, Subcommand};
@@ -24,6 +25,8 @@ struct Args {
 enum Role {
     /// Run one bot from its resolved configuration (what the operator deploys).
     Serve(bot_runtime::roles::serve::ServeArgs),
+    /// Serve the fleet's admin dashboard and API (no bot token; Postgres + Redis of the fleet).
+    Admin(bot_runtime::roles::admin::AdminArgs),
     /// Run every bot declared in a folder of manifests in one process (SQLite, in-process state).
     Local(bot_runtime::roles::local::LocalArgs),
     /// Apply the database migrations (safe while other replicas start) and exit.
@@ -45,6 +48,7 @@ async fn main() -> std::process::ExitCode {
     let result = match args.role {
         Role::Serve(a) => bot_runtime::roles::serve::run(a).await,
         Role::Local(a) => bot_runtime::roles::local::run(a).await,
+        Role::Admin(a) => bot_runtime::roles::admin::run(a).await,
         Role::Migrate { database_url } => migrate(&database_url).await,
     };
     match result {

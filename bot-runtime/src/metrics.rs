@@ -28,6 +28,8 @@ pub struct Metrics {
     locks: IntCounterVec,
     referrals: IntCounterVec,
     vip_notices: IntCounterVec,
+    admin_logins: IntCounterVec,
+    admin_actions: IntCounterVec,
     reconciliation: IntCounterVec,
     search_timeouts: IntCounterVec,
     worker_restarts: IntCounterVec,
@@ -149,6 +151,18 @@ impl Metrics {
                 "VIP notices queued, by kind: reminder (a day before the end), ended",
                 &["bot", "kind"],
             ),
+            admin_logins: counter(
+                &r,
+                "botfleet_admin_logins_total",
+                "Admin login steps by outcome (code_sent, code_not_sent, logged_in, wrong_code, limited)",
+                &["outcome"],
+            ),
+            admin_actions: counter(
+                &r,
+                "botfleet_admin_actions_total",
+                "Admin actions by action (ban, unban, gift, refund, view_user, login, logout) and outcome",
+                &["action", "outcome"],
+            ),
             reconciliation: counter(
                 &r,
                 "botfleet_reconciliation_mismatches_total",
@@ -242,6 +256,14 @@ impl Metrics {
 
     pub fn reconciliation_mismatch(&self, bot: &str, kind: &str) {
         self.reconciliation.with_label_values(&[bot, kind]).inc();
+    }
+
+    pub fn admin_login(&self, outcome: &str) {
+        self.admin_logins.with_label_values(&[outcome]).inc();
+    }
+
+    pub fn admin_action(&self, action: &str, outcome: &str) {
+        self.admin_actions.with_label_values(&[action, outcome]).inc();
     }
 
     pub fn vip_notice(&self, bot: &str, kind: &str) {

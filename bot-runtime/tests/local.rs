@@ -38,7 +38,18 @@ fn local_with_a_simulation_runs_the_sample_fleet_end_to_end() {
     let out = Command::new(env!("CARGO_BIN_EXE_bot-runtime"))
         .args(["local", "--manifests"])
         .arg(repo_config())
-        .args(["--listen", "127.0.0.1:0", "--fake-listen", "127.0.0.1:0", "--simulate", "10", "--messages", "2"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--fake-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--simulate",
+            "10",
+            "--messages",
+            "2",
+        ])
         .args(["--think-ms", "300", "--buyers", "20"])
         .env("RUST_LOG", "warn")
         .env_remove("BOT_TOKEN_ALPHA")

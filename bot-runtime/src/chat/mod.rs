@@ -9,6 +9,7 @@
 //! Bad input from a user always gets a clear answer; only store or Telegram outages are
 //! errors (the update is then retried).
 
+mod admin;
 mod ending;
 mod lock;
 mod menu;
@@ -101,6 +102,8 @@ pub async fn on_timer(fx: &mut Effects<'_>, timer: &Timer) -> Result<(), HandleE
             }
         },
         Ok(TimerKind::Idle { a, b }) => ending::end_idle_chat(fx, &a, &b).await,
+        Ok(TimerKind::Ban { member, until }) => admin::on_ban(fx, &member, until).await,
+        Ok(TimerKind::Refund { charge, admin }) => admin::on_refund(fx, &charge, admin).await,
         Err(e) => {
             tracing::warn!(bot = %fx.bot.name, error = %e, "unknown timer dropped");
             Ok(())

@@ -11,7 +11,7 @@ use super::{format_time, lang_of, load_user};
 use crate::bot::{Effects, HandleError};
 use crate::ingress::update::{PreCheckoutQuery, SuccessfulPayment};
 use crate::payload::{PayloadError, quote_id_unverified};
-use crate::store::money::{NewPayment, QuoteRefusal, RefundOutcome, Subscription};
+use crate::store::money::{NewPayment, Payment, QuoteRefusal, RefundOutcome, Subscription};
 use crate::store::{Funnel, User};
 use crate::telegram::TgError;
 use crate::texts::{Lang, escape};
@@ -273,23 +273,52 @@ pub(super) async fn admin_refund(fx: &mut Effects<'_>, user: &User, lang: Lang, 
         fx.say(&me, TextKey::RefundAlready.fmt(lang, &[("charge", &escape(charge)), ("date", &format_time(at))]), None);
         return Ok(());
     }
-    let params = json!({"user_id": payment.user_id, "telegram_payment_charge_id": charge});
-    match fx.bot.api.call("refundStarPayment", &params).await {
-        Ok(_) => {}
-        // Refunded at Telegram already (a retry of this update after a crash, or a refund made
-        // elsewhere): the reversal below is still owed, and happens once.
-        Err(TgError::Api { description, .. }) if description.contains("CHARGE_ALREADY_REFUNDED") => {}
-        Err(e) => {
-            tracing::warn!(bot = %fx.bot.name, error = %e, "refundStarPayment refused; nothing changed");
-            let reason = match &e {
-                TgError::Api { description, .. } => description.clone(),
-                TgError::Transport(_) => e.to_string(),
-            };
-            fx.say(&me, TextKey::RefundRefused.fmt(lang, &[("charge", &escape(charge)), ("reason", &escape(&reason))]), None);
-            return Ok(());
-        }
+    if let Some(reason) = refund_at_telegram(fx, &payment, charge).await? {
+        fx.say(&me, TextKey::RefundRefused.fmt(lang, &[("charge", &escape(charge)), ("reason", &escape(&reason))]), None);
+        return Ok(());
     }
     reverse(fx, charge, Some(user)).await
+}
+
+/// Asks Telegram to refund `charge` (of `payment`'s buyer). `None`: refunded, now or before;
+/// `Some(reason)`: Telegram refused and nothing changed.
+pub(super) async fn refund_at_telegram(fx: &Effects<'_>, payment: &Payment, charge: &str) -> Result<Option<String>, HandleError> {
+    let params = json!({"user_id": payment.user_id, "telegram_payment_charge_id": charge});
+    match fx.bot.api.call("refundStarPayment", &params).await {
+        Ok(_) => Ok(None),
+        // Refunded at Telegram already (a retry after a crash, or a refund made elsewhere):
+        // the reversal is still owed, and happens once.
+        Err(TgError::Api { description, .. }) if description.contains("CHARGE_ALREADY_REFUNDED") => Ok(None),
+        Err(e) => {
+            tracing::warn!(bot = %fx.bot.name, error = %e, "refundStarPayment refused; nothing changed");
+            Ok(Some(match &e {
+                TgError::Api { description, .. } => description.clone(),
+                TgError::Transport(_) => e.to_string(),
+            }))
+        }
+    }
+}
+
+/// A refund an admin asked for in the admin role (a timer on this bot, which holds the
+/// token): refunded at Telegram, then reversed once; the admin is told on this bot if they
+/// are a member of it.
+pub(super) async fn refund_for_admin(fx: &mut Effects<'_>, charge: &str, admin: i64) -> Result<(), HandleError> {
+    let Some(payment) = fx.store().payment_of_charge(&fx.bot.name, charge).await? else {
+        tracing::warn!(bot = %fx.bot.name, "an admin refund of a charge this bot has no payment for dropped");
+        return Ok(());
+    };
+    if payment.refunded_ms.is_some() {
+        return Ok(());
+    }
+    let admin_user = fx.store().user(&fx.bot.name, admin).await?;
+    if let Some(reason) = refund_at_telegram(fx, &payment, charge).await? {
+        if let Some(a) = &admin_user {
+            let lang = lang_of(fx.bot, a);
+            fx.say(&a.member(), TextKey::RefundRefused.fmt(lang, &[("charge", &escape(charge)), ("reason", &escape(&reason))]), None);
+        }
+        return Ok(());
+    }
+    reverse(fx, charge, admin_user.as_ref()).await
 }
 
 /// A `refunded_payment` service message: Telegram refunded a charge (on its own, or after

@@ -283,6 +283,17 @@ pub enum TimerKind {
         #[serde(with = "member_text")]
         b: Member,
     },
+    /// An admin banned `member` until `until` (ms) (id: [`admin_timer_id`]): end their chat
+    /// or search, telling the partner, and tell them. Scheduled by the admin role, which holds
+    /// no token, on the member's bot.
+    Ban {
+        #[serde(with = "member_text")]
+        member: Member,
+        until: i64,
+    },
+    /// An admin asked the bot to refund the charge `charge` (`refundStarPayment` needs the
+    /// bot's token): refunded at Telegram, then reversed once, as `/refund` does.
+    Refund { charge: String, admin: i64 },
 }
 
 /// Why a timer's payload could not be read (the timer is dropped with a warning).
@@ -297,7 +308,7 @@ pub enum TimerError {
 impl TimerKind {
     pub fn parse(payload: &Value) -> Result<TimerKind, TimerError> {
         let kind = payload.get("k").and_then(Value::as_str);
-        if !matches!(kind, Some("search" | "idle")) {
+        if !matches!(kind, Some("search" | "idle" | "ban" | "refund")) {
             return Err(TimerError::UnknownKind(kind.map(str::to_string)));
         }
         TimerKind::deserialize(payload)
@@ -310,6 +321,8 @@ impl TimerKind {
         match self {
             TimerKind::Search { t0, n } => serde_json::json!({"k": "search", "t0": t0, "n": n}),
             TimerKind::Idle { a, b } => serde_json::json!({"k": "idle", "a": a.to_string(), "b": b.to_string()}),
+            TimerKind::Ban { member, until } => serde_json::json!({"k": "ban", "member": member.to_string(), "until": until}),
+            TimerKind::Refund { charge, admin } => serde_json::json!({"k": "refund", "charge": charge, "admin": admin}),
         }
     }
 
@@ -318,6 +331,8 @@ impl TimerKind {
         match self {
             TimerKind::Search { .. } => "search",
             TimerKind::Idle { .. } => "idle",
+            TimerKind::Ban { .. } => "ban",
+            TimerKind::Refund { .. } => "refund",
         }
     }
 
@@ -325,6 +340,11 @@ impl TimerKind {
     pub fn at(&self, id: String, due_ms: i64) -> Timer {
         Timer { id, due_ms, payload: self.render() }
     }
+}
+
+/// The id of an admin request's timer on the member's bot (`what`: `ban`, `refund:<charge>`).
+pub fn admin_timer_id(what: &str, m: &Member) -> String {
+    format!("admin:{what}:{m}")
 }
 
 /// The id of a member's search-refresh timer (on the member's bot).
@@ -553,8 +573,12 @@ mod tests {
 
     #[test]
     fn timers_render_what_they_parse_and_unknown_kinds_are_refused() {
-        let kinds =
-            [TimerKind::Search { t0: i64::MAX, n: 3 }, TimerKind::Idle { a: Member::new("alpha", 1), b: Member::new("beta", i64::MIN) }];
+        let kinds = [
+            TimerKind::Search { t0: i64::MAX, n: 3 },
+            TimerKind::Idle { a: Member::new("alpha", 1), b: Member::new("beta", i64::MIN) },
+            TimerKind::Ban { member: Member::new("alpha", 7), until: 9 },
+            TimerKind::Refund { charge: "ch_1".into(), admin: 42 },
+        ];
         for k in kinds {
             assert_eq!(TimerKind::parse(&k.render()), Ok(k.clone()));
             assert_eq!(serde_json::to_value(&k).unwrap(), k.render(), "serde and render agree");

@@ -146,6 +146,10 @@ text_keys! {
     PayRefusedCapReached = "pay_refused_cap_reached",
     ShopCapReached = "shop_cap_reached",
     RefundUsage = "refund_usage",
+    // admin (docs/ADMIN.md)
+    Banned = "banned",
+    BannedUntil = "banned_until",
+    AdminLoginCode = "admin_login_code",
     RefundUnknown = "refund_unknown",
     RefundAlready = "refund_already",
     RefundRefused = "refund_refused",

@@ -57,6 +57,17 @@ pub async fn production_fleet_sized(
     redis_prefix: &str,
     metrics: Metrics,
 ) -> anyhow::Result<Arc<Fleet>> {
+    Ok(production_fleet_and_sql(database_url, pool_size, redis_url, redis_prefix, metrics).await?.0)
+}
+
+/// [`production_fleet_sized`], and the SQL store itself (the admin role's queries need it).
+pub async fn production_fleet_and_sql(
+    database_url: &str,
+    pool_size: u32,
+    redis_url: &str,
+    redis_prefix: &str,
+    metrics: Metrics,
+) -> anyhow::Result<(Arc<Fleet>, SqlStore)> {
     let store = SqlStore::connect_sized(database_url, pool_size).await.context("connecting to the database (DATABASE_URL)")?;
     store.migrate().await.context("applying database migrations")?;
     let client = redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
@@ -64,14 +75,21 @@ pub async fn production_fleet_sized(
     let keys = Keys::new(redis_prefix);
     let hot = RedisHot::new(conn.clone(), keys.clone(), OUTBOX_SHARDS);
     let matcher = RedisPool::new(conn, keys);
-    Ok(Fleet::new(Arc::new(hot), Arc::new(store), Arc::new(matcher), metrics, replica_id()))
+    Ok((Fleet::new(Arc::new(hot), Arc::new(store.clone()), Arc::new(matcher), metrics, replica_id()), store))
 }
 
 /// SQLite + in-process state: one process (`bot-runtime local`).
 pub async fn embedded_fleet(database_url: &str, metrics: Metrics) -> anyhow::Result<Arc<Fleet>> {
+    Ok(embedded_fleet_and_sql(database_url, metrics).await?.0)
+}
+
+/// [`embedded_fleet`], and the SQL store itself (the admin role's queries need it).
+pub async fn embedded_fleet_and_sql(database_url: &str, metrics: Metrics) -> anyhow::Result<(Arc<Fleet>, SqlStore)> {
     let store = SqlStore::connect(database_url).await.with_context(|| format!("opening {database_url}"))?;
     store.migrate().await.context("applying database migrations")?;
-    Ok(Fleet::new(Arc::new(MemoryHot::new(OUTBOX_SHARDS)), Arc::new(store), Arc::new(MemoryPool::new()), metrics, replica_id()))
+    let fleet =
+        Fleet::new(Arc::new(MemoryHot::new(OUTBOX_SHARDS)), Arc::new(store.clone()), Arc::new(MemoryPool::new()), metrics, replica_id());
+    Ok((fleet, store))
 }
 
 /// A running bot: its handle and its background tasks.
@@ -121,6 +139,8 @@ pub async fn start_bot(
     if poll {
         tasks.push(worker!("poller", polling::run));
     }
+    // The admin role knows the fleet from this registry (it holds no tokens, no cluster access).
+    tasks.push(tokio::spawn(keep_registered(bot.clone(), shutdown.clone())));
     // The command menu and descriptions per locale: a convenience, so in the background and
     // never fatal (every command also works typed).
     let menu_bot = bot.clone();
@@ -156,6 +176,56 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
         username: tokio::sync::OnceCell::new(),
     });
     Ok(bot)
+}
+
+/// Registers the bot's resolved configuration for the admin role (docs/ADMIN.md) now and on
+/// every change. A failure is logged and retried at the next change or after a minute: the
+/// bot serves its users either way.
+async fn keep_registered(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
+    let mut config = bot.config.clone();
+    let mut done = false;
+    loop {
+        if !done {
+            done = register(&bot).await;
+        }
+        tokio::select! {
+            changed = config.changed() => if changed.is_some() { done = false },
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// Writes the bot's row of the registry; true on success.
+pub async fn register(bot: &Bot) -> bool {
+    let cfg = bot.cfg();
+    let config = match serde_json::to_string(&*cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(bot = %bot.id, error = %e, "the configuration could not be registered for the admin role");
+            return false;
+        }
+    };
+    let registration = crate::store::admin::BotRegistration {
+        id: bot.id.to_string(),
+        namespace: bot.id.namespace.clone(),
+        name: bot.name.clone(),
+        pool: bot.pool.clone(),
+        admins: cfg.bot.admins.telegram_ids.clone(),
+        config,
+        config_hash: cfg.hash(),
+        now_ms: crate::bot::now_ms(),
+    };
+    match bot.fleet.store.register_bot(&registration).await {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::warn!(bot = %bot.id, error = %e, "registering the bot for the admin role failed; retrying");
+            false
+        }
+    }
 }
 
 /// Release N keyed a bot's SQL rows by its bare name and its pool's Redis keys by the bare

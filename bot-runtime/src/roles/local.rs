@@ -48,6 +48,12 @@ pub struct LocalArgs {
     /// HTTP address for /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
+    /// HTTP address of the fleet's admin dashboard and API (docs/ADMIN.md).
+    #[arg(long, default_value = "127.0.0.1:8090")]
+    pub admin_listen: SocketAddr,
+    /// Telegram ids of the fleet admins (comma-separated); each bot's `admins` are its admins.
+    #[arg(long, env = "ADMIN_FLEET_ADMINS", value_delimiter = ',')]
+    pub fleet_admins: Vec<i64>,
     /// Where the in-process fake Telegram listens (no tokens given).
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub fake_listen: SocketAddr,
@@ -177,7 +183,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
         .database
         .clone()
         .unwrap_or_else(|| if fake_mode { "sqlite::memory:".into() } else { "sqlite://botfleet-local.db?mode=rwc".into() });
-    let fleet = app::embedded_fleet(&database, metrics.clone()).await?;
+    let (fleet, sql) = app::embedded_fleet_and_sql(&database, metrics.clone()).await?;
     let (_signal, shutdown) = app::shutdown_signal();
 
     // Without the simulator these are never changed below (fake mode is refused).
@@ -229,6 +235,24 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     let watcher = tokio::spawn(watch_manifests(args.manifests.clone(), senders, shutdown.clone()));
     let state = app::app_state(&fleet, webhook_bots);
     let http = tokio::spawn(app::serve_http(args.listen, state, shutdown.clone()));
+    // The admin dashboard and API of this fleet (docs/ADMIN.md), on its own address. Its
+    // session secret is made for this process: sessions end with it.
+    let admin_listener = tokio::net::TcpListener::bind(args.admin_listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (--admin-listen)", args.admin_listen))?;
+    let admin_state = crate::admin::AdminState::new(
+        fleet.clone(),
+        Arc::new(sql),
+        crate::admin::AdminSettings {
+            fleet_admins: args.fleet_admins.clone(),
+            trusted_proxies: Vec::new(),
+            secure_cookies: !args.admin_listen.ip().is_loopback(),
+            secret: crate::admin::SessionSecret::generate(),
+        },
+    );
+    let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
+    let admin_http = tokio::spawn(crate::admin::serve(admin_listener, admin_state, shutdown.clone()));
+    println!("Admin API: http://{admin_addr}/api/v1 (OpenAPI: /api/v1/openapi.json; docs/ADMIN.md)");
 
     if let Some(fake) = &fake {
         let names: Vec<String> = running.iter().map(|b| format!("@{}", fake_username(&b.bot.name))).collect();
@@ -269,6 +293,9 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     }
     let _ = gauges.await;
     let _ = watcher.await;
+    if let Ok(Err(e)) = admin_http.await {
+        tracing::warn!(error = %e, "admin HTTP server");
+    }
     if let Ok(Err(e)) = http.await {
         tracing::warn!(error = %e, "HTTP server");
     }

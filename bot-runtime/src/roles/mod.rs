@@ -4,6 +4,7 @@
 //! main.rs: the migrations alone); `app.rs` wires stores, bots, tasks and the HTTP server for
 //! all of them. The admin role joins here.
 
+pub mod admin;
 pub mod app;
 pub mod local;
 pub mod serve;

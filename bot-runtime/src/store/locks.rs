@@ -110,6 +110,9 @@ pub fn returns_unused(locker: &Member, by: Option<&Member>, reason: EndReason) -
         EndReason::Gone => !by_locker,
         // The bot was retired: not the locker's doing.
         EndReason::Retired => true,
+        // An admin banned a side: the banned locker gets nothing back; a banned partner is
+        // not the locker's doing.
+        EndReason::Banned => !by_locker,
     }
 }
 

@@ -7,6 +7,7 @@
 //! Times are milliseconds since the Unix epoch (`i64`) everywhere: one representation on both
 //! databases, no time-zone surprises.
 
+pub mod admin;
 pub mod locks;
 pub mod money;
 mod money_sql;
@@ -158,6 +159,8 @@ pub enum EndReason {
     Gone,
     /// The bot of one side was retired (deleted or scaled to zero).
     Retired,
+    /// An admin banned one side (docs/ADMIN.md).
+    Banned,
 }
 
 impl EndReason {
@@ -170,6 +173,7 @@ impl EndReason {
             EndReason::Idle => "idle",
             EndReason::Gone => "gone",
             EndReason::Retired => "retired",
+            EndReason::Banned => "banned",
         }
     }
 }
@@ -273,10 +277,11 @@ pub trait Sessions: Send + Sync + 'static {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+pub use admin::Registry;
 pub use locks::Locks;
 pub use money::{Ledger, Payments, Quotes, Subscriptions};
 pub use referrals::Referrals;
 
 /// Everything SQL, as one object the runtime holds.
-pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals + Subscriptions {}
-impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals + Subscriptions> Store for T {}
+pub trait Store: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals + Subscriptions + Registry {}
+impl<T: Users + Safety + Sessions + Quotes + Payments + Ledger + Locks + Referrals + Subscriptions + Registry> Store for T {}

@@ -9,6 +9,7 @@
 
 use std::sync::Arc;
 
+use super::admin::{BotRegistration, Registry};
 use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
@@ -291,5 +292,13 @@ impl Subscriptions for BotStore {
     async fn cancel_subscription(&self, bot: &str, user_id: i64, plan_id: &str, now_ms: i64) -> StoreResult<Option<Subscription>> {
         let sub = self.inner.cancel_subscription(&self.id(bot), user_id, plan_id, now_ms).await?;
         Ok(sub.map(|s| Subscription { bot: self.name(s.bot.clone()), ..s }))
+    }
+}
+
+// A registration names the bot by its fleet-wide id already: passed as it is.
+#[async_trait::async_trait]
+impl Registry for BotStore {
+    async fn register_bot(&self, bot: &BotRegistration) -> StoreResult<()> {
+        self.inner.register_bot(bot).await
     }
 }

@@ -61,6 +61,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "vip notices", include_str!("../../../migrations/postgres/0008_vip_notices.sql")),
     (9, "reconcile", include_str!("../../../migrations/postgres/0009_reconcile.sql")),
     (10, "subscriptions", include_str!("../../../migrations/postgres/0010_subscriptions.sql")),
+    (11, "admin", include_str!("../../../migrations/postgres/0011_admin.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -73,6 +74,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "vip notices", include_str!("../../../migrations/sqlite/0008_vip_notices.sql")),
     (9, "reconcile", include_str!("../../../migrations/sqlite/0009_reconcile.sql")),
     (10, "subscriptions", include_str!("../../../migrations/sqlite/0010_subscriptions.sql")),
+    (11, "admin", include_str!("../../../migrations/sqlite/0011_admin.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
@@ -395,8 +397,10 @@ impl SqlStore {
             .await
             .map_err(db_err)?;
         let done = sqlx::query(
-            "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, 1, $5, $5) ON CONFLICT (bot, user_id) DO NOTHING",
+            // A ban on this bot (admin_bans) outlives /delete_me: a member created again carries it.
+            "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms, restricted_until_ms) \
+             VALUES ($1, $2, $3, $4, 1, $5, $5, (SELECT b.until_ms FROM admin_bans b WHERE b.bot = $1 AND b.user_id = $2)) \
+             ON CONFLICT (bot, user_id) DO NOTHING",
         )
         .bind(bot)
         .bind(user_id)

@@ -163,6 +163,21 @@ impl Harness {
         }
     }
 
+    /// What the admin role of this fleet runs on: its own fleet handle (no bots) over the same
+    /// databases, and the SQL store.
+    pub async fn admin_fleet(&self) -> (Arc<Fleet>, SqlStore) {
+        match (&self.db, &self.redis, &self.embedded) {
+            (Some(db), Some(redis), _) => {
+                app::production_fleet_and_sql(&db.url, 4, &redis.url, &redis.prefix, Metrics::new()).await.expect("admin fleet")
+            }
+            (_, _, Some((hot, store, matcher))) => {
+                let fleet = Fleet::new(hot.clone(), store.clone(), matcher.clone(), Metrics::new(), "admin".into());
+                (fleet, (**store).clone())
+            }
+            _ => unreachable!("a harness has one backend"),
+        }
+    }
+
     pub async fn add_replica(&mut self) -> usize {
         let fleet = self.fleet().await;
         let (stop, shutdown) = watch::channel(false);

@@ -1,0 +1,264 @@
+//! The admin role's web side (docs/ADMIN.md): the REST API under `/api/v1`, its OpenAPI
+//! document, and a small server-rendered dashboard, for one fleet (the bots sharing one
+//! database and one hot store). It holds no bot token: it reads the registry the bots write,
+//! and whatever must reach Telegram goes as jobs on a bot's outbox or as a timer the bot runs.
+//!
+//! | file | job |
+//! |---|---|
+//! | `auth.rs` | login codes, sessions, the CSRF token, login limits, the client address, roles |
+//! | `api.rs` | the `/api/v1` handlers |
+//! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
+//! | `pages.rs` | the HTML dashboard (forms post to the documented routes) |
+
+pub mod api;
+pub mod auth;
+pub mod openapi;
+pub mod pages;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::FromRequest;
+use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::watch;
+
+use crate::bot::Fleet;
+use crate::store::StoreError;
+use crate::store::admin::AdminStore;
+
+/// The admin role's settings.
+pub struct AdminSettings {
+    /// Telegram ids of the fleet's admins (the chart's values): every bot, every route.
+    pub fleet_admins: Vec<i64>,
+    /// Proxies whose `X-Forwarded-For` is believed (an Ingress controller); anyone else's
+    /// address is the TCP peer's.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Cookies carry `Secure` (everywhere but a dashboard served on localhost).
+    pub secure_cookies: bool,
+    pub secret: SessionSecret,
+}
+
+/// The key of every hash and token the admin role derives (codes and session ids are stored
+/// as HMACs under it; the CSRF token is one). Never printed.
+#[derive(Clone)]
+pub struct SessionSecret(Arc<Vec<u8>>);
+
+/// The shortest secret accepted (bytes).
+pub const MIN_SECRET_LEN: usize = 32;
+
+impl SessionSecret {
+    pub fn new(bytes: Vec<u8>) -> Result<Self, String> {
+        if bytes.len() < MIN_SECRET_LEN {
+            return Err(format!("the session secret must be at least {MIN_SECRET_LEN} bytes (it has {})", bytes.len()));
+        }
+        Ok(Self(Arc::new(bytes)))
+    }
+
+    /// A random secret (`bot-runtime local`: sessions end with the process).
+    pub fn generate() -> Self {
+        Self(Arc::new(rand::random::<[u8; 32]>().to_vec()))
+    }
+
+    /// HMAC-SHA256 of `purpose|value`, hex.
+    pub fn tag(&self, purpose: &str, value: &str) -> String {
+        crate::payload::hex(&crate::payload::hmac_sha256(&self.0, format!("{purpose}|{value}").as_bytes()))
+    }
+}
+
+impl std::fmt::Debug for SessionSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionSecret(…)")
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AdminState {
+    pub fleet: Arc<Fleet>,
+    pub store: Arc<dyn AdminStore>,
+    pub settings: Arc<AdminSettings>,
+}
+
+impl AdminState {
+    pub fn new(fleet: Arc<Fleet>, store: Arc<dyn AdminStore>, settings: AdminSettings) -> Self {
+        Self { fleet, store, settings: Arc::new(settings) }
+    }
+}
+
+/// The dashboard and the API, with the security headers on every answer.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .merge(api::routes())
+        .merge(pages::routes())
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route("/readyz", axum::routing::get(readyz))
+        .route("/metrics", axum::routing::get(metrics))
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(state)
+}
+
+async fn readyz(axum::extract::State(s): axum::extract::State<AdminState>) -> Response {
+    match s.fleet.store.ping().await {
+        Ok(()) => "ready".into_response(),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")).into_response(),
+    }
+}
+
+async fn metrics(axum::extract::State(s): axum::extract::State<AdminState>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.fleet.metrics.render()).into_response()
+}
+
+/// A strict Content-Security-Policy (no script at all; styles from our own stylesheet),
+/// no framing, no referrer (the CSRF token may be in a form's URL), no caching.
+async fn security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
+        h.insert(name, HeaderValue::from_static(value));
+    };
+    set(
+        h,
+        header::CONTENT_SECURITY_POLICY,
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    );
+    set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    set(h, header::REFERRER_POLICY, "no-referrer");
+    set(h, header::X_FRAME_OPTIONS, "DENY");
+    set(h, header::CACHE_CONTROL, "no-store");
+    r
+}
+
+/// Serves until `shutdown` turns true (with the peer's address for the login limits).
+pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            while !*shutdown.borrow() {
+                if shutdown.changed().await.is_err() {
+                    return;
+                }
+            }
+        })
+        .await
+}
+
+// ---- errors ------------------------------------------------------------------------------
+
+/// An answer that is not a success: JSON `{"error": {"code", "message"}}` with a message
+/// meant for whoever sent the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    BadRequest(String),
+    Unauthorized(String),
+    Forbidden(String),
+    NotFound(String),
+    Conflict(String),
+    TooManyTries { message: String, retry_after_s: u64 },
+    Unavailable(String),
+    Internal(String),
+}
+
+/// The error body (documented in the OpenAPI document).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ErrorDetail {
+    /// `bad_request`, `unauthorized`, `forbidden`, `not_found`, `conflict`, `too_many_tries`,
+    /// `unavailable`, `internal`.
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+
+    fn parts(&self) -> (StatusCode, &'static str, &str) {
+        match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
+            ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
+            ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
+            ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
+            ApiError::TooManyTries { message, .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_tries", message),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable", m),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, "internal", m),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, message) = self.parts();
+        let body = ErrorBody { error: ErrorDetail { code, message: message.to_string() } };
+        let mut r = (status, axum::Json(body)).into_response();
+        if let ApiError::TooManyTries { retry_after_s, .. } = self
+            && let Ok(v) = HeaderValue::from_str(&retry_after_s.to_string())
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::warn!(error = %e, "admin: database error");
+        match e {
+            StoreError::Unavailable(_) | StoreError::Migration(_) => ApiError::Unavailable("the database is unavailable; try again".into()),
+            StoreError::Corrupt(_) => ApiError::Internal("unexpected data in the database (logged)".into()),
+        }
+    }
+}
+
+impl From<crate::hot::HotError> for ApiError {
+    fn from(e: crate::hot::HotError) -> Self {
+        tracing::warn!(error = %e, "admin: hot store error");
+        ApiError::Unavailable("the hot state store (Redis) is unavailable; try again".into())
+    }
+}
+
+impl From<crate::matching::MatchError> for ApiError {
+    fn from(e: crate::matching::MatchError) -> Self {
+        tracing::warn!(error = %e, "admin: matching store error");
+        ApiError::Unavailable("the matching store (Redis) is unavailable; try again".into())
+    }
+}
+
+/// A request body: JSON (`application/json`), or a form (`application/x-www-form-urlencoded`,
+/// the dashboard's forms). A body that does not parse is a 400 with the parser's reason.
+pub struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        let form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if form {
+            let axum::Form(v) = axum::Form::<T>::from_request(req, state)
+                .await
+                .map_err(|e: FormRejection| ApiError::bad(format!("bad form: {}", e.body_text())))?;
+            return Ok(Body(v));
+        }
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state)
+            .await
+            .map_err(|e: JsonRejection| ApiError::bad(format!("bad JSON body: {}", e.body_text())))?;
+        Ok(Body(v))
+    }
+}

@@ -1,0 +1,266 @@
+//! The OpenAPI 3.1 document of `/api/v1`, generated from the code: the bodies' JSON Schemas
+//! come from the Rust types the handlers read and write (schemars, already in the build for
+//! the CRDs), and the operations from [`OPERATIONS`], the route table a test checks against
+//! the router (every documented route answers; see `tests/admin.rs`).
+
+use schemars::JsonSchema;
+use schemars::generate::{SchemaGenerator, SchemaSettings};
+use serde_json::{Map, Value, json};
+
+use super::ErrorBody;
+use super::api::*;
+use crate::store::admin::PersonView;
+
+/// Who may call an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// A session; a state change also needs the CSRF token.
+    Session,
+}
+
+/// One documented operation: method, path, summary, access, request body, success status and
+/// body, query parameters.
+pub struct Operation {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub access: Access,
+    pub request: Option<fn(&mut SchemaGenerator) -> schemars::Schema>,
+    pub status: u16,
+    pub response: fn(&mut SchemaGenerator) -> schemars::Schema,
+    pub query: &'static [(&'static str, &'static str)],
+}
+
+fn s<T: JsonSchema>(g: &mut SchemaGenerator) -> schemars::Schema {
+    g.subschema_for::<T>()
+}
+
+fn any_json(_: &mut SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object"})
+}
+
+fn csv(_: &mut SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "string"})
+}
+
+pub const OPERATIONS: &[Operation] = &[
+    Operation {
+        method: "get",
+        path: "/api/v1/openapi.json",
+        summary: "This document",
+        access: Access::Public,
+        request: None,
+        status: 200,
+        response: any_json,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/login/code",
+        summary: "Send a one-time login code to an admin through a bot of the fleet (5 per 15 min per id and per address)",
+        access: Access::Public,
+        request: Some(s::<CodeRequest>),
+        status: 202,
+        response: s::<CodeAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/login",
+        summary: "Log in with the code: sets the session cookie, returns the CSRF token (5 tries per 15 min per id and per address)",
+        access: Access::Public,
+        request: Some(s::<LoginRequest>),
+        status: 200,
+        response: s::<SessionAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/logout",
+        summary: "End the session",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: any_json,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/session",
+        summary: "Who is logged in, and the CSRF token",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<SessionAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/bots",
+        summary: "The registered bots this admin may act on",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<BotsAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/overview",
+        summary: "People, new members, VIPs, chats and queues now, Stars revenue per day, plan and bot",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<Overview>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/users",
+        summary: "Find people by Telegram id or @username",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<UsersAnswer>,
+        query: &[("id", "a Telegram user id"), ("username", "a Telegram @username")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/users/{user_id}",
+        summary: "A person: profile, VIP, credits, reports and chat counts per bot (never content)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<PersonView>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/users/{user_id}/ban",
+        summary: "Ban fleet-wide (fleet admins) or on one bot; ends a running chat",
+        access: Access::Session,
+        request: Some(s::<BanRequest>),
+        status: 200,
+        response: s::<BanAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/users/{user_id}/unban",
+        summary: "Lift a fleet-wide or one bot's ban",
+        access: Access::Session,
+        request: Some(s::<UnbanRequest>),
+        status: 200,
+        response: any_json,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/users/{user_id}/gift",
+        summary: "Gift VIP days and/or credits to a member (idempotent per key)",
+        access: Access::Session,
+        request: Some(s::<GiftRequest>),
+        status: 200,
+        response: s::<GiftAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/refunds",
+        summary: "Refund a purchase: the bot's runtime refunds it at Telegram and reverses the grant",
+        access: Access::Session,
+        request: Some(s::<RefundRequest>),
+        status: 202,
+        response: s::<RefundAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/audit",
+        summary: "The audit log, newest first (fleet admins)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<AuditAnswer>,
+        query: &[("before", "an entry id: older entries only"), ("limit", "1 to 500, default 100")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/audit.csv",
+        summary: "The audit log as CSV (fleet admins)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: csv,
+        query: &[("before", "an entry id: older entries only"), ("limit", "1 to 100000, default 10000")],
+    },
+];
+
+pub fn document() -> Value {
+    let mut g = SchemaSettings::draft2020_12().with(|s| s.definitions_path = "#/components/schemas/".into()).into_generator();
+    let error = g.subschema_for::<ErrorBody>();
+    let mut paths = Map::new();
+    for op in OPERATIONS {
+        let mut o = Map::new();
+        o.insert("summary".into(), json!(op.summary));
+        let mut params: Vec<Value> = op
+            .query
+            .iter()
+            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}))
+            .collect();
+        if op.path.contains("{user_id}") {
+            params.push(
+                json!({"name": "user_id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}}),
+            );
+        }
+        if op.access == Access::Session && op.method != "get" {
+            params.push(json!({"name": "X-CSRF-Token", "in": "header", "required": true, "description": "the csrf_token of the login answer", "schema": {"type": "string"}}));
+        }
+        if !params.is_empty() {
+            o.insert("parameters".into(), Value::Array(params));
+        }
+        if let Some(req) = op.request {
+            let schema = req(&mut g);
+            o.insert(
+                "requestBody".into(),
+                json!({"required": true, "content": {
+                    "application/json": {"schema": schema},
+                    "application/x-www-form-urlencoded": {"schema": schema},
+                }}),
+            );
+        }
+        let kind = if op.path.ends_with(".csv") { "text/csv" } else { "application/json" };
+        let body = (op.response)(&mut g);
+        let mut responses = Map::new();
+        responses.insert(op.status.to_string(), json!({"description": "success", "content": {kind: {"schema": body}}}));
+        let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": error.clone()}}});
+        responses.insert("400".into(), err("bad input: the message says what is wrong"));
+        if op.access == Access::Session {
+            responses.insert("401".into(), err("no session, or it expired or ended"));
+            responses.insert("403".into(), err("wrong CSRF token, or not this admin's bot or route"));
+            responses.insert("404".into(), err("no such user, bot or payment (as far as this admin may see)"));
+        } else if op.path.starts_with("/api/v1/login") {
+            responses.insert("401".into(), err("wrong, used or expired code"));
+            responses.insert("429".into(), err("too many tries in 15 minutes"));
+        }
+        responses.insert("503".into(), err("the database or Redis is unavailable"));
+        o.insert("responses".into(), Value::Object(responses));
+        if op.access == Access::Session {
+            o.insert("security".into(), json!([{"session": []}]));
+        }
+        let entry = paths.entry(op.path).or_insert_with(|| json!({}));
+        if let Some(m) = entry.as_object_mut() {
+            m.insert(op.method.into(), Value::Object(o));
+        }
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "BotFleet admin API", "version": env!("CARGO_PKG_VERSION"), "description": "docs/ADMIN.md: roles, the permission matrix, login and CSRF."},
+        "paths": paths,
+        "components": {
+            "schemas": g.take_definitions(true),
+            "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": super::auth::COOKIE}},
+        },
+    })
+}

@@ -1,0 +1,703 @@
+//! The admin role's durable state (docs/ADMIN.md): the registry of the fleet's bots, login
+//! codes, login attempts, sessions, the audit log, per-bot bans and gifts, and the read-only
+//! queries of the overview and the user page. Tables: `migrations/*/0011_admin.sql`.
+//!
+//! [`Registry`] is part of every bot's [`Store`](super::Store) (each bot registers itself at
+//! start); [`AdminStore`] is what only the admin role uses. Codes and session tokens arrive
+//! here already hashed (keyed, by the admin role): nothing stored can be replayed.
+
+use serde::Serialize;
+
+use super::sql::{SqlStore, col, corrupt, db_err};
+use super::{StoreResult, day_of};
+
+/// What a bot tells the fleet about itself at start and on every configuration change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BotRegistration {
+    /// `<namespace>/<name>`.
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    /// The keyed pool, `<namespace>/<pool>` (where its outbox and timers live).
+    pub pool: String,
+    /// Telegram ids of the bot's admins (`spec.admins.telegramIds`).
+    pub admins: Vec<i64>,
+    /// The resolved configuration as JSON (file paths only, never a secret).
+    pub config: String,
+    pub config_hash: String,
+    pub now_ms: i64,
+}
+
+/// A bot as registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct RegisteredBot {
+    pub id: String,
+    pub namespace: String,
+    pub name: String,
+    pub pool: String,
+    pub admins: Vec<i64>,
+    pub config_hash: String,
+    pub registered_ms: i64,
+    pub updated_ms: i64,
+}
+
+#[async_trait::async_trait]
+pub trait Registry: Send + Sync + 'static {
+    /// Inserts or refreshes the bot's row (idempotent, any replica at any time).
+    async fn register_bot(&self, bot: &BotRegistration) -> StoreResult<()>;
+}
+
+/// One row of the audit log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at_ms: i64,
+    /// The admin's Telegram id.
+    pub admin_id: i64,
+    /// `login`, `logout`, `ban`, `unban`, `gift`, `refund`, …
+    pub action: String,
+    /// The bot acted on (`<namespace>/<name>`); none for fleet-wide actions.
+    pub bot: Option<String>,
+    /// The Telegram user acted on.
+    pub target_user: Option<i64>,
+    /// What was done, as JSON text.
+    pub detail: String,
+    /// The client address the action came from.
+    pub client: Option<String>,
+}
+
+/// An audit row to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    pub at_ms: i64,
+    pub admin_id: i64,
+    pub action: String,
+    pub bot: Option<String>,
+    pub target_user: Option<i64>,
+    pub detail: String,
+    pub client: Option<String>,
+}
+
+/// A member as the admin sees it: profile, VIP, credits, counts — never content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct MemberView {
+    pub bot: String,
+    pub user_id: i64,
+    pub username: Option<String>,
+    pub language: String,
+    pub stage: String,
+    pub gender: Option<String>,
+    pub age: Option<i64>,
+    pub vip_until_ms: Option<i64>,
+    /// The member's own restriction column (a ban on this bot, or a copy of the person's).
+    pub restricted_until_ms: Option<i64>,
+    /// A ban on this bot only (holds across /delete_me).
+    pub bot_ban_until_ms: Option<i64>,
+    pub reachable: bool,
+    pub created_ms: i64,
+    pub credits: i64,
+    /// Chats this member had (open or finished).
+    pub chats: i64,
+    /// Payments of this member.
+    pub payments: i64,
+}
+
+/// A person across the fleet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct PersonView {
+    pub user_id: i64,
+    pub first_seen_ms: Option<i64>,
+    /// Fleet-wide restriction or ban.
+    pub restricted_until_ms: Option<i64>,
+    pub deleted_ms: Option<i64>,
+    /// Reports received through any bot.
+    pub reports: i64,
+    pub members: Vec<MemberView>,
+}
+
+/// Numbers of one bot for the overview.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct BotNumbers {
+    pub bot: String,
+    pub members: i64,
+    pub new_today: i64,
+    pub new_this_week: i64,
+    pub active_vips: i64,
+    /// Open chats with a member of this bot (a chat across two bots counts on both).
+    pub chats_now: i64,
+}
+
+/// Stars taken on one UTC day, by bot and plan (refunded payments excluded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Revenue {
+    /// Days since the Unix epoch (UTC).
+    pub day: i64,
+    pub bot: String,
+    pub plan: String,
+    pub payments: i64,
+    pub stars: i64,
+}
+
+/// Fleet-wide people counts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct People {
+    pub people: i64,
+    pub new_today: i64,
+    pub new_this_week: i64,
+    pub chats_now: i64,
+}
+
+/// What a gift did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct GiftOutcome {
+    /// False: this idempotency key was used before; nothing was given again.
+    pub first: bool,
+    pub vip_until_ms: Option<i64>,
+    pub credits: i64,
+}
+
+/// A gift to write (credits go through the ledger first, see [`AdminStore::gift_vip`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gift {
+    pub idem_key: String,
+    pub bot: String,
+    pub user_id: i64,
+    pub vip_days: i64,
+    pub credits: i64,
+    pub admin_id: i64,
+    pub now_ms: i64,
+}
+
+const DAY_MS: i64 = 86_400_000;
+
+/// The end of a ban without an end (9999-12-31T23:59:59Z, the last second times can show).
+pub const BAN_FOREVER_MS: i64 = 253_402_300_799_000;
+
+#[async_trait::async_trait]
+pub trait AdminStore: Send + Sync + 'static {
+    /// Every registered bot, by id.
+    async fn bots(&self) -> StoreResult<Vec<RegisteredBot>>;
+    /// Bots (ids) where the user is a member that has not blocked the bot.
+    async fn reachable_on(&self, user_id: i64) -> StoreResult<Vec<String>>;
+    /// The member's language on a bot, if a member.
+    async fn language_on(&self, bot: &str, user_id: i64) -> StoreResult<Option<String>>;
+
+    /// Stores a new code for the admin (by hash); earlier unused codes of the admin are voided.
+    async fn save_code(&self, admin_id: i64, code_hash: &str, bot: &str, now_ms: i64, expires_ms: i64) -> StoreResult<()>;
+    /// Uses the code once: true if it existed for this admin, unused and unexpired (and it is
+    /// used now, atomically, whatever else tries at the same time).
+    async fn take_code(&self, admin_id: i64, code_hash: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Records a login try of `kind` by each subject.
+    async fn record_attempt(&self, subjects: &[String], kind: &str, now_ms: i64) -> StoreResult<()>;
+    /// Tries of `kind` by `subject` since `since_ms`.
+    async fn attempts_since(&self, subject: &str, kind: &str, since_ms: i64) -> StoreResult<i64>;
+
+    async fn create_session(&self, token_hash: &str, admin_id: i64, now_ms: i64, expires_ms: i64) -> StoreResult<()>;
+    /// The admin of a live session (not revoked, not expired).
+    async fn session_admin(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<i64>>;
+    async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> StoreResult<()>;
+
+    async fn audit(&self, entry: &NewAudit) -> StoreResult<i64>;
+    /// Newest first, ids below `before` (None: from the newest), at most `limit`.
+    async fn audit_log(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEntry>>;
+
+    /// Bans the member of one bot until `until_ms` (kept across /delete_me).
+    async fn ban_on_bot(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()>;
+    /// Lifts a ban on one bot; true if there was one.
+    async fn unban_on_bot(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
+    /// After a fleet-wide unban cleared every member row: puts the per-bot bans back.
+    async fn reapply_bot_bans(&self, user_id: i64) -> StoreResult<()>;
+    /// Gives VIP days once per key; the member must exist (None: no such member). Credits are
+    /// the caller's ledger entry, written first, so a retry completes a half-done gift.
+    async fn gift_vip(&self, gift: &Gift) -> StoreResult<Option<GiftOutcome>>;
+
+    async fn people(&self, now_ms: i64) -> StoreResult<People>;
+    async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>>;
+    async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>>;
+    /// User ids with this @username (case-insensitive, without the @) on any bot.
+    async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>>;
+    /// The person and every member of theirs; None if the fleet never saw them.
+    async fn person_view(&self, user_id: i64) -> StoreResult<Option<PersonView>>;
+}
+
+fn admins_json(admins: &[i64]) -> String {
+    serde_json::Value::from(admins.to_vec()).to_string()
+}
+
+fn admins_of(text: &str) -> StoreResult<Vec<i64>> {
+    serde_json::from_str(text).map_err(|e| corrupt(format_args!("admin_bots.admins: {e}")))
+}
+
+#[async_trait::async_trait]
+impl Registry for SqlStore {
+    async fn register_bot(&self, b: &BotRegistration) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO admin_bots (id, namespace, name, pool, admins, config, config_hash, registered_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) ON CONFLICT (id) DO UPDATE SET namespace = excluded.namespace, \
+             name = excluded.name, pool = excluded.pool, admins = excluded.admins, config = excluded.config, \
+             config_hash = excluded.config_hash, updated_ms = excluded.updated_ms",
+        )
+        .bind(&b.id)
+        .bind(&b.namespace)
+        .bind(&b.name)
+        .bind(&b.pool)
+        .bind(admins_json(&b.admins))
+        .bind(&b.config)
+        .bind(&b.config_hash)
+        .bind(b.now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+}
+
+fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
+    Ok(MemberView {
+        bot: col(row, "bot")?,
+        user_id: col(row, "user_id")?,
+        username: col(row, "username")?,
+        language: col(row, "language")?,
+        stage: col(row, "stage")?,
+        gender: col(row, "gender")?,
+        age: col(row, "age")?,
+        vip_until_ms: col(row, "vip_until_ms")?,
+        restricted_until_ms: col(row, "restricted_until_ms")?,
+        bot_ban_until_ms: col(row, "ban_until_ms")?,
+        reachable: col::<i64>(row, "reachable")? != 0,
+        created_ms: col(row, "created_ms")?,
+        credits: col(row, "credits")?,
+        chats: col(row, "chats")?,
+        payments: col(row, "payments")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl AdminStore for SqlStore {
+    async fn bots(&self) -> StoreResult<Vec<RegisteredBot>> {
+        let rows =
+            sqlx::query("SELECT id, namespace, name, pool, admins, config_hash, registered_ms, updated_ms FROM admin_bots ORDER BY id")
+                .fetch_all(self.pool())
+                .await
+                .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(RegisteredBot {
+                    id: col(r, "id")?,
+                    namespace: col(r, "namespace")?,
+                    name: col(r, "name")?,
+                    pool: col(r, "pool")?,
+                    admins: admins_of(&col::<String>(r, "admins")?)?,
+                    config_hash: col(r, "config_hash")?,
+                    registered_ms: col(r, "registered_ms")?,
+                    updated_ms: col(r, "updated_ms")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn reachable_on(&self, user_id: i64) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query("SELECT bot FROM users WHERE user_id = $1 AND reachable = 1 ORDER BY bot")
+            .bind(user_id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| col(r, "bot")).collect()
+    }
+
+    async fn language_on(&self, bot: &str, user_id: i64) -> StoreResult<Option<String>> {
+        let row = sqlx::query("SELECT language FROM users WHERE bot = $1 AND user_id = $2")
+            .bind(bot)
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.map(|r| col(&r, "language")).transpose()
+    }
+
+    async fn save_code(&self, admin_id: i64, code_hash: &str, bot: &str, now_ms: i64, expires_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE admin_login_codes SET used_ms = $2 WHERE admin_id = $1 AND used_ms IS NULL")
+            .bind(admin_id)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        sqlx::query(
+            "INSERT INTO admin_login_codes (code_hash, admin_id, bot, created_ms, expires_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (code_hash) DO UPDATE SET admin_id = excluded.admin_id, bot = excluded.bot, \
+             created_ms = excluded.created_ms, expires_ms = excluded.expires_ms, used_ms = NULL",
+        )
+        .bind(code_hash)
+        .bind(admin_id)
+        .bind(bot)
+        .bind(now_ms)
+        .bind(expires_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn take_code(&self, admin_id: i64, code_hash: &str, now_ms: i64) -> StoreResult<bool> {
+        // One statement: of two concurrent uses exactly one sees `used_ms IS NULL`.
+        let done = sqlx::query(
+            "UPDATE admin_login_codes SET used_ms = $3 WHERE code_hash = $1 AND admin_id = $2 AND used_ms IS NULL AND expires_ms > $3",
+        )
+        .bind(code_hash)
+        .bind(admin_id)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_attempt(&self, subjects: &[String], kind: &str, now_ms: i64) -> StoreResult<()> {
+        for subject in subjects {
+            sqlx::query("INSERT INTO admin_login_attempts (subject, kind, at_ms) VALUES ($1, $2, $3)")
+                .bind(subject)
+                .bind(kind)
+                .bind(now_ms)
+                .execute(self.pool())
+                .await
+                .map_err(db_err)?;
+        }
+        // Old tries are never read again: keep the table small.
+        sqlx::query("DELETE FROM admin_login_attempts WHERE at_ms < $1")
+            .bind(now_ms - DAY_MS)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn attempts_since(&self, subject: &str, kind: &str, since_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM admin_login_attempts WHERE subject = $1 AND kind = $2 AND at_ms >= $3")
+            .bind(subject)
+            .bind(kind)
+            .bind(since_ms)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db_err)?;
+        col(&row, "n")
+    }
+
+    async fn create_session(&self, token_hash: &str, admin_id: i64, now_ms: i64, expires_ms: i64) -> StoreResult<()> {
+        sqlx::query("INSERT INTO admin_sessions (token_hash, admin_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)")
+            .bind(token_hash)
+            .bind(admin_id)
+            .bind(now_ms)
+            .bind(expires_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn session_admin(&self, token_hash: &str, now_ms: i64) -> StoreResult<Option<i64>> {
+        let row = sqlx::query("SELECT admin_id FROM admin_sessions WHERE token_hash = $1 AND revoked_ms IS NULL AND expires_ms > $2")
+            .bind(token_hash)
+            .bind(now_ms)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.map(|r| col(&r, "admin_id")).transpose()
+    }
+
+    async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE admin_sessions SET revoked_ms = $2 WHERE token_hash = $1 AND revoked_ms IS NULL")
+            .bind(token_hash)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn audit(&self, e: &NewAudit) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO admin_audit (at_ms, admin_id, action, bot, target_user, detail, client) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(e.at_ms)
+        .bind(e.admin_id)
+        .bind(&e.action)
+        .bind(e.bot.as_deref())
+        .bind(e.target_user)
+        .bind(&e.detail)
+        .bind(e.client.as_deref())
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        col(&row, "id")
+    }
+
+    async fn audit_log(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at_ms, admin_id, action, bot, target_user, detail, client FROM admin_audit \
+             WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEntry {
+                    id: col(r, "id")?,
+                    at_ms: col(r, "at_ms")?,
+                    admin_id: col(r, "admin_id")?,
+                    action: col(r, "action")?,
+                    bot: col(r, "bot")?,
+                    target_user: col(r, "target_user")?,
+                    detail: col(r, "detail")?,
+                    client: col(r, "client")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn ban_on_bot(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO admin_bans (bot, user_id, until_ms, admin_id, created_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (bot, user_id) DO UPDATE SET until_ms = excluded.until_ms, admin_id = excluded.admin_id, \
+             created_ms = excluded.created_ms",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .bind(until_ms)
+        .bind(admin_id)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        // The member's own column is what the runtime reads for one bot (the later of it and
+        // the person's); a member created again after /delete_me gets it from admin_bans.
+        sqlx::query("UPDATE users SET restricted_until_ms = $3 WHERE bot = $1 AND user_id = $2")
+            .bind(bot)
+            .bind(user_id)
+            .bind(until_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn unban_on_bot(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM admin_bans WHERE bot = $1 AND user_id = $2")
+            .bind(bot)
+            .bind(user_id)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        sqlx::query("UPDATE users SET restricted_until_ms = NULL WHERE bot = $1 AND user_id = $2")
+            .bind(bot)
+            .bind(user_id)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn reapply_bot_bans(&self, user_id: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE users SET restricted_until_ms = (SELECT b.until_ms FROM admin_bans b WHERE b.bot = users.bot AND b.user_id = users.user_id) \
+             WHERE user_id = $1",
+        )
+        .bind(user_id)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn gift_vip(&self, g: &Gift) -> StoreResult<Option<GiftOutcome>> {
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let member = sqlx::query("SELECT vip_until_ms FROM users WHERE bot = $1 AND user_id = $2")
+            .bind(&g.bot)
+            .bind(g.user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let Some(member) = member else { return Ok(None) };
+        let current: Option<i64> = col(&member, "vip_until_ms")?;
+        let inserted = sqlx::query(
+            "INSERT INTO admin_gifts (idem_key, bot, user_id, vip_days, credits, admin_id, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (idem_key) DO NOTHING",
+        )
+        .bind(&g.idem_key)
+        .bind(&g.bot)
+        .bind(g.user_id)
+        .bind(g.vip_days)
+        .bind(g.credits)
+        .bind(g.admin_id)
+        .bind(g.now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(Some(GiftOutcome { first: false, vip_until_ms: current, credits: g.credits }));
+        }
+        let mut until = current;
+        if g.vip_days > 0 {
+            // VIP days stack onto an unexpired VIP, as a purchase's do.
+            let from = current.filter(|t| *t > g.now_ms).unwrap_or(g.now_ms);
+            let new_until = from.saturating_add(g.vip_days.saturating_mul(DAY_MS));
+            sqlx::query("UPDATE users SET vip_until_ms = $3, updated_ms = $4 WHERE bot = $1 AND user_id = $2")
+                .bind(&g.bot)
+                .bind(g.user_id)
+                .bind(new_until)
+                .bind(g.now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            sqlx::query("UPDATE admin_gifts SET vip_until_ms = $2 WHERE idem_key = $1")
+                .bind(&g.idem_key)
+                .bind(new_until)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            until = Some(new_until);
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(GiftOutcome { first: true, vip_until_ms: until, credits: g.credits }))
+    }
+
+    async fn people(&self, now_ms: i64) -> StoreResult<People> {
+        let today = day_of(now_ms) * DAY_MS;
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS people, \
+             CAST(COALESCE(SUM(CASE WHEN first_seen_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_today, \
+             CAST(COALESCE(SUM(CASE WHEN first_seen_ms >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_week \
+             FROM persons",
+        )
+        .bind(today)
+        .bind(now_ms - 7 * DAY_MS)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        let chats =
+            sqlx::query("SELECT COUNT(*) AS n FROM chat_sessions WHERE ended_ms IS NULL").fetch_one(self.pool()).await.map_err(db_err)?;
+        Ok(People {
+            people: col(&row, "people")?,
+            new_today: col(&row, "new_today")?,
+            new_this_week: col(&row, "new_week")?,
+            chats_now: col(&chats, "n")?,
+        })
+    }
+
+    async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>> {
+        let today = day_of(now_ms) * DAY_MS;
+        let rows = sqlx::query(
+            "SELECT bot, COUNT(*) AS members, \
+             CAST(SUM(CASE WHEN created_ms >= $1 THEN 1 ELSE 0 END) AS BIGINT) AS new_today, \
+             CAST(SUM(CASE WHEN created_ms >= $2 THEN 1 ELSE 0 END) AS BIGINT) AS new_week, \
+             CAST(SUM(CASE WHEN vip_until_ms > $3 THEN 1 ELSE 0 END) AS BIGINT) AS vips \
+             FROM users GROUP BY bot ORDER BY bot",
+        )
+        .bind(today)
+        .bind(now_ms - 7 * DAY_MS)
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let mut out: Vec<BotNumbers> = rows
+            .iter()
+            .map(|r| {
+                Ok(BotNumbers {
+                    bot: col(r, "bot")?,
+                    members: col(r, "members")?,
+                    new_today: col(r, "new_today")?,
+                    new_this_week: col(r, "new_week")?,
+                    active_vips: col(r, "vips")?,
+                    chats_now: 0,
+                })
+            })
+            .collect::<StoreResult<_>>()?;
+        let open = sqlx::query("SELECT a_bot, b_bot, COUNT(*) AS n FROM chat_sessions WHERE ended_ms IS NULL GROUP BY a_bot, b_bot")
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        for r in &open {
+            let (a, b, n): (String, String, i64) = (col(r, "a_bot")?, col(r, "b_bot")?, col(r, "n")?);
+            for bot in if a == b { vec![a] } else { vec![a, b] } {
+                match out.iter_mut().find(|x| x.bot == bot) {
+                    Some(x) => x.chats_now += n,
+                    None => out.push(BotNumbers { bot, chats_now: n, ..BotNumbers::default() }),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>> {
+        let rows = sqlx::query(
+            "SELECT CAST(created_ms / 86400000 AS BIGINT) AS day, bot, plan_id, COUNT(*) AS n, CAST(SUM(stars) AS BIGINT) AS stars \
+             FROM payments WHERE refunded_ms IS NULL AND created_ms >= $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        )
+        .bind(since_ms)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(Revenue {
+                    day: col(r, "day")?,
+                    bot: col(r, "bot")?,
+                    plan: col(r, "plan_id")?,
+                    payments: col(r, "n")?,
+                    stars: col(r, "stars")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>> {
+        let rows = sqlx::query("SELECT DISTINCT user_id FROM users WHERE LOWER(username) = LOWER($1) ORDER BY user_id")
+            .bind(username)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(|r| col(r, "user_id")).collect()
+    }
+
+    async fn person_view(&self, user_id: i64) -> StoreResult<Option<PersonView>> {
+        let person = sqlx::query("SELECT first_seen_ms, restricted_until_ms, deleted_ms FROM persons WHERE user_id = $1")
+            .bind(user_id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT u.bot, u.user_id, u.username, u.language, u.stage, u.gender, u.age, u.vip_until_ms, u.restricted_until_ms, \
+             u.reachable, u.created_ms, b.until_ms AS ban_until_ms, \
+             COALESCE((SELECT w.balance FROM wallets w WHERE w.bot = u.bot AND w.user_id = u.user_id), 0) AS credits, \
+             (SELECT COUNT(*) FROM chat_sessions s WHERE (s.a_bot = u.bot AND s.a_user = u.user_id) \
+                OR (s.b_bot = u.bot AND s.b_user = u.user_id)) AS chats, \
+             (SELECT COUNT(*) FROM payments pm WHERE pm.bot = u.bot AND pm.user_id = u.user_id) AS payments \
+             FROM users u LEFT JOIN admin_bans b ON b.bot = u.bot AND b.user_id = u.user_id \
+             WHERE u.user_id = $1 ORDER BY u.bot",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        if person.is_none() && rows.is_empty() {
+            return Ok(None);
+        }
+        let reports = sqlx::query("SELECT COUNT(*) AS n FROM reports WHERE other_user = $1")
+            .bind(user_id)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(Some(PersonView {
+            user_id,
+            first_seen_ms: person.as_ref().map(|p| col(p, "first_seen_ms")).transpose()?,
+            restricted_until_ms: person.as_ref().map(|p| col::<Option<i64>>(p, "restricted_until_ms")).transpose()?.flatten(),
+            deleted_ms: person.as_ref().map(|p| col::<Option<i64>>(p, "deleted_ms")).transpose()?.flatten(),
+            reports: col(&reports, "n")?,
+            members: rows.iter().map(member_view).collect::<StoreResult<_>>()?,
+        }))
+    }
+}

@@ -1,0 +1,330 @@
+//! The admin role end to end (docs/ADMIN.md): two bots on the fake Telegram, the admin API
+//! over the same databases (Postgres + Redis, and the embedded default), admins logging in
+//! with codes their bots send, and what their actions do, checked outside the API: in the
+//! fake's inboxes (a ban ends a chat, a gift shows in /vip) and in the audit log.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
+use bot_runtime::roles::simulate::{Person, text_of};
+use bot_runtime::store::admin::AdminStore;
+use bot_runtime::store::sql::SqlStore;
+use bot_runtime::texts::Lang;
+use serde_json::{Value, json};
+use support::*;
+use tokio::sync::watch;
+
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn production() {
+                super::$name(Backend::Production).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                super::$name(Backend::Embedded).await;
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_refused,
+    a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audited,
+);
+
+struct Admin {
+    addr: SocketAddr,
+    sql: SqlStore,
+    _stop: watch::Sender<bool>,
+    http: reqwest::Client,
+}
+
+/// A client of the admin API as seen from one address (through the trusted proxy).
+struct Client<'a> {
+    admin: &'a Admin,
+    from: String,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl Admin {
+    fn client(&self, from: &str) -> Client<'_> {
+        Client { admin: self, from: from.to_string(), cookie: None, csrf: None }
+    }
+}
+
+impl Client<'_> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value, reqwest::header::HeaderMap) {
+        let mut req = self.admin.http.request(method, format!("http://{}{path}", self.admin.addr)).header("x-forwarded-for", &self.from);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        if let Some(t) = &self.csrf {
+            req = req.header("x-csrf-token", t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin API");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+    }
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let (s, v, _) = self.call(reqwest::Method::GET, path, None).await;
+        (s, v)
+    }
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (s, v, _) = self.call(reqwest::Method::POST, path, Some(body)).await;
+        (s, v)
+    }
+
+    /// Asks for a code, reads it in the admin's Telegram chat, logs in.
+    async fn log_in(&mut self, person: &mut Person) {
+        let (status, _) = self.post("/api/v1/login/code", json!({"telegram_id": person.id})).await;
+        assert_eq!(status, 202);
+        let code = read_code(person).await;
+        let (status, body, headers) =
+            self.call(reqwest::Method::POST, "/api/v1/login", Some(json!({"telegram_id": person.id, "code": code}))).await;
+        assert_eq!(status, 200, "{body}");
+        let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("a session cookie").to_string();
+        assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+        self.cookie = cookie.split(';').next().map(str::to_string);
+        self.csrf = body["csrf_token"].as_str().map(str::to_string);
+    }
+}
+
+async fn read_code(person: &mut Person) -> String {
+    let m = person.expect("a login code", WAIT, |m| text_of(m).contains("admin login code")).await.expect("login code in Telegram");
+    let text = text_of(&m);
+    let digits: String = text.split("code:").nth(1).unwrap_or("").chars().filter(char::is_ascii_digit).take(6).collect();
+    assert_eq!(digits.len(), 6, "{text}");
+    digits
+}
+
+/// Starts the admin role of the harness's fleet, once both bots registered; `fleet_admins`
+/// are fleet admins, `beta_admins` the admins of bot `beta` (the registry row is set as the
+/// operator would from the BotInstance).
+async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>) -> Admin {
+    let (fleet, sql) = h.admin_fleet().await;
+    for _ in 0..300 {
+        if sql.bots().await.unwrap().len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(sql.bots().await.unwrap().len(), 2, "both bots registered themselves");
+    sqlx::query("UPDATE admin_bots SET admins = $1 WHERE name = 'beta'")
+        .bind(serde_json::to_string(&beta_admins).unwrap())
+        .execute(sql.pool())
+        .await
+        .unwrap();
+    let settings = AdminSettings {
+        fleet_admins,
+        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
+        secure_cookies: false,
+        secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
+    };
+    let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
+    Admin { addr, sql, _stop: stop, http: reqwest::Client::new() }
+}
+
+async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) -> Person {
+    let mut p = Person::new(&h.sim, &username(bot), name, Lang::En).expect("user");
+    p.onboard(gender, age, &[], WAIT).await.expect("onboarding");
+    p
+}
+
+async fn two_bots(backend: Backend) -> Harness {
+    Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, ""), bot_config("beta", Mode::Polling, "")], 1).await
+}
+
+async fn an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_refused(backend: Backend) {
+    let h = two_bots(backend).await;
+    // Bea administers beta only; she opened it, so beta can reach her.
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![], vec![bea.id]).await;
+
+    // No cookie: refused, with a JSON message.
+    let anonymous = admin.client("10.1.0.1");
+    let (status, body) = anonymous.get("/api/v1/overview").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("log in"), "{body}");
+    // Bad input gets a clear message.
+    let (status, body) = anonymous.post("/api/v1/login/code", json!({"telegram_id": "abc"})).await;
+    assert_eq!(status, 400, "{body}");
+
+    // The code arrives in Bea's chat with beta, through beta's outbox; it works once.
+    let mut c = admin.client("10.1.0.2");
+    let (status, _) = c.post("/api/v1/login/code", json!({"telegram_id": bea.id})).await;
+    assert_eq!(status, 202);
+    let code = read_code(&mut bea).await;
+    let (status, body) = c.post("/api/v1/login", json!({"telegram_id": bea.id, "code": "000000"})).await;
+    assert!(status == 401 || code == "000000", "a wrong code: {body}");
+    let (status, body, headers) = c.call(reqwest::Method::POST, "/api/v1/login", Some(json!({"telegram_id": bea.id, "code": code}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["admin"]["bots"], json!(["default/beta"]), "{body}");
+    assert_eq!(body["admin"]["fleet_admin"], json!(false));
+    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).unwrap().to_string();
+    assert!(!cookie.contains("Secure"), "no Secure on localhost: {cookie}");
+    c.cookie = cookie.split(';').next().map(str::to_string);
+    let csrf = body["csrf_token"].as_str().unwrap().to_string();
+    let (status, body) = c.post("/api/v1/login", json!({"telegram_id": bea.id, "code": code})).await;
+    assert_eq!(status, 401, "a used code: {body}");
+
+    // Logged in: reading works without the token; a state change without it or with a wrong one does not.
+    let (status, body) = c.get("/api/v1/overview").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["people"].is_null(), "people counts are for fleet admins: {body}");
+    let (status, body) = c.post(&format!("/api/v1/users/{}/unban", bea.id), json!({"bot": "default/beta"})).await;
+    assert_eq!(status, 403, "no CSRF token: {body}");
+    c.csrf = Some("0".repeat(64));
+    let (status, _) = c.post(&format!("/api/v1/users/{}/unban", bea.id), json!({"bot": "default/beta"})).await;
+    assert_eq!(status, 403, "a wrong CSRF token");
+    c.csrf = Some(csrf);
+    let (status, body) = c.post(&format!("/api/v1/users/{}/unban", bea.id), json!({"bot": "default/beta"})).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A bot admin acting on another bot, fleet-wide, or on the audit log: refused.
+    let (status, body) = c.post(&format!("/api/v1/users/{}/ban", bea.id), json!({"bot": "default/alpha"})).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) = c.post(&format!("/api/v1/users/{}/ban", bea.id), json!({})).await;
+    assert_eq!(status, 403, "a fleet-wide ban");
+    let (status, _) = c.get("/api/v1/audit").await;
+    assert_eq!(status, 403);
+    let (status, body) = c.post(&format!("/api/v1/users/{}/ban", bea.id), json!({"bot": "default/beta", "hours": 0})).await;
+    assert_eq!(status, 400, "{body}");
+
+    // An expired code is refused.
+    let c2 = admin.client("10.1.0.3");
+    c2.post("/api/v1/login/code", json!({"telegram_id": bea.id})).await;
+    let code = read_code(&mut bea).await;
+    sqlx::query("UPDATE admin_login_codes SET expires_ms = 0").execute(admin.sql.pool()).await.unwrap();
+    let (status, _) = c2.post("/api/v1/login", json!({"telegram_id": bea.id, "code": code})).await;
+    assert_eq!(status, 401, "an expired code");
+
+    // The sixth try in 15 minutes for one id, from fresh addresses: refused before the code is checked.
+    for i in 0..5 {
+        let (status, _) = admin.client(&format!("10.2.0.{i}")).post("/api/v1/login", json!({"telegram_id": 777, "code": "123456"})).await;
+        assert_eq!(status, 401, "try {}", i + 1);
+    }
+    let (status, body) = admin.client("10.2.0.9").post("/api/v1/login", json!({"telegram_id": 777, "code": "123456"})).await;
+    assert_eq!(status, 429, "{body}");
+    // And per address, whatever the id.
+    let one = admin.client("10.3.0.1");
+    for id in 0..5 {
+        one.post("/api/v1/login", json!({"telegram_id": 900 + id, "code": "123456"})).await;
+    }
+    let (status, _) = one.post("/api/v1/login", json!({"telegram_id": 990, "code": "123456"})).await;
+    assert_eq!(status, 429);
+
+    // Logout ends the session.
+    let (status, _) = c.post("/api/v1/logout", json!({})).await;
+    assert_eq!(status, 200);
+    let (status, _) = c.get("/api/v1/session").await;
+    assert_eq!(status, 401);
+
+    // The OpenAPI document lists every route, each of which answers.
+    let (status, doc) = anonymous.get("/api/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    for op in bot_runtime::admin::openapi::OPERATIONS {
+        assert!(doc["paths"][op.path][op.method].is_object(), "{} {} documented", op.method, op.path);
+        let path = op.path.replace("{user_id}", "1");
+        let method = reqwest::Method::from_bytes(op.method.to_uppercase().as_bytes()).unwrap();
+        let (status, _, _) = anonymous.call(method, &path, Some(json!({}))).await;
+        assert!(status != 404 && status != 405, "{} {} answers ({status})", op.method, op.path);
+    }
+    h.stop().await;
+}
+
+async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audited(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut fleet_admin = admin.client("10.5.0.1");
+    fleet_admin.log_in(&mut fay).await;
+    let mut bot_admin = admin.client("10.5.0.2");
+    bot_admin.log_in(&mut bea).await;
+
+    // Ann (alpha) and Bob (beta) are chatting.
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut bob = onboarded(&h, "beta", "Bob", "m", 31).await;
+    ann.tap("menu_find").unwrap();
+    ann.expect_text("searching", WAIT).await.unwrap();
+    bob.tap("menu_find").unwrap();
+    ann.expect_text("matched", WAIT).await.unwrap();
+    bob.expect_text("matched", WAIT).await.unwrap();
+
+    // The fleet admin finds Ann and bans her fleet-wide: the chat ends, Bob is told, Ann too.
+    let (status, body) = fleet_admin.get(&format!("/api/v1/users/{}", ann.id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["members"][0]["bot"], "default/alpha", "{body}");
+    let (status, body) = fleet_admin.post(&format!("/api/v1/users/{}/ban", ann.id), json!({"reason": "spam"})).await;
+    assert_eq!(status, 200, "{body}");
+    bob.expect("the partner's notice", WAIT, |m| text_of(m).contains("no longer reachable")).await.expect("Bob told the chat ended");
+    ann.expect("the ban notice", WAIT, |m| text_of(m).contains("banned you")).await.expect("Ann told she is banned");
+    let beta = h.any_bot("beta");
+    assert_eq!(beta.fleet.matcher.partner(&beta.pool, &bot_runtime::matching::Member::new("beta", bob.id)).await.unwrap(), None);
+    // The ban holds across /delete_me.
+    ann.send("/delete_me").unwrap();
+    ann.press("del:yes", WAIT).await.unwrap();
+    ann.expect_text("deleted", WAIT).await.unwrap();
+    ann.onboard("f", 25, &[], WAIT).await.unwrap();
+    ann.tap("menu_find").unwrap();
+    ann.expect("still banned", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+
+    // The bot admin of beta gifts Bob VIP and credits: /vip shows them; the same key gives nothing twice.
+    let gift = json!({"bot": "default/beta", "vip_days": 30, "credits": 5, "idempotency_key": "welcome-1"});
+    let (status, body) = bot_admin.post(&format!("/api/v1/users/{}/gift", bob.id), gift.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["first"].clone(), body["credits_balance"].clone()), (json!(true), json!(5)), "{body}");
+    let (status, body) = bot_admin.post(&format!("/api/v1/users/{}/gift", bob.id), gift).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["first"].clone(), body["credits_balance"].clone()), (json!(false), json!(5)), "{body}");
+    bob.send("/vip").unwrap();
+    let shop = bob.expect("the shop", WAIT, |m| text_of(m).contains("Lock-chat credits")).await.unwrap();
+    assert!(text_of(&shop).contains("credits: 5") && text_of(&shop).contains("until"), "{}", text_of(&shop));
+    // ...but not to a member of another bot.
+    let (status, _) = bot_admin
+        .post(&format!("/api/v1/users/{}/gift", ann.id), json!({"bot": "default/alpha", "vip_days": 1, "idempotency_key": "x"}))
+        .await;
+    assert_eq!(status, 403);
+
+    // Every action is in the audit log, with who and on whom; the CSV has them too.
+    let (status, body) = fleet_admin.get("/api/v1/audit").await;
+    assert_eq!(status, 200, "{body}");
+    let entries = body["entries"].as_array().unwrap();
+    let has = |action: &str, admin_id: i64, target: Option<i64>| {
+        entries.iter().any(|e| e["action"] == action && e["admin_id"] == admin_id && target.is_none_or(|t| e["target_user"] == t))
+    };
+    assert!(has("login", fay.id, None) && has("login", bea.id, None), "{body}");
+    assert!(has("ban", fay.id, Some(ann.id)), "{body}");
+    assert!(has("gift", bea.id, Some(bob.id)), "{body}");
+    assert!(has("view_user", fay.id, Some(ann.id)), "{body}");
+    let rows = admin.sql.audit_log(None, 100).await.unwrap();
+    assert!(rows.iter().any(|r| r.action == "ban" && r.detail.contains("spam")), "{rows:?}");
+    let (status, csv) = fleet_admin.get("/api/v1/audit.csv").await;
+    assert_eq!(status, 200);
+    let csv = csv.as_str().unwrap().to_string();
+    assert!(csv.starts_with("id,at,admin_id,action,bot,target_user,detail,client\n") && csv.contains(",ban,"), "{csv}");
+
+    // The overview counts both bots for the fleet admin.
+    let (status, body) = fleet_admin.get("/api/v1/overview").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["people"]["people"].as_i64().unwrap() >= 4, "{body}");
+    assert_eq!(body["bots"].as_array().unwrap().len(), 2, "{body}");
+    h.stop().await;
+}
