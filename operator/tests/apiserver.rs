@@ -208,6 +208,21 @@ async fn invalid_resources_are_refused_by_the_api_server_with_their_reasons() {
         ("age under 13", with(sample("BotInstance"), "/spec/moderation/minimumAge", json!(10)), "minimumAge"),
         ("pool not a DNS label", with(sample("BotInstance"), "/spec/pool", json!("EU Chat")), "pool"),
         ("burst below rate", with(sample("RateLimitPolicy"), "/spec/perUser/messagesPerSecond", json!(9)), "burst"),
+        ("unknown billing", with(sample("VipPlan"), "/spec/billing", json!("Weekly")), "billing"),
+        (
+            "monthly plan not granting Telegram's 30-day period",
+            with(with(sample("VipPlan"), "/spec/billing", json!("Monthly")), "/spec/grants", json!({"vipDays": 7})),
+            "Monthly",
+        ),
+        (
+            "monthly plan above Telegram's subscription ceiling",
+            with(
+                with(with(sample("VipPlan"), "/spec/billing", json!("Monthly")), "/spec/grants", json!({"vipDays": 30})),
+                "/spec/priceStars",
+                json!(10_001),
+            ),
+            "10000 Stars",
+        ),
     ];
     for (what, object, field) in cases {
         match create(&admin, &ns, object).await {
@@ -219,6 +234,11 @@ async fn invalid_resources_are_refused_by_the_api_server_with_their_reasons() {
             Err(other) => panic!("{what}: {other}"),
         }
     }
+    // A Monthly plan within Telegram's rules is a subscription the server accepts.
+    let monthly =
+        with(with(sample("VipPlan"), "/spec/billing", json!("Monthly")), "/spec/grants", json!({"vipDays": 30, "lockCredits": 5}));
+    let monthly = with(monthly, "/metadata/name", json!("vip-monthly"));
+    create(&admin, &ns, monthly).await.expect("a Monthly plan within Telegram's rules is accepted");
 }
 
 /// Authorization is RBAC, not AlwaysAllow: a user with no bindings is refused (the negative
