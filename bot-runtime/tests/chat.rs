@@ -693,6 +693,47 @@ async fn a_poison_update_is_abandoned_after_bounded_attempts_and_the_bot_goes_on
     h.stop().await;
 }
 
+/// Issue 10: a pre-checkout is answered within Telegram's 10 s while another update of the same
+/// polling bot keeps failing and is being retried (a poison update): the buyer's payment goes
+/// through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pre_checkout_is_answered_while_a_poison_update_is_retried() {
+    use botfleet_crds::resolved::ResolvedPlan;
+    use botfleet_crds::vip_plan::{Grants, Perks};
+    use botfleet_tests::fake_telegram::{InvoiceRef, PayOutcome};
+
+    let mut cfg = bot_config("alpha", Mode::Polling, "");
+    cfg.plans = vec![ResolvedPlan {
+        id: "vip-week".into(),
+        title: "VIP week".into(),
+        description: "Seven days of VIP".into(),
+        price_stars: 250,
+        grants: Grants { vip_days: 7, lock_credits: 0 },
+        perks: Perks::default(),
+        sort_order: 0,
+        billing: Default::default(),
+    }];
+    let h = Harness::start(Backend::Production, Mode::Polling, vec![cfg], 1).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 30).await;
+    cat.send("/vip").unwrap();
+    cat.expect_text("shop", WAIT).await.unwrap();
+    cat.press("buy:vip-week", WAIT).await.unwrap();
+    let invoice = cat.expect("invoice", WAIT, |m| m.get("invoice").is_some()).await.unwrap();
+    let message_id = invoice["message_id"].as_i64().unwrap();
+    // Ann's row now fails every update of hers the same way.
+    let db = h.db.as_ref().expect("production has a database");
+    let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+    sqlx::query("UPDATE users SET stage = 'no-such-stage' WHERE user_id = $1").bind(ann.id).execute(&pool).await.unwrap();
+    ann.send("hello?").unwrap();
+    let outcome = h.sim.pay("alpha_bot", cat.id, InvoiceRef::Message { message_id }).await.unwrap();
+    assert!(matches!(outcome, PayOutcome::Paid { .. }), "the pre-checkout was not answered in time: {outcome:?}");
+    cat.expect_text("paid", WAIT).await.unwrap();
+    ann.expect_text("unavailable", WAIT).await.unwrap();
+    pool.close().await;
+    h.stop().await;
+}
+
 /// A send that keeps failing (5xx) is given up once it is older than its lane's maximum age:
 /// counted, and the sender of the relayed message told, instead of being retried forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
