@@ -718,3 +718,16 @@ async fn done_marks_are_bits_and_the_previous_releases_marks_still_count() {
     let (depth, _) = h.outbox_depth(POOL, "alpha", 0).await.unwrap();
     assert_eq!(depth, 0, "an update the previous release committed appends nothing again");
 }
+
+/// Issue 9, defect 10: a `rediss://` URL is understood (the client is built with rustls); a
+/// server that does not speak TLS gives a clear connection error, not a panic.
+#[tokio::test]
+async fn a_rediss_url_means_tls() {
+    let client = ::redis::Client::open("rediss://127.0.0.1:6379/0").expect("rediss:// is understood");
+    let connected = tokio::time::timeout(Duration::from_secs(10), client.get_multiplexed_async_connection()).await;
+    match connected {
+        Ok(Ok(_)) => panic!("a plain-text Redis accepted a TLS connection"),
+        Ok(Err(e)) => assert!(!e.to_string().contains("feature"), "TLS support is compiled in: {e}"),
+        Err(_) => {} // the plain-text server never answers the TLS handshake: no connection either
+    }
+}

@@ -1112,3 +1112,22 @@ async fn an_unknown_database_url_is_refused_without_echoing_it() {
     let err = SqlStore::connect("mysql://root:hunter2@db/app").await.unwrap_err();
     assert!(matches!(&err, StoreError::Unavailable(msg) if !msg.contains("hunter2")), "{err}");
 }
+
+/// Issue 9, defect 10: a database URL that asks for TLS (`sslmode=require`) gets an encrypted
+/// connection (rustls); the test Postgres has TLS on with a self-signed certificate, which
+/// `require` accepts without verifying, as libpq does.
+#[tokio::test]
+async fn a_postgres_url_asking_for_tls_gets_an_encrypted_connection() {
+    let db = TestDb::create().await.expect("Postgres");
+    let sep = if db.url.contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}sslmode=require", db.url);
+    let store = SqlStore::connect(&url).await.expect("a TLS connection");
+    let row = sqlx::query("SELECT CAST(CASE WHEN ssl THEN 1 ELSE 0 END AS BIGINT) AS on_tls FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(store.pool())
+        .await
+        .expect("pg_stat_ssl");
+    let on_tls: i64 = row.try_get("on_tls").expect("a number");
+    assert_eq!(on_tls, 1, "the connection is not encrypted");
+    store.pool().close().await;
+    let _ = db.drop_db().await;
+}
