@@ -137,6 +137,21 @@ pub(super) async fn append_in(conn: &mut AnyConnection, e: &LedgerEntry) -> Stor
     Ok(LedgerOutcome::Written { balance: after })
 }
 
+/// Adds `$4` ms of VIP to member (`$1`, `$2`) at `$3`: onto an unexpired VIP, otherwise from
+/// now. Returns the new deadline (no row: no such member). Purchases and referral rewards stack
+/// the same way.
+const STACK_VIP: &str = "UPDATE users SET vip_until_ms = \
+       CASE WHEN vip_until_ms IS NOT NULL AND vip_until_ms > $3 THEN vip_until_ms ELSE $3 END + $4, updated_ms = $3 \
+     WHERE bot = $1 AND user_id = $2 RETURNING vip_until_ms";
+
+/// [`STACK_VIP`] inside the caller's transaction: the member's new VIP deadline (None: no such
+/// member).
+pub(super) async fn stack_vip_in(conn: &mut AnyConnection, bot: &str, user_id: i64, now_ms: i64, days: i64) -> StoreResult<Option<i64>> {
+    let row =
+        sqlx::query(STACK_VIP).bind(bot).bind(user_id).bind(now_ms).bind(days * DAY_MS).fetch_optional(&mut *conn).await.map_err(db_err)?;
+    row.as_ref().map(|r| col(r, "vip_until_ms")).transpose()
+}
+
 /// Releases the expired, unpaid holds of one campaign (or of every campaign), inside the
 /// caller's transaction, giving their slots back to the counters. Each hold is released once:
 /// the UPDATE's `released_ms IS NULL` is re-checked under the row lock by a concurrent
@@ -411,15 +426,7 @@ impl Payments for SqlStore {
                 .bind(p.user_id)
                 .bind(until),
                 // Stacks onto an unexpired VIP; an expired or absent one starts now.
-                None => sqlx::query(
-                    "UPDATE users SET vip_until_ms = \
-                       CASE WHEN vip_until_ms IS NOT NULL AND vip_until_ms > $3 THEN vip_until_ms ELSE $3 END + $4 \
-                     WHERE bot = $1 AND user_id = $2 RETURNING vip_until_ms",
-                )
-                .bind(p.bot.as_str())
-                .bind(p.user_id)
-                .bind(p.now_ms)
-                .bind(p.vip_days * DAY_MS),
+                None => sqlx::query(STACK_VIP).bind(p.bot.as_str()).bind(p.user_id).bind(p.now_ms).bind(p.vip_days * DAY_MS),
             }
             .fetch_optional(&mut *tx)
             .await

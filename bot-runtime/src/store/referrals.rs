@@ -10,8 +10,9 @@
 use sqlx::AnyConnection;
 
 use super::StoreResult;
+use super::money::Ledger as _;
 use super::money::{LedgerEntry, LedgerOutcome};
-use super::money_sql::append_in;
+use super::money_sql::{append_in, stack_vip_in};
 use super::sql::{SqlStore, col, db_err};
 
 /// Where a referral stands (the `status` column).
@@ -264,23 +265,8 @@ impl Referrals for SqlStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        let mut referrer_vip_until_ms = None;
-        if days > 0 {
-            // VIP days stack onto an unexpired VIP, as a purchase's do.
-            let row = sqlx::query(
-                "UPDATE users SET vip_until_ms = \
-                   CASE WHEN vip_until_ms IS NOT NULL AND vip_until_ms > $3 THEN vip_until_ms ELSE $3 END + $4, updated_ms = $3 \
-                 WHERE bot = $1 AND user_id = $2 RETURNING vip_until_ms",
-            )
-            .bind(bot)
-            .bind(referrer)
-            .bind(now_ms)
-            .bind(days * 86_400_000)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db_err)?;
-            referrer_vip_until_ms = row.as_ref().map(|r| col(r, "vip_until_ms")).transpose()?;
-        }
+        // VIP days stack onto an unexpired VIP, as a purchase's do.
+        let referrer_vip_until_ms = if days > 0 { stack_vip_in(&mut tx, bot, referrer, now_ms, days).await? } else { None };
         tx.commit().await.map_err(db_err)?;
         Ok(Some(Completed { referrer_user: referrer, status, flag, referrer_vip_until_ms }))
     }
@@ -308,17 +294,11 @@ impl Referrals for SqlStore {
             reference: charge_id.to_string(),
             created_ms: now_ms,
         };
-        let mut tx = self.pool().begin().await.map_err(db_err)?;
-        match append_in(&mut tx, &entry).await? {
-            LedgerOutcome::Written { balance } => {
-                tx.commit().await.map_err(db_err)?;
-                Ok(Some(balance))
-            }
-            _ => {
-                tx.rollback().await.map_err(db_err)?;
-                Ok(None)
-            }
-        }
+        // Once per charge: the ledger's idempotency key.
+        Ok(match self.append(&entry).await? {
+            LedgerOutcome::Written { balance } => Some(balance),
+            _ => None,
+        })
     }
 
     async fn reverse_commission(&self, bot: &str, charge_id: &str, now_ms: i64) -> StoreResult<Option<(i64, i64)>> {
