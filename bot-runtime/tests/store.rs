@@ -840,9 +840,9 @@ async fn an_early_end_returns_the_unused_share_once(s: SqlStore) {
     assert_eq!(s.credits("alpha", 1).await.unwrap(), 0);
     s.end_session(&ann, &bob, Some(&bob), EndReason::Block, 200_000).await.unwrap();
     // A third of the span used: two of three credits back, once however often it is settled.
-    let settled = s.settle_lock(session, true, 200_000).await.unwrap().unwrap();
+    let settled = s.settle_lock(session, Some(&bob), EndReason::Block, 200_000).await.unwrap().unwrap();
     assert_eq!((settled.returned, settled.lock.locker.clone()), (2, ann.clone()));
-    assert_eq!(s.settle_lock(session, true, 200_000).await.unwrap(), None, "settled once");
+    assert_eq!(s.settle_lock(session, Some(&bob), EndReason::Block, 200_000).await.unwrap(), None, "settled once");
     assert_eq!(s.credits("alpha", 1).await.unwrap(), 2);
     let lock = s.chat_lock(session).await.unwrap().unwrap();
     assert_eq!((lock.settled_ms, lock.returned), (Some(200_000), 2));
@@ -850,10 +850,10 @@ async fn an_early_end_returns_the_unused_share_once(s: SqlStore) {
     // Without a return due (the locker left, a report against them), nothing is credited.
     let other = s.start_session(&ann, &bob, 300_000).await.unwrap();
     s.lock_chat(&lock_request(other, ann.clone(), 5, 1, "a2", 300_000)).await.unwrap();
-    let kept = s.settle_lock(other, false, 300_001).await.unwrap().unwrap();
+    let kept = s.settle_lock(other, Some(&ann), EndReason::Stop, 300_001).await.unwrap().unwrap();
     assert_eq!(kept.returned, 0);
     assert_eq!(s.credits("alpha", 1).await.unwrap(), 1);
-    assert_eq!(s.settle_lock(12_345, true, 0).await.unwrap(), None, "a chat without a lock");
+    assert_eq!(s.settle_lock(12_345, Some(&bob), EndReason::Block, 0).await.unwrap(), None, "a chat without a lock");
 }
 
 // ---- referrals -------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ use super::text_key::TextKey;
 use super::{audience, buttons, edit_text, format_time};
 use crate::bot::{Effects, HandleError, chat_keyboard};
 use crate::matching::Member;
-use crate::store::locks::{LockOutcome, LockRequest, returns_unused};
+use crate::store::locks::{LockOutcome, LockRequest};
 use crate::store::{EndReason, Session, User};
 use crate::texts::Lang;
 
@@ -134,13 +134,8 @@ pub(super) async fn refuses_leaving(fx: &mut Effects<'_>, me: &Member, lang: Lan
 /// A chat ended: settle its lock, if it had one (once), returning the unused share to the
 /// locker when the rules say so, and telling them.
 pub(super) async fn settle(fx: &mut Effects<'_>, session_id: i64, by: Option<&Member>, reason: EndReason) -> Result<(), HandleError> {
-    // One read decides who locked; the settle itself is once whichever replica gets here.
-    let Some(lock) = fx.store().chat_lock(session_id).await? else { return Ok(()) };
-    if lock.settled_ms.is_some() {
-        return Ok(());
-    }
-    let give_back = returns_unused(&lock.locker, by, reason);
-    let Some(settled) = fx.store().settle_lock(session_id, give_back, fx.now_ms).await? else { return Ok(()) };
+    // One statement for every ended chat (most have no lock): once, whichever replica gets here.
+    let Some(settled) = fx.store().settle_lock(session_id, by, reason, fx.now_ms).await? else { return Ok(()) };
     if settled.returned > 0 {
         fx.bot.metrics().lock(&fx.bot.name, "returned");
         let other = audience(fx, &settled.lock.locker).await?;

@@ -123,9 +123,10 @@ pub trait Locks: Send + Sync + 'static {
     async fn lock_chat(&self, request: &LockRequest) -> StoreResult<LockOutcome>;
     /// The lock of a chat session, if it has one (held, expired or settled).
     async fn chat_lock(&self, session_id: i64) -> StoreResult<Option<ChatLock>>;
-    /// Settles the lock of a chat that ended (once; None if it had no lock or was settled
-    /// already), returning the unused share to the locker when `return_unused`.
-    async fn settle_lock(&self, session_id: i64, return_unused: bool, now_ms: i64) -> StoreResult<Option<Settled>>;
+    /// Settles the lock of a chat that ended for `reason`, ended by `by` (once; None if it had
+    /// no lock or was settled already), returning the unused share to the locker when
+    /// [`returns_unused`] says so.
+    async fn settle_lock(&self, session_id: i64, by: Option<&Member>, reason: EndReason, now_ms: i64) -> StoreResult<Option<Settled>>;
 }
 
 macro_rules! lock_columns {
@@ -253,7 +254,7 @@ impl Locks for SqlStore {
         lock_in(&mut conn, session_id).await
     }
 
-    async fn settle_lock(&self, session_id: i64, return_unused: bool, now_ms: i64) -> StoreResult<Option<Settled>> {
+    async fn settle_lock(&self, session_id: i64, by: Option<&Member>, reason: EndReason, now_ms: i64) -> StoreResult<Option<Settled>> {
         let mut tx = self.pool().begin().await.map_err(db_err)?;
         let row = sqlx::query(concat!(
             "UPDATE chat_locks SET settled_ms = $2 WHERE session_id = $1 AND settled_ms IS NULL RETURNING ",
@@ -269,7 +270,7 @@ impl Locks for SqlStore {
             return Ok(None);
         };
         let mut lock = lock_from_row(&row)?;
-        let due = if return_unused { lock.unused_credits(now_ms) } else { 0 };
+        let due = if returns_unused(&lock.locker, by, reason) { lock.unused_credits(now_ms) } else { 0 };
         let mut returned = 0;
         if due > 0 {
             let entry = LedgerEntry {

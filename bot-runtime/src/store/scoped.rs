@@ -247,8 +247,9 @@ impl Locks for BotStore {
     async fn chat_lock(&self, session_id: i64) -> StoreResult<Option<ChatLock>> {
         Ok(self.inner.chat_lock(session_id).await?.map(|l| self.lock_out(l)))
     }
-    async fn settle_lock(&self, session_id: i64, return_unused: bool, now_ms: i64) -> StoreResult<Option<Settled>> {
-        Ok(self.inner.settle_lock(session_id, return_unused, now_ms).await?.map(|s| Settled { lock: self.lock_out(s.lock), ..s }))
+    async fn settle_lock(&self, session_id: i64, by: Option<&Member>, reason: EndReason, now_ms: i64) -> StoreResult<Option<Settled>> {
+        let by = by.map(|m| self.member_in(m));
+        Ok(self.inner.settle_lock(session_id, by.as_ref(), reason, now_ms).await?.map(|s| Settled { lock: self.lock_out(s.lock), ..s }))
     }
 }
 
