@@ -409,11 +409,9 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     }
     if let Some(r) = &job.reply_to {
         match hot.get_ref(&bot.pool, &reply_ref(r)).await {
+            // Only a counterpart in this recipient's chat (the same rule as a target).
             Ok(Some(counterpart)) => {
-                if let Some((member, id)) = counterpart.rsplit_once(':')
-                    && member == recipient.to_string()
-                    && let Ok(id) = id.parse::<i64>()
-                {
+                if let Some(id) = resolve_target(&counterpart, &recipient).filter(|_| counterpart.contains(':')) {
                     params["reply_parameters"] = json!({"message_id": id, "allow_sending_without_reply": true});
                 }
             }
