@@ -19,7 +19,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{cpu_seconds, env_or, pct_ms, rss_kib};
+use common::{Serve, cpu_seconds, env_or, pct_ms, rss_kib};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -62,32 +62,12 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
         dir.join("token").display(),
         dir.join("secret").display()
     );
-    std::fs::write(dir.join("config.yaml"), config).expect("config");
     let port = 20_000 + (std::process::id() % 20_000) as u16;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_bot-runtime"))
-        .args(["serve", "--config"])
-        .arg(dir.join("config.yaml"))
-        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("DATABASE_URL", &db.url)
-        .env("REDIS_URL", redis_url())
-        .env("REDIS_PREFIX", &redis.prefix)
-        .env("TELEGRAM_API_URL", fake.api_url())
-        .env("RUST_LOG", "warn")
-        .spawn()
-        .expect("start bot-runtime serve");
+    let serve = Serve::start(&dir, &config, &db.url, &redis_url(), &redis.prefix, &fake.api_url(), port).await;
+    let mut child = serve.child;
     let pid = child.id();
+    let base = serve.base;
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
-    let base = format!("http://127.0.0.1:{port}");
-    let started = Instant::now();
-    loop {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
-            && r.status().is_success()
-        {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(60), "the runtime did not become ready");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
     let (idle, _) = rss_kib(pid);
 
     // Seed: registered users, and live chats between the first 2*chats of them.

@@ -67,6 +67,20 @@ async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) ->
     p
 }
 
+/// The plan the payment tests sell: a week of VIP for 250 Stars.
+fn vip_week() -> botfleet_crds::resolved::ResolvedPlan {
+    botfleet_crds::resolved::ResolvedPlan {
+        id: "vip-week".into(),
+        title: "VIP week".into(),
+        description: "Seven days of VIP".into(),
+        price_stars: 250,
+        grants: botfleet_crds::vip_plan::Grants { vip_days: 7, lock_credits: 0 },
+        perks: botfleet_crds::vip_plan::Perks::default(),
+        sort_order: 0,
+        billing: Default::default(),
+    }
+}
+
 /// Two people, on the given bots, in a chat with each other.
 async fn chatting(h: &Harness, a_bot: &str, b_bot: &str) -> (Person, Person) {
     let mut a = onboarded(h, a_bot, "Ann", "f", 25).await;
@@ -698,21 +712,10 @@ async fn a_poison_update_is_abandoned_after_bounded_attempts_and_the_bot_goes_on
 /// through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_pre_checkout_is_answered_while_a_poison_update_is_retried() {
-    use botfleet_crds::resolved::ResolvedPlan;
-    use botfleet_crds::vip_plan::{Grants, Perks};
     use botfleet_tests::fake_telegram::{InvoiceRef, PayOutcome};
 
     let mut cfg = bot_config("alpha", Mode::Polling, "");
-    cfg.plans = vec![ResolvedPlan {
-        id: "vip-week".into(),
-        title: "VIP week".into(),
-        description: "Seven days of VIP".into(),
-        price_stars: 250,
-        grants: Grants { vip_days: 7, lock_credits: 0 },
-        perks: Perks::default(),
-        sort_order: 0,
-        billing: Default::default(),
-    }];
+    cfg.plans = vec![vip_week()];
     let h = Harness::start(Backend::Production, Mode::Polling, vec![cfg], 1).await;
     let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
     let mut cat = onboarded(&h, "alpha", "Cat", "f", 30).await;
@@ -1032,21 +1035,10 @@ async fn the_bot_sets_its_command_menu_and_descriptions_per_language(backend: Ba
 /// other replica, grants nothing more.
 async fn a_user_buys_vip_in_stars_and_a_second_delivery_grants_nothing_more(backend: Backend) {
     use bot_runtime::store::money::QUOTE_TTL_MS;
-    use botfleet_crds::resolved::ResolvedPlan;
-    use botfleet_crds::vip_plan::{Grants, Perks};
     use botfleet_tests::fake_telegram::{InvoiceRef, PayOutcome};
 
     let mut cfg = bot_config("alpha", Mode::Polling, "");
-    cfg.plans = vec![ResolvedPlan {
-        id: "vip-week".into(),
-        title: "VIP week".into(),
-        description: "Seven days of VIP".into(),
-        price_stars: 250,
-        grants: Grants { vip_days: 7, lock_credits: 0 },
-        perks: Perks::default(),
-        sort_order: 0,
-        billing: Default::default(),
-    }];
+    cfg.plans = vec![vip_week()];
     let h = Harness::start(backend, Mode::Polling, vec![cfg], 2).await;
     let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
     ann.send("/vip").unwrap();
@@ -1200,24 +1192,13 @@ async fn every_update_costs_from_one_budget_before_any_answer(backend: Backend) 
 /// Stars go back (the fake's star transactions show it), the VIP is gone, the buyer is told,
 /// and Telegram's `refunded_payment` echo reverses nothing more.
 async fn an_admin_refunds_a_purchase_with_the_refund_command(backend: Backend) {
-    use botfleet_crds::resolved::ResolvedPlan;
-    use botfleet_crds::vip_plan::{Grants, Perks};
     use botfleet_tests::fake_telegram::{InvoiceRef, PayOutcome};
 
     // The first user the fake creates gets this id: the admin, made first.
     const ADMIN: i64 = 100_000_001;
     let mut cfg = bot_config("alpha", Mode::Polling, "");
     cfg.bot.admins.telegram_ids = vec![ADMIN];
-    cfg.plans = vec![ResolvedPlan {
-        id: "vip-week".into(),
-        title: "VIP week".into(),
-        description: "Seven days of VIP".into(),
-        price_stars: 250,
-        grants: Grants { vip_days: 7, lock_credits: 0 },
-        perks: Perks::default(),
-        sort_order: 0,
-        billing: Default::default(),
-    }];
+    cfg.plans = vec![vip_week()];
     let h = Harness::start(backend, Mode::Polling, vec![cfg], 2).await;
     let mut admin = onboarded(&h, "alpha", "Ada", "f", 40).await;
     assert_eq!(admin.id, ADMIN);

@@ -35,3 +35,50 @@ pub fn pct_ms(sorted: &[u64], p: f64) -> f64 {
     }
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize] as f64 / 1000.0
 }
+
+/// A `bot-runtime serve` child process under measurement, and its HTTP base URL.
+pub struct Serve {
+    pub child: std::process::Child,
+    pub base: String,
+}
+
+impl Serve {
+    /// Starts `bot-runtime serve` with the configuration `config` (YAML) on Postgres `db_url`
+    /// and Redis (under `redis_prefix`), sending to the Telegram API at `api_url`, on `port`,
+    /// and waits until its /readyz answers (a minute at most).
+    pub async fn start(
+        dir: &std::path::Path,
+        config: &str,
+        db_url: &str,
+        redis_url: &str,
+        redis_prefix: &str,
+        api_url: &str,
+        port: u16,
+    ) -> Serve {
+        std::fs::write(dir.join("config.yaml"), config).expect("config");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bot-runtime"))
+            .args(["serve", "--config"])
+            .arg(dir.join("config.yaml"))
+            .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("DATABASE_URL", db_url)
+            .env("REDIS_URL", redis_url)
+            .env("REDIS_PREFIX", redis_prefix)
+            .env("TELEGRAM_API_URL", api_url)
+            .env("RUST_LOG", "warn")
+            .spawn()
+            .expect("start bot-runtime serve");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(60), "the runtime did not become ready");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        Serve { child, base }
+    }
+}
