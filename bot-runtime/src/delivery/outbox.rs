@@ -63,6 +63,8 @@ const REF_TTL: Duration = Duration::from_secs(6 * 3600);
 pub const CHAT_BACKLOG: usize = 20;
 /// Jobs read per page of a shard's lane.
 const PAGE: usize = 64;
+/// The first page of a pass when the bot's limit allows at most one send every 10 ms or more.
+const FIRST_PAGE_LIMITED: usize = 8;
 /// The most jobs one pass looks at per lane (paging past chats that must wait): with the
 /// backlog cap, that is the jobs of at least 51 chats held at once in one shard.
 pub const MAX_SCAN: usize = 1024;
@@ -297,13 +299,26 @@ async fn drain_once(
     let mut waiting: HashSet<i64> = HashSet::new();
     let mut progressed = false;
     let mut any = false;
+    // A bot at its limit sends about one job per pass before the limit says wait: reading a
+    // page of 64 jobs (and parsing them) for each send was most of its cost (issue 9, "a bot at
+    // its Telegram limit"). So a limited bot reads a small first page, and larger ones only to
+    // page past chats that must wait.
+    let first_page = if bot_interval_ms >= 10 { FIRST_PAGE_LIMITED } else { PAGE };
     for lane in [Lane::Interactive, Lane::Bulk] {
         let mut after: Option<String> = None;
         let mut scanned = 0usize;
         let mut queued: HashMap<i64, usize> = HashMap::new();
+        let mut page_size = first_page;
         loop {
-            let page = hot.outbox_read_after(&bot.pool, &bot.name, shard, lane, after.as_deref(), PAGE).await?;
-            let full = page.len() == PAGE;
+            // Another worker of the bot learnt that the bot must wait: read nothing until then.
+            let next = *gate.0.lock().await;
+            let now = now_ms();
+            if next > now {
+                return Ok(Pass::Throttled(ms(next - now)));
+            }
+            let page = hot.outbox_read_after(&bot.pool, &bot.name, shard, lane, after.as_deref(), page_size).await?;
+            let full = page.len() == page_size;
+            page_size = PAGE;
             any |= !page.is_empty();
             for QueuedJob { id, job } in page {
                 if *stop.borrow() {
