@@ -10,46 +10,26 @@
 //! Without Go (a developer machine that never built the control plane) the tests say so and
 //! pass; with `CI` set a missing control plane fails them — CI never skips.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Config};
 use serde_json::{Value, json};
 
 const FIELD_MANAGER: &str = "botfleet-tests";
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/controlplane.rs"]
 mod controlplane;
-use controlplane::{ControlPlane, repo, start};
-
-/// The shared control plane, or None (with the reason printed) where it cannot run and CI is
-/// not set.
-fn control_plane() -> Option<&'static ControlPlane> {
-    static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-    match PLANE.get_or_init(|| start(&[])) {
-        Ok(plane) => Some(plane),
-        Err(why) if std::env::var_os("CI").is_some() => panic!("the test control plane is required in CI: {why}"),
-        Err(why) => {
-            eprintln!("SKIPPED: no test control plane ({why}); CI runs these");
-            None
-        }
-    }
-}
-
-/// The admin's credentials, impersonating a ServiceAccount: what the operator's pod would be.
-async fn client_as_service_account(plane: &ControlPlane, ns: &str, sa: &str) -> Client {
-    let kubeconfig = Kubeconfig::read_from(plane.dir.join("admin.kubeconfig")).expect("kubeconfig");
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{sa}"));
-    config.auth_info.impersonate_groups = Some(vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")]);
-    Client::try_from(config).expect("client")
-}
+use cluster::{
+    Can, allowed, can, client_as, client_as_service_account, control_plane, crd_documents, eventually, namespace, wait_established,
+};
+use controlplane::repo;
 
 /// A `define` of the chart's `_helpers.tpl` that is plain YAML (no template expressions
 /// inside), as the chart renders it: the RBAC rules, the admission policy's rule.
@@ -68,32 +48,6 @@ fn chart_rules() -> Value {
     chart_define("botfleet.rules")
 }
 
-async fn client_as(plane: &ControlPlane, user: &str) -> Client {
-    let kubeconfig = Kubeconfig::read_from(plane.dir.join(format!("{user}.kubeconfig"))).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
-    Client::try_from(config).expect("client")
-}
-
-/// A fresh namespace for one test.
-async fn namespace(client: &Client, test: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!("{test}-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
-    name
-}
-
-fn crd_documents() -> Vec<Value> {
-    let dir = repo().join("charts/botfleet/crds");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("chart crds").filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .map(|p| serde_yaml::from_str::<Value>(&std::fs::read_to_string(p).expect("crd file")).expect("crd yaml"))
-        .collect()
-}
-
 /// Installs the chart's CRDs (server-side apply, as `helm install` creates them) and waits
 /// until each is Established.
 async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
@@ -106,25 +60,7 @@ async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
             .unwrap_or_else(|e| panic!("the API server refused the CRD {name}: {e}"));
         names.push(name);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut installed = Vec::new();
-    for name in names {
-        loop {
-            let crd = crds.get(&name).await.expect("crd");
-            let established = crd
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-            if established {
-                installed.push(crd);
-                break;
-            }
-            assert!(Instant::now() < deadline, "{name} never became Established: {:?}", crd.status);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    installed
+    wait_established(client, &names).await
 }
 
 fn samples() -> Vec<Value> {
@@ -253,22 +189,6 @@ async fn a_user_without_bindings_is_refused_by_rbac() {
     match Api::<Secret>::namespaced(nobody, &ns).list(&ListParams::default()).await {
         Err(kube::Error::Api(status)) => assert_eq!(status.code, 403, "{status:?}"),
         other => panic!("nobody listed secrets: {other:?}"),
-    }
-}
-
-/// Polls `check` until it returns Some, or fails the test after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 
@@ -629,40 +549,6 @@ async fn grant_chart_role(admin: &Client, ns: &str, sa_ns: &str, sa: &str) {
 async fn service_account(admin: &Client, ns: &str, name: &str) {
     let sa: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({"metadata": {"name": name}})).expect("sa");
     Api::namespaced(admin.clone(), ns).create(&PostParams::default(), &sa).await.expect("service account");
-}
-
-/// One question to the authorizer, as `kubectl auth can-i` asks it (SelfSubjectAccessReview):
-/// `verb group/resource[/subresource][ name] in namespace` ("" = cluster-scoped or all).
-#[derive(Debug, Clone, Copy)]
-struct Can {
-    verb: &'static str,
-    group: &'static str,
-    resource: &'static str,
-    subresource: &'static str,
-    name: &'static str,
-}
-
-const fn can(verb: &'static str, group: &'static str, resource: &'static str) -> Can {
-    Can { verb, group, resource, subresource: "", name: "" }
-}
-
-impl Can {
-    const fn sub(self, subresource: &'static str) -> Self {
-        Self { subresource, ..self }
-    }
-    const fn named(self, name: &'static str) -> Self {
-        Self { name, ..self }
-    }
-}
-
-async fn allowed(client: &Client, q: Can, ns: &str) -> bool {
-    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
-    let review: SelfSubjectAccessReview = serde_json::from_value(json!({"spec": {"resourceAttributes": {
-        "verb": q.verb, "group": q.group, "resource": q.resource, "subresource": q.subresource, "name": q.name, "namespace": ns,
-    }}}))
-    .expect("review");
-    let answer = Api::<SelfSubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.expect("access review");
-    answer.status.is_some_and(|s| s.allowed)
 }
 
 /// Least privilege, asked of the real authorizer the way `kubectl auth can-i` asks it: the

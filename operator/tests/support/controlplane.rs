@@ -65,6 +65,12 @@ fn spawn(bin: &Path, role: &str, dir: &Path, extra: &[&str]) -> Result<Child, St
 /// Builds (when stale) and starts the pair in a fresh folder; `controller_manager_flags` are
 /// passed to kube-controller-manager after its own (e.g. to switch controllers off).
 pub fn start(controller_manager_flags: &[&str]) -> Result<ControlPlane, String> {
+    start_named("shared", controller_manager_flags)
+}
+
+/// As `start`, for a second control plane of the same process (a test that needs cluster-scoped
+/// objects, such as CRDs, to itself): `name` tells the folders apart.
+pub fn start_named(name: &str, controller_manager_flags: &[&str]) -> Result<ControlPlane, String> {
     let build = Command::new("bash")
         .arg(repo().join("tests/controlplane/build.sh"))
         .stderr(Stdio::inherit())
@@ -75,7 +81,7 @@ pub fn start(controller_manager_flags: &[&str]) -> Result<ControlPlane, String> 
     }
     let stdout = String::from_utf8_lossy(&build.stdout);
     let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-    let dir = std::env::temp_dir().join(format!("botfleet-controlplane-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("botfleet-controlplane-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let apiserver = spawn(&bin, "apiserver", &dir, &[])?;
     let controller_manager = match spawn(&bin, "controller-manager", &dir, controller_manager_flags) {
