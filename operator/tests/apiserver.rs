@@ -17,7 +17,6 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
 
 const FIELD_MANAGER: &str = "botfleet-tests";
@@ -27,7 +26,8 @@ mod cluster;
 #[path = "support/controlplane.rs"]
 mod controlplane;
 use cluster::{
-    Can, allowed, can, client_as, client_as_service_account, control_plane, crd_documents, eventually, namespace, wait_established,
+    Can, allowed, api_for, can, client_as, client_as_service_account, control_plane, crd_documents, eventually, namespace, samples,
+    token_secrets, wait_established,
 };
 use controlplane::repo;
 
@@ -61,28 +61,6 @@ async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
         names.push(name);
     }
     wait_established(client, &names).await
-}
-
-fn samples() -> Vec<Value> {
-    let dir = repo().join("config/samples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("samples").filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    let mut docs = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("sample");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("yaml")).expect("json");
-            if value.is_object() {
-                docs.push(value);
-            }
-        }
-    }
-    docs
-}
-
-fn api_for(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("botfleet.io", "v1alpha1", kind));
-    Api::namespaced_with(client.clone(), ns, &resource)
 }
 
 async fn create(client: &Client, ns: &str, mut doc: Value) -> Result<DynamicObject, kube::Error> {
@@ -209,12 +187,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     let ns = namespace(&admin, "fleet").await;
     let fake = FakeTelegram::start().await.expect("fake Telegram");
     let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_demo_bot"), ("beta", "beta_demo_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret =
-            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_demo_bot"), ("beta", "beta_demo_bot")], false).await;
     for doc in samples() {
         create(&admin, &ns, doc).await.expect("sample");
     }
@@ -351,15 +324,7 @@ async fn the_charts_namespaced_role_runs_the_fleet_and_cannot_update_or_delete_s
 
     let fake = FakeTelegram::start().await.expect("fake Telegram");
     let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_role_bot"), ("beta", "beta_role_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": format!("{bot}-bot-token"), "labels": {"botfleet.io/bot-token": "true"}},
-            "stringData": {"token": token},
-        }))
-        .unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_role_bot"), ("beta", "beta_role_bot")], true).await;
     for doc in samples() {
         create(&admin, &ns, doc).await.expect("sample");
     }
@@ -413,13 +378,7 @@ async fn a_foreign_object_is_not_adopted_and_token_secrets_stay_in_the_bots_name
     install_crds(&admin).await;
     let ns = namespace(&admin, "foreign").await;
     let fake = FakeTelegram::start().await.expect("fake Telegram");
-    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_foreign_bot"), ("beta", "beta_foreign_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret =
-            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_foreign_bot"), ("beta", "beta_foreign_bot")], false).await;
     let configs = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
     let theirs: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "alpha-config"}, "data": {"owner": "another team"}})).unwrap();
@@ -472,13 +431,7 @@ async fn switching_to_autoscaling_never_drops_to_one_replica_and_hands_replicas_
     install_crds(&admin).await;
     let ns = namespace(&admin, "hpa").await;
     let fake = FakeTelegram::start().await.expect("fake Telegram");
-    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_hpa_bot"), ("beta", "beta_hpa_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret =
-            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_hpa_bot"), ("beta", "beta_hpa_bot")], false).await;
     for doc in samples() {
         let doc =
             if doc["kind"] == "BotInstance" && doc["metadata"]["name"] == "beta" { with(doc, "/spec/replicas", json!(4)) } else { doc };
@@ -699,15 +652,7 @@ async fn the_admission_policy_refuses_the_operator_a_users_secret_while_its_own_
 
     let fake = FakeTelegram::start().await.expect("fake Telegram");
     let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_vap_bot"), ("beta", "beta_vap_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": format!("{bot}-bot-token"), "labels": {"botfleet.io/bot-token": "true"}},
-            "stringData": {"token": token},
-        }))
-        .expect("secret");
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_vap_bot"), ("beta", "beta_vap_bot")], true).await;
     let operator = client_as_service_account(plane, &ns, "botfleet").await;
     let as_operator = Api::<Secret>::namespaced(operator.clone(), &ns);
     let touch = json!({"metadata": {"labels": {"botfleet.io/touched-by": "operator"}}});

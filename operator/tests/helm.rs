@@ -18,7 +18,7 @@ use std::time::Duration;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
-use kube::core::{ApiResource, GroupVersionKind};
+use kube::core::GroupVersionKind;
 use kube::discovery::{Scope, pinned_kind};
 use serde_json::{Value, json};
 
@@ -26,7 +26,10 @@ use serde_json::{Value, json};
 mod cluster;
 #[path = "support/controlplane.rs"]
 mod controlplane;
-use cluster::{allowed, can, client_as, control_plane, crd_documents, eventually, namespace, own_control_plane, wait_established};
+use cluster::{
+    allowed, api_for, can, client_as, control_plane, crd_documents, eventually, namespace, own_control_plane, samples, token_secrets,
+    wait_established,
+};
 use controlplane::{ControlPlane, repo};
 
 /// The field manager docs/DEPLOY.md names for `kubectl apply --server-side` of the CRDs.
@@ -346,11 +349,7 @@ async fn a_changed_crd_goes_through_helm_upgrade_as_documented() {
     let old_crd_json = serde_json::to_value(&old_crd).expect("json");
     assert!(old_crd_json.pointer(billing).is_none(), "the older CRD has no billing");
 
-    let plans = Api::<DynamicObject>::namespaced_with(
-        admin.clone(),
-        &watched,
-        &ApiResource::from_gvk(&GroupVersionKind::gvk("botfleet.io", "v1alpha1", "VipPlan")),
-    );
+    let plans = api_for(&admin, &watched, "VipPlan");
     let week = json!({"title": "VIP week", "description": "7 days of VIP", "priceStars": 100, "grants": {"vipDays": 7}});
     let stored = plans.create(&PostParams::default(), &vip_plan("vip-week", week.clone())).await.expect("an old VipPlan");
     assert!(stored.data.pointer("/spec/billing").is_none(), "stored under the old schema");
@@ -424,4 +423,191 @@ async fn a_changed_crd_goes_through_helm_upgrade_as_documented() {
         Err(kube::Error::Api(s)) => assert!(s.code == 422 && s.message.contains("Monthly"), "{s:?}"),
         other => panic!("the new CEL rule is not enforced: {other:?}"),
     }
+}
+
+/// One operator replica as its pod would run: the real `operator` binary with the container's
+/// args and environment exactly as the chart renders them (the downward API filled in), a
+/// kubeconfig holding a token of the release's ServiceAccount (TokenRequest, as a projected
+/// volume would get) and nothing else of this process's environment.
+struct Replica {
+    name: String,
+    child: std::process::Child,
+    metrics: String,
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port")
+}
+
+/// A kubeconfig for `token`, against the control plane, trusting its CA.
+fn service_account_kubeconfig(plane: &ControlPlane, token: &str, path: &Path) {
+    let admin = read_yaml(&plane.dir.join("admin.kubeconfig"));
+    let server = admin.pointer("/clusters/0/cluster/server").and_then(Value::as_str).expect("server");
+    let config = json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": "operator",
+        "clusters": [{"name": "test", "cluster": {"server": server, "certificate-authority": plane.dir.join("ca.crt")}}],
+        "users": [{"name": "operator", "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": "test", "user": "operator"}}],
+    });
+    write_yaml(path, &config);
+}
+
+fn start_replica(container: &Value, pod: &str, namespace: &str, kubeconfig: &Path, log_dir: &Path) -> Replica {
+    let port = free_port();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_operator"));
+    assert_eq!(container["command"], json!(["/operator"]), "the image's entrypoint is the operator binary");
+    for arg in container["args"].as_array().expect("args") {
+        command.arg(arg.as_str().expect("arg"));
+    }
+    command.env_clear();
+    for var in container["env"].as_array().expect("env") {
+        let name = var["name"].as_str().expect("env name");
+        let value = match var.pointer("/valueFrom/fieldRef/fieldPath").and_then(Value::as_str) {
+            Some("metadata.name") => pod.to_string(),
+            Some("metadata.namespace") => namespace.to_string(),
+            Some(other) => panic!("{name}: a fieldRef this test does not fill: {other}"),
+            None => var["value"].as_str().unwrap_or_default().to_string(),
+        };
+        command.env(name, value);
+    }
+    // Each replica has its own address here (pods would each have theirs).
+    command.env("METRICS_ADDR", format!("127.0.0.1:{port}")).env("KUBECONFIG", kubeconfig).env("HOME", log_dir);
+    let log = std::fs::File::create(log_dir.join(format!("{pod}.log"))).expect("log file");
+    let child = command
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("the operator binary starts");
+    Replica { name: pod.to_string(), child, metrics: format!("http://127.0.0.1:{port}/metrics") }
+}
+
+/// The replica's `botfleet_operator_leader` gauge (None while it does not answer).
+async fn leader_gauge(replica: &Replica) -> Option<i64> {
+    let text = reqwest::get(&replica.metrics).await.ok()?.text().await.ok()?;
+    text.lines().find_map(|l| l.strip_prefix("botfleet_operator_leader ")).and_then(|v| v.trim().parse().ok())
+}
+
+/// Whether `bot`'s webhook was registered by the replica `pod` (its Events name the reporting
+/// instance; the operator's Reporter is its pod name).
+async fn registered_by(events: &Api<k8s_openapi::api::events::v1::Event>, bot: &str, pod: &str) -> bool {
+    let list = events.list(&Default::default()).await.expect("events");
+    list.items.iter().any(|e| {
+        e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(bot)
+            && e.reason.as_deref() == Some("WebhookRegistered")
+            && e.reporting_instance.as_deref() == Some(pod)
+    })
+}
+
+/// Two replicas of the operator from a `helm install` (no kubelet here: the two processes are
+/// started as the chart's Deployment would start them, under the release's ServiceAccount and
+/// its RBAC): one holds the Lease and reconciles, the other stands by; when the leader is killed
+/// (SIGKILL: no chance to hand over) the standby takes the Lease once it expires — within the
+/// Lease's duration — and reconciles a bot created after the handover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_operator_replicas_elect_one_leader_and_the_standby_takes_over_when_it_is_killed() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    let Some(plane) = control_plane() else { return };
+    let Some(python) = chart_python() else { return };
+    let admin = client_as(plane, "admin").await;
+    let ns = namespace(&admin, "leader").await;
+    let watched = namespace(&admin, "leader-bots").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let helm = Helm::new(python, plane, &ns);
+    let values = json!({"watchNamespaces": [watched], "telegram": {"apiUrl": fake.api_url()}});
+    let installed = helm.install("leader", &repo().join("charts/botfleet"), &values);
+    wait_established(&admin, &crd_names()).await;
+    let objects = manifest_objects(&installed);
+    let deployment = objects.iter().find(|o| o["kind"] == "Deployment").expect("the operator's Deployment");
+    assert_eq!(deployment["spec"]["replicas"], 2, "the chart's default: two replicas");
+    let pod_spec = &deployment["spec"]["template"]["spec"];
+    let container = &pod_spec["containers"][0];
+    let sa = pod_spec["serviceAccountName"].as_str().expect("serviceAccountName");
+
+    // The ServiceAccount's token, as the pod's projected volume would hold it.
+    let request: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": [], "expirationSeconds": 3600}})).expect("request");
+    let token: TokenRequest = Api::<ServiceAccount>::namespaced(admin.clone(), &ns)
+        .create_subresource("token", sa, &PostParams::default(), &request)
+        .await
+        .expect("TokenRequest");
+    let kubeconfig = plane.dir.join(format!("{ns}-operator.kubeconfig"));
+    let token = token.status.and_then(|s| s.token).expect("a token");
+    service_account_kubeconfig(plane, &token, &kubeconfig);
+
+    let logs = plane.dir.join(&ns);
+    std::fs::create_dir_all(&logs).expect("log dir");
+    let mut replicas: Vec<Replica> =
+        ["leader-botfleet-0", "leader-botfleet-1"].iter().map(|pod| start_replica(container, pod, &ns, &kubeconfig, &logs)).collect();
+    let lease_name = container["env"]
+        .as_array()
+        .and_then(|env| env.iter().find(|v| v["name"] == "LEASE_NAME"))
+        .and_then(|v| v["value"].as_str())
+        .expect("LEASE_NAME")
+        .to_string();
+    let leases = Api::<Lease>::namespaced(admin.clone(), &ns);
+    let holder = |leases: Api<Lease>, lease: String| async move {
+        let l = leases.get_opt(&lease).await.ok()??;
+        let spec = l.spec?;
+        Some((spec.holder_identity?, spec.lease_duration_seconds?))
+    };
+    let (first, duration) = eventually("a leader", Duration::from_secs(60), || holder(leases.clone(), lease_name.clone())).await;
+    let leader = replicas.iter().position(|r| r.name == first).unwrap_or_else(|| panic!("the Lease holder {first} is a replica"));
+    let standby = 1 - leader;
+    for (i, replica) in replicas.iter().enumerate() {
+        let want = i64::from(i == leader);
+        eventually(&format!("{} reports leader={want}", replica.name), Duration::from_secs(30), || async move {
+            (leader_gauge(replica).await == Some(want)).then_some(())
+        })
+        .await;
+    }
+
+    // The leader reconciles; the standby does not.
+    token_secrets(&admin, &watched, &fake.sim(), &[("alpha", "alpha_leader_bot"), ("beta", "beta_leader_bot")], true).await;
+    let sample_bot = |name: &str| {
+        let mut doc = samples().into_iter().find(|d| d["kind"] == "BotInstance" && d["metadata"]["name"] == name).expect("sample bot");
+        doc["metadata"]["namespace"] = json!(watched);
+        serde_json::from_value::<DynamicObject>(doc).expect("bot")
+    };
+    let bots = api_for(&admin, &watched, "BotInstance");
+    bots.create(&PostParams::default(), &sample_bot("alpha")).await.expect("alpha");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &watched);
+    let (leader_name, standby_name) = (replicas[leader].name.clone(), replicas[standby].name.clone());
+    eventually("alpha reconciled by the leader", Duration::from_secs(60), || async {
+        registered_by(&events, "alpha", &leader_name).await.then_some(())
+    })
+    .await;
+    assert!(!registered_by(&events, "alpha", &standby_name).await, "the standby stays idle");
+
+    // Kill the leader: the standby takes over once the Lease expires.
+    let killed_at = std::time::Instant::now();
+    drop(replicas.remove(leader));
+    let standby = &replicas[0];
+    eventually("the standby to hold the Lease", Duration::from_secs(60), || {
+        let (leases, lease, want) = (leases.clone(), lease_name.clone(), standby_name.clone());
+        async move { holder(leases, lease).await.filter(|(h, _)| *h == want).map(|_| ()) }
+    })
+    .await;
+    let handover = killed_at.elapsed();
+    eprintln!("handover after {:.1} s (Lease duration {duration} s)", handover.as_secs_f64());
+    // The Lease expires at most `duration` after the last renewal, and the standby re-checks
+    // right at expiry (plus up to 1 s of jitter before it takes the Lease); 3 s for the rest.
+    let bound = Duration::from_secs(u64::try_from(duration).expect("duration") + 3);
+    assert!(handover <= bound, "the standby took {handover:?} to take over (Lease duration {duration} s)");
+    eventually("the new leader's gauge", Duration::from_secs(30), || async { (leader_gauge(standby).await == Some(1)).then_some(()) })
+        .await;
+    bots.create(&PostParams::default(), &sample_bot("beta")).await.expect("beta");
+    eventually("beta reconciled by the new leader", Duration::from_secs(60), || async {
+        registered_by(&events, "beta", &standby_name).await.then_some(())
+    })
+    .await;
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DynamicObject, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::{Client, Config};
 use serde_json::{Value, json};
 
@@ -146,4 +147,50 @@ pub async fn wait_established(client: &Client, names: &[String]) -> Vec<CustomRe
         }
     }
     established
+}
+
+/// Every object of config/samples/, in file order.
+pub fn samples() -> Vec<Value> {
+    let dir = repo().join("config/samples");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("samples").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    files.sort();
+    let mut docs = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("sample");
+        for doc in serde_yaml::Deserializer::from_str(&text) {
+            let value = serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("yaml")).expect("json");
+            if value.is_object() {
+                docs.push(value);
+            }
+        }
+    }
+    docs
+}
+
+pub fn api_for(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("botfleet.io", "v1alpha1", kind));
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+/// Registers the bots `(name, username)` with the fake Telegram and creates each one's token
+/// Secret `<name>-bot-token` (key `token`) in `ns`, labelled `botfleet.io/bot-token=true` (what
+/// lets the namespaced operator watch it) when `labelled`.
+pub async fn token_secrets(
+    client: &Client,
+    ns: &str,
+    telegram: &botfleet_tests::fake_telegram::Sim,
+    bots: &[(&str, &str)],
+    labelled: bool,
+) {
+    let secrets = Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), ns);
+    for (bot, username) in bots {
+        let token = telegram.register_bot(username).expect("bot").token;
+        let labels = if labelled { json!({"botfleet.io/bot-token": "true"}) } else { json!({}) };
+        let secret = serde_json::from_value(json!({
+            "metadata": {"name": format!("{bot}-bot-token"), "labels": labels},
+            "stringData": {"token": token},
+        }))
+        .expect("secret");
+        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
+    }
 }
