@@ -508,8 +508,9 @@ async fn service_account(admin: &Client, ns: &str, name: &str) {
 /// operator's ServiceAccount (in its release namespace) with exactly the chart's rules — the
 /// per-namespace Role in the one watched namespace, the CRD-discovery ClusterRole, the Lease Role
 /// — may do every verb the operator uses, and nothing of what it must never do: Secrets outside
-/// the watched namespace, update/delete of any Secret, pods and exec, RBAC, and cluster-scoped
-/// writes (it has none; its only cluster-scoped read is the ServiceMonitor CRD, by name).
+/// the watched namespace, update/delete of any Secret, writes to pods, exec and logs, RBAC, and
+/// cluster-scoped writes (it has none; its only cluster-scoped read is the ServiceMonitor CRD, by
+/// name).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_service_account_can_do_what_it_needs_and_nothing_more() {
     let Some(plane) = control_plane() else { return };
@@ -565,6 +566,8 @@ async fn the_operators_service_account_can_do_what_it_needs_and_nothing_more() {
         (can("patch", "apps", "deployments"), &watched),
         (can("delete", "autoscaling", "horizontalpodautoscalers"), &watched),
         (can("patch", "", "configmaps"), &watched),
+        (can("list", "", "pods"), &watched),
+        (can("watch", "", "pods"), &watched),
         (can("create", "events.k8s.io", "events"), &watched),
         (can("get", "apiextensions.k8s.io", "customresourcedefinitions").named("servicemonitors.monitoring.coreos.com"), ""),
         (can("create", "coordination.k8s.io", "leases"), &release),
@@ -581,8 +584,13 @@ async fn the_operators_service_account_can_do_what_it_needs_and_nothing_more() {
         (can("patch", "", "secrets"), &other),
         (secrets, &release),
         (can("list", "", "secrets"), ""),
-        // No pods, no exec, no tokens, no RBAC, no objects outside the watched namespace.
-        (can("get", "", "pods"), &watched),
+        // Pods read only (no writes, no exec, no logs), no tokens, no RBAC, no objects outside
+        // the watched namespace.
+        (can("delete", "", "pods"), &watched),
+        (can("patch", "", "pods"), &watched),
+        (can("patch", "", "pods").sub("status"), &watched),
+        (can("get", "", "pods").sub("log"), &watched),
+        (can("list", "", "pods"), &other),
         (can("create", "", "pods").sub("exec"), &watched),
         (can("create", "", "serviceaccounts").sub("token"), &watched),
         (can("create", "rbac.authorization.k8s.io", "roles"), &watched),
@@ -711,6 +719,96 @@ async fn the_admission_policy_refuses_the_operator_a_users_secret_while_its_own_
     let user_secret = secrets.get("alpha-bot-token").await.expect("user secret");
     assert!(user_secret.metadata.labels.unwrap_or_default().get("botfleet.io/touched-by").is_none(), "unchanged");
     secrets.patch("alpha-bot-token", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("the policy binds the operator only");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// A runtime that cannot start, on the real API server. The operator runs as its ServiceAccount
+/// under the chart's Role, which lets it read pods and nothing more. The test plays the kubelet
+/// (there is none here): it writes a runtime pod's status as the kubelet does after the runtime
+/// refused a Redis without persistence and is crash-looping, with its last log lines as the
+/// termination message. The bot turns `Ready=False RuntimeFailed` with that message, a Warning
+/// Event `RuntimeFailed` names it, and once the pod runs and is ready the bot is Ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_cannot_start_makes_its_bot_not_ready_with_the_termination_message_and_an_event() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    use k8s_openapi::api::core::v1::Pod;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "crash").await;
+    service_account(&admin, &ns, "botfleet").await;
+    grant_chart_role(&admin, &ns, &ns, "botfleet").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_crash_bot"), ("beta", "beta_crash_bot")], true).await;
+    for doc in samples() {
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let operator = client_as_service_account(plane, &ns, "botfleet").await;
+    let (stop, task) = start_operator(operator, &ns, &fake.api_url());
+
+    // The controller manager creates alpha's pods (Pending: no kubelet binds them).
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let alpha_pods = ListParams::default().labels("app.kubernetes.io/instance=alpha");
+    let pod = eventually("alpha's runtime pods", Duration::from_secs(60), || {
+        let (pods, alpha_pods) = (pods.clone(), alpha_pods.clone());
+        async move { pods.list(&alpha_pods).await.ok()?.items.into_iter().filter_map(|p| p.metadata.name).min() }
+    })
+    .await;
+    let logs = "2026-12-01T06:00:00.000Z  INFO bot_runtime: starting bot alpha\nError: Redis would lose messages: appendonly is \"no\" (a restart loses queued messages and timers; set appendonly yes). Fix its configuration, or set REDIS_ACCEPT_DATA_LOSS=true for a test setup\n";
+    let crashed = json!({"status": {"phase": "Running", "containerStatuses": [{
+        "name": "bot-runtime", "image": "ghcr.io/botfleet/bot-runtime:test", "imageID": "", "ready": false, "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=bot-runtime"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": logs,
+            "startedAt": "2026-12-01T06:00:00Z", "finishedAt": "2026-12-01T06:00:01Z"}},
+    }]}});
+    pods.patch_status(&pod, &PatchParams::default(), &Patch::Merge(&crashed)).await.expect("the kubelet's status");
+
+    let bots = api_for(&admin, &ns, "BotInstance");
+    let ready = |bots: Api<DynamicObject>| async move {
+        let b = bots.get("alpha").await.ok()?;
+        b.data.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
+    };
+    let condition = eventually("alpha Ready=False RuntimeFailed", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        async move { ready(bots).await.filter(|c| c["reason"] == "RuntimeFailed") }
+    })
+    .await;
+    let message = condition["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(condition["status"], "False");
+    assert!(
+        message.starts_with(&format!("pod {pod}: container bot-runtime exited with code 1 (Error): "))
+            && message.contains("Redis would lose messages: appendonly is \"no\""),
+        "{message}"
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &ns);
+    let event = eventually("a RuntimeFailed Event on alpha", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            events.list(&ListParams::default()).await.ok()?.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("RuntimeFailed") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("alpha")
+            })
+        }
+    })
+    .await;
+    assert_eq!((event.type_.as_deref(), event.note.as_deref()), (Some("Warning"), Some(message.as_str())));
+
+    // The runtime starts after all: the pod runs and is ready, the Deployment counts it, the bot
+    // is Ready again.
+    let running = json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+        "containerStatuses": [{
+            "name": "bot-runtime", "image": "ghcr.io/botfleet/bot-runtime:test", "imageID": "", "ready": true, "started": true,
+            "restartCount": 4, "state": {"running": {"startedAt": "2026-12-01T06:01:00Z"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": logs}},
+        }],
+    }});
+    pods.patch_status(&pod, &PatchParams::default(), &Patch::Merge(&running)).await.expect("the kubelet's status");
+    eventually("alpha Ready=True again", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        async move { ready(bots).await.filter(|c| c["status"] == "True") }
+    })
+    .await;
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }
