@@ -285,12 +285,9 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
     };
     let (status, soon) = status::applied(&previous, &applied, generation, now);
     patch_status(ctx, &ns, &bot, &status).await?;
-    // A runtime that cannot run: one Event per new failure (not per reconcile).
-    if let Some(why) = &applied.runtime_failure {
-        let ready = |s: &BotInstanceStatus| s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.clone(), c.message.clone()));
-        if ready(&status) != ready(&previous) && ready(&status).is_some_and(|(reason, _)| reason == "RuntimeFailed") {
-            publish(ctx, &bot, EventType::Warning, "RuntimeFailed", "WatchPods", why.clone()).await;
-        }
+    // A runtime that cannot run: one Event per new failure (not per reconcile or restart).
+    if let Some(why) = status::new_runtime_failure(&previous, &status) {
+        publish(ctx, &bot, EventType::Warning, "RuntimeFailed", "WatchPods", why.to_string()).await;
     }
     let resync = resolution.requeue_at.map(|t| Duration::from_secs(t.duration_since(now).as_secs().max(1) as u64)).unwrap_or(RESYNC);
     Ok(Action::requeue([Some(resync), Some(RESYNC), soon].into_iter().flatten().min().unwrap_or(RESYNC)))

@@ -265,6 +265,18 @@ pub fn runtime_failure(pods: &[&Pod]) -> Option<String> {
     })
 }
 
+/// The Ready message when `now` reports a runtime failure that `previous` did not (another
+/// reason, or another message): worth one Event. The same failure at every restart is not.
+pub fn new_runtime_failure<'a>(previous: &BotInstanceStatus, now: &'a BotInstanceStatus) -> Option<&'a str> {
+    fn ready(s: &BotInstanceStatus) -> Option<(&str, &str)> {
+        s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.as_str(), c.message.as_str()))
+    }
+    match (ready(previous), ready(now)) {
+        (before, Some(("RuntimeFailed", message))) if before != Some(("RuntimeFailed", message)) => Some(message),
+        _ => None,
+    }
+}
+
 /// A termination message fit for a condition and an Event: tokens masked, one line, its end.
 fn clean(message: &str) -> String {
     let masked = botfleet_crds::token::mask_tokens(message);
@@ -358,6 +370,20 @@ mod tests {
             condition(&applied(&BotInstanceStatus::default(), &a, 1, t("2026-01-01T00:00:00Z")).0.conditions, "Ready").unwrap().reason,
             "Running"
         );
+    }
+
+    #[test]
+    fn a_runtime_failure_is_new_once_until_its_message_changes() {
+        let at = t("2026-01-01T00:00:00Z");
+        let failing = |why: &str| Applied { ready_replicas: 0, runtime_failure: Some(why.into()), ..running() };
+        let (first, _) = applied(&BotInstanceStatus::default(), &failing("pod a: exited"), 1, at);
+        assert_eq!(new_runtime_failure(&BotInstanceStatus::default(), &first), Some("pod a: exited"));
+        let (again, _) = applied(&first, &failing("pod a: exited"), 1, at);
+        assert_eq!(new_runtime_failure(&first, &again), None, "the same failure after a restart: no second Event");
+        let (other, _) = applied(&again, &failing("pod b: exited"), 1, at);
+        assert_eq!(new_runtime_failure(&again, &other), Some("pod b: exited"));
+        let (fixed, _) = applied(&other, &running(), 1, at);
+        assert_eq!(new_runtime_failure(&other, &fixed), None);
     }
 
     #[test]
