@@ -543,6 +543,20 @@ async fn two_operator_replicas_elect_one_leader_and_the_standby_takes_over_when_
     let kubeconfig = plane.dir.join(format!("{ns}-operator.kubeconfig"));
     let token = token.status.and_then(|s| s.token).expect("a token");
     service_account_kubeconfig(plane, &token, &kubeconfig);
+    // Whoever uses that kubeconfig is the release's ServiceAccount (SelfSubjectReview).
+    let as_replica = {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig"),
+            &kube::config::KubeConfigOptions::default(),
+        )
+        .await
+        .expect("config");
+        Client::try_from(config).expect("client")
+    };
+    let review: k8s_openapi::api::authentication::v1::SelfSubjectReview = serde_json::from_value(json!({"metadata": {}})).expect("review");
+    let me = Api::all(as_replica).create(&PostParams::default(), &review).await.expect("SelfSubjectReview");
+    let user = me.status.and_then(|s| s.user_info).and_then(|u| u.username);
+    assert_eq!(user, Some(format!("system:serviceaccount:{ns}:{sa}")), "the replicas run as the release's ServiceAccount");
 
     let logs = plane.dir.join(&ns);
     std::fs::create_dir_all(&logs).expect("log dir");
