@@ -544,15 +544,7 @@ async fn two_operator_replicas_elect_one_leader_and_the_standby_takes_over_when_
     let token = token.status.and_then(|s| s.token).expect("a token");
     service_account_kubeconfig(plane, &token, &kubeconfig);
     // Whoever uses that kubeconfig is the release's ServiceAccount (SelfSubjectReview).
-    let as_replica = {
-        let config = kube::Config::from_custom_kubeconfig(
-            kube::config::Kubeconfig::read_from(&kubeconfig).expect("kubeconfig"),
-            &kube::config::KubeConfigOptions::default(),
-        )
-        .await
-        .expect("config");
-        Client::try_from(config).expect("client")
-    };
+    let as_replica = cluster::client_from(&kubeconfig).await;
     let review: k8s_openapi::api::authentication::v1::SelfSubjectReview = serde_json::from_value(json!({"metadata": {}})).expect("review");
     let me = Api::all(as_replica).create(&PostParams::default(), &review).await.expect("SelfSubjectReview");
     let user = me.status.and_then(|s| s.user_info).and_then(|u| u.username);

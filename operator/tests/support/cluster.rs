@@ -50,7 +50,12 @@ pub async fn client_as_service_account(plane: &ControlPlane, ns: &str, sa: &str)
 }
 
 pub async fn client_as(plane: &ControlPlane, user: &str) -> Client {
-    let kubeconfig = Kubeconfig::read_from(plane.dir.join(format!("{user}.kubeconfig"))).expect("kubeconfig");
+    client_from(&plane.dir.join(format!("{user}.kubeconfig"))).await
+}
+
+/// A client with the credentials of a kubeconfig file.
+pub async fn client_from(kubeconfig: &std::path::Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig).expect("kubeconfig");
     let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
     Client::try_from(config).expect("client")
 }
