@@ -101,6 +101,8 @@ EXPECTED_WATCHED_NAMESPACE_PERMISSIONS = permission_set(
         ("", "configmaps", OWNED_VERBS, None),
         # Secrets: no update, no delete (the operator only server-side-applies its own two per bot).
         ("", "secrets", ("get", "list", "watch", "create", "patch"), None),
+        # Runtime pods: read only, for the termination message of a runtime that cannot start.
+        ("", "pods", ("get", "list", "watch"), None),
         ("autoscaling", "horizontalpodautoscalers", OWNED_VERBS, None),
         ("policy", "poddisruptionbudgets", OWNED_VERBS, None),
         ("monitoring.coreos.com", "servicemonitors", OWNED_VERBS, None),

@@ -119,6 +119,12 @@ No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# The runtime pods, read only (watched by the managed-by label): a runtime that cannot start
+# (it exits, e.g. on a Redis without persistence, or its container cannot be created) makes its
+# bot Ready=False RuntimeFailed with the pod's termination message, and a Warning Event.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
