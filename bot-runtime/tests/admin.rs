@@ -37,6 +37,7 @@ macro_rules! on_both_backends {
 on_both_backends!(
     an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_refused,
     a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audited,
+    the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token,
 );
 
 struct Admin {
@@ -78,6 +79,28 @@ impl Client<'_> {
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
     }
+    /// A dashboard page: status, `Location`, body and headers (redirects are not followed).
+    async fn page(&self, path: &str) -> (u16, String, String, reqwest::header::HeaderMap) {
+        self.browse(self.admin.http.get(format!("http://{}{path}", self.admin.addr))).await
+    }
+
+    /// Submits a dashboard form (form-encoded, as a browser does).
+    async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String, reqwest::header::HeaderMap) {
+        self.browse(self.admin.http.post(format!("http://{}{path}", self.admin.addr)).form(fields)).await
+    }
+
+    async fn browse(&self, mut req: reqwest::RequestBuilder) -> (u16, String, String, reqwest::header::HeaderMap) {
+        req = req.header("x-forwarded-for", &self.from);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await.expect("dashboard");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        (status, location, resp.text().await.unwrap_or_default(), headers)
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         let (s, v, _) = self.call(reqwest::Method::GET, path, None).await;
         (s, v)
@@ -138,7 +161,8 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = watch::channel(false);
     tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
-    Admin { addr, sql, _stop: stop, http: reqwest::Client::new() }
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Admin { addr, sql, _stop: stop, http }
 }
 
 async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) -> Person {
@@ -326,5 +350,128 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     assert_eq!(status, 200, "{body}");
     assert!(body["people"]["people"].as_i64().unwrap() >= 4, "{body}");
     assert_eq!(body["bots"].as_array().unwrap().len(), 2, "{body}");
+    h.stop().await;
+}
+
+/// The value of the first hidden `_csrf` field of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"_csrf\" value=\"").expect("a form with the CSRF token") + "name=\"_csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let mut browser = admin.client("10.7.0.1");
+
+    // No session: the dashboard sends the browser to the login page, which is served with the
+    // strict Content-Security-Policy and works with no script.
+    let (status, location, _, _) = browser.page("/").await;
+    assert_eq!((status, location.as_str()), (303, "/login"));
+    let (status, _, login, headers) = browser.page("/login").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-security-policy"].to_str().unwrap(), bot_runtime::admin::CSP);
+    assert!(!bot_runtime::admin::CSP.contains("unsafe-inline") && bot_runtime::admin::CSP.contains("default-src 'none'"));
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(login.contains("action=\"/api/v1/login/code\"") && login.contains("action=\"/api/v1/login\""), "{login}");
+    assert!(!login.contains("<script"), "the login page needs no script");
+
+    // Step 1, the code form: posts to the API route, comes back to the login page with the id kept.
+    let id = fay.id.to_string();
+    let (status, location, _, _) =
+        browser.submit("/api/v1/login/code", &[("telegram_id", &id), ("_back", "/login?done=code&telegram_id={telegram_id}")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(location, format!("/login?done=code&telegram_id={id}"));
+    let (_, _, step2, _) = browser.page(&location).await;
+    assert!(step2.contains(&format!("value=\"{id}\"")) && step2.contains("role=\"status\""), "{step2}");
+    // Step 2, the code the bot sent: the session cookie, and on to the overview.
+    let code = read_code(&mut fay).await;
+    let (status, _, page, _) = browser.submit("/api/v1/login", &[("telegram_id", &id), ("code", "000000"), ("_back", "/")]).await;
+    assert!(status == 401 || code == "000000", "a wrong code through the form: {status}");
+    assert!(status == 401 && page.contains("wrong, used or expired code") || code == "000000", "{page}");
+    let (status, location, _, headers) = browser.submit("/api/v1/login", &[("telegram_id", &id), ("code", &code), ("_back", "/")]).await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("the session cookie").to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    browser.cookie = cookie.split(';').next().map(str::to_string);
+    let (status, _, overview, _) = browser.page("/").await;
+    assert_eq!(status, 200, "{overview}");
+    assert!(overview.contains("default/alpha") && overview.contains("people") && overview.contains("<svg"), "{overview}");
+    assert!(overview.contains("<script src=\"/assets/admin.js\"></script>"), "live numbers from our own script");
+    let (status, _, js, _) = browser.page("/assets/admin.js").await;
+    assert!(status == 200 && js.contains("/api/v1/overview"));
+
+    // A member whose username is markup: shown as text, on the search page and the user page.
+    sqlx::query("UPDATE users SET username = $1 WHERE user_id = $2")
+        .bind("<script>alert(1)</script>")
+        .bind(ann.id)
+        .execute(admin.sql.pool())
+        .await
+        .unwrap();
+    let (status, _, found, _) = browser.page(&format!("/users?q={}", ann.id)).await;
+    assert_eq!(status, 200, "{found}");
+    assert!(found.contains(&format!("href=\"/users/{}\"", ann.id)), "{found}");
+    let (status, _, user_page, _) = browser.page(&format!("/users/{}", ann.id)).await;
+    assert_eq!(status, 200, "{user_page}");
+    assert!(user_page.contains("@&lt;script&gt;alert(1)&lt;/script&gt;"), "{user_page}");
+    for page in [&found, &user_page] {
+        assert!(!page.contains("<script>alert(1)"), "a username is never markup: {page}");
+    }
+
+    // A form without the CSRF token, or with a wrong one, changes nothing.
+    let ban_path = format!("/api/v1/users/{}/ban", ann.id);
+    let back = format!("/users/{}?done=ban", ann.id);
+    let ban = [("bot", "default/alpha"), ("hours", ""), ("reason", "spam"), ("_back", back.as_str())];
+    let (status, _, refused, headers) = browser.submit(&ban_path, &ban).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html") && refused.contains("CSRF"), "{refused}");
+    let (status, _, _, _) = browser.submit(&ban_path, &[ban.as_slice(), &[("_csrf", &"0".repeat(64))]].concat()).await;
+    assert_eq!(status, 403);
+    let ann_row = || async { admin.sql.person_view(ann.id).await.unwrap().unwrap().members[0].bot_ban_until_ms };
+    assert_eq!(ann_row().await, None, "nothing changed");
+
+    // With the page's token: banned on alpha (an empty "hours" is a ban until lifted), back on the user page.
+    let csrf = csrf_of(&user_page);
+    let (status, location, _, _) = browser.submit(&ban_path, &[ban.as_slice(), &[("_csrf", &csrf)]].concat()).await;
+    assert_eq!((status, location.as_str()), (303, back.as_str()));
+    assert_eq!(ann_row().await, Some(bot_runtime::store::admin::BAN_FOREVER_MS));
+    let (_, _, after, _) = browser.page(&location).await;
+    assert!(after.contains("The ban is in force"), "{after}");
+
+    // A gift through its form (the key is in the page, so a double submit gives once).
+    let gift_page = csrf_of(&after);
+    let key_at = after.find("name=\"idempotency_key\" value=\"").unwrap() + "name=\"idempotency_key\" value=\"".len();
+    let key = after[key_at..].split('"').next().unwrap().to_string();
+    let gift_path = format!("/api/v1/users/{}/gift", ann.id);
+    let gift =
+        [("bot", "default/alpha"), ("vip_days", ""), ("credits", "3"), ("idempotency_key", key.as_str()), ("_csrf", gift_page.as_str())];
+    for _ in 0..2 {
+        let (status, _, body, _) = browser.submit(&gift_path, &gift).await;
+        assert_eq!(status, 303, "{body}");
+    }
+    let (_, _, after, _) = browser.page(&format!("/users/{}", ann.id)).await;
+    assert!(after.contains("<dt>Credits</dt><dd>3</dd>"), "{after}");
+    // Bad input through a form: the API's message on an HTML page, with its status.
+    let (status, _, body, _) = browser.submit(&gift_path, &[("bot", "default/alpha"), ("credits", "lots"), ("_csrf", &csrf)]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("role=\"alert\""), "{body}");
+    // A form cannot send the browser elsewhere.
+    let (status, location, _, _) = browser
+        .submit(&format!("/api/v1/users/{}/unban", ann.id), &[("bot", "default/alpha"), ("_back", "//evil.example/"), ("_csrf", &csrf)])
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+
+    // The audit log page shows the actions; its cells are escaped too.
+    let (status, _, audit, _) = browser.page("/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    assert!(audit.contains("<td>ban</td>") && audit.contains("<td>gift</td>") && audit.contains("spam"), "{audit}");
+    assert!(audit.contains("&quot;reason&quot;"), "the detail JSON is escaped: {audit}");
+    // Logging out through the header's form ends the session.
+    let (status, location, _, _) = browser.submit("/api/v1/logout", &[("_csrf", &csrf), ("_back", "/login?done=logout")]).await;
+    assert_eq!((status, location.as_str()), (303, "/login?done=logout"));
+    let (status, location, _, _) = browser.page("/").await;
+    assert_eq!((status, location.as_str()), (303, "/login"));
     h.stop().await;
 }

@@ -180,8 +180,12 @@ pub struct Overview {
 }
 
 async fn overview(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<Overview>, ApiError> {
+    Ok(axum::Json(overview_of(&s, &admin.identity).await?))
+}
+
+/// The overview as `id` may see it (the API's and the dashboard's).
+pub(super) async fn overview_of(s: &AdminState, id: &Identity) -> Result<Overview, ApiError> {
     let now = crate::bot::now_ms();
-    let id = &admin.identity;
     let people = if id.fleet_admin { Some(s.store.people(now).await?) } else { None };
     let bots = s.store.bot_numbers(now).await?.into_iter().filter(|b| id.may_act_on(&b.bot)).collect();
     let mut pools: Vec<PoolNow> = Vec::new();
@@ -197,10 +201,10 @@ async fn overview(State(s): State<AdminState>, admin: Admin) -> Result<axum::Jso
         });
     }
     let revenue = s.store.revenue_since(now - 30 * 86_400_000).await?.into_iter().filter(|r| id.may_act_on(&r.bot)).collect();
-    Ok(axum::Json(Overview { now_ms: now, people, bots, pools, revenue }))
+    Ok(Overview { now_ms: now, people, bots, pools, revenue })
 }
 
-fn parse_user_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_user_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -208,7 +212,7 @@ fn parse_user_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// The person as this admin may see them: only their bots' members (None: nothing to see).
-async fn visible_person(s: &AdminState, id: &Identity, user_id: i64) -> Result<Option<PersonView>, ApiError> {
+pub(super) async fn visible_person(s: &AdminState, id: &Identity, user_id: i64) -> Result<Option<PersonView>, ApiError> {
     let Some(mut p) = s.store.person_view(user_id).await? else { return Ok(None) };
     if id.fleet_admin {
         return Ok(Some(p));
@@ -218,12 +222,16 @@ async fn visible_person(s: &AdminState, id: &Identity, user_id: i64) -> Result<O
 }
 
 async fn user(State(s): State<AdminState>, admin: Admin, Path(raw): Path<String>) -> Result<axum::Json<PersonView>, ApiError> {
-    let user_id = parse_user_id(&raw)?;
-    let Some(p) = visible_person(&s, &admin.identity, user_id).await? else {
+    Ok(axum::Json(view_user(&s, &admin, parse_user_id(&raw)?).await?))
+}
+
+/// A person as this admin may see them, the view audited (the API's and the dashboard's).
+pub(super) async fn view_user(s: &AdminState, admin: &Admin, user_id: i64) -> Result<PersonView, ApiError> {
+    let Some(p) = visible_person(s, &admin.identity, user_id).await? else {
         return Err(ApiError::NotFound(format!("no member of your bots has the Telegram id {user_id}")));
     };
-    write_audit(&s, admin.identity.telegram_id, "view_user", None, Some(user_id), json!({}), &admin.client).await?;
-    Ok(axum::Json(p))
+    write_audit(s, admin.identity.telegram_id, "view_user", None, Some(user_id), json!({}), &admin.client).await?;
+    Ok(p)
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -236,25 +244,44 @@ async fn find_users(
     admin: Admin,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<UsersAnswer>, ApiError> {
-    let mut users = Vec::new();
-    if let Some(raw) = q.get("id") {
-        let user_id = parse_user_id(raw)?;
-        users.extend(visible_person(&s, &admin.identity, user_id).await?);
-    } else if let Some(name) = q.get("username") {
-        let name = name.trim().trim_start_matches('@');
+    let query = match (q.get("id"), q.get("username")) {
+        (Some(raw), _) => UserQuery::Id(parse_user_id(raw)?),
+        (None, Some(name)) => UserQuery::username(name)?,
+        (None, None) => return Err(ApiError::bad("give ?id=<Telegram id> or ?username=<@username>")),
+    };
+    Ok(axum::Json(UsersAnswer { users: search_users(&s, &admin, &query).await? }))
+}
+
+/// What an admin searches people by.
+pub(super) enum UserQuery {
+    Id(i64),
+    Username(String),
+}
+
+impl UserQuery {
+    pub(super) fn username(raw: &str) -> Result<Self, ApiError> {
+        let name = raw.trim().trim_start_matches('@');
         if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(ApiError::bad("username: a Telegram @username (letters, digits, underscores)"));
         }
-        for user_id in s.store.users_named(name).await? {
-            users.extend(visible_person(&s, &admin.identity, user_id).await?);
-        }
-    } else {
-        return Err(ApiError::bad("give ?id=<Telegram id> or ?username=<@username>"));
+        Ok(UserQuery::Username(name.to_string()))
+    }
+}
+
+/// The people matching a query that this admin may see, each view audited.
+pub(super) async fn search_users(s: &AdminState, admin: &Admin, query: &UserQuery) -> Result<Vec<PersonView>, ApiError> {
+    let ids = match query {
+        UserQuery::Id(id) => vec![*id],
+        UserQuery::Username(name) => s.store.users_named(name).await?,
+    };
+    let mut users = Vec::new();
+    for user_id in ids {
+        users.extend(visible_person(s, &admin.identity, user_id).await?);
     }
     for u in &users {
-        write_audit(&s, admin.identity.telegram_id, "view_user", None, Some(u.user_id), json!({}), &admin.client).await?;
+        write_audit(s, admin.identity.telegram_id, "view_user", None, Some(u.user_id), json!({}), &admin.client).await?;
     }
-    Ok(axum::Json(UsersAnswer { users }))
+    Ok(users)
 }
 
 // ---- actions -----------------------------------------------------------------------------
@@ -499,7 +526,7 @@ async fn refund(State(s): State<AdminState>, admin: Admin, Body(req): Body<Refun
 
 // ---- the audit log -----------------------------------------------------------------------
 
-async fn write_audit(
+pub(super) async fn write_audit(
     s: &AdminState,
     admin_id: i64,
     action: &str,

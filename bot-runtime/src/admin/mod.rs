@@ -93,7 +93,7 @@ impl AdminState {
 /// The dashboard and the API, with the security headers on every answer.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .merge(api::routes())
+        .merge(api::routes().layer(axum::middleware::from_fn(pages::form_posts)))
         .merge(pages::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
@@ -113,24 +113,24 @@ async fn metrics(axum::extract::State(s): axum::extract::State<AdminState>) -> R
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.fleet.metrics.render()).into_response()
 }
 
-/// A strict Content-Security-Policy (no script at all; styles from our own stylesheet),
-/// no framing, no referrer (the CSRF token may be in a form's URL), no caching.
+/// A strict Content-Security-Policy (script, styles and fetches from our own origin only: no
+/// inline script or style, nothing from elsewhere), no framing, no referrer (the CSRF token may
+/// be in a form's URL), no caching.
 async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::REFERRER_POLICY, "no-referrer");
     set(h, header::X_FRAME_OPTIONS, "DENY");
     set(h, header::CACHE_CONTROL, "no-store");
     r
 }
+
+/// The Content-Security-Policy of every answer.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Serves until `shutdown` turns true (with the peer's address for the login limits).
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
@@ -181,7 +181,7 @@ impl ApiError {
         ApiError::BadRequest(msg.into())
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, &str) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, &str) {
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),

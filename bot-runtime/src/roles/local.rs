@@ -252,7 +252,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
     );
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
     let admin_http = tokio::spawn(crate::admin::serve(admin_listener, admin_state, shutdown.clone()));
-    println!("Admin API: http://{admin_addr}/api/v1 (OpenAPI: /api/v1/openapi.json; docs/ADMIN.md)");
+    println!("Admin dashboard: http://{admin_addr}/ (API: /api/v1, OpenAPI: /api/v1/openapi.json; docs/ADMIN.md)");
 
     if let Some(fake) = &fake {
         let names: Vec<String> = running.iter().map(|b| format!("@{}", fake_username(&b.bot.name))).collect();
