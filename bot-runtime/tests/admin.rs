@@ -38,7 +38,11 @@ on_both_backends!(
     an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_refused,
     a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audited,
     the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token,
+    an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
 );
+
+/// Requests per minute per API key in these tests.
+const KEY_LIMIT: u32 = 12;
 
 struct Admin {
     addr: SocketAddr,
@@ -53,11 +57,12 @@ struct Client<'a> {
     from: String,
     cookie: Option<String>,
     csrf: Option<String>,
+    key: Option<String>,
 }
 
 impl Admin {
     fn client(&self, from: &str) -> Client<'_> {
-        Client { admin: self, from: from.to_string(), cookie: None, csrf: None }
+        Client { admin: self, from: from.to_string(), cookie: None, csrf: None, key: None }
     }
 }
 
@@ -69,6 +74,9 @@ impl Client<'_> {
         }
         if let Some(t) = &self.csrf {
             req = req.header("x-csrf-token", t);
+        }
+        if let Some(k) = &self.key {
+            req = req.header("authorization", format!("Bearer {k}"));
         }
         if let Some(b) = body {
             req = req.json(&b);
@@ -155,6 +163,7 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
         trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
         secure_cookies: false,
         secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
+        api_key_per_minute: KEY_LIMIT,
     };
     let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -265,7 +274,7 @@ async fn an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_re
     assert_eq!(status, 200);
     for op in bot_runtime::admin::openapi::OPERATIONS {
         assert!(doc["paths"][op.path][op.method].is_object(), "{} {} documented", op.method, op.path);
-        let path = op.path.replace("{user_id}", "1");
+        let path = op.path.replace("{user_id}", "1").replace("{key_id}", "0123456789abcdef");
         let method = reqwest::Method::from_bytes(op.method.to_uppercase().as_bytes()).unwrap();
         let (status, _, _) = anonymous.call(method, &path, Some(json!({}))).await;
         assert!(status != 404 && status != 405, "{} {} answers ({status})", op.method, op.path);
@@ -343,7 +352,7 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     let (status, csv) = fleet_admin.get("/api/v1/audit.csv").await;
     assert_eq!(status, 200);
     let csv = csv.as_str().unwrap().to_string();
-    assert!(csv.starts_with("id,at,admin_id,action,bot,target_user,detail,client\n") && csv.contains(",ban,"), "{csv}");
+    assert!(csv.starts_with("id,at,admin_id,action,bot,target_user,detail,client,api_key\n") && csv.contains(",ban,"), "{csv}");
 
     // The overview counts both bots for the fleet admin.
     let (status, body) = fleet_admin.get("/api/v1/overview").await;
@@ -473,5 +482,150 @@ async fn the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_re
     assert_eq!((status, location.as_str()), (303, "/login?done=logout"));
     let (status, location, _, _) = browser.page("/").await;
     assert_eq!((status, location.as_str()), (303, "/login"));
+    h.stop().await;
+}
+
+/// Everything this test process logs (every test of the file shares it; installed once).
+fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+    .clone()
+}
+
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked(backend: Backend) {
+    let logs = captured_logs();
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let bob = onboarded(&h, "beta", "Bob", "m", 31).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.8.0.1");
+    owner.log_in(&mut fay).await;
+    let mut bot_admin = admin.client("10.8.0.2");
+    bot_admin.log_in(&mut bea).await;
+
+    // Only a fleet admin makes keys; bad input is refused with a message.
+    let (status, _) = bot_admin.post("/api/v1/keys", json!({"name": "ci", "role": "fleet_admin"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin", "bots": ["default/nope"]})).await;
+    assert_eq!(status, 400, "{body}");
+    // A bot admin key of beta: shown once.
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "beta support", "role": "bot_admin", "bots": ["default/beta"]})).await;
+    assert_eq!(status, 201, "{body}");
+    let beta_key = body["secret"].as_str().unwrap().to_string();
+    let beta_id = body["key"]["id"].as_str().unwrap().to_string();
+    assert!(beta_key.starts_with("bfk_") && beta_key.contains(&beta_id), "{body}");
+    let (_, listed) = owner.get("/api/v1/keys").await;
+    assert!(listed["keys"].as_array().unwrap().iter().any(|k| k["id"] == beta_id.as_str()), "{listed}");
+    assert!(!listed.to_string().contains(&beta_key), "the list never shows a key");
+
+    // The key acts as a bot admin of beta: no cookie, no CSRF token.
+    let mut robot = admin.client("10.8.0.3");
+    robot.key = Some(beta_key.clone());
+    let (status, body) = robot.get("/api/v1/bots").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bots"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["bots"][0]["id"], "default/beta");
+    let (status, body) =
+        robot.post(&format!("/api/v1/users/{}/gift", bob.id), json!({"bot": "default/beta", "credits": 2, "idempotency_key": "k1"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = robot.post(&format!("/api/v1/users/{}/ban", ann.id), json!({"bot": "default/alpha"})).await;
+    assert_eq!(status, 403, "not its bot");
+    let (status, _) = robot.get("/api/v1/audit").await;
+    assert_eq!(status, 403, "the audit log is for fleet admins");
+    let (status, _) = robot.post("/api/v1/keys", json!({"name": "more", "role": "fleet_admin"})).await;
+    assert_eq!(status, 403, "a key cannot make keys");
+    // A wrong secret with a real id, and a malformed key: 401.
+    let mut forged = admin.client("10.8.0.4");
+    forged.key = Some(format!("bfk_{beta_id}_{}", "0".repeat(64)));
+    assert_eq!(forged.get("/api/v1/bots").await.0, 401);
+    forged.key = Some("not-a-key".into());
+    assert_eq!(forged.get("/api/v1/bots").await.0, 401);
+
+    // A read-only fleet key reads everything and changes nothing; its limit is per minute.
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "grafana", "role": "fleet_admin", "read_only": true})).await;
+    assert_eq!(status, 201, "{body}");
+    let mut reader = admin.client("10.8.0.5");
+    reader.key = Some(body["secret"].as_str().unwrap().to_string());
+    let (status, body) = reader.get("/api/v1/overview").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["people"]["people"].as_i64().unwrap() >= 4, "fleet numbers: {body}");
+    let (status, _) = reader.post(&format!("/api/v1/users/{}/unban", ann.id), json!({})).await;
+    assert_eq!(status, 403, "read-only");
+    for i in 1..KEY_LIMIT {
+        assert_eq!(reader.get("/api/v1/bots").await.0, 200, "use {}", i + 1);
+    }
+    let (status, body, headers) = reader.call(reqwest::Method::GET, "/api/v1/bots", None).await;
+    assert_eq!(status, 429, "use {} in a minute: {body}", KEY_LIMIT + 1);
+    assert!(headers.contains_key("retry-after"));
+
+    // Revoked: refused at once, and the attempt is in the audit log.
+    let (status, body) = owner.post(&format!("/api/v1/keys/{beta_id}/revoke"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = robot.get("/api/v1/bots").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("revoked"), "{body}");
+    let (status, _) = owner.post(&format!("/api/v1/keys/{beta_id}/revoke"), json!({})).await;
+    assert_eq!(status, 404, "revoked already");
+
+    // Every use is audited with the key's id and what it called; the key itself is nowhere.
+    let rows = admin.sql.audit_log(None, 1000).await.unwrap();
+    let of_key = |action: &str| rows.iter().filter(|r| r.api_key.as_deref() == Some(beta_id.as_str()) && r.action == action).count();
+    assert_eq!(of_key("api_key_use"), 5, "bots, gift, ban, audit, keys: {rows:?}");
+    assert_eq!(of_key("gift"), 1, "the gift names the key");
+    assert_eq!(of_key("api_key_refused"), 1, "the use after revocation");
+    assert!(rows.iter().any(|r| r.action == "api_key_use" && r.detail.contains("/api/v1/users/")), "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "api_key_create" && r.admin_id == fay.id), "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "api_key_revoke"), "{rows:?}");
+    let everything = format!("{rows:?}");
+    let secret_part = beta_key.rsplit('_').next().unwrap();
+    assert!(!everything.contains(secret_part), "the key is not in the audit log");
+    let (_, csv) = owner.get("/api/v1/audit.csv").await;
+    assert!(!csv.as_str().unwrap().contains(secret_part));
+    let stored: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM admin_api_keys").fetch_all(admin.sql.pool()).await.unwrap();
+    assert!(stored.iter().all(|h| !h.contains(secret_part)), "only a keyed hash is stored");
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(!logged.is_empty(), "the log capture works");
+    assert!(!logged.contains(secret_part), "the key is never logged");
+
+    // The dashboard: a key made through its form is shown once, on a page of its own.
+    let (_, _, page, _) = owner.page("/keys").await;
+    assert!(page.contains(&beta_id) && page.contains("revoked"), "{page}");
+    let csrf = csrf_of(&page);
+    let (status, _, shown, _) = owner
+        .submit(
+            "/api/v1/keys",
+            &[("name", "<b>ops</b>"), ("role", "bot_admin"), ("bots", "default/alpha"), ("_csrf", &csrf), ("_back", "/keys")],
+        )
+        .await;
+    assert_eq!(status, 201, "{shown}");
+    assert!(shown.contains("value=\"bfk_"), "{shown}");
+    let (_, _, page, _) = owner.page("/keys").await;
+    assert!(page.contains("&lt;b&gt;ops&lt;/b&gt;") && !page.contains("value=\"bfk_"), "{page}");
     h.stop().await;
 }

@@ -108,7 +108,7 @@ async fn login_code(State(s): State<AdminState>, Client(client): Client, Body(re
     s.fleet.hot.commit(&bot.pool, Marker::None, &jobs).await?;
     s.fleet.ring(&jobs);
     s.fleet.metrics.admin_login("code_sent");
-    write_audit(&s, req.telegram_id, "login_code", Some(&bot.id), None, json!({}), &client).await?;
+    write_audit(&s, req.telegram_id, None, "login_code", Some(&bot.id), None, json!({}), &client).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response())
 }
 
@@ -131,14 +131,14 @@ async fn login(State(s): State<AdminState>, Client(client): Client, Body(req): B
     let token = auth::new_session_token();
     s.store.create_session(&s.settings.secret.tag("session", &token), req.telegram_id, now, now + auth::SESSION_TTL_MS).await?;
     s.fleet.metrics.admin_login("logged_in");
-    write_audit(&s, req.telegram_id, "login", None, None, json!({}), &client).await?;
+    write_audit(&s, req.telegram_id, None, "login", None, None, json!({}), &client).await?;
     let body = SessionAnswer { admin: identity, csrf_token: s.settings.secret.tag("csrf", &token) };
     Ok(([(header::SET_COOKIE, auth::session_cookie(&token, s.settings.secure_cookies))], axum::Json(body)).into_response())
 }
 
 async fn logout(State(s): State<AdminState>, admin: Admin) -> Result<Response, ApiError> {
     s.store.revoke_session(&admin.token_hash, crate::bot::now_ms()).await?;
-    write_audit(&s, admin.identity.telegram_id, "logout", None, None, json!({}), &admin.client).await?;
+    audit_action(&s, &admin, "logout", None, None, json!({})).await?;
     Ok(([(header::SET_COOKIE, auth::session_cookie("", s.settings.secure_cookies))], axum::Json(json!({"logged_out": true})))
         .into_response())
 }
@@ -230,7 +230,7 @@ pub(super) async fn view_user(s: &AdminState, admin: &Admin, user_id: i64) -> Re
     let Some(p) = visible_person(s, &admin.identity, user_id).await? else {
         return Err(ApiError::NotFound(format!("no member of your bots has the Telegram id {user_id}")));
     };
-    write_audit(s, admin.identity.telegram_id, "view_user", None, Some(user_id), json!({}), &admin.client).await?;
+    audit_action(s, &admin, "view_user", None, Some(user_id), json!({})).await?;
     Ok(p)
 }
 
@@ -279,7 +279,7 @@ pub(super) async fn search_users(s: &AdminState, admin: &Admin, query: &UserQuer
         users.extend(visible_person(s, &admin.identity, user_id).await?);
     }
     for u in &users {
-        write_audit(s, admin.identity.telegram_id, "view_user", None, Some(u.user_id), json!({}), &admin.client).await?;
+        audit_action(s, &admin, "view_user", None, Some(u.user_id), json!({})).await?;
     }
     Ok(users)
 }
@@ -364,7 +364,7 @@ async fn ban(
     let chats_ended_on: Vec<String> = targets.iter().map(|b| b.id.clone()).collect();
     s.fleet.metrics.admin_action("ban", "done");
     let detail = json!({"until_ms": until, "reason": reason, "bots": chats_ended_on});
-    write_audit(&s, admin.identity.telegram_id, "ban", req.bot.as_deref(), Some(user_id), detail, &admin.client).await?;
+    audit_action(&s, &admin, "ban", req.bot.as_deref(), Some(user_id), detail).await?;
     Ok(axum::Json(BanAnswer { user_id, bot: req.bot, banned_until_ms: until, chats_ended_on }))
 }
 
@@ -397,7 +397,7 @@ async fn unban(
         }
     }
     s.fleet.metrics.admin_action("unban", "done");
-    write_audit(&s, admin.identity.telegram_id, "unban", req.bot.as_deref(), Some(user_id), json!({}), &admin.client).await?;
+    audit_action(&s, &admin, "unban", req.bot.as_deref(), Some(user_id), json!({})).await?;
     Ok(axum::Json(json!({"user_id": user_id, "bot": req.bot, "unbanned": true})))
 }
 
@@ -478,7 +478,7 @@ async fn gift(
     let balance = s.fleet.store.credits(&b.id, user_id).await?;
     s.fleet.metrics.admin_action("gift", if outcome.first { "done" } else { "repeated" });
     let detail = json!({"vip_days": req.vip_days, "credits": req.credits, "key": key, "first": outcome.first});
-    write_audit(&s, admin.identity.telegram_id, "gift", Some(&b.id), Some(user_id), detail, &admin.client).await?;
+    audit_action(&s, &admin, "gift", Some(&b.id), Some(user_id), detail).await?;
     Ok(axum::Json(GiftAnswer { user_id, bot: b.id, first: outcome.first, vip_until_ms: outcome.vip_until_ms, credits_balance: balance }))
 }
 
@@ -519,16 +519,30 @@ async fn refund(State(s): State<AdminState>, admin: Admin, Body(req): Body<Refun
     s.fleet.hot.schedule(&b.pool, &b.name, &timer).await?;
     s.fleet.metrics.admin_action("refund", "queued");
     let detail = json!({"charge_id": charge, "stars": payment.stars});
-    write_audit(&s, admin.identity.telegram_id, "refund", Some(&b.id), Some(payment.user_id), detail, &admin.client).await?;
+    audit_action(&s, &admin, "refund", Some(&b.id), Some(payment.user_id), detail).await?;
     let body = RefundAnswer { status: "queued".into(), user_id: payment.user_id, stars: payment.stars };
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 
 // ---- the audit log -----------------------------------------------------------------------
 
+/// Audits an action of a logged-in admin or an API key.
+pub(super) async fn audit_action(
+    s: &AdminState,
+    admin: &Admin,
+    action: &str,
+    bot: Option<&str>,
+    target_user: Option<i64>,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    write_audit(s, admin.identity.telegram_id, admin.api_key.as_deref(), action, bot, target_user, detail, &admin.client).await
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn write_audit(
     s: &AdminState,
     admin_id: i64,
+    api_key: Option<&str>,
     action: &str,
     bot: Option<&str>,
     target_user: Option<i64>,
@@ -543,6 +557,7 @@ pub(super) async fn write_audit(
         target_user,
         detail: detail.to_string(),
         client: Some(client.to_string()),
+        api_key: api_key.map(str::to_string),
     };
     s.store.audit(&entry).await?;
     Ok(())
@@ -586,7 +601,7 @@ async fn audit_csv(State(s): State<AdminState>, admin: Admin, Query(q): Query<Ha
     admin.identity.require_fleet("the audit log")?;
     let (before, limit) = page(&q, 10_000, 100_000)?;
     let entries = s.store.audit_log(before, limit).await?;
-    let mut out = String::from("id,at,admin_id,action,bot,target_user,detail,client\n");
+    let mut out = String::from("id,at,admin_id,action,bot,target_user,detail,client,api_key\n");
     for e in entries {
         let at = jiff::Timestamp::from_millisecond(e.at_ms).map(|t| t.to_string()).unwrap_or_default();
         let fields = [
@@ -598,6 +613,7 @@ async fn audit_csv(State(s): State<AdminState>, admin: Admin, Query(q): Query<Ha
             e.target_user.map(|u| u.to_string()).unwrap_or_default(),
             e.detail,
             e.client.unwrap_or_default(),
+            e.api_key.unwrap_or_default(),
         ];
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');

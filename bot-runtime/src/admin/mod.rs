@@ -7,11 +7,13 @@
 //! |---|---|
 //! | `auth.rs` | login codes, sessions, the CSRF token, login limits, the client address, roles |
 //! | `api.rs` | the `/api/v1` handlers |
+//! | `keys.rs` | API keys: made and revoked by fleet admins, checked on every use |
 //! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
 //! | `pages.rs` | the HTML dashboard (forms post to the documented routes) |
 
 pub mod api;
 pub mod auth;
+pub mod keys;
 pub mod openapi;
 pub mod pages;
 
@@ -41,12 +43,17 @@ pub struct AdminSettings {
     /// Cookies carry `Secure` (everywhere but a dashboard served on localhost).
     pub secure_cookies: bool,
     pub secret: SessionSecret,
+    /// Requests per minute one API key may make (the chart's value; a sliding minute).
+    pub api_key_per_minute: u32,
 }
 
 /// The key of every hash and token the admin role derives (codes and session ids are stored
 /// as HMACs under it; the CSRF token is one). Never printed.
 #[derive(Clone)]
 pub struct SessionSecret(Arc<Vec<u8>>);
+
+/// Requests per minute one API key may make, unless configured.
+pub const DEFAULT_API_KEY_PER_MINUTE: u32 = 120;
 
 /// The shortest secret accepted (bytes).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -93,7 +100,7 @@ impl AdminState {
 /// The dashboard and the API, with the security headers on every answer.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .merge(api::routes().layer(axum::middleware::from_fn(pages::form_posts)))
+        .merge(api::routes().merge(keys::routes()).layer(axum::middleware::from_fn(pages::form_posts)))
         .merge(pages::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))

@@ -38,6 +38,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/users", get(users))
         .route("/users/{user_id}", get(user))
         .route("/audit", get(audit))
+        .route("/keys", get(keys))
         .route("/assets/admin.css", get(css))
         .route("/assets/admin.js", get(js))
 }
@@ -109,6 +110,7 @@ fn done_text(action: &str) -> Option<&'static str> {
         "refund" => "The refund is queued: the bot refunds it at Telegram, then reverses the grant.",
         "code" => "If this id belongs to an admin, a bot of the fleet has sent a code. Enter it below.",
         "logout" => "You are logged out.",
+        "revoke" => "The key is revoked: it is refused from now on.",
         _ => return None,
     })
 }
@@ -127,7 +129,7 @@ fn page(title: &str, admin: Option<&Admin>, status: StatusCode, body: Markup) ->
         let id = &a.identity;
         html!(m, "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a>");
         if id.fleet_admin {
-            html!(m, " <a href=\"/audit\">Audit log</a>");
+            html!(m, " <a href=\"/audit\">Audit log</a> <a href=\"/keys\">API keys</a>");
         }
         html!(
             m,
@@ -542,6 +544,71 @@ async fn audit(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Quer
     page("Audit log", Some(&admin), StatusCode::OK, m)
 }
 
+async fn keys(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let admin = match admin {
+        Ok(a) => a,
+        Err(e) => return need_login(e),
+    };
+    if let Err(e) = admin.identity.require_fleet("managing API keys") {
+        return error_page(&e);
+    }
+    let (keys, bots) = match (s.store.api_keys().await, s.store.bots().await) {
+        (Ok(k), Ok(b)) => (k, b),
+        (Err(e), _) | (_, Err(e)) => return error_page(&e.into()),
+    };
+    let mut m = Markup::default();
+    notice(&mut m, &q);
+    html!(
+        m,
+        "<p>Keys let automation use the API with a role of the permission matrix (docs/ADMIN.md). A key is shown once, when it is made; \
+         every use is in the audit log.</p><section><h2>New key</h2><form method=\"post\" action=\"/api/v1/keys\">"
+    );
+    hidden(&mut m, &admin, "/keys");
+    html!(
+        m,
+        "<label for=\"kn\">What it is for</label><input id=\"kn\" name=\"name\" maxlength=\"100\" required>\
+         <label for=\"kr\">Role</label><select id=\"kr\" name=\"role\"><option value=\"bot_admin\">Bot admin (the bots below)</option>\
+         <option value=\"fleet_admin\">Fleet admin (every bot)</option></select>\
+         <label for=\"kb\">Bots, comma-separated (bot admin keys)</label><input id=\"kb\" name=\"bots\" list=\"bots\">\
+         <datalist id=\"bots\">"
+    );
+    for b in &bots {
+        html!(m, "<option value=\"{}\">", b.id);
+    }
+    html!(
+        m,
+        "</datalist><label for=\"ko\">Access</label><select id=\"ko\" name=\"read_only\"><option value=\"false\">Read and act</option>\
+         <option value=\"true\">Read only</option></select><button type=\"submit\">Make the key</button></form></section>\
+         <section><h2>Keys</h2><table><thead><tr><th scope=\"col\">Id</th><th scope=\"col\">For</th><th scope=\"col\">Role</th>\
+         <th scope=\"col\">Made</th><th scope=\"col\">Last used</th><th scope=\"col\">State</th></tr></thead><tbody>"
+    );
+    for k in &keys {
+        let role = if k.role == "fleet_admin" { "fleet admin".to_string() } else { format!("bot admin of {}", k.bots.join(", ")) };
+        html!(
+            m,
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}{}</td><td>{} by {}</td><td>{}</td><td>",
+            k.id,
+            k.name,
+            role,
+            if k.read_only { ", read only" } else { "" },
+            time(k.created_ms),
+            k.created_by,
+            opt_time(k.last_used_ms)
+        );
+        match k.revoked_ms {
+            Some(at) => html!(m, "revoked {}", time(at)),
+            None => {
+                html!(m, "<form method=\"post\" action=\"/api/v1/keys/{}/revoke\">", k.id);
+                hidden(&mut m, &admin, "/keys?done=revoke");
+                html!(m, "<button type=\"submit\" class=\"danger\">Revoke</button></form>");
+            }
+        }
+        html!(m, "</td></tr>");
+    }
+    html!(m, "</tbody></table></section>");
+    page("API keys", Some(&admin), StatusCode::OK, m)
+}
+
 async fn css() -> Response {
     ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("assets/admin.css")).into_response()
 }
@@ -594,14 +661,31 @@ pub async fn form_posts(req: Request, next: Next) -> Response {
     parts.headers.remove(header::CONTENT_LENGTH);
     let answer = next.run(Request::from_parts(parts, axum::body::Body::from(body))).await;
     if answer.status().is_success() {
+        let cookies: Vec<HeaderValue> = answer.headers().get_all(header::SET_COOKIE).iter().cloned().collect();
+        let bytes = axum::body::to_bytes(answer.into_body(), MAX_FORM).await.unwrap_or_default();
+        // A new API key is shown once, on a page of its own (never in a URL).
+        if let Some(secret) =
+            serde_json::from_slice::<serde_json::Value>(&bytes).ok().and_then(|v| v["secret"].as_str().map(str::to_string))
+        {
+            let mut m = Markup::default();
+            html!(
+                m,
+                "<p class=\"notice\" role=\"status\">Copy the key now: it is shown this once and cannot be shown again (only its hash is kept).</p>\
+                 <p><label for=\"key\">API key</label><input id=\"key\" readonly value=\"{}\" size=\"90\"></p>\
+                 <p>Send it as <code>Authorization: Bearer &lt;key&gt;</code>.</p><p><a href=\"{}\">Back</a></p>",
+                secret,
+                back
+            );
+            return page("New API key", None, StatusCode::CREATED, m);
+        }
         // `{field}` in the page to return to takes the form's value (the login page keeps the id).
         let mut to = back;
         for (k, v) in &fields {
             to = to.replace(&format!("{{{k}}}"), &url_component(v));
         }
         let mut redirect = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
-        for cookie in answer.headers().get_all(header::SET_COOKIE) {
-            redirect.headers_mut().append(header::SET_COOKIE, cookie.clone());
+        for cookie in cookies {
+            redirect.headers_mut().append(header::SET_COOKIE, cookie);
         }
         return redirect;
     }

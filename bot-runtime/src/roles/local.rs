@@ -248,6 +248,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             trusted_proxies: Vec::new(),
             secure_cookies: !args.admin_listen.ip().is_loopback(),
             secret: crate::admin::SessionSecret::generate(),
+            api_key_per_minute: crate::admin::DEFAULT_API_KEY_PER_MINUTE,
         },
     );
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);

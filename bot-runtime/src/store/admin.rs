@@ -64,6 +64,8 @@ pub struct AuditEntry {
     pub detail: String,
     /// The client address the action came from.
     pub client: Option<String>,
+    /// The API key the action was made with (its id; never the key), if any.
+    pub api_key: Option<String>,
 }
 
 /// An audit row to write.
@@ -76,6 +78,33 @@ pub struct NewAudit {
     pub target_user: Option<i64>,
     pub detail: String,
     pub client: Option<String>,
+    pub api_key: Option<String>,
+}
+
+/// An API key as shown (never the key itself, nor its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ApiKey {
+    /// The key's public part (`bfk_<id>_…`).
+    pub id: String,
+    pub name: String,
+    /// `fleet_admin` or `bot_admin` (a row of the permission matrix).
+    pub role: String,
+    /// For `bot_admin`: the bots (`<namespace>/<name>`) it may act on.
+    pub bots: Vec<String>,
+    /// Refuses every state change.
+    pub read_only: bool,
+    /// The fleet admin who created it.
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+}
+
+/// A key as stored: what is shown, and the keyed hash a presented key must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub key: ApiKey,
+    pub hash: String,
 }
 
 /// A member as the admin sees it: profile, VIP, credits, counts — never content.
@@ -198,6 +227,16 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> StoreResult<()>;
 
     async fn audit(&self, entry: &NewAudit) -> StoreResult<i64>;
+    /// Audit rows of `action` made with the API key `key` since `since_ms` (the key's limit).
+    async fn key_uses_since(&self, key: &str, action: &str, since_ms: i64) -> StoreResult<i64>;
+
+    async fn create_api_key(&self, key: &StoredApiKey) -> StoreResult<()>;
+    async fn api_key(&self, id: &str) -> StoreResult<Option<StoredApiKey>>;
+    /// Every key, newest first.
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes a key once; false if there is no such key or it was revoked already.
+    async fn revoke_api_key(&self, id: &str, by: i64, now_ms: i64) -> StoreResult<bool>;
+    async fn touch_api_key(&self, id: &str, now_ms: i64) -> StoreResult<()>;
     /// Newest first, ids below `before` (None: from the newest), at most `limit`.
     async fn audit_log(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEntry>>;
 
@@ -250,6 +289,28 @@ impl Registry for SqlStore {
         .map_err(db_err)?;
         Ok(())
     }
+}
+
+/// The columns of an [`ApiKey`] (a macro, so queries stay `&'static str`).
+macro_rules! key_columns {
+    () => {
+        "id, name, role, bots, read_only, created_by, created_ms, revoked_ms, last_used_ms"
+    };
+}
+
+fn api_key_of(r: &sqlx::any::AnyRow) -> StoreResult<ApiKey> {
+    let bots: String = col(r, "bots")?;
+    Ok(ApiKey {
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        role: col(r, "role")?,
+        bots: serde_json::from_str(&bots).map_err(|e| corrupt(format_args!("admin_api_keys.bots: {e}")))?,
+        read_only: col::<i64>(r, "read_only")? != 0,
+        created_by: col(r, "created_by")?,
+        created_ms: col(r, "created_ms")?,
+        revoked_ms: col(r, "revoked_ms")?,
+        last_used_ms: col(r, "last_used_ms")?,
+    })
 }
 
 fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
@@ -416,8 +477,8 @@ impl AdminStore for SqlStore {
 
     async fn audit(&self, e: &NewAudit) -> StoreResult<i64> {
         let row = sqlx::query(
-            "INSERT INTO admin_audit (at_ms, admin_id, action, bot, target_user, detail, client) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO admin_audit (at_ms, admin_id, action, bot, target_user, detail, client, api_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(e.at_ms)
         .bind(e.admin_id)
@@ -426,15 +487,84 @@ impl AdminStore for SqlStore {
         .bind(e.target_user)
         .bind(&e.detail)
         .bind(e.client.as_deref())
+        .bind(e.api_key.as_deref())
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
         col(&row, "id")
     }
 
+    async fn key_uses_since(&self, key: &str, action: &str, since_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM admin_audit WHERE api_key = $1 AND at_ms >= $2 AND action = $3")
+            .bind(key)
+            .bind(since_ms)
+            .bind(action)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db_err)?;
+        col(&row, "n")
+    }
+
+    async fn create_api_key(&self, k: &StoredApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO admin_api_keys (id, key_hash, name, role, bots, read_only, created_by, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&k.key.id)
+        .bind(&k.hash)
+        .bind(&k.key.name)
+        .bind(&k.key.role)
+        .bind(serde_json::Value::from(k.key.bots.clone()).to_string())
+        .bind(i16::from(k.key.read_only))
+        .bind(k.key.created_by)
+        .bind(k.key.created_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn api_key(&self, id: &str) -> StoreResult<Option<StoredApiKey>> {
+        let row = sqlx::query(concat!("SELECT key_hash, ", key_columns!(), " FROM admin_api_keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.map(|r| Ok(StoredApiKey { key: api_key_of(&r)?, hash: col(&r, "key_hash")? })).transpose()
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(concat!("SELECT ", key_columns!(), " FROM admin_api_keys ORDER BY created_ms DESC, id"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(api_key_of).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, by: i64, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE admin_api_keys SET revoked_ms = $2, revoked_by = $3 WHERE id = $1 AND revoked_ms IS NULL")
+            .bind(id)
+            .bind(now_ms)
+            .bind(by)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_api_key(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE admin_api_keys SET last_used_ms = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn audit_log(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT id, at_ms, admin_id, action, bot, target_user, detail, client FROM admin_audit \
+            "SELECT id, at_ms, admin_id, action, bot, target_user, detail, client, api_key FROM admin_audit \
              WHERE id < $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(before.unwrap_or(i64::MAX))
@@ -453,6 +583,7 @@ impl AdminStore for SqlStore {
                     target_user: col(r, "target_user")?,
                     detail: col(r, "detail")?,
                     client: col(r, "client")?,
+                    api_key: col(r, "api_key")?,
                 })
             })
             .collect()

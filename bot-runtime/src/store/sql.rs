@@ -62,6 +62,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "reconcile", include_str!("../../../migrations/postgres/0009_reconcile.sql")),
     (10, "subscriptions", include_str!("../../../migrations/postgres/0010_subscriptions.sql")),
     (11, "admin", include_str!("../../../migrations/postgres/0011_admin.sql")),
+    (12, "admin keys", include_str!("../../../migrations/postgres/0012_admin_keys.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -75,6 +76,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "reconcile", include_str!("../../../migrations/sqlite/0009_reconcile.sql")),
     (10, "subscriptions", include_str!("../../../migrations/sqlite/0010_subscriptions.sql")),
     (11, "admin", include_str!("../../../migrations/sqlite/0011_admin.sql")),
+    (12, "admin keys", include_str!("../../../migrations/sqlite/0012_admin_keys.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
