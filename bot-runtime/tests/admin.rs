@@ -39,6 +39,7 @@ on_both_backends!(
     a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audited,
     the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token,
     an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
+    reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
 );
 
 /// Requests per minute per API key in these tests.
@@ -627,5 +628,150 @@ async fn an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is
     assert!(shown.contains("value=\"bfk_"), "{shown}");
     let (_, _, page, _) = owner.page("/keys").await;
     assert!(page.contains("&lt;b&gt;ops&lt;/b&gt;") && !page.contains("value=\"bfk_"), "{page}");
+    h.stop().await;
+}
+
+/// `a` searches, then `b`: they are matched with each other.
+async fn chat(a: &mut Person, b: &mut Person) {
+    a.tap("menu_find").unwrap();
+    a.expect_text("searching", WAIT).await.expect("searching");
+    b.tap("menu_find").unwrap();
+    a.expect_text("matched", WAIT).await.expect("matched");
+    b.expect_text("matched", WAIT).await.expect("matched");
+}
+
+/// `by` reports their partner from the chat keyboard, with `reason` (or none).
+async fn report(by: &mut Person, reason: Option<&str>) {
+    by.tap("chat_report").unwrap();
+    // The question with its reason buttons (an earlier report's message, edited, has none).
+    let asked = by
+        .expect("the report is taken", WAIT, |m| {
+            text_of(m).starts_with("Reported") && m["reply_markup"]["inline_keyboard"].as_array().is_some_and(|r| !r.is_empty())
+        })
+        .await
+        .expect("the report is taken");
+    if let Some(reason) = reason {
+        let rows = asked["reply_markup"]["inline_keyboard"].as_array().cloned().unwrap_or_default();
+        let button = rows
+            .iter()
+            .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+            .find(|b| b["callback_data"].as_str().is_some_and(|d| d.ends_with(&format!(":{reason}"))));
+        by.press(button.unwrap_or_else(|| panic!("a reason button in {asked}"))["callback_data"].as_str().unwrap(), WAIT).await.unwrap();
+    }
+}
+
+async fn reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut fleet_admin = admin.client("10.9.0.1");
+    fleet_admin.log_in(&mut fay).await;
+    let mut moderator = admin.client("10.9.0.2");
+    moderator.log_in(&mut bea).await;
+
+    // Zed (beta) is reported by Ann (spam) and by Cat (no reason); Dan (beta) by Ann.
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 27).await;
+    let mut zed = onboarded(&h, "beta", "Zed", "m", 33).await;
+    let mut dan = onboarded(&h, "beta", "Dan", "m", 35).await;
+    chat(&mut ann, &mut zed).await;
+    zed.send("the secret words 4711").unwrap();
+    ann.expect("Zed's message", WAIT, |m| text_of(m).contains("secret words")).await.unwrap();
+    report(&mut ann, Some("spam")).await;
+    zed.expect_text("partner_left", WAIT).await.unwrap();
+    chat(&mut cat, &mut zed).await;
+    report(&mut cat, None).await;
+    chat(&mut ann, &mut dan).await;
+    report(&mut ann, Some("abuse")).await;
+    // The moderation mirror copied a photo Zed sent in the first chat (the outbox records ids only).
+    let session: i64 = sqlx::query_scalar("SELECT session_id FROM reports WHERE by_user = $1 AND other_user = $2")
+        .bind(ann.id)
+        .bind(zed.id)
+        .fetch_one(admin.sql.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO mirror_messages (session_id, bot, sender_user, mirror_chat_id, message_id, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(session)
+    .bind("default/beta")
+    .bind(zed.id)
+    .bind(-1_001_234_567_890_i64)
+    .bind(42_i64)
+    .bind(1_i64)
+    .execute(admin.sql.pool())
+    .await
+    .unwrap();
+
+    // Beta's moderator sees both, Zed first (two reporters), with metadata only.
+    let (status, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{body}");
+    assert_eq!((items[0]["user_id"].as_i64(), items[0]["bot"].as_str()), (Some(zed.id), Some("default/beta")), "{body}");
+    assert_eq!((items[0]["reports"].as_i64(), items[0]["reporters"].as_i64()), (Some(2), Some(2)), "{body}");
+    let reasons = &items[0]["reasons"];
+    assert!(reasons.as_array().unwrap().iter().any(|r| r["reason"] == "spam" && r["reports"] == 1), "{body}");
+    assert!(reasons.as_array().unwrap().iter().any(|r| r["reason"] == "none" && r["reports"] == 1), "{body}");
+    assert_eq!(items[0]["mirror"], json!([{"chat_id": -1_001_234_567_890_i64, "message_id": 42, "at_ms": 1}]), "{body}");
+    assert_eq!(items[1]["user_id"].as_i64(), Some(dan.id), "{body}");
+    assert!(!body.to_string().contains("secret words"), "no content, ever: {body}");
+    let (_, _, page, _) = moderator.page("/moderation").await;
+    assert!(page.contains("https://t.me/c/1234567890/42") && page.contains("spam ×1"), "{page}");
+    assert!(!page.contains("secret words"));
+
+    // A bot admin cannot act fleet-wide, nor on another bot; bad actions are refused.
+    let review = |user: i64| format!("/api/v1/moderation/reports/{user}/review");
+    let (status, _) = moderator.post(&review(zed.id), json!({"bot": "default/beta", "action": "ban", "fleet_wide": true})).await;
+    assert_eq!(status, 403);
+    let (status, _) = moderator.post(&review(zed.id), json!({"bot": "default/alpha", "action": "dismiss"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = moderator.post(&review(zed.id), json!({"bot": "default/beta", "action": "restrict"})).await;
+    assert_eq!(status, 400, "a restriction needs hours: {body}");
+
+    // Restrict Zed on beta for a day, through the page's form.
+    let csrf = csrf_of(&page);
+    let (status, location, body, _) = moderator
+        .submit(
+            &review(zed.id),
+            &[("bot", "default/beta"), ("action", "restrict"), ("hours", "24"), ("_csrf", &csrf), ("_back", "/moderation?done=review")],
+        )
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/moderation?done=review"), "{body}");
+    let member = admin.sql.person_view(zed.id).await.unwrap().unwrap().members.remove(0);
+    let until = member.bot_ban_until_ms.expect("restricted on beta");
+    let now = bot_runtime::bot::now_ms();
+    assert!(until > now + 23 * 3_600_000 && until <= now + 24 * 3_600_000, "{until}");
+    zed.tap("menu_find").unwrap();
+    zed.expect("refused while restricted", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    let reviews: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT review FROM reports WHERE other_user = $1").bind(zed.id).fetch_all(admin.sql.pool()).await.unwrap();
+    assert_eq!(reviews, vec![Some("restrict".to_string()); 2]);
+    // Dan's report is dismissed: closed, Dan untouched.
+    let (status, body) = moderator.post(&review(dan.id), json!({"bot": "default/beta", "action": "dismiss"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reports_closed"], 1, "{body}");
+    let (_, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(body["items"], json!([]), "the queue is empty: {body}");
+    assert_eq!(admin.sql.person_view(dan.id).await.unwrap().unwrap().members[0].bot_ban_until_ms, None);
+
+    // The banned list: Zed on beta, for both admins; the fleet admin bans him fleet-wide too.
+    let (_, body) = moderator.get("/api/v1/moderation/banned").await;
+    assert!(body["entries"].as_array().unwrap().iter().any(|e| e["user_id"] == zed.id && e["bot"] == "default/beta"), "{body}");
+    let (status, body) =
+        fleet_admin.post(&review(zed.id), json!({"bot": "default/beta", "action": "ban", "fleet_wide": true, "reason": "spam"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = fleet_admin.get("/api/v1/moderation/banned").await;
+    assert!(body["entries"].as_array().unwrap().iter().any(|e| e["user_id"] == zed.id && e["bot"].is_null()), "{body}");
+    let (_, body) = moderator.get("/api/v1/moderation/banned").await;
+    assert!(body["entries"].as_array().unwrap().iter().all(|e| !e["bot"].is_null()), "fleet-wide entries are for fleet admins: {body}");
+
+    // Every review is audited.
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    let reviewed = |admin_id: i64, user: i64, action: &str| {
+        rows.iter().any(|r| r.action == "review" && r.admin_id == admin_id && r.target_user == Some(user) && r.detail.contains(action))
+    };
+    assert!(reviewed(bea.id, zed.id, "restrict") && reviewed(bea.id, dan.id, "dismiss") && reviewed(fay.id, zed.id, "ban"), "{rows:?}");
     h.stop().await;
 }

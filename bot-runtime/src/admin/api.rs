@@ -316,7 +316,7 @@ fn reason_of(reason: Option<String>) -> Result<String, ApiError> {
     Ok(r)
 }
 
-async fn registered(s: &AdminState, bot: &str) -> Result<RegisteredBot, ApiError> {
+pub(super) async fn registered(s: &AdminState, bot: &str) -> Result<RegisteredBot, ApiError> {
     s.store
         .bots()
         .await?
@@ -331,7 +331,12 @@ async fn ban(
     Path(raw): Path<String>,
     Body(req): Body<BanRequest>,
 ) -> Result<axum::Json<BanAnswer>, ApiError> {
-    let user_id = parse_user_id(&raw)?;
+    Ok(axum::Json(apply_ban(&s, &admin, parse_user_id(&raw)?, req).await?))
+}
+
+/// A ban (or, with `hours`, a restriction for a time) fleet-wide or on one bot, its running
+/// chats ended by each bot's runtime; audited. The ban route's and the moderation queue's.
+pub(super) async fn apply_ban(s: &AdminState, admin: &Admin, user_id: i64, req: BanRequest) -> Result<BanAnswer, ApiError> {
     let now = crate::bot::now_ms();
     let until = match req.hours {
         None => BAN_FOREVER_MS,
@@ -349,7 +354,7 @@ async fn ban(
         }
         Some(bot) => {
             admin.identity.require_bot(bot)?;
-            let b = registered(&s, bot).await?;
+            let b = registered(s, bot).await?;
             s.store.ban_on_bot(&b.id, user_id, until, admin.identity.telegram_id, now).await?;
             vec![b]
         }
@@ -364,8 +369,8 @@ async fn ban(
     let chats_ended_on: Vec<String> = targets.iter().map(|b| b.id.clone()).collect();
     s.fleet.metrics.admin_action("ban", "done");
     let detail = json!({"until_ms": until, "reason": reason, "bots": chats_ended_on});
-    audit_action(&s, &admin, "ban", req.bot.as_deref(), Some(user_id), detail).await?;
-    Ok(axum::Json(BanAnswer { user_id, bot: req.bot, banned_until_ms: until, chats_ended_on }))
+    audit_action(s, admin, "ban", req.bot.as_deref(), Some(user_id), detail).await?;
+    Ok(BanAnswer { user_id, bot: req.bot, banned_until_ms: until, chats_ended_on })
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

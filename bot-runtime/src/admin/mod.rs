@@ -8,12 +8,14 @@
 //! | `auth.rs` | login codes, sessions, the CSRF token, login limits, the client address, roles |
 //! | `api.rs` | the `/api/v1` handlers |
 //! | `keys.rs` | API keys: made and revoked by fleet admins, checked on every use |
+//! | `moderation.rs` | the report queue and its reviews, bans in force |
 //! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
 //! | `pages.rs` | the HTML dashboard (forms post to the documented routes) |
 
 pub mod api;
 pub mod auth;
 pub mod keys;
+pub mod moderation;
 pub mod openapi;
 pub mod pages;
 
@@ -100,7 +102,7 @@ impl AdminState {
 /// The dashboard and the API, with the security headers on every answer.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .merge(api::routes().merge(keys::routes()).layer(axum::middleware::from_fn(pages::form_posts)))
+        .merge(api::routes().merge(keys::routes()).merge(moderation::routes()).layer(axum::middleware::from_fn(pages::form_posts)))
         .merge(pages::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))

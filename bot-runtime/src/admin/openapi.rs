@@ -10,6 +10,7 @@ use serde_json::{Map, Value, json};
 use super::ErrorBody;
 use super::api::*;
 use super::keys::{KeysAnswer, NewKeyAnswer, NewKeyRequest};
+use super::moderation::{BannedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
 use crate::store::admin::PersonView;
 
 /// Who may call an operation.
@@ -197,6 +198,36 @@ pub const OPERATIONS: &[Operation] = &[
         status: 200,
         response: csv,
         query: &[("before", "an entry id: older entries only"), ("limit", "1 to 100000, default 10000")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/moderation/reports",
+        summary: "The moderation queue: members of this admin's bots with open reports (metadata only, never content)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<QueueAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/moderation/reports/{user_id}/review",
+        summary: "Review a reported member: dismiss, restrict for a time or ban (closes their open reports)",
+        access: Access::Session,
+        request: Some(s::<ReviewRequest>),
+        status: 200,
+        response: s::<ReviewAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/moderation/banned",
+        summary: "Bans and restrictions in force (fleet-wide ones for fleet admins)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<BannedAnswer>,
+        query: &[],
     },
     Operation {
         method: "get",

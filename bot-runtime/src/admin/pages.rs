@@ -28,6 +28,7 @@ use axum::routing::get;
 
 use super::api::{self, UserQuery};
 use super::auth::{Admin, CSRF_HEADER};
+use super::moderation;
 use super::{AdminState, ApiError};
 use crate::store::admin::{BAN_FOREVER_MS, MemberView, PersonView};
 
@@ -39,6 +40,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/users/{user_id}", get(user))
         .route("/audit", get(audit))
         .route("/keys", get(keys))
+        .route("/moderation", get(moderation))
         .route("/assets/admin.css", get(css))
         .route("/assets/admin.js", get(js))
 }
@@ -111,6 +113,7 @@ fn done_text(action: &str) -> Option<&'static str> {
         "code" => "If this id belongs to an admin, a bot of the fleet has sent a code. Enter it below.",
         "logout" => "You are logged out.",
         "revoke" => "The key is revoked: it is refused from now on.",
+        "review" => "Reviewed: the member's open reports are closed.",
         _ => return None,
     })
 }
@@ -127,7 +130,10 @@ fn page(title: &str, admin: Option<&Admin>, status: StatusCode, body: Markup) ->
     );
     if let Some(a) = admin {
         let id = &a.identity;
-        html!(m, "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a>");
+        html!(
+            m,
+            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a>"
+        );
         if id.fleet_admin {
             html!(m, " <a href=\"/audit\">Audit log</a> <a href=\"/keys\">API keys</a>");
         }
@@ -607,6 +613,118 @@ async fn keys(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query
     }
     html!(m, "</tbody></table></section>");
     page("API keys", Some(&admin), StatusCode::OK, m)
+}
+
+/// A link to a message of a mirror chat (a supergroup or channel: `-100…` ids), if it has one.
+fn mirror_link(chat_id: i64, message_id: i64) -> Option<String> {
+    let internal = chat_id.to_string().strip_prefix("-100")?.to_string();
+    Some(format!("https://t.me/c/{internal}/{message_id}"))
+}
+
+async fn moderation(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query(q): Query<HashMap<String, String>>) -> Response {
+    let admin = match admin {
+        Ok(a) => a,
+        Err(e) => return need_login(e),
+    };
+    let (items, banned) = match (moderation::queue_of(&s, &admin.identity).await, moderation::banned_of(&s, &admin.identity).await) {
+        (Ok(i), Ok(b)) => (i, b),
+        (Err(e), _) | (_, Err(e)) => return error_page(&e),
+    };
+    let mut m = Markup::default();
+    notice(&mut m, &q);
+    html!(
+        m,
+        "<p>Reported members of your bots, most reporters first. What was said is never stored: you see counts, reasons, \
+         ratings and the moderation mirror's copies of the media (when the bot's mirror is on).</p><section><h2>Open reports</h2>"
+    );
+    if items.is_empty() {
+        html!(m, "<p>Nothing to review.</p>");
+    }
+    for i in &items {
+        let reasons: Vec<String> = i.reasons.iter().map(|r| format!("{} ×{}", r.reason, r.reports)).collect();
+        html!(
+            m,
+            "<article class=\"item\"><h3><a href=\"/users/{}\">{}</a> {} on {}</h3><dl class=\"facts\"><dt>Reports</dt><dd>{} from {} people</dd>\
+             <dt>Reasons</dt><dd>{}</dd><dt>Between</dt><dd>{} and {}</dd><dt>Ratings (30 days)</dt><dd>👎 {} · 👍 {}</dd>\
+             <dt>Restricted until</dt><dd>{}</dd><dt>Chats</dt><dd>{}</dd><dt>Mirror</dt><dd>",
+            i.user_id,
+            i.user_id,
+            i.username.as_deref().map(|n| format!("@{n}")).unwrap_or_default(),
+            i.bot,
+            i.reports,
+            i.reporters,
+            reasons.join(", "),
+            time(i.first_ms),
+            time(i.last_ms),
+            i.thumbs_down,
+            i.thumbs_up,
+            opt_time(i.restricted_until_ms),
+            i.sessions.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
+        );
+        if i.mirror.is_empty() {
+            html!(m, "—");
+        }
+        for item in &i.mirror {
+            match mirror_link(item.chat_id, item.message_id) {
+                Some(link) => html!(m, "<a href=\"{}\" rel=\"noreferrer\">{}</a> ", link, item.message_id),
+                None => html!(m, "{}/{} ", item.chat_id, item.message_id),
+            }
+        }
+        html!(m, "</dd></dl><div class=\"forms\">");
+        let action = format!("/api/v1/moderation/reports/{}/review", i.user_id);
+        let fid = format!("{}-{}", url_component(&i.bot), i.user_id);
+        for (what, label) in [("dismiss", "Dismiss"), ("restrict", "Restrict"), ("ban", "Ban")] {
+            html!(m, "<form method=\"post\" action=\"{}\">", action);
+            hidden(&mut m, &admin, "/moderation?done=review");
+            html!(m, "<input type=\"hidden\" name=\"bot\" value=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{}\">", i.bot, what);
+            if what == "restrict" {
+                html!(
+                    m,
+                    "<label for=\"rh-{}\">Hours</label><input id=\"rh-{}\" name=\"hours\" inputmode=\"numeric\" pattern=\"[0-9]+\" value=\"24\" required>",
+                    fid,
+                    fid
+                );
+            }
+            if what != "dismiss" && admin.identity.fleet_admin {
+                html!(
+                    m,
+                    "<label for=\"fw-{}-{}\">Where</label><select id=\"fw-{}-{}\" name=\"fleet_wide\"><option value=\"false\">This bot</option>\
+                     <option value=\"true\">Every bot</option></select>",
+                    what,
+                    fid,
+                    what,
+                    fid
+                );
+            }
+            let class = if what == "dismiss" { "" } else { "danger" };
+            html!(m, "<button type=\"submit\" class=\"{}\">{}</button></form>", class, label);
+        }
+        html!(m, "</div></article>");
+    }
+    html!(
+        m,
+        "</section><section><h2>Banned and restricted</h2><table><thead><tr><th scope=\"col\">User</th><th scope=\"col\">Where</th>\
+         <th scope=\"col\">Until</th><th scope=\"col\">By</th><th scope=\"col\">Lift</th></tr></thead><tbody>"
+    );
+    for e in &banned {
+        html!(
+            m,
+            "<tr><td><a href=\"/users/{}\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td><form method=\"post\" action=\"/api/v1/users/{}/unban\">",
+            e.user_id,
+            e.user_id,
+            e.bot.as_deref().unwrap_or("every bot"),
+            time(e.until_ms),
+            e.admin_id.map(|a| a.to_string()).unwrap_or_else(|| "—".into()),
+            e.user_id
+        );
+        hidden(&mut m, &admin, "/moderation?done=unban");
+        if let Some(bot) = &e.bot {
+            html!(m, "<input type=\"hidden\" name=\"bot\" value=\"{}\">", bot);
+        }
+        html!(m, "<button type=\"submit\">Lift</button></form></td></tr>");
+    }
+    html!(m, "</tbody></table></section>");
+    page("Moderation", Some(&admin), StatusCode::OK, m)
 }
 
 async fn css() -> Response {

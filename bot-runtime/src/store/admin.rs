@@ -107,6 +107,57 @@ pub struct StoredApiKey {
     pub hash: String,
 }
 
+/// A member of a bot with open (unreviewed) reports: the moderation queue's item. Metadata
+/// only — the chat core never stores what was said; the mirror items are ids of copies in
+/// the bot's moderation mirror chat, which its admins own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ReportedMember {
+    pub bot: String,
+    pub user_id: i64,
+    pub username: Option<String>,
+    /// Open reports, and the distinct people who made them.
+    pub reports: i64,
+    pub reporters: i64,
+    /// The open reports' reasons (`spam`, `abuse`, `minor`, `other`; `none` if not given).
+    pub reasons: Vec<ReasonCount>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// 👎 and 👍 received on this bot in the last 30 days.
+    pub thumbs_down: i64,
+    pub thumbs_up: i64,
+    /// The chats the open reports came from.
+    pub sessions: Vec<i64>,
+    /// Media-mirror copies of what this member sent in those chats (at most 50).
+    pub mirror: Vec<MirrorItem>,
+    /// The later of the member's and the person's restriction or ban.
+    pub restricted_until_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub reports: i64,
+}
+
+/// A message in a moderation mirror chat (ids only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct MirrorItem {
+    pub chat_id: i64,
+    pub message_id: i64,
+    pub at_ms: i64,
+}
+
+/// A ban or restriction in force: fleet-wide (`bot` absent: the person's, by an admin or
+/// automatic after reports) or on one bot (an admin's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct BannedEntry {
+    pub user_id: i64,
+    pub bot: Option<String>,
+    pub until_ms: i64,
+    /// The admin who banned on one bot.
+    pub admin_id: Option<i64>,
+}
+
 /// A member as the admin sees it: profile, VIP, credits, counts — never content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MemberView {
@@ -250,6 +301,14 @@ pub trait AdminStore: Send + Sync + 'static {
     /// the caller's ledger entry, written first, so a retry completes a half-done gift.
     async fn gift_vip(&self, gift: &Gift) -> StoreResult<Option<GiftOutcome>>;
 
+    /// The moderation queue: members with open reports, most reporters first (at most `limit`).
+    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>>;
+    /// Closes the open reports of a member (`bot`) or of the person on every bot (None) with
+    /// a review; returns how many.
+    async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64>;
+    /// Bans and restrictions in force, latest end first (at most `limit`).
+    async fn banned(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<BannedEntry>>;
+
     async fn people(&self, now_ms: i64) -> StoreResult<People>;
     async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>>;
     async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>>;
@@ -311,6 +370,87 @@ fn api_key_of(r: &sqlx::any::AnyRow) -> StoreResult<ApiKey> {
         revoked_ms: col(r, "revoked_ms")?,
         last_used_ms: col(r, "last_used_ms")?,
     })
+}
+
+impl SqlStore {
+    /// The details of one queue item (its counts are in `row`).
+    async fn reported_member(&self, row: &sqlx::any::AnyRow, bot: String, user_id: i64, now_ms: i64) -> StoreResult<ReportedMember> {
+        let reasons = sqlx::query(
+            "SELECT COALESCE(reason, 'none') AS reason, COUNT(*) AS n FROM reports \
+             WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let sessions = sqlx::query(
+            "SELECT DISTINCT session_id FROM reports WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL \
+             AND session_id IS NOT NULL ORDER BY session_id",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let mirror = sqlx::query(
+            "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
+             AND m.session_id IN (SELECT r.session_id FROM reports r WHERE r.other_bot = $1 AND r.other_user = $2 AND r.reviewed_ms IS NULL) \
+             ORDER BY m.at_ms, m.message_id LIMIT 50",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let thumbs = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN up = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS down, \
+             CAST(COALESCE(SUM(up), 0) AS BIGINT) AS up FROM ratings WHERE rated_bot = $1 AND rated_user = $2 AND created_ms >= $3",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .bind(now_ms - 30 * DAY_MS)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        let member = sqlx::query(
+            "SELECT u.username, u.restricted_until_ms AS mine, p.restricted_until_ms AS person FROM users u \
+             LEFT JOIN persons p ON p.user_id = u.user_id WHERE u.bot = $1 AND u.user_id = $2",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_err)?;
+        let (username, restricted) = match &member {
+            Some(m) => {
+                let (mine, person): (Option<i64>, Option<i64>) = (col(m, "mine")?, col(m, "person")?);
+                (col(m, "username")?, mine.max(person))
+            }
+            None => (None, None),
+        };
+        Ok(ReportedMember {
+            bot,
+            user_id,
+            username,
+            reports: col(row, "reports")?,
+            reporters: col(row, "reporters")?,
+            reasons: reasons
+                .iter()
+                .map(|r| Ok(ReasonCount { reason: col(r, "reason")?, reports: col(r, "n")? }))
+                .collect::<StoreResult<_>>()?,
+            first_ms: col(row, "first_ms")?,
+            last_ms: col(row, "last_ms")?,
+            thumbs_down: col(&thumbs, "down")?,
+            thumbs_up: col(&thumbs, "up")?,
+            sessions: sessions.iter().map(|r| col(r, "session_id")).collect::<StoreResult<_>>()?,
+            mirror: mirror
+                .iter()
+                .map(|r| Ok(MirrorItem { chat_id: col(r, "mirror_chat_id")?, message_id: col(r, "message_id")?, at_ms: col(r, "at_ms")? }))
+                .collect::<StoreResult<_>>()?,
+            restricted_until_ms: restricted,
+        })
+    }
 }
 
 fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
@@ -694,6 +834,64 @@ impl AdminStore for SqlStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(Some(GiftOutcome { first: true, vip_until_ms: until, credits: g.credits }))
+    }
+
+    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>> {
+        let rows = sqlx::query(
+            "SELECT other_bot, other_user, COUNT(*) AS reports, COUNT(DISTINCT by_user) AS reporters, \
+             MIN(created_ms) AS first_ms, MAX(created_ms) AS last_ms FROM reports WHERE reviewed_ms IS NULL \
+             GROUP BY other_bot, other_user ORDER BY reporters DESC, last_ms DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (bot, user_id): (String, i64) = (col(r, "other_bot")?, col(r, "other_user")?);
+            out.push(self.reported_member(r, bot, user_id, now_ms).await?);
+        }
+        Ok(out)
+    }
+
+    async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64> {
+        // `$1 IS NULL`: every bot of the person.
+        let done = sqlx::query(
+            "UPDATE reports SET reviewed_ms = $3, reviewed_by = $4, review = $5 \
+             WHERE other_user = $2 AND ($1 IS NULL OR other_bot = $1) AND reviewed_ms IS NULL",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(by)
+        .bind(review)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn banned(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<BannedEntry>> {
+        let rows = sqlx::query(
+            "SELECT user_id, NULL AS bot, restricted_until_ms AS until_ms, NULL AS admin_id FROM persons WHERE restricted_until_ms > $1 \
+             UNION ALL SELECT user_id, bot, until_ms, admin_id FROM admin_bans WHERE until_ms > $1 \
+             ORDER BY until_ms DESC, user_id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BannedEntry {
+                    user_id: col(r, "user_id")?,
+                    bot: col(r, "bot")?,
+                    until_ms: col(r, "until_ms")?,
+                    admin_id: col(r, "admin_id")?,
+                })
+            })
+            .collect()
     }
 
     async fn people(&self, now_ms: i64) -> StoreResult<People> {

@@ -63,6 +63,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "subscriptions", include_str!("../../../migrations/postgres/0010_subscriptions.sql")),
     (11, "admin", include_str!("../../../migrations/postgres/0011_admin.sql")),
     (12, "admin keys", include_str!("../../../migrations/postgres/0012_admin_keys.sql")),
+    (13, "admin moderation", include_str!("../../../migrations/postgres/0013_admin_moderation.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -77,6 +78,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "subscriptions", include_str!("../../../migrations/sqlite/0010_subscriptions.sql")),
     (11, "admin", include_str!("../../../migrations/sqlite/0011_admin.sql")),
     (12, "admin keys", include_str!("../../../migrations/sqlite/0012_admin_keys.sql")),
+    (13, "admin moderation", include_str!("../../../migrations/sqlite/0013_admin_moderation.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
