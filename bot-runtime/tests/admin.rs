@@ -40,7 +40,11 @@ on_both_backends!(
     the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token,
     an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
     reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
+    a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
 );
+
+/// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
+const BROADCAST_QUEUE: u64 = 3;
 
 /// Requests per minute per API key in these tests.
 const KEY_LIMIT: u32 = 12;
@@ -48,7 +52,8 @@ const KEY_LIMIT: u32 = 12;
 struct Admin {
     addr: SocketAddr,
     sql: SqlStore,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
     http: reqwest::Client,
 }
 
@@ -62,6 +67,12 @@ struct Client<'a> {
 }
 
 impl Admin {
+    /// A graceful stop (SIGTERM): the server and the broadcast producer finish what they do.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.served.await.expect("the admin role stops").expect("and served without error");
+    }
+
     fn client(&self, from: &str) -> Client<'_> {
         Client { admin: self, from: from.to_string(), cookie: None, csrf: None, key: None }
     }
@@ -165,14 +176,16 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
         secure_cookies: false,
         secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
         api_key_per_minute: KEY_LIMIT,
+        broadcast_queue: BROADCAST_QUEUE,
+        broadcast_tick: Duration::from_millis(300),
     };
     let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
+    let served = tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Admin { addr, sql, _stop: stop, http }
+    Admin { addr, sql, stop, served, http }
 }
 
 async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) -> Person {
@@ -275,7 +288,7 @@ async fn an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_re
     assert_eq!(status, 200);
     for op in bot_runtime::admin::openapi::OPERATIONS {
         assert!(doc["paths"][op.path][op.method].is_object(), "{} {} documented", op.method, op.path);
-        let path = op.path.replace("{user_id}", "1").replace("{key_id}", "0123456789abcdef");
+        let path = op.path.replace("{user_id}", "1").replace("{key_id}", "0123456789abcdef").replace("{broadcast_id}", "1");
         let method = reqwest::Method::from_bytes(op.method.to_uppercase().as_bytes()).unwrap();
         let (status, _, _) = anonymous.call(method, &path, Some(json!({}))).await;
         assert!(status != 404 && status != 405, "{} {} answers ({status})", op.method, op.path);
@@ -773,5 +786,104 @@ async fn reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_o
         rows.iter().any(|r| r.action == "review" && r.admin_id == admin_id && r.target_user == Some(user) && r.detail.contains(action))
     };
     assert!(reviewed(bea.id, zed.id, "restrict") && reviewed(bea.id, dan.id, "dismiss") && reviewed(fay.id, zed.id, "ban"), "{rows:?}");
+    h.stop().await;
+}
+
+async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    // Ten members of beta; one more has turned announcements off; one of alpha is not in the audience.
+    let mut members = Vec::new();
+    for i in 0..10 {
+        members.push(onboarded(&h, "beta", &format!("Member{i}"), if i % 2 == 0 { "m" } else { "f" }, 20 + i).await);
+    }
+    let mut quiet = onboarded(&h, "beta", "Quiet", "f", 30).await;
+    quiet.send("/news off").unwrap();
+    quiet.expect_text("news_off", WAIT).await.unwrap();
+    quiet.send("/news").unwrap();
+    quiet.expect("the state", WAIT, |m| text_of(m).contains("off")).await.unwrap();
+
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let mut owner = admin.client("10.10.0.1");
+    owner.log_in(&mut fay).await;
+    let (status, body) = owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "<b>Big news</b> 42 <script>"})).await;
+    assert_eq!(status, 400, "not Telegram HTML: {body}");
+    let (status, body) =
+        owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "<b>Big news</b> 42", "audience": "all"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["audience_size"], 10, "Quiet opted out: {body}");
+    let id = body["broadcast"]["id"].as_i64().unwrap();
+
+    // Stop the admin role gracefully after its first batch, and start it again: it goes on
+    // from where it was.
+    let progress = |sql: SqlStore| async move { sql.broadcast(id).await.unwrap().unwrap() };
+    let deadline = std::time::Instant::now() + WAIT;
+    while progress(admin.sql.clone()).await.queued == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first batch is queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    admin.stop().await;
+    let (fleet, sql) = h.admin_fleet().await;
+    let stopped = progress(sql.clone()).await;
+    assert!(stopped.queued < 10 && stopped.status == "running", "stopped mid-way: {stopped:?}");
+    assert_eq!(stopped.pending_to, None, "a graceful stop finishes its batch: {stopped:?}");
+    drop(fleet);
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let b = progress(admin.sql.clone()).await;
+        if b.status == "done" {
+            assert_eq!((b.queued, b.repeated_max), (10, 0), "{b:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the broadcast ends: {b:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every member got it once, with the footer in their language; Quiet and alpha's members none.
+    for m in &mut members {
+        m.expect("the broadcast", WAIT, |m| text_of(m).contains("Big news 42")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for m in &mut members {
+        let got: Vec<Value> = m.received().unwrap().into_iter().filter(|x| text_of(x).contains("Big news")).collect();
+        assert_eq!(got.len(), 1, "exactly once: {got:?}");
+        assert!(text_of(&got[0]).contains("/news off"), "the way out is in the message: {got:?}");
+    }
+    for p in [&mut quiet, &mut fay] {
+        assert!(!p.received().unwrap().iter().any(|x| text_of(x).contains("Big news")), "not in the audience");
+    }
+    // Listed with its progress; cancelling a finished one is a conflict; audited.
+    let mut owner = admin.client("10.10.0.2");
+    owner.log_in(&mut fay).await;
+    let (_, body) = owner.get("/api/v1/broadcasts").await;
+    assert_eq!(body["broadcasts"][0]["status"], "done", "{body}");
+    let (status, _) = owner.post(&format!("/api/v1/broadcasts/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 409);
+    let rows = admin.sql.audit_log(None, 100).await.unwrap();
+    assert!(rows.iter().any(|r| r.action == "broadcast" && r.detail.contains("Big news")), "{rows:?}");
+
+    // A process killed in the middle of a batch (claimed, not recorded): after the claim goes
+    // stale the batch is queued again, and counted as possibly repeated.
+    admin.stop().await;
+    let (_fleet, sql) = h.admin_fleet().await;
+    let second = sql.create_broadcast("default/beta", "Second news", "all", fay.id, bot_runtime::bot::now_ms()).await.unwrap();
+    let mut ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+    ids.sort();
+    let dead_at = bot_runtime::bot::now_ms() - 60_000;
+    assert!(sql.claim_batch(second, 0, ids[2], dead_at, dead_at - 60_000).await.unwrap());
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let b2 = admin.sql.broadcast(second).await.unwrap().unwrap();
+        if b2.status == "done" {
+            assert_eq!((b2.queued, b2.repeated_max), (10, 3), "the dead batch is counted: {b2:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the second broadcast ends: {b2:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for m in &mut members {
+        m.expect("the second broadcast", WAIT, |m| text_of(m).contains("Second news")).await.unwrap();
+    }
     h.stop().await;
 }

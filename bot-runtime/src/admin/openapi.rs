@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::ErrorBody;
 use super::api::*;
+use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast};
 use super::keys::{KeysAnswer, NewKeyAnswer, NewKeyRequest};
 use super::moderation::{BannedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
 use crate::store::admin::PersonView;
@@ -231,6 +232,36 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/broadcasts",
+        summary: "The broadcasts of this admin's bots, with their progress",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<BroadcastsAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/broadcasts",
+        summary: "Start a broadcast to a bot's members (all, VIP or free; /news off respected), queued at the bot's pace",
+        access: Access::Session,
+        request: Some(s::<NewBroadcast>),
+        status: 201,
+        response: s::<BroadcastAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/broadcasts/{broadcast_id}/cancel",
+        summary: "Stop a running broadcast (messages already queued are still sent)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: any_json,
+        query: &[],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/keys",
         summary: "The API keys (never the keys themselves); fleet admins with a session",
         access: Access::Owner,
@@ -277,6 +308,9 @@ pub fn document() -> Value {
             params.push(
                 json!({"name": "user_id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}}),
             );
+        }
+        if op.path.contains("{broadcast_id}") {
+            params.push(json!({"name": "broadcast_id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}}));
         }
         if op.path.contains("{key_id}") {
             params

@@ -57,6 +57,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         secure_cookies: !args.listen.ip().is_loopback(),
         secret,
         api_key_per_minute: args.api_key_per_minute,
+        broadcast_queue: admin::DEFAULT_BROADCAST_QUEUE,
+        broadcast_tick: admin::DEFAULT_BROADCAST_TICK,
     };
     let state = AdminState::new(fleet, Arc::new(sql), settings);
     let (_signal, shutdown) = app::shutdown_signal();

@@ -158,6 +158,39 @@ pub struct BannedEntry {
     pub admin_id: Option<i64>,
 }
 
+/// An announcement to the members of one bot (docs/ADMIN.md, "Broadcast").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Broadcast {
+    pub id: i64,
+    pub bot: String,
+    /// The message, as Telegram HTML.
+    pub text: String,
+    /// `all`, `vip` or `free`.
+    pub audience: String,
+    /// `running`, `done` or `cancelled`.
+    pub status: String,
+    /// The last member (user id) whose message is queued.
+    pub cursor_user: i64,
+    /// A batch being queued (up to this user id), and since when.
+    pub pending_to: Option<i64>,
+    pub pending_ms: Option<i64>,
+    /// Messages queued on the bot's outbox (its sender delivers them at the bot's pace).
+    pub queued: i64,
+    /// At most this many members may get it twice: batches queued again after the process
+    /// queuing them died (a kill) before recording them.
+    pub repeated_max: i64,
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// Who a broadcast goes to next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub user_id: i64,
+    pub language: String,
+}
+
 /// A member as the admin sees it: profile, VIP, credits, counts — never content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct MemberView {
@@ -309,6 +342,24 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Bans and restrictions in force, latest end first (at most `limit`).
     async fn banned(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<BannedEntry>>;
 
+    async fn create_broadcast(&self, bot: &str, text: &str, audience: &str, by: i64, now_ms: i64) -> StoreResult<i64>;
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
+    /// Newest first.
+    async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>>;
+    async fn running_broadcasts(&self) -> StoreResult<Vec<Broadcast>>;
+    /// Members of `bot` in `audience` with user ids in `(after, up_to]`, by id, at most
+    /// `limit`: profile complete, reachable, not banned, announcements not turned off.
+    async fn recipients(&self, bot: &str, audience: &str, after: i64, up_to: i64, limit: i64, now_ms: i64) -> StoreResult<Vec<Recipient>>;
+    async fn audience_size(&self, bot: &str, audience: &str, now_ms: i64) -> StoreResult<i64>;
+    /// Claims the next batch, `(cursor, to]`: only if the cursor is still `cursor` and no
+    /// batch is pending, or the pending one was claimed before `stale_before_ms` (its process
+    /// died). True: this caller queues it.
+    async fn claim_batch(&self, id: i64, cursor: i64, to: i64, now_ms: i64, stale_before_ms: i64) -> StoreResult<bool>;
+    /// The claimed batch is queued: the cursor moves to its end.
+    async fn batch_queued(&self, id: i64, to: i64, queued: i64, repeated: i64) -> StoreResult<()>;
+    /// Ends a running broadcast (`done` or `cancelled`); false if it was not running.
+    async fn finish_broadcast(&self, id: i64, status: &str, now_ms: i64) -> StoreResult<bool>;
+
     async fn people(&self, now_ms: i64) -> StoreResult<People>;
     async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>>;
     async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>>;
@@ -451,6 +502,40 @@ impl SqlStore {
             restricted_until_ms: restricted,
         })
     }
+}
+
+macro_rules! broadcast_columns {
+    () => {
+        "id, bot, text, audience, status, cursor_user, pending_to, pending_ms, queued, repeated_max, created_by, created_ms, finished_ms"
+    };
+}
+
+/// Who a broadcast reaches ($4 the audience, $5 now): a completed profile, reachable, not
+/// banned or restricted, announcements not turned off (/news off), and in the audience.
+macro_rules! audience_filter {
+    () => {
+        "stage = 'ready' AND reachable = 1 AND COALESCE(broadcasts_off, 0) = 0 \
+         AND (restricted_until_ms IS NULL OR restricted_until_ms <= $5) \
+         AND ($4 = 'all' OR ($4 = 'vip' AND vip_until_ms > $5) OR ($4 = 'free' AND (vip_until_ms IS NULL OR vip_until_ms <= $5)))"
+    };
+}
+
+fn broadcast_of(r: &sqlx::any::AnyRow) -> StoreResult<Broadcast> {
+    Ok(Broadcast {
+        id: col(r, "id")?,
+        bot: col(r, "bot")?,
+        text: col(r, "text")?,
+        audience: col(r, "audience")?,
+        status: col(r, "status")?,
+        cursor_user: col(r, "cursor_user")?,
+        pending_to: col(r, "pending_to")?,
+        pending_ms: col(r, "pending_ms")?,
+        queued: col(r, "queued")?,
+        repeated_max: col(r, "repeated_max")?,
+        created_by: col(r, "created_by")?,
+        created_ms: col(r, "created_ms")?,
+        finished_ms: col(r, "finished_ms")?,
+    })
 }
 
 fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
@@ -892,6 +977,125 @@ impl AdminStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn create_broadcast(&self, bot: &str, text: &str, audience: &str, by: i64, now_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO admin_broadcasts (bot, text, audience, status, cursor_user, queued, repeated_max, created_by, created_ms) \
+             VALUES ($1, $2, $3, 'running', 0, 0, 0, $4, $5) RETURNING id",
+        )
+        .bind(bot)
+        .bind(text)
+        .bind(audience)
+        .bind(by)
+        .bind(now_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        col(&row, "id")
+    }
+
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
+        let row = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(broadcast_of).transpose()
+    }
+
+    async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>> {
+        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts ORDER BY id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(broadcast_of).collect()
+    }
+
+    async fn running_broadcasts(&self) -> StoreResult<Vec<Broadcast>> {
+        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts WHERE status = 'running' ORDER BY id"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(broadcast_of).collect()
+    }
+
+    async fn recipients(&self, bot: &str, audience: &str, after: i64, up_to: i64, limit: i64, now_ms: i64) -> StoreResult<Vec<Recipient>> {
+        let rows = sqlx::query(concat!(
+            "SELECT user_id, language FROM users WHERE bot = $1 AND user_id > $2 AND user_id <= $3 AND ",
+            audience_filter!(),
+            " ORDER BY user_id LIMIT $6"
+        ))
+        .bind(bot)
+        .bind(after)
+        .bind(up_to)
+        .bind(audience)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| Ok(Recipient { user_id: col(r, "user_id")?, language: col(r, "language")? })).collect()
+    }
+
+    async fn audience_size(&self, bot: &str, audience: &str, now_ms: i64) -> StoreResult<i64> {
+        // The same filter as `recipients` ($2 and $3 span every id).
+        let row = sqlx::query(concat!(
+            "SELECT COUNT(*) AS n FROM users WHERE bot = $1 AND user_id > $2 AND user_id <= $3 AND ",
+            audience_filter!()
+        ))
+        .bind(bot)
+        .bind(0_i64)
+        .bind(i64::MAX)
+        .bind(audience)
+        .bind(now_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        col(&row, "n")
+    }
+
+    async fn claim_batch(&self, id: i64, cursor: i64, to: i64, now_ms: i64, stale_before_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE admin_broadcasts SET pending_to = $3, pending_ms = $4 WHERE id = $1 AND status = 'running' AND cursor_user = $2 \
+             AND (pending_to IS NULL OR (pending_to = $3 AND pending_ms < $5))",
+        )
+        .bind(id)
+        .bind(cursor)
+        .bind(to)
+        .bind(now_ms)
+        .bind(stale_before_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn batch_queued(&self, id: i64, to: i64, queued: i64, repeated: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE admin_broadcasts SET cursor_user = $2, pending_to = NULL, pending_ms = NULL, queued = queued + $3, \
+             repeated_max = repeated_max + $4 WHERE id = $1 AND pending_to = $2",
+        )
+        .bind(id)
+        .bind(to)
+        .bind(queued)
+        .bind(repeated)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn finish_broadcast(&self, id: i64, status: &str, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE admin_broadcasts SET status = $2, finished_ms = $3 WHERE id = $1 AND status = 'running'")
+            .bind(id)
+            .bind(status)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 
     async fn people(&self, now_ms: i64) -> StoreResult<People> {
