@@ -859,6 +859,11 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     assert_eq!(body["broadcasts"][0]["status"], "done", "{body}");
     let (status, _) = owner.post(&format!("/api/v1/broadcasts/{id}/cancel"), json!({})).await;
     assert_eq!(status, 409);
+    // The dashboard's page: the progress bar, the message as text (never markup), the form.
+    let (status, _, page, _) = owner.page("/broadcasts").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("&lt;b&gt;Big news&lt;/b&gt; 42") && page.contains("10 of 10 queued") && page.contains("<progress"), "{page}");
+    assert!(page.contains("action=\"/api/v1/broadcasts\"") && page.contains("name=\"_csrf\""), "{page}");
     let rows = admin.sql.audit_log(None, 100).await.unwrap();
     assert!(rows.iter().any(|r| r.action == "broadcast" && r.detail.contains("Big news")), "{rows:?}");
 

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::{self, Display, Write as _};
 
 use axum::Router;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -28,8 +28,8 @@ use axum::routing::get;
 
 use super::api::{self, UserQuery};
 use super::auth::{Admin, CSRF_HEADER};
-use super::moderation;
 use super::{AdminState, ApiError};
+use super::{broadcast, moderation};
 use crate::store::admin::{BAN_FOREVER_MS, MemberView, PersonView};
 
 pub fn routes() -> Router<AdminState> {
@@ -41,6 +41,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/audit", get(audit))
         .route("/keys", get(keys))
         .route("/moderation", get(moderation))
+        .route("/broadcasts", get(broadcasts))
         .route("/assets/admin.css", get(css))
         .route("/assets/admin.js", get(js))
 }
@@ -114,6 +115,8 @@ fn done_text(action: &str) -> Option<&'static str> {
         "logout" => "You are logged out.",
         "revoke" => "The key is revoked: it is refused from now on.",
         "review" => "Reviewed: the member's open reports are closed.",
+        "broadcast" => "The broadcast is started: the bot sends it at its own pace, after its chats.",
+        "cancel" => "The broadcast is stopped (messages already queued still go out).",
         _ => return None,
     })
 }
@@ -132,7 +135,7 @@ fn page(title: &str, admin: Option<&Admin>, status: StatusCode, body: Markup) ->
         let id = &a.identity;
         html!(
             m,
-            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a>"
+            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a>"
         );
         if id.fleet_admin {
             html!(m, " <a href=\"/audit\">Audit log</a> <a href=\"/keys\">API keys</a>");
@@ -158,7 +161,18 @@ fn notice(m: &mut Markup, q: &HashMap<String, String>) {
     }
 }
 
-/// A page that needs a session: without one (or with an ended one), the login page.
+/// The admin of a page: without a session (or with an ended one), the browser goes to the
+/// login page; any other refusal is an error page.
+pub struct PageAdmin(pub Admin);
+
+impl FromRequestParts<AdminState> for PageAdmin {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &AdminState) -> Result<Self, Self::Rejection> {
+        Admin::from_request_parts(parts, state).await.map(PageAdmin).map_err(need_login)
+    }
+}
+
 fn need_login(e: ApiError) -> Response {
     match e {
         ApiError::Unauthorized(_) => (StatusCode::SEE_OTHER, [(header::LOCATION, "/login")]).into_response(),
@@ -200,11 +214,7 @@ async fn login(Query(q): Query<HashMap<String, String>>) -> Response {
     page("Log in", None, StatusCode::OK, m)
 }
 
-async fn overview(State(s): State<AdminState>, admin: Result<Admin, ApiError>) -> Response {
-    let admin = match admin {
-        Ok(a) => a,
-        Err(e) => return need_login(e),
-    };
+async fn overview(State(s): State<AdminState>, PageAdmin(admin): PageAdmin) -> Response {
     let o = match api::overview_of(&s, &admin.identity).await {
         Ok(o) => o,
         Err(e) => return error_page(&e),
@@ -312,11 +322,7 @@ fn revenue_chart(revenue: &[crate::store::admin::Revenue], now_ms: i64) -> Marku
     m
 }
 
-async fn users(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let admin = match admin {
-        Ok(a) => a,
-        Err(e) => return need_login(e),
-    };
+async fn users(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
     let raw = q.get("q").map(|v| v.trim().to_string()).unwrap_or_default();
     let mut m = Markup::default();
     html!(
@@ -352,14 +358,10 @@ async fn users(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Quer
 
 async fn user(
     State(s): State<AdminState>,
-    admin: Result<Admin, ApiError>,
+    PageAdmin(admin): PageAdmin,
     Path(raw): Path<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let admin = match admin {
-        Ok(a) => a,
-        Err(e) => return need_login(e),
-    };
     let person = match api::parse_user_id(&raw) {
         Ok(id) => api::view_user(&s, &admin, id).await,
         Err(e) => Err(e),
@@ -507,11 +509,7 @@ fn member_section(m: &mut Markup, admin: &Admin, u: &MemberView, payments: &[cra
     html!(m, "</tbody></table></section>");
 }
 
-async fn audit(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let admin = match admin {
-        Ok(a) => a,
-        Err(e) => return need_login(e),
-    };
+async fn audit(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Err(e) = admin.identity.require_fleet("the audit log") {
         return error_page(&e);
     }
@@ -550,11 +548,7 @@ async fn audit(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Quer
     page("Audit log", Some(&admin), StatusCode::OK, m)
 }
 
-async fn keys(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let admin = match admin {
-        Ok(a) => a,
-        Err(e) => return need_login(e),
-    };
+async fn keys(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
     if let Err(e) = admin.identity.require_fleet("managing API keys") {
         return error_page(&e);
     }
@@ -615,17 +609,82 @@ async fn keys(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query
     page("API keys", Some(&admin), StatusCode::OK, m)
 }
 
+async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
+    let list = match broadcast::broadcasts_of(&s, &admin.identity).await {
+        Ok(l) => l,
+        Err(e) => return error_page(&e),
+    };
+    let mut m = Markup::default();
+    notice(&mut m, &q);
+    html!(
+        m,
+        "<section><h2>New broadcast</h2><p>Sent by the bot to its members with a complete profile who can be reached, are not banned and have not \
+         turned announcements off (<code>/news off</code>, which every message mentions). The bot sends it at its own pace, after its chats.</p>\
+         <form method=\"post\" action=\"/api/v1/broadcasts\">"
+    );
+    hidden(&mut m, &admin, "/broadcasts?done=broadcast");
+    html!(m, "<label for=\"bb\">Bot</label><select id=\"bb\" name=\"bot\">");
+    for bot in &admin.identity.bots {
+        html!(m, "<option value=\"{}\">{}</option>", bot, bot);
+    }
+    html!(
+        m,
+        "</select><label for=\"ba\">Audience</label><select id=\"ba\" name=\"audience\"><option value=\"all\">Everyone</option>\
+         <option value=\"vip\">VIP members</option><option value=\"free\">Members without VIP</option></select>\
+         <label for=\"bt\">Message (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href&gt;…)</label>\
+         <textarea id=\"bt\" name=\"text\" rows=\"5\" maxlength=\"3500\" required></textarea>\
+         <button type=\"submit\" class=\"danger\">Send to the audience</button></form></section>\
+         <section><h2>Broadcasts</h2><table><thead><tr><th scope=\"col\">Started</th><th scope=\"col\">Bot</th><th scope=\"col\">Audience</th>\
+         <th scope=\"col\">Message</th><th scope=\"col\">Progress</th><th scope=\"col\">State</th></tr></thead><tbody>"
+    );
+    let now = crate::bot::now_ms();
+    for b in &list {
+        // For the bar of a running broadcast: queued, plus the members still ahead of the cursor.
+        let total = if b.status == "running" {
+            match s.store.recipients(&b.bot, &b.audience, b.cursor_user, i64::MAX, 1_000_000, now).await {
+                Ok(ahead) => b.queued + ahead.len() as i64,
+                Err(e) => return error_page(&e.into()),
+            }
+        } else {
+            b.queued
+        };
+        html!(
+            m,
+            "<tr><td>{} by {}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td><td><progress value=\"{}\" max=\"{}\">{} of {}</progress> {} of {} queued",
+            time(b.created_ms),
+            b.created_by,
+            b.bot,
+            b.audience,
+            b.text,
+            b.queued,
+            total.max(1),
+            b.queued,
+            total,
+            b.queued,
+            total
+        );
+        if b.repeated_max > 0 {
+            html!(m, " (up to {} may have it twice: a stopped process's batch)", b.repeated_max);
+        }
+        html!(m, "</td><td>{}", b.status);
+        if b.status == "running" {
+            html!(m, "<form method=\"post\" action=\"/api/v1/broadcasts/{}/cancel\">", b.id);
+            hidden(&mut m, &admin, "/broadcasts?done=cancel");
+            html!(m, "<button type=\"submit\">Stop</button></form>");
+        }
+        html!(m, "</td></tr>");
+    }
+    html!(m, "</tbody></table></section>");
+    page("Broadcasts", Some(&admin), StatusCode::OK, m)
+}
+
 /// A link to a message of a mirror chat (a supergroup or channel: `-100…` ids), if it has one.
 fn mirror_link(chat_id: i64, message_id: i64) -> Option<String> {
     let internal = chat_id.to_string().strip_prefix("-100")?.to_string();
     Some(format!("https://t.me/c/{internal}/{message_id}"))
 }
 
-async fn moderation(State(s): State<AdminState>, admin: Result<Admin, ApiError>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let admin = match admin {
-        Ok(a) => a,
-        Err(e) => return need_login(e),
-    };
+async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
     let (items, banned) = match (moderation::queue_of(&s, &admin.identity).await, moderation::banned_of(&s, &admin.identity).await) {
         (Ok(i), Ok(b)) => (i, b),
         (Err(e), _) | (_, Err(e)) => return error_page(&e),
