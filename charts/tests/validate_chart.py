@@ -166,12 +166,14 @@ METRICS: dict[str, set[str]] = {
     "botfleet_reconciliation_mismatches_total": {"bot", "kind"},
     "botfleet_chat_locks_total": {"bot", "outcome"},
     "botfleet_referrals_total": {"bot", "outcome"},
+    "botfleet_admin_logins_total": {"outcome"},
+    "botfleet_admin_actions_total": {"action", "outcome"},
     "up": set(),
 }
 HISTOGRAMS = {"botfleet_operator_reconcile_duration_seconds", "botfleet_update_handling_seconds", "botfleet_pre_checkout_seconds"}
 # Labels Prometheus / prometheus-operator add to every scraped series.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
-SCRAPE_JOBS = {"botfleet-operator", "botfleet-runtime"}
+SCRAPE_JOBS = {"botfleet-operator", "botfleet-runtime", "botfleet-admin"}
 
 # Alerts the product needs (by what they watch); each must exist in alerts.yaml.
 REQUIRED_ALERTS = {
@@ -187,6 +189,8 @@ REQUIRED_ALERTS = {
     "BotFleetPreCheckoutSlow": "pre-checkout answer p99 near Telegram's 10 s",
     "BotFleetPaymentsDeclined": "most checkouts declined",
     "BotFleetReconciliationMismatch": "Telegram's Stars ledger disagrees",
+    "BotFleetAdminDown": "admin dashboard down",
+    "BotFleetAdminLoginsLimited": "admin login tries refused by the limit",
 }
 PACKAGED_MONITORING_FILES = ("alerts.yaml", "grafana-dashboard.json")
 
