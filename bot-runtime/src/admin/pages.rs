@@ -892,6 +892,39 @@ mod tests {
         assert_eq!(m.as_str(), "<p title=\"&quot;&gt;&lt;script&gt;\">&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;</p>");
     }
 
+    /// An inline capture (`{name}`) in an `html!` format string would skip the escaping: none
+    /// may exist in this file.
+    #[test]
+    fn no_html_format_string_captures_a_variable_unescaped() {
+        let whole = include_str!("pages.rs");
+        // The pages, not these tests (which name the macro in strings).
+        let source = whole.split("#[cfg(test)]").next().unwrap_or(whole);
+        let mut checked = 0;
+        for (at, _) in source.match_indices("html!(") {
+            let rest = &source[at..];
+            let Some(open) = rest.find('"') else { continue };
+            let body = &rest[open + 1..];
+            let mut literal = String::new();
+            let mut chars = body.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => {
+                        chars.next();
+                    }
+                    '"' => break,
+                    c => literal.push(c),
+                }
+            }
+            let unescaped = literal.replace("{{", "").replace("}}", "");
+            for (i, _) in unescaped.match_indices('{') {
+                let next = unescaped[i + 1..].chars().next();
+                assert_eq!(next, Some('}'), "an inline capture in html!: {literal:?}");
+            }
+            checked += 1;
+        }
+        assert!(checked > 30, "the scan found the html! calls ({checked})");
+    }
+
     #[test]
     fn forms_return_to_local_pages_only() {
         assert_eq!(local_path("/users/5?done=ban"), Some("/users/5?done=ban"));
