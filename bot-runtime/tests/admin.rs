@@ -341,9 +341,14 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     let (status, body) = bot_admin.post(&format!("/api/v1/users/{}/gift", bob.id), gift).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["first"].clone(), body["credits_balance"].clone()), (json!(false), json!(5)), "{body}");
+    bob.expect("the gift notice", WAIT, |m| text_of(m).contains("30 days of VIP") && text_of(m).contains("5 lock-chat credits"))
+        .await
+        .expect("Bob is told about the gift");
     bob.send("/vip").unwrap();
     let shop = bob.expect("the shop", WAIT, |m| text_of(m).contains("Lock-chat credits")).await.unwrap();
     assert!(text_of(&shop).contains("credits: 5") && text_of(&shop).contains("until"), "{}", text_of(&shop));
+    let notices = bob.received().unwrap().iter().filter(|m| text_of(m).contains("A gift from the team")).count();
+    assert_eq!(notices, 1, "one notice for the gift, none for the repeated key");
     // ...but not to a member of another bot.
     let (status, _) = bot_admin
         .post(&format!("/api/v1/users/{}/gift", ann.id), json!({"bot": "default/alpha", "vip_days": 1, "idempotency_key": "x"}))

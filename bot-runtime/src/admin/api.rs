@@ -100,13 +100,7 @@ async fn login_code(State(s): State<AdminState>, Client(client): Client, Body(re
     let hash = s.settings.secret.tag("code", &format!("{}|{code}", req.telegram_id));
     s.store.save_code(req.telegram_id, &hash, &bot.id, now, now + auth::CODE_TTL_MS).await?;
     let lang = s.store.language_on(&bot.id, req.telegram_id).await?.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
-    let to = Member::new(bot.name.clone(), req.telegram_id);
-    let text = TextKey::AdminLoginCode.fmt(lang, &[("code", &code)]);
-    let mut job = Job::to(&to, Lane::Interactive, "sendMessage", json!({"chat_id": req.telegram_id, "text": text, "parse_mode": "HTML"}));
-    job.enqueued_ms = now;
-    let jobs = [job];
-    s.fleet.hot.commit(&bot.pool, Marker::None, &jobs).await?;
-    s.fleet.ring(&jobs);
+    send_message(&s, bot, req.telegram_id, TextKey::AdminLoginCode.fmt(lang, &[("code", &code)]), now).await?;
     s.fleet.metrics.admin_login("code_sent");
     write_audit(&s, req.telegram_id, None, "login_code", Some(&bot.id), None, json!({}), &client).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response())
@@ -481,10 +475,40 @@ async fn gift(
         return Err(ApiError::NotFound(format!("{user_id} is not a member of {}", b.id)));
     };
     let balance = s.fleet.store.credits(&b.id, user_id).await?;
+    if outcome.first {
+        tell_gift(&s, &b, user_id, req.vip_days, req.credits, now).await?;
+    }
     s.fleet.metrics.admin_action("gift", if outcome.first { "done" } else { "repeated" });
     let detail = json!({"vip_days": req.vip_days, "credits": req.credits, "key": key, "first": outcome.first});
     audit_action(&s, &admin, "gift", Some(&b.id), Some(user_id), detail).await?;
     Ok(axum::Json(GiftAnswer { user_id, bot: b.id, first: outcome.first, vip_until_ms: outcome.vip_until_ms, credits_balance: balance }))
+}
+
+/// Tells the member about a gift, through the bot's outbox, in their language (once: only the
+/// first use of a key gets here). A retry after a failure before this line repeats nothing but
+/// the notice.
+async fn tell_gift(s: &AdminState, b: &RegisteredBot, user_id: i64, vip_days: i64, credits: i64, now: i64) -> Result<(), ApiError> {
+    let lang = s.store.language_on(&b.id, user_id).await?.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
+    let mut lines = Vec::new();
+    if vip_days > 0 {
+        lines.push(TextKey::GiftVip.fmt(lang, &[("days", &vip_days.to_string())]));
+    }
+    if credits > 0 {
+        lines.push(TextKey::GiftCredits.fmt(lang, &[("credits", &credits.to_string())]));
+    }
+    send_message(s, b, user_id, lines.join("\n"), now).await
+}
+
+/// A message (Telegram HTML) to a member, as a job on the bot's outbox: sent by that bot's
+/// sender with its limits and retries (the admin role holds no token).
+async fn send_message(s: &AdminState, bot: &RegisteredBot, user_id: i64, text: String, now: i64) -> Result<(), ApiError> {
+    let to = Member::new(bot.name.clone(), user_id);
+    let mut job = Job::to(&to, Lane::Interactive, "sendMessage", json!({"chat_id": user_id, "text": text, "parse_mode": "HTML"}));
+    job.enqueued_ms = now;
+    let jobs = [job];
+    s.fleet.hot.commit(&bot.pool, Marker::None, &jobs).await?;
+    s.fleet.ring(&jobs);
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]

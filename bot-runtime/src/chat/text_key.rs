@@ -151,6 +151,8 @@ text_keys! {
     BannedUntil = "banned_until",
     AdminLoginCode = "admin_login_code",
     NewsOn = "news_on",
+    GiftVip = "gift_vip",
+    GiftCredits = "gift_credits",
     NewsOff = "news_off",
     NewsStatus = "news_status",
     BroadcastFooter = "broadcast_footer",
