@@ -373,6 +373,37 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     let csv = csv.as_str().unwrap().to_string();
     assert!(csv.starts_with("id,at,admin_id,action,bot,target_user,detail,client,api_key\n") && csv.contains(",ban,"), "{csv}");
 
+    // Payments as CSV: the fleet admin sees both bots' (formulas defused), the bot admin
+    // beta's only, and the export is audited.
+    use bot_runtime::store::money::{NewPayment, Payments};
+    for (charge, bot, user) in [("=charge-a", "default/alpha", ann.id), ("charge-b", "default/beta", bob.id)] {
+        let p = NewPayment {
+            charge_id: charge.into(),
+            bot: bot.into(),
+            user_id: user,
+            quote_id: None,
+            plan_id: "vip_week".into(),
+            stars: 50,
+            vip_days: 7,
+            lock_credits: 0,
+            now_ms: bot_runtime::bot::now_ms(),
+            subscription_until_ms: None,
+        };
+        admin.sql.apply_payment(&p).await.unwrap();
+    }
+    let (status, csv) = fleet_admin.get("/api/v1/payments.csv").await;
+    assert_eq!(status, 200, "{csv}");
+    let csv = csv.as_str().unwrap().to_string();
+    assert!(csv.starts_with("charge_id,at,bot,user_id,plan,stars,"), "{csv}");
+    assert!(csv.contains("'=charge-a,") && csv.contains("charge-b,") && csv.contains(",vip_week,50,7,0,"), "{csv}");
+    let (_, csv) = bot_admin.get("/api/v1/payments.csv").await;
+    let csv = csv.as_str().unwrap().to_string();
+    assert!(csv.contains("charge-b") && !csv.contains("charge-a"), "a bot admin exports their bots' payments only: {csv}");
+    let (status, _) = bot_admin.get("/api/v1/payments.csv?from=abc").await;
+    assert_eq!(status, 400);
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    assert!(rows.iter().any(|r| r.action == "export_payments" && r.admin_id == bea.id), "{rows:?}");
+
     // The overview counts both bots for the fleet admin.
     let (status, body) = fleet_admin.get("/api/v1/overview").await;
     assert_eq!(status, 200, "{body}");

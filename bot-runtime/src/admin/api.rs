@@ -39,6 +39,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/refunds", post(refund))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit.csv", get(audit_csv))
+        .route("/api/v1/payments.csv", get(payments_csv))
 }
 
 async fn openapi() -> Response {
@@ -630,28 +631,74 @@ async fn audit_csv(State(s): State<AdminState>, admin: Admin, Query(q): Query<Ha
     admin.identity.require_fleet("the audit log")?;
     let (before, limit) = page(&q, 10_000, 100_000)?;
     let entries = s.store.audit_log(before, limit).await?;
-    let mut out = String::from("id,at,admin_id,action,bot,target_user,detail,client,api_key\n");
-    for e in entries {
-        let at = jiff::Timestamp::from_millisecond(e.at_ms).map(|t| t.to_string()).unwrap_or_default();
-        let fields = [
-            e.id.to_string(),
-            at,
-            e.admin_id.to_string(),
-            e.action,
-            e.bot.unwrap_or_default(),
-            e.target_user.map(|u| u.to_string()).unwrap_or_default(),
-            e.detail,
-            e.client.unwrap_or_default(),
-            e.api_key.unwrap_or_default(),
-        ];
+    Ok(csv_answer(
+        "botfleet-audit.csv",
+        "id,at,admin_id,action,bot,target_user,detail,client,api_key",
+        entries.into_iter().map(|e| {
+            vec![
+                e.id.to_string(),
+                iso(e.at_ms),
+                e.admin_id.to_string(),
+                e.action,
+                e.bot.unwrap_or_default(),
+                e.target_user.map(|u| u.to_string()).unwrap_or_default(),
+                e.detail,
+                e.client.unwrap_or_default(),
+                e.api_key.unwrap_or_default(),
+            ]
+        }),
+    ))
+}
+
+/// A CSV download: the header row, then one row per record, each field through [`csv_field`].
+fn csv_answer(file: &str, header: &str, rows: impl Iterator<Item = Vec<String>>) -> Response {
+    let mut out = format!("{header}\n");
+    for fields in rows {
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"botfleet-audit.csv\"")],
-        out,
-    )
-        .into_response())
+    let disposition = format!("attachment; filename=\"{file}\"");
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], out).into_response()
+}
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// Payments as CSV (`?from=&to=` in ms since the epoch, default the last 31 days; at most
+/// 100,000 rows): every bot's for fleet admins, their bots' for bot admins. Audited (it holds
+/// user ids).
+async fn payments_csv(State(s): State<AdminState>, admin: Admin, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+    let now = crate::bot::now_ms();
+    let ms = |name: &str, default: i64| {
+        q.get(name).map_or(Ok(default), |v| v.parse::<i64>().map_err(|_| ApiError::bad(format!("{name}: milliseconds since the epoch"))))
+    };
+    let (from, to) = (ms("from", now - 31 * 86_400_000)?, ms("to", now + 1)?);
+    if from >= to {
+        return Err(ApiError::bad("from must be before to"));
+    }
+    let payments = s.store.payments_between(from, to, 100_000).await?;
+    let rows: Vec<_> = payments.into_iter().filter(|p| admin.identity.may_act_on(&p.bot)).collect();
+    audit_action(&s, &admin, "export_payments", None, None, json!({"from": from, "to": to, "rows": rows.len()})).await?;
+    let header = "charge_id,at,bot,user_id,plan,stars,vip_days,lock_credits,refunded_at,refund_spent_credits";
+    Ok(csv_answer(
+        "botfleet-payments.csv",
+        header,
+        rows.into_iter().map(|p| {
+            vec![
+                p.charge_id,
+                iso(p.created_ms),
+                p.bot,
+                p.user_id.to_string(),
+                p.plan_id,
+                p.stars.to_string(),
+                p.vip_days.to_string(),
+                p.lock_credits.to_string(),
+                p.refunded_ms.map(iso).unwrap_or_default(),
+                p.refund_spent_credits.map(|c| c.to_string()).unwrap_or_default(),
+            ]
+        }),
+    ))
 }
 
 #[cfg(test)]

@@ -202,6 +202,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/payments.csv",
+        summary: "Payments as CSV (every bot's for fleet admins, their bots' for bot admins); audited",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: csv,
+        query: &[("from", "ms since the epoch (default: 31 days ago)"), ("to", "ms since the epoch, exclusive (default: now)")],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/moderation/reports",
         summary: "The moderation queue: members of this admin's bots with open reports (metadata only, never content)",
         access: Access::Session,

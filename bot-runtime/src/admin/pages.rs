@@ -303,7 +303,8 @@ fn revenue_chart(revenue: &[crate::store::admin::Revenue], now_ms: i64) -> Marku
     }
     html!(
         m,
-        "</svg><table><thead><tr><th scope=\"col\">Bot</th><th scope=\"col\">Plan</th><th scope=\"col\">Payments</th><th scope=\"col\">Stars</th></tr></thead><tbody>"
+        "</svg><p><a href=\"/api/v1/payments.csv\" download>Export the payments of the last 31 days (CSV)</a></p>\
+         <table><thead><tr><th scope=\"col\">Bot</th><th scope=\"col\">Plan</th><th scope=\"col\">Payments</th><th scope=\"col\">Stars</th></tr></thead><tbody>"
     );
     let mut sums: Vec<(&str, &str, i64, i64)> = Vec::new();
     for r in revenue {

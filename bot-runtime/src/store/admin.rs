@@ -360,6 +360,9 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Ends a running broadcast (`done` or `cancelled`); false if it was not running.
     async fn finish_broadcast(&self, id: i64, status: &str, now_ms: i64) -> StoreResult<bool>;
 
+    /// Payments of every bot in `[from_ms, to_ms)`, oldest first, at most `limit`.
+    async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>>;
+
     async fn people(&self, now_ms: i64) -> StoreResult<People>;
     async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>>;
     async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>>;
@@ -1096,6 +1099,10 @@ impl AdminStore for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>> {
+        SqlStore::payments_between(self, from_ms, to_ms, limit).await
     }
 
     async fn people(&self, now_ms: i64) -> StoreResult<People> {
