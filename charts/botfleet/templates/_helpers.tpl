@@ -40,6 +40,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The admin role (`bot-runtime admin`): its own component, so its pods are never selected
+as operator pods and the other way round. */}}
+{{- define "botfleet.adminFullname" -}}
+{{- printf "%s-admin" (include "botfleet.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "botfleet.adminSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "botfleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: admin
+{{- end }}
+
+{{- define "botfleet.adminLabels" -}}
+helm.sh/chart: {{ include "botfleet.chart" . }}
+{{ include "botfleet.adminSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: botfleet
+{{- end }}
+
+{{/* The Secret holding the admin role's session secret: the user's, or the one the chart makes. */}}
+{{- define "botfleet.adminSessionSecretName" -}}
+{{- default (printf "%s-session" (include "botfleet.adminFullname" .)) .Values.admin.sessionSecret.existingSecret }}
+{{- end }}
+
 {{- define "botfleet.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "botfleet.fullname" .) .Values.serviceAccount.name }}
