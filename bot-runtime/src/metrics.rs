@@ -20,6 +20,7 @@ pub struct Metrics {
     timers: IntCounterVec,
     delivery: HistogramVec,
     given_up: IntCounterVec,
+    media_refused: IntCounterVec,
     reservations: IntCounterVec,
     purchases: IntCounterVec,
     revenue: IntCounterVec,
@@ -105,6 +106,12 @@ impl Metrics {
                 &r,
                 "botfleet_outbox_given_up_total",
                 "Outbox jobs given up, by reason (expired: kept failing past the lane's maximum age; refused: a 4xx; backlog: their chat already had the maximum backlog queued)",
+                &["bot", "reason"],
+            ),
+            media_refused: counter(
+                &r,
+                "botfleet_media_relays_refused_total",
+                "Cross-bot media not relayed, the sender told why, by reason (busy: this process's download slots were taken; budget: the fleet's media budget in Redis was full; user_cap: the sender's bytes per window; too_big: over Telegram's 20 MB; failed: Telegram refused the download)",
                 &["bot", "reason"],
             ),
             reservations: counter(
@@ -227,6 +234,10 @@ impl Metrics {
     }
     pub fn send_reservation(&self, bot: &str, outcome: &str) {
         self.reservations.with_label_values(&[bot, outcome]).inc();
+    }
+    /// A cross-bot file not relayed, by reason (busy, budget, user_cap, too_big, failed).
+    pub fn media_refused(&self, bot: &str, reason: &str) {
+        self.media_refused.with_label_values(&[bot, reason]).inc();
     }
     pub fn backlog_dropped(&self, bot: &str) {
         self.gave_up(bot, "backlog");

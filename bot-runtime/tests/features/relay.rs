@@ -112,7 +112,8 @@ async fn a_user_past_the_media_bytes_per_window_is_told_to_wait() {
     let (ann, bob) = s.chatting("alpha", "beta").await;
     let budget = s.fleet.media.limits.budget;
     // Ann relayed nearly her window's worth already (through another bot of another pool).
-    let granted = s.fleet.hot.reserve_media("another-pool", "gamma:hers", ann.id, budget.user_bytes - 1_000, &budget, Duration::from_secs(60)).await;
+    let granted =
+        s.fleet.hot.reserve_media("another-pool", "gamma:hers", ann.id, budget.user_bytes - 1_000, &budget, Duration::from_secs(60)).await;
     assert!(matches!(granted, Ok(bot_runtime::hot::MediaGrant::Granted)), "{granted:?}");
     let out = s.send_media(&ann, MediaKind::Video, MediaSpec { size: Some(5_000), ..MediaSpec::default() }).await;
     out.said(&ann, TextKey::MediaQuota);
