@@ -19,6 +19,14 @@
 
 local op = ARGV[1]
 
+-- Adds a holder and keeps all three keys for `ttl` ms from now.
+local function hold(holder, ttl)
+  redis.call("SADD", KEYS[3], holder)
+  for i = 1, 3 do
+    redis.call("PEXPIRE", KEYS[i], ttl)
+  end
+end
+
 if op == "begin" then
   local state = redis.call("HMGET", KEYS[1], "done", "lease")
   if state[1] == "1" then
@@ -37,10 +45,7 @@ end
 if op == "finish" then
   redis.call("HSET", KEYS[1], "done", "1", "size", ARGV[2])
   redis.call("HDEL", KEYS[1], "lease")
-  redis.call("SADD", KEYS[3], ARGV[3])
-  for i = 1, 3 do
-    redis.call("PEXPIRE", KEYS[i], ARGV[4])
-  end
+  hold(ARGV[3], ARGV[4])
   return 1
 end
 
@@ -48,10 +53,7 @@ if op == "hold" then
   if redis.call("HGET", KEYS[1], "done") ~= "1" then
     return 0
   end
-  redis.call("SADD", KEYS[3], ARGV[2])
-  for i = 1, 3 do
-    redis.call("PEXPIRE", KEYS[i], ARGV[3])
-  end
+  hold(ARGV[2], ARGV[3])
   return 1
 end
 
