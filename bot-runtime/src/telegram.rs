@@ -113,7 +113,8 @@ pub struct RemoteFile {
 pub struct FileDownload {
     api: TelegramApi,
     response: reqwest::Response,
-    buffer: bytes::BytesMut,
+    /// Received past the last piece, not yet handed out.
+    pending: Option<Bytes>,
     piece: usize,
     max_bytes: u64,
     read: u64,
@@ -122,30 +123,40 @@ pub struct FileDownload {
 
 impl FileDownload {
     /// The next piece of the file: `piece` bytes, the last one shorter; None at the end. More
-    /// than the limit → Telegram's "file is too big", as if getFile had said so.
+    /// than the limit → Telegram's "file is too big", as if getFile had said so. Each piece is
+    /// one allocation of exactly its size: what arrives past it waits, uncopied, for the next.
     pub async fn next_piece(&mut self) -> Result<Option<Bytes>, TgError> {
-        while !self.ended && self.buffer.len() < self.piece {
-            match self.response.chunk().await {
-                Ok(Some(chunk)) => {
-                    self.read += chunk.len() as u64;
-                    if self.read > self.max_bytes {
-                        self.api.metrics.api_call(&self.api.bot, "download", "error");
-                        return Err(too_big());
+        let mut buffer = bytes::BytesMut::with_capacity(self.piece);
+        while buffer.len() < self.piece {
+            let chunk = match self.pending.take() {
+                Some(rest) => rest,
+                None if self.ended => break,
+                None => match self.response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        self.read += chunk.len() as u64;
+                        if self.read > self.max_bytes {
+                            self.api.metrics.api_call(&self.api.bot, "download", "error");
+                            return Err(too_big());
+                        }
+                        chunk
                     }
-                    self.buffer.extend_from_slice(&chunk);
-                }
-                Ok(None) => {
-                    self.ended = true;
-                    self.api.metrics.api_call(&self.api.bot, "download", "ok");
-                }
-                Err(e) => return Err(self.api.transport("download", e)),
+                    Ok(None) => {
+                        self.ended = true;
+                        self.api.metrics.api_call(&self.api.bot, "download", "ok");
+                        break;
+                    }
+                    Err(e) => return Err(self.api.transport("download", e)),
+                },
+            };
+            let room = self.piece - buffer.len();
+            if chunk.len() > room {
+                buffer.extend_from_slice(&chunk[..room]);
+                self.pending = Some(chunk.slice(room..));
+            } else {
+                buffer.extend_from_slice(&chunk);
             }
         }
-        if self.buffer.is_empty() {
-            return Ok(None);
-        }
-        let take = self.buffer.len().min(self.piece);
-        Ok(Some(self.buffer.split_to(take).freeze()))
+        Ok((!buffer.is_empty()).then(|| buffer.freeze()))
     }
 
     /// Bytes received so far.
@@ -265,15 +276,7 @@ impl TelegramApi {
             self.metrics.api_call(&self.bot, "download", "error");
             return Err(too_big());
         }
-        Ok(FileDownload {
-            api: self.clone(),
-            response,
-            buffer: bytes::BytesMut::new(),
-            piece: piece.max(1),
-            max_bytes,
-            read: 0,
-            ended: false,
-        })
+        Ok(FileDownload { api: self.clone(), response, pending: None, piece: piece.max(1), max_bytes, read: 0, ended: false })
     }
 
     fn transport(&self, method: &str, e: reqwest::Error) -> TgError {
