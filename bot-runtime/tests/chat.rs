@@ -175,6 +175,19 @@ async fn users_of_two_bots_chat_with_replies_and_media_through_each_others_bot(b
     let copy = got["photo"].as_array().unwrap().last().unwrap().clone();
     assert_ne!(copy["file_id"], original["file_id"]);
     assert_eq!(copy["file_size"], original["file_size"], "the same bytes arrive");
+    // Once uploaded, the blob is deleted from the hot store and its budget freed (both stores).
+    let blob = format!("beta:{}", original["file_unique_id"].as_str().unwrap());
+    let hot = &h.any_bot("alpha").fleet.hot;
+    let pool = h.any_bot("alpha").pool.clone();
+    let mut gone = false;
+    for _ in 0..50 {
+        if hot.blob_info(&pool, &blob).await.unwrap().is_none() && hot.media_reserved().await.unwrap() == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the photo's blob is still in the hot store after its upload");
 
     for (kind, field) in [
         (MediaKind::Voice, "voice"),

@@ -302,6 +302,9 @@ pub fn pool_gauges(fleet: &Arc<Fleet>, bots: &[Arc<Bot>], shutdown: watch::Recei
                     fleet.metrics.set_active_chats(label, n);
                 }
             }
+            if let Ok(n) = fleet.hot.media_reserved().await {
+                fleet.metrics.set_media_reserved(n, fleet.media.limits.budget.fleet_bytes);
+            }
         }
     })
 }
