@@ -74,7 +74,7 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     let t = Instant::now();
     sqlx::query(
         "INSERT INTO users (bot, user_id, language, stage, gender, age, reachable, created_ms, updated_ms) \
-         SELECT 'alpha', g, 'en', 'ready', CASE WHEN g % 2 = 0 THEN 'f' ELSE 'm' END, 30, 1, 0, 0 FROM generate_series(1, $1) g",
+         SELECT 'bench/alpha', g, 'en', 'ready', CASE WHEN g % 2 = 0 THEN 'f' ELSE 'm' END, 30, 1, 0, 0 FROM generate_series(1, $1) g",
     )
     .bind(users)
     .execute(&db.pool)
@@ -91,12 +91,12 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
                 want: Want::Anyone,
                 vip: false,
             };
-            matcher.search(POOL, &seeker, u, rules).await.expect("search")
+            matcher.search(&format!("bench/{POOL}"), &seeker, u, rules).await.expect("search")
         }
     });
     use futures::StreamExt as _;
     seekers.buffer_unordered(64).collect::<Vec<_>>().await;
-    let live = matcher.active_chats(POOL).await.unwrap_or(0);
+    let live = matcher.active_chats(&format!("bench/{POOL}")).await.unwrap_or(0);
     // The fake must know the chatting users, and the messages copyMessage copies.
     for u in 1..=2 * chats {
         let _ = sim.add_user(SimUser {

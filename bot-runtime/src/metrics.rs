@@ -15,6 +15,7 @@ pub struct Metrics {
     outbox_depth: IntGaugeVec,
     outbox_oldest: prometheus::GaugeVec,
     inbound_depth: IntGaugeVec,
+    polling_handoffs: IntCounterVec,
     api_calls: IntCounterVec,
     too_many: IntCounterVec,
     timers: IntCounterVec,
@@ -93,6 +94,12 @@ impl Metrics {
                 &r,
                 "botfleet_inbound_queue_depth",
                 "Webhook updates waiting in the bot's durable inbound queue (taken while a replica was overloaded past its grace)",
+                &["bot"],
+            ),
+            polling_handoffs: counter(
+                &r,
+                "botfleet_polling_handoffs_total",
+                "Polled updates of a slow chat handed to the inbound queue so the next poll need not wait for it",
                 &["bot"],
             ),
             api_calls: counter(
@@ -225,6 +232,9 @@ impl Metrics {
     }
     pub fn set_inbound_depth(&self, bot: &str, depth: u64) {
         self.inbound_depth.with_label_values(&[bot]).set(depth as i64);
+    }
+    pub fn polling_handoff(&self, bot: &str, updates: usize) {
+        self.polling_handoffs.with_label_values(&[bot]).inc_by(updates as u64);
     }
     pub fn api_call(&self, bot: &str, method: &str, outcome: &str) {
         self.api_calls.with_label_values(&[bot, method, outcome]).inc();

@@ -54,6 +54,7 @@ on_both_backends!(
     a_throttled_bot_spends_about_one_limiter_call_per_send,
     every_update_costs_from_one_budget_before_any_answer,
     an_admin_refunds_a_purchase_with_the_refund_command,
+    a_slow_chat_never_holds_the_polling_batch_and_keeps_its_order,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -127,6 +128,38 @@ async fn onboarding_asks_terms_gender_and_age_and_rejects_bad_input(backend: Bac
     assert!(text_of(&terms).starts_with(&plain_prefix(Lang::Ru, "terms")), "{terms}");
     ivan.send("/nonsense").unwrap();
     ivan.expect_text("finish_profile", WAIT).await.unwrap();
+    h.stop().await;
+}
+
+/// Issue 9 defect 15: while one chat's update is slow (its channel check hangs at Telegram),
+/// a polling bot goes on serving the other chats — the next poll does not wait for the slow
+/// chat — and the slow chat's own later updates still come after it, in order.
+async fn a_slow_chat_never_holds_the_polling_batch_and_keeps_its_order(backend: Backend) {
+    let cfg = bot_config("alpha", Mode::Polling, "  requiredChannels: [\"@news\"]\n");
+    let h = Harness::start(backend, Mode::Polling, vec![cfg], 1).await;
+    let mut cat = Person::new(&h.sim, "alpha_bot", "Cat", Lang::En).unwrap();
+    cat.onboard("f", 30, &["@news".to_string()], WAIT).await.unwrap();
+    let mut ann = Person::new(&h.sim, "alpha_bot", "Ann", Lang::En).unwrap();
+    ann.send("/start").unwrap();
+    h.sim.set_membership("news", ann.id, "member").unwrap();
+    // Ann's channel check hangs for 20 s at Telegram, then succeeds.
+    let slow = FaultKind::Timeout { delay_ms: 20_000, apply: true };
+    h.sim.add_fault(FaultSpec { method: Some("getChatMember".into()), bot: Some("alpha_bot".into()), kind: slow, count: Some(1) }).unwrap();
+    ann.press("terms:ok", WAIT).await.unwrap();
+    // Her tap has been polled and hangs; then she and Cat each ask for help.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    ann.send("/help").unwrap();
+    cat.send("/help").unwrap();
+    cat.expect_text("help", WAIT).await.unwrap();
+    let ann_so_far = ann.received().unwrap();
+    assert!(
+        !ann_so_far.iter().any(|m| has_button(m, "g:f")),
+        "Cat was answered only after Ann's slow check ended: the slow chat held the poll"
+    );
+    // Ann's own updates in order: the gender question (her tap), then help.
+    let question = ann.expect("the gender question", WAIT, |m| has_button(m, "g:f")).await.unwrap();
+    let help = ann.expect_text("help", WAIT).await.unwrap();
+    assert!(question["message_id"].as_i64() < help["message_id"].as_i64(), "{question} then {help}");
     h.stop().await;
 }
 

@@ -242,6 +242,27 @@ async fn outbox_depth_counts_every_shard_and_lane<H: HotState>(h: H) {
     assert_eq!(h.outbox_depth(POOL, "beta", 10_000).await.unwrap(), (1, 9_990));
 }
 
+/// An idle consumer asks once which shards hold jobs (either lane), not every shard.
+async fn the_shards_holding_jobs_are_found_in_one_call<H: HotState>(h: H) {
+    assert_eq!(h.outbox_busy_shards(POOL, "alpha").await.unwrap(), Vec::<u32>::new());
+    let (a, b) = (job("alpha", 3, Lane::Interactive, 0), job("alpha", 7, Lane::Bulk, 0));
+    h.commit(POOL, Marker::None, &[a, b, job("beta", 5, Lane::Interactive, 0)]).await.unwrap();
+    let mut busy = h.outbox_busy_shards(POOL, "alpha").await.unwrap();
+    busy.sort();
+    let mut expected = vec![h.shard_of(3), h.shard_of(7)];
+    expected.sort();
+    expected.dedup();
+    assert_eq!(busy, expected, "per bot, both lanes");
+    for lane in [Lane::Interactive, Lane::Bulk] {
+        for shard in 0..SHARDS {
+            for q in h.outbox_read(POOL, "alpha", shard, lane, 10).await.unwrap() {
+                h.outbox_ack(POOL, "alpha", shard, lane, &q.id).await.unwrap();
+            }
+        }
+    }
+    assert_eq!(h.outbox_busy_shards(POOL, "alpha").await.unwrap(), Vec::<u32>::new());
+}
+
 // ---- leases ----------------------------------------------------------------------------
 
 async fn leases_are_exclusive_and_renewable<H: HotState>(h: H) {
@@ -703,6 +724,7 @@ both_stores!(
     outbox_keeps_per_chat_order_within_a_shard,
     interactive_and_bulk_lanes_are_separate,
     outbox_depth_counts_every_shard_and_lane,
+    the_shards_holding_jobs_are_found_in_one_call,
     leases_are_exclusive_and_renewable,
     limiter_paces_per_bot_from_the_first_send,
     the_limiter_says_whether_the_bot_or_the_chat_must_wait,

@@ -932,6 +932,28 @@ async fn each_vip_deadline_is_claimed_for_notice_once_across_replicas(s: SqlStor
     assert!(s.claim_vip_notices("alpha", 86_400_000 + 2).await.unwrap().is_empty());
 }
 
+async fn a_reconcile_offset_moves_once_from_where_it_was_read(s: SqlStore) {
+    let s = Arc::new(s);
+    assert_eq!(s.reconcile_offset("alpha").await.unwrap(), 0);
+    assert!(s.save_reconcile_offset("alpha", 0, 5, 1).await.unwrap());
+    assert!(!s.save_reconcile_offset("alpha", 0, 7, 2).await.unwrap(), "a pass that read 0 was overtaken");
+    assert_eq!(s.reconcile_offset("alpha").await.unwrap(), 5);
+    // Replicas' passes that all read 5 save at once: one moves it.
+    let tasks: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.save_reconcile_offset("alpha", 5, 6 + i, 3).await })
+        })
+        .collect();
+    let mut moved = 0;
+    for t in tasks {
+        moved += usize::from(t.await.unwrap().unwrap());
+    }
+    assert_eq!(moved, 1);
+    assert!((6..10).contains(&s.reconcile_offset("alpha").await.unwrap()));
+    assert_eq!(s.reconcile_offset("beta").await.unwrap(), 0, "per bot");
+}
+
 async fn a_subscription_is_started_renewed_and_cancelled(s: SqlStore) {
     s.user_or_create("alpha", 1, "en", 0).await.unwrap();
     let sub = Subscription {
@@ -1071,6 +1093,7 @@ both_databases!(
     a_referral_counts_once_under_concurrency_and_a_loop_is_withheld,
     a_commission_is_credited_once_and_reversed_once_never_below_zero,
     each_vip_deadline_is_claimed_for_notice_once_across_replicas,
+    a_reconcile_offset_moves_once_from_where_it_was_read,
     a_subscription_is_started_renewed_and_cancelled,
 );
 

@@ -71,8 +71,11 @@ fn classify(tx: &Value) -> Option<(bool, String, i64)> {
 
 /// One pass: reads the transactions after the saved offset (up to those younger than
 /// [`SETTLE_SECS`] at `now_ms`), reports what does not match, and saves the new offset.
+/// Reports nothing when another pass (another replica whose lease outlived this one's, or
+/// this one's before a restart) moved the offset first: that pass reported them.
 pub async fn pass(bot: &Bot, now_ms: i64) -> Result<Vec<Mismatch>, HandleError> {
-    let mut offset = bot.store.reconcile_offset(&bot.name).await?;
+    let start = bot.store.reconcile_offset(&bot.name).await?;
+    let mut offset = start;
     let mut found = Vec::new();
     let cutoff_secs = now_ms / 1000 - SETTLE_SECS;
     'pages: loop {
@@ -102,7 +105,10 @@ pub async fn pass(bot: &Bot, now_ms: i64) -> Result<Vec<Mismatch>, HandleError> 
             break;
         }
     }
-    bot.store.save_reconcile_offset(&bot.name, offset, now_ms).await?;
+    if !bot.store.save_reconcile_offset(&bot.name, start, offset, now_ms).await? {
+        tracing::info!(bot = %bot.name, "another replica reconciled these transactions first");
+        return Ok(Vec::new());
+    }
     for m in &found {
         bot.metrics().reconciliation_mismatch(&bot.name, m.kind.as_str());
         // The charge id names the payment for the admin (no user id, no payload).
@@ -114,36 +120,73 @@ pub async fn pass(bot: &Bot, now_ms: i64) -> Result<Vec<Mismatch>, HandleError> 
     Ok(found)
 }
 
-/// Runs a pass every [`EVERY`] on the replica that holds the bot's reconcile lease.
-pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
-    let mut ticker = Ticker::new(TICK, shutdown);
-    let mut last: Option<Instant> = None;
-    let lease = format!("reconcile:{}", bot.name);
-    while ticker.tick().await {
+/// What one tick of a replica's reconciler did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// Payments are off for the bot.
+    Off,
+    /// Another replica holds the bot's reconcile lease (or the lease could not be read).
+    NotLeader,
+    /// This replica holds the lease and passed less than [`EVERY`] ago.
+    NotDue,
+    /// A pass ran and reported these.
+    Passed(Vec<Mismatch>),
+    /// A pass failed; the next tick tries again.
+    Failed,
+}
+
+/// One replica's reconciler for one bot: every tick it takes (or keeps) the bot's lease and,
+/// when it holds it and a pass is due, runs one. The lease decides which replica passes; the
+/// offset's compare-and-set ([`pass`]) makes a pass that outlived its lease report nothing.
+pub struct Reconciler {
+    lease: String,
+    last: Option<Instant>,
+}
+
+impl Reconciler {
+    pub fn new(bot: &Bot) -> Self {
+        Self { lease: format!("reconcile:{}", bot.name), last: None }
+    }
+
+    pub async fn tick(&mut self, bot: &Bot, now_ms: i64) -> Tick {
         if !bot.cfg().bot.features.payments {
-            continue;
+            return Tick::Off;
         }
-        match bot.fleet.hot.lease(&bot.pool, &lease, &bot.fleet.replica, LEASE_TTL).await {
+        match bot.fleet.hot.lease(&bot.pool, &self.lease, &bot.fleet.replica, LEASE_TTL).await {
             Ok(true) => {}
             Ok(false) => {
-                last = None;
-                continue;
+                // When the lease comes back, pass at once: the holder's last pass is unknown.
+                self.last = None;
+                return Tick::NotLeader;
             }
             Err(e) => {
                 tracing::warn!(bot = %bot.name, error = %e, "cannot take the reconcile lease");
-                continue;
+                return Tick::NotLeader;
             }
         }
-        if last.is_some_and(|t| t.elapsed() < EVERY) {
-            continue;
+        if self.last.is_some_and(|t| t.elapsed() < EVERY) {
+            return Tick::NotDue;
         }
-        match pass(&bot, now_ms()).await {
+        match pass(bot, now_ms).await {
             Ok(found) => {
-                last = Some(Instant::now());
+                self.last = Some(Instant::now());
                 tracing::info!(bot = %bot.name, mismatches = found.len(), "Stars reconciliation pass done");
+                Tick::Passed(found)
             }
-            Err(e) => tracing::warn!(bot = %bot.name, error = %e, "Stars reconciliation failed; retrying at the next tick"),
+            Err(e) => {
+                tracing::warn!(bot = %bot.name, error = %e, "Stars reconciliation failed; retrying at the next tick");
+                Tick::Failed
+            }
         }
+    }
+}
+
+/// Ticks the bot's [`Reconciler`] every minute until shutdown.
+pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
+    let mut ticker = Ticker::new(TICK, shutdown);
+    let mut reconciler = Reconciler::new(&bot);
+    while ticker.tick().await {
+        reconciler.tick(&bot, now_ms()).await;
     }
 }
 

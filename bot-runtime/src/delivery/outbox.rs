@@ -43,9 +43,13 @@ pub const SHARD_LEASE: Duration = Duration::from_secs(10);
 /// How long a send in flight at shutdown may still take (the pod's grace period is 30 s, and
 /// everything else must stop within it too).
 const SHUTDOWN_SEND_GRACE: Duration = Duration::from_secs(5);
-/// How often an idle shard worker looks for jobs committed by other replicas (jobs from this
-/// process ring a bell and are picked up at once).
+/// How often a bot's consumer looks for jobs committed by other replicas (jobs from this
+/// process ring a bell and are picked up at once): one call for all its shards
+/// ([`watch_idle_shards`]), which wakes the idle shard workers that have jobs.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How long an idle shard worker sleeps when nothing wakes it: a backstop only (issue 9: an
+/// idle bot's 16 shards each reading Redis every 100 ms cost ≈ 1 % of a core).
+const IDLE_BACKSTOP: Duration = Duration::from_secs(5);
 /// Reply map entries and saved message ids live this long. They serve replies and edits inside
 /// a chat (an edit is relayed only while its chat lasts, and a chat ends after its idle timeout
 /// without messages), so six hours covers any chat that is still going; a reply to an older
@@ -59,6 +63,8 @@ const REF_TTL: Duration = Duration::from_secs(6 * 3600);
 pub const CHAT_BACKLOG: usize = 20;
 /// Jobs read per page of a shard's lane.
 const PAGE: usize = 64;
+/// The first page of a pass when the bot's limit allows at most one send every 10 ms or more.
+const FIRST_PAGE_LIMITED: usize = 8;
 /// The most jobs one pass looks at per lane (paging past chats that must wait): with the
 /// backlog cap, that is the jobs of at least 51 chats held at once in one shard.
 pub const MAX_SCAN: usize = 1024;
@@ -111,6 +117,8 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let gate = Arc::new(BotGate::default());
     let mut workers: HashMap<u32, (JoinHandle<()>, watch::Sender<bool>, Arc<Fence>)> = HashMap::new();
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);
+    let idle: Arc<IdleShards> = Arc::new(IdleShards::new(shards));
+    let watcher = tokio::spawn(watch_idle_shards(bot.clone(), idle.clone(), shutdown.clone()));
     let mut ticker = Ticker::new(SHARD_LEASE / 3, shutdown);
     while ticker.tick().await {
         for shard in 0..shards {
@@ -129,7 +137,7 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
                     let (tx, rx) = watch::channel(false);
                     let fence = Arc::new(Fence::default());
                     fence.renewed(asked, SHARD_LEASE);
-                    let worker = tokio::spawn(work_shard(bot.clone(), shard, gate.clone(), fence.clone(), rx));
+                    let worker = tokio::spawn(work_shard(bot.clone(), shard, gate.clone(), fence.clone(), idle.clone(), rx));
                     workers.insert(shard, (worker, tx, fence));
                 }
                 (false, Some(_)) => {
@@ -144,6 +152,7 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
         }
         update_depth_metric(&bot).await;
     }
+    watcher.abort();
     for (shard, (handle, stop, _)) in workers {
         let _ = stop.send(true);
         let _ = handle.await;
@@ -163,7 +172,63 @@ async fn update_depth_metric(bot: &Bot) {
 #[derive(Default)]
 pub struct BotGate(tokio::sync::Mutex<i64>);
 
-async fn work_shard(bot: Arc<Bot>, shard: u32, gate: Arc<BotGate>, fence: Arc<Fence>, mut stop: watch::Receiver<bool>) {
+/// Per shard of one bot in this process: whether its worker is idle, and the doorbell that
+/// wakes it when [`watch_idle_shards`] sees jobs in it.
+pub struct IdleShards {
+    shards: Vec<(std::sync::atomic::AtomicBool, tokio::sync::Notify)>,
+}
+
+impl IdleShards {
+    fn new(shards: u32) -> Self {
+        Self { shards: (0..shards).map(|_| (std::sync::atomic::AtomicBool::new(false), tokio::sync::Notify::new())).collect() }
+    }
+    fn set_idle(&self, shard: u32, idle: bool) {
+        if let Some((flag, _)) = self.shards.get(shard as usize) {
+            flag.store(idle, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    fn any_idle(&self) -> bool {
+        self.shards.iter().any(|(flag, _)| flag.load(std::sync::atomic::Ordering::Relaxed))
+    }
+    /// Wakes the shard's worker if it is idle (a throttled or busy worker keeps its own pace).
+    fn wake(&self, shard: u32) {
+        if let Some((flag, bell)) = self.shards.get(shard as usize)
+            && flag.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            bell.notify_one();
+        }
+    }
+    async fn woken(&self, shard: u32) {
+        match self.shards.get(shard as usize) {
+            Some((_, bell)) => bell.notified().await,
+            None => std::future::pending().await,
+        }
+    }
+}
+
+/// Every [`IDLE_POLL`], while some shard worker of the bot is idle here, asks once which of
+/// the bot's shards hold jobs (jobs other replicas committed) and wakes those workers.
+async fn watch_idle_shards(bot: Arc<Bot>, idle: Arc<IdleShards>, shutdown: watch::Receiver<bool>) {
+    let mut ticker = Ticker::new(IDLE_POLL, shutdown);
+    while ticker.tick().await {
+        if !idle.any_idle() {
+            continue;
+        }
+        match bot.fleet.hot.outbox_busy_shards(&bot.pool, &bot.name).await {
+            Ok(busy) => busy.into_iter().for_each(|shard| idle.wake(shard)),
+            Err(e) => tracing::debug!(bot = %bot.name, error = %e, "cannot look for outbox jobs; the workers' backstop still runs"),
+        }
+    }
+}
+
+async fn work_shard(
+    bot: Arc<Bot>,
+    shard: u32,
+    gate: Arc<BotGate>,
+    fence: Arc<Fence>,
+    idle: Arc<IdleShards>,
+    mut stop: watch::Receiver<bool>,
+) {
     let bell = bot.fleet.bell(&bot.name);
     let mut failures = 0u32;
     // Chats the per-chat limit (or a retry) holds, and until when (ms): not asked about before.
@@ -172,12 +237,14 @@ async fn work_shard(bot: Arc<Bot>, shard: u32, gate: Arc<BotGate>, fence: Arc<Fe
         if *stop.borrow() {
             return;
         }
-        let wait = match drain_once(&bot, shard, &stop, &gate, &fence, &mut held).await {
+        let pass = drain_once(&bot, shard, &stop, &gate, &fence, &mut held).await;
+        let is_idle = matches!(pass, Ok(Pass::Idle));
+        let wait = match pass {
             Ok(Pass::Sent) => {
                 failures = 0;
                 continue;
             }
-            Ok(Pass::Idle) => IDLE_POLL,
+            Ok(Pass::Idle) => IDLE_BACKSTOP,
             Ok(Pass::Throttled(d)) => d,
             Err(e) => {
                 failures += 1;
@@ -186,11 +253,14 @@ async fn work_shard(bot: Arc<Bot>, shard: u32, gate: Arc<BotGate>, fence: Arc<Fe
                 backoff
             }
         };
+        idle.set_idle(shard, is_idle);
         tokio::select! {
             _ = bell.notified() => {}
+            _ = idle.woken(shard) => {}
             _ = tokio::time::sleep(wait) => {}
             _ = stop.changed() => {}
         }
+        idle.set_idle(shard, false);
     }
 }
 
@@ -229,13 +299,26 @@ async fn drain_once(
     let mut waiting: HashSet<i64> = HashSet::new();
     let mut progressed = false;
     let mut any = false;
+    // A bot at its limit sends about one job per pass before the limit says wait: reading a
+    // page of 64 jobs (and parsing them) for each send was most of its cost (issue 9, "a bot at
+    // its Telegram limit"). So a limited bot reads a small first page, and larger ones only to
+    // page past chats that must wait.
+    let first_page = if bot_interval_ms >= 10 { FIRST_PAGE_LIMITED } else { PAGE };
     for lane in [Lane::Interactive, Lane::Bulk] {
         let mut after: Option<String> = None;
         let mut scanned = 0usize;
         let mut queued: HashMap<i64, usize> = HashMap::new();
+        let mut page_size = first_page;
         loop {
-            let page = hot.outbox_read_after(&bot.pool, &bot.name, shard, lane, after.as_deref(), PAGE).await?;
-            let full = page.len() == PAGE;
+            // Another worker of the bot learnt that the bot must wait: read nothing until then.
+            let next = *gate.0.lock().await;
+            let now = now_ms();
+            if next > now {
+                return Ok(Pass::Throttled(ms(next - now)));
+            }
+            let page = hot.outbox_read_after(&bot.pool, &bot.name, shard, lane, after.as_deref(), page_size).await?;
+            let full = page.len() == page_size;
+            page_size = PAGE;
             any |= !page.is_empty();
             for QueuedJob { id, job } in page {
                 if *stop.borrow() {

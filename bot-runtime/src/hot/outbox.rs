@@ -29,6 +29,20 @@ pub trait Outbox: Send + Sync {
     ) -> HotResult<Vec<QueuedJob>>;
     /// Removes a sent (or given-up) job.
     async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()>;
+    /// The shards of a bot that hold jobs (in either lane): what an idle consumer asks, once
+    /// for all its shards, instead of reading every shard.
+    async fn outbox_busy_shards(&self, pool: &str, bot: &str) -> HotResult<Vec<u32>> {
+        let mut busy = Vec::new();
+        for shard in 0..self.outbox_shards() {
+            for lane in [Lane::Interactive, Lane::Bulk] {
+                if !self.outbox_read(pool, bot, shard, lane, 1).await?.is_empty() {
+                    busy.push(shard);
+                    break;
+                }
+            }
+        }
+        Ok(busy)
+    }
     /// Jobs waiting in all shards and lanes of a bot, and the age of the oldest (ms).
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)>;
 }

@@ -239,7 +239,10 @@ pub trait Payments: Send + Sync + 'static {
     async fn claim_vip_notices(&self, bot: &str, now_ms: i64) -> StoreResult<Vec<VipNotice>>;
     /// How many of the bot's Telegram Stars transactions reconciliation has checked (0: none).
     async fn reconcile_offset(&self, bot: &str) -> StoreResult<i64>;
-    async fn save_reconcile_offset(&self, bot: &str, offset: i64, now_ms: i64) -> StoreResult<()>;
+    /// Moves the offset from `from` (what the pass read) to `to`. False, and nothing saved,
+    /// when another pass moved it first: that pass reported these transactions, so this one
+    /// reports nothing — a pass that outlived its lease never reports a mismatch twice.
+    async fn save_reconcile_offset(&self, bot: &str, from: i64, to: i64, now_ms: i64) -> StoreResult<bool>;
     /// Applies a payment exactly once, in one transaction: records it (keyed by the charge
     /// id), stacks the VIP days onto the member's unexpired VIP, credits the ledger, marks
     /// the quote used. A charge applied before changes nothing and returns the first result.

@@ -627,18 +627,23 @@ impl Payments for SqlStore {
         Ok(row.as_ref().map(|r| col(r, "next_offset")).transpose()?.unwrap_or(0))
     }
 
-    async fn save_reconcile_offset(&self, bot: &str, offset: i64, now_ms: i64) -> StoreResult<()> {
-        sqlx::query(
+    async fn save_reconcile_offset(&self, bot: &str, from: i64, to: i64, now_ms: i64) -> StoreResult<bool> {
+        // A compare-and-set: the first pass to move the offset from where it was read wins;
+        // an upsert whose WHERE fails affects no row (both databases re-check it on the row
+        // another transaction just wrote).
+        let done = sqlx::query(
             "INSERT INTO star_reconcile (bot, next_offset, updated_ms) VALUES ($1, $2, $3) \
-             ON CONFLICT (bot) DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms",
+             ON CONFLICT (bot) DO UPDATE SET next_offset = excluded.next_offset, updated_ms = excluded.updated_ms \
+             WHERE star_reconcile.next_offset = $4",
         )
         .bind(bot)
-        .bind(offset)
+        .bind(to)
         .bind(now_ms)
+        .bind(from)
         .execute(self.pool())
         .await
         .map_err(db_err)?;
-        Ok(())
+        Ok(done.rows_affected() == 1)
     }
 
     async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {

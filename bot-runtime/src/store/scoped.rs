@@ -204,8 +204,8 @@ impl Payments for BotStore {
     async fn reconcile_offset(&self, bot: &str) -> StoreResult<i64> {
         self.inner.reconcile_offset(&self.id(bot)).await
     }
-    async fn save_reconcile_offset(&self, bot: &str, offset: i64, now_ms: i64) -> StoreResult<()> {
-        self.inner.save_reconcile_offset(&self.id(bot), offset, now_ms).await
+    async fn save_reconcile_offset(&self, bot: &str, from: i64, to: i64, now_ms: i64) -> StoreResult<bool> {
+        self.inner.save_reconcile_offset(&self.id(bot), from, to, now_ms).await
     }
     async fn apply_payment(&self, payment: &NewPayment) -> StoreResult<Applied> {
         let payment = NewPayment { bot: self.id(&payment.bot), ..payment.clone() };

@@ -2,7 +2,7 @@
 //! Telegram took that the bot never applied, and a refund made at Telegram that was never
 //! reversed here, are reported once each; what matches is not.
 
-use bot_runtime::chat::reconcile::{self, MismatchKind, SETTLE_SECS};
+use bot_runtime::chat::reconcile::{self, MismatchKind, Reconciler, SETTLE_SECS, Tick};
 use serde_json::json;
 
 use crate::seam::{Person, Seam};
@@ -59,4 +59,41 @@ async fn transactions_younger_than_the_settling_delay_wait_for_the_next_pass() {
     let found = reconcile::pass(bot, settled_now()).await.expect("a pass");
     assert_eq!(found.len(), 1);
     assert_eq!((found[0].kind, found[0].charge.as_str()), (MismatchKind::UnknownCharge, lost.as_str()));
+}
+
+/// Two replicas of a bot tick at once: the lease makes one the reconciler, and it reports
+/// each mismatch once; the other stays out until the lease is free. Even two passes that
+/// overlap (a pass that outlived its lease) report a mismatch once: the first to move the
+/// saved offset reports, the other nothing.
+#[tokio::test]
+async fn two_replicas_reconcile_a_bot_once() {
+    let s = Seam::with(vec![shop_config()]).await;
+    let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    let (a, b) = (s.bot("alpha").clone(), s.replica("alpha", "replica-b").await);
+    let payload = buy(&s, &ann, "vip-week").await;
+    let lost = s.charge_in_fake(&ann, &payload, 200);
+
+    let (mut on_a, mut on_b) = (Reconciler::new(&a), Reconciler::new(&b));
+    let (ta, tb) = tokio::join!(on_a.tick(&a, settled_now()), on_b.tick(&b, settled_now()));
+    let mut ticks = [ta, tb];
+    ticks.sort_by_key(|t| matches!(t, Tick::NotLeader));
+    let [Tick::Passed(found), Tick::NotLeader] = ticks else { panic!("one replica passes, the other is not the leader: {ticks:?}") };
+    assert_eq!(found.iter().map(|m| m.charge.as_str()).collect::<Vec<_>>(), [lost.as_str()]);
+    let reported = |bot: &bot_runtime::bot::Bot| {
+        bot.metrics().render().contains(r#"botfleet_reconciliation_mismatches_total{bot="alpha",kind="unknown_charge"} 1"#)
+    };
+    assert!(reported(&a) != reported(&b), "counted by the replica that passed, once");
+    // The next ticks: the leader keeps its lease and is not due; the other stays out.
+    let (ta, tb) = tokio::join!(on_a.tick(&a, settled_now()), on_b.tick(&b, settled_now()));
+    let mut ticks = [ta, tb];
+    ticks.sort_by_key(|t| matches!(t, Tick::NotLeader));
+    assert_eq!(ticks, [Tick::NotDue, Tick::NotLeader]);
+
+    // Two passes at once, lease or not: one reports the new charge, the other nothing.
+    let payload = buy(&s, &ann, "vip-month").await;
+    let lost = s.charge_in_fake(&ann, &payload, 375);
+    let (pa, pb) = tokio::join!(reconcile::pass(&a, settled_now()), reconcile::pass(&b, settled_now()));
+    let mut all: Vec<_> = pa.expect("a pass").into_iter().chain(pb.expect("a pass")).map(|m| m.charge).collect();
+    all.sort();
+    assert_eq!(all, [lost], "each mismatch reported once across replicas");
 }

@@ -79,6 +79,9 @@ pub struct Seam {
     bots: HashMap<String, Arc<Bot>>,
     /// Where each bot's configuration changes (as the operator's ConfigMap would).
     configs: HashMap<String, tokio::sync::watch::Sender<Arc<ResolvedBotConfig>>>,
+    /// Each bot's token at the fake, and the fake's address (for another replica's client).
+    tokens: HashMap<String, String>,
+    api_url: String,
     fake: Arc<Shared>,
     server: JoinHandle<()>,
     clock: AtomicI64,
@@ -117,6 +120,7 @@ impl Seam {
         let fleet = app::embedded_fleet("sqlite::memory:", metrics.clone()).await.expect("embedded fleet");
         let mut bots = HashMap::new();
         let mut senders = HashMap::new();
+        let mut tokens = HashMap::new();
         for cfg in configs {
             let name = cfg.bot.name.clone();
             let info = sim.register_bot(&username(&name)).expect("register the bot");
@@ -129,6 +133,7 @@ impl Seam {
             let (live, sender) = LiveConfig::channel(cfg);
             let bot = app::prepare_bot(&fleet, live, api).await.expect("prepare the bot");
             senders.insert(name.clone(), sender);
+            tokens.insert(name.clone(), info.token);
             bots.insert(name, bot);
         }
         Seam {
@@ -136,6 +141,8 @@ impl Seam {
             sim,
             bots,
             configs: senders,
+            tokens,
+            api_url,
             fake,
             server,
             clock: AtomicI64::new(START_MS),
@@ -147,6 +154,19 @@ impl Seam {
 
     pub fn bot(&self, name: &str) -> &Arc<Bot> {
         self.bots.get(name).unwrap_or_else(|| panic!("no bot {name:?} in this seam"))
+    }
+
+    /// The bot as another replica (`replica`, a pod of the same Deployment) serves it: its own
+    /// process state and metrics, the same hot store, database and Telegram bot.
+    pub async fn replica(&self, name: &str, replica: &str) -> Arc<Bot> {
+        let sender = self.configs.get(name).unwrap_or_else(|| panic!("no bot {name:?} in this seam"));
+        let metrics = Metrics::new();
+        let fleet =
+            Fleet::new(self.fleet.hot.clone(), self.fleet.store.clone(), self.fleet.matcher.clone(), metrics.clone(), replica.into());
+        let token = BotToken::parse(&self.tokens[name]).expect("the fake's token");
+        let api = TelegramApi::new(&self.api_url, token, name, metrics);
+        let (live, _keep) = LiveConfig::channel((**sender.borrow()).clone());
+        app::prepare_bot(&fleet, live, api).await.expect("prepare the other replica's bot")
     }
 
     /// Changes a bot's configuration, as a new ConfigMap would (no restart).

@@ -1,0 +1,351 @@
+//! What a bot costs (issue 9, "Cost and scale"): the CPU of the runtime **and** of its share
+//! of Redis and Postgres, measured on a real `bot-runtime serve` child process.
+//!
+//! ```sh
+//! cargo bench -p bot-runtime --bench cost
+//! # knobs: BENCH_IDLE_SECS=60 BENCH_LIMIT_SECS=60 BENCH_LIMIT=30 BENCH_SAT_SECS=10
+//! #        BENCH_CHATS=1000 BENCH_CONCURRENCY=64 (DATABASE_URL; Redis is the bench's own)
+//! ```
+//!
+//! Redis is a private `redis-server` the bench starts (AOF on, noeviction, as production), so
+//! its `INFO cpu` counts this runtime's commands and nothing else; its own idle cost (its
+//! timer, `hz 10`) is measured before the runtime starts and reported apart. Postgres is the
+//! shared server; the CPU of the backends serving the bench's database is read from /proc
+//! (its background writers are not counted: they serve every database).
+//!
+//! Phases:
+//! 1. **idle**: one webhook bot, no traffic, for BENCH_IDLE_SECS;
+//! 2. **at the limit**: chat messages arrive at BENCH_LIMIT/s (Telegram's default 30/s per bot)
+//!    on top of a backlog of 10 s of sends, with the bot's outbound limit at BENCH_LIMIT/s and
+//!    the fake Telegram enforcing its flood limits: sends/s delivered, 429s, CPU of all three;
+//! 3. **relay efficiency**: BENCH_CONCURRENCY clients push chat messages as fast as they can
+//!    for BENCH_SAT_SECS (outbound limit lifted): relayed updates per CPU-second counting the
+//!    runtime, Redis and Postgres, with the outbox draining what they queued inside the window.
+//!
+//! The load generator and the fake Telegram share the 2 cores: wall-clock rates are floors;
+//! CPU-seconds are each process's own.
+
+#[path = "common/mod.rs"]
+mod common;
+use common::{Serve, cpu_seconds, env_or};
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bot_runtime::keys::Keys;
+use bot_runtime::matching::redis::RedisPool;
+use bot_runtime::matching::{Gender, MatchPool, Member, Rules, Seeker, Want};
+use botfleet_tests::fake_telegram::{FakeTelegram, Limits, Sim, SimUser};
+use botfleet_tests::fixtures::TestDb;
+use serde_json::{Value, json};
+
+const BOT: &str = "alpha";
+const POOL: &str = "bench-pool";
+const SECRET: &str = "bench_secret_value";
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    rt.block_on(run());
+}
+
+/// A private redis-server for the bench (so its CPU is ours alone).
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--maxmemory-policy",
+                "noeviction",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by .ci/run)");
+        PrivateRedis { child, url: format!("redis://127.0.0.1:{port}") }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// CPU seconds Redis has used (user + system, main thread and its helpers).
+async fn redis_cpu(conn: &mut redis::aio::ConnectionManager) -> f64 {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.unwrap_or_default();
+    info.lines()
+        .filter(|l| l.starts_with("used_cpu_sys:") || l.starts_with("used_cpu_user:"))
+        .filter_map(|l| l.split_once(':').and_then(|(_, v)| v.trim().parse::<f64>().ok()))
+        .sum()
+}
+
+/// CPU seconds so far of each Postgres backend serving the bench's database, by pid.
+async fn postgres_cpu(db: &sqlx::PgPool) -> std::collections::HashMap<i32, f64> {
+    let pids: Vec<(i32,)> =
+        sqlx::query_as("SELECT pid FROM pg_stat_activity WHERE datname = current_database()").fetch_all(db).await.unwrap_or_default();
+    pids.into_iter().map(|(pid,)| (pid, cpu_seconds(pid as u32))).collect()
+}
+
+/// What the backends used between two readings (a backend that appeared counts from zero).
+fn postgres_used(before: &std::collections::HashMap<i32, f64>, after: &std::collections::HashMap<i32, f64>) -> f64 {
+    after.iter().map(|(pid, now)| (now - before.get(pid).copied().unwrap_or(0.0)).max(0.0)).sum()
+}
+
+/// CPU of the three over a window.
+struct Meter {
+    pid: u32,
+    at: Instant,
+    runtime: f64,
+    redis: f64,
+    pg: std::collections::HashMap<i32, f64>,
+}
+
+struct Used {
+    secs: f64,
+    runtime: f64,
+    redis: f64,
+    postgres: f64,
+}
+
+impl Used {
+    fn total(&self) -> f64 {
+        self.runtime + self.redis + self.postgres
+    }
+    fn pct(&self, cpu: f64) -> f64 {
+        100.0 * cpu / self.secs
+    }
+    fn line(&self, redis_idle_pct: f64) -> String {
+        format!(
+            "runtime {:.2} % of a core, Redis {:.2} % ({:.2} % of it is Redis's own idle timer), Postgres {:.2} % — {:.2} % in all, over {:.0} s",
+            self.pct(self.runtime),
+            self.pct(self.redis),
+            redis_idle_pct.min(self.pct(self.redis)),
+            self.pct(self.postgres),
+            self.pct(self.total()),
+            self.secs
+        )
+    }
+}
+
+impl Meter {
+    async fn start(pid: u32, redis: &mut redis::aio::ConnectionManager, db: &sqlx::PgPool) -> Meter {
+        Meter { pid, at: Instant::now(), runtime: cpu_seconds(pid), redis: redis_cpu(redis).await, pg: postgres_cpu(db).await }
+    }
+    async fn stop(self, redis: &mut redis::aio::ConnectionManager, db: &sqlx::PgPool) -> Used {
+        Used {
+            secs: self.at.elapsed().as_secs_f64(),
+            runtime: cpu_seconds(self.pid) - self.runtime,
+            redis: redis_cpu(redis).await - self.redis,
+            postgres: postgres_used(&self.pg, &postgres_cpu(db).await),
+        }
+    }
+}
+
+fn copies(sim: &Sim) -> u64 {
+    sim.stats().calls.get("copyMessage").copied().unwrap_or(0)
+}
+
+async fn post(http: &reqwest::Client, url: &str, body: String) -> bool {
+    let r =
+        http.post(url).header("x-telegram-bot-api-secret-token", SECRET).header("content-type", "application/json").body(body).send().await;
+    matches!(r, Ok(r) if r.status().is_success())
+}
+
+async fn run() {
+    let idle_secs = env_or("BENCH_IDLE_SECS", 60);
+    let limit_secs = env_or("BENCH_LIMIT_SECS", 60);
+    let limit = env_or("BENCH_LIMIT", 30);
+    let sat_secs = env_or("BENCH_SAT_SECS", 10);
+    let chats = env_or("BENCH_CHATS", 1_000) as i64;
+    let concurrency = env_or("BENCH_CONCURRENCY", 64) as usize;
+
+    let dir = std::env::temp_dir().join(format!("botfleet-cost-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let port = 20_000 + (std::process::id() % 20_000) as u16;
+    let private = PrivateRedis::start(&dir, port + 1);
+    let mut redis = {
+        let client = redis::Client::open(private.url.as_str()).expect("redis url");
+        let started = Instant::now();
+        loop {
+            match client.get_connection_manager().await {
+                Ok(c) => break c,
+                Err(_) if started.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("the bench's redis-server did not start: {e}"),
+            }
+        }
+    };
+    // Redis's own cost with nobody connected but us (its timer runs `hz` times a second).
+    let before = redis_cpu(&mut redis).await;
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let redis_idle_pct = 100.0 * (redis_cpu(&mut redis).await - before) / 10.0;
+    println!("Redis alone, idle: {redis_idle_pct:.2} % of a core");
+
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let sim = fake.sim();
+    let info = sim.register_bot("alpha_bot").expect("bot");
+    let db = TestDb::create().await.expect("Postgres");
+    std::fs::write(dir.join("token"), &info.token).expect("token file");
+    std::fs::write(dir.join("secret"), SECRET).expect("secret file");
+    let config = |per_bot: u64| {
+        format!(
+            "version: 1\nbot:\n  name: {BOT}\n  namespace: bench\n  pool: {POOL}\n  ingress: {{mode: Webhook, publicUrl: 'https://bench.invalid', maxConnections: 100}}\n  features: {{}}\n  requiredChannels: []\n  admins: {{telegramIds: []}}\n  moderation: {{}}\n  locale: {{}}\n  matching: {{}}\n  lockChat: {{}}\n  referrals: {{}}\n  secrets: {{tokenFile: '{}', webhookSecretFile: '{}'}}\nplans: []\ncampaigns: []\nlimits:\n  perUser: {{messagesPerSecond: 1000, burst: 1000}}\n  onExceed: DropSilently\n  adminApiPerMinute: {{}}\n  outbound: {{perBotPerSecond: {per_bot}, perChatPerMinute: 100000}}\n",
+            dir.join("token").display(),
+            dir.join("secret").display()
+        )
+    };
+
+    // The runtime migrates the database, then the seed goes in.
+    let serve = Serve::start(&dir, &config(limit), &db.url, &private.url, "", &fake.api_url(), port).await;
+    let mut child = serve.child;
+    let pid = child.id();
+    let url = format!("{}/telegram/{BOT}", serve.base);
+    // Users and live chats (user u with u±1), so every message is a relay. SQL rows carry the
+    // namespaced bot id, pools the namespaced pool id (docs/ARCHITECTURE.md, "Identity").
+    sqlx::query(
+        "INSERT INTO users (bot, user_id, language, stage, gender, age, reachable, created_ms, updated_ms) \
+         SELECT 'bench/alpha', g, 'en', 'ready', CASE WHEN g % 2 = 0 THEN 'f' ELSE 'm' END, 30, 1, 0, 0 FROM generate_series(1, $1) g",
+    )
+    .bind(2 * chats)
+    .execute(&db.pool)
+    .await
+    .expect("seed users");
+    let matcher = Arc::new(RedisPool::new(redis.clone(), Keys::new(String::new())));
+    let rules = Rules { recent_window: Duration::ZERO, ..Rules::default() };
+    for u in 1..=2 * chats {
+        let seeker = Seeker {
+            // Within its pool a member is the bot's name (the pool carries the namespace).
+            member: Member::new(BOT, u),
+            gender: if u % 2 == 0 { Gender::Female } else { Gender::Male },
+            want: Want::Anyone,
+            vip: false,
+        };
+        matcher.search(&format!("bench/{POOL}"), &seeker, u, rules).await.expect("search");
+        let _ = sim.add_user(SimUser {
+            id: u,
+            first_name: format!("U{u}"),
+            last_name: None,
+            username: None,
+            language_code: Some("en".into()),
+            is_premium: false,
+        });
+    }
+    let mut next_update = 1_000_000i64;
+    let mut updates = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|k| {
+                let user = (k as i64 % (2 * chats)) + 1;
+                let message: Value = sim.send_text("alpha_bot", user, "bench message", None).expect("sim send");
+                next_update += 1;
+                json!({"update_id": next_update, "message": message}).to_string()
+            })
+            .collect()
+    };
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
+
+    // 1. Idle.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let m = Meter::start(pid, &mut redis, &db.pool).await;
+    tokio::time::sleep(Duration::from_secs(idle_secs)).await;
+    let idle = m.stop(&mut redis, &db.pool).await;
+    println!("idle bot: {}", idle.line(redis_idle_pct));
+
+    // 2. At the limit: a backlog of 10 s of sends, then messages at the limit's pace.
+    let backlog = updates((10 * limit) as usize);
+    let steady = updates((limit * limit_secs) as usize);
+    for body in backlog {
+        assert!(post(&http, &url, body).await, "the backlog is accepted");
+    }
+    let (sent0, refused0) = (copies(&sim), sim.stats().too_many_requests);
+    let m = Meter::start(pid, &mut redis, &db.pool).await;
+    let t0 = tokio::time::Instant::now();
+    let gap = Duration::from_secs_f64(1.0 / limit as f64);
+    for (k, body) in steady.into_iter().enumerate() {
+        tokio::time::sleep_until(t0 + gap * k as u32).await;
+        let (http, url) = (http.clone(), url.clone());
+        tokio::spawn(async move { post(&http, &url, body).await });
+    }
+    let at_limit = m.stop(&mut redis, &db.pool).await;
+    let sent = copies(&sim) - sent0;
+    println!(
+        "at the limit ({limit}/s): {sent} sends in {:.1} s = {:.1}/s, {} answered 429; {}",
+        at_limit.secs,
+        sent as f64 / at_limit.secs,
+        sim.stats().too_many_requests - refused0,
+        at_limit.line(redis_idle_pct)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+
+    // 3. Relay efficiency: the outbound limit lifted, the fake's flood limits off.
+    sim.set_limits(Limits { enabled: false, ..Limits::default() }).expect("limits off");
+    let serve = Serve::start(&dir, &config(100_000), &db.url, &private.url, "", &fake.api_url(), port).await;
+    let mut child = serve.child;
+    let pid = child.id();
+    let url = format!("{}/telegram/{BOT}", serve.base);
+    // Whatever the previous phase left queued drains first.
+    let started = Instant::now();
+    while copies(&sim) < sent0 + (limit * (10 + limit_secs)) && started.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let bodies = Arc::new(updates((sat_secs * 20_000) as usize));
+    let next = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let sent_before = copies(&sim);
+    let m = Meter::start(pid, &mut redis, &db.pool).await;
+    let deadline = Instant::now() + Duration::from_secs(sat_secs);
+    let workers: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (http, url, next, done, bodies) = (http.clone(), url.clone(), next.clone(), done.clone(), bodies.clone());
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    let Some(body) = bodies.get(next.fetch_add(1, Ordering::Relaxed) as usize) else { break };
+                    if post(&http, &url, body.clone()).await {
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        let _ = w.await;
+    }
+    let handled = done.load(Ordering::Relaxed);
+    // The sends of what was accepted are part of each update's cost: wait for them.
+    let started = Instant::now();
+    while copies(&sim) < sent_before + handled && started.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let sat = m.stop(&mut redis, &db.pool).await;
+    let delivered = copies(&sim) - sent_before;
+    println!(
+        "relay efficiency: {handled} relayed updates accepted, {delivered} delivered, in {:.1} s; CPU-s: runtime {:.2}, Redis {:.2}, Postgres {:.2} → {:.0} relayed updates per CPU-second in all ({:.0} per runtime CPU-second)",
+        sat.secs,
+        sat.runtime,
+        sat.redis,
+        sat.postgres,
+        handled as f64 / sat.total().max(0.001),
+        handled as f64 / sat.runtime.max(0.001)
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    drop(private);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = db.drop_db().await;
+    fake.stop().await;
+}
