@@ -27,7 +27,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{Serve, cpu_seconds, env_or};
+use common::{PrivateRedis, Serve, cpu_seconds, env_or};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,43 +47,6 @@ const SECRET: &str = "bench_secret_value";
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(run());
-}
-
-/// A private redis-server for the bench (so its CPU is ours alone).
-struct PrivateRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--maxmemory-policy",
-                "noeviction",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by .ci/run)");
-        PrivateRedis { child, url: format!("redis://127.0.0.1:{port}") }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// CPU seconds Redis has used (user + system, main thread and its helpers).
@@ -178,18 +141,8 @@ async fn run() {
     let dir = std::env::temp_dir().join(format!("botfleet-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let port = 20_000 + (std::process::id() % 20_000) as u16;
-    let private = PrivateRedis::start(&dir, port + 1);
-    let mut redis = {
-        let client = redis::Client::open(private.url.as_str()).expect("redis url");
-        let started = Instant::now();
-        loop {
-            match client.get_connection_manager().await {
-                Ok(c) => break c,
-                Err(_) if started.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => panic!("the bench's redis-server did not start: {e}"),
-            }
-        }
-    };
+    let private = PrivateRedis::start(&dir, port + 1).await;
+    let mut redis = private.conn.clone();
     // Redis's own cost with nobody connected but us (its timer runs `hz` times a second).
     let before = redis_cpu(&mut redis).await;
     tokio::time::sleep(Duration::from_secs(10)).await;

@@ -11,12 +11,12 @@
 //!
 //! `cargo bench -p bot-runtime --bench media` — needs Postgres (DATABASE_URL) and
 //! `redis-server` on PATH (BENCH_REDIS_SERVER to name another): the bench starts its own Redis
-//! (AOF on, noeviction, as production), because `used_memory_peak` is never reset (not even by
-//! `CONFIG RESETSTAT`) and a shared Redis's peak says nothing about this run.
+//! (`common::PrivateRedis`), because `used_memory_peak` is never reset (not even by
+//! `CONFIG RESETSTAT` on Redis 7.0) and a shared Redis's peak says nothing about this run.
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{Serve, env_or, rss_kib};
+use common::{PrivateRedis, Serve, env_or, rss_kib};
 
 use std::time::{Duration, Instant};
 
@@ -36,55 +36,17 @@ fn main() {
     rt.block_on(run(relays, size));
 }
 
-/// A Redis of this bench's own, configured as production wants it (AOF, noeviction).
-struct PrivateRedis {
-    child: std::process::Child,
-    url: String,
-    conn: redis::aio::ConnectionManager,
+/// A field of the bench Redis's `INFO memory`, in bytes.
+async fn memory(redis: &PrivateRedis, field: &str) -> u64 {
+    let mut conn = redis.conn.clone();
+    let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.expect("INFO memory");
+    info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
 }
 
-impl PrivateRedis {
-    async fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
-        let binary = std::env::var("BENCH_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--maxmemory-policy", "noeviction", "--dir"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary} (BENCH_REDIS_SERVER): {e}"));
-        let url = format!("redis://127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            if let Ok(client) = redis::Client::open(url.as_str())
-                && let Ok(conn) = redis::aio::ConnectionManager::new(client).await
-            {
-                return PrivateRedis { child, url, conn };
-            }
-            assert!(started.elapsed() < Duration::from_secs(10), "the bench's Redis did not start");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// A field of `INFO memory`, in bytes.
-    async fn memory(&self, field: &str) -> u64 {
-        let mut conn = self.conn.clone();
-        let info: String = redis::cmd("INFO").arg("memory").query_async(&mut conn).await.expect("INFO memory");
-        info.lines().find_map(|l| l.strip_prefix(&format!("{field}:"))).and_then(|v| v.trim().parse().ok()).unwrap_or(0)
-    }
-
-    /// Keys holding media blobs now.
-    async fn blob_keys(&self) -> usize {
-        let mut conn = self.conn.clone();
-        bot_runtime::keys::scan_prefix(&mut conn, "").await.expect("SCAN").iter().filter(|k| k.contains(":blob")).count()
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Keys holding media blobs now.
+async fn blob_keys(redis: &PrivateRedis) -> usize {
+    let mut conn = redis.conn.clone();
+    bot_runtime::keys::scan_prefix(&mut conn, "").await.expect("SCAN").iter().filter(|k| k.contains(":blob")).count()
 }
 
 fn config(bot: &str, dir: &std::path::Path) -> String {
@@ -139,8 +101,8 @@ async fn run(relays: usize, size: u64) {
     }
     let (alpha_before, _) = rss_kib(alpha_pid);
     let (beta_before, _) = rss_kib(beta_pid);
-    let redis_before = redis.memory("used_memory").await;
-    let peak_before = redis.memory("used_memory_peak").await;
+    let redis_before = memory(&redis, "used_memory").await;
+    let peak_before = memory(&redis, "used_memory_peak").await;
     println!(
         "{relays} chats alpha → beta ready; RSS before: alpha {:.1} MiB, beta {:.1} MiB; Redis used_memory {:.1} MiB (peak so far {:.1} MiB)",
         alpha_before as f64 / 1024.0,
@@ -163,15 +125,15 @@ async fn run(relays: usize, size: u64) {
     let last = arrived.iter().map(|(_, at)| *at).max().unwrap_or(t0).duration_since(t0);
     // The blobs are deleted once uploaded (not an hour later).
     let cleaned = Instant::now();
-    let mut left = redis.blob_keys().await;
+    let mut left = blob_keys(&redis).await;
     while left > 0 && cleaned.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        left = redis.blob_keys().await;
+        left = blob_keys(&redis).await;
     }
     let (_, alpha_peak) = rss_kib(alpha_pid);
     let (_, beta_peak) = rss_kib(beta_pid);
-    let redis_peak = redis.memory("used_memory_peak").await;
-    let redis_after = redis.memory("used_memory").await;
+    let redis_peak = memory(&redis, "used_memory_peak").await;
+    let redis_after = memory(&redis, "used_memory").await;
     let stats = sim.stats();
     let calls = |m: &str| stats.calls.get(m).copied().unwrap_or(0);
     println!(
