@@ -116,13 +116,23 @@ async fn run(relays: usize, size: u64) {
     for (ann, _) in &pairs {
         ann.send_media(MediaKind::Video, MediaSpec { size: Some(size), ..MediaSpec::default() }).expect("send the video");
     }
-    let arrived = futures::future::join_all(pairs.iter_mut().map(|(_, bob)| async move {
-        let got = bob.expect("the video", Duration::from_secs(300), |m| m.get("video").is_some()).await;
-        (got.map(|m| m["video"]["file_size"].as_u64() == Some(size)), Instant::now())
+    // Each relay ends with the video at its recipient, or its sender told to send it again
+    // (past the per-process cap or the budget: `media_busy`).
+    let outcomes = futures::future::join_all(pairs.iter_mut().map(|(ann, bob)| async move {
+        let wait = Duration::from_secs(300);
+        let outcome = tokio::select! {
+            got = bob.expect("the video", wait, |m| m.get("video").is_some()) => match got {
+                Ok(m) if m["video"]["file_size"].as_u64() == Some(size) => "whole",
+                _ => "lost",
+            },
+            told = ann.expect_text("media_busy", wait) => if told.is_ok() { "refused" } else { "lost" },
+        };
+        (outcome, Instant::now())
     }))
     .await;
-    let whole = arrived.iter().filter(|(ok, _)| matches!(ok, Ok(true))).count();
-    let last = arrived.iter().map(|(_, at)| *at).max().unwrap_or(t0).duration_since(t0);
+    let count = |what: &str| outcomes.iter().filter(|(o, _)| *o == what).count();
+    let (whole, refused) = (count("whole"), count("refused"));
+    let last = outcomes.iter().map(|(_, at)| *at).max().unwrap_or(t0).duration_since(t0);
     // The blobs are deleted once uploaded (not an hour later).
     let cleaned = Instant::now();
     let mut left = blob_keys(&redis).await;
@@ -137,7 +147,7 @@ async fn run(relays: usize, size: u64) {
     let stats = sim.stats();
     let calls = |m: &str| stats.calls.get(m).copied().unwrap_or(0);
     println!(
-        "{whole} of {relays} videos of {} MiB arrived whole in {:.1} s (downloads {}, sendVideo {}); blob keys left {:.1} s later: {left}",
+        "{whole} of {relays} videos of {} MiB arrived whole, {refused} senders told to send again, in {:.1} s (downloads {}, sendVideo {}); blob keys left {:.1} s later: {left}",
         size / MIB,
         last.as_secs_f64(),
         calls("download"),
