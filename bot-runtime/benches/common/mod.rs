@@ -96,7 +96,7 @@ impl PrivateRedis {
     /// Starts it on `port` with its files in `dir`, and waits until it answers (10 s at most).
     pub async fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
         let binary = std::env::var("BENCH_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let child = std::process::Command::new(&binary)
+        let mut child = std::process::Command::new(&binary)
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
             .args(["--maxmemory-policy", "noeviction", "--dir"])
             .arg(dir)
@@ -111,7 +111,11 @@ impl PrivateRedis {
             {
                 return PrivateRedis { child, url, conn };
             }
-            assert!(started.elapsed() < std::time::Duration::from_secs(10), "the bench's redis-server did not start");
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the bench's {binary} did not answer on port {port}");
+            }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
     }

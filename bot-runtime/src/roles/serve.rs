@@ -44,10 +44,11 @@ pub struct ServeArgs {
     pub telegram_api_url: String,
     /// Bytes of cross-bot media that may sit in Redis at once, fleet-wide, in MiB: keep it well
     /// below Redis' maxmemory (docs/DEPLOY.md). Every replica of every bot should use the same.
-    #[arg(long, env = "MEDIA_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    /// At least 20: one file at Telegram's download limit must fit.
+    #[arg(long, env = "MEDIA_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(20..=1_048_576))]
     pub media_budget_mib: u64,
     /// Bytes of media one person may relay across bots per MEDIA_USER_WINDOW_MINUTES, in MiB
-    /// (0: no cap).
+    /// (0: no cap; below 20 a file at Telegram's limit is always refused).
     #[arg(long, env = "MEDIA_USER_MIB", default_value_t = 100)]
     pub media_user_mib: u64,
     #[arg(long, env = "MEDIA_USER_WINDOW_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
