@@ -94,6 +94,7 @@ pub struct PrivateRedis {
 
 impl PrivateRedis {
     /// Starts it on `port` with its files in `dir`, and waits until it answers (10 s at most).
+    #[allow(clippy::zombie_processes)] // the child is waited for in Drop, or before the panic
     pub async fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
         let binary = std::env::var("BENCH_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
         let mut child = std::process::Command::new(&binary)
