@@ -55,6 +55,7 @@ pub(super) async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner
         }
         Content::Media { kind, file } => {
             if file.file_size.is_some_and(|s| s > MAX_DOWNLOAD_BYTES) {
+                fx.bot.metrics().media_refused(&me.bot, media::Refusal::TooBig.reason());
                 fx.say(&me, TextKey::TooBig.text(lang), None);
                 return Ok(());
             }
