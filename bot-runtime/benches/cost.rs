@@ -4,7 +4,8 @@
 //! ```sh
 //! cargo bench -p bot-runtime --bench cost
 //! # knobs: BENCH_IDLE_SECS=60 BENCH_LIMIT_SECS=60 BENCH_LIMIT=30 BENCH_SAT_SECS=10
-//! #        BENCH_CHATS=1000 BENCH_CONCURRENCY=64 (DATABASE_URL; Redis is the bench's own)
+//! #        BENCH_CHATS=1000 BENCH_CONCURRENCY=64 BENCH_OVERLOAD_SECS=60 BENCH_OVERLOAD_RATE
+//! #        BENCH_FAULT_SECS=30 (DATABASE_URL; Redis is the bench's own)
 //! ```
 //!
 //! Redis is a private `redis-server` the bench starts (AOF on, noeviction, as production), so
@@ -20,14 +21,21 @@
 //!    the fake Telegram enforcing its flood limits: sends/s delivered, 429s, CPU of all three;
 //! 3. **relay efficiency**: BENCH_CONCURRENCY clients push chat messages as fast as they can
 //!    for BENCH_SAT_SECS (outbound limit lifted): relayed updates per CPU-second counting the
-//!    runtime, Redis and Postgres, with the outbox draining what they queued inside the window.
+//!    runtime, Redis and Postgres, with the outbox draining what they queued inside the window;
+//! 4. **overload**: 10× the rate phase 3 delivered end to end (BENCH_OVERLOAD_RATE overrides),
+//!    open loop for BENCH_OVERLOAD_SECS (60): accepted, refused (503: Telegram keeps those),
+//!    lost (accepted, never delivered), the runtime's peak RSS, and how long after the load a
+//!    probe chat's latency is back to at most twice what it was before;
+//! 5. **a Redis restart**: 100 messages/s while Redis is stopped (SIGTERM) for
+//!    BENCH_FAULT_SECS (30) and started again on its AOF; refused updates are offered again
+//!    after (as Telegram redelivers); lost, and whether the runtime kept running.
 //!
 //! The load generator and the fake Telegram share the 2 cores: wall-clock rates are floors;
 //! CPU-seconds are each process's own.
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{PrivateRedis, Serve, cpu_seconds, env_or};
+use common::{Serve, cpu_seconds, env_or, rss_kib};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -47,6 +55,56 @@ const SECRET: &str = "bench_secret_value";
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(run());
+}
+
+/// A private redis-server for the bench (so its CPU is ours alone).
+struct PrivateRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl PrivateRedis {
+    fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
+        PrivateRedis { child: Self::spawn(dir, port), url: format!("redis://127.0.0.1:{port}") }
+    }
+    fn port(&self) -> u16 {
+        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(6379)
+    }
+    /// SIGTERM (Redis flushes its AOF and exits), as a rolling restart does.
+    fn stop(&mut self) {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+    fn restart(&mut self, dir: &std::path::Path) {
+        self.child = Self::spawn(dir, self.port());
+    }
+    fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
+        std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--appendonly",
+                "yes",
+                "--maxmemory-policy",
+                "noeviction",
+                "--save",
+                "",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (installed by .ci/run)")
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// CPU seconds Redis has used (user + system, main thread and its helpers).
@@ -120,6 +178,141 @@ impl Meter {
     }
 }
 
+/// Chat messages as webhook bodies. Users 1 and 2 are the probe's chat; the load comes from
+/// users 3 and up (user u chats with u±1).
+struct Feed {
+    next: i64,
+    chats: i64,
+}
+
+impl Feed {
+    fn update(&mut self, sim: &Sim, user: i64) -> String {
+        let message: Value = sim.send_text("alpha_bot", user, "bench message", None).expect("sim send");
+        self.next += 1;
+        json!({"update_id": self.next, "message": message}).to_string()
+    }
+    fn load(&mut self, sim: &Sim, n: usize) -> Vec<String> {
+        (0..n).map(|k| self.update(sim, (k as i64 % (2 * self.chats - 2)) + 3)).collect()
+    }
+}
+
+/// How long one message of the probe's chat takes from its webhook POST to its delivery.
+async fn probe(http: &reqwest::Client, url: &str, sim: &Sim, feed: &mut Feed) -> Duration {
+    let seen = sim.inbox(2, Some("alpha_bot"), 0).unwrap_or_default().last().map_or(0, |e| e.seq);
+    let body = feed.update(sim, 1);
+    let t = Instant::now();
+    while !post(http, url, body.clone()).await && t.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    while sim.inbox(2, Some("alpha_bot"), seen).unwrap_or_default().is_empty() && t.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    if t.elapsed() >= Duration::from_secs(120) {
+        let to_1: Vec<String> =
+            sim.inbox(1, Some("alpha_bot"), 0).unwrap_or_default().iter().rev().take(2).map(|e| format!("{:?}", e.event)).collect();
+        println!("(the probe was not delivered in 120 s; user 1 last got: {to_1:?})");
+    }
+    t.elapsed()
+}
+
+/// A sum of the runtime's counters or gauges whose line starts with `prefix` (from /metrics).
+async fn metric(http: &reqwest::Client, base: &str, prefix: &str) -> f64 {
+    let text = match http.get(format!("{base}/metrics")).send().await {
+        Ok(r) => r.text().await.unwrap_or_default(),
+        Err(_) => return 0.0,
+    };
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+/// Waits until the runtime's outbox and inbound queue are empty (or `limit` passes): how long.
+async fn settle(http: &reqwest::Client, base: &str, limit: Duration) -> Duration {
+    let started = Instant::now();
+    // The depth gauges are refreshed every few seconds: empty twice in a row.
+    let mut empty = 0;
+    while started.elapsed() < limit && empty < 2 {
+        let depth = metric(http, base, "botfleet_outbox_depth{").await + metric(http, base, "botfleet_inbound_queue_depth{").await;
+        empty = if depth == 0.0 { empty + 1 } else { 0 };
+        tokio::time::sleep(Duration::from_secs(4)).await;
+    }
+    started.elapsed()
+}
+
+#[derive(Default)]
+struct Offered {
+    sent: u64,
+    accepted: u64,
+    refused: u64,
+    failed: u64,
+    skipped: u64,
+    refused_bodies: Vec<String>,
+}
+
+/// Offers the bodies open loop at `rate`/s (at most 1,024 in flight; beyond that, skipped).
+async fn offer(http: &reqwest::Client, url: &str, bodies: Vec<String>, rate: u64) -> Offered {
+    let slots = Arc::new(tokio::sync::Semaphore::new(1024));
+    let gap = Duration::from_secs_f64(1.0 / rate as f64);
+    let t0 = tokio::time::Instant::now();
+    let mut tasks = Vec::with_capacity(bodies.len());
+    let mut out = Offered::default();
+    for (k, body) in bodies.into_iter().enumerate() {
+        tokio::time::sleep_until(t0 + gap * k as u32).await;
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            out.skipped += 1;
+            continue;
+        };
+        let (http, url) = (http.clone(), url.to_string());
+        tasks.push(tokio::spawn(async move {
+            let _slot = slot;
+            let r = http
+                .post(url)
+                .header("x-telegram-bot-api-secret-token", SECRET)
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            (r.map(|r| r.status().as_u16()).unwrap_or(0), body)
+        }));
+    }
+    for t in tasks {
+        let Ok((status, body)) = t.await else { continue };
+        out.sent += 1;
+        match status {
+            200..=299 => out.accepted += 1,
+            503 | 429 => {
+                out.refused += 1;
+                out.refused_bodies.push(body);
+            }
+            _ => out.failed += 1,
+        }
+    }
+    out
+}
+
+/// Offers each body until it is accepted (Telegram's redelivery); how many were.
+async fn offer_until_accepted(http: &reqwest::Client, url: &str, bodies: Vec<String>) -> u64 {
+    let mut accepted = 0;
+    for body in bodies {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(60) {
+            if post(http, url, body.clone()).await {
+                accepted += 1;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    accepted
+}
+
+/// Waits until the fake has seen `target` copies (or `limit` passes); the copies seen.
+async fn wait_delivered(sim: &Sim, target: u64, limit: Duration) -> u64 {
+    let started = Instant::now();
+    while copies(sim) < target && started.elapsed() < limit {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    copies(sim)
+}
+
 fn copies(sim: &Sim) -> u64 {
     sim.stats().calls.get("copyMessage").copied().unwrap_or(0)
 }
@@ -141,8 +334,18 @@ async fn run() {
     let dir = std::env::temp_dir().join(format!("botfleet-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let port = 20_000 + (std::process::id() % 20_000) as u16;
-    let private = PrivateRedis::start(&dir, port + 1).await;
-    let mut redis = private.conn.clone();
+    let private = PrivateRedis::start(&dir, port + 1);
+    let mut redis = {
+        let client = redis::Client::open(private.url.as_str()).expect("redis url");
+        let started = Instant::now();
+        loop {
+            match client.get_connection_manager().await {
+                Ok(c) => break c,
+                Err(_) if started.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => panic!("the bench's redis-server did not start: {e}"),
+            }
+        }
+    };
     // Redis's own cost with nobody connected but us (its timer runs `hz` times a second).
     let before = redis_cpu(&mut redis).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -198,17 +401,11 @@ async fn run() {
             is_premium: false,
         });
     }
-    let mut next_update = 1_000_000i64;
-    let mut updates = |n: usize| -> Vec<String> {
-        (0..n)
-            .map(|k| {
-                let user = (k as i64 % (2 * chats)) + 1;
-                let message: Value = sim.send_text("alpha_bot", user, "bench message", None).expect("sim send");
-                next_update += 1;
-                json!({"update_id": next_update, "message": message}).to_string()
-            })
-            .collect()
-    };
+    // The fake delivers only to people who have opened the bot: the probe's receiver says
+    // hello once (to the fake only; the runtime never sees it).
+    sim.send_text("alpha_bot", 2, "hello", None).expect("sim send");
+    let mut feed = Feed { next: 1_000_000, chats };
+    let mut updates = |n: usize| feed.load(&sim, n);
     let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build().expect("client");
 
     // 1. Idle.
@@ -251,6 +448,7 @@ async fn run() {
     let mut child = serve.child;
     let pid = child.id();
     let url = format!("{}/telegram/{BOT}", serve.base);
+    let base = serve.base.clone();
     // Whatever the previous phase left queued drains first.
     let started = Instant::now();
     while copies(&sim) < sent0 + (limit * (10 + limit_secs)) && started.elapsed() < Duration::from_secs(60) {
@@ -280,10 +478,7 @@ async fn run() {
     }
     let handled = done.load(Ordering::Relaxed);
     // The sends of what was accepted are part of each update's cost: wait for them.
-    let started = Instant::now();
-    while copies(&sim) < sent_before + handled && started.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_delivered(&sim, sent_before + handled, Duration::from_secs(120)).await;
     let sat = m.stop(&mut redis, &db.pool).await;
     let delivered = copies(&sim) - sent_before;
     println!(
@@ -295,6 +490,81 @@ async fn run() {
         handled as f64 / sat.total().max(0.001),
         handled as f64 / sat.runtime.max(0.001)
     );
+
+    // 4. Overload: 10× what this replica delivered end to end in phase 3, open loop.
+    drop(updates);
+    let sustained = delivered as f64 / sat.secs;
+    let overload_rate = env_or("BENCH_OVERLOAD_RATE", (10.0 * sustained) as u64).max(1);
+    let overload_secs = env_or("BENCH_OVERLOAD_SECS", 60);
+    let baseline = probe(&http, &url, &sim, &mut feed).await;
+    let bodies = feed.load(&sim, (overload_rate * overload_secs) as usize);
+    let (sent_before, hwm_before) = (copies(&sim), rss_kib(pid).1);
+    let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
+    let outcome = offer(&http, &url, bodies, overload_rate).await;
+    let load_ended = Instant::now();
+    let mut recovered = None;
+    while load_ended.elapsed() < Duration::from_secs(120) {
+        let took = probe(&http, &url, &sim, &mut feed).await;
+        if took <= baseline * 2 + Duration::from_millis(50) {
+            recovered = Some((load_ended.elapsed(), took));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let drained = settle(&http, &base, Duration::from_secs(1200)).await;
+    let delivered = copies(&sim) - sent_before;
+    let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
+    let (_, hwm) = rss_kib(pid);
+    println!(
+        "overload: {overload_rate}/s offered for {overload_secs} s (10× the {sustained:.0}/s delivered end to end above): {} sent, {} accepted, {} refused with 503 (Telegram keeps those), {} failed otherwise, {} not sent (the load generator's 1,024 in flight were busy); the queues drained {:.0} s after the load; {delivered} delivered, {given_up} given up with their senders told (over a chat's backlog, or too old) → {} lost; probe latency {:.0} ms before, back to ≤ 2× {} after the load stopped; runtime peak RSS {:.1} MiB (before {:.1})",
+        outcome.sent,
+        outcome.accepted,
+        outcome.refused,
+        outcome.failed,
+        outcome.skipped,
+        drained.as_secs_f64(),
+        outcome.accepted.saturating_sub(delivered + given_up),
+        baseline.as_secs_f64() * 1000.0,
+        recovered.map_or("not within 120 s".to_string(), |(t, l)| format!("{:.1} s ({:.0} ms)", t.as_secs_f64(), l.as_secs_f64() * 1000.0)),
+        hwm as f64 / 1024.0,
+        hwm_before as f64 / 1024.0
+    );
+
+    // 5. A Redis restart mid-traffic: stopped (SIGTERM: AOF flushed) for BENCH_FAULT_SECS, then
+    //    started again on the same AOF. Refused updates are offered again, as Telegram does.
+    let fault_secs = env_or("BENCH_FAULT_SECS", 30);
+    let rate = 100;
+    let bodies = feed.load(&sim, (rate * (fault_secs + 20)) as usize);
+    let sent_before = copies(&sim);
+    let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
+    let mut private = private;
+    let (down_http, down_url) = (http.clone(), url.clone());
+    let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    private.stop();
+    let down_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(fault_secs)).await;
+    let alive_while_down = child.try_wait().ok().flatten().is_none();
+    private.restart(&dir);
+    let outcome = traffic.await.expect("the traffic task");
+    let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
+    let expected = outcome.accepted + again;
+    settle(&http, &base, Duration::from_secs(600)).await;
+    let delivered = copies(&sim) - sent_before;
+    let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
+    let alive = child.try_wait().ok().flatten().is_none();
+    println!(
+        "Redis restart: down {:.0} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 while down (all {again} accepted when offered again), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
+        down_at.elapsed().as_secs_f64().min(fault_secs as f64),
+        outcome.sent,
+        outcome.accepted,
+        outcome.refused,
+        outcome.failed,
+        expected.saturating_sub(delivered + given_up),
+        if alive_while_down { "kept running" } else { "exited" },
+        if alive { "is running" } else { "has exited" }
+    );
+
     let _ = child.kill();
     let _ = child.wait();
     drop(private);

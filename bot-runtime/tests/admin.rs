@@ -37,12 +37,23 @@ macro_rules! on_both_backends {
 on_both_backends!(
     an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_refused,
     a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audited,
+    the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token,
+    an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
+    reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
+    a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
 );
+
+/// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
+const BROADCAST_QUEUE: u64 = 3;
+
+/// Requests per minute per API key in these tests.
+const KEY_LIMIT: u32 = 12;
 
 struct Admin {
     addr: SocketAddr,
     sql: SqlStore,
-    _stop: watch::Sender<bool>,
+    stop: watch::Sender<bool>,
+    served: tokio::task::JoinHandle<std::io::Result<()>>,
     http: reqwest::Client,
 }
 
@@ -52,11 +63,18 @@ struct Client<'a> {
     from: String,
     cookie: Option<String>,
     csrf: Option<String>,
+    key: Option<String>,
 }
 
 impl Admin {
+    /// A graceful stop (SIGTERM): the server and the broadcast producer finish what they do.
+    async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.served.await.expect("the admin role stops").expect("and served without error");
+    }
+
     fn client(&self, from: &str) -> Client<'_> {
-        Client { admin: self, from: from.to_string(), cookie: None, csrf: None }
+        Client { admin: self, from: from.to_string(), cookie: None, csrf: None, key: None }
     }
 }
 
@@ -69,6 +87,9 @@ impl Client<'_> {
         if let Some(t) = &self.csrf {
             req = req.header("x-csrf-token", t);
         }
+        if let Some(k) = &self.key {
+            req = req.header("authorization", format!("Bearer {k}"));
+        }
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -78,6 +99,28 @@ impl Client<'_> {
         let text = resp.text().await.unwrap_or_default();
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
     }
+    /// A dashboard page: status, `Location`, body and headers (redirects are not followed).
+    async fn page(&self, path: &str) -> (u16, String, String, reqwest::header::HeaderMap) {
+        self.browse(self.admin.http.get(format!("http://{}{path}", self.admin.addr))).await
+    }
+
+    /// Submits a dashboard form (form-encoded, as a browser does).
+    async fn submit(&self, path: &str, fields: &[(&str, &str)]) -> (u16, String, String, reqwest::header::HeaderMap) {
+        self.browse(self.admin.http.post(format!("http://{}{path}", self.admin.addr)).form(fields)).await
+    }
+
+    async fn browse(&self, mut req: reqwest::RequestBuilder) -> (u16, String, String, reqwest::header::HeaderMap) {
+        req = req.header("x-forwarded-for", &self.from);
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", c);
+        }
+        let resp = req.send().await.expect("dashboard");
+        let status = resp.status().as_u16();
+        let headers = resp.headers().clone();
+        let location = headers.get("location").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        (status, location, resp.text().await.unwrap_or_default(), headers)
+    }
+
     async fn get(&self, path: &str) -> (u16, Value) {
         let (s, v, _) = self.call(reqwest::Method::GET, path, None).await;
         (s, v)
@@ -132,13 +175,17 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
         trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
         secure_cookies: false,
         secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
+        api_key_per_minute: KEY_LIMIT,
+        broadcast_queue: BROADCAST_QUEUE,
+        broadcast_tick: Duration::from_millis(300),
     };
     let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
-    Admin { addr, sql, _stop: stop, http: reqwest::Client::new() }
+    let served = tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    Admin { addr, sql, stop, served, http }
 }
 
 async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) -> Person {
@@ -241,7 +288,7 @@ async fn an_admin_logs_in_with_a_code_from_the_bot_and_every_auth_negative_is_re
     assert_eq!(status, 200);
     for op in bot_runtime::admin::openapi::OPERATIONS {
         assert!(doc["paths"][op.path][op.method].is_object(), "{} {} documented", op.method, op.path);
-        let path = op.path.replace("{user_id}", "1");
+        let path = op.path.replace("{user_id}", "1").replace("{key_id}", "0123456789abcdef").replace("{broadcast_id}", "1");
         let method = reqwest::Method::from_bytes(op.method.to_uppercase().as_bytes()).unwrap();
         let (status, _, _) = anonymous.call(method, &path, Some(json!({}))).await;
         assert!(status != 404 && status != 405, "{} {} answers ({status})", op.method, op.path);
@@ -284,7 +331,7 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     ann.expect_text("deleted", WAIT).await.unwrap();
     ann.onboard("f", 25, &[], WAIT).await.unwrap();
     ann.tap("menu_find").unwrap();
-    ann.expect("still banned", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    ann.expect("still banned", WAIT, |m| text_of(m).contains("banned you")).await.unwrap();
 
     // The bot admin of beta gifts Bob VIP and credits: /vip shows them; the same key gives nothing twice.
     let gift = json!({"bot": "default/beta", "vip_days": 30, "credits": 5, "idempotency_key": "welcome-1"});
@@ -294,9 +341,14 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     let (status, body) = bot_admin.post(&format!("/api/v1/users/{}/gift", bob.id), gift).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!((body["first"].clone(), body["credits_balance"].clone()), (json!(false), json!(5)), "{body}");
+    bob.expect("the gift notice", WAIT, |m| text_of(m).contains("30 days of VIP") && text_of(m).contains("5 lock-chat credits"))
+        .await
+        .expect("Bob is told about the gift");
     bob.send("/vip").unwrap();
     let shop = bob.expect("the shop", WAIT, |m| text_of(m).contains("Lock-chat credits")).await.unwrap();
     assert!(text_of(&shop).contains("credits: 5") && text_of(&shop).contains("until"), "{}", text_of(&shop));
+    let notices = bob.received().unwrap().iter().filter(|m| text_of(m).contains("A gift from the team")).count();
+    assert_eq!(notices, 1, "one notice for the gift, none for the repeated key");
     // ...but not to a member of another bot.
     let (status, _) = bot_admin
         .post(&format!("/api/v1/users/{}/gift", ann.id), json!({"bot": "default/alpha", "vip_days": 1, "idempotency_key": "x"}))
@@ -319,12 +371,560 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     let (status, csv) = fleet_admin.get("/api/v1/audit.csv").await;
     assert_eq!(status, 200);
     let csv = csv.as_str().unwrap().to_string();
-    assert!(csv.starts_with("id,at,admin_id,action,bot,target_user,detail,client\n") && csv.contains(",ban,"), "{csv}");
+    assert!(csv.starts_with("id,at,admin_id,action,bot,target_user,detail,client,api_key\n") && csv.contains(",ban,"), "{csv}");
+
+    // Payments as CSV: the fleet admin sees both bots' (formulas defused), the bot admin
+    // beta's only, and the export is audited.
+    use bot_runtime::store::money::{NewPayment, Payments};
+    for (charge, bot, user) in [("=charge-a", "default/alpha", ann.id), ("charge-b", "default/beta", bob.id)] {
+        let p = NewPayment {
+            charge_id: charge.into(),
+            bot: bot.into(),
+            user_id: user,
+            quote_id: None,
+            plan_id: "vip_week".into(),
+            stars: 50,
+            vip_days: 7,
+            lock_credits: 0,
+            now_ms: bot_runtime::bot::now_ms(),
+            subscription_until_ms: None,
+        };
+        admin.sql.apply_payment(&p).await.unwrap();
+    }
+    let (status, csv) = fleet_admin.get("/api/v1/payments.csv").await;
+    assert_eq!(status, 200, "{csv}");
+    let csv = csv.as_str().unwrap().to_string();
+    assert!(csv.starts_with("charge_id,at,bot,user_id,plan,stars,"), "{csv}");
+    assert!(csv.contains("'=charge-a,") && csv.contains("charge-b,") && csv.contains(",vip_week,50,7,0,"), "{csv}");
+    let (_, csv) = bot_admin.get("/api/v1/payments.csv").await;
+    let csv = csv.as_str().unwrap().to_string();
+    assert!(csv.contains("charge-b") && !csv.contains("charge-a"), "a bot admin exports their bots' payments only: {csv}");
+    let (status, _) = bot_admin.get("/api/v1/payments.csv?from=abc").await;
+    assert_eq!(status, 400);
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    assert!(rows.iter().any(|r| r.action == "export_payments" && r.admin_id == bea.id), "{rows:?}");
 
     // The overview counts both bots for the fleet admin.
     let (status, body) = fleet_admin.get("/api/v1/overview").await;
     assert_eq!(status, 200, "{body}");
     assert!(body["people"]["people"].as_i64().unwrap() >= 4, "{body}");
     assert_eq!(body["bots"].as_array().unwrap().len(), 2, "{body}");
+    h.stop().await;
+}
+
+/// The value of the first hidden `_csrf` field of a page.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"_csrf\" value=\"").expect("a form with the CSRF token") + "name=\"_csrf\" value=\"".len();
+    page[at..].split('"').next().unwrap().to_string()
+}
+
+async fn the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let mut browser = admin.client("10.7.0.1");
+
+    // No session: the dashboard sends the browser to the login page, which is served with the
+    // strict Content-Security-Policy and works with no script.
+    let (status, location, _, _) = browser.page("/").await;
+    assert_eq!((status, location.as_str()), (303, "/login"));
+    let (status, _, login, headers) = browser.page("/login").await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-security-policy"].to_str().unwrap(), bot_runtime::admin::CSP);
+    assert!(!bot_runtime::admin::CSP.contains("unsafe-inline") && bot_runtime::admin::CSP.contains("default-src 'none'"));
+    assert_eq!(headers["x-frame-options"], "DENY");
+    assert!(login.contains("action=\"/api/v1/login/code\"") && login.contains("action=\"/api/v1/login\""), "{login}");
+    assert!(!login.contains("<script"), "the login page needs no script");
+
+    // Step 1, the code form: posts to the API route, comes back to the login page with the id kept.
+    let id = fay.id.to_string();
+    let (status, location, _, _) =
+        browser.submit("/api/v1/login/code", &[("telegram_id", &id), ("_back", "/login?done=code&telegram_id={telegram_id}")]).await;
+    assert_eq!(status, 303);
+    assert_eq!(location, format!("/login?done=code&telegram_id={id}"));
+    let (_, _, step2, _) = browser.page(&location).await;
+    assert!(step2.contains(&format!("value=\"{id}\"")) && step2.contains("role=\"status\""), "{step2}");
+    // Step 2, the code the bot sent: the session cookie, and on to the overview.
+    let code = read_code(&mut fay).await;
+    let (status, _, page, _) = browser.submit("/api/v1/login", &[("telegram_id", &id), ("code", "000000"), ("_back", "/")]).await;
+    assert!(status == 401 || code == "000000", "a wrong code through the form: {status}");
+    assert!(status == 401 && page.contains("wrong, used or expired code") || code == "000000", "{page}");
+    let (status, location, _, headers) = browser.submit("/api/v1/login", &[("telegram_id", &id), ("code", &code), ("_back", "/")]).await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+    let cookie = headers.get("set-cookie").and_then(|v| v.to_str().ok()).expect("the session cookie").to_string();
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+    browser.cookie = cookie.split(';').next().map(str::to_string);
+    let (status, _, overview, _) = browser.page("/").await;
+    assert_eq!(status, 200, "{overview}");
+    assert!(overview.contains("default/alpha") && overview.contains("people") && overview.contains("<svg"), "{overview}");
+    assert!(overview.contains("<script src=\"/assets/admin.js\"></script>"), "live numbers from our own script");
+    let (status, _, js, _) = browser.page("/assets/admin.js").await;
+    assert!(status == 200 && js.contains("/api/v1/overview"));
+
+    // A member whose username is markup: shown as text, on the search page and the user page.
+    sqlx::query("UPDATE users SET username = $1 WHERE user_id = $2")
+        .bind("<script>alert(1)</script>")
+        .bind(ann.id)
+        .execute(admin.sql.pool())
+        .await
+        .unwrap();
+    let (status, _, found, _) = browser.page(&format!("/users?q={}", ann.id)).await;
+    assert_eq!(status, 200, "{found}");
+    assert!(found.contains(&format!("href=\"/users/{}\"", ann.id)), "{found}");
+    let (status, _, user_page, _) = browser.page(&format!("/users/{}", ann.id)).await;
+    assert_eq!(status, 200, "{user_page}");
+    assert!(user_page.contains("@&lt;script&gt;alert(1)&lt;/script&gt;"), "{user_page}");
+    for page in [&found, &user_page] {
+        assert!(!page.contains("<script>alert(1)"), "a username is never markup: {page}");
+    }
+
+    // A form without the CSRF token, or with a wrong one, changes nothing.
+    let ban_path = format!("/api/v1/users/{}/ban", ann.id);
+    let back = format!("/users/{}?done=ban", ann.id);
+    let ban = [("bot", "default/alpha"), ("hours", ""), ("reason", "spam"), ("_back", back.as_str())];
+    let (status, _, refused, headers) = browser.submit(&ban_path, &ban).await;
+    assert_eq!(status, 403, "{refused}");
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/html") && refused.contains("CSRF"), "{refused}");
+    let (status, _, _, _) = browser.submit(&ban_path, &[ban.as_slice(), &[("_csrf", &"0".repeat(64))]].concat()).await;
+    assert_eq!(status, 403);
+    let ann_row = || async { admin.sql.person_view(ann.id).await.unwrap().unwrap().members[0].bot_ban_until_ms };
+    assert_eq!(ann_row().await, None, "nothing changed");
+
+    // With the page's token: banned on alpha (an empty "hours" is a ban until lifted), back on the user page.
+    let csrf = csrf_of(&user_page);
+    let (status, location, _, _) = browser.submit(&ban_path, &[ban.as_slice(), &[("_csrf", &csrf)]].concat()).await;
+    assert_eq!((status, location.as_str()), (303, back.as_str()));
+    assert_eq!(ann_row().await, Some(bot_runtime::store::admin::BAN_FOREVER_MS));
+    let (_, _, after, _) = browser.page(&location).await;
+    assert!(after.contains("The ban is in force"), "{after}");
+
+    // A gift through its form (the key is in the page, so a double submit gives once).
+    let gift_page = csrf_of(&after);
+    let key_at = after.find("name=\"idempotency_key\" value=\"").unwrap() + "name=\"idempotency_key\" value=\"".len();
+    let key = after[key_at..].split('"').next().unwrap().to_string();
+    let gift_path = format!("/api/v1/users/{}/gift", ann.id);
+    let gift =
+        [("bot", "default/alpha"), ("vip_days", ""), ("credits", "3"), ("idempotency_key", key.as_str()), ("_csrf", gift_page.as_str())];
+    for _ in 0..2 {
+        let (status, _, body, _) = browser.submit(&gift_path, &gift).await;
+        assert_eq!(status, 303, "{body}");
+    }
+    let (_, _, after, _) = browser.page(&format!("/users/{}", ann.id)).await;
+    assert!(after.contains("<dt>Credits</dt><dd>3</dd>"), "{after}");
+    // Bad input through a form: the API's message on an HTML page, with its status.
+    let (status, _, body, _) = browser.submit(&gift_path, &[("bot", "default/alpha"), ("credits", "lots"), ("_csrf", &csrf)]).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("role=\"alert\""), "{body}");
+    // A form cannot send the browser elsewhere.
+    let (status, location, _, _) = browser
+        .submit(&format!("/api/v1/users/{}/unban", ann.id), &[("bot", "default/alpha"), ("_back", "//evil.example/"), ("_csrf", &csrf)])
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/"));
+
+    // The audit log page shows the actions; its cells are escaped too.
+    let (status, _, audit, _) = browser.page("/audit").await;
+    assert_eq!(status, 200, "{audit}");
+    assert!(audit.contains("<td>ban</td>") && audit.contains("<td>gift</td>") && audit.contains("spam"), "{audit}");
+    assert!(audit.contains("&quot;reason&quot;"), "the detail JSON is escaped: {audit}");
+    // Logging out through the header's form ends the session.
+    let (status, location, _, _) = browser.submit("/api/v1/logout", &[("_csrf", &csrf), ("_back", "/login?done=logout")]).await;
+    assert_eq!((status, location.as_str()), (303, "/login?done=logout"));
+    let (status, location, _, _) = browser.page("/").await;
+    assert_eq!((status, location.as_str()), (303, "/login"));
+    h.stop().await;
+}
+
+/// Everything this test process logs (every test of the file shares it; installed once).
+fn captured_logs() -> Arc<std::sync::Mutex<Vec<u8>>> {
+    static LOGS: std::sync::OnceLock<Arc<std::sync::Mutex<Vec<u8>>>> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = buf.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("trace"))
+            .with_ansi(false)
+            .with_writer(move || LogSink(sink.clone()))
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+    .clone()
+}
+
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+async fn an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked(backend: Backend) {
+    let logs = captured_logs();
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let bob = onboarded(&h, "beta", "Bob", "m", 31).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.8.0.1");
+    owner.log_in(&mut fay).await;
+    let mut bot_admin = admin.client("10.8.0.2");
+    bot_admin.log_in(&mut bea).await;
+
+    // Only a fleet admin makes keys; bad input is refused with a message.
+    let (status, _) = bot_admin.post("/api/v1/keys", json!({"name": "ci", "role": "fleet_admin"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin"})).await;
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin", "bots": ["default/nope"]})).await;
+    assert_eq!(status, 400, "{body}");
+    // A bot admin key of beta: shown once.
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "beta support", "role": "bot_admin", "bots": ["default/beta"]})).await;
+    assert_eq!(status, 201, "{body}");
+    let beta_key = body["secret"].as_str().unwrap().to_string();
+    let beta_id = body["key"]["id"].as_str().unwrap().to_string();
+    assert!(beta_key.starts_with("bfk_") && beta_key.contains(&beta_id), "{body}");
+    let (_, listed) = owner.get("/api/v1/keys").await;
+    assert!(listed["keys"].as_array().unwrap().iter().any(|k| k["id"] == beta_id.as_str()), "{listed}");
+    assert!(!listed.to_string().contains(&beta_key), "the list never shows a key");
+
+    // The key acts as a bot admin of beta: no cookie, no CSRF token.
+    let mut robot = admin.client("10.8.0.3");
+    robot.key = Some(beta_key.clone());
+    let (status, body) = robot.get("/api/v1/bots").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bots"].as_array().unwrap().len(), 1, "{body}");
+    assert_eq!(body["bots"][0]["id"], "default/beta");
+    let (status, body) =
+        robot.post(&format!("/api/v1/users/{}/gift", bob.id), json!({"bot": "default/beta", "credits": 2, "idempotency_key": "k1"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, _) = robot.post(&format!("/api/v1/users/{}/ban", ann.id), json!({"bot": "default/alpha"})).await;
+    assert_eq!(status, 403, "not its bot");
+    let (status, _) = robot.get("/api/v1/audit").await;
+    assert_eq!(status, 403, "the audit log is for fleet admins");
+    let (status, _) = robot.post("/api/v1/keys", json!({"name": "more", "role": "fleet_admin"})).await;
+    assert_eq!(status, 403, "a key cannot make keys");
+    // A wrong secret with a real id, and a malformed key: 401.
+    let mut forged = admin.client("10.8.0.4");
+    forged.key = Some(format!("bfk_{beta_id}_{}", "0".repeat(64)));
+    assert_eq!(forged.get("/api/v1/bots").await.0, 401);
+    forged.key = Some("not-a-key".into());
+    assert_eq!(forged.get("/api/v1/bots").await.0, 401);
+
+    // A read-only fleet key reads everything and changes nothing; its limit is per minute.
+    let (status, body) = owner.post("/api/v1/keys", json!({"name": "grafana", "role": "fleet_admin", "read_only": true})).await;
+    assert_eq!(status, 201, "{body}");
+    let mut reader = admin.client("10.8.0.5");
+    reader.key = Some(body["secret"].as_str().unwrap().to_string());
+    let (status, body) = reader.get("/api/v1/overview").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["people"]["people"].as_i64().unwrap() >= 4, "fleet numbers: {body}");
+    let (status, _) = reader.post(&format!("/api/v1/users/{}/unban", ann.id), json!({})).await;
+    assert_eq!(status, 403, "read-only");
+    for i in 1..KEY_LIMIT {
+        assert_eq!(reader.get("/api/v1/bots").await.0, 200, "use {}", i + 1);
+    }
+    let (status, body, headers) = reader.call(reqwest::Method::GET, "/api/v1/bots", None).await;
+    assert_eq!(status, 429, "use {} in a minute: {body}", KEY_LIMIT + 1);
+    assert!(headers.contains_key("retry-after"));
+
+    // Revoked: refused at once, and the attempt is in the audit log.
+    let (status, body) = owner.post(&format!("/api/v1/keys/{beta_id}/revoke"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = robot.get("/api/v1/bots").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("revoked"), "{body}");
+    let (status, _) = owner.post(&format!("/api/v1/keys/{beta_id}/revoke"), json!({})).await;
+    assert_eq!(status, 404, "revoked already");
+
+    // Every use is audited with the key's id and what it called; the key itself is nowhere.
+    let rows = admin.sql.audit_log(None, 1000).await.unwrap();
+    let of_key = |action: &str| rows.iter().filter(|r| r.api_key.as_deref() == Some(beta_id.as_str()) && r.action == action).count();
+    assert_eq!(of_key("api_key_use"), 5, "bots, gift, ban, audit, keys: {rows:?}");
+    assert_eq!(of_key("gift"), 1, "the gift names the key");
+    assert_eq!(of_key("api_key_refused"), 1, "the use after revocation");
+    assert!(rows.iter().any(|r| r.action == "api_key_use" && r.detail.contains("/api/v1/users/")), "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "api_key_create" && r.admin_id == fay.id), "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "api_key_revoke"), "{rows:?}");
+    let everything = format!("{rows:?}");
+    let secret_part = beta_key.rsplit('_').next().unwrap();
+    assert!(!everything.contains(secret_part), "the key is not in the audit log");
+    let (_, csv) = owner.get("/api/v1/audit.csv").await;
+    assert!(!csv.as_str().unwrap().contains(secret_part));
+    let stored: Vec<String> = sqlx::query_scalar("SELECT key_hash FROM admin_api_keys").fetch_all(admin.sql.pool()).await.unwrap();
+    assert!(stored.iter().all(|h| !h.contains(secret_part)), "only a keyed hash is stored");
+    let logged = String::from_utf8_lossy(&logs.lock().unwrap()).to_string();
+    assert!(!logged.is_empty(), "the log capture works");
+    assert!(!logged.contains(secret_part), "the key is never logged");
+
+    // The dashboard: a key made through its form is shown once, on a page of its own.
+    let (_, _, page, _) = owner.page("/keys").await;
+    assert!(page.contains(&beta_id) && page.contains("revoked"), "{page}");
+    let csrf = csrf_of(&page);
+    let (status, _, shown, _) = owner
+        .submit(
+            "/api/v1/keys",
+            &[("name", "<b>ops</b>"), ("role", "bot_admin"), ("bots", "default/alpha"), ("_csrf", &csrf), ("_back", "/keys")],
+        )
+        .await;
+    assert_eq!(status, 201, "{shown}");
+    assert!(shown.contains("value=\"bfk_"), "{shown}");
+    let (_, _, page, _) = owner.page("/keys").await;
+    assert!(page.contains("&lt;b&gt;ops&lt;/b&gt;") && !page.contains("value=\"bfk_"), "{page}");
+    h.stop().await;
+}
+
+/// `a` searches, then `b`: they are matched with each other.
+async fn chat(a: &mut Person, b: &mut Person) {
+    a.tap("menu_find").unwrap();
+    a.expect_text("searching", WAIT).await.expect("searching");
+    b.tap("menu_find").unwrap();
+    a.expect_text("matched", WAIT).await.expect("matched");
+    b.expect_text("matched", WAIT).await.expect("matched");
+}
+
+/// `by` reports their partner from the chat keyboard, with `reason` (or none).
+async fn report(by: &mut Person, reason: Option<&str>) {
+    by.tap("chat_report").unwrap();
+    // The question with its reason buttons (an earlier report's message, edited, has none).
+    let asked = by
+        .expect("the report is taken", WAIT, |m| {
+            text_of(m).starts_with("Reported") && m["reply_markup"]["inline_keyboard"].as_array().is_some_and(|r| !r.is_empty())
+        })
+        .await
+        .expect("the report is taken");
+    if let Some(reason) = reason {
+        let rows = asked["reply_markup"]["inline_keyboard"].as_array().cloned().unwrap_or_default();
+        let button = rows
+            .iter()
+            .flat_map(|r| r.as_array().cloned().unwrap_or_default())
+            .find(|b| b["callback_data"].as_str().is_some_and(|d| d.ends_with(&format!(":{reason}"))));
+        by.press(button.unwrap_or_else(|| panic!("a reason button in {asked}"))["callback_data"].as_str().unwrap(), WAIT).await.unwrap();
+    }
+}
+
+async fn reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut fleet_admin = admin.client("10.9.0.1");
+    fleet_admin.log_in(&mut fay).await;
+    let mut moderator = admin.client("10.9.0.2");
+    moderator.log_in(&mut bea).await;
+
+    // Zed (beta) is reported by Ann (spam) and by Cat (no reason); Dan (beta) by Ann.
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 27).await;
+    let mut zed = onboarded(&h, "beta", "Zed", "m", 33).await;
+    let mut dan = onboarded(&h, "beta", "Dan", "m", 35).await;
+    chat(&mut ann, &mut zed).await;
+    zed.send("the secret words 4711").unwrap();
+    ann.expect("Zed's message", WAIT, |m| text_of(m).contains("secret words")).await.unwrap();
+    report(&mut ann, Some("spam")).await;
+    zed.expect_text("partner_left", WAIT).await.unwrap();
+    chat(&mut cat, &mut zed).await;
+    report(&mut cat, None).await;
+    chat(&mut ann, &mut dan).await;
+    report(&mut ann, Some("abuse")).await;
+    // The moderation mirror copied a photo Zed sent in the first chat (the outbox records ids only).
+    let session: i64 = sqlx::query_scalar("SELECT session_id FROM reports WHERE by_user = $1 AND other_user = $2")
+        .bind(ann.id)
+        .bind(zed.id)
+        .fetch_one(admin.sql.pool())
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO mirror_messages (session_id, bot, sender_user, mirror_chat_id, message_id, at_ms) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(session)
+    .bind("default/beta")
+    .bind(zed.id)
+    .bind(-1_001_234_567_890_i64)
+    .bind(42_i64)
+    .bind(1_i64)
+    .execute(admin.sql.pool())
+    .await
+    .unwrap();
+
+    // Beta's moderator sees both, Zed first (two reporters), with metadata only.
+    let (status, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2, "{body}");
+    assert_eq!((items[0]["user_id"].as_i64(), items[0]["bot"].as_str()), (Some(zed.id), Some("default/beta")), "{body}");
+    assert_eq!((items[0]["reports"].as_i64(), items[0]["reporters"].as_i64()), (Some(2), Some(2)), "{body}");
+    let reasons = &items[0]["reasons"];
+    assert!(reasons.as_array().unwrap().iter().any(|r| r["reason"] == "spam" && r["reports"] == 1), "{body}");
+    assert!(reasons.as_array().unwrap().iter().any(|r| r["reason"] == "none" && r["reports"] == 1), "{body}");
+    assert_eq!(items[0]["mirror"], json!([{"chat_id": -1_001_234_567_890_i64, "message_id": 42, "at_ms": 1}]), "{body}");
+    assert_eq!(items[1]["user_id"].as_i64(), Some(dan.id), "{body}");
+    assert!(!body.to_string().contains("secret words"), "no content, ever: {body}");
+    let (_, _, page, _) = moderator.page("/moderation").await;
+    assert!(page.contains("https://t.me/c/1234567890/42") && page.contains("spam ×1"), "{page}");
+    assert!(!page.contains("secret words"));
+
+    // A bot admin cannot act fleet-wide, nor on another bot; bad actions are refused.
+    let review = |user: i64| format!("/api/v1/moderation/reports/{user}/review");
+    let (status, _) = moderator.post(&review(zed.id), json!({"bot": "default/beta", "action": "ban", "fleet_wide": true})).await;
+    assert_eq!(status, 403);
+    let (status, _) = moderator.post(&review(zed.id), json!({"bot": "default/alpha", "action": "dismiss"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = moderator.post(&review(zed.id), json!({"bot": "default/beta", "action": "restrict"})).await;
+    assert_eq!(status, 400, "a restriction needs hours: {body}");
+
+    // Restrict Zed on beta for a day, through the page's form.
+    let csrf = csrf_of(&page);
+    let (status, location, body, _) = moderator
+        .submit(
+            &review(zed.id),
+            &[("bot", "default/beta"), ("action", "restrict"), ("hours", "24"), ("_csrf", &csrf), ("_back", "/moderation?done=review")],
+        )
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/moderation?done=review"), "{body}");
+    let member = admin.sql.person_view(zed.id).await.unwrap().unwrap().members.remove(0);
+    let until = member.bot_ban_until_ms.expect("restricted on beta");
+    let now = bot_runtime::bot::now_ms();
+    assert!(until > now + 23 * 3_600_000 && until <= now + 24 * 3_600_000, "{until}");
+    zed.tap("menu_find").unwrap();
+    zed.expect("refused while restricted", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    let reviews: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT review FROM reports WHERE other_user = $1").bind(zed.id).fetch_all(admin.sql.pool()).await.unwrap();
+    assert_eq!(reviews, vec![Some("restrict".to_string()); 2]);
+    // Dan's report is dismissed: closed, Dan untouched.
+    let (status, body) = moderator.post(&review(dan.id), json!({"bot": "default/beta", "action": "dismiss"})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["reports_closed"], 1, "{body}");
+    let (_, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(body["items"], json!([]), "the queue is empty: {body}");
+    assert_eq!(admin.sql.person_view(dan.id).await.unwrap().unwrap().members[0].bot_ban_until_ms, None);
+
+    // The banned list: Zed on beta, for both admins; the fleet admin bans him fleet-wide too.
+    let (_, body) = moderator.get("/api/v1/moderation/banned").await;
+    assert!(body["entries"].as_array().unwrap().iter().any(|e| e["user_id"] == zed.id && e["bot"] == "default/beta"), "{body}");
+    let (status, body) =
+        fleet_admin.post(&review(zed.id), json!({"bot": "default/beta", "action": "ban", "fleet_wide": true, "reason": "spam"})).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, body) = fleet_admin.get("/api/v1/moderation/banned").await;
+    assert!(body["entries"].as_array().unwrap().iter().any(|e| e["user_id"] == zed.id && e["bot"].is_null()), "{body}");
+    let (_, body) = moderator.get("/api/v1/moderation/banned").await;
+    assert!(body["entries"].as_array().unwrap().iter().all(|e| !e["bot"].is_null()), "fleet-wide entries are for fleet admins: {body}");
+
+    // Every review is audited.
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    let reviewed = |admin_id: i64, user: i64, action: &str| {
+        rows.iter().any(|r| r.action == "review" && r.admin_id == admin_id && r.target_user == Some(user) && r.detail.contains(action))
+    };
+    assert!(reviewed(bea.id, zed.id, "restrict") && reviewed(bea.id, dan.id, "dismiss") && reviewed(fay.id, zed.id, "ban"), "{rows:?}");
+    h.stop().await;
+}
+
+async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    // Ten members of beta; one more has turned announcements off; one of alpha is not in the audience.
+    let mut members = Vec::new();
+    for i in 0..10 {
+        members.push(onboarded(&h, "beta", &format!("Member{i}"), if i % 2 == 0 { "m" } else { "f" }, 20 + i).await);
+    }
+    let mut quiet = onboarded(&h, "beta", "Quiet", "f", 30).await;
+    quiet.send("/news off").unwrap();
+    quiet.expect_text("news_off", WAIT).await.unwrap();
+    quiet.send("/news").unwrap();
+    quiet.expect("the state", WAIT, |m| text_of(m).contains("off")).await.unwrap();
+
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let mut owner = admin.client("10.10.0.1");
+    owner.log_in(&mut fay).await;
+    let (status, body) = owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "<b>Big news</b> 42 <script>"})).await;
+    assert_eq!(status, 400, "not Telegram HTML: {body}");
+    let (status, body) =
+        owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "<b>Big news</b> 42", "audience": "all"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["audience_size"], 10, "Quiet opted out: {body}");
+    let id = body["broadcast"]["id"].as_i64().unwrap();
+
+    // Stop the admin role gracefully after its first batch, and start it again: it goes on
+    // from where it was.
+    let progress = |sql: SqlStore| async move { sql.broadcast(id).await.unwrap().unwrap() };
+    let deadline = std::time::Instant::now() + WAIT;
+    while progress(admin.sql.clone()).await.queued == 0 {
+        assert!(std::time::Instant::now() < deadline, "the first batch is queued");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    admin.stop().await;
+    let (fleet, sql) = h.admin_fleet().await;
+    let stopped = progress(sql.clone()).await;
+    assert!(stopped.queued < 10 && stopped.status == "running", "stopped mid-way: {stopped:?}");
+    assert_eq!(stopped.pending_to, None, "a graceful stop finishes its batch: {stopped:?}");
+    drop(fleet);
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let b = progress(admin.sql.clone()).await;
+        if b.status == "done" {
+            assert_eq!((b.queued, b.repeated_max), (10, 0), "{b:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the broadcast ends: {b:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Every member got it once, with the footer in their language; Quiet and alpha's members none.
+    for m in &mut members {
+        m.expect("the broadcast", WAIT, |m| text_of(m).contains("Big news 42")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for m in &mut members {
+        let got: Vec<Value> = m.received().unwrap().into_iter().filter(|x| text_of(x).contains("Big news")).collect();
+        assert_eq!(got.len(), 1, "exactly once: {got:?}");
+        assert!(text_of(&got[0]).contains("/news off"), "the way out is in the message: {got:?}");
+    }
+    for p in [&mut quiet, &mut fay] {
+        assert!(!p.received().unwrap().iter().any(|x| text_of(x).contains("Big news")), "not in the audience");
+    }
+    // Listed with its progress; cancelling a finished one is a conflict; audited.
+    let mut owner = admin.client("10.10.0.2");
+    owner.log_in(&mut fay).await;
+    let (_, body) = owner.get("/api/v1/broadcasts").await;
+    assert_eq!(body["broadcasts"][0]["status"], "done", "{body}");
+    let (status, _) = owner.post(&format!("/api/v1/broadcasts/{id}/cancel"), json!({})).await;
+    assert_eq!(status, 409);
+    // The dashboard's page: the progress bar, the message as text (never markup), the form.
+    let (status, _, page, _) = owner.page("/broadcasts").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("&lt;b&gt;Big news&lt;/b&gt; 42") && page.contains("10 of 10 queued") && page.contains("<progress"), "{page}");
+    assert!(page.contains("action=\"/api/v1/broadcasts\"") && page.contains("name=\"_csrf\""), "{page}");
+    let rows = admin.sql.audit_log(None, 100).await.unwrap();
+    assert!(rows.iter().any(|r| r.action == "broadcast" && r.detail.contains("Big news")), "{rows:?}");
+
+    // A process killed in the middle of a batch (claimed, not recorded): after the claim goes
+    // stale the batch is queued again, and counted as possibly repeated.
+    admin.stop().await;
+    let (_fleet, sql) = h.admin_fleet().await;
+    let second = sql.create_broadcast("default/beta", "Second news", "all", fay.id, bot_runtime::bot::now_ms()).await.unwrap();
+    let mut ids: Vec<i64> = members.iter().map(|m| m.id).collect();
+    ids.sort();
+    let dead_at = bot_runtime::bot::now_ms() - 60_000;
+    assert!(sql.claim_batch(second, 0, ids[2], dead_at, dead_at - 60_000).await.unwrap());
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let b2 = admin.sql.broadcast(second).await.unwrap().unwrap();
+        if b2.status == "done" {
+            assert_eq!((b2.queued, b2.repeated_max), (10, 3), "the dead batch is counted: {b2:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the second broadcast ends: {b2:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for m in &mut members {
+        m.expect("the second broadcast", WAIT, |m| text_of(m).contains("Second news")).await.unwrap();
+    }
     h.stop().await;
 }

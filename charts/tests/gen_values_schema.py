@@ -166,6 +166,32 @@ for name, what in [("postgres", "DATABASE_URL"), ("redis", "REDIS_URL")]:
     props[name] = obj("Secret, in each bot's namespace, holding the runtime's %s (not created by the chart)." % what, O([
         ("existingSecret", ref("dnsSubdomain", "Secret name.")),
         ("key", ref("secretKey", "Key holding the URL."))]), required=["existingSecret", "key"])
+props["admin"] = obj("The admin role, `bot-runtime admin`: the fleet's dashboard and API (docs/ADMIN.md).", O([
+    ("enabled", b("Deploy it (with its Service, session Secret and, optionally, Ingress and ServiceMonitor).")),
+    ("replicaCount", i("Replicas of the admin role.", minimum=1, maximum=10)),
+    ("fleetAdmins", {"type": "array", "description": "Telegram ids of the fleet admins.",
+                     "items": {"type": "integer", "minimum": 1, "description": "A Telegram user id."}, "uniqueItems": True, "maxItems": 1000}),
+    ("trustedProxies", {"type": "array", "description": "IP addresses of the proxies whose X-Forwarded-For is believed.",
+                        "items": {"type": "string", "description": "An IPv4 or IPv6 address.",
+                                  "anyOf": [{"format": "ipv4", "pattern": "^[0-9.]+$"}, {"format": "ipv6", "pattern": "^[0-9a-fA-F:.]+$"}]},
+                        "uniqueItems": True, "maxItems": 100}),
+    ("apiKeyPerMinute", i("Requests per minute one API key may make.", minimum=1, maximum=100000)),
+    ("logLevel", s("RUST_LOG of the admin role: a level, or comma-separated tracing directives.",
+                   pattern="^%s(,%s)*$" % (DIRECTIVE, DIRECTIVE), maxLength=1024)),
+    ("sessionSecret", obj("The session secret (codes, sessions, CSRF tokens and API keys are keyed by it).", O([
+        ("existingSecret", {"description": "A Secret in the release namespace (empty: the chart makes one).",
+                            "anyOf": [{"type": "string", "maxLength": 0}, ref("dnsSubdomain")]}),
+        ("key", ref("secretKey", "Key holding the secret (at least 32 bytes)."))]), required=["existingSecret", "key"])),
+    ("ingress", obj("An Ingress for the dashboard.", O([
+        ("enabled", b("Create it.")),
+        ("className", s("IngressClass (empty: the default).", pattern="^([a-z0-9]([-a-z0-9.]*[a-z0-9])?)?$", maxLength=253)),
+        ("host", ref("dnsSubdomain", "Host name of the dashboard.")),
+        ("tlsSecret", {"description": "TLS Secret for the host (empty: none).", "anyOf": [{"type": "string", "maxLength": 0}, ref("dnsSubdomain")]}),
+        ("annotations", ref("stringMap", "Ingress annotations."))]), required=["enabled", "host"])),
+    ("resources", obj("Admin container resources.", {
+        "requests": ref("resourceList", "Requested resources."),
+        "limits": ref("resourceList", "Resource limits.")}))]),
+    required=["enabled", "replicaCount", "fleetAdmins", "trustedProxies", "apiKeyPerMinute", "sessionSecret", "ingress", "resources"])
 props["serviceAccount"] = obj("The operator's ServiceAccount.", O([
     ("create", b("Create it.")),
     ("name", {"description": "Its name; empty: the release's full name (required when create is false).",

@@ -101,6 +101,8 @@ EXPECTED_WATCHED_NAMESPACE_PERMISSIONS = permission_set(
         ("", "configmaps", OWNED_VERBS, None),
         # Secrets: no update, no delete (the operator only server-side-applies its own two per bot).
         ("", "secrets", ("get", "list", "watch", "create", "patch"), None),
+        # Runtime pods: read only, for the termination message of a runtime that cannot start.
+        ("", "pods", ("get", "list", "watch"), None),
         ("autoscaling", "horizontalpodautoscalers", OWNED_VERBS, None),
         ("policy", "poddisruptionbudgets", OWNED_VERBS, None),
         ("monitoring.coreos.com", "servicemonitors", OWNED_VERBS, None),
@@ -166,12 +168,14 @@ METRICS: dict[str, set[str]] = {
     "botfleet_reconciliation_mismatches_total": {"bot", "kind"},
     "botfleet_chat_locks_total": {"bot", "outcome"},
     "botfleet_referrals_total": {"bot", "outcome"},
+    "botfleet_admin_logins_total": {"outcome"},
+    "botfleet_admin_actions_total": {"action", "outcome"},
     "up": set(),
 }
 HISTOGRAMS = {"botfleet_operator_reconcile_duration_seconds", "botfleet_update_handling_seconds", "botfleet_pre_checkout_seconds"}
 # Labels Prometheus / prometheus-operator add to every scraped series.
 TARGET_LABELS = {"job", "instance", "namespace", "pod", "service", "container", "endpoint"}
-SCRAPE_JOBS = {"botfleet-operator", "botfleet-runtime"}
+SCRAPE_JOBS = {"botfleet-operator", "botfleet-runtime", "botfleet-admin"}
 
 # Alerts the product needs (by what they watch); each must exist in alerts.yaml.
 REQUIRED_ALERTS = {
@@ -187,6 +191,8 @@ REQUIRED_ALERTS = {
     "BotFleetPreCheckoutSlow": "pre-checkout answer p99 near Telegram's 10 s",
     "BotFleetPaymentsDeclined": "most checkouts declined",
     "BotFleetReconciliationMismatch": "Telegram's Stars ledger disagrees",
+    "BotFleetAdminDown": "admin dashboard down",
+    "BotFleetAdminLoginsLimited": "admin login tries refused by the limit",
 }
 PACKAGED_MONITORING_FILES = ("alerts.yaml", "grafana-dashboard.json")
 
@@ -267,10 +273,17 @@ class Rendered:
     def of_kind(self, kind: str) -> list[dict]:
         return [o for o in self.objects if o["kind"] == kind]
 
-    def one(self, kind: str, name: str | None = None) -> dict:
-        found = [o for o in self.of_kind(kind) if name is None or o["metadata"]["name"] == name]
-        expect(len(found) == 1, f"expected one {kind}{' ' + name if name else ''}, found {len(found)}")
+    def one(self, kind: str, name: str | None = None, component: str = "operator") -> dict:
+        """The object of this kind with this name, or (no name) of this component: the operator's
+        by default, "admin" for the admin role's objects."""
+        found = [o for o in self.of_kind(kind)
+                 if (o["metadata"]["name"] == name if name else component_of(o) == component)]
+        expect(len(found) == 1, f"expected one {kind}{' ' + (name or component)}, found {len(found)}")
         return found[0]
+
+
+def component_of(obj: dict) -> str | None:
+    return ((obj.get("metadata") or {}).get("labels") or {}).get("app.kubernetes.io/component")
 
 
 def render(chart: helm.Chart, values: dict) -> Rendered:
@@ -478,6 +491,64 @@ def service_account_name(rendered: Rendered, values: dict) -> str:
     return sa_values["name"]
 
 
+def check_admin(rendered: Rendered, values: dict, secret_name: str, secret_key: str) -> None:
+    """The admin role (`bot-runtime admin`): hardened, no Kubernetes access, wired to the
+    database, Redis and its session secret, and selected by nothing of the operator's."""
+    admin = values["admin"]
+    deployment = rendered.one("Deployment", component="admin")
+    pod = deployment["spec"]["template"]["spec"]
+    pod_sc = pod.get("securityContext") or {}
+    expect(pod_sc.get("runAsNonRoot") is True and (pod_sc.get("seccompProfile") or {}).get("type") == "RuntimeDefault",
+           "admin pod: runAsNonRoot and RuntimeDefault seccomp")
+    expect(pod.get("automountServiceAccountToken") is False, "the admin role has no Kubernetes access: no token mounted")
+    container = operator_container(deployment)
+    sc = container.get("securityContext") or {}
+    expect(sc.get("readOnlyRootFilesystem") is True and sc.get("allowPrivilegeEscalation") is False
+           and (sc.get("capabilities") or {}).get("drop") == ["ALL"], f"admin container security context: {sc}")
+    resources = container.get("resources") or {}
+    for kind in ("requests", "limits"):
+        for resource in ("cpu", "memory"):
+            expect(resource in (resources.get(kind) or {}), f"admin resources.{kind}.{resource} must be set")
+    expect(container.get("command") == ["/bot-runtime"] and container.get("args") == ["admin"],
+           f"expected /bot-runtime admin, got {container.get('command')} {container.get('args')}")
+    expect([(p["name"], p["containerPort"]) for p in container.get("ports") or []] == [("http", 8090)], "admin port http/8090")
+    for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+        get = (container.get(probe) or {}).get("httpGet") or {}
+        expect(get.get("path") == path and get.get("port") == "http", f"admin {probe} must GET {path} on port http")
+    env = env_of(container)
+    postgres, redis = values.get("postgres") or {}, values.get("redis") or {}
+    expect(env.get("DATABASE_URL") == {"secretKeyRef": {"name": postgres.get("existingSecret", "botfleet-postgres"),
+                                                         "key": postgres.get("key", "url")}}, f"DATABASE_URL: {env.get('DATABASE_URL')}")
+    expect(env.get("REDIS_URL") == {"secretKeyRef": {"name": redis.get("existingSecret", "botfleet-redis"),
+                                                      "key": redis.get("key", "url")}}, f"REDIS_URL: {env.get('REDIS_URL')}")
+    expect(env.get("ADMIN_LISTEN") == "0.0.0.0:8090", "ADMIN_LISTEN")
+    expect(env.get("ADMIN_FLEET_ADMINS") == ",".join(str(i) for i in admin["fleetAdmins"]), f"ADMIN_FLEET_ADMINS: {env.get('ADMIN_FLEET_ADMINS')}")
+    expect(env.get("ADMIN_TRUSTED_PROXIES") == ",".join(admin["trustedProxies"]), "ADMIN_TRUSTED_PROXIES")
+    secret_file = env.get("ADMIN_SESSION_SECRET_FILE") or ""
+    mounts = {m["mountPath"]: m for m in container.get("volumeMounts") or []}
+    expect("/tmp" in mounts, "admin: a writable /tmp")
+    mount = mounts.get(secret_file.rsplit("/", 1)[0]) or {}
+    expect(mount.get("readOnly") is True, f"the session secret is mounted read-only where ADMIN_SESSION_SECRET_FILE points: {secret_file}")
+    volume = [v for v in pod.get("volumes") or [] if v["name"] == mount.get("name")]
+    expect(len(volume) == 1 and volume[0]["secret"]["secretName"] == secret_name
+           and volume[0]["secret"]["items"] == [{"key": secret_key, "path": secret_file.rsplit("/", 1)[1]}],
+           f"the session secret volume: {volume}")
+    # Its Service selects the admin pods only, and the operator's selects none of them.
+    service = rendered.one("Service", component="admin")
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    expect(service["spec"]["selector"] == selector and selector.items() <= pod_labels.items(), "admin Service selector")
+    expect([(p["name"], p["port"], p.get("targetPort")) for p in service["spec"]["ports"]] == [("http", 8090, "http")], "admin Service ports")
+    operator_selector = rendered.one("Service")["spec"]["selector"]
+    expect(not operator_selector.items() <= pod_labels.items(), "the operator's Service selects the admin pods")
+    if not admin.get("sessionSecret", {}).get("existingSecret"):
+        secret = rendered.one("Secret", secret_name)
+        import base64
+        expect(len(base64.b64decode(secret["data"][secret_key])) >= 32, "the session secret has at least 32 bytes")
+    else:
+        expect(not [o for o in rendered.of_kind("Secret") if component_of(o) == "admin"], "an existing session Secret is not created")
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 # ---------------------------------------------------------------------------------------------
@@ -496,6 +567,12 @@ SCENARIOS: dict[str, dict] = {
                                                      "metricsFrom": [{"namespaceSelector": {"matchLabels": {"team": "obs"}}}],
                                                      "webhookFrom": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]}}},
     "monitoring": MONITORING_VALUES,
+    "admin": {**MONITORING_VALUES, "admin": {
+        "enabled": True, "fleetAdmins": [111, 222], "trustedProxies": ["10.0.0.7", "fd00::7"], "apiKeyPerMinute": 60,
+        "ingress": {"enabled": True, "className": "nginx", "host": "admin.bots.example.com", "tlsSecret": "admin-tls",
+                    "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}}},
+    "admin-existing-secret": {"admin": {"enabled": True, "sessionSecret": {"existingSecret": "my-admin-session", "key": "s"}},
+                              "postgres": {"existingSecret": "pg-url", "key": "DATABASE_URL"}},
     "no-admission-policy": {"admissionPolicy": {"enabled": False}},
     "single-replica": {"replicaCount": 1, "leaderElection": {"enabled": False, "leaseName": LEASE_NAME}},
     # Every other template branch: digest-pinned image, existing ServiceAccount, hard
@@ -548,6 +625,9 @@ BAD_VALUES: dict[str, dict] = {
     "seccomp type outside the enum": {"podSecurityContext": {"seccompProfile": {"type": "Whatever"}}},
     "unknown top-level key (typo)": {"replicas": 2},
     "unknown nested key (typo)": {"leaderElection": {"enable": True}},
+    "admin fleet admin that is no Telegram id": {"admin": {"fleetAdmins": ["alice"]}},
+    "admin trusted proxy that is no IP address": {"admin": {"trustedProxies": ["proxy.local"]}},
+    "admin API key limit 0": {"admin": {"apiKeyPerMinute": 0}},
 }
 
 # Values the templates must refuse (cross-field rules), with a word the message must contain.
@@ -1149,6 +1229,27 @@ def main() -> int:
             run.check("[monitoring] ServiceMonitor scrapes the metrics Service as job botfleet-operator", lambda: check_service_monitor(r))
             run.check("[monitoring] PrometheusRule carries config/monitoring/alerts.yaml", lambda: check_prometheus_rule(r))
             run.check('[monitoring] dashboard ConfigMap labelled grafana_dashboard: "1"', lambda: check_dashboard_configmap(r))
+        if rendered["admin"]:
+            r = rendered["admin"]
+            admin_values = {**default_values["admin"], **SCENARIOS["admin"]["admin"]}
+            run.check("[admin] bot-runtime admin: hardened, no Kubernetes access, database, Redis and session secret wired", lambda: check_admin(
+                r, {"admin": admin_values}, f"{RELEASE}-admin-session", "secret"))
+            run.check("[admin] the Ingress routes the host to the admin Service", lambda: (
+                expect(r.one("Ingress", component="admin")["spec"]["rules"][0]["host"] == "admin.bots.example.com", "host"),
+                expect(r.one("Ingress", component="admin")["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]
+                       == {"name": r.one("Service", component="admin")["metadata"]["name"], "port": {"name": "http"}}, "backend"),
+                expect(r.one("Ingress", component="admin")["spec"]["tls"] == [{"hosts": ["admin.bots.example.com"], "secretName": "admin-tls"}], "tls")))
+            run.check("[admin] its ServiceMonitor scrapes the admin Service as job botfleet-admin", lambda: (
+                expect(r.one("ServiceMonitor", component="admin")["spec"]["selector"]["matchLabels"].items()
+                       <= r.one("Service", component="admin")["metadata"]["labels"].items(), "selector"),
+                expect(r.one("Service", component="admin")["metadata"]["labels"].get("botfleet.io/scrape-job") == "botfleet-admin", "job label"),
+                expect(r.one("ServiceMonitor", component="admin")["metadata"]["labels"].get("release") == "kube-prometheus-stack", "labels")))
+        if rendered["admin-existing-secret"]:
+            r = rendered["admin-existing-secret"]
+            admin_values = {**default_values["admin"], **SCENARIOS["admin-existing-secret"]["admin"]}
+            run.check("[admin-existing-secret] the user's session Secret and Postgres Secret are used, nothing created",
+                      lambda: check_admin(r, {"admin": admin_values, "postgres": SCENARIOS["admin-existing-secret"]["postgres"]},
+                                          "my-admin-session", "s"))
         if rendered["no-admission-policy"]:
             r = rendered["no-admission-policy"]
             run.check("[no-admission-policy] neither policy nor binding", lambda: expect(

@@ -9,6 +9,7 @@ use botfleet_crds::discount_campaign::DiscountCampaign;
 use botfleet_crds::rate_limit_policy::RateLimitPolicy;
 use botfleet_crds::vip_plan::VipPlan;
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
 use kube::api::Api;
@@ -32,6 +33,9 @@ pub struct Stores {
     pub campaigns: Store<DiscountCampaign>,
     pub policies: Store<RateLimitPolicy>,
     pub bots: Store<BotInstance>,
+    /// The runtime pods (status only: their spec and managed fields are dropped), for the
+    /// termination messages of runtimes that cannot start.
+    pub pods: Store<Pod>,
 }
 
 impl Stores {
@@ -65,7 +69,7 @@ fn fill_stores(plans: Vec<VipPlan>, campaigns: Vec<DiscountCampaign>, policies: 
             writer.apply_watcher_event(&watcher::Event::InitDone);
             reader
         }
-        Stores { plans: fill(plans), campaigns: fill(campaigns), policies: fill(policies), bots: fill(bots) }
+        Stores { plans: fill(plans), campaigns: fill(campaigns), policies: fill(policies), bots: fill(bots), pods: fill(vec![]) }
     }
 }
 

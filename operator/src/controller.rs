@@ -11,7 +11,7 @@ use botfleet_crds::vip_plan::VipPlan;
 use futures::{Future, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
@@ -104,10 +104,20 @@ pub async fn run(
             .touched_objects(),
     );
 
+    // The runtime pods, for the termination messages of runtimes that cannot start: status
+    // only in memory (spec and managed fields dropped).
+    let (pods, pods_writer) = reflector::store();
+    let pod_stream =
+        watcher(api::<Pod>(&client, ns), watcher::Config::default().labels(OWNED)).default_backoff().modify(|pod: &mut Pod| {
+            pod.spec = None;
+            pod.managed_fields_mut().clear();
+        });
+    let pod_events = reflector::reflector(pods_writer, pod_stream).touched_objects();
+
     let owned = || watcher::Config::default().labels(OWNED);
     let bots = Controller::new(api::<BotInstance>(&client, ns), watcher::Config::default().any_semantic());
     let bot_store = bots.store();
-    let stores = Stores { plans, campaigns, policies, bots: bot_store.clone() };
+    let stores = Stores { plans, campaigns, policies, bots: bot_store.clone(), pods };
     fleet.add(bot_store.clone());
     let ctx = Arc::new(Context::new(client.clone(), telegram, settings, metrics, stores, reporter).with_fleet(fleet));
 
@@ -132,6 +142,11 @@ pub async fn run(
                 })
                 .map(|b| ObjectRef::from_obj(b.as_ref()))
                 .collect::<Vec<_>>()
+        })
+        .watches_stream(pod_events, |pod: Pod| {
+            // A runtime pod's status changed: its bot's Ready condition may change.
+            let bot = pod.labels().get("app.kubernetes.io/instance").cloned();
+            bot.map(|b| ObjectRef::<BotInstance>::new(&b).within(pod.metadata.namespace.as_deref().unwrap_or_default()))
         })
         .watches_stream(plan_events, move |p: VipPlan| bots_in(&s2, p.metadata.namespace))
         .watches_stream(campaign_events, move |c: DiscountCampaign| bots_in(&s3, c.metadata.namespace))

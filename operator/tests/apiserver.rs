@@ -10,46 +10,26 @@
 //! Without Go (a developer machine that never built the control plane) the tests say so and
 //! pass; with `CI` set a missing control plane fails them — CI never skips.
 
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Client;
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::core::{ApiResource, GroupVersionKind};
-use kube::{Client, Config};
 use serde_json::{Value, json};
 
 const FIELD_MANAGER: &str = "botfleet-tests";
 
+#[path = "support/cluster.rs"]
+mod cluster;
 #[path = "support/controlplane.rs"]
 mod controlplane;
-use controlplane::{ControlPlane, repo, start};
-
-/// The shared control plane, or None (with the reason printed) where it cannot run and CI is
-/// not set.
-fn control_plane() -> Option<&'static ControlPlane> {
-    static PLANE: OnceLock<Result<ControlPlane, String>> = OnceLock::new();
-    match PLANE.get_or_init(|| start(&[])) {
-        Ok(plane) => Some(plane),
-        Err(why) if std::env::var_os("CI").is_some() => panic!("the test control plane is required in CI: {why}"),
-        Err(why) => {
-            eprintln!("SKIPPED: no test control plane ({why}); CI runs these");
-            None
-        }
-    }
-}
-
-/// The admin's credentials, impersonating a ServiceAccount: what the operator's pod would be.
-async fn client_as_service_account(plane: &ControlPlane, ns: &str, sa: &str) -> Client {
-    let kubeconfig = Kubeconfig::read_from(plane.dir.join("admin.kubeconfig")).expect("kubeconfig");
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
-    config.auth_info.impersonate = Some(format!("system:serviceaccount:{ns}:{sa}"));
-    config.auth_info.impersonate_groups = Some(vec!["system:serviceaccounts".into(), format!("system:serviceaccounts:{ns}")]);
-    Client::try_from(config).expect("client")
-}
+use cluster::{
+    Can, allowed, api_for, can, client_as, client_as_service_account, control_plane, crd_documents, eventually, namespace, samples,
+    token_secrets, wait_established,
+};
+use controlplane::repo;
 
 /// A `define` of the chart's `_helpers.tpl` that is plain YAML (no template expressions
 /// inside), as the chart renders it: the RBAC rules, the admission policy's rule.
@@ -68,32 +48,6 @@ fn chart_rules() -> Value {
     chart_define("botfleet.rules")
 }
 
-async fn client_as(plane: &ControlPlane, user: &str) -> Client {
-    let kubeconfig = Kubeconfig::read_from(plane.dir.join(format!("{user}.kubeconfig"))).expect("kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("client config");
-    Client::try_from(config).expect("client")
-}
-
-/// A fresh namespace for one test.
-async fn namespace(client: &Client, test: &str) -> String {
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let name = format!("{test}-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
-    let ns: Namespace = serde_json::from_value(json!({"metadata": {"name": name}})).expect("namespace");
-    Api::<Namespace>::all(client.clone()).create(&PostParams::default(), &ns).await.expect("create namespace");
-    name
-}
-
-fn crd_documents() -> Vec<Value> {
-    let dir = repo().join("charts/botfleet/crds");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("chart crds").filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    files
-        .iter()
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .map(|p| serde_yaml::from_str::<Value>(&std::fs::read_to_string(p).expect("crd file")).expect("crd yaml"))
-        .collect()
-}
-
 /// Installs the chart's CRDs (server-side apply, as `helm install` creates them) and waits
 /// until each is Established.
 async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
@@ -106,47 +60,7 @@ async fn install_crds(client: &Client) -> Vec<CustomResourceDefinition> {
             .unwrap_or_else(|e| panic!("the API server refused the CRD {name}: {e}"));
         names.push(name);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut installed = Vec::new();
-    for name in names {
-        loop {
-            let crd = crds.get(&name).await.expect("crd");
-            let established = crd
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .is_some_and(|c| c.iter().any(|c| c.type_ == "Established" && c.status == "True"));
-            if established {
-                installed.push(crd);
-                break;
-            }
-            assert!(Instant::now() < deadline, "{name} never became Established: {:?}", crd.status);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    installed
-}
-
-fn samples() -> Vec<Value> {
-    let dir = repo().join("config/samples");
-    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("samples").filter_map(|e| e.ok().map(|e| e.path())).collect();
-    files.sort();
-    let mut docs = Vec::new();
-    for file in files {
-        let text = std::fs::read_to_string(&file).expect("sample");
-        for doc in serde_yaml::Deserializer::from_str(&text) {
-            let value = serde_json::to_value(<serde_yaml::Value as serde::Deserialize>::deserialize(doc).expect("yaml")).expect("json");
-            if value.is_object() {
-                docs.push(value);
-            }
-        }
-    }
-    docs
-}
-
-fn api_for(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("botfleet.io", "v1alpha1", kind));
-    Api::namespaced_with(client.clone(), ns, &resource)
+    wait_established(client, &names).await
 }
 
 async fn create(client: &Client, ns: &str, mut doc: Value) -> Result<DynamicObject, kube::Error> {
@@ -256,22 +170,6 @@ async fn a_user_without_bindings_is_refused_by_rbac() {
     }
 }
 
-/// Polls `check` until it returns Some, or fails the test after `within`.
-async fn eventually<T, F, Fut>(what: &str, within: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// The operator (in this process, as the leader) against the real API server and controller
 /// manager: the sample fleet becomes ConfigMaps (the resolved configuration carries the
 /// namespace), Services and Deployments owned by their BotInstance through server-side apply;
@@ -289,12 +187,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     let ns = namespace(&admin, "fleet").await;
     let fake = FakeTelegram::start().await.expect("fake Telegram");
     let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_demo_bot"), ("beta", "beta_demo_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret =
-            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_demo_bot"), ("beta", "beta_demo_bot")], false).await;
     for doc in samples() {
         create(&admin, &ns, doc).await.expect("sample");
     }
@@ -431,15 +324,7 @@ async fn the_charts_namespaced_role_runs_the_fleet_and_cannot_update_or_delete_s
 
     let fake = FakeTelegram::start().await.expect("fake Telegram");
     let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_role_bot"), ("beta", "beta_role_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": format!("{bot}-bot-token"), "labels": {"botfleet.io/bot-token": "true"}},
-            "stringData": {"token": token},
-        }))
-        .unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_role_bot"), ("beta", "beta_role_bot")], true).await;
     for doc in samples() {
         create(&admin, &ns, doc).await.expect("sample");
     }
@@ -493,13 +378,7 @@ async fn a_foreign_object_is_not_adopted_and_token_secrets_stay_in_the_bots_name
     install_crds(&admin).await;
     let ns = namespace(&admin, "foreign").await;
     let fake = FakeTelegram::start().await.expect("fake Telegram");
-    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_foreign_bot"), ("beta", "beta_foreign_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret =
-            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_foreign_bot"), ("beta", "beta_foreign_bot")], false).await;
     let configs = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
     let theirs: ConfigMap =
         serde_json::from_value(json!({"metadata": {"name": "alpha-config"}, "data": {"owner": "another team"}})).unwrap();
@@ -552,13 +431,7 @@ async fn switching_to_autoscaling_never_drops_to_one_replica_and_hands_replicas_
     install_crds(&admin).await;
     let ns = namespace(&admin, "hpa").await;
     let fake = FakeTelegram::start().await.expect("fake Telegram");
-    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_hpa_bot"), ("beta", "beta_hpa_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret =
-            serde_json::from_value(json!({"metadata": {"name": format!("{bot}-bot-token")}, "stringData": {"token": token}})).unwrap();
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_hpa_bot"), ("beta", "beta_hpa_bot")], false).await;
     for doc in samples() {
         let doc =
             if doc["kind"] == "BotInstance" && doc["metadata"]["name"] == "beta" { with(doc, "/spec/replicas", json!(4)) } else { doc };
@@ -631,46 +504,13 @@ async fn service_account(admin: &Client, ns: &str, name: &str) {
     Api::namespaced(admin.clone(), ns).create(&PostParams::default(), &sa).await.expect("service account");
 }
 
-/// One question to the authorizer, as `kubectl auth can-i` asks it (SelfSubjectAccessReview):
-/// `verb group/resource[/subresource][ name] in namespace` ("" = cluster-scoped or all).
-#[derive(Debug, Clone, Copy)]
-struct Can {
-    verb: &'static str,
-    group: &'static str,
-    resource: &'static str,
-    subresource: &'static str,
-    name: &'static str,
-}
-
-const fn can(verb: &'static str, group: &'static str, resource: &'static str) -> Can {
-    Can { verb, group, resource, subresource: "", name: "" }
-}
-
-impl Can {
-    const fn sub(self, subresource: &'static str) -> Self {
-        Self { subresource, ..self }
-    }
-    const fn named(self, name: &'static str) -> Self {
-        Self { name, ..self }
-    }
-}
-
-async fn allowed(client: &Client, q: Can, ns: &str) -> bool {
-    use k8s_openapi::api::authorization::v1::SelfSubjectAccessReview;
-    let review: SelfSubjectAccessReview = serde_json::from_value(json!({"spec": {"resourceAttributes": {
-        "verb": q.verb, "group": q.group, "resource": q.resource, "subresource": q.subresource, "name": q.name, "namespace": ns,
-    }}}))
-    .expect("review");
-    let answer = Api::<SelfSubjectAccessReview>::all(client.clone()).create(&PostParams::default(), &review).await.expect("access review");
-    answer.status.is_some_and(|s| s.allowed)
-}
-
 /// Least privilege, asked of the real authorizer the way `kubectl auth can-i` asks it: the
 /// operator's ServiceAccount (in its release namespace) with exactly the chart's rules — the
 /// per-namespace Role in the one watched namespace, the CRD-discovery ClusterRole, the Lease Role
 /// — may do every verb the operator uses, and nothing of what it must never do: Secrets outside
-/// the watched namespace, update/delete of any Secret, pods and exec, RBAC, and cluster-scoped
-/// writes (it has none; its only cluster-scoped read is the ServiceMonitor CRD, by name).
+/// the watched namespace, update/delete of any Secret, writes to pods, exec and logs, RBAC, and
+/// cluster-scoped writes (it has none; its only cluster-scoped read is the ServiceMonitor CRD, by
+/// name).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operators_service_account_can_do_what_it_needs_and_nothing_more() {
     let Some(plane) = control_plane() else { return };
@@ -726,6 +566,8 @@ async fn the_operators_service_account_can_do_what_it_needs_and_nothing_more() {
         (can("patch", "apps", "deployments"), &watched),
         (can("delete", "autoscaling", "horizontalpodautoscalers"), &watched),
         (can("patch", "", "configmaps"), &watched),
+        (can("list", "", "pods"), &watched),
+        (can("watch", "", "pods"), &watched),
         (can("create", "events.k8s.io", "events"), &watched),
         (can("get", "apiextensions.k8s.io", "customresourcedefinitions").named("servicemonitors.monitoring.coreos.com"), ""),
         (can("create", "coordination.k8s.io", "leases"), &release),
@@ -742,8 +584,13 @@ async fn the_operators_service_account_can_do_what_it_needs_and_nothing_more() {
         (can("patch", "", "secrets"), &other),
         (secrets, &release),
         (can("list", "", "secrets"), ""),
-        // No pods, no exec, no tokens, no RBAC, no objects outside the watched namespace.
-        (can("get", "", "pods"), &watched),
+        // Pods read only (no writes, no exec, no logs), no tokens, no RBAC, no objects outside
+        // the watched namespace.
+        (can("delete", "", "pods"), &watched),
+        (can("patch", "", "pods"), &watched),
+        (can("patch", "", "pods").sub("status"), &watched),
+        (can("get", "", "pods").sub("log"), &watched),
+        (can("list", "", "pods"), &other),
         (can("create", "", "pods").sub("exec"), &watched),
         (can("create", "", "serviceaccounts").sub("token"), &watched),
         (can("create", "rbac.authorization.k8s.io", "roles"), &watched),
@@ -813,15 +660,7 @@ async fn the_admission_policy_refuses_the_operator_a_users_secret_while_its_own_
 
     let fake = FakeTelegram::start().await.expect("fake Telegram");
     let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
-    for (bot, username) in [("alpha", "alpha_vap_bot"), ("beta", "beta_vap_bot")] {
-        let token = fake.sim().register_bot(username).expect("bot").token;
-        let secret: Secret = serde_json::from_value(json!({
-            "metadata": {"name": format!("{bot}-bot-token"), "labels": {"botfleet.io/bot-token": "true"}},
-            "stringData": {"token": token},
-        }))
-        .expect("secret");
-        secrets.create(&PostParams::default(), &secret).await.expect("token secret");
-    }
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_vap_bot"), ("beta", "beta_vap_bot")], true).await;
     let operator = client_as_service_account(plane, &ns, "botfleet").await;
     let as_operator = Api::<Secret>::namespaced(operator.clone(), &ns);
     let touch = json!({"metadata": {"labels": {"botfleet.io/touched-by": "operator"}}});
@@ -880,6 +719,96 @@ async fn the_admission_policy_refuses_the_operator_a_users_secret_while_its_own_
     let user_secret = secrets.get("alpha-bot-token").await.expect("user secret");
     assert!(user_secret.metadata.labels.unwrap_or_default().get("botfleet.io/touched-by").is_none(), "unchanged");
     secrets.patch("alpha-bot-token", &PatchParams::default(), &Patch::Merge(&touch)).await.expect("the policy binds the operator only");
+    let _ = stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+}
+
+/// A runtime that cannot start, on the real API server. The operator runs as its ServiceAccount
+/// under the chart's Role, which lets it read pods and nothing more. The test plays the kubelet
+/// (there is none here): it writes a runtime pod's status as the kubelet does after the runtime
+/// refused a Redis without persistence and is crash-looping, with its last log lines as the
+/// termination message. The bot turns `Ready=False RuntimeFailed` with that message, a Warning
+/// Event `RuntimeFailed` names it, and once the pod runs and is ready the bot is Ready again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_cannot_start_makes_its_bot_not_ready_with_the_termination_message_and_an_event() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    use k8s_openapi::api::core::v1::Pod;
+    let Some(plane) = control_plane() else { return };
+    let admin = client_as(plane, "admin").await;
+    install_crds(&admin).await;
+    let ns = namespace(&admin, "crash").await;
+    service_account(&admin, &ns, "botfleet").await;
+    grant_chart_role(&admin, &ns, &ns, "botfleet").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    token_secrets(&admin, &ns, &fake.sim(), &[("alpha", "alpha_crash_bot"), ("beta", "beta_crash_bot")], true).await;
+    for doc in samples() {
+        create(&admin, &ns, doc).await.expect("sample");
+    }
+    let operator = client_as_service_account(plane, &ns, "botfleet").await;
+    let (stop, task) = start_operator(operator, &ns, &fake.api_url());
+
+    // The controller manager creates alpha's pods (Pending: no kubelet binds them).
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let alpha_pods = ListParams::default().labels("app.kubernetes.io/instance=alpha");
+    let pod = eventually("alpha's runtime pods", Duration::from_secs(60), || {
+        let (pods, alpha_pods) = (pods.clone(), alpha_pods.clone());
+        async move { pods.list(&alpha_pods).await.ok()?.items.into_iter().filter_map(|p| p.metadata.name).min() }
+    })
+    .await;
+    let logs = "2026-12-01T06:00:00.000Z  INFO bot_runtime: starting bot alpha\nError: Redis would lose messages: appendonly is \"no\" (a restart loses queued messages and timers; set appendonly yes). Fix its configuration, or set REDIS_ACCEPT_DATA_LOSS=true for a test setup\n";
+    let crashed = json!({"status": {"phase": "Running", "containerStatuses": [{
+        "name": "bot-runtime", "image": "ghcr.io/botfleet/bot-runtime:test", "imageID": "", "ready": false, "restartCount": 3,
+        "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s restarting failed container=bot-runtime"}},
+        "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": logs,
+            "startedAt": "2026-12-01T06:00:00Z", "finishedAt": "2026-12-01T06:00:01Z"}},
+    }]}});
+    pods.patch_status(&pod, &PatchParams::default(), &Patch::Merge(&crashed)).await.expect("the kubelet's status");
+
+    let bots = api_for(&admin, &ns, "BotInstance");
+    let ready = |bots: Api<DynamicObject>| async move {
+        let b = bots.get("alpha").await.ok()?;
+        b.data.pointer("/status/conditions")?.as_array()?.iter().find(|c| c["type"] == "Ready").cloned()
+    };
+    let condition = eventually("alpha Ready=False RuntimeFailed", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        async move { ready(bots).await.filter(|c| c["reason"] == "RuntimeFailed") }
+    })
+    .await;
+    let message = condition["message"].as_str().unwrap_or_default().to_string();
+    assert_eq!(condition["status"], "False");
+    assert!(
+        message.starts_with(&format!("pod {pod}: container bot-runtime exited with code 1 (Error): "))
+            && message.contains("Redis would lose messages: appendonly is \"no\""),
+        "{message}"
+    );
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &ns);
+    let event = eventually("a RuntimeFailed Event on alpha", Duration::from_secs(30), || {
+        let events = events.clone();
+        async move {
+            events.list(&ListParams::default()).await.ok()?.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("RuntimeFailed") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("alpha")
+            })
+        }
+    })
+    .await;
+    assert_eq!((event.type_.as_deref(), event.note.as_deref()), (Some("Warning"), Some(message.as_str())));
+
+    // The runtime starts after all: the pod runs and is ready, the Deployment counts it, the bot
+    // is Ready again.
+    let running = json!({"status": {
+        "conditions": [{"type": "Ready", "status": "True"}, {"type": "ContainersReady", "status": "True"}],
+        "containerStatuses": [{
+            "name": "bot-runtime", "image": "ghcr.io/botfleet/bot-runtime:test", "imageID": "", "ready": true, "started": true,
+            "restartCount": 4, "state": {"running": {"startedAt": "2026-12-01T06:01:00Z"}},
+            "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": logs}},
+        }],
+    }});
+    pods.patch_status(&pod, &PatchParams::default(), &Patch::Merge(&running)).await.expect("the kubelet's status");
+    eventually("alpha Ready=True again", Duration::from_secs(60), || {
+        let bots = bots.clone();
+        async move { ready(bots).await.filter(|c| c["status"] == "True") }
+    })
+    .await;
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
 }

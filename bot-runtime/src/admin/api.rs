@@ -39,6 +39,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/refunds", post(refund))
         .route("/api/v1/audit", get(audit))
         .route("/api/v1/audit.csv", get(audit_csv))
+        .route("/api/v1/payments.csv", get(payments_csv))
 }
 
 async fn openapi() -> Response {
@@ -100,15 +101,9 @@ async fn login_code(State(s): State<AdminState>, Client(client): Client, Body(re
     let hash = s.settings.secret.tag("code", &format!("{}|{code}", req.telegram_id));
     s.store.save_code(req.telegram_id, &hash, &bot.id, now, now + auth::CODE_TTL_MS).await?;
     let lang = s.store.language_on(&bot.id, req.telegram_id).await?.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
-    let to = Member::new(bot.name.clone(), req.telegram_id);
-    let text = TextKey::AdminLoginCode.fmt(lang, &[("code", &code)]);
-    let mut job = Job::to(&to, Lane::Interactive, "sendMessage", json!({"chat_id": req.telegram_id, "text": text, "parse_mode": "HTML"}));
-    job.enqueued_ms = now;
-    let jobs = [job];
-    s.fleet.hot.commit(&bot.pool, Marker::None, &jobs).await?;
-    s.fleet.ring(&jobs);
+    send_message(&s, bot, req.telegram_id, TextKey::AdminLoginCode.fmt(lang, &[("code", &code)]), now).await?;
     s.fleet.metrics.admin_login("code_sent");
-    write_audit(&s, req.telegram_id, "login_code", Some(&bot.id), None, json!({}), &client).await?;
+    write_audit(&s, req.telegram_id, None, "login_code", Some(&bot.id), None, json!({}), &client).await?;
     Ok((StatusCode::ACCEPTED, axum::Json(answer)).into_response())
 }
 
@@ -131,14 +126,14 @@ async fn login(State(s): State<AdminState>, Client(client): Client, Body(req): B
     let token = auth::new_session_token();
     s.store.create_session(&s.settings.secret.tag("session", &token), req.telegram_id, now, now + auth::SESSION_TTL_MS).await?;
     s.fleet.metrics.admin_login("logged_in");
-    write_audit(&s, req.telegram_id, "login", None, None, json!({}), &client).await?;
+    write_audit(&s, req.telegram_id, None, "login", None, None, json!({}), &client).await?;
     let body = SessionAnswer { admin: identity, csrf_token: s.settings.secret.tag("csrf", &token) };
     Ok(([(header::SET_COOKIE, auth::session_cookie(&token, s.settings.secure_cookies))], axum::Json(body)).into_response())
 }
 
 async fn logout(State(s): State<AdminState>, admin: Admin) -> Result<Response, ApiError> {
     s.store.revoke_session(&admin.token_hash, crate::bot::now_ms()).await?;
-    write_audit(&s, admin.identity.telegram_id, "logout", None, None, json!({}), &admin.client).await?;
+    audit_action(&s, &admin, "logout", None, None, json!({})).await?;
     Ok(([(header::SET_COOKIE, auth::session_cookie("", s.settings.secure_cookies))], axum::Json(json!({"logged_out": true})))
         .into_response())
 }
@@ -180,8 +175,12 @@ pub struct Overview {
 }
 
 async fn overview(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<Overview>, ApiError> {
+    Ok(axum::Json(overview_of(&s, &admin.identity).await?))
+}
+
+/// The overview as `id` may see it (the API's and the dashboard's).
+pub(super) async fn overview_of(s: &AdminState, id: &Identity) -> Result<Overview, ApiError> {
     let now = crate::bot::now_ms();
-    let id = &admin.identity;
     let people = if id.fleet_admin { Some(s.store.people(now).await?) } else { None };
     let bots = s.store.bot_numbers(now).await?.into_iter().filter(|b| id.may_act_on(&b.bot)).collect();
     let mut pools: Vec<PoolNow> = Vec::new();
@@ -197,10 +196,10 @@ async fn overview(State(s): State<AdminState>, admin: Admin) -> Result<axum::Jso
         });
     }
     let revenue = s.store.revenue_since(now - 30 * 86_400_000).await?.into_iter().filter(|r| id.may_act_on(&r.bot)).collect();
-    Ok(axum::Json(Overview { now_ms: now, people, bots, pools, revenue }))
+    Ok(Overview { now_ms: now, people, bots, pools, revenue })
 }
 
-fn parse_user_id(raw: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_user_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse::<i64>()
         .ok()
         .filter(|id| *id > 0)
@@ -208,7 +207,7 @@ fn parse_user_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 /// The person as this admin may see them: only their bots' members (None: nothing to see).
-async fn visible_person(s: &AdminState, id: &Identity, user_id: i64) -> Result<Option<PersonView>, ApiError> {
+pub(super) async fn visible_person(s: &AdminState, id: &Identity, user_id: i64) -> Result<Option<PersonView>, ApiError> {
     let Some(mut p) = s.store.person_view(user_id).await? else { return Ok(None) };
     if id.fleet_admin {
         return Ok(Some(p));
@@ -218,12 +217,16 @@ async fn visible_person(s: &AdminState, id: &Identity, user_id: i64) -> Result<O
 }
 
 async fn user(State(s): State<AdminState>, admin: Admin, Path(raw): Path<String>) -> Result<axum::Json<PersonView>, ApiError> {
-    let user_id = parse_user_id(&raw)?;
-    let Some(p) = visible_person(&s, &admin.identity, user_id).await? else {
+    Ok(axum::Json(view_user(&s, &admin, parse_user_id(&raw)?).await?))
+}
+
+/// A person as this admin may see them, the view audited (the API's and the dashboard's).
+pub(super) async fn view_user(s: &AdminState, admin: &Admin, user_id: i64) -> Result<PersonView, ApiError> {
+    let Some(p) = visible_person(s, &admin.identity, user_id).await? else {
         return Err(ApiError::NotFound(format!("no member of your bots has the Telegram id {user_id}")));
     };
-    write_audit(&s, admin.identity.telegram_id, "view_user", None, Some(user_id), json!({}), &admin.client).await?;
-    Ok(axum::Json(p))
+    audit_action(s, &admin, "view_user", None, Some(user_id), json!({})).await?;
+    Ok(p)
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -236,25 +239,44 @@ async fn find_users(
     admin: Admin,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<axum::Json<UsersAnswer>, ApiError> {
-    let mut users = Vec::new();
-    if let Some(raw) = q.get("id") {
-        let user_id = parse_user_id(raw)?;
-        users.extend(visible_person(&s, &admin.identity, user_id).await?);
-    } else if let Some(name) = q.get("username") {
-        let name = name.trim().trim_start_matches('@');
+    let query = match (q.get("id"), q.get("username")) {
+        (Some(raw), _) => UserQuery::Id(parse_user_id(raw)?),
+        (None, Some(name)) => UserQuery::username(name)?,
+        (None, None) => return Err(ApiError::bad("give ?id=<Telegram id> or ?username=<@username>")),
+    };
+    Ok(axum::Json(UsersAnswer { users: search_users(&s, &admin, &query).await? }))
+}
+
+/// What an admin searches people by.
+pub(super) enum UserQuery {
+    Id(i64),
+    Username(String),
+}
+
+impl UserQuery {
+    pub(super) fn username(raw: &str) -> Result<Self, ApiError> {
+        let name = raw.trim().trim_start_matches('@');
         if name.is_empty() || name.len() > 64 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(ApiError::bad("username: a Telegram @username (letters, digits, underscores)"));
         }
-        for user_id in s.store.users_named(name).await? {
-            users.extend(visible_person(&s, &admin.identity, user_id).await?);
-        }
-    } else {
-        return Err(ApiError::bad("give ?id=<Telegram id> or ?username=<@username>"));
+        Ok(UserQuery::Username(name.to_string()))
+    }
+}
+
+/// The people matching a query that this admin may see, each view audited.
+pub(super) async fn search_users(s: &AdminState, admin: &Admin, query: &UserQuery) -> Result<Vec<PersonView>, ApiError> {
+    let ids = match query {
+        UserQuery::Id(id) => vec![*id],
+        UserQuery::Username(name) => s.store.users_named(name).await?,
+    };
+    let mut users = Vec::new();
+    for user_id in ids {
+        users.extend(visible_person(s, &admin.identity, user_id).await?);
     }
     for u in &users {
-        write_audit(&s, admin.identity.telegram_id, "view_user", None, Some(u.user_id), json!({}), &admin.client).await?;
+        audit_action(s, &admin, "view_user", None, Some(u.user_id), json!({})).await?;
     }
-    Ok(axum::Json(UsersAnswer { users }))
+    Ok(users)
 }
 
 // ---- actions -----------------------------------------------------------------------------
@@ -289,7 +311,7 @@ fn reason_of(reason: Option<String>) -> Result<String, ApiError> {
     Ok(r)
 }
 
-async fn registered(s: &AdminState, bot: &str) -> Result<RegisteredBot, ApiError> {
+pub(super) async fn registered(s: &AdminState, bot: &str) -> Result<RegisteredBot, ApiError> {
     s.store
         .bots()
         .await?
@@ -304,7 +326,12 @@ async fn ban(
     Path(raw): Path<String>,
     Body(req): Body<BanRequest>,
 ) -> Result<axum::Json<BanAnswer>, ApiError> {
-    let user_id = parse_user_id(&raw)?;
+    Ok(axum::Json(apply_ban(&s, &admin, parse_user_id(&raw)?, req).await?))
+}
+
+/// A ban (or, with `hours`, a restriction for a time) fleet-wide or on one bot, its running
+/// chats ended by each bot's runtime; audited. The ban route's and the moderation queue's.
+pub(super) async fn apply_ban(s: &AdminState, admin: &Admin, user_id: i64, req: BanRequest) -> Result<BanAnswer, ApiError> {
     let now = crate::bot::now_ms();
     let until = match req.hours {
         None => BAN_FOREVER_MS,
@@ -322,7 +349,7 @@ async fn ban(
         }
         Some(bot) => {
             admin.identity.require_bot(bot)?;
-            let b = registered(&s, bot).await?;
+            let b = registered(s, bot).await?;
             s.store.ban_on_bot(&b.id, user_id, until, admin.identity.telegram_id, now).await?;
             vec![b]
         }
@@ -337,8 +364,8 @@ async fn ban(
     let chats_ended_on: Vec<String> = targets.iter().map(|b| b.id.clone()).collect();
     s.fleet.metrics.admin_action("ban", "done");
     let detail = json!({"until_ms": until, "reason": reason, "bots": chats_ended_on});
-    write_audit(&s, admin.identity.telegram_id, "ban", req.bot.as_deref(), Some(user_id), detail, &admin.client).await?;
-    Ok(axum::Json(BanAnswer { user_id, bot: req.bot, banned_until_ms: until, chats_ended_on }))
+    audit_action(s, admin, "ban", req.bot.as_deref(), Some(user_id), detail).await?;
+    Ok(BanAnswer { user_id, bot: req.bot, banned_until_ms: until, chats_ended_on })
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -370,7 +397,7 @@ async fn unban(
         }
     }
     s.fleet.metrics.admin_action("unban", "done");
-    write_audit(&s, admin.identity.telegram_id, "unban", req.bot.as_deref(), Some(user_id), json!({}), &admin.client).await?;
+    audit_action(&s, &admin, "unban", req.bot.as_deref(), Some(user_id), json!({})).await?;
     Ok(axum::Json(json!({"user_id": user_id, "bot": req.bot, "unbanned": true})))
 }
 
@@ -449,10 +476,40 @@ async fn gift(
         return Err(ApiError::NotFound(format!("{user_id} is not a member of {}", b.id)));
     };
     let balance = s.fleet.store.credits(&b.id, user_id).await?;
+    if outcome.first {
+        tell_gift(&s, &b, user_id, req.vip_days, req.credits, now).await?;
+    }
     s.fleet.metrics.admin_action("gift", if outcome.first { "done" } else { "repeated" });
     let detail = json!({"vip_days": req.vip_days, "credits": req.credits, "key": key, "first": outcome.first});
-    write_audit(&s, admin.identity.telegram_id, "gift", Some(&b.id), Some(user_id), detail, &admin.client).await?;
+    audit_action(&s, &admin, "gift", Some(&b.id), Some(user_id), detail).await?;
     Ok(axum::Json(GiftAnswer { user_id, bot: b.id, first: outcome.first, vip_until_ms: outcome.vip_until_ms, credits_balance: balance }))
+}
+
+/// Tells the member about a gift, through the bot's outbox, in their language (once: only the
+/// first use of a key gets here). A retry after a failure before this line repeats nothing but
+/// the notice.
+async fn tell_gift(s: &AdminState, b: &RegisteredBot, user_id: i64, vip_days: i64, credits: i64, now: i64) -> Result<(), ApiError> {
+    let lang = s.store.language_on(&b.id, user_id).await?.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
+    let mut lines = Vec::new();
+    if vip_days > 0 {
+        lines.push(TextKey::GiftVip.fmt(lang, &[("days", &vip_days.to_string())]));
+    }
+    if credits > 0 {
+        lines.push(TextKey::GiftCredits.fmt(lang, &[("credits", &credits.to_string())]));
+    }
+    send_message(s, b, user_id, lines.join("\n"), now).await
+}
+
+/// A message (Telegram HTML) to a member, as a job on the bot's outbox: sent by that bot's
+/// sender with its limits and retries (the admin role holds no token).
+async fn send_message(s: &AdminState, bot: &RegisteredBot, user_id: i64, text: String, now: i64) -> Result<(), ApiError> {
+    let to = Member::new(bot.name.clone(), user_id);
+    let mut job = Job::to(&to, Lane::Interactive, "sendMessage", json!({"chat_id": user_id, "text": text, "parse_mode": "HTML"}));
+    job.enqueued_ms = now;
+    let jobs = [job];
+    s.fleet.hot.commit(&bot.pool, Marker::None, &jobs).await?;
+    s.fleet.ring(&jobs);
+    Ok(())
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -492,16 +549,30 @@ async fn refund(State(s): State<AdminState>, admin: Admin, Body(req): Body<Refun
     s.fleet.hot.schedule(&b.pool, &b.name, &timer).await?;
     s.fleet.metrics.admin_action("refund", "queued");
     let detail = json!({"charge_id": charge, "stars": payment.stars});
-    write_audit(&s, admin.identity.telegram_id, "refund", Some(&b.id), Some(payment.user_id), detail, &admin.client).await?;
+    audit_action(&s, &admin, "refund", Some(&b.id), Some(payment.user_id), detail).await?;
     let body = RefundAnswer { status: "queued".into(), user_id: payment.user_id, stars: payment.stars };
     Ok((StatusCode::ACCEPTED, axum::Json(body)).into_response())
 }
 
 // ---- the audit log -----------------------------------------------------------------------
 
-async fn write_audit(
+/// Audits an action of a logged-in admin or an API key.
+pub(super) async fn audit_action(
+    s: &AdminState,
+    admin: &Admin,
+    action: &str,
+    bot: Option<&str>,
+    target_user: Option<i64>,
+    detail: serde_json::Value,
+) -> Result<(), ApiError> {
+    write_audit(s, admin.identity.telegram_id, admin.api_key.as_deref(), action, bot, target_user, detail, &admin.client).await
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn write_audit(
     s: &AdminState,
     admin_id: i64,
+    api_key: Option<&str>,
     action: &str,
     bot: Option<&str>,
     target_user: Option<i64>,
@@ -516,6 +587,7 @@ async fn write_audit(
         target_user,
         detail: detail.to_string(),
         client: Some(client.to_string()),
+        api_key: api_key.map(str::to_string),
     };
     s.store.audit(&entry).await?;
     Ok(())
@@ -559,27 +631,74 @@ async fn audit_csv(State(s): State<AdminState>, admin: Admin, Query(q): Query<Ha
     admin.identity.require_fleet("the audit log")?;
     let (before, limit) = page(&q, 10_000, 100_000)?;
     let entries = s.store.audit_log(before, limit).await?;
-    let mut out = String::from("id,at,admin_id,action,bot,target_user,detail,client\n");
-    for e in entries {
-        let at = jiff::Timestamp::from_millisecond(e.at_ms).map(|t| t.to_string()).unwrap_or_default();
-        let fields = [
-            e.id.to_string(),
-            at,
-            e.admin_id.to_string(),
-            e.action,
-            e.bot.unwrap_or_default(),
-            e.target_user.map(|u| u.to_string()).unwrap_or_default(),
-            e.detail,
-            e.client.unwrap_or_default(),
-        ];
+    Ok(csv_answer(
+        "botfleet-audit.csv",
+        "id,at,admin_id,action,bot,target_user,detail,client,api_key",
+        entries.into_iter().map(|e| {
+            vec![
+                e.id.to_string(),
+                iso(e.at_ms),
+                e.admin_id.to_string(),
+                e.action,
+                e.bot.unwrap_or_default(),
+                e.target_user.map(|u| u.to_string()).unwrap_or_default(),
+                e.detail,
+                e.client.unwrap_or_default(),
+                e.api_key.unwrap_or_default(),
+            ]
+        }),
+    ))
+}
+
+/// A CSV download: the header row, then one row per record, each field through [`csv_field`].
+fn csv_answer(file: &str, header: &str, rows: impl Iterator<Item = Vec<String>>) -> Response {
+    let mut out = format!("{header}\n");
+    for fields in rows {
         out.push_str(&fields.iter().map(|f| csv_field(f)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
-    Ok((
-        [(header::CONTENT_TYPE, "text/csv; charset=utf-8"), (header::CONTENT_DISPOSITION, "attachment; filename=\"botfleet-audit.csv\"")],
-        out,
-    )
-        .into_response())
+    let disposition = format!("attachment; filename=\"{file}\"");
+    ([(header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()), (header::CONTENT_DISPOSITION, disposition)], out).into_response()
+}
+
+fn iso(ms: i64) -> String {
+    jiff::Timestamp::from_millisecond(ms).map(|t| t.to_string()).unwrap_or_default()
+}
+
+/// Payments as CSV (`?from=&to=` in ms since the epoch, default the last 31 days; at most
+/// 100,000 rows): every bot's for fleet admins, their bots' for bot admins. Audited (it holds
+/// user ids).
+async fn payments_csv(State(s): State<AdminState>, admin: Admin, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+    let now = crate::bot::now_ms();
+    let ms = |name: &str, default: i64| {
+        q.get(name).map_or(Ok(default), |v| v.parse::<i64>().map_err(|_| ApiError::bad(format!("{name}: milliseconds since the epoch"))))
+    };
+    let (from, to) = (ms("from", now - 31 * 86_400_000)?, ms("to", now + 1)?);
+    if from >= to {
+        return Err(ApiError::bad("from must be before to"));
+    }
+    let payments = s.store.payments_between(from, to, 100_000).await?;
+    let rows: Vec<_> = payments.into_iter().filter(|p| admin.identity.may_act_on(&p.bot)).collect();
+    audit_action(&s, &admin, "export_payments", None, None, json!({"from": from, "to": to, "rows": rows.len()})).await?;
+    let header = "charge_id,at,bot,user_id,plan,stars,vip_days,lock_credits,refunded_at,refund_spent_credits";
+    Ok(csv_answer(
+        "botfleet-payments.csv",
+        header,
+        rows.into_iter().map(|p| {
+            vec![
+                p.charge_id,
+                iso(p.created_ms),
+                p.bot,
+                p.user_id.to_string(),
+                p.plan_id,
+                p.stars.to_string(),
+                p.vip_days.to_string(),
+                p.lock_credits.to_string(),
+                p.refunded_ms.map(iso).unwrap_or_default(),
+                p.refund_spent_credits.map(|c| c.to_string()).unwrap_or_default(),
+            ]
+        }),
+    ))
 }
 
 #[cfg(test)]

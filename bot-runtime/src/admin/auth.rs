@@ -65,12 +65,17 @@ impl Identity {
     }
 }
 
-/// A logged-in admin (and, for anything but GET/HEAD, a request that carried the CSRF token).
+/// A logged-in admin (and, for anything but GET/HEAD, a request that carried the CSRF token),
+/// or an API key (`Authorization: Bearer bfk_…`, see `keys.rs`).
 pub struct Admin {
     pub identity: Identity,
+    /// The session's hash (empty for an API key).
     pub token_hash: String,
+    /// The session's CSRF token (empty for an API key).
     pub csrf: String,
     pub client: String,
+    /// The API key's id, when the request came with a key.
+    pub api_key: Option<String>,
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
@@ -94,6 +99,11 @@ impl FromRequestParts<AdminState> for Admin {
 
     async fn from_request_parts(parts: &mut Parts, state: &AdminState) -> Result<Self, Self::Rejection> {
         let client = client_address(parts, &state.settings.trusted_proxies);
+        // A key is a credential of its own: no cookie, no CSRF token (nothing a browser sends
+        // by itself), but its role, its read-only flag, its limit and an audit row per use.
+        if let Some(presented) = super::keys::bearer(&parts.headers) {
+            return super::keys::authenticate(state, parts, presented, client).await;
+        }
         let Some(token) = cookie_token(&parts.headers) else {
             return Err(ApiError::Unauthorized("log in first: no session cookie".into()));
         };
@@ -122,7 +132,7 @@ impl FromRequestParts<AdminState> for Admin {
         let Some(identity) = Identity::resolve(admin_id, &state.settings.fleet_admins, &bots) else {
             return Err(ApiError::Forbidden("you are no longer an admin of this fleet".into()));
         };
-        Ok(Admin { identity, token_hash, csrf, client })
+        Ok(Admin { identity, token_hash, csrf, client, api_key: None })
     }
 }
 

@@ -7,11 +7,17 @@
 //! |---|---|
 //! | `auth.rs` | login codes, sessions, the CSRF token, login limits, the client address, roles |
 //! | `api.rs` | the `/api/v1` handlers |
+//! | `broadcast.rs` | broadcasts: the API, and the producer that queues them on the bots' outboxes |
+//! | `keys.rs` | API keys: made and revoked by fleet admins, checked on every use |
+//! | `moderation.rs` | the report queue and its reviews, bans in force |
 //! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
 //! | `pages.rs` | the HTML dashboard (forms post to the documented routes) |
 
 pub mod api;
 pub mod auth;
+pub mod broadcast;
+pub mod keys;
+pub mod moderation;
 pub mod openapi;
 pub mod pages;
 
@@ -41,12 +47,25 @@ pub struct AdminSettings {
     /// Cookies carry `Secure` (everywhere but a dashboard served on localhost).
     pub secure_cookies: bool,
     pub secret: SessionSecret,
+    /// Requests per minute one API key may make (the chart's value; a sliding minute).
+    pub api_key_per_minute: u32,
+    /// Jobs a broadcast keeps queued in a bot's outbox at most (see `broadcast.rs`).
+    pub broadcast_queue: u64,
+    /// How often the broadcast producer looks for room.
+    pub broadcast_tick: std::time::Duration,
 }
 
 /// The key of every hash and token the admin role derives (codes and session ids are stored
 /// as HMACs under it; the CSRF token is one). Never printed.
 #[derive(Clone)]
 pub struct SessionSecret(Arc<Vec<u8>>);
+
+/// Requests per minute one API key may make, unless configured.
+pub const DEFAULT_API_KEY_PER_MINUTE: u32 = 120;
+
+/// About three seconds of a bot's sends at Telegram's 30 messages a second.
+pub const DEFAULT_BROADCAST_QUEUE: u64 = 90;
+pub const DEFAULT_BROADCAST_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The shortest secret accepted (bytes).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -93,7 +112,13 @@ impl AdminState {
 /// The dashboard and the API, with the security headers on every answer.
 pub fn router(state: AdminState) -> Router {
     Router::new()
-        .merge(api::routes())
+        .merge(
+            api::routes()
+                .merge(keys::routes())
+                .merge(moderation::routes())
+                .merge(broadcast::routes())
+                .layer(axum::middleware::from_fn(pages::form_posts)),
+        )
         .merge(pages::routes())
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route("/readyz", axum::routing::get(readyz))
@@ -113,18 +138,15 @@ async fn metrics(axum::extract::State(s): axum::extract::State<AdminState>) -> R
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], s.fleet.metrics.render()).into_response()
 }
 
-/// A strict Content-Security-Policy (no script at all; styles from our own stylesheet),
-/// no framing, no referrer (the CSRF token may be in a form's URL), no caching.
+/// A strict Content-Security-Policy (script, styles and fetches from our own origin only: no
+/// inline script or style, nothing from elsewhere), no framing, no referrer (the CSRF token may
+/// be in a form's URL), no caching.
 async fn security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
     let set = |h: &mut axum::http::HeaderMap, name: HeaderName, value: &'static str| {
         h.insert(name, HeaderValue::from_static(value));
     };
-    set(
-        h,
-        header::CONTENT_SECURITY_POLICY,
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    );
+    set(h, header::CONTENT_SECURITY_POLICY, CSP);
     set(h, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     set(h, header::REFERRER_POLICY, "no-referrer");
     set(h, header::X_FRAME_OPTIONS, "DENY");
@@ -132,10 +154,15 @@ async fn security_headers(mut r: Response) -> Response {
     r
 }
 
-/// Serves until `shutdown` turns true (with the peer's address for the login limits).
+/// The Content-Security-Policy of every answer.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Serves (and runs the broadcast producer) until `shutdown` turns true, then lets the
+/// producer finish its step (with the peer's address for the login limits).
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let producer = tokio::spawn(broadcast::run(state.clone(), shutdown.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             while !*shutdown.borrow() {
                 if shutdown.changed().await.is_err() {
@@ -143,7 +170,11 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shu
                 }
             }
         })
-        .await
+        .await;
+    if producer.await.is_err() {
+        tracing::warn!("the broadcast producer stopped abnormally");
+    }
+    served
 }
 
 // ---- errors ------------------------------------------------------------------------------
@@ -181,7 +212,7 @@ impl ApiError {
         ApiError::BadRequest(msg.into())
     }
 
-    fn parts(&self) -> (StatusCode, &'static str, &str) {
+    pub(crate) fn parts(&self) -> (StatusCode, &'static str, &str) {
         match self {
             ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, "bad_request", m),
             ApiError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "unauthorized", m),

@@ -9,14 +9,19 @@ use serde_json::{Map, Value, json};
 
 use super::ErrorBody;
 use super::api::*;
+use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast};
+use super::keys::{KeysAnswer, NewKeyAnswer, NewKeyRequest};
+use super::moderation::{BannedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
 use crate::store::admin::PersonView;
 
 /// Who may call an operation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     Public,
-    /// A session; a state change also needs the CSRF token.
+    /// A session (a state change also needs the CSRF token) or an API key.
     Session,
+    /// A fleet admin's session only (API keys are refused).
+    Owner,
 }
 
 /// One documented operation: method, path, summary, access, request body, success status and
@@ -195,6 +200,106 @@ pub const OPERATIONS: &[Operation] = &[
         response: csv,
         query: &[("before", "an entry id: older entries only"), ("limit", "1 to 100000, default 10000")],
     },
+    Operation {
+        method: "get",
+        path: "/api/v1/payments.csv",
+        summary: "Payments as CSV (every bot's for fleet admins, their bots' for bot admins); audited",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: csv,
+        query: &[("from", "ms since the epoch (default: 31 days ago)"), ("to", "ms since the epoch, exclusive (default: now)")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/moderation/reports",
+        summary: "The moderation queue: members of this admin's bots with open reports (metadata only, never content)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<QueueAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/moderation/reports/{user_id}/review",
+        summary: "Review a reported member: dismiss, restrict for a time or ban (closes their open reports)",
+        access: Access::Session,
+        request: Some(s::<ReviewRequest>),
+        status: 200,
+        response: s::<ReviewAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/moderation/banned",
+        summary: "Bans and restrictions in force (fleet-wide ones for fleet admins)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<BannedAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/broadcasts",
+        summary: "The broadcasts of this admin's bots, with their progress",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<BroadcastsAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/broadcasts",
+        summary: "Start a broadcast to a bot's members (all, VIP or free; /news off respected), queued at the bot's pace",
+        access: Access::Session,
+        request: Some(s::<NewBroadcast>),
+        status: 201,
+        response: s::<BroadcastAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/broadcasts/{broadcast_id}/cancel",
+        summary: "Stop a running broadcast (messages already queued are still sent)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: any_json,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/keys",
+        summary: "The API keys (never the keys themselves); fleet admins with a session",
+        access: Access::Owner,
+        request: None,
+        status: 200,
+        response: s::<KeysAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/keys",
+        summary: "Make an API key with a role of the permission matrix; the key is in this answer only",
+        access: Access::Owner,
+        request: Some(s::<NewKeyRequest>),
+        status: 201,
+        response: s::<NewKeyAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/keys/{key_id}/revoke",
+        summary: "Revoke an API key (at once, on every replica)",
+        access: Access::Owner,
+        request: None,
+        status: 200,
+        response: any_json,
+        query: &[],
+    },
 ];
 
 pub fn document() -> Value {
@@ -214,8 +319,16 @@ pub fn document() -> Value {
                 json!({"name": "user_id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}}),
             );
         }
-        if op.access == Access::Session && op.method != "get" {
-            params.push(json!({"name": "X-CSRF-Token", "in": "header", "required": true, "description": "the csrf_token of the login answer", "schema": {"type": "string"}}));
+        if op.path.contains("{broadcast_id}") {
+            params.push(json!({"name": "broadcast_id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}}));
+        }
+        if op.path.contains("{key_id}") {
+            params
+                .push(json!({"name": "key_id", "in": "path", "required": true, "schema": {"type": "string", "pattern": "^[0-9a-f]{16}$"}}));
+        }
+        if op.access != Access::Public && op.method != "get" {
+            let required = op.access == Access::Owner;
+            params.push(json!({"name": "X-CSRF-Token", "in": "header", "required": required, "description": "the csrf_token of the login answer: needed with a session, not with an API key", "schema": {"type": "string"}}));
         }
         if !params.is_empty() {
             o.insert("parameters".into(), Value::Array(params));
@@ -236,19 +349,22 @@ pub fn document() -> Value {
         responses.insert(op.status.to_string(), json!({"description": "success", "content": {kind: {"schema": body}}}));
         let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": error.clone()}}});
         responses.insert("400".into(), err("bad input: the message says what is wrong"));
-        if op.access == Access::Session {
-            responses.insert("401".into(), err("no session, or it expired or ended"));
+        if op.access != Access::Public {
+            responses.insert("401".into(), err("no session (or it expired or ended), or an unknown or revoked API key"));
             responses.insert("403".into(), err("wrong CSRF token, or not this admin's bot or route"));
-            responses.insert("404".into(), err("no such user, bot or payment (as far as this admin may see)"));
+            responses.insert("404".into(), err("no such user, bot, payment or key (as far as this admin may see)"));
+            responses.insert("429".into(), err("an API key used more than its requests per minute"));
         } else if op.path.starts_with("/api/v1/login") {
             responses.insert("401".into(), err("wrong, used or expired code"));
             responses.insert("429".into(), err("too many tries in 15 minutes"));
         }
         responses.insert("503".into(), err("the database or Redis is unavailable"));
         o.insert("responses".into(), Value::Object(responses));
-        if op.access == Access::Session {
-            o.insert("security".into(), json!([{"session": []}]));
-        }
+        match op.access {
+            Access::Session => o.insert("security".into(), json!([{"session": []}, {"apiKey": []}])),
+            Access::Owner => o.insert("security".into(), json!([{"session": []}])),
+            Access::Public => None,
+        };
         let entry = paths.entry(op.path).or_insert_with(|| json!({}));
         if let Some(m) = entry.as_object_mut() {
             m.insert(op.method.into(), Value::Object(o));
@@ -260,7 +376,10 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": g.take_definitions(true),
-            "securitySchemes": {"session": {"type": "apiKey", "in": "cookie", "name": super::auth::COOKIE}},
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": super::auth::COOKIE},
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "an API key, bfk_…, made by a fleet admin (no CSRF token needed)"},
+            },
         },
     })
 }

@@ -43,6 +43,23 @@ pub(super) async fn stats(fx: &mut Effects<'_>, me: &Member, lang: Lang) -> Resu
     Ok(())
 }
 
+/// `/news on|off`: the member's choice about admin broadcasts (docs/ADMIN.md, "Broadcast");
+/// `/news` alone says what it is.
+pub(super) async fn news(fx: &mut Effects<'_>, me: &Member, lang: Lang, on: Option<bool>) -> Result<(), HandleError> {
+    let text = match on {
+        Some(on) => {
+            fx.store().set_broadcasts(&me.bot, me.user, on).await?;
+            if on { TextKey::NewsOn.text(lang) } else { TextKey::NewsOff.text(lang) }
+        }
+        None => {
+            let on = fx.store().broadcasts_on(&me.bot, me.user).await?;
+            TextKey::NewsStatus.fmt(lang, &[("state", if on { "on" } else { "off" })])
+        }
+    };
+    fx.say(me, text, None);
+    Ok(())
+}
+
 pub(super) fn unknown(fx: &mut Effects<'_>, me: &Member, lang: Lang) {
     fx.say(me, TextKey::UnknownCommand.text(lang), None);
 }

@@ -197,6 +197,8 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
             return Ok(());
         }
         Command::History => return payments::history(fx, &user, lang).await,
+        // Works at any stage: anyone may stop announcements.
+        Command::News { on } => return menu::news(fx, &me, lang, on).await,
         // Admins only (anyone else is told it is an unknown command).
         Command::Refund { charge } => return payments::admin_refund(fx, &user, lang, charge.as_deref()).await,
         _ => {}

@@ -56,6 +56,10 @@ pub enum Command {
     Refund {
         charge: Option<String>,
     },
+    /// `/news [on|off]`: the bot's announcements (admin broadcasts) on or off.
+    News {
+        on: Option<bool>,
+    },
     /// Any other command, by its name.
     Unknown(String),
 }
@@ -100,6 +104,13 @@ impl Command {
             "lock" => Command::Lock,
             "invite" => Command::Invite,
             "refund" => Command::Refund { charge: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
+            "news" => Command::News {
+                on: match arg.trim().to_lowercase().as_str() {
+                    "on" => Some(true),
+                    "off" => Some(false),
+                    _ => None,
+                },
+            },
             other => Command::Unknown(other.to_string()),
         }
     }
@@ -127,6 +138,9 @@ impl Command {
             Command::Invite => "/invite".into(),
             Command::Refund { charge: Some(c) } => format!("/refund {c}"),
             Command::Refund { charge: None } => "/refund".into(),
+            Command::News { on: Some(true) } => "/news on".into(),
+            Command::News { on: Some(false) } => "/news off".into(),
+            Command::News { on: None } => "/news".into(),
             Command::Unknown(name) => format!("/{name}"),
         }
     }
@@ -550,6 +564,9 @@ mod tests {
             Command::PaySupport { question: None },
             Command::PaySupport { question: Some("where is my VIP".into()) },
             Command::SaleTerms,
+            Command::News { on: None },
+            Command::News { on: Some(true) },
+            Command::News { on: Some(false) },
             Command::Unknown("shopping".into()),
         ];
         for c in all {

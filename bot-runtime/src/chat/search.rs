@@ -40,8 +40,14 @@ fn elapsed_text(ms: i64) -> String {
 pub(super) async fn search(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), HandleError> {
     let me = user.member();
     if user.is_restricted(fx.now_ms) {
-        let until = format_time(user.restricted_until_ms.unwrap_or_default());
-        fx.say(&me, TextKey::Restricted.fmt(lang, &[("until", &until)]), None);
+        // A ban without an end says so (not "until 9999-12-31"); a timed one gives its end.
+        let until_ms = user.restricted_until_ms.unwrap_or_default();
+        let text = if until_ms >= crate::store::admin::BAN_FOREVER_MS {
+            TextKey::Banned.text(lang)
+        } else {
+            TextKey::Restricted.fmt(lang, &[("until", &format_time(until_ms))])
+        };
+        fx.say(&me, text, None);
         return Ok(());
     }
     let cfg = fx.bot.cfg();

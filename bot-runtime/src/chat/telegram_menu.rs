@@ -20,7 +20,7 @@ use crate::telegram::TgError;
 use crate::texts::Lang;
 
 /// The user commands of the menu, in menu order, with their description.
-pub const USER_COMMANDS: [(Command, TextKey); 15] = [
+pub const USER_COMMANDS: [(Command, TextKey); 16] = [
     (Command::Search, TextKey::CmdSearch),
     (Command::Vip, TextKey::CmdVip),
     (Command::Next, TextKey::CmdNext),
@@ -36,6 +36,7 @@ pub const USER_COMMANDS: [(Command, TextKey); 15] = [
     (Command::History, TextKey::CmdHistory),
     (Command::PaySupport { question: None }, TextKey::CmdPaySupport),
     (Command::SaleTerms, TextKey::CmdTerms),
+    (Command::News { on: None }, TextKey::CmdNews),
 ];
 
 /// Commands only admins see.

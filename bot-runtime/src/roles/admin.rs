@@ -32,6 +32,9 @@ pub struct AdminArgs {
     /// Addresses of the proxies (an Ingress controller) whose X-Forwarded-For is believed.
     #[arg(long, env = "ADMIN_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
+    /// Requests per minute one API key may make.
+    #[arg(long, env = "ADMIN_API_KEY_PER_MINUTE", default_value_t = admin::DEFAULT_API_KEY_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub api_key_per_minute: u32,
     /// A file holding the session secret (at least 32 bytes; a Kubernetes Secret).
     #[arg(long, env = "ADMIN_SESSION_SECRET_FILE")]
     pub session_secret_file: PathBuf,
@@ -53,6 +56,9 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         trusted_proxies: args.trusted_proxies,
         secure_cookies: !args.listen.ip().is_loopback(),
         secret,
+        api_key_per_minute: args.api_key_per_minute,
+        broadcast_queue: admin::DEFAULT_BROADCAST_QUEUE,
+        broadcast_tick: admin::DEFAULT_BROADCAST_TICK,
     };
     let state = AdminState::new(fleet, Arc::new(sql), settings);
     let (_signal, shutdown) = app::shutdown_signal();

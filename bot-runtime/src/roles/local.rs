@@ -248,11 +248,14 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             trusted_proxies: Vec::new(),
             secure_cookies: !args.admin_listen.ip().is_loopback(),
             secret: crate::admin::SessionSecret::generate(),
+            api_key_per_minute: crate::admin::DEFAULT_API_KEY_PER_MINUTE,
+            broadcast_queue: crate::admin::DEFAULT_BROADCAST_QUEUE,
+            broadcast_tick: crate::admin::DEFAULT_BROADCAST_TICK,
         },
     );
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
     let admin_http = tokio::spawn(crate::admin::serve(admin_listener, admin_state, shutdown.clone()));
-    println!("Admin API: http://{admin_addr}/api/v1 (OpenAPI: /api/v1/openapi.json; docs/ADMIN.md)");
+    println!("Admin dashboard: http://{admin_addr}/ (API: /api/v1, OpenAPI: /api/v1/openapi.json; docs/ADMIN.md)");
 
     if let Some(fake) = &fake {
         let names: Vec<String> = running.iter().map(|b| format!("@{}", fake_username(&b.bot.name))).collect();

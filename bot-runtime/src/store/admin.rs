@@ -64,6 +64,8 @@ pub struct AuditEntry {
     pub detail: String,
     /// The client address the action came from.
     pub client: Option<String>,
+    /// The API key the action was made with (its id; never the key), if any.
+    pub api_key: Option<String>,
 }
 
 /// An audit row to write.
@@ -76,6 +78,117 @@ pub struct NewAudit {
     pub target_user: Option<i64>,
     pub detail: String,
     pub client: Option<String>,
+    pub api_key: Option<String>,
+}
+
+/// An API key as shown (never the key itself, nor its hash).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ApiKey {
+    /// The key's public part (`bfk_<id>_…`).
+    pub id: String,
+    pub name: String,
+    /// `fleet_admin` or `bot_admin` (a row of the permission matrix).
+    pub role: String,
+    /// For `bot_admin`: the bots (`<namespace>/<name>`) it may act on.
+    pub bots: Vec<String>,
+    /// Refuses every state change.
+    pub read_only: bool,
+    /// The fleet admin who created it.
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+    pub last_used_ms: Option<i64>,
+}
+
+/// A key as stored: what is shown, and the keyed hash a presented key must match.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredApiKey {
+    pub key: ApiKey,
+    pub hash: String,
+}
+
+/// A member of a bot with open (unreviewed) reports: the moderation queue's item. Metadata
+/// only — the chat core never stores what was said; the mirror items are ids of copies in
+/// the bot's moderation mirror chat, which its admins own.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ReportedMember {
+    pub bot: String,
+    pub user_id: i64,
+    pub username: Option<String>,
+    /// Open reports, and the distinct people who made them.
+    pub reports: i64,
+    pub reporters: i64,
+    /// The open reports' reasons (`spam`, `abuse`, `minor`, `other`; `none` if not given).
+    pub reasons: Vec<ReasonCount>,
+    pub first_ms: i64,
+    pub last_ms: i64,
+    /// 👎 and 👍 received on this bot in the last 30 days.
+    pub thumbs_down: i64,
+    pub thumbs_up: i64,
+    /// The chats the open reports came from.
+    pub sessions: Vec<i64>,
+    /// Media-mirror copies of what this member sent in those chats (at most 50).
+    pub mirror: Vec<MirrorItem>,
+    /// The later of the member's and the person's restriction or ban.
+    pub restricted_until_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct ReasonCount {
+    pub reason: String,
+    pub reports: i64,
+}
+
+/// A message in a moderation mirror chat (ids only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct MirrorItem {
+    pub chat_id: i64,
+    pub message_id: i64,
+    pub at_ms: i64,
+}
+
+/// A ban or restriction in force: fleet-wide (`bot` absent: the person's, by an admin or
+/// automatic after reports) or on one bot (an admin's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct BannedEntry {
+    pub user_id: i64,
+    pub bot: Option<String>,
+    pub until_ms: i64,
+    /// The admin who banned on one bot.
+    pub admin_id: Option<i64>,
+}
+
+/// An announcement to the members of one bot (docs/ADMIN.md, "Broadcast").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Broadcast {
+    pub id: i64,
+    pub bot: String,
+    /// The message, as Telegram HTML.
+    pub text: String,
+    /// `all`, `vip` or `free`.
+    pub audience: String,
+    /// `running`, `done` or `cancelled`.
+    pub status: String,
+    /// The last member (user id) whose message is queued.
+    pub cursor_user: i64,
+    /// A batch being queued (up to this user id), and since when.
+    pub pending_to: Option<i64>,
+    pub pending_ms: Option<i64>,
+    /// Messages queued on the bot's outbox (its sender delivers them at the bot's pace).
+    pub queued: i64,
+    /// At most this many members may get it twice: batches queued again after the process
+    /// queuing them died (a kill) before recording them.
+    pub repeated_max: i64,
+    pub created_by: i64,
+    pub created_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+/// Who a broadcast goes to next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    pub user_id: i64,
+    pub language: String,
 }
 
 /// A member as the admin sees it: profile, VIP, credits, counts — never content.
@@ -198,6 +311,16 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn revoke_session(&self, token_hash: &str, now_ms: i64) -> StoreResult<()>;
 
     async fn audit(&self, entry: &NewAudit) -> StoreResult<i64>;
+    /// Audit rows of `action` made with the API key `key` since `since_ms` (the key's limit).
+    async fn key_uses_since(&self, key: &str, action: &str, since_ms: i64) -> StoreResult<i64>;
+
+    async fn create_api_key(&self, key: &StoredApiKey) -> StoreResult<()>;
+    async fn api_key(&self, id: &str) -> StoreResult<Option<StoredApiKey>>;
+    /// Every key, newest first.
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKey>>;
+    /// Revokes a key once; false if there is no such key or it was revoked already.
+    async fn revoke_api_key(&self, id: &str, by: i64, now_ms: i64) -> StoreResult<bool>;
+    async fn touch_api_key(&self, id: &str, now_ms: i64) -> StoreResult<()>;
     /// Newest first, ids below `before` (None: from the newest), at most `limit`.
     async fn audit_log(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEntry>>;
 
@@ -210,6 +333,35 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Gives VIP days once per key; the member must exist (None: no such member). Credits are
     /// the caller's ledger entry, written first, so a retry completes a half-done gift.
     async fn gift_vip(&self, gift: &Gift) -> StoreResult<Option<GiftOutcome>>;
+
+    /// The moderation queue: members with open reports, most reporters first (at most `limit`).
+    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>>;
+    /// Closes the open reports of a member (`bot`) or of the person on every bot (None) with
+    /// a review; returns how many.
+    async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64>;
+    /// Bans and restrictions in force, latest end first (at most `limit`).
+    async fn banned(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<BannedEntry>>;
+
+    async fn create_broadcast(&self, bot: &str, text: &str, audience: &str, by: i64, now_ms: i64) -> StoreResult<i64>;
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
+    /// Newest first.
+    async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>>;
+    async fn running_broadcasts(&self) -> StoreResult<Vec<Broadcast>>;
+    /// Members of `bot` in `audience` with user ids in `(after, up_to]`, by id, at most
+    /// `limit`: profile complete, reachable, not banned, announcements not turned off.
+    async fn recipients(&self, bot: &str, audience: &str, after: i64, up_to: i64, limit: i64, now_ms: i64) -> StoreResult<Vec<Recipient>>;
+    async fn audience_size(&self, bot: &str, audience: &str, now_ms: i64) -> StoreResult<i64>;
+    /// Claims the next batch, `(cursor, to]`: only if the cursor is still `cursor` and no
+    /// batch is pending, or the pending one was claimed before `stale_before_ms` (its process
+    /// died). True: this caller queues it.
+    async fn claim_batch(&self, id: i64, cursor: i64, to: i64, now_ms: i64, stale_before_ms: i64) -> StoreResult<bool>;
+    /// The claimed batch is queued: the cursor moves to its end.
+    async fn batch_queued(&self, id: i64, to: i64, queued: i64, repeated: i64) -> StoreResult<()>;
+    /// Ends a running broadcast (`done` or `cancelled`); false if it was not running.
+    async fn finish_broadcast(&self, id: i64, status: &str, now_ms: i64) -> StoreResult<bool>;
+
+    /// Payments of every bot in `[from_ms, to_ms)`, oldest first, at most `limit`.
+    async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>>;
 
     async fn people(&self, now_ms: i64) -> StoreResult<People>;
     async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>>;
@@ -250,6 +402,143 @@ impl Registry for SqlStore {
         .map_err(db_err)?;
         Ok(())
     }
+}
+
+/// The columns of an [`ApiKey`] (a macro, so queries stay `&'static str`).
+macro_rules! key_columns {
+    () => {
+        "id, name, role, bots, read_only, created_by, created_ms, revoked_ms, last_used_ms"
+    };
+}
+
+fn api_key_of(r: &sqlx::any::AnyRow) -> StoreResult<ApiKey> {
+    let bots: String = col(r, "bots")?;
+    Ok(ApiKey {
+        id: col(r, "id")?,
+        name: col(r, "name")?,
+        role: col(r, "role")?,
+        bots: serde_json::from_str(&bots).map_err(|e| corrupt(format_args!("admin_api_keys.bots: {e}")))?,
+        read_only: col::<i64>(r, "read_only")? != 0,
+        created_by: col(r, "created_by")?,
+        created_ms: col(r, "created_ms")?,
+        revoked_ms: col(r, "revoked_ms")?,
+        last_used_ms: col(r, "last_used_ms")?,
+    })
+}
+
+impl SqlStore {
+    /// The details of one queue item (its counts are in `row`).
+    async fn reported_member(&self, row: &sqlx::any::AnyRow, bot: String, user_id: i64, now_ms: i64) -> StoreResult<ReportedMember> {
+        let reasons = sqlx::query(
+            "SELECT COALESCE(reason, 'none') AS reason, COUNT(*) AS n FROM reports \
+             WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL GROUP BY 1 ORDER BY 2 DESC, 1",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let sessions = sqlx::query(
+            "SELECT DISTINCT session_id FROM reports WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL \
+             AND session_id IS NOT NULL ORDER BY session_id",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let mirror = sqlx::query(
+            "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
+             AND m.session_id IN (SELECT r.session_id FROM reports r WHERE r.other_bot = $1 AND r.other_user = $2 AND r.reviewed_ms IS NULL) \
+             ORDER BY m.at_ms, m.message_id LIMIT 50",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let thumbs = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(CASE WHEN up = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS down, \
+             CAST(COALESCE(SUM(up), 0) AS BIGINT) AS up FROM ratings WHERE rated_bot = $1 AND rated_user = $2 AND created_ms >= $3",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .bind(now_ms - 30 * DAY_MS)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        let member = sqlx::query(
+            "SELECT u.username, u.restricted_until_ms AS mine, p.restricted_until_ms AS person FROM users u \
+             LEFT JOIN persons p ON p.user_id = u.user_id WHERE u.bot = $1 AND u.user_id = $2",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db_err)?;
+        let (username, restricted) = match &member {
+            Some(m) => {
+                let (mine, person): (Option<i64>, Option<i64>) = (col(m, "mine")?, col(m, "person")?);
+                (col(m, "username")?, mine.max(person))
+            }
+            None => (None, None),
+        };
+        Ok(ReportedMember {
+            bot,
+            user_id,
+            username,
+            reports: col(row, "reports")?,
+            reporters: col(row, "reporters")?,
+            reasons: reasons
+                .iter()
+                .map(|r| Ok(ReasonCount { reason: col(r, "reason")?, reports: col(r, "n")? }))
+                .collect::<StoreResult<_>>()?,
+            first_ms: col(row, "first_ms")?,
+            last_ms: col(row, "last_ms")?,
+            thumbs_down: col(&thumbs, "down")?,
+            thumbs_up: col(&thumbs, "up")?,
+            sessions: sessions.iter().map(|r| col(r, "session_id")).collect::<StoreResult<_>>()?,
+            mirror: mirror
+                .iter()
+                .map(|r| Ok(MirrorItem { chat_id: col(r, "mirror_chat_id")?, message_id: col(r, "message_id")?, at_ms: col(r, "at_ms")? }))
+                .collect::<StoreResult<_>>()?,
+            restricted_until_ms: restricted,
+        })
+    }
+}
+
+macro_rules! broadcast_columns {
+    () => {
+        "id, bot, text, audience, status, cursor_user, pending_to, pending_ms, queued, repeated_max, created_by, created_ms, finished_ms"
+    };
+}
+
+/// Who a broadcast reaches ($4 the audience, $5 now): a completed profile, reachable, not
+/// banned or restricted, announcements not turned off (/news off), and in the audience.
+macro_rules! audience_filter {
+    () => {
+        "stage = 'ready' AND reachable = 1 AND COALESCE(broadcasts_off, 0) = 0 \
+         AND (restricted_until_ms IS NULL OR restricted_until_ms <= $5) \
+         AND ($4 = 'all' OR ($4 = 'vip' AND vip_until_ms > $5) OR ($4 = 'free' AND (vip_until_ms IS NULL OR vip_until_ms <= $5)))"
+    };
+}
+
+fn broadcast_of(r: &sqlx::any::AnyRow) -> StoreResult<Broadcast> {
+    Ok(Broadcast {
+        id: col(r, "id")?,
+        bot: col(r, "bot")?,
+        text: col(r, "text")?,
+        audience: col(r, "audience")?,
+        status: col(r, "status")?,
+        cursor_user: col(r, "cursor_user")?,
+        pending_to: col(r, "pending_to")?,
+        pending_ms: col(r, "pending_ms")?,
+        queued: col(r, "queued")?,
+        repeated_max: col(r, "repeated_max")?,
+        created_by: col(r, "created_by")?,
+        created_ms: col(r, "created_ms")?,
+        finished_ms: col(r, "finished_ms")?,
+    })
 }
 
 fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
@@ -416,8 +705,8 @@ impl AdminStore for SqlStore {
 
     async fn audit(&self, e: &NewAudit) -> StoreResult<i64> {
         let row = sqlx::query(
-            "INSERT INTO admin_audit (at_ms, admin_id, action, bot, target_user, detail, client) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+            "INSERT INTO admin_audit (at_ms, admin_id, action, bot, target_user, detail, client, api_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         )
         .bind(e.at_ms)
         .bind(e.admin_id)
@@ -426,15 +715,84 @@ impl AdminStore for SqlStore {
         .bind(e.target_user)
         .bind(&e.detail)
         .bind(e.client.as_deref())
+        .bind(e.api_key.as_deref())
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
         col(&row, "id")
     }
 
+    async fn key_uses_since(&self, key: &str, action: &str, since_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM admin_audit WHERE api_key = $1 AND at_ms >= $2 AND action = $3")
+            .bind(key)
+            .bind(since_ms)
+            .bind(action)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db_err)?;
+        col(&row, "n")
+    }
+
+    async fn create_api_key(&self, k: &StoredApiKey) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO admin_api_keys (id, key_hash, name, role, bots, read_only, created_by, created_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(&k.key.id)
+        .bind(&k.hash)
+        .bind(&k.key.name)
+        .bind(&k.key.role)
+        .bind(serde_json::Value::from(k.key.bots.clone()).to_string())
+        .bind(i16::from(k.key.read_only))
+        .bind(k.key.created_by)
+        .bind(k.key.created_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn api_key(&self, id: &str) -> StoreResult<Option<StoredApiKey>> {
+        let row = sqlx::query(concat!("SELECT key_hash, ", key_columns!(), " FROM admin_api_keys WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.map(|r| Ok(StoredApiKey { key: api_key_of(&r)?, hash: col(&r, "key_hash")? })).transpose()
+    }
+
+    async fn api_keys(&self) -> StoreResult<Vec<ApiKey>> {
+        let rows = sqlx::query(concat!("SELECT ", key_columns!(), " FROM admin_api_keys ORDER BY created_ms DESC, id"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(api_key_of).collect()
+    }
+
+    async fn revoke_api_key(&self, id: &str, by: i64, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE admin_api_keys SET revoked_ms = $2, revoked_by = $3 WHERE id = $1 AND revoked_ms IS NULL")
+            .bind(id)
+            .bind(now_ms)
+            .bind(by)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn touch_api_key(&self, id: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query("UPDATE admin_api_keys SET last_used_ms = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn audit_log(&self, before: Option<i64>, limit: i64) -> StoreResult<Vec<AuditEntry>> {
         let rows = sqlx::query(
-            "SELECT id, at_ms, admin_id, action, bot, target_user, detail, client FROM admin_audit \
+            "SELECT id, at_ms, admin_id, action, bot, target_user, detail, client, api_key FROM admin_audit \
              WHERE id < $1 ORDER BY id DESC LIMIT $2",
         )
         .bind(before.unwrap_or(i64::MAX))
@@ -453,6 +811,7 @@ impl AdminStore for SqlStore {
                     target_user: col(r, "target_user")?,
                     detail: col(r, "detail")?,
                     client: col(r, "client")?,
+                    api_key: col(r, "api_key")?,
                 })
             })
             .collect()
@@ -563,6 +922,187 @@ impl AdminStore for SqlStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(Some(GiftOutcome { first: true, vip_until_ms: until, credits: g.credits }))
+    }
+
+    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>> {
+        let rows = sqlx::query(
+            "SELECT other_bot, other_user, COUNT(*) AS reports, COUNT(DISTINCT by_user) AS reporters, \
+             MIN(created_ms) AS first_ms, MAX(created_ms) AS last_ms FROM reports WHERE reviewed_ms IS NULL \
+             GROUP BY other_bot, other_user ORDER BY reporters DESC, last_ms DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (bot, user_id): (String, i64) = (col(r, "other_bot")?, col(r, "other_user")?);
+            out.push(self.reported_member(r, bot, user_id, now_ms).await?);
+        }
+        Ok(out)
+    }
+
+    async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64> {
+        // `$1 IS NULL`: every bot of the person.
+        let done = sqlx::query(
+            "UPDATE reports SET reviewed_ms = $3, reviewed_by = $4, review = $5 \
+             WHERE other_user = $2 AND ($1 IS NULL OR other_bot = $1) AND reviewed_ms IS NULL",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .bind(now_ms)
+        .bind(by)
+        .bind(review)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn banned(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<BannedEntry>> {
+        let rows = sqlx::query(
+            "SELECT user_id, NULL AS bot, restricted_until_ms AS until_ms, NULL AS admin_id FROM persons WHERE restricted_until_ms > $1 \
+             UNION ALL SELECT user_id, bot, until_ms, admin_id FROM admin_bans WHERE until_ms > $1 \
+             ORDER BY until_ms DESC, user_id LIMIT $2",
+        )
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BannedEntry {
+                    user_id: col(r, "user_id")?,
+                    bot: col(r, "bot")?,
+                    until_ms: col(r, "until_ms")?,
+                    admin_id: col(r, "admin_id")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn create_broadcast(&self, bot: &str, text: &str, audience: &str, by: i64, now_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO admin_broadcasts (bot, text, audience, status, cursor_user, queued, repeated_max, created_by, created_ms) \
+             VALUES ($1, $2, $3, 'running', 0, 0, 0, $4, $5) RETURNING id",
+        )
+        .bind(bot)
+        .bind(text)
+        .bind(audience)
+        .bind(by)
+        .bind(now_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        col(&row, "id")
+    }
+
+    async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>> {
+        let row = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(broadcast_of).transpose()
+    }
+
+    async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>> {
+        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts ORDER BY id DESC LIMIT $1"))
+            .bind(limit)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(broadcast_of).collect()
+    }
+
+    async fn running_broadcasts(&self) -> StoreResult<Vec<Broadcast>> {
+        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts WHERE status = 'running' ORDER BY id"))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(broadcast_of).collect()
+    }
+
+    async fn recipients(&self, bot: &str, audience: &str, after: i64, up_to: i64, limit: i64, now_ms: i64) -> StoreResult<Vec<Recipient>> {
+        let rows = sqlx::query(concat!(
+            "SELECT user_id, language FROM users WHERE bot = $1 AND user_id > $2 AND user_id <= $3 AND ",
+            audience_filter!(),
+            " ORDER BY user_id LIMIT $6"
+        ))
+        .bind(bot)
+        .bind(after)
+        .bind(up_to)
+        .bind(audience)
+        .bind(now_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| Ok(Recipient { user_id: col(r, "user_id")?, language: col(r, "language")? })).collect()
+    }
+
+    async fn audience_size(&self, bot: &str, audience: &str, now_ms: i64) -> StoreResult<i64> {
+        // The same filter as `recipients` ($2 and $3 span every id).
+        let row = sqlx::query(concat!(
+            "SELECT COUNT(*) AS n FROM users WHERE bot = $1 AND user_id > $2 AND user_id <= $3 AND ",
+            audience_filter!()
+        ))
+        .bind(bot)
+        .bind(0_i64)
+        .bind(i64::MAX)
+        .bind(audience)
+        .bind(now_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        col(&row, "n")
+    }
+
+    async fn claim_batch(&self, id: i64, cursor: i64, to: i64, now_ms: i64, stale_before_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE admin_broadcasts SET pending_to = $3, pending_ms = $4 WHERE id = $1 AND status = 'running' AND cursor_user = $2 \
+             AND (pending_to IS NULL OR (pending_to = $3 AND pending_ms < $5))",
+        )
+        .bind(id)
+        .bind(cursor)
+        .bind(to)
+        .bind(now_ms)
+        .bind(stale_before_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn batch_queued(&self, id: i64, to: i64, queued: i64, repeated: i64) -> StoreResult<()> {
+        sqlx::query(
+            "UPDATE admin_broadcasts SET cursor_user = $2, pending_to = NULL, pending_ms = NULL, queued = queued + $3, \
+             repeated_max = repeated_max + $4 WHERE id = $1 AND pending_to = $2",
+        )
+        .bind(id)
+        .bind(to)
+        .bind(queued)
+        .bind(repeated)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn finish_broadcast(&self, id: i64, status: &str, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE admin_broadcasts SET status = $2, finished_ms = $3 WHERE id = $1 AND status = 'running'")
+            .bind(id)
+            .bind(status)
+            .bind(now_ms)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>> {
+        SqlStore::payments_between(self, from_ms, to_ms, limit).await
     }
 
     async fn people(&self, now_ms: i64) -> StoreResult<People> {

@@ -213,6 +213,9 @@ pub trait Users: Send + Sync + 'static {
     /// reports the user made or received stay (safety). True if there was a profile.
     async fn delete_user(&self, bot: &str, user_id: i64, now_ms: i64) -> StoreResult<bool>;
     async fn set_reachable(&self, bot: &str, user_id: i64, reachable: bool) -> StoreResult<()>;
+    /// The member's choice about admin broadcasts (`/news on|off`; on unless turned off).
+    async fn set_broadcasts(&self, bot: &str, user_id: i64, on: bool) -> StoreResult<()>;
+    async fn broadcasts_on(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
     /// Records that the member was active on `day` (see [`day_of`]) with this username: the
     /// caller writes only when the day or the username changed, so at most once a day.
     async fn record_activity(&self, bot: &str, user_id: i64, username: Option<&str>, day: i64) -> StoreResult<()>;

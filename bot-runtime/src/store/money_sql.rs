@@ -75,6 +75,25 @@ fn payment_from_row(row: &sqlx::any::AnyRow) -> StoreResult<Payment> {
     })
 }
 
+impl super::sql::SqlStore {
+    /// Payments of every bot made in `[from_ms, to_ms)`, oldest first, at most `limit` (the
+    /// admin role's CSV export).
+    pub(crate) async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<Payment>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            payment_columns!(),
+            " FROM payments WHERE created_ms >= $1 AND created_ms < $2 ORDER BY created_ms, telegram_payment_charge_id LIMIT $3"
+        ))
+        .bind(from_ms)
+        .bind(to_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(payment_from_row).collect()
+    }
+}
+
 /// A new quote id: 96 random bits in hex (unguessable; the invoice payload carries it).
 fn new_quote_id() -> String {
     format!("{:024x}", rand::random::<u128>() >> 32)
@@ -647,6 +666,7 @@ impl Payments for SqlStore {
     }
 
     async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {
+        // (see also `SqlStore::payments_between`, the admin role's export)
         let rows = sqlx::query(concat!(
             "SELECT ",
             payment_columns!(),

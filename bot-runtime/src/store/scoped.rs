@@ -92,6 +92,12 @@ impl Users for BotStore {
     async fn set_reachable(&self, bot: &str, user_id: i64, reachable: bool) -> StoreResult<()> {
         self.inner.set_reachable(&self.id(bot), user_id, reachable).await
     }
+    async fn set_broadcasts(&self, bot: &str, user_id: i64, on: bool) -> StoreResult<()> {
+        self.inner.set_broadcasts(&self.id(bot), user_id, on).await
+    }
+    async fn broadcasts_on(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+        self.inner.broadcasts_on(&self.id(bot), user_id).await
+    }
     async fn record_activity(&self, bot: &str, user_id: i64, username: Option<&str>, day: i64) -> StoreResult<()> {
         self.inner.record_activity(&self.id(bot), user_id, username, day).await
     }

@@ -62,6 +62,9 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "reconcile", include_str!("../../../migrations/postgres/0009_reconcile.sql")),
     (10, "subscriptions", include_str!("../../../migrations/postgres/0010_subscriptions.sql")),
     (11, "admin", include_str!("../../../migrations/postgres/0011_admin.sql")),
+    (12, "admin keys", include_str!("../../../migrations/postgres/0012_admin_keys.sql")),
+    (13, "admin moderation", include_str!("../../../migrations/postgres/0013_admin_moderation.sql")),
+    (14, "admin broadcasts", include_str!("../../../migrations/postgres/0014_admin_broadcasts.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -75,6 +78,9 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "reconcile", include_str!("../../../migrations/sqlite/0009_reconcile.sql")),
     (10, "subscriptions", include_str!("../../../migrations/sqlite/0010_subscriptions.sql")),
     (11, "admin", include_str!("../../../migrations/sqlite/0011_admin.sql")),
+    (12, "admin keys", include_str!("../../../migrations/sqlite/0012_admin_keys.sql")),
+    (13, "admin moderation", include_str!("../../../migrations/sqlite/0013_admin_moderation.sql")),
+    (14, "admin broadcasts", include_str!("../../../migrations/sqlite/0014_admin_broadcasts.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
@@ -591,6 +597,30 @@ impl Users for SqlStore {
             .await
             .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn set_broadcasts(&self, bot: &str, user_id: i64, on: bool) -> StoreResult<()> {
+        sqlx::query("UPDATE users SET broadcasts_off = $1 WHERE bot = $2 AND user_id = $3")
+            .bind(flag_value(!on))
+            .bind(bot)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn broadcasts_on(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+        let row = sqlx::query("SELECT COALESCE(broadcasts_off, 0) AS off FROM users WHERE bot = $1 AND user_id = $2")
+            .bind(bot)
+            .bind(user_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(match row {
+            Some(r) => !flag(col(&r, "off")?, "broadcasts_off")?,
+            None => true,
+        })
     }
 
     async fn restrict(&self, user_id: i64, until_ms: Option<i64>, now_ms: i64) -> StoreResult<()> {

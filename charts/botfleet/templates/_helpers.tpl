@@ -40,6 +40,31 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 app.kubernetes.io/component: operator
 {{- end }}
 
+{{/* The admin role (`bot-runtime admin`): its own component, so its pods are never selected
+as operator pods and the other way round. */}}
+{{- define "botfleet.adminFullname" -}}
+{{- printf "%s-admin" (include "botfleet.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "botfleet.adminSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "botfleet.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: admin
+{{- end }}
+
+{{- define "botfleet.adminLabels" -}}
+helm.sh/chart: {{ include "botfleet.chart" . }}
+{{ include "botfleet.adminSelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: botfleet
+{{- end }}
+
+{{/* The Secret holding the admin role's session secret: the user's, or the one the chart makes. */}}
+{{- define "botfleet.adminSessionSecretName" -}}
+{{- default (printf "%s-session" (include "botfleet.adminFullname" .)) .Values.admin.sessionSecret.existingSecret }}
+{{- end }}
+
 {{- define "botfleet.serviceAccountName" -}}
 {{- if .Values.serviceAccount.create }}
 {{- default (include "botfleet.fullname" .) .Values.serviceAccount.name }}
@@ -119,6 +144,12 @@ No wildcards; no deletecollection; no pods, no exec, no RBAC objects.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get", "list", "watch", "create", "patch"]
+# The runtime pods, read only (watched by the managed-by label): a runtime that cannot start
+# (it exits, e.g. on a Redis without persistence, or its container cannot be created) makes its
+# bot Ready=False RuntimeFailed with the pod's termination message, and a Warning Event.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]

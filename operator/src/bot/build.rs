@@ -667,6 +667,9 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
         resources: Some(resources(bot)),
         liveness_probe: Some(probe("/healthz", 10)),
         readiness_probe: Some(probe("/readyz", 5)),
+        // A runtime that cannot start says why in its last log lines (its fatal error); the
+        // kubelet keeps them as the termination message, which the operator reports.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         security_context: Some(SecurityContext {
             run_as_non_root: Some(true),
             read_only_root_filesystem: Some(true),
@@ -967,6 +970,7 @@ spec:
         assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
         assert_eq!(c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/healthz"));
         assert_eq!(c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap().path.as_deref(), Some("/readyz"));
+        assert_eq!(c.termination_message_policy.as_deref(), Some("FallbackToLogsOnError"), "a failed start says why");
         let res = c.resources.clone().unwrap();
         assert_eq!(res.requests.unwrap()["memory"].0, "64Mi");
     }

@@ -27,7 +27,7 @@ use botfleet_crds::token::{BotToken, fingerprint};
 use botfleet_crds::webhook::WebhookSecret;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -281,11 +281,32 @@ async fn apply(bot: Arc<BotInstance>, ctx: &Context) -> Result<Action, Error> {
         },
         ready_replicas: deployment.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
         wanted_replicas: deployment.spec.replicas.unwrap_or(1),
+        runtime_failure: runtime_failure(ctx, &ns, &name),
     };
     let (status, soon) = status::applied(&previous, &applied, generation, now);
     patch_status(ctx, &ns, &bot, &status).await?;
+    // A runtime that cannot run: one Event per new failure (not per reconcile or restart).
+    if let Some(why) = status::new_runtime_failure(&previous, &status) {
+        publish(ctx, &bot, EventType::Warning, "RuntimeFailed", "WatchPods", why.to_string()).await;
+    }
     let resync = resolution.requeue_at.map(|t| Duration::from_secs(t.duration_since(now).as_secs().max(1) as u64)).unwrap_or(RESYNC);
     Ok(Action::requeue([Some(resync), Some(RESYNC), soon].into_iter().flatten().min().unwrap_or(RESYNC)))
+}
+
+/// Why this bot's runtime pods cannot run, from the operator's pod cache (`status::runtime_failure`
+/// reads their container statuses).
+fn runtime_failure(ctx: &Context, ns: &str, bot: &str) -> Option<String> {
+    let selector = build::selector_labels(bot);
+    let pods = ctx.stores.pods.state();
+    let ours: Vec<&Pod> = pods
+        .iter()
+        .filter(|p| {
+            let labels = p.metadata.labels.as_ref();
+            p.metadata.namespace.as_deref() == Some(ns) && selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+        })
+        .map(|p| p.as_ref())
+        .collect();
+    status::runtime_failure(&ours)
 }
 
 /// Step 1 (pure): the objects the API server would refuse (a name too long for the Service,

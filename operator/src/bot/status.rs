@@ -12,6 +12,7 @@ use std::time::Duration;
 use botfleet_crds::bot_instance::{BotInstanceStatus, IngressMode, WebhookStatus};
 use botfleet_crds::common::ConditionStatus;
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 
 use super::build::ScaleDown;
 use crate::status::{is_true, set_condition};
@@ -125,6 +126,8 @@ pub struct Applied {
     pub ready_replicas: i32,
     /// The replicas the Deployment asks for (at least 1 for the message).
     pub wanted_replicas: i32,
+    /// Why the runtime's pods cannot run, from their container statuses ([`runtime_failure`]).
+    pub runtime_failure: Option<String>,
 }
 
 /// How soon to look again, besides the resync: while a rollout is in progress, while a bot
@@ -146,6 +149,9 @@ pub fn ready(a: &Applied, webhook_registered: bool) -> (Cond, Option<Duration>) 
             Some(left),
         ),
         ScaleDown::Stop => (Cond::new("Ready", ConditionStatus::False, "ScaledToZero", "spec.replicas is 0: no pods run"), None),
+        ScaleDown::No if a.ready_replicas == 0 && a.runtime_failure.is_some() => {
+            (Cond::new("Ready", ConditionStatus::False, "RuntimeFailed", a.runtime_failure.clone().unwrap_or_default()), Some(ROLLOUT_POLL))
+        }
         ScaleDown::No if a.ready_replicas > 0 && webhook_ok => {
             (Cond::new("Ready", ConditionStatus::True, "Running", format!("{} replica(s) ready", a.ready_replicas)), None)
         }
@@ -218,6 +224,71 @@ pub fn applied(previous: &BotInstanceStatus, a: &Applied, generation: i64, now: 
     (s, requeue)
 }
 
+/// The longest termination message kept (its end: the runtime's last words), in characters.
+pub const TERMINATION_MESSAGE_MAX: usize = 1024;
+
+/// Why a bot's runtime cannot run, from its pods' container statuses, or None. A container that
+/// exited with a non-zero code (now, or before the restart it is waiting for: CrashLoopBackOff)
+/// is reported with its exit code, reason and termination message: what the runtime wrote, or
+/// its last log lines (the Deployment's `terminationMessagePolicy: FallbackToLogsOnError`). A
+/// container that cannot be created (a missing Secret, an image that cannot be pulled) is
+/// reported with the kubelet's reason. Pods are looked at by name, so the answer is stable;
+/// tokens are masked and whitespace collapsed, the message cut to its last
+/// [`TERMINATION_MESSAGE_MAX`] characters.
+pub fn runtime_failure(pods: &[&Pod]) -> Option<String> {
+    const STARTING: [&str; 2] = ["ContainerCreating", "PodInitializing"];
+    let mut pods = pods.to_vec();
+    pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    pods.iter().find_map(|pod| {
+        let name = pod.metadata.name.as_deref().unwrap_or("?");
+        let statuses = pod.status.as_ref()?.container_statuses.as_ref()?;
+        statuses.iter().find_map(|c| {
+            let state = c.state.as_ref();
+            let failed = |t: &ContainerStateTerminated| (t.exit_code != 0).then(|| t.clone());
+            let terminated = state.and_then(|s| s.terminated.as_ref()).and_then(failed).or_else(|| {
+                state.and_then(|s| s.waiting.as_ref())?;
+                c.last_state.as_ref()?.terminated.as_ref().and_then(failed)
+            });
+            if let Some(t) = terminated {
+                let why = t.message.as_deref().map(clean).filter(|m| !m.is_empty()).unwrap_or_else(|| "no termination message".into());
+                let reason = t.reason.as_deref().unwrap_or("Error");
+                return Some(format!("pod {name}: container {} exited with code {} ({reason}): {why}", c.name, t.exit_code));
+            }
+            let waiting = state.and_then(|s| s.waiting.as_ref())?;
+            let reason = waiting.reason.as_deref().filter(|r| !STARTING.contains(r) && *r != "CrashLoopBackOff")?;
+            let what = format!("pod {name}: container {} cannot start ({reason})", c.name);
+            Some(match waiting.message.as_deref().map(clean).filter(|m| !m.is_empty()) {
+                Some(why) => format!("{what}: {why}"),
+                None => what,
+            })
+        })
+    })
+}
+
+/// The Ready message when `now` reports a runtime failure that `previous` did not (another
+/// reason, or another message): worth one Event. The same failure at every restart is not.
+pub fn new_runtime_failure<'a>(previous: &BotInstanceStatus, now: &'a BotInstanceStatus) -> Option<&'a str> {
+    fn ready(s: &BotInstanceStatus) -> Option<(&str, &str)> {
+        s.conditions.iter().find(|c| c.type_ == "Ready").map(|c| (c.reason.as_str(), c.message.as_str()))
+    }
+    match (ready(previous), ready(now)) {
+        (before, Some(("RuntimeFailed", message))) if before != Some(("RuntimeFailed", message)) => Some(message),
+        _ => None,
+    }
+}
+
+/// A termination message fit for a condition and an Event: tokens masked, one line, its end.
+fn clean(message: &str) -> String {
+    let masked = botfleet_crds::token::mask_tokens(message);
+    let line = masked.split_whitespace().collect::<Vec<_>>().join(" ");
+    let count = line.chars().count();
+    if count <= TERMINATION_MESSAGE_MAX {
+        return line;
+    }
+    let tail: String = line.chars().skip(count - (TERMINATION_MESSAGE_MAX - 1)).collect();
+    format!("…{tail}")
+}
+
 pub fn token_secret_watched() -> Cond {
     Cond::new("TokenSecretWatched", ConditionStatus::True, "Labelled", "a rotated token is noticed within seconds")
 }
@@ -259,7 +330,103 @@ mod tests {
             retiring_since: None,
             ready_replicas: 2,
             wanted_replicas: 2,
+            runtime_failure: None,
         }
+    }
+
+    /// A runtime pod as the kubelet reports it: `statuses` are its container statuses (JSON).
+    fn pod(name: &str, statuses: serde_json::Value) -> Pod {
+        serde_json::from_value(serde_json::json!({"metadata": {"name": name}, "status": {"containerStatuses": statuses}})).unwrap()
+    }
+
+    const REDIS: &str = "2026-12-01T05:00:00Z ERROR bot_runtime: starting\nError: Redis would lose messages: appendonly is \"no\" (a restart loses queued messages and timers; set appendonly yes). Fix its configuration, or set REDIS_ACCEPT_DATA_LOSS=true for a test setup\n";
+
+    fn crash_looping(name: &str, message: &str) -> Pod {
+        pod(
+            name,
+            serde_json::json!([{
+                "name": "bot-runtime", "image": "r", "imageID": "", "ready": false, "restartCount": 4,
+                "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 1m20s restarting failed container"}},
+                "lastState": {"terminated": {"exitCode": 1, "reason": "Error", "message": message}},
+            }]),
+        )
+    }
+
+    #[test]
+    fn a_crash_looping_runtime_is_reported_with_its_exit_code_and_termination_message() {
+        let (a, b) = (crash_looping("alpha-runtime-b", "other"), crash_looping("alpha-runtime-a", REDIS));
+        let why = runtime_failure(&[&a, &b]).unwrap();
+        assert!(why.starts_with("pod alpha-runtime-a: container bot-runtime exited with code 1 (Error): "), "by pod name: {why}");
+        assert!(why.contains("Redis would lose messages: appendonly is \"no\""), "{why}");
+        assert!(!why.contains('\n') && !why.contains("back-off") && !why.contains("4"), "one line, the same at every restart: {why}");
+        let a = Applied { ready_replicas: 0, runtime_failure: Some(why.clone()), ..running() };
+        let (s, requeue) = applied(&BotInstanceStatus::default(), &a, 1, t("2026-01-01T00:00:00Z"));
+        let ready = condition(&s.conditions, "Ready").unwrap();
+        assert_eq!((ready.status, ready.reason.as_str(), ready.message.as_str()), (ConditionStatus::False, "RuntimeFailed", why.as_str()));
+        assert_eq!(requeue, Some(ROLLOUT_POLL));
+        // A replica still serving: the bot is Ready.
+        let a = Applied { ready_replicas: 1, ..a };
+        assert_eq!(
+            condition(&applied(&BotInstanceStatus::default(), &a, 1, t("2026-01-01T00:00:00Z")).0.conditions, "Ready").unwrap().reason,
+            "Running"
+        );
+    }
+
+    #[test]
+    fn a_runtime_failure_is_new_once_until_its_message_changes() {
+        let at = t("2026-01-01T00:00:00Z");
+        let failing = |why: &str| Applied { ready_replicas: 0, runtime_failure: Some(why.into()), ..running() };
+        let (first, _) = applied(&BotInstanceStatus::default(), &failing("pod a: exited"), 1, at);
+        assert_eq!(new_runtime_failure(&BotInstanceStatus::default(), &first), Some("pod a: exited"));
+        let (again, _) = applied(&first, &failing("pod a: exited"), 1, at);
+        assert_eq!(new_runtime_failure(&first, &again), None, "the same failure after a restart: no second Event");
+        let (other, _) = applied(&again, &failing("pod b: exited"), 1, at);
+        assert_eq!(new_runtime_failure(&again, &other), Some("pod b: exited"));
+        let (fixed, _) = applied(&other, &running(), 1, at);
+        assert_eq!(new_runtime_failure(&other, &fixed), None);
+    }
+
+    #[test]
+    fn healthy_starting_and_cleanly_exited_containers_are_no_failure() {
+        let starting = pod(
+            "a",
+            serde_json::json!([{"name": "bot-runtime", "image": "r", "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]),
+        );
+        let running = pod(
+            "b",
+            serde_json::json!([{"name": "bot-runtime", "image": "r", "imageID": "", "ready": true, "restartCount": 1, "state": {"running": {}}, "lastState": {"terminated": {"exitCode": 1}}}]),
+        );
+        let stopped = pod(
+            "c",
+            serde_json::json!([{"name": "bot-runtime", "image": "r", "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": 0}}}]),
+        );
+        let pending = pod("d", serde_json::Value::Null);
+        assert_eq!(runtime_failure(&[&starting, &running, &stopped, &pending]), None);
+    }
+
+    #[test]
+    fn a_container_that_cannot_be_created_is_reported_with_the_kubelets_reason() {
+        let p = pod(
+            "alpha-runtime-x",
+            serde_json::json!([{"name": "bot-runtime", "image": "r", "imageID": "", "ready": false, "restartCount": 0,
+            "state": {"waiting": {"reason": "CreateContainerConfigError", "message": "secret \"botfleet-postgres\" not found"}}}]),
+        );
+        assert_eq!(
+            runtime_failure(&[&p]).as_deref(),
+            Some(
+                "pod alpha-runtime-x: container bot-runtime cannot start (CreateContainerConfigError): secret \"botfleet-postgres\" not found"
+            )
+        );
+    }
+
+    #[test]
+    fn a_termination_message_is_masked_and_cut_to_its_end() {
+        let token = "123456789:AAHfiqksKZ8WmR2zSjiQ7_v4TMAKdiHm9T0";
+        let long = format!("{} {token} the end", "x".repeat(3000));
+        let why = runtime_failure(&[&crash_looping("p", &long)]).unwrap();
+        assert!(!why.contains(token), "{why}");
+        assert!(why.ends_with("the end") && why.contains('…'), "the runtime's last words are kept");
+        assert!(why.chars().count() < TERMINATION_MESSAGE_MAX + 100);
     }
 
     #[test]

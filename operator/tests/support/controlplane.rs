@@ -22,10 +22,31 @@ pub struct ControlPlane {
 }
 
 impl Drop for ControlPlane {
+    /// Stops both processes and removes the folder (kept after a failed test, for its logs; the
+    /// next start sweeps it).
     fn drop(&mut self) {
         for child in [&mut self.controller_manager, &mut self.apiserver] {
             let _ = child.kill();
             let _ = child.wait();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+const DIR_PREFIX: &str = "botfleet-controlplane-";
+
+/// Removes the folders of control planes whose test process has exited: each test binary leaves
+/// its shared one behind (it is never dropped), about 130 MB of etcd data and logs.
+fn sweep_stale_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(DIR_PREFIX)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
 }
@@ -65,6 +86,12 @@ fn spawn(bin: &Path, role: &str, dir: &Path, extra: &[&str]) -> Result<Child, St
 /// Builds (when stale) and starts the pair in a fresh folder; `controller_manager_flags` are
 /// passed to kube-controller-manager after its own (e.g. to switch controllers off).
 pub fn start(controller_manager_flags: &[&str]) -> Result<ControlPlane, String> {
+    start_named("shared", controller_manager_flags)
+}
+
+/// As `start`, for a second control plane of the same process (a test that needs cluster-scoped
+/// objects, such as CRDs, to itself): `name` tells the folders apart.
+pub fn start_named(name: &str, controller_manager_flags: &[&str]) -> Result<ControlPlane, String> {
     let build = Command::new("bash")
         .arg(repo().join("tests/controlplane/build.sh"))
         .stderr(Stdio::inherit())
@@ -75,7 +102,8 @@ pub fn start(controller_manager_flags: &[&str]) -> Result<ControlPlane, String> 
     }
     let stdout = String::from_utf8_lossy(&build.stdout);
     let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
-    let dir = std::env::temp_dir().join(format!("botfleet-controlplane-{}", std::process::id()));
+    sweep_stale_dirs();
+    let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     let apiserver = spawn(&bin, "apiserver", &dir, &[])?;
     let controller_manager = match spawn(&bin, "controller-manager", &dir, controller_manager_flags) {

@@ -1,0 +1,128 @@
+//! The moderation queue (docs/ADMIN.md, "Moderation"): members with open reports, shown with
+//! metadata only — counts, reasons, reporters, 👎/👍, the chats' ids and the ids of their
+//! media-mirror copies; never what was said (the chat core never stores it) — and the
+//! actions on them: dismiss, restrict for a time, ban. Each closes the member's open reports
+//! with the review, and is audited. The list of bans and restrictions in force is here too.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::api::{BanAnswer, BanRequest, apply_ban, audit_action, parse_user_id};
+use super::auth::{Admin, Identity};
+use super::{AdminState, ApiError, Body};
+use crate::store::admin::{BannedEntry, ReportedMember};
+
+/// Members read for the queue before the admin's reach is applied (most reporters first).
+const QUEUE_SCAN: i64 = 1000;
+/// Items shown.
+const QUEUE_SHOWN: usize = 100;
+
+pub fn routes() -> Router<AdminState> {
+    Router::new()
+        .route("/api/v1/moderation/reports", get(queue))
+        .route("/api/v1/moderation/reports/{user_id}/review", post(review))
+        .route("/api/v1/moderation/banned", get(banned))
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct QueueAnswer {
+    /// Members of the admin's bots with open reports, most reporters first.
+    pub items: Vec<ReportedMember>,
+}
+
+/// The queue as `id` may see it (the API's and the dashboard's).
+pub(super) async fn queue_of(s: &AdminState, id: &Identity) -> Result<Vec<ReportedMember>, ApiError> {
+    let now = crate::bot::now_ms();
+    let mut items = s.store.report_queue(now, QUEUE_SCAN).await?;
+    items.retain(|i| id.may_act_on(&i.bot));
+    items.truncate(QUEUE_SHOWN);
+    Ok(items)
+}
+
+async fn queue(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<QueueAnswer>, ApiError> {
+    Ok(axum::Json(QueueAnswer { items: queue_of(&s, &admin.identity).await? }))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+pub struct ReviewRequest {
+    /// The bot the member was reported on (`<namespace>/<name>`).
+    pub bot: String,
+    /// `dismiss` (nothing to act on), `restrict` (no matching for `hours`) or `ban` (until lifted).
+    pub action: String,
+    /// For `restrict`: 1 to 87600.
+    #[serde(default)]
+    pub hours: Option<i64>,
+    /// For `restrict` and `ban`: on every bot of the fleet (fleet admins), not just `bot`.
+    #[serde(default)]
+    pub fleet_wide: Option<bool>,
+    /// Kept in the audit log (at most 500 characters).
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct ReviewAnswer {
+    pub user_id: i64,
+    pub action: String,
+    /// Open reports this review closed.
+    pub reports_closed: u64,
+    /// For `restrict` and `ban`: what the ban did.
+    pub ban: Option<BanAnswer>,
+}
+
+async fn review(
+    State(s): State<AdminState>,
+    admin: Admin,
+    Path(raw): Path<String>,
+    Body(req): Body<ReviewRequest>,
+) -> Result<axum::Json<ReviewAnswer>, ApiError> {
+    let user_id = parse_user_id(&raw)?;
+    admin.identity.require_bot(&req.bot)?;
+    let fleet_wide = req.fleet_wide.unwrap_or(false);
+    if fleet_wide {
+        admin.identity.require_fleet("a fleet-wide restriction or ban")?;
+    }
+    let hours = match (req.action.as_str(), req.hours) {
+        ("dismiss", _) | ("ban", None) => None,
+        ("restrict", Some(h)) => Some(h),
+        ("restrict", None) => return Err(ApiError::bad("hours: a restriction needs its length (1 to 87600 hours)")),
+        ("ban", Some(_)) => return Err(ApiError::bad("hours: a ban lasts until lifted; use action restrict for a time")),
+        _ => return Err(ApiError::bad("action: dismiss, restrict or ban")),
+    };
+    // Acting first, closing the reports after: a failed ban leaves them open to try again.
+    let ban = if req.action == "dismiss" {
+        None
+    } else {
+        let bot = if fleet_wide { None } else { Some(req.bot.clone()) };
+        Some(apply_ban(&s, &admin, user_id, BanRequest { bot, hours, reason: req.reason.clone() }).await?)
+    };
+    let scope = if fleet_wide { None } else { Some(req.bot.as_str()) };
+    let closed = s.store.review_reports(scope, user_id, &req.action, admin.identity.telegram_id, crate::bot::now_ms()).await?;
+    s.fleet.metrics.admin_action("review", &req.action);
+    let detail = json!({"action": req.action, "reports_closed": closed, "hours": hours, "fleet_wide": fleet_wide});
+    audit_action(&s, &admin, "review", Some(&req.bot), Some(user_id), detail).await?;
+    Ok(axum::Json(ReviewAnswer { user_id, action: req.action, reports_closed: closed, ban }))
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BannedAnswer {
+    /// Fleet-wide entries (fleet admins only) and bans on the admin's bots, latest end first.
+    pub entries: Vec<BannedEntry>,
+}
+
+/// Bans in force as `id` may see them (the API's and the dashboard's).
+pub(super) async fn banned_of(s: &AdminState, id: &Identity) -> Result<Vec<BannedEntry>, ApiError> {
+    let mut entries = s.store.banned(crate::bot::now_ms(), 1000).await?;
+    entries.retain(|e| match &e.bot {
+        None => id.fleet_admin,
+        Some(bot) => id.may_act_on(bot),
+    });
+    Ok(entries)
+}
+
+async fn banned(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<BannedAnswer>, ApiError> {
+    Ok(axum::Json(BannedAnswer { entries: banned_of(&s, &admin.identity).await? }))
+}

@@ -1,0 +1,28 @@
+-- Broadcasts of the admin role (docs/ADMIN.md, "Broadcast"). Same tables and columns as
+-- migrations/postgres/0014_admin_broadcasts.sql, in SQLite's dialect.
+
+-- users.broadcasts_off: 1 once the member sent /news off (NULL or 0: announcements on).
+ALTER TABLE users ADD COLUMN broadcasts_off INTEGER;
+
+-- admin_broadcasts: one announcement to the members of one bot. The producer (in the admin
+-- role) walks the audience by user id: cursor_user is the last member enqueued; pending_to,
+-- set before a batch is enqueued and cleared with the cursor's advance, marks a batch that
+-- may have been enqueued by a process that died (it is enqueued again: repeated_max counts
+-- who may get it twice; pending_ms: when, so a live producer's batch is not taken for a dead one's). audience: "all", "vip" or "free"; status: "running", "done",
+-- "cancelled".
+CREATE TABLE admin_broadcasts (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    bot          TEXT   NOT NULL,
+    text         TEXT   NOT NULL,
+    audience     TEXT   NOT NULL,
+    status       TEXT   NOT NULL,
+    cursor_user  INTEGER NOT NULL,
+    pending_to   INTEGER,
+    pending_ms   INTEGER,
+    queued       INTEGER NOT NULL,
+    repeated_max INTEGER NOT NULL,
+    created_by   INTEGER NOT NULL,
+    created_ms   INTEGER NOT NULL,
+    finished_ms  INTEGER
+);
+CREATE INDEX admin_broadcasts_status ON admin_broadcasts (status);
