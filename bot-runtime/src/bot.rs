@@ -36,10 +36,24 @@ pub struct Fleet {
     pub inbound: crate::ingress::inbound::Gate,
     /// The supervised background workers' deaths (/healthz).
     pub health: Arc<crate::health::Health>,
+    /// Cross-bot media limits and this process's download/upload slots.
+    pub media: crate::delivery::media::MediaRelays,
 }
 
 impl Fleet {
     pub fn new(hot: Arc<dyn HotState>, store: Arc<dyn Store>, matcher: Arc<dyn MatchPool>, metrics: Metrics, replica: String) -> Arc<Self> {
+        Self::with_media(hot, store, matcher, metrics, replica, crate::delivery::media::MediaLimits::default())
+    }
+
+    /// [`Fleet::new`] with these media limits (`serve`'s flags).
+    pub fn with_media(
+        hot: Arc<dyn HotState>,
+        store: Arc<dyn Store>,
+        matcher: Arc<dyn MatchPool>,
+        metrics: Metrics,
+        replica: String,
+        media: crate::delivery::media::MediaLimits,
+    ) -> Arc<Self> {
         Arc::new(Self {
             hot,
             store,
@@ -50,6 +64,7 @@ impl Fleet {
             idle_touched: std::sync::Mutex::new(HashMap::new()),
             inbound: crate::ingress::inbound::Gate::default(),
             health: Arc::default(),
+            media: crate::delivery::media::MediaRelays::new(media),
         })
     }
 

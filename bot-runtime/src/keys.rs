@@ -155,9 +155,33 @@ impl Keys {
         format!("{}ref:{name}", self.pool(pool))
     }
 
-    /// A media blob for cross-bot re-upload.
+    /// A media blob's bytes for cross-bot re-upload: one string, appended piece by piece and
+    /// read by range (`GETRANGE`), never whole. (Release N wrote whole files here with `SET`.)
     pub fn blob(&self, pool: &str, id: &str) -> String {
         format!("{}blob:{id}", self.pool(pool))
+    }
+
+    /// A media blob's state (hash: `size`, `done`, `lease` of its writer), read without its bytes.
+    pub fn blob_meta(&self, pool: &str, id: &str) -> String {
+        format!("{}blobm:{id}", self.pool(pool))
+    }
+
+    /// The jobs that will upload a media blob (a set): deleted with the last one.
+    pub fn blob_holders(&self, pool: &str, id: &str) -> String {
+        format!("{}blobh:{id}", self.pool(pool))
+    }
+
+    /// The fleet's media budget (fleet-wide, not a pool's: every pool's blobs share one Redis
+    /// and its `maxmemory`): the bytes reserved now, each reservation's size (hash) and
+    /// deadline (sorted set), all under one hash tag so `reserve_media.lua` is one slot.
+    pub fn media_budget(&self) -> [String; 3] {
+        let tag = format!("{}bf:{{media}}:", self.prefix);
+        [format!("{tag}reserved"), format!("{tag}sizes"), format!("{tag}deadlines")]
+    }
+
+    /// Bytes of media a person relayed in the current window (same tag as the budget).
+    pub fn media_user(&self, person: i64) -> String {
+        format!("{}bf:{{media}}:user:{person}", self.prefix)
     }
 
     /// A bot's durable inbound queue (a stream of webhook updates taken past the overload grace).
@@ -243,6 +267,8 @@ mod tests {
             k.timers_payload("eu-chat", "alpha"),
             k.reference("eu-chat", "rm:alpha:42:9"),
             k.blob("eu-chat", "b1"),
+            k.blob_meta("eu-chat", "b1"),
+            k.blob_holders("eu-chat", "b1"),
             k.inbound("eu-chat", "alpha"),
         ];
         keys.extend(k.outboxes("eu-chat", "alpha", 4));
@@ -257,5 +283,18 @@ mod tests {
         assert_eq!(k.update("eu-chat", "alpha", 7), "t1:bf:{pool:eu-chat}:upd:alpha:7");
         assert_eq!(k.outboxes("eu-chat", "alpha", 4).len(), 8);
         assert_eq!(k.inbound("eu-chat", "alpha"), "t1:bf:{pool:eu-chat}:inb:alpha");
+    }
+
+    #[test]
+    fn the_media_budget_keys_share_one_fleet_hash_tag() {
+        let k = Keys::new("t1:");
+        let mut keys = k.media_budget().to_vec();
+        keys.push(k.media_user(42));
+        for key in &keys {
+            assert!(key.starts_with("t1:bf:{media}:"), "{key}");
+            assert_eq!(key.matches('{').count(), 1, "{key}");
+        }
+        let distinct: std::collections::HashSet<_> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len());
     }
 }

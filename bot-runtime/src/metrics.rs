@@ -21,6 +21,9 @@ pub struct Metrics {
     timers: IntCounterVec,
     delivery: HistogramVec,
     given_up: IntCounterVec,
+    media_refused: IntCounterVec,
+    media_reserved: IntGaugeVec,
+    media_budget: IntGaugeVec,
     reservations: IntCounterVec,
     purchases: IntCounterVec,
     revenue: IntCounterVec,
@@ -114,6 +117,19 @@ impl Metrics {
                 "Outbox jobs given up, by reason (expired: kept failing past the lane's maximum age; refused: a 4xx; backlog: their chat already had the maximum backlog queued)",
                 &["bot", "reason"],
             ),
+            media_refused: counter(
+                &r,
+                "botfleet_media_relays_refused_total",
+                "Cross-bot media not relayed, the sender told why, by reason (busy: this process's download slots were taken; budget: the fleet's media budget in Redis was full; user_cap: the sender's bytes per window; too_big: over Telegram's 20 MB; failed: Telegram refused the download)",
+                &["bot", "reason"],
+            ),
+            media_reserved: gauge(
+                &r,
+                "botfleet_media_reserved_bytes",
+                "Bytes of cross-bot media reserved in the hot store now, fleet-wide (against botfleet_media_budget_bytes)",
+                &[],
+            ),
+            media_budget: gauge(&r, "botfleet_media_budget_bytes", "The fleet's media budget this process applies (MEDIA_BUDGET_MIB)", &[]),
             reservations: counter(
                 &r,
                 "botfleet_send_reservations_total",
@@ -237,6 +253,14 @@ impl Metrics {
     }
     pub fn send_reservation(&self, bot: &str, outcome: &str) {
         self.reservations.with_label_values(&[bot, outcome]).inc();
+    }
+    /// A cross-bot file not relayed, by reason (busy, budget, user_cap, too_big, failed).
+    pub fn media_refused(&self, bot: &str, reason: &str) {
+        self.media_refused.with_label_values(&[bot, reason]).inc();
+    }
+    pub fn set_media_reserved(&self, reserved: u64, budget: u64) {
+        self.media_reserved.with_label_values(&[] as &[&str]).set(i64::try_from(reserved).unwrap_or(i64::MAX));
+        self.media_budget.with_label_values(&[] as &[&str]).set(i64::try_from(budget).unwrap_or(i64::MAX));
     }
     pub fn backlog_dropped(&self, bot: &str) {
         self.gave_up(bot, "backlog");

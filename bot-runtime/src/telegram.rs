@@ -5,7 +5,9 @@
 //! Our own small client rather than teloxide's `Bot`: the runtime needs the raw outcome of
 //! each call (429 `retry_after`, 403 "blocked", 5xx) to drive the shared limiter and the
 //! outbox, generic method + params jobs that survive a restart as JSON, and error texts that
-//! can never carry the token. That is ~150 lines; the typed layer would be in the way.
+//! can never carry the token. That is ~250 lines; the typed layer would be in the way.
+//! Files move in pieces both ways (a download is read piece by piece, an upload body is a
+//! stream): a 20 MB video never sits whole in the process.
 
 use std::time::Duration;
 
@@ -95,6 +97,74 @@ impl TgError {
     }
 }
 
+/// Telegram's answer to a download over the bots' limit (as its getFile says it).
+fn too_big() -> TgError {
+    TgError::Api { code: 400, description: "Bad Request: file is too big".into(), retry_after: None }
+}
+
+/// A file the bot may download: getFile's `file_path`, and its size when Telegram says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub path: String,
+    pub size: Option<u64>,
+}
+
+/// A download in progress (see [`TelegramApi::download`]).
+pub struct FileDownload {
+    api: TelegramApi,
+    response: reqwest::Response,
+    /// Received past the last piece, not yet handed out.
+    pending: Option<Bytes>,
+    piece: usize,
+    max_bytes: u64,
+    read: u64,
+    ended: bool,
+}
+
+impl FileDownload {
+    /// The next piece of the file: `piece` bytes, the last one shorter; None at the end. More
+    /// than the limit → Telegram's "file is too big", as if getFile had said so. Each piece is
+    /// one allocation of exactly its size: what arrives past it waits, uncopied, for the next.
+    pub async fn next_piece(&mut self) -> Result<Option<Bytes>, TgError> {
+        let mut buffer = bytes::BytesMut::with_capacity(self.piece);
+        while buffer.len() < self.piece {
+            let chunk = match self.pending.take() {
+                Some(rest) => rest,
+                None if self.ended => break,
+                None => match self.response.chunk().await {
+                    Ok(Some(chunk)) => {
+                        self.read += chunk.len() as u64;
+                        if self.read > self.max_bytes {
+                            self.api.metrics.api_call(&self.api.bot, "download", "error");
+                            return Err(too_big());
+                        }
+                        chunk
+                    }
+                    Ok(None) => {
+                        self.ended = true;
+                        self.api.metrics.api_call(&self.api.bot, "download", "ok");
+                        break;
+                    }
+                    Err(e) => return Err(self.api.transport("download", e)),
+                },
+            };
+            let room = self.piece - buffer.len();
+            if chunk.len() > room {
+                buffer.extend_from_slice(&chunk[..room]);
+                self.pending = Some(chunk.slice(room..));
+            } else {
+                buffer.extend_from_slice(&chunk);
+            }
+        }
+        Ok((!buffer.is_empty()).then(|| buffer.freeze()))
+    }
+
+    /// Bytes received so far.
+    pub fn received(&self) -> u64 {
+        self.read
+    }
+}
+
 /// The 400s the runtime tells apart (see [`TgError::bad_request`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BadRequest {
@@ -143,8 +213,10 @@ impl TelegramApi {
         self.finish(method, request.send().await).await
     }
 
-    /// A call with one file uploaded as multipart field `field`; the other parameters are sent
-    /// as form fields (objects as JSON strings, as Telegram expects in multipart).
+    /// A call with one file uploaded as multipart field `field`, its `len` bytes streamed from
+    /// `body` (never held whole); the other parameters are sent as form fields (objects as JSON
+    /// strings, as Telegram expects in multipart).
+    #[allow(clippy::too_many_arguments)] // one multipart call: the method, its fields, the file
     pub async fn upload(
         &self,
         method: &str,
@@ -152,7 +224,8 @@ impl TelegramApi {
         field: &str,
         file_name: &str,
         mime_type: Option<&str>,
-        data: Bytes,
+        body: reqwest::Body,
+        len: u64,
     ) -> Result<Value, TgError> {
         let mut form = reqwest::multipart::Form::new();
         if let Some(map) = params.as_object() {
@@ -165,7 +238,7 @@ impl TelegramApi {
                 form = form.text(k.clone(), text);
             }
         }
-        let mut part = reqwest::multipart::Part::stream(reqwest::Body::from(data)).file_name(file_name.to_string());
+        let mut part = reqwest::multipart::Part::stream_with_length(body, len).file_name(file_name.to_string());
         if let Some(mime) = mime_type {
             part = part.mime_str(mime).map_err(|e| TgError::Transport(e.to_string()))?;
         }
@@ -175,29 +248,35 @@ impl TelegramApi {
         self.finish(method, request.send().await).await
     }
 
-    /// Downloads a file the bot received (getFile, then the file URL), refusing more than
-    /// `max_bytes`.
-    pub async fn download(&self, file_id: &str, max_bytes: u64) -> Result<Bytes, TgError> {
+    /// Where a file the bot received can be downloaded (getFile), refusing more than `max_bytes`
+    /// when Telegram states the size.
+    pub async fn file(&self, file_id: &str, max_bytes: u64) -> Result<RemoteFile, TgError> {
         let file = self.call("getFile", &serde_json::json!({ "file_id": file_id })).await?;
-        if file["file_size"].as_u64().is_some_and(|s| s > max_bytes) {
-            return Err(TgError::Api { code: 400, description: "Bad Request: file is too big".into(), retry_after: None });
+        let size = file["file_size"].as_u64();
+        if size.is_some_and(|s| s > max_bytes) {
+            return Err(too_big());
         }
         let Some(path) = file["file_path"].as_str() else {
             return Err(TgError::Transport("getFile returned no file_path".into()));
         };
-        let url = format!("{}/file/bot{}/{path}", self.base, self.token.expose());
+        Ok(RemoteFile { path: path.to_string(), size })
+    }
+
+    /// Starts downloading `file`; its bytes come in pieces of `piece` bytes
+    /// ([`FileDownload::next_piece`]), so no more than one piece is held at a time.
+    pub async fn download(&self, file: &RemoteFile, max_bytes: u64, piece: usize) -> Result<FileDownload, TgError> {
+        let url = format!("{}/file/bot{}/{}", self.base, self.token.expose(), file.path);
         let response = self.http.get(url).timeout(Duration::from_secs(120)).send().await.map_err(|e| self.transport("download", e))?;
         let status = response.status();
         if !status.is_success() {
             self.metrics.api_call(&self.bot, "download", "error");
             return Err(TgError::Api { code: status.as_u16(), description: format!("file download answered {status}"), retry_after: None });
         }
-        let bytes = response.bytes().await.map_err(|e| self.transport("download", e))?;
-        if bytes.len() as u64 > max_bytes {
-            return Err(TgError::Api { code: 400, description: "Bad Request: file is too big".into(), retry_after: None });
+        if response.content_length().is_some_and(|n| n > max_bytes) {
+            self.metrics.api_call(&self.bot, "download", "error");
+            return Err(too_big());
         }
-        self.metrics.api_call(&self.bot, "download", "ok");
-        Ok(bytes)
+        Ok(FileDownload { api: self.clone(), response, pending: None, piece: piece.max(1), max_bytes, read: 0, ended: false })
     }
 
     fn transport(&self, method: &str, e: reqwest::Error) -> TgError {

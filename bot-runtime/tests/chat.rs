@@ -208,6 +208,19 @@ async fn users_of_two_bots_chat_with_replies_and_media_through_each_others_bot(b
     let copy = got["photo"].as_array().unwrap().last().unwrap().clone();
     assert_ne!(copy["file_id"], original["file_id"]);
     assert_eq!(copy["file_size"], original["file_size"], "the same bytes arrive");
+    // Once uploaded, the blob is deleted from the hot store and its budget freed (both stores).
+    let blob = format!("beta:{}", original["file_unique_id"].as_str().unwrap());
+    let hot = &h.any_bot("alpha").fleet.hot;
+    let pool = h.any_bot("alpha").pool.clone();
+    let mut gone = false;
+    for _ in 0..50 {
+        if hot.blob_info(&pool, &blob).await.unwrap().is_none() && hot.media_reserved().await.unwrap() == 0 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "the photo's blob is still in the hot store after its upload");
 
     for (kind, field) in [
         (MediaKind::Voice, "voice"),
@@ -407,6 +420,33 @@ async fn two_hundred_users_onboard_match_and_chat_across_two_bots_with_two_repli
 }
 
 // ---- across processes (production only) ----------------------------------------------------
+
+/// Issue 9, defect 1: a 19 MiB video crosses bots through Redis, and once Bob's bot has
+/// uploaded it nothing of it is left there — no bytes kept for an hour, no budget held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cross_bot_video_leaves_nothing_in_redis_once_delivered() {
+    let h = two_bots(Backend::Production, 1).await;
+    let (ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    let size = 19 * 1024 * 1024;
+    ann.send_media(MediaKind::Video, MediaSpec { size: Some(size), ..MediaSpec::default() }).unwrap();
+    let got = bob.expect("Ann's video", WAIT, |m| m.get("video").is_some()).await.unwrap();
+    assert_eq!(got["video"]["file_size"], size, "every byte arrives");
+    let redis = h.redis.as_ref().expect("Redis");
+    let mut conn = redis.conn.clone();
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        let keys = bot_runtime::keys::scan_prefix(&mut conn, &redis.prefix).await.unwrap();
+        left = keys.into_iter().filter(|k| k.contains(":blob")).collect();
+        let reserved: Option<i64> =
+            ::redis::cmd("GET").arg(format!("{}bf:{{media}}:reserved", redis.prefix)).query_async(&mut conn).await.unwrap();
+        if left.is_empty() && reserved.unwrap_or(0) == 0 {
+            h.stop().await;
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the video is still in Redis after its upload: {left:?}");
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn duplicate_and_reordered_webhook_deliveries_change_nothing() {

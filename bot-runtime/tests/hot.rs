@@ -7,7 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bot_runtime::hot::memory::MemoryHot;
 use bot_runtime::hot::redis::RedisHot;
-use bot_runtime::hot::{Claim, Commit, Dedupe, HotState, Job, Lane, Marker, Outbox, SendSlot, Timer, Timers};
+use bot_runtime::hot::{
+    BlobInfo, BlobStart, Claim, Commit, Dedupe, HotState, Job, Lane, Marker, MediaBudget, MediaGrant, Outbox, SendSlot, Timer, Timers,
+};
 use bot_runtime::keys::Keys;
 use botfleet_tests::fixtures::TestRedis;
 use serde_json::json;
@@ -568,15 +570,97 @@ async fn refs_expire<H: HotState>(h: H) {
     h.del_ref(POOL, "never-there").await.unwrap();
 }
 
-async fn blobs_round_trip<H: HotState>(h: H) {
-    let bytes: bytes::Bytes = (0..=255u8).cycle().take(300_000).collect::<Vec<u8>>().into();
-    h.put_blob(POOL, "photo:1", bytes.clone(), MINUTE).await.unwrap();
-    assert_eq!(h.get_blob(POOL, "photo:1").await.unwrap(), Some(bytes));
-    assert_eq!(h.get_blob(POOL, "photo:2").await.unwrap(), None);
-    h.put_blob(POOL, "short", bytes::Bytes::from_static(b"\xff\x00"), Duration::from_millis(30)).await.unwrap();
+const MIB: u64 = 1024 * 1024;
+
+fn budget(fleet_bytes: u64, user_bytes: u64) -> MediaBudget {
+    MediaBudget { fleet_bytes, user_bytes, user_window: MINUTE }
+}
+
+/// Issue 9, defect 1: a blob is written in pieces and read back by range (never whole), its
+/// state is known without reading its bytes, and it is deleted — its budget freed — when the
+/// last job holding it is done, not an hour later.
+async fn a_blob_is_written_in_pieces_read_by_range_and_deleted_with_its_last_holder<H: HotState>(h: H) {
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(700_000).collect();
+    let b = budget(10 * MIB, 10 * MIB);
+    assert_eq!(h.blob_info(POOL, "alpha:f1").await.unwrap(), None);
+    assert_eq!(h.reserve_media(POOL, "alpha:f1", 7, bytes.len() as u64, &b, MINUTE).await.unwrap(), MediaGrant::Granted);
+    assert_eq!(h.begin_blob(POOL, "alpha:f1", MINUTE, MINUTE).await.unwrap(), BlobStart::Write);
+    for piece in bytes.chunks(256 * 1024) {
+        h.append_blob(POOL, "alpha:f1", bytes::Bytes::copy_from_slice(piece), MINUTE).await.unwrap();
+    }
+    assert!(!h.blob_info(POOL, "alpha:f1").await.unwrap().unwrap().complete, "not complete before finish");
+    h.finish_blob(POOL, "alpha:f1", bytes.len() as u64, "rm:alpha:7:1", MINUTE).await.unwrap();
+    assert_eq!(h.blob_info(POOL, "alpha:f1").await.unwrap(), Some(BlobInfo { size: 700_000, complete: true }));
+    assert_eq!(h.blob_info("us-chat", "alpha:f1").await.unwrap(), None, "pools are separate");
+    // Read by range, across the pieces' borders; the end is short, past it nothing.
+    assert_eq!(h.read_blob(POOL, "alpha:f1", 0, 10).await.unwrap().as_ref(), &bytes[..10]);
+    assert_eq!(h.read_blob(POOL, "alpha:f1", 262_000, 1_000).await.unwrap().as_ref(), &bytes[262_000..263_000]);
+    assert_eq!(h.read_blob(POOL, "alpha:f1", 699_990, 100).await.unwrap().as_ref(), &bytes[699_990..]);
+    assert!(h.read_blob(POOL, "alpha:f1", 800_000, 100).await.unwrap().is_empty());
+    // A second message relaying the same file holds it too; the writer sees it complete.
+    assert_eq!(h.begin_blob(POOL, "alpha:f1", MINUTE, MINUTE).await.unwrap(), BlobStart::Complete);
+    assert!(h.hold_blob(POOL, "alpha:f1", "rm:alpha:7:2", MINUTE).await.unwrap());
+    assert!(!h.hold_blob(POOL, "alpha:never", "rm:alpha:7:3", MINUTE).await.unwrap(), "nothing to hold");
+    assert_eq!(h.media_reserved().await.unwrap(), 700_000);
+    // The first upload is done: the other still needs the bytes.
+    assert!(!h.release_blob(POOL, "alpha:f1", "rm:alpha:7:1").await.unwrap());
+    assert_eq!(h.read_blob(POOL, "alpha:f1", 0, 3).await.unwrap().as_ref(), &bytes[..3]);
+    // The last one: gone, and its budget free.
+    assert!(h.release_blob(POOL, "alpha:f1", "rm:alpha:7:2").await.unwrap());
+    assert_eq!(h.blob_info(POOL, "alpha:f1").await.unwrap(), None);
+    assert!(h.read_blob(POOL, "alpha:f1", 0, 3).await.unwrap().is_empty());
+    assert_eq!(h.media_reserved().await.unwrap(), 0);
+    // A blob expires with its TTL even if nobody releases it.
+    h.begin_blob(POOL, "short", MINUTE, Duration::from_millis(30)).await.unwrap();
+    h.append_blob(POOL, "short", bytes::Bytes::from_static(b"\xff\x00"), Duration::from_millis(30)).await.unwrap();
+    h.finish_blob(POOL, "short", 2, "rm:x", Duration::from_millis(30)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(h.get_blob(POOL, "short").await.unwrap(), None);
+    assert_eq!(h.blob_info(POOL, "short").await.unwrap(), None);
     h.ping().await.unwrap();
+}
+
+/// A failed download leaves nothing, and a second writer of the same blob is told it is busy
+/// while the first one's lease lasts (then takes it over: the first one died).
+async fn a_blob_has_one_writer_and_a_failed_write_leaves_nothing<H: HotState>(h: H) {
+    let b = budget(10 * MIB, 10 * MIB);
+    h.reserve_media(POOL, "alpha:f2", 7, 1_000, &b, MINUTE).await.unwrap();
+    assert_eq!(h.begin_blob(POOL, "alpha:f2", Duration::from_millis(50), MINUTE).await.unwrap(), BlobStart::Write);
+    h.append_blob(POOL, "alpha:f2", bytes::Bytes::from_static(b"half"), MINUTE).await.unwrap();
+    assert_eq!(h.begin_blob(POOL, "alpha:f2", MINUTE, MINUTE).await.unwrap(), BlobStart::Busy);
+    // Nobody may release a blob that is being written.
+    assert!(!h.release_blob(POOL, "alpha:f2", "rm:someone").await.unwrap());
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(h.begin_blob(POOL, "alpha:f2", MINUTE, MINUTE).await.unwrap(), BlobStart::Write, "the dead writer's lease ran out");
+    assert!(h.read_blob(POOL, "alpha:f2", 0, 10).await.unwrap().is_empty(), "its half-written bytes are gone");
+    h.append_blob(POOL, "alpha:f2", bytes::Bytes::from_static(b"abc"), MINUTE).await.unwrap();
+    h.drop_blob(POOL, "alpha:f2").await.unwrap();
+    assert_eq!(h.blob_info(POOL, "alpha:f2").await.unwrap(), None);
+    assert_eq!(h.media_reserved().await.unwrap(), 0, "a dropped blob's budget is free");
+}
+
+/// The fleet's byte budget and each user's bytes per window are checked atomically; a retry
+/// (the same blob) is not charged twice; a reservation nobody frees (its process died) is
+/// freed at its deadline.
+async fn the_media_budget_refuses_past_the_fleet_budget_and_the_users_cap<H: HotState>(h: H) {
+    let b = budget(50 * MIB, 30 * MIB);
+    assert_eq!(h.reserve_media(POOL, "alpha:a", 1, 20 * MIB, &b, MINUTE).await.unwrap(), MediaGrant::Granted);
+    assert_eq!(h.reserve_media(POOL, "alpha:a", 1, 20 * MIB, &b, MINUTE).await.unwrap(), MediaGrant::Granted, "held already");
+    assert_eq!(h.media_reserved().await.unwrap(), 20 * MIB, "a retry is not charged twice");
+    // User 1 has 10 MiB of their 30 left.
+    assert_eq!(h.reserve_media(POOL, "alpha:b", 1, 11 * MIB, &b, MINUTE).await.unwrap(), MediaGrant::OverUserCap);
+    assert_eq!(h.reserve_media(POOL, "alpha:b", 1, 10 * MIB, &b, MINUTE).await.unwrap(), MediaGrant::Granted);
+    // The fleet has 20 MiB left; user 2 asks for 25.
+    assert_eq!(h.reserve_media("us-chat", "beta:c", 2, 25 * MIB, &b, MINUTE).await.unwrap(), MediaGrant::OverBudget);
+    assert_eq!(h.media_reserved().await.unwrap(), 30 * MIB, "a refusal reserves nothing");
+    // A reservation whose holder died is freed at its deadline.
+    assert_eq!(h.reserve_media("us-chat", "beta:d", 2, 20 * MIB, &b, Duration::from_millis(50)).await.unwrap(), MediaGrant::Granted);
+    assert_eq!(h.reserve_media("us-chat", "beta:e", 3, 1, &b, MINUTE).await.unwrap(), MediaGrant::OverBudget, "the budget is full");
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    assert_eq!(h.media_reserved().await.unwrap(), 30 * MIB);
+    assert_eq!(h.reserve_media("us-chat", "beta:e", 3, MIB, &b, MINUTE).await.unwrap(), MediaGrant::Granted);
+    // Deleting a blob frees its reservation.
+    h.drop_blob(POOL, "alpha:a").await.unwrap();
+    assert_eq!(h.media_reserved().await.unwrap(), 11 * MIB);
 }
 
 // ---- inbound queue ---------------------------------------------------------------------
@@ -657,7 +741,9 @@ both_stores!(
     a_rescheduled_timer_keeps_its_new_time,
     an_unscheduled_timer_never_fires,
     refs_expire,
-    blobs_round_trip,
+    a_blob_is_written_in_pieces_read_by_range_and_deleted_with_its_last_holder,
+    a_blob_has_one_writer_and_a_failed_write_leaves_nothing,
+    the_media_budget_refuses_past_the_fleet_budget_and_the_users_cap,
     the_inbound_queue_keeps_order_refuses_when_full_and_never_trims,
 );
 

@@ -82,3 +82,49 @@ impl Serve {
         Serve { child, base }
     }
 }
+
+/// A `redis-server` of the bench's own, configured as production wants it (AOF on, noeviction),
+/// so what it measures (its CPU, its `used_memory_peak`, which nothing resets) is this run's
+/// alone. BENCH_REDIS_SERVER names another binary than `redis-server` (installed by `.ci/run`).
+pub struct PrivateRedis {
+    child: std::process::Child,
+    pub url: String,
+    pub conn: redis::aio::ConnectionManager,
+}
+
+impl PrivateRedis {
+    /// Starts it on `port` with its files in `dir`, and waits until it answers (10 s at most).
+    #[allow(clippy::zombie_processes)] // the child is waited for in Drop, or before the panic
+    pub async fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
+        let binary = std::env::var("BENCH_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        let mut child = std::process::Command::new(&binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--maxmemory-policy", "noeviction", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} (BENCH_REDIS_SERVER): {e}"));
+        let url = format!("redis://127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        loop {
+            if let Ok(client) = redis::Client::open(url.as_str())
+                && let Ok(conn) = redis::aio::ConnectionManager::new(client).await
+            {
+                return PrivateRedis { child, url, conn };
+            }
+            if started.elapsed() > std::time::Duration::from_secs(10) {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("the bench's {binary} did not answer on port {port}");
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

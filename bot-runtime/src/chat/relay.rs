@@ -2,23 +2,19 @@
 //! re-upload (media, downloaded by our bot) through the partner's bot; edits of texts; the
 //! media mirror for moderation.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use super::plain_job;
 use super::search::touch_idle;
 use super::text_key::TextKey;
 use crate::bot::{Effects, HandleError, message_ref};
+use crate::delivery::media::{self, Staged};
 use crate::hot::{Lane, MessageRef, MirrorOf, Upload, reply_ref};
 use crate::ingress::update::{Content, Message};
 use crate::matching::Member;
 use crate::store::User;
-use crate::telegram::{BadRequest, MAX_DOWNLOAD_BYTES};
+use crate::telegram::MAX_DOWNLOAD_BYTES;
 use crate::texts::Lang;
-
-/// How long a cross-bot media blob waits in the hot store for the recipient's bot.
-const BLOB_TTL: Duration = Duration::from_secs(3600);
 
 pub(super) async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner: &Member, m: &Message) -> Result<(), HandleError> {
     let me = user.member();
@@ -59,23 +55,23 @@ pub(super) async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner
         }
         Content::Media { kind, file } => {
             if file.file_size.is_some_and(|s| s > MAX_DOWNLOAD_BYTES) {
+                fx.bot.metrics().media_refused(&me.bot, media::Refusal::TooBig.reason());
                 fx.say(&me, TextKey::TooBig.text(lang), None);
                 return Ok(());
             }
-            // File ids are per bot: our bot downloads, the partner's bot uploads.
+            // File ids are per bot: our bot downloads, the partner's bot uploads; the bytes go
+            // through the hot store in pieces (delivery/media.rs). One hold per relayed
+            // message, the same on every retry of its update.
             let blob = format!("{}:{}", me.bot, if file.file_unique_id.is_empty() { &file.file_id } else { &file.file_unique_id });
-            if fx.hot().get_blob(fx.pool(), &blob).await?.is_none() {
-                match fx.bot.api.download(&file.file_id, MAX_DOWNLOAD_BYTES).await {
-                    Ok(bytes) => fx.hot().put_blob(fx.pool(), &blob, bytes, BLOB_TTL).await?,
-                    Err(e) if e.is_transient() => return Err(e.into()),
-                    Err(e) => {
-                        tracing::info!(bot = %me.bot, error = %e, "media could not be downloaded for relay");
-                        let key = if e.bad_request() == Some(BadRequest::FileTooBig) { TextKey::TooBig } else { TextKey::RelayFailed };
-                        fx.say(&me, key.text(lang), None);
-                        return Ok(());
-                    }
+            let holder = reply_ref(&origin);
+            let blob = match media::stage(fx.bot, me.user, file, &blob, &holder).await? {
+                Staged::Ready(blob) => blob,
+                Staged::Refused(why) => {
+                    // Told at once; the update is done and nothing retries it.
+                    fx.say(&me, why.text().text(lang), None);
+                    return Ok(());
                 }
-            }
+            };
             let mut params = json!({"chat_id": partner.user});
             if kind.has_caption() {
                 if let Some(c) = &m.caption {
@@ -91,6 +87,7 @@ pub(super) async fn relay(fx: &mut Effects<'_>, user: &User, lang: Lang, partner
                 field: kind.field().to_string(),
                 file_name: kind.default_file_name(file),
                 mime_type: file.mime_type.clone(),
+                holder: Some(holder),
             });
             job.origin = Some(origin);
             job.reply_to = reply_to;

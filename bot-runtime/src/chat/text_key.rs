@@ -79,6 +79,8 @@ text_keys! {
     MediaDisabled = "media_disabled",
     TooBig = "too_big",
     RelayFailed = "relay_failed",
+    MediaBusy = "media_busy",
+    MediaQuota = "media_quota",
     // ending
     YouLeft = "you_left",
     PartnerLeft = "partner_left",

@@ -392,6 +392,7 @@ async fn drain_once(
                     match outcome {
                         Delivery::Done => {
                             hot.outbox_ack(&bot.pool, &bot.name, shard, lane, &id).await?;
+                            super::media::release(bot, &job).await;
                             *queued.entry(chat).or_default() -= 1;
                             progressed = true;
                             None
@@ -431,6 +432,7 @@ fn ms(v: i64) -> Duration {
 async fn drop_over_backlog(bot: &Bot, shard: u32, lane: Lane, id: &str, job: &Job) -> Result<(), crate::hot::HotError> {
     let hot = bot.fleet.hot.as_ref();
     hot.outbox_ack(&bot.pool, &bot.name, shard, lane, id).await?;
+    super::media::release(bot, job).await;
     bot.metrics().backlog_dropped(&bot.name);
     tracing::debug!(bot = %bot.name, method = %job.method, "chat backlog full; job dropped");
     if let Some(origin) = &job.origin {
@@ -504,10 +506,15 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     }
     let result = match &job.upload {
         None => bot.api.call(&job.method, &params).await,
-        Some(upload) => match hot.get_blob(&bot.pool, &upload.blob).await {
-            Ok(Some(bytes)) => {
-                bot.api.upload(&job.method, &params, &upload.field, &upload.file_name, upload.mime_type.as_deref(), bytes).await
+        // The bytes stream from the hot store into the request, a piece at a time.
+        Some(upload) => match hot.blob_info(&bot.pool, &upload.blob).await {
+            Ok(Some(blob)) if blob.complete => {
+                let _slot = bot.fleet.media.upload_slot().await;
+                let body = super::media::upload_body(bot.fleet.hot.clone(), bot.pool.clone(), upload.blob.clone(), blob.size);
+                bot.api.upload(&job.method, &params, &upload.field, &upload.file_name, upload.mime_type.as_deref(), body, blob.size).await
             }
+            // Written again under its id (it had expired): ready in a moment.
+            Ok(Some(_)) => return Delivery::Retry(Duration::from_secs(1)),
             Ok(None) => {
                 tracing::warn!(bot = %bot.name, method = %job.method, "relayed media expired before it could be sent");
                 tell_sender_it_failed(bot, job).await;

@@ -42,7 +42,7 @@ mod refs;
 mod timers;
 mod types;
 
-pub use blobs::Blobs;
+pub use blobs::{BlobInfo, BlobStart, Blobs, MediaBudget, MediaGrant};
 pub use commit::Commit;
 pub use dedupe::Dedupe;
 pub use inbound::{Inbound, InboundUpdate};

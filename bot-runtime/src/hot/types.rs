@@ -79,7 +79,7 @@ pub struct Job {
     pub method: String,
     /// Its parameters (JSON object), `chat_id` included.
     pub params: Value,
-    /// Cross-bot media: the blob (see [`Blobs::put_blob`](super::Blobs::put_blob)) to upload as multipart field
+    /// Cross-bot media: the blob (see [`Blobs`](super::Blobs)) to upload as multipart field
     /// `field`, with this file name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload: Option<Upload>,
@@ -146,6 +146,11 @@ pub struct Upload {
     pub file_name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mime_type: Option<String>,
+    /// This job's hold on the blob ([`Blobs::hold_blob`](super::Blobs::hold_blob)), released
+    /// once the job is done so the blob is deleted with its last holder. Release-N jobs have
+    /// none (their blobs expire on their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
 }
 
 /// A job read back from an outbox, with the id the consumer acknowledges.

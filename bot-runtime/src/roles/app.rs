@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use crate::bot::{Bot, Fleet, Ticker};
 use crate::config::LiveConfig;
+use crate::delivery::media::MediaLimits;
 use crate::delivery::{outbox, timers};
 use crate::hot::memory::MemoryHot;
 use crate::hot::redis::RedisHot;
@@ -46,18 +47,28 @@ pub fn replica_id() -> String {
 
 /// Postgres + Redis: any number of replicas of any number of bots.
 pub async fn production_fleet(database_url: &str, redis_url: &str, redis_prefix: &str, metrics: Metrics) -> anyhow::Result<Arc<Fleet>> {
-    production_fleet_sized(database_url, crate::store::sql::POSTGRES_MAX_CONNECTIONS, redis_url, redis_prefix, metrics).await
+    production_fleet_sized(
+        database_url,
+        crate::store::sql::POSTGRES_MAX_CONNECTIONS,
+        redis_url,
+        redis_prefix,
+        metrics,
+        MediaLimits::default(),
+    )
+    .await
 }
 
-/// [`production_fleet`] with `pool_size` Postgres connections per process (`DATABASE_POOL_SIZE`).
+/// [`production_fleet`] with `pool_size` Postgres connections per process (`DATABASE_POOL_SIZE`)
+/// and these media limits (`MEDIA_*`).
 pub async fn production_fleet_sized(
     database_url: &str,
     pool_size: u32,
     redis_url: &str,
     redis_prefix: &str,
     metrics: Metrics,
+    media: MediaLimits,
 ) -> anyhow::Result<Arc<Fleet>> {
-    Ok(production_fleet_and_sql(database_url, pool_size, redis_url, redis_prefix, metrics).await?.0)
+    Ok(production_fleet_with(database_url, pool_size, redis_url, redis_prefix, metrics, media).await?.0)
 }
 
 /// [`production_fleet_sized`], and the SQL store itself (the admin role's queries need it).
@@ -68,6 +79,17 @@ pub async fn production_fleet_and_sql(
     redis_prefix: &str,
     metrics: Metrics,
 ) -> anyhow::Result<(Arc<Fleet>, SqlStore)> {
+    production_fleet_with(database_url, pool_size, redis_url, redis_prefix, metrics, MediaLimits::default()).await
+}
+
+async fn production_fleet_with(
+    database_url: &str,
+    pool_size: u32,
+    redis_url: &str,
+    redis_prefix: &str,
+    metrics: Metrics,
+    media: MediaLimits,
+) -> anyhow::Result<(Arc<Fleet>, SqlStore)> {
     let store = SqlStore::connect_sized(database_url, pool_size).await.context("connecting to the database (DATABASE_URL)")?;
     store.migrate().await.context("applying database migrations")?;
     let client = redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
@@ -75,7 +97,7 @@ pub async fn production_fleet_and_sql(
     let keys = Keys::new(redis_prefix);
     let hot = RedisHot::new(conn.clone(), keys.clone(), OUTBOX_SHARDS);
     let matcher = RedisPool::new(conn, keys);
-    Ok((Fleet::new(Arc::new(hot), Arc::new(store.clone()), Arc::new(matcher), metrics, replica_id()), store))
+    Ok((Fleet::with_media(Arc::new(hot), Arc::new(store.clone()), Arc::new(matcher), metrics, replica_id(), media), store))
 }
 
 /// SQLite + in-process state: one process (`bot-runtime local`).
@@ -279,6 +301,9 @@ pub fn pool_gauges(fleet: &Arc<Fleet>, bots: &[Arc<Bot>], shutdown: watch::Recei
                 if let Ok(n) = fleet.matcher.active_chats(pool).await {
                     fleet.metrics.set_active_chats(label, n);
                 }
+            }
+            if let Ok(n) = fleet.hot.media_reserved().await {
+                fleet.metrics.set_media_reserved(n, fleet.media.limits.budget.fleet_bytes);
             }
         }
     })

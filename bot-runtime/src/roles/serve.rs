@@ -13,6 +13,8 @@ use botfleet_crds::token::{BotToken, mask_tokens};
 use botfleet_crds::webhook::WebhookSecret;
 
 use crate::config;
+use crate::delivery::media::MediaLimits;
+use crate::hot::MediaBudget;
 use crate::ingress::server::WebhookBot;
 use crate::metrics::Metrics;
 use crate::roles::app;
@@ -40,6 +42,20 @@ pub struct ServeArgs {
     pub redis_prefix: String,
     #[arg(long, env = "TELEGRAM_API_URL", default_value = DEFAULT_API_URL, hide_env_values = true)]
     pub telegram_api_url: String,
+    /// Bytes of cross-bot media that may sit in Redis at once, fleet-wide, in MiB: keep it well
+    /// below Redis' maxmemory (docs/DEPLOY.md). Every replica of every bot should use the same.
+    /// At least 20: one file at Telegram's download limit must fit.
+    #[arg(long, env = "MEDIA_BUDGET_MIB", default_value_t = 256, value_parser = clap::value_parser!(u64).range(20..=1_048_576))]
+    pub media_budget_mib: u64,
+    /// Bytes of media one person may relay across bots per MEDIA_USER_WINDOW_MINUTES, in MiB
+    /// (0: no cap; below 20 a file at Telegram's limit is always refused).
+    #[arg(long, env = "MEDIA_USER_MIB", default_value_t = 100)]
+    pub media_user_mib: u64,
+    #[arg(long, env = "MEDIA_USER_WINDOW_MINUTES", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=1440))]
+    pub media_user_window_minutes: u64,
+    /// Cross-bot media downloads (and, separately, uploads) this replica runs at once.
+    #[arg(long, env = "MEDIA_RELAYS_PER_PROCESS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
+    pub media_relays_per_process: u64,
     /// Start even when Redis may lose data (no AOF) or evict keys: the outbox, timers and
     /// dedupe marks live there, so such a Redis can lose or repeat messages. For tests only.
     #[arg(long, env = "REDIS_ACCEPT_DATA_LOSS", default_value_t = false)]
@@ -100,6 +116,20 @@ async fn check_redis(url: &str, accept_risk: bool) -> anyhow::Result<()> {
     }
 }
 
+impl ServeArgs {
+    pub fn media_limits(&self) -> MediaLimits {
+        const MIB: u64 = 1024 * 1024;
+        MediaLimits {
+            budget: MediaBudget {
+                fleet_bytes: self.media_budget_mib.saturating_mul(MIB),
+                user_bytes: self.media_user_mib.saturating_mul(MIB),
+                user_window: Duration::from_secs(self.media_user_window_minutes.saturating_mul(60)),
+            },
+            relays_per_process: self.media_relays_per_process as usize,
+        }
+    }
+}
+
 pub fn read_token(path: &str) -> anyhow::Result<BotToken> {
     let raw = std::fs::read_to_string(path).with_context(|| format!("cannot read the bot token file {path}"))?;
     // The parse error never quotes the token.
@@ -120,9 +150,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     };
     check_redis(&args.redis_url, args.redis_accept_data_loss).await?;
     let metrics = Metrics::new();
-    let fleet =
-        app::production_fleet_sized(&args.database_url, args.database_pool_size, &args.redis_url, &args.redis_prefix, metrics.clone())
-            .await?;
+    let fleet = app::production_fleet_sized(
+        &args.database_url,
+        args.database_pool_size,
+        &args.redis_url,
+        &args.redis_prefix,
+        metrics.clone(),
+        args.media_limits(),
+    )
+    .await?;
     let api = TelegramApi::new(&args.telegram_api_url, token, &cfg.bot.name, metrics);
     let (_signal, shutdown) = app::shutdown_signal();
     let poll = app::polls(&config);

@@ -205,10 +205,12 @@ async fn read_multipart(req: Request) -> ApiResult<Params> {
 
 async fn download(State(shared): State<Arc<Shared>>, Path((segment, path)): Path<(String, String)>) -> Response {
     let file = {
-        let world = shared.world();
+        let mut world = shared.world();
         let Some(bot_id) = token_of(&segment).and_then(|t| world.bot_id_by_token(t)) else {
             return envelope(Err(ApiError::unauthorized()));
         };
+        // Counted as a call named "download" (stats), so tests can tell a re-download.
+        world.count_call(bot_id, "download");
         // Bots download only what getFile would hand out: their own files up to 20 MB.
         world.file_paths.get(&(bot_id, path)).and_then(|id| world.files.get(id)).filter(|f| f.size <= MAX_DOWNLOAD_BYTES).cloned()
     };

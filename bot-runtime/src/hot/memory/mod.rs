@@ -23,8 +23,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-
 use super::Job;
 use super::gcra::SendBucket;
 
@@ -113,7 +111,8 @@ struct State {
     update_failures: HashMap<(String, String, i64), Expiring<u32>>,
     leases: HashMap<Named, Expiring<String>>,
     refs: HashMap<Named, Expiring<String>>,
-    blobs: HashMap<Named, Expiring<Bytes>>,
+    blobs: HashMap<Named, Expiring<blobs::Blob>>,
+    media: blobs::MediaLedger,
     send_limits: HashMap<LimiterKey, Expiring<SendBucket>>,
     /// Theoretical arrival times (µs) of the per-key rate limits.
     rate_limits: HashMap<Named, Expiring<i64>>,
@@ -135,6 +134,7 @@ impl State {
             leases: HashMap::new(),
             refs: HashMap::new(),
             blobs: HashMap::new(),
+            media: blobs::MediaLedger::default(),
             send_limits: HashMap::new(),
             rate_limits: HashMap::new(),
             outboxes: HashMap::new(),
@@ -152,6 +152,7 @@ impl State {
         self.leases.retain(|_, e| e.live(now));
         self.refs.retain(|_, e| e.live(now));
         self.blobs.retain(|_, e| e.live(now));
+        self.media.sweep(now);
         self.send_limits.retain(|_, e| e.live(now));
         self.rate_limits.retain(|_, e| e.live(now));
         self.outboxes.retain(|_, s| !s.is_empty());
@@ -167,6 +168,7 @@ impl State {
             + self.leases.len()
             + self.refs.len()
             + self.blobs.len()
+            + self.media.len()
             + self.send_limits.len()
             + self.rate_limits.len()
             + self.outboxes.len()
@@ -191,7 +193,11 @@ mod tests {
         for i in 0..100 {
             hot.claim_update("p", "alpha", i, short).await.unwrap();
             hot.put_ref("p", &format!("r{i}"), "v", short).await.unwrap();
-            hot.put_blob("p", &format!("b{i}"), Bytes::from_static(b"x"), short).await.unwrap();
+            let blob = format!("b{i}");
+            hot.begin_blob("p", &blob, short, short).await.unwrap();
+            hot.append_blob("p", &blob, bytes::Bytes::from_static(b"x"), short).await.unwrap();
+            let budget = crate::hot::MediaBudget { fleet_bytes: 1 << 30, user_bytes: 1 << 20, user_window: short };
+            hot.reserve_media("p", &blob, i, 1, &budget, short).await.unwrap();
             hot.lease("p", &format!("l{i}"), "me", short).await.unwrap();
             hot.allow("p", &format!("k{i}"), 1, Duration::from_millis(1), 1, 0).await.unwrap();
         }

@@ -41,6 +41,8 @@ pub struct RedisHot {
     claim_timers: Script,
     adopt_key: Script,
     push_inbound: Script,
+    blob: Script,
+    media_budget: Script,
 }
 
 impl RedisHot {
@@ -62,6 +64,8 @@ impl RedisHot {
             allow: Script::new(include_str!("allow.lua")),
             claim_timers: Script::new(include_str!("claim_timers.lua")),
             push_inbound: Script::new(include_str!("push_inbound.lua")),
+            blob: Script::new(include_str!("blob.lua")),
+            media_budget: Script::new(include_str!("media_budget.lua")),
         }
     }
 }
