@@ -35,7 +35,7 @@
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{Serve, cpu_seconds, env_or, rss_kib};
+use common::{PrivateRedis, Serve, cpu_seconds, env_or, rss_kib};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,56 +55,6 @@ const SECRET: &str = "bench_secret_value";
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
     rt.block_on(run());
-}
-
-/// A private redis-server for the bench (so its CPU is ours alone).
-struct PrivateRedis {
-    child: std::process::Child,
-    url: String,
-}
-
-impl PrivateRedis {
-    fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
-        PrivateRedis { child: Self::spawn(dir, port), url: format!("redis://127.0.0.1:{port}") }
-    }
-    fn port(&self) -> u16 {
-        self.url.rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(6379)
-    }
-    /// SIGTERM (Redis flushes its AOF and exits), as a rolling restart does.
-    fn stop(&mut self) {
-        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        let _ = self.child.wait();
-    }
-    fn restart(&mut self, dir: &std::path::Path) {
-        self.child = Self::spawn(dir, self.port());
-    }
-    fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
-        std::process::Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--appendonly",
-                "yes",
-                "--maxmemory-policy",
-                "noeviction",
-                "--save",
-                "",
-            ])
-            .arg("--dir")
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server (installed by .ci/run)")
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// CPU seconds Redis has used (user + system, main thread and its helpers).
@@ -334,18 +284,9 @@ async fn run() {
     let dir = std::env::temp_dir().join(format!("botfleet-cost-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let port = 20_000 + (std::process::id() % 20_000) as u16;
-    let private = PrivateRedis::start(&dir, port + 1);
-    let mut redis = {
-        let client = redis::Client::open(private.url.as_str()).expect("redis url");
-        let started = Instant::now();
-        loop {
-            match client.get_connection_manager().await {
-                Ok(c) => break c,
-                Err(_) if started.elapsed() < Duration::from_secs(10) => tokio::time::sleep(Duration::from_millis(100)).await,
-                Err(e) => panic!("the bench's redis-server did not start: {e}"),
-            }
-        }
-    };
+    // A private redis-server (so its CPU is ours alone).
+    let mut private = PrivateRedis::start(&dir, port + 1).await;
+    let mut redis = private.conn.clone();
     // Redis's own cost with nobody connected but us (its timer runs `hz` times a second).
     let before = redis_cpu(&mut redis).await;
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -537,7 +478,6 @@ async fn run() {
     let bodies = feed.load(&sim, (rate * (fault_secs + 20)) as usize);
     let sent_before = copies(&sim);
     let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
-    let mut private = private;
     let (down_http, down_url) = (http.clone(), url.clone());
     let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -545,7 +485,7 @@ async fn run() {
     let down_at = Instant::now();
     tokio::time::sleep(Duration::from_secs(fault_secs)).await;
     let alive_while_down = child.try_wait().ok().flatten().is_none();
-    private.restart(&dir);
+    private.restart();
     let outcome = traffic.await.expect("the traffic task");
     let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
     let expected = outcome.accepted + again;

@@ -90,35 +90,52 @@ pub struct PrivateRedis {
     child: std::process::Child,
     pub url: String,
     pub conn: redis::aio::ConnectionManager,
+    port: u16,
+    dir: std::path::PathBuf,
 }
 
 impl PrivateRedis {
     /// Starts it on `port` with its files in `dir`, and waits until it answers (10 s at most).
     #[allow(clippy::zombie_processes)] // the child is waited for in Drop, or before the panic
     pub async fn start(dir: &std::path::Path, port: u16) -> PrivateRedis {
-        let binary = std::env::var("BENCH_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
-        let mut child = std::process::Command::new(&binary)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
-            .args(["--maxmemory-policy", "noeviction", "--dir"])
-            .arg(dir)
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {binary} (BENCH_REDIS_SERVER): {e}"));
+        let mut child = Self::spawn(dir, port);
         let url = format!("redis://127.0.0.1:{port}");
         let started = std::time::Instant::now();
         loop {
             if let Ok(client) = redis::Client::open(url.as_str())
                 && let Ok(conn) = redis::aio::ConnectionManager::new(client).await
             {
-                return PrivateRedis { child, url, conn };
+                return PrivateRedis { child, url, conn, port, dir: dir.to_path_buf() };
             }
             if started.elapsed() > std::time::Duration::from_secs(10) {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("the bench's {binary} did not answer on port {port}");
+                panic!("the bench's redis-server (BENCH_REDIS_SERVER) did not answer on port {port}");
             }
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    fn spawn(dir: &std::path::Path, port: u16) -> std::process::Child {
+        let binary = std::env::var("BENCH_REDIS_SERVER").unwrap_or_else(|_| "redis-server".into());
+        std::process::Command::new(&binary)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--maxmemory-policy", "noeviction", "--dir"])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {binary} (BENCH_REDIS_SERVER): {e}"))
+    }
+
+    /// Stops it with SIGTERM (Redis flushes its AOF and exits), as a rolling restart does.
+    pub fn stop(&mut self) {
+        let _ = std::process::Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port and files (its AOF is loaded).
+    pub fn restart(&mut self) {
+        self.child = Self::spawn(&self.dir, self.port);
     }
 }
 
