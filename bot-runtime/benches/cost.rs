@@ -41,10 +41,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bot_runtime::keys::Keys;
-use bot_runtime::matching::redis::RedisPool;
-use bot_runtime::matching::{Gender, MatchPool, Member, Rules, Seeker, Want};
-use botfleet_tests::fake_telegram::{FakeTelegram, Limits, Sim, SimUser};
+use botfleet_tests::fake_telegram::{FakeTelegram, Limits, Sim};
 use botfleet_tests::fixtures::TestDb;
 use serde_json::{Value, json};
 
@@ -312,36 +309,8 @@ async fn run() {
     let mut child = serve.child;
     let pid = child.id();
     let url = format!("{}/telegram/{BOT}", serve.base);
-    // Users and live chats (user u with u±1), so every message is a relay. SQL rows carry the
-    // namespaced bot id, pools the namespaced pool id (docs/ARCHITECTURE.md, "Identity").
-    sqlx::query(
-        "INSERT INTO users (bot, user_id, language, stage, gender, age, reachable, created_ms, updated_ms) \
-         SELECT 'bench/alpha', g, 'en', 'ready', CASE WHEN g % 2 = 0 THEN 'f' ELSE 'm' END, 30, 1, 0, 0 FROM generate_series(1, $1) g",
-    )
-    .bind(2 * chats)
-    .execute(&db.pool)
-    .await
-    .expect("seed users");
-    let matcher = Arc::new(RedisPool::new(redis.clone(), Keys::new(String::new())));
-    let rules = Rules { recent_window: Duration::ZERO, ..Rules::default() };
-    for u in 1..=2 * chats {
-        let seeker = Seeker {
-            // Within its pool a member is the bot's name (the pool carries the namespace).
-            member: Member::new(BOT, u),
-            gender: if u % 2 == 0 { Gender::Female } else { Gender::Male },
-            want: Want::Anyone,
-            vip: false,
-        };
-        matcher.search(&format!("bench/{POOL}"), &seeker, u, rules).await.expect("search");
-        let _ = sim.add_user(SimUser {
-            id: u,
-            first_name: format!("U{u}"),
-            last_name: None,
-            username: None,
-            language_code: Some("en".into()),
-            is_premium: false,
-        });
-    }
+    // Users and live chats (user u with u±1), so every message is a relay.
+    common::seed_chats(&db.pool, redis.clone(), "", &sim, POOL, 2 * chats, chats).await;
     // The fake delivers only to people who have opened the bot: the probe's receiver says
     // hello once (to the fake only; the runtime never sees it).
     sim.send_text("alpha_bot", 2, "hello", None).expect("sim send");

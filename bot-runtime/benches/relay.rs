@@ -25,10 +25,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bot_runtime::keys::Keys;
-use bot_runtime::matching::redis::RedisPool;
-use bot_runtime::matching::{Gender, MatchPool, Member, Rules, Seeker, Want};
-use botfleet_tests::fake_telegram::{FakeTelegram, Limits, SimUser};
+use botfleet_tests::fake_telegram::{FakeTelegram, Limits};
 use botfleet_tests::fixtures::{TestDb, TestRedis, redis_url};
 use serde_json::{Value, json};
 
@@ -72,42 +69,7 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
 
     // Seed: registered users, and live chats between the first 2*chats of them.
     let t = Instant::now();
-    sqlx::query(
-        "INSERT INTO users (bot, user_id, language, stage, gender, age, reachable, created_ms, updated_ms) \
-         SELECT 'bench/alpha', g, 'en', 'ready', CASE WHEN g % 2 = 0 THEN 'f' ELSE 'm' END, 30, 1, 0, 0 FROM generate_series(1, $1) g",
-    )
-    .bind(users)
-    .execute(&db.pool)
-    .await
-    .expect("seed users");
-    let matcher = Arc::new(RedisPool::new(redis.conn.clone(), Keys::new(redis.prefix.clone())));
-    let rules = Rules { recent_window: Duration::ZERO, ..Rules::default() };
-    let seekers = futures::stream::iter(1..=2 * chats).map(|u| {
-        let matcher = matcher.clone();
-        async move {
-            let seeker = Seeker {
-                member: Member::new(BOT, u),
-                gender: if u % 2 == 0 { Gender::Female } else { Gender::Male },
-                want: Want::Anyone,
-                vip: false,
-            };
-            matcher.search(&format!("bench/{POOL}"), &seeker, u, rules).await.expect("search")
-        }
-    });
-    use futures::StreamExt as _;
-    seekers.buffer_unordered(64).collect::<Vec<_>>().await;
-    let live = matcher.active_chats(&format!("bench/{POOL}")).await.unwrap_or(0);
-    // The fake must know the chatting users, and the messages copyMessage copies.
-    for u in 1..=2 * chats {
-        let _ = sim.add_user(SimUser {
-            id: u,
-            first_name: format!("U{u}"),
-            last_name: None,
-            username: None,
-            language_code: Some("en".into()),
-            is_premium: false,
-        });
-    }
+    let live = common::seed_chats(&db.pool, redis.conn.clone(), &redis.prefix, &sim, POOL, users, chats).await;
     println!("seeded {users} users and {live} live chats in {:.1} s", t.elapsed().as_secs_f64());
     let (seeded, _) = rss_kib(pid);
 

@@ -145,3 +145,52 @@ impl Drop for PrivateRedis {
         let _ = self.child.wait();
     }
 }
+
+/// Seeds what the relay benches need for bot `alpha` of namespace `bench`: `users` registered
+/// users (SQL rows carry the namespaced bot id), live chats between users 1..=2*`chats` (user u
+/// with u±1) in the pool `bench/<pool>` (keys under `prefix`), and each chatting user known to
+/// the fake Telegram. Returns the live chats the pool counts.
+pub async fn seed_chats(
+    db: &sqlx::PgPool,
+    redis: redis::aio::ConnectionManager,
+    prefix: &str,
+    sim: &botfleet_tests::fake_telegram::Sim,
+    pool: &str,
+    users: i64,
+    chats: i64,
+) -> u64 {
+    use bot_runtime::matching::{Gender, MatchPool, Member, Rules, Seeker, Want};
+    sqlx::query(
+        "INSERT INTO users (bot, user_id, language, stage, gender, age, reachable, created_ms, updated_ms) \
+         SELECT 'bench/alpha', g, 'en', 'ready', CASE WHEN g % 2 = 0 THEN 'f' ELSE 'm' END, 30, 1, 0, 0 FROM generate_series(1, $1) g",
+    )
+    .bind(users)
+    .execute(db)
+    .await
+    .expect("seed users");
+    let matcher = bot_runtime::matching::redis::RedisPool::new(redis, bot_runtime::keys::Keys::new(prefix.to_string()));
+    let pool = format!("bench/{pool}");
+    let rules = Rules { recent_window: std::time::Duration::ZERO, ..Rules::default() };
+    // One at a time: user u+1 (even) finds user u (odd) waiting, so the pairs are known.
+    for u in 1..=2 * chats {
+        // Within its pool a member is the bot's name (the pool carries the namespace).
+        let seeker = Seeker {
+            member: Member::new("alpha", u),
+            gender: if u % 2 == 0 { Gender::Female } else { Gender::Male },
+            want: Want::Anyone,
+            vip: false,
+        };
+        matcher.search(&pool, &seeker, u, rules).await.expect("search");
+    }
+    for u in 1..=2 * chats {
+        let _ = sim.add_user(botfleet_tests::fake_telegram::SimUser {
+            id: u,
+            first_name: format!("U{u}"),
+            last_name: None,
+            username: None,
+            language_code: Some("en".into()),
+            is_premium: false,
+        });
+    }
+    matcher.active_chats(&pool).await.unwrap_or(0)
+}
