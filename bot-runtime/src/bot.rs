@@ -34,6 +34,8 @@ pub struct Fleet {
     idle_touched: std::sync::Mutex<HashMap<String, i64>>,
     /// Per bot: whether this process queues the bot's webhook updates behind its inbound queue.
     pub inbound: crate::ingress::inbound::Gate,
+    /// Per bot: its interactive outbox depth, sampled for admission control by egress.
+    pub egress: crate::ingress::admission::Egress,
     /// The supervised background workers' deaths (/healthz).
     pub health: Arc<crate::health::Health>,
     /// Cross-bot media limits and this process's download/upload slots.
@@ -63,6 +65,7 @@ impl Fleet {
             bells: RwLock::new(HashMap::new()),
             idle_touched: std::sync::Mutex::new(HashMap::new()),
             inbound: crate::ingress::inbound::Gate::default(),
+            egress: crate::ingress::admission::Egress::default(),
             health: Arc::default(),
             media: crate::delivery::media::MediaRelays::new(media),
         })

@@ -55,6 +55,7 @@ on_both_backends!(
     every_update_costs_from_one_budget_before_any_answer,
     an_admin_refunds_a_purchase_with_the_refund_command,
     a_slow_chat_never_holds_the_polling_batch_and_keeps_its_order,
+    a_backlogged_outbox_refuses_new_work_but_never_money_or_safety,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -1310,5 +1311,59 @@ async fn an_admin_refunds_a_purchase_with_the_refund_command(backend: Backend) {
     admin.expect_text("refund_already", WAIT).await.unwrap();
     let again = bot.api.call("getStarTransactions", &json!({})).await.unwrap();
     assert_eq!(again["transactions"].as_array().unwrap().len(), list.len());
+    h.stop().await;
+}
+
+/// A bot sending at most `per_second` messages a second (Telegram's per-bot limit).
+fn sending_at(per_second: u32, mut cfg: botfleet_crds::resolved::ResolvedBotConfig) -> botfleet_crds::resolved::ResolvedBotConfig {
+    cfg.limits.outbound.per_bot_per_second = per_second;
+    cfg
+}
+
+/// Issue 9, overload recovery: admission control by egress. While a bot's interactive outbox
+/// holds more than EGRESS_BACKLOG_SECONDS (3) of its delivery rate, a new chat update is
+/// refused with 503 and Retry-After (Telegram keeps it), so the backlog — and everyone's wait —
+/// stays at seconds; a /report, a /block and a pre-checkout still go through; bulk jobs (a
+/// broadcast) never close the door.
+async fn a_backlogged_outbox_refuses_new_work_but_never_money_or_safety(backend: Backend) {
+    let cfgs = vec![sending_at(1, bot_config("alpha", Mode::Webhook, "")), sending_at(1, bot_config("beta", Mode::Webhook, ""))];
+    let h = Harness::start(backend, Mode::Webhook, cfgs, 1).await;
+    let ann = started(&h, "alpha", "Ann").await;
+    let bob = started(&h, "alpha", "Bob").await;
+    let alpha = h.any_bot("alpha");
+    let admit = |b: &bot_runtime::bot::Bot| b.fleet.egress.admit(&b.name, 1, bot_runtime::bot::now_ms());
+    // Ann's chat gets 20 queued sends (her chat's cap): 20 s of the bot's 1/s.
+    queue_texts(&h, "alpha", &ann, (0..20).map(|k| format!("queued {k}"))).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while admit(&alpha) == bot_runtime::ingress::admission::Admit::Yes {
+        assert!(std::time::Instant::now() < deadline, "the backlog never closed the door");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let update = |id: i64, text: &str| message_update(id, bob.id, id, json!({"text": text}));
+    assert_eq!(h.post_update(0, "alpha", &update(910_000_001, "hello")).await, 503, "new chat work waits at Telegram");
+    assert!(h.metric("botfleet_updates_total{bot=\"alpha\",outcome=\"backlogged\"}") >= 1.0);
+    assert_eq!(h.post_update(0, "alpha", &update(910_000_002, "/report")).await, 200, "a report always goes through");
+    assert_eq!(h.post_update(0, "alpha", &update(910_000_003, "/block")).await, 200, "a block always goes through");
+    let checkout = json!({"update_id": 910_000_004, "pre_checkout_query": {"id": "q1", "from": {"id": bob.id, "is_bot": false, "first_name": "B"}, "currency": "XTR", "total_amount": 1, "invoice_payload": "x"}});
+    assert_eq!(h.post_update(0, "alpha", &checkout.to_string()).await, 200, "a pre-checkout always goes through");
+    let gauge = h.metric("botfleet_egress_backlog_seconds{bot=\"alpha\"}");
+    assert!(gauge > 3.0, "the backlog gauge shows it: {gauge}");
+
+    // Beta's bulk lane holds 200 jobs (a broadcast): its users' updates are still taken.
+    let beta = h.any_bot("beta");
+    let jobs: Vec<Job> = (0..200)
+        .map(|k| Job::to(&Member::new("beta", 1_000_000 + k), Lane::Bulk, "sendMessage", json!({"chat_id": 1_000_000 + k, "text": "news"})))
+        .collect();
+    beta.fleet.hot.commit(&beta.pool, Marker::None, &jobs).await.expect("commit");
+    let sampled_after = bot_runtime::bot::now_ms();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (depth, _) = beta.fleet.hot.outbox_depth(&beta.pool, &beta.name, sampled_after).await.unwrap();
+    assert!(depth > 150, "the broadcast is still queued: {depth}");
+    assert_eq!(admit(&beta), bot_runtime::ingress::admission::Admit::Yes, "bulk jobs never refuse a user's update");
+    let carl = started(&h, "beta", "Carl").await;
+    assert_eq!(
+        h.post_update(0, "beta", &message_update(910_000_005, carl.id, 910_000_005, json!({"text": "/help"}))).await,
+        200
+    );
     h.stop().await;
 }

@@ -206,16 +206,24 @@ impl IdleShards {
     }
 }
 
-/// Every [`IDLE_POLL`], while some shard worker of the bot is idle here, asks once which of
-/// the bot's shards hold jobs (jobs other replicas committed) and wakes those workers.
+/// Every [`IDLE_POLL`], asks once how many jobs each of the bot's shards holds: wakes this
+/// process's idle workers of shards with jobs (jobs other replicas committed), and records the
+/// interactive depth for admission control by egress (ingress/admission.rs) — one pipelined
+/// round of O(1) XLENs for all shards.
 async fn watch_idle_shards(bot: Arc<Bot>, idle: Arc<IdleShards>, shutdown: watch::Receiver<bool>) {
     let mut ticker = Ticker::new(IDLE_POLL, shutdown);
     while ticker.tick().await {
-        if !idle.any_idle() {
-            continue;
-        }
-        match bot.fleet.hot.outbox_busy_shards(&bot.pool, &bot.name).await {
-            Ok(busy) => busy.into_iter().for_each(|shard| idle.wake(shard)),
+        match bot.fleet.hot.outbox_lengths(&bot.pool, &bot.name).await {
+            Ok(lengths) => {
+                let now = now_ms();
+                let interactive: u64 = lengths.iter().map(|[i, _]| i).sum();
+                bot.fleet.egress.record(&bot.name, interactive, now);
+                let per_bot = bot.cfg().limits.outbound.per_bot_per_second;
+                bot.metrics().set_egress_backlog(&bot.name, bot.fleet.egress.backlog_seconds(&bot.name, per_bot, now));
+                if idle.any_idle() {
+                    crate::hot::busy_shards(&lengths).into_iter().for_each(|shard| idle.wake(shard));
+                }
+            }
             Err(e) => tracing::debug!(bot = %bot.name, error = %e, "cannot look for outbox jobs; the workers' backstop still runs"),
         }
     }

@@ -143,7 +143,8 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
 }
 
 /// Whether an update carries money: a pre-checkout, or a payment or refund notice.
-fn is_money(raw: &Value) -> bool {
+/// Money updates: a pre-checkout or a payment / refund notice (never abandoned, never refused).
+pub(crate) fn is_money(raw: &Value) -> bool {
     raw.get("pre_checkout_query").is_some()
         || ["message", "edited_message"]
             .iter()

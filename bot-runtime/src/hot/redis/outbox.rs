@@ -59,7 +59,7 @@ impl Outbox for RedisHot {
         Ok(())
     }
 
-    async fn outbox_busy_shards(&self, pool: &str, bot: &str) -> HotResult<Vec<u32>> {
+    async fn outbox_lengths(&self, pool: &str, bot: &str) -> HotResult<Vec<[u64; 2]>> {
         // One round trip of XLENs (O(1) each) for every shard and lane.
         let streams = self.keys.outboxes(pool, bot, self.outbox_shards);
         let mut pipe = redis::pipe();
@@ -68,8 +68,11 @@ impl Outbox for RedisHot {
         }
         let mut conn = self.conn.clone();
         let lens: Vec<u64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        // `outboxes` lists each shard's two lanes together.
-        Ok(lens.chunks(2).enumerate().filter(|(_, l)| l.iter().any(|n| *n > 0)).map(|(shard, _)| shard as u32).collect())
+        if lens.len() != streams.len() {
+            return Err(HotError::Corrupt(format!("{} replies to {} XLENs", lens.len(), streams.len())));
+        }
+        // `outboxes` lists each shard's two lanes together, interactive first.
+        Ok(lens.chunks(2).map(|l| [l[0], l.get(1).copied().unwrap_or(0)]).collect())
     }
 
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)> {
