@@ -17,6 +17,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::bot::{Bot, Ticker};
+use crate::ingress::admission;
 use crate::ingress::pipeline::{self, Outcome};
 
 /// How often the drainer looks at its bot's queue.
@@ -119,6 +120,18 @@ pub async fn drain(bot: &Bot) {
         }
         for entry in batch {
             let outcome = match serde_json::from_str::<serde_json::Value>(&entry.raw) {
+                // Admission control by egress holds the queue too (ingress/admission.rs): what
+                // waits here waits while the outbox is backlogged, in order.
+                Ok(raw)
+                    if !admission::exempt(&raw)
+                        && matches!(
+                            bot.fleet.egress.admit(&bot.name, bot.cfg().limits.outbound.per_bot_per_second, crate::bot::now_ms()),
+                            admission::Admit::Later { .. }
+                        ) =>
+                {
+                    set_depth(bot).await;
+                    return;
+                }
                 Ok(raw) => pipeline::process(bot, &raw).await,
                 // The webhook queued only JSON; anything else can never be handled.
                 Err(_) => Outcome::Malformed,
