@@ -104,6 +104,12 @@ impl Keys {
         format!("{}out:{bot}:{shard}:{}", self.pool(pool), lane.as_str())
     }
 
+    /// The pub/sub channel on which a commit says "jobs for this bot" (commit.lua), so the
+    /// bot's idle consumers wake at once instead of polling.
+    pub fn outbox_wake(&self, pool: &str, bot: &str) -> String {
+        format!("{}wake:{bot}", self.pool(pool))
+    }
+
     /// Every outbox stream of a bot (for the depth metric).
     pub fn outboxes(&self, pool: &str, bot: &str, shards: u32) -> Vec<String> {
         let mut out = Vec::with_capacity(shards as usize * 2);

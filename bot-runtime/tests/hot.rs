@@ -253,6 +253,10 @@ async fn the_shards_holding_jobs_are_found_in_one_call<H: HotState>(h: H) {
     expected.sort();
     expected.dedup();
     assert_eq!(busy, expected, "per bot, both lanes");
+    let lengths = h.outbox_lengths(POOL, "alpha").await.unwrap();
+    assert_eq!(lengths.len(), SHARDS as usize);
+    assert_eq!(lengths.iter().map(|[i, _]| i).sum::<u64>(), 1, "interactive counted apart");
+    assert_eq!(lengths.iter().map(|[_, b]| b).sum::<u64>(), 1, "bulk counted apart");
     for lane in [Lane::Interactive, Lane::Bulk] {
         for shard in 0..SHARDS {
             for q in h.outbox_read(POOL, "alpha", shard, lane, 10).await.unwrap() {
@@ -838,4 +842,27 @@ async fn a_rediss_url_means_tls() {
         Ok(Err(e)) => assert!(!e.to_string().contains("feature"), "TLS support is compiled in: {e}"),
         Err(_) => {} // the plain-text server never answers the TLS handshake: no connection either
     }
+}
+
+/// Issue 9, idle cost: a commit from any process wakes the recipient bot's watchers through
+/// pub/sub (so idle consumers need not poll), once per recipient bot, and only that bot's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_wakes_the_recipient_bots_subscribers_through_pubsub() {
+    use futures::StreamExt as _;
+    let r = TestRedis::create().await.expect("redis");
+    let client = ::redis::Client::open(r.url.as_str()).expect("url");
+    let h = RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), SHARDS).with_pubsub(client);
+    let mut alpha = h.outbox_wakes(POOL, "alpha").await.unwrap().expect("Redis offers wakes");
+    let mut beta = h.outbox_wakes(POOL, "beta").await.unwrap().expect("Redis offers wakes");
+    // Another replica's store (no pub/sub of its own) commits for alpha.
+    let other = RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), SHARDS);
+    other.commit(POOL, Marker::None, &[job("alpha", 3, Lane::Interactive, 0), job("alpha", 4, Lane::Interactive, 1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), alpha.next()).await.expect("alpha is woken").expect("stream open");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), alpha.next()).await.is_err(),
+        "one wake per commit and bot, not one per job"
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), beta.next()).await.is_err(), "beta got nothing");
+    // Without pub/sub there is no signal (consumers poll).
+    assert!(other.outbox_wakes(POOL, "alpha").await.unwrap().is_none());
 }

@@ -47,6 +47,9 @@ const SHUTDOWN_SEND_GRACE: Duration = Duration::from_secs(5);
 /// process ring a bell and are picked up at once): one call for all its shards
 /// ([`watch_idle_shards`]), which wakes the idle shard workers that have jobs.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often a bot's watcher looks when every shard is empty and commits wake it (a backstop
+/// for a lost wake message): the idle cost (issue 9: the 100 ms poll cost ≈ 0.1 % of a core).
+const QUIET_BACKSTOP: Duration = Duration::from_secs(1);
 /// How long an idle shard worker sleeps when nothing wakes it: a backstop only (issue 9: an
 /// idle bot's 16 shards each reading Redis every 100 ms cost ≈ 1 % of a core).
 const IDLE_BACKSTOP: Duration = Duration::from_secs(5);
@@ -206,25 +209,85 @@ impl IdleShards {
     }
 }
 
-/// Every [`IDLE_POLL`], asks once how many jobs each of the bot's shards holds: wakes this
-/// process's idle workers of shards with jobs (jobs other replicas committed), and records the
-/// interactive depth for admission control by egress (ingress/admission.rs) — one pipelined
-/// round of O(1) XLENs for all shards.
-async fn watch_idle_shards(bot: Arc<Bot>, idle: Arc<IdleShards>, shutdown: watch::Receiver<bool>) {
-    let mut ticker = Ticker::new(IDLE_POLL, shutdown);
-    while ticker.tick().await {
-        match bot.fleet.hot.outbox_lengths(&bot.pool, &bot.name).await {
+/// Asks once how many jobs each of the bot's shards holds (one pipelined round of O(1) XLENs
+/// for all shards): wakes this process's idle workers of shards with jobs (jobs other replicas
+/// committed), and records the interactive depth for admission control by egress
+/// (ingress/admission.rs). How often:
+/// - every [`IDLE_POLL`] while any job is queued (admission needs fresh numbers, and jobs
+///   drain without anyone committing);
+/// - when everything is empty, only when woken — by a commit of this process (the bot's
+///   watch bell) or of any other (the store's wake signal, Redis pub/sub) — or every
+///   [`QUIET_BACKSTOP`] in case a wake was lost. Without a wake signal (none offered, or its
+///   connection lost) it polls every [`IDLE_POLL`] as before, and subscribes again.
+async fn watch_idle_shards(bot: Arc<Bot>, idle: Arc<IdleShards>, mut shutdown: watch::Receiver<bool>) {
+    use futures::StreamExt as _;
+    let bell = bot.fleet.watch_bell(&bot.name);
+    let hot = bot.fleet.hot.clone();
+    // Ok(None): the store offers no signal (every commit is this process's and rings the bell).
+    let mut wakes: Result<Option<crate::hot::WakeStream>, ()> = Err(());
+    let mut resubscribe_at = tokio::time::Instant::now();
+    let mut quiet = false;
+    loop {
+        if wakes.is_err() && tokio::time::Instant::now() >= resubscribe_at {
+            wakes = hot.outbox_wakes(&bot.pool, &bot.name).await.map_err(|e| {
+                tracing::debug!(bot = %bot.name, error = %e, "cannot subscribe to outbox wakes; polling");
+            });
+            resubscribe_at = tokio::time::Instant::now() + QUIET_BACKSTOP;
+        }
+        let wait = if quiet && wakes.is_ok() { QUIET_BACKSTOP } else { IDLE_POLL };
+        let woken_lost = tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = bell.notified() => false,
+            woken = async {
+                match &mut wakes {
+                    Ok(Some(stream)) => stream.next().await.is_none(),
+                    _ => std::future::pending().await,
+                }
+            } => woken,
+            _ = tokio::time::sleep(wait) => false,
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        // Every wake that arrived meanwhile is answered by this one look (a busy bot gets one
+        // per commit: they must not pile up).
+        let mut lost = woken_lost;
+        if let Ok(Some(stream)) = &mut wakes {
+            use futures::FutureExt as _;
+            while let Some(next) = stream.next().now_or_never() {
+                if next.is_none() {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if lost {
+            tracing::debug!(bot = %bot.name, "the outbox wake connection closed; polling until it is back");
+            wakes = Err(());
+        }
+        match hot.outbox_lengths(&bot.pool, &bot.name).await {
             Ok(lengths) => {
                 let now = now_ms();
                 let interactive: u64 = lengths.iter().map(|[i, _]| i).sum();
                 bot.fleet.egress.record(&bot.name, interactive, now);
                 let per_bot = bot.cfg().limits.outbound.per_bot_per_second;
                 bot.metrics().set_egress_backlog(&bot.name, bot.fleet.egress.backlog_seconds(&bot.name, per_bot, now));
+                let busy = crate::hot::busy_shards(&lengths);
+                quiet = busy.is_empty();
                 if idle.any_idle() {
-                    crate::hot::busy_shards(&lengths).into_iter().for_each(|shard| idle.wake(shard));
+                    busy.into_iter().for_each(|shard| idle.wake(shard));
                 }
             }
-            Err(e) => tracing::debug!(bot = %bot.name, error = %e, "cannot look for outbox jobs; the workers' backstop still runs"),
+            Err(e) => {
+                quiet = false;
+                tracing::debug!(bot = %bot.name, error = %e, "cannot look for outbox jobs; the workers' backstop still runs");
+            }
+        }
+        // At most one look per IDLE_POLL however often commits wake it (a busy bot is woken by
+        // nearly every commit).
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
 }

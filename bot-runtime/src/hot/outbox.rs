@@ -3,6 +3,9 @@
 
 use super::{HotResult, Lane, QueuedJob};
 
+/// See [`Outbox::outbox_wakes`].
+pub type WakeStream = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>>;
+
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync {
     /// The shard of a chat: `chat_id.rem_euclid(shards)`.
@@ -36,6 +39,13 @@ pub trait Outbox: Send + Sync {
     /// The shards of a bot that hold jobs (in either lane).
     async fn outbox_busy_shards(&self, pool: &str, bot: &str) -> HotResult<Vec<u32>> {
         Ok(busy_shards(&self.outbox_lengths(pool, bot).await?))
+    }
+    /// Yields whenever any process committed jobs for the bot (Redis: pub/sub on the bot's wake
+    /// channel, a connection of its own); the stream ends if that connection is lost. `None`:
+    /// this store has no such signal — only commits of this process exist (embedded store),
+    /// and those ring the bot's bell directly.
+    async fn outbox_wakes(&self, _pool: &str, _bot: &str) -> HotResult<Option<WakeStream>> {
+        Ok(None)
     }
     /// Jobs waiting in all shards and lanes of a bot, and the age of the oldest (ms).
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)>;

@@ -27,6 +27,9 @@ use crate::keys::Keys;
 
 pub struct RedisHot {
     conn: ConnectionManager,
+    /// Opens the pub/sub connections of [`Outbox::outbox_wakes`](crate::hot::Outbox::outbox_wakes)
+    /// (None: no wake signal; consumers poll).
+    pubsub: Option<redis::Client>,
     keys: Keys,
     outbox_shards: u32,
     claim_update: Script,
@@ -50,6 +53,7 @@ impl RedisHot {
     pub fn new(conn: ConnectionManager, keys: Keys, outbox_shards: u32) -> Self {
         Self {
             conn,
+            pubsub: None,
             keys,
             outbox_shards: outbox_shards.max(1),
             claim_update: Script::new(include_str!("claim_update.lua")),
@@ -67,6 +71,13 @@ impl RedisHot {
             blob: Script::new(include_str!("blob.lua")),
             media_budget: Script::new(include_str!("media_budget.lua")),
         }
+    }
+
+    /// Lets idle consumers wait for commits' wake messages (pub/sub through `client`, the same
+    /// Redis) instead of polling.
+    pub fn with_pubsub(mut self, client: redis::Client) -> Self {
+        self.pubsub = Some(client);
+        self
     }
 }
 

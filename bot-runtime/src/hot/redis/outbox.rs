@@ -3,7 +3,7 @@
 use redis::Value;
 
 use super::{RedisHot, stream_entries, unavailable};
-use crate::hot::{HotError, HotResult, Job, Lane, Outbox, QueuedJob};
+use crate::hot::{HotError, HotResult, Job, Lane, Outbox, QueuedJob, WakeStream};
 
 /// The stream field holding a job's JSON (commit.lua writes it).
 const JOB_FIELD: &str = "j";
@@ -73,6 +73,14 @@ impl Outbox for RedisHot {
         }
         // `outboxes` lists each shard's two lanes together, interactive first.
         Ok(lens.chunks(2).map(|l| [l[0], l.get(1).copied().unwrap_or(0)]).collect())
+    }
+
+    async fn outbox_wakes(&self, pool: &str, bot: &str) -> HotResult<Option<WakeStream>> {
+        use futures::StreamExt as _;
+        let Some(client) = &self.pubsub else { return Ok(None) };
+        let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
+        pubsub.subscribe(self.keys.outbox_wake(pool, bot)).await.map_err(unavailable)?;
+        Ok(Some(Box::pin(pubsub.into_on_message().map(|_| ()))))
     }
 
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)> {
