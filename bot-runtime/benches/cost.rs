@@ -28,14 +28,17 @@
 //!    probe chat's latency is back to at most twice what it was before;
 //! 5. **a Redis restart**: 100 messages/s while Redis is stopped (SIGTERM) for
 //!    BENCH_FAULT_SECS (30) and started again on its AOF; refused updates are offered again
-//!    after (as Telegram redelivers); lost, and whether the runtime kept running.
+//!    after (as Telegram redelivers); lost, and whether the runtime kept running;
+//! 6. **Postgres unreachable**: the same traffic while every connection to Postgres is reset
+//!    and new ones refused for BENCH_FAULT_SECS (a TCP hop in front of it: what a restart or
+//!    failover looks like to the runtime; the shared server itself is not restarted).
 //!
 //! The load generator and the fake Telegram share the 2 cores: wall-clock rates are floors;
 //! CPU-seconds are each process's own.
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{PrivateRedis, Serve, cpu_seconds, env_or, rss_kib};
+use common::{PrivateRedis, Serve, TcpCut, cpu_seconds, env_or, rss_kib};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -369,7 +372,13 @@ async fn run() {
 
     // 3. Relay efficiency: the outbound limit lifted, the fake's flood limits off.
     sim.set_limits(Limits { enabled: false, ..Limits::default() }).expect("limits off");
-    let serve = Serve::start(&dir, &config(100_000), &db.url, &private.url, "", &fake.api_url(), port).await;
+    // From here on the runtime reaches Postgres through a TCP hop phase 6 can cut.
+    let pg_target: std::net::SocketAddr = {
+        let host_port = db.url.split_once('@').map_or(db.url.as_str(), |(_, t)| t).split('/').next().unwrap_or("127.0.0.1:5432");
+        tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("Postgres's address")
+    };
+    let pg_cut = TcpCut::start(pg_target).await;
+    let serve = Serve::start(&dir, &config(100_000), &pg_cut.url_through(&db.url), &private.url, "", &fake.api_url(), port).await;
     let mut child = serve.child;
     let pid = child.id();
     let url = format!("{}/telegram/{BOT}", serve.base);
@@ -489,8 +498,42 @@ async fn run() {
         if alive { "is running" } else { "has exited" }
     );
 
+    // 6. Postgres unreachable mid-traffic for BENCH_FAULT_SECS: every connection reset and new
+    //    ones refused (the TCP hop, as a restart or failover looks to the runtime; the shared
+    //    Postgres itself keeps running), then reachable again. Refused updates offered again.
+    let bodies = feed.load(&sim, (rate * (fault_secs + 20)) as usize);
+    let sent_before = copies(&sim);
+    let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
+    let (down_http, down_url) = (http.clone(), url.clone());
+    let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    pg_cut.cut();
+    tokio::time::sleep(Duration::from_secs(fault_secs)).await;
+    let alive_while_down = child.try_wait().ok().flatten().is_none();
+    pg_cut.restore();
+    let back = Instant::now();
+    let outcome = traffic.await.expect("the traffic task");
+    let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
+    let expected = outcome.accepted + again;
+    settle(&http, &base, Duration::from_secs(600)).await;
+    let delivered = copies(&sim) - sent_before;
+    let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
+    let alive = child.try_wait().ok().flatten().is_none();
+    println!(
+        "Postgres unreachable: cut {fault_secs} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 (all {again} accepted when offered again, {:.1} s after it was back), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
+        outcome.sent,
+        outcome.accepted,
+        outcome.refused,
+        back.elapsed().as_secs_f64(),
+        outcome.failed,
+        expected.saturating_sub(delivered + given_up),
+        if alive_while_down { "kept running" } else { "exited" },
+        if alive { "is running" } else { "has exited" }
+    );
+
     let _ = child.kill();
     let _ = child.wait();
+    drop(pg_cut);
     drop(private);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = db.drop_db().await;

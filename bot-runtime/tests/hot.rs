@@ -287,6 +287,17 @@ async fn leases_are_exclusive_and_renewable<H: HotState>(h: H) {
     assert!(h.lease("us-chat", "poll:alpha", "pod-b", MINUTE).await.unwrap());
 }
 
+async fn many_leases_are_taken_and_renewed_in_one_step<H: HotState>(h: H) {
+    let names: Vec<String> = (0..4).map(|k| format!("outbox:alpha:{k}")).collect();
+    assert!(h.lease(POOL, &names[2], "pod-b", MINUTE).await.unwrap());
+    assert_eq!(h.lease_many(POOL, &names, "pod-a", MINUTE).await.unwrap(), [true, true, false, true], "one is pod-b's");
+    assert_eq!(h.lease_many(POOL, &names, "pod-a", Duration::from_millis(40)).await.unwrap(), [true, true, false, true], "renewed");
+    assert!(!h.lease(POOL, &names[0], "pod-b", MINUTE).await.unwrap(), "held by pod-a");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(h.lease_many(POOL, &names[..2], "pod-b", MINUTE).await.unwrap(), [true, true], "the short renewal ran out");
+    assert!(h.lease_many(POOL, &[], "pod-b", MINUTE).await.unwrap().is_empty());
+}
+
 // ---- the send limiter ------------------------------------------------------------------
 
 async fn limiter_paces_per_bot_from_the_first_send<H: HotState>(h: H) {
@@ -730,6 +741,7 @@ both_stores!(
     outbox_depth_counts_every_shard_and_lane,
     the_shards_holding_jobs_are_found_in_one_call,
     leases_are_exclusive_and_renewable,
+    many_leases_are_taken_and_renewed_in_one_step,
     limiter_paces_per_bot_from_the_first_send,
     the_limiter_says_whether_the_bot_or_the_chat_must_wait,
     a_read_after_a_job_pages_past_it,

@@ -194,3 +194,71 @@ pub async fn seed_chats(
     }
     matcher.active_chats(&pool).await.unwrap_or(0)
 }
+
+/// A TCP hop in front of a server (the bench's Postgres) that can be cut: every open connection
+/// reset and new ones refused — what a restart or a failover looks like to the runtime — and
+/// restored, without touching the server (which other work on this machine shares).
+pub struct TcpCut {
+    pub addr: std::net::SocketAddr,
+    up: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl TcpCut {
+    pub async fn start(target: std::net::SocketAddr) -> TcpCut {
+        use std::sync::atomic::Ordering;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the TCP cut");
+        let addr = listener.local_addr().expect("its address");
+        let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let conns = std::sync::Arc::new(std::sync::Mutex::new(Vec::<tokio::task::AbortHandle>::new()));
+        let (up2, conns2) = (up.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !up2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut conns = conns2.lock().unwrap_or_else(|p| p.into_inner());
+                conns.retain(|c| !c.is_finished());
+                conns.push(task.abort_handle());
+            }
+        });
+        TcpCut { addr, up, conns, accept }
+    }
+
+    /// Resets every connection and refuses new ones until [`TcpCut::restore`].
+    pub fn cut(&self) {
+        self.up.store(false, std::sync::atomic::Ordering::SeqCst);
+        for c in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            c.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `url` (scheme://user@host:port/db...) with its host and port replaced by this hop's.
+    pub fn url_through(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (auth, tail) = match rest.split_once('@') {
+            Some((a, t)) => (format!("{a}@"), t),
+            None => (String::new(), rest),
+        };
+        let path = tail.find('/').map_or("", |i| &tail[i..]);
+        format!("{scheme}://{auth}{}{path}", self.addr)
+    }
+}
+
+impl Drop for TcpCut {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut();
+    }
+}

@@ -123,17 +123,19 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let idle: Arc<IdleShards> = Arc::new(IdleShards::new(shards));
     let watcher = tokio::spawn(watch_idle_shards(bot.clone(), idle.clone(), shutdown.clone()));
     let mut ticker = Ticker::new(SHARD_LEASE / 3, shutdown);
+    let names: Vec<String> = (0..shards).map(|shard| format!("outbox:{}:{shard}", bot.name)).collect();
     while ticker.tick().await {
+        // Every shard's lease in one step (one round trip, whatever the shard count).
+        let asked = std::time::Instant::now();
+        let held_now = match bot.fleet.hot.lease_many(&bot.pool, &names, &holder, SHARD_LEASE).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(bot = %bot.name, error = %e, "cannot renew outbox leases");
+                vec![false; names.len()]
+            }
+        };
         for shard in 0..shards {
-            let name = format!("outbox:{}:{shard}", bot.name);
-            let asked = std::time::Instant::now();
-            let held = match bot.fleet.hot.lease(&bot.pool, &name, &holder, SHARD_LEASE).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(bot = %bot.name, error = %e, "cannot renew outbox leases");
-                    false
-                }
-            };
+            let held = held_now.get(shard as usize).copied().unwrap_or(false);
             match (held, workers.get(&shard)) {
                 (true, Some((_, _, fence))) => fence.renewed(asked, SHARD_LEASE),
                 (true, None) => {
