@@ -99,6 +99,12 @@ impl Keys {
         format!("{}updf:{bot}:{update_id}", self.pool(pool))
     }
 
+    /// The time (ms) of an update's first attempt, kept once an attempt failed, so its retries
+    /// handle it at the same time (see claim_update.lua).
+    pub fn update_clock(&self, pool: &str, bot: &str, update_id: i64) -> String {
+        format!("{}updt:{bot}:{update_id}", self.pool(pool))
+    }
+
     /// One outbox stream of a bot: one per shard and lane.
     pub fn outbox(&self, pool: &str, bot: &str, shard: u32, lane: Lane) -> String {
         format!("{}out:{bot}:{shard}:{}", self.pool(pool), lane.as_str())

@@ -121,6 +121,24 @@ async fn a_released_update_can_be_retried_at_once<H: HotState>(h: H) {
     h.release_update(POOL, "alpha", 99).await.unwrap();
 }
 
+/// Defect 4: an update's retries are handled at its first attempt's time (kept when an attempt
+/// fails and gives the update back), whichever replica retries it.
+async fn a_retried_update_keeps_its_first_attempts_clock<H: HotState>(h: H) {
+    let (t1, t2, t3) = (1_800_000_000_000, 1_800_000_005_000, 1_800_000_009_000);
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t1).await.unwrap(), (Claim::Taken, t1), "a first attempt: now");
+    h.release_update_at(POOL, "alpha", 7, Some((t1, MINUTE))).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t2).await.unwrap(), (Claim::Taken, t1), "the retry: the first time");
+    // A second failure keeps the first time, not its own.
+    h.release_update_at(POOL, "alpha", 7, Some((t2, MINUTE))).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t3).await.unwrap(), (Claim::Taken, t1));
+    h.commit(POOL, done("alpha", 7), &[]).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t3).await.unwrap().0, Claim::Done);
+    // Another update, released without a clock: its retry gets its own time.
+    assert_eq!(h.claim_update_at(POOL, "alpha", 8, MINUTE, t1).await.unwrap(), (Claim::Taken, t1));
+    h.release_update(POOL, "alpha", 8).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 8, MINUTE, t2).await.unwrap(), (Claim::Taken, t2));
+}
+
 async fn one_of_many_concurrent_claimers_takes_an_update<H: HotState>(h: H) {
     let h = Arc::new(h);
     for update_id in 0..20 {
@@ -735,6 +753,7 @@ both_stores!(
     a_renewed_lease_outlives_its_first_term_and_a_done_update_stays_done,
     a_released_update_can_be_retried_at_once,
     one_of_many_concurrent_claimers_takes_an_update,
+    a_retried_update_keeps_its_first_attempts_clock,
     commit_appends_jobs_and_marks_done_atomically,
     outbox_keeps_per_chat_order_within_a_shard,
     interactive_and_bulk_lanes_are_separate,
