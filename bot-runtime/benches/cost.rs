@@ -254,6 +254,20 @@ async fn offer_until_accepted(http: &reqwest::Client, url: &str, bodies: Vec<Str
     accepted
 }
 
+/// How long after now the runtime's /readyz answers 200 again (a minute at most).
+async fn ready_again(http: &reqwest::Client, base: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
 /// Waits until the fake has seen `target` copies (or `limit` passes); the copies seen.
 async fn wait_delivered(sim: &Sim, target: u64, limit: Duration) -> u64 {
     let started = Instant::now();
@@ -313,13 +327,7 @@ async fn run() {
     let db = TestDb::create().await.expect("Postgres");
     std::fs::write(dir.join("token"), &info.token).expect("token file");
     std::fs::write(dir.join("secret"), SECRET).expect("secret file");
-    let config = |per_bot: u64| {
-        format!(
-            "version: 1\nbot:\n  name: {BOT}\n  namespace: bench\n  pool: {POOL}\n  ingress: {{mode: Webhook, publicUrl: 'https://bench.invalid', maxConnections: 100}}\n  features: {{}}\n  requiredChannels: []\n  admins: {{telegramIds: []}}\n  moderation: {{}}\n  locale: {{}}\n  matching: {{}}\n  lockChat: {{}}\n  referrals: {{}}\n  secrets: {{tokenFile: '{}', webhookSecretFile: '{}'}}\nplans: []\ncampaigns: []\nlimits:\n  perUser: {{messagesPerSecond: 1000, burst: 1000}}\n  onExceed: DropSilently\n  adminApiPerMinute: {{}}\n  outbound: {{perBotPerSecond: {per_bot}, perChatPerMinute: 100000}}\n",
-            dir.join("token").display(),
-            dir.join("secret").display()
-        )
-    };
+    let config = |per_bot: u64| common::webhook_config(BOT, POOL, &dir, per_bot);
 
     // The runtime migrates the database, then the seed goes in.
     let serve = Serve::start(&dir, &config(limit), &db.url, &private.url, "", &fake.api_url(), port).await;
@@ -377,7 +385,7 @@ async fn run() {
         let host_port = db.url.split_once('@').map_or(db.url.as_str(), |(_, t)| t).split('/').next().unwrap_or("127.0.0.1:5432");
         tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("Postgres's address")
     };
-    let pg_cut = TcpCut::start(pg_target).await;
+    let mut pg_cut = TcpCut::start(pg_target).await;
     let serve = Serve::start(&dir, &config(100_000), &pg_cut.url_through(&db.url), &private.url, "", &fake.api_url(), port).await;
     let mut child = serve.child;
     let pid = child.id();
@@ -479,19 +487,22 @@ async fn run() {
     tokio::time::sleep(Duration::from_secs(fault_secs)).await;
     let alive_while_down = child.try_wait().ok().flatten().is_none();
     private.restart();
+    let redis_back = ready_again(&http, &base).await;
     let outcome = traffic.await.expect("the traffic task");
     let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
     let expected = outcome.accepted + again;
     settle(&http, &base, Duration::from_secs(600)).await;
-    let delivered = copies(&sim) - sent_before;
+    // The depth gauges lag a few seconds: late is not lost (a minute more at most).
+    let delivered = wait_delivered(&sim, sent_before + expected, Duration::from_secs(60)).await - sent_before;
     let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
     let alive = child.try_wait().ok().flatten().is_none();
     println!(
-        "Redis restart: down {:.0} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 while down (all {again} accepted when offered again), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
+        "Redis restart: down {:.0} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 while down (all {again} accepted when offered again; ready {:.1} s after Redis was back), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
         down_at.elapsed().as_secs_f64().min(fault_secs as f64),
         outcome.sent,
         outcome.accepted,
         outcome.refused,
+        redis_back.as_secs_f64(),
         outcome.failed,
         expected.saturating_sub(delivered + given_up),
         if alive_while_down { "kept running" } else { "exited" },
@@ -510,21 +521,22 @@ async fn run() {
     pg_cut.cut();
     tokio::time::sleep(Duration::from_secs(fault_secs)).await;
     let alive_while_down = child.try_wait().ok().flatten().is_none();
-    pg_cut.restore();
-    let back = Instant::now();
+    pg_cut.restore().await;
+    let back = ready_again(&http, &base).await;
     let outcome = traffic.await.expect("the traffic task");
     let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
     let expected = outcome.accepted + again;
     settle(&http, &base, Duration::from_secs(600)).await;
-    let delivered = copies(&sim) - sent_before;
+    // The depth gauges lag a few seconds: late is not lost (a minute more at most).
+    let delivered = wait_delivered(&sim, sent_before + expected, Duration::from_secs(60)).await - sent_before;
     let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
     let alive = child.try_wait().ok().flatten().is_none();
     println!(
-        "Postgres unreachable: cut {fault_secs} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 (all {again} accepted when offered again, {:.1} s after it was back), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
+        "Postgres unreachable: cut {fault_secs} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 (all {again} accepted when offered again; ready {:.1} s after it was reachable), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
         outcome.sent,
         outcome.accepted,
         outcome.refused,
-        back.elapsed().as_secs_f64(),
+        back.as_secs_f64(),
         outcome.failed,
         expected.saturating_sub(delivered + given_up),
         if alive_while_down { "kept running" } else { "exited" },
