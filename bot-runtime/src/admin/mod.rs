@@ -287,9 +287,64 @@ where
                 .map_err(|e: FormRejection| ApiError::bad(format!("bad form: {}", e.body_text())))?;
             return Ok(Body(v));
         }
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state)
+        let axum::Json(mut v) = axum::Json::<serde_json::Value>::from_request(req, state)
             .await
             .map_err(|e: JsonRejection| ApiError::bad(format!("bad JSON body: {}", e.body_text())))?;
+        // serde would read a JSON array as a struct's fields in order: the API takes objects only.
+        if !v.is_object() {
+            return Err(ApiError::bad("bad JSON body: it must be a JSON object (see /api/v1/openapi.json)"));
+        }
+        integral_numbers(&mut v);
+        let v = serde_json::from_value(v).map_err(|e| ApiError::bad(format!("bad JSON body: {e}")))?;
         Ok(Body(v))
+    }
+}
+
+/// A number without a fraction (`322.0`) is an integer in JSON Schema, so the OpenAPI
+/// document's `integer` fields allow it; serde's integers do not. Such numbers become integers
+/// (within i64), everything else is left as sent.
+fn integral_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f >= i64::MIN as f64
+                && f < i64::MAX as f64
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Req {
+        #[allow(dead_code)]
+        n: i64,
+    }
+
+    async fn body(raw: &str) -> Result<Req, ApiError> {
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(axum::body::Body::from(raw.to_string()))
+            .unwrap();
+        Body::<Req>::from_request(req, &()).await.map(|b| b.0)
+    }
+
+    #[tokio::test]
+    async fn a_json_body_is_an_object_and_whole_floats_are_integers() {
+        assert!(body(r#"{"n": 322.0}"#).await.is_ok(), "322.0 is an integer in JSON Schema");
+        for bad in [r#"{"n": 3.5}"#, "[1]", "[null, null]", "1", r#"{"n": 1e300}"#] {
+            assert!(matches!(body(bad).await, Err(ApiError::BadRequest(_))), "{bad}");
+        }
     }
 }
