@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bot_runtime::admin::openapi::{Access, OPERATIONS};
 use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::sql::SqlStore;
@@ -29,6 +30,10 @@ use tokio::sync::watch;
 use webdriver::{Browser, ENTER};
 
 // ---- the admin server under test -------------------------------------------------------------
+
+fn secret() -> SessionSecret {
+    SessionSecret::new(b"the dashboard tests' session secret, 32 bytes+".to_vec()).unwrap()
+}
 
 struct AdminServer {
     addr: SocketAddr,
@@ -64,7 +69,7 @@ async fn start_admin(h: &Harness, o: Options) -> AdminServer {
         fleet_admins: o.fleet_admins,
         trusted_proxies: vec![],
         secure_cookies: false,
-        secret: SessionSecret::new(b"the dashboard tests' session secret, 32 bytes+".to_vec()).unwrap(),
+        secret: secret(),
         api_key_per_minute: o.key_limit,
         broadcast_queue: o.broadcast_queue,
         broadcast_tick: Duration::from_millis(200),
@@ -466,5 +471,277 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     b.wait_path("the login page again", WAIT, |p| p == "/login").await;
     println!("screenshots of every page: {}", screenshot_dir().display());
     b.close().await;
+    h.stop().await;
+}
+
+// ---- schemathesis -----------------------------------------------------------------------------
+
+/// The schemathesis CLI: `BOTFLEET_SCHEMATHESIS`, else the venv `.ci/run` makes
+/// (`.venv-schemathesis`, pinned in `bot-runtime/tests/schemathesis-requirements.txt`). None
+/// (skipped) when missing outside CI; under `CI` that panics.
+fn schemathesis() -> Option<PathBuf> {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let cli =
+        std::env::var_os("BOTFLEET_SCHEMATHESIS").map(PathBuf::from).unwrap_or_else(|| repo.join(".venv-schemathesis/bin/schemathesis"));
+    if cli.is_file() {
+        return Some(cli);
+    }
+    let why = format!(
+        "{} is missing (python3 -m venv .venv-schemathesis && .venv-schemathesis/bin/pip install -r bot-runtime/tests/schemathesis-requirements.txt)",
+        cli.display()
+    );
+    assert!(std::env::var_os("CI").is_none(), "schemathesis is required in CI: {why}");
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// schemathesis against a running admin role with a fleet admin's API key: every phase
+/// (explicit examples, schema coverage, fuzzing, and stateful sequences over the document's
+/// links), every check — no 5xx, every answer's status, content type and body as documented,
+/// bad input refused, no route that works without the key. A fixed seed keeps CI
+/// reproducible (`BOTFLEET_SCHEMATHESIS_SEED` explores others). The members, the report, the
+/// payment, the broadcast and the ban below give the stateful phase something to chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_schema() {
+    let Some(cli) = schemathesis() else { return };
+    let h = two_bots(Backend::Production).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 27).await;
+    let mut dan = onboarded(&h, "beta", "Dan", "m", 35).await;
+    let bob = onboarded(&h, "beta", "Bob", "m", 31).await;
+    chat(&mut cat, &mut dan).await;
+    cat.tap("chat_report").unwrap();
+    dan.expect_text("partner_left", WAIT).await.unwrap();
+    let admin =
+        start_admin(&h, Options { fleet_admins: vec![fay.id], beta_admins: vec![], key_limit: 1_000_000, broadcast_queue: 90 }).await;
+    let owner = admin.log_in(&mut fay).await;
+    use bot_runtime::store::money::{NewPayment, Payments};
+    let payment = NewPayment {
+        charge_id: "charge-schemathesis".into(),
+        bot: "default/beta".into(),
+        user_id: bob.id,
+        quote_id: None,
+        plan_id: "vip_week".into(),
+        stars: 50,
+        vip_days: 7,
+        lock_credits: 0,
+        now_ms: bot_runtime::bot::now_ms(),
+        subscription_until_ms: None,
+    };
+    admin.sql.apply_payment(&payment).await.unwrap();
+    let (status, body) = admin
+        .call(&owner, "post", "/api/v1/broadcasts", Some(json!({"bot": "default/beta", "text": "<b>hello</b>", "audience": "vip"})))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let (status, body) =
+        admin.call(&owner, "post", &format!("/api/v1/users/{}/ban", cat.id), Some(json!({"bot": "default/alpha", "hours": 1}))).await;
+    assert_eq!(status, 200, "{body}");
+    let (key, _) = admin.make_key(&owner, json!({"name": "schemathesis", "role": "fleet_admin"})).await;
+
+    let reports = screenshot_dir().with_file_name("schemathesis");
+    std::fs::create_dir_all(&reports).unwrap();
+    let seed = std::env::var("BOTFLEET_SCHEMATHESIS_SEED").unwrap_or_else(|_| "11".into());
+    let url = format!("http://{}/api/v1/openapi.json", admin.addr);
+    let session = owner.cookie.as_deref().and_then(|c| c.split_once('=')).map(|(_, v)| v.to_string()).unwrap();
+    let csrf = owner.csrf.clone().unwrap();
+    let env = [("BOTFLEET_ADMIN_KEY", key.clone()), ("BOTFLEET_ADMIN_SESSION", session), ("BOTFLEET_ADMIN_CSRF", csrf)];
+    // The API with the key, then the key routes with the session.
+    let members: Vec<String> = [fay.id, cat.id, dan.id, bob.id].iter().map(i64::to_string).collect();
+    for config in ["schemathesis.toml", "schemathesis-keys.toml"] {
+        // The committed settings, with the members' ids (known now) as a dictionary.
+        let committed = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests").join(config)).unwrap();
+        let config = reports.join(config);
+        std::fs::write(&config, format!("{committed}\n[dictionaries.members]\nvalues = [{}]\n", members.join(", "))).unwrap();
+        let args: Vec<String> = vec![
+            "--config-file".into(),
+            config.display().to_string(),
+            "run".into(),
+            url.clone(),
+            "--seed".into(),
+            seed.clone(),
+            "--no-color".into(),
+            "--report".into(),
+            "junit".into(),
+            "--report-dir".into(),
+            reports.display().to_string(),
+        ];
+        let (cli, reports, env) = (cli.clone(), reports.clone(), env.clone());
+        let started = Instant::now();
+        let out = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(&cli)
+                .args(&args)
+                .current_dir(&reports)
+                .env("NO_COLOR", "1")
+                .envs(env)
+                .output()
+                .expect("run schemathesis")
+        })
+        .await
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        println!("schemathesis with {} ({:.0?}):\n{stdout}\n{stderr}", config.display(), started.elapsed());
+        assert!(out.status.success(), "schemathesis ({}) found problems:\n{stdout}\n{stderr}", config.display());
+        assert!(stdout.contains("Tested:"), "schemathesis ran: {stdout}");
+        assert!(!stdout.contains(&key), "the key is not echoed");
+    }
+    h.stop().await;
+}
+
+// ---- the permission matrix's negative cells ----------------------------------------------------
+
+/// A valid request to `op` acting on bot alpha (Ann, alpha's member; her payment; alpha's
+/// broadcast; a key): only who asks decides the answer. A new state-changing route needs a
+/// line here (the test says so).
+fn alpha_request(op: &bot_runtime::admin::openapi::Operation, ann: i64, broadcast: i64, key: &str) -> (String, Option<Value>) {
+    let path = op.path.replace("{user_id}", &ann.to_string()).replace("{broadcast_id}", &broadcast.to_string()).replace("{key_id}", key);
+    let path = if op.path == "/api/v1/users" { format!("{path}?id={ann}") } else { path };
+    let body = match (op.method, op.path) {
+        ("get", _) => None,
+        ("post", "/api/v1/logout" | "/api/v1/broadcasts/{broadcast_id}/cancel" | "/api/v1/keys/{key_id}/revoke") => Some(json!({})),
+        ("post", "/api/v1/users/{user_id}/ban") => Some(json!({"bot": "default/alpha", "reason": "matrix"})),
+        ("post", "/api/v1/users/{user_id}/unban") => Some(json!({"bot": "default/alpha"})),
+        ("post", "/api/v1/users/{user_id}/gift") => Some(json!({"bot": "default/alpha", "credits": 1, "idempotency_key": "matrix"})),
+        ("post", "/api/v1/refunds") => Some(json!({"bot": "default/alpha", "charge_id": "charge-alpha"})),
+        ("post", "/api/v1/moderation/reports/{user_id}/review") => Some(json!({"bot": "default/alpha", "action": "dismiss"})),
+        ("post", "/api/v1/broadcasts") => Some(json!({"bot": "default/alpha", "text": "matrix"})),
+        ("post", "/api/v1/keys") => Some(json!({"name": "matrix", "role": "fleet_admin"})),
+        (m, p) => panic!("{m} {p}: add a valid request acting on alpha to alpha_request (and its cell to bot_admin_on_alpha)"),
+    };
+    (path, body)
+}
+
+/// What beta's bot admin gets for `op` on alpha's things: refused (403), not found (404: a
+/// person or broadcast of another bot is not shown), or an answer that shows nothing of alpha.
+/// None: not a cell of another bot (her own session, her logout).
+fn bot_admin_on_alpha(method: &str, path: &str) -> Option<u16> {
+    Some(match (method, path) {
+        ("get", "/api/v1/session") | ("post", "/api/v1/logout") => return None,
+        ("get", "/api/v1/users/{user_id}") | ("post", "/api/v1/broadcasts/{broadcast_id}/cancel") => 404,
+        ("get", "/api/v1/audit" | "/api/v1/audit.csv" | "/api/v1/keys") => 403,
+        ("get", _) => 200,
+        ("post", _) => 403,
+        (m, p) => panic!("{m} {p}: say what beta's bot admin gets on alpha in bot_admin_on_alpha"),
+    })
+}
+
+/// The negative cells of docs/ADMIN.md's permission matrix, over every documented operation
+/// that is not public (a new route is covered by being in `OPERATIONS`): no credential, an
+/// ended or expired session, an unknown or revoked key → 401; a state change without the CSRF
+/// token, with a wrong one or with another session's → 403; a read-only key writing → 403; a
+/// bot admin on another bot's things → 403 / 404 / nothing of it shown; and none of these
+/// changed anything. Then the same requests from the fleet admin with the token succeed (so the
+/// refusals were the credential's, not the request's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_route_refuses_what_the_permission_matrix_refuses() {
+    let h = two_bots(Backend::Embedded).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    // A broadcast that stays running (no room in any outbox), and a payment on alpha.
+    let admin =
+        start_admin(&h, Options { fleet_admins: vec![fay.id], beta_admins: vec![bea.id], key_limit: 10_000, broadcast_queue: 0 }).await;
+    use bot_runtime::store::admin::AdminStore;
+    use bot_runtime::store::money::{NewPayment, Payments};
+    let now = bot_runtime::bot::now_ms();
+    let broadcast = admin.sql.create_broadcast("default/alpha", "alpha news", "all", fay.id, now).await.unwrap();
+    let payment = NewPayment {
+        charge_id: "charge-alpha".into(),
+        bot: "default/alpha".into(),
+        user_id: ann.id,
+        quote_id: None,
+        plan_id: "vip_week".into(),
+        stars: 50,
+        vip_days: 7,
+        lock_credits: 0,
+        now_ms: now,
+        subscription_until_ms: None,
+    };
+    admin.sql.apply_payment(&payment).await.unwrap();
+    let owner = admin.log_in(&mut fay).await;
+    let bot_admin = admin.log_in(&mut bea).await;
+    let (_, key_id) = admin.make_key(&owner, json!({"name": "to revoke", "role": "fleet_admin"})).await;
+    let (revoked, revoked_id) = admin.make_key(&owner, json!({"name": "revoked", "role": "fleet_admin"})).await;
+    let (status, _) = admin.call(&owner, "post", &format!("/api/v1/keys/{revoked_id}/revoke"), Some(json!({}))).await;
+    assert_eq!(status, 200);
+    let (read_only, _) = admin.make_key(&owner, json!({"name": "reader", "role": "fleet_admin", "read_only": true})).await;
+    // Sessions that ended: one logged out, one past its 12 hours.
+    let secret = secret();
+    let (ended, expired) = ("e".repeat(64), "f".repeat(64));
+    admin.sql.create_session(&secret.tag("session", &ended), fay.id, now, now + 3_600_000).await.unwrap();
+    admin.sql.revoke_session(&secret.tag("session", &ended), now).await.unwrap();
+    admin.sql.create_session(&secret.tag("session", &expired), fay.id, now - 13 * 3_600_000, now - 3_600_000).await.unwrap();
+    let cookie = |token: &str| Some(format!("botfleet_admin={token}"));
+    let audited = |sql: SqlStore| async move { sql.audit_log(None, 10_000).await.unwrap().len() };
+    let before = audited(admin.sql.clone()).await;
+
+    let unauthenticated: Vec<(&str, Api)> = vec![
+        ("no credential", Api::default()),
+        ("a logged-out session", Api { cookie: cookie(&ended), csrf: owner.csrf.clone(), key: None }),
+        ("an expired session", Api { cookie: cookie(&expired), csrf: owner.csrf.clone(), key: None }),
+        ("a malformed session cookie", Api { cookie: Some("botfleet_admin=<script>".into()), csrf: None, key: None }),
+        ("a revoked key", Api { key: Some(revoked), ..Api::default() }),
+        ("a key with a forged secret", Api { key: Some(format!("bfk_{key_id}_{}", "0".repeat(64))), ..Api::default() }),
+    ];
+    let forbidden_writes: Vec<(&str, Api)> = vec![
+        ("no CSRF token", Api { csrf: None, ..owner.clone() }),
+        ("a wrong CSRF token", Api { csrf: Some("0".repeat(64)), ..owner.clone() }),
+        ("another session's CSRF token", Api { csrf: bot_admin.csrf.clone(), ..owner.clone() }),
+        ("a read-only key", Api { key: Some(read_only), ..Api::default() }),
+    ];
+    let mut cells = 0;
+    for op in OPERATIONS.iter().filter(|op| op.access != Access::Public) {
+        let (path, body) = alpha_request(op, ann.id, broadcast, &key_id);
+        let what = format!("{} {}", op.method.to_uppercase(), op.path);
+        for (who, api) in &unauthenticated {
+            let (status, answer) = admin.call(api, op.method, &path, body.clone()).await;
+            assert_eq!(status, 401, "{what} with {who}: {answer}");
+            assert_eq!(answer["error"]["code"], "unauthorized", "{what} with {who}: a JSON error");
+            cells += 1;
+        }
+        if op.method != "get" {
+            for (who, api) in &forbidden_writes {
+                let (status, answer) = admin.call(api, op.method, &path, body.clone()).await;
+                assert_eq!(status, 403, "{what} with {who}: {answer}");
+                cells += 1;
+            }
+        }
+        if let Some(expected) = bot_admin_on_alpha(op.method, op.path) {
+            let (status, answer) = admin.call(&bot_admin, op.method, &path, body.clone()).await;
+            assert_eq!(status, expected, "{what} by beta's bot admin on alpha: {answer}");
+            if status == 200 {
+                let text = answer.to_string();
+                assert!(
+                    !text.contains("default/alpha") && !text.contains("charge-alpha"),
+                    "{what} shows beta's admin nothing of alpha: {text}"
+                );
+            }
+            cells += 1;
+        }
+    }
+    assert!(cells > 150, "{cells} cells");
+    println!("{cells} cells of the permission matrix refused");
+    // Nothing of the above changed anything: no new audit row but the reads', Ann not banned,
+    // the broadcast running, the keys as they were, the payment not refunded.
+    let rows = admin.sql.audit_log(None, 10_000).await.unwrap();
+    let new: Vec<_> = rows
+        .iter()
+        .take(rows.len() - before)
+        .filter(|r| !["view_user", "api_key_use", "api_key_refused", "export_payments"].contains(&r.action.as_str()))
+        .collect();
+    assert!(new.is_empty(), "refused requests changed nothing: {new:?}");
+    let person = admin.sql.person_view(ann.id).await.unwrap().unwrap();
+    assert_eq!((person.restricted_until_ms, person.members[0].bot_ban_until_ms, person.members[0].credits), (None, None, 0));
+    assert_eq!(admin.sql.broadcast(broadcast).await.unwrap().unwrap().status, "running");
+    assert_eq!(admin.sql.api_keys().await.unwrap().iter().filter(|k| k.revoked_ms.is_none()).count(), 2);
+
+    // The same requests from the fleet admin, with the token: they work.
+    let mut writes: Vec<_> = OPERATIONS.iter().filter(|op| op.access != Access::Public && op.method != "get").collect();
+    writes.sort_by_key(|op| op.path == "/api/v1/logout");
+    for op in writes {
+        let (path, body) = alpha_request(op, ann.id, broadcast, &key_id);
+        let (status, answer) = admin.call(&owner, op.method, &path, body).await;
+        assert!((200..300).contains(&status), "{} {} by the fleet admin: {status} {answer}", op.method, op.path);
+    }
     h.stop().await;
 }

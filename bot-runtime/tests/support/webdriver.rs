@@ -51,9 +51,7 @@ pub struct Browser {
 /// Debian's paths or the PATH); None when chromedriver is missing.
 fn binaries() -> Option<(PathBuf, Option<PathBuf>)> {
     let on_path = |name: &str| {
-        std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file()))
-            .unwrap_or_default()
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).map(|d| d.join(name)).find(|f| f.is_file())).unwrap_or_default()
     };
     let driver = std::env::var_os("BOTFLEET_CHROMEDRIVER")
         .map(PathBuf::from)
