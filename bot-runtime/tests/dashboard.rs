@@ -275,6 +275,20 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     b.goto("/").await;
     b.wait_path("the login page", WAIT, |p| p == "/login").await;
     inspect(&b, &mut step, "login").await;
+    // The Content-Security-Policy holds in a real browser: an injected inline script does not
+    // run, and the violation reaches the console (so `inspect` would see one on a page).
+    let ran = b
+        .exec(
+            "const s = document.createElement('script'); s.textContent = 'window.__inline = true;'; document.body.appendChild(s); return window.__inline === true;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(ran, json!(false), "inline script is refused");
+    let logged = b.console().await;
+    assert!(
+        logged.iter().any(|l| l["level"] == "SEVERE" && l["message"].as_str().unwrap_or_default().contains("Content Security Policy")),
+        "the violation is in the console: {logged:?}"
+    );
     let id_field = b.field("form[action='/api/v1/login/code']", "Telegram id").await;
     b.type_into(&id_field, &format!("{}{ENTER}", fay.id)).await;
     b.wait_path("the code step", WAIT, |p| p.starts_with("/login?done=code")).await;
