@@ -214,13 +214,13 @@ async fn inspect(b: &Browser, step: &mut u32, name: &str) {
     assert!(errors.is_empty(), "console errors on page {name}: {errors:?}");
     *step += 1;
     let dir = screenshot_dir();
-    b.screenshot(&dir.join(format!("{step:02}-{name}.png"))).await;
+    b.full_screenshot(&dir.join(format!("{step:02}-{name}.png"))).await;
     b.resize(390, 844).await;
     let (page, screen) = {
         let v = b.exec("return [document.documentElement.scrollWidth, window.innerWidth];", json!([])).await;
         (v[0].as_i64().unwrap_or(0), v[1].as_i64().unwrap_or(0))
     };
-    b.screenshot(&dir.join(format!("{step:02}-{name}-phone.png"))).await;
+    b.full_screenshot(&dir.join(format!("{step:02}-{name}-phone.png"))).await;
     b.resize(1280, 900).await;
     assert!(page <= screen, "page {name} is wider ({page} px) than a phone's screen ({screen} px)");
 }

@@ -268,6 +268,22 @@ impl Browser {
         std::fs::write(file, png).expect("write the screenshot");
     }
 
+    /// A PNG of the whole page (beyond the viewport), through Chromium's DevTools command
+    /// `Page.captureScreenshot` that chromedriver passes on.
+    pub async fn full_screenshot(&self, file: &Path) {
+        use base64::Engine;
+        let size = self.exec("return [document.documentElement.scrollWidth, document.documentElement.scrollHeight];", json!([])).await;
+        let (w, h) = (size[0].as_f64().unwrap_or(1280.0), size[1].as_f64().unwrap_or(900.0).min(10_000.0));
+        let params = json!({"format": "png", "captureBeyondViewport": true, "clip": {"x": 0, "y": 0, "width": w, "height": h, "scale": 1}});
+        let v =
+            self.cmd(reqwest::Method::POST, "/goog/cdp/execute", Some(json!({"cmd": "Page.captureScreenshot", "params": params}))).await;
+        let png = base64::engine::general_purpose::STANDARD.decode(v["data"].as_str().unwrap_or_default()).expect("a base64 screenshot");
+        if let Some(dir) = file.parent() {
+            std::fs::create_dir_all(dir).expect("the screenshot folder");
+        }
+        std::fs::write(file, png).expect("write the screenshot");
+    }
+
     /// The browser's console messages since the last call (`level`, `message`): CSP
     /// violations and script errors are `SEVERE`.
     pub async fn console(&self) -> Vec<Value> {
