@@ -254,6 +254,39 @@ async fn offer_until_accepted(http: &reqwest::Client, url: &str, bodies: Vec<Str
     accepted
 }
 
+fn sim_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which partners got fewer copies than their partner sent since `since_ms`, and what else
+/// the bot sent them or the sender then (seeded pairs: 1–2, 3–4, …).
+fn explain_missing(sim: &Sim, senders: &[i64], since_ms: i64) {
+    let mut sent: std::collections::BTreeMap<i64, usize> = Default::default();
+    for s in senders {
+        *sent.entry(*s).or_default() += 1;
+    }
+    let partner = |u: i64| if u % 2 == 1 { u + 1 } else { u - 1 };
+    let texts = |user: i64| -> Vec<String> {
+        sim.inbox(user, Some("alpha_bot"), 0)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.at_ms >= since_ms)
+            .map(|e| match serde_json::to_value(&e.event) {
+                Ok(v) => v.pointer("/message/text").and_then(Value::as_str).unwrap_or("(no text)").chars().take(60).collect(),
+                Err(_) => "?".into(),
+            })
+            .collect()
+    };
+    for (u, n) in sent {
+        let got = texts(partner(u));
+        let copies = got.iter().filter(|t| t.as_str() == "bench message").count();
+        if copies < n {
+            let other: Vec<&String> = got.iter().filter(|t| t.as_str() != "bench message").collect();
+            println!("  missing: {u} sent {n}, partner {} got {copies} copies; other messages to the partner {other:?}; to the sender {:?}", partner(u), texts(u));
+        }
+    }
+}
+
 /// How long after now the runtime's /readyz answers 200 again (a minute at most).
 async fn ready_again(http: &reqwest::Client, base: &str) -> Duration {
     let started = Instant::now();
@@ -513,6 +546,11 @@ async fn run() {
     //    ones refused (the TCP hop, as a restart or failover looks to the runtime; the shared
     //    Postgres itself keeps running), then reachable again. Refused updates offered again.
     let bodies = feed.load(&sim, (rate * (fault_secs + 20)) as usize);
+    let senders: Vec<i64> = bodies
+        .iter()
+        .filter_map(|b| serde_json::from_str::<Value>(b).ok()?.pointer("/message/from/id")?.as_i64())
+        .collect();
+    let phase_start_ms = sim_now_ms();
     let sent_before = copies(&sim);
     let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
     let (down_http, down_url) = (http.clone(), url.clone());
@@ -531,6 +569,9 @@ async fn run() {
     let delivered = wait_delivered(&sim, sent_before + expected, Duration::from_secs(60)).await - sent_before;
     let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
     let alive = child.try_wait().ok().flatten().is_none();
+    if expected > delivered + given_up {
+        explain_missing(&sim, &senders, phase_start_ms);
+    }
     println!(
         "Postgres unreachable: cut {fault_secs} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 (all {again} accepted when offered again; ready {:.1} s after it was reachable), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
         outcome.sent,

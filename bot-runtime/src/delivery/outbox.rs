@@ -66,6 +66,8 @@ const REF_TTL: Duration = Duration::from_secs(6 * 3600);
 pub const CHAT_BACKLOG: usize = 20;
 /// Jobs read per page of a shard's lane.
 const PAGE: usize = 64;
+/// The most sends of one shard in flight at once (each to another chat).
+const MAX_BATCH: usize = 32;
 /// The first page of a pass when the bot's limit allows at most one send every 10 ms or more.
 const FIRST_PAGE_LIMITED: usize = 8;
 /// The most jobs one pass looks at per lane (paging past chats that must wait): with the
@@ -382,6 +384,8 @@ async fn drain_once(
         let mut scanned = 0usize;
         let mut queued: HashMap<i64, usize> = HashMap::new();
         let mut page_size = first_page;
+        // Jobs with their slot reserved, one per chat, sent together (`send_batch`).
+        let mut batch: Vec<(String, Job)> = Vec::new();
         loop {
             // Another worker of the bot learnt that the bot must wait: read nothing until then.
             let next = *gate.0.lock().await;
@@ -421,7 +425,11 @@ async fn drain_once(
                     let mut next = gate.0.lock().await;
                     let now = now_ms();
                     if *next > now {
-                        return Ok(Pass::Throttled(ms(*next - now)));
+                        let wait = ms(*next - now);
+                        drop(next);
+                        return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
+                            .await?
+                            .unwrap_or(Pass::Throttled(wait)));
                     }
                     let slot = hot
                         .reserve_slot(&bot.pool, &bot.name, chat, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now)
@@ -440,47 +448,31 @@ async fn drain_once(
                 };
                 bot.metrics().send_reservation(&bot.name, outcome);
                 if !slot.bot_wait.is_zero() {
-                    // Nothing of this bot may go before then: stop here.
-                    return Ok(Pass::Throttled(slot.bot_wait));
+                    // Nothing of this bot may go before then: stop here (once what already has
+                    // its slot is sent).
+                    return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
+                        .await?
+                        .unwrap_or(Pass::Throttled(slot.bot_wait)));
                 }
-                let retry = if slot.wait.is_zero() {
-                    // A send in flight at shutdown gets a few seconds to finish (and be
-                    // acknowledged); one that hangs longer is left unacknowledged for the next
-                    // consumer, so SIGTERM ends the process within its grace period.
-                    let delivery = deliver(bot, &job);
-                    tokio::pin!(delivery);
-                    let mut stopping = stop.clone();
-                    let stopped = async move {
-                        // The guard `wait_for` returns must not live across an await.
-                        let _ = stopping.wait_for(|s| *s).await.map(|_| ());
-                    };
-                    let outcome = tokio::select! {
-                        d = &mut delivery => Some(d),
-                        () = stopped => tokio::time::timeout(SHUTDOWN_SEND_GRACE, &mut delivery).await.ok(),
-                    };
-                    let Some(outcome) = outcome else {
-                        tracing::warn!(bot = %bot.name, method = %job.method, "a send still in flight at shutdown was left for the next consumer");
-                        return Ok(Pass::Sent);
-                    };
-                    match outcome {
-                        Delivery::Done => {
-                            hot.outbox_ack(&bot.pool, &bot.name, shard, lane, &id).await?;
-                            super::media::release(bot, &job).await;
-                            *queued.entry(chat).or_default() -= 1;
-                            progressed = true;
-                            None
-                        }
-                        Delivery::Retry(after) => Some(after),
+                if slot.wait.is_zero() {
+                    // Sent with the other chats' ready jobs of this page, at once (below): one
+                    // job per chat per batch, so a chat's own order holds.
+                    waiting.insert(chat);
+                    batch.push((id, job));
+                    if batch.len() >= MAX_BATCH
+                        && let Some(pass) = send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed).await?
+                    {
+                        return Ok(pass);
                     }
                 } else {
-                    Some(slot.wait)
-                };
-                if let Some(after) = retry {
-                    let until = now_ms() + after.as_millis() as i64;
+                    let until = now_ms() + slot.wait.as_millis() as i64;
                     held.insert(chat, until);
                     waiting.insert(chat);
                     soonest = Some(soonest.map_or(until, |s| s.min(until)));
                 }
+            }
+            if let Some(pass) = send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed).await? {
+                return Ok(pass);
             }
             if !full || scanned >= MAX_SCAN {
                 break;
@@ -515,6 +507,82 @@ async fn drop_over_backlog(bot: &Bot, shard: u32, lane: Lane, id: &str, job: &Jo
         }
     }
     Ok(())
+}
+
+/// Sends the batch's jobs (each of another chat, each with its slot reserved) at once and
+/// settles each: acknowledged when done (or refused for good), held for its retry time
+/// otherwise. Sends of different chats are independent, so a shard's throughput is no longer
+/// one Bot API round trip at a time (issue 9: a replica's egress was latency-bound at ≈ 300/s).
+/// At shutdown the sends in flight get [`SHUTDOWN_SEND_GRACE`]; those that finish are settled,
+/// the rest are left unacknowledged for the next consumer (`Some(Pass::Sent)`).
+#[allow(clippy::too_many_arguments)]
+async fn send_batch(
+    bot: &Bot,
+    shard: u32,
+    lane: Lane,
+    stop: &watch::Receiver<bool>,
+    batch: &mut Vec<(String, Job)>,
+    held: &mut HashMap<i64, i64>,
+    soonest: &mut Option<i64>,
+    queued: &mut HashMap<i64, usize>,
+    progressed: &mut bool,
+) -> Result<Option<Pass>, crate::hot::HotError> {
+    use futures::StreamExt as _;
+    if batch.is_empty() {
+        return Ok(None);
+    }
+    let jobs = std::mem::take(batch);
+    let mut outcomes: Vec<Option<Delivery>> = jobs.iter().map(|_| None).collect();
+    {
+        let mut pending: futures::stream::FuturesUnordered<_> =
+            jobs.iter().enumerate().map(|(k, (_, job))| async move { (k, deliver(bot, job).await) }).collect();
+        let mut stopping = stop.clone();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                None => tokio::select! {
+                    next = pending.next() => next,
+                    _ = stopping.wait_for(|s| *s) => {
+                        deadline = Some(tokio::time::Instant::now() + SHUTDOWN_SEND_GRACE);
+                        continue;
+                    }
+                },
+                Some(at) => match tokio::time::timeout_at(at, pending.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Some((k, delivery)) => outcomes[k] = Some(delivery),
+                None => break,
+            }
+        }
+    }
+    let hot = bot.fleet.hot.as_ref();
+    let mut unfinished = 0;
+    for ((id, job), outcome) in jobs.iter().zip(outcomes) {
+        match outcome {
+            Some(Delivery::Done) => {
+                hot.outbox_ack(&bot.pool, &bot.name, shard, lane, id).await?;
+                super::media::release(bot, job).await;
+                if let Some(n) = queued.get_mut(&job.chat_id) {
+                    *n = n.saturating_sub(1);
+                }
+                *progressed = true;
+            }
+            Some(Delivery::Retry(after)) => {
+                let until = now_ms() + after.as_millis() as i64;
+                held.insert(job.chat_id, until);
+                *soonest = Some(soonest.map_or(until, |s| s.min(until)));
+            }
+            None => unfinished += 1,
+        }
+    }
+    if unfinished > 0 {
+        tracing::warn!(bot = %bot.name, sends = unfinished, "sends still in flight at shutdown were left for the next consumer");
+        return Ok(Some(Pass::Sent));
+    }
+    Ok(None)
 }
 
 enum Delivery {
