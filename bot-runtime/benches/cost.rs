@@ -254,6 +254,95 @@ async fn offer_until_accepted(http: &reqwest::Client, url: &str, bodies: Vec<Str
     accepted
 }
 
+/// What a fault phase takes away for a while.
+enum Dependency<'a> {
+    /// Stopped (SIGTERM: its AOF flushed), then started again on the same files.
+    Redis(&'a mut PrivateRedis),
+    /// Every connection reset and the port closed, then opened again.
+    Postgres(&'a mut TcpCut),
+}
+
+impl Dependency<'_> {
+    fn take_away(&mut self) {
+        match self {
+            Dependency::Redis(r) => r.stop(),
+            Dependency::Postgres(p) => p.cut(),
+        }
+    }
+    async fn give_back(&mut self) {
+        match self {
+            Dependency::Redis(r) => r.restart(),
+            Dependency::Postgres(p) => p.restore().await,
+        }
+    }
+}
+
+/// The traffic of a fault phase: chat messages at `rate`/s for `fault_secs` + 20 s, the
+/// dependency gone from the 10th second for `fault_secs`.
+struct Traffic<'a> {
+    http: &'a reqwest::Client,
+    url: &'a str,
+    base: &'a str,
+    sim: &'a Sim,
+    rate: u64,
+    fault_secs: u64,
+}
+
+/// What a fault phase saw.
+struct Faulted {
+    outcome: Offered,
+    /// Refused updates accepted when offered again afterwards.
+    again: u64,
+    expected: u64,
+    delivered: u64,
+    given_up: u64,
+    /// From the dependency's return to the runtime's /readyz answering 200.
+    ready_after: Duration,
+    alive_while_down: bool,
+    alive: bool,
+}
+
+impl Faulted {
+    fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered + self.given_up)
+    }
+}
+
+impl Traffic<'_> {
+    async fn through(&self, mut dependency: Dependency<'_>, feed: &mut Feed, child: &mut std::process::Child) -> Faulted {
+        let (http, base, sim) = (self.http, self.base, self.sim);
+        let bodies = feed.load(sim, (self.rate * (self.fault_secs + 20)) as usize);
+        let senders: Vec<i64> = bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok()?.pointer("/message/from/id")?.as_i64())
+            .collect();
+        let phase_start_ms = sim_now_ms();
+        let sent_before = copies(sim);
+        let given_up_before = metric(http, base, "botfleet_outbox_given_up_total{").await as u64;
+        let (down_http, down_url, rate) = (http.clone(), self.url.to_string(), self.rate);
+        let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        dependency.take_away();
+        tokio::time::sleep(Duration::from_secs(self.fault_secs)).await;
+        let alive_while_down = child.try_wait().ok().flatten().is_none();
+        dependency.give_back().await;
+        let ready_after = ready_again(http, base).await;
+        let outcome = traffic.await.expect("the traffic task");
+        let again = offer_until_accepted(http, self.url, outcome.refused_bodies.clone()).await;
+        let expected = outcome.accepted + again;
+        settle(http, base, Duration::from_secs(600)).await;
+        // The depth gauges lag a few seconds: late is not lost (a minute more at most).
+        let delivered = wait_delivered(sim, sent_before + expected, Duration::from_secs(60)).await - sent_before;
+        let given_up = metric(http, base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
+        let alive = child.try_wait().ok().flatten().is_none();
+        let faulted = Faulted { outcome, again, expected, delivered, given_up, ready_after, alive_while_down, alive };
+        if faulted.lost() > 0 {
+            explain_missing(sim, &senders, phase_start_ms);
+        }
+        faulted
+    }
+}
+
 fn sim_now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -508,80 +597,44 @@ async fn run() {
     // 5. A Redis restart mid-traffic: stopped (SIGTERM: AOF flushed) for BENCH_FAULT_SECS, then
     //    started again on the same AOF. Refused updates are offered again, as Telegram does.
     let fault_secs = env_or("BENCH_FAULT_SECS", 30);
-    let rate = 100;
-    let bodies = feed.load(&sim, (rate * (fault_secs + 20)) as usize);
-    let sent_before = copies(&sim);
-    let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
-    let (down_http, down_url) = (http.clone(), url.clone());
-    let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    private.stop();
-    let down_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(fault_secs)).await;
-    let alive_while_down = child.try_wait().ok().flatten().is_none();
-    private.restart();
-    let redis_back = ready_again(&http, &base).await;
-    let outcome = traffic.await.expect("the traffic task");
-    let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
-    let expected = outcome.accepted + again;
-    settle(&http, &base, Duration::from_secs(600)).await;
-    // The depth gauges lag a few seconds: late is not lost (a minute more at most).
-    let delivered = wait_delivered(&sim, sent_before + expected, Duration::from_secs(60)).await - sent_before;
-    let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
-    let alive = child.try_wait().ok().flatten().is_none();
+    let run = Traffic { http: &http, url: &url, base: &base, sim: &sim, rate: 100, fault_secs };
+    let f = run.through(Dependency::Redis(&mut private), &mut feed, &mut child).await;
     println!(
-        "Redis restart: down {:.0} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 while down (all {again} accepted when offered again; ready {:.1} s after Redis was back), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
-        down_at.elapsed().as_secs_f64().min(fault_secs as f64),
-        outcome.sent,
-        outcome.accepted,
-        outcome.refused,
-        redis_back.as_secs_f64(),
-        outcome.failed,
-        expected.saturating_sub(delivered + given_up),
-        if alive_while_down { "kept running" } else { "exited" },
-        if alive { "is running" } else { "has exited" }
+        "Redis restart: down {fault_secs} s; {} updates offered at {}/s, {} accepted, {} refused with 503 while down (all {} accepted when offered again; ready {:.1} s after Redis was back), {} failed otherwise; {} of {} delivered, {} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
+        f.outcome.sent,
+        run.rate,
+        f.outcome.accepted,
+        f.outcome.refused,
+        f.again,
+        f.ready_after.as_secs_f64(),
+        f.outcome.failed,
+        f.delivered,
+        f.expected,
+        f.given_up,
+        f.lost(),
+        if f.alive_while_down { "kept running" } else { "exited" },
+        if f.alive { "is running" } else { "has exited" }
     );
 
     // 6. Postgres unreachable mid-traffic for BENCH_FAULT_SECS: every connection reset and new
     //    ones refused (the TCP hop, as a restart or failover looks to the runtime; the shared
     //    Postgres itself keeps running), then reachable again. Refused updates offered again.
-    let bodies = feed.load(&sim, (rate * (fault_secs + 20)) as usize);
-    let senders: Vec<i64> = bodies
-        .iter()
-        .filter_map(|b| serde_json::from_str::<Value>(b).ok()?.pointer("/message/from/id")?.as_i64())
-        .collect();
-    let phase_start_ms = sim_now_ms();
-    let sent_before = copies(&sim);
-    let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
-    let (down_http, down_url) = (http.clone(), url.clone());
-    let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    pg_cut.cut();
-    tokio::time::sleep(Duration::from_secs(fault_secs)).await;
-    let alive_while_down = child.try_wait().ok().flatten().is_none();
-    pg_cut.restore().await;
-    let back = ready_again(&http, &base).await;
-    let outcome = traffic.await.expect("the traffic task");
-    let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
-    let expected = outcome.accepted + again;
-    settle(&http, &base, Duration::from_secs(600)).await;
-    // The depth gauges lag a few seconds: late is not lost (a minute more at most).
-    let delivered = wait_delivered(&sim, sent_before + expected, Duration::from_secs(60)).await - sent_before;
-    let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
-    let alive = child.try_wait().ok().flatten().is_none();
-    if expected > delivered + given_up {
-        explain_missing(&sim, &senders, phase_start_ms);
-    }
+    let f = run.through(Dependency::Postgres(&mut pg_cut), &mut feed, &mut child).await;
     println!(
-        "Postgres unreachable: cut {fault_secs} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 (all {again} accepted when offered again; ready {:.1} s after it was reachable), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
-        outcome.sent,
-        outcome.accepted,
-        outcome.refused,
-        back.as_secs_f64(),
-        outcome.failed,
-        expected.saturating_sub(delivered + given_up),
-        if alive_while_down { "kept running" } else { "exited" },
-        if alive { "is running" } else { "has exited" }
+        "Postgres unreachable: cut {fault_secs} s; {} updates offered at {}/s, {} accepted, {} refused with 503 (all {} accepted when offered again; ready {:.1} s after it was reachable), {} failed otherwise; {} of {} delivered, {} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
+        f.outcome.sent,
+        run.rate,
+        f.outcome.accepted,
+        f.outcome.refused,
+        f.again,
+        f.ready_after.as_secs_f64(),
+        f.outcome.failed,
+        f.delivered,
+        f.expected,
+        f.given_up,
+        f.lost(),
+        if f.alive_while_down { "kept running" } else { "exited" },
+        if f.alive { "is running" } else { "has exited" }
     );
 
     let _ = child.kill();

@@ -956,6 +956,10 @@ spec:
     }
 
     fn desired(b: &BotInstance, monitor: bool) -> Desired {
+        desired_with(b, monitor, &settings())
+    }
+
+    fn desired_with(b: &BotInstance, monitor: bool, settings: &Settings) -> Desired {
         let r = resolve(b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
         let yaml = serde_yaml::to_string(&r.config).unwrap();
         let rollout = Rollout {
@@ -974,11 +978,7 @@ spec:
             with_monitor: monitor,
             existing_deployment: None,
         };
-        desired_with(b, &input, &settings())
-    }
-
-    fn desired_with(b: &BotInstance, input: &BuildInputs<'_>, settings: &Settings) -> Desired {
-        build(b, input, settings)
+        build(b, &input, settings)
     }
 
     #[test]
@@ -1335,26 +1335,7 @@ spec:
     #[test]
     fn fleet_runtime_settings_become_the_pods_environment() {
         let env_of = |settings: &Settings| -> Vec<(String, Option<String>)> {
-            let b = alpha();
-            let r = resolve(&b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
-            let yaml = serde_yaml::to_string(&r.config).unwrap();
-            let rollout = Rollout {
-                token_fingerprint: "sha256:aaaaaaaaaaaa".into(),
-                webhook_secret_fingerprint: Some("sha256:bbbbbbbbbbbb".into()),
-                payload_keys_fingerprint: "sha256:dddddddddddd".into(),
-            };
-            let input = BuildInputs {
-                config: &r.config,
-                config_yaml: &yaml,
-                hash: &r.hash,
-                token: "123:abc",
-                rollout: &rollout,
-                new_webhook_secret: None,
-                scale_down: ScaleDown::No,
-                with_monitor: false,
-                existing_deployment: None,
-            };
-            let d = desired_with(&b, &input, settings);
+            let d = desired_with(&alpha(), false, settings);
             let env = d.deployment.spec.template.spec.unwrap().containers[0].env.clone().unwrap();
             env.into_iter().map(|e| (e.name, e.value)).collect()
         };
