@@ -421,26 +421,36 @@ async fn drain_once(
                     waiting.insert(chat);
                     continue;
                 }
-                let slot = {
-                    let mut next = gate.0.lock().await;
-                    let now = now_ms();
-                    if *next > now {
-                        let wait = ms(*next - now);
-                        drop(next);
-                        return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
-                            .await?
-                            .unwrap_or(Pass::Throttled(wait)));
+                // A limited bot's workers ask the limiter one at a time (the gate is held across
+                // the call), so after one "wait" the others learn it without asking (defect 13).
+                // A fast bot (over 100 sends/s allowed) must not serialize its 16 shards on one
+                // round trip each: the gate is only read before and written after the call.
+                let serialize = bot_interval_ms >= 10;
+                let mut next = Some(gate.0.lock().await);
+                let now = now_ms();
+                if let Some(at) = next.as_deref().copied().filter(|at| *at > now) {
+                    drop(next);
+                    return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
+                        .await?
+                        .unwrap_or(Pass::Throttled(ms(at - now))));
+                }
+                if !serialize {
+                    next = None;
+                }
+                let slot = hot
+                    .reserve_slot(&bot.pool, &bot.name, chat, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now)
+                    .await?;
+                match next.as_deref_mut() {
+                    Some(next) if !slot.bot_wait.is_zero() => *next = now + slot.bot_wait.as_millis() as i64,
+                    Some(next) if slot.wait.is_zero() => *next = now + bot_interval_ms,
+                    Some(_) => {}
+                    None if !slot.bot_wait.is_zero() => {
+                        let mut next = gate.0.lock().await;
+                        *next = (*next).max(now + slot.bot_wait.as_millis() as i64);
                     }
-                    let slot = hot
-                        .reserve_slot(&bot.pool, &bot.name, chat, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now)
-                        .await?;
-                    if !slot.bot_wait.is_zero() {
-                        *next = now + slot.bot_wait.as_millis() as i64;
-                    } else if slot.wait.is_zero() {
-                        *next = now + bot_interval_ms;
-                    }
-                    slot
-                };
+                    None => {}
+                }
+                drop(next);
                 let outcome = match (slot.wait.is_zero(), slot.bot_wait.is_zero()) {
                     (true, _) => "go",
                     (false, false) => "bot_wait",
