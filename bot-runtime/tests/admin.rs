@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
 use bot_runtime::roles::simulate::{Person, text_of};
-use bot_runtime::store::admin::AdminStore;
+use bot_runtime::store::admin::{AdminStore, Audience, NewBroadcastRow};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;
 use serde_json::{Value, json};
@@ -41,6 +41,7 @@ on_both_backends!(
     an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
     reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
     a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
+    a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -888,6 +889,9 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     for p in [&mut quiet, &mut fay] {
         assert!(!p.received().unwrap().iter().any(|x| text_of(x).contains("Big news")), "not in the audience");
     }
+    // The bot's sender counted each message as delivered, once.
+    let settled = wait_settled(&admin.sql, id, 10).await;
+    assert_eq!((settled.delivered, settled.failed, settled.blocked), (10, 0, 0), "{settled:?}");
     // Listed with its progress; cancelling a finished one is a conflict; audited.
     let mut owner = admin.client("10.10.0.2");
     owner.log_in(&mut fay).await;
@@ -899,7 +903,13 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     let (status, _, page, _) = owner.page("/broadcasts").await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("&lt;b&gt;Big news&lt;/b&gt; 42") && page.contains("10 of 10 queued") && page.contains("<progress"), "{page}");
-    assert!(page.contains("action=\"/api/v1/broadcasts\"") && page.contains("name=\"_csrf\""), "{page}");
+    assert!(
+        page.contains("<progress value=\"10\" max=\"10\"") && page.contains("<span data-outcome=\"delivered\">10</span> delivered"),
+        "{page}"
+    );
+    assert!(page.contains("<form method=\"get\" action=\"/broadcasts\">"), "composing starts with a preview: {page}");
+    let (_, _, preview, _) = owner.page("/broadcasts?preview=1&bot=default%2Fbeta&text=Hi").await;
+    assert!(preview.contains("action=\"/api/v1/broadcasts\"") && preview.contains("name=\"_csrf\""), "the preview's send form: {preview}");
     let rows = admin.sql.audit_log(None, 100).await.unwrap();
     assert!(rows.iter().any(|r| r.action == "broadcast" && r.detail.contains("Big news")), "{rows:?}");
 
@@ -907,7 +917,17 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     // stale the batch is queued again, and counted as possibly repeated.
     admin.stop().await;
     let (_fleet, sql) = h.admin_fleet().await;
-    let second = sql.create_broadcast("default/beta", "Second news", "all", fay.id, bot_runtime::bot::now_ms()).await.unwrap();
+    let everyone = Audience::all();
+    let row = NewBroadcastRow {
+        bot: "default/beta",
+        text: "Second news",
+        audience: &everyone,
+        by: fay.id,
+        now_ms: bot_runtime::bot::now_ms(),
+        start_ms: None,
+        total: 10,
+    };
+    let second = sql.create_broadcast(&row).await.unwrap();
     let mut ids: Vec<i64> = members.iter().map(|m| m.id).collect();
     ids.sort();
     let dead_at = bot_runtime::bot::now_ms() - 60_000;
@@ -926,5 +946,166 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     for m in &mut members {
         m.expect("the second broadcast", WAIT, |m| text_of(m).contains("Second news")).await.unwrap();
     }
+    // The repeated batch's members got it twice at most, and are counted once.
+    let settled = wait_settled(&admin.sql, second, 10).await;
+    assert_eq!(settled.delivered, 10, "{settled:?}");
+    h.stop().await;
+}
+
+/// The broadcast once its sender has counted `n` outcomes (delivered + failed + blocked).
+async fn wait_settled(sql: &SqlStore, id: i64, n: i64) -> bot_runtime::store::admin::Broadcast {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let b = sql.broadcast(id).await.unwrap().unwrap();
+        if b.delivered + b.failed + b.blocked >= n {
+            // Nothing more may be counted after: each member once.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return sql.broadcast(id).await.unwrap().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} outcomes counted: {b:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time(
+    backend: Backend,
+) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    // Beta: three active English members, one who has not been seen for a year, one Russian
+    // member, one who blocked the bot without the bot learning it (the update was lost), and
+    // one the bot has never been able to write to (Telegram: "chat not found").
+    let mut active = Vec::new();
+    for i in 0..3 {
+        active.push(onboarded(&h, "beta", &format!("Active{i}"), "m", 25).await);
+    }
+    let mut idle = onboarded(&h, "beta", "Idle", "f", 33).await;
+    let mut ivan = Person::new(&h.sim, &username("beta"), "Ivan", Lang::Ru).expect("user");
+    ivan.onboard("m", 30, &[], WAIT).await.expect("onboarding");
+    let gone = onboarded(&h, "beta", "Gone", "f", 28).await;
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let sql = admin.sql.clone();
+    let today = bot_runtime::store::day_of(bot_runtime::bot::now_ms());
+    sqlx::query("UPDATE users SET active_day = $1 WHERE user_id = $2").bind(today - 365).bind(idle.id).execute(sql.pool()).await.unwrap();
+    h.sim.block(&username("beta"), gone.id).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while sql.person_view(gone.id).await.unwrap().unwrap().members[0].reachable {
+        assert!(std::time::Instant::now() < deadline, "the bot learns of the block");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("UPDATE users SET reachable = 1 WHERE user_id = $1").bind(gone.id).execute(sql.pool()).await.unwrap();
+    let ghost = 990_000_001_i64;
+    sqlx::query(
+        "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms, active_day) \
+         VALUES ('default/beta', $1, 'en', 'ready', 1, $2, $2, $3)",
+    )
+    .bind(ghost)
+    .bind(bot_runtime::bot::now_ms())
+    .bind(today)
+    .execute(sql.pool())
+    .await
+    .unwrap();
+
+    let mut owner = admin.client("10.11.0.1");
+    owner.log_in(&mut fay).await;
+    // Links other than http(s)/tg are refused, however written; so are bad filters and times.
+    for text in [
+        "<a href=\"javascript:alert(1)\">win</a>",
+        "<a href=\"&#106;avascript:alert(1)\">win</a>",
+        "<a href=\"data:text/html,x\">win</a>",
+        "<b onclick=\"x()\">hi</b>",
+    ] {
+        for path in ["/api/v1/broadcasts/preview", "/api/v1/broadcasts"] {
+            let (status, body) = owner.post(path, json!({"bot": "default/beta", "text": text})).await;
+            assert_eq!(status, 400, "{path} {text}: {body}");
+            assert!(body["error"]["message"].as_str().unwrap().starts_with("text:"), "{body}");
+        }
+    }
+    for (field, value) in [("language", "EN!"), ("active_since", "yesterday"), ("start_at", "2001-01-01T00:00:00Z"), ("audience", "rich")] {
+        let (status, body) = owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "x", field: value})).await;
+        assert_eq!(status, 400, "{field}: {body}");
+    }
+    assert_eq!(sql.broadcasts(10).await.unwrap().len(), 0, "nothing refused was made");
+
+    // The preview: the message rebuilt (escaped, the link kept safe) and the audience's size.
+    let text = "<b>Sale</b> &lt;today&gt; <a href=\"https://t.me/beta\">open</a>";
+    let since = jiff::Timestamp::from_millisecond((today - 7) * 86_400_000).unwrap().to_string()[..10].to_string();
+    let req = json!({"bot": "default/beta", "text": text, "audience": "all", "language": "en", "active_since": since});
+    let (status, body) = owner.post("/api/v1/broadcasts/preview", req.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["audience_size"], 5, "three active, the hidden blocker, the ghost: {body}");
+    assert_eq!(
+        body["preview_html"], "<b>Sale</b> &lt;today&gt; <a href=\"https://t.me/beta\" rel=\"noopener noreferrer nofollow\">open</a>",
+        "{body}"
+    );
+    let (status, _, page, _) = owner
+        .page(&format!(
+            "/broadcasts?preview=1&bot=default%2Fbeta&audience=all&language=en&active_since={since}&text={}",
+            "%3Ca%20href%3D%22javascript%3Aalert(1)%22%3Ex%3C%2Fa%3E"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("role=\"alert\"") && page.contains("javascript:, data: and other schemes are refused"), "{page}");
+    assert!(!page.contains("href=\"javascript"), "never a javascript: link on the page: {page}");
+    let (status, _, page, _) = owner.page("/broadcasts?preview=1&bot=default%2Fbeta&text=%3Cb%3EHi%3C%2Fb%3E&language=ru").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<div class=\"preview\"><b>Hi</b></div>") && page.contains("<b>1</b> members of default/beta"), "{page}");
+
+    // Sent: the sender counts 3 delivered, 1 blocked (marked unreachable), 1 failed.
+    let (status, body) = owner.post("/api/v1/broadcasts", req).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["audience_size"].as_i64(), body["broadcast"]["total"].as_i64()), (Some(5), Some(5)), "{body}");
+    let id = body["broadcast"]["id"].as_i64().unwrap();
+    let b = wait_settled(&sql, id, 5).await;
+    assert_eq!((b.delivered, b.failed, b.blocked, b.queued), (3, 1, 1, 5), "{b:?}");
+    for p in &mut active {
+        p.expect("the sale", WAIT, |m| text_of(m).contains("Sale <today> open")).await.unwrap();
+    }
+    for p in [&mut idle, &mut ivan] {
+        assert!(!p.received().unwrap().iter().any(|m| text_of(m).contains("Sale")), "filtered out");
+    }
+    assert!(!sql.person_view(gone.id).await.unwrap().unwrap().members[0].reachable, "a blocker is marked unreachable");
+    let (_, body) = owner.get("/api/v1/broadcasts").await;
+    let listed = &body["broadcasts"][0];
+    assert_eq!(
+        (listed["delivered"].as_i64(), listed["failed"].as_i64(), listed["blocked"].as_i64()),
+        (Some(3), Some(1), Some(1)),
+        "{body}"
+    );
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    assert!(page.contains("<progress value=\"5\" max=\"5\""), "{page}");
+    assert!(page.contains("<span data-outcome=\"failed\">1</span> failed, <span data-outcome=\"blocked\">1</span> blocked"), "{page}");
+    assert_eq!(h.metric("botfleet_broadcast_messages_total{bot=\"beta\",outcome=\"delivered\"}"), 3.0);
+    assert_eq!(h.metric("botfleet_broadcast_messages_total{bot=\"beta\",outcome=\"blocked\"}"), 1.0);
+    assert_eq!(h.metric("botfleet_broadcast_messages_total{bot=\"beta\",outcome=\"failed\"}"), 1.0);
+    // The blocker is in no later audience: a second broadcast to everyone counts 5 (Idle
+    // and Ivan back in, the blocker out, the ghost still in).
+    let (_, body) = owner.post("/api/v1/broadcasts/preview", json!({"bot": "default/beta", "text": "x"})).await;
+    assert_eq!(body["audience_size"], 6, "{body}");
+
+    // At a time: scheduled, nobody gets it before; then it starts by itself.
+    let at = jiff::Timestamp::from_millisecond(bot_runtime::bot::now_ms() + 3_000).unwrap().to_string();
+    let (status, body) =
+        owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "Later news", "start_at": at, "language": "ru"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["broadcast"]["status"], "scheduled", "{body}");
+    let later = body["broadcast"]["id"].as_i64().unwrap();
+    let far = jiff::Timestamp::from_millisecond(bot_runtime::bot::now_ms() + 86_400_000).unwrap().to_string();
+    let (_, body) = owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "Never news", "start_at": &far[..16]})).await;
+    assert_eq!(body["broadcast"]["status"], "scheduled", "YYYY-MM-DDTHH:MM, the dashboard's field: {body}");
+    let never = body["broadcast"]["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(sql.broadcast(later).await.unwrap().unwrap().queued, 0, "not before its time");
+    assert!(!ivan.received().unwrap().iter().any(|m| text_of(m).contains("Later news")));
+    ivan.expect("the scheduled broadcast", WAIT, |m| text_of(m).contains("Later news")).await.unwrap();
+    let b = wait_settled(&sql, later, 1).await;
+    assert_eq!((b.status.as_str(), b.delivered, b.total), ("done", 1, 1), "{b:?}");
+    // A scheduled broadcast is cancelled before it starts; nobody ever gets it.
+    let (status, body) = owner.post(&format!("/api/v1/broadcasts/{never}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    let rows = sql.audit_log(None, 200).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 3, "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "broadcast_cancel" && r.detail.contains(&never.to_string())), "{rows:?}");
     h.stop().await;
 }

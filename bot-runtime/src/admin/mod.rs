@@ -20,6 +20,7 @@ pub mod keys;
 pub mod moderation;
 pub mod openapi;
 pub mod pages;
+pub mod telegram_html;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::ErrorBody;
 use super::api::*;
-use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast};
+use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast, PreviewAnswer};
 use super::keys::{KeysAnswer, NewKeyAnswer, NewKeyRequest};
 use super::moderation::{BannedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
 use crate::store::admin::PersonView;
@@ -253,7 +253,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/v1/broadcasts",
-        summary: "Start a broadcast to a bot's members (all, VIP or free; /news off respected), queued at the bot's pace",
+        summary: "Start (or schedule) a broadcast to a bot's members (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace",
         access: Access::Session,
         request: Some(s::<NewBroadcast>),
         status: 201,
@@ -262,8 +262,18 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "post",
+        path: "/api/v1/broadcasts/preview",
+        summary: "Check a broadcast without sending it: its preview (checked Telegram HTML, links http(s)/tg only) and the audience's size now",
+        access: Access::Session,
+        request: Some(s::<NewBroadcast>),
+        status: 200,
+        response: s::<PreviewAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
         path: "/api/v1/broadcasts/{broadcast_id}/cancel",
-        summary: "Stop a running broadcast (messages already queued are still sent)",
+        summary: "Stop a running broadcast (messages already queued are still sent) or cancel a scheduled one",
         access: Access::Session,
         request: None,
         status: 200,

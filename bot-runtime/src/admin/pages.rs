@@ -617,61 +617,131 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
     };
     let mut m = Markup::default();
     notice(&mut m, &q);
-    html!(
-        m,
-        "<section><h2>New broadcast</h2><p>Sent by the bot to its members with a complete profile who can be reached, are not banned and have not \
-         turned announcements off (<code>/news off</code>, which every message mentions). The bot sends it at its own pace, after its chats.</p>\
-         <form method=\"post\" action=\"/api/v1/broadcasts\">"
-    );
-    hidden(&mut m, &admin, "/broadcasts?done=broadcast");
-    html!(m, "<label for=\"bb\">Bot</label><select id=\"bb\" name=\"bot\">");
-    for bot in &admin.identity.bots {
-        html!(m, "<option value=\"{}\">{}</option>", bot, bot);
+    let field = |name: &str| q.get(name).cloned().unwrap_or_default();
+    // A preview (`?preview=1&bot=…&text=…`, the compose form's GET): the message as members
+    // will see it, the audience's size now, and a form that sends exactly that.
+    if q.contains_key("preview") {
+        let req = broadcast::NewBroadcast {
+            bot: field("bot"),
+            text: field("text"),
+            audience: q.get("audience").cloned(),
+            language: q.get("language").cloned(),
+            active_since: q.get("active_since").cloned(),
+            start_at: q.get("start_at").cloned(),
+        };
+        match broadcast::preview_of(&s, &admin, &req).await {
+            Ok(p) => {
+                html!(m, "<section aria-labelledby=\"pv\"><h2 id=\"pv\">Preview</h2><div class=\"preview\">");
+                // Rebuilt by the checker from escaped text and its own tags (telegram_html.rs).
+                m.0.push_str(&p.preview_html);
+                html!(
+                    m,
+                    "</div><p><b>{}</b> members of {} would get it {}.</p><form method=\"post\" action=\"/api/v1/broadcasts\">",
+                    p.audience_size,
+                    req.bot,
+                    p.start_ms.map(|t| format!("at {}", time(t))).unwrap_or_else(|| "now".into())
+                );
+                hidden(&mut m, &admin, "/broadcasts?done=broadcast");
+                for (name, value) in [
+                    ("bot", &req.bot),
+                    ("text", &req.text),
+                    ("audience", &field("audience")),
+                    ("language", &field("language")),
+                    ("active_since", &field("active_since")),
+                    ("start_at", &field("start_at")),
+                ] {
+                    html!(m, "<input type=\"hidden\" name=\"{}\" value=\"{}\">", name, value);
+                }
+                html!(m, "<button type=\"submit\" class=\"danger\">Send to these {} members</button></form></section>", p.audience_size);
+            }
+            Err(e) => {
+                let (_, _, message) = e.parts();
+                html!(m, "<p class=\"error\" role=\"alert\">{}</p>", message);
+            }
+        }
     }
     html!(
         m,
-        "</select><label for=\"ba\">Audience</label><select id=\"ba\" name=\"audience\"><option value=\"all\">Everyone</option>\
-         <option value=\"vip\">VIP members</option><option value=\"free\">Members without VIP</option></select>\
-         <label for=\"bt\">Message (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href&gt;…)</label>\
-         <textarea id=\"bt\" name=\"text\" rows=\"5\" maxlength=\"3500\" required></textarea>\
-         <button type=\"submit\" class=\"danger\">Send to the audience</button></form></section>\
-         <section><h2>Broadcasts</h2><table><thead><tr><th scope=\"col\">Started</th><th scope=\"col\">Bot</th><th scope=\"col\">Audience</th>\
-         <th scope=\"col\">Message</th><th scope=\"col\">Progress</th><th scope=\"col\">State</th></tr></thead><tbody>"
+        "<section><h2>New broadcast</h2><p>Sent by the bot to its members with a complete profile who can be reached, are not banned and have not \
+         turned announcements off (<code>/news off</code>, which every message mentions). The bot sends it at its own pace, after its chats. \
+         Preview it first: the preview shows the message and how many members it reaches, with the button that sends it.</p>\
+         <form method=\"get\" action=\"/broadcasts\"><input type=\"hidden\" name=\"preview\" value=\"1\">"
     );
-    let now = crate::bot::now_ms();
-    for b in &list {
-        // For the bar of a running broadcast: queued, plus the members still ahead of the cursor.
-        let total = if b.status == "running" {
-            match s.store.recipients(&b.bot, &b.audience, b.cursor_user, i64::MAX, 1_000_000, now).await {
-                Ok(ahead) => b.queued + ahead.len() as i64,
-                Err(e) => return error_page(&e.into()),
-            }
+    html!(m, "<label for=\"bb\">Bot</label><select id=\"bb\" name=\"bot\">");
+    for bot in &admin.identity.bots {
+        if field("bot") == *bot {
+            html!(m, "<option value=\"{}\" selected>{}</option>", bot, bot);
         } else {
-            b.queued
-        };
+            html!(m, "<option value=\"{}\">{}</option>", bot, bot);
+        }
+    }
+    html!(m, "</select><label for=\"ba\">Audience</label><select id=\"ba\" name=\"audience\">");
+    for (value, label) in [("all", "Everyone"), ("vip", "VIP members"), ("free", "Members without VIP")] {
+        if field("audience") == value {
+            html!(m, "<option value=\"{}\" selected>{}</option>", value, label);
+        } else {
+            html!(m, "<option value=\"{}\">{}</option>", value, label);
+        }
+    }
+    html!(
+        m,
+        "</select><label for=\"bl\">Language (empty: any)</label><input id=\"bl\" name=\"language\" placeholder=\"en\" pattern=\"[a-z]{{2,8}}\" value=\"{}\">\
+         <label for=\"bs\">Active since (UTC day; empty: anyone)</label><input id=\"bs\" name=\"active_since\" type=\"date\" value=\"{}\">\
+         <label for=\"bw\">Start at (UTC; empty: now)</label><input id=\"bw\" name=\"start_at\" type=\"datetime-local\" value=\"{}\">\
+         <label for=\"bt\">Message (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href=\"https://…\"&gt;…)</label>\
+         <textarea id=\"bt\" name=\"text\" rows=\"5\" maxlength=\"3500\" required>{}</textarea>\
+         <button type=\"submit\">Preview</button></form></section>\
+         <section><h2>Broadcasts</h2><table><thead><tr><th scope=\"col\">Made</th><th scope=\"col\">Bot</th><th scope=\"col\">Audience</th>\
+         <th scope=\"col\">Message</th><th scope=\"col\">Progress</th><th scope=\"col\">State</th></tr></thead><tbody>",
+        field("language"),
+        field("active_since"),
+        field("start_at"),
+        field("text")
+    );
+    for b in &list {
+        let mut audience = b.audience.clone();
+        if let Some(l) = &b.language {
+            audience.push_str(&format!(", language {l}"));
+        }
+        if let Some(d) = b.active_since_day {
+            audience.push_str(&format!(", active since {}", time(d * 86_400_000).chars().take(10).collect::<String>()));
+        }
+        // The bar: messages settled (delivered, failed, blocked) of the audience.
+        let settled = b.delivered + b.failed + b.blocked;
+        let total = b.total.max(b.queued);
         html!(
             m,
-            "<tr><td>{} by {}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td><td><progress value=\"{}\" max=\"{}\">{} of {}</progress> {} of {} queued",
+            "<tr><td>{} by {}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td>\
+             <td><progress value=\"{}\" max=\"{}\" aria-label=\"broadcast {} progress\">{} of {}</progress> {} of {} queued; \
+             <span data-outcome=\"delivered\">{}</span> delivered, <span data-outcome=\"failed\">{}</span> failed, \
+             <span data-outcome=\"blocked\">{}</span> blocked",
             time(b.created_ms),
             b.created_by,
             b.bot,
-            b.audience,
+            audience,
             b.text,
-            b.queued,
+            settled,
             total.max(1),
-            b.queued,
+            b.id,
+            settled,
             total,
             b.queued,
-            total
+            total,
+            b.delivered,
+            b.failed,
+            b.blocked
         );
         if b.repeated_max > 0 {
             html!(m, " (up to {} may have it twice: a stopped process's batch)", b.repeated_max);
         }
         html!(m, "</td><td>{}", b.status);
-        if b.status == "running" {
+        if let (Some(at), "scheduled") = (b.start_ms, b.status.as_str()) {
+            html!(m, " for {}", time(at));
+        }
+        if b.status == "running" || b.status == "scheduled" {
             html!(m, "<form method=\"post\" action=\"/api/v1/broadcasts/{}/cancel\">", b.id);
             hidden(&mut m, &admin, "/broadcasts?done=cancel");
-            html!(m, "<button type=\"submit\">Stop</button></form>");
+            html!(m, "<button type=\"submit\">{}</button></form>", if b.status == "running" { "Stop" } else { "Cancel" });
         }
         html!(m, "</td></tr>");
     }

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::admin::{BotRegistration, Registry};
+use super::admin::{BotRegistration, BroadcastOutcome, Registry};
 use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
@@ -307,5 +307,9 @@ impl Subscriptions for BotStore {
 impl Registry for BotStore {
     async fn register_bot(&self, bot: &BotRegistration) -> StoreResult<()> {
         self.inner.register_bot(bot).await
+    }
+
+    async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool> {
+        self.inner.broadcast_outcome(broadcast_id, user_id, outcome, now_ms).await
     }
 }

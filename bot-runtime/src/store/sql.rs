@@ -65,6 +65,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "admin keys", include_str!("../../../migrations/postgres/0012_admin_keys.sql")),
     (13, "admin moderation", include_str!("../../../migrations/postgres/0013_admin_moderation.sql")),
     (14, "admin broadcasts", include_str!("../../../migrations/postgres/0014_admin_broadcasts.sql")),
+    (15, "broadcast outcomes", include_str!("../../../migrations/postgres/0015_broadcast_outcomes.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -81,6 +82,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "admin keys", include_str!("../../../migrations/sqlite/0012_admin_keys.sql")),
     (13, "admin moderation", include_str!("../../../migrations/sqlite/0013_admin_moderation.sql")),
     (14, "admin broadcasts", include_str!("../../../migrations/sqlite/0014_admin_broadcasts.sql")),
+    (15, "broadcast outcomes", include_str!("../../../migrations/sqlite/0015_broadcast_outcomes.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
