@@ -42,6 +42,7 @@ on_both_backends!(
     reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
     a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
     a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
+    analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1107,5 +1108,220 @@ async fn a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_re
     let rows = sql.audit_log(None, 200).await.unwrap();
     assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 3, "{rows:?}");
     assert!(rows.iter().any(|r| r.action == "broadcast_cancel" && r.detail.contains(&never.to_string())), "{rows:?}");
+    h.stop().await;
+}
+
+/// Seeds one funnel event (`at_ms` as given: the records are written as things happen).
+async fn event(sql: &SqlStore, bot: &str, user: i64, kind: &str, reference: &str, at_ms: i64) {
+    sqlx::query("INSERT INTO analytics_events (bot, user_id, kind, ref, at_ms) VALUES ($1, $2, $3, $4, $5)")
+        .bind(bot)
+        .bind(user)
+        .bind(kind)
+        .bind(reference)
+        .bind(at_ms)
+        .execute(sql.pool())
+        .await
+        .unwrap();
+}
+
+async fn active_on(sql: &SqlStore, bot: &str, user: i64, day: i64) {
+    sqlx::query("INSERT INTO activity_days (bot, user_id, day, at_ms) VALUES ($1, $2, $3, $4)")
+        .bind(bot)
+        .bind(user)
+        .bind(day)
+        .bind(day * 86_400_000 + 3_600_000)
+        .execute(sql.pool())
+        .await
+        .unwrap();
+}
+
+async fn analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally(backend: Backend) {
+    use bot_runtime::store::money::Payments as _;
+    const DAY: i64 = 86_400_000;
+    let h = two_bots(backend).await;
+    // Fay (fleet admin) and Bea (beta's admin) onboard today: a start and a profile each.
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    // The records are seeded before the admin role starts: its first refresh computes them all
+    // (later ones read only what was written since, as records are written when things happen).
+    let (_fleet, sql) = h.admin_fleet().await;
+    let now = bot_runtime::bot::now_ms();
+    let today = bot_runtime::store::day_of(now);
+    // Week A: six weeks back, its Monday and Wednesday.
+    let a1 = today - (today + 3).rem_euclid(7) - 42;
+    let a2 = a1 + 2;
+    let alpha = "default/alpha";
+    // Ten members of alpha start in week A: 8 complete the profile, 6 search, 4 chat, 2 buy.
+    for i in 0..10_i64 {
+        let user = 500_001 + i;
+        let day = if i < 6 { a1 } else { a2 };
+        let at = day * DAY + 1_000 * i;
+        event(&sql, alpha, user, "start", "", at).await;
+        for (kind, upto) in [("profile_done", 8), ("first_search", 6), ("first_chat", 4)] {
+            if i < upto {
+                event(&sql, alpha, user, kind, "", at + 60_000).await;
+            }
+        }
+    }
+    // Activity: D1 (days after signing up) 500001-3 and 500007; D7 500001 and 500008; D30 500001;
+    // days that are not 1, 7 or 30 count for nothing.
+    for (user, day) in [
+        (500_001, a1 + 1),
+        (500_002, a1 + 1),
+        (500_003, a1 + 1),
+        (500_007, a2 + 1),
+        (500_001, a1 + 7),
+        (500_008, a2 + 7),
+        (500_001, a1 + 30),
+    ] {
+        active_on(&sql, alpha, user, day).await;
+    }
+    active_on(&sql, alpha, 500_004, a1 + 2).await;
+    active_on(&sql, alpha, 500_005, a1 + 8).await;
+    // Two more start today (one completes the profile): too young for any D-n.
+    event(&sql, alpha, 500_011, "start", "", now - 1_000).await;
+    event(&sql, alpha, 500_012, "start", "", now - 1_000).await;
+    event(&sql, alpha, 500_012, "profile_done", "", now - 500).await;
+    // Beta: one member in week A.
+    event(&sql, "default/beta", 600_001, "start", "", a1 * DAY).await;
+    event(&sql, "default/beta", 600_001, "profile_done", "", a1 * DAY + 1).await;
+    // Payments: two of plan week under the campaign blackfriday (500001 twice), one of plan
+    // month without a campaign, refunded since.
+    for (charge, user, plan, stars, campaign, day, refunded) in [
+        ("c1", 500_001, "week", 50, Some("blackfriday"), a1 + 1, false),
+        ("c2", 500_002, "month", 150, None, a1 + 3, true),
+        ("c3", 500_001, "week", 50, Some("blackfriday"), a1 + 5, false),
+    ] {
+        let at = day * DAY + 7_200_000;
+        sqlx::query(
+            "INSERT INTO quotes (id, bot, user_id, plan_id, price_stars, base_stars, campaign_id, vip_days, lock_credits, created_ms, expires_ms, used_ms) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, 7, 0, $7, $7, $7)",
+        )
+        .bind(format!("q-{charge}"))
+        .bind(alpha)
+        .bind(user)
+        .bind(plan)
+        .bind(stars)
+        .bind(campaign)
+        .bind(at)
+        .execute(sql.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO payments (telegram_payment_charge_id, bot, user_id, quote_id, plan_id, stars, vip_days, lock_credits, created_ms, refunded_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, 7, 0, $7, $8)",
+        )
+        .bind(charge)
+        .bind(alpha)
+        .bind(user)
+        .bind(format!("q-{charge}"))
+        .bind(plan)
+        .bind(stars)
+        .bind(at)
+        .bind(refunded.then_some(now - 10_000))
+        .execute(sql.pool())
+        .await
+        .unwrap();
+        event(&sql, alpha, user, "purchase", charge, at).await;
+    }
+    // Reconciliation found a charge Telegram took that alpha never applied.
+    sql.record_mismatch(alpha, "c-unknown", "unknown_charge", 25, now - 5_000).await.unwrap();
+    sql.record_mismatch(alpha, "c-unknown", "unknown_charge", 25, now - 4_000).await.unwrap();
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+
+    let mut owner = admin.client("10.12.0.1");
+    owner.log_in(&mut fay).await;
+    let (status, body) = owner.get("/api/v1/analytics?bot=default/alpha").await;
+    assert_eq!(status, 200, "{body}");
+    let funnel: Vec<(String, i64)> = body["funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_string(), s["members"].as_i64().unwrap()))
+        .collect();
+    // Fay is alpha's thirteenth start (and tenth profile).
+    let expected: Vec<(String, i64)> = [("start", 13), ("profile_done", 10), ("first_search", 6), ("first_chat", 4), ("first_purchase", 2)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    assert_eq!(funnel, expected, "{body}");
+    assert_eq!(body["funnel"][3]["percent_of_start"], 30.8, "{body}");
+    let week_a = body["retention"].as_array().unwrap().iter().find(|w| w["members"] == 10).cloned().expect("week A");
+    assert_eq!(week_a["week"].as_str().unwrap(), bot_runtime::admin::analytics::date(a1), "{body}");
+    for (n, retained) in [("d1", 4), ("d7", 2), ("d30", 1)] {
+        assert_eq!((week_a[n]["eligible"].as_i64(), week_a[n]["retained"].as_i64()), (Some(10), Some(retained)), "{n}: {body}");
+    }
+    assert_eq!(week_a["d1"]["percent"], 40.0);
+    let this_week = &body["retention"][0];
+    assert_eq!(this_week["members"], 3, "{body}");
+    assert!(this_week["d1"].is_null() && this_week["d30"].is_null(), "no D-n before day n has ended: {body}");
+    let line = |list: &Value, key: &str, name: Option<&str>| -> Value {
+        list.as_array().unwrap().iter().find(|l| l[key].as_str() == name).cloned().unwrap_or(Value::Null)
+    };
+    let week_plan = line(&body["revenue_by_plan"], "plan", Some("week"));
+    assert_eq!(
+        (week_plan["payments"].as_i64(), week_plan["stars"].as_i64(), week_plan["net_stars"].as_i64()),
+        (Some(2), Some(100), Some(100))
+    );
+    let month_plan = line(&body["revenue_by_plan"], "plan", Some("month"));
+    assert_eq!(
+        (month_plan["refunds"].as_i64(), month_plan["refunded_stars"].as_i64(), month_plan["net_stars"].as_i64()),
+        (Some(1), Some(150), Some(0))
+    );
+    let bf = line(&body["revenue_by_campaign"], "campaign", Some("blackfriday"));
+    assert_eq!((bf["payments"].as_i64(), bf["stars"].as_i64()), (Some(2), Some(100)), "{body}");
+    let none = line(&body["revenue_by_campaign"], "campaign", None);
+    assert_eq!((none["payments"].as_i64(), none["stars"].as_i64()), (Some(1), Some(150)), "{body}");
+    assert_eq!(body["mismatches"].as_array().unwrap().len(), 1, "once per charge and kind: {body}");
+    assert_eq!(
+        (body["mismatches"][0]["charge_id"].as_str(), body["mismatches"][0]["kind"].as_str()),
+        (Some("c-unknown"), Some("unknown_charge"))
+    );
+    // The numbers come from the rollup: one row per bot and signup day.
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM analytics_cohorts WHERE bot = 'default/alpha'").fetch_one(sql.pool()).await.unwrap();
+    assert_eq!(rows, 3, "week A's two days and today");
+    let refreshed = |day: i64| {
+        let sql = sql.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT refreshed_ms FROM analytics_cohorts WHERE bot = 'default/alpha' AND signup_day = $1")
+                .bind(day)
+                .fetch_one(sql.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let a2_refreshed = refreshed(a2).await;
+
+    // Incremental: 500005 (Monday's cohort) chats for the first time now, a new member starts.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let now = bot_runtime::bot::now_ms();
+    event(&sql, alpha, 500_005, "first_chat", "", now).await;
+    event(&sql, alpha, 500_013, "start", "", now).await;
+    let (_, body) = owner.get("/api/v1/analytics?bot=default/alpha").await;
+    assert_eq!((body["funnel"][0]["members"].as_i64(), body["funnel"][3]["members"].as_i64()), (Some(14), Some(5)), "{body}");
+    assert!(refreshed(a1).await > a2_refreshed, "the touched cohort is recomputed");
+    assert_eq!(refreshed(a2).await, a2_refreshed, "an untouched cohort is left as it was");
+
+    // The page shows the same numbers; a bot admin sees their bot only.
+    let (status, _, page, _) = owner.page("/analytics?bot=default%2Falpha").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("data-funnel=\"first_chat\">5<") && page.contains("40 % (4 of 10)") && page.contains("blackfriday"), "{page}");
+    assert!(page.contains("<code>c-unknown</code>"), "{page}");
+    let mut beta_admin = admin.client("10.12.0.2");
+    beta_admin.log_in(&mut bea).await;
+    let (status, body) = beta_admin.get("/api/v1/analytics").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bots"], json!(["default/beta"]), "{body}");
+    assert_eq!(
+        (body["funnel"][0]["members"].as_i64(), body["funnel"][1]["members"].as_i64()),
+        (Some(2), Some(2)),
+        "600001 and Bea: {body}"
+    );
+    assert!(body["revenue_by_plan"].as_array().unwrap().is_empty() && body["mismatches"].as_array().unwrap().is_empty(), "{body}");
+    let (status, _) = beta_admin.get("/api/v1/analytics?bot=default/alpha").await;
+    assert_eq!(status, 403);
+    let (status, _) = beta_admin.get("/api/v1/analytics?weeks=0").await;
+    assert_eq!(status, 400);
     h.stop().await;
 }

@@ -5,6 +5,7 @@
 //!
 //! | file | job |
 //! |---|---|
+//! | `analytics.rs` | the funnel, retention, revenue by plan and campaign, mismatches: read from rollups refreshed incrementally |
 //! | `auth.rs` | login codes, sessions, the CSRF token, login limits, the client address, roles |
 //! | `api.rs` | the `/api/v1` handlers |
 //! | `broadcast.rs` | broadcasts: the API, and the producer that queues them on the bots' outboxes |
@@ -12,7 +13,9 @@
 //! | `moderation.rs` | the report queue and its reviews, bans in force |
 //! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
 //! | `pages.rs` | the HTML dashboard (forms post to the documented routes) |
+//! | `telegram_html.rs` | a broadcast's text: Telegram HTML checked strictly, and its preview |
 
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod broadcast;
@@ -102,11 +105,13 @@ pub struct AdminState {
     pub fleet: Arc<Fleet>,
     pub store: Arc<dyn AdminStore>,
     pub settings: Arc<AdminSettings>,
+    /// One analytics refresh at a time in this process (`analytics.rs`).
+    pub analytics_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AdminState {
     pub fn new(fleet: Arc<Fleet>, store: Arc<dyn AdminStore>, settings: AdminSettings) -> Self {
-        Self { fleet, store, settings: Arc::new(settings) }
+        Self { fleet, store, settings: Arc::new(settings), analytics_lock: Arc::new(tokio::sync::Mutex::new(())) }
     }
 }
 
@@ -118,6 +123,7 @@ pub fn router(state: AdminState) -> Router {
                 .merge(keys::routes())
                 .merge(moderation::routes())
                 .merge(broadcast::routes())
+                .merge(analytics::routes())
                 .layer(axum::middleware::from_fn(pages::form_posts)),
         )
         .merge(pages::routes())
@@ -162,6 +168,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'
 /// producer finish its step (with the peer's address for the login limits).
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     let producer = tokio::spawn(broadcast::run(state.clone(), shutdown.clone()));
+    let refresher = tokio::spawn(analytics::run(state.clone(), shutdown.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -174,6 +181,9 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shu
         .await;
     if producer.await.is_err() {
         tracing::warn!("the broadcast producer stopped abnormally");
+    }
+    if refresher.await.is_err() {
+        tracing::warn!("the analytics refresher stopped abnormally");
     }
     served
 }

@@ -282,6 +282,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/analytics",
+        summary: "Funnel, D1/D7/D30 retention by signup week, revenue by plan and campaign, reconciliation mismatches (from rollups refreshed incrementally)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<super::analytics::AnalyticsAnswer>,
+        query: &[("weeks", "weeks back, 1 to 104 (default 12)"), ("bot", "one of your bots, <namespace>/<name> (default: all of them)")],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/keys",
         summary: "The API keys (never the keys themselves); fleet admins with a session",
         access: Access::Owner,

@@ -42,6 +42,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/keys", get(keys))
         .route("/moderation", get(moderation))
         .route("/broadcasts", get(broadcasts))
+        .route("/analytics", get(analytics))
         .route("/assets/admin.css", get(css))
         .route("/assets/admin.js", get(js))
 }
@@ -135,7 +136,7 @@ fn page(title: &str, admin: Option<&Admin>, status: StatusCode, body: Markup) ->
         let id = &a.identity;
         html!(
             m,
-            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a>"
+            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a> <a href=\"/analytics\">Analytics</a>"
         );
         if id.fleet_admin {
             html!(m, " <a href=\"/audit\">Audit log</a> <a href=\"/keys\">API keys</a>");
@@ -747,6 +748,125 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
     }
     html!(m, "</tbody></table></section>");
     page("Broadcasts", Some(&admin), StatusCode::OK, m)
+}
+
+async fn analytics(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
+    let a = match super::analytics::params(&q) {
+        Ok((weeks, bot)) => match super::analytics::analytics_of(&s, &admin.identity, weeks, bot.as_deref()).await {
+            Ok(a) => a,
+            Err(e) => return error_page(&e),
+        },
+        Err(e) => return error_page(&e),
+    };
+    let mut m = Markup::default();
+    html!(
+        m,
+        "<form method=\"get\" action=\"/analytics\"><label for=\"aw\">Weeks</label><input id=\"aw\" name=\"weeks\" inputmode=\"numeric\" value=\"{}\">",
+        a.weeks
+    );
+    html!(m, "<label for=\"ab\">Bot</label><select id=\"ab\" name=\"bot\"><option value=\"\">All my bots</option>");
+    let chosen = q.get("bot").cloned().unwrap_or_default();
+    for bot in &admin.identity.bots {
+        if *bot == chosen {
+            html!(m, "<option value=\"{}\" selected>{}</option>", bot, bot);
+        } else {
+            html!(m, "<option value=\"{}\">{}</option>", bot, bot);
+        }
+    }
+    html!(m, "</select><button type=\"submit\">Show</button></form>");
+    html!(
+        m,
+        "<p class=\"muted\">Members who started on or after {} (UTC), on {}. Rollups refreshed {}.</p>",
+        super::analytics::date(a.from_day),
+        a.bots.join(", "),
+        opt_time(a.refreshed_ms)
+    );
+    // The funnel: a bar per step, as wide as its share of those who started.
+    html!(m, "<section><h2>Funnel</h2><svg class=\"chart funnel\" viewBox=\"0 0 300 100\" role=\"img\" aria-label=\"Funnel\">");
+    for (i, step) in a.funnel.iter().enumerate() {
+        html!(
+            m,
+            "<rect x=\"0\" y=\"{}\" width=\"{}\" height=\"16\"><title>{}: {}</title></rect>",
+            i * 20,
+            (step.percent_of_start * 3.0).round(),
+            step.step,
+            step.members
+        );
+    }
+    html!(
+        m,
+        "</svg><table><thead><tr><th scope=\"col\">Step</th><th scope=\"col\">Members</th><th scope=\"col\">Of those who started</th></tr></thead><tbody>"
+    );
+    for step in &a.funnel {
+        html!(
+            m,
+            "<tr><th scope=\"row\">{}</th><td data-funnel=\"{}\">{}</td><td>{} %</td></tr>",
+            step.step,
+            step.step,
+            step.members,
+            step.percent_of_start
+        );
+    }
+    html!(
+        m,
+        "</tbody></table></section><section><h2>Retention by signup week</h2><p class=\"muted\">Dn: active on exactly day n after signing up; \
+         — until day n has ended for the week's members.</p><table><thead><tr><th scope=\"col\">Week of</th><th scope=\"col\">Members</th>\
+         <th scope=\"col\">D1</th><th scope=\"col\">D7</th><th scope=\"col\">D30</th></tr></thead><tbody>"
+    );
+    for w in &a.retention {
+        html!(m, "<tr><th scope=\"row\">{}</th><td>{}</td>", w.week, w.members);
+        for cell in [&w.d1, &w.d7, &w.d30] {
+            match cell {
+                Some(c) => html!(m, "<td>{} % ({} of {})</td>", c.percent, c.retained, c.eligible),
+                None => html!(m, "<td>—</td>"),
+            }
+        }
+        html!(m, "</tr>");
+    }
+    html!(m, "</tbody></table></section>");
+    for (title, lines, by_plan) in [("Revenue by plan", &a.revenue_by_plan, true), ("Revenue by campaign", &a.revenue_by_campaign, false)] {
+        html!(
+            m,
+            "<section><h2>{}</h2><table><thead><tr><th scope=\"col\">Bot</th><th scope=\"col\">{}</th><th scope=\"col\">Payments</th>\
+             <th scope=\"col\">Stars</th><th scope=\"col\">Refunded</th><th scope=\"col\">Net Stars</th></tr></thead><tbody>",
+            title,
+            if by_plan { "Plan" } else { "Campaign" }
+        );
+        for l in lines.iter() {
+            let name = if by_plan { l.plan.clone() } else { l.campaign.clone() }.unwrap_or_else(|| "(none)".into());
+            html!(
+                m,
+                "<tr><td>{}</td><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} ({} Stars)</td><td>{}</td></tr>",
+                l.bot,
+                name,
+                l.payments,
+                l.stars,
+                l.refunds,
+                l.refunded_stars,
+                l.net_stars
+            );
+        }
+        html!(m, "</tbody></table></section>");
+    }
+    html!(
+        m,
+        "<section><h2>Reconciliation mismatches</h2><p class=\"muted\">Telegram's Stars ledger against this fleet's payments (docs/MONEY.md: \
+         what each kind means and what to do).</p><table><thead><tr><th scope=\"col\">Found</th><th scope=\"col\">Bot</th>\
+         <th scope=\"col\">Kind</th><th scope=\"col\">Charge</th><th scope=\"col\">Stars</th></tr></thead><tbody>"
+    );
+    for x in &a.mismatches {
+        html!(
+            m,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            time(x.at_ms),
+            x.bot,
+            x.kind,
+            x.charge_id,
+            x.stars
+        );
+    }
+    html!(m, "</tbody></table></section>");
+    page("Analytics", Some(&admin), StatusCode::OK, m)
 }
 
 /// A link to a message of a mirror chat (a supergroup or channel: `-100…` ids), if it has one.

@@ -111,6 +111,10 @@ pub async fn pass(bot: &Bot, now_ms: i64) -> Result<Vec<Mismatch>, HandleError> 
     }
     for m in &found {
         bot.metrics().reconciliation_mismatch(&bot.name, m.kind.as_str());
+        // Kept for the admins' analytics page; a failure to keep it loses only that row.
+        if let Err(e) = bot.store.record_mismatch(&bot.name, &m.charge, m.kind.as_str(), m.stars, now_ms).await {
+            tracing::warn!(bot = %bot.name, error = %e, "could not keep a reconciliation mismatch for the admins");
+        }
         // The charge id names the payment for the admin (no user id, no payload).
         tracing::error!(
             bot = %bot.name, charge = %m.charge, stars = m.stars, kind = m.kind.as_str(),

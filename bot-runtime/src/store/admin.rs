@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::analytics::{CohortRow, MismatchRow, RefreshStats, RevenueRow};
 use super::sql::{SqlStore, col, corrupt, db_err};
 use super::{StoreResult, day_of};
 
@@ -462,6 +463,13 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>>;
     /// The person and every member of theirs; None if the fleet never saw them.
     async fn person_view(&self, user_id: i64) -> StoreResult<Option<PersonView>>;
+
+    /// Brings the analytics rollups up to date, incrementally (`store/analytics.rs`).
+    async fn refresh_rollups(&self, now_ms: i64) -> StoreResult<RefreshStats>;
+    async fn rollups_refreshed(&self) -> StoreResult<Option<i64>>;
+    async fn cohorts_since(&self, from_day: i64) -> StoreResult<Vec<CohortRow>>;
+    async fn revenue_rows_since(&self, from_day: i64) -> StoreResult<Vec<RevenueRow>>;
+    async fn mismatches_since(&self, since_ms: i64, limit: i64) -> StoreResult<Vec<MismatchRow>>;
 }
 
 fn admins_json(admins: &[i64]) -> String {
@@ -1275,6 +1283,26 @@ impl AdminStore for SqlStore {
 
     async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>> {
         SqlStore::payments_between(self, from_ms, to_ms, limit).await
+    }
+
+    async fn refresh_rollups(&self, now_ms: i64) -> StoreResult<RefreshStats> {
+        SqlStore::refresh_rollups(self, now_ms).await
+    }
+
+    async fn rollups_refreshed(&self) -> StoreResult<Option<i64>> {
+        SqlStore::rollups_refreshed(self).await
+    }
+
+    async fn cohorts_since(&self, from_day: i64) -> StoreResult<Vec<CohortRow>> {
+        SqlStore::cohorts_since(self, from_day).await
+    }
+
+    async fn revenue_rows_since(&self, from_day: i64) -> StoreResult<Vec<RevenueRow>> {
+        SqlStore::revenue_rows_since(self, from_day).await
+    }
+
+    async fn mismatches_since(&self, since_ms: i64, limit: i64) -> StoreResult<Vec<MismatchRow>> {
+        SqlStore::mismatches_since(self, since_ms, limit).await
     }
 
     async fn people(&self, now_ms: i64) -> StoreResult<People> {

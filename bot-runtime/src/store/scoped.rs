@@ -213,6 +213,10 @@ impl Payments for BotStore {
     async fn save_reconcile_offset(&self, bot: &str, from: i64, to: i64, now_ms: i64) -> StoreResult<bool> {
         self.inner.save_reconcile_offset(&self.id(bot), from, to, now_ms).await
     }
+
+    async fn record_mismatch(&self, bot: &str, charge_id: &str, kind: &str, stars: i64, now_ms: i64) -> StoreResult<()> {
+        self.inner.record_mismatch(&self.id(bot), charge_id, kind, stars, now_ms).await
+    }
     async fn apply_payment(&self, payment: &NewPayment) -> StoreResult<Applied> {
         let payment = NewPayment { bot: self.id(&payment.bot), ..payment.clone() };
         let applied = self.inner.apply_payment(&payment).await?;
