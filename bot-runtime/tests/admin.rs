@@ -43,6 +43,7 @@ on_both_backends!(
     a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
     a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
     analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
+    the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the_kubectl_that_changes_them,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1323,5 +1324,85 @@ async fn analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exac
     assert_eq!(status, 403);
     let (status, _) = beta_admin.get("/api/v1/analytics?weeks=0").await;
     assert_eq!(status, 400);
+    h.stop().await;
+}
+
+async fn the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the_kubectl_that_changes_them(backend: Backend) {
+    use botfleet_crds::resolved::{ResolvedCampaign, ResolvedPlan};
+    use botfleet_crds::vip_plan::{Billing, Grants, Perks};
+    let plan = |id: &str, stars: u32, days: u32, billing: Billing| ResolvedPlan {
+        id: id.into(),
+        title: format!("VIP {id}"),
+        description: "VIP".into(),
+        price_stars: stars,
+        grants: Grants { vip_days: days, lock_credits: 0 },
+        perks: Perks::default(),
+        sort_order: 0,
+        billing,
+    };
+    let now = jiff::Timestamp::now();
+    let hours = |h: i64| now.checked_add(jiff::SignedDuration::from_hours(h)).unwrap();
+    let campaign = |id: &str, percent: u8, from: i64, to: i64| ResolvedCampaign {
+        id: id.into(),
+        percent_off: percent,
+        plan_ids: vec!["vip-week".into(), "vip-month".into()],
+        starts_at: hours(from),
+        ends_at: hours(to),
+        audience: botfleet_crds::discount_campaign::Audience::All,
+        max_redemptions: Some(5000),
+        uid: None,
+    };
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.plans = vec![plan("vip-week", 250, 7, Billing::OneTime), plan("vip-month", 1000, 30, Billing::Monthly)];
+    alpha.campaigns = vec![campaign("black-friday", 30, -1, 24), campaign("spring", 50, 240, 480)];
+    let h = Harness::start(backend, Mode::Polling, vec![alpha, bot_config("beta", Mode::Polling, "")], 1).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.13.0.1");
+    owner.log_in(&mut fay).await;
+    let (status, body) = owner.get("/api/v1/pricing").await;
+    assert_eq!(status, 200, "{body}");
+    let alpha = body["bots"].as_array().unwrap().iter().find(|b| b["bot"] == "default/alpha").cloned().expect("alpha");
+    let week = &alpha["plans"][0];
+    // 30 % off 250, rounded down; the month is a subscription, never discounted; the spring
+    // campaign has not started.
+    assert_eq!(
+        (week["price_stars"].as_u64(), week["price_now_stars"].as_u64(), week["campaign"].as_str()),
+        (Some(250), Some(175), Some("black-friday")),
+        "{body}"
+    );
+    let month = &alpha["plans"][1];
+    assert_eq!(
+        (month["billing"].as_str(), month["price_now_stars"].as_u64(), month["campaign"].as_str()),
+        (Some("monthly"), Some(1000), None),
+        "{body}"
+    );
+    assert_eq!(week["kubectl"], "kubectl -n default patch vipplan vip-week --type merge -p '{\"spec\":{\"priceStars\":250}}'");
+    let campaigns = alpha["campaigns"].as_array().unwrap();
+    assert_eq!(campaigns.iter().map(|c| c["state"].as_str().unwrap()).collect::<Vec<_>>(), ["active", "scheduled"], "{body}");
+    assert_eq!(campaigns[0]["plans"], json!([{"plan": "vip-week", "price_stars": 175}]), "a subscription is never discounted: {body}");
+    assert_eq!(
+        campaigns[1]["kubectl"],
+        "kubectl -n default patch discountcampaign spring --type merge -p '{\"spec\":{\"percentOff\":50}}'"
+    );
+    assert_eq!(alpha["kubectl_get"], "kubectl -n default get vipplans,discountcampaigns");
+
+    // The page: the same prices and commands (escaped), and no form that edits a price.
+    let (status, _, page, _) = owner.page("/pricing").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<td data-plan=\"vip-week\">175 ⭐ (black-friday)</td>"), "{page}");
+    assert!(
+        page.contains(
+            "kubectl -n default patch vipplan vip-week --type merge -p &#39;{&quot;spec&quot;:{&quot;priceStars&quot;:250}}&#39;"
+        ),
+        "{page}"
+    );
+    assert_eq!(page.matches("<form").count(), 1, "only the logout form: prices change through the resources: {page}");
+    // A bot admin sees their bots only.
+    let mut beta_admin = admin.client("10.13.0.2");
+    beta_admin.log_in(&mut bea).await;
+    let (_, body) = beta_admin.get("/api/v1/pricing").await;
+    assert_eq!(body["bots"].as_array().unwrap().iter().map(|b| b["bot"].as_str().unwrap()).collect::<Vec<_>>(), ["default/beta"], "{body}");
     h.stop().await;
 }

@@ -13,6 +13,7 @@
 //! | `moderation.rs` | the report queue and its reviews, bans in force |
 //! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
 //! | `pages.rs` | the HTML dashboard (forms post to the documented routes) |
+//! | `pricing.rs` | each bot's effective plans and campaigns (from the registry) and the `kubectl` that changes each |
 //! | `telegram_html.rs` | a broadcast's text: Telegram HTML checked strictly, and its preview |
 
 pub mod analytics;
@@ -23,6 +24,7 @@ pub mod keys;
 pub mod moderation;
 pub mod openapi;
 pub mod pages;
+pub mod pricing;
 pub mod telegram_html;
 
 use std::net::{IpAddr, SocketAddr};
@@ -124,6 +126,7 @@ pub fn router(state: AdminState) -> Router {
                 .merge(moderation::routes())
                 .merge(broadcast::routes())
                 .merge(analytics::routes())
+                .merge(pricing::routes())
                 .layer(axum::middleware::from_fn(pages::form_posts)),
         )
         .merge(pages::routes())

@@ -292,6 +292,16 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "get",
+        path: "/api/v1/pricing",
+        summary: "Each bot's effective plans and campaigns (from its registered configuration) with the kubectl command that changes each",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<super::pricing::PricingAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
         path: "/api/v1/keys",
         summary: "The API keys (never the keys themselves); fleet admins with a session",
         access: Access::Owner,

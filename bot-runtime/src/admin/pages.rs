@@ -43,6 +43,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/moderation", get(moderation))
         .route("/broadcasts", get(broadcasts))
         .route("/analytics", get(analytics))
+        .route("/pricing", get(pricing))
         .route("/assets/admin.css", get(css))
         .route("/assets/admin.js", get(js))
 }
@@ -136,7 +137,7 @@ fn page(title: &str, admin: Option<&Admin>, status: StatusCode, body: Markup) ->
         let id = &a.identity;
         html!(
             m,
-            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a> <a href=\"/analytics\">Analytics</a>"
+            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a> <a href=\"/analytics\">Analytics</a> <a href=\"/pricing\">Pricing</a>"
         );
         if id.fleet_admin {
             html!(m, " <a href=\"/audit\">Audit log</a> <a href=\"/keys\">API keys</a>");
@@ -867,6 +868,71 @@ async fn analytics(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Que
     }
     html!(m, "</tbody></table></section>");
     page("Analytics", Some(&admin), StatusCode::OK, m)
+}
+
+async fn pricing(State(s): State<AdminState>, PageAdmin(admin): PageAdmin) -> Response {
+    let p = match super::pricing::pricing_of(&s, &admin.identity).await {
+        Ok(p) => p,
+        Err(e) => return error_page(&e),
+    };
+    let mut m = Markup::default();
+    html!(
+        m,
+        "<p>What each bot's shop sells now, from the configuration the bot registered. Prices change through the resources only \
+         (VipPlan, DiscountCampaign): run the command shown, with the number changed; the operator gives every bot the new price \
+         within seconds, and this page shows it.</p>"
+    );
+    for b in &p.bots {
+        html!(
+            m,
+            "<section class=\"item\"><h2>{}</h2><p class=\"muted\">Configuration {}. <code>{}</code></p>\
+             <table><caption>Plans</caption><thead><tr><th scope=\"col\">Plan</th><th scope=\"col\">Grants</th><th scope=\"col\">List price</th>\
+             <th scope=\"col\">Price now</th><th scope=\"col\">Change it</th></tr></thead><tbody>",
+            b.bot,
+            b.config_hash,
+            b.kubectl_get
+        );
+        for plan in &b.plans {
+            html!(
+                m,
+                "<tr><th scope=\"row\">{}<br><span class=\"muted\">{}, {}</span></th><td>{} VIP days, {} credits</td><td>{} ⭐</td>",
+                plan.id,
+                plan.title,
+                plan.billing,
+                plan.vip_days,
+                plan.lock_credits,
+                plan.price_stars
+            );
+            match &plan.campaign {
+                Some(c) => html!(m, "<td data-plan=\"{}\">{} ⭐ ({})</td>", plan.id, plan.price_now_stars, c),
+                None => html!(m, "<td data-plan=\"{}\">{} ⭐</td>", plan.id, plan.price_now_stars),
+            }
+            html!(m, "<td><code>{}</code></td></tr>", plan.kubectl);
+        }
+        html!(
+            m,
+            "</tbody></table><table><caption>Campaigns</caption><thead><tr><th scope=\"col\">Campaign</th><th scope=\"col\">Off</th>\
+             <th scope=\"col\">When</th><th scope=\"col\">Who</th><th scope=\"col\">Prices</th><th scope=\"col\">Change it</th></tr></thead><tbody>"
+        );
+        for c in &b.campaigns {
+            let prices: Vec<String> = c.plans.iter().map(|p| format!("{}: {} ⭐", p.plan, p.price_stars)).collect();
+            html!(
+                m,
+                "<tr><th scope=\"row\">{}</th><td>{} %</td><td>{}: {} → {}</td><td>{}{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                c.id,
+                c.percent_off,
+                c.state,
+                c.starts_at,
+                c.ends_at,
+                c.audience,
+                c.max_redemptions.map(|n| format!(", at most {n}")).unwrap_or_default(),
+                prices.join(", "),
+                c.kubectl
+            );
+        }
+        html!(m, "</tbody></table></section>");
+    }
+    page("Pricing", Some(&admin), StatusCode::OK, m)
 }
 
 /// A link to a message of a mirror chat (a supergroup or channel: `-100…` ids), if it has one.

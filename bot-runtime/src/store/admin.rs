@@ -367,6 +367,8 @@ pub const BAN_FOREVER_MS: i64 = 253_402_300_799_000;
 pub trait AdminStore: Send + Sync + 'static {
     /// Every registered bot, by id.
     async fn bots(&self) -> StoreResult<Vec<RegisteredBot>>;
+    /// Every registered bot's id, configuration hash and resolved configuration (JSON), by id.
+    async fn bot_configs(&self) -> StoreResult<Vec<(String, String, String)>>;
     /// Bots (ids) where the user is a member that has not blocked the bot.
     async fn reachable_on(&self, user_id: i64) -> StoreResult<Vec<String>>;
     /// The member's language on a bot, if a member.
@@ -721,6 +723,12 @@ impl AdminStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn bot_configs(&self) -> StoreResult<Vec<(String, String, String)>> {
+        let rows =
+            sqlx::query("SELECT id, config_hash, config FROM admin_bots ORDER BY id").fetch_all(self.pool()).await.map_err(db_err)?;
+        rows.iter().map(|r| Ok((col(r, "id")?, col(r, "config_hash")?, col(r, "config")?))).collect()
     }
 
     async fn reachable_on(&self, user_id: i64) -> StoreResult<Vec<String>> {
