@@ -44,6 +44,7 @@ on_both_backends!(
     a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
     analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
     the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the_kubectl_that_changes_them,
+    a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1404,5 +1405,60 @@ async fn the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the
     beta_admin.log_in(&mut bea).await;
     let (_, body) = beta_admin.get("/api/v1/pricing").await;
     assert_eq!(body["bots"].as_array().unwrap().iter().map(|b| b["bot"].as_str().unwrap()).collect::<Vec<_>>(), ["default/beta"], "{body}");
+    h.stop().await;
+}
+
+async fn a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut fleet_admin = admin.client("10.14.0.1");
+    fleet_admin.log_in(&mut fay).await;
+    let mut moderator = admin.client("10.14.0.2");
+    moderator.log_in(&mut bea).await;
+    // Ivan (beta, Russian) is reported by Ann.
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut ivan = Person::new(&h.sim, &username("beta"), "Ivan", Lang::Ru).expect("user");
+    ivan.onboard("m", 30, &[], WAIT).await.expect("onboarding");
+    chat(&mut ann, &mut ivan).await;
+    report(&mut ann, Some("abuse")).await;
+    let review = format!("/api/v1/moderation/reports/{}/review", ivan.id);
+    let (status, body) = moderator.post(&review, json!({"bot": "default/beta", "action": "warn", "hours": 5})).await;
+    assert_eq!(status, 400, "a warning has no length: {body}");
+    let (status, body) = fleet_admin.post(&review, json!({"bot": "default/beta", "action": "warn", "fleet_wide": true})).await;
+    assert_eq!(status, 400, "a warning is sent by one bot: {body}");
+    let (status, _) = moderator.post(&review, json!({"bot": "default/alpha", "action": "warn"})).await;
+    assert_eq!(status, 403, "not the moderator's bot");
+
+    // Through the page's Warn form.
+    let (_, _, page, _) = moderator.page("/moderation").await;
+    assert!(page.contains("value=\"warn\"") && page.contains(">Warn</button>"), "{page}");
+    let (status, location, body, _) = moderator
+        .submit(&review, &[("bot", "default/beta"), ("action", "warn"), ("_csrf", &csrf_of(&page)), ("_back", "/moderation?done=review")])
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/moderation?done=review"), "{body}");
+    ivan.expect("the warning", WAIT, |m| text_of(m).contains("Модератор рассмотрел жалобы")).await.expect("Ivan is warned in Russian");
+    let reviews: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT review FROM reports WHERE other_user = $1").bind(ivan.id).fetch_all(admin.sql.pool()).await.unwrap();
+    assert_eq!(reviews, vec![Some("warn".to_string())]);
+    let member = admin.sql.person_view(ivan.id).await.unwrap().unwrap().members.remove(0);
+    assert_eq!((member.restricted_until_ms, member.bot_ban_until_ms), (None, None), "a warning restricts nothing");
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    assert!(
+        rows.iter().any(|r| r.action == "review"
+            && r.admin_id == bea.id
+            && r.target_user == Some(ivan.id)
+            && r.detail.contains("\"warned\":true")),
+        "{rows:?}"
+    );
+    // Reported again: the queue shows the earlier warning.
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 27).await;
+    chat(&mut cat, &mut ivan).await;
+    report(&mut cat, None).await;
+    let (_, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!((body["items"][0]["user_id"].as_i64(), body["items"][0]["warnings"].as_i64()), (Some(ivan.id), Some(1)), "{body}");
+    let warnings = ivan.received().unwrap().iter().filter(|m| text_of(m).contains("Модератор")).count();
+    assert_eq!(warnings, 1, "one warning, once");
     h.stop().await;
 }

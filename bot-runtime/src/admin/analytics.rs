@@ -255,12 +255,12 @@ async fn analytics(
 mod tests {
     #[test]
     fn weeks_start_on_monday_and_percentages_round_to_one_decimal() {
-        // 2026-11-30 is a Monday: day 20_422.
-        assert_eq!(super::date(20_422), "2026-11-30");
-        for d in 20_422..20_429 {
-            assert_eq!(super::monday(d), 20_422, "{}", super::date(d));
+        // 2026-11-30 is a Monday: day 20_787.
+        assert_eq!(super::date(20_787), "2026-11-30");
+        for d in 20_787..20_794 {
+            assert_eq!(super::monday(d), 20_787, "{}", super::date(d));
         }
-        assert_eq!(super::monday(20_421), 20_415);
+        assert_eq!(super::monday(20_786), 20_780);
         assert_eq!(super::percent(1, 3), 33.3);
         assert_eq!(super::percent(2, 3), 66.7);
         assert_eq!(super::percent(0, 0), 0.0);

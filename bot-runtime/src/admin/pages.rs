@@ -116,7 +116,7 @@ fn done_text(action: &str) -> Option<&'static str> {
         "code" => "If this id belongs to an admin, a bot of the fleet has sent a code. Enter it below.",
         "logout" => "You are logged out.",
         "revoke" => "The key is revoked: it is refused from now on.",
-        "review" => "Reviewed: the member's open reports are closed.",
+        "review" => "Reviewed: the member's open reports are closed (a warning is on its way to them).",
         "broadcast" => "The broadcast is started: the bot sends it at its own pace, after its chats.",
         "cancel" => "The broadcast is stopped (messages already queued still go out).",
         _ => return None,
@@ -962,7 +962,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             m,
             "<article class=\"item\"><h3><a href=\"/users/{}\">{}</a> {} on {}</h3><dl class=\"facts\"><dt>Reports</dt><dd>{} from {} people</dd>\
              <dt>Reasons</dt><dd>{}</dd><dt>Between</dt><dd>{} and {}</dd><dt>Ratings (30 days)</dt><dd>👎 {} · 👍 {}</dd>\
-             <dt>Restricted until</dt><dd>{}</dd><dt>Chats</dt><dd>{}</dd><dt>Mirror</dt><dd>",
+             <dt>Warned before</dt><dd>{}</dd><dt>Restricted until</dt><dd>{}</dd><dt>Chats</dt><dd>{}</dd><dt>Mirror</dt><dd>",
             i.user_id,
             i.user_id,
             i.username.as_deref().map(|n| format!("@{n}")).unwrap_or_default(),
@@ -974,6 +974,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             time(i.last_ms),
             i.thumbs_down,
             i.thumbs_up,
+            i.warnings,
             opt_time(i.restricted_until_ms),
             i.sessions.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
         );
@@ -989,7 +990,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         html!(m, "</dd></dl><div class=\"forms\">");
         let action = format!("/api/v1/moderation/reports/{}/review", i.user_id);
         let fid = format!("{}-{}", url_component(&i.bot), i.user_id);
-        for (what, label) in [("dismiss", "Dismiss"), ("restrict", "Restrict"), ("ban", "Ban")] {
+        for (what, label) in [("dismiss", "Dismiss"), ("warn", "Warn"), ("restrict", "Restrict"), ("ban", "Ban")] {
             html!(m, "<form method=\"post\" action=\"{}\">", action);
             hidden(&mut m, &admin, "/moderation?done=review");
             html!(m, "<input type=\"hidden\" name=\"bot\" value=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{}\">", i.bot, what);
@@ -1001,7 +1002,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
                     fid
                 );
             }
-            if what != "dismiss" && admin.identity.fleet_admin {
+            if (what == "restrict" || what == "ban") && admin.identity.fleet_admin {
                 html!(
                     m,
                     "<label for=\"fw-{}-{}\">Where</label><select id=\"fw-{}-{}\" name=\"fleet_wide\"><option value=\"false\">This bot</option>\
@@ -1012,7 +1013,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
                     fid
                 );
             }
-            let class = if what == "dismiss" { "" } else { "danger" };
+            let class = if what == "dismiss" || what == "warn" { "" } else { "danger" };
             html!(m, "<button type=\"submit\" class=\"{}\">{}</button></form>", class, label);
         }
         html!(m, "</div></article>");

@@ -151,6 +151,7 @@ text_keys! {
     // admin (docs/ADMIN.md)
     Banned = "banned",
     BannedUntil = "banned_until",
+    Warned = "warned",
     AdminLoginCode = "admin_login_code",
     NewsOn = "news_on",
     GiftVip = "gift_vip",

@@ -158,6 +158,8 @@ pub struct ReportedMember {
     pub mirror: Vec<MirrorItem>,
     /// The later of the member's and the person's restriction or ban.
     pub restricted_until_ms: Option<i64>,
+    /// Warnings the member was sent on this bot before (reviews with `warn`).
+    pub warnings: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -597,6 +599,14 @@ impl SqlStore {
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
+        let warnings = sqlx::query(
+            "SELECT COUNT(DISTINCT reviewed_ms) AS n FROM reports WHERE other_bot = $1 AND other_user = $2 AND review = 'warn'",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
         let member = sqlx::query(
             "SELECT u.username, u.restricted_until_ms AS mine, p.restricted_until_ms AS person FROM users u \
              LEFT JOIN persons p ON p.user_id = u.user_id WHERE u.bot = $1 AND u.user_id = $2",
@@ -633,6 +643,7 @@ impl SqlStore {
                 .map(|r| Ok(MirrorItem { chat_id: col(r, "mirror_chat_id")?, message_id: col(r, "message_id")?, at_ms: col(r, "at_ms")? }))
                 .collect::<StoreResult<_>>()?,
             restricted_until_ms: restricted,
+            warnings: col(&warnings, "n")?,
         })
     }
 }
