@@ -45,6 +45,7 @@ on_both_backends!(
     analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
     the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the_kubectl_that_changes_them,
     a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited,
+    api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -161,6 +162,11 @@ async fn read_code(person: &mut Person) -> String {
 /// are fleet admins, `beta_admins` the admins of bot `beta` (the registry row is set as the
 /// operator would from the BotInstance).
 async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>) -> Admin {
+    start_admin_limited(h, fleet_admins, beta_admins, 100_000).await
+}
+
+/// [`start_admin`] with `api_per_minute` requests per minute per caller on fleet routes.
+async fn start_admin_limited(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>, api_per_minute: u32) -> Admin {
     let (fleet, sql) = h.admin_fleet().await;
     for _ in 0..300 {
         if sql.bots().await.unwrap().len() == 2 {
@@ -180,6 +186,7 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
         secure_cookies: false,
         secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
         api_key_per_minute: KEY_LIMIT,
+        api_per_minute,
         broadcast_queue: BROADCAST_QUEUE,
         broadcast_tick: Duration::from_millis(300),
     };
@@ -1460,5 +1467,58 @@ async fn a_warning_reaches_the_reported_member_in_their_language_closes_the_repo
     assert_eq!((body["items"][0]["user_id"].as_i64(), body["items"][0]["warnings"].as_i64()), (Some(ivan.id), Some(1)), "{body}");
     let warnings = ivan.received().unwrap().iter().filter(|m| text_of(m).contains("Модератор")).count();
     assert_eq!(warnings, 1, "one warning, once");
+    h.stop().await;
+}
+
+async fn api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after(backend: Backend) {
+    // Beta's RateLimitPolicies allow 3 broadcast requests a minute; the chart's value is 5.
+    let mut beta = bot_config("beta", Mode::Polling, "");
+    beta.limits.admin_api_per_minute.insert("/api/v1/broadcasts".into(), 3);
+    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, ""), beta], 1).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin_limited(&h, vec![fay.id], vec![bea.id], 5).await;
+    let mut owner = admin.client("10.15.0.1");
+    owner.log_in(&mut fay).await;
+    let preview = |bot: &str| json!({"bot": bot, "text": "<b>hi</b>"});
+    for i in 0..3 {
+        let (status, body) = owner.post("/api/v1/broadcasts/preview", preview("default/beta")).await;
+        assert_eq!(status, 200, "request {}: {body}", i + 1);
+    }
+    let (status, body, headers) = owner.call(reqwest::Method::POST, "/api/v1/broadcasts/preview", Some(preview("default/beta"))).await;
+    assert_eq!(status, 429, "beta's policy: 3 a minute: {body}");
+    assert_eq!(headers["retry-after"], "20", "one request every 60/3 s");
+    assert_eq!(body["error"]["code"], "too_many_tries", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("/api/v1/broadcasts"), "{body}");
+    // The same route on alpha (no policy for it): the chart's 5.
+    for i in 0..5 {
+        let (status, body) = owner.post("/api/v1/broadcasts/preview", preview("default/alpha")).await;
+        assert_eq!(status, 200, "request {}: {body}", i + 1);
+    }
+    let (status, _) = owner.post("/api/v1/broadcasts/preview", preview("default/alpha")).await;
+    assert_eq!(status, 429);
+    // A fleet route: the chart's 5 too.
+    for _ in 0..5 {
+        assert_eq!(owner.get("/api/v1/overview").await.0, 200);
+    }
+    let (status, body, headers) = owner.call(reqwest::Method::GET, "/api/v1/overview", None).await;
+    assert_eq!((status, headers["retry-after"].to_str().unwrap()), (429, "12"), "{body}");
+    // Another admin has their own count; a form over the limit gets a page with the status.
+    let mut moderator = admin.client("10.15.0.2");
+    moderator.log_in(&mut bea).await;
+    let (status, body) = moderator.post("/api/v1/broadcasts/preview", preview("default/beta")).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    let (status, _, page, _) = owner
+        .submit(
+            "/api/v1/broadcasts/preview",
+            &[("bot", "default/beta"), ("text", "x"), ("_csrf", &csrf_of(&page)), ("_back", "/broadcasts")],
+        )
+        .await;
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("role=\"alert\"") && page.contains("too many requests"), "{page}");
+    let (_, _, metrics, _) = owner.page("/metrics").await;
+    assert!(metrics.contains("botfleet_admin_api_limited_total{scope=\"default/beta\"} 2"), "{metrics}");
+    assert!(metrics.contains("botfleet_admin_api_limited_total{scope=\"fleet\"} 1"), "{metrics}");
     h.stop().await;
 }

@@ -9,6 +9,7 @@
 //! | `auth.rs` | login codes, sessions, the CSRF token, login limits, the client address, roles |
 //! | `api.rs` | the `/api/v1` handlers |
 //! | `broadcast.rs` | broadcasts: the API, and the producer that queues them on the bots' outboxes |
+//! | `limits.rs` | per-endpoint limits: the bot's RateLimitPolicy `adminApiPerMinute`, else the chart's value |
 //! | `keys.rs` | API keys: made and revoked by fleet admins, checked on every use |
 //! | `moderation.rs` | the report queue and its reviews, bans in force |
 //! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
@@ -21,6 +22,7 @@ pub mod api;
 pub mod auth;
 pub mod broadcast;
 pub mod keys;
+pub mod limits;
 pub mod moderation;
 pub mod openapi;
 pub mod pages;
@@ -55,6 +57,9 @@ pub struct AdminSettings {
     pub secret: SessionSecret,
     /// Requests per minute one API key may make (the chart's value; a sliding minute).
     pub api_key_per_minute: u32,
+    /// Requests per minute per caller to a fleet route, or to a bot's route its
+    /// RateLimitPolicies set no `adminApiPerMinute` for (the chart's value; `limits.rs`).
+    pub api_per_minute: u32,
     /// Jobs a broadcast keeps queued in a bot's outbox at most (see `broadcast.rs`).
     pub broadcast_queue: u64,
     /// How often the broadcast producer looks for room.
@@ -68,6 +73,10 @@ pub struct SessionSecret(Arc<Vec<u8>>);
 
 /// Requests per minute one API key may make, unless configured.
 pub const DEFAULT_API_KEY_PER_MINUTE: u32 = 120;
+
+/// Requests per minute per caller and endpoint, unless configured or set by a bot's policy
+/// (a dashboard page makes one request; a busy admin clicks far less).
+pub const DEFAULT_API_PER_MINUTE: u32 = 600;
 
 /// About three seconds of a bot's sends at Telegram's 30 messages a second.
 pub const DEFAULT_BROADCAST_QUEUE: u64 = 90;
@@ -127,6 +136,7 @@ pub fn router(state: AdminState) -> Router {
                 .merge(broadcast::routes())
                 .merge(analytics::routes())
                 .merge(pricing::routes())
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::api_limits))
                 .layer(axum::middleware::from_fn(pages::form_posts)),
         )
         .merge(pages::routes())

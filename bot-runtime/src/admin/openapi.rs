@@ -383,10 +383,18 @@ pub fn document() -> Value {
             responses.insert("401".into(), err("no session (or it expired or ended), or an unknown or revoked API key"));
             responses.insert("403".into(), err("wrong CSRF token, or not this admin's bot or route"));
             responses.insert("404".into(), err("no such user, bot, payment or key (as far as this admin may see)"));
-            responses.insert("429".into(), err("an API key used more than its requests per minute"));
+            responses.insert(
+                "429".into(),
+                err("over the route's requests per minute (the bot's RateLimitPolicy adminApiPerMinute, else the chart's value), or an API key over its own limit; Retry-After says when to try again"),
+            );
         } else if op.path.starts_with("/api/v1/login") {
             responses.insert("401".into(), err("wrong, used or expired code"));
             responses.insert("429".into(), err("too many tries in 15 minutes"));
+        } else {
+            responses.insert(
+                "429".into(),
+                err("over the fleet routes' requests per minute (the chart's value); Retry-After says when to try again"),
+            );
         }
         responses.insert("503".into(), err("the database or Redis is unavailable"));
         o.insert("responses".into(), Value::Object(responses));
