@@ -46,6 +46,7 @@ on_both_backends!(
     the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the_kubectl_that_changes_them,
     a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited,
     api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after,
+    in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1520,5 +1521,102 @@ async fn api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and
     let (_, _, metrics, _) = owner.page("/metrics").await;
     assert!(metrics.contains("botfleet_admin_api_limited_total{scope=\"default/beta\"} 2"), "{metrics}");
     assert!(metrics.contains("botfleet_admin_api_limited_total{scope=\"fleet\"} 1"), "{metrics}");
+    h.stop().await;
+}
+
+async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only(backend: Backend) {
+    // Bea, the first user of the fake (100000001), administers beta.
+    let mut beta = bot_config("beta", Mode::Polling, "");
+    beta.bot.admins.telegram_ids = vec![100_000_001];
+    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, ""), beta], 1).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    assert_eq!(bea.id, 100_000_001, "the fake numbers users from 100000001");
+    let admin = start_admin(&h, vec![], vec![bea.id]).await;
+    let mut max = onboarded(&h, "beta", "Max", "m", 29).await;
+    let mut zed = onboarded(&h, "beta", "Zed", "m", 33).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+
+    // The admin commands are in Bea's menu only.
+    let api = botfleet_tests::bot_api::RawBot::new(&h.fake.api_url(), &h.tokens["beta"]);
+    let names = |v: Value| v.as_array().unwrap().iter().map(|c| c["command"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let mine = names(api.call("getMyCommands", json!({"scope": {"type": "chat", "chat_id": bea.id}})).await.unwrap());
+    assert!(["ban", "unban", "broadcast", "stats"].iter().all(|c| mine.contains(&c.to_string())), "{mine:?}");
+    let everyone = names(api.call("getMyCommands", json!({})).await.unwrap());
+    assert!(!everyone.contains(&"ban".to_string()) && !everyone.contains(&"broadcast".to_string()), "{everyone:?}");
+    // Anyone else: an unknown command, nothing done.
+    max.send(&format!("/ban {}", zed.id)).unwrap();
+    max.expect("unknown", WAIT, |m| text_of(m).contains("don't know that command")).await.unwrap();
+    max.send("/broadcast hi").unwrap();
+    max.expect("unknown", WAIT, |m| text_of(m).contains("don't know that command") && m["message_id"].as_i64() > Some(0)).await.unwrap();
+
+    // /stats: the member's own numbers, then the bot's.
+    bea.send("/stats").unwrap();
+    let stats = bea.expect("the bot's numbers", WAIT, |m| text_of(m).contains("beta now:")).await.unwrap();
+    assert!(text_of(&stats).contains("3 members"), "{}", text_of(&stats));
+    max.send("/stats").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!max.received().unwrap().iter().any(|m| text_of(m).contains("now:")), "not for members");
+
+    // /ban ends Zed's running chat with Ann (she is told), tells Zed, holds; audited.
+    zed.tap("menu_find").unwrap();
+    zed.expect_text("searching", WAIT).await.unwrap();
+    ann.tap("menu_find").unwrap();
+    ann.expect_text("matched", WAIT).await.unwrap();
+    bea.send("/ban 12x").unwrap();
+    bea.expect("usage", WAIT, |m| text_of(m).contains("Usage: /ban")).await.unwrap();
+    bea.send(&format!("/ban {} 24", zed.id)).unwrap();
+    bea.expect("banned", WAIT, |m| text_of(m).contains("is banned on this bot until")).await.unwrap();
+    ann.expect("the partner's notice", WAIT, |m| text_of(m).contains("no longer reachable")).await.expect("Ann told the chat ended");
+    zed.expect("the ban notice", WAIT, |m| text_of(m).contains("suspended you")).await.unwrap();
+    let member = admin.sql.person_view(zed.id).await.unwrap().unwrap().members.remove(0);
+    assert!(member.bot_ban_until_ms.is_some(), "{member:?}");
+    zed.tap("menu_find").unwrap();
+    zed.expect("refused while banned", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    // /unban lifts it.
+    bea.send(&format!("/unban {}", zed.id)).unwrap();
+    bea.expect("unbanned", WAIT, |m| text_of(m).contains("may use this bot again")).await.unwrap();
+    assert_eq!(admin.sql.person_view(zed.id).await.unwrap().unwrap().members[0].bot_ban_until_ms, None);
+
+    // /broadcast: unsafe text refused; a good one shown with the audience's size; nothing goes
+    // out before Send; Cancel on another sends nothing.
+    bea.send("/broadcast <a href=\"javascript:alert(1)\">x</a>").unwrap();
+    bea.expect("refused", WAIT, |m| text_of(m).contains("cannot be sent")).await.unwrap();
+    bea.send("/broadcast <b>Party</b> tonight").unwrap();
+    let confirm = bea.expect("the confirmation", WAIT, |m| text_of(m).contains("This goes to 3 members")).await.unwrap();
+    assert!(text_of(&confirm).contains("Party tonight"), "shown as members will see it: {confirm}");
+    let data = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_string();
+    let id: i64 = data.split(':').nth(1).unwrap().parse().unwrap();
+    assert_eq!(admin.sql.broadcast(id).await.unwrap().unwrap().status, "draft");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!max.received().unwrap().iter().any(|m| text_of(m).contains("Party")), "nothing before Send");
+    bea.press(&data, WAIT).await.unwrap();
+    bea.expect("started", WAIT, |m| text_of(m).contains("Started: broadcast")).await.unwrap();
+    max.expect("the broadcast", WAIT, |m| text_of(m).contains("Party tonight")).await.unwrap();
+    zed.expect("the broadcast", WAIT, |m| text_of(m).contains("Party tonight")).await.unwrap();
+    assert!(!ann.received().unwrap().iter().any(|m| text_of(m).contains("Party")), "another bot's member");
+    bea.send("/broadcast Never").unwrap();
+    let confirm =
+        bea.expect("the confirmation", WAIT, |m| text_of(m).contains("Never") && text_of(m).contains("This goes to")).await.unwrap();
+    let cancel = confirm["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap().to_string();
+    bea.press(&cancel, WAIT).await.unwrap();
+    bea.expect("cancelled", WAIT, |m| text_of(m).contains("is cancelled")).await.unwrap();
+    let never: i64 = cancel.split(':').nth(1).unwrap().parse().unwrap();
+    assert_eq!(admin.sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    // A draft is settled once (the buttons are gone; a replayed press changes nothing).
+    use bot_runtime::store::Registry as _;
+    assert!(!admin.sql.settle_draft(id, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());
+    assert!(!admin.sql.settle_draft(never, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());
+
+    // Every action is in the admin audit log, marked as made in the bot.
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    for action in ["ban", "unban", "broadcast", "broadcast_cancel"] {
+        assert!(
+            rows.iter().any(|r| r.action == action
+                && r.admin_id == bea.id
+                && r.bot.as_deref() == Some("default/beta")
+                && r.detail.contains("\"via\":\"bot\"")),
+            "{action}: {rows:?}"
+        );
+    }
     h.stop().await;
 }

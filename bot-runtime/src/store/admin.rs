@@ -50,6 +50,20 @@ pub trait Registry: Send + Sync + 'static {
     /// once per member and broadcast, the first outcome wins (a message sent again after a
     /// kill counts once). True if this call counted it.
     async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool>;
+
+    // In-bot admin commands (chat/admin_commands.rs): the admin role's own steps, run by the
+    // bot an admin wrote to.
+    /// A bot's numbers now and its Stars over the last 7 days.
+    async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)>;
+    async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()>;
+    async fn unban_member(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
+    async fn audit_in_bot(&self, entry: &NewAudit) -> StoreResult<()>;
+    async fn broadcast_audience(&self, bot: &str, audience: &Audience, now_ms: i64) -> StoreResult<i64>;
+    /// A broadcast written as a `draft` (the admin confirms it with a button); its id.
+    async fn draft_broadcast(&self, bot: &str, text: &str, by: i64, total: i64, now_ms: i64) -> StoreResult<i64>;
+    /// Starts (`go`) or cancels a draft of `bot` made by `by`, once; false if it is not such a
+    /// draft any more.
+    async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool>;
 }
 
 /// What a broadcast's message became (docs/ADMIN.md, "Broadcast").
@@ -533,6 +547,59 @@ impl Registry for SqlStore {
         sqlx::query(update).bind(broadcast_id).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
+    }
+
+    async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)> {
+        let numbers = AdminStore::bot_numbers(self, now_ms).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
+        let stars = AdminStore::revenue_since(self, now_ms - 7 * DAY_MS).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
+        Ok((numbers, stars))
+    }
+
+    async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {
+        AdminStore::ban_on_bot(self, bot, user_id, until_ms, admin_id, now_ms).await
+    }
+
+    async fn unban_member(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+        AdminStore::unban_on_bot(self, bot, user_id).await
+    }
+
+    async fn audit_in_bot(&self, entry: &NewAudit) -> StoreResult<()> {
+        AdminStore::audit(self, entry).await.map(|_| ())
+    }
+
+    async fn broadcast_audience(&self, bot: &str, audience: &Audience, now_ms: i64) -> StoreResult<i64> {
+        AdminStore::count_recipients(self, bot, audience, 0, now_ms).await
+    }
+
+    async fn draft_broadcast(&self, bot: &str, text: &str, by: i64, total: i64, now_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO admin_broadcasts (bot, text, audience, status, total, cursor_user, queued, repeated_max, created_by, created_ms) \
+             VALUES ($1, $2, 'all', 'draft', $3, 0, 0, 0, $4, $5) RETURNING id",
+        )
+        .bind(bot)
+        .bind(text)
+        .bind(total)
+        .bind(by)
+        .bind(now_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        col(&row, "id")
+    }
+
+    async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE admin_broadcasts SET status = $4, finished_ms = $5 WHERE id = $1 AND bot = $2 AND created_by = $3 AND status = 'draft'",
+        )
+        .bind(id)
+        .bind(bot)
+        .bind(by)
+        .bind(if go { "running" } else { "cancelled" })
+        .bind(if go { None } else { Some(now_ms) })
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 
