@@ -35,6 +35,7 @@ pub struct Metrics {
     admin_logins: IntCounterVec,
     admin_actions: IntCounterVec,
     broadcast_messages: IntCounterVec,
+    admin_alerts: IntCounterVec,
     admin_api_limited: IntCounterVec,
     reconciliation: IntCounterVec,
     search_timeouts: IntCounterVec,
@@ -194,6 +195,12 @@ impl Metrics {
                 "Broadcast messages by what became of them: delivered, failed (refused for good or expired), blocked (the member blocked the bot)",
                 &["bot", "outcome"],
             ),
+            admin_alerts: counter(
+                &r,
+                "botfleet_admin_alerts_total",
+                "Alerts a bot sent to its admins' chats, by kind: restricted (a person restricted after reports), queue_wait (a search timed out), payments (reconciliation mismatches)",
+                &["bot", "kind"],
+            ),
             admin_api_limited: counter(
                 &r,
                 "botfleet_admin_api_limited_total",
@@ -316,6 +323,10 @@ impl Metrics {
 
     pub fn broadcast_message(&self, bot: &str, outcome: &str) {
         self.broadcast_messages.with_label_values(&[bot, outcome]).inc();
+    }
+
+    pub fn admin_alert(&self, bot: &str, kind: &str) {
+        self.admin_alerts.with_label_values(&[bot, kind]).inc();
     }
 
     pub fn admin_api_limited(&self, scope: &str) {

@@ -1528,7 +1528,11 @@ async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confir
     // Bea, the first user of the fake (100000001), administers beta.
     let mut beta = bot_config("beta", Mode::Polling, "");
     beta.bot.admins.telegram_ids = vec![100_000_001];
-    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, ""), beta], 1).await;
+    beta.bot.moderation.reports_to_restrict = 1;
+    // The reporter's bot applies its rule: alpha restricts at the first report too.
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.bot.moderation.reports_to_restrict = 1;
+    let h = Harness::start(backend, Mode::Polling, vec![alpha, beta], 1).await;
     let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
     assert_eq!(bea.id, 100_000_001, "the fake numbers users from 100000001");
     let admin = start_admin(&h, vec![], vec![bea.id]).await;
@@ -1606,6 +1610,16 @@ async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confir
     use bot_runtime::store::Registry as _;
     assert!(!admin.sql.settle_draft(id, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());
     assert!(!admin.sql.settle_draft(never, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());
+
+    // A person restricted automatically after reports (beta restricts at the first): Bea is
+    // alerted once, in her chat with the bot.
+    max.tap("menu_find").unwrap();
+    max.expect_text("searching", WAIT).await.unwrap();
+    ann.tap("menu_find").unwrap();
+    ann.expect("matched", WAIT, |m| text_of(m).contains("man, 29")).await.unwrap();
+    report(&mut ann, Some("spam")).await;
+    let alert = bea.expect("the alert", WAIT, |m| text_of(m).contains("Admin alert")).await.expect("Bea alerted");
+    assert!(text_of(&alert).contains(&max.id.to_string()) && text_of(&alert).contains("restricted automatically"), "{alert}");
 
     // Every action is in the admin audit log, marked as made in the bot.
     let rows = admin.sql.audit_log(None, 200).await.unwrap();

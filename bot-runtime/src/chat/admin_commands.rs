@@ -10,6 +10,13 @@
 //! a broadcast is the same broadcast (checked Telegram HTML, `/news off` respected, the bot's
 //! pace), written as a draft until the admin presses Send, then queued by the admin role's
 //! producer. Every action is written to the admin audit log (`detail.via = "bot"`).
+//!
+//! **Alerts to the admins' chats** ([`alert_admins`]): a person restricted automatically after
+//! reports, a search that reached its maximum wait (the pool is thin), reconciliation finding
+//! payments that do not match Telegram's ledger. Sent by the bot to each of its admins who is a
+//! reachable member (Telegram lets a bot write only to people who opened it), at most once an
+//! hour per kind and bot (a restriction: once per person), so an incident is one message, not
+//! a flood. Counted in `botfleet_admin_alerts_total{bot, kind}`.
 
 use serde_json::json;
 
@@ -21,6 +28,45 @@ use crate::matching::{Member, Tier};
 use crate::store::User;
 use crate::store::admin::{Audience, BAN_FOREVER_MS, NewAudit};
 use crate::texts::{Lang, escape};
+
+/// How often one kind of alert reaches a bot's admins at most.
+const ALERT_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Tells the admins of `bot` (this bot, or another of its pool: a reported member's) who are
+/// reachable members of it about `kind`, through that bot, at most once per [`ALERT_EVERY`]
+/// for the same `key` (the kind, or the kind and a person).
+pub(crate) async fn alert_admins(
+    fx: &mut Effects<'_>,
+    bot: &str,
+    kind: &str,
+    key: &str,
+    text: TextKey,
+    args: &[(&str, &str)],
+) -> Result<(), HandleError> {
+    // This bot's admins from its configuration; another bot's as it registered them.
+    let admins = if bot == fx.bot.name { fx.bot.cfg().bot.admins.telegram_ids.clone() } else { fx.store().bot_admins(bot).await? };
+    if admins.is_empty() {
+        return Ok(());
+    }
+    let once = format!("adminalert:{bot}:{key}");
+    if !fx.hot().allow(fx.pool(), &once, 1, ALERT_EVERY, 1, fx.now_ms).await? {
+        return Ok(());
+    }
+    let mut told = 0;
+    for admin in admins {
+        let Some(u) = fx.store().user(bot, admin).await? else { continue };
+        if !u.reachable {
+            continue;
+        }
+        let lang = super::lang_of(fx.bot, &u);
+        fx.say(&u.member(), text.fmt(lang, args), None);
+        told += 1;
+    }
+    if told > 0 {
+        fx.bot.metrics().admin_alert(bot, kind);
+    }
+    Ok(())
+}
 
 fn is_admin(fx: &Effects<'_>, user_id: i64) -> bool {
     fx.bot.cfg().bot.admins.telegram_ids.contains(&user_id)

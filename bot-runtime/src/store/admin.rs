@@ -55,6 +55,8 @@ pub trait Registry: Send + Sync + 'static {
     // bot an admin wrote to.
     /// A bot's numbers now and its Stars over the last 7 days.
     async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)>;
+    /// The admins a bot registered (none if it is not registered).
+    async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>>;
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()>;
     async fn unban_member(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
     async fn audit_in_bot(&self, entry: &NewAudit) -> StoreResult<()>;
@@ -553,6 +555,14 @@ impl Registry for SqlStore {
         let numbers = AdminStore::bot_numbers(self, now_ms).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
         let stars = AdminStore::revenue_since(self, now_ms - 7 * DAY_MS).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
         Ok((numbers, stars))
+    }
+
+    async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>> {
+        let row = sqlx::query("SELECT admins FROM admin_bots WHERE id = $1").bind(bot).fetch_optional(self.pool()).await.map_err(db_err)?;
+        match row {
+            Some(r) => admins_of(&col::<String>(&r, "admins")?),
+            None => Ok(Vec::new()),
+        }
     }
 
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {

@@ -321,6 +321,10 @@ impl Registry for BotStore {
         self.inner.bot_stats(&self.id(bot), now_ms).await
     }
 
+    async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>> {
+        self.inner.bot_admins(&self.id(bot)).await
+    }
+
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {
         self.inner.ban_member(&self.id(bot), user_id, until_ms, admin_id, now_ms).await
     }
