@@ -190,6 +190,7 @@ async fn start_admin_limited(h: &Harness, fleet_admins: Vec<i64>, beta_admins: V
         api_per_minute,
         broadcast_queue: BROADCAST_QUEUE,
         broadcast_tick: Duration::from_millis(300),
+        analytics_max_age: Duration::ZERO,
     };
     let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

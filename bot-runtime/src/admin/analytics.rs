@@ -1,8 +1,9 @@
 //! Analytics (docs/ADMIN.md, "Analytics"): the funnel (start → profile → first search → first
 //! chat → first purchase), D1/D7/D30 retention by signup week, revenue by plan and campaign,
 //! reconciliation mismatches — read from the rollups (`store/analytics.rs`), which a refresher
-//! here keeps current: every minute in the background, and before each read (incremental, so
-//! it costs what changed since the last one, not the fleet's size).
+//! here keeps current: every minute in the background, and before a read that finds them older
+//! than `analytics_max_age` (a minute by default; incremental, so it costs what changed since
+//! the last one, not the fleet's size).
 //!
 //! Choices, written down:
 //! * A member's **cohort** is the UTC day of their `start` event; the funnel counts the members
@@ -154,7 +155,14 @@ pub(super) async fn analytics_of(s: &AdminState, id: &Identity, weeks: i64, bot:
         id.require_bot(b)?;
     }
     let counted = |b: &str| bot.map_or(id.may_act_on(b), |only| only == b);
-    refresh(s).await?;
+    // The background refresher keeps the rollups within a minute; a read refreshes first only
+    // when they are older than the setting (so a page on 1M people costs the read, not a
+    // refresh; the answer says when they were refreshed).
+    let max_age = s.settings.analytics_max_age.as_millis() as i64;
+    let stale = s.store.rollups_refreshed().await?.is_none_or(|at| crate::bot::now_ms() - at >= max_age);
+    if stale {
+        refresh(s).await?;
+    }
     let now = crate::bot::now_ms();
     let today = crate::store::day_of(now);
     let from_day = monday(today) - (weeks - 1) * 7;

@@ -64,6 +64,9 @@ pub struct AdminSettings {
     pub broadcast_queue: u64,
     /// How often the broadcast producer looks for room.
     pub broadcast_tick: std::time::Duration,
+    /// An analytics read refreshes the rollups first when they are older than this (the
+    /// background refresher keeps them within a minute; 0: always, as tests want).
+    pub analytics_max_age: std::time::Duration,
 }
 
 /// The key of every hash and token the admin role derives (codes and session ids are stored
@@ -81,6 +84,8 @@ pub const DEFAULT_API_PER_MINUTE: u32 = 600;
 /// About three seconds of a bot's sends at Telegram's 30 messages a second.
 pub const DEFAULT_BROADCAST_QUEUE: u64 = 90;
 pub const DEFAULT_BROADCAST_TICK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Rollups at most this old are read as they are (see `analytics.rs`).
+pub const DEFAULT_ANALYTICS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The shortest secret accepted (bytes).
 pub const MIN_SECRET_LEN: usize = 32;

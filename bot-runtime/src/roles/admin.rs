@@ -64,6 +64,7 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         api_per_minute: args.api_per_minute,
         broadcast_queue: admin::DEFAULT_BROADCAST_QUEUE,
         broadcast_tick: admin::DEFAULT_BROADCAST_TICK,
+        analytics_max_age: admin::DEFAULT_ANALYTICS_MAX_AGE,
     };
     let state = AdminState::new(fleet, Arc::new(sql), settings);
     let (_signal, shutdown) = app::shutdown_signal();

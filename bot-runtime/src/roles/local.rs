@@ -252,6 +252,7 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             api_per_minute: crate::admin::DEFAULT_API_PER_MINUTE,
             broadcast_queue: crate::admin::DEFAULT_BROADCAST_QUEUE,
             broadcast_tick: crate::admin::DEFAULT_BROADCAST_TICK,
+            analytics_max_age: crate::admin::DEFAULT_ANALYTICS_MAX_AGE,
         },
     );
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);
