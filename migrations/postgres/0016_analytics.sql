@@ -42,6 +42,17 @@ CREATE TABLE analytics_cohorts (
 );
 CREATE INDEX analytics_cohorts_day ON analytics_cohorts (signup_day);
 
+-- analytics_members: each member's place in the rollup (signup day, and flags: 1 profile,
+-- 2 first search, 4 first chat, 8 purchase, 16/32/64 active on day 1/7/30), so a refresh
+-- applies only what changed for the members it touches.
+CREATE TABLE analytics_members (
+    bot        TEXT   NOT NULL,
+    user_id    BIGINT NOT NULL,
+    signup_day BIGINT NOT NULL,
+    flags      BIGINT NOT NULL,
+    PRIMARY KEY (bot, user_id)
+);
+
 -- analytics_revenue: per bot, payment day, plan and campaign ('' without one): payments and
 -- Stars, and how many of them were refunded since.
 CREATE TABLE analytics_revenue (

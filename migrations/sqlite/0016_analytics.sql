@@ -32,6 +32,14 @@ CREATE TABLE analytics_cohorts (
 );
 CREATE INDEX analytics_cohorts_day ON analytics_cohorts (signup_day);
 
+CREATE TABLE analytics_members (
+    bot        TEXT   NOT NULL,
+    user_id    INTEGER NOT NULL,
+    signup_day INTEGER NOT NULL,
+    flags      INTEGER NOT NULL,
+    PRIMARY KEY (bot, user_id)
+);
+
 CREATE TABLE analytics_revenue (
     bot            TEXT   NOT NULL,
     day            INTEGER NOT NULL,
