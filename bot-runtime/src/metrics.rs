@@ -35,6 +35,9 @@ pub struct Metrics {
     vip_notices: IntCounterVec,
     admin_logins: IntCounterVec,
     admin_actions: IntCounterVec,
+    broadcast_messages: IntCounterVec,
+    admin_alerts: IntCounterVec,
+    admin_api_limited: IntCounterVec,
     reconciliation: IntCounterVec,
     search_timeouts: IntCounterVec,
     worker_restarts: IntCounterVec,
@@ -197,6 +200,24 @@ impl Metrics {
                 "Admin actions by action (ban, unban, gift, refund, view_user, login, logout) and outcome",
                 &["action", "outcome"],
             ),
+            broadcast_messages: counter(
+                &r,
+                "botfleet_broadcast_messages_total",
+                "Broadcast messages by what became of them: delivered, failed (refused for good or expired), blocked (the member blocked the bot)",
+                &["bot", "outcome"],
+            ),
+            admin_alerts: counter(
+                &r,
+                "botfleet_admin_alerts_total",
+                "Alerts a bot sent to its admins' chats, by kind: restricted (a person restricted after reports), queue_wait (a search timed out), payments (reconciliation mismatches)",
+                &["bot", "kind"],
+            ),
+            admin_api_limited: counter(
+                &r,
+                "botfleet_admin_api_limited_total",
+                "Admin API requests refused with 429 by the per-minute limit, by scope (a bot's namespace/name, or fleet)",
+                &["scope"],
+            ),
             reconciliation: counter(
                 &r,
                 "botfleet_reconciliation_mismatches_total",
@@ -312,6 +333,18 @@ impl Metrics {
 
     pub fn admin_action(&self, action: &str, outcome: &str) {
         self.admin_actions.with_label_values(&[action, outcome]).inc();
+    }
+
+    pub fn broadcast_message(&self, bot: &str, outcome: &str) {
+        self.broadcast_messages.with_label_values(&[bot, outcome]).inc();
+    }
+
+    pub fn admin_alert(&self, bot: &str, kind: &str) {
+        self.admin_alerts.with_label_values(&[bot, kind]).inc();
+    }
+
+    pub fn admin_api_limited(&self, scope: &str) {
+        self.admin_api_limited.with_label_values(&[scope]).inc();
     }
 
     pub fn vip_notice(&self, bot: &str, kind: &str) {

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
 use bot_runtime::roles::simulate::{Person, text_of};
-use bot_runtime::store::admin::AdminStore;
+use bot_runtime::store::admin::{AdminStore, Audience, NewBroadcastRow};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;
 use serde_json::{Value, json};
@@ -41,6 +41,12 @@ on_both_backends!(
     an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
     reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
     a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
+    a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
+    analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
+    the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the_kubectl_that_changes_them,
+    a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited,
+    api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after,
+    in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -157,6 +163,11 @@ async fn read_code(person: &mut Person) -> String {
 /// are fleet admins, `beta_admins` the admins of bot `beta` (the registry row is set as the
 /// operator would from the BotInstance).
 async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>) -> Admin {
+    start_admin_limited(h, fleet_admins, beta_admins, 100_000).await
+}
+
+/// [`start_admin`] with `api_per_minute` requests per minute per caller on fleet routes.
+async fn start_admin_limited(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>, api_per_minute: u32) -> Admin {
     let (fleet, sql) = h.admin_fleet().await;
     for _ in 0..300 {
         if sql.bots().await.unwrap().len() == 2 {
@@ -176,8 +187,10 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
         secure_cookies: false,
         secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
         api_key_per_minute: KEY_LIMIT,
+        api_per_minute,
         broadcast_queue: BROADCAST_QUEUE,
         broadcast_tick: Duration::from_millis(300),
+        analytics_max_age: Duration::ZERO,
     };
     let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -888,6 +901,9 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     for p in [&mut quiet, &mut fay] {
         assert!(!p.received().unwrap().iter().any(|x| text_of(x).contains("Big news")), "not in the audience");
     }
+    // The bot's sender counted each message as delivered, once.
+    let settled = wait_settled(&admin.sql, id, 10).await;
+    assert_eq!((settled.delivered, settled.failed, settled.blocked), (10, 0, 0), "{settled:?}");
     // Listed with its progress; cancelling a finished one is a conflict; audited.
     let mut owner = admin.client("10.10.0.2");
     owner.log_in(&mut fay).await;
@@ -899,7 +915,13 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     let (status, _, page, _) = owner.page("/broadcasts").await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("&lt;b&gt;Big news&lt;/b&gt; 42") && page.contains("10 of 10 queued") && page.contains("<progress"), "{page}");
-    assert!(page.contains("action=\"/api/v1/broadcasts\"") && page.contains("name=\"_csrf\""), "{page}");
+    assert!(
+        page.contains("<progress value=\"10\" max=\"10\"") && page.contains("<span data-outcome=\"delivered\">10</span> delivered"),
+        "{page}"
+    );
+    assert!(page.contains("<form method=\"get\" action=\"/broadcasts\">"), "composing starts with a preview: {page}");
+    let (_, _, preview, _) = owner.page("/broadcasts?preview=1&bot=default%2Fbeta&text=Hi").await;
+    assert!(preview.contains("action=\"/api/v1/broadcasts\"") && preview.contains("name=\"_csrf\""), "the preview's send form: {preview}");
     let rows = admin.sql.audit_log(None, 100).await.unwrap();
     assert!(rows.iter().any(|r| r.action == "broadcast" && r.detail.contains("Big news")), "{rows:?}");
 
@@ -907,7 +929,17 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     // stale the batch is queued again, and counted as possibly repeated.
     admin.stop().await;
     let (_fleet, sql) = h.admin_fleet().await;
-    let second = sql.create_broadcast("default/beta", "Second news", "all", fay.id, bot_runtime::bot::now_ms()).await.unwrap();
+    let everyone = Audience::all();
+    let row = NewBroadcastRow {
+        bot: "default/beta",
+        text: "Second news",
+        audience: &everyone,
+        by: fay.id,
+        now_ms: bot_runtime::bot::now_ms(),
+        start_ms: None,
+        total: 10,
+    };
+    let second = sql.create_broadcast(&row).await.unwrap();
     let mut ids: Vec<i64> = members.iter().map(|m| m.id).collect();
     ids.sort();
     let dead_at = bot_runtime::bot::now_ms() - 60_000;
@@ -925,6 +957,681 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     }
     for m in &mut members {
         m.expect("the second broadcast", WAIT, |m| text_of(m).contains("Second news")).await.unwrap();
+    }
+    // The repeated batch's members got it twice at most, and are counted once.
+    let settled = wait_settled(&admin.sql, second, 10).await;
+    assert_eq!(settled.delivered, 10, "{settled:?}");
+    h.stop().await;
+}
+
+/// The broadcast once its sender has counted `n` outcomes (delivered + failed + blocked).
+async fn wait_settled(sql: &SqlStore, id: i64, n: i64) -> bot_runtime::store::admin::Broadcast {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let b = sql.broadcast(id).await.unwrap().unwrap();
+        if b.delivered + b.failed + b.blocked >= n {
+            // Nothing more may be counted after: each member once.
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            return sql.broadcast(id).await.unwrap().unwrap();
+        }
+        assert!(std::time::Instant::now() < deadline, "{n} outcomes counted: {b:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time(
+    backend: Backend,
+) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    // Beta: three active English members, one who has not been seen for a year, one Russian
+    // member, one who blocked the bot without the bot learning it (the update was lost), and
+    // one the bot has never been able to write to (Telegram: "chat not found").
+    let mut active = Vec::new();
+    for i in 0..3 {
+        active.push(onboarded(&h, "beta", &format!("Active{i}"), "m", 25).await);
+    }
+    let mut idle = onboarded(&h, "beta", "Idle", "f", 33).await;
+    let mut ivan = Person::new(&h.sim, &username("beta"), "Ivan", Lang::Ru).expect("user");
+    ivan.onboard("m", 30, &[], WAIT).await.expect("onboarding");
+    let gone = onboarded(&h, "beta", "Gone", "f", 28).await;
+    let admin = start_admin(&h, vec![fay.id], vec![]).await;
+    let sql = admin.sql.clone();
+    let today = bot_runtime::store::day_of(bot_runtime::bot::now_ms());
+    sqlx::query("UPDATE users SET active_day = $1 WHERE user_id = $2").bind(today - 365).bind(idle.id).execute(sql.pool()).await.unwrap();
+    h.sim.block(&username("beta"), gone.id).unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    while sql.person_view(gone.id).await.unwrap().unwrap().members[0].reachable {
+        assert!(std::time::Instant::now() < deadline, "the bot learns of the block");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    sqlx::query("UPDATE users SET reachable = 1 WHERE user_id = $1").bind(gone.id).execute(sql.pool()).await.unwrap();
+    let ghost = 990_000_001_i64;
+    sqlx::query(
+        "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms, active_day) \
+         VALUES ('default/beta', $1, 'en', 'ready', 1, $2, $2, $3)",
+    )
+    .bind(ghost)
+    .bind(bot_runtime::bot::now_ms())
+    .bind(today)
+    .execute(sql.pool())
+    .await
+    .unwrap();
+
+    let mut owner = admin.client("10.11.0.1");
+    owner.log_in(&mut fay).await;
+    // Links other than http(s)/tg are refused, however written; so are bad filters and times.
+    for text in [
+        "<a href=\"javascript:alert(1)\">win</a>",
+        "<a href=\"&#106;avascript:alert(1)\">win</a>",
+        "<a href=\"data:text/html,x\">win</a>",
+        "<b onclick=\"x()\">hi</b>",
+    ] {
+        for path in ["/api/v1/broadcasts/preview", "/api/v1/broadcasts"] {
+            let (status, body) = owner.post(path, json!({"bot": "default/beta", "text": text})).await;
+            assert_eq!(status, 400, "{path} {text}: {body}");
+            assert!(body["error"]["message"].as_str().unwrap().starts_with("text:"), "{body}");
+        }
+    }
+    for (field, value) in [("language", "EN!"), ("active_since", "yesterday"), ("start_at", "2001-01-01T00:00:00Z"), ("audience", "rich")] {
+        let (status, body) = owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "x", field: value})).await;
+        assert_eq!(status, 400, "{field}: {body}");
+    }
+    assert_eq!(sql.broadcasts(10).await.unwrap().len(), 0, "nothing refused was made");
+
+    // The preview: the message rebuilt (escaped, the link kept safe) and the audience's size.
+    let text = "<b>Sale</b> &lt;today&gt; <a href=\"https://t.me/beta\">open</a>";
+    let since = jiff::Timestamp::from_millisecond((today - 7) * 86_400_000).unwrap().to_string()[..10].to_string();
+    let req = json!({"bot": "default/beta", "text": text, "audience": "all", "language": "en", "active_since": since});
+    let (status, body) = owner.post("/api/v1/broadcasts/preview", req.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["audience_size"], 5, "three active, the hidden blocker, the ghost: {body}");
+    assert_eq!(
+        body["preview_html"], "<b>Sale</b> &lt;today&gt; <a href=\"https://t.me/beta\" rel=\"noopener noreferrer nofollow\">open</a>",
+        "{body}"
+    );
+    let (status, _, page, _) = owner
+        .page(&format!(
+            "/broadcasts?preview=1&bot=default%2Fbeta&audience=all&language=en&active_since={since}&text={}",
+            "%3Ca%20href%3D%22javascript%3Aalert(1)%22%3Ex%3C%2Fa%3E"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("role=\"alert\"") && page.contains("javascript:, data: and other schemes are refused"), "{page}");
+    assert!(!page.contains("href=\"javascript"), "never a javascript: link on the page: {page}");
+    let (status, _, page, _) = owner.page("/broadcasts?preview=1&bot=default%2Fbeta&text=%3Cb%3EHi%3C%2Fb%3E&language=ru").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<div class=\"preview\"><b>Hi</b></div>") && page.contains("<b>1</b> members of default/beta"), "{page}");
+
+    // Sent: the sender counts 3 delivered, 1 blocked (marked unreachable), 1 failed.
+    let (status, body) = owner.post("/api/v1/broadcasts", req).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!((body["audience_size"].as_i64(), body["broadcast"]["total"].as_i64()), (Some(5), Some(5)), "{body}");
+    let id = body["broadcast"]["id"].as_i64().unwrap();
+    let b = wait_settled(&sql, id, 5).await;
+    assert_eq!((b.delivered, b.failed, b.blocked, b.queued), (3, 1, 1, 5), "{b:?}");
+    for p in &mut active {
+        p.expect("the sale", WAIT, |m| text_of(m).contains("Sale <today> open")).await.unwrap();
+    }
+    for p in [&mut idle, &mut ivan] {
+        assert!(!p.received().unwrap().iter().any(|m| text_of(m).contains("Sale")), "filtered out");
+    }
+    assert!(!sql.person_view(gone.id).await.unwrap().unwrap().members[0].reachable, "a blocker is marked unreachable");
+    let (_, body) = owner.get("/api/v1/broadcasts").await;
+    let listed = &body["broadcasts"][0];
+    assert_eq!(
+        (listed["delivered"].as_i64(), listed["failed"].as_i64(), listed["blocked"].as_i64()),
+        (Some(3), Some(1), Some(1)),
+        "{body}"
+    );
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    assert!(page.contains("<progress value=\"5\" max=\"5\""), "{page}");
+    assert!(page.contains("<span data-outcome=\"failed\">1</span> failed, <span data-outcome=\"blocked\">1</span> blocked"), "{page}");
+    assert_eq!(h.metric("botfleet_broadcast_messages_total{bot=\"beta\",outcome=\"delivered\"}"), 3.0);
+    assert_eq!(h.metric("botfleet_broadcast_messages_total{bot=\"beta\",outcome=\"blocked\"}"), 1.0);
+    assert_eq!(h.metric("botfleet_broadcast_messages_total{bot=\"beta\",outcome=\"failed\"}"), 1.0);
+    // The blocker is in no later audience: a second broadcast to everyone counts 5 (Idle
+    // and Ivan back in, the blocker out, the ghost still in).
+    let (_, body) = owner.post("/api/v1/broadcasts/preview", json!({"bot": "default/beta", "text": "x"})).await;
+    assert_eq!(body["audience_size"], 6, "{body}");
+
+    // At a time: scheduled, nobody gets it before; then it starts by itself.
+    let at = jiff::Timestamp::from_millisecond(bot_runtime::bot::now_ms() + 3_000).unwrap().to_string();
+    let (status, body) =
+        owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "Later news", "start_at": at, "language": "ru"})).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["broadcast"]["status"], "scheduled", "{body}");
+    let later = body["broadcast"]["id"].as_i64().unwrap();
+    let far = jiff::Timestamp::from_millisecond(bot_runtime::bot::now_ms() + 86_400_000).unwrap().to_string();
+    let (_, body) = owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "Never news", "start_at": &far[..16]})).await;
+    assert_eq!(body["broadcast"]["status"], "scheduled", "YYYY-MM-DDTHH:MM, the dashboard's field: {body}");
+    let never = body["broadcast"]["id"].as_i64().unwrap();
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    assert_eq!(sql.broadcast(later).await.unwrap().unwrap().queued, 0, "not before its time");
+    assert!(!ivan.received().unwrap().iter().any(|m| text_of(m).contains("Later news")));
+    ivan.expect("the scheduled broadcast", WAIT, |m| text_of(m).contains("Later news")).await.unwrap();
+    let b = wait_settled(&sql, later, 1).await;
+    assert_eq!((b.status.as_str(), b.delivered, b.total), ("done", 1, 1), "{b:?}");
+    // A scheduled broadcast is cancelled before it starts; nobody ever gets it.
+    let (status, body) = owner.post(&format!("/api/v1/broadcasts/{never}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    let rows = sql.audit_log(None, 200).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 3, "{rows:?}");
+    assert!(rows.iter().any(|r| r.action == "broadcast_cancel" && r.detail.contains(&never.to_string())), "{rows:?}");
+    h.stop().await;
+}
+
+/// Seeds one funnel event (`at_ms` as given: the records are written as things happen).
+async fn event(sql: &SqlStore, bot: &str, user: i64, kind: &str, reference: &str, at_ms: i64) {
+    sqlx::query("INSERT INTO analytics_events (bot, user_id, kind, ref, at_ms) VALUES ($1, $2, $3, $4, $5)")
+        .bind(bot)
+        .bind(user)
+        .bind(kind)
+        .bind(reference)
+        .bind(at_ms)
+        .execute(sql.pool())
+        .await
+        .unwrap();
+}
+
+async fn active_on(sql: &SqlStore, bot: &str, user: i64, day: i64) {
+    sqlx::query("INSERT INTO activity_days (bot, user_id, day, at_ms) VALUES ($1, $2, $3, $4)")
+        .bind(bot)
+        .bind(user)
+        .bind(day)
+        .bind(day * 86_400_000 + 3_600_000)
+        .execute(sql.pool())
+        .await
+        .unwrap();
+}
+
+async fn analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally(backend: Backend) {
+    use bot_runtime::store::money::Payments as _;
+    const DAY: i64 = 86_400_000;
+    let h = two_bots(backend).await;
+    // Fay (fleet admin) and Bea (beta's admin) onboard today: a start and a profile each.
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    // The records are seeded before the admin role starts: its first refresh computes them all
+    // (later ones read only what was written since, as records are written when things happen).
+    let (_fleet, sql) = h.admin_fleet().await;
+    let now = bot_runtime::bot::now_ms();
+    let today = bot_runtime::store::day_of(now);
+    // Week A: six weeks back, its Monday and Wednesday.
+    let a1 = today - (today + 3).rem_euclid(7) - 42;
+    let a2 = a1 + 2;
+    let alpha = "default/alpha";
+    // Ten members of alpha start in week A: 8 complete the profile, 6 search, 4 chat, 2 buy.
+    for i in 0..10_i64 {
+        let user = 500_001 + i;
+        let day = if i < 6 { a1 } else { a2 };
+        let at = day * DAY + 1_000 * i;
+        event(&sql, alpha, user, "start", "", at).await;
+        for (kind, upto) in [("profile_done", 8), ("first_search", 6), ("first_chat", 4)] {
+            if i < upto {
+                event(&sql, alpha, user, kind, "", at + 60_000).await;
+            }
+        }
+    }
+    // Activity: D1 (days after signing up) 500001-3 and 500007; D7 500001 and 500008; D30 500001;
+    // days that are not 1, 7 or 30 count for nothing.
+    for (user, day) in [
+        (500_001, a1 + 1),
+        (500_002, a1 + 1),
+        (500_003, a1 + 1),
+        (500_007, a2 + 1),
+        (500_001, a1 + 7),
+        (500_008, a2 + 7),
+        (500_001, a1 + 30),
+    ] {
+        active_on(&sql, alpha, user, day).await;
+    }
+    active_on(&sql, alpha, 500_004, a1 + 2).await;
+    active_on(&sql, alpha, 500_005, a1 + 8).await;
+    // Two more start today (one completes the profile): too young for any D-n.
+    event(&sql, alpha, 500_011, "start", "", now - 1_000).await;
+    event(&sql, alpha, 500_012, "start", "", now - 1_000).await;
+    event(&sql, alpha, 500_012, "profile_done", "", now - 500).await;
+    // Beta: one member in week A.
+    event(&sql, "default/beta", 600_001, "start", "", a1 * DAY).await;
+    event(&sql, "default/beta", 600_001, "profile_done", "", a1 * DAY + 1).await;
+    // Payments: two of plan week under the campaign blackfriday (500001 twice), one of plan
+    // month without a campaign, refunded since.
+    for (charge, user, plan, stars, campaign, day, refunded) in [
+        ("c1", 500_001, "week", 50, Some("blackfriday"), a1 + 1, false),
+        ("c2", 500_002, "month", 150, None, a1 + 3, true),
+        ("c3", 500_001, "week", 50, Some("blackfriday"), a1 + 5, false),
+    ] {
+        let at = day * DAY + 7_200_000;
+        sqlx::query(
+            "INSERT INTO quotes (id, bot, user_id, plan_id, price_stars, base_stars, campaign_id, vip_days, lock_credits, created_ms, expires_ms, used_ms) \
+             VALUES ($1, $2, $3, $4, $5, $5, $6, 7, 0, $7, $7, $7)",
+        )
+        .bind(format!("q-{charge}"))
+        .bind(alpha)
+        .bind(user)
+        .bind(plan)
+        .bind(stars)
+        .bind(campaign)
+        .bind(at)
+        .execute(sql.pool())
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO payments (telegram_payment_charge_id, bot, user_id, quote_id, plan_id, stars, vip_days, lock_credits, created_ms, refunded_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, 7, 0, $7, $8)",
+        )
+        .bind(charge)
+        .bind(alpha)
+        .bind(user)
+        .bind(format!("q-{charge}"))
+        .bind(plan)
+        .bind(stars)
+        .bind(at)
+        .bind(refunded.then_some(now - 10_000))
+        .execute(sql.pool())
+        .await
+        .unwrap();
+        event(&sql, alpha, user, "purchase", charge, at).await;
+    }
+    // Reconciliation found a charge Telegram took that alpha never applied.
+    sql.record_mismatch(alpha, "c-unknown", "unknown_charge", 25, now - 5_000).await.unwrap();
+    sql.record_mismatch(alpha, "c-unknown", "unknown_charge", 25, now - 4_000).await.unwrap();
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+
+    let mut owner = admin.client("10.12.0.1");
+    owner.log_in(&mut fay).await;
+    let (status, body) = owner.get("/api/v1/analytics?bot=default/alpha").await;
+    assert_eq!(status, 200, "{body}");
+    let funnel: Vec<(String, i64)> = body["funnel"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["step"].as_str().unwrap().to_string(), s["members"].as_i64().unwrap()))
+        .collect();
+    // Fay is alpha's thirteenth start (and tenth profile).
+    let expected: Vec<(String, i64)> = [("start", 13), ("profile_done", 10), ("first_search", 6), ("first_chat", 4), ("first_purchase", 2)]
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    assert_eq!(funnel, expected, "{body}");
+    assert_eq!(body["funnel"][3]["percent_of_start"], 30.8, "{body}");
+    let week_a = body["retention"].as_array().unwrap().iter().find(|w| w["members"] == 10).cloned().expect("week A");
+    assert_eq!(week_a["week"].as_str().unwrap(), bot_runtime::admin::analytics::date(a1), "{body}");
+    for (n, retained) in [("d1", 4), ("d7", 2), ("d30", 1)] {
+        assert_eq!((week_a[n]["eligible"].as_i64(), week_a[n]["retained"].as_i64()), (Some(10), Some(retained)), "{n}: {body}");
+    }
+    assert_eq!(week_a["d1"]["percent"], 40.0);
+    let this_week = &body["retention"][0];
+    assert_eq!(this_week["members"], 3, "{body}");
+    assert!(this_week["d1"].is_null() && this_week["d30"].is_null(), "no D-n before day n has ended: {body}");
+    let line = |list: &Value, key: &str, name: Option<&str>| -> Value {
+        list.as_array().unwrap().iter().find(|l| l[key].as_str() == name).cloned().unwrap_or(Value::Null)
+    };
+    let week_plan = line(&body["revenue_by_plan"], "plan", Some("week"));
+    assert_eq!(
+        (week_plan["payments"].as_i64(), week_plan["stars"].as_i64(), week_plan["net_stars"].as_i64()),
+        (Some(2), Some(100), Some(100))
+    );
+    let month_plan = line(&body["revenue_by_plan"], "plan", Some("month"));
+    assert_eq!(
+        (month_plan["refunds"].as_i64(), month_plan["refunded_stars"].as_i64(), month_plan["net_stars"].as_i64()),
+        (Some(1), Some(150), Some(0))
+    );
+    let bf = line(&body["revenue_by_campaign"], "campaign", Some("blackfriday"));
+    assert_eq!((bf["payments"].as_i64(), bf["stars"].as_i64()), (Some(2), Some(100)), "{body}");
+    let none = line(&body["revenue_by_campaign"], "campaign", None);
+    assert_eq!((none["payments"].as_i64(), none["stars"].as_i64()), (Some(1), Some(150)), "{body}");
+    assert_eq!(body["mismatches"].as_array().unwrap().len(), 1, "once per charge and kind: {body}");
+    assert_eq!(
+        (body["mismatches"][0]["charge_id"].as_str(), body["mismatches"][0]["kind"].as_str()),
+        (Some("c-unknown"), Some("unknown_charge"))
+    );
+    // The numbers come from the rollup: one row per bot and signup day.
+    let rows: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM analytics_cohorts WHERE bot = 'default/alpha'").fetch_one(sql.pool()).await.unwrap();
+    assert_eq!(rows, 3, "week A's two days and today");
+    let refreshed = |day: i64| {
+        let sql = sql.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT refreshed_ms FROM analytics_cohorts WHERE bot = 'default/alpha' AND signup_day = $1")
+                .bind(day)
+                .fetch_one(sql.pool())
+                .await
+                .unwrap()
+        }
+    };
+    let a2_refreshed = refreshed(a2).await;
+
+    // Incremental: 500005 (Monday's cohort) chats for the first time now, a new member starts.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let now = bot_runtime::bot::now_ms();
+    event(&sql, alpha, 500_005, "first_chat", "", now).await;
+    event(&sql, alpha, 500_013, "start", "", now).await;
+    let (_, body) = owner.get("/api/v1/analytics?bot=default/alpha").await;
+    assert_eq!((body["funnel"][0]["members"].as_i64(), body["funnel"][3]["members"].as_i64()), (Some(14), Some(5)), "{body}");
+    assert!(refreshed(a1).await > a2_refreshed, "the touched cohort is recomputed");
+    assert_eq!(refreshed(a2).await, a2_refreshed, "an untouched cohort is left as it was");
+
+    // The page shows the same numbers; a bot admin sees their bot only.
+    let (status, _, page, _) = owner.page("/analytics?bot=default%2Falpha").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("data-funnel=\"first_chat\">5<") && page.contains("40 % (4 of 10)") && page.contains("blackfriday"), "{page}");
+    assert!(page.contains("<code>c-unknown</code>"), "{page}");
+    let mut beta_admin = admin.client("10.12.0.2");
+    beta_admin.log_in(&mut bea).await;
+    let (status, body) = beta_admin.get("/api/v1/analytics").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["bots"], json!(["default/beta"]), "{body}");
+    assert_eq!(
+        (body["funnel"][0]["members"].as_i64(), body["funnel"][1]["members"].as_i64()),
+        (Some(2), Some(2)),
+        "600001 and Bea: {body}"
+    );
+    assert!(body["revenue_by_plan"].as_array().unwrap().is_empty() && body["mismatches"].as_array().unwrap().is_empty(), "{body}");
+    let (status, _) = beta_admin.get("/api/v1/analytics?bot=default/alpha").await;
+    assert_eq!(status, 403);
+    let (status, _) = beta_admin.get("/api/v1/analytics?weeks=0").await;
+    assert_eq!(status, 400);
+    h.stop().await;
+}
+
+async fn the_pricing_page_shows_each_bots_effective_plans_and_campaigns_with_the_kubectl_that_changes_them(backend: Backend) {
+    use botfleet_crds::resolved::{ResolvedCampaign, ResolvedPlan};
+    use botfleet_crds::vip_plan::{Billing, Grants, Perks};
+    let plan = |id: &str, stars: u32, days: u32, billing: Billing| ResolvedPlan {
+        id: id.into(),
+        title: format!("VIP {id}"),
+        description: "VIP".into(),
+        price_stars: stars,
+        grants: Grants { vip_days: days, lock_credits: 0 },
+        perks: Perks::default(),
+        sort_order: 0,
+        billing,
+    };
+    let now = jiff::Timestamp::now();
+    let hours = |h: i64| now.checked_add(jiff::SignedDuration::from_hours(h)).unwrap();
+    let campaign = |id: &str, percent: u8, from: i64, to: i64| ResolvedCampaign {
+        id: id.into(),
+        percent_off: percent,
+        plan_ids: vec!["vip-week".into(), "vip-month".into()],
+        starts_at: hours(from),
+        ends_at: hours(to),
+        audience: botfleet_crds::discount_campaign::Audience::All,
+        max_redemptions: Some(5000),
+        uid: None,
+    };
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.plans = vec![plan("vip-week", 250, 7, Billing::OneTime), plan("vip-month", 1000, 30, Billing::Monthly)];
+    alpha.campaigns = vec![campaign("black-friday", 30, -1, 24), campaign("spring", 50, 240, 480)];
+    let h = Harness::start(backend, Mode::Polling, vec![alpha, bot_config("beta", Mode::Polling, "")], 1).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.13.0.1");
+    owner.log_in(&mut fay).await;
+    let (status, body) = owner.get("/api/v1/pricing").await;
+    assert_eq!(status, 200, "{body}");
+    let alpha = body["bots"].as_array().unwrap().iter().find(|b| b["bot"] == "default/alpha").cloned().expect("alpha");
+    let week = &alpha["plans"][0];
+    // 30 % off 250, rounded down; the month is a subscription, never discounted; the spring
+    // campaign has not started.
+    assert_eq!(
+        (week["price_stars"].as_u64(), week["price_now_stars"].as_u64(), week["campaign"].as_str()),
+        (Some(250), Some(175), Some("black-friday")),
+        "{body}"
+    );
+    let month = &alpha["plans"][1];
+    assert_eq!(
+        (month["billing"].as_str(), month["price_now_stars"].as_u64(), month["campaign"].as_str()),
+        (Some("monthly"), Some(1000), None),
+        "{body}"
+    );
+    assert_eq!(week["kubectl"], "kubectl -n default patch vipplan vip-week --type merge -p '{\"spec\":{\"priceStars\":250}}'");
+    let campaigns = alpha["campaigns"].as_array().unwrap();
+    assert_eq!(campaigns.iter().map(|c| c["state"].as_str().unwrap()).collect::<Vec<_>>(), ["active", "scheduled"], "{body}");
+    assert_eq!(campaigns[0]["plans"], json!([{"plan": "vip-week", "price_stars": 175}]), "a subscription is never discounted: {body}");
+    assert_eq!(
+        campaigns[1]["kubectl"],
+        "kubectl -n default patch discountcampaign spring --type merge -p '{\"spec\":{\"percentOff\":50}}'"
+    );
+    assert_eq!(alpha["kubectl_get"], "kubectl -n default get vipplans,discountcampaigns");
+
+    // The page: the same prices and commands (escaped), and no form that edits a price.
+    let (status, _, page, _) = owner.page("/pricing").await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<td data-plan=\"vip-week\">175 ⭐ (black-friday)</td>"), "{page}");
+    assert!(
+        page.contains(
+            "kubectl -n default patch vipplan vip-week --type merge -p &#39;{&quot;spec&quot;:{&quot;priceStars&quot;:250}}&#39;"
+        ),
+        "{page}"
+    );
+    assert_eq!(page.matches("<form").count(), 1, "only the logout form: prices change through the resources: {page}");
+    // A bot admin sees their bots only.
+    let mut beta_admin = admin.client("10.13.0.2");
+    beta_admin.log_in(&mut bea).await;
+    let (_, body) = beta_admin.get("/api/v1/pricing").await;
+    assert_eq!(body["bots"].as_array().unwrap().iter().map(|b| b["bot"].as_str().unwrap()).collect::<Vec<_>>(), ["default/beta"], "{body}");
+    h.stop().await;
+}
+
+async fn a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut fleet_admin = admin.client("10.14.0.1");
+    fleet_admin.log_in(&mut fay).await;
+    let mut moderator = admin.client("10.14.0.2");
+    moderator.log_in(&mut bea).await;
+    // Ivan (beta, Russian) is reported by Ann.
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut ivan = Person::new(&h.sim, &username("beta"), "Ivan", Lang::Ru).expect("user");
+    ivan.onboard("m", 30, &[], WAIT).await.expect("onboarding");
+    chat(&mut ann, &mut ivan).await;
+    report(&mut ann, Some("abuse")).await;
+    let review = format!("/api/v1/moderation/reports/{}/review", ivan.id);
+    let (status, body) = moderator.post(&review, json!({"bot": "default/beta", "action": "warn", "hours": 5})).await;
+    assert_eq!(status, 400, "a warning has no length: {body}");
+    let (status, body) = fleet_admin.post(&review, json!({"bot": "default/beta", "action": "warn", "fleet_wide": true})).await;
+    assert_eq!(status, 400, "a warning is sent by one bot: {body}");
+    let (status, _) = moderator.post(&review, json!({"bot": "default/alpha", "action": "warn"})).await;
+    assert_eq!(status, 403, "not the moderator's bot");
+
+    // Through the page's Warn form.
+    let (_, _, page, _) = moderator.page("/moderation").await;
+    assert!(page.contains("value=\"warn\"") && page.contains(">Warn</button>"), "{page}");
+    let (status, location, body, _) = moderator
+        .submit(&review, &[("bot", "default/beta"), ("action", "warn"), ("_csrf", &csrf_of(&page)), ("_back", "/moderation?done=review")])
+        .await;
+    assert_eq!((status, location.as_str()), (303, "/moderation?done=review"), "{body}");
+    ivan.expect("the warning", WAIT, |m| text_of(m).contains("Модератор рассмотрел жалобы")).await.expect("Ivan is warned in Russian");
+    let reviews: Vec<Option<String>> =
+        sqlx::query_scalar("SELECT review FROM reports WHERE other_user = $1").bind(ivan.id).fetch_all(admin.sql.pool()).await.unwrap();
+    assert_eq!(reviews, vec![Some("warn".to_string())]);
+    let member = admin.sql.person_view(ivan.id).await.unwrap().unwrap().members.remove(0);
+    assert_eq!((member.restricted_until_ms, member.bot_ban_until_ms), (None, None), "a warning restricts nothing");
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    assert!(
+        rows.iter().any(|r| r.action == "review"
+            && r.admin_id == bea.id
+            && r.target_user == Some(ivan.id)
+            && r.detail.contains("\"warned\":true")),
+        "{rows:?}"
+    );
+    // Reported again: the queue shows the earlier warning.
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 27).await;
+    chat(&mut cat, &mut ivan).await;
+    report(&mut cat, None).await;
+    let (_, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!((body["items"][0]["user_id"].as_i64(), body["items"][0]["warnings"].as_i64()), (Some(ivan.id), Some(1)), "{body}");
+    let warnings = ivan.received().unwrap().iter().filter(|m| text_of(m).contains("Модератор")).count();
+    assert_eq!(warnings, 1, "one warning, once");
+    h.stop().await;
+}
+
+async fn api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after(backend: Backend) {
+    // Beta's RateLimitPolicies allow 3 broadcast requests a minute; the chart's value is 5.
+    let mut beta = bot_config("beta", Mode::Polling, "");
+    beta.limits.admin_api_per_minute.insert("/api/v1/broadcasts".into(), 3);
+    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, ""), beta], 1).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    let admin = start_admin_limited(&h, vec![fay.id], vec![bea.id], 5).await;
+    let mut owner = admin.client("10.15.0.1");
+    owner.log_in(&mut fay).await;
+    let preview = |bot: &str| json!({"bot": bot, "text": "<b>hi</b>"});
+    for i in 0..3 {
+        let (status, body) = owner.post("/api/v1/broadcasts/preview", preview("default/beta")).await;
+        assert_eq!(status, 200, "request {}: {body}", i + 1);
+    }
+    let (status, body, headers) = owner.call(reqwest::Method::POST, "/api/v1/broadcasts/preview", Some(preview("default/beta"))).await;
+    assert_eq!(status, 429, "beta's policy: 3 a minute: {body}");
+    assert_eq!(headers["retry-after"], "20", "one request every 60/3 s");
+    assert_eq!(body["error"]["code"], "too_many_tries", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("/api/v1/broadcasts"), "{body}");
+    // The same route on alpha (no policy for it): the chart's 5.
+    for i in 0..5 {
+        let (status, body) = owner.post("/api/v1/broadcasts/preview", preview("default/alpha")).await;
+        assert_eq!(status, 200, "request {}: {body}", i + 1);
+    }
+    let (status, _) = owner.post("/api/v1/broadcasts/preview", preview("default/alpha")).await;
+    assert_eq!(status, 429);
+    // A fleet route: the chart's 5 too.
+    for _ in 0..5 {
+        assert_eq!(owner.get("/api/v1/overview").await.0, 200);
+    }
+    let (status, body, headers) = owner.call(reqwest::Method::GET, "/api/v1/overview", None).await;
+    assert_eq!((status, headers["retry-after"].to_str().unwrap()), (429, "12"), "{body}");
+    // Another admin has their own count; a form over the limit gets a page with the status.
+    let mut moderator = admin.client("10.15.0.2");
+    moderator.log_in(&mut bea).await;
+    let (status, body) = moderator.post("/api/v1/broadcasts/preview", preview("default/beta")).await;
+    assert_eq!(status, 200, "{body}");
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    let (status, _, page, _) = owner
+        .submit(
+            "/api/v1/broadcasts/preview",
+            &[("bot", "default/beta"), ("text", "x"), ("_csrf", &csrf_of(&page)), ("_back", "/broadcasts")],
+        )
+        .await;
+    assert_eq!(status, 429, "{page}");
+    assert!(page.contains("role=\"alert\"") && page.contains("too many requests"), "{page}");
+    let (_, _, metrics, _) = owner.page("/metrics").await;
+    assert!(metrics.contains("botfleet_admin_api_limited_total{scope=\"default/beta\"} 2"), "{metrics}");
+    assert!(metrics.contains("botfleet_admin_api_limited_total{scope=\"fleet\"} 1"), "{metrics}");
+    h.stop().await;
+}
+
+async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only(backend: Backend) {
+    // Bea, the first user of the fake (100000001), administers beta.
+    let mut beta = bot_config("beta", Mode::Polling, "");
+    beta.bot.admins.telegram_ids = vec![100_000_001];
+    beta.bot.moderation.reports_to_restrict = 1;
+    // The reporter's bot applies its rule: alpha restricts at the first report too.
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.bot.moderation.reports_to_restrict = 1;
+    let h = Harness::start(backend, Mode::Polling, vec![alpha, beta], 1).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    assert_eq!(bea.id, 100_000_001, "the fake numbers users from 100000001");
+    let admin = start_admin(&h, vec![], vec![bea.id]).await;
+    let mut max = onboarded(&h, "beta", "Max", "m", 29).await;
+    let mut zed = onboarded(&h, "beta", "Zed", "m", 33).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+
+    // The admin commands are in Bea's menu only.
+    let api = botfleet_tests::bot_api::RawBot::new(&h.fake.api_url(), &h.tokens["beta"]);
+    let names = |v: Value| v.as_array().unwrap().iter().map(|c| c["command"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let mine = names(api.call("getMyCommands", json!({"scope": {"type": "chat", "chat_id": bea.id}})).await.unwrap());
+    assert!(["ban", "unban", "broadcast", "stats"].iter().all(|c| mine.contains(&c.to_string())), "{mine:?}");
+    let everyone = names(api.call("getMyCommands", json!({})).await.unwrap());
+    assert!(!everyone.contains(&"ban".to_string()) && !everyone.contains(&"broadcast".to_string()), "{everyone:?}");
+    // Anyone else: an unknown command, nothing done.
+    max.send(&format!("/ban {}", zed.id)).unwrap();
+    max.expect("unknown", WAIT, |m| text_of(m).contains("don't know that command")).await.unwrap();
+    max.send("/broadcast hi").unwrap();
+    max.expect("unknown", WAIT, |m| text_of(m).contains("don't know that command") && m["message_id"].as_i64() > Some(0)).await.unwrap();
+
+    // /stats: the member's own numbers, then the bot's.
+    bea.send("/stats").unwrap();
+    let stats = bea.expect("the bot's numbers", WAIT, |m| text_of(m).contains("beta now:")).await.unwrap();
+    assert!(text_of(&stats).contains("3 members"), "{}", text_of(&stats));
+    max.send("/stats").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!max.received().unwrap().iter().any(|m| text_of(m).contains("now:")), "not for members");
+
+    // /ban ends Zed's running chat with Ann (she is told), tells Zed, holds; audited.
+    zed.tap("menu_find").unwrap();
+    zed.expect_text("searching", WAIT).await.unwrap();
+    ann.tap("menu_find").unwrap();
+    ann.expect_text("matched", WAIT).await.unwrap();
+    bea.send("/ban 12x").unwrap();
+    bea.expect("usage", WAIT, |m| text_of(m).contains("Usage: /ban")).await.unwrap();
+    bea.send(&format!("/ban {} 24", zed.id)).unwrap();
+    bea.expect("banned", WAIT, |m| text_of(m).contains("is banned on this bot until")).await.unwrap();
+    ann.expect("the partner's notice", WAIT, |m| text_of(m).contains("no longer reachable")).await.expect("Ann told the chat ended");
+    zed.expect("the ban notice", WAIT, |m| text_of(m).contains("suspended you")).await.unwrap();
+    let member = admin.sql.person_view(zed.id).await.unwrap().unwrap().members.remove(0);
+    assert!(member.bot_ban_until_ms.is_some(), "{member:?}");
+    zed.tap("menu_find").unwrap();
+    zed.expect("refused while banned", WAIT, |m| text_of(m).contains("until")).await.unwrap();
+    // /unban lifts it.
+    bea.send(&format!("/unban {}", zed.id)).unwrap();
+    bea.expect("unbanned", WAIT, |m| text_of(m).contains("may use this bot again")).await.unwrap();
+    assert_eq!(admin.sql.person_view(zed.id).await.unwrap().unwrap().members[0].bot_ban_until_ms, None);
+
+    // /broadcast: unsafe text refused; a good one shown with the audience's size; nothing goes
+    // out before Send; Cancel on another sends nothing.
+    bea.send("/broadcast <a href=\"javascript:alert(1)\">x</a>").unwrap();
+    bea.expect("refused", WAIT, |m| text_of(m).contains("cannot be sent")).await.unwrap();
+    bea.send("/broadcast <b>Party</b> tonight").unwrap();
+    let confirm = bea.expect("the confirmation", WAIT, |m| text_of(m).contains("This goes to 3 members")).await.unwrap();
+    assert!(text_of(&confirm).contains("Party tonight"), "shown as members will see it: {confirm}");
+    let data = confirm["reply_markup"]["inline_keyboard"][0][0]["callback_data"].as_str().unwrap().to_string();
+    let id: i64 = data.split(':').nth(1).unwrap().parse().unwrap();
+    assert_eq!(admin.sql.broadcast(id).await.unwrap().unwrap().status, "draft");
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert!(!max.received().unwrap().iter().any(|m| text_of(m).contains("Party")), "nothing before Send");
+    bea.press(&data, WAIT).await.unwrap();
+    bea.expect("started", WAIT, |m| text_of(m).contains("Started: broadcast")).await.unwrap();
+    max.expect("the broadcast", WAIT, |m| text_of(m).contains("Party tonight")).await.unwrap();
+    zed.expect("the broadcast", WAIT, |m| text_of(m).contains("Party tonight")).await.unwrap();
+    assert!(!ann.received().unwrap().iter().any(|m| text_of(m).contains("Party")), "another bot's member");
+    bea.send("/broadcast Never").unwrap();
+    let confirm =
+        bea.expect("the confirmation", WAIT, |m| text_of(m).contains("Never") && text_of(m).contains("This goes to")).await.unwrap();
+    let cancel = confirm["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap().to_string();
+    bea.press(&cancel, WAIT).await.unwrap();
+    bea.expect("cancelled", WAIT, |m| text_of(m).contains("is cancelled")).await.unwrap();
+    let never: i64 = cancel.split(':').nth(1).unwrap().parse().unwrap();
+    assert_eq!(admin.sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    // A draft is settled once (the buttons are gone; a replayed press changes nothing).
+    use bot_runtime::store::Registry as _;
+    assert!(!admin.sql.settle_draft(id, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());
+    assert!(!admin.sql.settle_draft(never, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());
+
+    // A person restricted automatically after reports (beta restricts at the first): Bea is
+    // alerted once, in her chat with the bot.
+    max.tap("menu_find").unwrap();
+    max.expect_text("searching", WAIT).await.unwrap();
+    ann.tap("menu_find").unwrap();
+    ann.expect("matched", WAIT, |m| text_of(m).contains("man, 29")).await.unwrap();
+    report(&mut ann, Some("spam")).await;
+    let alert = bea.expect("the alert", WAIT, |m| text_of(m).contains("Admin alert")).await.expect("Bea alerted");
+    assert!(text_of(&alert).contains(&max.id.to_string()) && text_of(&alert).contains("restricted automatically"), "{alert}");
+
+    // Every action is in the admin audit log, marked as made in the bot.
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    for action in ["ban", "unban", "broadcast", "broadcast_cancel"] {
+        assert!(
+            rows.iter().any(|r| r.action == action
+                && r.admin_id == bea.id
+                && r.bot.as_deref() == Some("default/beta")
+                && r.detail.contains("\"via\":\"bot\"")),
+            "{action}: {rows:?}"
+        );
     }
     h.stop().await;
 }

@@ -73,6 +73,10 @@ async fn start_admin(h: &Harness, o: Options) -> AdminServer {
         api_key_per_minute: o.key_limit,
         broadcast_queue: o.broadcast_queue,
         broadcast_tick: Duration::from_millis(200),
+        // The API's per-caller limit is not what these tests look at (the permission matrix
+        // and schemathesis send many requests): high enough never to answer 429.
+        api_per_minute: 1_000_000,
+        analytics_max_age: Duration::ZERO,
     };
     let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -658,7 +662,17 @@ async fn every_route_refuses_what_the_permission_matrix_refuses() {
     use bot_runtime::store::admin::AdminStore;
     use bot_runtime::store::money::{NewPayment, Payments};
     let now = bot_runtime::bot::now_ms();
-    let broadcast = admin.sql.create_broadcast("default/alpha", "alpha news", "all", fay.id, now).await.unwrap();
+    let audience = bot_runtime::store::admin::Audience::all();
+    let row = bot_runtime::store::admin::NewBroadcastRow {
+        bot: "default/alpha",
+        text: "alpha news",
+        audience: &audience,
+        by: fay.id,
+        now_ms: now,
+        start_ms: None,
+        total: 1,
+    };
+    let broadcast = admin.sql.create_broadcast(&row).await.unwrap();
     let payment = NewPayment {
         charge_id: "charge-alpha".into(),
         bot: "default/alpha".into(),

@@ -39,6 +39,7 @@ fn job(bot: &str, chat_id: i64, lane: Lane, n: i64) -> Job {
         chat_member: None,
         enqueued_ms: 1_000 + n,
         mirror_of: None,
+        broadcast: None,
     }
 }
 

@@ -184,6 +184,7 @@ props["admin"] = obj("The admin role, `bot-runtime admin`: the fleet's dashboard
                                   "anyOf": [{"format": "ipv4", "pattern": "^[0-9.]+$"}, {"format": "ipv6", "pattern": "^[0-9a-fA-F:.]+$"}]},
                         "uniqueItems": True, "maxItems": 100}),
     ("apiKeyPerMinute", i("Requests per minute one API key may make.", minimum=1, maximum=100000)),
+    ("apiPerMinute", i("Requests per minute per caller and route of the admin API: fleet routes, and bot routes whose RateLimitPolicies set no adminApiPerMinute.", minimum=1, maximum=100000)),
     ("logLevel", s("RUST_LOG of the admin role: a level, or comma-separated tracing directives.",
                    pattern="^%s(,%s)*$" % (DIRECTIVE, DIRECTIVE), maxLength=1024)),
     ("sessionSecret", obj("The session secret (codes, sessions, CSRF tokens and API keys are keyed by it).", O([
@@ -199,7 +200,7 @@ props["admin"] = obj("The admin role, `bot-runtime admin`: the fleet's dashboard
     ("resources", obj("Admin container resources.", {
         "requests": ref("resourceList", "Requested resources."),
         "limits": ref("resourceList", "Resource limits.")}))]),
-    required=["enabled", "replicaCount", "fleetAdmins", "trustedProxies", "apiKeyPerMinute", "sessionSecret", "ingress", "resources"])
+    required=["enabled", "replicaCount", "fleetAdmins", "trustedProxies", "apiKeyPerMinute", "apiPerMinute", "sessionSecret", "ingress", "resources"])
 props["serviceAccount"] = obj("The operator's ServiceAccount.", O([
     ("create", b("Create it.")),
     ("name", {"description": "Its name; empty: the release's full name (required when create is false).",

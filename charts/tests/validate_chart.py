@@ -172,6 +172,8 @@ METRICS: dict[str, set[str]] = {
     "botfleet_referrals_total": {"bot", "outcome"},
     "botfleet_admin_logins_total": {"outcome"},
     "botfleet_admin_actions_total": {"action", "outcome"},
+    "botfleet_broadcast_messages_total": {"bot", "outcome"},
+    "botfleet_admin_api_limited_total": {"scope"},
     "up": set(),
 }
 HISTOGRAMS = {"botfleet_operator_reconcile_duration_seconds", "botfleet_update_handling_seconds", "botfleet_pre_checkout_seconds"}
@@ -196,6 +198,7 @@ REQUIRED_ALERTS = {
     "BotFleetReconciliationMismatch": "Telegram's Stars ledger disagrees",
     "BotFleetAdminDown": "admin dashboard down",
     "BotFleetAdminLoginsLimited": "admin login tries refused by the limit",
+    "BotFleetBroadcastFailing": "broadcast messages refused",
 }
 PACKAGED_MONITORING_FILES = ("alerts.yaml", "grafana-dashboard.json")
 
@@ -571,7 +574,7 @@ SCENARIOS: dict[str, dict] = {
                                                      "webhookFrom": [{"podSelector": {"matchLabels": {"app": "ingress"}}}]}}},
     "monitoring": MONITORING_VALUES,
     "admin": {**MONITORING_VALUES, "admin": {
-        "enabled": True, "fleetAdmins": [111, 222], "trustedProxies": ["10.0.0.7", "fd00::7"], "apiKeyPerMinute": 60,
+        "enabled": True, "fleetAdmins": [111, 222], "trustedProxies": ["10.0.0.7", "fd00::7"], "apiKeyPerMinute": 60, "apiPerMinute": 300,
         "ingress": {"enabled": True, "className": "nginx", "host": "admin.bots.example.com", "tlsSecret": "admin-tls",
                     "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}}},
     "admin-existing-secret": {"admin": {"enabled": True, "sessionSecret": {"existingSecret": "my-admin-session", "key": "s"}},
@@ -631,6 +634,7 @@ BAD_VALUES: dict[str, dict] = {
     "admin fleet admin that is no Telegram id": {"admin": {"fleetAdmins": ["alice"]}},
     "admin trusted proxy that is no IP address": {"admin": {"trustedProxies": ["proxy.local"]}},
     "admin API key limit 0": {"admin": {"apiKeyPerMinute": 0}},
+    "admin API limit 0": {"admin": {"apiPerMinute": 0}},
 }
 
 # Values the templates must refuse (cross-field rules), with a word the message must contain.

@@ -514,7 +514,7 @@ async fn tell_gift(s: &AdminState, b: &RegisteredBot, user_id: i64, vip_days: i6
 
 /// A message (Telegram HTML) to a member, as a job on the bot's outbox: sent by that bot's
 /// sender with its limits and retries (the admin role holds no token).
-async fn send_message(s: &AdminState, bot: &RegisteredBot, user_id: i64, text: String, now: i64) -> Result<(), ApiError> {
+pub(super) async fn send_message(s: &AdminState, bot: &RegisteredBot, user_id: i64, text: String, now: i64) -> Result<(), ApiError> {
     let to = Member::new(bot.name.clone(), user_id);
     let mut job = Job::to(&to, Lane::Interactive, "sendMessage", json!({"chat_id": user_id, "text": text, "parse_mode": "HTML"}));
     job.enqueued_ms = now;

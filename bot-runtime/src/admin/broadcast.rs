@@ -13,8 +13,16 @@
 //!   counted in `repeated_max`. Two admin replicas never take the same batch (the claim is
 //!   one conditional update).
 //! * **Who gets it**: members of the bot with a complete profile, reachable, not banned or
-//!   restricted, in the audience (`all`, `vip`, `free`), who have not sent `/news off`. Each
-//!   message ends with a line (in the member's language) saying how to turn them off.
+//!   restricted, in the audience (`all`, `vip`, `free`, optionally one language and members
+//!   active since a day), who have not sent `/news off`. Each message ends with a line (in
+//!   the member's language) saying how to turn them off.
+//! * **When**: now, or at a time (`scheduled` until then; the producer starts it, counting the
+//!   audience again). A scheduled broadcast can be cancelled before it starts.
+//! * **What became of each message** is counted by the bot's sender (the job carries the
+//!   broadcast's id): delivered, failed, blocked (the member blocked the bot: marked
+//!   unreachable, so no later broadcast tries them again) — each member once.
+//! * **The text** is checked as Telegram HTML, links http(s)/tg only (`telegram_html.rs`), and
+//!   can be previewed before it is sent.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -27,26 +35,32 @@ use tokio::sync::watch;
 
 use super::api::{audit_action, registered};
 use super::auth::{Admin, Identity};
+use super::telegram_html;
 use super::{AdminState, ApiError, Body};
 use crate::chat::text_key::TextKey;
 use crate::hot::{Job, Lane, Marker};
 use crate::matching::Member;
-use crate::store::admin::{Broadcast, RegisteredBot};
+use crate::store::admin::{Audience, Broadcast, NewBroadcastRow, RegisteredBot};
 use crate::texts::Lang;
 
 /// A claimed batch older than this belongs to a process that died (a step takes well under a
 /// second).
 const STALE_MS: i64 = 30_000;
-/// The longest text accepted (Telegram's limit is 4096, with room for the footer).
-const MAX_TEXT: usize = 3500;
-/// Tags Telegram's HTML parse mode understands.
-const TAGS: &[&str] = &["b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "tg-spoiler", "span", "blockquote"];
-/// [`check_html`] as the OpenAPI document's pattern: every `<` opens one of [`TAGS`] (closing
-/// slashes allowed), followed by `>` or by a space and attributes up to the next `>`.
-const TEXT_PATTERN: &str = "^[^<]*(</*(b|strong|i|em|u|ins|s|strike|del|code|pre|a|tg-spoiler|span|blockquote)(>|[ ][^<>]*>)[^<]*)*$";
+/// The furthest ahead a broadcast may be scheduled.
+const MAX_AHEAD_MS: i64 = 90 * 86_400_000;
+/// A start time this far in the past is a mistake, not "now".
+const PAST_GRACE_MS: i64 = 60_000;
+/// The outline of [`telegram_html::check`] as the OpenAPI document's pattern: every `<` opens
+/// one of [`telegram_html::TAGS`] (closing slashes allowed), followed by `>` or by a space and
+/// attributes up to the next `>`. The check itself is stricter (attributes, link schemes).
+const TEXT_PATTERN: &str =
+    "^[^<]*(</*(b|strong|i|em|u|ins|s|strike|del|code|pre|a|tg-spoiler|span|tg-emoji|blockquote)(>|[ ][^<>]*>)[^<]*)*$";
 
 pub fn routes() -> Router<AdminState> {
-    Router::new().route("/api/v1/broadcasts", get(list).post(create)).route("/api/v1/broadcasts/{broadcast_id}/cancel", post(cancel))
+    Router::new()
+        .route("/api/v1/broadcasts", get(list).post(create))
+        .route("/api/v1/broadcasts/preview", post(preview))
+        .route("/api/v1/broadcasts/{broadcast_id}/cancel", post(cancel))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
@@ -61,6 +75,27 @@ pub struct NewBroadcast {
     #[serde(default)]
     #[schemars(extend("enum" = ["all", "vip", "free", null]))]
     pub audience: Option<String>,
+    /// Only members with this language (`en`, `ru`, …: 2 to 8 lowercase letters); absent: any.
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Only members active on or after this UTC day (`YYYY-MM-DD`); absent: any.
+    #[serde(default)]
+    pub active_since: Option<String>,
+    /// When to start: an RFC 3339 time (`2026-12-24T18:00:00Z`) or `YYYY-MM-DDTHH:MM` in UTC
+    /// (the dashboard's field), at most 90 days ahead; absent: now.
+    #[serde(default)]
+    pub start_at: Option<String>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct PreviewAnswer {
+    /// The message as the dashboard shows it: HTML rebuilt from the checked text (every piece
+    /// of text escaped, links http(s)/tg only), safe to put in a page.
+    pub preview_html: String,
+    /// Members who would get it now.
+    pub audience_size: i64,
+    /// When it would start (ms since the epoch; absent: now).
+    pub start_ms: Option<i64>,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -76,40 +111,95 @@ pub struct BroadcastsAnswer {
     pub broadcasts: Vec<Broadcast>,
 }
 
-/// Refuses text Telegram would refuse for every member (a tag it does not know, or `<` that
-/// starts no tag), before anything is queued.
-fn check_html(text: &str) -> Result<(), ApiError> {
-    let len = text.chars().count();
-    if len == 0 || len > MAX_TEXT {
-        return Err(ApiError::bad(format!("text: 1 to {MAX_TEXT} characters")));
+/// A broadcast request, checked: the audience, the start time, the text's preview.
+pub(super) struct Checked {
+    pub audience: Audience,
+    pub start_ms: Option<i64>,
+    pub preview_html: String,
+}
+
+/// Checks everything but the admin's reach: bad input is a 400 that says what to fix, before
+/// anything is queued.
+pub(super) fn check_request(req: &NewBroadcast, now_ms: i64) -> Result<Checked, ApiError> {
+    let kind = req.audience.clone().unwrap_or_else(|| "all".into());
+    if !["all", "vip", "free"].contains(&kind.as_str()) {
+        return Err(ApiError::bad("audience: all, vip or free"));
     }
-    for part in text.split('<').skip(1) {
-        let tag = part.split(['>', ' ']).next().unwrap_or_default().trim_start_matches('/');
-        if !part.contains('>') || !TAGS.contains(&tag) {
-            return Err(ApiError::bad(format!("text: Telegram HTML allows only the tags {}; write &lt; for a literal <", TAGS.join(", "))));
+    let language = match req.language.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+        None => None,
+        Some(l) if (2..=8).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()) => Some(l.to_string()),
+        Some(_) => return Err(ApiError::bad("language: a language code of 2 to 8 lowercase letters (en, ru, …)")),
+    };
+    let active_since_day = match req.active_since.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+        None => None,
+        Some(d) => {
+            let day =
+                format!("{d}T00:00:00Z").parse::<jiff::Timestamp>().map_err(|_| ApiError::bad("active_since: a day, YYYY-MM-DD (UTC)"))?;
+            Some(crate::store::day_of(day.as_millisecond()))
         }
-    }
-    Ok(())
+    };
+    let start_ms = match req.start_at.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => {
+            let at = [t.to_string(), format!("{t}:00Z"), format!("{t}Z")]
+                .iter()
+                .find_map(|c| c.parse::<jiff::Timestamp>().ok())
+                .ok_or_else(|| ApiError::bad("start_at: an RFC 3339 time (2026-12-24T18:00:00Z) or YYYY-MM-DDTHH:MM in UTC"))?
+                .as_millisecond();
+            if at < now_ms - PAST_GRACE_MS {
+                return Err(ApiError::bad("start_at: that time has passed; leave it out to send now"));
+            }
+            if at > now_ms + MAX_AHEAD_MS {
+                return Err(ApiError::bad("start_at: at most 90 days ahead"));
+            }
+            Some(at)
+        }
+    };
+    let preview_html = telegram_html::check(&req.text).map_err(ApiError::BadRequest)?;
+    Ok(Checked { audience: Audience { kind, language, active_since_day }, start_ms, preview_html })
 }
 
 async fn create(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBroadcast>) -> Result<Response, ApiError> {
     admin.identity.require_bot(&req.bot)?;
-    let audience = req.audience.unwrap_or_else(|| "all".into());
-    if !["all", "vip", "free"].contains(&audience.as_str()) {
-        return Err(ApiError::bad("audience: all, vip or free"));
-    }
-    check_html(&req.text)?;
-    let bot = registered(&s, &req.bot).await?;
     let now = crate::bot::now_ms();
-    let size = s.store.audience_size(&bot.id, &audience, now).await?;
-    let id = s.store.create_broadcast(&bot.id, &req.text, &audience, admin.identity.telegram_id, now).await?;
+    let checked = check_request(&req, now)?;
+    let bot = registered(&s, &req.bot).await?;
+    let size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+    let row = NewBroadcastRow {
+        bot: &bot.id,
+        text: &req.text,
+        audience: &checked.audience,
+        by: admin.identity.telegram_id,
+        now_ms: now,
+        start_ms: checked.start_ms,
+        total: size,
+    };
+    let id = s.store.create_broadcast(&row).await?;
     let Some(broadcast) = s.store.broadcast(id).await? else {
         return Err(ApiError::Internal("the broadcast just written is missing".into()));
     };
-    s.fleet.metrics.admin_action("broadcast", "started");
-    let detail = json!({"id": id, "audience": audience, "audience_size": size, "text": req.text});
+    s.fleet.metrics.admin_action("broadcast", if broadcast.status == "scheduled" { "scheduled" } else { "started" });
+    let a = &checked.audience;
+    let detail = json!({
+        "id": id, "audience": a.kind, "language": a.language, "active_since_day": a.active_since_day,
+        "start_ms": checked.start_ms, "audience_size": size, "text": req.text,
+    });
     audit_action(&s, &admin, "broadcast", Some(&bot.id), None, detail).await?;
     Ok((StatusCode::CREATED, axum::Json(BroadcastAnswer { broadcast, audience_size: size })).into_response())
+}
+
+/// What a broadcast would look like and reach, without sending it (the dashboard's preview).
+pub(super) async fn preview_of(s: &AdminState, admin: &Admin, req: &NewBroadcast) -> Result<PreviewAnswer, ApiError> {
+    admin.identity.require_bot(&req.bot)?;
+    let now = crate::bot::now_ms();
+    let checked = check_request(req, now)?;
+    let bot = registered(s, &req.bot).await?;
+    let audience_size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+    Ok(PreviewAnswer { preview_html: checked.preview_html, audience_size, start_ms: checked.start_ms })
+}
+
+async fn preview(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBroadcast>) -> Result<axum::Json<PreviewAnswer>, ApiError> {
+    Ok(axum::Json(preview_of(&s, &admin, &req).await?))
 }
 
 /// The broadcasts `id` may see (the API's and the dashboard's).
@@ -155,6 +245,16 @@ pub async fn run(state: AdminState, mut shutdown: watch::Receiver<bool>) {
 }
 
 async fn step_all(s: &AdminState) -> Result<(), ApiError> {
+    // Scheduled broadcasts whose time has come start, with their audience counted again
+    // (one replica starts each: a conditional update).
+    let now = crate::bot::now_ms();
+    for b in s.store.due_broadcasts(now).await? {
+        let total = s.store.count_recipients(&b.bot, &Audience::of(&b), 0, now).await?;
+        if s.store.start_broadcast(b.id, total).await? {
+            s.fleet.metrics.admin_action("broadcast", "started");
+            tracing::info!(bot = %b.bot, id = b.id, total, "broadcast: a scheduled broadcast started");
+        }
+    }
     let running = s.store.running_broadcasts().await?;
     if running.is_empty() {
         return Ok(());
@@ -182,7 +282,7 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
             if room == 0 {
                 return Ok(());
             }
-            let next = s.store.recipients(&b.bot, &b.audience, b.cursor_user, i64::MAX, room as i64, now).await?;
+            let next = s.store.recipients(&b.bot, &Audience::of(b), b.cursor_user, i64::MAX, room as i64, now).await?;
             let Some(last) = next.last() else {
                 if s.store.finish_broadcast(b.id, "done", now).await? {
                     s.fleet.metrics.admin_action("broadcast", "done");
@@ -196,7 +296,7 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
     if !s.store.claim_batch(b.id, b.cursor_user, to, now, now - STALE_MS).await? {
         return Ok(()); // another admin replica took it, or it was cancelled
     }
-    let batch = s.store.recipients(&b.bot, &b.audience, b.cursor_user, to, 100_000, now).await?;
+    let batch = s.store.recipients(&b.bot, &Audience::of(b), b.cursor_user, to, 100_000, now).await?;
     let mut jobs = Vec::with_capacity(batch.len());
     for r in &batch {
         let lang = Lang::parse(&r.language).unwrap_or(Lang::En);
@@ -208,6 +308,7 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
             json!({"chat_id": r.user_id, "text": text, "parse_mode": "HTML"}),
         );
         job.enqueued_ms = now;
+        job.broadcast = Some(b.id);
         jobs.push(job);
     }
     if !jobs.is_empty() {
@@ -224,21 +325,11 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use super::{TAGS, TEXT_PATTERN, check_html};
+    use super::{TEXT_PATTERN, telegram_html};
 
     /// The document's pattern names the same tags the check accepts.
     #[test]
     fn the_documented_pattern_lists_the_accepted_tags() {
-        assert!(TEXT_PATTERN.contains(&format!("</*({})(>|", TAGS.join("|"))), "{TEXT_PATTERN}");
-    }
-
-    #[test]
-    fn only_telegram_html_is_accepted() {
-        for ok in ["plain", "<b>bold</b> and <a href=\"https://t.me/x\">a link</a>", "1 &lt; 2", "<tg-spoiler>x</tg-spoiler>"] {
-            assert!(check_html(ok).is_ok(), "{ok}");
-        }
-        for bad in ["", "<script>x</script>", "1 < 2", "<div>x</div>", &"x".repeat(3501)] {
-            assert!(check_html(bad).is_err(), "{bad}");
-        }
+        assert!(TEXT_PATTERN.contains(&format!("</*({})(>|", telegram_html::TAGS.join("|"))), "{TEXT_PATTERN}");
     }
 }

@@ -5,21 +5,29 @@
 //!
 //! | file | job |
 //! |---|---|
+//! | `analytics.rs` | the funnel, retention, revenue by plan and campaign, mismatches: read from rollups refreshed incrementally |
 //! | `auth.rs` | login codes, sessions, the CSRF token, login limits, the client address, roles |
 //! | `api.rs` | the `/api/v1` handlers |
 //! | `broadcast.rs` | broadcasts: the API, and the producer that queues them on the bots' outboxes |
+//! | `limits.rs` | per-endpoint limits: the bot's RateLimitPolicy `adminApiPerMinute`, else the chart's value |
 //! | `keys.rs` | API keys: made and revoked by fleet admins, checked on every use |
 //! | `moderation.rs` | the report queue and its reviews, bans in force |
 //! | `openapi.rs` | the OpenAPI document, from the API's types and its route table |
 //! | `pages.rs` | the HTML dashboard (forms post to the documented routes) |
+//! | `pricing.rs` | each bot's effective plans and campaigns (from the registry) and the `kubectl` that changes each |
+//! | `telegram_html.rs` | a broadcast's text: Telegram HTML checked strictly, and its preview |
 
+pub mod analytics;
 pub mod api;
 pub mod auth;
 pub mod broadcast;
 pub mod keys;
+pub mod limits;
 pub mod moderation;
 pub mod openapi;
 pub mod pages;
+pub mod pricing;
+pub mod telegram_html;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -49,10 +57,16 @@ pub struct AdminSettings {
     pub secret: SessionSecret,
     /// Requests per minute one API key may make (the chart's value; a sliding minute).
     pub api_key_per_minute: u32,
+    /// Requests per minute per caller to a fleet route, or to a bot's route its
+    /// RateLimitPolicies set no `adminApiPerMinute` for (the chart's value; `limits.rs`).
+    pub api_per_minute: u32,
     /// Jobs a broadcast keeps queued in a bot's outbox at most (see `broadcast.rs`).
     pub broadcast_queue: u64,
     /// How often the broadcast producer looks for room.
     pub broadcast_tick: std::time::Duration,
+    /// An analytics read refreshes the rollups first when they are older than this (the
+    /// background refresher keeps them within a minute; 0: always, as tests want).
+    pub analytics_max_age: std::time::Duration,
 }
 
 /// The key of every hash and token the admin role derives (codes and session ids are stored
@@ -63,9 +77,15 @@ pub struct SessionSecret(Arc<Vec<u8>>);
 /// Requests per minute one API key may make, unless configured.
 pub const DEFAULT_API_KEY_PER_MINUTE: u32 = 120;
 
+/// Requests per minute per caller and endpoint, unless configured or set by a bot's policy
+/// (a dashboard page makes one request; a busy admin clicks far less).
+pub const DEFAULT_API_PER_MINUTE: u32 = 600;
+
 /// About three seconds of a bot's sends at Telegram's 30 messages a second.
 pub const DEFAULT_BROADCAST_QUEUE: u64 = 90;
 pub const DEFAULT_BROADCAST_TICK: std::time::Duration = std::time::Duration::from_millis(500);
+/// Rollups at most this old are read as they are (see `analytics.rs`).
+pub const DEFAULT_ANALYTICS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The shortest secret accepted (bytes).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -101,11 +121,13 @@ pub struct AdminState {
     pub fleet: Arc<Fleet>,
     pub store: Arc<dyn AdminStore>,
     pub settings: Arc<AdminSettings>,
+    /// One analytics refresh at a time in this process (`analytics.rs`).
+    pub analytics_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl AdminState {
     pub fn new(fleet: Arc<Fleet>, store: Arc<dyn AdminStore>, settings: AdminSettings) -> Self {
-        Self { fleet, store, settings: Arc::new(settings) }
+        Self { fleet, store, settings: Arc::new(settings), analytics_lock: Arc::new(tokio::sync::Mutex::new(())) }
     }
 }
 
@@ -117,6 +139,9 @@ pub fn router(state: AdminState) -> Router {
                 .merge(keys::routes())
                 .merge(moderation::routes())
                 .merge(broadcast::routes())
+                .merge(analytics::routes())
+                .merge(pricing::routes())
+                .route_layer(axum::middleware::from_fn_with_state(state.clone(), limits::api_limits))
                 .layer(axum::middleware::from_fn(pages::form_posts)),
         )
         .merge(pages::routes())
@@ -161,6 +186,7 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'
 /// producer finish its step (with the peer's address for the login limits).
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
     let producer = tokio::spawn(broadcast::run(state.clone(), shutdown.clone()));
+    let refresher = tokio::spawn(analytics::run(state.clone(), shutdown.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -173,6 +199,9 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shu
         .await;
     if producer.await.is_err() {
         tracing::warn!("the broadcast producer stopped abnormally");
+    }
+    if refresher.await.is_err() {
+        tracing::warn!("the analytics refresher stopped abnormally");
     }
     served
 }

@@ -1,7 +1,8 @@
 //! The moderation queue (docs/ADMIN.md, "Moderation"): members with open reports, shown with
 //! metadata only — counts, reasons, reporters, 👎/👍, the chats' ids and the ids of their
-//! media-mirror copies; never what was said (the chat core never stores it) — and the
-//! actions on them: dismiss, restrict for a time, ban. Each closes the member's open reports
+//! media-mirror copies, earlier warnings; never what was said (the chat core never stores
+//! it) — and the actions on them: dismiss, warn (a fixed message in the member's language,
+//! through the bot's outbox), restrict for a time, ban. Each closes the member's open reports
 //! with the review, and is audited. The list of bans and restrictions in force is here too.
 
 use axum::Router;
@@ -10,10 +11,12 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::api::{BanAnswer, BanRequest, apply_ban, audit_action, parse_user_id};
+use super::api::{BanAnswer, BanRequest, apply_ban, audit_action, parse_user_id, registered, send_message};
 use super::auth::{Admin, Identity};
 use super::{AdminState, ApiError, Body};
+use crate::chat::text_key::TextKey;
 use crate::store::admin::{BannedEntry, ReportedMember};
+use crate::texts::Lang;
 
 /// Members read for the queue before the admin's reach is applied (most reporters first).
 const QUEUE_SCAN: i64 = 1000;
@@ -49,14 +52,16 @@ async fn queue(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<Q
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[schemars(extend("oneOf" = [
     {"properties": {"action": {"const": "dismiss"}}},
+    {"properties": {"action": {"const": "warn"}, "hours": {"type": "null"}}},
     {"properties": {"action": {"const": "restrict"}, "hours": {"type": "integer"}}, "required": ["hours"]},
     {"properties": {"action": {"const": "ban"}, "hours": {"type": "null"}}},
 ]))]
 pub struct ReviewRequest {
     /// The bot the member was reported on (`<namespace>/<name>`).
     pub bot: String,
-    /// `dismiss` (nothing to act on), `restrict` (no matching for `hours`) or `ban` (until lifted).
-    #[schemars(extend("enum" = ["dismiss", "restrict", "ban"]))]
+    /// `dismiss` (nothing to act on), `warn` (the member is sent a warning by the bot),
+    /// `restrict` (no matching for `hours`) or `ban` (until lifted).
+    #[schemars(extend("enum" = ["dismiss", "warn", "restrict", "ban"]))]
     pub action: String,
     /// For `restrict` (required): 1 to 87600; never for `ban`.
     #[serde(default)]
@@ -79,6 +84,8 @@ pub struct ReviewAnswer {
     pub reports_closed: u64,
     /// For `restrict` and `ban`: what the ban did.
     pub ban: Option<BanAnswer>,
+    /// For `warn`: the warning is queued on the bot's outbox.
+    pub warned: bool,
 }
 
 async fn review(
@@ -94,14 +101,27 @@ async fn review(
         admin.identity.require_fleet("a fleet-wide restriction or ban")?;
     }
     let hours = match (req.action.as_str(), req.hours) {
-        ("dismiss", _) | ("ban", None) => None,
+        ("warn", Some(_)) => return Err(ApiError::bad("hours: a warning has no length; use action restrict for a time")),
+        ("warn", None) if fleet_wide => {
+            return Err(ApiError::bad("fleet_wide: a warning is sent by one bot; fleet_wide is for restrict and ban"));
+        }
+        ("dismiss", _) | ("ban", None) | ("warn", None) => None,
         ("restrict", Some(h)) => Some(h),
         ("restrict", None) => return Err(ApiError::bad("hours: a restriction needs its length (1 to 87600 hours)")),
         ("ban", Some(_)) => return Err(ApiError::bad("hours: a ban lasts until lifted; use action restrict for a time")),
-        _ => return Err(ApiError::bad("action: dismiss, restrict or ban")),
+        _ => return Err(ApiError::bad("action: dismiss, warn, restrict or ban")),
     };
-    // Acting first, closing the reports after: a failed ban leaves them open to try again.
-    let ban = if req.action == "dismiss" {
+    // Acting first, closing the reports after: a failed ban or warning leaves them open.
+    let warned = req.action == "warn";
+    if warned {
+        let bot = registered(&s, &req.bot).await?;
+        let Some(member) = s.fleet.store.user(&bot.id, user_id).await? else {
+            return Err(ApiError::NotFound(format!("{user_id} is not a member of {}", bot.id)));
+        };
+        let lang = Lang::parse(&member.language).unwrap_or(Lang::En);
+        send_message(&s, &bot, user_id, TextKey::Warned.text(lang), crate::bot::now_ms()).await?;
+    }
+    let ban = if req.action == "dismiss" || warned {
         None
     } else {
         let bot = if fleet_wide { None } else { Some(req.bot.clone()) };
@@ -110,9 +130,9 @@ async fn review(
     let scope = if fleet_wide { None } else { Some(req.bot.as_str()) };
     let closed = s.store.review_reports(scope, user_id, &req.action, admin.identity.telegram_id, crate::bot::now_ms()).await?;
     s.fleet.metrics.admin_action("review", &req.action);
-    let detail = json!({"action": req.action, "reports_closed": closed, "hours": hours, "fleet_wide": fleet_wide});
+    let detail = json!({"action": req.action, "reports_closed": closed, "hours": hours, "fleet_wide": fleet_wide, "warned": warned});
     audit_action(&s, &admin, "review", Some(&req.bot), Some(user_id), detail).await?;
-    Ok(axum::Json(ReviewAnswer { user_id, action: req.action, reports_closed: closed, ban }))
+    Ok(axum::Json(ReviewAnswer { user_id, action: req.action, reports_closed: closed, ban, warned }))
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]

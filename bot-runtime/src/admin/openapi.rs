@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::ErrorBody;
 use super::api::*;
-use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast};
+use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast, PreviewAnswer};
 use super::keys::{KeysAnswer, NewKeyAnswer, NewKeyRequest};
 use super::moderation::{BannedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
 use crate::store::admin::PersonView;
@@ -253,7 +253,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/v1/broadcasts",
-        summary: "Start a broadcast to a bot's members (all, VIP or free; /news off respected), queued at the bot's pace",
+        summary: "Start (or schedule) a broadcast to a bot's members (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace",
         access: Access::Session,
         request: Some(s::<NewBroadcast>),
         status: 201,
@@ -262,12 +262,42 @@ pub const OPERATIONS: &[Operation] = &[
     },
     Operation {
         method: "post",
+        path: "/api/v1/broadcasts/preview",
+        summary: "Check a broadcast without sending it: its preview (checked Telegram HTML, links http(s)/tg only) and the audience's size now",
+        access: Access::Session,
+        request: Some(s::<NewBroadcast>),
+        status: 200,
+        response: s::<PreviewAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
         path: "/api/v1/broadcasts/{broadcast_id}/cancel",
-        summary: "Stop a running broadcast (messages already queued are still sent)",
+        summary: "Stop a running broadcast (messages already queued are still sent) or cancel a scheduled one",
         access: Access::Session,
         request: None,
         status: 200,
         response: any_json,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/analytics",
+        summary: "Funnel, D1/D7/D30 retention by signup week, revenue by plan and campaign, reconciliation mismatches (from rollups refreshed incrementally)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<super::analytics::AnalyticsAnswer>,
+        query: &[("weeks", "weeks back, 1 to 104 (default 12)"), ("bot", "one of your bots, <namespace>/<name> (default: all of them)")],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/pricing",
+        summary: "Each bot's effective plans and campaigns (from its registered configuration) with the kubectl command that changes each",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<super::pricing::PricingAnswer>,
         query: &[],
     },
     Operation {
@@ -501,13 +531,21 @@ pub fn document() -> Value {
             responses.insert("401".into(), err("no session (or it expired or ended), or an unknown or revoked API key"));
             responses.insert("403".into(), err("wrong CSRF token, or not this admin's bot or route"));
             responses.insert("404".into(), err("no such user, bot, payment or key (as far as this admin may see)"));
-            responses.insert("429".into(), err("an API key used more than its requests per minute"));
+            responses.insert(
+                "429".into(),
+                err("over the route's requests per minute (the bot's RateLimitPolicy adminApiPerMinute, else the chart's value), or an API key over its own limit; Retry-After says when to try again"),
+            );
             if op.method == "post" {
                 responses.insert("409".into(), err("not in a state for this (a broadcast that ended, a payment refunded already)"));
             }
         } else if op.path.starts_with("/api/v1/login") {
             responses.insert("401".into(), err("wrong, used or expired code"));
             responses.insert("429".into(), err("too many tries in 15 minutes"));
+        } else {
+            responses.insert(
+                "429".into(),
+                err("over the fleet routes' requests per minute (the chart's value); Retry-After says when to try again"),
+            );
         }
         responses.insert("503".into(), err("the database or Redis is unavailable"));
         o.insert("responses".into(), Value::Object(responses));

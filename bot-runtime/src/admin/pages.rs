@@ -42,6 +42,8 @@ pub fn routes() -> Router<AdminState> {
         .route("/keys", get(keys))
         .route("/moderation", get(moderation))
         .route("/broadcasts", get(broadcasts))
+        .route("/analytics", get(analytics))
+        .route("/pricing", get(pricing))
         .route("/assets/admin.css", get(css))
         .route("/assets/admin.js", get(js))
 }
@@ -114,7 +116,7 @@ fn done_text(action: &str) -> Option<&'static str> {
         "code" => "If this id belongs to an admin, a bot of the fleet has sent a code. Enter it below.",
         "logout" => "You are logged out.",
         "revoke" => "The key is revoked: it is refused from now on.",
-        "review" => "Reviewed: the member's open reports are closed.",
+        "review" => "Reviewed: the member's open reports are closed (a warning is on its way to them).",
         "broadcast" => "The broadcast is started: the bot sends it at its own pace, after its chats.",
         "cancel" => "The broadcast is stopped (messages already queued still go out).",
         _ => return None,
@@ -135,7 +137,7 @@ fn page(title: &str, admin: Option<&Admin>, status: StatusCode, body: Markup) ->
         let id = &a.identity;
         html!(
             m,
-            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a>"
+            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a> <a href=\"/analytics\">Analytics</a> <a href=\"/pricing\">Pricing</a>"
         );
         if id.fleet_admin {
             html!(m, " <a href=\"/audit\">Audit log</a> <a href=\"/keys\">API keys</a>");
@@ -617,66 +619,320 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
     };
     let mut m = Markup::default();
     notice(&mut m, &q);
-    html!(
-        m,
-        "<section><h2>New broadcast</h2><p>Sent by the bot to its members with a complete profile who can be reached, are not banned and have not \
-         turned announcements off (<code>/news off</code>, which every message mentions). The bot sends it at its own pace, after its chats.</p>\
-         <form method=\"post\" action=\"/api/v1/broadcasts\">"
-    );
-    hidden(&mut m, &admin, "/broadcasts?done=broadcast");
-    html!(m, "<label for=\"bb\">Bot</label><select id=\"bb\" name=\"bot\">");
-    for bot in &admin.identity.bots {
-        html!(m, "<option value=\"{}\">{}</option>", bot, bot);
+    let field = |name: &str| q.get(name).cloned().unwrap_or_default();
+    // A preview (`?preview=1&bot=…&text=…`, the compose form's GET): the message as members
+    // will see it, the audience's size now, and a form that sends exactly that.
+    if q.contains_key("preview") {
+        let req = broadcast::NewBroadcast {
+            bot: field("bot"),
+            text: field("text"),
+            audience: q.get("audience").cloned(),
+            language: q.get("language").cloned(),
+            active_since: q.get("active_since").cloned(),
+            start_at: q.get("start_at").cloned(),
+        };
+        match broadcast::preview_of(&s, &admin, &req).await {
+            Ok(p) => {
+                html!(m, "<section aria-labelledby=\"pv\"><h2 id=\"pv\">Preview</h2><div class=\"preview\">");
+                // Rebuilt by the checker from escaped text and its own tags (telegram_html.rs).
+                m.0.push_str(&p.preview_html);
+                html!(
+                    m,
+                    "</div><p><b>{}</b> members of {} would get it {}.</p><form method=\"post\" action=\"/api/v1/broadcasts\">",
+                    p.audience_size,
+                    req.bot,
+                    p.start_ms.map(|t| format!("at {}", time(t))).unwrap_or_else(|| "now".into())
+                );
+                hidden(&mut m, &admin, "/broadcasts?done=broadcast");
+                for (name, value) in [
+                    ("bot", &req.bot),
+                    ("text", &req.text),
+                    ("audience", &field("audience")),
+                    ("language", &field("language")),
+                    ("active_since", &field("active_since")),
+                    ("start_at", &field("start_at")),
+                ] {
+                    html!(m, "<input type=\"hidden\" name=\"{}\" value=\"{}\">", name, value);
+                }
+                html!(m, "<button type=\"submit\" class=\"danger\">Send to these {} members</button></form></section>", p.audience_size);
+            }
+            Err(e) => {
+                let (_, _, message) = e.parts();
+                html!(m, "<p class=\"error\" role=\"alert\">{}</p>", message);
+            }
+        }
     }
     html!(
         m,
-        "</select><label for=\"ba\">Audience</label><select id=\"ba\" name=\"audience\"><option value=\"all\">Everyone</option>\
-         <option value=\"vip\">VIP members</option><option value=\"free\">Members without VIP</option></select>\
-         <label for=\"bt\">Message (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href&gt;…)</label>\
-         <textarea id=\"bt\" name=\"text\" rows=\"5\" maxlength=\"3500\" required></textarea>\
-         <button type=\"submit\" class=\"danger\">Send to the audience</button></form></section>\
-         <section><h2>Broadcasts</h2><table><thead><tr><th scope=\"col\">Started</th><th scope=\"col\">Bot</th><th scope=\"col\">Audience</th>\
-         <th scope=\"col\">Message</th><th scope=\"col\">Progress</th><th scope=\"col\">State</th></tr></thead><tbody>"
+        "<section><h2>New broadcast</h2><p>Sent by the bot to its members with a complete profile who can be reached, are not banned and have not \
+         turned announcements off (<code>/news off</code>, which every message mentions). The bot sends it at its own pace, after its chats. \
+         Preview it first: the preview shows the message and how many members it reaches, with the button that sends it.</p>\
+         <form method=\"get\" action=\"/broadcasts\"><input type=\"hidden\" name=\"preview\" value=\"1\">"
     );
-    let now = crate::bot::now_ms();
-    for b in &list {
-        // For the bar of a running broadcast: queued, plus the members still ahead of the cursor.
-        let total = if b.status == "running" {
-            match s.store.recipients(&b.bot, &b.audience, b.cursor_user, i64::MAX, 1_000_000, now).await {
-                Ok(ahead) => b.queued + ahead.len() as i64,
-                Err(e) => return error_page(&e.into()),
-            }
+    html!(m, "<label for=\"bb\">Bot</label><select id=\"bb\" name=\"bot\">");
+    for bot in &admin.identity.bots {
+        if field("bot") == *bot {
+            html!(m, "<option value=\"{}\" selected>{}</option>", bot, bot);
         } else {
-            b.queued
-        };
+            html!(m, "<option value=\"{}\">{}</option>", bot, bot);
+        }
+    }
+    html!(m, "</select><label for=\"ba\">Audience</label><select id=\"ba\" name=\"audience\">");
+    for (value, label) in [("all", "Everyone"), ("vip", "VIP members"), ("free", "Members without VIP")] {
+        if field("audience") == value {
+            html!(m, "<option value=\"{}\" selected>{}</option>", value, label);
+        } else {
+            html!(m, "<option value=\"{}\">{}</option>", value, label);
+        }
+    }
+    html!(
+        m,
+        "</select><label for=\"bl\">Language (empty: any)</label><input id=\"bl\" name=\"language\" placeholder=\"en\" pattern=\"[a-z]{{2,8}}\" value=\"{}\">\
+         <label for=\"bs\">Active since (UTC day; empty: anyone)</label><input id=\"bs\" name=\"active_since\" type=\"date\" value=\"{}\">\
+         <label for=\"bw\">Start at (UTC; empty: now)</label><input id=\"bw\" name=\"start_at\" type=\"datetime-local\" value=\"{}\">\
+         <label for=\"bt\">Message (Telegram HTML: &lt;b&gt;, &lt;i&gt;, &lt;a href=\"https://…\"&gt;…)</label>\
+         <textarea id=\"bt\" name=\"text\" rows=\"5\" maxlength=\"3500\" required>{}</textarea>\
+         <button type=\"submit\">Preview</button></form></section>\
+         <section><h2>Broadcasts</h2><table><thead><tr><th scope=\"col\">Made</th><th scope=\"col\">Bot</th><th scope=\"col\">Audience</th>\
+         <th scope=\"col\">Message</th><th scope=\"col\">Progress</th><th scope=\"col\">State</th></tr></thead><tbody>",
+        field("language"),
+        field("active_since"),
+        field("start_at"),
+        field("text")
+    );
+    for b in &list {
+        let mut audience = b.audience.clone();
+        if let Some(l) = &b.language {
+            audience.push_str(&format!(", language {l}"));
+        }
+        if let Some(d) = b.active_since_day {
+            audience.push_str(&format!(", active since {}", time(d * 86_400_000).chars().take(10).collect::<String>()));
+        }
+        // The bar: messages settled (delivered, failed, blocked) of the audience.
+        let settled = b.delivered + b.failed + b.blocked;
+        let total = b.total.max(b.queued);
         html!(
             m,
-            "<tr><td>{} by {}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td><td><progress value=\"{}\" max=\"{}\">{} of {}</progress> {} of {} queued",
+            "<tr><td>{} by {}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td>\
+             <td><progress value=\"{}\" max=\"{}\" aria-label=\"broadcast {} progress\">{} of {}</progress> {} of {} queued; \
+             <span data-outcome=\"delivered\">{}</span> delivered, <span data-outcome=\"failed\">{}</span> failed, \
+             <span data-outcome=\"blocked\">{}</span> blocked",
             time(b.created_ms),
             b.created_by,
             b.bot,
-            b.audience,
+            audience,
             b.text,
-            b.queued,
+            settled,
             total.max(1),
-            b.queued,
+            b.id,
+            settled,
             total,
             b.queued,
-            total
+            total,
+            b.delivered,
+            b.failed,
+            b.blocked
         );
         if b.repeated_max > 0 {
             html!(m, " (up to {} may have it twice: a stopped process's batch)", b.repeated_max);
         }
         html!(m, "</td><td>{}", b.status);
-        if b.status == "running" {
+        if let (Some(at), "scheduled") = (b.start_ms, b.status.as_str()) {
+            html!(m, " for {}", time(at));
+        }
+        if b.status == "running" || b.status == "scheduled" {
             html!(m, "<form method=\"post\" action=\"/api/v1/broadcasts/{}/cancel\">", b.id);
             hidden(&mut m, &admin, "/broadcasts?done=cancel");
-            html!(m, "<button type=\"submit\">Stop</button></form>");
+            html!(m, "<button type=\"submit\">{}</button></form>", if b.status == "running" { "Stop" } else { "Cancel" });
         }
         html!(m, "</td></tr>");
     }
     html!(m, "</tbody></table></section>");
     page("Broadcasts", Some(&admin), StatusCode::OK, m)
+}
+
+async fn analytics(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
+    let a = match super::analytics::params(&q) {
+        Ok((weeks, bot)) => match super::analytics::analytics_of(&s, &admin.identity, weeks, bot.as_deref()).await {
+            Ok(a) => a,
+            Err(e) => return error_page(&e),
+        },
+        Err(e) => return error_page(&e),
+    };
+    let mut m = Markup::default();
+    html!(
+        m,
+        "<form method=\"get\" action=\"/analytics\"><label for=\"aw\">Weeks</label><input id=\"aw\" name=\"weeks\" inputmode=\"numeric\" value=\"{}\">",
+        a.weeks
+    );
+    html!(m, "<label for=\"ab\">Bot</label><select id=\"ab\" name=\"bot\"><option value=\"\">All my bots</option>");
+    let chosen = q.get("bot").cloned().unwrap_or_default();
+    for bot in &admin.identity.bots {
+        if *bot == chosen {
+            html!(m, "<option value=\"{}\" selected>{}</option>", bot, bot);
+        } else {
+            html!(m, "<option value=\"{}\">{}</option>", bot, bot);
+        }
+    }
+    html!(m, "</select><button type=\"submit\">Show</button></form>");
+    html!(
+        m,
+        "<p class=\"muted\">Members who started on or after {} (UTC), on {}. Rollups refreshed {}.</p>",
+        super::analytics::date(a.from_day),
+        a.bots.join(", "),
+        opt_time(a.refreshed_ms)
+    );
+    // The funnel: a bar per step, as wide as its share of those who started.
+    html!(m, "<section><h2>Funnel</h2><svg class=\"chart funnel\" viewBox=\"0 0 300 100\" role=\"img\" aria-label=\"Funnel\">");
+    for (i, step) in a.funnel.iter().enumerate() {
+        html!(
+            m,
+            "<rect x=\"0\" y=\"{}\" width=\"{}\" height=\"16\"><title>{}: {}</title></rect>",
+            i * 20,
+            (step.percent_of_start * 3.0).round(),
+            step.step,
+            step.members
+        );
+    }
+    html!(
+        m,
+        "</svg><table><thead><tr><th scope=\"col\">Step</th><th scope=\"col\">Members</th><th scope=\"col\">Of those who started</th></tr></thead><tbody>"
+    );
+    for step in &a.funnel {
+        html!(
+            m,
+            "<tr><th scope=\"row\">{}</th><td data-funnel=\"{}\">{}</td><td>{} %</td></tr>",
+            step.step,
+            step.step,
+            step.members,
+            step.percent_of_start
+        );
+    }
+    html!(
+        m,
+        "</tbody></table></section><section><h2>Retention by signup week</h2><p class=\"muted\">Dn: active on exactly day n after signing up; \
+         — until day n has ended for the week's members.</p><table><thead><tr><th scope=\"col\">Week of</th><th scope=\"col\">Members</th>\
+         <th scope=\"col\">D1</th><th scope=\"col\">D7</th><th scope=\"col\">D30</th></tr></thead><tbody>"
+    );
+    for w in &a.retention {
+        html!(m, "<tr><th scope=\"row\">{}</th><td>{}</td>", w.week, w.members);
+        for cell in [&w.d1, &w.d7, &w.d30] {
+            match cell {
+                Some(c) => html!(m, "<td>{} % ({} of {})</td>", c.percent, c.retained, c.eligible),
+                None => html!(m, "<td>—</td>"),
+            }
+        }
+        html!(m, "</tr>");
+    }
+    html!(m, "</tbody></table></section>");
+    for (title, lines, by_plan) in [("Revenue by plan", &a.revenue_by_plan, true), ("Revenue by campaign", &a.revenue_by_campaign, false)] {
+        html!(
+            m,
+            "<section><h2>{}</h2><table><thead><tr><th scope=\"col\">Bot</th><th scope=\"col\">{}</th><th scope=\"col\">Payments</th>\
+             <th scope=\"col\">Stars</th><th scope=\"col\">Refunded</th><th scope=\"col\">Net Stars</th></tr></thead><tbody>",
+            title,
+            if by_plan { "Plan" } else { "Campaign" }
+        );
+        for l in lines.iter() {
+            let name = if by_plan { l.plan.clone() } else { l.campaign.clone() }.unwrap_or_else(|| "(none)".into());
+            html!(
+                m,
+                "<tr><td>{}</td><th scope=\"row\">{}</th><td>{}</td><td>{}</td><td>{} ({} Stars)</td><td>{}</td></tr>",
+                l.bot,
+                name,
+                l.payments,
+                l.stars,
+                l.refunds,
+                l.refunded_stars,
+                l.net_stars
+            );
+        }
+        html!(m, "</tbody></table></section>");
+    }
+    html!(
+        m,
+        "<section><h2>Reconciliation mismatches</h2><p class=\"muted\">Telegram's Stars ledger against this fleet's payments (docs/MONEY.md: \
+         what each kind means and what to do).</p><table><thead><tr><th scope=\"col\">Found</th><th scope=\"col\">Bot</th>\
+         <th scope=\"col\">Kind</th><th scope=\"col\">Charge</th><th scope=\"col\">Stars</th></tr></thead><tbody>"
+    );
+    for x in &a.mismatches {
+        html!(
+            m,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            time(x.at_ms),
+            x.bot,
+            x.kind,
+            x.charge_id,
+            x.stars
+        );
+    }
+    html!(m, "</tbody></table></section>");
+    page("Analytics", Some(&admin), StatusCode::OK, m)
+}
+
+async fn pricing(State(s): State<AdminState>, PageAdmin(admin): PageAdmin) -> Response {
+    let p = match super::pricing::pricing_of(&s, &admin.identity).await {
+        Ok(p) => p,
+        Err(e) => return error_page(&e),
+    };
+    let mut m = Markup::default();
+    html!(
+        m,
+        "<p>What each bot's shop sells now, from the configuration the bot registered. Prices change through the resources only \
+         (VipPlan, DiscountCampaign): run the command shown, with the number changed; the operator gives every bot the new price \
+         within seconds, and this page shows it.</p>"
+    );
+    for b in &p.bots {
+        html!(
+            m,
+            "<section class=\"item\"><h2>{}</h2><p class=\"muted\">Configuration {}. <code>{}</code></p>\
+             <table><caption>Plans</caption><thead><tr><th scope=\"col\">Plan</th><th scope=\"col\">Grants</th><th scope=\"col\">List price</th>\
+             <th scope=\"col\">Price now</th><th scope=\"col\">Change it</th></tr></thead><tbody>",
+            b.bot,
+            b.config_hash,
+            b.kubectl_get
+        );
+        for plan in &b.plans {
+            html!(
+                m,
+                "<tr><th scope=\"row\">{}<br><span class=\"muted\">{}, {}</span></th><td>{} VIP days, {} credits</td><td>{} ⭐</td>",
+                plan.id,
+                plan.title,
+                plan.billing,
+                plan.vip_days,
+                plan.lock_credits,
+                plan.price_stars
+            );
+            match &plan.campaign {
+                Some(c) => html!(m, "<td data-plan=\"{}\">{} ⭐ ({})</td>", plan.id, plan.price_now_stars, c),
+                None => html!(m, "<td data-plan=\"{}\">{} ⭐</td>", plan.id, plan.price_now_stars),
+            }
+            html!(m, "<td><code>{}</code></td></tr>", plan.kubectl);
+        }
+        html!(
+            m,
+            "</tbody></table><table><caption>Campaigns</caption><thead><tr><th scope=\"col\">Campaign</th><th scope=\"col\">Off</th>\
+             <th scope=\"col\">When</th><th scope=\"col\">Who</th><th scope=\"col\">Prices</th><th scope=\"col\">Change it</th></tr></thead><tbody>"
+        );
+        for c in &b.campaigns {
+            let prices: Vec<String> = c.plans.iter().map(|p| format!("{}: {} ⭐", p.plan, p.price_stars)).collect();
+            html!(
+                m,
+                "<tr><th scope=\"row\">{}</th><td>{} %</td><td>{}: {} → {}</td><td>{}{}</td><td>{}</td><td><code>{}</code></td></tr>",
+                c.id,
+                c.percent_off,
+                c.state,
+                c.starts_at,
+                c.ends_at,
+                c.audience,
+                c.max_redemptions.map(|n| format!(", at most {n}")).unwrap_or_default(),
+                prices.join(", "),
+                c.kubectl
+            );
+        }
+        html!(m, "</tbody></table></section>");
+    }
+    page("Pricing", Some(&admin), StatusCode::OK, m)
 }
 
 /// A link to a message of a mirror chat (a supergroup or channel: `-100…` ids), if it has one.
@@ -706,7 +962,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             m,
             "<article class=\"item\"><h3><a href=\"/users/{}\">{}</a> {} on {}</h3><dl class=\"facts\"><dt>Reports</dt><dd>{} from {} people</dd>\
              <dt>Reasons</dt><dd>{}</dd><dt>Between</dt><dd>{} and {}</dd><dt>Ratings (30 days)</dt><dd>👎 {} · 👍 {}</dd>\
-             <dt>Restricted until</dt><dd>{}</dd><dt>Chats</dt><dd>{}</dd><dt>Mirror</dt><dd>",
+             <dt>Warned before</dt><dd>{}</dd><dt>Restricted until</dt><dd>{}</dd><dt>Chats</dt><dd>{}</dd><dt>Mirror</dt><dd>",
             i.user_id,
             i.user_id,
             i.username.as_deref().map(|n| format!("@{n}")).unwrap_or_default(),
@@ -718,6 +974,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             time(i.last_ms),
             i.thumbs_down,
             i.thumbs_up,
+            i.warnings,
             opt_time(i.restricted_until_ms),
             i.sessions.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ")
         );
@@ -733,7 +990,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         html!(m, "</dd></dl><div class=\"forms\">");
         let action = format!("/api/v1/moderation/reports/{}/review", i.user_id);
         let fid = format!("{}-{}", url_component(&i.bot), i.user_id);
-        for (what, label) in [("dismiss", "Dismiss"), ("restrict", "Restrict"), ("ban", "Ban")] {
+        for (what, label) in [("dismiss", "Dismiss"), ("warn", "Warn"), ("restrict", "Restrict"), ("ban", "Ban")] {
             html!(m, "<form method=\"post\" action=\"{}\">", action);
             hidden(&mut m, &admin, "/moderation?done=review");
             html!(m, "<input type=\"hidden\" name=\"bot\" value=\"{}\"><input type=\"hidden\" name=\"action\" value=\"{}\">", i.bot, what);
@@ -745,7 +1002,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
                     fid
                 );
             }
-            if what != "dismiss" && admin.identity.fleet_admin {
+            if (what == "restrict" || what == "ban") && admin.identity.fleet_admin {
                 html!(
                     m,
                     "<label for=\"fw-{}-{}\">Where</label><select id=\"fw-{}-{}\" name=\"fleet_wide\"><option value=\"false\">This bot</option>\
@@ -756,7 +1013,7 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
                     fid
                 );
             }
-            let class = if what == "dismiss" { "" } else { "danger" };
+            let class = if what == "dismiss" || what == "warn" { "" } else { "danger" };
             html!(m, "<button type=\"submit\" class=\"{}\">{}</button></form>", class, label);
         }
         html!(m, "</div></article>");

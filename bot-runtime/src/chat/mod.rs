@@ -10,6 +10,7 @@
 //! errors (the update is then retried).
 
 mod admin;
+mod admin_commands;
 mod ending;
 mod lock;
 mod menu;
@@ -209,6 +210,9 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
         Command::News { on } => return menu::news(fx, &me, lang, on).await,
         // Admins only (anyone else is told it is an unknown command).
         Command::Refund { charge } => return payments::admin_refund(fx, &user, lang, charge.as_deref()).await,
+        Command::Ban { args } => return admin_commands::ban(fx, &user, lang, &args).await,
+        Command::Unban { args } => return admin_commands::unban(fx, &user, lang, &args).await,
+        Command::Broadcast { text } => return admin_commands::broadcast(fx, &user, lang, &text).await,
         _ => {}
     }
     if user.stage != Stage::Ready {
@@ -222,7 +226,10 @@ async fn on_command(fx: &mut Effects<'_>, user: User, lang: Lang, command: Comma
             profile::show(fx, &user, lang);
             Ok(())
         }
-        Command::Stats => menu::stats(fx, &me, lang).await,
+        Command::Stats => {
+            menu::stats(fx, &me, lang).await?;
+            admin_commands::stats(fx, &user, lang).await
+        }
         Command::Vip => shop::show(fx, &user, lang).await,
         Command::Lock => lock::show(fx, &user, lang).await,
         Command::Invite => referral::invite(fx, &user, lang).await,
@@ -261,6 +268,7 @@ async fn on_callback(fx: &mut Effects<'_>, q: CallbackQuery) -> Result<(), Handl
         Some(Callback::Buy { plan }) if stage == Stage::Ready => shop::buy(fx, &user, lang, &plan).await?,
         Some(Callback::CancelSubscription { plan }) => shop::cancel_subscription(fx, &user, lang, &plan, message_id).await?,
         Some(Callback::Lock { minutes }) if stage == Stage::Ready => lock::lock(fx, &user, lang, minutes, &q.id, message_id).await?,
+        Some(Callback::Broadcast { id, go }) => admin_commands::confirm_broadcast(fx, &user, lang, id, go, message_id).await?,
         _ => Some(TextKey::ButtonStale.text(lang)),
     };
     fx.answers.push((q.id, answer));

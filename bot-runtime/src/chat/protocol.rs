@@ -60,6 +60,18 @@ pub enum Command {
     News {
         on: Option<bool>,
     },
+    /// `/ban <user id> [hours]`: an admin bans a member on this bot (chat/admin_commands.rs).
+    Ban {
+        args: String,
+    },
+    /// `/unban <user id>`: an admin lifts a ban on this bot.
+    Unban {
+        args: String,
+    },
+    /// `/broadcast <text>`: an admin announces to the bot's members, after a confirmation.
+    Broadcast {
+        text: String,
+    },
     /// Any other command, by its name.
     Unknown(String),
 }
@@ -104,6 +116,9 @@ impl Command {
             "lock" => Command::Lock,
             "invite" => Command::Invite,
             "refund" => Command::Refund { charge: Some(arg).filter(|a| !a.is_empty()).map(str::to_string) },
+            "ban" => Command::Ban { args: arg.to_string() },
+            "unban" => Command::Unban { args: arg.to_string() },
+            "broadcast" => Command::Broadcast { text: arg.to_string() },
             "news" => Command::News {
                 on: match arg.trim().to_lowercase().as_str() {
                     "on" => Some(true),
@@ -138,6 +153,9 @@ impl Command {
             Command::Invite => "/invite".into(),
             Command::Refund { charge: Some(c) } => format!("/refund {c}"),
             Command::Refund { charge: None } => "/refund".into(),
+            Command::Ban { args } => format!("/ban {args}").trim_end().into(),
+            Command::Unban { args } => format!("/unban {args}").trim_end().into(),
+            Command::Broadcast { text } => format!("/broadcast {text}").trim_end().into(),
             Command::News { on: Some(true) } => "/news on".into(),
             Command::News { on: Some(false) } => "/news off".into(),
             Command::News { on: None } => "/news".into(),
@@ -220,6 +238,8 @@ pub enum Callback {
     Lock { minutes: u32 },
     /// `sc:<plan>`: cancel the member's subscription to a plan (named as in [`Callback::Buy`]).
     CancelSubscription { plan: String },
+    /// `bc:<broadcast>:go` / `bc:<broadcast>:no`: an admin confirms or cancels an in-bot broadcast.
+    Broadcast { id: i64, go: bool },
 }
 
 /// The longest plan reference that fits `buy:<plan>` into [`MAX_CALLBACK_DATA`].
@@ -257,6 +277,8 @@ impl Callback {
             ["sc", plan] if !plan.is_empty() && plan.len() <= MAX_PLAN_REF => Callback::CancelSubscription { plan: plan.to_string() },
             ["lock", minutes] => Callback::Lock { minutes: minutes.parse().ok().filter(|m| *m > 0)? },
             ["buy", plan] if !plan.is_empty() && plan.len() <= MAX_PLAN_REF => Callback::Buy { plan: plan.to_string() },
+            ["bc", broadcast, "go"] => Callback::Broadcast { id: id(broadcast)?, go: true },
+            ["bc", broadcast, "no"] => Callback::Broadcast { id: id(broadcast)?, go: false },
             _ => return None,
         })
     }
@@ -277,6 +299,7 @@ impl Callback {
             Callback::Buy { plan } => format!("buy:{plan}"),
             Callback::Lock { minutes } => format!("lock:{minutes}"),
             Callback::CancelSubscription { plan } => format!("sc:{plan}"),
+            Callback::Broadcast { id, go } => format!("bc:{id}:{}", if *go { "go" } else { "no" }),
         }
     }
 }
@@ -567,6 +590,9 @@ mod tests {
             Command::News { on: None },
             Command::News { on: Some(true) },
             Command::News { on: Some(false) },
+            Command::Ban { args: "42 24".into() },
+            Command::Unban { args: "42".into() },
+            Command::Broadcast { text: "<b>hi</b> all".into() },
             Command::Unknown("shopping".into()),
         ];
         for c in all {

@@ -111,13 +111,39 @@ pub async fn pass(bot: &Bot, now_ms: i64) -> Result<Vec<Mismatch>, HandleError> 
     }
     for m in &found {
         bot.metrics().reconciliation_mismatch(&bot.name, m.kind.as_str());
+        // Kept for the admins' analytics page; a failure to keep it loses only that row.
+        if let Err(e) = bot.store.record_mismatch(&bot.name, &m.charge, m.kind.as_str(), m.stars, now_ms).await {
+            tracing::warn!(bot = %bot.name, error = %e, "could not keep a reconciliation mismatch for the admins");
+        }
         // The charge id names the payment for the admin (no user id, no payload).
         tracing::error!(
             bot = %bot.name, charge = %m.charge, stars = m.stars, kind = m.kind.as_str(),
             "Telegram's Stars ledger does not match this bot's payments (a refund not applied here: `/refund <charge>` applies it)"
         );
     }
+    if !found.is_empty() {
+        alert_admins(bot, &found, now_ms).await;
+    }
     Ok(found)
+}
+
+/// Tells the bot's admins in Telegram (at most once an hour): money may be at stake.
+async fn alert_admins(bot: &Bot, found: &[Mismatch], now_ms: i64) {
+    let mut kinds: Vec<&str> = found.iter().map(|m| m.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let (count, kinds) = (found.len().to_string(), kinds.join(", "));
+    let mut fx = crate::bot::Effects::new(bot, now_ms, None);
+    let args = [("count", count.as_str()), ("kinds", kinds.as_str())];
+    let text = super::text_key::TextKey::AdminAlertPayments;
+    match super::admin_commands::alert_admins(&mut fx, &bot.name, "payments", "payments", text, &args).await {
+        Ok(()) => {
+            if !fx.jobs.is_empty() && bot.fleet.hot.commit(&bot.pool, crate::hot::Marker::None, &fx.jobs).await.is_ok() {
+                bot.fleet.ring(&fx.jobs);
+            }
+        }
+        Err(e) => tracing::warn!(bot = %bot.name, error = %e, "could not alert the admins about reconciliation mismatches"),
+    }
 }
 
 /// What one tick of a replica's reconciler did.

@@ -59,17 +59,30 @@ pub(super) async fn report_reason(
     Ok(Some(TextKey::ReportThanks.text(lang)))
 }
 
-async fn restrict_if_reported_enough(fx: &Effects<'_>, member: &Member) -> Result<(), HandleError> {
+async fn restrict_if_reported_enough(fx: &mut Effects<'_>, member: &Member) -> Result<(), HandleError> {
     let cfg = fx.bot.cfg();
     let m = &cfg.bot.moderation;
     let since = fx.now_ms - i64::from(m.window_hours) * 3_600_000;
-    if fx.store().reporters_since(member.user, since).await? >= u64::from(m.reports_to_restrict) {
+    let reporters = fx.store().reporters_since(member.user, since).await?;
+    if reporters >= u64::from(m.reports_to_restrict) {
         let until = fx.now_ms + i64::from(m.restrict_hours) * 3_600_000;
         // The person, on every bot: out of every queue of this pool now; other pools refuse
         // them at their next search (the restriction is read with the profile).
         fx.store().restrict(member.user, Some(until), fx.now_ms).await?;
         fx.matcher().cancel_person(fx.pool(), member.user).await?;
         tracing::info!(bot = %member.bot, "a user was restricted automatically after reports");
+        // The bot's admins hear of it (once per person an hour), to review it.
+        let (user, hours, count) = (member.user.to_string(), m.restrict_hours.to_string(), reporters.to_string());
+        let key = format!("restricted:{user}");
+        let args = [("user", user.as_str()), ("hours", hours.as_str()), ("reporters", count.as_str())];
+        // The admins of the reported member's bot, and of this bot if it is another.
+        let mut bots = vec![member.bot.clone()];
+        if member.bot != fx.bot.name {
+            bots.push(fx.bot.name.clone());
+        }
+        for bot in bots {
+            super::admin_commands::alert_admins(fx, &bot, "restricted", &key, TextKey::AdminAlertRestricted, &args).await?;
+        }
     }
     Ok(())
 }

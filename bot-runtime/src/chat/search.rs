@@ -181,6 +181,10 @@ async fn time_out(fx: &mut Effects<'_>, member: &Member, lang: Lang) -> Result<(
     fx.push(job);
     fx.say(member, text, Some(menu_keyboard(lang)));
     fx.bot.metrics().search_timed_out(&fx.bot.pool_label);
+    let (minutes, pool) = (fx.bot.cfg().bot.matching.max_search_minutes.to_string(), fx.bot.pool_label.clone());
+    let args = [("minutes", minutes.as_str()), ("pool", pool.as_str())];
+    let bot = fx.bot.name.clone();
+    super::admin_commands::alert_admins(fx, &bot, "queue_wait", "queue_wait", TextKey::AdminAlertQueueWait, &args).await?;
     Ok(())
 }
 

@@ -5,8 +5,8 @@
 //!
 //! Admin commands go to each admin only (`BotCommandScopeChat`), on top of the user commands:
 //! Telegram shows the most specific scope, so an admin sees both lists and nobody else sees
-//! the admin ones: [`ADMIN_COMMANDS`] (`/refund`, until the admin dashboard exists). A bot
-//! with no admins sets no chat scope.
+//! the admin ones: [`ADMIN_COMMANDS`] (`/refund`, `/ban`, `/unban`, `/broadcast`). A bot with
+//! no admins sets no chat scope.
 //!
 //! A failure here never stops the bot: the menu is a convenience (every command also works
 //! typed), so it is logged and retried at the next start.
@@ -39,8 +39,9 @@ pub const USER_COMMANDS: [(Command, TextKey); 16] = [
     (Command::News { on: None }, TextKey::CmdNews),
 ];
 
-/// Commands only admins see.
-pub const ADMIN_COMMANDS: [(&str, TextKey); 1] = [("refund", TextKey::CmdRefund)];
+/// Commands only admins see (`/stats` is in everyone's menu: an admin's shows the bot's numbers too).
+pub const ADMIN_COMMANDS: [(&str, TextKey); 4] =
+    [("refund", TextKey::CmdRefund), ("ban", TextKey::CmdBan), ("unban", TextKey::CmdUnban), ("broadcast", TextKey::CmdBroadcast)];
 
 /// The `commands` array of `setMyCommands` in one language.
 pub fn command_list(lang: Lang, admin: bool) -> Value {

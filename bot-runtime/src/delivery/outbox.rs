@@ -37,6 +37,7 @@ use crate::chat;
 use crate::hot::{Job, Lane, Marker, QueuedJob, reply_ref};
 use crate::matching::Member;
 use crate::store::EndReason;
+use crate::store::admin::BroadcastOutcome;
 use crate::telegram::{BadRequest, TgError};
 
 pub const SHARD_LEASE: Duration = Duration::from_secs(10);
@@ -677,6 +678,7 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     match result {
         Ok(sent) => {
             record_sent(bot, job, &recipient, &sent).await;
+            record_broadcast(bot, job, BroadcastOutcome::Delivered).await;
             if job.enqueued_ms > 0 {
                 bot.metrics().delivered_in(&bot.name, (now_ms() - job.enqueued_ms).max(0) as f64 / 1000.0);
             }
@@ -736,6 +738,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
                 "an outbox job kept failing past its lane's maximum age; given up"
             );
             bot.metrics().gave_up(&bot.name, "expired");
+            record_broadcast(bot, job, BroadcastOutcome::Failed).await;
             tell_sender_it_failed(bot, job).await;
             return Delivery::Done;
         }
@@ -757,6 +760,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
         } else {
             let _ = bot.store.set_reachable(&recipient.bot, recipient.user, false).await;
         }
+        record_broadcast(bot, job, BroadcastOutcome::Blocked).await;
         return Delivery::Done;
     }
     if matches!(e.bad_request(), Some(BadRequest::MessageNotModified | BadRequest::MessageGone)) {
@@ -765,8 +769,19 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
     let text = e.to_string();
     tracing::warn!(bot = %bot.name, method = %job.method, code = ?e.code(), error = %quoted_parts_removed(&text), "Telegram refused an outbox job; dropped");
     bot.metrics().gave_up(&bot.name, "refused");
+    record_broadcast(bot, job, BroadcastOutcome::Failed).await;
     tell_sender_it_failed(bot, job).await;
     Delivery::Done
+}
+
+/// A broadcast's message: what became of it, for the broadcast's counts (docs/ADMIN.md,
+/// "Broadcast"). A failure to record it is logged; the message is not sent again for it.
+async fn record_broadcast(bot: &Bot, job: &Job, outcome: BroadcastOutcome) {
+    let Some(id) = job.broadcast else { return };
+    bot.metrics().broadcast_message(&bot.name, outcome.as_str());
+    if let Err(e) = bot.store.broadcast_outcome(id, job.chat_id, outcome, now_ms()).await {
+        tracing::warn!(bot = %bot.name, broadcast = id, error = %e, "could not count a broadcast message");
+    }
 }
 
 /// A relayed message that can't be delivered is not silently lost: its sender is told.

@@ -108,6 +108,10 @@ pub struct Job {
     /// (and sender), so a report can be reviewed with what was sent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mirror_of: Option<MirrorOf>,
+    /// A broadcast's message (the broadcast's id): the sender records what became of it
+    /// (delivered, failed, blocked) for the broadcast's counts (docs/ADMIN.md, "Broadcast").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broadcast: Option<i64>,
 }
 
 /// What a mirror copy belongs to (see [`Job::mirror_of`]).
@@ -135,6 +139,7 @@ impl Job {
             chat_member: None,
             enqueued_ms: 0,
             mirror_of: None,
+            broadcast: None,
         }
     }
 }

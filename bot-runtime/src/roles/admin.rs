@@ -35,6 +35,10 @@ pub struct AdminArgs {
     /// Requests per minute one API key may make.
     #[arg(long, env = "ADMIN_API_KEY_PER_MINUTE", default_value_t = admin::DEFAULT_API_KEY_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub api_key_per_minute: u32,
+    /// Requests per minute per caller to a fleet route (and to a bot's route its
+    /// RateLimitPolicies set no adminApiPerMinute for).
+    #[arg(long, env = "ADMIN_API_PER_MINUTE", default_value_t = admin::DEFAULT_API_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub api_per_minute: u32,
     /// A file holding the session secret (at least 32 bytes; a Kubernetes Secret).
     #[arg(long, env = "ADMIN_SESSION_SECRET_FILE")]
     pub session_secret_file: PathBuf,
@@ -57,8 +61,10 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         secure_cookies: !args.listen.ip().is_loopback(),
         secret,
         api_key_per_minute: args.api_key_per_minute,
+        api_per_minute: args.api_per_minute,
         broadcast_queue: admin::DEFAULT_BROADCAST_QUEUE,
         broadcast_tick: admin::DEFAULT_BROADCAST_TICK,
+        analytics_max_age: admin::DEFAULT_ANALYTICS_MAX_AGE,
     };
     let state = AdminState::new(fleet, Arc::new(sql), settings);
     let (_signal, shutdown) = app::shutdown_signal();

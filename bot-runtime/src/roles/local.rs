@@ -249,8 +249,10 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             secure_cookies: !args.admin_listen.ip().is_loopback(),
             secret: crate::admin::SessionSecret::generate(),
             api_key_per_minute: crate::admin::DEFAULT_API_KEY_PER_MINUTE,
+            api_per_minute: crate::admin::DEFAULT_API_PER_MINUTE,
             broadcast_queue: crate::admin::DEFAULT_BROADCAST_QUEUE,
             broadcast_tick: crate::admin::DEFAULT_BROADCAST_TICK,
+            analytics_max_age: crate::admin::DEFAULT_ANALYTICS_MAX_AGE,
         },
     );
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);

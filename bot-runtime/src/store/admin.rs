@@ -8,6 +8,7 @@
 
 use serde::Serialize;
 
+use super::analytics::{CohortRow, MismatchRow, RefreshStats, RevenueRow};
 use super::sql::{SqlStore, col, corrupt, db_err};
 use super::{StoreResult, day_of};
 
@@ -45,6 +46,48 @@ pub struct RegisteredBot {
 pub trait Registry: Send + Sync + 'static {
     /// Inserts or refreshes the bot's row (idempotent, any replica at any time).
     async fn register_bot(&self, bot: &BotRegistration) -> StoreResult<()>;
+    /// What became of a broadcast's message to `user_id` (the bot's sender reports it): counted
+    /// once per member and broadcast, the first outcome wins (a message sent again after a
+    /// kill counts once). True if this call counted it.
+    async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool>;
+
+    // In-bot admin commands (chat/admin_commands.rs): the admin role's own steps, run by the
+    // bot an admin wrote to.
+    /// A bot's numbers now and its Stars over the last 7 days.
+    async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)>;
+    /// The admins a bot registered (none if it is not registered).
+    async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>>;
+    async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()>;
+    async fn unban_member(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
+    async fn audit_in_bot(&self, entry: &NewAudit) -> StoreResult<()>;
+    async fn broadcast_audience(&self, bot: &str, audience: &Audience, now_ms: i64) -> StoreResult<i64>;
+    /// A broadcast written as a `draft` (the admin confirms it with a button); its id.
+    async fn draft_broadcast(&self, bot: &str, text: &str, by: i64, total: i64, now_ms: i64) -> StoreResult<i64>;
+    /// Starts (`go`) or cancels a draft of `bot` made by `by`, once; false if it is not such a
+    /// draft any more.
+    async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool>;
+}
+
+/// What a broadcast's message became (docs/ADMIN.md, "Broadcast").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastOutcome {
+    /// Telegram accepted it.
+    Delivered,
+    /// Telegram refused it for good (a bad request, or it kept failing past the bulk lane's
+    /// maximum age).
+    Failed,
+    /// The member blocked the bot (403): marked unreachable, in no later audience.
+    Blocked,
+}
+
+impl BroadcastOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BroadcastOutcome::Delivered => "delivered",
+            BroadcastOutcome::Failed => "failed",
+            BroadcastOutcome::Blocked => "blocked",
+        }
+    }
 }
 
 /// One row of the audit log.
@@ -131,6 +174,8 @@ pub struct ReportedMember {
     pub mirror: Vec<MirrorItem>,
     /// The later of the member's and the person's restriction or ban.
     pub restricted_until_ms: Option<i64>,
+    /// Warnings the member was sent on this bot before (reviews with `warn`).
+    pub warnings: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -167,8 +212,17 @@ pub struct Broadcast {
     pub text: String,
     /// `all`, `vip` or `free`.
     pub audience: String,
-    /// `running`, `done` or `cancelled`.
+    /// Only members with this language (`en`, `ru`, …); absent: any.
+    pub language: Option<String>,
+    /// Only members active on or after this UTC day (days since the Unix epoch); absent: any.
+    pub active_since_day: Option<i64>,
+    /// `scheduled` (until `start_ms`), `running`, `done` or `cancelled`.
     pub status: String,
+    /// When it starts (absent: when it was made).
+    pub start_ms: Option<i64>,
+    /// The audience's size when it started (the progress bar's end; members who join or
+    /// leave during the walk move it a little).
+    pub total: i64,
     /// The last member (user id) whose message is queued.
     pub cursor_user: i64,
     /// A batch being queued (up to this user id), and since when.
@@ -176,6 +230,12 @@ pub struct Broadcast {
     pub pending_ms: Option<i64>,
     /// Messages queued on the bot's outbox (its sender delivers them at the bot's pace).
     pub queued: i64,
+    /// Telegram accepted them (counted by the bot's sender, each member once).
+    pub delivered: i64,
+    /// Telegram refused them for good, or they kept failing past the bulk lane's maximum age.
+    pub failed: i64,
+    /// The member had blocked the bot: marked unreachable, in no later audience.
+    pub blocked: i64,
     /// At most this many members may get it twice: batches queued again after the process
     /// queuing them died (a kill) before recording them.
     pub repeated_max: i64,
@@ -184,11 +244,46 @@ pub struct Broadcast {
     pub finished_ms: Option<i64>,
 }
 
+/// Who a broadcast is for, besides the bot: members with a complete profile, reachable, not
+/// banned, announcements on, and these filters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audience {
+    /// `all`, `vip` (an unexpired VIP) or `free`.
+    pub kind: String,
+    /// Only this language (None: any).
+    pub language: Option<String>,
+    /// Only members active on or after this UTC day (None: any).
+    pub active_since_day: Option<i64>,
+}
+
+impl Audience {
+    pub fn all() -> Self {
+        Audience { kind: "all".into(), language: None, active_since_day: None }
+    }
+
+    pub fn of(b: &Broadcast) -> Self {
+        Audience { kind: b.audience.clone(), language: b.language.clone(), active_since_day: b.active_since_day }
+    }
+}
+
 /// Who a broadcast goes to next.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recipient {
     pub user_id: i64,
     pub language: String,
+}
+
+/// A broadcast to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewBroadcastRow<'a> {
+    pub bot: &'a str,
+    pub text: &'a str,
+    pub audience: &'a Audience,
+    pub by: i64,
+    pub now_ms: i64,
+    /// None: now.
+    pub start_ms: Option<i64>,
+    pub total: i64,
 }
 
 /// A member as the admin sees it: profile, VIP, credits, counts — never content.
@@ -290,6 +385,8 @@ pub const BAN_FOREVER_MS: i64 = 253_402_300_799_000;
 pub trait AdminStore: Send + Sync + 'static {
     /// Every registered bot, by id.
     async fn bots(&self) -> StoreResult<Vec<RegisteredBot>>;
+    /// Every registered bot's id, configuration hash and resolved configuration (JSON), by id.
+    async fn bot_configs(&self) -> StoreResult<Vec<(String, String, String)>>;
     /// Bots (ids) where the user is a member that has not blocked the bot.
     async fn reachable_on(&self, user_id: i64) -> StoreResult<Vec<String>>;
     /// The member's language on a bot, if a member.
@@ -342,22 +439,38 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Bans and restrictions in force, latest end first (at most `limit`).
     async fn banned(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<BannedEntry>>;
 
-    async fn create_broadcast(&self, bot: &str, text: &str, audience: &str, by: i64, now_ms: i64) -> StoreResult<i64>;
+    /// A new broadcast: `scheduled` if `start_ms` is later than `now_ms`, else `running`, with
+    /// `total` the audience's size now.
+    async fn create_broadcast(&self, new: &NewBroadcastRow<'_>) -> StoreResult<i64>;
     async fn broadcast(&self, id: i64) -> StoreResult<Option<Broadcast>>;
     /// Newest first.
     async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>>;
     async fn running_broadcasts(&self) -> StoreResult<Vec<Broadcast>>;
+    /// Scheduled broadcasts whose start time has come.
+    async fn due_broadcasts(&self, now_ms: i64) -> StoreResult<Vec<Broadcast>>;
+    /// Starts a scheduled broadcast once (`total`: its audience now); false if it was not
+    /// scheduled any more (cancelled, or started by another replica).
+    async fn start_broadcast(&self, id: i64, total: i64) -> StoreResult<bool>;
     /// Members of `bot` in `audience` with user ids in `(after, up_to]`, by id, at most
     /// `limit`: profile complete, reachable, not banned, announcements not turned off.
-    async fn recipients(&self, bot: &str, audience: &str, after: i64, up_to: i64, limit: i64, now_ms: i64) -> StoreResult<Vec<Recipient>>;
-    async fn audience_size(&self, bot: &str, audience: &str, now_ms: i64) -> StoreResult<i64>;
+    async fn recipients(
+        &self,
+        bot: &str,
+        audience: &Audience,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<Recipient>>;
+    /// How many members `recipients` would give with ids above `after`.
+    async fn count_recipients(&self, bot: &str, audience: &Audience, after: i64, now_ms: i64) -> StoreResult<i64>;
     /// Claims the next batch, `(cursor, to]`: only if the cursor is still `cursor` and no
     /// batch is pending, or the pending one was claimed before `stale_before_ms` (its process
     /// died). True: this caller queues it.
     async fn claim_batch(&self, id: i64, cursor: i64, to: i64, now_ms: i64, stale_before_ms: i64) -> StoreResult<bool>;
     /// The claimed batch is queued: the cursor moves to its end.
     async fn batch_queued(&self, id: i64, to: i64, queued: i64, repeated: i64) -> StoreResult<()>;
-    /// Ends a running broadcast (`done` or `cancelled`); false if it was not running.
+    /// Ends a running or scheduled broadcast (`done` or `cancelled`); false if it was neither.
     async fn finish_broadcast(&self, id: i64, status: &str, now_ms: i64) -> StoreResult<bool>;
 
     /// Payments of every bot in `[from_ms, to_ms)`, oldest first, at most `limit`.
@@ -370,6 +483,13 @@ pub trait AdminStore: Send + Sync + 'static {
     async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>>;
     /// The person and every member of theirs; None if the fleet never saw them.
     async fn person_view(&self, user_id: i64) -> StoreResult<Option<PersonView>>;
+
+    /// Brings the analytics rollups up to date, incrementally (`store/analytics.rs`).
+    async fn refresh_rollups(&self, now_ms: i64) -> StoreResult<RefreshStats>;
+    async fn rollups_refreshed(&self) -> StoreResult<Option<i64>>;
+    async fn cohorts_since(&self, from_day: i64) -> StoreResult<Vec<CohortRow>>;
+    async fn revenue_rows_since(&self, from_day: i64) -> StoreResult<Vec<RevenueRow>>;
+    async fn mismatches_since(&self, since_ms: i64, limit: i64) -> StoreResult<Vec<MismatchRow>>;
 }
 
 fn admins_json(admins: &[i64]) -> String {
@@ -401,6 +521,95 @@ impl Registry for SqlStore {
         .await
         .map_err(db_err)?;
         Ok(())
+    }
+
+    async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool> {
+        // The result row and the counter in one transaction: the key makes a repeat count once.
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let inserted = sqlx::query(
+            "INSERT INTO admin_broadcast_results (broadcast_id, user_id, outcome, at_ms) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (broadcast_id, user_id) DO NOTHING",
+        )
+        .bind(broadcast_id)
+        .bind(user_id)
+        .bind(outcome.as_str())
+        .bind(now_ms)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(false);
+        }
+        let update = match outcome {
+            BroadcastOutcome::Delivered => "UPDATE admin_broadcasts SET delivered = delivered + 1 WHERE id = $1",
+            BroadcastOutcome::Failed => "UPDATE admin_broadcasts SET failed = failed + 1 WHERE id = $1",
+            BroadcastOutcome::Blocked => "UPDATE admin_broadcasts SET blocked = blocked + 1 WHERE id = $1",
+        };
+        sqlx::query(update).bind(broadcast_id).execute(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(true)
+    }
+
+    async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)> {
+        let numbers = AdminStore::bot_numbers(self, now_ms).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
+        let stars = AdminStore::revenue_since(self, now_ms - 7 * DAY_MS).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
+        Ok((numbers, stars))
+    }
+
+    async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>> {
+        let row = sqlx::query("SELECT admins FROM admin_bots WHERE id = $1").bind(bot).fetch_optional(self.pool()).await.map_err(db_err)?;
+        match row {
+            Some(r) => admins_of(&col::<String>(&r, "admins")?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {
+        AdminStore::ban_on_bot(self, bot, user_id, until_ms, admin_id, now_ms).await
+    }
+
+    async fn unban_member(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+        AdminStore::unban_on_bot(self, bot, user_id).await
+    }
+
+    async fn audit_in_bot(&self, entry: &NewAudit) -> StoreResult<()> {
+        AdminStore::audit(self, entry).await.map(|_| ())
+    }
+
+    async fn broadcast_audience(&self, bot: &str, audience: &Audience, now_ms: i64) -> StoreResult<i64> {
+        AdminStore::count_recipients(self, bot, audience, 0, now_ms).await
+    }
+
+    async fn draft_broadcast(&self, bot: &str, text: &str, by: i64, total: i64, now_ms: i64) -> StoreResult<i64> {
+        let row = sqlx::query(
+            "INSERT INTO admin_broadcasts (bot, text, audience, status, total, cursor_user, queued, repeated_max, created_by, created_ms) \
+             VALUES ($1, $2, 'all', 'draft', $3, 0, 0, 0, $4, $5) RETURNING id",
+        )
+        .bind(bot)
+        .bind(text)
+        .bind(total)
+        .bind(by)
+        .bind(now_ms)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
+        col(&row, "id")
+    }
+
+    async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE admin_broadcasts SET status = $4, finished_ms = $5 WHERE id = $1 AND bot = $2 AND created_by = $3 AND status = 'draft'",
+        )
+        .bind(id)
+        .bind(bot)
+        .bind(by)
+        .bind(if go { "running" } else { "cancelled" })
+        .bind(if go { None } else { Some(now_ms) })
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 
@@ -467,6 +676,14 @@ impl SqlStore {
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
+        let warnings = sqlx::query(
+            "SELECT COUNT(DISTINCT reviewed_ms) AS n FROM reports WHERE other_bot = $1 AND other_user = $2 AND review = 'warn'",
+        )
+        .bind(&bot)
+        .bind(user_id)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db_err)?;
         let member = sqlx::query(
             "SELECT u.username, u.restricted_until_ms AS mine, p.restricted_until_ms AS person FROM users u \
              LEFT JOIN persons p ON p.user_id = u.user_id WHERE u.bot = $1 AND u.user_id = $2",
@@ -503,23 +720,27 @@ impl SqlStore {
                 .map(|r| Ok(MirrorItem { chat_id: col(r, "mirror_chat_id")?, message_id: col(r, "message_id")?, at_ms: col(r, "at_ms")? }))
                 .collect::<StoreResult<_>>()?,
             restricted_until_ms: restricted,
+            warnings: col(&warnings, "n")?,
         })
     }
 }
 
 macro_rules! broadcast_columns {
     () => {
-        "id, bot, text, audience, status, cursor_user, pending_to, pending_ms, queued, repeated_max, created_by, created_ms, finished_ms"
+        "id, bot, text, audience, language, active_since_day, status, start_ms, total, cursor_user, pending_to, pending_ms, queued, \
+         delivered, failed, blocked, repeated_max, created_by, created_ms, finished_ms"
     };
 }
 
-/// Who a broadcast reaches ($4 the audience, $5 now): a completed profile, reachable, not
-/// banned or restricted, announcements not turned off (/news off), and in the audience.
+/// Who a broadcast reaches ($4 the audience, $5 now, $6 the language or NULL, $7 the first
+/// active day or NULL): a completed profile, reachable, not banned or restricted,
+/// announcements not turned off (/news off), and in the audience.
 macro_rules! audience_filter {
     () => {
         "stage = 'ready' AND reachable = 1 AND COALESCE(broadcasts_off, 0) = 0 \
          AND (restricted_until_ms IS NULL OR restricted_until_ms <= $5) \
-         AND ($4 = 'all' OR ($4 = 'vip' AND vip_until_ms > $5) OR ($4 = 'free' AND (vip_until_ms IS NULL OR vip_until_ms <= $5)))"
+         AND ($4 = 'all' OR ($4 = 'vip' AND vip_until_ms > $5) OR ($4 = 'free' AND (vip_until_ms IS NULL OR vip_until_ms <= $5))) \
+         AND ($6 IS NULL OR language = $6) AND ($7 IS NULL OR active_day >= $7)"
     };
 }
 
@@ -529,11 +750,18 @@ fn broadcast_of(r: &sqlx::any::AnyRow) -> StoreResult<Broadcast> {
         bot: col(r, "bot")?,
         text: col(r, "text")?,
         audience: col(r, "audience")?,
+        language: col(r, "language")?,
+        active_since_day: col(r, "active_since_day")?,
         status: col(r, "status")?,
+        start_ms: col(r, "start_ms")?,
+        total: col(r, "total")?,
         cursor_user: col(r, "cursor_user")?,
         pending_to: col(r, "pending_to")?,
         pending_ms: col(r, "pending_ms")?,
         queued: col(r, "queued")?,
+        delivered: col(r, "delivered")?,
+        failed: col(r, "failed")?,
+        blocked: col(r, "blocked")?,
         repeated_max: col(r, "repeated_max")?,
         created_by: col(r, "created_by")?,
         created_ms: col(r, "created_ms")?,
@@ -583,6 +811,12 @@ impl AdminStore for SqlStore {
                 })
             })
             .collect()
+    }
+
+    async fn bot_configs(&self) -> StoreResult<Vec<(String, String, String)>> {
+        let rows =
+            sqlx::query("SELECT id, config_hash, config FROM admin_bots ORDER BY id").fetch_all(self.pool()).await.map_err(db_err)?;
+        rows.iter().map(|r| Ok((col(r, "id")?, col(r, "config_hash")?, col(r, "config")?))).collect()
     }
 
     async fn reachable_on(&self, user_id: i64) -> StoreResult<Vec<String>> {
@@ -982,16 +1216,22 @@ impl AdminStore for SqlStore {
             .collect()
     }
 
-    async fn create_broadcast(&self, bot: &str, text: &str, audience: &str, by: i64, now_ms: i64) -> StoreResult<i64> {
+    async fn create_broadcast(&self, n: &NewBroadcastRow<'_>) -> StoreResult<i64> {
+        let status = if n.start_ms.is_some_and(|t| t > n.now_ms) { "scheduled" } else { "running" };
         let row = sqlx::query(
-            "INSERT INTO admin_broadcasts (bot, text, audience, status, cursor_user, queued, repeated_max, created_by, created_ms) \
-             VALUES ($1, $2, $3, 'running', 0, 0, 0, $4, $5) RETURNING id",
+            "INSERT INTO admin_broadcasts (bot, text, audience, language, active_since_day, status, start_ms, total, cursor_user, \
+             queued, repeated_max, created_by, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, 0, $9, $10) RETURNING id",
         )
-        .bind(bot)
-        .bind(text)
-        .bind(audience)
-        .bind(by)
-        .bind(now_ms)
+        .bind(n.bot)
+        .bind(n.text)
+        .bind(&n.audience.kind)
+        .bind(n.audience.language.as_deref())
+        .bind(n.audience.active_since_day)
+        .bind(status)
+        .bind(n.start_ms)
+        .bind(n.total)
+        .bind(n.by)
+        .bind(n.now_ms)
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
@@ -1024,17 +1264,50 @@ impl AdminStore for SqlStore {
         rows.iter().map(broadcast_of).collect()
     }
 
-    async fn recipients(&self, bot: &str, audience: &str, after: i64, up_to: i64, limit: i64, now_ms: i64) -> StoreResult<Vec<Recipient>> {
+    async fn due_broadcasts(&self, now_ms: i64) -> StoreResult<Vec<Broadcast>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            broadcast_columns!(),
+            " FROM admin_broadcasts WHERE status = 'scheduled' AND start_ms <= $1 ORDER BY id"
+        ))
+        .bind(now_ms)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(broadcast_of).collect()
+    }
+
+    async fn start_broadcast(&self, id: i64, total: i64) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE admin_broadcasts SET status = 'running', total = $2 WHERE id = $1 AND status = 'scheduled'")
+            .bind(id)
+            .bind(total)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn recipients(
+        &self,
+        bot: &str,
+        audience: &Audience,
+        after: i64,
+        up_to: i64,
+        limit: i64,
+        now_ms: i64,
+    ) -> StoreResult<Vec<Recipient>> {
         let rows = sqlx::query(concat!(
             "SELECT user_id, language FROM users WHERE bot = $1 AND user_id > $2 AND user_id <= $3 AND ",
             audience_filter!(),
-            " ORDER BY user_id LIMIT $6"
+            " ORDER BY user_id LIMIT $8"
         ))
         .bind(bot)
         .bind(after)
         .bind(up_to)
-        .bind(audience)
+        .bind(&audience.kind)
         .bind(now_ms)
+        .bind(audience.language.as_deref())
+        .bind(audience.active_since_day)
         .bind(limit)
         .fetch_all(self.pool())
         .await
@@ -1042,17 +1315,19 @@ impl AdminStore for SqlStore {
         rows.iter().map(|r| Ok(Recipient { user_id: col(r, "user_id")?, language: col(r, "language")? })).collect()
     }
 
-    async fn audience_size(&self, bot: &str, audience: &str, now_ms: i64) -> StoreResult<i64> {
-        // The same filter as `recipients` ($2 and $3 span every id).
+    async fn count_recipients(&self, bot: &str, audience: &Audience, after: i64, now_ms: i64) -> StoreResult<i64> {
+        // The same filter as `recipients` ($3 spans every id above `after`).
         let row = sqlx::query(concat!(
             "SELECT COUNT(*) AS n FROM users WHERE bot = $1 AND user_id > $2 AND user_id <= $3 AND ",
             audience_filter!()
         ))
         .bind(bot)
-        .bind(0_i64)
+        .bind(after)
         .bind(i64::MAX)
-        .bind(audience)
+        .bind(&audience.kind)
         .bind(now_ms)
+        .bind(audience.language.as_deref())
+        .bind(audience.active_since_day)
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
@@ -1091,18 +1366,39 @@ impl AdminStore for SqlStore {
     }
 
     async fn finish_broadcast(&self, id: i64, status: &str, now_ms: i64) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE admin_broadcasts SET status = $2, finished_ms = $3 WHERE id = $1 AND status = 'running'")
-            .bind(id)
-            .bind(status)
-            .bind(now_ms)
-            .execute(self.pool())
-            .await
-            .map_err(db_err)?;
+        let done =
+            sqlx::query("UPDATE admin_broadcasts SET status = $2, finished_ms = $3 WHERE id = $1 AND status IN ('running', 'scheduled')")
+                .bind(id)
+                .bind(status)
+                .bind(now_ms)
+                .execute(self.pool())
+                .await
+                .map_err(db_err)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>> {
         SqlStore::payments_between(self, from_ms, to_ms, limit).await
+    }
+
+    async fn refresh_rollups(&self, now_ms: i64) -> StoreResult<RefreshStats> {
+        SqlStore::refresh_rollups(self, now_ms).await
+    }
+
+    async fn rollups_refreshed(&self) -> StoreResult<Option<i64>> {
+        SqlStore::rollups_refreshed(self).await
+    }
+
+    async fn cohorts_since(&self, from_day: i64) -> StoreResult<Vec<CohortRow>> {
+        SqlStore::cohorts_since(self, from_day).await
+    }
+
+    async fn revenue_rows_since(&self, from_day: i64) -> StoreResult<Vec<RevenueRow>> {
+        SqlStore::revenue_rows_since(self, from_day).await
+    }
+
+    async fn mismatches_since(&self, since_ms: i64, limit: i64) -> StoreResult<Vec<MismatchRow>> {
+        SqlStore::mismatches_since(self, since_ms, limit).await
     }
 
     async fn people(&self, now_ms: i64) -> StoreResult<People> {

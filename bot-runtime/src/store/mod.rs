@@ -8,6 +8,7 @@
 //! databases, no time-zone surprises.
 
 pub mod admin;
+pub mod analytics;
 pub mod locks;
 pub mod money;
 mod money_sql;

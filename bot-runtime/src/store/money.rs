@@ -243,6 +243,8 @@ pub trait Payments: Send + Sync + 'static {
     /// when another pass moved it first: that pass reported these transactions, so this one
     /// reports nothing — a pass that outlived its lease never reports a mismatch twice.
     async fn save_reconcile_offset(&self, bot: &str, from: i64, to: i64, now_ms: i64) -> StoreResult<bool>;
+    /// Keeps a reconciliation mismatch for the admins' analytics, once per charge and kind.
+    async fn record_mismatch(&self, bot: &str, charge_id: &str, kind: &str, stars: i64, now_ms: i64) -> StoreResult<()>;
     /// Applies a payment exactly once, in one transaction: records it (keyed by the charge
     /// id), stacks the VIP days onto the member's unexpired VIP, credits the ledger, marks
     /// the quote used. A charge applied before changes nothing and returns the first result.

@@ -665,6 +665,22 @@ impl Payments for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn record_mismatch(&self, bot: &str, charge_id: &str, kind: &str, stars: i64, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO reconcile_mismatches (bot, charge_id, kind, stars, at_ms) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (bot, charge_id, kind) DO NOTHING",
+        )
+        .bind(bot)
+        .bind(charge_id)
+        .bind(kind)
+        .bind(stars)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn payments_of(&self, bot: &str, user_id: i64, limit: u32) -> StoreResult<Vec<Payment>> {
         // (see also `SqlStore::payments_between`, the admin role's export)
         let rows = sqlx::query(concat!(

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::admin::{BotRegistration, Registry};
+use super::admin::{Audience, BotNumbers, BotRegistration, BroadcastOutcome, NewAudit, Registry};
 use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
@@ -213,6 +213,10 @@ impl Payments for BotStore {
     async fn save_reconcile_offset(&self, bot: &str, from: i64, to: i64, now_ms: i64) -> StoreResult<bool> {
         self.inner.save_reconcile_offset(&self.id(bot), from, to, now_ms).await
     }
+
+    async fn record_mismatch(&self, bot: &str, charge_id: &str, kind: &str, stars: i64, now_ms: i64) -> StoreResult<()> {
+        self.inner.record_mismatch(&self.id(bot), charge_id, kind, stars, now_ms).await
+    }
     async fn apply_payment(&self, payment: &NewPayment) -> StoreResult<Applied> {
         let payment = NewPayment { bot: self.id(&payment.bot), ..payment.clone() };
         let applied = self.inner.apply_payment(&payment).await?;
@@ -307,5 +311,43 @@ impl Subscriptions for BotStore {
 impl Registry for BotStore {
     async fn register_bot(&self, bot: &BotRegistration) -> StoreResult<()> {
         self.inner.register_bot(bot).await
+    }
+
+    async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool> {
+        self.inner.broadcast_outcome(broadcast_id, user_id, outcome, now_ms).await
+    }
+
+    async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)> {
+        self.inner.bot_stats(&self.id(bot), now_ms).await
+    }
+
+    async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>> {
+        self.inner.bot_admins(&self.id(bot)).await
+    }
+
+    async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {
+        self.inner.ban_member(&self.id(bot), user_id, until_ms, admin_id, now_ms).await
+    }
+
+    async fn unban_member(&self, bot: &str, user_id: i64) -> StoreResult<bool> {
+        self.inner.unban_member(&self.id(bot), user_id).await
+    }
+
+    async fn audit_in_bot(&self, entry: &NewAudit) -> StoreResult<()> {
+        let mut e = entry.clone();
+        e.bot = e.bot.map(|b| self.id(&b));
+        self.inner.audit_in_bot(&e).await
+    }
+
+    async fn broadcast_audience(&self, bot: &str, audience: &Audience, now_ms: i64) -> StoreResult<i64> {
+        self.inner.broadcast_audience(&self.id(bot), audience, now_ms).await
+    }
+
+    async fn draft_broadcast(&self, bot: &str, text: &str, by: i64, total: i64, now_ms: i64) -> StoreResult<i64> {
+        self.inner.draft_broadcast(&self.id(bot), text, by, total, now_ms).await
+    }
+
+    async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool> {
+        self.inner.settle_draft(id, &self.id(bot), by, go, now_ms).await
     }
 }

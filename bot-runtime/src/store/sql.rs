@@ -65,6 +65,8 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "admin keys", include_str!("../../../migrations/postgres/0012_admin_keys.sql")),
     (13, "admin moderation", include_str!("../../../migrations/postgres/0013_admin_moderation.sql")),
     (14, "admin broadcasts", include_str!("../../../migrations/postgres/0014_admin_broadcasts.sql")),
+    (15, "broadcast outcomes", include_str!("../../../migrations/postgres/0015_broadcast_outcomes.sql")),
+    (16, "analytics", include_str!("../../../migrations/postgres/0016_analytics.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "chat core", include_str!("../../../migrations/sqlite/0001_chat_core.sql")),
@@ -81,6 +83,8 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (12, "admin keys", include_str!("../../../migrations/sqlite/0012_admin_keys.sql")),
     (13, "admin moderation", include_str!("../../../migrations/sqlite/0013_admin_moderation.sql")),
     (14, "admin broadcasts", include_str!("../../../migrations/sqlite/0014_admin_broadcasts.sql")),
+    (15, "broadcast outcomes", include_str!("../../../migrations/sqlite/0015_broadcast_outcomes.sql")),
+    (16, "analytics", include_str!("../../../migrations/sqlite/0016_analytics.sql")),
 ];
 
 /// Serializes `migrate` on SQLite within the process. sqlx's SQLite migrator does not lock
@@ -552,6 +556,17 @@ impl Users for SqlStore {
             .execute(&self.pool)
             .await
             .map_err(db_err)?;
+        // The day in the activity record (retention); the first write of the day wins.
+        sqlx::query(
+            "INSERT INTO activity_days (bot, user_id, day, at_ms) VALUES ($1, $2, $3, $4) ON CONFLICT (bot, user_id, day) DO NOTHING",
+        )
+        .bind(bot)
+        .bind(user_id)
+        .bind(day)
+        .bind(crate::bot::now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
         Ok(())
     }
 

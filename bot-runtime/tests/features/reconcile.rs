@@ -23,8 +23,12 @@ async fn paid(s: &Seam, p: &Person, plan: &str, stars: i64) -> (String, String) 
 
 #[tokio::test]
 async fn an_unapplied_charge_and_a_refund_made_elsewhere_are_reported_once_each() {
-    let s = Seam::with(vec![shop_config()]).await;
+    // Ann, the fake's first user, is also alpha's admin: she is alerted in Telegram.
+    let mut cfg = shop_config();
+    cfg.bot.admins.telegram_ids = vec![100_000_001];
+    let s = Seam::with(vec![cfg]).await;
     let ann = s.onboarded("alpha", "Ann", "f", 25).await;
+    assert_eq!(ann.id, 100_000_001);
     let bot = s.bot("alpha");
     // A payment applied normally, and refunded normally: nothing to report.
     let (payload, charge) = paid(&s, &ann, "vip-week", 200).await;
@@ -43,8 +47,10 @@ async fn an_unapplied_charge_and_a_refund_made_elsewhere_are_reported_once_each(
     assert_eq!(kinds, vec![(MismatchKind::RefundNotApplied, refunded_elsewhere), (MismatchKind::UnknownCharge, lost)], "{found:?}");
     let metrics = bot.metrics().render();
     assert!(metrics.contains(r#"botfleet_reconciliation_mismatches_total{bot="alpha",kind="unknown_charge"} 1"#), "{metrics}");
+    assert!(metrics.contains(r#"botfleet_admin_alerts_total{bot="alpha",kind="payments"} 1"#), "the admin is alerted once: {metrics}");
     // The next pass reads only what is new: nothing is reported twice.
     assert!(reconcile::pass(bot, settled_now()).await.expect("a pass").is_empty());
+    assert!(bot.metrics().render().contains(r#"botfleet_admin_alerts_total{bot="alpha",kind="payments"} 1"#));
 }
 
 #[tokio::test]

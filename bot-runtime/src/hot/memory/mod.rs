@@ -232,6 +232,7 @@ mod tests {
             chat_member: None,
             enqueued_ms: 0,
             mirror_of: None,
+            broadcast: None,
         };
         hot.commit("p", Marker::Timer { bot: "alpha".into(), id: "t".into() }, std::slice::from_ref(&job)).await.unwrap();
         let queued = hot.outbox_read("p", "alpha", 1, Lane::Bulk, 10).await.unwrap();
