@@ -1,0 +1,334 @@
+//! Pods that really run: the test control plane (docs/CONTROLPLANE.md) with the process kubelet
+//! of `support/kubelet.rs`, which binds pods to its Node and runs their containers as local
+//! processes (the operator's image is the `operator` binary, the runtime's `bot-runtime`, and
+//! the test image `botfleet.test/python` is python3).
+//!
+//! One control plane and one kubelet for the binary; a namespace per test. Without the control
+//! plane (or root, which the kubelet's mount namespaces and pod addresses need) the tests say so
+//! and pass; with `CI` set they fail — CI never skips.
+
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::Client;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+
+#[path = "support/cluster.rs"]
+mod cluster;
+#[path = "support/controlplane.rs"]
+mod controlplane;
+#[path = "support/helm.rs"]
+mod helm;
+#[path = "support/kubelet.rs"]
+mod kubelet;
+use cluster::{client_as, control_plane, eventually, namespace};
+use controlplane::ControlPlane;
+use kubelet::{Image, Kubelet, KubeletConfig};
+
+/// The images the kubelet runs, and the binaries that are their entrypoints.
+fn images() -> Vec<Image> {
+    let operator = PathBuf::from(env!("CARGO_BIN_EXE_operator"));
+    // Another package's binary: `cargo test --workspace` builds it next to this one.
+    let runtime = operator.with_file_name("bot-runtime");
+    vec![
+        Image { repository: "ghcr.io/botfleet/operator".into(), binary: operator, listen_env: Some(("METRICS_ADDR", 8080)) },
+        Image { repository: "ghcr.io/botfleet/bot-runtime".into(), binary: runtime, listen_env: Some(("LISTEN_ADDR", 8080)) },
+        Image { repository: "botfleet.test/python".into(), binary: "/usr/bin/python3".into(), listen_env: None },
+    ]
+}
+
+/// The binary's control plane with its kubelet, or None (with the reason printed) where they
+/// cannot run and CI is not set.
+fn node() -> Option<(&'static ControlPlane, &'static Kubelet)> {
+    static KUBELET: OnceLock<Option<Kubelet>> = OnceLock::new();
+    let plane = control_plane()?;
+    let kubelet = KUBELET.get_or_init(|| {
+        let config = KubeletConfig {
+            node: format!("process-{}", std::process::id()),
+            kubeconfig: plane.dir.join("admin.kubeconfig"),
+            ca_file: plane.dir.join("ca.crt"),
+            root: plane.dir.join("kubelet"),
+            images: images(),
+        };
+        match Kubelet::start(config) {
+            Ok(k) => Some(k),
+            Err(why) if std::env::var_os("CI").is_some() => panic!("the process kubelet is required in CI: {why}"),
+            Err(why) => {
+                eprintln!("SKIPPED: no process kubelet ({why}); it needs root; CI runs these");
+                None
+            }
+        }
+    });
+    Some((plane, kubelet.as_ref()?))
+}
+
+/// A namespace whose `default` ServiceAccount exists (pods are refused before).
+async fn pod_namespace(client: &Client, test: &str) -> String {
+    let ns = namespace(client, test).await;
+    let accounts = Api::<ServiceAccount>::namespaced(client.clone(), &ns);
+    eventually("the default ServiceAccount", Duration::from_secs(30), || async { accounts.get_opt("default").await.ok().flatten() }).await;
+    ns
+}
+
+fn condition(pod: &Pod, type_: &str) -> Option<String> {
+    pod.status.as_ref()?.conditions.as_ref()?.iter().find(|c| c.type_ == type_).map(|c| c.status.clone())
+}
+
+fn container_status(pod: &Pod) -> Option<Value> {
+    serde_json::to_value(pod.status.as_ref()?.container_statuses.as_ref()?.first()?).ok()
+}
+
+/// Waits until the pod satisfies `check` and returns it.
+async fn pod_where(pods: &Api<Pod>, name: &str, what: &str, check: impl Fn(&Pod) -> bool) -> Pod {
+    eventually(&format!("{name}: {what}"), Duration::from_secs(60), || async {
+        let pod = pods.get_opt(name).await.ok().flatten()?;
+        check(&pod).then_some(pod)
+    })
+    .await
+}
+
+/// The test image's program: an HTTP server on the pod's address (from the downward API) that
+/// answers /report with what the container sees (environment, files, its user), /ready with
+/// 200 only while the ConfigMap's `ready` key says yes, and /exit/N by writing a termination
+/// message and exiting with N. With IGNORE_TERM=1 it ignores SIGTERM.
+const PROBE: &str = r#"
+import http.server, json, os, pathlib, signal
+if os.environ.get("IGNORE_TERM") == "1":
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+def read(path):
+    try:
+        return pathlib.Path(path).read_text()
+    except Exception:
+        return None
+FILES = ["/etc/probe/secret/password", "/etc/probe/config/greeting", "/etc/probe/config/ready", "/etc/probe/podinfo/labels",
+         "/var/run/secrets/kubernetes.io/serviceaccount/token", "/var/run/secrets/kubernetes.io/serviceaccount/namespace",
+         "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"]
+pathlib.Path("/tmp/probe-scratch").write_text(os.environ["POD_NAME"])
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+    def do_GET(self):
+        if self.path == "/ready":
+            ok = (read("/etc/probe/config/ready") or "").strip() == "yes"
+            self.send_response(200 if ok else 503)
+            self.end_headers()
+            return
+        if self.path.startswith("/exit/"):
+            code = int(self.path[len("/exit/"):])
+            pathlib.Path("/dev/termination-log").write_text(f"exiting with {code} as asked")
+            os._exit(code)
+        report = {"env": dict(os.environ), "files": {f: read(f) for f in FILES}, "uid": os.getuid(),
+                  "scratch": read("/tmp/probe-scratch"), "cwd": os.getcwd()}
+        body = json.dumps(report).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+print("serving on", os.environ["POD_IP"], flush=True)
+http.server.HTTPServer((os.environ["POD_IP"], 8080), Handler).serve_forever()
+"#;
+
+fn probe_pod(name: &str, extra_env: Value, grace: i64) -> Pod {
+    let mut env = json!([
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "settings", "key": "greeting"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "creds", "key": "password"}}},
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "NODE_NAME", "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
+        {"name": "PLAIN", "value": "I am $(POD_NAME)"},
+    ]);
+    env.as_array_mut().expect("env").extend(extra_env.as_array().cloned().unwrap_or_default());
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "labels": {"app": "probe", "pod": name}},
+        "spec": {
+            "terminationGracePeriodSeconds": grace,
+            "containers": [{
+                "name": "probe", "image": "botfleet.test/python:3", "command": ["python3", "-c", PROBE],
+                "env": env,
+                "ports": [{"name": "http", "containerPort": 8080}],
+                "readinessProbe": {"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1, "failureThreshold": 1},
+                "volumeMounts": [
+                    {"name": "secret", "mountPath": "/etc/probe/secret", "readOnly": true},
+                    {"name": "config", "mountPath": "/etc/probe/config", "readOnly": true},
+                    {"name": "podinfo", "mountPath": "/etc/probe/podinfo", "readOnly": true},
+                    {"name": "tmp", "mountPath": "/tmp"},
+                ],
+            }],
+            "volumes": [
+                {"name": "secret", "secret": {"secretName": "creds"}},
+                {"name": "config", "configMap": {"name": "settings"}},
+                {"name": "podinfo", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+                {"name": "tmp", "emptyDir": {}},
+            ],
+        },
+    }))
+    .expect("pod")
+}
+
+async fn report(ip: &str) -> Option<Value> {
+    reqwest::get(format!("http://{ip}:8080/report")).await.ok()?.json().await.ok()
+}
+
+async fn whoami(plane: &ControlPlane, token: &str) -> Option<String> {
+    use k8s_openapi::api::authentication::v1::SelfSubjectReview;
+    let admin = kube::config::Kubeconfig::read_from(plane.dir.join("admin.kubeconfig")).expect("kubeconfig");
+    let server = admin.clusters[0].cluster.as_ref().and_then(|c| c.server.clone()).expect("server");
+    let mut config = kube::Config::new(server.parse().expect("url"));
+    config.root_cert = Some(vec![pem_der(&std::fs::read_to_string(plane.dir.join("ca.crt")).expect("ca"))]);
+    config.auth_info.token = Some(token.to_string().into());
+    let client = Client::try_from(config).expect("client");
+    let review: SelfSubjectReview = serde_json::from_value(json!({"metadata": {}})).expect("review");
+    let me = Api::<SelfSubjectReview>::all(client).create(&PostParams::default(), &review).await.expect("SelfSubjectReview");
+    me.status?.user_info?.username
+}
+
+/// The DER of a one-certificate PEM.
+fn pem_der(pem: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    base64::engine::general_purpose::STANDARD.decode(body).expect("PEM")
+}
+
+/// A pod with its environment from a Secret, a ConfigMap and the downward API, and Secret,
+/// ConfigMap, downward-API, emptyDir and ServiceAccount-token volumes, runs under the kubelet:
+/// it sees exactly those (and nothing of the test process's environment), with its files at
+/// the paths it asked for; its own address backs its Service's EndpointSlice once its real
+/// readiness probe passes, which follows a ConfigMap edit (swapped atomically into the running
+/// pod); it is restarted when it exits, with restartCount, its exit code and its termination
+/// message; deleted, it gets SIGTERM, or SIGKILL after its grace period, and is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_with_its_environment_volumes_probes_restarts_and_termination() {
+    let Some((plane, kubelet)) = node() else { return };
+    let admin = client_as(plane, "admin").await;
+    let ns = pod_namespace(&admin, "pod").await;
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let pp = PostParams::default();
+    secrets
+        .create(&pp, &serde_json::from_value(json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}})).expect("secret"))
+        .await
+        .expect("secret");
+    let settings = json!({"metadata": {"name": "settings"}, "data": {"greeting": "hello", "ready": "no"}});
+    config_maps.create(&pp, &serde_json::from_value(settings).expect("cm")).await.expect("configmap");
+    let service = json!({"metadata": {"name": "probe"}, "spec": {"selector": {"app": "probe"}, "ports": [{"port": 80, "targetPort": "http"}]}});
+    Api::<Service>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(service).expect("svc")).await.expect("service");
+    pods.create(&pp, &probe_pod("probe", json!([]), 30)).await.expect("pod");
+
+    // Bound to the kubelet's node, running, with an address of its own — and not ready.
+    let pod = pod_where(&pods, "probe", "running", |p| {
+        container_status(p).is_some_and(|c| c["state"]["running"].is_object()) && condition(p, "Ready").as_deref() == Some("False")
+    })
+    .await;
+    let spec = pod.spec.as_ref().expect("spec");
+    assert_eq!(spec.node_name.as_deref(), Some(kubelet.node.as_str()));
+    let status = pod.status.clone().expect("status");
+    let ip = status.pod_ip.clone().expect("podIP");
+    assert!(ip.starts_with("10.245.") && ip != kubelet.node_ip.to_string(), "a pod address: {ip}");
+    assert_eq!(status.host_ip.as_deref(), Some(kubelet.node_ip.to_string().as_str()));
+    assert_eq!(status.phase.as_deref(), Some("Running"));
+    let uid = pod.metadata.uid.clone().expect("uid");
+
+    let seen = eventually("the pod's report", Duration::from_secs(30), || report(&ip)).await;
+    let env = &seen["env"];
+    assert_eq!(env["GREETING"], "hello");
+    assert_eq!(env["PASSWORD"], "s3cret");
+    assert_eq!(env["POD_NAME"], "probe");
+    assert_eq!(env["POD_NAMESPACE"], ns.as_str());
+    assert_eq!(env["POD_IP"], ip.as_str());
+    assert_eq!(env["NODE_NAME"], kubelet.node.as_str());
+    assert_eq!(env["PLAIN"], "I am probe", "$(VAR) expanded");
+    assert_eq!(env["HOSTNAME"], "probe");
+    let port = plane_port(plane);
+    assert_eq!((env["KUBERNETES_SERVICE_HOST"].as_str(), env["KUBERNETES_SERVICE_PORT"].as_str()), (Some("127.0.0.1"), Some(port.as_str())));
+    // A scrubbed environment: nothing of the test process (CARGO_*, DATABASE_URL, CI, …), no
+    // kubeconfig, and a HOME that is empty.
+    let keys: Vec<&str> = env.as_object().expect("env").keys().map(String::as_str).collect();
+    for key in &keys {
+        assert!(!key.starts_with("CARGO") && !["KUBECONFIG", "DATABASE_URL", "REDIS_URL", "CI", "RUST_LOG"].contains(key), "{key} leaked: {keys:?}");
+    }
+    let home = PathBuf::from(env["HOME"].as_str().expect("HOME"));
+    assert_eq!(std::fs::read_dir(&home).map(|d| d.count()).ok(), Some(0), "an empty HOME: {}", home.display());
+
+    // Its volumes, at the paths it asked for (only inside its mount namespace).
+    let files = &seen["files"];
+    assert_eq!(files["/etc/probe/secret/password"], "s3cret");
+    assert_eq!(files["/etc/probe/config/greeting"], "hello");
+    assert!(files["/etc/probe/podinfo/labels"].as_str().is_some_and(|l| l.contains("pod=\"probe\"")), "{}", files["/etc/probe/podinfo/labels"]);
+    assert_eq!(files["/var/run/secrets/kubernetes.io/serviceaccount/namespace"], ns.as_str());
+    let ca = std::fs::read_to_string(plane.dir.join("ca.crt")).expect("ca");
+    assert_eq!(files["/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"], ca.as_str());
+    let token = files["/var/run/secrets/kubernetes.io/serviceaccount/token"].as_str().expect("a ServiceAccount token");
+    assert_eq!(whoami(plane, token).await, Some(format!("system:serviceaccount:{ns}:default")));
+    assert_eq!(seen["scratch"], "probe", "the emptyDir at /tmp");
+    assert!(!std::path::Path::new("/tmp/probe-scratch").exists(), "the pod's /tmp is its own");
+    assert!(!std::path::Path::new("/etc/probe/secret/password").exists(), "the mounts are in the pod's namespace only");
+
+    // Ready when its probe passes: a ConfigMap edit reaches the running pod, atomically.
+    config_maps
+        .patch("settings", &PatchParams::default(), &Patch::Merge(json!({"data": {"greeting": "hello again", "ready": "yes"}})))
+        .await
+        .expect("edit the ConfigMap");
+    pod_where(&pods, "probe", "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    let seen = report(&ip).await.expect("report");
+    assert_eq!(seen["files"]["/etc/probe/config/greeting"], "hello again");
+    assert_eq!(seen["env"]["GREETING"], "hello", "the environment is fixed at start");
+    let slices = Api::<EndpointSlice>::namespaced(admin.clone(), &ns);
+    eventually("the EndpointSlice lists the pod's address, ready", Duration::from_secs(30), || async {
+        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=probe")).await.ok()?;
+        list.items.iter().flat_map(|s| s.endpoints.iter().flatten()).any(|e| {
+            e.addresses.contains(&ip) && e.conditions.as_ref().and_then(|c| c.ready) == Some(true)
+        })
+        .then_some(())
+    })
+    .await;
+
+    // It exits: restarted, with its exit code and termination message.
+    let first_pid = kubelet.pid(&uid, "probe").expect("running");
+    let _ = reqwest::get(format!("http://{ip}:8080/exit/3")).await;
+    let pod = pod_where(&pods, "probe", "restarted and ready", |p| {
+        container_status(p).is_some_and(|c| c["restartCount"] == 1 && c["state"]["running"].is_object())
+            && condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await;
+    let last = &container_status(&pod).expect("status")["lastState"]["terminated"];
+    assert_eq!((last["exitCode"].as_i64(), last["message"].as_str()), (Some(3), Some("exiting with 3 as asked")), "{last}");
+    let pid = kubelet.pid(&uid, "probe").expect("running again");
+    assert_ne!(pid, first_pid);
+
+    // Deleted: SIGTERM ends it well within its 30 s grace period, and the pod is removed.
+    pods.delete("probe", &DeleteParams::default()).await.expect("delete");
+    eventually("the pod removed after SIGTERM", Duration::from_secs(20), || async {
+        pods.get_opt("probe").await.ok().is_some_and(|p| p.is_none()).then_some(())
+    })
+    .await;
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "its process ended");
+
+    // One that ignores SIGTERM is killed after its grace period.
+    pods.create(&pp, &probe_pod("stubborn", json!([{"name": "IGNORE_TERM", "value": "1"}]), 3)).await.expect("pod");
+    let pod = pod_where(&pods, "stubborn", "running", |p| container_status(p).is_some_and(|c| c["state"]["running"].is_object())).await;
+    let uid = pod.metadata.uid.clone().expect("uid");
+    let stubborn_ip = pod.status.and_then(|s| s.pod_ip).expect("podIP");
+    assert_ne!(stubborn_ip, ip, "each pod its own address");
+    eventually("the stubborn pod serving", Duration::from_secs(30), || report(&stubborn_ip)).await;
+    let pid = kubelet.pid(&uid, "probe").expect("running");
+    pods.delete("stubborn", &DeleteParams::default()).await.expect("delete");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(std::path::Path::new(&format!("/proc/{pid}")).exists(), "SIGTERM is ignored: it still runs within its grace period");
+    eventually("the stubborn pod removed after SIGKILL", Duration::from_secs(20), || async {
+        pods.get_opt("stubborn").await.ok().is_some_and(|p| p.is_none()).then_some(())
+    })
+    .await;
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "killed");
+}
+
+fn plane_port(plane: &ControlPlane) -> String {
+    let admin = kube::config::Kubeconfig::read_from(plane.dir.join("admin.kubeconfig")).expect("kubeconfig");
+    let server = admin.clusters[0].cluster.as_ref().and_then(|c| c.server.clone()).expect("server");
+    server.rsplit(':').next().expect("port").trim_end_matches('/').to_string()
+}
