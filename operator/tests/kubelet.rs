@@ -332,3 +332,86 @@ fn plane_port(plane: &ControlPlane) -> String {
     let server = admin.clusters[0].cluster.as_ref().and_then(|c| c.server.clone()).expect("server");
     server.rsplit(':').next().expect("port").trim_end_matches('/').to_string()
 }
+
+/// The pods of a Deployment with these labels that are Ready (by name), once there are `n`.
+async fn ready_pods(pods: &Api<Pod>, selector: &str, n: usize, what: &str) -> Vec<Pod> {
+    eventually(what, Duration::from_secs(120), || async {
+        let list = pods.list(&ListParams::default().labels(selector)).await.ok()?;
+        let ready: Vec<Pod> = list
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && condition(p, "Ready").as_deref() == Some("True"))
+            .collect();
+        (ready.len() == n).then_some(ready)
+    })
+    .await
+}
+
+/// A process's environment, from /proc.
+fn environ(pid: i32) -> Vec<(String, String)> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
+    raw.split(|b| *b == 0)
+        .filter(|v| !v.is_empty())
+        .filter_map(|v| String::from_utf8_lossy(v).split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
+        .collect()
+}
+
+/// `helm install` (the real Helm engine) in the default namespaced mode: the chart's Deployment
+/// runs its two operator replicas as pods under the kubelet — the `operator` binary with the
+/// chart's args and environment, readiness from its /readyz on the pod's own address — one of
+/// them takes the Lease, and each runs as the release's ServiceAccount: the token the kubelet
+/// projected at /var/run/secrets/kubernetes.io/serviceaccount, read inside the pod's mount
+/// namespace, is the ServiceAccount's (SelfSubjectReview), and there is no kubeconfig to fall
+/// back on (no KUBECONFIG, an empty HOME).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_installed_by_helm_runs_as_pods_under_its_service_account() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::coordination::v1::Lease;
+    let Some((plane, kubelet)) = node() else { return };
+    let Some(python) = helm::chart_python() else { return };
+    let admin = client_as(plane, "admin").await;
+    let ns = pod_namespace(&admin, "op").await;
+    let bots = namespace(&admin, "op-bots").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let release = "op";
+    let values = json!({"watchNamespaces": [bots], "telegram": {"apiUrl": fake.api_url()}});
+    helm::Helm::new(python, plane, &ns).install(release, &controlplane::repo().join("charts/botfleet"), &values);
+
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let selector = format!("app.kubernetes.io/instance={release},app.kubernetes.io/component=operator");
+    let replicas = ready_pods(&pods, &selector, 2, "two Ready operator pods").await;
+    let names: Vec<String> = replicas.iter().filter_map(|p| p.metadata.name.clone()).collect();
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &ns);
+    eventually("the Deployment available", Duration::from_secs(60), || async {
+        let d = deployments.get(&format!("{release}-botfleet")).await.ok()?;
+        (d.status?.available_replicas == Some(2)).then_some(())
+    })
+    .await;
+    let leases = Api::<Lease>::namespaced(admin.clone(), &ns);
+    let holder = eventually("a leader", Duration::from_secs(60), || async {
+        leases.get_opt("botfleet-operator").await.ok()??.spec?.holder_identity
+    })
+    .await;
+    assert!(names.contains(&holder), "the Lease holder {holder} is one of the pods {names:?}");
+
+    let account = format!("system:serviceaccount:{ns}:{release}-botfleet");
+    for pod in &replicas {
+        let uid = pod.metadata.uid.as_deref().expect("uid");
+        let token = kubelet
+            .exec(uid, "operator", &["cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"])
+            .expect("the token inside the pod");
+        assert_eq!(whoami(plane, token.trim()).await.as_deref(), Some(account.as_str()));
+        let env = environ(kubelet.pid(uid, "operator").expect("running"));
+        let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
+        assert_eq!(get("KUBECONFIG"), None);
+        let home = PathBuf::from(get("HOME").expect("HOME"));
+        assert_eq!(std::fs::read_dir(&home).map(|d| d.count()).ok(), Some(0), "an empty HOME");
+        assert_eq!(get("POD_NAME").as_deref(), pod.metadata.name.as_deref(), "the downward API");
+        let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+        assert_eq!(get("METRICS_ADDR"), Some(format!("{ip}:8080")), "the listen address is the pod's own");
+        let metrics = reqwest::get(format!("http://{ip}:8080/metrics")).await.expect("metrics").text().await.expect("text");
+        let leader = i64::from(pod.metadata.name.as_deref() == Some(holder.as_str()));
+        assert!(metrics.lines().any(|l| l == format!("botfleet_operator_leader {leader}")), "{metrics}");
+    }
+}

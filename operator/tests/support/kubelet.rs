@@ -226,6 +226,7 @@ impl Network {
                         use std::io::Write as _;
                         let _ = write!(f, "{}", std::process::id());
                         let net = Network { index, lock: lock.clone(), free: Mutex::new((2..=254).collect()) };
+                        on_exit(index, true);
                         let link = net.link();
                         let _ = ip(&["link", "del", &link]);
                         ip(&["link", "add", &link, "type", "bridge"])?;
@@ -275,6 +276,31 @@ impl Drop for Network {
     fn drop(&mut self) {
         let _ = ip(&["link", "del", &self.link()]);
         let _ = std::fs::remove_file(&self.lock);
+        on_exit(self.index, false);
+    }
+}
+
+/// The networks this process holds, removed at its exit: a test binary's shared kubelet is
+/// never dropped, and its interface would stay until the next kubelet start swept it.
+static HELD: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+
+fn on_exit(index: u8, held: bool) {
+    extern "C" fn release_all() {
+        let held = HELD.lock().map(|h| h.clone()).unwrap_or_default();
+        for index in held {
+            let _ = ip(&["link", "del", &format!("bfk{index}")]);
+            let _ = std::fs::remove_file(Path::new(NET_DIR).join(format!("net-{index}")));
+        }
+    }
+    static REGISTERED: std::sync::Once = std::sync::Once::new();
+    // SAFETY: registers a plain function; it runs once, at exit.
+    REGISTERED.call_once(|| unsafe {
+        libc::atexit(release_all);
+    });
+    let mut list = HELD.lock().expect("held networks");
+    list.retain(|i| *i != index);
+    if held {
+        list.push(index);
     }
 }
 
