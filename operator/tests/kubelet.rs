@@ -415,3 +415,141 @@ async fn the_operator_installed_by_helm_runs_as_pods_under_its_service_account()
         assert!(metrics.lines().any(|l| l == format!("botfleet_operator_leader {leader}")), "{metrics}");
     }
 }
+
+/// A BotInstance's condition `type_` (status, reason).
+async fn bot_condition(bots: &Api<kube::api::DynamicObject>, name: &str, type_: &str) -> Option<(String, String)> {
+    let bot = bots.get_opt(name).await.ok()??;
+    let conditions = bot.data.pointer("/status/conditions")?.as_array()?.clone();
+    let c = conditions.into_iter().find(|c| c["type"] == type_)?;
+    Some((c["status"].as_str()?.to_string(), c["reason"].as_str().unwrap_or_default().to_string()))
+}
+
+/// The whole path on a real control plane with pods that run: the operator installed by helm
+/// (pods under the kubelet), `config/samples/` applied (the bots in polling mode: the fake
+/// Telegram cannot reach the samples' public webhook URL) → the operator's ConfigMaps,
+/// Deployments, Services, PDB and HPA → the runtime pods (`bot-runtime serve` with the
+/// operator's configuration, token and payload-key volumes, DATABASE_URL/REDIS_URL from the
+/// namespace's Secrets) running and Ready → each BotInstance `Ready=True` → each pod's /metrics
+/// read through its own address, and its Service's EndpointSlice listing exactly the ready
+/// pods → simulated users of both bots onboard, match across the bots and chat through the fake
+/// Telegram.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
+    use bot_runtime::roles::simulate::{Person, text_of};
+    use bot_runtime::texts::Lang;
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    use botfleet_tests::fixtures::TestDb;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    const WAIT: Duration = Duration::from_secs(30);
+    let Some((plane, kubelet)) = node() else { return };
+    let Some(python) = helm::chart_python() else { return };
+    let runtime = images().into_iter().find(|i| i.repository.ends_with("bot-runtime")).expect("runtime image").binary;
+    assert!(runtime.exists(), "{} is missing: build it (cargo build -p bot-runtime; cargo test --workspace does)", runtime.display());
+    let admin = client_as(plane, "admin").await;
+    let ns = pod_namespace(&admin, "e2e").await;
+    let bots_ns = pod_namespace(&admin, "e2e-bots").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let sim = fake.sim();
+    let db = TestDb::create().await.expect("a fresh Postgres database");
+    let release = "e2e";
+    let values = json!({"watchNamespaces": [bots_ns], "telegram": {"apiUrl": fake.api_url()}});
+    helm::Helm::new(python, plane, &ns).install(release, &controlplane::repo().join("charts/botfleet"), &values);
+
+    // What docs/DEPLOY.md has users create: the token Secrets and the connection Secrets.
+    let usernames = [("alpha", "alpha_e2e_bot"), ("beta", "beta_e2e_bot")];
+    cluster::token_secrets(&admin, &bots_ns, &sim, &usernames, true).await;
+    let _ = sim.add_channel("alpha_news", "@alpha_news", None);
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &bots_ns);
+    for (name, url) in [("botfleet-postgres", db.url.clone()), ("botfleet-redis", botfleet_tests::fixtures::redis_url())] {
+        let secret = json!({"metadata": {"name": name}, "stringData": {"url": url}});
+        secrets.create(&PostParams::default(), &serde_json::from_value(secret).expect("secret")).await.expect("connection secret");
+    }
+    for mut doc in cluster::samples() {
+        if doc["kind"] == "BotInstance" {
+            doc["spec"]["ingress"] = json!({"mode": "Polling"});
+        }
+        let kind = doc["kind"].as_str().expect("kind").to_string();
+        let name = doc["metadata"]["name"].as_str().expect("name").to_string();
+        doc["metadata"]["namespace"] = json!(bots_ns);
+        let obj: kube::api::DynamicObject = serde_json::from_value(doc).expect("sample");
+        cluster::api_for(&admin, &bots_ns, &kind).create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+    }
+
+    // The operator's objects, and the runtime pods running under the kubelet.
+    let bots = cluster::api_for(&admin, &bots_ns, "BotInstance");
+    for (bot, _) in usernames {
+        eventually(&format!("{bot} Ready=True"), Duration::from_secs(120), || async {
+            (bot_condition(&bots, bot, "Ready").await?.0 == "True").then_some(())
+        })
+        .await;
+    }
+    let deployments = Api::<Deployment>::namespaced(admin.clone(), &bots_ns);
+    let pods = Api::<Pod>::namespaced(admin.clone(), &bots_ns);
+    let slices = Api::<EndpointSlice>::namespaced(admin.clone(), &bots_ns);
+    let hpa = Api::<HorizontalPodAutoscaler>::namespaced(admin.clone(), &bots_ns).get("alpha-runtime").await.expect("alpha's HPA");
+    assert_eq!((hpa.spec.min_replicas, hpa.spec.max_replicas), (Some(2), 6));
+    Api::<PodDisruptionBudget>::namespaced(admin.clone(), &bots_ns).get("beta-runtime").await.expect("beta's PDB");
+    for (bot, _) in usernames {
+        let deployment = deployments.get(&format!("{bot}-runtime")).await.expect("the bot's Deployment");
+        let selector = format!("app.kubernetes.io/name=bot-runtime,app.kubernetes.io/instance={bot}");
+        let running = ready_pods(&pods, &selector, 2, &format!("{bot}: two Ready runtime pods")).await;
+        let image = deployment.spec.template.spec.map(|s| s.containers[0].image.clone()).expect("template");
+        assert!(image.as_deref().is_some_and(|i| i.starts_with("ghcr.io/botfleet/bot-runtime:")), "{image:?}");
+        let mut ips = Vec::new();
+        for pod in &running {
+            assert_eq!(pod.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some(kubelet.node.as_str()));
+            let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+            let metrics = reqwest::get(format!("http://{ip}:8080/metrics")).await.expect("metrics").text().await.expect("text");
+            assert!(metrics.contains("botfleet_"), "{bot}'s pod {ip} serves its own /metrics: {metrics}");
+            ips.push(ip);
+        }
+        ips.sort();
+        eventually(&format!("{bot}'s EndpointSlice lists its ready pods"), Duration::from_secs(30), || async {
+            let list = slices.list(&ListParams::default().labels(&format!("kubernetes.io/service-name={bot}-runtime"))).await.ok()?;
+            let mut listed: Vec<String> = list
+                .items
+                .iter()
+                .flat_map(|s| s.endpoints.iter().flatten())
+                .filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+                .flat_map(|e| e.addresses.clone())
+                .collect();
+            listed.sort();
+            (listed == ips).then_some(())
+        })
+        .await;
+    }
+
+    // Users of both bots onboard, match across the bots and chat.
+    let mut ann = Person::new(&sim, "alpha_e2e_bot", "Ann", Lang::En).expect("Ann");
+    let mut bob = Person::new(&sim, "beta_e2e_bot", "Bob", Lang::En).expect("Bob");
+    ann.onboard("f", 25, &["@alpha_news".to_string()], WAIT).await.expect("Ann onboards on alpha");
+    bob.onboard("m", 31, &[], WAIT).await.expect("Bob onboards on beta");
+    ann.tap("menu_find").expect("search");
+    ann.expect_text("searching", WAIT).await.expect("Ann searching");
+    bob.tap("menu_find").expect("search");
+    ann.expect_text("matched", WAIT).await.expect("Ann matched");
+    bob.expect_text("matched", WAIT).await.expect("Bob matched");
+    ann.send("hello from alpha").expect("send");
+    let got = bob.expect("Ann's message", WAIT, |m| text_of(m) == "hello from alpha").await.expect("Bob hears Ann");
+    assert_eq!(got["from"]["username"], "beta_e2e_bot", "through his own bot: {got}");
+    bob.send("hi from beta").expect("send");
+    ann.expect("Bob's message", WAIT, |m| text_of(m) == "hi from beta").await.expect("Ann hears Bob");
+
+    // Delete the bots before the database goes.
+    for (bot, _) in usernames {
+        bots.delete(bot, &DeleteParams::default()).await.expect("delete bot");
+    }
+    for (bot, _) in usernames {
+        eventually(&format!("{bot} retired"), Duration::from_secs(90), || async {
+            bots.get_opt(bot).await.ok().is_some_and(|b| b.is_none()).then_some(())
+        })
+        .await;
+    }
+    eventually("the runtime pods gone", Duration::from_secs(90), || async {
+        pods.list(&ListParams::default().labels("app.kubernetes.io/name=bot-runtime")).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    db.drop_db().await.expect("drop the database");
+}
