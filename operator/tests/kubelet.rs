@@ -632,3 +632,122 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     stage("runtime pods gone");
     db.drop_db().await.expect("drop the database");
 }
+
+/// A `redis-server` without persistence (what the runtime refuses to start on), stopped when
+/// dropped.
+struct VolatileRedis {
+    child: std::process::Child,
+    url: String,
+}
+
+impl VolatileRedis {
+    async fn start() -> VolatileRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("a free port");
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server (.ci/run installs it)");
+        let redis = VolatileRedis { child, url: format!("redis://127.0.0.1:{port}") };
+        eventually("the volatile Redis answers", Duration::from_secs(10), || async {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+        })
+        .await;
+        redis
+    }
+}
+
+impl Drop for VolatileRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A runtime that cannot start, for real: its Redis has no persistence, so `bot-runtime serve`
+/// exits 1 and writes why to its termination-message file; the kubelet restarts it (the first
+/// time at once, then with back-off: CrashLoopBackOff) and reports the exit code and that
+/// message in the pod's status; the operator (in its pod) reads it into the BotInstance —
+/// `Ready=False`, reason RuntimeFailed — with a Warning Event. Once the Secret points at a
+/// Redis that keeps its data, the next restart picks it up and the bot becomes Ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_that_cannot_start_is_reported_on_its_bot_from_its_termination_message() {
+    use botfleet_tests::fake_telegram::FakeTelegram;
+    let Some((plane, _kubelet)) = node() else { return };
+    let Some(python) = helm::chart_python() else { return };
+    let admin = client_as(plane, "admin").await;
+    let ns = pod_namespace(&admin, "crash").await;
+    let bots_ns = pod_namespace(&admin, "crash-bots").await;
+    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    let volatile = VolatileRedis::start().await;
+    let db = botfleet_tests::fixtures::TestDb::create().await.expect("a fresh Postgres database");
+    let values = json!({"watchNamespaces": [bots_ns], "telegram": {"apiUrl": fake.api_url()}});
+    helm::Helm::new(python, plane, &ns).install("crash", &controlplane::repo().join("charts/botfleet"), &values);
+    cluster::token_secrets(&admin, &bots_ns, &fake.sim(), &[("alpha", "alpha_crash_e2e_bot")], true).await;
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &bots_ns);
+    for (name, url) in [("botfleet-postgres", db.url.clone()), ("botfleet-redis", volatile.url.clone())] {
+        let secret = json!({"metadata": {"name": name}, "stringData": {"url": url}});
+        secrets.create(&PostParams::default(), &serde_json::from_value(secret).expect("secret")).await.expect("connection secret");
+    }
+    let mut alpha = cluster::samples().into_iter().find(|d| d["kind"] == "BotInstance" && d["metadata"]["name"] == "alpha").expect("alpha");
+    alpha["spec"]["ingress"] = json!({"mode": "Polling"});
+    alpha["metadata"]["namespace"] = json!(bots_ns);
+    let bots = cluster::api_for(&admin, &bots_ns, "BotInstance");
+    bots.create(&PostParams::default(), &serde_json::from_value(alpha).expect("bot")).await.expect("alpha");
+
+    // The kubelet's side: exit code 1, the runtime's own words, restarts with back-off.
+    let pods = Api::<Pod>::namespaced(admin.clone(), &bots_ns);
+    let selector = "app.kubernetes.io/name=bot-runtime,app.kubernetes.io/instance=alpha";
+    let crashed = eventually("a runtime pod in CrashLoopBackOff", Duration::from_secs(90), || async {
+        let list = pods.list(&ListParams::default().labels(selector)).await.ok()?;
+        list.items.into_iter().find_map(|p| {
+            let c = container_status(&p)?;
+            (c["state"]["waiting"]["reason"] == "CrashLoopBackOff").then_some(c)
+        })
+    })
+    .await;
+    assert!(crashed["restartCount"].as_i64().is_some_and(|n| n >= 1), "{crashed}");
+    let last = &crashed["lastState"]["terminated"];
+    assert_eq!(last["exitCode"], 1, "{crashed}");
+    let words = last["message"].as_str().expect("a termination message");
+    assert!(words.contains("Redis would lose messages: appendonly is \"no\""), "{words}");
+    assert!(crashed["state"]["waiting"]["message"].as_str().is_some_and(|m| m.starts_with("back-off 10s restarting failed container=bot-runtime")));
+
+    // The operator's side: Ready=False with the reason, and an Event.
+    let (status, reason) = eventually("alpha Ready=False RuntimeFailed", Duration::from_secs(60), || async {
+        bot_condition(&bots, "alpha", "Ready").await.filter(|(_, r)| r == "RuntimeFailed")
+    })
+    .await;
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "RuntimeFailed"));
+    let bot = bots.get("alpha").await.expect("alpha");
+    let conditions = bot.data.pointer("/status/conditions").and_then(Value::as_array).cloned().unwrap_or_default();
+    let message = conditions.iter().find(|c| c["type"] == "Ready").and_then(|c| c["message"].as_str()).unwrap_or_default().to_string();
+    assert!(message.contains("exited with code 1 (Error)") && message.contains("appendonly is \"no\""), "{message}");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &bots_ns);
+    let event = eventually("a RuntimeFailed Event on alpha", Duration::from_secs(30), || async {
+        events.list(&ListParams::default()).await.ok()?.items.into_iter().find(|e| {
+            e.reason.as_deref() == Some("RuntimeFailed") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("alpha")
+        })
+    })
+    .await;
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+
+    // Fixed: the next start reads the Secret again, and the bot becomes Ready.
+    let good = json!({"stringData": {"url": botfleet_tests::fixtures::redis_url()}});
+    secrets.patch("botfleet-redis", &PatchParams::default(), &Patch::Merge(good)).await.expect("fix the Secret");
+    eventually("alpha Ready=True", Duration::from_secs(120), || async {
+        (bot_condition(&bots, "alpha", "Ready").await?.0 == "True").then_some(())
+    })
+    .await;
+    // Nothing recreates the runtimes once the operator is gone.
+    helm::Helm::new(helm::chart_python().expect("python"), plane, &ns).uninstall("crash");
+    Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), &bots_ns)
+        .delete_collection(&DeleteParams::background(), &ListParams::default().labels("app.kubernetes.io/name=bot-runtime"))
+        .await
+        .expect("delete the runtimes");
+    eventually("the runtime pods gone", Duration::from_secs(60), || async {
+        pods.list(&ListParams::default().labels(selector)).await.ok()?.items.is_empty().then_some(())
+    })
+    .await;
+    db.drop_db().await.expect("drop the database");
+}
