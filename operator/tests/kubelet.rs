@@ -539,6 +539,39 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     let mut bob = Person::new(&sim, "beta_e2e_bot", "Bob", Lang::En).expect("Bob");
     ann.onboard("f", 25, &["@alpha_news".to_string()], WAIT).await.expect("Ann onboards on alpha");
     bob.onboard("m", 31, &[], WAIT).await.expect("Bob onboards on beta");
+    stage("users onboarded");
+
+    // A price edited in a VipPlan reaches the running pods without a restart: the operator
+    // rewrites the bot's ConfigMap, the kubelet swaps the mounted file, the runtime reloads it.
+    let buy_label = |m: &Value| -> Option<String> {
+        let rows = m["reply_markup"]["inline_keyboard"].as_array()?;
+        rows.iter().flat_map(|r| r.as_array().cloned().unwrap_or_default()).find(|b| b["callback_data"] == "buy:vip-week")?["text"]
+            .as_str()
+            .map(str::to_string)
+    };
+    ann.send("/vip").expect("/vip");
+    let shop = ann.expect_text("shop", WAIT).await.expect("the shop");
+    assert!(buy_label(&shop).is_some_and(|l| l.contains("· 250 ⭐")), "{shop}");
+    let alpha_pods = |list: Vec<Pod>| list.into_iter().map(|p| (container_status(&p).map(|c| c["restartCount"].clone()), p.metadata.uid)).collect::<Vec<_>>();
+    let alpha_selector = "app.kubernetes.io/name=bot-runtime,app.kubernetes.io/instance=alpha";
+    let before = alpha_pods(pods.list(&ListParams::default().labels(alpha_selector)).await.expect("pods").items);
+    let plans = cluster::api_for(&admin, &bots_ns, "VipPlan");
+    plans.patch("vip-week", &PatchParams::default(), &Patch::Merge(json!({"spec": {"priceStars": 300}}))).await.expect("edit the price");
+    let mut asked = 0;
+    loop {
+        ann.send("/vip").expect("/vip");
+        let shop = ann.expect_text("shop", WAIT).await.expect("the shop");
+        if buy_label(&shop).is_some_and(|l| l.contains("· 300 ⭐")) {
+            break;
+        }
+        asked += 1;
+        assert!(asked < 20, "the new price never reached the pods: {shop}");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    let after = alpha_pods(pods.list(&ListParams::default().labels(alpha_selector)).await.expect("pods").items);
+    assert_eq!(after, before, "the same pods, not restarted");
+    stage("the new price served by the same pods");
+
     ann.tap("menu_find").expect("search");
     ann.expect_text("searching", WAIT).await.expect("Ann searching");
     bob.tap("menu_find").expect("search");
@@ -555,7 +588,6 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     // Token rotation: the token is rotated at Telegram (the old one is revoked at once) and the
     // Secret updated; the operator validates the new one (getMe) and rolls alpha's pods
     // (maxUnavailable 0). The two go on chatting through it: nothing is lost either way.
-    let alpha_selector = "app.kubernetes.io/name=bot-runtime,app.kubernetes.io/instance=alpha";
     let beta_selector = "app.kubernetes.io/name=bot-runtime,app.kubernetes.io/instance=beta";
     let uids = |list: Vec<Pod>| list.into_iter().filter_map(|p| p.metadata.uid).collect::<std::collections::BTreeSet<_>>();
     let alpha_before = uids(pods.list(&ListParams::default().labels(alpha_selector)).await.expect("pods").items);
@@ -617,6 +649,22 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     assert_eq!(uids(beta_now.clone()), beta_before, "beta's pods untouched");
     assert!(beta_now.iter().all(|p| condition(p, "Ready").as_deref() == Some("True")));
     stage("invalid token reported, pods untouched");
+
+    // Drift (on alpha: beta's invalid token holds its objects as they are): a field the
+    // operator owns (its Deployment's maxUnavailable: 0) is put back; a label someone else
+    // added stays.
+    let drift = json!({"metadata": {"labels": {"team": "payments"}}, "spec": {"strategy": {"rollingUpdate": {"maxUnavailable": 1}}}});
+    let drifted = deployments.patch("alpha-runtime", &PatchParams::default(), &Patch::Merge(drift)).await.expect("drift");
+    let max_unavailable = |d: &Deployment| d.spec.strategy.as_ref()?.rolling_update.as_ref()?.max_unavailable.clone();
+    assert_eq!(max_unavailable(&drifted), Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(1)), "drifted");
+    eventually("maxUnavailable put back, the label kept", Duration::from_secs(60), || async {
+        let d = deployments.get("alpha-runtime").await.ok()?;
+        let max = max_unavailable(&d);
+        let label = d.metadata.labels.as_ref()?.get("team").cloned();
+        (max == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0)) && label.as_deref() == Some("payments")).then_some(())
+    })
+    .await;
+    stage("drift reverted");
 
     // Before the database goes: the operator (so nothing recreates the runtimes), then the
     // runtimes. (Deleting a bot retires it, which drains for 90 s: not here.)
