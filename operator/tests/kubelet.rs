@@ -431,8 +431,12 @@ async fn bot_condition(bots: &Api<kube::api::DynamicObject>, name: &str, type_: 
 /// operator's configuration, token and payload-key volumes, DATABASE_URL/REDIS_URL from the
 /// namespace's Secrets) running and Ready → each BotInstance `Ready=True` → each pod's /metrics
 /// read through its own address, and its Service's EndpointSlice listing exactly the ready
-/// pods → simulated users of both bots onboard, match across the bots and chat through the fake
-/// Telegram.
+/// pods → simulated users of both bots onboard, a VipPlan price edit reaches the running pods
+/// without a restart, the users match across the bots and chat through the fake Telegram. Then
+/// the day-2 operations on the same fleet: a token rotation rolls alpha's pods while the two go
+/// on chatting and no message is lost; an invalid token on beta is reported and leaves its pods
+/// alone; drift of an owned field is reverted; deleting alpha retires it (its users leave the
+/// pool at once) and, after the drain, owner references take its objects.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     use bot_runtime::roles::simulate::{Person, text_of};
@@ -666,8 +670,35 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     .await;
     stage("drift reverted");
 
+    // Deleting a bot retires it: its configuration says retiring, its running pods take its
+    // users out of the pool at once (Ann is told the bot closes, Bob that his partner is gone),
+    // and once the drain is over the finalizer goes and owner references take its objects.
+    bots.delete("alpha", &DeleteParams::default()).await.expect("delete alpha");
+    ann.expect_text("bot_retiring", WAIT).await.expect("Ann told alpha closes");
+    bob.expect_text("partner_gone", WAIT).await.expect("Bob told his partner is gone");
+    let (status, reason) = bot_condition(&bots, "alpha", "Ready").await.expect("alpha, draining");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Retiring"));
+    stage("alpha retiring: its users out of the pool");
+    eventually("alpha gone after its drain", Duration::from_secs(180), || async {
+        bots.get_opt("alpha").await.ok().is_some_and(|b| b.is_none()).then_some(())
+    })
+    .await;
+    let config_maps = Api::<ConfigMap>::namespaced(admin.clone(), &bots_ns);
+    let services = Api::<Service>::namespaced(admin.clone(), &bots_ns);
+    eventually("alpha's objects collected", Duration::from_secs(60), || async {
+        let gone = deployments.get_opt("alpha-runtime").await.ok()?.is_none()
+            && services.get_opt("alpha-runtime").await.ok()?.is_none()
+            && config_maps.get_opt("alpha-config").await.ok()?.is_none()
+            && secrets.get_opt("alpha-runtime-token").await.ok()?.is_none()
+            && pods.list(&ListParams::default().labels(alpha_selector)).await.ok()?.items.is_empty();
+        gone.then_some(())
+    })
+    .await;
+    assert!(secrets.get_opt("alpha-bot-token").await.expect("get").is_some(), "the user's token Secret stays");
+    stage("alpha retired and collected");
+
     // Before the database goes: the operator (so nothing recreates the runtimes), then the
-    // runtimes. (Deleting a bot retires it, which drains for 90 s: not here.)
+    // runtimes.
     helm::Helm::new(helm::chart_python().expect("python"), plane, &ns).uninstall(release);
     Api::<Deployment>::namespaced(admin.clone(), &bots_ns)
         .delete_collection(&DeleteParams::background(), &ListParams::default().labels("app.kubernetes.io/name=bot-runtime"))
