@@ -216,7 +216,8 @@ async fn a_pod_runs_with_its_environment_volumes_probes_restarts_and_termination
         .expect("secret");
     let settings = json!({"metadata": {"name": "settings"}, "data": {"greeting": "hello", "ready": "no"}});
     config_maps.create(&pp, &serde_json::from_value(settings).expect("cm")).await.expect("configmap");
-    let service = json!({"metadata": {"name": "probe"}, "spec": {"selector": {"app": "probe"}, "ports": [{"port": 80, "targetPort": "http"}]}});
+    let service =
+        json!({"metadata": {"name": "probe"}, "spec": {"selector": {"app": "probe"}, "ports": [{"port": 80, "targetPort": "http"}]}});
     Api::<Service>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(service).expect("svc")).await.expect("service");
     pods.create(&pp, &probe_pod("probe", json!([]), 30)).await.expect("pod");
 
@@ -245,12 +246,18 @@ async fn a_pod_runs_with_its_environment_volumes_probes_restarts_and_termination
     assert_eq!(env["PLAIN"], "I am probe", "$(VAR) expanded");
     assert_eq!(env["HOSTNAME"], "probe");
     let port = plane_port(plane);
-    assert_eq!((env["KUBERNETES_SERVICE_HOST"].as_str(), env["KUBERNETES_SERVICE_PORT"].as_str()), (Some("127.0.0.1"), Some(port.as_str())));
+    assert_eq!(
+        (env["KUBERNETES_SERVICE_HOST"].as_str(), env["KUBERNETES_SERVICE_PORT"].as_str()),
+        (Some("127.0.0.1"), Some(port.as_str()))
+    );
     // A scrubbed environment: nothing of the test process (CARGO_*, DATABASE_URL, CI, …), no
     // kubeconfig, and a HOME that is empty.
     let keys: Vec<&str> = env.as_object().expect("env").keys().map(String::as_str).collect();
     for key in &keys {
-        assert!(!key.starts_with("CARGO") && !["KUBECONFIG", "DATABASE_URL", "REDIS_URL", "CI", "RUST_LOG"].contains(key), "{key} leaked: {keys:?}");
+        assert!(
+            !key.starts_with("CARGO") && !["KUBECONFIG", "DATABASE_URL", "REDIS_URL", "CI", "RUST_LOG"].contains(key),
+            "{key} leaked: {keys:?}"
+        );
     }
     let home = PathBuf::from(env["HOME"].as_str().expect("HOME"));
     assert_eq!(std::fs::read_dir(&home).map(|d| d.count()).ok(), Some(0), "an empty HOME: {}", home.display());
@@ -259,7 +266,11 @@ async fn a_pod_runs_with_its_environment_volumes_probes_restarts_and_termination
     let files = &seen["files"];
     assert_eq!(files["/etc/probe/secret/password"], "s3cret");
     assert_eq!(files["/etc/probe/config/greeting"], "hello");
-    assert!(files["/etc/probe/podinfo/labels"].as_str().is_some_and(|l| l.contains("pod=\"probe\"")), "{}", files["/etc/probe/podinfo/labels"]);
+    assert!(
+        files["/etc/probe/podinfo/labels"].as_str().is_some_and(|l| l.contains("pod=\"probe\"")),
+        "{}",
+        files["/etc/probe/podinfo/labels"]
+    );
     assert_eq!(files["/var/run/secrets/kubernetes.io/serviceaccount/namespace"], ns.as_str());
     let ca = std::fs::read_to_string(plane.dir.join("ca.crt")).expect("ca");
     assert_eq!(files["/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"], ca.as_str());
@@ -281,10 +292,11 @@ async fn a_pod_runs_with_its_environment_volumes_probes_restarts_and_termination
     let slices = Api::<EndpointSlice>::namespaced(admin.clone(), &ns);
     eventually("the EndpointSlice lists the pod's address, ready", Duration::from_secs(30), || async {
         let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=probe")).await.ok()?;
-        list.items.iter().flat_map(|s| s.endpoints.iter().flatten()).any(|e| {
-            e.addresses.contains(&ip) && e.conditions.as_ref().and_then(|c| c.ready) == Some(true)
-        })
-        .then_some(())
+        list.items
+            .iter()
+            .flat_map(|s| s.endpoints.iter().flatten())
+            .any(|e| e.addresses.contains(&ip) && e.conditions.as_ref().and_then(|c| c.ready) == Some(true))
+            .then_some(())
     })
     .await;
 
@@ -489,7 +501,10 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
         let name = doc["metadata"]["name"].as_str().expect("name").to_string();
         doc["metadata"]["namespace"] = json!(bots_ns);
         let obj: kube::api::DynamicObject = serde_json::from_value(doc).expect("sample");
-        cluster::api_for(&admin, &bots_ns, &kind).create(&PostParams::default(), &obj).await.unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
+        cluster::api_for(&admin, &bots_ns, &kind)
+            .create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("{kind} {name}: {e}"));
     }
 
     // The operator's objects, and the runtime pods running under the kubelet.
@@ -556,7 +571,9 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     ann.send("/vip").expect("/vip");
     let shop = ann.expect_text("shop", WAIT).await.expect("the shop");
     assert!(buy_label(&shop).is_some_and(|l| l.contains("· 250 ⭐")), "{shop}");
-    let alpha_pods = |list: Vec<Pod>| list.into_iter().map(|p| (container_status(&p).map(|c| c["restartCount"].clone()), p.metadata.uid)).collect::<Vec<_>>();
+    let alpha_pods = |list: Vec<Pod>| {
+        list.into_iter().map(|p| (container_status(&p).map(|c| c["restartCount"].clone()), p.metadata.uid)).collect::<Vec<_>>()
+    };
     let alpha_selector = "app.kubernetes.io/name=bot-runtime,app.kubernetes.io/instance=alpha";
     let before = alpha_pods(pods.list(&ListParams::default().labels(alpha_selector)).await.expect("pods").items);
     let plans = cluster::api_for(&admin, &bots_ns, "VipPlan");
@@ -626,7 +643,11 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
             if let Err(e) = to.expect(&text, WAIT, |m| text_of(m) == text).await {
                 let inbox = |user: i64, bot: &str| -> Vec<String> {
                     let entries = sim.inbox(user, Some(bot), 0).unwrap_or_default();
-                    entries.iter().filter_map(|e| serde_json::to_value(e).ok()).map(|v| text_of(&v["message"]).chars().take(90).collect()).collect()
+                    entries
+                        .iter()
+                        .filter_map(|e| serde_json::to_value(e).ok())
+                        .map(|v| text_of(&v["message"]).chars().take(90).collect())
+                        .collect()
                 };
                 let (ann_sees, bob_sees) = (inbox(ann_id, "alpha_e2e_bot"), inbox(bob_id, "beta_e2e_bot"));
                 panic!("lost in the rotation: {text} ({e}); Ann's chat: {ann_sees:#?}; Bob's chat: {bob_sees:#?}");
@@ -665,7 +686,8 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
         let d = deployments.get("alpha-runtime").await.ok()?;
         let max = max_unavailable(&d);
         let label = d.metadata.labels.as_ref()?.get("team").cloned();
-        (max == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0)) && label.as_deref() == Some("payments")).then_some(())
+        (max == Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(0)) && label.as_deref() == Some("payments"))
+            .then_some(())
     })
     .await;
     stage("drift reverted");
@@ -790,7 +812,11 @@ async fn a_runtime_that_cannot_start_is_reported_on_its_bot_from_its_termination
     assert_eq!(last["exitCode"], 1, "{crashed}");
     let words = last["message"].as_str().expect("a termination message");
     assert!(words.contains("Redis would lose messages: appendonly is \"no\""), "{words}");
-    assert!(crashed["state"]["waiting"]["message"].as_str().is_some_and(|m| m.starts_with("back-off 10s restarting failed container=bot-runtime")));
+    assert!(
+        crashed["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("back-off 10s restarting failed container=bot-runtime"))
+    );
 
     // The operator's side: Ready=False with the reason, and an Event.
     let (status, reason) = eventually("alpha Ready=False RuntimeFailed", Duration::from_secs(60), || async {
@@ -803,12 +829,13 @@ async fn a_runtime_that_cannot_start_is_reported_on_its_bot_from_its_termination
     let message = conditions.iter().find(|c| c["type"] == "Ready").and_then(|c| c["message"].as_str()).unwrap_or_default().to_string();
     assert!(message.contains("exited with code 1 (Error)") && message.contains("appendonly is \"no\""), "{message}");
     let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(admin.clone(), &bots_ns);
-    let event = eventually("a RuntimeFailed Event on alpha", Duration::from_secs(30), || async {
-        events.list(&ListParams::default()).await.ok()?.items.into_iter().find(|e| {
-            e.reason.as_deref() == Some("RuntimeFailed") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("alpha")
+    let event =
+        eventually("a RuntimeFailed Event on alpha", Duration::from_secs(30), || async {
+            events.list(&ListParams::default()).await.ok()?.items.into_iter().find(|e| {
+                e.reason.as_deref() == Some("RuntimeFailed") && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("alpha")
+            })
         })
-    })
-    .await;
+        .await;
     assert_eq!(event.type_.as_deref(), Some("Warning"));
 
     // Fixed: the next start reads the Secret again, and the bot becomes Ready.

@@ -86,4 +86,3 @@ pub fn manifest_objects(release: &Value) -> Vec<Value> {
         .filter(|v: &Value| v.is_object())
         .collect()
 }
-

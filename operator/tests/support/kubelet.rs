@@ -342,7 +342,8 @@ async fn run(
         let (config_maps, config_maps_writer) = reflector::store::<ConfigMap>();
         let secret_stream = reflector::reflector(secrets_writer, watcher(Api::<Secret>::all(client.clone()), watcher::Config::default()));
         tokio::spawn(secret_stream.default_backoff().for_each(|_| async {}));
-        let cm_stream = reflector::reflector(config_maps_writer, watcher(Api::<ConfigMap>::all(client.clone()), watcher::Config::default()));
+        let cm_stream =
+            reflector::reflector(config_maps_writer, watcher(Api::<ConfigMap>::all(client.clone()), watcher::Config::default()));
         tokio::spawn(cm_stream.default_backoff().for_each(|_| async {}));
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| format!("{e}"))?;
         let ctx = Arc::new(Ctx { client, config: config.clone(), shared: shared.clone(), api_host, api_port, secrets, config_maps, http });
@@ -364,12 +365,25 @@ async fn run(
     let pods = watcher(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default()).default_backoff();
     let mut pods = std::pin::pin!(pods);
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    // The pods of a (re)list: a pod deleted while the watch was down is missing from it.
+    let mut listed: Option<std::collections::HashSet<String>> = None;
     loop {
         tokio::select! {
             _ = &mut stop => break,
             event = pods.next() => match event {
+                Some(Ok(watcher::Event::Init)) => listed = Some(Default::default()),
+                Some(Ok(watcher::Event::InitDone)) => {
+                    if let Some(listed) = listed.take() {
+                        for (_, tx) in workers.extract_if(|uid, _| !listed.contains(uid)) {
+                            let _ = tx.send(None);
+                        }
+                    }
+                }
                 Some(Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod))) => {
                     let uid = pod.metadata.uid.clone().unwrap_or_default();
+                    if let Some(listed) = listed.as_mut() {
+                        listed.insert(uid.clone());
+                    }
                     match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
                         None if pod.metadata.deletion_timestamp.is_none() => {
                             tokio::spawn(bind(ctx.clone(), pod));
@@ -391,7 +405,6 @@ async fn run(
                         let _ = tx.send(None);
                     }
                 }
-                Some(Ok(_)) => {}
                 Some(Err(e)) => eprintln!("kubelet: pod watch: {e}"),
                 None => break,
             }
@@ -425,9 +438,7 @@ async fn register_node(ctx: &Ctx) -> Result<(), String> {
 
 async fn node_status(ctx: &Ctx) -> Result<(), String> {
     let t = now();
-    let condition = |type_: &str, status: &str, reason: &str, message: &str| {
-        json!({"type": type_, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t})
-    };
+    let condition = |type_: &str, status: &str, reason: &str, message: &str| json!({"type": type_, "status": status, "reason": reason, "message": message, "lastHeartbeatTime": t, "lastTransitionTime": t});
     let resources = json!({"cpu": "2", "memory": "8Gi", "pods": "110", "ephemeral-storage": "20Gi"});
     let status = json!({"status": {
         "conditions": [
@@ -751,7 +762,8 @@ async fn step(p: &mut PodCtx, pod: &Pod, runs: &mut [Run]) {
 /// Runs the probe when it is due; Some(outcome) when it ran.
 async fn due_probe(p: &PodCtx, c: &Container, probe: &Probe, state: &mut ProbeState, started: Instant) -> Option<bool> {
     let now = Instant::now();
-    let next = *state.next.get_or_insert(started + Duration::from_secs(u64::try_from(probe.initial_delay_seconds.unwrap_or(0)).unwrap_or(0)));
+    let next =
+        *state.next.get_or_insert(started + Duration::from_secs(u64::try_from(probe.initial_delay_seconds.unwrap_or(0)).unwrap_or(0)));
     if now < next {
         return None;
     }
@@ -826,7 +838,10 @@ async fn stop_all(p: &PodCtx, runs: &mut [Run], grace: Duration) {
             let exit = run.child.as_mut().and_then(|child| child.try_wait().ok().flatten());
             run.child = None;
             run.ready = false;
-            let code = exit.and_then(|e| e.code()).unwrap_or(137);
+            let code = exit.map_or(137, |e| {
+                use std::os::unix::process::ExitStatusExt as _;
+                e.code().unwrap_or_else(|| 128 + e.signal().unwrap_or(9))
+            });
             run.terminated = Some(json!({"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }, "startedAt": run.started_at, "finishedAt": now()}));
             run.done = true;
         });
@@ -1023,16 +1038,18 @@ async fn container_env(p: &PodCtx, pod: &Pod, c: &Container, image: &Image) -> R
         let prefix = from.prefix.clone().unwrap_or_default();
         if let Some(r) = &from.secret_ref {
             match get_secret(p, &r.name).await.map_err(config_error)? {
-                Some(s) => env.extend(secret_data(&s).into_iter().map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned()))),
+                Some(s) => {
+                    env.extend(secret_data(&s).into_iter().map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned())))
+                }
                 None if r.optional == Some(true) => {}
                 None => return Err(config_error(format!("secret \"{}\" not found", r.name))),
             }
         }
         if let Some(r) = &from.config_map_ref {
             match get_config_map(p, &r.name).await.map_err(config_error)? {
-                Some(cm) => {
-                    env.extend(config_map_data(&cm).into_iter().map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned())))
-                }
+                Some(cm) => env.extend(
+                    config_map_data(&cm).into_iter().map(|(k, v)| (format!("{prefix}{k}"), String::from_utf8_lossy(&v).into_owned())),
+                ),
                 None if r.optional == Some(true) => {}
                 None => return Err(config_error(format!("configmap \"{}\" not found", r.name))),
             }
@@ -1309,11 +1326,16 @@ async fn volume_files(p: &mut PodCtx, pod: &Pod, v: &Volume) -> Result<Files, St
             if let Some(d) = &source.downward_api {
                 for item in d.items.clone().unwrap_or_default() {
                     let Some(f) = &item.field_ref else { return Err("resourceFieldRef is not supported by the process kubelet".into()) };
-                    files.push((item.path.clone(), field(p, pod, &f.field_path)?.into_bytes(), item.mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(mode)));
+                    files.push((
+                        item.path.clone(),
+                        field(p, pod, &f.field_path)?.into_bytes(),
+                        item.mode.and_then(|m| u32::try_from(m).ok()).unwrap_or(mode),
+                    ));
                 }
             }
             if let Some(t) = &source.service_account_token {
-                let token = service_account_token(p, pod, t.audience.clone().unwrap_or_default(), t.expiration_seconds.unwrap_or(3600)).await?;
+                let token =
+                    service_account_token(p, pod, t.audience.clone().unwrap_or_default(), t.expiration_seconds.unwrap_or(3600)).await?;
                 files.push((t.path.clone(), token.into_bytes(), mode));
             }
         }
@@ -1355,11 +1377,8 @@ fn write_atomic(dir: &Path, files: &Files) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir)?;
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let stamp = format!(
-        "..{}_{}",
-        jiff::Timestamp::now().strftime("%Y_%m_%d_%H_%M_%S.%f"),
-        N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    );
+    let stamp =
+        format!("..{}_{}", jiff::Timestamp::now().strftime("%Y_%m_%d_%H_%M_%S.%f"), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
     let new = dir.join(&stamp);
     std::fs::create_dir(&new)?;
     for (path, bytes, mode) in files {
