@@ -41,6 +41,12 @@ fn images() -> Vec<Image> {
     ]
 }
 
+/// The runtime's binary must be there (another package's: `cargo test --workspace` builds it).
+fn runtime_built() {
+    let runtime = images().into_iter().find(|i| i.repository.ends_with("bot-runtime")).expect("runtime image").binary;
+    assert!(runtime.exists(), "{} is missing: build it (cargo build -p bot-runtime; cargo test --workspace does)", runtime.display());
+}
+
 /// The binary's control plane with its kubelet, or None (with the reason printed) where they
 /// cannot run and CI is not set.
 fn node() -> Option<(&'static ControlPlane, &'static Kubelet)> {
@@ -463,8 +469,7 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     let stage = |what: &str| eprintln!("[{:6.1} s] {what}", t0.elapsed().as_secs_f64());
     let Some((plane, kubelet)) = node() else { return };
     let Some(python) = helm::chart_python() else { return };
-    let runtime = images().into_iter().find(|i| i.repository.ends_with("bot-runtime")).expect("runtime image").binary;
-    assert!(runtime.exists(), "{} is missing: build it (cargo build -p bot-runtime; cargo test --workspace does)", runtime.display());
+    runtime_built();
     let admin = client_as(plane, "admin").await;
     let ns = pod_namespace(&admin, "e2e").await;
     let bots_ns = pod_namespace(&admin, "e2e-bots").await;
@@ -776,6 +781,7 @@ async fn a_runtime_that_cannot_start_is_reported_on_its_bot_from_its_termination
     use botfleet_tests::fake_telegram::FakeTelegram;
     let Some((plane, _kubelet)) = node() else { return };
     let Some(python) = helm::chart_python() else { return };
+    runtime_built();
     let admin = client_as(plane, "admin").await;
     let ns = pod_namespace(&admin, "crash").await;
     let bots_ns = pod_namespace(&admin, "crash-bots").await;
