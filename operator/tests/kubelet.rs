@@ -21,6 +21,8 @@ use serde_json::{Value, json};
 mod cluster;
 #[path = "support/controlplane.rs"]
 mod controlplane;
+#[path = "support/front.rs"]
+mod front;
 #[path = "support/helm.rs"]
 mod helm;
 #[path = "support/kubelet.rs"]
@@ -443,8 +445,9 @@ async fn bot_condition(bots: &Api<kube::api::DynamicObject>, name: &str, type_: 
 }
 
 /// The whole path on a real control plane with pods that run: the operator installed by helm
-/// (pods under the kubelet), `config/samples/` applied (the bots in polling mode: the fake
-/// Telegram cannot reach the samples' public webhook URL) → the operator's ConfigMaps,
+/// (pods under the kubelet), `config/samples/` applied — beta in webhook mode, its publicUrl an
+/// HTTPS front with the control plane's CA (which the fake Telegram trusts) passing
+/// `/telegram/beta` to beta's ready pods; alpha polling — → the operator's ConfigMaps,
 /// Deployments, Services, PDB and HPA → the runtime pods (`bot-runtime serve` with the
 /// operator's configuration, token and payload-key volumes, DATABASE_URL/REDIS_URL from the
 /// namespace's Secrets) running and Ready → each BotInstance `Ready=True` → each pod's /metrics
@@ -473,8 +476,13 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     let admin = client_as(plane, "admin").await;
     let ns = pod_namespace(&admin, "e2e").await;
     let bots_ns = pod_namespace(&admin, "e2e-bots").await;
-    let fake = FakeTelegram::start().await.expect("fake Telegram");
+    // beta takes webhooks through an HTTPS front with the control plane's CA, which the fake
+    // Telegram trusts; alpha polls.
+    let ca = std::fs::read(plane.dir.join("ca.crt")).expect("the control plane's CA");
+    let fake = FakeTelegram::start_trusting(&ca).await.expect("fake Telegram");
     let sim = fake.sim();
+    let ingress =
+        front::HttpsFront::start(&plane.dir.join("apiserver.crt"), &plane.dir.join("apiserver.key"), admin.clone(), &bots_ns).await;
     let db = TestDb::create().await.expect("a fresh Postgres database");
     let release = "e2e";
     let values = json!({"watchNamespaces": [bots_ns], "telegram": {"apiUrl": fake.api_url()}});
@@ -491,8 +499,11 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
         secrets.create(&PostParams::default(), &serde_json::from_value(secret).expect("secret")).await.expect("connection secret");
     }
     for mut doc in cluster::samples() {
-        if doc["kind"] == "BotInstance" {
+        if doc["metadata"]["name"] == "alpha" {
             doc["spec"]["ingress"] = json!({"mode": "Polling"});
+        }
+        if doc["metadata"]["name"] == "beta" {
+            doc["spec"]["ingress"]["publicUrl"] = json!(ingress.url);
         }
         // The samples' per-user budget (1/s, burst 5) is spent when the update is processed,
         // not when it was sent: the backlog a user builds at 1/s while a rotation stops the
@@ -557,6 +568,15 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
         .await;
     }
 
+    // beta's webhook, registered by the operator, points at the front.
+    let beta_token = sim.bots().into_iter().find(|b| b.username == "beta_e2e_bot").expect("beta").token;
+    let info: Value =
+        reqwest::get(fake.method_url(&beta_token, "getWebhookInfo")).await.expect("getWebhookInfo").json().await.expect("json");
+    assert_eq!(info["result"]["url"], format!("{}/telegram/beta", ingress.url), "{info}");
+    let webhook_info = || async {
+        let info: Value = reqwest::get(fake.method_url(&beta_token, "getWebhookInfo")).await.ok()?.json().await.ok()?;
+        Some(info["result"].clone())
+    };
     stage("runtime pods ready, metrics and endpoints checked");
     // Users of both bots onboard, match across the bots and chat.
     let mut ann = Person::new(&sim, "alpha_e2e_bot", "Ann", Lang::En).expect("Ann");
@@ -608,6 +628,9 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     assert_eq!(got["from"]["username"], "beta_e2e_bot", "through his own bot: {got}");
     bob.send("hi from beta").expect("send");
     ann.expect("Bob's message", WAIT, |m| text_of(m) == "hi from beta").await.expect("Ann hears Bob");
+    // Bob's updates went to beta's pods through the front: delivered, none failed.
+    let info = webhook_info().await.expect("getWebhookInfo");
+    assert!(info["pending_update_count"] == 0 && info.get("last_error_message").is_none(), "{info}");
 
     stage("users chatted");
 
