@@ -27,7 +27,7 @@ mod front;
 mod helm;
 #[path = "support/kubelet.rs"]
 mod kubelet;
-use cluster::{client_as, control_plane, eventually, namespace};
+use cluster::{client_as, control_plane, eventually, namespace, own_control_plane};
 use controlplane::ControlPlane;
 use kubelet::{Image, Kubelet, KubeletConfig};
 
@@ -885,4 +885,42 @@ async fn a_runtime_that_cannot_start_is_reported_on_its_bot_from_its_termination
     })
     .await;
     db.drop_db().await.expect("drop the database");
+}
+
+/// A kubelet that is dropped leaves nothing behind: its containers are killed, its Node is
+/// deleted, its interface (with every pod address) and its network claim are gone. On a control
+/// plane of its own, so that no other test's pod is bound to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_kubelet_leaves_no_process_interface_or_node() {
+    use k8s_openapi::api::core::v1::Node;
+    let Some(plane) = own_control_plane("dropped-kubelet") else { return };
+    let config = KubeletConfig {
+        node: format!("process-{}-dropped", std::process::id()),
+        kubeconfig: plane.dir.join("admin.kubeconfig"),
+        ca_file: plane.dir.join("ca.crt"),
+        root: plane.dir.join("kubelet"),
+        images: images(),
+    };
+    let kubelet = tokio::task::spawn_blocking(move || Kubelet::start(config)).await.expect("join").expect("the kubelet starts");
+    let admin = client_as(&plane, "admin").await;
+    let ns = pod_namespace(&admin, "dropped").await;
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let pp = PostParams::default();
+    let secret = json!({"metadata": {"name": "creds"}, "stringData": {"password": "x"}});
+    Api::<Secret>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(secret).expect("secret")).await.expect("secret");
+    let settings = json!({"metadata": {"name": "settings"}, "data": {"greeting": "hi", "ready": "yes"}});
+    Api::<ConfigMap>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(settings).expect("cm")).await.expect("configmap");
+    pods.create(&pp, &probe_pod("probe", json!([]), 30)).await.expect("pod");
+    let pod = pod_where(&pods, "probe", "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    let pid = kubelet.pid(pod.metadata.uid.as_deref().expect("uid"), "probe").expect("running");
+    let (link, node) = (kubelet.interface(), kubelet.node.clone());
+    let link_exists = |link: &str| std::process::Command::new("ip").args(["link", "show", link]).output().is_ok_and(|o| o.status.success());
+    assert!(link_exists(&link));
+
+    tokio::task::spawn_blocking(move || drop(kubelet)).await.expect("drop");
+    assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "the container was killed");
+    assert!(!link_exists(&link), "{link} removed, and the pod addresses with it");
+    let claim = link.replace("bfk", "net-");
+    assert!(!std::path::Path::new("/run/botfleet-kubelet").join(&claim).exists(), "{claim} released");
+    assert!(Api::<Node>::all(admin.clone()).get_opt(&node).await.expect("get").is_none(), "the Node deleted");
 }

@@ -165,6 +165,11 @@ impl Kubelet {
         }
     }
 
+    /// The network interface holding the node's and the pods' addresses.
+    pub fn interface(&self) -> String {
+        self.shared.net.link()
+    }
+
     /// The pid of a running container (its process group), if it runs.
     pub fn pid(&self, pod_uid: &str, container: &str) -> Option<i32> {
         self.shared.processes.lock().expect("processes").get(&format!("{pod_uid}/{container}")).copied()
@@ -365,6 +370,7 @@ async fn run(
     let pods = watcher(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default()).default_backoff();
     let mut pods = std::pin::pin!(pods);
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
+    let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
     // The pods of a (re)list: a pod deleted while the watch was down is missing from it.
     let mut listed: Option<std::collections::HashSet<String>> = None;
     loop {
@@ -393,7 +399,7 @@ async fn run(
                                 let _ = tx.send(Some(pod));
                             } else {
                                 let (tx, rx) = watch::channel(Some(pod));
-                                tokio::spawn(pod_worker(ctx.clone(), rx));
+                                running.push(tokio::spawn(pod_worker(ctx.clone(), rx)));
                                 workers.insert(uid, tx);
                             }
                         }
@@ -410,6 +416,11 @@ async fn run(
             }
         }
     }
+    // Stopped: every pod's containers are killed and reaped (no zombie is left), then the Node goes.
+    for (_, tx) in workers.drain() {
+        let _ = tx.send(None);
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(running)).await;
     shared.kill_all();
     let _ = Api::<Node>::all(ctx.client.clone()).delete(&ctx.config.node, &DeleteParams::default()).await;
 }
