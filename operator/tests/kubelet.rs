@@ -436,6 +436,17 @@ async fn the_operator_installed_by_helm_runs_as_pods_under_its_service_account()
     }
 }
 
+/// Deletes the Redis keys of the pools of namespace `ns` (`bf:{pool:<ns>/<pool>}:…`): the
+/// runtimes share the test Redis, and their keys would outlive the test.
+async fn forget_redis_keys(ns: &str) {
+    let Ok(client) = redis::Client::open(botfleet_tests::fixtures::redis_url()) else { return };
+    let Ok(mut conn) = client.get_multiplexed_async_connection().await else { return };
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("bf:{{pool:{ns}/*")).query_async(&mut conn).await.unwrap_or_default();
+    for chunk in keys.chunks(500) {
+        let _: Result<i64, _> = redis::cmd("DEL").arg(chunk).query_async(&mut conn).await;
+    }
+}
+
 /// A BotInstance's condition `type_` (status, reason).
 async fn bot_condition(bots: &Api<kube::api::DynamicObject>, name: &str, type_: &str) -> Option<(String, String)> {
     let bot = bots.get_opt(name).await.ok()??;
@@ -759,6 +770,7 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
     })
     .await;
     stage("runtime pods gone");
+    forget_redis_keys(&bots_ns).await;
     db.drop_db().await.expect("drop the database");
 }
 
@@ -884,6 +896,7 @@ async fn a_runtime_that_cannot_start_is_reported_on_its_bot_from_its_termination
         pods.list(&ListParams::default().labels(selector)).await.ok()?.items.is_empty().then_some(())
     })
     .await;
+    forget_redis_keys(&bots_ns).await;
     db.drop_db().await.expect("drop the database");
 }
 
