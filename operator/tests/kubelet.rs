@@ -382,7 +382,9 @@ fn environ(pid: i32) -> Vec<(String, String)> {
 /// them takes the Lease, and each runs as the release's ServiceAccount: the token the kubelet
 /// projected at /var/run/secrets/kubernetes.io/serviceaccount, read inside the pod's mount
 /// namespace, is the ServiceAccount's (SelfSubjectReview), and there is no kubeconfig to fall
-/// back on (no KUBECONFIG, an empty HOME).
+/// back on (no KUBECONFIG, an empty HOME). When the leader's container crashes, the kubelet
+/// restarts it; when its pod is deleted at once, another replica takes the Lease within the
+/// Lease's duration and the Deployment replaces the pod.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_installed_by_helm_runs_as_pods_under_its_service_account() {
     use botfleet_tests::fake_telegram::FakeTelegram;
@@ -434,6 +436,38 @@ async fn the_operator_installed_by_helm_runs_as_pods_under_its_service_account()
         let leader = i64::from(pod.metadata.name.as_deref() == Some(holder.as_str()));
         assert!(metrics.lines().any(|l| l == format!("botfleet_operator_leader {leader}")), "{metrics}");
     }
+
+    // The leader's container crashes (SIGKILL): the kubelet restarts it in the same pod, which
+    // keeps its name — and so its identity: the Lease stays with a live replica.
+    let leader = replicas.iter().find(|p| p.metadata.name.as_deref() == Some(holder.as_str())).expect("the leader's pod");
+    kubelet.kill(leader.metadata.uid.as_deref().expect("uid"), "operator").expect("kill the leader");
+    pod_where(&pods, &holder, "the crashed replica restarted and ready", |p| {
+        container_status(p).is_some_and(|c| c["restartCount"] == 1 && c["lastState"]["terminated"]["exitCode"] == 137)
+            && condition(p, "Ready").as_deref() == Some("True")
+    })
+    .await;
+
+    // The leader's pod is deleted at once (grace 0, as when its node is lost): the Lease goes to
+    // another replica within its duration, and the Deployment is back to two ready pods.
+    let holder = eventually("a leader after the crash", Duration::from_secs(60), || async {
+        let holder = leases.get_opt("botfleet-operator").await.ok()??.spec?.holder_identity?;
+        names.contains(&holder).then_some(holder)
+    })
+    .await;
+    let duration = leases.get("botfleet-operator").await.expect("lease").spec.and_then(|s| s.lease_duration_seconds).expect("duration");
+    let deleted_at = std::time::Instant::now();
+    pods.delete(&holder, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() }).await.expect("delete the leader's pod");
+    let new_holder = eventually("another replica holds the Lease", Duration::from_secs(60), || async {
+        let now = leases.get_opt("botfleet-operator").await.ok()??.spec?.holder_identity?;
+        (now != holder).then_some(now)
+    })
+    .await;
+    let handover = deleted_at.elapsed();
+    eprintln!("handover to {new_holder} after {:.1} s (Lease duration {duration} s)", handover.as_secs_f64());
+    let bound = Duration::from_secs(u64::try_from(duration).expect("duration") + 3);
+    assert!(handover <= bound, "another replica took {handover:?} to take over (Lease duration {duration} s)");
+    let replicas = ready_pods(&pods, &selector, 2, "two Ready operator pods again").await;
+    assert!(replicas.iter().any(|p| p.metadata.name.as_deref() == Some(new_holder.as_str())), "the new leader is a live pod");
 }
 
 /// Deletes the Redis keys of the pools of namespace `ns` (`bf:{pool:<ns>/<pool>}:…`): the

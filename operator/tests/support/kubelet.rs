@@ -175,6 +175,14 @@ impl Kubelet {
         self.shared.processes.lock().expect("processes").get(&format!("{pod_uid}/{container}")).copied()
     }
 
+    /// Kills a running container (SIGKILL to its process group), as a crash would: the
+    /// kubelet restarts it by the pod's restart policy.
+    pub fn kill(&self, pod_uid: &str, container: &str) -> Result<(), String> {
+        let pid = self.pid(pod_uid, container).ok_or_else(|| format!("{container} of pod {pod_uid} is not running"))?;
+        // SAFETY: signalling a process group the kubelet created.
+        if unsafe { libc::kill(-pid, libc::SIGKILL) } == 0 { Ok(()) } else { Err(std::io::Error::last_os_error().to_string()) }
+    }
+
     /// Runs `argv` inside a running container's mount namespace (`nsenter --mount`), as
     /// `kubectl exec` would (same files, not the same environment); returns its stdout.
     pub fn exec(&self, pod_uid: &str, container: &str, argv: &[&str]) -> Result<String, String> {
