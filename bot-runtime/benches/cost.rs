@@ -17,7 +17,7 @@
 //! Phases:
 //! 1. **idle**: one webhook bot, no traffic, for BENCH_IDLE_SECS;
 //! 2. **at the limit**: chat messages arrive at BENCH_LIMIT/s (Telegram's default 30/s per bot)
-//!    on top of a backlog of 10 s of sends, with the bot's outbound limit at BENCH_LIMIT/s and
+//!    on top of a backlog of 2 s of sends, with the bot's outbound limit at BENCH_LIMIT/s and
 //!    the fake Telegram enforcing its flood limits: sends/s delivered, 429s, CPU of all three;
 //! 3. **relay efficiency**: BENCH_CONCURRENCY clients push chat messages as fast as they can
 //!    for BENCH_SAT_SECS (outbound limit lifted): relayed updates per CPU-second counting the
@@ -28,14 +28,17 @@
 //!    probe chat's latency is back to at most twice what it was before;
 //! 5. **a Redis restart**: 100 messages/s while Redis is stopped (SIGTERM) for
 //!    BENCH_FAULT_SECS (30) and started again on its AOF; refused updates are offered again
-//!    after (as Telegram redelivers); lost, and whether the runtime kept running.
+//!    after (as Telegram redelivers); lost, and whether the runtime kept running;
+//! 6. **Postgres unreachable**: the same traffic while every connection to Postgres is reset
+//!    and new ones refused for BENCH_FAULT_SECS (a TCP hop in front of it: what a restart or
+//!    failover looks like to the runtime; the shared server itself is not restarted).
 //!
 //! The load generator and the fake Telegram share the 2 cores: wall-clock rates are floors;
 //! CPU-seconds are each process's own.
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{PrivateRedis, Serve, cpu_seconds, env_or, rss_kib};
+use common::{PrivateRedis, Serve, TcpCut, cpu_seconds, env_or, rss_kib};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -251,6 +254,142 @@ async fn offer_until_accepted(http: &reqwest::Client, url: &str, bodies: Vec<Str
     accepted
 }
 
+/// What a fault phase takes away for a while.
+enum Dependency<'a> {
+    /// Stopped (SIGTERM: its AOF flushed), then started again on the same files.
+    Redis(&'a mut PrivateRedis),
+    /// Every connection reset and the port closed, then opened again.
+    Postgres(&'a mut TcpCut),
+}
+
+impl Dependency<'_> {
+    fn take_away(&mut self) {
+        match self {
+            Dependency::Redis(r) => r.stop(),
+            Dependency::Postgres(p) => p.cut(),
+        }
+    }
+    async fn give_back(&mut self) {
+        match self {
+            Dependency::Redis(r) => r.restart(),
+            Dependency::Postgres(p) => p.restore().await,
+        }
+    }
+}
+
+/// The traffic of a fault phase: chat messages at `rate`/s for `fault_secs` + 20 s, the
+/// dependency gone from the 10th second for `fault_secs`.
+struct Traffic<'a> {
+    http: &'a reqwest::Client,
+    url: &'a str,
+    base: &'a str,
+    sim: &'a Sim,
+    rate: u64,
+    fault_secs: u64,
+}
+
+/// What a fault phase saw.
+struct Faulted {
+    outcome: Offered,
+    /// Refused updates accepted when offered again afterwards.
+    again: u64,
+    expected: u64,
+    delivered: u64,
+    given_up: u64,
+    /// From the dependency's return to the runtime's /readyz answering 200.
+    ready_after: Duration,
+    alive_while_down: bool,
+    alive: bool,
+}
+
+impl Faulted {
+    fn lost(&self) -> u64 {
+        self.expected.saturating_sub(self.delivered + self.given_up)
+    }
+}
+
+impl Traffic<'_> {
+    async fn through(&self, mut dependency: Dependency<'_>, feed: &mut Feed, child: &mut std::process::Child) -> Faulted {
+        let (http, base, sim) = (self.http, self.base, self.sim);
+        let bodies = feed.load(sim, (self.rate * (self.fault_secs + 20)) as usize);
+        let senders: Vec<i64> = bodies
+            .iter()
+            .filter_map(|b| serde_json::from_str::<Value>(b).ok()?.pointer("/message/from/id")?.as_i64())
+            .collect();
+        let phase_start_ms = sim_now_ms();
+        let sent_before = copies(sim);
+        let given_up_before = metric(http, base, "botfleet_outbox_given_up_total{").await as u64;
+        let (down_http, down_url, rate) = (http.clone(), self.url.to_string(), self.rate);
+        let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        dependency.take_away();
+        tokio::time::sleep(Duration::from_secs(self.fault_secs)).await;
+        let alive_while_down = child.try_wait().ok().flatten().is_none();
+        dependency.give_back().await;
+        let ready_after = ready_again(http, base).await;
+        let outcome = traffic.await.expect("the traffic task");
+        let again = offer_until_accepted(http, self.url, outcome.refused_bodies.clone()).await;
+        let expected = outcome.accepted + again;
+        settle(http, base, Duration::from_secs(600)).await;
+        // The depth gauges lag a few seconds: late is not lost (a minute more at most).
+        let delivered = wait_delivered(sim, sent_before + expected, Duration::from_secs(60)).await - sent_before;
+        let given_up = metric(http, base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
+        let alive = child.try_wait().ok().flatten().is_none();
+        let faulted = Faulted { outcome, again, expected, delivered, given_up, ready_after, alive_while_down, alive };
+        if faulted.lost() > 0 {
+            explain_missing(sim, &senders, phase_start_ms);
+        }
+        faulted
+    }
+}
+
+fn sim_now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Which partners got fewer copies than their partner sent since `since_ms`, and what else
+/// the bot sent them or the sender then (seeded pairs: 1–2, 3–4, …).
+fn explain_missing(sim: &Sim, senders: &[i64], since_ms: i64) {
+    let mut sent: std::collections::BTreeMap<i64, usize> = Default::default();
+    for s in senders {
+        *sent.entry(*s).or_default() += 1;
+    }
+    let partner = |u: i64| if u % 2 == 1 { u + 1 } else { u - 1 };
+    let texts = |user: i64| -> Vec<String> {
+        sim.inbox(user, Some("alpha_bot"), 0)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|e| e.at_ms >= since_ms)
+            .map(|e| match serde_json::to_value(&e.event) {
+                Ok(v) => v.pointer("/message/text").and_then(Value::as_str).unwrap_or("(no text)").chars().take(60).collect(),
+                Err(_) => "?".into(),
+            })
+            .collect()
+    };
+    for (u, n) in sent {
+        let got = texts(partner(u));
+        let copies = got.iter().filter(|t| t.as_str() == "bench message").count();
+        if copies < n {
+            let other: Vec<&String> = got.iter().filter(|t| t.as_str() != "bench message").collect();
+            println!("  missing: {u} sent {n}, partner {} got {copies} copies; other messages to the partner {other:?}; to the sender {:?}", partner(u), texts(u));
+        }
+    }
+}
+
+/// How long after now the runtime's /readyz answers 200 again (a minute at most).
+async fn ready_again(http: &reqwest::Client, base: &str) -> Duration {
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    started.elapsed()
+}
+
 /// Waits until the fake has seen `target` copies (or `limit` passes); the copies seen.
 async fn wait_delivered(sim: &Sim, target: u64, limit: Duration) -> u64 {
     let started = Instant::now();
@@ -268,6 +407,20 @@ async fn post(http: &reqwest::Client, url: &str, body: String) -> bool {
     let r =
         http.post(url).header("x-telegram-bot-api-secret-token", SECRET).header("content-type", "application/json").body(body).send().await;
     matches!(r, Ok(r) if r.status().is_success())
+}
+
+/// Seconds of sends queued before phase 2 measures (below EGRESS_BACKLOG_SECONDS' default 3).
+const BACKLOG_SECS: u64 = 2;
+
+/// Posts like Telegram delivers a webhook: a refused update (503) is offered again a second
+/// later (the runtime's Retry-After), until it is taken.
+async fn post_until_taken(http: &reqwest::Client, url: &str, body: String) {
+    for _ in 0..120 {
+        if post(http, url, body.clone()).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 async fn run() {
@@ -296,13 +449,7 @@ async fn run() {
     let db = TestDb::create().await.expect("Postgres");
     std::fs::write(dir.join("token"), &info.token).expect("token file");
     std::fs::write(dir.join("secret"), SECRET).expect("secret file");
-    let config = |per_bot: u64| {
-        format!(
-            "version: 1\nbot:\n  name: {BOT}\n  namespace: bench\n  pool: {POOL}\n  ingress: {{mode: Webhook, publicUrl: 'https://bench.invalid', maxConnections: 100}}\n  features: {{}}\n  requiredChannels: []\n  admins: {{telegramIds: []}}\n  moderation: {{}}\n  locale: {{}}\n  matching: {{}}\n  lockChat: {{}}\n  referrals: {{}}\n  secrets: {{tokenFile: '{}', webhookSecretFile: '{}'}}\nplans: []\ncampaigns: []\nlimits:\n  perUser: {{messagesPerSecond: 1000, burst: 1000}}\n  onExceed: DropSilently\n  adminApiPerMinute: {{}}\n  outbound: {{perBotPerSecond: {per_bot}, perChatPerMinute: 100000}}\n",
-            dir.join("token").display(),
-            dir.join("secret").display()
-        )
-    };
+    let config = |per_bot: u64| common::webhook_config(BOT, POOL, &dir, per_bot);
 
     // The runtime migrates the database, then the seed goes in.
     let serve = Serve::start(&dir, &config(limit), &db.url, &private.url, "", &fake.api_url(), port).await;
@@ -325,8 +472,9 @@ async fn run() {
     let idle = m.stop(&mut redis, &db.pool).await;
     println!("idle bot: {}", idle.line(redis_idle_pct));
 
-    // 2. At the limit: a backlog of 10 s of sends, then messages at the limit's pace.
-    let backlog = updates((10 * limit) as usize);
+    // 2. At the limit: a backlog of 2 s of sends (admission control by egress refuses new
+    // updates past 3 s of them), then messages at the limit's pace.
+    let backlog = updates((BACKLOG_SECS * limit) as usize);
     let steady = updates((limit * limit_secs) as usize);
     for body in backlog {
         assert!(post(&http, &url, body).await, "the backlog is accepted");
@@ -338,7 +486,7 @@ async fn run() {
     for (k, body) in steady.into_iter().enumerate() {
         tokio::time::sleep_until(t0 + gap * k as u32).await;
         let (http, url) = (http.clone(), url.clone());
-        tokio::spawn(async move { post(&http, &url, body).await });
+        tokio::spawn(async move { post_until_taken(&http, &url, body).await });
     }
     let at_limit = m.stop(&mut redis, &db.pool).await;
     let sent = copies(&sim) - sent0;
@@ -354,14 +502,20 @@ async fn run() {
 
     // 3. Relay efficiency: the outbound limit lifted, the fake's flood limits off.
     sim.set_limits(Limits { enabled: false, ..Limits::default() }).expect("limits off");
-    let serve = Serve::start(&dir, &config(100_000), &db.url, &private.url, "", &fake.api_url(), port).await;
+    // From here on the runtime reaches Postgres through a TCP hop phase 6 can cut.
+    let pg_target: std::net::SocketAddr = {
+        let host_port = db.url.split_once('@').map_or(db.url.as_str(), |(_, t)| t).split('/').next().unwrap_or("127.0.0.1:5432");
+        tokio::net::lookup_host(host_port).await.ok().and_then(|mut a| a.next()).expect("Postgres's address")
+    };
+    let mut pg_cut = TcpCut::start(pg_target).await;
+    let serve = Serve::start(&dir, &config(100_000), &pg_cut.url_through(&db.url), &private.url, "", &fake.api_url(), port).await;
     let mut child = serve.child;
     let pid = child.id();
     let url = format!("{}/telegram/{BOT}", serve.base);
     let base = serve.base.clone();
     // Whatever the previous phase left queued drains first.
     let started = Instant::now();
-    while copies(&sim) < sent0 + (limit * (10 + limit_secs)) && started.elapsed() < Duration::from_secs(60) {
+    while copies(&sim) < sent0 + (limit * (BACKLOG_SECS + limit_secs)) && started.elapsed() < Duration::from_secs(60) {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let bodies = Arc::new(updates((sat_secs * 20_000) as usize));
@@ -443,39 +597,49 @@ async fn run() {
     // 5. A Redis restart mid-traffic: stopped (SIGTERM: AOF flushed) for BENCH_FAULT_SECS, then
     //    started again on the same AOF. Refused updates are offered again, as Telegram does.
     let fault_secs = env_or("BENCH_FAULT_SECS", 30);
-    let rate = 100;
-    let bodies = feed.load(&sim, (rate * (fault_secs + 20)) as usize);
-    let sent_before = copies(&sim);
-    let given_up_before = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64;
-    let (down_http, down_url) = (http.clone(), url.clone());
-    let traffic = tokio::spawn(async move { offer(&down_http, &down_url, bodies, rate).await });
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    private.stop();
-    let down_at = Instant::now();
-    tokio::time::sleep(Duration::from_secs(fault_secs)).await;
-    let alive_while_down = child.try_wait().ok().flatten().is_none();
-    private.restart();
-    let outcome = traffic.await.expect("the traffic task");
-    let again = offer_until_accepted(&http, &url, outcome.refused_bodies.clone()).await;
-    let expected = outcome.accepted + again;
-    settle(&http, &base, Duration::from_secs(600)).await;
-    let delivered = copies(&sim) - sent_before;
-    let given_up = metric(&http, &base, "botfleet_outbox_given_up_total{").await as u64 - given_up_before;
-    let alive = child.try_wait().ok().flatten().is_none();
+    let run = Traffic { http: &http, url: &url, base: &base, sim: &sim, rate: 100, fault_secs };
+    let f = run.through(Dependency::Redis(&mut private), &mut feed, &mut child).await;
     println!(
-        "Redis restart: down {:.0} s; {} updates offered at {rate}/s, {} accepted, {} refused with 503 while down (all {again} accepted when offered again), {} failed otherwise; {delivered} of {expected} delivered, {given_up} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
-        down_at.elapsed().as_secs_f64().min(fault_secs as f64),
-        outcome.sent,
-        outcome.accepted,
-        outcome.refused,
-        outcome.failed,
-        expected.saturating_sub(delivered + given_up),
-        if alive_while_down { "kept running" } else { "exited" },
-        if alive { "is running" } else { "has exited" }
+        "Redis restart: down {fault_secs} s; {} updates offered at {}/s, {} accepted, {} refused with 503 while down (all {} accepted when offered again; ready {:.1} s after Redis was back), {} failed otherwise; {} of {} delivered, {} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
+        f.outcome.sent,
+        run.rate,
+        f.outcome.accepted,
+        f.outcome.refused,
+        f.again,
+        f.ready_after.as_secs_f64(),
+        f.outcome.failed,
+        f.delivered,
+        f.expected,
+        f.given_up,
+        f.lost(),
+        if f.alive_while_down { "kept running" } else { "exited" },
+        if f.alive { "is running" } else { "has exited" }
+    );
+
+    // 6. Postgres unreachable mid-traffic for BENCH_FAULT_SECS: every connection reset and new
+    //    ones refused (the TCP hop, as a restart or failover looks to the runtime; the shared
+    //    Postgres itself keeps running), then reachable again. Refused updates offered again.
+    let f = run.through(Dependency::Postgres(&mut pg_cut), &mut feed, &mut child).await;
+    println!(
+        "Postgres unreachable: cut {fault_secs} s; {} updates offered at {}/s, {} accepted, {} refused with 503 (all {} accepted when offered again; ready {:.1} s after it was reachable), {} failed otherwise; {} of {} delivered, {} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
+        f.outcome.sent,
+        run.rate,
+        f.outcome.accepted,
+        f.outcome.refused,
+        f.again,
+        f.ready_after.as_secs_f64(),
+        f.outcome.failed,
+        f.delivered,
+        f.expected,
+        f.given_up,
+        f.lost(),
+        if f.alive_while_down { "kept running" } else { "exited" },
+        if f.alive { "is running" } else { "has exited" }
     );
 
     let _ = child.kill();
     let _ = child.wait();
+    drop(pg_cut);
     drop(private);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = db.drop_db().await;

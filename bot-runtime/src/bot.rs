@@ -30,10 +30,15 @@ pub struct Fleet {
     /// Outbox doorbells of the bots served by this process: a commit rings the recipient's
     /// bell so a local consumer starts at once (others find the job by polling).
     bells: RwLock<HashMap<String, Arc<Notify>>>,
+    /// Per bot: rung with its bell, for the outbox's watcher (one waiter; a ring while it is
+    /// busy is kept for its next wait).
+    watch_bells: RwLock<HashMap<String, Arc<Notify>>>,
     /// When this process last moved each chat's idle timer.
     idle_touched: std::sync::Mutex<HashMap<String, i64>>,
     /// Per bot: whether this process queues the bot's webhook updates behind its inbound queue.
     pub inbound: crate::ingress::inbound::Gate,
+    /// Per bot: its interactive outbox depth, sampled for admission control by egress.
+    pub egress: crate::ingress::admission::Egress,
     /// The supervised background workers' deaths (/healthz).
     pub health: Arc<crate::health::Health>,
     /// Cross-bot media limits and this process's download/upload slots.
@@ -61,8 +66,10 @@ impl Fleet {
             metrics,
             replica,
             bells: RwLock::new(HashMap::new()),
+            watch_bells: RwLock::new(HashMap::new()),
             idle_touched: std::sync::Mutex::new(HashMap::new()),
             inbound: crate::ingress::inbound::Gate::default(),
+            egress: crate::ingress::admission::Egress::default(),
             health: Arc::default(),
             media: crate::delivery::media::MediaRelays::new(media),
         })
@@ -105,12 +112,24 @@ impl Fleet {
         true
     }
 
+    /// The outbox watcher's bell of a bot (see `delivery::outbox::watch_idle_shards`).
+    pub fn watch_bell(&self, bot: &str) -> Arc<Notify> {
+        if let Some(b) = self.watch_bells.read().unwrap_or_else(|p| p.into_inner()).get(bot) {
+            return b.clone();
+        }
+        self.watch_bells.write().unwrap_or_else(|p| p.into_inner()).entry(bot.to_string()).or_default().clone()
+    }
+
     pub fn ring(&self, jobs: &[Job]) {
         let bells = self.bells.read().unwrap_or_else(|p| p.into_inner());
+        let watchers = self.watch_bells.read().unwrap_or_else(|p| p.into_inner());
         for job in jobs {
             if let Some(b) = bells.get(&job.bot) {
                 b.notify_waiters();
                 b.notify_one();
+            }
+            if let Some(w) = watchers.get(&job.bot) {
+                w.notify_one();
             }
         }
     }

@@ -99,9 +99,21 @@ impl Keys {
         format!("{}updf:{bot}:{update_id}", self.pool(pool))
     }
 
+    /// The time (ms) of an update's first attempt, kept once an attempt failed, so its retries
+    /// handle it at the same time (see claim_update.lua).
+    pub fn update_clock(&self, pool: &str, bot: &str, update_id: i64) -> String {
+        format!("{}updt:{bot}:{update_id}", self.pool(pool))
+    }
+
     /// One outbox stream of a bot: one per shard and lane.
     pub fn outbox(&self, pool: &str, bot: &str, shard: u32, lane: Lane) -> String {
         format!("{}out:{bot}:{shard}:{}", self.pool(pool), lane.as_str())
+    }
+
+    /// The pub/sub channel on which a commit says "jobs for this bot" (commit.lua), so the
+    /// bot's idle consumers wake at once instead of polling.
+    pub fn outbox_wake(&self, pool: &str, bot: &str) -> String {
+        format!("{}wake:{bot}", self.pool(pool))
     }
 
     /// Every outbox stream of a bot (for the depth metric).

@@ -14,6 +14,7 @@ pub struct Metrics {
     relayed: IntCounterVec,
     outbox_depth: IntGaugeVec,
     outbox_oldest: prometheus::GaugeVec,
+    egress_backlog: prometheus::GaugeVec,
     inbound_depth: IntGaugeVec,
     polling_handoffs: IntCounterVec,
     api_calls: IntCounterVec,
@@ -75,6 +76,15 @@ impl Metrics {
         )
         .unwrap_or_else(|e| panic!("metric: {e}"));
         r.register(Box::new(outbox_oldest.clone())).unwrap_or_else(|e| panic!("metric: {e}"));
+        let egress_backlog = prometheus::GaugeVec::new(
+            Opts::new(
+                "botfleet_egress_backlog_seconds",
+                "Seconds the bot's interactive outbox takes to deliver at its per-bot rate; past EGRESS_BACKLOG_SECONDS new updates wait (503 / polling paused)",
+            ),
+            &["bot"],
+        )
+        .unwrap_or_else(|e| panic!("metric: {e}"));
+        r.register(Box::new(egress_backlog.clone())).unwrap_or_else(|e| panic!("metric: {e}"));
         Self {
             updates: counter(&r, "botfleet_updates_total", "Updates received, by outcome", &["bot", "outcome"]),
             handling: histogram(
@@ -90,6 +100,7 @@ impl Metrics {
             relayed: counter(&r, "botfleet_relayed_messages_total", "Chat messages relayed to a partner, by kind", &["bot", "kind"]),
             outbox_depth: gauge(&r, "botfleet_outbox_depth", "Jobs waiting in the bot's outbox", &["bot"]),
             outbox_oldest,
+            egress_backlog,
             inbound_depth: gauge(
                 &r,
                 "botfleet_inbound_queue_depth",
@@ -229,6 +240,9 @@ impl Metrics {
     pub fn set_outbox(&self, bot: &str, depth: u64, oldest_ms: i64) {
         self.outbox_depth.with_label_values(&[bot]).set(depth as i64);
         self.outbox_oldest.with_label_values(&[bot]).set(oldest_ms.max(0) as f64 / 1000.0);
+    }
+    pub fn set_egress_backlog(&self, bot: &str, seconds: f64) {
+        self.egress_backlog.with_label_values(&[bot]).set(seconds);
     }
     pub fn set_inbound_depth(&self, bot: &str, depth: u64) {
         self.inbound_depth.with_label_values(&[bot]).set(depth as i64);

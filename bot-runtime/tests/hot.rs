@@ -121,6 +121,24 @@ async fn a_released_update_can_be_retried_at_once<H: HotState>(h: H) {
     h.release_update(POOL, "alpha", 99).await.unwrap();
 }
 
+/// Defect 4: an update's retries are handled at its first attempt's time (kept when an attempt
+/// fails and gives the update back), whichever replica retries it.
+async fn a_retried_update_keeps_its_first_attempts_clock<H: HotState>(h: H) {
+    let (t1, t2, t3) = (1_800_000_000_000, 1_800_000_005_000, 1_800_000_009_000);
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t1).await.unwrap(), (Claim::Taken, t1), "a first attempt: now");
+    h.release_update_at(POOL, "alpha", 7, Some((t1, MINUTE))).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t2).await.unwrap(), (Claim::Taken, t1), "the retry: the first time");
+    // A second failure keeps the first time, not its own.
+    h.release_update_at(POOL, "alpha", 7, Some((t2, MINUTE))).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t3).await.unwrap(), (Claim::Taken, t1));
+    h.commit(POOL, done("alpha", 7), &[]).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 7, MINUTE, t3).await.unwrap().0, Claim::Done);
+    // Another update, released without a clock: its retry gets its own time.
+    assert_eq!(h.claim_update_at(POOL, "alpha", 8, MINUTE, t1).await.unwrap(), (Claim::Taken, t1));
+    h.release_update(POOL, "alpha", 8).await.unwrap();
+    assert_eq!(h.claim_update_at(POOL, "alpha", 8, MINUTE, t2).await.unwrap(), (Claim::Taken, t2));
+}
+
 async fn one_of_many_concurrent_claimers_takes_an_update<H: HotState>(h: H) {
     let h = Arc::new(h);
     for update_id in 0..20 {
@@ -253,6 +271,10 @@ async fn the_shards_holding_jobs_are_found_in_one_call<H: HotState>(h: H) {
     expected.sort();
     expected.dedup();
     assert_eq!(busy, expected, "per bot, both lanes");
+    let lengths = h.outbox_lengths(POOL, "alpha").await.unwrap();
+    assert_eq!(lengths.len(), SHARDS as usize);
+    assert_eq!(lengths.iter().map(|[i, _]| i).sum::<u64>(), 1, "interactive counted apart");
+    assert_eq!(lengths.iter().map(|[_, b]| b).sum::<u64>(), 1, "bulk counted apart");
     for lane in [Lane::Interactive, Lane::Bulk] {
         for shard in 0..SHARDS {
             for q in h.outbox_read(POOL, "alpha", shard, lane, 10).await.unwrap() {
@@ -281,6 +303,17 @@ async fn leases_are_exclusive_and_renewable<H: HotState>(h: H) {
     // Names and pools are separate.
     assert!(h.lease(POOL, "out:alpha:0", "pod-b", MINUTE).await.unwrap());
     assert!(h.lease("us-chat", "poll:alpha", "pod-b", MINUTE).await.unwrap());
+}
+
+async fn many_leases_are_taken_and_renewed_in_one_step<H: HotState>(h: H) {
+    let names: Vec<String> = (0..4).map(|k| format!("outbox:alpha:{k}")).collect();
+    assert!(h.lease(POOL, &names[2], "pod-b", MINUTE).await.unwrap());
+    assert_eq!(h.lease_many(POOL, &names, "pod-a", MINUTE).await.unwrap(), [true, true, false, true], "one is pod-b's");
+    assert_eq!(h.lease_many(POOL, &names, "pod-a", Duration::from_millis(40)).await.unwrap(), [true, true, false, true], "renewed");
+    assert!(!h.lease(POOL, &names[0], "pod-b", MINUTE).await.unwrap(), "held by pod-a");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(h.lease_many(POOL, &names[..2], "pod-b", MINUTE).await.unwrap(), [true, true], "the short renewal ran out");
+    assert!(h.lease_many(POOL, &[], "pod-b", MINUTE).await.unwrap().is_empty());
 }
 
 // ---- the send limiter ------------------------------------------------------------------
@@ -720,12 +753,14 @@ both_stores!(
     a_renewed_lease_outlives_its_first_term_and_a_done_update_stays_done,
     a_released_update_can_be_retried_at_once,
     one_of_many_concurrent_claimers_takes_an_update,
+    a_retried_update_keeps_its_first_attempts_clock,
     commit_appends_jobs_and_marks_done_atomically,
     outbox_keeps_per_chat_order_within_a_shard,
     interactive_and_bulk_lanes_are_separate,
     outbox_depth_counts_every_shard_and_lane,
     the_shards_holding_jobs_are_found_in_one_call,
     leases_are_exclusive_and_renewable,
+    many_leases_are_taken_and_renewed_in_one_step,
     limiter_paces_per_bot_from_the_first_send,
     the_limiter_says_whether_the_bot_or_the_chat_must_wait,
     a_read_after_a_job_pages_past_it,
@@ -838,4 +873,27 @@ async fn a_rediss_url_means_tls() {
         Ok(Err(e)) => assert!(!e.to_string().contains("feature"), "TLS support is compiled in: {e}"),
         Err(_) => {} // the plain-text server never answers the TLS handshake: no connection either
     }
+}
+
+/// Issue 9, idle cost: a commit from any process wakes the recipient bot's watchers through
+/// pub/sub (so idle consumers need not poll), once per recipient bot, and only that bot's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_wakes_the_recipient_bots_subscribers_through_pubsub() {
+    use futures::StreamExt as _;
+    let r = TestRedis::create().await.expect("redis");
+    let client = ::redis::Client::open(r.url.as_str()).expect("url");
+    let h = RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), SHARDS).with_pubsub(client);
+    let mut alpha = h.outbox_wakes(POOL, "alpha").await.unwrap().expect("Redis offers wakes");
+    let mut beta = h.outbox_wakes(POOL, "beta").await.unwrap().expect("Redis offers wakes");
+    // Another replica's store (no pub/sub of its own) commits for alpha.
+    let other = RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), SHARDS);
+    other.commit(POOL, Marker::None, &[job("alpha", 3, Lane::Interactive, 0), job("alpha", 4, Lane::Interactive, 1)]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), alpha.next()).await.expect("alpha is woken").expect("stream open");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), alpha.next()).await.is_err(),
+        "one wake per commit and bot, not one per job"
+    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), beta.next()).await.is_err(), "beta got nothing");
+    // Without pub/sub there is no signal (consumers poll).
+    assert!(other.outbox_wakes(POOL, "alpha").await.unwrap().is_none());
 }

@@ -160,7 +160,15 @@ props["runtime"] = obj("The bot runtime the operator deploys.", {
                          "items": {"type": "object", "description": "A NetworkPolicyPeer."}}),
         ("webhookFrom", {"type": "array", "description": "NetworkPolicy peers that deliver webhooks (the ingress controller).",
                          "items": {"type": "object", "description": "A NetworkPolicyPeer."}})]),
-        required=["enabled", "metricsFrom", "webhookFrom"])},
+        required=["enabled", "metricsFrom", "webhookFrom"]),
+    # The runtime's own ranges (bot-runtime serve --help); unset keys keep its defaults.
+    "settings": obj("Fleet-wide runtime settings every bot's pods get as environment; unset: the runtime's default.", O([
+        ("databasePoolSize", i("DATABASE_POOL_SIZE: Postgres connections per replica.", minimum=1, maximum=1000)),
+        ("mediaBudgetMib", i("MEDIA_BUDGET_MIB: cross-bot media bytes in Redis at once, fleet-wide (keep well below maxmemory).", minimum=20, maximum=1048576)),
+        ("mediaUserMib", i("MEDIA_USER_MIB: media one person may relay across bots per window (0: no cap).", minimum=0, maximum=1048576)),
+        ("mediaUserWindowMinutes", i("MEDIA_USER_WINDOW_MINUTES: the per-person media window.", minimum=1, maximum=1440)),
+        ("mediaRelaysPerProcess", i("MEDIA_RELAYS_PER_PROCESS: cross-bot downloads (and uploads) one replica runs at once.", minimum=1, maximum=256)),
+        ("egressBacklogSeconds", i("EGRESS_BACKLOG_SECONDS: seconds of sends the outbox may hold before new updates wait at Telegram (0: off).", minimum=0, maximum=600))]))},
     required=["image", "allowedImages", "serviceMonitor", "networkPolicy"])
 for name, what in [("postgres", "DATABASE_URL"), ("redis", "REDIS_URL")]:
     props[name] = obj("Secret, in each bot's namespace, holding the runtime's %s (not created by the chart)." % what, O([

@@ -122,6 +122,7 @@ fn operator_process() -> Result<(), String> {
             database_secret: SecretRef { name: "botfleet-postgres".into(), key: "url".into() },
             redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
             telegram_api_url: telegram.clone(),
+            runtime: Default::default(),
         };
         let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("bench".into()) };
         let (stop, stopped) = tokio::sync::watch::channel(false);

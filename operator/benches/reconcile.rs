@@ -108,6 +108,7 @@ fn main() {
             database_secret: SecretRef { name: "db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "redis".into(), key: "url".into() },
             telegram_api_url: fake.api_url(),
+            runtime: Default::default(),
         };
         let reporter = Reporter { controller: "botfleet-operator".into(), instance: None };
         let ctx = Arc::new(Context::new(client, TelegramClient::new(&fake.api_url()), settings, Arc::new(Metrics::new()), stores, reporter));

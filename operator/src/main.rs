@@ -59,6 +59,10 @@ struct RunArgs {
     /// A NetworkPolicy per bot, as JSON {"metrics": [peers], "webhook": [peers]}; empty: none.
     #[arg(long, env = "RUNTIME_NETWORK_POLICY", default_value = "")]
     network_policy: String,
+    /// Fleet-wide runtime settings (JSON object, the chart's `runtime.settings`): what every
+    /// bot's pods get as environment (DATABASE_POOL_SIZE, MEDIA_*, EGRESS_BACKLOG_SECONDS).
+    #[arg(long, env = "RUNTIME_SETTINGS", default_value = "")]
+    runtime_settings: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET")]
     database_secret: String,
     #[arg(long, env = "RUNTIME_DATABASE_SECRET_KEY", default_value = "url")]
@@ -133,6 +137,10 @@ async fn serve(args: RunArgs, telegram_api_url: String) -> anyhow::Result<()> {
         database_secret: SecretRef { name: args.database_secret.clone(), key: args.database_secret_key.clone() },
         redis_secret: SecretRef { name: args.redis_secret.clone(), key: args.redis_secret_key.clone() },
         telegram_api_url: telegram_api_url.clone(),
+        runtime: match args.runtime_settings.trim() {
+            "" => Default::default(),
+            json => serde_json::from_str(json).context("RUNTIME_SETTINGS is not the chart's runtime.settings as JSON")?,
+        },
     };
     let reporter = Reporter { controller: "botfleet-operator".into(), instance: Some(args.pod_name.clone()) };
     let namespaces: Vec<Option<String>> = {

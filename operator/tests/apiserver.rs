@@ -199,6 +199,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: fake.api_url(),
+        runtime: Default::default(),
     };
     let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -277,6 +278,7 @@ fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync:
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: telegram_url.into(),
+        runtime: Default::default(),
     };
     let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
     let (stop, stopped) = tokio::sync::watch::channel(false);

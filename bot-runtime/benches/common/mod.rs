@@ -36,6 +36,17 @@ pub fn pct_ms(sorted: &[u64], p: f64) -> f64 {
     sorted[(((sorted.len() - 1) as f64) * p).round() as usize] as f64 / 1000.0
 }
 
+/// The resolved configuration of a webhook bot `name` (namespace `bench`, pool `pool`) whose
+/// token and webhook secret are the files `token` and `secret` in `dir`, sending at most
+/// `per_bot` messages a second; its users may send as fast as they like.
+pub fn webhook_config(name: &str, pool: &str, dir: &std::path::Path, per_bot: u64) -> String {
+    format!(
+        "version: 1\nbot:\n  name: {name}\n  namespace: bench\n  pool: {pool}\n  ingress: {{mode: Webhook, publicUrl: 'https://bench.invalid', maxConnections: 100}}\n  features: {{}}\n  requiredChannels: []\n  admins: {{telegramIds: []}}\n  moderation: {{}}\n  locale: {{}}\n  matching: {{}}\n  lockChat: {{}}\n  referrals: {{}}\n  secrets: {{tokenFile: '{}', webhookSecretFile: '{}'}}\nplans: []\ncampaigns: []\nlimits:\n  perUser: {{messagesPerSecond: 1000, burst: 1000}}\n  onExceed: DropSilently\n  adminApiPerMinute: {{}}\n  outbound: {{perBotPerSecond: {per_bot}, perChatPerMinute: 100000}}\n",
+        dir.join("token").display(),
+        dir.join("secret").display()
+    )
+}
+
 /// A `bot-runtime serve` child process under measurement, and its HTTP base URL.
 pub struct Serve {
     pub child: std::process::Child,
@@ -193,4 +204,83 @@ pub async fn seed_chats(
         });
     }
     matcher.active_chats(&pool).await.unwrap_or(0)
+}
+
+/// A TCP hop in front of a server (the bench's Postgres) that can be cut: every open connection
+/// reset and the port closed (connections refused) — what a restart or a failover looks like
+/// to the runtime — and restored on the same port, without touching the server (which other
+/// work on this machine shares).
+pub struct TcpCut {
+    pub addr: std::net::SocketAddr,
+    target: std::net::SocketAddr,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TcpCut {
+    pub async fn start(target: std::net::SocketAddr) -> TcpCut {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the TCP cut");
+        let addr = listener.local_addr().expect("its address");
+        let mut cut = TcpCut { addr, target, conns: Default::default(), accept: None };
+        cut.serve(listener);
+        cut
+    }
+
+    fn serve(&mut self, listener: tokio::net::TcpListener) {
+        let (target, conns) = (self.target, self.conns.clone());
+        self.accept = Some(tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                let mut conns = conns.lock().unwrap_or_else(|p| p.into_inner());
+                conns.retain(|c| !c.is_finished());
+                conns.push(task.abort_handle());
+            }
+        }));
+    }
+
+    /// Resets every connection and closes the port until [`TcpCut::restore`].
+    pub fn cut(&mut self) {
+        if let Some(accept) = self.accept.take() {
+            accept.abort();
+        }
+        for c in self.conns.lock().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            c.abort();
+        }
+    }
+
+    /// Opens the port again (the same address).
+    pub async fn restore(&mut self) {
+        let started = std::time::Instant::now();
+        let listener = loop {
+            match tokio::net::TcpListener::bind(self.addr).await {
+                Ok(l) => break l,
+                Err(e) => {
+                    assert!(started.elapsed() < std::time::Duration::from_secs(10), "cannot bind {} again: {e}", self.addr);
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+            }
+        };
+        self.serve(listener);
+    }
+
+    /// `url` (scheme://user@host:port/db...) with its host and port replaced by this hop's.
+    pub fn url_through(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").expect("a URL");
+        let (auth, tail) = match rest.split_once('@') {
+            Some((a, t)) => (format!("{a}@"), t),
+            None => (String::new(), rest),
+        };
+        let path = tail.find('/').map_or("", |i| &tail[i..]);
+        format!("{scheme}://{auth}{}{path}", self.addr)
+    }
+}
+
+impl Drop for TcpCut {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }

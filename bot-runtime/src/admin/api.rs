@@ -51,6 +51,7 @@ async fn openapi() -> Response {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct CodeRequest {
     /// The admin's Telegram user id.
+    #[schemars(range(min = 1))]
     pub telegram_id: i64,
 }
 
@@ -62,8 +63,10 @@ pub struct CodeAnswer {
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct LoginRequest {
+    #[schemars(range(min = 1))]
     pub telegram_id: i64,
     /// The 6-digit code the bot sent.
+    #[schemars(pattern(r"^[0-9]{6}$"))]
     pub code: String,
 }
 
@@ -288,9 +291,11 @@ pub struct BanRequest {
     pub bot: Option<String>,
     /// How long (1 to 87600 hours); absent: until unbanned.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 87_600))]
     pub hours: Option<i64>,
     /// Why (kept in the audit log, at most 500 characters).
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub reason: Option<String>,
 }
 
@@ -402,17 +407,24 @@ async fn unban(
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("anyOf" = [
+    {"required": ["vip_days"], "properties": {"vip_days": {"minimum": 1}}},
+    {"required": ["credits"], "properties": {"credits": {"minimum": 1}}},
+]))]
 pub struct GiftRequest {
     /// `<namespace>/<name>`: VIP and credits belong to a member of one bot.
     pub bot: String,
     /// VIP days to add (0 to 3650), stacked onto an unexpired VIP.
     #[serde(default)]
+    #[schemars(range(min = 0, max = 3650))]
     pub vip_days: i64,
-    /// Lock-chat credits to add (0 to 100000).
+    /// Lock-chat credits to add (0 to 100000); at least one of the two above 0.
     #[serde(default)]
+    #[schemars(range(min = 0, max = 100_000))]
     pub credits: i64,
     /// Makes a retried request harmless: the same key gives nothing twice (1 to 100 of
     /// `A-Za-z0-9_-.:`).
+    #[schemars(pattern(r"^[A-Za-z0-9_.:-]{1,100}$"))]
     pub idempotency_key: String,
 }
 
@@ -517,6 +529,7 @@ pub struct RefundRequest {
     /// `<namespace>/<name>` of the bot that took the payment.
     pub bot: String,
     /// `telegram_payment_charge_id` of the payment.
+    #[schemars(pattern(r"^[!-~]{1,200}$"))]
     pub charge_id: String,
 }
 

@@ -41,6 +41,9 @@ const STALE_MS: i64 = 30_000;
 const MAX_TEXT: usize = 3500;
 /// Tags Telegram's HTML parse mode understands.
 const TAGS: &[&str] = &["b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "code", "pre", "a", "tg-spoiler", "span", "blockquote"];
+/// [`check_html`] as the OpenAPI document's pattern: every `<` opens one of [`TAGS`] (closing
+/// slashes allowed), followed by `>` or by a space and attributes up to the next `>`.
+const TEXT_PATTERN: &str = "^[^<]*(</*(b|strong|i|em|u|ins|s|strike|del|code|pre|a|tg-spoiler|span|blockquote)(>|[ ][^<>]*>)[^<]*)*$";
 
 pub fn routes() -> Router<AdminState> {
     Router::new().route("/api/v1/broadcasts", get(list).post(create)).route("/api/v1/broadcasts/{broadcast_id}/cancel", post(cancel))
@@ -52,9 +55,11 @@ pub struct NewBroadcast {
     pub bot: String,
     /// The message as Telegram HTML (`<b>`, `<i>`, `<a href>`, … ; `&lt;` for a literal `<`),
     /// 1 to 3500 characters.
+    #[schemars(length(min = 1, max = 3500), pattern(TEXT_PATTERN))]
     pub text: String,
     /// `all` (default), `vip` or `free`.
     #[serde(default)]
+    #[schemars(extend("enum" = ["all", "vip", "free", null]))]
     pub audience: Option<String>,
 }
 
@@ -219,7 +224,13 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
 
 #[cfg(test)]
 mod tests {
-    use super::check_html;
+    use super::{TAGS, TEXT_PATTERN, check_html};
+
+    /// The document's pattern names the same tags the check accepts.
+    #[test]
+    fn the_documented_pattern_lists_the_accepted_tags() {
+        assert!(TEXT_PATTERN.contains(&format!("</*({})(>|", TAGS.join("|"))), "{TEXT_PATTERN}");
+    }
 
     #[test]
     fn only_telegram_html_is_accepted() {

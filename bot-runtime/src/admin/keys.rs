@@ -153,8 +153,10 @@ impl BotList {
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 pub struct NewKeyRequest {
     /// What the key is for (1 to 100 characters), shown in the list and the audit log.
+    #[schemars(length(min = 1, max = 100), pattern(r"\S"))]
     pub name: String,
     /// `fleet_admin` (every bot, every route but key management) or `bot_admin` (the `bots`).
+    #[schemars(extend("enum" = ["fleet_admin", "bot_admin"]))]
     pub role: String,
     /// For `bot_admin`: the bots (`<namespace>/<name>`) it may act on.
     #[serde(default)]

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::FromRequest;
-use axum::extract::rejection::{FormRejection, JsonRejection};
+use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -282,14 +282,108 @@ where
             .and_then(|v| v.to_str().ok())
             .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
         if form {
-            let axum::Form(v) = axum::Form::<T>::from_request(req, state)
-                .await
-                .map_err(|e: FormRejection| ApiError::bad(format!("bad form: {}", e.body_text())))?;
+            let bytes =
+                axum::body::Bytes::from_request(req, state).await.map_err(|e| ApiError::bad(format!("bad form: {}", e.body_text())))?;
+            let fields: Vec<(String, String)> =
+                serde_urlencoded::from_bytes(&bytes).map_err(|e| ApiError::bad(format!("bad form: {e}")))?;
+            if fields.iter().any(|(k, v)| k.contains('\0') || v.contains('\0')) {
+                return Err(no_nul());
+            }
+            let v = serde_urlencoded::from_bytes::<T>(&bytes).map_err(|e| ApiError::bad(format!("bad form: {e}")))?;
             return Ok(Body(v));
         }
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state)
+        let axum::Json(mut v) = axum::Json::<serde_json::Value>::from_request(req, state)
             .await
             .map_err(|e: JsonRejection| ApiError::bad(format!("bad JSON body: {}", e.body_text())))?;
+        // serde would read a JSON array as a struct's fields in order: the API takes objects only.
+        if !v.is_object() {
+            return Err(ApiError::bad("bad JSON body: it must be a JSON object (see /api/v1/openapi.json)"));
+        }
+        if has_nul(&v) {
+            return Err(no_nul());
+        }
+        integral_numbers(&mut v);
+        let v = serde_json::from_value(v).map_err(|e| ApiError::bad(format!("bad JSON body: {e}")))?;
         Ok(Body(v))
+    }
+}
+
+/// No text of the API may hold U+0000: PostgreSQL's text cannot store it (it was a 500), and
+/// neither a Telegram message nor a name needs it.
+fn no_nul() -> ApiError {
+    ApiError::bad("text may not contain the NUL character (U+0000)")
+}
+
+fn has_nul(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(fields) => fields.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+/// A number without a fraction (`322.0`) is an integer in JSON Schema, so the OpenAPI
+/// document's `integer` fields allow it; serde's integers do not. Such numbers become integers
+/// (within i64), everything else is left as sent.
+fn integral_numbers(v: &mut serde_json::Value) {
+    use serde_json::Value;
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64()
+                && f.fract() == 0.0
+                && f >= i64::MIN as f64
+                && f < i64::MAX as f64
+            {
+                *v = Value::from(f as i64);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_numbers),
+        Value::Object(fields) => fields.values_mut().for_each(integral_numbers),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Req {
+        #[allow(dead_code)]
+        n: i64,
+    }
+
+    async fn body(raw: &str) -> Result<Req, ApiError> {
+        typed(raw, "application/json").await
+    }
+
+    async fn typed(raw: &str, content_type: &str) -> Result<Req, ApiError> {
+        let req = axum::http::Request::builder()
+            .method("POST")
+            .header(header::CONTENT_TYPE, content_type)
+            .body(axum::body::Body::from(raw.to_string()))
+            .unwrap();
+        Body::<Req>::from_request(req, &()).await.map(|b| b.0)
+    }
+
+    #[tokio::test]
+    async fn a_json_body_is_an_object_and_whole_floats_are_integers() {
+        assert!(body(r#"{"n": 322.0}"#).await.is_ok(), "322.0 is an integer in JSON Schema");
+        for bad in [r#"{"n": 3.5}"#, "[1]", "[null, null]", "1", r#"{"n": 1e300}"#] {
+            assert!(matches!(body(bad).await, Err(ApiError::BadRequest(_))), "{bad}");
+        }
+    }
+
+    #[tokio::test]
+    async fn no_text_holds_a_nul_character() {
+        for bad in [r#"{"n": 1, "text": "a\u0000b"}"#, r#"{"n": 1, "x": ["\u0000"]}"#, r#"{"n": 1, "\u0000": 1}"#] {
+            assert_eq!(body(bad).await.err(), Some(no_nul()), "{bad}");
+        }
+        let form = "application/x-www-form-urlencoded";
+        assert!(typed("n=1&text=ok", form).await.is_ok());
+        assert_eq!(typed("n=1&text=a%00b", form).await.err(), Some(no_nul()));
+        assert!(matches!(typed("n=x", form).await, Err(ApiError::BadRequest(_))));
     }
 }

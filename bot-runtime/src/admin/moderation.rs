@@ -47,19 +47,27 @@ async fn queue(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<Q
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("oneOf" = [
+    {"properties": {"action": {"const": "dismiss"}}},
+    {"properties": {"action": {"const": "restrict"}, "hours": {"type": "integer"}}, "required": ["hours"]},
+    {"properties": {"action": {"const": "ban"}, "hours": {"type": "null"}}},
+]))]
 pub struct ReviewRequest {
     /// The bot the member was reported on (`<namespace>/<name>`).
     pub bot: String,
     /// `dismiss` (nothing to act on), `restrict` (no matching for `hours`) or `ban` (until lifted).
+    #[schemars(extend("enum" = ["dismiss", "restrict", "ban"]))]
     pub action: String,
-    /// For `restrict`: 1 to 87600.
+    /// For `restrict` (required): 1 to 87600; never for `ban`.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 87_600))]
     pub hours: Option<i64>,
     /// For `restrict` and `ban`: on every bot of the fleet (fleet admins), not just `bot`.
     #[serde(default)]
     pub fleet_wide: Option<bool>,
     /// Kept in the audit log (at most 500 characters).
     #[serde(default)]
+    #[schemars(length(max = 500))]
     pub reason: Option<String>,
 }
 

@@ -302,21 +302,158 @@ pub const OPERATIONS: &[Operation] = &[
     },
 ];
 
+/// The JSON Schema of a query parameter, by route and name: exactly what the handler accepts
+/// (a string unless listed here; a new query parameter that is not a free string belongs here).
+fn query_schema(path: &str, name: &str) -> Value {
+    let int64 = |min: i64, max: i64| json!({"type": "integer", "format": "int64", "minimum": min, "maximum": max});
+    match (path, name) {
+        (_, "id") => int64(1, i64::MAX),
+        // Leading `@`s are dropped; then letters, digits and underscores.
+        (_, "username") => json!({"type": "string", "pattern": "^@*[A-Za-z0-9_]{1,64}$"}),
+        (_, "before" | "from" | "to") => int64(i64::MIN, i64::MAX),
+        ("/api/v1/audit", "limit") => int64(1, 500),
+        ("/api/v1/audit.csv", "limit") => int64(1, 100_000),
+        _ => json!({"type": "string"}),
+    }
+}
+
+/// A link of the document (OpenAPI "links"): a value of one operation's answer that another
+/// operation takes, so a client — and schemathesis's stateful tests — can chain them (a
+/// broadcast just made → its cancel). `from` and `to` are (method, path); `parameters` maps the
+/// target's parameter to a runtime expression over the answer.
+pub struct Link {
+    pub from: (&'static str, &'static str),
+    pub status: u16,
+    pub name: &'static str,
+    pub to: (&'static str, &'static str),
+    pub parameters: &'static [(&'static str, &'static str)],
+}
+
+const USER: &str = "/api/v1/users/{user_id}";
+const BAN: &str = "/api/v1/users/{user_id}/ban";
+const UNBAN: &str = "/api/v1/users/{user_id}/unban";
+const GIFT: &str = "/api/v1/users/{user_id}/gift";
+const REVIEW: &str = "/api/v1/moderation/reports/{user_id}/review";
+const CANCEL: &str = "/api/v1/broadcasts/{broadcast_id}/cancel";
+const REVOKE: &str = "/api/v1/keys/{key_id}/revoke";
+
+pub const LINKS: &[Link] = &[
+    Link {
+        from: ("get", "/api/v1/users"),
+        status: 200,
+        name: "TheFirstUser",
+        to: ("get", USER),
+        parameters: &[("user_id", "$response.body#/users/0/user_id")],
+    },
+    Link {
+        from: ("get", "/api/v1/users"),
+        status: 200,
+        name: "BanTheFirstUser",
+        to: ("post", BAN),
+        parameters: &[("user_id", "$response.body#/users/0/user_id")],
+    },
+    Link {
+        from: ("get", USER),
+        status: 200,
+        name: "BanThisUser",
+        to: ("post", BAN),
+        parameters: &[("user_id", "$response.body#/user_id")],
+    },
+    Link {
+        from: ("get", USER),
+        status: 200,
+        name: "GiftThisUser",
+        to: ("post", GIFT),
+        parameters: &[("user_id", "$response.body#/user_id")],
+    },
+    Link { from: ("post", BAN), status: 200, name: "Unban", to: ("post", UNBAN), parameters: &[("user_id", "$response.body#/user_id")] },
+    Link {
+        from: ("post", BAN),
+        status: 200,
+        name: "TheBannedUser",
+        to: ("get", USER),
+        parameters: &[("user_id", "$response.body#/user_id")],
+    },
+    Link {
+        from: ("post", GIFT),
+        status: 200,
+        name: "TheGiftedUser",
+        to: ("get", USER),
+        parameters: &[("user_id", "$response.body#/user_id")],
+    },
+    Link {
+        from: ("get", "/api/v1/moderation/reports"),
+        status: 200,
+        name: "ReviewTheFirst",
+        to: ("post", REVIEW),
+        parameters: &[("user_id", "$response.body#/items/0/user_id")],
+    },
+    Link {
+        from: ("get", "/api/v1/moderation/banned"),
+        status: 200,
+        name: "LiftTheFirst",
+        to: ("post", UNBAN),
+        parameters: &[("user_id", "$response.body#/entries/0/user_id")],
+    },
+    Link {
+        from: ("post", "/api/v1/broadcasts"),
+        status: 201,
+        name: "Cancel",
+        to: ("post", CANCEL),
+        parameters: &[("broadcast_id", "$response.body#/broadcast/id")],
+    },
+    Link {
+        from: ("get", "/api/v1/broadcasts"),
+        status: 200,
+        name: "CancelTheNewest",
+        to: ("post", CANCEL),
+        parameters: &[("broadcast_id", "$response.body#/broadcasts/0/id")],
+    },
+    Link {
+        from: ("post", "/api/v1/keys"),
+        status: 201,
+        name: "Revoke",
+        to: ("post", REVOKE),
+        parameters: &[("key_id", "$response.body#/key/id")],
+    },
+    Link {
+        from: ("get", "/api/v1/keys"),
+        status: 200,
+        name: "RevokeTheFirst",
+        to: ("post", REVOKE),
+        parameters: &[("key_id", "$response.body#/keys/0/id")],
+    },
+    Link {
+        from: ("get", "/api/v1/audit"),
+        status: 200,
+        name: "OlderEntries",
+        to: ("get", "/api/v1/audit"),
+        parameters: &[("before", "$response.body#/next_before")],
+    },
+];
+
+/// An operation's id in the document: its method and path (`post_api_v1_users_user_id_ban`).
+pub fn operation_id(method: &str, path: &str) -> String {
+    let words: Vec<&str> = path.split(|c: char| !c.is_ascii_alphanumeric()).filter(|w| !w.is_empty()).collect();
+    format!("{method}_{}", words.join("_"))
+}
+
 pub fn document() -> Value {
     let mut g = SchemaSettings::draft2020_12().with(|s| s.definitions_path = "#/components/schemas/".into()).into_generator();
     let error = g.subschema_for::<ErrorBody>();
     let mut paths = Map::new();
     for op in OPERATIONS {
         let mut o = Map::new();
+        o.insert("operationId".into(), json!(operation_id(op.method, op.path)));
         o.insert("summary".into(), json!(op.summary));
         let mut params: Vec<Value> = op
             .query
             .iter()
-            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": {"type": "string"}}))
+            .map(|(n, d)| json!({"name": n, "in": "query", "required": false, "description": d, "schema": query_schema(op.path, n)}))
             .collect();
         if op.path.contains("{user_id}") {
             params.push(
-                json!({"name": "user_id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1}}),
+                json!({"name": "user_id", "in": "path", "required": true, "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": i64::MAX}}),
             );
         }
         if op.path.contains("{broadcast_id}") {
@@ -337,16 +474,27 @@ pub fn document() -> Value {
             let schema = req(&mut g);
             o.insert(
                 "requestBody".into(),
-                json!({"required": true, "content": {
-                    "application/json": {"schema": schema},
-                    "application/x-www-form-urlencoded": {"schema": schema},
-                }}),
+                // JSON only: a form-encoded post is the dashboard's (pages::form_posts answers it
+                // with a page or a redirect, not with these answers).
+                json!({"required": true, "content": {"application/json": {"schema": schema}}}),
             );
         }
         let kind = if op.path.ends_with(".csv") { "text/csv" } else { "application/json" };
         let body = (op.response)(&mut g);
         let mut responses = Map::new();
-        responses.insert(op.status.to_string(), json!({"description": "success", "content": {kind: {"schema": body}}}));
+        let mut success = json!({"description": "success", "content": {kind: {"schema": body}}});
+        let links: Map<String, Value> = LINKS
+            .iter()
+            .filter(|l| l.from == (op.method, op.path) && l.status == op.status)
+            .map(|l| {
+                let parameters: Map<String, Value> = l.parameters.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+                (l.name.to_string(), json!({"operationId": operation_id(l.to.0, l.to.1), "parameters": parameters}))
+            })
+            .collect();
+        if !links.is_empty() {
+            success["links"] = Value::Object(links);
+        }
+        responses.insert(op.status.to_string(), success);
         let err = |d: &str| json!({"description": d, "content": {"application/json": {"schema": error.clone()}}});
         responses.insert("400".into(), err("bad input: the message says what is wrong"));
         if op.access != Access::Public {
@@ -354,6 +502,9 @@ pub fn document() -> Value {
             responses.insert("403".into(), err("wrong CSRF token, or not this admin's bot or route"));
             responses.insert("404".into(), err("no such user, bot, payment or key (as far as this admin may see)"));
             responses.insert("429".into(), err("an API key used more than its requests per minute"));
+            if op.method == "post" {
+                responses.insert("409".into(), err("not in a state for this (a broadcast that ended, a payment refunded already)"));
+            }
         } else if op.path.starts_with("/api/v1/login") {
             responses.insert("401".into(), err("wrong, used or expired code"));
             responses.insert("429".into(), err("too many tries in 15 minutes"));
@@ -372,7 +523,7 @@ pub fn document() -> Value {
     }
     json!({
         "openapi": "3.1.0",
-        "info": {"title": "BotFleet admin API", "version": env!("CARGO_PKG_VERSION"), "description": "docs/ADMIN.md: roles, the permission matrix, login and CSRF."},
+        "info": {"title": "BotFleet admin API", "version": env!("CARGO_PKG_VERSION"), "description": "docs/ADMIN.md: roles, the permission matrix, login and CSRF. Bodies are JSON; the dashboard's HTML forms post form-encoded bodies to the same routes and get a page back (a 303 to the page they came from, or an error page), which this document does not describe."},
         "paths": paths,
         "components": {
             "schemas": g.take_definitions(true),
@@ -382,4 +533,30 @@ pub fn document() -> Value {
             },
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every link joins two documented operations, from the answer its source documents, to
+    /// parameters its target has; operation ids are unique.
+    #[test]
+    fn links_join_documented_operations_and_ids_are_unique() {
+        let doc = document();
+        let mut ids = std::collections::HashSet::new();
+        for op in OPERATIONS {
+            assert!(ids.insert(operation_id(op.method, op.path)), "{} {} has a unique id", op.method, op.path);
+        }
+        for l in LINKS {
+            let from = &doc["paths"][l.from.1][l.from.0];
+            assert!(from["responses"][l.status.to_string()]["links"][l.name].is_object(), "link {} is in the document", l.name);
+            let to = &doc["paths"][l.to.1][l.to.0];
+            let params: Vec<&str> = to["parameters"].as_array().into_iter().flatten().filter_map(|p| p["name"].as_str()).collect();
+            for (name, expr) in l.parameters {
+                assert!(params.contains(name), "link {}: {} {} takes {name}", l.name, l.to.0, l.to.1);
+                assert!(expr.starts_with("$response.body#/"), "link {}: {expr}", l.name);
+            }
+        }
+    }
 }

@@ -61,6 +61,14 @@ pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleErro
         Event::Callback(q) => Some(&q.from),
         Event::PreCheckout(_) | Event::MemberStatus { .. } | Event::Ignored(_) => None,
     };
+    // A message that waited at Telegram (its `date` is more than REDELIVERED_AFTER old) is not
+    // charged: after an outage or a token rotation Telegram delivers in one burst what users
+    // sent at their own pace, and that is no flood (found by the token-rotation scenario: the
+    // budget dropped most of a rotation's backlog). Charging it at its send time instead would
+    // break GCRA's order (a tap redelivered between two such messages is charged now). A flood
+    // sent during the outage still meets the chat's backlog cap (CHAT_BACKLOG).
+    let waited = matches!(&event, Event::Message(m) if m.date > 0 && fx.now_ms - m.date.saturating_mul(1000) > REDELIVERED_AFTER_MS);
+    let from = if waited { None } else { from };
     if let Some(from) = from
         && !within_budget(fx, from).await?
     {
@@ -330,6 +338,11 @@ async fn within_budget(fx: &Effects<'_>, from: &From) -> Result<bool, HandleErro
     let rate = limits.messages_per_second.max(1);
     Ok(fx.hot().allow(fx.pool(), &format!("upd:{me}"), rate, Duration::from_secs(1), limits.burst.max(rate), fx.now_ms).await?)
 }
+
+/// How long a message must have waited at Telegram (now − its `date`) to count as redelivered
+/// (not charged to its sender's budget). Telegram's `date` has whole seconds and live updates
+/// arrive within a second or two, so 10 s never exempts a live flood.
+const REDELIVERED_AFTER_MS: i64 = 10_000;
 
 /// Tells the user once per minute (or never, per the policy) that they were rate limited.
 async fn warn_once(fx: &mut Effects<'_>, me: &Member, lang: Lang, key: TextKey) -> Result<(), HandleError> {

@@ -47,6 +47,9 @@ const SHUTDOWN_SEND_GRACE: Duration = Duration::from_secs(5);
 /// process ring a bell and are picked up at once): one call for all its shards
 /// ([`watch_idle_shards`]), which wakes the idle shard workers that have jobs.
 const IDLE_POLL: Duration = Duration::from_millis(100);
+/// How often a bot's watcher looks when every shard is empty and commits wake it (a backstop
+/// for a lost wake message): the idle cost (issue 9: the 100 ms poll cost ≈ 0.1 % of a core).
+const QUIET_BACKSTOP: Duration = Duration::from_secs(1);
 /// How long an idle shard worker sleeps when nothing wakes it: a backstop only (issue 9: an
 /// idle bot's 16 shards each reading Redis every 100 ms cost ≈ 1 % of a core).
 const IDLE_BACKSTOP: Duration = Duration::from_secs(5);
@@ -63,6 +66,8 @@ const REF_TTL: Duration = Duration::from_secs(6 * 3600);
 pub const CHAT_BACKLOG: usize = 20;
 /// Jobs read per page of a shard's lane.
 const PAGE: usize = 64;
+/// The most sends of one shard in flight at once (each to another chat).
+const MAX_BATCH: usize = 32;
 /// The first page of a pass when the bot's limit allows at most one send every 10 ms or more.
 const FIRST_PAGE_LIMITED: usize = 8;
 /// The most jobs one pass looks at per lane (paging past chats that must wait): with the
@@ -120,17 +125,19 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let idle: Arc<IdleShards> = Arc::new(IdleShards::new(shards));
     let watcher = tokio::spawn(watch_idle_shards(bot.clone(), idle.clone(), shutdown.clone()));
     let mut ticker = Ticker::new(SHARD_LEASE / 3, shutdown);
+    let names: Vec<String> = (0..shards).map(|shard| format!("outbox:{}:{shard}", bot.name)).collect();
     while ticker.tick().await {
+        // Every shard's lease in one step (one round trip, whatever the shard count).
+        let asked = std::time::Instant::now();
+        let held_now = match bot.fleet.hot.lease_many(&bot.pool, &names, &holder, SHARD_LEASE).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(bot = %bot.name, error = %e, "cannot renew outbox leases");
+                vec![false; names.len()]
+            }
+        };
         for shard in 0..shards {
-            let name = format!("outbox:{}:{shard}", bot.name);
-            let asked = std::time::Instant::now();
-            let held = match bot.fleet.hot.lease(&bot.pool, &name, &holder, SHARD_LEASE).await {
-                Ok(h) => h,
-                Err(e) => {
-                    tracing::warn!(bot = %bot.name, error = %e, "cannot renew outbox leases");
-                    false
-                }
-            };
+            let held = held_now.get(shard as usize).copied().unwrap_or(false);
             match (held, workers.get(&shard)) {
                 (true, Some((_, _, fence))) => fence.renewed(asked, SHARD_LEASE),
                 (true, None) => {
@@ -206,17 +213,85 @@ impl IdleShards {
     }
 }
 
-/// Every [`IDLE_POLL`], while some shard worker of the bot is idle here, asks once which of
-/// the bot's shards hold jobs (jobs other replicas committed) and wakes those workers.
-async fn watch_idle_shards(bot: Arc<Bot>, idle: Arc<IdleShards>, shutdown: watch::Receiver<bool>) {
-    let mut ticker = Ticker::new(IDLE_POLL, shutdown);
-    while ticker.tick().await {
-        if !idle.any_idle() {
-            continue;
+/// Asks once how many jobs each of the bot's shards holds (one pipelined round of O(1) XLENs
+/// for all shards): wakes this process's idle workers of shards with jobs (jobs other replicas
+/// committed), and records the interactive depth for admission control by egress
+/// (ingress/admission.rs). How often:
+/// - every [`IDLE_POLL`] while any job is queued (admission needs fresh numbers, and jobs
+///   drain without anyone committing);
+/// - when everything is empty, only when woken — by a commit of this process (the bot's
+///   watch bell) or of any other (the store's wake signal, Redis pub/sub) — or every
+///   [`QUIET_BACKSTOP`] in case a wake was lost. Without a wake signal (none offered, or its
+///   connection lost) it polls every [`IDLE_POLL`] as before, and subscribes again.
+async fn watch_idle_shards(bot: Arc<Bot>, idle: Arc<IdleShards>, mut shutdown: watch::Receiver<bool>) {
+    use futures::StreamExt as _;
+    let bell = bot.fleet.watch_bell(&bot.name);
+    let hot = bot.fleet.hot.clone();
+    // Ok(None): the store offers no signal (every commit is this process's and rings the bell).
+    let mut wakes: Result<Option<crate::hot::WakeStream>, ()> = Err(());
+    let mut resubscribe_at = tokio::time::Instant::now();
+    let mut quiet = false;
+    loop {
+        if wakes.is_err() && tokio::time::Instant::now() >= resubscribe_at {
+            wakes = hot.outbox_wakes(&bot.pool, &bot.name).await.map_err(|e| {
+                tracing::debug!(bot = %bot.name, error = %e, "cannot subscribe to outbox wakes; polling");
+            });
+            resubscribe_at = tokio::time::Instant::now() + QUIET_BACKSTOP;
         }
-        match bot.fleet.hot.outbox_busy_shards(&bot.pool, &bot.name).await {
-            Ok(busy) => busy.into_iter().for_each(|shard| idle.wake(shard)),
-            Err(e) => tracing::debug!(bot = %bot.name, error = %e, "cannot look for outbox jobs; the workers' backstop still runs"),
+        let wait = if quiet && wakes.is_ok() { QUIET_BACKSTOP } else { IDLE_POLL };
+        let woken_lost = tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = bell.notified() => false,
+            woken = async {
+                match &mut wakes {
+                    Ok(Some(stream)) => stream.next().await.is_none(),
+                    _ => std::future::pending().await,
+                }
+            } => woken,
+            _ = tokio::time::sleep(wait) => false,
+        };
+        if *shutdown.borrow() {
+            return;
+        }
+        // Every wake that arrived meanwhile is answered by this one look (a busy bot gets one
+        // per commit: they must not pile up).
+        let mut lost = woken_lost;
+        if let Ok(Some(stream)) = &mut wakes {
+            use futures::FutureExt as _;
+            while let Some(next) = stream.next().now_or_never() {
+                if next.is_none() {
+                    lost = true;
+                    break;
+                }
+            }
+        }
+        if lost {
+            tracing::debug!(bot = %bot.name, "the outbox wake connection closed; polling until it is back");
+            wakes = Err(());
+        }
+        match hot.outbox_lengths(&bot.pool, &bot.name).await {
+            Ok(lengths) => {
+                let now = now_ms();
+                let interactive: u64 = lengths.iter().map(|[i, _]| i).sum();
+                bot.fleet.egress.record(&bot.name, interactive, now);
+                let per_bot = bot.cfg().limits.outbound.per_bot_per_second;
+                bot.metrics().set_egress_backlog(&bot.name, bot.fleet.egress.backlog_seconds(&bot.name, per_bot, now));
+                let busy = crate::hot::busy_shards(&lengths);
+                quiet = busy.is_empty();
+                if idle.any_idle() {
+                    busy.into_iter().for_each(|shard| idle.wake(shard));
+                }
+            }
+            Err(e) => {
+                quiet = false;
+                tracing::debug!(bot = %bot.name, error = %e, "cannot look for outbox jobs; the workers' backstop still runs");
+            }
+        }
+        // At most one look per IDLE_POLL however often commits wake it (a busy bot is woken by
+        // nearly every commit).
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = tokio::time::sleep(IDLE_POLL) => {}
         }
     }
 }
@@ -309,6 +384,8 @@ async fn drain_once(
         let mut scanned = 0usize;
         let mut queued: HashMap<i64, usize> = HashMap::new();
         let mut page_size = first_page;
+        // Jobs with their slot reserved, one per chat, sent together (`send_batch`).
+        let mut batch: Vec<(String, Job)> = Vec::new();
         loop {
             // Another worker of the bot learnt that the bot must wait: read nothing until then.
             let next = *gate.0.lock().await;
@@ -344,22 +421,36 @@ async fn drain_once(
                     waiting.insert(chat);
                     continue;
                 }
-                let slot = {
-                    let mut next = gate.0.lock().await;
-                    let now = now_ms();
-                    if *next > now {
-                        return Ok(Pass::Throttled(ms(*next - now)));
+                // A limited bot's workers ask the limiter one at a time (the gate is held across
+                // the call), so after one "wait" the others learn it without asking (defect 13).
+                // A fast bot (over 100 sends/s allowed) must not serialize its 16 shards on one
+                // round trip each: the gate is only read before and written after the call.
+                let serialize = bot_interval_ms >= 10;
+                let mut next = Some(gate.0.lock().await);
+                let now = now_ms();
+                if let Some(at) = next.as_deref().copied().filter(|at| *at > now) {
+                    drop(next);
+                    return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
+                        .await?
+                        .unwrap_or(Pass::Throttled(ms(at - now))));
+                }
+                if !serialize {
+                    next = None;
+                }
+                let slot = hot
+                    .reserve_slot(&bot.pool, &bot.name, chat, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now)
+                    .await?;
+                match next.as_deref_mut() {
+                    Some(next) if !slot.bot_wait.is_zero() => *next = now + slot.bot_wait.as_millis() as i64,
+                    Some(next) if slot.wait.is_zero() => *next = now + bot_interval_ms,
+                    Some(_) => {}
+                    None if !slot.bot_wait.is_zero() => {
+                        let mut next = gate.0.lock().await;
+                        *next = (*next).max(now + slot.bot_wait.as_millis() as i64);
                     }
-                    let slot = hot
-                        .reserve_slot(&bot.pool, &bot.name, chat, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now)
-                        .await?;
-                    if !slot.bot_wait.is_zero() {
-                        *next = now + slot.bot_wait.as_millis() as i64;
-                    } else if slot.wait.is_zero() {
-                        *next = now + bot_interval_ms;
-                    }
-                    slot
-                };
+                    None => {}
+                }
+                drop(next);
                 let outcome = match (slot.wait.is_zero(), slot.bot_wait.is_zero()) {
                     (true, _) => "go",
                     (false, false) => "bot_wait",
@@ -367,47 +458,31 @@ async fn drain_once(
                 };
                 bot.metrics().send_reservation(&bot.name, outcome);
                 if !slot.bot_wait.is_zero() {
-                    // Nothing of this bot may go before then: stop here.
-                    return Ok(Pass::Throttled(slot.bot_wait));
+                    // Nothing of this bot may go before then: stop here (once what already has
+                    // its slot is sent).
+                    return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
+                        .await?
+                        .unwrap_or(Pass::Throttled(slot.bot_wait)));
                 }
-                let retry = if slot.wait.is_zero() {
-                    // A send in flight at shutdown gets a few seconds to finish (and be
-                    // acknowledged); one that hangs longer is left unacknowledged for the next
-                    // consumer, so SIGTERM ends the process within its grace period.
-                    let delivery = deliver(bot, &job);
-                    tokio::pin!(delivery);
-                    let mut stopping = stop.clone();
-                    let stopped = async move {
-                        // The guard `wait_for` returns must not live across an await.
-                        let _ = stopping.wait_for(|s| *s).await.map(|_| ());
-                    };
-                    let outcome = tokio::select! {
-                        d = &mut delivery => Some(d),
-                        () = stopped => tokio::time::timeout(SHUTDOWN_SEND_GRACE, &mut delivery).await.ok(),
-                    };
-                    let Some(outcome) = outcome else {
-                        tracing::warn!(bot = %bot.name, method = %job.method, "a send still in flight at shutdown was left for the next consumer");
-                        return Ok(Pass::Sent);
-                    };
-                    match outcome {
-                        Delivery::Done => {
-                            hot.outbox_ack(&bot.pool, &bot.name, shard, lane, &id).await?;
-                            super::media::release(bot, &job).await;
-                            *queued.entry(chat).or_default() -= 1;
-                            progressed = true;
-                            None
-                        }
-                        Delivery::Retry(after) => Some(after),
+                if slot.wait.is_zero() {
+                    // Sent with the other chats' ready jobs of this page, at once (below): one
+                    // job per chat per batch, so a chat's own order holds.
+                    waiting.insert(chat);
+                    batch.push((id, job));
+                    if batch.len() >= MAX_BATCH
+                        && let Some(pass) = send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed).await?
+                    {
+                        return Ok(pass);
                     }
                 } else {
-                    Some(slot.wait)
-                };
-                if let Some(after) = retry {
-                    let until = now_ms() + after.as_millis() as i64;
+                    let until = now_ms() + slot.wait.as_millis() as i64;
                     held.insert(chat, until);
                     waiting.insert(chat);
                     soonest = Some(soonest.map_or(until, |s| s.min(until)));
                 }
+            }
+            if let Some(pass) = send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed).await? {
+                return Ok(pass);
             }
             if !full || scanned >= MAX_SCAN {
                 break;
@@ -442,6 +517,82 @@ async fn drop_over_backlog(bot: &Bot, shard: u32, lane: Lane, id: &str, job: &Jo
         }
     }
     Ok(())
+}
+
+/// Sends the batch's jobs (each of another chat, each with its slot reserved) at once and
+/// settles each: acknowledged when done (or refused for good), held for its retry time
+/// otherwise. Sends of different chats are independent, so a shard's throughput is no longer
+/// one Bot API round trip at a time (issue 9: a replica's egress was latency-bound at ≈ 300/s).
+/// At shutdown the sends in flight get [`SHUTDOWN_SEND_GRACE`]; those that finish are settled,
+/// the rest are left unacknowledged for the next consumer (`Some(Pass::Sent)`).
+#[allow(clippy::too_many_arguments)]
+async fn send_batch(
+    bot: &Bot,
+    shard: u32,
+    lane: Lane,
+    stop: &watch::Receiver<bool>,
+    batch: &mut Vec<(String, Job)>,
+    held: &mut HashMap<i64, i64>,
+    soonest: &mut Option<i64>,
+    queued: &mut HashMap<i64, usize>,
+    progressed: &mut bool,
+) -> Result<Option<Pass>, crate::hot::HotError> {
+    use futures::StreamExt as _;
+    if batch.is_empty() {
+        return Ok(None);
+    }
+    let jobs = std::mem::take(batch);
+    let mut outcomes: Vec<Option<Delivery>> = jobs.iter().map(|_| None).collect();
+    {
+        let mut pending: futures::stream::FuturesUnordered<_> =
+            jobs.iter().enumerate().map(|(k, (_, job))| async move { (k, deliver(bot, job).await) }).collect();
+        let mut stopping = stop.clone();
+        let mut deadline: Option<tokio::time::Instant> = None;
+        loop {
+            let next = match deadline {
+                None => tokio::select! {
+                    next = pending.next() => next,
+                    _ = stopping.wait_for(|s| *s) => {
+                        deadline = Some(tokio::time::Instant::now() + SHUTDOWN_SEND_GRACE);
+                        continue;
+                    }
+                },
+                Some(at) => match tokio::time::timeout_at(at, pending.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            match next {
+                Some((k, delivery)) => outcomes[k] = Some(delivery),
+                None => break,
+            }
+        }
+    }
+    let hot = bot.fleet.hot.as_ref();
+    let mut unfinished = 0;
+    for ((id, job), outcome) in jobs.iter().zip(outcomes) {
+        match outcome {
+            Some(Delivery::Done) => {
+                hot.outbox_ack(&bot.pool, &bot.name, shard, lane, id).await?;
+                super::media::release(bot, job).await;
+                if let Some(n) = queued.get_mut(&job.chat_id) {
+                    *n = n.saturating_sub(1);
+                }
+                *progressed = true;
+            }
+            Some(Delivery::Retry(after)) => {
+                let until = now_ms() + after.as_millis() as i64;
+                held.insert(job.chat_id, until);
+                *soonest = Some(soonest.map_or(until, |s| s.min(until)));
+            }
+            None => unfinished += 1,
+        }
+    }
+    if unfinished > 0 {
+        tracing::warn!(bot = %bot.name, sends = unfinished, "sends still in flight at shutdown were left for the next consumer");
+        return Ok(Some(Pass::Sent));
+    }
+    Ok(None)
 }
 
 enum Delivery {

@@ -13,18 +13,30 @@ use crate::chat;
 use crate::hot::Marker;
 
 const TICK: Duration = Duration::from_millis(250);
+/// How often timers are claimed after a claim found none.
+const QUIET_TICK: Duration = Duration::from_secs(1);
 const LEASE: Duration = Duration::from_secs(30);
 const BATCH: usize = 64;
 
+/// Claims due timers every [`TICK`] while they keep coming, every [`QUIET_TICK`] once a claim
+/// found none (the idle cost: issue 9) — so a timer of an idle bot fires up to a second late
+/// (search refreshes and idle timeouts are seconds to minutes apart; nothing needs better).
 pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let mut ticker = Ticker::new(TICK, shutdown);
+    let mut quiet_since: Option<tokio::time::Instant> = None;
     while ticker.tick().await {
+        if quiet_since.is_some_and(|t| t.elapsed() < QUIET_TICK) {
+            continue;
+        }
+        let mut any = false;
         loop {
             let fired = fire_due(&bot).await;
+            any |= fired > 0;
             if fired < BATCH {
                 break;
             }
         }
+        quiet_since = if any { None } else { Some(tokio::time::Instant::now()) };
     }
 }
 

@@ -49,7 +49,7 @@ pub use inbound::{Inbound, InboundUpdate};
 pub use leases::Leases;
 pub use limiter::{RateLimit, SendLimiter, SendSlot};
 pub use maintenance::Maintenance;
-pub use outbox::Outbox;
+pub use outbox::{Outbox, WakeStream, busy_shards};
 pub use refs::{Refs, reply_ref, saved_ref};
 pub use timers::Timers;
 pub use types::{Claim, HotError, HotResult, Job, Lane, Marker, MessageRef, MirrorOf, QueuedJob, Timer, Upload};

@@ -3,6 +3,9 @@
 
 use super::{HotResult, Lane, QueuedJob};
 
+/// See [`Outbox::outbox_wakes`].
+pub type WakeStream = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>>;
+
 #[async_trait::async_trait]
 pub trait Outbox: Send + Sync {
     /// The shard of a chat: `chat_id.rem_euclid(shards)`.
@@ -29,20 +32,26 @@ pub trait Outbox: Send + Sync {
     ) -> HotResult<Vec<QueuedJob>>;
     /// Removes a sent (or given-up) job.
     async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()>;
-    /// The shards of a bot that hold jobs (in either lane): what an idle consumer asks, once
-    /// for all its shards, instead of reading every shard.
+    /// How many jobs each shard of a bot holds, per lane: `[interactive, bulk]` by shard. One
+    /// cheap call for all shards (O(1) per stream): what an idle consumer asks instead of
+    /// reading every shard, and what egress admission control samples (ingress/admission.rs).
+    async fn outbox_lengths(&self, pool: &str, bot: &str) -> HotResult<Vec<[u64; 2]>>;
+    /// The shards of a bot that hold jobs (in either lane).
     async fn outbox_busy_shards(&self, pool: &str, bot: &str) -> HotResult<Vec<u32>> {
-        let mut busy = Vec::new();
-        for shard in 0..self.outbox_shards() {
-            for lane in [Lane::Interactive, Lane::Bulk] {
-                if !self.outbox_read(pool, bot, shard, lane, 1).await?.is_empty() {
-                    busy.push(shard);
-                    break;
-                }
-            }
-        }
-        Ok(busy)
+        Ok(busy_shards(&self.outbox_lengths(pool, bot).await?))
+    }
+    /// Yields whenever any process committed jobs for the bot (Redis: pub/sub on the bot's wake
+    /// channel, a connection of its own); the stream ends if that connection is lost. `None`:
+    /// this store has no such signal — only commits of this process exist (embedded store),
+    /// and those ring the bot's bell directly.
+    async fn outbox_wakes(&self, _pool: &str, _bot: &str) -> HotResult<Option<WakeStream>> {
+        Ok(None)
     }
     /// Jobs waiting in all shards and lanes of a bot, and the age of the oldest (ms).
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)>;
+}
+
+/// The shards with jobs in either lane, from [`Outbox::outbox_lengths`].
+pub fn busy_shards(lengths: &[[u64; 2]]) -> Vec<u32> {
+    lengths.iter().enumerate().filter(|(_, l)| l.iter().any(|n| *n > 0)).map(|(shard, _)| shard as u32).collect()
 }

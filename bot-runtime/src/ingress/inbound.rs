@@ -17,10 +17,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::bot::{Bot, Ticker};
+use crate::ingress::admission;
 use crate::ingress::pipeline::{self, Outcome};
 
 /// How often the drainer looks at its bot's queue.
 pub const DRAIN_EVERY: Duration = Duration::from_millis(200);
+/// How often an idle drainer reads the queue when this process pushed nothing to it.
+const QUIET_EVERY: Duration = Duration::from_secs(2);
 /// Updates read from the queue at once.
 pub const DRAIN_BATCH: usize = 64;
 /// The most updates a bot's queue holds; a push beyond it is refused (→ 503, Telegram keeps
@@ -92,15 +95,26 @@ impl Gate {
 /// final (busy elsewhere, an outage) stops the pass, so it is retried next time with the order
 /// kept. Runs on every replica of the bot: two drainers on one update meet at its claim (one
 /// gets `Busy` and waits), and acknowledging twice is harmless.
+///
+/// Idle cost: the queue is read every tick only while this process has pushed to it (its gate
+/// is pending) or the last read found updates; otherwise every [`QUIET_EVERY`] (updates another
+/// replica queued are then found within that time; that replica drains them too).
 pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let mut ticker = Ticker::new(DRAIN_EVERY, shutdown);
+    let mut found = true;
+    let mut last_read = tokio::time::Instant::now();
     while ticker.tick().await {
-        drain(&bot).await;
+        if !found && !bot.fleet.inbound.pending(&bot.name) && last_read.elapsed() < QUIET_EVERY {
+            continue;
+        }
+        last_read = tokio::time::Instant::now();
+        found = drain(&bot).await;
     }
 }
 
-/// One pass over the bot's queue (see [`run`]).
-pub async fn drain(bot: &Bot) {
+/// One pass over the bot's queue (see [`run`]); whether it found updates in it (or could not
+/// tell).
+pub async fn drain(bot: &Bot) -> bool {
     let hot = bot.fleet.hot.as_ref();
     let gate = &bot.fleet.inbound;
     loop {
@@ -109,28 +123,40 @@ pub async fn drain(bot: &Bot) {
             Ok(batch) => batch,
             Err(e) => {
                 tracing::debug!(bot = %bot.name, error = %e, "cannot read the inbound queue; retrying");
-                return;
+                return true;
             }
         };
         if batch.is_empty() {
             gate.found_empty(&bot.name, snapshot);
             bot.metrics().set_inbound_depth(&bot.name, 0);
-            return;
+            return false;
         }
         for entry in batch {
             let outcome = match serde_json::from_str::<serde_json::Value>(&entry.raw) {
+                // Admission control by egress holds the queue too (ingress/admission.rs): what
+                // waits here waits while the outbox is backlogged, in order.
+                Ok(raw)
+                    if !admission::exempt(&raw)
+                        && matches!(
+                            bot.fleet.egress.admit(&bot.name, bot.cfg().limits.outbound.per_bot_per_second, crate::bot::now_ms()),
+                            admission::Admit::Later { .. }
+                        ) =>
+                {
+                    set_depth(bot).await;
+                    return true;
+                }
                 Ok(raw) => pipeline::process(bot, &raw).await,
                 // The webhook queued only JSON; anything else can never be handled.
                 Err(_) => Outcome::Malformed,
             };
             if !outcome.is_final() {
                 set_depth(bot).await;
-                return;
+                return true;
             }
             if let Err(e) = hot.inbound_ack(&bot.pool, &bot.name, &entry.id).await {
                 // Not acknowledged: handled again next pass, which finds it done (Duplicate).
                 tracing::debug!(bot = %bot.name, error = %e, "cannot acknowledge an inbound update; retrying");
-                return;
+                return true;
             }
         }
         set_depth(bot).await;

@@ -82,17 +82,20 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
         return Outcome::Malformed;
     };
     let hot = bot.fleet.hot.as_ref();
-    match hot.claim_update(&bot.pool, &bot.name, update_id, CLAIM_LEASE).await {
-        Ok(Claim::Taken) => {}
-        Ok(Claim::Done) => return Outcome::Duplicate,
-        Ok(Claim::Busy) => return Outcome::Busy,
+    // The update's clock: its first attempt's time on every attempt (defect 4), so what is
+    // derived from "now" (a chat's start, a rate-limit window, a timer's due time) is the same
+    // on a retry.
+    let at = match hot.claim_update_at(&bot.pool, &bot.name, update_id, CLAIM_LEASE, now_ms()).await {
+        Ok((Claim::Taken, at)) => at,
+        Ok((Claim::Done, _)) => return Outcome::Duplicate,
+        Ok((Claim::Busy, _)) => return Outcome::Busy,
         Err(e) => return Outcome::Failed(e.to_string()),
-    }
+    };
     let event = update::parse(raw);
     if let Event::Ignored(why) = &event {
         tracing::debug!(bot = %bot.name, update_id, why, "update ignored");
     }
-    let mut fx = Effects::new(bot, now_ms(), Some(format!("u:{}:{update_id}", bot.name)));
+    let mut fx = Effects::new(bot, at, Some(format!("u:{}:{update_id}", bot.name)));
     // The claim is renewed while the update is handled, so a slow step (a media download, a
     // database that answers slowly) never lets another replica take it over mid-way.
     let handled = {
@@ -134,7 +137,7 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
                     Err(count) => tracing::debug!(bot = %bot.name, update_id, error = %count, "could not count the failure"),
                 }
             }
-            if let Err(release) = hot.release_update(&bot.pool, &bot.name, update_id).await {
+            if let Err(release) = hot.release_update_at(&bot.pool, &bot.name, update_id, Some((at, DONE_KEEP))).await {
                 tracing::debug!(bot = %bot.name, update_id, error = %release, "could not release the claim; it expires by itself");
             }
             Outcome::Failed(e.to_string())
@@ -143,7 +146,8 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
 }
 
 /// Whether an update carries money: a pre-checkout, or a payment or refund notice.
-fn is_money(raw: &Value) -> bool {
+/// Money updates: a pre-checkout or a payment / refund notice (never abandoned, never refused).
+pub(crate) fn is_money(raw: &Value) -> bool {
     raw.get("pre_checkout_query").is_some()
         || ["message", "edited_message"]
             .iter()

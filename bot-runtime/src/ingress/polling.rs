@@ -28,6 +28,7 @@ use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::bot::Bot;
+use crate::ingress::admission::Admit;
 use crate::ingress::{inbound, pipeline};
 
 /// How long a batch waits for a chat before handing the chat's updates to the inbound queue.
@@ -39,6 +40,8 @@ const LEASE: Duration = Duration::from_secs(20);
 /// Long-poll timeout; well inside the lease, which is renewed before every poll.
 const POLL_TIMEOUT_S: u64 = 10;
 pub use botfleet_crds::webhook::ALLOWED_UPDATES;
+/// How long the poller waits before asking again while the outbox is backlogged.
+const EGRESS_PAUSE: Duration = Duration::from_millis(200);
 
 pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);
@@ -53,6 +56,17 @@ pub async fn run(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
         }
         let pause =
             match bot.fleet.hot.lease(&bot.pool, &lease, &holder, LEASE).await {
+                // Admission control by egress (ingress/admission.rs): while the bot's outbox
+                // holds more than a few seconds of delivery, updates wait at Telegram. (Polling
+                // cannot pick a report out of what waits: it comes within those seconds.)
+                Ok(true)
+                    if matches!(
+                        bot.fleet.egress.admit(&bot.name, bot.cfg().limits.outbound.per_bot_per_second, crate::bot::now_ms()),
+                        Admit::Later { .. }
+                    ) =>
+                {
+                    Some(EGRESS_PAUSE)
+                }
                 Ok(true) => match poll_once(&bot, &mut offset, &mut queued, &shutdown).await {
                     Ok(polled) => {
                         failures = 0;

@@ -12,7 +12,9 @@
 //!   written to the bot's durable inbound queue (below);
 //! - 503 with Retry-After when another replica holds the update, when too many updates are
 //!   in flight (backpressure: Telegram keeps and redelivers them, nothing is lost), or when a
-//!   store is down (nothing of the update was committed).
+//!   store is down (nothing of the update was committed), or while the bot's outbox holds more
+//!   than a few seconds of delivery (admission control by egress, `admission.rs`; money and
+//!   safety updates are never refused by it).
 //!
 //! Backpressure counts the interactive lane only (a `pre_checkout_query` never needs a permit,
 //! is never queued and never delayed by it). With no permit free the process is overloaded
@@ -38,6 +40,7 @@ use botfleet_crds::webhook::WebhookSecret;
 use tokio::sync::Semaphore;
 
 use crate::bot::{Bot, Fleet};
+use crate::ingress::admission::{self, Admit};
 use crate::ingress::inbound::INBOUND_MAX;
 use crate::ingress::pipeline::{self, Outcome};
 use crate::ingress::secret;
@@ -158,6 +161,17 @@ async fn webhook(State(state): State<AppState>, Path(name): Path<String>, header
     // Backpressure counts the interactive work only: a pre_checkout_query must be answered
     // within Telegram's 10 s, and refusing it would fail a payment, so it never waits for a
     // permit and is never queued (the lifecycle policy's payment lane).
+    // Admission control by egress (ingress/admission.rs): while the bot's outbox holds more
+    // than a few seconds of delivery, new work waits at Telegram — except money and safety.
+    if let Admit::Later { backlog_seconds } =
+        state.fleet.egress.admit(&name, entry.bot.cfg().limits.outbound.per_bot_per_second, crate::bot::now_ms())
+        && !admission::exempt(&raw)
+    {
+        state.fleet.metrics.update(&name, "backlogged");
+        let mut r = (StatusCode::SERVICE_UNAVAILABLE, "the bot is catching up, retry later").into_response();
+        r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(backlog_seconds.clamp(1, 60)));
+        return r;
+    }
     let _permit = if raw.get("pre_checkout_query").is_some() {
         None
     } else if state.fleet.inbound.pending(&name) {

@@ -111,6 +111,10 @@ pub struct ReplyTo {
 #[derive(Debug, Clone, Deserialize)]
 pub struct Message {
     pub message_id: i64,
+    /// When the user sent it (Unix seconds, set by Telegram; 0 if absent): a message that
+    /// waited at Telegram (an outage, a token rotation) is not charged to the per-user budget.
+    #[serde(default)]
+    pub date: i64,
     #[serde(default)]
     pub from: Option<From>,
     pub chat: Chat,
@@ -284,6 +288,7 @@ fn message(body: &Value) -> Result<Option<Box<Message>>, ()> {
         return Ok(None);
     }
     let mut out = Message::new(i64::from(m.id.0), m.from.map(user), chat(&m.chat));
+    out.date = m.date.timestamp();
     match m.kind {
         tg::MessageKind::Common(c) => {
             out.reply_to_message = c.reply_to_message.map(|r| ReplyTo { message_id: i64::from(r.id.0) });
@@ -351,6 +356,7 @@ impl Message {
     fn new(message_id: i64, from: Option<From>, chat: Chat) -> Message {
         Message {
             message_id,
+            date: 0,
             from,
             chat,
             text: None,

@@ -93,9 +93,9 @@ async fn production_fleet_with(
     let store = SqlStore::connect_sized(database_url, pool_size).await.context("connecting to the database (DATABASE_URL)")?;
     store.migrate().await.context("applying database migrations")?;
     let client = redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
-    let conn = redis::aio::ConnectionManager::new(client).await.context("connecting to Redis (REDIS_URL)")?;
+    let conn = redis::aio::ConnectionManager::new(client.clone()).await.context("connecting to Redis (REDIS_URL)")?;
     let keys = Keys::new(redis_prefix);
-    let hot = RedisHot::new(conn.clone(), keys.clone(), OUTBOX_SHARDS);
+    let hot = RedisHot::new(conn.clone(), keys.clone(), OUTBOX_SHARDS).with_pubsub(client);
     let matcher = RedisPool::new(conn, keys);
     Ok((Fleet::with_media(Arc::new(hot), Arc::new(store.clone()), Arc::new(matcher), metrics, replica_id(), media), store))
 }

@@ -56,6 +56,11 @@ pub struct ServeArgs {
     /// Cross-bot media downloads (and, separately, uploads) this replica runs at once.
     #[arg(long, env = "MEDIA_RELAYS_PER_PROCESS", default_value_t = 4, value_parser = clap::value_parser!(u64).range(1..=256))]
     pub media_relays_per_process: u64,
+    /// Seconds of the bot's delivery rate its outbox may hold before new updates wait at
+    /// Telegram (webhook 503, polling paused); payments, /report and /block always go through.
+    /// 0 turns this admission control off (ingress/admission.rs).
+    #[arg(long, env = "EGRESS_BACKLOG_SECONDS", default_value_t = crate::ingress::admission::DEFAULT_SECONDS, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub egress_backlog_seconds: u64,
     /// Start even when Redis may lose data (no AOF) or evict keys: the outbox, timers and
     /// dedupe marks live there, so such a Redis can lose or repeat messages. For tests only.
     #[arg(long, env = "REDIS_ACCEPT_DATA_LOSS", default_value_t = false)]
@@ -159,6 +164,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.media_limits(),
     )
     .await?;
+    fleet.egress.set_seconds(args.egress_backlog_seconds);
     let api = TelegramApi::new(&args.telegram_api_url, token, &cfg.bot.name, metrics);
     let (_signal, shutdown) = app::shutdown_signal();
     let poll = app::polls(&config);

@@ -70,6 +70,42 @@ pub struct Settings {
     pub database_secret: SecretRef,
     pub redis_secret: SecretRef,
     pub telegram_api_url: String,
+    /// Fleet-wide runtime settings every bot's pods get as environment (chart:
+    /// `runtime.settings`, as JSON in `RUNTIME_SETTINGS`).
+    pub runtime: RuntimeSettings,
+}
+
+/// The runtime's tunables that must be the same for every replica of every bot of a fleet (a
+/// media budget is fleet-wide; a connection budget is planned per fleet), so they come from the
+/// chart, not from each BotInstance. Unset: the runtime's default. Ranges are the runtime's own
+/// (`bot-runtime serve --help`); the chart's schema checks them before the operator sees them,
+/// and a pod that still gets a bad value says so in its termination message.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RuntimeSettings {
+    pub database_pool_size: Option<u32>,
+    pub media_budget_mib: Option<u64>,
+    pub media_user_mib: Option<u64>,
+    pub media_user_window_minutes: Option<u64>,
+    pub media_relays_per_process: Option<u64>,
+    pub egress_backlog_seconds: Option<u64>,
+}
+
+impl RuntimeSettings {
+    /// The environment variables these settings become, in a fixed order (a stable pod template).
+    pub fn env(&self) -> Vec<EnvVar> {
+        [
+            ("DATABASE_POOL_SIZE", self.database_pool_size.map(u64::from)),
+            ("MEDIA_BUDGET_MIB", self.media_budget_mib),
+            ("MEDIA_USER_MIB", self.media_user_mib),
+            ("MEDIA_USER_WINDOW_MINUTES", self.media_user_window_minutes),
+            ("MEDIA_RELAYS_PER_PROCESS", self.media_relays_per_process),
+            ("EGRESS_BACKLOG_SECONDS", self.egress_backlog_seconds),
+        ]
+        .into_iter()
+        .filter_map(|(name, value)| Some(EnvVar { name: name.into(), value: Some(value?.to_string()), ..Default::default() }))
+        .collect()
+    }
 }
 
 /// Who may reach a bot's pods when the operator gives each bot a NetworkPolicy (chart:
@@ -662,7 +698,10 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
             secret_env("REDIS_URL", &settings.redis_secret),
             EnvVar { name: "TELEGRAM_API_URL".into(), value: Some(settings.telegram_api_url.clone()), ..Default::default() },
             EnvVar { name: "BOT_NAME".into(), value: Some(name.clone()), ..Default::default() },
-        ]),
+        ]
+        .into_iter()
+        .chain(settings.runtime.env())
+        .collect()),
         volume_mounts: Some(mounts),
         resources: Some(resources(bot)),
         liveness_probe: Some(probe("/healthz", 10)),
@@ -912,10 +951,15 @@ spec:
             database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
             redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
             telegram_api_url: "https://api.telegram.org".into(),
+            runtime: Default::default(),
         }
     }
 
     fn desired(b: &BotInstance, monitor: bool) -> Desired {
+        desired_with(b, monitor, &settings())
+    }
+
+    fn desired_with(b: &BotInstance, monitor: bool, settings: &Settings) -> Desired {
         let r = resolve(b, &[], &[], &[], "2026-01-01T00:00:00Z".parse().unwrap()).unwrap();
         let yaml = serde_yaml::to_string(&r.config).unwrap();
         let rollout = Rollout {
@@ -934,7 +978,7 @@ spec:
             with_monitor: monitor,
             existing_deployment: None,
         };
-        build(b, &input, &settings())
+        build(b, &input, settings)
     }
 
     #[test]
@@ -1284,5 +1328,33 @@ spec:
             desired(&b, false).deployment.spec.template.spec.unwrap().containers[0].image.as_deref(),
             Some("registry.local/runtime:dev")
         );
+    }
+
+    /// The chart's fleet-wide runtime settings reach every bot's pods as environment, and
+    /// nothing is set that the chart left unset (the runtime's defaults hold).
+    #[test]
+    fn fleet_runtime_settings_become_the_pods_environment() {
+        let env_of = |settings: &Settings| -> Vec<(String, Option<String>)> {
+            let d = desired_with(&alpha(), false, settings);
+            let env = d.deployment.spec.template.spec.unwrap().containers[0].env.clone().unwrap();
+            env.into_iter().map(|e| (e.name, e.value)).collect()
+        };
+        let plain = env_of(&settings());
+        assert!(!plain.iter().any(|(n, _)| n.starts_with("MEDIA_") || n == "DATABASE_POOL_SIZE" || n == "EGRESS_BACKLOG_SECONDS"));
+        let runtime: RuntimeSettings =
+            serde_json::from_str(r#"{"databasePoolSize": 4, "mediaBudgetMib": 512, "mediaUserMib": 50, "mediaUserWindowMinutes": 30, "mediaRelaysPerProcess": 2, "egressBacklogSeconds": 5}"#)
+                .unwrap();
+        let env = env_of(&Settings { runtime, ..settings() });
+        for (name, value) in [
+            ("DATABASE_POOL_SIZE", "4"),
+            ("MEDIA_BUDGET_MIB", "512"),
+            ("MEDIA_USER_MIB", "50"),
+            ("MEDIA_USER_WINDOW_MINUTES", "30"),
+            ("MEDIA_RELAYS_PER_PROCESS", "2"),
+            ("EGRESS_BACKLOG_SECONDS", "5"),
+        ] {
+            assert!(env.contains(&(name.to_string(), Some(value.to_string()))), "{name}={value} in {env:?}");
+        }
+        assert!(serde_json::from_str::<RuntimeSettings>(r#"{"mediaBudget": 5}"#).is_err(), "an unknown setting is refused");
     }
 }

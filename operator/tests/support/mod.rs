@@ -122,6 +122,7 @@ pub fn settings(telegram_url: &str) -> Settings {
         database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
         redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
         telegram_api_url: telegram_url.into(),
+        runtime: Default::default(),
     }
 }
 

@@ -14,15 +14,16 @@ pub(super) enum UpdateMark {
 
 #[async_trait::async_trait]
 impl Dedupe for MemoryHot {
-    async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim> {
+    async fn claim_update_at(&self, pool: &str, bot: &str, update_id: i64, lease: Duration, now_ms: i64) -> HotResult<(Claim, i64)> {
         let (mut s, now) = self.lock();
         let key = (pool.to_string(), bot.to_string(), update_id);
         match live(&mut s.updates, &key, now).map(|e| e.value) {
-            Some(UpdateMark::Done) => Ok(Claim::Done),
-            Some(UpdateMark::Lease) => Ok(Claim::Busy),
+            Some(UpdateMark::Done) => Ok((Claim::Done, now_ms)),
+            Some(UpdateMark::Lease) => Ok((Claim::Busy, now_ms)),
             None => {
-                s.updates.insert(key, Expiring::new(UpdateMark::Lease, now, lease));
-                Ok(Claim::Taken)
+                s.updates.insert(key.clone(), Expiring::new(UpdateMark::Lease, now, lease));
+                let at = live(&mut s.update_clocks, &key, now).map_or(now_ms, |e| e.value);
+                Ok((Claim::Taken, at))
             }
         }
     }
@@ -44,11 +45,16 @@ impl Dedupe for MemoryHot {
         Ok(n)
     }
 
-    async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()> {
+    async fn release_update_at(&self, pool: &str, bot: &str, update_id: i64, clock: Option<(i64, Duration)>) -> HotResult<()> {
         let (mut s, now) = self.lock();
         let key = (pool.to_string(), bot.to_string(), update_id);
         if live(&mut s.updates, &key, now).is_some_and(|e| e.value == UpdateMark::Lease) {
             s.updates.remove(&key);
+            if let Some((at, keep)) = clock
+                && live(&mut s.update_clocks, &key, now).is_none()
+            {
+                s.update_clocks.insert(key, Expiring::new(at, now, keep));
+            }
         }
         Ok(())
     }

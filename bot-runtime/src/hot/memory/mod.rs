@@ -109,6 +109,8 @@ struct State {
     updates: HashMap<(String, String, i64), Expiring<UpdateMark>>,
     /// Failed attempts per update (see `Dedupe::note_failure`).
     update_failures: HashMap<(String, String, i64), Expiring<u32>>,
+    /// An update's first attempt's time, kept after a failed attempt (its retries' clock).
+    update_clocks: HashMap<(String, String, i64), Expiring<i64>>,
     leases: HashMap<Named, Expiring<String>>,
     refs: HashMap<Named, Expiring<String>>,
     blobs: HashMap<Named, Expiring<blobs::Blob>>,
@@ -131,6 +133,7 @@ impl State {
         Self {
             updates: HashMap::new(),
             update_failures: HashMap::new(),
+            update_clocks: HashMap::new(),
             leases: HashMap::new(),
             refs: HashMap::new(),
             blobs: HashMap::new(),
@@ -149,6 +152,7 @@ impl State {
     fn sweep(&mut self, now: Instant) {
         self.updates.retain(|_, e| e.live(now));
         self.update_failures.retain(|_, e| e.live(now));
+        self.update_clocks.retain(|_, e| e.live(now));
         self.leases.retain(|_, e| e.live(now));
         self.refs.retain(|_, e| e.live(now));
         self.blobs.retain(|_, e| e.live(now));

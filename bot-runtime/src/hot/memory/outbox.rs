@@ -58,6 +58,18 @@ impl Outbox for MemoryHot {
         Ok(())
     }
 
+    async fn outbox_lengths(&self, pool: &str, bot: &str) -> HotResult<Vec<[u64; 2]>> {
+        let (s, _) = self.lock();
+        Ok((0..self.shards)
+            .map(|shard| {
+                [Lane::Interactive, Lane::Bulk].map(|lane| {
+                    let key = StreamKey { pool: pool.to_string(), bot: bot.to_string(), shard, lane };
+                    s.outboxes.get(&key).map_or(0, |q| q.len() as u64)
+                })
+            })
+            .collect())
+    }
+
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)> {
         let (s, _) = self.lock();
         let (mut depth, mut oldest) = (0u64, None::<i64>);

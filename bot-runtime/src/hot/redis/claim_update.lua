@@ -8,11 +8,14 @@
 --
 -- KEYS[1] the update's claim key
 -- KEYS[2] the bot's done-mark segment holding the update's bit
+-- KEYS[3] the update's clock key (its first attempt's time, kept after a failed attempt)
 -- ARGV[1] the lease value to write ("lease:<random>")
 -- ARGV[2] the lease, in milliseconds
 -- ARGV[3] the update's bit in the segment
+-- ARGV[4] now, in milliseconds
 --
--- Returns "taken" (the lease is ours), "done", or the lease found ("lease:...").
+-- Returns "taken:<ms>" (the lease is ours; <ms> the update's clock: the first attempt's time
+-- if one failed before, else ARGV[4]), "done", or the lease found ("lease:...").
 
 if redis.call("GETBIT", KEYS[2], ARGV[3]) == 1 then
   return "done"
@@ -20,6 +23,6 @@ end
 local v = redis.call("GET", KEYS[1])
 if not v then
   redis.call("SET", KEYS[1], ARGV[1], "PX", ARGV[2])
-  return "taken"
+  return "taken:" .. (redis.call("GET", KEYS[3]) or ARGV[4])
 end
 return v

@@ -12,6 +12,8 @@
 --            timer:  { the bot's in-flight timer set, its due set, its payload hash }
 -- KEYS[n+i], ARGV[5+i] (i = 1..#jobs): the outbox stream of job i and the job (JSON), in
 --            order; each stream keeps the order its jobs are given in.
+-- ARGV[5+#jobs+k]: the wake channels of the bots that got jobs (once each): PUBLISHed after
+--            the jobs, so their idle consumers on every replica look at once (no polling).
 --
 -- Returns 1, or 0 if the update was already done (another replica whose lease outlived ours
 -- committed it first): then nothing is appended, so the effects exist exactly once.
@@ -33,8 +35,12 @@ if kind == "update" then
   end
 end
 
+local jobs = #KEYS - n
 for i = n + 1, #KEYS do
   redis.call("XADD", KEYS[i], "*", "j", ARGV[5 + i - n])
+end
+for k = 6 + jobs, #ARGV do
+  redis.call("PUBLISH", ARGV[k], "")
 end
 
 if kind == "update" then

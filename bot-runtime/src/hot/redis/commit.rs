@@ -44,6 +44,14 @@ impl Commit for RedisHot {
         for job in jobs {
             inv.key(self.keys.outbox(pool, &job.bot, self.shard_of(job.chat_id), job.lane)).arg(to_json(job)?);
         }
+        // Each recipient bot's wake channel, once (a commit has jobs for one or two bots).
+        let mut woken: Vec<&str> = Vec::with_capacity(2);
+        for job in jobs {
+            if !woken.contains(&job.bot.as_str()) {
+                woken.push(&job.bot);
+                inv.arg(self.keys.outbox_wake(pool, &job.bot));
+            }
+        }
         let mut conn = self.conn.clone();
         let _: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
         Ok(())

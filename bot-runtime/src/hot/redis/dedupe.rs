@@ -7,7 +7,7 @@ use crate::hot::{Claim, Dedupe, HotError, HotResult};
 
 #[async_trait::async_trait]
 impl Dedupe for RedisHot {
-    async fn claim_update(&self, pool: &str, bot: &str, update_id: i64, lease: Duration) -> HotResult<Claim> {
+    async fn claim_update_at(&self, pool: &str, bot: &str, update_id: i64, lease: Duration, now_ms: i64) -> HotResult<(Claim, i64)> {
         let mut conn = self.conn.clone();
         let token = format!("lease:{:016x}", rand::random::<u64>());
         let (segment, bit) = self.keys.update_done(pool, bot, update_id);
@@ -15,17 +15,21 @@ impl Dedupe for RedisHot {
             .claim_update
             .key(self.keys.update(pool, bot, update_id))
             .key(segment)
+            .key(self.keys.update_clock(pool, bot, update_id))
             .arg(token)
             .arg(px(lease))
             .arg(bit)
+            .arg(now_ms)
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         match found.as_str() {
-            "taken" => Ok(Claim::Taken),
-            "done" => Ok(Claim::Done),
-            other if other.starts_with("lease:") => Ok(Claim::Busy),
-            other => Err(HotError::Corrupt(format!("update marker {bot}/{update_id} is {other:?}"))),
+            "done" => Ok((Claim::Done, now_ms)),
+            other if other.starts_with("lease:") => Ok((Claim::Busy, now_ms)),
+            other => match other.strip_prefix("taken:").map(str::parse::<i64>) {
+                Some(Ok(at)) => Ok((Claim::Taken, at)),
+                _ => Err(HotError::Corrupt(format!("update marker {bot}/{update_id} is {other:?}"))),
+            },
         }
     }
 
@@ -56,9 +60,18 @@ impl Dedupe for RedisHot {
         Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
     }
 
-    async fn release_update(&self, pool: &str, bot: &str, update_id: i64) -> HotResult<()> {
+    async fn release_update_at(&self, pool: &str, bot: &str, update_id: i64, clock: Option<(i64, Duration)>) -> HotResult<()> {
         let mut conn = self.conn.clone();
-        let _: i64 = self.release_update.key(self.keys.update(pool, bot, update_id)).invoke_async(&mut conn).await.map_err(unavailable)?;
+        let (at, keep) = clock.map_or((String::new(), 1), |(at, keep)| (at.to_string(), px(keep)));
+        let _: i64 = self
+            .release_update
+            .key(self.keys.update(pool, bot, update_id))
+            .key(self.keys.update_clock(pool, bot, update_id))
+            .arg(at)
+            .arg(keep)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 }

@@ -27,6 +27,9 @@ use crate::keys::Keys;
 
 pub struct RedisHot {
     conn: ConnectionManager,
+    /// Opens the pub/sub connections of [`Outbox::outbox_wakes`](crate::hot::Outbox::outbox_wakes)
+    /// (None: no wake signal; consumers poll).
+    pubsub: Option<redis::Client>,
     keys: Keys,
     outbox_shards: u32,
     claim_update: Script,
@@ -34,6 +37,7 @@ pub struct RedisHot {
     renew_update: Script,
     commit: Script,
     lease: Script,
+    lease_many: Script,
     unlease: Script,
     reserve_send: Script,
     hold_sends: Script,
@@ -50,6 +54,7 @@ impl RedisHot {
     pub fn new(conn: ConnectionManager, keys: Keys, outbox_shards: u32) -> Self {
         Self {
             conn,
+            pubsub: None,
             keys,
             outbox_shards: outbox_shards.max(1),
             claim_update: Script::new(include_str!("claim_update.lua")),
@@ -58,6 +63,7 @@ impl RedisHot {
             commit: Script::new(include_str!("commit.lua")),
             adopt_key: Script::new(include_str!("adopt_key.lua")),
             lease: Script::new(include_str!("lease.lua")),
+            lease_many: Script::new(include_str!("lease_many.lua")),
             unlease: Script::new(include_str!("unlease.lua")),
             reserve_send: Script::new(include_str!("reserve_send.lua")),
             hold_sends: Script::new(include_str!("hold_sends.lua")),
@@ -67,6 +73,13 @@ impl RedisHot {
             blob: Script::new(include_str!("blob.lua")),
             media_budget: Script::new(include_str!("media_budget.lua")),
         }
+    }
+
+    /// Lets idle consumers wait for commits' wake messages (pub/sub through `client`, the same
+    /// Redis) instead of polling.
+    pub fn with_pubsub(mut self, client: redis::Client) -> Self {
+        self.pubsub = Some(client);
+        self
     }
 }
 

@@ -3,7 +3,7 @@
 use redis::Value;
 
 use super::{RedisHot, stream_entries, unavailable};
-use crate::hot::{HotError, HotResult, Job, Lane, Outbox, QueuedJob};
+use crate::hot::{HotError, HotResult, Job, Lane, Outbox, QueuedJob, WakeStream};
 
 /// The stream field holding a job's JSON (commit.lua writes it).
 const JOB_FIELD: &str = "j";
@@ -59,7 +59,7 @@ impl Outbox for RedisHot {
         Ok(())
     }
 
-    async fn outbox_busy_shards(&self, pool: &str, bot: &str) -> HotResult<Vec<u32>> {
+    async fn outbox_lengths(&self, pool: &str, bot: &str) -> HotResult<Vec<[u64; 2]>> {
         // One round trip of XLENs (O(1) each) for every shard and lane.
         let streams = self.keys.outboxes(pool, bot, self.outbox_shards);
         let mut pipe = redis::pipe();
@@ -68,8 +68,19 @@ impl Outbox for RedisHot {
         }
         let mut conn = self.conn.clone();
         let lens: Vec<u64> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
-        // `outboxes` lists each shard's two lanes together.
-        Ok(lens.chunks(2).enumerate().filter(|(_, l)| l.iter().any(|n| *n > 0)).map(|(shard, _)| shard as u32).collect())
+        if lens.len() != streams.len() {
+            return Err(HotError::Corrupt(format!("{} replies to {} XLENs", lens.len(), streams.len())));
+        }
+        // `outboxes` lists each shard's two lanes together, interactive first.
+        Ok(lens.chunks(2).map(|l| [l[0], l.get(1).copied().unwrap_or(0)]).collect())
+    }
+
+    async fn outbox_wakes(&self, pool: &str, bot: &str) -> HotResult<Option<WakeStream>> {
+        use futures::StreamExt as _;
+        let Some(client) = &self.pubsub else { return Ok(None) };
+        let mut pubsub = client.get_async_pubsub().await.map_err(unavailable)?;
+        pubsub.subscribe(self.keys.outbox_wake(pool, bot)).await.map_err(unavailable)?;
+        Ok(Some(Box::pin(pubsub.into_on_message().map(|_| ()))))
     }
 
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)> {
