@@ -693,15 +693,17 @@ fn deployment(bot: &BotInstance, n: &Names, pool: &str, rollout: &Rollout, setti
             protocol: Some("TCP".into()),
             ..Default::default()
         }]),
-        env: Some(vec![
-            secret_env("DATABASE_URL", &settings.database_secret),
-            secret_env("REDIS_URL", &settings.redis_secret),
-            EnvVar { name: "TELEGRAM_API_URL".into(), value: Some(settings.telegram_api_url.clone()), ..Default::default() },
-            EnvVar { name: "BOT_NAME".into(), value: Some(name.clone()), ..Default::default() },
-        ]
-        .into_iter()
-        .chain(settings.runtime.env())
-        .collect()),
+        env: Some(
+            vec![
+                secret_env("DATABASE_URL", &settings.database_secret),
+                secret_env("REDIS_URL", &settings.redis_secret),
+                EnvVar { name: "TELEGRAM_API_URL".into(), value: Some(settings.telegram_api_url.clone()), ..Default::default() },
+                EnvVar { name: "BOT_NAME".into(), value: Some(name.clone()), ..Default::default() },
+            ]
+            .into_iter()
+            .chain(settings.runtime.env())
+            .collect(),
+        ),
         volume_mounts: Some(mounts),
         resources: Some(resources(bot)),
         liveness_probe: Some(probe("/healthz", 10)),

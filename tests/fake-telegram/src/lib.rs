@@ -53,9 +53,20 @@ impl FakeTelegram {
         Ok(Self::serve(listener, World::default()))
     }
 
+    /// Starts on 127.0.0.1 with a free port; webhook deliveries also trust the CA in `ca_pem`
+    /// (an HTTPS front with a test CA, as a real ingress has a public one).
+    pub async fn start_trusting(ca_pem: &[u8]) -> std::io::Result<Self> {
+        let ca = reqwest::Certificate::from_pem(ca_pem).map_err(std::io::Error::other)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        Ok(Self::serve_shared(listener, Shared::trusting(World::default(), Some(ca))))
+    }
+
     /// Serves an already bound listener with the given initial world.
     pub fn serve(listener: TcpListener, world: World) -> Self {
-        let shared = Shared::new(world);
+        Self::serve_shared(listener, Shared::new(world))
+    }
+
+    fn serve_shared(listener: TcpListener, shared: Arc<Shared>) -> Self {
         let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)));
         let app = router(shared.clone());
         let (tx, rx) = oneshot::channel::<()>();

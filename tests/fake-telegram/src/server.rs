@@ -29,9 +29,17 @@ pub struct Shared {
 
 impl Shared {
     pub fn new(world: World) -> Arc<Self> {
+        Self::trusting(world, None)
+    }
+
+    /// As [`Shared::new`], with webhook calls also trusting `ca` (a test CA's HTTPS front).
+    pub fn trusting(world: World, ca: Option<reqwest::Certificate>) -> Arc<Self> {
         // Telegram does not follow redirects: a 3xx from a webhook is a failed delivery.
-        let http =
-            reqwest::Client::builder().pool_max_idle_per_host(64).redirect(reqwest::redirect::Policy::none()).build().unwrap_or_default();
+        let mut builder = reqwest::Client::builder().pool_max_idle_per_host(64).redirect(reqwest::redirect::Policy::none());
+        if let Some(ca) = ca {
+            builder = builder.add_root_certificate(ca);
+        }
+        let http = builder.build().unwrap_or_default();
         Arc::new(Self { world: Mutex::new(world), http, stopped: AtomicBool::new(false) })
     }
 
