@@ -382,12 +382,27 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     // the audience (beta's five members with a profile; nobody of alpha), once each.
     nav(&b, "Broadcasts", "/broadcasts").await;
     inspect(&b, &mut step, "broadcasts").await;
-    let form = "form[action='/api/v1/broadcasts']";
+    // The compose form previews (a GET): the message as members will see it and the audience's
+    // size, with nothing sent or stored; the preview's own form sends exactly that.
+    let form = "form[action='/broadcasts']";
     b.select(&b.field(form, "Bot").await, "default/beta").await;
     b.select(&b.field(form, "Audience").await, "all").await;
     b.type_into(&b.field(form, "Message").await, "<b>Browser news</b> for everyone").await;
-    b.click(&b.button(form, "Send to the audience").await).await;
+    b.click(&b.button(form, "Preview").await).await;
+    b.wait_path("the broadcast's preview", WAIT, |p| p.starts_with("/broadcasts?preview=1")).await;
+    assert_eq!(b.text(".preview b").await, "Browser news", "the preview renders the message's HTML");
+    assert!(b.text(".preview").await.contains("Browser news for everyone"), "{}", b.text(".preview").await);
+    let reach = b.text("section[aria-labelledby=pv] p").await;
+    assert!(reach.starts_with("5 members of default/beta would get it now"), "{reach}");
+    let broadcasts = |sql: SqlStore| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM admin_broadcasts").fetch_one(sql.pool()).await.unwrap()
+    };
+    assert_eq!(broadcasts(admin.sql.clone()).await, 0, "a preview sends nothing");
+    inspect(&b, &mut step, "broadcast-preview").await;
+    let send = "form[action='/api/v1/broadcasts']";
+    b.click(&b.button(send, "Send to these 5 members").await).await;
     b.wait_path("the broadcast's confirmation", WAIT, |p| p.ends_with("?done=broadcast")).await;
+    assert_eq!(broadcasts(admin.sql.clone()).await, 1, "one broadcast sent");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let bar = b.find("progress").await;
@@ -413,6 +428,30 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(delivered(&mut audience, "Browser news"), vec![1; 5], "once each");
     assert_eq!(delivered(&mut [&mut fay, &mut ann, &mut cat], "Browser news"), vec![0; 3], "alpha's members are not in it");
+
+    // Analytics: the funnel equals the events the simulated people made — eight started and
+    // finished their profile; Ann, Bob, Cat and Dan searched and chatted; nobody paid — and the
+    // records in the database say the same.
+    nav(&b, "Analytics", "/analytics").await;
+    inspect(&b, &mut step, "analytics").await;
+    for (step, kind, expected) in [
+        ("start", "start", 8),
+        ("profile_done", "profile_done", 8),
+        ("first_search", "first_search", 4),
+        ("first_chat", "first_chat", 4),
+        ("first_purchase", "purchase", 0),
+    ] {
+        let shown = b.text(&format!("td[data-funnel={step}]")).await;
+        let recorded: i64 = sqlx::query_scalar(
+            "SELECT count(DISTINCT (e.bot, e.user_id)) FROM analytics_events e JOIN analytics_events s \
+             ON s.bot = e.bot AND s.user_id = e.user_id AND s.kind = 'start' AND s.ref = '' WHERE e.kind = $1",
+        )
+        .bind(kind)
+        .fetch_one(admin.sql.pool())
+        .await
+        .unwrap();
+        assert_eq!((shown.as_str(), recorded), (expected.to_string().as_str(), expected), "the funnel's {step}");
+    }
 
     // The audit log shows every action above; its CSV export downloads with the session.
     nav(&b, "Audit log", "/audit").await;
@@ -622,7 +661,7 @@ fn alpha_request(op: &bot_runtime::admin::openapi::Operation, ann: i64, broadcas
         ("post", "/api/v1/users/{user_id}/gift") => Some(json!({"bot": "default/alpha", "credits": 1, "idempotency_key": "matrix"})),
         ("post", "/api/v1/refunds") => Some(json!({"bot": "default/alpha", "charge_id": "charge-alpha"})),
         ("post", "/api/v1/moderation/reports/{user_id}/review") => Some(json!({"bot": "default/alpha", "action": "dismiss"})),
-        ("post", "/api/v1/broadcasts") => Some(json!({"bot": "default/alpha", "text": "matrix"})),
+        ("post", "/api/v1/broadcasts" | "/api/v1/broadcasts/preview") => Some(json!({"bot": "default/alpha", "text": "matrix"})),
         ("post", "/api/v1/keys") => Some(json!({"name": "matrix", "role": "fleet_admin"})),
         (m, p) => panic!("{m} {p}: add a valid request acting on alpha to alpha_request (and its cell to bot_admin_on_alpha)"),
     };

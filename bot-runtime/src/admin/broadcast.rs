@@ -75,8 +75,10 @@ pub struct NewBroadcast {
     #[serde(default)]
     #[schemars(extend("enum" = ["all", "vip", "free", null]))]
     pub audience: Option<String>,
-    /// Only members with this language (`en`, `ru`, …: 2 to 8 lowercase letters); absent: any.
+    /// Only members with this language (`en`, `ru`, …: 2 to 8 lowercase letters); absent or
+    /// empty: any. Spaces around it are ignored (a form's field).
     #[serde(default)]
+    #[schemars(pattern(r"^\s*([a-z]{2,8})?\s*$"))]
     pub language: Option<String>,
     /// Only members active on or after this UTC day (`YYYY-MM-DD`); absent: any.
     #[serde(default)]

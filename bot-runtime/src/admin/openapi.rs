@@ -343,6 +343,7 @@ fn query_schema(path: &str, name: &str) -> Value {
         (_, "before" | "from" | "to") => int64(i64::MIN, i64::MAX),
         ("/api/v1/audit", "limit") => int64(1, 500),
         ("/api/v1/audit.csv", "limit") => int64(1, 100_000),
+        ("/api/v1/analytics", "weeks") => int64(1, 104),
         _ => json!({"type": "string"}),
     }
 }
