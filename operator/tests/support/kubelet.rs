@@ -1179,7 +1179,13 @@ async fn start_container(p: &mut PodCtx, pod: &Pod, c: &Container, restarts: i32
         cmounts.push((cstr(source)?, cstr(target)?, *ro));
     }
     let parent = std::process::id() as libc::pid_t;
-    let mut command = std::process::Command::new(&image.binary);
+    // The binary is opened here and executed through its descriptor: a volume mounted over a
+    // folder holding it (an emptyDir at /tmp while the checkout lives under /tmp, as in CI's
+    // clean clone) would otherwise hide it in the container's mount namespace.
+    let program = std::fs::File::open(&image.binary)
+        .map_err(|e| ("RunContainerError".to_string(), format!("opening {}: {e}", image.binary.display())))?;
+    let program_fd = std::os::fd::AsRawFd::as_raw_fd(&program);
+    let mut command = std::process::Command::new(format!("/proc/self/fd/{program_fd}"));
     command
         .args(&argv)
         .env_clear()
@@ -1197,6 +1203,10 @@ async fn start_container(p: &mut PodCtx, pod: &Pod, c: &Container, restarts: i32
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::getppid() != parent {
                 libc::_exit(137);
+            }
+            // Kept open across exec (it is how the program is found; see above).
+            if libc::fcntl(program_fd, libc::F_SETFD, 0) != 0 {
+                return Err(Error::last_os_error());
             }
             if libc::unshare(libc::CLONE_NEWNS) != 0 {
                 return Err(Error::last_os_error());
@@ -1224,7 +1234,9 @@ async fn start_container(p: &mut PodCtx, pod: &Pod, c: &Container, restarts: i32
             Ok(())
         });
     }
-    command.spawn().map_err(|e| ("RunContainerError".to_string(), format!("starting {}: {e}", image.binary.display())))
+    let child = command.spawn().map_err(|e| ("RunContainerError".to_string(), format!("starting {}: {e}", image.binary.display())));
+    drop(program);
+    child
 }
 
 /// A mount target must exist: a missing one is created on the host, empty (a folder, or a
