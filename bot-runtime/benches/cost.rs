@@ -312,10 +312,8 @@ impl Traffic<'_> {
     async fn through(&self, mut dependency: Dependency<'_>, feed: &mut Feed, child: &mut std::process::Child) -> Faulted {
         let (http, base, sim) = (self.http, self.base, self.sim);
         let bodies = feed.load(sim, (self.rate * (self.fault_secs + 20)) as usize);
-        let senders: Vec<i64> = bodies
-            .iter()
-            .filter_map(|b| serde_json::from_str::<Value>(b).ok()?.pointer("/message/from/id")?.as_i64())
-            .collect();
+        let senders: Vec<i64> =
+            bodies.iter().filter_map(|b| serde_json::from_str::<Value>(b).ok()?.pointer("/message/from/id")?.as_i64()).collect();
         let phase_start_ms = sim_now_ms();
         let sent_before = copies(sim);
         let given_up_before = metric(http, base, "botfleet_outbox_given_up_total{").await as u64;
@@ -371,7 +369,11 @@ fn explain_missing(sim: &Sim, senders: &[i64], since_ms: i64) {
         let copies = got.iter().filter(|t| t.as_str() == "bench message").count();
         if copies < n {
             let other: Vec<&String> = got.iter().filter(|t| t.as_str() != "bench message").collect();
-            println!("  missing: {u} sent {n}, partner {} got {copies} copies; other messages to the partner {other:?}; to the sender {:?}", partner(u), texts(u));
+            println!(
+                "  missing: {u} sent {n}, partner {} got {copies} copies; other messages to the partner {other:?}; to the sender {:?}",
+                partner(u),
+                texts(u)
+            );
         }
     }
 }

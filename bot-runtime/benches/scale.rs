@@ -102,7 +102,13 @@ async fn run() {
     ];
     for sql in seed {
         let q = sqlx::query(sql);
-        let q = if sql.contains("$2") { q.bind(per_bot).bind(bots) } else if sql.contains("$1") { q.bind(per_bot) } else { q };
+        let q = if sql.contains("$2") {
+            q.bind(per_bot).bind(bots)
+        } else if sql.contains("$1") {
+            q.bind(per_bot)
+        } else {
+            q
+        };
         q.execute(&db.pool).await.unwrap_or_else(|e| panic!("seeding: {e}\n{sql}"));
     }
     let seeded_in = t.elapsed();
@@ -160,7 +166,12 @@ async fn run() {
             let matcher = matcher.clone();
             async move {
                 let (a, b) = (2 * p, 2 * p + 1);
-                let seek = |k: i64, g: Gender| Seeker { member: member(k), gender: g, want: Want::Only(if g == Gender::Male { Gender::Female } else { Gender::Male }), vip: false };
+                let seek = |k: i64, g: Gender| Seeker {
+                    member: member(k),
+                    gender: g,
+                    want: Want::Only(if g == Gender::Male { Gender::Female } else { Gender::Male }),
+                    vip: false,
+                };
                 // A private pool per pair while matching, so pairs never cross; then moved in.
                 let pool = format!("{POOL}-seed-{}", p % 64);
                 matcher.search(&pool, &seek(a, Gender::Female), 1, rules).await.expect("search");
@@ -203,7 +214,8 @@ async fn run() {
         .map(|k| {
             let matcher = matcher.clone();
             async move {
-                let s = Seeker { member: member(chatting + waiting + k), gender: Gender::Male, want: Want::Only(Gender::Female), vip: false };
+                let s =
+                    Seeker { member: member(chatting + waiting + k), gender: Gender::Male, want: Want::Only(Gender::Female), vip: false };
                 let started = Instant::now();
                 let r = matcher.search(POOL, &s, 4, rules).await;
                 (started.elapsed().as_micros() as u64, matches!(r, Ok(SearchOutcome::Matched { .. })))

@@ -1362,10 +1362,7 @@ async fn a_backlogged_outbox_refuses_new_work_but_never_money_or_safety(backend:
     assert!(depth > 150, "the broadcast is still queued: {depth}");
     assert_eq!(admit(&beta), bot_runtime::ingress::admission::Admit::Yes, "bulk jobs never refuse a user's update");
     let carl = started(&h, "beta", "Carl").await;
-    assert_eq!(
-        h.post_update(0, "beta", &message_update(910_000_005, carl.id, 910_000_005, json!({"text": "/help"}))).await,
-        200
-    );
+    assert_eq!(h.post_update(0, "beta", &message_update(910_000_005, carl.id, 910_000_005, json!({"text": "/help"}))).await, 200);
     h.stop().await;
 }
 
@@ -1375,11 +1372,13 @@ async fn a_backlogged_outbox_refuses_new_work_but_never_money_or_safety(backend:
 /// Telegram is not charged: ten messages sent 1 s apart half a minute ago, delivered at once,
 /// all arrive, in order; a live flood is still slowed (`a_flooding_user_…`).
 async fn messages_that_waited_at_telegram_are_not_taken_for_a_flood(backend: Backend) {
-    let h = Harness::start(backend, Mode::Webhook, vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")], 1).await;
+    let h = Harness::start(backend, Mode::Webhook, vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")], 1)
+        .await;
     let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
     let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
     for k in 0..10 {
-        let update = message_update(920_000_000 + k, ann.id, 920_000_000 + k, json!({"text": format!("waited {k}"), "date": now_s - 30 + k}));
+        let update =
+            message_update(920_000_000 + k, ann.id, 920_000_000 + k, json!({"text": format!("waited {k}"), "date": now_s - 30 + k}));
         assert_eq!(h.post_update(0, "alpha", &update).await, 200);
     }
     let deadline = std::time::Instant::now() + WAIT;

@@ -890,10 +890,7 @@ async fn a_commit_wakes_the_recipient_bots_subscribers_through_pubsub() {
     let other = RedisHot::new(r.conn.clone(), Keys::new(r.prefix.clone()), SHARDS);
     other.commit(POOL, Marker::None, &[job("alpha", 3, Lane::Interactive, 0), job("alpha", 4, Lane::Interactive, 1)]).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), alpha.next()).await.expect("alpha is woken").expect("stream open");
-    assert!(
-        tokio::time::timeout(Duration::from_millis(300), alpha.next()).await.is_err(),
-        "one wake per commit and bot, not one per job"
-    );
+    assert!(tokio::time::timeout(Duration::from_millis(300), alpha.next()).await.is_err(), "one wake per commit and bot, not one per job");
     assert!(tokio::time::timeout(Duration::from_millis(300), beta.next()).await.is_err(), "beta got nothing");
     // Without pub/sub there is no signal (consumers poll).
     assert!(other.outbox_wakes(POOL, "alpha").await.unwrap().is_none());

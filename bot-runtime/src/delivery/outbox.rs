@@ -471,7 +471,8 @@ async fn drain_once(
                     waiting.insert(chat);
                     batch.push((id, job));
                     if batch.len() >= MAX_BATCH
-                        && let Some(pass) = send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed).await?
+                        && let Some(pass) =
+                            send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed).await?
                     {
                         return Ok(pass);
                     }

@@ -62,7 +62,9 @@ impl Default for Egress {
 pub enum Admit {
     Yes,
     /// Refused: the backlog would take about this many seconds to deliver.
-    Later { backlog_seconds: u64 },
+    Later {
+        backlog_seconds: u64,
+    },
 }
 
 impl Egress {
@@ -155,7 +157,9 @@ mod tests {
         assert!(!exempt(&message("/next")));
         assert!(!exempt(&message("hello")));
         assert!(!exempt(&json!({"update_id": 1, "callback_query": {"id": "c", "data": "rate:1:u"}})));
-        assert!(!exempt(&json!({"update_id": 1, "edited_message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "/report"}})));
+        assert!(!exempt(
+            &json!({"update_id": 1, "edited_message": {"message_id": 1, "date": 0, "chat": {"id": 5, "type": "private"}, "text": "/report"}})
+        ));
     }
 
     #[test]
