@@ -306,6 +306,25 @@ impl Faulted {
     fn lost(&self) -> u64 {
         self.expected.saturating_sub(self.delivered + self.given_up)
     }
+
+    /// What the phase saw, for `what` (the dependency that was gone) at `rate` updates/s.
+    fn line(&self, rate: u64, what: &str) -> String {
+        format!(
+            "{} updates offered at {rate}/s, {} accepted, {} refused with 503 while {what} was gone (all {} accepted when offered again; ready {:.1} s after {what} was back), {} failed otherwise; {} of {} delivered, {} given up with their senders told → {} lost; the runtime {} while {what} was gone and {} after",
+            self.outcome.sent,
+            self.outcome.accepted,
+            self.outcome.refused,
+            self.again,
+            self.ready_after.as_secs_f64(),
+            self.outcome.failed,
+            self.delivered,
+            self.expected,
+            self.given_up,
+            self.lost(),
+            if self.alive_while_down { "kept running" } else { "exited" },
+            if self.alive { "is running" } else { "has exited" }
+        )
+    }
 }
 
 impl Traffic<'_> {
@@ -601,43 +620,13 @@ async fn run() {
     let fault_secs = env_or("BENCH_FAULT_SECS", 30);
     let run = Traffic { http: &http, url: &url, base: &base, sim: &sim, rate: 100, fault_secs };
     let f = run.through(Dependency::Redis(&mut private), &mut feed, &mut child).await;
-    println!(
-        "Redis restart: down {fault_secs} s; {} updates offered at {}/s, {} accepted, {} refused with 503 while down (all {} accepted when offered again; ready {:.1} s after Redis was back), {} failed otherwise; {} of {} delivered, {} given up with their senders told → {} lost; the runtime {} while Redis was down and {} after",
-        f.outcome.sent,
-        run.rate,
-        f.outcome.accepted,
-        f.outcome.refused,
-        f.again,
-        f.ready_after.as_secs_f64(),
-        f.outcome.failed,
-        f.delivered,
-        f.expected,
-        f.given_up,
-        f.lost(),
-        if f.alive_while_down { "kept running" } else { "exited" },
-        if f.alive { "is running" } else { "has exited" }
-    );
+    println!("Redis restart: down {fault_secs} s; {}", f.line(run.rate, "Redis"));
 
     // 6. Postgres unreachable mid-traffic for BENCH_FAULT_SECS: every connection reset and new
     //    ones refused (the TCP hop, as a restart or failover looks to the runtime; the shared
     //    Postgres itself keeps running), then reachable again. Refused updates offered again.
     let f = run.through(Dependency::Postgres(&mut pg_cut), &mut feed, &mut child).await;
-    println!(
-        "Postgres unreachable: cut {fault_secs} s; {} updates offered at {}/s, {} accepted, {} refused with 503 (all {} accepted when offered again; ready {:.1} s after it was reachable), {} failed otherwise; {} of {} delivered, {} given up with their senders told → {} lost; the runtime {} while Postgres was unreachable and {} after",
-        f.outcome.sent,
-        run.rate,
-        f.outcome.accepted,
-        f.outcome.refused,
-        f.again,
-        f.ready_after.as_secs_f64(),
-        f.outcome.failed,
-        f.delivered,
-        f.expected,
-        f.given_up,
-        f.lost(),
-        if f.alive_while_down { "kept running" } else { "exited" },
-        if f.alive { "is running" } else { "has exited" }
-    );
+    println!("Postgres unreachable: cut {fault_secs} s; {}", f.line(run.rate, "Postgres"));
 
     let _ = child.kill();
     let _ = child.wait();

@@ -803,7 +803,9 @@ async fn tell_sender_it_failed(bot: &Bot, job: &Job) {
 /// Telegram's error text without anything it quotes: a parse error can quote a piece of the
 /// message ("Unsupported start tag \"x\""), and message content never reaches a log.
 pub(crate) fn quoted_parts_removed(text: &str) -> String {
-    text.split('"').step_by(2).collect::<Vec<_>>().join("\"…\"")
+    // Tokens are masked where errors are made (telegram.rs); masked again here, since this is
+    // what every log line of a refused job prints.
+    botfleet_crds::token::mask_tokens(&text.split('"').step_by(2).collect::<Vec<_>>().join("\"…\"")).into_owned()
 }
 
 #[cfg(test)]
@@ -813,6 +815,8 @@ mod tests {
         let e = super::quoted_parts_removed("Bad Request: can't parse entities: Unsupported start tag \"secret words\" at byte offset 3");
         assert!(!e.contains("secret"), "{e}");
         assert!(e.starts_with("Bad Request: can't parse entities"), "{e}");
+        let t = super::quoted_parts_removed("Not Found: bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw unknown");
+        assert!(!t.contains("AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"), "{t}");
     }
 
     #[test]
