@@ -163,6 +163,13 @@ impl Keys {
     }
 
     /// A small reference with a TTL (reply map, saved message ids).
+    /// A reply-map bucket: a hash of one member's chat's message ids in one
+    /// [`REPLY_BUCKET_IDS`](crate::hot::refs::REPLY_BUCKET_IDS) range (field: the id's place in
+    /// the range) → the message's copy in the other chat. See `hot/refs.rs`.
+    pub fn reply_bucket(&self, pool: &str, member: &str, bucket: i64) -> String {
+        format!("{}rmap:{member}:{bucket}", self.pool(pool))
+    }
+
     pub fn reference(&self, pool: &str, name: &str) -> String {
         format!("{}ref:{name}", self.pool(pool))
     }

@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bot_runtime::hot::memory::MemoryHot;
 use bot_runtime::hot::redis::RedisHot;
 use bot_runtime::hot::{
-    BlobInfo, BlobStart, Claim, Commit, Dedupe, HotState, Job, Lane, Marker, MediaBudget, MediaGrant, Outbox, SendSlot, Timer, Timers,
+    BlobInfo, BlobStart, Claim, Commit, Dedupe, HotState, Job, Lane, Marker, MediaBudget, MediaGrant, MessageRef, Outbox, Refs, SendSlot, Timer, Timers,
+    reply_ref,
 };
 use bot_runtime::keys::Keys;
 use botfleet_tests::fixtures::TestRedis;
@@ -588,13 +589,38 @@ async fn an_unscheduled_timer_never_fires<H: HotState>(h: H) {
 
 // ---- refs and blobs --------------------------------------------------------------------
 
+fn msg_ref(member: &str, message_id: i64) -> MessageRef {
+    MessageRef { member: member.into(), message_id }
+}
+
+/// A reply map of many messages in one chat: every entry reads back, whichever bucket it fell in.
+async fn the_reply_map_holds_a_chats_messages_in_buckets<H: HotState>(h: H) {
+    for id in 1..=200 {
+        h.put_reply(POOL, &msg_ref("alpha:1", id), &msg_ref("beta:2", 1_000 + id), MINUTE).await.unwrap();
+    }
+    for id in 1..=200 {
+        assert_eq!(h.get_reply(POOL, &msg_ref("alpha:1", id)).await.unwrap(), Some(format!("beta:2:{}", 1_000 + id)));
+        assert_eq!(h.get_reply(POOL, &msg_ref("beta:2", 1_000 + id)).await.unwrap(), Some(format!("alpha:1:{id}")));
+    }
+    // Written again (an edit's copy keeps its id): the new value.
+    h.put_reply(POOL, &msg_ref("alpha:1", 5), &msg_ref("gamma:3", 9), MINUTE).await.unwrap();
+    assert_eq!(h.get_reply(POOL, &msg_ref("alpha:1", 5)).await.unwrap().as_deref(), Some("gamma:3:9"));
+}
+
 async fn refs_expire<H: HotState>(h: H) {
-    h.put_ref(POOL, "rm:alpha:1:10", "beta:2:20", Duration::from_millis(40)).await.unwrap();
+    let (mine, theirs) = (msg_ref("alpha:1", 10), msg_ref("beta:2", 20));
+    h.put_reply(POOL, &mine, &theirs, Duration::from_millis(40)).await.unwrap();
     h.put_ref(POOL, "msg:alpha:1:searching", "11", MINUTE).await.unwrap();
-    assert_eq!(h.get_ref(POOL, "rm:alpha:1:10").await.unwrap().as_deref(), Some("beta:2:20"));
+    // Both ways, and by the name jobs carry as their target.
+    assert_eq!(h.get_reply(POOL, &mine).await.unwrap().as_deref(), Some("beta:2:20"));
+    assert_eq!(h.get_reply(POOL, &theirs).await.unwrap().as_deref(), Some("alpha:1:10"));
+    assert_eq!(h.get_ref(POOL, &reply_ref(&mine)).await.unwrap().as_deref(), Some("beta:2:20"));
     assert_eq!(h.get_ref("us-chat", "rm:alpha:1:10").await.unwrap(), None, "pools are separate");
+    assert_eq!(h.get_reply(POOL, &msg_ref("alpha:1", 11)).await.unwrap(), None, "the bucket's other ids are not set");
+    assert_eq!(h.get_reply(POOL, &msg_ref("alpha:3", 10)).await.unwrap(), None, "members are separate");
     tokio::time::sleep(Duration::from_millis(150)).await;
     assert_eq!(h.get_ref(POOL, "rm:alpha:1:10").await.unwrap(), None);
+    assert_eq!(h.get_reply(POOL, &theirs).await.unwrap(), None);
     assert_eq!(h.get_ref(POOL, "msg:alpha:1:searching").await.unwrap().as_deref(), Some("11"));
     // Overwritten, then deleted.
     h.put_ref(POOL, "msg:alpha:1:searching", "12", MINUTE).await.unwrap();
@@ -777,6 +803,7 @@ both_stores!(
     a_rescheduled_timer_keeps_its_new_time,
     an_unscheduled_timer_never_fires,
     refs_expire,
+    the_reply_map_holds_a_chats_messages_in_buckets,
     a_blob_is_written_in_pieces_read_by_range_and_deleted_with_its_last_holder,
     a_blob_has_one_writer_and_a_failed_write_leaves_nothing,
     the_media_budget_refuses_past_the_fleet_budget_and_the_users_cap,
@@ -786,6 +813,33 @@ both_stores!(
 #[test]
 fn the_default_memory_store_has_16_shards() {
     assert_eq!(MemoryHot::default().outbox_shards(), 16);
+}
+
+/// The reply map on Redis is compact (issue 9, defect 14): a chat's entries share bucket
+/// hashes that stay listpacks, one key per 64 message ids instead of one per entry; entries
+/// release N wrote as keys of their own are still read.
+#[tokio::test]
+async fn the_reply_map_on_redis_is_bucketed_and_reads_release_n_entries() {
+    let (h, r) = redis_hot().await;
+    let keys = Keys::new(r.prefix.clone());
+    for id in 1..=128 {
+        h.put_reply(POOL, &msg_ref("alpha:1", id), &msg_ref("beta:2", id), MINUTE).await.unwrap();
+    }
+    let mut conn = r.conn.clone();
+    let found: Vec<String> = ::redis::cmd("KEYS").arg(format!("{}*rmap*", r.prefix)).query_async(&mut conn).await.unwrap();
+    assert_eq!(found.len(), 6, "two members × ids 1..=128 in buckets 0, 1 and 2: {found:?}");
+    for key in &found {
+        let encoding: String = ::redis::cmd("OBJECT").arg("ENCODING").arg(key).query_async(&mut conn).await.unwrap();
+        assert_eq!(encoding, "listpack", "{key}");
+        let ttl: i64 = ::redis::cmd("PTTL").arg(key).query_async(&mut conn).await.unwrap();
+        assert!(ttl > 0 && ttl <= 60_000, "{key} expires: {ttl}");
+    }
+    // Release N: one string key per entry.
+    let old = msg_ref("alpha:9", 77);
+    let _: () = ::redis::cmd("SET").arg(keys.reference(POOL, &reply_ref(&old))).arg("beta:8:88").query_async(&mut conn).await.unwrap();
+    assert_eq!(h.get_reply(POOL, &old).await.unwrap().as_deref(), Some("beta:8:88"));
+    assert_eq!(h.get_ref(POOL, &reply_ref(&old)).await.unwrap().as_deref(), Some("beta:8:88"));
+    r.cleanup().await.unwrap();
 }
 
 /// Data in Redis that this code did not write is reported (or dropped), never a panic.

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::bot::{Bot, Effects, Ticker, now_ms};
 use crate::chat;
-use crate::hot::{Job, Lane, Marker, QueuedJob, reply_ref};
+use crate::hot::{Job, Lane, Marker, QueuedJob};
 use crate::matching::Member;
 use crate::store::EndReason;
 use crate::store::admin::BroadcastOutcome;
@@ -646,7 +646,7 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
         }
     }
     if let Some(r) = &job.reply_to {
-        match hot.get_ref(&bot.pool, &reply_ref(r)).await {
+        match hot.get_reply(&bot.pool, r).await {
             // Only a counterpart in this recipient's chat (the same rule as a target).
             Ok(Some(counterpart)) => {
                 if let Some(id) = resolve_target(&counterpart, &recipient).filter(|_| counterpart.contains(':')) {
@@ -705,8 +705,7 @@ async fn record_sent(bot: &Bot, job: &Job, recipient: &Member, sent: &Value) {
     }
     if let Some(origin) = &job.origin {
         let delivered = crate::hot::MessageRef { member: recipient.to_string(), message_id };
-        let _ = hot.put_ref(&bot.pool, &reply_ref(origin), &format!("{}:{}", delivered.member, delivered.message_id), REF_TTL).await;
-        let _ = hot.put_ref(&bot.pool, &reply_ref(&delivered), &format!("{}:{}", origin.member, origin.message_id), REF_TTL).await;
+        let _ = hot.put_reply(&bot.pool, origin, &delivered, REF_TTL).await;
     }
 }
 

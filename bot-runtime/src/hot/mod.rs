@@ -38,7 +38,7 @@ mod maintenance;
 pub mod memory;
 mod outbox;
 pub mod redis;
-mod refs;
+pub mod refs;
 mod timers;
 mod types;
 
@@ -50,7 +50,7 @@ pub use leases::Leases;
 pub use limiter::{RateLimit, SendLimiter, SendSlot};
 pub use maintenance::Maintenance;
 pub use outbox::{Outbox, WakeStream, busy_shards};
-pub use refs::{Refs, reply_ref, saved_ref};
+pub use refs::{Refs, reply_of, reply_ref, saved_ref};
 pub use timers::Timers;
 pub use types::{Claim, HotError, HotResult, Job, Lane, Marker, MessageRef, MirrorOf, QueuedJob, Timer, Upload};
 

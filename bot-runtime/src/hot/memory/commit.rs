@@ -1,8 +1,7 @@
 //! The commit in memory: every change under one lock, after every check (so it is atomic).
 
-use super::dedupe::UpdateMark;
 use super::outbox::StreamKey;
-use super::{Expiring, MemoryHot, State, live};
+use super::{MemoryHot, State};
 use crate::hot::{Commit, HotResult, Job, Marker, Outbox};
 
 impl State {
@@ -25,8 +24,7 @@ impl Commit for MemoryHot {
         let entries: Vec<(StreamKey, Job)> = jobs.iter().map(|j| (self.stream(pool, j), j.clone())).collect();
         let (mut s, now) = self.lock();
         if let Marker::Update { bot, update_id, .. } = &marker {
-            let key = (pool.to_string(), bot.clone(), *update_id);
-            if live(&mut s.updates, &key, now).is_some_and(|e| e.value == UpdateMark::Done) {
+            if s.is_done(pool, bot, *update_id, now) {
                 // Committed already (by a holder whose lease outlived ours): effects exist once.
                 return Ok(());
             }
@@ -36,7 +34,7 @@ impl Commit for MemoryHot {
         }
         match marker {
             Marker::Update { bot, update_id, keep } => {
-                s.updates.insert((pool.to_string(), bot, update_id), Expiring::new(UpdateMark::Done, now, keep));
+                s.mark_done(pool, &bot, update_id, keep, now);
             }
             Marker::Timer { bot, id } => {
                 let key = (pool.to_string(), bot);

@@ -95,7 +95,6 @@ fn system_now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)).unwrap_or(0)
 }
 
-use dedupe::UpdateMark;
 use limiter::LimiterKey;
 use outbox::StreamKey;
 use timers::BotTimers;
@@ -106,13 +105,18 @@ type Named = (String, String);
 type BotKey = (String, String);
 
 struct State {
-    updates: HashMap<(String, String, i64), Expiring<UpdateMark>>,
+    /// Leases on updates being handled (done-ness is in `done`).
+    leases_on_updates: HashMap<(String, String, i64), Expiring<()>>,
+    /// Done-marks: (pool, bot, segment) → one bit per update (see `dedupe.rs`).
+    done: HashMap<(String, String, i64), Expiring<dedupe::Segment>>,
     /// Failed attempts per update (see `Dedupe::note_failure`).
     update_failures: HashMap<(String, String, i64), Expiring<u32>>,
     /// An update's first attempt's time, kept after a failed attempt (its retries' clock).
     update_clocks: HashMap<(String, String, i64), Expiring<i64>>,
     leases: HashMap<Named, Expiring<String>>,
     refs: HashMap<Named, Expiring<String>>,
+    /// The reply map, in buckets, bounded (see `refs.rs`).
+    replies: refs::Replies,
     blobs: HashMap<Named, Expiring<blobs::Blob>>,
     media: blobs::MediaLedger,
     send_limits: HashMap<LimiterKey, Expiring<SendBucket>>,
@@ -131,11 +135,13 @@ struct State {
 impl State {
     fn new() -> Self {
         Self {
-            updates: HashMap::new(),
+            leases_on_updates: HashMap::new(),
+            done: HashMap::new(),
             update_failures: HashMap::new(),
             update_clocks: HashMap::new(),
             leases: HashMap::new(),
             refs: HashMap::new(),
+            replies: refs::Replies::default(),
             blobs: HashMap::new(),
             media: blobs::MediaLedger::default(),
             send_limits: HashMap::new(),
@@ -150,11 +156,13 @@ impl State {
     }
 
     fn sweep(&mut self, now: Instant) {
-        self.updates.retain(|_, e| e.live(now));
+        self.leases_on_updates.retain(|_, e| e.live(now));
+        self.done.retain(|_, e| e.live(now));
         self.update_failures.retain(|_, e| e.live(now));
         self.update_clocks.retain(|_, e| e.live(now));
         self.leases.retain(|_, e| e.live(now));
         self.refs.retain(|_, e| e.live(now));
+        self.replies.sweep(now);
         self.blobs.retain(|_, e| e.live(now));
         self.media.sweep(now);
         self.send_limits.retain(|_, e| e.live(now));
@@ -168,7 +176,9 @@ impl State {
     /// Entries held, expired or not (for tests of the sweep).
     #[cfg(test)]
     fn entries(&self) -> usize {
-        self.updates.len()
+        self.leases_on_updates.len()
+            + self.done.len()
+            + self.replies.len()
             + self.leases.len()
             + self.refs.len()
             + self.blobs.len()
