@@ -250,13 +250,16 @@ pub struct Effects<'a> {
     /// Answers to inline-button presses (callback query id, text on the button), sent once the
     /// update's effects are committed: a press whose commit failed is answered by its retry.
     pub answers: Vec<(String, Option<String>)>,
+    /// A retry of an update whose earlier attempt failed (its clock was kept): what the first
+    /// attempt counted against the sender (their per-user budget) is not counted again.
+    pub retry: bool,
 }
 
 const MEMO_TTL: Duration = Duration::from_secs(3600);
 
 impl<'a> Effects<'a> {
     pub fn new(bot: &'a Bot, now_ms: i64, memo: Option<String>) -> Self {
-        Self { bot, now_ms, jobs: Vec::new(), memo, answers: Vec::new() }
+        Self { bot, now_ms, jobs: Vec::new(), memo, answers: Vec::new(), retry: false }
     }
 
     pub fn hot(&self) -> &dyn HotState {

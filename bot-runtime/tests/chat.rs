@@ -57,6 +57,7 @@ on_both_backends!(
     a_slow_chat_never_holds_the_polling_batch_and_keeps_its_order,
     a_backlogged_outbox_refuses_new_work_but_never_money_or_safety,
     messages_that_waited_at_telegram_are_not_taken_for_a_flood,
+    a_retried_update_is_charged_to_its_senders_budget_once,
 );
 
 async fn two_bots(backend: Backend, replicas: usize) -> Harness {
@@ -1391,5 +1392,41 @@ async fn messages_that_waited_at_telegram_are_not_taken_for_a_flood(backend: Bac
     assert_eq!(got, (0..10).map(|k| format!("waited {k}")).collect::<Vec<_>>(), "all ten, in order, once; Ann saw {ann_saw:?}");
     let warned = ann.received().unwrap().iter().any(|m| text_of(m).starts_with(&plain_prefix(Lang::En, "slow_down")));
     assert!(!warned, "nobody was told to slow down");
+    h.stop().await;
+}
+
+/// Issue 9: the per-user budget is charged once per update, not once per attempt. The update's
+/// first attempt failed (as the pipeline leaves it: released, its clock kept) while its sender
+/// still had budget; by its retry the sender has spent the budget on later messages, and the
+/// retry — handled at its first attempt's time — must not be charged again and refused.
+async fn a_retried_update_is_charged_to_its_senders_budget_once(backend: Backend) {
+    let h = Harness::start(backend, Mode::Webhook, vec![bot_config("alpha", Mode::Webhook, ""), bot_config("beta", Mode::Webhook, "")], 1)
+        .await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    let bot = h.bot(0, "alpha");
+    let hot = bot.fleet.hot.clone();
+    let retried = 930_000_100;
+    // The failed first attempt, a moment ago (charged then: the default budget had room).
+    let first_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let (claim, _) = hot.claim_update_at(&bot.pool, "alpha", retried, Duration::from_secs(30), first_at).await.unwrap();
+    assert!(matches!(claim, bot_runtime::hot::Claim::Taken));
+    hot.release_update_at(&bot.pool, "alpha", retried, Some((first_at, Duration::from_secs(3600)))).await.unwrap();
+    // Ann types on: more than the burst (5), so the budget is spent at that time.
+    let now_s = first_at / 1000;
+    for k in 0..8 {
+        let update = message_update(930_000_000 + k, ann.id, 930_000_000 + k, json!({"text": format!("typed {k}"), "date": now_s}));
+        assert_eq!(h.post_update(0, "alpha", &update).await, 200);
+    }
+    // Telegram redelivers the failed update.
+    let update = message_update(retried, ann.id, 930_000_100, json!({"text": "the retried one", "date": now_s}));
+    assert_eq!(h.post_update(0, "alpha", &update).await, 200);
+    let deadline = std::time::Instant::now() + WAIT;
+    while chat_texts(&mut bob, "the retried one").is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let typed = chat_texts(&mut bob, "typed ").len();
+    assert!(typed < 8, "the budget held back some of Ann's burst (else this test proves nothing): {typed} relayed");
+    assert_eq!(chat_texts(&mut bob, "the retried one"), ["the retried one"], "the retry went through, once");
+    let _ = ann.received();
     h.stop().await;
 }

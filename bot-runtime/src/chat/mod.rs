@@ -69,7 +69,9 @@ pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleErro
     // break GCRA's order (a tap redelivered between two such messages is charged now). A flood
     // sent during the outage still meets the chat's backlog cap (CHAT_BACKLOG).
     let waited = matches!(&event, Event::Message(m) if m.date > 0 && fx.now_ms - m.date.saturating_mul(1000) > REDELIVERED_AFTER_MS);
-    let from = if waited { None } else { from };
+    // A retry after a failed attempt was charged by its first attempt (issue 9: the budget is
+    // charged once per update, however often it is retried).
+    let from = if waited || fx.retry { None } else { from };
     if let Some(from) = from
         && !within_budget(fx, from).await?
     {

@@ -85,7 +85,8 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
     // The update's clock: its first attempt's time on every attempt (defect 4), so what is
     // derived from "now" (a chat's start, a rate-limit window, a timer's due time) is the same
     // on a retry.
-    let at = match hot.claim_update_at(&bot.pool, &bot.name, update_id, CLAIM_LEASE, now_ms()).await {
+    let attempt_at = now_ms();
+    let at = match hot.claim_update_at(&bot.pool, &bot.name, update_id, CLAIM_LEASE, attempt_at).await {
         Ok((Claim::Taken, at)) => at,
         Ok((Claim::Done, _)) => return Outcome::Duplicate,
         Ok((Claim::Busy, _)) => return Outcome::Busy,
@@ -96,6 +97,7 @@ async fn run(bot: &Bot, raw: &Value) -> Outcome {
         tracing::debug!(bot = %bot.name, update_id, why, "update ignored");
     }
     let mut fx = Effects::new(bot, at, Some(format!("u:{}:{update_id}", bot.name)));
+    fx.retry = at != attempt_at;
     // The claim is renewed while the update is handled, so a slow step (a media download, a
     // database that answers slowly) never lets another replica take it over mid-way.
     let handled = {
