@@ -60,7 +60,20 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
         dir.join("secret").display()
     );
     let port = 20_000 + (std::process::id() % 20_000) as u16;
-    let serve = Serve::start(&dir, &config, &db.url, &redis_url(), &redis.prefix, &fake.api_url(), port).await;
+    // BENCH_CALLGRIND=N: the runtime runs under valgrind's callgrind, collecting only while N
+    // relayed updates are handled and delivered; instructions per update, then nothing else.
+    let callgrind = env_or("BENCH_CALLGRIND", 0);
+    let profile = dir.join("callgrind.out");
+    let wrapper: Vec<String> = if callgrind > 0 {
+        ["valgrind", "--tool=callgrind", "--instr-atstart=no", "--trace-children=no"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([format!("--callgrind-out-file={}", profile.display())])
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let serve = Serve::start_under(&wrapper, &dir, &config, &db.url, &redis_url(), &redis.prefix, &fake.api_url(), port).await;
     let mut child = serve.child;
     let pid = child.id();
     let base = serve.base;
@@ -73,6 +86,20 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     println!("seeded {users} users and {live} live chats in {:.1} s", t.elapsed().as_secs_f64());
     let (seeded, _) = rss_kib(pid);
 
+    if callgrind > 0 {
+        let url = format!("{base}/telegram/{BOT}");
+        // Every sender writes once before counting starts (their first message of the day
+        // records their activity in Postgres: once a day, not per message).
+        let warm = 2 * chats as usize + 200;
+        let updates = make_updates(&sim, "alpha_bot", chats, callgrind as usize + warm);
+        instructions(&http, &url, &sim, updates, warm, pid, &profile).await;
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = db.drop_db().await;
+        fake.stop().await;
+        return;
+    }
     let total = (rate * seconds) as usize;
     let updates = make_updates(&sim, "alpha_bot", chats, total + 100_000);
     println!("prepared {} updates", updates.len());
@@ -210,4 +237,126 @@ fn make_updates(sim: &botfleet_tests::fake_telegram::Sim, bot: &str, chats: i64,
         out.push(json!({"update_id": 1_000_000 + k as i64, "message": message}).to_string());
     }
     out
+}
+
+/// Instructions the runtime executes per relayed update, handled and delivered (callgrind's
+/// `Ir`): `warm` updates warm it up uncounted, then collection is switched on for the rest (sent
+/// by 8 clients) until the fake has every copy, and off. The 25 costliest functions (inclusive)
+/// are printed from `callgrind_annotate`.
+async fn instructions(
+    http: &reqwest::Client,
+    url: &str,
+    sim: &botfleet_tests::fake_telegram::Sim,
+    updates: Vec<String>,
+    warm: usize,
+    pid: u32,
+    profile: &std::path::Path,
+) {
+    let control = |args: &[&str]| {
+        let out = std::process::Command::new("callgrind_control").args(args).arg(pid.to_string()).output().expect("callgrind_control");
+        assert!(out.status.success(), "callgrind_control {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    let (warm, counted) = updates.split_at(warm.min(updates.len()));
+    let send_all = |bodies: Vec<String>| async move {
+        let queue = Arc::new(std::sync::Mutex::new(bodies.into_iter()));
+        let workers: Vec<_> = (0..8)
+            .map(|_| {
+                let (http, url, queue) = (http.clone(), url.to_string(), queue.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let Some(body) = queue.lock().expect("queue").next() else { break };
+                        loop {
+                            let r = http
+                                .post(&url)
+                                .header("x-telegram-bot-api-secret-token", SECRET)
+                                .header("content-type", "application/json")
+                                .body(body.clone())
+                                .send()
+                                .await;
+                            if matches!(r, Ok(r) if r.status().is_success()) {
+                                break;
+                            }
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            let _ = w.await;
+        }
+    };
+    let drained = |target: u64| async move {
+        let started = Instant::now();
+        while copies(sim) < target && started.elapsed() < Duration::from_secs(1_800) {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        copies(sim)
+    };
+    send_all(warm.to_vec()).await;
+    let base = drained(warm.len() as u64).await;
+    control(&["--instr=on"]);
+    let t = Instant::now();
+    send_all(counted.to_vec()).await;
+    let delivered = drained(base + counted.len() as u64).await - base;
+    control(&["--instr=off"]);
+    control(&["--dump"]);
+    let elapsed = t.elapsed().as_secs_f64();
+    // Every dump (the one asked for, and the final one at exit) is a file of its own.
+    let dir = profile.parent().expect("profile dir");
+    let mut ir: u64 = 0;
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("profiles").flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.starts_with("callgrind.out") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let n = self_cost(&text);
+        if n > 0 {
+            ir += n;
+            files.push(entry.path());
+        }
+    }
+    println!(
+        "callgrind: {} relayed updates handled and {delivered} copies delivered in {elapsed:.0} s under valgrind: {:.2} G instructions = {:.0} instructions per relayed update",
+        counted.len(),
+        ir as f64 / 1e9,
+        ir as f64 / counted.len().max(1) as f64
+    );
+    if let Some(file) = files.first() {
+        let keep = std::env::temp_dir().join("botfleet-callgrind.out");
+        let _ = std::fs::copy(file, &keep);
+        let out = std::process::Command::new("callgrind_annotate").args(["--inclusive=yes", "--threshold=100"]).arg(file).output();
+        if let Ok(out) = out {
+            let text = String::from_utf8_lossy(&out.stdout);
+            println!("top functions (inclusive; the whole profile is kept at {}):", keep.display());
+            for line in text.lines().skip_while(|l| !l.contains("file:function")).skip(1).filter(|l| !l.trim().is_empty()).take(40) {
+                println!("  {line}");
+            }
+        }
+    }
+}
+
+/// The instructions a callgrind profile counted: the sum of its self-cost lines (a cost line
+/// right after `calls=` is the call's inclusive cost, not counted again). Its `summary:` line
+/// is not used: callgrind writes it wrapped below zero when instrumentation was switched on
+/// mid-run.
+fn self_cost(profile: &str) -> u64 {
+    let mut total = 0u64;
+    let mut after_calls = false;
+    for line in profile.lines() {
+        if line.starts_with("calls=") {
+            after_calls = true;
+            continue;
+        }
+        let first = line.chars().next().unwrap_or(' ');
+        if first.is_ascii_digit() || first == '+' || first == '-' || first == '*' {
+            if !after_calls {
+                total += line.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+            }
+        }
+        after_calls = false;
+    }
+    total
 }

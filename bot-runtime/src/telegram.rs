@@ -198,7 +198,13 @@ impl TelegramApi {
     pub fn new(base_url: &str, token: BotToken, bot: &str, metrics: Metrics) -> Self {
         // Long polls take up to `timeout` seconds; calls carry their own shorter timeouts.
         let http =
-            reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).pool_max_idle_per_host(64).build().unwrap_or_default();
+            // The Bot API never redirects: no redirect policy runs on each call.
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .pool_max_idle_per_host(64)
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap_or_default();
         Self { http, base: base_url.trim_end_matches('/').to_string(), token, bot: bot.to_string(), metrics }
     }
 

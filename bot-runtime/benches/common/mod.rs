@@ -66,8 +66,33 @@ impl Serve {
         api_url: &str,
         port: u16,
     ) -> Serve {
+        Self::start_under(&[], dir, config, db_url, redis_url, redis_prefix, api_url, port).await
+    }
+
+    /// [`Serve::start`] with the runtime run by `wrapper` (a command and its arguments, e.g.
+    /// valgrind), which is given the binary and its arguments; it may take minutes to be ready.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_under(
+        wrapper: &[String],
+        dir: &std::path::Path,
+        config: &str,
+        db_url: &str,
+        redis_url: &str,
+        redis_prefix: &str,
+        api_url: &str,
+        port: u16,
+    ) -> Serve {
         std::fs::write(dir.join("config.yaml"), config).expect("config");
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_bot-runtime"))
+        let binary = env!("CARGO_BIN_EXE_bot-runtime");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = std::process::Command::new(program);
+                c.args(args).arg(binary);
+                c
+            }
+            None => std::process::Command::new(binary),
+        };
+        let child = command
             .args(["serve", "--config"])
             .arg(dir.join("config.yaml"))
             .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -87,7 +112,8 @@ impl Serve {
             {
                 break;
             }
-            assert!(started.elapsed() < std::time::Duration::from_secs(60), "the runtime did not become ready");
+            let limit = if wrapper.is_empty() { 60 } else { 600 };
+            assert!(started.elapsed() < std::time::Duration::from_secs(limit), "the runtime did not become ready");
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         Serve { child, base }

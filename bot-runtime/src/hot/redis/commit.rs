@@ -42,7 +42,7 @@ impl Commit for RedisHot {
             }
         }
         for job in jobs {
-            inv.key(self.keys.outbox(pool, &job.bot, self.shard_of(job.chat_id), job.lane)).arg(to_json(job)?);
+            inv.key(self.outbox_key(pool, &job.bot, self.shard_of(job.chat_id), job.lane)).arg(to_json(job)?);
         }
         // Each recipient bot's wake channel, once (a commit has jobs for one or two bots).
         let mut woken: Vec<&str> = Vec::with_capacity(2);

@@ -41,7 +41,7 @@ impl Outbox for RedisHot {
         // "(id": exclusive start (Redis ≥ 6.2).
         let start = after.map_or_else(|| "-".to_string(), |id| format!("({id}"));
         let reply: Value = redis::cmd("XRANGE")
-            .arg(self.keys.outbox(pool, bot, shard, lane))
+            .arg(self.outbox_key(pool, bot, shard, lane))
             .arg(start)
             .arg("+")
             .arg("COUNT")
@@ -55,15 +55,15 @@ impl Outbox for RedisHot {
     async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()> {
         let mut conn = self.conn.clone();
         let _: i64 =
-            redis::cmd("XDEL").arg(self.keys.outbox(pool, bot, shard, lane)).arg(id).query_async(&mut conn).await.map_err(unavailable)?;
+            redis::cmd("XDEL").arg(self.outbox_key(pool, bot, shard, lane)).arg(id).query_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 
     async fn outbox_lengths(&self, pool: &str, bot: &str) -> HotResult<Vec<[u64; 2]>> {
         // One round trip of XLENs (O(1) each) for every shard and lane.
-        let streams = self.keys.outboxes(pool, bot, self.outbox_shards);
+        let streams = self.outbox_keys(pool, bot);
         let mut pipe = redis::pipe();
-        for s in &streams {
+        for s in streams.iter() {
             pipe.cmd("XLEN").arg(s);
         }
         let mut conn = self.conn.clone();
@@ -84,9 +84,9 @@ impl Outbox for RedisHot {
     }
 
     async fn outbox_depth(&self, pool: &str, bot: &str, now_ms: i64) -> HotResult<(u64, i64)> {
-        let streams = self.keys.outboxes(pool, bot, self.outbox_shards);
+        let streams = self.outbox_keys(pool, bot);
         let mut pipe = redis::pipe();
-        for s in &streams {
+        for s in streams.iter() {
             pipe.cmd("XLEN").arg(s).cmd("XRANGE").arg(s).arg("-").arg("+").arg("COUNT").arg(1);
         }
         let mut conn = self.conn.clone();
