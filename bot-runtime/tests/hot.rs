@@ -377,6 +377,10 @@ async fn a_read_after_a_job_pages_past_it<H: HotState>(h: H) {
     assert_eq!(rest.iter().map(|q| seq(&q.job)).collect::<Vec<_>>(), [4]);
     assert!(h.outbox_read_after(POOL, "alpha", shard, Lane::Interactive, Some(&rest[0].id), 10).await.unwrap().is_empty());
     assert_eq!(all(&h, "alpha", shard, Lane::Interactive).await.iter().map(seq).collect::<Vec<_>>(), [0, 1, 3, 4]);
+    // A batch's sent jobs are acknowledged together; the others stay, in order.
+    h.outbox_ack_many(POOL, "alpha", shard, Lane::Interactive, &[first[0].id.as_str(), rest[0].id.as_str()]).await.unwrap();
+    h.outbox_ack_many(POOL, "alpha", shard, Lane::Interactive, &[]).await.unwrap();
+    assert_eq!(all(&h, "alpha", shard, Lane::Interactive).await.iter().map(seq).collect::<Vec<_>>(), [1, 3]);
 }
 
 /// Defect 13: after an idle period the bot-wide limit used to let a full burst through at once

@@ -572,10 +572,14 @@ async fn send_batch(
     }
     let hot = bot.fleet.hot.as_ref();
     let mut unfinished = 0;
-    for ((id, job), outcome) in jobs.iter().zip(outcomes) {
+    // The batch's sent jobs are acknowledged together (one round trip), before anything else
+    // is settled: a failure here leaves them all queued, to be sent again as after a crash.
+    let done: Vec<&str> =
+        jobs.iter().zip(&outcomes).filter(|(_, o)| matches!(o, Some(Delivery::Done))).map(|((id, _), _)| id.as_str()).collect();
+    hot.outbox_ack_many(&bot.pool, &bot.name, shard, lane, &done).await?;
+    for ((_, job), outcome) in jobs.iter().zip(outcomes) {
         match outcome {
             Some(Delivery::Done) => {
-                hot.outbox_ack(&bot.pool, &bot.name, shard, lane, id).await?;
                 super::media::release(bot, job).await;
                 if let Some(n) = queued.get_mut(&job.chat_id) {
                     *n = n.saturating_sub(1);

@@ -32,6 +32,13 @@ pub trait Outbox: Send + Sync {
     ) -> HotResult<Vec<QueuedJob>>;
     /// Removes a sent (or given-up) job.
     async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()>;
+    /// Removes several sent jobs of one stream (a batch's), in one step where the store can.
+    async fn outbox_ack_many(&self, pool: &str, bot: &str, shard: u32, lane: Lane, ids: &[&str]) -> HotResult<()> {
+        for id in ids {
+            self.outbox_ack(pool, bot, shard, lane, id).await?;
+        }
+        Ok(())
+    }
     /// How many jobs each shard of a bot holds, per lane: `[interactive, bulk]` by shard. One
     /// cheap call for all shards (O(1) per stream): what an idle consumer asks instead of
     /// reading every shard, and what egress admission control samples (ingress/admission.rs).
