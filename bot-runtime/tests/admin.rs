@@ -5,18 +5,16 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::admin::{AdminStore, Audience, NewBroadcastRow};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;
 use serde_json::{Value, json};
+use support::admin_server::{AdminOptions, AdminServer};
 use support::*;
-use tokio::sync::watch;
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -40,6 +38,7 @@ on_both_backends!(
     the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token,
     an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
     reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
+    members_over_the_thumbs_down_threshold_are_queued_without_reports_and_the_blocked_list_counts_blockers,
     a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
     a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
     analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
@@ -55,13 +54,8 @@ const BROADCAST_QUEUE: u64 = 3;
 /// Requests per minute per API key in these tests.
 const KEY_LIMIT: u32 = 12;
 
-struct Admin {
-    addr: SocketAddr,
-    sql: SqlStore,
-    stop: watch::Sender<bool>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-    http: reqwest::Client,
-}
+/// The admin server under test (tests/support/admin_server.rs).
+type Admin = AdminServer;
 
 /// A client of the admin API as seen from one address (through the trusted proxy).
 struct Client<'a> {
@@ -168,37 +162,17 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
 
 /// [`start_admin`] with `api_per_minute` requests per minute per caller on fleet routes.
 async fn start_admin_limited(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>, api_per_minute: u32) -> Admin {
-    let (fleet, sql) = h.admin_fleet().await;
-    for _ in 0..300 {
-        if sql.bots().await.unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(sql.bots().await.unwrap().len(), 2, "both bots registered themselves");
-    sqlx::query("UPDATE admin_bots SET admins = $1 WHERE name = 'beta'")
-        .bind(serde_json::to_string(&beta_admins).unwrap())
-        .execute(sql.pool())
-        .await
-        .unwrap();
-    let settings = AdminSettings {
+    h.start_admin_server(AdminOptions {
         fleet_admins,
-        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
-        secure_cookies: false,
-        secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
-        api_key_per_minute: KEY_LIMIT,
+        beta_admins,
+        key_limit: KEY_LIMIT,
         api_per_minute,
         broadcast_queue: BROADCAST_QUEUE,
         broadcast_tick: Duration::from_millis(300),
-        analytics_max_age: Duration::ZERO,
-    };
-    let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, shutdown) = watch::channel(false);
-    let served = tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Admin { addr, sql, stop, served, http }
+        trust_loopback_proxy: true,
+        ..AdminOptions::default()
+    })
+    .await
 }
 
 async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) -> Person {
@@ -332,6 +306,13 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     let (status, body) = fleet_admin.get(&format!("/api/v1/users/{}", ann.id)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["members"][0]["bot"], "default/alpha", "{body}");
+    // An id no bot of the fleet has seen: 404, and no phantom person is made (no pre-bans).
+    let people = |sql: SqlStore| async move { sql.people(bot_runtime::bot::now_ms()).await.unwrap().people };
+    let before = people(admin.sql.clone()).await;
+    let (status, body) = fleet_admin.post("/api/v1/users/987654321/ban", json!({"reason": "typo"})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")), "{body}");
+    assert!(admin.sql.person_view(987_654_321).await.unwrap().is_none(), "nobody was made");
+    assert_eq!(people(admin.sql.clone()).await, before);
     let (status, body) = fleet_admin.post(&format!("/api/v1/users/{}/ban", ann.id), json!({"reason": "spam"})).await;
     assert_eq!(status, 200, "{body}");
     bob.expect("the partner's notice", WAIT, |m| text_of(m).contains("no longer reachable")).await.expect("Bob told the chat ended");
@@ -595,8 +576,11 @@ async fn an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is
     assert_eq!(status, 403);
     let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin"})).await;
     assert_eq!(status, 400, "{body}");
+    // An unknown bot is not bad input but a missing thing: 404 with the JSON error, no key made.
     let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin", "bots": ["default/nope"]})).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("default/nope"), "{body}");
+    assert!(admin.sql.api_keys().await.unwrap().is_empty(), "no key made");
     // A bot admin key of beta: shown once.
     let (status, body) = owner.post("/api/v1/keys", json!({"name": "beta support", "role": "bot_admin", "bots": ["default/beta"]})).await;
     assert_eq!(status, 201, "{body}");
@@ -835,6 +819,119 @@ async fn reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_o
         rows.iter().any(|r| r.action == "review" && r.admin_id == admin_id && r.target_user == Some(user) && r.detail.contains(action))
     };
     assert!(reviewed(bea.id, zed.id, "restrict") && reviewed(bea.id, dan.id, "dismiss") && reviewed(fay.id, zed.id, "ban"), "{rows:?}");
+    h.stop().await;
+}
+
+/// The next rating prompt with its buttons (a rated one, edited without them, is a later
+/// inbox entry of its own).
+async fn rate_prompt(p: &mut Person) -> Value {
+    p.expect("the rating prompt", WAIT, |m| {
+        text_of(m).starts_with("How was this chat?") && m["reply_markup"]["inline_keyboard"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await
+    .expect("the rating prompt")
+}
+
+/// `a` stops the chat with `b`; each rates the other 👎 from the prompt both get.
+async fn stop_and_rate_down(a: &mut Person, b: &mut Person) {
+    a.tap("chat_stop").unwrap();
+    for p in [a, b] {
+        let prompt = rate_prompt(p).await;
+        let down = prompt["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap_or_else(|| panic!("👎 in {prompt}")).to_string();
+        p.press(&down, WAIT).await.expect("rated");
+    }
+}
+
+async fn members_over_the_thumbs_down_threshold_are_queued_without_reports_and_the_blocked_list_counts_blockers(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    // The threshold in these tests: 2 👎 in 30 days.
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut fleet_admin = admin.client("10.9.1.1");
+    fleet_admin.log_in(&mut fay).await;
+    let mut moderator = admin.client("10.9.1.2");
+    moderator.log_in(&mut bea).await;
+
+    // Kim (beta) gets 👎 from Ann and Cat; Ann (alpha) from Kim and Cat; Cat one, from Kim.
+    // Nobody reported anyone.
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 27).await;
+    let mut kim = onboarded(&h, "beta", "Kim", "m", 33).await;
+    chat(&mut ann, &mut kim).await;
+    stop_and_rate_down(&mut ann, &mut kim).await;
+    chat(&mut cat, &mut kim).await;
+    stop_and_rate_down(&mut cat, &mut kim).await;
+    chat(&mut cat, &mut ann).await;
+    cat.tap("chat_stop").unwrap();
+    let prompt = rate_prompt(&mut cat).await;
+    cat.press(prompt["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap(), WAIT).await.unwrap();
+    let downs = |sql: SqlStore, user: i64| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ratings WHERE rated_user = $1 AND up = 0")
+            .bind(user)
+            .fetch_one(sql.pool())
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while downs(admin.sql.clone(), ann.id).await < 2 {
+        assert!(std::time::Instant::now() < deadline, "Ann's second 👎 was recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((downs(admin.sql.clone(), kim.id).await, downs(admin.sql.clone(), cat.id).await), (2, 1));
+
+    // Beta's moderator sees Kim (their bot), for his 👎, with the rated chats; not Ann (alpha),
+    // and not Cat (one 👎, under the threshold).
+    let (status, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!((items[0]["user_id"].as_i64(), items[0]["why"].as_str()), (Some(kim.id), Some("thumbs_down")), "{body}");
+    assert_eq!((items[0]["reports"].as_i64(), items[0]["thumbs_down"].as_i64()), (Some(0), Some(2)), "{body}");
+    assert_eq!(items[0]["sessions"].as_array().unwrap().len(), 2, "{body}");
+    // The fleet admin sees both, and the page says why.
+    let (_, body) = fleet_admin.get("/api/v1/moderation/reports").await;
+    let mut queued: Vec<i64> = body["items"].as_array().unwrap().iter().filter_map(|i| i["user_id"].as_i64()).collect();
+    queued.sort();
+    assert_eq!(queued, vec![ann.id, kim.id], "{body}");
+    let (_, _, page, _) = moderator.page("/moderation").await;
+    assert!(page.contains("data-why=\"thumbs_down\"") && page.contains("many 👎, no open report"), "{page}");
+
+    // A review takes Kim out of the queue (nothing else happens on a dismissal); only new 👎
+    // would bring him back.
+    let (status, body) = moderator
+        .post(&format!("/api/v1/moderation/reports/{}/review", kim.id), json!({"bot": "default/beta", "action": "dismiss"}))
+        .await;
+    assert_eq!((status, body["reports_closed"].clone()), (200, json!(0)), "{body}");
+    let (_, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(body["items"], json!([]), "{body}");
+    assert_eq!(downs(admin.sql.clone(), kim.id).await, 2, "the ratings stay");
+
+    // Blocks: Ann and Cat block Dan (beta); Fay blocks Ann (alpha).
+    let mut dan = onboarded(&h, "beta", "Dan", "m", 35).await;
+    for blocker in [&mut ann, &mut cat] {
+        chat(blocker, &mut dan).await;
+        blocker.tap("chat_block").unwrap();
+        blocker.expect_text("blocked", WAIT).await.unwrap();
+        dan.expect_text("partner_left", WAIT).await.unwrap();
+    }
+    chat(&mut fay, &mut ann).await;
+    fay.tap("chat_block").unwrap();
+    fay.expect_text("blocked", WAIT).await.unwrap();
+    let (status, body) = moderator.get("/api/v1/moderation/blocked").await;
+    assert_eq!(status, 200, "{body}");
+    let entries = body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "beta's members only: {body}");
+    assert_eq!((entries[0]["user_id"].as_i64(), entries[0]["blocked_by"].as_i64()), (Some(dan.id), Some(2)), "{body}");
+    assert!(!body.to_string().contains(&ann.id.to_string()) && !body.to_string().contains(&cat.id.to_string()), "never who blocked");
+    let (_, body) = fleet_admin.get("/api/v1/moderation/blocked").await;
+    let entries = body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{body}");
+    assert_eq!(entries[0]["user_id"].as_i64(), Some(dan.id), "most blockers first: {body}");
+    assert_eq!((entries[1]["user_id"].as_i64(), entries[1]["blocked_by"].as_i64()), (Some(ann.id), Some(1)), "{body}");
+    let (_, _, page, _) = fleet_admin.page("/moderation").await;
+    let blocked = page.split("Blocked by other members").nth(1).unwrap_or_default();
+    assert!(blocked.contains(&format!("/users/{}", dan.id)) && blocked.contains("2 people"), "{page}");
     h.stop().await;
 }
 
@@ -1607,6 +1704,22 @@ async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confir
     bea.expect("cancelled", WAIT, |m| text_of(m).contains("is cancelled")).await.unwrap();
     let never: i64 = cancel.split(':').nth(1).unwrap().parse().unwrap();
     assert_eq!(admin.sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    // A draft is never listed (only sent or scheduled broadcasts are), and one left
+    // unconfirmed expires: its buttons do nothing after DRAFT_TTL_MS.
+    bea.send("/broadcast Forgotten").unwrap();
+    let confirm =
+        bea.expect("the confirmation", WAIT, |m| text_of(m).contains("Forgotten") && text_of(m).contains("This goes to")).await.unwrap();
+    let data = confirm["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap().to_string();
+    let forgotten: i64 = data.split(':').nth(1).unwrap().parse().unwrap();
+    let listed = admin.sql.broadcasts(200).await.unwrap();
+    assert!(listed.iter().all(|b| b.status != "draft") && listed.iter().any(|b| b.id == id), "{listed:?}");
+    {
+        use bot_runtime::store::Registry as _;
+        let now = bot_runtime::bot::now_ms();
+        let ttl = bot_runtime::store::admin::DRAFT_TTL_MS;
+        assert!(!admin.sql.settle_draft(forgotten, "default/beta", bea.id, false, now + ttl + 1).await.unwrap(), "expired");
+        assert!(admin.sql.settle_draft(forgotten, "default/beta", bea.id, false, now).await.unwrap(), "it was only old");
+    }
     // A draft is settled once (the buttons are gone; a replayed press changes nothing).
     use bot_runtime::store::Registry as _;
     assert!(!admin.sql.settle_draft(id, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());

@@ -348,8 +348,13 @@ pub(super) async fn apply_ban(s: &AdminState, admin: &Admin, user_id: i64, req: 
     let targets: Vec<RegisteredBot> = match &req.bot {
         None => {
             admin.identity.require_fleet("a fleet-wide ban")?;
+            // Only a person the fleet has seen (kept across /delete_me): a mistyped id would
+            // otherwise make a phantom person, counted as people (docs/ADMIN.md, "No pre-bans").
+            let Some(person) = s.store.person_view(user_id).await? else {
+                return Err(ApiError::NotFound(format!("no bot of this fleet has ever seen the Telegram id {user_id}")));
+            };
             s.fleet.store.restrict(user_id, Some(until), now).await?;
-            let members = s.store.person_view(user_id).await?.map(|p| p.members).unwrap_or_default();
+            let members = person.members;
             bots.into_iter().filter(|b| members.iter().any(|m| m.bot == b.id)).collect()
         }
         Some(bot) => {

@@ -67,6 +67,9 @@ pub struct AdminSettings {
     /// An analytics read refreshes the rollups first when they are older than this (the
     /// background refresher keeps them within a minute; 0: always, as tests want).
     pub analytics_max_age: std::time::Duration,
+    /// 👎 received on a bot within 30 days (since the member's last review) that put a member
+    /// without open reports in the moderation queue (0: never; `moderation.rs`).
+    pub thumbs_down_to_review: u32,
 }
 
 /// The key of every hash and token the admin role derives (codes and session ids are stored
@@ -86,6 +89,9 @@ pub const DEFAULT_BROADCAST_QUEUE: u64 = 90;
 pub const DEFAULT_BROADCAST_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 /// Rollups at most this old are read as they are (see `analytics.rs`).
 pub const DEFAULT_ANALYTICS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// 👎 in 30 days that bring a member to the moderation queue without a report, unless configured.
+pub const DEFAULT_THUMBS_DOWN_TO_REVIEW: u32 = 5;
 
 /// The shortest secret accepted (bytes).
 pub const MIN_SECRET_LEN: usize = 32;

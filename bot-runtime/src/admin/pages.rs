@@ -946,12 +946,17 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         (Ok(i), Ok(b)) => (i, b),
         (Err(e), _) | (_, Err(e)) => return error_page(&e),
     };
+    let blocked = match moderation::blocked_of(&s, &admin.identity).await {
+        Ok(b) => b,
+        Err(e) => return error_page(&e),
+    };
     let mut m = Markup::default();
     notice(&mut m, &q);
     html!(
         m,
-        "<p>Reported members of your bots, most reporters first. What was said is never stored: you see counts, reasons, \
-         ratings and the moderation mirror's copies of the media (when the bot's mirror is on).</p><section><h2>Open reports</h2>"
+        "<p>Reported members of your bots, most reporters first, then members without a report who received many 👎. \
+         What was said is never stored: you see counts, reasons, ratings and the moderation mirror's copies of the media \
+         (when the bot's mirror is on).</p><section><h2>To review</h2>"
     );
     if items.is_empty() {
         html!(m, "<p>Nothing to review.</p>");
@@ -960,13 +965,15 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         let reasons: Vec<String> = i.reasons.iter().map(|r| format!("{} ×{}", r.reason, r.reports)).collect();
         html!(
             m,
-            "<article class=\"item\"><h3><a href=\"/users/{}\">{}</a> {} on {}</h3><dl class=\"facts\"><dt>Reports</dt><dd>{} from {} people</dd>\
+            "<article class=\"item\" data-why=\"{}\"><h3><a href=\"/users/{}\">{}</a> {} on {}</h3><dl class=\"facts\"><dt>Why</dt><dd>{}</dd><dt>Reports</dt><dd>{} from {} people</dd>\
              <dt>Reasons</dt><dd>{}</dd><dt>Between</dt><dd>{} and {}</dd><dt>Ratings (30 days)</dt><dd>👎 {} · 👍 {}</dd>\
              <dt>Warned before</dt><dd>{}</dd><dt>Restricted until</dt><dd>{}</dd><dt>Chats</dt><dd>{}</dd><dt>Mirror</dt><dd>",
+            i.why,
             i.user_id,
             i.user_id,
             i.username.as_deref().map(|n| format!("@{n}")).unwrap_or_default(),
             i.bot,
+            if i.why == "thumbs_down" { "many 👎, no open report" } else { "open reports" },
             i.reports,
             i.reporters,
             reasons.join(", "),
@@ -1039,6 +1046,23 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             html!(m, "<input type=\"hidden\" name=\"bot\" value=\"{}\">", bot);
         }
         html!(m, "<button type=\"submit\">Lift</button></form></td></tr>");
+    }
+    html!(
+        m,
+        "</tbody></table></section><section><h2>Blocked by other members</h2><table class=\"blocked\"><thead><tr><th scope=\"col\">User</th>\
+         <th scope=\"col\">Bot</th><th scope=\"col\">Blocked by</th><th scope=\"col\">Last block</th></tr></thead><tbody>"
+    );
+    for e in &blocked {
+        html!(
+            m,
+            "<tr><td><a href=\"/users/{}\">{}</a> {}</td><td>{}</td><td>{} people</td><td>{}</td></tr>",
+            e.user_id,
+            e.user_id,
+            e.username.as_deref().map(|n| format!("@{n}")).unwrap_or_default(),
+            e.bot,
+            e.blocked_by,
+            time(e.last_ms)
+        );
     }
     html!(m, "</tbody></table></section>");
     page("Moderation", Some(&admin), StatusCode::OK, m)

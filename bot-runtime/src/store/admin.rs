@@ -29,6 +29,10 @@ pub struct BotRegistration {
     pub now_ms: i64,
 }
 
+/// An in-bot `/broadcast` draft not confirmed within this time expires: its Send button says
+/// it is gone. Drafts are never listed (`broadcasts`): they are the admin's, in their chat.
+pub const DRAFT_TTL_MS: i64 = 3_600_000;
+
 /// A bot as registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RegisteredBot {
@@ -64,7 +68,7 @@ pub trait Registry: Send + Sync + 'static {
     /// A broadcast written as a `draft` (the admin confirms it with a button); its id.
     async fn draft_broadcast(&self, bot: &str, text: &str, by: i64, total: i64, now_ms: i64) -> StoreResult<i64>;
     /// Starts (`go`) or cancels a draft of `bot` made by `by`, once; false if it is not such a
-    /// draft any more.
+    /// draft any more (settled, or older than [`DRAFT_TTL_MS`]).
     async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool>;
 }
 
@@ -155,6 +159,11 @@ pub struct StoredApiKey {
 /// the bot's moderation mirror chat, which its admins own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ReportedMember {
+    /// Why the member is in the queue: `reports` (open reports) or `thumbs_down` (no open
+    /// report, but at least the threshold of 👎 on this bot within 30 days and since their last
+    /// review; `ADMIN_THUMBS_DOWN_TO_REVIEW`).
+    #[schemars(extend("enum" = ["reports", "thumbs_down"]))]
+    pub why: String,
     pub bot: String,
     pub user_id: i64,
     pub username: Option<String>,
@@ -168,7 +177,7 @@ pub struct ReportedMember {
     /// 👎 and 👍 received on this bot in the last 30 days.
     pub thumbs_down: i64,
     pub thumbs_up: i64,
-    /// The chats the open reports came from.
+    /// The chats the open reports came from (for `thumbs_down`: the chats rated 👎).
     pub sessions: Vec<i64>,
     /// Media-mirror copies of what this member sent in those chats (at most 50).
     pub mirror: Vec<MirrorItem>,
@@ -190,6 +199,19 @@ pub struct MirrorItem {
     pub chat_id: i64,
     pub message_id: i64,
     pub at_ms: i64,
+}
+
+/// A member other members blocked (the blocks table: one row per pair, kept across
+/// /delete_me). Who blocked them is not shown: the count is what a moderator needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct BlockedMember {
+    pub bot: String,
+    pub user_id: i64,
+    pub username: Option<String>,
+    /// Distinct people who blocked this member (from any bot of the fleet).
+    pub blocked_by: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
 }
 
 /// A ban or restriction in force: fleet-wide (`bot` absent: the person's, by an admin or
@@ -433,6 +455,11 @@ pub trait AdminStore: Send + Sync + 'static {
 
     /// The moderation queue: members with open reports, most reporters first (at most `limit`).
     async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>>;
+    /// Members with at least `threshold` 👎 received on a bot since `since_ms` and since their
+    /// last review there, and no open report; most 👎 first (the queue's `thumbs_down` items).
+    async fn thumbs_down_queue(&self, since_ms: i64, threshold: i64, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>>;
+    /// The members most blocked by other members, most blockers first (at most `limit`).
+    async fn blocked(&self, limit: i64) -> StoreResult<Vec<BlockedMember>>;
     /// Closes the open reports of a member (`bot`) or of the person on every bot (None) with
     /// a review; returns how many.
     async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64>;
@@ -599,13 +626,15 @@ impl Registry for SqlStore {
 
     async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE admin_broadcasts SET status = $4, finished_ms = $5 WHERE id = $1 AND bot = $2 AND created_by = $3 AND status = 'draft'",
+            "UPDATE admin_broadcasts SET status = $4, finished_ms = $5 WHERE id = $1 AND bot = $2 AND created_by = $3 AND status = 'draft' \
+             AND created_ms > $6",
         )
         .bind(id)
         .bind(bot)
         .bind(by)
         .bind(if go { "running" } else { "cancelled" })
         .bind(if go { None } else { Some(now_ms) })
+        .bind(now_ms - DRAFT_TTL_MS)
         .execute(self.pool())
         .await
         .map_err(db_err)?;
@@ -638,6 +667,14 @@ fn api_key_of(r: &sqlx::any::AnyRow) -> StoreResult<ApiKey> {
 impl SqlStore {
     /// The details of one queue item (its counts are in `row`).
     async fn reported_member(&self, row: &sqlx::any::AnyRow, bot: String, user_id: i64, now_ms: i64) -> StoreResult<ReportedMember> {
+        self.queue_item(row, "reports", bot, user_id, now_ms).await
+    }
+
+    /// A queue item: `why` is `reports` (the open reports' chats) or `thumbs_down` (the chats
+    /// rated 👎 since the row's `first_ms`).
+    async fn queue_item(&self, row: &sqlx::any::AnyRow, why: &str, bot: String, user_id: i64, now_ms: i64) -> StoreResult<ReportedMember> {
+        let by_thumbs = why == "thumbs_down";
+        let since: i64 = col(row, "first_ms")?;
         let reasons = sqlx::query(
             "SELECT COALESCE(reason, 'none') AS reason, COUNT(*) AS n FROM reports \
              WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL GROUP BY 1 ORDER BY 2 DESC, 1",
@@ -647,25 +684,29 @@ impl SqlStore {
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        let sessions = sqlx::query(
-            "SELECT DISTINCT session_id FROM reports WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL \
-             AND session_id IS NOT NULL ORDER BY session_id",
-        )
-        .bind(&bot)
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
-        let mirror = sqlx::query(
-            "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
-             AND m.session_id IN (SELECT r.session_id FROM reports r WHERE r.other_bot = $1 AND r.other_user = $2 AND r.reviewed_ms IS NULL) \
-             ORDER BY m.at_ms, m.message_id LIMIT 50",
-        )
-        .bind(&bot)
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
+        let (sessions_sql, mirror_sql) = if by_thumbs {
+            (
+                "SELECT DISTINCT session_id FROM ratings WHERE rated_bot = $1 AND rated_user = $2 AND up = 0 AND created_ms >= $3 \
+                 ORDER BY session_id",
+                "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
+                 AND m.session_id IN (SELECT r.session_id FROM ratings r WHERE r.rated_bot = $1 AND r.rated_user = $2 AND r.up = 0 \
+                 AND r.created_ms >= $3) ORDER BY m.at_ms, m.message_id LIMIT 50",
+            )
+        } else {
+            (
+                "SELECT DISTINCT session_id FROM reports WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL \
+                 AND session_id IS NOT NULL ORDER BY session_id",
+                "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
+                 AND m.session_id IN (SELECT r.session_id FROM reports r WHERE r.other_bot = $1 AND r.other_user = $2 AND r.reviewed_ms IS NULL) \
+                 ORDER BY m.at_ms, m.message_id LIMIT 50",
+            )
+        };
+        let (mut sessions, mut mirror) = (sqlx::query(sessions_sql).bind(&bot).bind(user_id), sqlx::query(mirror_sql).bind(&bot).bind(user_id));
+        if by_thumbs {
+            (sessions, mirror) = (sessions.bind(since), mirror.bind(since));
+        }
+        let sessions = sessions.fetch_all(self.pool()).await.map_err(db_err)?;
+        let mirror = mirror.fetch_all(self.pool()).await.map_err(db_err)?;
         let thumbs = sqlx::query(
             "SELECT CAST(COALESCE(SUM(CASE WHEN up = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS down, \
              CAST(COALESCE(SUM(up), 0) AS BIGINT) AS up FROM ratings WHERE rated_bot = $1 AND rated_user = $2 AND created_ms >= $3",
@@ -701,11 +742,12 @@ impl SqlStore {
             None => (None, None),
         };
         Ok(ReportedMember {
+            why: why.to_string(),
             bot,
             user_id,
             username,
-            reports: col(row, "reports")?,
-            reporters: col(row, "reporters")?,
+            reports: if by_thumbs { 0 } else { col(row, "reports")? },
+            reporters: if by_thumbs { 0 } else { col(row, "reporters")? },
             reasons: reasons
                 .iter()
                 .map(|r| Ok(ReasonCount { reason: col(r, "reason")?, reports: col(r, "n")? }))
@@ -1176,6 +1218,57 @@ impl AdminStore for SqlStore {
         Ok(out)
     }
 
+    async fn thumbs_down_queue(&self, since_ms: i64, threshold: i64, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>> {
+        // A review (any action, audited as `review` with the bot and the member) resets the
+        // count: only 👎 after it count again.
+        let rows = sqlx::query(
+            "SELECT r.rated_bot, r.rated_user, COUNT(*) AS downs, MIN(r.created_ms) AS first_ms, MAX(r.created_ms) AS last_ms \
+             FROM ratings r WHERE r.up = 0 AND r.created_ms >= $1 \
+             AND r.created_ms > COALESCE((SELECT MAX(a.at_ms) FROM admin_audit a WHERE a.action = 'review' \
+                 AND a.bot = r.rated_bot AND a.target_user = r.rated_user), 0) \
+             AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.other_bot = r.rated_bot AND o.other_user = r.rated_user \
+                 AND o.reviewed_ms IS NULL) \
+             GROUP BY r.rated_bot, r.rated_user HAVING COUNT(*) >= $2 ORDER BY downs DESC, last_ms DESC LIMIT $3",
+        )
+        .bind(since_ms)
+        .bind(threshold)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let (bot, user_id): (String, i64) = (col(r, "rated_bot")?, col(r, "rated_user")?);
+            out.push(self.queue_item(r, "thumbs_down", bot, user_id, now_ms).await?);
+        }
+        Ok(out)
+    }
+
+    async fn blocked(&self, limit: i64) -> StoreResult<Vec<BlockedMember>> {
+        let rows = sqlx::query(
+            "SELECT b.other_bot, b.other_user, COUNT(DISTINCT b.by_user) AS blocked_by, MIN(b.created_ms) AS first_ms, \
+             MAX(b.created_ms) AS last_ms, MAX(u.username) AS username FROM blocks b \
+             LEFT JOIN users u ON u.bot = b.other_bot AND u.user_id = b.other_user \
+             GROUP BY b.other_bot, b.other_user ORDER BY blocked_by DESC, last_ms DESC, b.other_user LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlockedMember {
+                    bot: col(r, "other_bot")?,
+                    user_id: col(r, "other_user")?,
+                    username: col(r, "username")?,
+                    blocked_by: col(r, "blocked_by")?,
+                    first_ms: col(r, "first_ms")?,
+                    last_ms: col(r, "last_ms")?,
+                })
+            })
+            .collect()
+    }
+
     async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64> {
         // `$1 IS NULL`: every bot of the person.
         let done = sqlx::query(
@@ -1248,7 +1341,7 @@ impl AdminStore for SqlStore {
     }
 
     async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>> {
-        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts ORDER BY id DESC LIMIT $1"))
+        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts WHERE status <> 'draft' ORDER BY id DESC LIMIT $1"))
             .bind(limit)
             .fetch_all(self.pool())
             .await
