@@ -39,6 +39,7 @@ on_both_backends!(
     an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
     reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
     members_over_the_thumbs_down_threshold_are_queued_without_reports_and_the_blocked_list_counts_blockers,
+    a_refund_through_the_admin_api_reaches_telegram_reverses_the_grant_once_and_the_overview_follows_the_stars_balance,
     a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
     a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
     analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
@@ -307,7 +308,7 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["members"][0]["bot"], "default/alpha", "{body}");
     // An id no bot of the fleet has seen: 404, and no phantom person is made (no pre-bans).
-    let people = |sql: SqlStore| async move { sql.people(bot_runtime::bot::now_ms()).await.unwrap().people };
+    let people = |sql: SqlStore| async move { sql.people(bot_runtime::bot::now_ms(), 0).await.unwrap().people };
     let before = people(admin.sql.clone()).await;
     let (status, body) = fleet_admin.post("/api/v1/users/987654321/ban", json!({"reason": "typo"})).await;
     assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")), "{body}");
@@ -819,6 +820,128 @@ async fn reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_o
         rows.iter().any(|r| r.action == "review" && r.admin_id == admin_id && r.target_user == Some(user) && r.detail.contains(action))
     };
     assert!(reviewed(bea.id, zed.id, "restrict") && reviewed(bea.id, dan.id, "dismiss") && reviewed(fay.id, zed.id, "ban"), "{rows:?}");
+    h.stop().await;
+}
+
+/// The overview's row of `bot`, once `ready` says it is what the test waits for.
+async fn overview_row(c: &Client<'_>, bot: &str, what: &str, ready: impl Fn(&Value, &Value) -> bool) -> (Value, Value) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, o) = c.get("/api/v1/overview").await;
+        assert_eq!(status, 200, "{o}");
+        let row = o["bots"].as_array().and_then(|b| b.iter().find(|r| r["bot"] == bot).cloned()).unwrap_or(Value::Null);
+        if ready(&o, &row) {
+            return (o, row);
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {o}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn a_refund_through_the_admin_api_reaches_telegram_reverses_the_grant_once_and_the_overview_follows_the_stars_balance(
+    backend: Backend,
+) {
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.plans = vec![botfleet_crds::resolved::ResolvedPlan {
+        id: "vip-week".into(),
+        title: "VIP week".into(),
+        description: "Seven days of VIP and three lock-chat credits".into(),
+        price_stars: 250,
+        grants: botfleet_crds::vip_plan::Grants { vip_days: 7, lock_credits: 3 },
+        perks: botfleet_crds::vip_plan::Perks::default(),
+        sort_order: 0,
+        billing: Default::default(),
+    }];
+    let h = Harness::start(backend, Mode::Polling, vec![alpha, bot_config("beta", Mode::Polling, "")], 1).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    // Days in the fleet's zone, chosen so that its date is not UTC's now: Kiritimati (UTC+14)
+    // from 10:00 UTC, else Etc/GMT+12 (UTC−12; POSIX signs are inverted).
+    let utc_hour: i64 = jiff::Timestamp::now().as_second().rem_euclid(86_400) / 3600;
+    let (zone, offset_h) = if utc_hour >= 10 { ("Pacific/Kiritimati", 14) } else { ("Etc/GMT+12", -12) };
+    let admin = h
+        .start_admin_server(AdminOptions {
+            fleet_admins: vec![fay.id],
+            trust_loopback_proxy: true,
+            time_zone: zone,
+            ..AdminOptions::default()
+        })
+        .await;
+    let mut c = admin.client("10.9.2.1");
+    c.log_in(&mut fay).await;
+    // Each bot reads its balance at start: 0 Stars, read just now.
+    let (_, row) = overview_row(&c, "default/alpha", "alpha's first balance", |_, r| r["star_balance"] == 0).await;
+    assert!(row["star_balance_ms"].as_i64().unwrap() > bot_runtime::bot::now_ms() - 60_000, "{row}");
+
+    // Ann buys a week of VIP through the fake Telegram.
+    ann.send("/vip").unwrap();
+    ann.expect_text("shop", WAIT).await.unwrap();
+    ann.press("buy:vip-week", WAIT).await.unwrap();
+    let invoice = ann.expect("the invoice", WAIT, |m| m.get("invoice").is_some()).await.unwrap();
+    let message_id = invoice["message_id"].as_i64().unwrap();
+    let outcome = h.sim.pay("alpha_bot", ann.id, botfleet_tests::fake_telegram::InvoiceRef::Message { message_id }).await.unwrap();
+    let botfleet_tests::fake_telegram::PayOutcome::Paid { telegram_payment_charge_id: charge, .. } = outcome else {
+        panic!("not paid: {outcome:?}")
+    };
+    ann.expect_text("paid", WAIT).await.unwrap();
+    let sql = admin.sql.clone();
+    use bot_runtime::store::money::{Ledger as _, Payments as _};
+    assert_eq!(sql.credits("default/alpha", ann.id).await.unwrap(), 3);
+    // The balance follows the payment within seconds (read after it, not at the 5-minute tick),
+    // and today's bar is the zone's day.
+    let (o, _) = overview_row(&c, "default/alpha", "the balance after the payment", |_, r| r["star_balance"] == 250).await;
+    let zone_today = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(offset_h)).unwrap().to_string()[..10].to_string();
+    assert_ne!(zone_today, jiff::Timestamp::now().to_string()[..10], "the zone's date is not UTC's");
+    assert_eq!(o["time_zone"], zone, "{o}");
+    let daily = o["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 30, "{o}");
+    assert_eq!((daily[29]["date"].as_str(), daily[29]["stars"].as_i64()), (Some(zone_today.as_str()), Some(250)), "{o}");
+
+    // The fleet admin refunds it through the API: queued for alpha's runtime.
+    let (status, body) = c.post("/api/v1/refunds", json!({"bot": "default/alpha", "charge_id": charge})).await;
+    assert_eq!((status, body["status"].as_str(), body["stars"].as_i64()), (202, Some("queued"), Some(250)), "{body}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while sql.payment_of_charge("default/alpha", &charge).await.unwrap().unwrap().refunded_ms.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the refund was applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ann.expect("the refund notice", WAIT, |m| text_of(m).contains("was refunded")).await.expect("Ann is told");
+    // Telegram (the fake) refunded it once: its ledger has the payment and one refund.
+    let api = botfleet_tests::bot_api::RawBot::new(&h.fake.api_url(), &h.tokens["alpha"]);
+    let transactions = |api: botfleet_tests::bot_api::RawBot| async move {
+        api.call("getStarTransactions", json!({})).await.unwrap()["transactions"].as_array().cloned().unwrap_or_default()
+    };
+    let txs = transactions(api.clone()).await;
+    let refunds: Vec<&Value> = txs.iter().filter(|t| t["id"] == charge.as_str() && t.get("receiver").is_some()).collect();
+    assert_eq!(refunds.len(), 1, "one refundStarPayment: {txs:?}");
+    // The grant is reversed once, though the runtime also got Telegram's refunded_payment
+    // message: VIP ended, the 3 credits taken back by one ledger row, Ann told once.
+    let deadline = std::time::Instant::now() + WAIT;
+    while sql.credits("default/alpha", ann.id).await.unwrap() != 0 {
+        assert!(std::time::Instant::now() < deadline, "the credits were taken back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let member = sql.person_view(ann.id).await.unwrap().unwrap().members.remove(0);
+    assert!(member.vip_until_ms.is_none_or(|v| v <= bot_runtime::bot::now_ms()), "{member:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reversals: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger WHERE bot = 'default/alpha' AND user_id = $1 AND delta < 0")
+        .bind(ann.id)
+        .fetch_one(sql.pool())
+        .await
+        .unwrap();
+    assert_eq!(reversals, 1);
+    assert_eq!(ann.received().unwrap().iter().filter(|m| text_of(m).contains("was refunded")).count(), 1, "told once");
+    // The overview: the balance back to 0 (read after the refund), today's bar empty.
+    let (o, _) = overview_row(&c, "default/alpha", "the balance after the refund", |_, r| r["star_balance"] == 0).await;
+    assert_eq!(o["daily"][29]["stars"], 0, "a refunded payment is no revenue: {o}");
+
+    // A second refund is refused cleanly: 409, nothing queued, nothing more at Telegram.
+    let (status, body) = c.post("/api/v1/refunds", json!({"bot": "default/alpha", "charge_id": charge})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(transactions(api).await.len(), txs.len(), "no second refund at Telegram");
+    let refunds: i64 = sqlx::query_scalar("SELECT count(*) FROM admin_audit WHERE action = 'refund'").fetch_one(sql.pool()).await.unwrap();
+    assert_eq!(refunds, 1, "only the accepted refund is audited");
     h.stop().await;
 }
 

@@ -219,6 +219,17 @@ async fn nav(b: &Browser, text: &str, path: &str) {
     b.wait_path(&format!("the {text} page"), WAIT, |p| p == path).await;
 }
 
+/// The height and the title of the overview chart's last bar (today).
+async fn todays_bar(b: &Browser) -> (String, String) {
+    let v = b
+        .exec(
+            "const r = document.querySelector(\"rect[data-bar='29']\"); return [r.getAttribute('height'), r.querySelector('title').textContent];",
+            json!([]),
+        )
+        .await;
+    (v[0].as_str().unwrap_or_default().to_string(), v[1].as_str().unwrap_or_default().to_string())
+}
+
 /// The fleet's people tile of the overview.
 async fn people(b: &Browser) -> i64 {
     let t = b.text("[data-live='people.people']").await;
@@ -306,6 +317,38 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     }
     assert_eq!(b.exec("return window.__sameDocument === true;", json!([])).await, json!(true), "no reload");
     assert_eq!(b.text("[data-live='bots.default/beta.members']").await, "5", "beta's row moved too");
+    // The chart redraws too: a payment on beta shows in the 30 days' total, today's bar and the
+    // plan's row without a reload; beta's Stars balance and its age are in its row.
+    assert_eq!(b.text("[data-chart='total']").await, "0");
+    assert_eq!(todays_bar(&b).await.0, "0", "no revenue yet");
+    {
+        use bot_runtime::store::money::{NewPayment, Payments as _};
+        let payment = NewPayment {
+            charge_id: "charge-browser".into(),
+            bot: "default/beta".into(),
+            user_id: bob.id,
+            quote_id: None,
+            plan_id: "vip_week".into(),
+            stars: 120,
+            vip_days: 7,
+            lock_credits: 0,
+            now_ms: bot_runtime::bot::now_ms(),
+            subscription_until_ms: None,
+        };
+        admin.sql.apply_payment(&payment).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while b.text("[data-chart='total']").await != "120" {
+        assert!(Instant::now() < deadline, "the chart did not show the payment without a reload");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (height, title) = todays_bar(&b).await;
+    assert_eq!(height, "96", "today's bar is the tallest: {title}");
+    assert!(title.ends_with(": 120 Stars"), "{title}");
+    assert_eq!(b.exec("return window.__sameDocument === true;", json!([])).await, json!(true), "no reload");
+    assert_eq!(b.text("[data-live='bots.default/beta.star_balance']").await, "0", "read from the fake at start");
+    let read = b.text("[data-live='bots.default/beta.star_balance_ms']").await;
+    assert!(read == "just now" || read.ends_with("min ago"), "{read}");
     inspect(&b, &mut step, "overview-live").await;
 
     // Users: find Ann, ban her fleet-wide from her page; the chat she is in ends — Bob's notice

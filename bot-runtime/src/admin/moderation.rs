@@ -45,13 +45,14 @@ pub struct QueueAnswer {
 /// those members are in the queue by their open reports, restricted already.
 pub(super) async fn queue_of(s: &AdminState, id: &Identity) -> Result<Vec<ReportedMember>, ApiError> {
     let now = crate::bot::now_ms();
-    let mut items = s.store.report_queue(now, QUEUE_SCAN).await?;
+    let reach = id.clone();
+    let visible = move |bot: &str| reach.may_act_on(bot);
+    let mut items = s.store.report_queue(now, QUEUE_SCAN, QUEUE_SHOWN, &visible).await?;
     let threshold = s.settings.thumbs_down_to_review;
-    if threshold > 0 {
-        items.extend(s.store.thumbs_down_queue(now - THUMBS_WINDOW_MS, i64::from(threshold), now, QUEUE_SCAN).await?);
+    if threshold > 0 && items.len() < QUEUE_SHOWN {
+        let room = QUEUE_SHOWN - items.len();
+        items.extend(s.store.thumbs_down_queue(now - THUMBS_WINDOW_MS, i64::from(threshold), now, QUEUE_SCAN, room, &visible).await?);
     }
-    items.retain(|i| id.may_act_on(&i.bot));
-    items.truncate(QUEUE_SHOWN);
     Ok(items)
 }
 

@@ -113,7 +113,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/api/v1/overview",
-        summary: "People, new members, VIPs, chats and queues now, Stars revenue per day, plan and bot",
+        summary: "People, new members, VIPs, chats and queues now, each bot's Stars balance, Stars revenue per day (in the fleet's time zone), plan and bot",
         access: Access::Session,
         request: None,
         status: 200,

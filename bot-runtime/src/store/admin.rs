@@ -29,6 +29,10 @@ pub struct BotRegistration {
     pub now_ms: i64,
 }
 
+/// Which bots' items a reader may see (the admin's reach), applied before an item's details
+/// are read.
+pub type BotFilter = dyn Fn(&str) -> bool + Send + Sync;
+
 /// An in-bot `/broadcast` draft not confirmed within this time expires: its Send button says
 /// it is gone. Drafts are never listed (`broadcasts`): they are the admin's, in their chat.
 pub const DRAFT_TTL_MS: i64 = 3_600_000;
@@ -44,6 +48,10 @@ pub struct RegisteredBot {
     pub config_hash: String,
     pub registered_ms: i64,
     pub updated_ms: i64,
+    /// The bot's Stars balance (Bot API `getMyStarBalance`, whole Stars), as its runtime last
+    /// read it, and when; absent until the first read.
+    pub star_balance: Option<i64>,
+    pub star_balance_ms: Option<i64>,
 }
 
 #[async_trait::async_trait]
@@ -59,6 +67,9 @@ pub trait Registry: Send + Sync + 'static {
     // bot an admin wrote to.
     /// A bot's numbers now and its Stars over the last 7 days.
     async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)>;
+    /// The bot's Stars balance as Telegram said it (`getMyStarBalance`) at `now_ms`; false if
+    /// the bot is not registered (yet).
+    async fn set_star_balance(&self, bot: &str, stars: i64, now_ms: i64) -> StoreResult<bool>;
     /// The admins a bot registered (none if it is not registered).
     async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>>;
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()>;
@@ -355,12 +366,17 @@ pub struct BotNumbers {
     pub active_vips: i64,
     /// Open chats with a member of this bot (a chat across two bots counts on both).
     pub chats_now: i64,
+    /// The bot's Stars balance and when its runtime read it (the overview's; absent until
+    /// the first read, or where the numbers are not the overview's).
+    pub star_balance: Option<i64>,
+    pub star_balance_ms: Option<i64>,
 }
 
-/// Stars taken on one UTC day, by bot and plan (refunded payments excluded).
+/// Stars taken on one day (in the fleet's time zone), by bot and plan (refunded payments excluded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Revenue {
-    /// Days since the Unix epoch (UTC).
+    /// The day, as days since 1970-01-01, of the civil date in the fleet's time zone
+    /// (`ADMIN_TIME_ZONE`, UTC by default).
     pub day: i64,
     pub bot: String,
     pub plan: String,
@@ -453,11 +469,21 @@ pub trait AdminStore: Send + Sync + 'static {
     /// the caller's ledger entry, written first, so a retry completes a half-done gift.
     async fn gift_vip(&self, gift: &Gift) -> StoreResult<Option<GiftOutcome>>;
 
-    /// The moderation queue: members with open reports, most reporters first (at most `limit`).
-    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>>;
+    /// The moderation queue: members with open reports, most reporters first (of the first
+    /// `scan`, the first `shown` that `visible` lets through, with their details).
+    async fn report_queue(&self, now_ms: i64, scan: i64, shown: usize, visible: &BotFilter) -> StoreResult<Vec<ReportedMember>>;
     /// Members with at least `threshold` 👎 received on a bot since `since_ms` and since their
-    /// last review there, and no open report; most 👎 first (the queue's `thumbs_down` items).
-    async fn thumbs_down_queue(&self, since_ms: i64, threshold: i64, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>>;
+    /// last review there, and no open report; most 👎 first (the queue's `thumbs_down` items;
+    /// `scan`, `shown` and `visible` as for `report_queue`).
+    async fn thumbs_down_queue(
+        &self,
+        since_ms: i64,
+        threshold: i64,
+        now_ms: i64,
+        scan: i64,
+        shown: usize,
+        visible: &BotFilter,
+    ) -> StoreResult<Vec<ReportedMember>>;
     /// The members most blocked by other members, most blockers first (at most `limit`).
     async fn blocked(&self, limit: i64) -> StoreResult<Vec<BlockedMember>>;
     /// Closes the open reports of a member (`bot`) or of the person on every bot (None) with
@@ -503,9 +529,11 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Payments of every bot in `[from_ms, to_ms)`, oldest first, at most `limit`.
     async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>>;
 
-    async fn people(&self, now_ms: i64) -> StoreResult<People>;
-    async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>>;
-    async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>>;
+    /// People now; "new today" counts from `today_ms` (the start of today in the fleet's zone).
+    async fn people(&self, now_ms: i64, today_ms: i64) -> StoreResult<People>;
+    async fn bot_numbers(&self, now_ms: i64, today_ms: i64) -> StoreResult<Vec<BotNumbers>>;
+    /// Revenue since `since_ms` by day in `tz` (the fleet's time zone), bot and plan.
+    async fn revenue_since(&self, since_ms: i64, tz: &jiff::tz::TimeZone) -> StoreResult<Vec<Revenue>>;
     /// User ids with this @username (case-insensitive, without the @) on any bot.
     async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>>;
     /// The person and every member of theirs; None if the fleet never saw them.
@@ -579,9 +607,31 @@ impl Registry for SqlStore {
     }
 
     async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)> {
-        let numbers = AdminStore::bot_numbers(self, now_ms).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
-        let stars = AdminStore::revenue_since(self, now_ms - 7 * DAY_MS).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
+        // The in-bot /stats counts UTC days.
+        let today = day_of(now_ms) * DAY_MS;
+        let numbers = AdminStore::bot_numbers(self, now_ms, today).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
+        let utc = jiff::tz::TimeZone::UTC;
+        let stars = AdminStore::revenue_since(self, now_ms - 7 * DAY_MS, &utc).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
         Ok((numbers, stars))
+    }
+
+    async fn set_star_balance(&self, bot: &str, stars: i64, now_ms: i64) -> StoreResult<bool> {
+        // A later read wins; an older one arriving late (another replica) changes nothing.
+        let done = sqlx::query(
+            "UPDATE admin_bots SET star_balance = $2, star_balance_ms = $3 WHERE id = $1 \
+             AND (star_balance_ms IS NULL OR star_balance_ms <= $3)",
+        )
+        .bind(bot)
+        .bind(stars)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let known = sqlx::query("SELECT 1 AS one FROM admin_bots WHERE id = $1").bind(bot).fetch_optional(self.pool()).await.map_err(db_err)?;
+        Ok(known.is_some())
     }
 
     async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>> {
@@ -835,7 +885,10 @@ fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
 impl AdminStore for SqlStore {
     async fn bots(&self) -> StoreResult<Vec<RegisteredBot>> {
         let rows =
-            sqlx::query("SELECT id, namespace, name, pool, admins, config_hash, registered_ms, updated_ms FROM admin_bots ORDER BY id")
+            sqlx::query(
+                "SELECT id, namespace, name, pool, admins, config_hash, registered_ms, updated_ms, star_balance, star_balance_ms \
+                 FROM admin_bots ORDER BY id",
+            )
                 .fetch_all(self.pool())
                 .await
                 .map_err(db_err)?;
@@ -850,6 +903,8 @@ impl AdminStore for SqlStore {
                     config_hash: col(r, "config_hash")?,
                     registered_ms: col(r, "registered_ms")?,
                     updated_ms: col(r, "updated_ms")?,
+                    star_balance: col(r, "star_balance")?,
+                    star_balance_ms: col(r, "star_balance_ms")?,
                 })
             })
             .collect()
@@ -1200,7 +1255,7 @@ impl AdminStore for SqlStore {
         Ok(Some(GiftOutcome { first: true, vip_until_ms: until, credits: g.credits }))
     }
 
-    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>> {
+    async fn report_queue(&self, now_ms: i64, limit: i64, shown: usize, visible: &BotFilter) -> StoreResult<Vec<ReportedMember>> {
         let rows = sqlx::query(
             "SELECT other_bot, other_user, COUNT(*) AS reports, COUNT(DISTINCT by_user) AS reporters, \
              MIN(created_ms) AS first_ms, MAX(created_ms) AS last_ms FROM reports WHERE reviewed_ms IS NULL \
@@ -1210,15 +1265,29 @@ impl AdminStore for SqlStore {
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        let mut out = Vec::with_capacity(rows.len());
+        // The details (several queries an item) only for the items shown.
+        let mut out = Vec::with_capacity(shown.min(rows.len()));
         for r in &rows {
             let (bot, user_id): (String, i64) = (col(r, "other_bot")?, col(r, "other_user")?);
-            out.push(self.reported_member(r, bot, user_id, now_ms).await?);
+            if out.len() == shown {
+                break;
+            }
+            if visible(&bot) {
+                out.push(self.reported_member(r, bot, user_id, now_ms).await?);
+            }
         }
         Ok(out)
     }
 
-    async fn thumbs_down_queue(&self, since_ms: i64, threshold: i64, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>> {
+    async fn thumbs_down_queue(
+        &self,
+        since_ms: i64,
+        threshold: i64,
+        now_ms: i64,
+        limit: i64,
+        shown: usize,
+        visible: &BotFilter,
+    ) -> StoreResult<Vec<ReportedMember>> {
         // A review (any action, audited as `review` with the bot and the member) resets the
         // count: only 👎 after it count again.
         let rows = sqlx::query(
@@ -1236,10 +1305,15 @@ impl AdminStore for SqlStore {
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        let mut out = Vec::with_capacity(rows.len());
+        let mut out = Vec::with_capacity(shown.min(rows.len()));
         for r in &rows {
             let (bot, user_id): (String, i64) = (col(r, "rated_bot")?, col(r, "rated_user")?);
-            out.push(self.queue_item(r, "thumbs_down", bot, user_id, now_ms).await?);
+            if out.len() == shown {
+                break;
+            }
+            if visible(&bot) {
+                out.push(self.queue_item(r, "thumbs_down", bot, user_id, now_ms).await?);
+            }
         }
         Ok(out)
     }
@@ -1494,8 +1568,7 @@ impl AdminStore for SqlStore {
         SqlStore::mismatches_since(self, since_ms, limit).await
     }
 
-    async fn people(&self, now_ms: i64) -> StoreResult<People> {
-        let today = day_of(now_ms) * DAY_MS;
+    async fn people(&self, now_ms: i64, today: i64) -> StoreResult<People> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS people, \
              CAST(COALESCE(SUM(CASE WHEN first_seen_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_today, \
@@ -1517,8 +1590,7 @@ impl AdminStore for SqlStore {
         })
     }
 
-    async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>> {
-        let today = day_of(now_ms) * DAY_MS;
+    async fn bot_numbers(&self, now_ms: i64, today: i64) -> StoreResult<Vec<BotNumbers>> {
         let rows = sqlx::query(
             "SELECT bot, COUNT(*) AS members, \
              CAST(SUM(CASE WHEN created_ms >= $1 THEN 1 ELSE 0 END) AS BIGINT) AS new_today, \
@@ -1542,6 +1614,8 @@ impl AdminStore for SqlStore {
                     new_this_week: col(r, "new_week")?,
                     active_vips: col(r, "vips")?,
                     chats_now: 0,
+                    star_balance: None,
+                    star_balance_ms: None,
                 })
             })
             .collect::<StoreResult<_>>()?;
@@ -1561,26 +1635,32 @@ impl AdminStore for SqlStore {
         Ok(out)
     }
 
-    async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>> {
+    async fn revenue_since(&self, since_ms: i64, tz: &jiff::tz::TimeZone) -> StoreResult<Vec<Revenue>> {
+        // By quarter hour in SQL (every zone's offset is a multiple of 15 minutes), then by the
+        // civil day of the fleet's zone here, DST included.
         let rows = sqlx::query(
-            "SELECT CAST(created_ms / 86400000 AS BIGINT) AS day, bot, plan_id, COUNT(*) AS n, CAST(SUM(stars) AS BIGINT) AS stars \
-             FROM payments WHERE refunded_ms IS NULL AND created_ms >= $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            "SELECT CAST(created_ms / 900000 AS BIGINT) AS q, bot, plan_id, COUNT(*) AS n, CAST(SUM(stars) AS BIGINT) AS stars \
+             FROM payments WHERE refunded_ms IS NULL AND created_ms >= $1 GROUP BY 1, 2, 3",
         )
         .bind(since_ms)
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Revenue {
-                    day: col(r, "day")?,
-                    bot: col(r, "bot")?,
-                    plan: col(r, "plan_id")?,
-                    payments: col(r, "n")?,
-                    stars: col(r, "stars")?,
-                })
-            })
-            .collect()
+        let mut out: Vec<Revenue> = Vec::new();
+        for r in &rows {
+            let q: i64 = col(r, "q")?;
+            let (day, bot, plan): (i64, String, String) = (super::local_day(tz, q * 900_000), col(r, "bot")?, col(r, "plan_id")?);
+            let (n, stars): (i64, i64) = (col(r, "n")?, col(r, "stars")?);
+            match out.iter_mut().find(|x| x.day == day && x.bot == bot && x.plan == plan) {
+                Some(x) => {
+                    x.payments += n;
+                    x.stars += stars;
+                }
+                None => out.push(Revenue { day, bot, plan, payments: n, stars }),
+            }
+        }
+        out.sort_by(|a, b| (a.day, &a.bot, &a.plan).cmp(&(b.day, &b.bot, &b.plan)));
+        Ok(out)
     }
 
     async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>> {

@@ -32,6 +32,8 @@ pub struct AdminOptions {
     pub secret: &'static [u8],
     /// 👎 in 30 days that bring a member without reports to the moderation queue.
     pub thumbs_down_to_review: u32,
+    /// The fleet's time zone (an IANA name).
+    pub time_zone: &'static str,
 }
 
 impl Default for AdminOptions {
@@ -46,6 +48,7 @@ impl Default for AdminOptions {
             trust_loopback_proxy: false,
             secret: b"a test session secret of 32 bytes or more",
             thumbs_down_to_review: 2,
+            time_zone: "UTC",
         }
     }
 }
@@ -86,6 +89,7 @@ impl Harness {
             // Analytics reads refresh the rollups first: the tests read what they just wrote.
             analytics_max_age: Duration::ZERO,
             thumbs_down_to_review: o.thumbs_down_to_review,
+            time_zone: bot_runtime::admin::FleetZone::parse(o.time_zone).expect("a known time zone"),
         };
         let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
