@@ -960,7 +960,10 @@ async fn stop_and_rate_down(a: &mut Person, b: &mut Person) {
     a.tap("chat_stop").unwrap();
     for p in [a, b] {
         let prompt = rate_prompt(p).await;
-        let down = prompt["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap_or_else(|| panic!("👎 in {prompt}")).to_string();
+        let down = prompt["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("👎 in {prompt}"))
+            .to_string();
         p.press(&down, WAIT).await.expect("rated");
     }
 }
@@ -1022,9 +1025,8 @@ async fn members_over_the_thumbs_down_threshold_are_queued_without_reports_and_t
 
     // A review takes Kim out of the queue (nothing else happens on a dismissal); only new 👎
     // would bring him back.
-    let (status, body) = moderator
-        .post(&format!("/api/v1/moderation/reports/{}/review", kim.id), json!({"bot": "default/beta", "action": "dismiss"}))
-        .await;
+    let (status, body) =
+        moderator.post(&format!("/api/v1/moderation/reports/{}/review", kim.id), json!({"bot": "default/beta", "action": "dismiss"})).await;
     assert_eq!((status, body["reports_closed"].clone()), (200, json!(0)), "{body}");
     let (_, body) = moderator.get("/api/v1/moderation/reports").await;
     assert_eq!(body["items"], json!([]), "{body}");

@@ -17,8 +17,8 @@ mod webdriver;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use bot_runtime::admin::openapi::{Access, OPERATIONS};
 use bot_runtime::admin::SessionSecret;
+use bot_runtime::admin::openapi::{Access, OPERATIONS};
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;

@@ -226,8 +226,13 @@ pub(super) async fn overview_of(s: &AdminState, id: &Identity) -> Result<Overvie
         });
     }
     let first = today - 29;
-    let revenue: Vec<Revenue> =
-        s.store.revenue_since(zone.day_start(first), &zone.tz).await?.into_iter().filter(|r| id.may_act_on(&r.bot) && r.day >= first).collect();
+    let revenue: Vec<Revenue> = s
+        .store
+        .revenue_since(zone.day_start(first), &zone.tz)
+        .await?
+        .into_iter()
+        .filter(|r| id.may_act_on(&r.bot) && r.day >= first)
+        .collect();
     let daily = (first..=today)
         .map(|day| DayStars { date: date_of(day), stars: revenue.iter().filter(|r| r.day == day).map(|r| r.stars).sum() })
         .collect();

@@ -456,7 +456,9 @@ mod tests {
         // 2026-03-29 01:00 UTC is 03:00 in Berlin (summer time from that moment): the same day;
         // 22:30 UTC that day is 00:30 the next day in Berlin (UTC+2).
         let berlin = FleetZone::parse("Europe/Berlin").unwrap();
-        let day = |y: i16, m: i8, d: i8| jiff::civil::date(y, m, d).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_millisecond() / 86_400_000;
+        let day = |y: i16, m: i8, d: i8| {
+            jiff::civil::date(y, m, d).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_millisecond() / 86_400_000
+        };
         let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
         assert_eq!(berlin.day_of(at("2026-03-29T01:00:00Z")), day(2026, 3, 29));
         assert_eq!(berlin.day_of(at("2026-03-29T22:30:00Z")), day(2026, 3, 30));

@@ -256,7 +256,14 @@ async fn overview(State(s): State<AdminState>, PageAdmin(admin): PageAdmin) -> R
         .pools
         .iter()
         .map(|p| {
-            (p.pool.as_str(), vec![("vip_waiting", p.vip_waiting.to_string()), ("free_waiting", p.free_waiting.to_string()), ("chats", p.chats.to_string())])
+            (
+                p.pool.as_str(),
+                vec![
+                    ("vip_waiting", p.vip_waiting.to_string()),
+                    ("free_waiting", p.free_waiting.to_string()),
+                    ("chats", p.chats.to_string()),
+                ],
+            )
         })
         .collect();
     live_table(&mut m, "Queues now", "pools", &["Pool", "VIP waiting", "Free waiting", "Chats"], &pools);

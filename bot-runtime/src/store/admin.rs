@@ -611,7 +611,8 @@ impl Registry for SqlStore {
         let today = day_of(now_ms) * DAY_MS;
         let numbers = AdminStore::bot_numbers(self, now_ms, today).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
         let utc = jiff::tz::TimeZone::UTC;
-        let stars = AdminStore::revenue_since(self, now_ms - 7 * DAY_MS, &utc).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
+        let stars =
+            AdminStore::revenue_since(self, now_ms - 7 * DAY_MS, &utc).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
         Ok((numbers, stars))
     }
 
@@ -630,7 +631,8 @@ impl Registry for SqlStore {
         if done.rows_affected() == 1 {
             return Ok(true);
         }
-        let known = sqlx::query("SELECT 1 AS one FROM admin_bots WHERE id = $1").bind(bot).fetch_optional(self.pool()).await.map_err(db_err)?;
+        let known =
+            sqlx::query("SELECT 1 AS one FROM admin_bots WHERE id = $1").bind(bot).fetch_optional(self.pool()).await.map_err(db_err)?;
         Ok(known.is_some())
     }
 
@@ -751,7 +753,8 @@ impl SqlStore {
                  ORDER BY m.at_ms, m.message_id LIMIT 50",
             )
         };
-        let (mut sessions, mut mirror) = (sqlx::query(sessions_sql).bind(&bot).bind(user_id), sqlx::query(mirror_sql).bind(&bot).bind(user_id));
+        let (mut sessions, mut mirror) =
+            (sqlx::query(sessions_sql).bind(&bot).bind(user_id), sqlx::query(mirror_sql).bind(&bot).bind(user_id));
         if by_thumbs {
             (sessions, mirror) = (sessions.bind(since), mirror.bind(since));
         }
@@ -884,14 +887,13 @@ fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
 #[async_trait::async_trait]
 impl AdminStore for SqlStore {
     async fn bots(&self) -> StoreResult<Vec<RegisteredBot>> {
-        let rows =
-            sqlx::query(
-                "SELECT id, namespace, name, pool, admins, config_hash, registered_ms, updated_ms, star_balance, star_balance_ms \
+        let rows = sqlx::query(
+            "SELECT id, namespace, name, pool, admins, config_hash, registered_ms, updated_ms, star_balance, star_balance_ms \
                  FROM admin_bots ORDER BY id",
-            )
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_err)?;
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 Ok(RegisteredBot {
@@ -1415,11 +1417,15 @@ impl AdminStore for SqlStore {
     }
 
     async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>> {
-        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts WHERE status <> 'draft' ORDER BY id DESC LIMIT $1"))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            broadcast_columns!(),
+            " FROM admin_broadcasts WHERE status <> 'draft' ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
         rows.iter().map(broadcast_of).collect()
     }
 
