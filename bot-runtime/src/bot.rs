@@ -154,6 +154,9 @@ pub struct Bot {
     pub payload_keys: Arc<crate::payload::PayloadKeys>,
     /// The bot's @username (for invite links), asked of Telegram (`getMe`) when first needed.
     pub username: tokio::sync::OnceCell<String>,
+    /// Poked after a payment or a refund: the bot reads its Stars balance again soon
+    /// (roles/app.rs, `keep_star_balance`).
+    pub star_balance_due: tokio::sync::Notify,
 }
 
 impl Bot {

@@ -5,18 +5,16 @@
 
 mod support;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::admin::{AdminStore, Audience, NewBroadcastRow};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;
 use serde_json::{Value, json};
+use support::admin_server::{AdminOptions, AdminServer};
 use support::*;
-use tokio::sync::watch;
 
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -40,6 +38,8 @@ on_both_backends!(
     the_dashboard_logs_in_through_its_forms_escapes_what_users_write_and_refuses_a_form_without_the_csrf_token,
     an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is_refused_once_revoked,
     reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_or_dismisses,
+    members_over_the_thumbs_down_threshold_are_queued_without_reports_and_the_blocked_list_counts_blockers,
+    a_refund_through_the_admin_api_reaches_telegram_reverses_the_grant_once_and_the_overview_follows_the_stars_balance,
     a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role_and_skips_who_opted_out,
     a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_refuses_unsafe_links_and_starts_at_its_time,
     analytics_count_the_seeded_funnel_retention_revenue_and_mismatches_exactly_and_refresh_incrementally,
@@ -55,13 +55,8 @@ const BROADCAST_QUEUE: u64 = 3;
 /// Requests per minute per API key in these tests.
 const KEY_LIMIT: u32 = 12;
 
-struct Admin {
-    addr: SocketAddr,
-    sql: SqlStore,
-    stop: watch::Sender<bool>,
-    served: tokio::task::JoinHandle<std::io::Result<()>>,
-    http: reqwest::Client,
-}
+/// The admin server under test (tests/support/admin_server.rs).
+type Admin = AdminServer;
 
 /// A client of the admin API as seen from one address (through the trusted proxy).
 struct Client<'a> {
@@ -168,37 +163,17 @@ async fn start_admin(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>)
 
 /// [`start_admin`] with `api_per_minute` requests per minute per caller on fleet routes.
 async fn start_admin_limited(h: &Harness, fleet_admins: Vec<i64>, beta_admins: Vec<i64>, api_per_minute: u32) -> Admin {
-    let (fleet, sql) = h.admin_fleet().await;
-    for _ in 0..300 {
-        if sql.bots().await.unwrap().len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(sql.bots().await.unwrap().len(), 2, "both bots registered themselves");
-    sqlx::query("UPDATE admin_bots SET admins = $1 WHERE name = 'beta'")
-        .bind(serde_json::to_string(&beta_admins).unwrap())
-        .execute(sql.pool())
-        .await
-        .unwrap();
-    let settings = AdminSettings {
+    h.start_admin_server(AdminOptions {
         fleet_admins,
-        trusted_proxies: vec!["127.0.0.1".parse().unwrap()],
-        secure_cookies: false,
-        secret: SessionSecret::new(b"a test session secret of 32 bytes or more".to_vec()).unwrap(),
-        api_key_per_minute: KEY_LIMIT,
+        beta_admins,
+        key_limit: KEY_LIMIT,
         api_per_minute,
         broadcast_queue: BROADCAST_QUEUE,
         broadcast_tick: Duration::from_millis(300),
-        analytics_max_age: Duration::ZERO,
-    };
-    let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, shutdown) = watch::channel(false);
-    let served = tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    Admin { addr, sql, stop, served, http }
+        trust_loopback_proxy: true,
+        ..AdminOptions::default()
+    })
+    .await
 }
 
 async fn onboarded(h: &Harness, bot: &str, name: &str, gender: &str, age: u8) -> Person {
@@ -332,6 +307,13 @@ async fn a_ban_ends_the_running_chat_and_a_gift_shows_in_vip_and_both_are_audite
     let (status, body) = fleet_admin.get(&format!("/api/v1/users/{}", ann.id)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["members"][0]["bot"], "default/alpha", "{body}");
+    // An id no bot of the fleet has seen: 404, and no phantom person is made (no pre-bans).
+    let people = |sql: SqlStore| async move { sql.people(bot_runtime::bot::now_ms(), 0).await.unwrap().people };
+    let before = people(admin.sql.clone()).await;
+    let (status, body) = fleet_admin.post("/api/v1/users/987654321/ban", json!({"reason": "typo"})).await;
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")), "{body}");
+    assert!(admin.sql.person_view(987_654_321).await.unwrap().is_none(), "nobody was made");
+    assert_eq!(people(admin.sql.clone()).await, before);
     let (status, body) = fleet_admin.post(&format!("/api/v1/users/{}/ban", ann.id), json!({"reason": "spam"})).await;
     assert_eq!(status, 200, "{body}");
     bob.expect("the partner's notice", WAIT, |m| text_of(m).contains("no longer reachable")).await.expect("Bob told the chat ended");
@@ -595,8 +577,11 @@ async fn an_api_key_acts_with_its_role_within_its_limit_every_use_audited_and_is
     assert_eq!(status, 403);
     let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin"})).await;
     assert_eq!(status, 400, "{body}");
+    // An unknown bot is not bad input but a missing thing: 404 with the JSON error, no key made.
     let (status, body) = owner.post("/api/v1/keys", json!({"name": "ci", "role": "bot_admin", "bots": ["default/nope"]})).await;
-    assert_eq!(status, 400, "{body}");
+    assert_eq!((status, body["error"]["code"].clone()), (404, json!("not_found")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("default/nope"), "{body}");
+    assert!(admin.sql.api_keys().await.unwrap().is_empty(), "no key made");
     // A bot admin key of beta: shown once.
     let (status, body) = owner.post("/api/v1/keys", json!({"name": "beta support", "role": "bot_admin", "bots": ["default/beta"]})).await;
     assert_eq!(status, 201, "{body}");
@@ -835,6 +820,243 @@ async fn reports_reach_the_moderation_queue_as_metadata_and_a_review_restricts_o
         rows.iter().any(|r| r.action == "review" && r.admin_id == admin_id && r.target_user == Some(user) && r.detail.contains(action))
     };
     assert!(reviewed(bea.id, zed.id, "restrict") && reviewed(bea.id, dan.id, "dismiss") && reviewed(fay.id, zed.id, "ban"), "{rows:?}");
+    h.stop().await;
+}
+
+/// The overview's row of `bot`, once `ready` says it is what the test waits for.
+async fn overview_row(c: &Client<'_>, bot: &str, what: &str, ready: impl Fn(&Value, &Value) -> bool) -> (Value, Value) {
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let (status, o) = c.get("/api/v1/overview").await;
+        assert_eq!(status, 200, "{o}");
+        let row = o["bots"].as_array().and_then(|b| b.iter().find(|r| r["bot"] == bot).cloned()).unwrap_or(Value::Null);
+        if ready(&o, &row) {
+            return (o, row);
+        }
+        assert!(std::time::Instant::now() < deadline, "{what}: {o}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn a_refund_through_the_admin_api_reaches_telegram_reverses_the_grant_once_and_the_overview_follows_the_stars_balance(
+    backend: Backend,
+) {
+    let mut alpha = bot_config("alpha", Mode::Polling, "");
+    alpha.plans = vec![botfleet_crds::resolved::ResolvedPlan {
+        id: "vip-week".into(),
+        title: "VIP week".into(),
+        description: "Seven days of VIP and three lock-chat credits".into(),
+        price_stars: 250,
+        grants: botfleet_crds::vip_plan::Grants { vip_days: 7, lock_credits: 3 },
+        perks: botfleet_crds::vip_plan::Perks::default(),
+        sort_order: 0,
+        billing: Default::default(),
+    }];
+    let h = Harness::start(backend, Mode::Polling, vec![alpha, bot_config("beta", Mode::Polling, "")], 1).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    // Days in the fleet's zone, chosen so that its date is not UTC's now: Kiritimati (UTC+14)
+    // from 10:00 UTC, else Etc/GMT+12 (UTC−12; POSIX signs are inverted).
+    let utc_hour: i64 = jiff::Timestamp::now().as_second().rem_euclid(86_400) / 3600;
+    let (zone, offset_h) = if utc_hour >= 10 { ("Pacific/Kiritimati", 14) } else { ("Etc/GMT+12", -12) };
+    let admin = h
+        .start_admin_server(AdminOptions {
+            fleet_admins: vec![fay.id],
+            trust_loopback_proxy: true,
+            time_zone: zone,
+            ..AdminOptions::default()
+        })
+        .await;
+    let mut c = admin.client("10.9.2.1");
+    c.log_in(&mut fay).await;
+    // Each bot reads its balance at start: 0 Stars, read just now.
+    let (_, row) = overview_row(&c, "default/alpha", "alpha's first balance", |_, r| r["star_balance"] == 0).await;
+    assert!(row["star_balance_ms"].as_i64().unwrap() > bot_runtime::bot::now_ms() - 60_000, "{row}");
+
+    // Ann buys a week of VIP through the fake Telegram.
+    ann.send("/vip").unwrap();
+    ann.expect_text("shop", WAIT).await.unwrap();
+    ann.press("buy:vip-week", WAIT).await.unwrap();
+    let invoice = ann.expect("the invoice", WAIT, |m| m.get("invoice").is_some()).await.unwrap();
+    let message_id = invoice["message_id"].as_i64().unwrap();
+    let outcome = h.sim.pay("alpha_bot", ann.id, botfleet_tests::fake_telegram::InvoiceRef::Message { message_id }).await.unwrap();
+    let botfleet_tests::fake_telegram::PayOutcome::Paid { telegram_payment_charge_id: charge, .. } = outcome else {
+        panic!("not paid: {outcome:?}")
+    };
+    ann.expect_text("paid", WAIT).await.unwrap();
+    let sql = admin.sql.clone();
+    use bot_runtime::store::money::{Ledger as _, Payments as _};
+    assert_eq!(sql.credits("default/alpha", ann.id).await.unwrap(), 3);
+    // The balance follows the payment within seconds (read after it, not at the 5-minute tick),
+    // and today's bar is the zone's day.
+    let (o, _) = overview_row(&c, "default/alpha", "the balance after the payment", |_, r| r["star_balance"] == 250).await;
+    let zone_today = jiff::Timestamp::now().checked_add(jiff::SignedDuration::from_hours(offset_h)).unwrap().to_string()[..10].to_string();
+    assert_ne!(zone_today, jiff::Timestamp::now().to_string()[..10], "the zone's date is not UTC's");
+    assert_eq!(o["time_zone"], zone, "{o}");
+    let daily = o["daily"].as_array().unwrap();
+    assert_eq!(daily.len(), 30, "{o}");
+    assert_eq!((daily[29]["date"].as_str(), daily[29]["stars"].as_i64()), (Some(zone_today.as_str()), Some(250)), "{o}");
+
+    // The fleet admin refunds it through the API: queued for alpha's runtime.
+    let (status, body) = c.post("/api/v1/refunds", json!({"bot": "default/alpha", "charge_id": charge})).await;
+    assert_eq!((status, body["status"].as_str(), body["stars"].as_i64()), (202, Some("queued"), Some(250)), "{body}");
+    let deadline = std::time::Instant::now() + WAIT;
+    while sql.payment_of_charge("default/alpha", &charge).await.unwrap().unwrap().refunded_ms.is_none() {
+        assert!(std::time::Instant::now() < deadline, "the refund was applied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    ann.expect("the refund notice", WAIT, |m| text_of(m).contains("was refunded")).await.expect("Ann is told");
+    // Telegram (the fake) refunded it once: its ledger has the payment and one refund.
+    let api = botfleet_tests::bot_api::RawBot::new(&h.fake.api_url(), &h.tokens["alpha"]);
+    let transactions = |api: botfleet_tests::bot_api::RawBot| async move {
+        api.call("getStarTransactions", json!({})).await.unwrap()["transactions"].as_array().cloned().unwrap_or_default()
+    };
+    let txs = transactions(api.clone()).await;
+    let refunds: Vec<&Value> = txs.iter().filter(|t| t["id"] == charge.as_str() && t.get("receiver").is_some()).collect();
+    assert_eq!(refunds.len(), 1, "one refundStarPayment: {txs:?}");
+    // The grant is reversed once, though the runtime also got Telegram's refunded_payment
+    // message: VIP ended, the 3 credits taken back by one ledger row, Ann told once.
+    let deadline = std::time::Instant::now() + WAIT;
+    while sql.credits("default/alpha", ann.id).await.unwrap() != 0 {
+        assert!(std::time::Instant::now() < deadline, "the credits were taken back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let member = sql.person_view(ann.id).await.unwrap().unwrap().members.remove(0);
+    assert!(member.vip_until_ms.is_none_or(|v| v <= bot_runtime::bot::now_ms()), "{member:?}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let reversals: i64 = sqlx::query_scalar("SELECT count(*) FROM ledger WHERE bot = 'default/alpha' AND user_id = $1 AND delta < 0")
+        .bind(ann.id)
+        .fetch_one(sql.pool())
+        .await
+        .unwrap();
+    assert_eq!(reversals, 1);
+    assert_eq!(ann.received().unwrap().iter().filter(|m| text_of(m).contains("was refunded")).count(), 1, "told once");
+    // The overview: the balance back to 0 (read after the refund), today's bar empty.
+    let (o, _) = overview_row(&c, "default/alpha", "the balance after the refund", |_, r| r["star_balance"] == 0).await;
+    assert_eq!(o["daily"][29]["stars"], 0, "a refunded payment is no revenue: {o}");
+
+    // A second refund is refused cleanly: 409, nothing queued, nothing more at Telegram.
+    let (status, body) = c.post("/api/v1/refunds", json!({"bot": "default/alpha", "charge_id": charge})).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (409, Some("conflict")), "{body}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(transactions(api).await.len(), txs.len(), "no second refund at Telegram");
+    let refunds: i64 = sqlx::query_scalar("SELECT count(*) FROM admin_audit WHERE action = 'refund'").fetch_one(sql.pool()).await.unwrap();
+    assert_eq!(refunds, 1, "only the accepted refund is audited");
+    h.stop().await;
+}
+
+/// The next rating prompt with its buttons (a rated one, edited without them, is a later
+/// inbox entry of its own).
+async fn rate_prompt(p: &mut Person) -> Value {
+    p.expect("the rating prompt", WAIT, |m| {
+        text_of(m).starts_with("How was this chat?") && m["reply_markup"]["inline_keyboard"].as_array().is_some_and(|r| !r.is_empty())
+    })
+    .await
+    .expect("the rating prompt")
+}
+
+/// `a` stops the chat with `b`; each rates the other 👎 from the prompt both get.
+async fn stop_and_rate_down(a: &mut Person, b: &mut Person) {
+    a.tap("chat_stop").unwrap();
+    for p in [a, b] {
+        let prompt = rate_prompt(p).await;
+        let down = prompt["reply_markup"]["inline_keyboard"][0][1]["callback_data"]
+            .as_str()
+            .unwrap_or_else(|| panic!("👎 in {prompt}"))
+            .to_string();
+        p.press(&down, WAIT).await.expect("rated");
+    }
+}
+
+async fn members_over_the_thumbs_down_threshold_are_queued_without_reports_and_the_blocked_list_counts_blockers(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 30).await;
+    // The threshold in these tests: 2 👎 in 30 days.
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut fleet_admin = admin.client("10.9.1.1");
+    fleet_admin.log_in(&mut fay).await;
+    let mut moderator = admin.client("10.9.1.2");
+    moderator.log_in(&mut bea).await;
+
+    // Kim (beta) gets 👎 from Ann and Cat; Ann (alpha) from Kim and Cat; Cat one, from Kim.
+    // Nobody reported anyone.
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut cat = onboarded(&h, "alpha", "Cat", "f", 27).await;
+    let mut kim = onboarded(&h, "beta", "Kim", "m", 33).await;
+    chat(&mut ann, &mut kim).await;
+    stop_and_rate_down(&mut ann, &mut kim).await;
+    chat(&mut cat, &mut kim).await;
+    stop_and_rate_down(&mut cat, &mut kim).await;
+    chat(&mut cat, &mut ann).await;
+    cat.tap("chat_stop").unwrap();
+    let prompt = rate_prompt(&mut cat).await;
+    cat.press(prompt["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap(), WAIT).await.unwrap();
+    let downs = |sql: SqlStore, user: i64| async move {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM ratings WHERE rated_user = $1 AND up = 0")
+            .bind(user)
+            .fetch_one(sql.pool())
+            .await
+            .unwrap()
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while downs(admin.sql.clone(), ann.id).await < 2 {
+        assert!(std::time::Instant::now() < deadline, "Ann's second 👎 was recorded");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!((downs(admin.sql.clone(), kim.id).await, downs(admin.sql.clone(), cat.id).await), (2, 1));
+
+    // Beta's moderator sees Kim (their bot), for his 👎, with the rated chats; not Ann (alpha),
+    // and not Cat (one 👎, under the threshold).
+    let (status, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(status, 200, "{body}");
+    let items = body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1, "{body}");
+    assert_eq!((items[0]["user_id"].as_i64(), items[0]["why"].as_str()), (Some(kim.id), Some("thumbs_down")), "{body}");
+    assert_eq!((items[0]["reports"].as_i64(), items[0]["thumbs_down"].as_i64()), (Some(0), Some(2)), "{body}");
+    assert_eq!(items[0]["sessions"].as_array().unwrap().len(), 2, "{body}");
+    // The fleet admin sees both, and the page says why.
+    let (_, body) = fleet_admin.get("/api/v1/moderation/reports").await;
+    let mut queued: Vec<i64> = body["items"].as_array().unwrap().iter().filter_map(|i| i["user_id"].as_i64()).collect();
+    queued.sort();
+    assert_eq!(queued, vec![ann.id, kim.id], "{body}");
+    let (_, _, page, _) = moderator.page("/moderation").await;
+    assert!(page.contains("data-why=\"thumbs_down\"") && page.contains("many 👎, no open report"), "{page}");
+
+    // A review takes Kim out of the queue (nothing else happens on a dismissal); only new 👎
+    // would bring him back.
+    let (status, body) =
+        moderator.post(&format!("/api/v1/moderation/reports/{}/review", kim.id), json!({"bot": "default/beta", "action": "dismiss"})).await;
+    assert_eq!((status, body["reports_closed"].clone()), (200, json!(0)), "{body}");
+    let (_, body) = moderator.get("/api/v1/moderation/reports").await;
+    assert_eq!(body["items"], json!([]), "{body}");
+    assert_eq!(downs(admin.sql.clone(), kim.id).await, 2, "the ratings stay");
+
+    // Blocks: Ann and Cat block Dan (beta); Fay blocks Ann (alpha).
+    let mut dan = onboarded(&h, "beta", "Dan", "m", 35).await;
+    for blocker in [&mut ann, &mut cat] {
+        chat(blocker, &mut dan).await;
+        blocker.tap("chat_block").unwrap();
+        blocker.expect_text("blocked", WAIT).await.unwrap();
+        dan.expect_text("partner_left", WAIT).await.unwrap();
+    }
+    chat(&mut fay, &mut ann).await;
+    fay.tap("chat_block").unwrap();
+    fay.expect_text("blocked", WAIT).await.unwrap();
+    let (status, body) = moderator.get("/api/v1/moderation/blocked").await;
+    assert_eq!(status, 200, "{body}");
+    let entries = body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "beta's members only: {body}");
+    assert_eq!((entries[0]["user_id"].as_i64(), entries[0]["blocked_by"].as_i64()), (Some(dan.id), Some(2)), "{body}");
+    assert!(!body.to_string().contains(&ann.id.to_string()) && !body.to_string().contains(&cat.id.to_string()), "never who blocked");
+    let (_, body) = fleet_admin.get("/api/v1/moderation/blocked").await;
+    let entries = body["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 2, "{body}");
+    assert_eq!(entries[0]["user_id"].as_i64(), Some(dan.id), "most blockers first: {body}");
+    assert_eq!((entries[1]["user_id"].as_i64(), entries[1]["blocked_by"].as_i64()), (Some(ann.id), Some(1)), "{body}");
+    let (_, _, page, _) = fleet_admin.page("/moderation").await;
+    let blocked = page.split("Blocked by other members").nth(1).unwrap_or_default();
+    assert!(blocked.contains(&format!("/users/{}", dan.id)) && blocked.contains("2 people"), "{page}");
     h.stop().await;
 }
 
@@ -1607,6 +1829,22 @@ async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confir
     bea.expect("cancelled", WAIT, |m| text_of(m).contains("is cancelled")).await.unwrap();
     let never: i64 = cancel.split(':').nth(1).unwrap().parse().unwrap();
     assert_eq!(admin.sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    // A draft is never listed (only sent or scheduled broadcasts are), and one left
+    // unconfirmed expires: its buttons do nothing after DRAFT_TTL_MS.
+    bea.send("/broadcast Forgotten").unwrap();
+    let confirm =
+        bea.expect("the confirmation", WAIT, |m| text_of(m).contains("Forgotten") && text_of(m).contains("This goes to")).await.unwrap();
+    let data = confirm["reply_markup"]["inline_keyboard"][0][1]["callback_data"].as_str().unwrap().to_string();
+    let forgotten: i64 = data.split(':').nth(1).unwrap().parse().unwrap();
+    let listed = admin.sql.broadcasts(200).await.unwrap();
+    assert!(listed.iter().all(|b| b.status != "draft") && listed.iter().any(|b| b.id == id), "{listed:?}");
+    {
+        use bot_runtime::store::Registry as _;
+        let now = bot_runtime::bot::now_ms();
+        let ttl = bot_runtime::store::admin::DRAFT_TTL_MS;
+        assert!(!admin.sql.settle_draft(forgotten, "default/beta", bea.id, false, now + ttl + 1).await.unwrap(), "expired");
+        assert!(admin.sql.settle_draft(forgotten, "default/beta", bea.id, false, now).await.unwrap(), "it was only old");
+    }
     // A draft is settled once (the buttons are gone; a replayed press changes nothing).
     use bot_runtime::store::Registry as _;
     assert!(!admin.sql.settle_draft(id, "default/beta", bea.id, true, bot_runtime::bot::now_ms()).await.unwrap());

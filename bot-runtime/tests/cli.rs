@@ -52,3 +52,25 @@ fn serve_requires_a_redis_that_keeps_and_never_evicts_the_hot_state() {
     assert!(why.contains("noeviction"), "{why}");
     assert_eq!(durability(None, None), Durability::Unknown, "CONFIG disabled (managed Redis): warn, not refuse");
 }
+
+#[test]
+fn the_admin_role_refuses_to_start_with_a_time_zone_it_does_not_know() {
+    let dir = std::env::temp_dir().join(format!("botfleet-cli-tz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let secret = dir.join("session-secret");
+    std::fs::write(&secret, "a session secret of at least thirty-two bytes").unwrap();
+    let out = bin()
+        .args(["admin", "--session-secret-file"])
+        .arg(&secret)
+        // Unreachable on purpose: the zone is checked before anything is connected.
+        .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("ADMIN_LISTEN", "127.0.0.1:0")
+        .env("ADMIN_TIME_ZONE", "Europe/Atlantis")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{said}");
+    assert!(said.contains("ADMIN_TIME_ZONE") && said.contains("\"Europe/Atlantis\"") && said.contains("IANA"), "{said}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -14,32 +14,26 @@ mod support;
 #[path = "support/webdriver.rs"]
 mod webdriver;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bot_runtime::admin::SessionSecret;
 use bot_runtime::admin::openapi::{Access, OPERATIONS};
-use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;
 use serde_json::{Value, json};
+use support::admin_server::{AdminOptions, AdminServer};
 use support::*;
-use tokio::sync::watch;
 use webdriver::{Browser, ENTER};
 
 // ---- the admin server under test -------------------------------------------------------------
 
-fn secret() -> SessionSecret {
-    SessionSecret::new(b"the dashboard tests' session secret, 32 bytes+".to_vec()).unwrap()
-}
+const SECRET: &[u8] = b"the dashboard tests' session secret, 32 bytes+";
 
-struct AdminServer {
-    addr: SocketAddr,
-    sql: SqlStore,
-    _stop: watch::Sender<bool>,
-    http: reqwest::Client,
+/// The admin server's session secret (the tests make sessions in the database with it).
+fn secret() -> SessionSecret {
+    SessionSecret::new(SECRET.to_vec()).unwrap()
 }
 
 struct Options {
@@ -51,40 +45,23 @@ struct Options {
     broadcast_queue: u64,
 }
 
-/// The admin role of the harness's fleet on 127.0.0.1 (no trusted proxy: the client is the TCP
-/// peer, as for a browser on the admin's machine), once both bots registered.
+/// The admin role of the harness's fleet on 127.0.0.1 (tests/support/admin_server.rs; no
+/// trusted proxy: the client is the TCP peer, as for a browser on the admin's machine).
 async fn start_admin(h: &Harness, o: Options) -> AdminServer {
-    let (fleet, sql) = h.admin_fleet().await;
-    let deadline = Instant::now() + WAIT;
-    while bot_runtime::store::admin::AdminStore::bots(&sql).await.unwrap().len() < 2 {
-        assert!(Instant::now() < deadline, "both bots registered themselves");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    sqlx::query("UPDATE admin_bots SET admins = $1 WHERE name = 'beta'")
-        .bind(serde_json::to_string(&o.beta_admins).unwrap())
-        .execute(sql.pool())
-        .await
-        .unwrap();
-    let settings = AdminSettings {
+    h.start_admin_server(AdminOptions {
         fleet_admins: o.fleet_admins,
-        trusted_proxies: vec![],
-        secure_cookies: false,
-        secret: secret(),
-        api_key_per_minute: o.key_limit,
+        beta_admins: o.beta_admins,
+        key_limit: o.key_limit,
         broadcast_queue: o.broadcast_queue,
         broadcast_tick: Duration::from_millis(200),
         // The API's per-caller limit is not what these tests look at (the permission matrix
         // and schemathesis send many requests): high enough never to answer 429.
         api_per_minute: 1_000_000,
-        analytics_max_age: Duration::ZERO,
-    };
-    let state = AdminState::new(fleet, Arc::new(sql.clone()), settings);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(bot_runtime::admin::serve(listener, state, shutdown));
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    AdminServer { addr, sql, _stop: stop, http }
+        trust_loopback_proxy: false,
+        secret: SECRET,
+        ..AdminOptions::default()
+    })
+    .await
 }
 
 /// An API client: a session (cookie + CSRF token) or an API key, or nothing.
@@ -242,6 +219,17 @@ async fn nav(b: &Browser, text: &str, path: &str) {
     b.wait_path(&format!("the {text} page"), WAIT, |p| p == path).await;
 }
 
+/// The height and the title of the overview chart's last bar (today).
+async fn todays_bar(b: &Browser) -> (String, String) {
+    let v = b
+        .exec(
+            "const r = document.querySelector(\"rect[data-bar='29']\"); return [r.getAttribute('height'), r.querySelector('title').textContent];",
+            json!([]),
+        )
+        .await;
+    (v[0].as_str().unwrap_or_default().to_string(), v[1].as_str().unwrap_or_default().to_string())
+}
+
 /// The fleet's people tile of the overview.
 async fn people(b: &Browser) -> i64 {
     let t = b.text("[data-live='people.people']").await;
@@ -268,6 +256,10 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     chat(&mut ann, &mut bob).await;
     let mut eve = onboarded(&h, "beta", "Eve", "f", 22).await;
     let mut gus = onboarded(&h, "beta", "Gus", "m", 29).await;
+    // Eve blocked Gus (the moderation page's blocked list).
+    chat(&mut eve, &mut gus).await;
+    eve.tap("chat_block").unwrap();
+    gus.expect_text("partner_left", WAIT).await.unwrap();
     let admin = start_admin(&h, Options { fleet_admins: vec![fay.id], beta_admins: vec![], key_limit: 120, broadcast_queue: 2 }).await;
     let origin = format!("http://{}", admin.addr);
     let Some(b) = Browser::start(&origin).await else { return };
@@ -325,6 +317,38 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     }
     assert_eq!(b.exec("return window.__sameDocument === true;", json!([])).await, json!(true), "no reload");
     assert_eq!(b.text("[data-live='bots.default/beta.members']").await, "5", "beta's row moved too");
+    // The chart redraws too: a payment on beta shows in the 30 days' total, today's bar and the
+    // plan's row without a reload; beta's Stars balance and its age are in its row.
+    assert_eq!(b.text("[data-chart='total']").await, "0");
+    assert_eq!(todays_bar(&b).await.0, "0", "no revenue yet");
+    {
+        use bot_runtime::store::money::{NewPayment, Payments as _};
+        let payment = NewPayment {
+            charge_id: "charge-browser".into(),
+            bot: "default/beta".into(),
+            user_id: bob.id,
+            quote_id: None,
+            plan_id: "vip_week".into(),
+            stars: 120,
+            vip_days: 7,
+            lock_credits: 0,
+            now_ms: bot_runtime::bot::now_ms(),
+            subscription_until_ms: None,
+        };
+        admin.sql.apply_payment(&payment).await.unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while b.text("[data-chart='total']").await != "120" {
+        assert!(Instant::now() < deadline, "the chart did not show the payment without a reload");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (height, title) = todays_bar(&b).await;
+    assert_eq!(height, "96", "today's bar is the tallest: {title}");
+    assert!(title.ends_with(": 120 Stars"), "{title}");
+    assert_eq!(b.exec("return window.__sameDocument === true;", json!([])).await, json!(true), "no reload");
+    assert_eq!(b.text("[data-live='bots.default/beta.star_balance']").await, "0", "read from the fake at start");
+    let read = b.text("[data-live='bots.default/beta.star_balance_ms']").await;
+    assert!(read == "just now" || read.ends_with("min ago"), "{read}");
     inspect(&b, &mut step, "overview-live").await;
 
     // Users: find Ann, ban her fleet-wide from her page; the chat she is in ends — Bob's notice
@@ -376,6 +400,9 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
         sqlx::query_scalar("SELECT review FROM reports WHERE other_user = $1").bind(dan.id).fetch_one(admin.sql.pool()).await.unwrap();
     assert_eq!(review.as_deref(), Some("dismiss"));
     assert!(b.text("table").await.contains(&ann.id.to_string()), "Ann's ban is in the banned list");
+    let blocked = b.text("table.blocked tbody").await;
+    assert!(blocked.contains(&gus.id.to_string()) && blocked.contains("1 people"), "Gus, blocked by Eve: {blocked}");
+    assert!(!blocked.contains(&eve.id.to_string()), "never who blocked: {blocked}");
     inspect(&b, &mut step, "moderation-reviewed").await;
 
     // A broadcast to beta's members: the bar reaches 100 %, and the fake delivered it to exactly
@@ -430,15 +457,15 @@ async fn a_real_browser_logs_in_with_a_code_and_uses_every_page_each_step_checke
     assert_eq!(delivered(&mut [&mut fay, &mut ann, &mut cat], "Browser news"), vec![0; 3], "alpha's members are not in it");
 
     // Analytics: the funnel equals the events the simulated people made — eight started and
-    // finished their profile; Ann, Bob, Cat and Dan searched and chatted; nobody paid — and the
+    // finished their profile; Ann, Bob, Cat, Dan, Eve and Gus searched and chatted; nobody paid — and the
     // records in the database say the same.
     nav(&b, "Analytics", "/analytics").await;
     inspect(&b, &mut step, "analytics").await;
     for (step, kind, expected) in [
         ("start", "start", 8),
         ("profile_done", "profile_done", 8),
-        ("first_search", "first_search", 4),
-        ("first_chat", "first_chat", 4),
+        ("first_search", "first_search", 6),
+        ("first_chat", "first_chat", 6),
         ("first_purchase", "purchase", 0),
     ] {
         let shown = b.text(&format!("td[data-funnel={step}]")).await;
@@ -712,6 +739,9 @@ async fn every_route_refuses_what_the_permission_matrix_refuses() {
         total: 1,
     };
     let broadcast = admin.sql.create_broadcast(&row).await.unwrap();
+    // Fay blocked Ann on alpha: the blocked list shows beta's admin nothing of it.
+    let on_alpha = |user: i64| bot_runtime::matching::Member::new("default/alpha", user);
+    <SqlStore as bot_runtime::store::Safety>::record_block(&admin.sql, &on_alpha(fay.id), &on_alpha(ann.id), now).await.unwrap();
     let payment = NewPayment {
         charge_id: "charge-alpha".into(),
         bot: "default/alpha".into(),

@@ -185,6 +185,23 @@ props["admin"] = obj("The admin role, `bot-runtime admin`: the fleet's dashboard
                         "uniqueItems": True, "maxItems": 100}),
     ("apiKeyPerMinute", i("Requests per minute one API key may make.", minimum=1, maximum=100000)),
     ("apiPerMinute", i("Requests per minute per caller and route of the admin API: fleet routes, and bot routes whose RateLimitPolicies set no adminApiPerMinute.", minimum=1, maximum=100000)),
+    ("thumbsDownToReview", i("👎 within 30 days that bring a member without open reports to the moderation queue (0: never).", minimum=0, maximum=100000)),
+    ("timeZone", s("The fleet's time zone: an IANA name (Europe/Berlin) or UTC.", pattern="^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$", maxLength=64)),
+    ("podDisruptionBudget", obj("A PodDisruptionBudget for the admin pods (replicaCount > 1 only).", O([
+        ("enabled", b("Create it.")),
+        ("minAvailable", i("Admin pods that stay up during voluntary disruptions.", minimum=1, maximum=10))]),
+        required=["enabled", "minAvailable"])),
+    ("networkPolicy", obj("A NetworkPolicy for the admin pods.", O([
+        ("enabled", b("Create it.")),
+        ("from", {"type": "array", "description": "NetworkPolicy peers that reach port http (ingress controller, Prometheus).",
+                  "items": {"type": "object", "description": "A NetworkPolicyPeer."}}),
+        ("postgres", obj("Egress to Postgres.", O([
+            ("to", {"type": "array", "description": "NetworkPolicy peers (empty: any address).", "items": {"type": "object", "description": "A NetworkPolicyPeer."}}),
+            ("port", i("Its TCP port.", minimum=1, maximum=65535))]), required=["to", "port"])),
+        ("redis", obj("Egress to Redis.", O([
+            ("to", {"type": "array", "description": "NetworkPolicy peers (empty: any address).", "items": {"type": "object", "description": "A NetworkPolicyPeer."}}),
+            ("port", i("Its TCP port.", minimum=1, maximum=65535))]), required=["to", "port"]))]),
+        required=["enabled", "from", "postgres", "redis"])),
     ("logLevel", s("RUST_LOG of the admin role: a level, or comma-separated tracing directives.",
                    pattern="^%s(,%s)*$" % (DIRECTIVE, DIRECTIVE), maxLength=1024)),
     ("sessionSecret", obj("The session secret (codes, sessions, CSRF tokens and API keys are keyed by it).", O([
@@ -200,7 +217,8 @@ props["admin"] = obj("The admin role, `bot-runtime admin`: the fleet's dashboard
     ("resources", obj("Admin container resources.", {
         "requests": ref("resourceList", "Requested resources."),
         "limits": ref("resourceList", "Resource limits.")}))]),
-    required=["enabled", "replicaCount", "fleetAdmins", "trustedProxies", "apiKeyPerMinute", "apiPerMinute", "sessionSecret", "ingress", "resources"])
+    required=["enabled", "replicaCount", "fleetAdmins", "trustedProxies", "apiKeyPerMinute", "apiPerMinute", "thumbsDownToReview", "timeZone",
+              "podDisruptionBudget", "networkPolicy", "sessionSecret", "ingress", "resources"])
 props["serviceAccount"] = obj("The operator's ServiceAccount.", O([
     ("create", b("Create it.")),
     ("name", {"description": "Its name; empty: the release's full name (required when create is false).",

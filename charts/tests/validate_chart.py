@@ -479,6 +479,8 @@ def check_selectors(rendered: Rendered) -> None:
     expect([(p["name"], p["port"], p.get("targetPort")) for p in service["spec"]["ports"]] == [("http", 8080, "http")],
            f"metrics Service ports: {service['spec']['ports']}")
     for pdb in rendered.of_kind("PodDisruptionBudget"):
+        if component_of(pdb) == "admin":
+            continue
         expect(pdb["spec"]["selector"]["matchLabels"] == selector, "PDB selector differs from the Deployment selector")
     pod = deployment["spec"]["template"]["spec"]
     for constraint in pod.get("topologySpreadConstraints") or []:
@@ -530,6 +532,9 @@ def check_admin(rendered: Rendered, values: dict, secret_name: str, secret_key: 
     expect(env.get("ADMIN_LISTEN") == "0.0.0.0:8090", "ADMIN_LISTEN")
     expect(env.get("ADMIN_FLEET_ADMINS") == ",".join(str(i) for i in admin["fleetAdmins"]), f"ADMIN_FLEET_ADMINS: {env.get('ADMIN_FLEET_ADMINS')}")
     expect(env.get("ADMIN_TRUSTED_PROXIES") == ",".join(admin["trustedProxies"]), "ADMIN_TRUSTED_PROXIES")
+    expect(env.get("ADMIN_THUMBS_DOWN_TO_REVIEW") == str(admin["thumbsDownToReview"]), f"ADMIN_THUMBS_DOWN_TO_REVIEW: {env.get('ADMIN_THUMBS_DOWN_TO_REVIEW')}")
+    expect(env.get("ADMIN_TIME_ZONE") == admin["timeZone"], f"ADMIN_TIME_ZONE: {env.get('ADMIN_TIME_ZONE')}")
+    check_admin_pdb_and_network_policy(rendered, admin, deployment)
     secret_file = env.get("ADMIN_SESSION_SECRET_FILE") or ""
     mounts = {m["mountPath"]: m for m in container.get("volumeMounts") or []}
     expect("/tmp" in mounts, "admin: a writable /tmp")
@@ -555,6 +560,46 @@ def check_admin(rendered: Rendered, values: dict, secret_name: str, secret_key: 
         expect(not [o for o in rendered.of_kind("Secret") if component_of(o) == "admin"], "an existing session Secret is not created")
 
 
+def check_admin_pdb_and_network_policy(rendered: Rendered, admin: dict, deployment: dict) -> None:
+    """The admin pods' PodDisruptionBudget (only with several replicas, never blocking every
+    drain) and NetworkPolicy (ingress to port http from the listed peers only; egress to DNS,
+    Postgres and Redis only), each selecting exactly the admin pods."""
+    selector = deployment["spec"]["selector"]["matchLabels"]
+    pdbs = [p for p in rendered.of_kind("PodDisruptionBudget") if component_of(p) == "admin"]
+    pdb_values = admin["podDisruptionBudget"]
+    if pdb_values["enabled"] and admin["replicaCount"] > 1:
+        expect(len(pdbs) == 1, f"one admin PodDisruptionBudget, got {len(pdbs)}")
+        spec = pdbs[0]["spec"]
+        expect(spec["selector"]["matchLabels"] == selector, "the admin PDB selects the admin pods")
+        expect(spec.get("minAvailable") == pdb_values["minAvailable"] < admin["replicaCount"],
+               f"admin PDB minAvailable {spec.get('minAvailable')} of {admin['replicaCount']}")
+        expect(spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow", "a crash-looping admin pod never blocks a drain")
+        operator_pdbs = [p for p in rendered.of_kind("PodDisruptionBudget") if component_of(p) != "admin"]
+        expect(all(p["metadata"]["name"] != pdbs[0]["metadata"]["name"] for p in operator_pdbs), "distinct PDB names")
+    else:
+        expect(not pdbs, "a single admin replica gets no PodDisruptionBudget (it would block drains)")
+    policies = [p for p in rendered.of_kind("NetworkPolicy") if component_of(p) == "admin"]
+    np = admin["networkPolicy"]
+    if not np["enabled"]:
+        expect(not policies, "no admin NetworkPolicy unless enabled")
+        return
+    expect(len(policies) == 1, f"one admin NetworkPolicy, got {len(policies)}")
+    spec = policies[0]["spec"]
+    expect(spec["podSelector"] == {"matchLabels": selector}, "the admin NetworkPolicy selects the admin pods only")
+    expect(sorted(spec["policyTypes"]) == ["Egress", "Ingress"], f"both directions are restricted: {spec['policyTypes']}")
+    ports = {p["name"]: p["containerPort"] for p in operator_container(deployment).get("ports") or []}
+    expect(spec["ingress"] == ([{"from": np["from"], "ports": [{"port": "http", "protocol": "TCP"}]}] if np["from"] else []),
+           f"ingress: port http ({ports.get('http')}) from the listed peers only: {spec['ingress']}")
+    dns = {"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]}
+    def to(target: dict) -> dict:
+        rule = {"ports": [{"port": target["port"], "protocol": "TCP"}]}
+        if target["to"]:
+            rule["to"] = target["to"]
+        return rule
+    expect(spec["egress"] == [dns, to(np["postgres"]), to(np["redis"])],
+           f"egress: DNS, Postgres and Redis only: {spec['egress']}")
+
+
 # ---------------------------------------------------------------------------------------------
 # Scenarios
 # ---------------------------------------------------------------------------------------------
@@ -575,6 +620,11 @@ SCENARIOS: dict[str, dict] = {
     "monitoring": MONITORING_VALUES,
     "admin": {**MONITORING_VALUES, "admin": {
         "enabled": True, "fleetAdmins": [111, 222], "trustedProxies": ["10.0.0.7", "fd00::7"], "apiKeyPerMinute": 60, "apiPerMinute": 300,
+        "replicaCount": 3, "thumbsDownToReview": 3, "timeZone": "Europe/Berlin",
+        "podDisruptionBudget": {"enabled": True, "minAvailable": 2},
+        "networkPolicy": {"enabled": True, "from": [{"namespaceSelector": {"matchLabels": {"team": "edge"}}}],
+                          "postgres": {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "port": 5433},
+                          "redis": {"to": [], "port": 6380}},
         "ingress": {"enabled": True, "className": "nginx", "host": "admin.bots.example.com", "tlsSecret": "admin-tls",
                     "annotations": {"cert-manager.io/cluster-issuer": "letsencrypt"}}}},
     "admin-existing-secret": {"admin": {"enabled": True, "sessionSecret": {"existingSecret": "my-admin-session", "key": "s"}},
@@ -635,6 +685,10 @@ BAD_VALUES: dict[str, dict] = {
     "admin trusted proxy that is no IP address": {"admin": {"trustedProxies": ["proxy.local"]}},
     "admin API key limit 0": {"admin": {"apiKeyPerMinute": 0}},
     "admin API limit 0": {"admin": {"apiPerMinute": 0}},
+    "admin time zone with a space": {"admin": {"timeZone": "Europe/Ber lin"}},
+    "admin thumbs-down threshold below 0": {"admin": {"thumbsDownToReview": -1}},
+    "admin PDB minAvailable 0": {"admin": {"podDisruptionBudget": {"minAvailable": 0}}},
+    "admin NetworkPolicy Postgres port 0": {"admin": {"networkPolicy": {"postgres": {"port": 0}}}},
 }
 
 # Values the templates must refuse (cross-field rules), with a word the message must contain.
@@ -645,6 +699,8 @@ BAD_COMBINATIONS: dict[str, tuple[dict, str]] = {
     "clusterWide with a namespace list": ({"clusterWide": True, "watchNamespaces": ["a"]}, "clusterWide"),
     "no namespace and not clusterWide": ({"watchNamespaces": []}, "watchNamespaces"),
     "PDB that blocks every drain": ({"replicaCount": 2, "podDisruptionBudget": {"minAvailable": 2}}, "minAvailable"),
+    "admin PDB that blocks every drain": (
+        {"admin": {"enabled": True, "replicaCount": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 2}}}, "minAvailable"),
 }
 
 
@@ -758,7 +814,7 @@ def check_admission_policy(rendered: Rendered, service_account: str) -> None:
 
 
 def check_pdb(rendered: Rendered, min_available: int | None) -> None:
-    pdbs = rendered.of_kind("PodDisruptionBudget")
+    pdbs = [p for p in rendered.of_kind("PodDisruptionBudget") if component_of(p) != "admin"]
     if min_available is None:
         expect(not pdbs, "a single replica must not get a PodDisruptionBudget (it would block drains)")
     else:

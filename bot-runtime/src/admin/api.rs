@@ -173,8 +173,19 @@ pub struct Overview {
     pub bots: Vec<BotNumbers>,
     /// Queues and chats now, from the matching store, per pool of the admin's bots.
     pub pools: Vec<PoolNow>,
-    /// The last 30 UTC days.
+    /// The fleet's time zone (IANA name): `day`s, `daily` and "new today" are its days.
+    pub time_zone: String,
+    /// The last 30 days (today included) by bot and plan.
     pub revenue: Vec<Revenue>,
+    /// Stars per day over the last 30 days, oldest first, every day present (the chart's bars).
+    pub daily: Vec<DayStars>,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct DayStars {
+    /// `YYYY-MM-DD` in the fleet's time zone.
+    pub date: String,
+    pub stars: i64,
 }
 
 async fn overview(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<Overview>, ApiError> {
@@ -184,10 +195,26 @@ async fn overview(State(s): State<AdminState>, admin: Admin) -> Result<axum::Jso
 /// The overview as `id` may see it (the API's and the dashboard's).
 pub(super) async fn overview_of(s: &AdminState, id: &Identity) -> Result<Overview, ApiError> {
     let now = crate::bot::now_ms();
-    let people = if id.fleet_admin { Some(s.store.people(now).await?) } else { None };
-    let bots = s.store.bot_numbers(now).await?.into_iter().filter(|b| id.may_act_on(&b.bot)).collect();
+    let zone = &s.settings.time_zone;
+    let today = zone.day_of(now);
+    let today_ms = zone.day_start(today);
+    let people = if id.fleet_admin { Some(s.store.people(now, today_ms).await?) } else { None };
+    let registered = s.store.bots().await?;
+    let mut bots: Vec<BotNumbers> = s.store.bot_numbers(now, today_ms).await?.into_iter().filter(|b| id.may_act_on(&b.bot)).collect();
+    // Every registered bot has a row (a bot without members yet too), with its Stars balance.
+    for r in registered.iter().filter(|r| id.may_act_on(&r.id)) {
+        let i = match bots.iter().position(|b| b.bot == r.id) {
+            Some(i) => i,
+            None => {
+                bots.push(BotNumbers { bot: r.id.clone(), ..BotNumbers::default() });
+                bots.len() - 1
+            }
+        };
+        (bots[i].star_balance, bots[i].star_balance_ms) = (r.star_balance, r.star_balance_ms);
+    }
+    bots.sort_by(|a, b| a.bot.cmp(&b.bot));
     let mut pools: Vec<PoolNow> = Vec::new();
-    for b in s.store.bots().await?.iter().filter(|b| id.may_act_on(&b.id)) {
+    for b in registered.iter().filter(|b| id.may_act_on(&b.id)) {
         if pools.iter().any(|p| p.pool == b.pool) {
             continue;
         }
@@ -198,8 +225,23 @@ pub(super) async fn overview_of(s: &AdminState, id: &Identity) -> Result<Overvie
             chats: s.fleet.matcher.active_chats(&b.pool).await?,
         });
     }
-    let revenue = s.store.revenue_since(now - 30 * 86_400_000).await?.into_iter().filter(|r| id.may_act_on(&r.bot)).collect();
-    Ok(Overview { now_ms: now, people, bots, pools, revenue })
+    let first = today - 29;
+    let revenue: Vec<Revenue> = s
+        .store
+        .revenue_since(zone.day_start(first), &zone.tz)
+        .await?
+        .into_iter()
+        .filter(|r| id.may_act_on(&r.bot) && r.day >= first)
+        .collect();
+    let daily = (first..=today)
+        .map(|day| DayStars { date: date_of(day), stars: revenue.iter().filter(|r| r.day == day).map(|r| r.stars).sum() })
+        .collect();
+    Ok(Overview { now_ms: now, people, bots, pools, time_zone: zone.name.clone(), revenue, daily })
+}
+
+/// `YYYY-MM-DD` of a day (days since 1970-01-01).
+pub(super) fn date_of(day: i64) -> String {
+    jiff::civil::date(1970, 1, 1).checked_add(jiff::Span::new().days(day)).map(|d| d.to_string()).unwrap_or_default()
 }
 
 pub(super) fn parse_user_id(raw: &str) -> Result<i64, ApiError> {
@@ -348,8 +390,13 @@ pub(super) async fn apply_ban(s: &AdminState, admin: &Admin, user_id: i64, req: 
     let targets: Vec<RegisteredBot> = match &req.bot {
         None => {
             admin.identity.require_fleet("a fleet-wide ban")?;
+            // Only a person the fleet has seen (kept across /delete_me): a mistyped id would
+            // otherwise make a phantom person, counted as people (docs/ADMIN.md, "No pre-bans").
+            let Some(person) = s.store.person_view(user_id).await? else {
+                return Err(ApiError::NotFound(format!("no bot of this fleet has ever seen the Telegram id {user_id}")));
+            };
             s.fleet.store.restrict(user_id, Some(until), now).await?;
-            let members = s.store.person_view(user_id).await?.map(|p| p.members).unwrap_or_default();
+            let members = person.members;
             bots.into_iter().filter(|b| members.iter().any(|m| m.bot == b.id)).collect()
         }
         Some(bot) => {

@@ -188,7 +188,11 @@ async fn create(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewKe
         "bot_admin" if bots.is_empty() => return Err(ApiError::bad("bots: a bot_admin key needs at least one bot (<namespace>/<name>)")),
         "bot_admin" => {
             if let Some(unknown) = bots.iter().find(|b| !registered.iter().any(|r| &r.id == *b)) {
-                return Err(ApiError::bad(format!("bots: no bot {unknown:?} is registered in this fleet")));
+                // Well-formed input naming a bot that does not exist: 404, as every route
+                // answers for an unknown bot (`api::registered`).
+                return Err(ApiError::NotFound(format!(
+                    "bots: no bot {unknown:?} is registered in this fleet (bots are named <namespace>/<name>)"
+                )));
             }
         }
         _ => return Err(ApiError::bad("role: fleet_admin or bot_admin")),

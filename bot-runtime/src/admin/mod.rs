@@ -67,6 +67,51 @@ pub struct AdminSettings {
     /// An analytics read refreshes the rollups first when they are older than this (the
     /// background refresher keeps them within a minute; 0: always, as tests want).
     pub analytics_max_age: std::time::Duration,
+    /// 👎 received on a bot within 30 days (since the member's last review) that put a member
+    /// without open reports in the moderation queue (0: never; `moderation.rs`).
+    pub thumbs_down_to_review: u32,
+    /// The fleet's time zone: the overview's days (new today, Stars per day) are its civil
+    /// days (`ADMIN_TIME_ZONE`, an IANA name; UTC by default).
+    pub time_zone: FleetZone,
+}
+
+/// The fleet's time zone and its name.
+#[derive(Debug, Clone)]
+pub struct FleetZone {
+    pub name: String,
+    pub tz: jiff::tz::TimeZone,
+}
+
+impl FleetZone {
+    pub fn utc() -> Self {
+        Self { name: "UTC".into(), tz: jiff::tz::TimeZone::UTC }
+    }
+
+    /// A zone by its IANA name (`Europe/Berlin`), from the system's time zone database
+    /// (`/usr/share/zoneinfo`, or `TZDIR`; the runtime image carries it). `UTC` needs none.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let name = name.trim();
+        if name.is_empty() || name.eq_ignore_ascii_case("utc") {
+            return Ok(Self::utc());
+        }
+        match jiff::tz::TimeZone::get(name) {
+            Ok(tz) => Ok(Self { name: name.to_string(), tz }),
+            Err(e) => Err(format!(
+                "unknown time zone {name:?}: give an IANA name such as Europe/Berlin or America/New_York (or UTC); \
+                 looked up in the system's time zone database (/usr/share/zoneinfo, or TZDIR): {e}"
+            )),
+        }
+    }
+
+    /// The day (days since 1970-01-01) of the civil date at `ms` in this zone.
+    pub fn day_of(&self, ms: i64) -> i64 {
+        crate::store::local_day(&self.tz, ms)
+    }
+
+    /// The first instant of `day` in this zone (ms since the epoch).
+    pub fn day_start(&self, day: i64) -> i64 {
+        crate::store::local_day_start(&self.tz, day)
+    }
 }
 
 /// The key of every hash and token the admin role derives (codes and session ids are stored
@@ -86,6 +131,9 @@ pub const DEFAULT_BROADCAST_QUEUE: u64 = 90;
 pub const DEFAULT_BROADCAST_TICK: std::time::Duration = std::time::Duration::from_millis(500);
 /// Rollups at most this old are read as they are (see `analytics.rs`).
 pub const DEFAULT_ANALYTICS_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// 👎 in 30 days that bring a member to the moderation queue without a report, unless configured.
+pub const DEFAULT_THUMBS_DOWN_TO_REVIEW: u32 = 5;
 
 /// The shortest secret accepted (bytes).
 pub const MIN_SECRET_LEN: usize = 32;
@@ -395,6 +443,32 @@ mod tests {
             .body(axum::body::Body::from(raw.to_string()))
             .unwrap();
         Body::<Req>::from_request(req, &()).await.map(|b| b.0)
+    }
+
+    #[test]
+    fn a_fleet_zone_is_an_iana_name_and_its_days_are_civil_days() {
+        assert_eq!(FleetZone::parse("").unwrap().name, "UTC");
+        assert_eq!(FleetZone::parse("utc").unwrap().day_of(86_400_000 - 1), 0);
+        for bad in ["Mars/Olympus_Mons", "Europe/Berlinn", "../etc/passwd"] {
+            let e = FleetZone::parse(bad).unwrap_err();
+            assert!(e.contains("unknown time zone") && e.contains("IANA"), "{e}");
+        }
+        // 2026-03-29 01:00 UTC is 03:00 in Berlin (summer time from that moment): the same day;
+        // 22:30 UTC that day is 00:30 the next day in Berlin (UTC+2).
+        let berlin = FleetZone::parse("Europe/Berlin").unwrap();
+        let day = |y: i16, m: i8, d: i8| {
+            jiff::civil::date(y, m, d).to_zoned(jiff::tz::TimeZone::UTC).unwrap().timestamp().as_millisecond() / 86_400_000
+        };
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap().as_millisecond();
+        assert_eq!(berlin.day_of(at("2026-03-29T01:00:00Z")), day(2026, 3, 29));
+        assert_eq!(berlin.day_of(at("2026-03-29T22:30:00Z")), day(2026, 3, 30));
+        // Its first instant: midnight Berlin = 23:00 UTC the day before (winter), 22:00 (summer).
+        assert_eq!(berlin.day_start(day(2026, 3, 29)), at("2026-03-28T23:00:00Z"));
+        assert_eq!(berlin.day_start(day(2026, 3, 30)), at("2026-03-29T22:00:00Z"));
+        // +14 h: Kiritimati's day starts at 10:00 UTC the day before.
+        let kiritimati = FleetZone::parse("Pacific/Kiritimati").unwrap();
+        assert_eq!(kiritimati.day_of(at("2026-12-01T10:00:00Z")), day(2026, 12, 2));
+        assert_eq!(kiritimati.day_of(at("2026-12-01T09:59:59Z")), day(2026, 12, 1));
     }
 
     #[tokio::test]

@@ -3,7 +3,8 @@
 //! media-mirror copies, earlier warnings; never what was said (the chat core never stores
 //! it) — and the actions on them: dismiss, warn (a fixed message in the member's language,
 //! through the bot's outbox), restrict for a time, ban. Each closes the member's open reports
-//! with the review, and is audited. The list of bans and restrictions in force is here too.
+//! with the review, and is audited. Members without reports who received many 👎 are queued
+//! too. The lists of bans and restrictions in force, and of the members most blocked, are here.
 
 use axum::Router;
 use axum::extract::{Path, State};
@@ -15,7 +16,7 @@ use super::api::{BanAnswer, BanRequest, apply_ban, audit_action, parse_user_id, 
 use super::auth::{Admin, Identity};
 use super::{AdminState, ApiError, Body};
 use crate::chat::text_key::TextKey;
-use crate::store::admin::{BannedEntry, ReportedMember};
+use crate::store::admin::{BannedEntry, BlockedMember, ReportedMember};
 use crate::texts::Lang;
 
 /// Members read for the queue before the admin's reach is applied (most reporters first).
@@ -28,21 +29,52 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/moderation/reports", get(queue))
         .route("/api/v1/moderation/reports/{user_id}/review", post(review))
         .route("/api/v1/moderation/banned", get(banned))
+        .route("/api/v1/moderation/blocked", get(blocked))
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct QueueAnswer {
-    /// Members of the admin's bots with open reports, most reporters first.
+    /// Members of the admin's bots with open reports, most reporters first; then members
+    /// without one over the 👎 threshold (`why`), most 👎 first.
     pub items: Vec<ReportedMember>,
 }
 
-/// The queue as `id` may see it (the API's and the dashboard's).
+/// The queue as `id` may see it (the API's and the dashboard's): members with open reports
+/// (most reporters first), then members without one who crossed the 👎 threshold (most 👎
+/// first). Crossing the report threshold (the bot's `reportsToRestrict`) needs reports, so
+/// those members are in the queue by their open reports, restricted already.
 pub(super) async fn queue_of(s: &AdminState, id: &Identity) -> Result<Vec<ReportedMember>, ApiError> {
     let now = crate::bot::now_ms();
-    let mut items = s.store.report_queue(now, QUEUE_SCAN).await?;
-    items.retain(|i| id.may_act_on(&i.bot));
-    items.truncate(QUEUE_SHOWN);
+    let reach = id.clone();
+    let visible = move |bot: &str| reach.may_act_on(bot);
+    let mut items = s.store.report_queue(now, QUEUE_SCAN, QUEUE_SHOWN, &visible).await?;
+    let threshold = s.settings.thumbs_down_to_review;
+    if threshold > 0 && items.len() < QUEUE_SHOWN {
+        let room = QUEUE_SHOWN - items.len();
+        items.extend(s.store.thumbs_down_queue(now - THUMBS_WINDOW_MS, i64::from(threshold), now, QUEUE_SCAN, room, &visible).await?);
+    }
     Ok(items)
+}
+
+/// 👎 count toward the queue for this long (the window the items show).
+const THUMBS_WINDOW_MS: i64 = 30 * 86_400_000;
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BlockedAnswer {
+    /// Members of the admin's bots that other members blocked, most blockers first.
+    pub entries: Vec<BlockedMember>,
+}
+
+/// The blocked list as `id` may see it: members of their bots (who blocked them is not shown).
+pub(super) async fn blocked_of(s: &AdminState, id: &Identity) -> Result<Vec<BlockedMember>, ApiError> {
+    let mut entries = s.store.blocked(QUEUE_SCAN).await?;
+    entries.retain(|e| id.may_act_on(&e.bot));
+    entries.truncate(QUEUE_SHOWN);
+    Ok(entries)
+}
+
+async fn blocked(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<BlockedAnswer>, ApiError> {
+    Ok(axum::Json(BlockedAnswer { entries: blocked_of(&s, &admin.identity).await? }))
 }
 
 async fn queue(State(s): State<AdminState>, admin: Admin) -> Result<axum::Json<QueueAnswer>, ApiError> {

@@ -11,7 +11,7 @@ use super::ErrorBody;
 use super::api::*;
 use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast, PreviewAnswer};
 use super::keys::{KeysAnswer, NewKeyAnswer, NewKeyRequest};
-use super::moderation::{BannedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
+use super::moderation::{BannedAnswer, BlockedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
 use crate::store::admin::PersonView;
 
 /// Who may call an operation.
@@ -113,7 +113,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/api/v1/overview",
-        summary: "People, new members, VIPs, chats and queues now, Stars revenue per day, plan and bot",
+        summary: "People, new members, VIPs, chats and queues now, each bot's Stars balance, Stars revenue per day (in the fleet's time zone), plan and bot",
         access: Access::Session,
         request: None,
         status: 200,
@@ -213,7 +213,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "get",
         path: "/api/v1/moderation/reports",
-        summary: "The moderation queue: members of this admin's bots with open reports (metadata only, never content)",
+        summary: "The moderation queue: members of this admin's bots with open reports, or many 👎 without one (metadata only, never content)",
         access: Access::Session,
         request: None,
         status: 200,
@@ -238,6 +238,16 @@ pub const OPERATIONS: &[Operation] = &[
         request: None,
         status: 200,
         response: s::<BannedAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "get",
+        path: "/api/v1/moderation/blocked",
+        summary: "Members of this admin's bots that other members blocked, most blockers first (never who blocked them)",
+        access: Access::Session,
+        request: None,
+        status: 200,
+        response: s::<BlockedAnswer>,
         query: &[],
     },
     Operation {
@@ -432,6 +442,13 @@ pub const LINKS: &[Link] = &[
         name: "Cancel",
         to: ("post", CANCEL),
         parameters: &[("broadcast_id", "$response.body#/broadcast/id")],
+    },
+    Link {
+        from: ("get", "/api/v1/moderation/blocked"),
+        status: 200,
+        name: "TheFirstBlocked",
+        to: ("get", USER),
+        parameters: &[("user_id", "$response.body#/entries/0/user_id")],
     },
     Link {
         from: ("get", "/api/v1/broadcasts"),

@@ -234,35 +234,62 @@ async fn overview(State(s): State<AdminState>, PageAdmin(admin): PageAdmin) -> R
             p.chats_now
         );
     }
-    let bots: Vec<(&str, Vec<(&str, u64)>)> = o
+    let bots: Vec<(&str, Vec<(&str, String)>)> = o
         .bots
         .iter()
         .map(|b| {
-            let n = |v: i64| u64::try_from(v).unwrap_or(0);
             let cells = vec![
-                ("members", n(b.members)),
-                ("new_today", n(b.new_today)),
-                ("new_this_week", n(b.new_this_week)),
-                ("active_vips", n(b.active_vips)),
-                ("chats_now", n(b.chats_now)),
+                ("members", b.members.to_string()),
+                ("new_today", b.new_today.to_string()),
+                ("new_this_week", b.new_this_week.to_string()),
+                ("active_vips", b.active_vips.to_string()),
+                ("chats_now", b.chats_now.to_string()),
+                ("star_balance", b.star_balance.map(|s| s.to_string()).unwrap_or_else(|| "—".into())),
+                ("star_balance_ms", age(o.now_ms, b.star_balance_ms)),
             ];
             (b.bot.as_str(), cells)
         })
         .collect();
-    live_table(&mut m, "Bots", "bots", &["Bot", "Members", "New today", "New this week", "Active VIPs", "Chats now"], &bots);
-    let pools: Vec<(&str, Vec<(&str, u64)>)> = o
+    let headings = ["Bot", "Members", "New today", "New this week", "Active VIPs", "Chats now", "Stars balance", "Balance read"];
+    live_table(&mut m, "Bots", "bots", &headings, &bots);
+    let pools: Vec<(&str, Vec<(&str, String)>)> = o
         .pools
         .iter()
-        .map(|p| (p.pool.as_str(), vec![("vip_waiting", p.vip_waiting), ("free_waiting", p.free_waiting), ("chats", p.chats)]))
+        .map(|p| {
+            (
+                p.pool.as_str(),
+                vec![
+                    ("vip_waiting", p.vip_waiting.to_string()),
+                    ("free_waiting", p.free_waiting.to_string()),
+                    ("chats", p.chats.to_string()),
+                ],
+            )
+        })
         .collect();
     live_table(&mut m, "Queues now", "pools", &["Pool", "VIP waiting", "Free waiting", "Chats"], &pools);
-    m.push(revenue_chart(&o.revenue, o.now_ms));
-    html!(m, "<p class=\"muted\">Numbers refresh every 10 seconds (days in UTC).</p><script src=\"/assets/admin.js\"></script>");
+    m.push(revenue_chart(&o.revenue, &o.daily));
+    html!(
+        m,
+        "<p class=\"muted\">Numbers and the chart refresh every 10 seconds; days in {}.</p><script src=\"/assets/admin.js\"></script>",
+        o.time_zone
+    );
     page("Overview", Some(&admin), StatusCode::OK, m)
 }
 
+/// How long ago `at_ms` was, for the overview ("never" if it was not); `admin.js` writes the
+/// same words when it refreshes.
+fn age(now_ms: i64, at_ms: Option<i64>) -> String {
+    let Some(at) = at_ms else { return "never".into() };
+    let minutes = (now_ms - at).max(0) / 60_000;
+    match minutes {
+        0 => "just now".into(),
+        1..=59 => format!("{minutes} min ago"),
+        _ => format!("{} h ago", minutes / 60),
+    }
+}
+
 /// A table of numbers the overview's script refreshes: each cell is `data-live="<section>.<row>.<field>"`.
-fn live_table(m: &mut Markup, title: &str, section: &str, headings: &[&str], rows: &[(&str, Vec<(&str, u64)>)]) {
+fn live_table(m: &mut Markup, title: &str, section: &str, headings: &[&str], rows: &[(&str, Vec<(&str, String)>)]) {
     html!(m, "<section><h2>{}</h2><table><thead><tr>", title);
     for h in headings {
         html!(m, "<th scope=\"col\">{}</th>", h);
@@ -278,29 +305,31 @@ fn live_table(m: &mut Markup, title: &str, section: &str, headings: &[&str], row
     html!(m, "</tbody></table></section>");
 }
 
-/// Stars per UTC day over the last 30 days as an SVG bar chart, and the totals per bot and plan.
-fn revenue_chart(revenue: &[crate::store::admin::Revenue], now_ms: i64) -> Markup {
-    let today = crate::store::day_of(now_ms);
-    let days: Vec<i64> = (0..30).map(|i| today - 29 + i).collect();
-    let per_day: Vec<i64> = days.iter().map(|d| revenue.iter().filter(|r| r.day == *d).map(|r| r.stars).sum()).collect();
-    let max = per_day.iter().copied().max().unwrap_or(0).max(1);
-    let total: i64 = per_day.iter().sum();
+/// Stars per day (the fleet's zone) over the last 30 days as an SVG bar chart, and the totals
+/// per bot and plan. `admin.js` redraws the bars from `daily` (attributes only: the CSP allows
+/// no inline style) and the totals from `revenue`.
+fn revenue_chart(revenue: &[crate::store::admin::Revenue], daily: &[api::DayStars]) -> Markup {
+    let max = daily.iter().map(|d| d.stars).max().unwrap_or(0).max(1);
+    let total: i64 = daily.iter().map(|d| d.stars).sum();
     let mut m = Markup::default();
     html!(
         m,
-        "<section><h2>Stars revenue, last 30 days</h2><svg class=\"chart\" viewBox=\"0 0 300 100\" role=\"img\" aria-label=\"Stars per day, {} in total\">",
+        "<section><h2>Stars revenue, last 30 days</h2><p>Total: <b data-chart=\"total\">{}</b> Stars</p>\
+         <svg class=\"chart\" viewBox=\"0 0 300 100\" role=\"img\" aria-label=\"Stars per day, {} in total\">",
+        total,
         total
     );
-    for (i, stars) in per_day.iter().enumerate() {
-        let h = stars * 96 / max;
+    for (i, d) in daily.iter().enumerate() {
+        let h = d.stars * 96 / max;
         html!(
             m,
-            "<rect x=\"{}\" y=\"{}\" width=\"8\" height=\"{}\"><title>day {}: {} Stars</title></rect>",
+            "<rect data-bar=\"{}\" x=\"{}\" y=\"{}\" width=\"8\" height=\"{}\"><title>{}: {} Stars</title></rect>",
+            i,
             i * 10 + 1,
             100 - h,
             h,
-            time(days[i] * 86_400_000).chars().take(10).collect::<String>(),
-            stars
+            d.date,
+            d.stars
         );
     }
     html!(
@@ -319,7 +348,18 @@ fn revenue_chart(revenue: &[crate::store::admin::Revenue], now_ms: i64) -> Marku
         }
     }
     for (bot, plan, payments, stars) in sums {
-        html!(m, "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>", bot, plan, payments, stars);
+        html!(
+            m,
+            "<tr><td>{}</td><td>{}</td><td data-live=\"plans.{}|{}.payments\">{}</td><td data-live=\"plans.{}|{}.stars\">{}</td></tr>",
+            bot,
+            plan,
+            bot,
+            plan,
+            payments,
+            bot,
+            plan,
+            stars
+        );
     }
     html!(m, "</tbody></table></section>");
     m
@@ -946,12 +986,17 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         (Ok(i), Ok(b)) => (i, b),
         (Err(e), _) | (_, Err(e)) => return error_page(&e),
     };
+    let blocked = match moderation::blocked_of(&s, &admin.identity).await {
+        Ok(b) => b,
+        Err(e) => return error_page(&e),
+    };
     let mut m = Markup::default();
     notice(&mut m, &q);
     html!(
         m,
-        "<p>Reported members of your bots, most reporters first. What was said is never stored: you see counts, reasons, \
-         ratings and the moderation mirror's copies of the media (when the bot's mirror is on).</p><section><h2>Open reports</h2>"
+        "<p>Reported members of your bots, most reporters first, then members without a report who received many 👎. \
+         What was said is never stored: you see counts, reasons, ratings and the moderation mirror's copies of the media \
+         (when the bot's mirror is on).</p><section><h2>To review</h2>"
     );
     if items.is_empty() {
         html!(m, "<p>Nothing to review.</p>");
@@ -960,13 +1005,15 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         let reasons: Vec<String> = i.reasons.iter().map(|r| format!("{} ×{}", r.reason, r.reports)).collect();
         html!(
             m,
-            "<article class=\"item\"><h3><a href=\"/users/{}\">{}</a> {} on {}</h3><dl class=\"facts\"><dt>Reports</dt><dd>{} from {} people</dd>\
+            "<article class=\"item\" data-why=\"{}\"><h3><a href=\"/users/{}\">{}</a> {} on {}</h3><dl class=\"facts\"><dt>Why</dt><dd>{}</dd><dt>Reports</dt><dd>{} from {} people</dd>\
              <dt>Reasons</dt><dd>{}</dd><dt>Between</dt><dd>{} and {}</dd><dt>Ratings (30 days)</dt><dd>👎 {} · 👍 {}</dd>\
              <dt>Warned before</dt><dd>{}</dd><dt>Restricted until</dt><dd>{}</dd><dt>Chats</dt><dd>{}</dd><dt>Mirror</dt><dd>",
+            i.why,
             i.user_id,
             i.user_id,
             i.username.as_deref().map(|n| format!("@{n}")).unwrap_or_default(),
             i.bot,
+            if i.why == "thumbs_down" { "many 👎, no open report" } else { "open reports" },
             i.reports,
             i.reporters,
             reasons.join(", "),
@@ -1039,6 +1086,23 @@ async fn moderation(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             html!(m, "<input type=\"hidden\" name=\"bot\" value=\"{}\">", bot);
         }
         html!(m, "<button type=\"submit\">Lift</button></form></td></tr>");
+    }
+    html!(
+        m,
+        "</tbody></table></section><section><h2>Blocked by other members</h2><table class=\"blocked\"><thead><tr><th scope=\"col\">User</th>\
+         <th scope=\"col\">Bot</th><th scope=\"col\">Blocked by</th><th scope=\"col\">Last block</th></tr></thead><tbody>"
+    );
+    for e in &blocked {
+        html!(
+            m,
+            "<tr><td><a href=\"/users/{}\">{}</a> {}</td><td>{}</td><td>{} people</td><td>{}</td></tr>",
+            e.user_id,
+            e.user_id,
+            e.username.as_deref().map(|n| format!("@{n}")).unwrap_or_default(),
+            e.bot,
+            e.blocked_by,
+            time(e.last_ms)
+        );
     }
     html!(m, "</tbody></table></section>");
     page("Moderation", Some(&admin), StatusCode::OK, m)

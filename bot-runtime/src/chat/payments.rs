@@ -145,6 +145,7 @@ pub(super) async fn on_successful_payment(
         subscription_until_ms: subscription_end(sp).filter(|_| quote.is_some()),
     };
     let applied = fx.store().apply_payment(&payment).await?;
+    fx.bot.star_balance_due.notify_one();
     if let (Some(until), Some(q)) = (payment.subscription_until_ms, &quote) {
         let sub = Subscription {
             bot: fx.bot.name.clone(),
@@ -335,6 +336,7 @@ pub(super) async fn on_refunded_payment(fx: &mut Effects<'_>, refunded: &serde_j
 /// asked, what changed.
 async fn reverse(fx: &mut Effects<'_>, charge: &str, admin: Option<&User>) -> Result<(), HandleError> {
     let outcome = fx.store().refund_payment(&fx.bot.name, charge, fx.now_ms).await?;
+    fx.bot.star_balance_due.notify_one();
     let admin_lang = admin.map(|a| lang_of(fx.bot, a));
     match outcome {
         RefundOutcome::Unknown => {

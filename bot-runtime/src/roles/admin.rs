@@ -39,6 +39,14 @@ pub struct AdminArgs {
     /// RateLimitPolicies set no adminApiPerMinute for).
     #[arg(long, env = "ADMIN_API_PER_MINUTE", default_value_t = admin::DEFAULT_API_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub api_per_minute: u32,
+    /// 👎 a member without open reports receives on a bot within 30 days (since their last
+    /// review) that put them in the moderation queue (0: never).
+    #[arg(long, env = "ADMIN_THUMBS_DOWN_TO_REVIEW", default_value_t = admin::DEFAULT_THUMBS_DOWN_TO_REVIEW, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub thumbs_down_to_review: u32,
+    /// The fleet's time zone (an IANA name): the overview's days are its days. UTC by default;
+    /// an unknown name refuses to start.
+    #[arg(long, env = "ADMIN_TIME_ZONE", default_value = "UTC")]
+    pub time_zone: String,
     /// A file holding the session secret (at least 32 bytes; a Kubernetes Secret).
     #[arg(long, env = "ADMIN_SESSION_SECRET_FILE")]
     pub session_secret_file: PathBuf,
@@ -52,6 +60,7 @@ pub fn read_secret(path: &std::path::Path) -> anyhow::Result<SessionSecret> {
 
 pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
     let secret = read_secret(&args.session_secret_file)?;
+    let time_zone = admin::FleetZone::parse(&args.time_zone).map_err(|e| anyhow::anyhow!("ADMIN_TIME_ZONE (--time-zone): {e}"))?;
     let metrics = Metrics::new();
     let (fleet, sql) =
         app::production_fleet_and_sql(&args.database_url, args.database_pool_size, &args.redis_url, &args.redis_prefix, metrics).await?;
@@ -65,6 +74,8 @@ pub async fn run(args: AdminArgs) -> anyhow::Result<()> {
         broadcast_queue: admin::DEFAULT_BROADCAST_QUEUE,
         broadcast_tick: admin::DEFAULT_BROADCAST_TICK,
         analytics_max_age: admin::DEFAULT_ANALYTICS_MAX_AGE,
+        thumbs_down_to_review: args.thumbs_down_to_review,
+        time_zone,
     };
     let state = AdminState::new(fleet, Arc::new(sql), settings);
     let (_signal, shutdown) = app::shutdown_signal();

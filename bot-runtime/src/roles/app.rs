@@ -163,6 +163,8 @@ pub async fn start_bot(
     }
     // The admin role knows the fleet from this registry (it holds no tokens, no cluster access).
     tasks.push(tokio::spawn(keep_registered(bot.clone(), shutdown.clone())));
+    // Its Stars balance too, for the overview (the admin role cannot ask Telegram).
+    tasks.push(tokio::spawn(keep_star_balance(bot.clone(), shutdown.clone())));
     // The command menu and descriptions per locale: a convenience, so in the background and
     // never fatal (every command also works typed).
     let menu_bot = bot.clone();
@@ -196,6 +198,7 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
             crate::payload::PayloadKeys::load(cfg.bot.secrets.payload_key_file.as_deref()).context("the invoice payload keys")?,
         ),
         username: tokio::sync::OnceCell::new(),
+        star_balance_due: tokio::sync::Notify::new(),
     });
     Ok(bot)
 }
@@ -219,6 +222,47 @@ async fn keep_registered(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
             return;
         }
     }
+}
+
+/// How often each replica of a bot reads its Stars balance (`getMyStarBalance`), besides a
+/// few seconds after each payment and refund it handles.
+pub const STAR_BALANCE_EVERY: Duration = Duration::from_secs(5 * 60);
+/// After a payment or a refund: a burst of them costs one read.
+const STAR_BALANCE_AFTER_PAYMENT: Duration = Duration::from_secs(2);
+
+/// Reads the bot's Stars balance from Telegram and keeps it in the registry for the admin
+/// role's overview, with when it was read: every [`STAR_BALANCE_EVERY`], and soon after a
+/// payment or refund (`Bot::star_balance_due`). Every replica reads (an idempotent write; a
+/// few calls an hour). A failure is logged; the overview shows the last balance with its age.
+async fn keep_star_balance(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let wait = match read_star_balance(&bot).await {
+            // Not registered yet (the first start): soon again.
+            Ok(false) => Duration::from_secs(5),
+            Ok(true) => STAR_BALANCE_EVERY,
+            Err(e) => {
+                tracing::warn!(bot = %bot.id, error = %e, "could not read the bot's Stars balance; retrying later");
+                STAR_BALANCE_EVERY
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = bot.star_balance_due.notified() => tokio::time::sleep(STAR_BALANCE_AFTER_PAYMENT).await,
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
+/// One read of the balance into the registry; false if the bot's row is not there yet.
+pub async fn read_star_balance(bot: &Bot) -> anyhow::Result<bool> {
+    let answer = bot.api.call("getMyStarBalance", &serde_json::json!({})).await?;
+    // StarAmount: whole Stars (`amount`, rounded toward 0, may be negative); the nanostar part
+    // is left out of the overview.
+    let stars = answer["amount"].as_i64().context("getMyStarBalance answered without an amount")?;
+    Ok(bot.store.set_star_balance(&bot.name, stars, crate::bot::now_ms()).await?)
 }
 
 /// Writes the bot's row of the registry; true on success.

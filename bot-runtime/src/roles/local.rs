@@ -253,6 +253,8 @@ pub async fn run(args: LocalArgs) -> anyhow::Result<()> {
             broadcast_queue: crate::admin::DEFAULT_BROADCAST_QUEUE,
             broadcast_tick: crate::admin::DEFAULT_BROADCAST_TICK,
             analytics_max_age: crate::admin::DEFAULT_ANALYTICS_MAX_AGE,
+            thumbs_down_to_review: crate::admin::DEFAULT_THUMBS_DOWN_TO_REVIEW,
+            time_zone: crate::admin::FleetZone::utc(),
         },
     );
     let admin_addr = admin_listener.local_addr().unwrap_or(args.admin_listen);

@@ -29,6 +29,14 @@ pub struct BotRegistration {
     pub now_ms: i64,
 }
 
+/// Which bots' items a reader may see (the admin's reach), applied before an item's details
+/// are read.
+pub type BotFilter = dyn Fn(&str) -> bool + Send + Sync;
+
+/// An in-bot `/broadcast` draft not confirmed within this time expires: its Send button says
+/// it is gone. Drafts are never listed (`broadcasts`): they are the admin's, in their chat.
+pub const DRAFT_TTL_MS: i64 = 3_600_000;
+
 /// A bot as registered.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct RegisteredBot {
@@ -40,6 +48,10 @@ pub struct RegisteredBot {
     pub config_hash: String,
     pub registered_ms: i64,
     pub updated_ms: i64,
+    /// The bot's Stars balance (Bot API `getMyStarBalance`, whole Stars), as its runtime last
+    /// read it, and when; absent until the first read.
+    pub star_balance: Option<i64>,
+    pub star_balance_ms: Option<i64>,
 }
 
 #[async_trait::async_trait]
@@ -55,6 +67,9 @@ pub trait Registry: Send + Sync + 'static {
     // bot an admin wrote to.
     /// A bot's numbers now and its Stars over the last 7 days.
     async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)>;
+    /// The bot's Stars balance as Telegram said it (`getMyStarBalance`) at `now_ms`; false if
+    /// the bot is not registered (yet).
+    async fn set_star_balance(&self, bot: &str, stars: i64, now_ms: i64) -> StoreResult<bool>;
     /// The admins a bot registered (none if it is not registered).
     async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>>;
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()>;
@@ -64,7 +79,7 @@ pub trait Registry: Send + Sync + 'static {
     /// A broadcast written as a `draft` (the admin confirms it with a button); its id.
     async fn draft_broadcast(&self, bot: &str, text: &str, by: i64, total: i64, now_ms: i64) -> StoreResult<i64>;
     /// Starts (`go`) or cancels a draft of `bot` made by `by`, once; false if it is not such a
-    /// draft any more.
+    /// draft any more (settled, or older than [`DRAFT_TTL_MS`]).
     async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool>;
 }
 
@@ -155,6 +170,11 @@ pub struct StoredApiKey {
 /// the bot's moderation mirror chat, which its admins own.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct ReportedMember {
+    /// Why the member is in the queue: `reports` (open reports) or `thumbs_down` (no open
+    /// report, but at least the threshold of 👎 on this bot within 30 days and since their last
+    /// review; `ADMIN_THUMBS_DOWN_TO_REVIEW`).
+    #[schemars(extend("enum" = ["reports", "thumbs_down"]))]
+    pub why: String,
     pub bot: String,
     pub user_id: i64,
     pub username: Option<String>,
@@ -168,7 +188,7 @@ pub struct ReportedMember {
     /// 👎 and 👍 received on this bot in the last 30 days.
     pub thumbs_down: i64,
     pub thumbs_up: i64,
-    /// The chats the open reports came from.
+    /// The chats the open reports came from (for `thumbs_down`: the chats rated 👎).
     pub sessions: Vec<i64>,
     /// Media-mirror copies of what this member sent in those chats (at most 50).
     pub mirror: Vec<MirrorItem>,
@@ -190,6 +210,19 @@ pub struct MirrorItem {
     pub chat_id: i64,
     pub message_id: i64,
     pub at_ms: i64,
+}
+
+/// A member other members blocked (the blocks table: one row per pair, kept across
+/// /delete_me). Who blocked them is not shown: the count is what a moderator needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct BlockedMember {
+    pub bot: String,
+    pub user_id: i64,
+    pub username: Option<String>,
+    /// Distinct people who blocked this member (from any bot of the fleet).
+    pub blocked_by: i64,
+    pub first_ms: i64,
+    pub last_ms: i64,
 }
 
 /// A ban or restriction in force: fleet-wide (`bot` absent: the person's, by an admin or
@@ -333,12 +366,17 @@ pub struct BotNumbers {
     pub active_vips: i64,
     /// Open chats with a member of this bot (a chat across two bots counts on both).
     pub chats_now: i64,
+    /// The bot's Stars balance and when its runtime read it (the overview's; absent until
+    /// the first read, or where the numbers are not the overview's).
+    pub star_balance: Option<i64>,
+    pub star_balance_ms: Option<i64>,
 }
 
-/// Stars taken on one UTC day, by bot and plan (refunded payments excluded).
+/// Stars taken on one day (in the fleet's time zone), by bot and plan (refunded payments excluded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct Revenue {
-    /// Days since the Unix epoch (UTC).
+    /// The day, as days since 1970-01-01, of the civil date in the fleet's time zone
+    /// (`ADMIN_TIME_ZONE`, UTC by default).
     pub day: i64,
     pub bot: String,
     pub plan: String,
@@ -431,8 +469,23 @@ pub trait AdminStore: Send + Sync + 'static {
     /// the caller's ledger entry, written first, so a retry completes a half-done gift.
     async fn gift_vip(&self, gift: &Gift) -> StoreResult<Option<GiftOutcome>>;
 
-    /// The moderation queue: members with open reports, most reporters first (at most `limit`).
-    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>>;
+    /// The moderation queue: members with open reports, most reporters first (of the first
+    /// `scan`, the first `shown` that `visible` lets through, with their details).
+    async fn report_queue(&self, now_ms: i64, scan: i64, shown: usize, visible: &BotFilter) -> StoreResult<Vec<ReportedMember>>;
+    /// Members with at least `threshold` 👎 received on a bot since `since_ms` and since their
+    /// last review there, and no open report; most 👎 first (the queue's `thumbs_down` items;
+    /// `scan`, `shown` and `visible` as for `report_queue`).
+    async fn thumbs_down_queue(
+        &self,
+        since_ms: i64,
+        threshold: i64,
+        now_ms: i64,
+        scan: i64,
+        shown: usize,
+        visible: &BotFilter,
+    ) -> StoreResult<Vec<ReportedMember>>;
+    /// The members most blocked by other members, most blockers first (at most `limit`).
+    async fn blocked(&self, limit: i64) -> StoreResult<Vec<BlockedMember>>;
     /// Closes the open reports of a member (`bot`) or of the person on every bot (None) with
     /// a review; returns how many.
     async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64>;
@@ -476,9 +529,11 @@ pub trait AdminStore: Send + Sync + 'static {
     /// Payments of every bot in `[from_ms, to_ms)`, oldest first, at most `limit`.
     async fn payments_between(&self, from_ms: i64, to_ms: i64, limit: i64) -> StoreResult<Vec<crate::store::money::Payment>>;
 
-    async fn people(&self, now_ms: i64) -> StoreResult<People>;
-    async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>>;
-    async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>>;
+    /// People now; "new today" counts from `today_ms` (the start of today in the fleet's zone).
+    async fn people(&self, now_ms: i64, today_ms: i64) -> StoreResult<People>;
+    async fn bot_numbers(&self, now_ms: i64, today_ms: i64) -> StoreResult<Vec<BotNumbers>>;
+    /// Revenue since `since_ms` by day in `tz` (the fleet's time zone), bot and plan.
+    async fn revenue_since(&self, since_ms: i64, tz: &jiff::tz::TimeZone) -> StoreResult<Vec<Revenue>>;
     /// User ids with this @username (case-insensitive, without the @) on any bot.
     async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>>;
     /// The person and every member of theirs; None if the fleet never saw them.
@@ -552,9 +607,33 @@ impl Registry for SqlStore {
     }
 
     async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)> {
-        let numbers = AdminStore::bot_numbers(self, now_ms).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
-        let stars = AdminStore::revenue_since(self, now_ms - 7 * DAY_MS).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
+        // The in-bot /stats counts UTC days.
+        let today = day_of(now_ms) * DAY_MS;
+        let numbers = AdminStore::bot_numbers(self, now_ms, today).await?.into_iter().find(|b| b.bot == bot).unwrap_or_default();
+        let utc = jiff::tz::TimeZone::UTC;
+        let stars =
+            AdminStore::revenue_since(self, now_ms - 7 * DAY_MS, &utc).await?.iter().filter(|r| r.bot == bot).map(|r| r.stars).sum();
         Ok((numbers, stars))
+    }
+
+    async fn set_star_balance(&self, bot: &str, stars: i64, now_ms: i64) -> StoreResult<bool> {
+        // A later read wins; an older one arriving late (another replica) changes nothing.
+        let done = sqlx::query(
+            "UPDATE admin_bots SET star_balance = $2, star_balance_ms = $3 WHERE id = $1 \
+             AND (star_balance_ms IS NULL OR star_balance_ms <= $3)",
+        )
+        .bind(bot)
+        .bind(stars)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        let known =
+            sqlx::query("SELECT 1 AS one FROM admin_bots WHERE id = $1").bind(bot).fetch_optional(self.pool()).await.map_err(db_err)?;
+        Ok(known.is_some())
     }
 
     async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>> {
@@ -599,13 +678,15 @@ impl Registry for SqlStore {
 
     async fn settle_draft(&self, id: i64, bot: &str, by: i64, go: bool, now_ms: i64) -> StoreResult<bool> {
         let done = sqlx::query(
-            "UPDATE admin_broadcasts SET status = $4, finished_ms = $5 WHERE id = $1 AND bot = $2 AND created_by = $3 AND status = 'draft'",
+            "UPDATE admin_broadcasts SET status = $4, finished_ms = $5 WHERE id = $1 AND bot = $2 AND created_by = $3 AND status = 'draft' \
+             AND created_ms > $6",
         )
         .bind(id)
         .bind(bot)
         .bind(by)
         .bind(if go { "running" } else { "cancelled" })
         .bind(if go { None } else { Some(now_ms) })
+        .bind(now_ms - DRAFT_TTL_MS)
         .execute(self.pool())
         .await
         .map_err(db_err)?;
@@ -638,6 +719,14 @@ fn api_key_of(r: &sqlx::any::AnyRow) -> StoreResult<ApiKey> {
 impl SqlStore {
     /// The details of one queue item (its counts are in `row`).
     async fn reported_member(&self, row: &sqlx::any::AnyRow, bot: String, user_id: i64, now_ms: i64) -> StoreResult<ReportedMember> {
+        self.queue_item(row, "reports", bot, user_id, now_ms).await
+    }
+
+    /// A queue item: `why` is `reports` (the open reports' chats) or `thumbs_down` (the chats
+    /// rated 👎 since the row's `first_ms`).
+    async fn queue_item(&self, row: &sqlx::any::AnyRow, why: &str, bot: String, user_id: i64, now_ms: i64) -> StoreResult<ReportedMember> {
+        let by_thumbs = why == "thumbs_down";
+        let since: i64 = col(row, "first_ms")?;
         let reasons = sqlx::query(
             "SELECT COALESCE(reason, 'none') AS reason, COUNT(*) AS n FROM reports \
              WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL GROUP BY 1 ORDER BY 2 DESC, 1",
@@ -647,25 +736,30 @@ impl SqlStore {
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        let sessions = sqlx::query(
-            "SELECT DISTINCT session_id FROM reports WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL \
-             AND session_id IS NOT NULL ORDER BY session_id",
-        )
-        .bind(&bot)
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
-        let mirror = sqlx::query(
-            "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
-             AND m.session_id IN (SELECT r.session_id FROM reports r WHERE r.other_bot = $1 AND r.other_user = $2 AND r.reviewed_ms IS NULL) \
-             ORDER BY m.at_ms, m.message_id LIMIT 50",
-        )
-        .bind(&bot)
-        .bind(user_id)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db_err)?;
+        let (sessions_sql, mirror_sql) = if by_thumbs {
+            (
+                "SELECT DISTINCT session_id FROM ratings WHERE rated_bot = $1 AND rated_user = $2 AND up = 0 AND created_ms >= $3 \
+                 ORDER BY session_id",
+                "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
+                 AND m.session_id IN (SELECT r.session_id FROM ratings r WHERE r.rated_bot = $1 AND r.rated_user = $2 AND r.up = 0 \
+                 AND r.created_ms >= $3) ORDER BY m.at_ms, m.message_id LIMIT 50",
+            )
+        } else {
+            (
+                "SELECT DISTINCT session_id FROM reports WHERE other_bot = $1 AND other_user = $2 AND reviewed_ms IS NULL \
+                 AND session_id IS NOT NULL ORDER BY session_id",
+                "SELECT m.mirror_chat_id, m.message_id, m.at_ms FROM mirror_messages m WHERE m.bot = $1 AND m.sender_user = $2 \
+                 AND m.session_id IN (SELECT r.session_id FROM reports r WHERE r.other_bot = $1 AND r.other_user = $2 AND r.reviewed_ms IS NULL) \
+                 ORDER BY m.at_ms, m.message_id LIMIT 50",
+            )
+        };
+        let (mut sessions, mut mirror) =
+            (sqlx::query(sessions_sql).bind(&bot).bind(user_id), sqlx::query(mirror_sql).bind(&bot).bind(user_id));
+        if by_thumbs {
+            (sessions, mirror) = (sessions.bind(since), mirror.bind(since));
+        }
+        let sessions = sessions.fetch_all(self.pool()).await.map_err(db_err)?;
+        let mirror = mirror.fetch_all(self.pool()).await.map_err(db_err)?;
         let thumbs = sqlx::query(
             "SELECT CAST(COALESCE(SUM(CASE WHEN up = 0 THEN 1 ELSE 0 END), 0) AS BIGINT) AS down, \
              CAST(COALESCE(SUM(up), 0) AS BIGINT) AS up FROM ratings WHERE rated_bot = $1 AND rated_user = $2 AND created_ms >= $3",
@@ -701,11 +795,12 @@ impl SqlStore {
             None => (None, None),
         };
         Ok(ReportedMember {
+            why: why.to_string(),
             bot,
             user_id,
             username,
-            reports: col(row, "reports")?,
-            reporters: col(row, "reporters")?,
+            reports: if by_thumbs { 0 } else { col(row, "reports")? },
+            reporters: if by_thumbs { 0 } else { col(row, "reporters")? },
             reasons: reasons
                 .iter()
                 .map(|r| Ok(ReasonCount { reason: col(r, "reason")?, reports: col(r, "n")? }))
@@ -792,11 +887,13 @@ fn member_view(row: &sqlx::any::AnyRow) -> StoreResult<MemberView> {
 #[async_trait::async_trait]
 impl AdminStore for SqlStore {
     async fn bots(&self) -> StoreResult<Vec<RegisteredBot>> {
-        let rows =
-            sqlx::query("SELECT id, namespace, name, pool, admins, config_hash, registered_ms, updated_ms FROM admin_bots ORDER BY id")
-                .fetch_all(self.pool())
-                .await
-                .map_err(db_err)?;
+        let rows = sqlx::query(
+            "SELECT id, namespace, name, pool, admins, config_hash, registered_ms, updated_ms, star_balance, star_balance_ms \
+                 FROM admin_bots ORDER BY id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
         rows.iter()
             .map(|r| {
                 Ok(RegisteredBot {
@@ -808,6 +905,8 @@ impl AdminStore for SqlStore {
                     config_hash: col(r, "config_hash")?,
                     registered_ms: col(r, "registered_ms")?,
                     updated_ms: col(r, "updated_ms")?,
+                    star_balance: col(r, "star_balance")?,
+                    star_balance_ms: col(r, "star_balance_ms")?,
                 })
             })
             .collect()
@@ -1158,7 +1257,7 @@ impl AdminStore for SqlStore {
         Ok(Some(GiftOutcome { first: true, vip_until_ms: until, credits: g.credits }))
     }
 
-    async fn report_queue(&self, now_ms: i64, limit: i64) -> StoreResult<Vec<ReportedMember>> {
+    async fn report_queue(&self, now_ms: i64, limit: i64, shown: usize, visible: &BotFilter) -> StoreResult<Vec<ReportedMember>> {
         let rows = sqlx::query(
             "SELECT other_bot, other_user, COUNT(*) AS reports, COUNT(DISTINCT by_user) AS reporters, \
              MIN(created_ms) AS first_ms, MAX(created_ms) AS last_ms FROM reports WHERE reviewed_ms IS NULL \
@@ -1168,12 +1267,82 @@ impl AdminStore for SqlStore {
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        let mut out = Vec::with_capacity(rows.len());
+        // The details (several queries an item) only for the items shown.
+        let mut out = Vec::with_capacity(shown.min(rows.len()));
         for r in &rows {
             let (bot, user_id): (String, i64) = (col(r, "other_bot")?, col(r, "other_user")?);
-            out.push(self.reported_member(r, bot, user_id, now_ms).await?);
+            if out.len() == shown {
+                break;
+            }
+            if visible(&bot) {
+                out.push(self.reported_member(r, bot, user_id, now_ms).await?);
+            }
         }
         Ok(out)
+    }
+
+    async fn thumbs_down_queue(
+        &self,
+        since_ms: i64,
+        threshold: i64,
+        now_ms: i64,
+        limit: i64,
+        shown: usize,
+        visible: &BotFilter,
+    ) -> StoreResult<Vec<ReportedMember>> {
+        // A review (any action, audited as `review` with the bot and the member) resets the
+        // count: only 👎 after it count again.
+        let rows = sqlx::query(
+            "SELECT r.rated_bot, r.rated_user, COUNT(*) AS downs, MIN(r.created_ms) AS first_ms, MAX(r.created_ms) AS last_ms \
+             FROM ratings r WHERE r.up = 0 AND r.created_ms >= $1 \
+             AND r.created_ms > COALESCE((SELECT MAX(a.at_ms) FROM admin_audit a WHERE a.action = 'review' \
+                 AND a.bot = r.rated_bot AND a.target_user = r.rated_user), 0) \
+             AND NOT EXISTS (SELECT 1 FROM reports o WHERE o.other_bot = r.rated_bot AND o.other_user = r.rated_user \
+                 AND o.reviewed_ms IS NULL) \
+             GROUP BY r.rated_bot, r.rated_user HAVING COUNT(*) >= $2 ORDER BY downs DESC, last_ms DESC LIMIT $3",
+        )
+        .bind(since_ms)
+        .bind(threshold)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(shown.min(rows.len()));
+        for r in &rows {
+            let (bot, user_id): (String, i64) = (col(r, "rated_bot")?, col(r, "rated_user")?);
+            if out.len() == shown {
+                break;
+            }
+            if visible(&bot) {
+                out.push(self.queue_item(r, "thumbs_down", bot, user_id, now_ms).await?);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn blocked(&self, limit: i64) -> StoreResult<Vec<BlockedMember>> {
+        let rows = sqlx::query(
+            "SELECT b.other_bot, b.other_user, COUNT(DISTINCT b.by_user) AS blocked_by, MIN(b.created_ms) AS first_ms, \
+             MAX(b.created_ms) AS last_ms, MAX(u.username) AS username FROM blocks b \
+             LEFT JOIN users u ON u.bot = b.other_bot AND u.user_id = b.other_user \
+             GROUP BY b.other_bot, b.other_user ORDER BY blocked_by DESC, last_ms DESC, b.other_user LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(BlockedMember {
+                    bot: col(r, "other_bot")?,
+                    user_id: col(r, "other_user")?,
+                    username: col(r, "username")?,
+                    blocked_by: col(r, "blocked_by")?,
+                    first_ms: col(r, "first_ms")?,
+                    last_ms: col(r, "last_ms")?,
+                })
+            })
+            .collect()
     }
 
     async fn review_reports(&self, bot: Option<&str>, user_id: i64, review: &str, by: i64, now_ms: i64) -> StoreResult<u64> {
@@ -1248,11 +1417,15 @@ impl AdminStore for SqlStore {
     }
 
     async fn broadcasts(&self, limit: i64) -> StoreResult<Vec<Broadcast>> {
-        let rows = sqlx::query(concat!("SELECT ", broadcast_columns!(), " FROM admin_broadcasts ORDER BY id DESC LIMIT $1"))
-            .bind(limit)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db_err)?;
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            broadcast_columns!(),
+            " FROM admin_broadcasts WHERE status <> 'draft' ORDER BY id DESC LIMIT $1"
+        ))
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
         rows.iter().map(broadcast_of).collect()
     }
 
@@ -1401,8 +1574,7 @@ impl AdminStore for SqlStore {
         SqlStore::mismatches_since(self, since_ms, limit).await
     }
 
-    async fn people(&self, now_ms: i64) -> StoreResult<People> {
-        let today = day_of(now_ms) * DAY_MS;
+    async fn people(&self, now_ms: i64, today: i64) -> StoreResult<People> {
         let row = sqlx::query(
             "SELECT COUNT(*) AS people, \
              CAST(COALESCE(SUM(CASE WHEN first_seen_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_today, \
@@ -1424,8 +1596,7 @@ impl AdminStore for SqlStore {
         })
     }
 
-    async fn bot_numbers(&self, now_ms: i64) -> StoreResult<Vec<BotNumbers>> {
-        let today = day_of(now_ms) * DAY_MS;
+    async fn bot_numbers(&self, now_ms: i64, today: i64) -> StoreResult<Vec<BotNumbers>> {
         let rows = sqlx::query(
             "SELECT bot, COUNT(*) AS members, \
              CAST(SUM(CASE WHEN created_ms >= $1 THEN 1 ELSE 0 END) AS BIGINT) AS new_today, \
@@ -1449,6 +1620,8 @@ impl AdminStore for SqlStore {
                     new_this_week: col(r, "new_week")?,
                     active_vips: col(r, "vips")?,
                     chats_now: 0,
+                    star_balance: None,
+                    star_balance_ms: None,
                 })
             })
             .collect::<StoreResult<_>>()?;
@@ -1468,26 +1641,32 @@ impl AdminStore for SqlStore {
         Ok(out)
     }
 
-    async fn revenue_since(&self, since_ms: i64) -> StoreResult<Vec<Revenue>> {
+    async fn revenue_since(&self, since_ms: i64, tz: &jiff::tz::TimeZone) -> StoreResult<Vec<Revenue>> {
+        // By quarter hour in SQL (every zone's offset is a multiple of 15 minutes), then by the
+        // civil day of the fleet's zone here, DST included.
         let rows = sqlx::query(
-            "SELECT CAST(created_ms / 86400000 AS BIGINT) AS day, bot, plan_id, COUNT(*) AS n, CAST(SUM(stars) AS BIGINT) AS stars \
-             FROM payments WHERE refunded_ms IS NULL AND created_ms >= $1 GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+            "SELECT CAST(created_ms / 900000 AS BIGINT) AS q, bot, plan_id, COUNT(*) AS n, CAST(SUM(stars) AS BIGINT) AS stars \
+             FROM payments WHERE refunded_ms IS NULL AND created_ms >= $1 GROUP BY 1, 2, 3",
         )
         .bind(since_ms)
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|r| {
-                Ok(Revenue {
-                    day: col(r, "day")?,
-                    bot: col(r, "bot")?,
-                    plan: col(r, "plan_id")?,
-                    payments: col(r, "n")?,
-                    stars: col(r, "stars")?,
-                })
-            })
-            .collect()
+        let mut out: Vec<Revenue> = Vec::new();
+        for r in &rows {
+            let q: i64 = col(r, "q")?;
+            let (day, bot, plan): (i64, String, String) = (super::local_day(tz, q * 900_000), col(r, "bot")?, col(r, "plan_id")?);
+            let (n, stars): (i64, i64) = (col(r, "n")?, col(r, "stars")?);
+            match out.iter_mut().find(|x| x.day == day && x.bot == bot && x.plan == plan) {
+                Some(x) => {
+                    x.payments += n;
+                    x.stars += stars;
+                }
+                None => out.push(Revenue { day, bot, plan, payments: n, stars }),
+            }
+        }
+        out.sort_by(|a, b| (a.day, &a.bot, &a.plan).cmp(&(b.day, &b.bot, &b.plan)));
+        Ok(out)
     }
 
     async fn users_named(&self, username: &str) -> StoreResult<Vec<i64>> {

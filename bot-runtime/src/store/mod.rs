@@ -136,6 +136,23 @@ pub fn day_of(ms: i64) -> i64 {
     ms.div_euclid(86_400_000)
 }
 
+/// The day (days since 1970-01-01) of the civil date at `ms` in `tz` (the admin role's fleet
+/// time zone; [`day_of`] for UTC).
+pub fn local_day(tz: &jiff::tz::TimeZone, ms: i64) -> i64 {
+    let offset_s = jiff::Timestamp::from_millisecond(ms).map(|t| tz.to_offset(t).seconds()).unwrap_or(0);
+    day_of(ms + i64::from(offset_s) * 1000)
+}
+
+/// The first instant (ms since the epoch) of `day` (days since 1970-01-01) in `tz`: its
+/// midnight, or the first time after a gap if a clock change skips midnight.
+pub fn local_day_start(tz: &jiff::tz::TimeZone, day: i64) -> i64 {
+    jiff::civil::date(1970, 1, 1)
+        .checked_add(jiff::Span::new().days(day))
+        .and_then(|d| d.to_zoned(tz.clone()))
+        .map(|z| z.timestamp().as_millisecond())
+        .unwrap_or(day * 86_400_000)
+}
+
 impl User {
     pub fn member(&self) -> Member {
         Member::new(self.bot.clone(), self.user_id)

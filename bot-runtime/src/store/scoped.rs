@@ -321,6 +321,10 @@ impl Registry for BotStore {
         self.inner.bot_stats(&self.id(bot), now_ms).await
     }
 
+    async fn set_star_balance(&self, bot: &str, stars: i64, now_ms: i64) -> StoreResult<bool> {
+        self.inner.set_star_balance(&self.id(bot), stars, now_ms).await
+    }
+
     async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>> {
         self.inner.bot_admins(&self.id(bot)).await
     }

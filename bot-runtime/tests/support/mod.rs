@@ -6,6 +6,8 @@
 
 #![allow(dead_code)]
 
+pub mod admin_server;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -1,16 +1,54 @@
-// The overview's live numbers: every 10 s, the same JSON the API serves (/api/v1/overview),
-// written into the elements marked data-live="<section>.<id>.<field>". Hand-written, no
-// third-party code; loaded from our origin (the Content-Security-Policy allows no inline script).
+// The overview's live numbers and chart: every 10 s, the same JSON the API serves
+// (/api/v1/overview), written into the elements marked data-live="<section>.<id>.<field>", the
+// chart's bars (data-bar, redrawn through their attributes) and its total. Hand-written, no
+// third-party code; loaded from our origin (the Content-Security-Policy allows no inline
+// script, nor inline style: the bars change attributes only).
 "use strict";
 (function () {
+  function age(now, at) {
+    if (at === undefined || at === null) return "never";
+    var minutes = Math.floor(Math.max(0, now - at) / 60000);
+    if (minutes === 0) return "just now";
+    if (minutes < 60) return minutes + " min ago";
+    return Math.floor(minutes / 60) + " h ago";
+  }
   function value(o, key) {
     var first = key.indexOf("."), last = key.lastIndexOf(".");
     var section = key.slice(0, first), field = key.slice(last + 1);
     if (section === "people") return o.people ? o.people[field] : undefined;
-    var id = key.slice(first + 1, last), by = section === "bots" ? "bot" : "pool";
+    var id = key.slice(first + 1, last);
+    if (section === "plans") {
+      // The 30 days' totals of one bot and plan ("<bot>|<plan>").
+      var sum = 0;
+      (o.revenue || []).forEach(function (r) { if (r.bot + "|" + r.plan === id) sum += r[field]; });
+      return sum;
+    }
+    var by = section === "bots" ? "bot" : "pool";
     var rows = o[section] || [];
-    for (var i = 0; i < rows.length; i++) if (rows[i][by] === id) return rows[i][field];
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i][by] !== id) continue;
+      if (field === "star_balance_ms") return age(o.now_ms, rows[i][field]);
+      if (field === "star_balance" && rows[i][field] === null) return "—";
+      return rows[i][field];
+    }
     return undefined;
+  }
+  function chart(o) {
+    var days = o.daily || [], max = 1, total = 0;
+    days.forEach(function (d) { max = Math.max(max, d.stars); total += d.stars; });
+    days.forEach(function (d, i) {
+      var bar = document.querySelector("[data-bar='" + i + "']");
+      if (!bar) return;
+      var h = Math.floor(d.stars * 96 / max);
+      bar.setAttribute("y", String(100 - h));
+      bar.setAttribute("height", String(h));
+      var title = bar.querySelector("title");
+      if (title) title.textContent = d.date + ": " + d.stars + " Stars";
+    });
+    var t = document.querySelector("[data-chart='total']");
+    if (t) t.textContent = String(total);
+    var svg = document.querySelector("svg.chart");
+    if (svg) svg.setAttribute("aria-label", "Stars per day, " + total + " in total");
   }
   function refresh() {
     fetch("/api/v1/overview", { credentials: "same-origin", headers: { Accept: "application/json" } })
@@ -21,6 +59,7 @@
           var v = value(o, el.getAttribute("data-live"));
           if (v !== undefined && v !== null) el.textContent = String(v);
         });
+        chart(o);
       })
       .catch(function () {});
   }
