@@ -27,7 +27,7 @@ mod cluster;
 mod controlplane;
 use cluster::{
     Can, allowed, api_for, can, client_as, client_as_service_account, control_plane, crd_documents, eventually, namespace, samples,
-    token_secrets, wait_established,
+    start_operator, token_secrets, wait_established,
 };
 use controlplane::repo;
 
@@ -262,43 +262,6 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     assert!(keys.metadata.owner_references.is_none(), "{:?}", keys.metadata.owner_references);
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
-}
-
-/// Starts the operator (in this process) for one namespace with this client; returns the stop
-/// switch and its task.
-fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    use botfleet_operator::bot::build::{SecretRef, Settings};
-    use botfleet_operator::metrics::Metrics;
-    use botfleet_operator::telegram::TelegramClient;
-    let settings = Settings {
-        runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
-        allowed_images: vec![],
-        service_monitor_labels: Default::default(),
-        network_policy: None,
-        database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
-        redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
-        telegram_api_url: telegram_url.into(),
-        runtime: Default::default(),
-    };
-    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shutdown = {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let task = tokio::spawn(botfleet_operator::controller::run(
-        client,
-        Some(ns.to_string()),
-        botfleet_operator::bot::fleet::Fleet::default(),
-        TelegramClient::new(telegram_url),
-        settings,
-        std::sync::Arc::new(Metrics::new()),
-        reporter,
-        futures::FutureExt::shared(Box::pin(shutdown)),
-    ));
-    (stop, task)
 }
 
 /// The chart's namespaced Role is enough to run the fleet (the operator runs as a

@@ -199,3 +199,40 @@ pub async fn token_secrets(
         secrets.create(&PostParams::default(), &secret).await.expect("token secret");
     }
 }
+
+/// Starts the operator (in this process) for one namespace with this client; returns the stop
+/// switch and its task.
+pub fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    use botfleet_operator::bot::build::{SecretRef, Settings};
+    use botfleet_operator::metrics::Metrics;
+    use botfleet_operator::telegram::TelegramClient;
+    let settings = Settings {
+        runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
+        allowed_images: vec![],
+        service_monitor_labels: Default::default(),
+        network_policy: None,
+        database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
+        redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
+        telegram_api_url: telegram_url.into(),
+        runtime: Default::default(),
+    };
+    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let shutdown = {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
+    };
+    let task = tokio::spawn(botfleet_operator::controller::run(
+        client,
+        Some(ns.to_string()),
+        botfleet_operator::bot::fleet::Fleet::default(),
+        TelegramClient::new(telegram_url),
+        settings,
+        std::sync::Arc::new(Metrics::new()),
+        reporter,
+        futures::FutureExt::shared(Box::pin(shutdown)),
+    ));
+    (stop, task)
+}
