@@ -125,6 +125,28 @@ pub fn binary() -> Result<PathBuf, String> {
 }
 
 impl ControlPlane {
+    /// A client identity signed by the control plane's client CA (`controlplane client-cert`):
+    /// `CN=cn`, groups `orgs`; returns the path of its kubeconfig, `DIR/<name>.kubeconfig`.
+    pub fn client_cert(&self, name: &str, cn: &str, orgs: &[&str]) -> Result<PathBuf, String> {
+        let out = Command::new(&self.bin)
+            .arg("client-cert")
+            .arg(&self.dir)
+            .args([name, cn])
+            .args(orgs)
+            .output()
+            .map_err(|e| format!("controlplane client-cert: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("controlplane client-cert {name}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(self.dir.join(format!("{name}.kubeconfig")))
+    }
+
+    /// The kubeconfig of a node identity for `node` (`CN=system:node:<node>`, `O=system:nodes`):
+    /// what the process kubelet runs as.
+    pub fn node_kubeconfig(&self, node: &str) -> Result<PathBuf, String> {
+        self.client_cert(&format!("node-{node}"), &format!("system:node:{node}"), &["system:nodes"])
+    }
+
     /// Runs `kubectl ARGS` (the program's own, the API server's version) as `user` (one of the
     /// DIR/<user>.kubeconfig identities), with `stdin` fed in; returns its exit status, stdout
     /// and stderr. kubectl's discovery cache goes to DIR/kubectl-cache, not the caller's HOME;
