@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use kube::Client;
+use serde_json::json;
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -68,6 +69,7 @@ fn words(line: &str) -> Vec<String> {
     out
 }
 
+/// The guide's commands, run as the cluster admin, and the outputs kept so far by block name.
 struct Guide<'a> {
     plane: &'a ControlPlane,
     captured: BTreeMap<String, String>,
@@ -278,7 +280,8 @@ fn check_or_update(captured: &BTreeMap<String, String>) {
     assert!(drift.is_empty(), "docs/DEPLOY.md's example outputs drifted (regenerate with {UPDATE_VAR}=1):\n{}", drift.join("\n\n"));
 }
 
-async fn condition(client: &Client, kind: &str, name: &str, pointer: &str) -> Option<serde_json::Value> {
+/// A field of one of the guide's objects in `bots` (JSON pointer), once it is there.
+async fn field(client: &Client, kind: &str, name: &str, pointer: &str) -> Option<serde_json::Value> {
     let object = api_for(client, "bots", kind).get(name).await.ok()?;
     object.data.pointer(pointer).cloned()
 }
@@ -336,7 +339,7 @@ async fn deploy_md_shows_what_kubectl_prints_on_a_real_control_plane() {
         eventually(&format!("{bot}: Ready=False RolloutInProgress"), Duration::from_secs(90), || {
             let admin = admin.clone();
             async move {
-                let conditions = condition(&admin, "BotInstance", bot, "/status/conditions").await?;
+                let conditions = field(&admin, "BotInstance", bot, "/status/conditions").await?;
                 (ready_reason(&conditions).as_deref() == Some("RolloutInProgress")).then_some(())
             }
         })
@@ -345,13 +348,13 @@ async fn deploy_md_shows_what_kubectl_prints_on_a_real_control_plane() {
     for plan in ["vip-week", "vip-month", "lock-credits-10"] {
         eventually(&format!("{plan}'s effective price"), Duration::from_secs(60), || {
             let admin = admin.clone();
-            async move { condition(&admin, "VipPlan", plan, "/status/effectivePriceStars").await.filter(|v| !v.is_null()) }
+            async move { field(&admin, "VipPlan", plan, "/status/effectivePriceStars").await.filter(|v| !v.is_null()) }
         })
         .await;
     }
     eventually("the policy's selected bots", Duration::from_secs(60), || {
         let admin = admin.clone();
-        async move { condition(&admin, "RateLimitPolicy", "demo-limits", "/status/selectedBots").await.filter(|v| v == 2) }
+        async move { field(&admin, "RateLimitPolicy", "demo-limits", "/status/selectedBots").await.filter(|v| v == 2) }
     })
     .await;
     guide.capture_settled("get-fleet", &["kubectl -n bots get bots,plans,campaigns,rlp"], Duration::from_secs(60)).await;
@@ -376,7 +379,7 @@ async fn deploy_md_shows_what_kubectl_prints_on_a_real_control_plane() {
     guide.run(r#"kubectl -n bots patch plan vip-week --type merge -p '{"spec":{"priceStars":300}}'"#, None, true);
     eventually("vip-week's new effective price", Duration::from_secs(60), || {
         let admin = admin.clone();
-        async move { condition(&admin, "VipPlan", "vip-week", "/status/effectivePriceStars").await.filter(|v| v == 300) }
+        async move { field(&admin, "VipPlan", "vip-week", "/status/effectivePriceStars").await.filter(|v| v == 300) }
     })
     .await;
     guide.capture("plan-patched", &["kubectl -n bots get plan vip-week"]);
@@ -414,13 +417,33 @@ async fn deploy_md_shows_what_kubectl_prints_on_a_real_control_plane() {
     assert!(applied.contains("discountcampaign.botfleet.io/new-year created"), "{applied}");
     eventually("new-year's state", Duration::from_secs(60), || {
         let admin = admin.clone();
-        async move { condition(&admin, "DiscountCampaign", "new-year", "/status/state").await.filter(|v| !v.is_null()) }
+        async move { field(&admin, "DiscountCampaign", "new-year", "/status/state").await.filter(|v| !v.is_null()) }
     })
     .await;
     guide.capture("campaigns", &["kubectl -n bots get campaigns"]);
     let broken = "apiVersion: botfleet.io/v1alpha1\nkind: DiscountCampaign\nmetadata: {name: broken}\nspec: {percentOff: 10, startsAt: \"2026-12-31T00:00:00Z\", endsAt: \"2026-12-01T00:00:00Z\"}\n";
     let refused = guide.run("kubectl -n bots apply -f -", Some(broken), false);
     guide.keep("campaign-invalid", refused);
+
+    // What the operator may do to Secrets: the chart's Role in `bots` for the release's
+    // ServiceAccount (release `botfleet` in `botfleet-system`), asked as `kubectl auth can-i`.
+    let role = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "botfleet"}, "rules": cluster::chart_define("botfleet.rules")});
+    let binding = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "botfleet"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "botfleet"},
+        "subjects": [{"kind": "ServiceAccount", "name": "botfleet", "namespace": "botfleet-system"}]});
+    guide.run("kubectl -n bots apply -f -", Some(&format!("{role}\n---\n{binding}\n")), true);
+    let sa = "--as=system:serviceaccount:botfleet-system:botfleet";
+    let mut answers = String::new();
+    for (question, allowed) in [
+        ("get secrets -n bots", true),
+        ("patch secrets -n bots", true),
+        ("update secrets -n bots", false),
+        ("delete secrets -n bots", false),
+        ("get secrets -n default", false),
+    ] {
+        answers += &guide.run(&format!("kubectl auth can-i {question} {sa}"), None, allowed);
+    }
+    guide.keep("can-i-secrets", answers);
 
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;

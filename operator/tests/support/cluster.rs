@@ -236,3 +236,15 @@ pub fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::s
     ));
     (stop, task)
 }
+
+/// A `define` of the chart's `_helpers.tpl` that is plain YAML (no template expressions
+/// inside), as the chart renders it: the RBAC rules, the admission policy's rule.
+pub fn chart_define(name: &str) -> Value {
+    let helpers = std::fs::read_to_string(repo().join("charts/botfleet/templates/_helpers.tpl")).expect("_helpers.tpl");
+    let start = helpers.find(&format!(r#"{{{{- define "{name}" -}}}}"#)).unwrap_or_else(|| panic!("{name}"));
+    let body = &helpers[start..];
+    let body = &body[body.find('\n').expect("newline") + 1..];
+    let body = &body[..body.find("{{- end }}").unwrap_or_else(|| panic!("end of {name}"))];
+    assert!(!body.contains("{{"), "{name} must stay plain YAML for this test");
+    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(body).expect("define yaml")).expect("define json")
+}
