@@ -363,8 +363,8 @@ struct Ctx {
     api_host: String,
     api_port: u16,
     /// Secrets and ConfigMaps as last read, by namespace and name (see `cached`).
-    secrets: Mutex<HashMap<(String, String), (Instant, Option<Secret>)>>,
-    config_maps: Mutex<HashMap<(String, String), (Instant, Option<ConfigMap>)>>,
+    secrets: ObjectCache<Secret>,
+    config_maps: ObjectCache<ConfigMap>,
     http: reqwest::Client,
 }
 
@@ -1015,6 +1015,9 @@ fn pod_status(p: &PodCtx, pod: &Pod, runs: &[Run]) -> Value {
 
 type Failure = (String, String);
 
+/// Objects by (namespace, name): when read, and what was read (None: not found).
+type ObjectCache<K> = Mutex<HashMap<(String, String), (Instant, Option<K>)>>;
+
 /// How long a Secret or ConfigMap read is reused (the kubelet's TTL cache strategy).
 const OBJECT_TTL: Duration = Duration::from_secs(1);
 
@@ -1022,12 +1025,7 @@ const OBJECT_TTL: Duration = Duration::from_secs(1);
 /// authorizer), so it cannot watch them all — and reused for `OBJECT_TTL`: every pod worker
 /// looks at its volumes four times a second. Failures are not kept (a pod bound a moment ago
 /// may be refused until the authorizer's graph has it).
-async fn cached<K>(
-    client: &Client,
-    cache: &Mutex<HashMap<(String, String), (Instant, Option<K>)>>,
-    ns: &str,
-    name: &str,
-) -> Result<Option<K>, String>
+async fn cached<K>(client: &Client, cache: &ObjectCache<K>, ns: &str, name: &str) -> Result<Option<K>, String>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
