@@ -133,6 +133,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pathlib.Path("/dev/termination-log").write_text(f"exiting with {code} as asked")
             os._exit(code)
         report = {"env": dict(os.environ), "files": {f: read(f) for f in FILES}, "uid": os.getuid(),
+                  "gid": os.getgid(), "groups": sorted(os.getgroups()),
                   "scratch": read("/tmp/probe-scratch"), "cwd": os.getcwd()}
         body = json.dumps(report).encode()
         self.send_response(200)
@@ -1033,6 +1034,46 @@ async fn the_kubelets_node_identity_reads_only_what_its_pods_use() {
     let as_scheduler = client_as(plane, "scheduler").await;
     forbidden(Api::<Secret>::namespaced(as_scheduler, &ns).get("creds").await.map(|_| ()), "the binder reads a Secret");
     pods.delete("probe", &DeleteParams::default()).await.expect("delete");
+}
+
+/// The pod's securityContext: its user, group and fsGroup are the process's, and a Secret
+/// volume of mode 0400 is readable through the fsGroup (its files owned by that group, mode
+/// 0440); `runAsNonRoot` without a user is refused with the kubelet's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_as_its_security_context_says() {
+    let Some((plane, _kubelet)) = node() else { return };
+    let admin = client_as(plane, "admin").await;
+    let ns = pod_namespace(&admin, "security-context").await;
+    let pp = PostParams::default();
+    let secret = json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}});
+    Api::<Secret>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(secret).expect("secret")).await.expect("secret");
+    let settings = json!({"metadata": {"name": "settings"}, "data": {"greeting": "hi", "ready": "yes"}});
+    Api::<ConfigMap>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(settings).expect("cm")).await.expect("configmap");
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let mut pod = serde_json::to_value(probe_pod("user", json!([]), 1)).expect("pod");
+    pod["spec"]["securityContext"] = json!({"runAsNonRoot": true, "runAsUser": 4242, "runAsGroup": 4343, "fsGroup": 4444});
+    pod["spec"]["volumes"][0]["secret"]["defaultMode"] = json!(0o400);
+    pods.create(&pp, &serde_json::from_value(pod).expect("pod")).await.expect("pod");
+    let running = pod_where(&pods, "user", "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    let ip = running.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+    let seen = eventually("the report", Duration::from_secs(10), || report(&ip)).await;
+    assert_eq!((seen["uid"].as_i64(), seen["gid"].as_i64()), (Some(4242), Some(4343)), "{seen}");
+    assert_eq!(seen["groups"], json!([4343, 4444]), "the fsGroup is a supplementary group");
+    assert_eq!(seen["files"]["/etc/probe/secret/password"], "s3cret", "the 0400 Secret file is readable through the fsGroup");
+    assert_eq!(seen["scratch"], "user", "the emptyDir at /tmp is writable by the pod's user");
+
+    let mut root = serde_json::to_value(probe_pod("root", json!([]), 1)).expect("pod");
+    root["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    pods.create(&pp, &serde_json::from_value(root).expect("pod")).await.expect("pod");
+    let refused = pod_where(&pods, "root", "refused", |p| {
+        container_status(p).is_some_and(|c| c["state"]["waiting"]["reason"] == "CreateContainerConfigError")
+    })
+    .await;
+    let message = container_status(&refused).expect("status")["state"]["waiting"]["message"].clone();
+    assert_eq!(message, "container has runAsNonRoot and image will run as root (pod: \"root\", container: probe)");
+    for name in ["user", "root"] {
+        pods.delete(name, &DeleteParams::default()).await.expect("delete");
+    }
 }
 
 /// A PostgreSQL server of its own (initdb in a temporary folder, run as the `postgres` user on a
