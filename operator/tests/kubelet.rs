@@ -1135,6 +1135,7 @@ impl DedicatedPostgres {
 impl Drop for DedicatedPostgres {
     fn drop(&mut self) {
         // SIGINT: PostgreSQL's fast shutdown (disconnects its clients).
+        // SAFETY: signalling the server process we started and have not reaped yet.
         unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
         let _ = self.child.wait();
         let _ = std::fs::remove_dir_all(&self.dir);

@@ -31,7 +31,7 @@
 //! authorizer and NodeRestriction admission hold it to what a real kubelet may do: its own Node
 //! and Lease, the pods bound to it (listed with `spec.nodeName=<node>`, their status, their
 //! final delete), and only the Secrets, ConfigMaps and ServiceAccount tokens those pods use
-//! (read one by one, reused for a second, as the kubelet's TTL cache does). Binding a pending
+//! (read one by one, reused for five seconds, as the kubelet's TTL cache does). Binding a pending
 //! pod is the scheduler's part, which a node may not do: the kubelet binds with a second,
 //! scheduler credential (`system:kube-scheduler`, `KubeletConfig::binder_kubeconfig`). Deleting
 //! its Node (a stale one before registering, its own when it stops) is no node's right either:
@@ -642,6 +642,8 @@ struct PodCtx {
     dir: PathBuf,
     ip: Ipv4Addr,
     start_time: String,
+    /// When this kubelet took the pod on: reads older than that are not reused for it (see `cached`).
+    registered: Instant,
     /// Files currently in each atomically written volume (to write only on a change).
     volumes: HashMap<String, Vec<(String, Vec<u8>, u32)>>,
     volume_error: Option<String>,
@@ -667,6 +669,7 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
         dir: ctx.config.root.join("pods").join(&uid),
         ip,
         start_time: now(),
+        registered: Instant::now(),
         volumes: HashMap::new(),
         volume_error: None,
         tokens: HashMap::new(),
@@ -1018,14 +1021,19 @@ type Failure = (String, String);
 /// Objects by (namespace, name): when read, and what was read (None: not found).
 type ObjectCache<K> = Mutex<HashMap<(String, String), (Instant, Option<K>)>>;
 
-/// How long a Secret or ConfigMap read is reused (the kubelet's TTL cache strategy).
-const OBJECT_TTL: Duration = Duration::from_secs(1);
+/// How long a Secret or ConfigMap read is reused (the kubelet's TTL cache strategy): every pod
+/// worker looks at its volumes four times a second, and 100 runtime pods re-reading their four
+/// objects each second made 400 GETs a second on the 2-core machine's API server. An edit
+/// reaches running pods within this (a real kubelet takes up to its sync period, a minute).
+const OBJECT_TTL: Duration = Duration::from_secs(5);
 
 /// A Secret or ConfigMap a pod uses, read by name — a node may read only those (the Node
-/// authorizer), so it cannot watch them all — and reused for `OBJECT_TTL`: every pod worker
-/// looks at its volumes four times a second. Failures are not kept (a pod bound a moment ago
+/// authorizer), so it cannot watch them all — and reused for `OBJECT_TTL`, but never one read
+/// before the pod was taken on (`not_before`): a new pod starts with what is there now (the
+/// kubelet's cache manager refreshes a pod's objects when it registers the pod; a rolled pod
+/// must get the rotated token, not a copy from seconds ago). Failures are not kept (a pod bound a moment ago
 /// may be refused until the authorizer's graph has it).
-async fn cached<K>(client: &Client, cache: &ObjectCache<K>, ns: &str, name: &str) -> Result<Option<K>, String>
+async fn cached<K>(client: &Client, cache: &ObjectCache<K>, ns: &str, name: &str, not_before: Instant) -> Result<Option<K>, String>
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -1034,6 +1042,7 @@ where
 {
     let key = (ns.to_string(), name.to_string());
     if let Some((at, object)) = cache.lock().expect("cache").get(&key)
+        && *at >= not_before
         && at.elapsed() < OBJECT_TTL
     {
         return Ok(object.clone());
@@ -1044,11 +1053,11 @@ where
 }
 
 async fn get_secret(p: &PodCtx, name: &str) -> Result<Option<Secret>, String> {
-    cached(&p.ctx.client, &p.ctx.secrets, &p.ns, name).await
+    cached(&p.ctx.client, &p.ctx.secrets, &p.ns, name, p.registered).await
 }
 
 async fn get_config_map(p: &PodCtx, name: &str) -> Result<Option<ConfigMap>, String> {
-    cached(&p.ctx.client, &p.ctx.config_maps, &p.ns, name).await
+    cached(&p.ctx.client, &p.ctx.config_maps, &p.ns, name, p.registered).await
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
