@@ -1023,8 +1023,9 @@ type ObjectCache<K> = Mutex<HashMap<(String, String), (Instant, Option<K>)>>;
 
 /// How long a Secret or ConfigMap read is reused (the kubelet's TTL cache strategy): every pod
 /// worker looks at its volumes four times a second, and 100 runtime pods re-reading their four
-/// objects each second made 400 GETs a second on the 2-core machine's API server. An edit
-/// reaches running pods within this (a real kubelet takes up to its sync period, a minute).
+/// objects each second means about 400 GETs a second (counted from the objects, not measured)
+/// on the 2-core machine's API server. An edit reaches running pods within this (a real
+/// kubelet takes up to its sync period, a minute).
 const OBJECT_TTL: Duration = Duration::from_secs(5);
 
 /// A Secret or ConfigMap a pod uses, read by name — a node may read only those (the Node
