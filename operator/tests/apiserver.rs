@@ -26,22 +26,9 @@ mod cluster;
 #[path = "support/controlplane.rs"]
 mod controlplane;
 use cluster::{
-    Can, allowed, api_for, can, client_as, client_as_service_account, control_plane, crd_documents, eventually, namespace, samples,
-    token_secrets, wait_established,
+    Can, allowed, api_for, can, chart_define, client_as, client_as_service_account, control_plane, crd_documents, eventually, namespace,
+    samples, start_operator, token_secrets, wait_established,
 };
-use controlplane::repo;
-
-/// A `define` of the chart's `_helpers.tpl` that is plain YAML (no template expressions
-/// inside), as the chart renders it: the RBAC rules, the admission policy's rule.
-fn chart_define(name: &str) -> Value {
-    let helpers = std::fs::read_to_string(repo().join("charts/botfleet/templates/_helpers.tpl")).expect("_helpers.tpl");
-    let start = helpers.find(&format!(r#"{{{{- define "{name}" -}}}}"#)).unwrap_or_else(|| panic!("{name}"));
-    let body = &helpers[start..];
-    let body = &body[body.find('\n').expect("newline") + 1..];
-    let body = &body[..body.find("{{- end }}").unwrap_or_else(|| panic!("end of {name}"))];
-    assert!(!body.contains("{{"), "{name} must stay plain YAML for this test");
-    serde_json::to_value(serde_yaml::from_str::<serde_yaml::Value>(body).expect("define yaml")).expect("define json")
-}
 
 /// The rules the chart grants the operator in each watched namespace (`botfleet.rules`).
 fn chart_rules() -> Value {
@@ -262,43 +249,6 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     assert!(keys.metadata.owner_references.is_none(), "{:?}", keys.metadata.owner_references);
     let _ = stop.send(true);
     let _ = tokio::time::timeout(Duration::from_secs(10), operator).await;
-}
-
-/// Starts the operator (in this process) for one namespace with this client; returns the stop
-/// switch and its task.
-fn start_operator(client: Client, ns: &str, telegram_url: &str) -> (tokio::sync::watch::Sender<bool>, tokio::task::JoinHandle<()>) {
-    use botfleet_operator::bot::build::{SecretRef, Settings};
-    use botfleet_operator::metrics::Metrics;
-    use botfleet_operator::telegram::TelegramClient;
-    let settings = Settings {
-        runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
-        allowed_images: vec![],
-        service_monitor_labels: Default::default(),
-        network_policy: None,
-        database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
-        redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
-        telegram_api_url: telegram_url.into(),
-        runtime: Default::default(),
-    };
-    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shutdown = {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let task = tokio::spawn(botfleet_operator::controller::run(
-        client,
-        Some(ns.to_string()),
-        botfleet_operator::bot::fleet::Fleet::default(),
-        TelegramClient::new(telegram_url),
-        settings,
-        std::sync::Arc::new(Metrics::new()),
-        reporter,
-        futures::FutureExt::shared(Box::pin(shutdown)),
-    ));
-    (stop, task)
 }
 
 /// The chart's namespaced Role is enough to run the fleet (the operator runs as a

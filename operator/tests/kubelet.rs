@@ -55,9 +55,12 @@ fn node() -> Option<(&'static ControlPlane, &'static Kubelet)> {
     static KUBELET: OnceLock<Option<Kubelet>> = OnceLock::new();
     let plane = control_plane()?;
     let kubelet = KUBELET.get_or_init(|| {
+        let node = format!("process-{}", std::process::id());
         let config = KubeletConfig {
-            node: format!("process-{}", std::process::id()),
-            kubeconfig: plane.dir.join("admin.kubeconfig"),
+            kubeconfig: plane.node_kubeconfig(&node).expect("the node's identity"),
+            binder_kubeconfig: plane.dir.join("scheduler.kubeconfig"),
+            admin_kubeconfig: plane.dir.join("admin.kubeconfig"),
+            node,
             ca_file: plane.dir.join("ca.crt"),
             root: plane.dir.join("kubelet"),
             images: images(),
@@ -130,6 +133,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             pathlib.Path("/dev/termination-log").write_text(f"exiting with {code} as asked")
             os._exit(code)
         report = {"env": dict(os.environ), "files": {f: read(f) for f in FILES}, "uid": os.getuid(),
+                  "gid": os.getgid(), "groups": sorted(os.getgroups()),
                   "scratch": read("/tmp/probe-scratch"), "cwd": os.getcwd()}
         body = json.dumps(report).encode()
         self.send_response(200)
@@ -368,6 +372,15 @@ async fn ready_pods(pods: &Api<Pod>, selector: &str, n: usize, what: &str) -> Ve
 }
 
 /// A process's environment, from /proc.
+/// The user, group and supplementary groups of a process (`/proc/<pid>/status`).
+fn credentials(pid: i32) -> (String, String, String) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status.lines().find_map(|l| l.strip_prefix(name)).map(|v| v.split_whitespace().collect::<Vec<_>>().join(" ")).unwrap_or_default()
+    };
+    (field("Uid:"), field("Gid:"), field("Groups:"))
+}
+
 fn environ(pid: i32) -> Vec<(String, String)> {
     let raw = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
     raw.split(|b| *b == 0)
@@ -424,7 +437,12 @@ async fn the_operator_installed_by_helm_runs_as_pods_under_its_service_account()
             .exec(uid, "operator", &["cat", "/var/run/secrets/kubernetes.io/serviceaccount/token"])
             .expect("the token inside the pod");
         assert_eq!(whoami(plane, token.trim()).await.as_deref(), Some(account.as_str()));
-        let env = environ(kubelet.pid(uid, "operator").expect("running"));
+        let pid = kubelet.pid(uid, "operator").expect("running");
+        // The chart's podSecurityContext (runAsUser/runAsGroup/fsGroup 65532), applied: the
+        // operator read its ServiceAccount token (above) as that user.
+        let ids = ("65532 65532 65532 65532".to_string(), "65532 65532 65532 65532".to_string(), "65532".to_string());
+        assert_eq!(credentials(pid), ids, "the operator runs as the chart's user");
+        let env = environ(pid);
         let get = |k: &str| env.iter().find(|(key, _)| key == k).map(|(_, v)| v.clone());
         assert_eq!(get("KUBECONFIG"), None);
         let home = PathBuf::from(get("HOME").expect("HOME"));
@@ -595,6 +613,10 @@ async fn samples_run_as_pods_and_users_of_both_bots_match_and_chat() {
             let ip = pod.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
             let metrics = reqwest::get(format!("http://{ip}:8080/metrics")).await.expect("metrics").text().await.expect("text");
             assert!(metrics.contains("botfleet_"), "{bot}'s pod {ip} serves its own /metrics: {metrics}");
+            // The operator's pod template: user 65532, fsGroup 65532, so the 0400 token file is
+            // readable through the group (the runtime is Ready: it read its token).
+            let pid = kubelet.pid(pod.metadata.uid.as_deref().expect("uid"), "bot-runtime").expect("running");
+            assert_eq!(credentials(pid).0, "65532 65532 65532 65532", "{bot}'s runtime runs as the template's user");
             ips.push(ip);
         }
         ips.sort();
@@ -941,9 +963,12 @@ async fn a_runtime_that_cannot_start_is_reported_on_its_bot_from_its_termination
 async fn a_dropped_kubelet_leaves_no_process_interface_or_node() {
     use k8s_openapi::api::core::v1::Node;
     let Some(plane) = own_control_plane("dropped-kubelet") else { return };
+    let node = format!("process-{}-dropped", std::process::id());
     let config = KubeletConfig {
-        node: format!("process-{}-dropped", std::process::id()),
-        kubeconfig: plane.dir.join("admin.kubeconfig"),
+        kubeconfig: plane.node_kubeconfig(&node).expect("the node's identity"),
+        binder_kubeconfig: plane.dir.join("scheduler.kubeconfig"),
+        admin_kubeconfig: plane.dir.join("admin.kubeconfig"),
+        node,
         ca_file: plane.dir.join("ca.crt"),
         root: plane.dir.join("kubelet"),
         images: images(),
@@ -970,4 +995,360 @@ async fn a_dropped_kubelet_leaves_no_process_interface_or_node() {
     let claim = link.replace("bfk", "net-");
     assert!(!std::path::Path::new("/run/botfleet-kubelet").join(&claim).exists(), "{claim} released");
     assert!(Api::<Node>::all(admin.clone()).get_opt(&node).await.expect("get").is_none(), "the Node deleted");
+}
+
+/// The kubelet runs as its node (`system:node:<node>`, group `system:nodes`): the Node
+/// authorizer lets it read the Secret and ConfigMap its pod uses and nothing else of the
+/// namespace; binding is the scheduler identity's, which reads no Secret at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kubelets_node_identity_reads_only_what_its_pods_use() {
+    let Some((plane, kubelet)) = node() else { return };
+    let admin = client_as(plane, "admin").await;
+    let ns = pod_namespace(&admin, "node-identity").await;
+    let pp = PostParams::default();
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for name in ["creds", "unused"] {
+        let secret = json!({"metadata": {"name": name}, "stringData": {"password": "x"}});
+        secrets.create(&pp, &serde_json::from_value(secret).expect("secret")).await.expect("secret");
+    }
+    let settings = json!({"metadata": {"name": "settings"}, "data": {"greeting": "hi", "ready": "yes"}});
+    Api::<ConfigMap>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(settings).expect("cm")).await.expect("configmap");
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    pods.create(&pp, &probe_pod("probe", json!([]), 1)).await.expect("pod");
+    let pod = pod_where(&pods, "probe", "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    assert_eq!(pod.spec.as_ref().and_then(|s| s.node_name.as_deref()), Some(kubelet.node.as_str()));
+
+    let as_node = cluster::client_from(&kubelet.kubeconfig).await;
+    let node_secrets = Api::<Secret>::namespaced(as_node.clone(), &ns);
+    node_secrets.get("creds").await.expect("the node reads the Secret its pod uses");
+    Api::<ConfigMap>::namespaced(as_node.clone(), &ns).get("settings").await.expect("and the ConfigMap");
+    let forbidden = |r: Result<_, kube::Error>, what: &str| match r {
+        Err(kube::Error::Api(s)) if s.code == 403 => s.message,
+        other => panic!("{what}: expected 403, got {other:?}"),
+    };
+    let refused = forbidden(node_secrets.get("unused").await.map(|_| ()), "the node reads a Secret no pod on it uses");
+    assert!(refused.contains(&format!("system:node:{}", kubelet.node)), "{refused}");
+    assert!(refused.contains("no relationship found between node"), "the Node authorizer refused it: {refused}");
+    forbidden(node_secrets.list(&ListParams::default()).await.map(|_| ()), "the node lists the namespace's Secrets");
+    forbidden(Api::<Pod>::all(as_node.clone()).list(&ListParams::default()).await.map(|_| ()), "the node lists pods that are not its own");
+    let as_scheduler = client_as(plane, "scheduler").await;
+    forbidden(Api::<Secret>::namespaced(as_scheduler, &ns).get("creds").await.map(|_| ()), "the binder reads a Secret");
+    pods.delete("probe", &DeleteParams::default()).await.expect("delete");
+}
+
+/// The pod's securityContext: its user, group and fsGroup are the process's, and a Secret
+/// volume of mode 0400 is readable through the fsGroup (its files owned by that group, mode
+/// 0440); `runAsNonRoot` without a user is refused with the kubelet's reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pod_runs_as_its_security_context_says() {
+    let Some((plane, _kubelet)) = node() else { return };
+    let admin = client_as(plane, "admin").await;
+    let ns = pod_namespace(&admin, "security-context").await;
+    let pp = PostParams::default();
+    let secret = json!({"metadata": {"name": "creds"}, "stringData": {"password": "s3cret"}});
+    Api::<Secret>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(secret).expect("secret")).await.expect("secret");
+    let settings = json!({"metadata": {"name": "settings"}, "data": {"greeting": "hi", "ready": "yes"}});
+    Api::<ConfigMap>::namespaced(admin.clone(), &ns).create(&pp, &serde_json::from_value(settings).expect("cm")).await.expect("configmap");
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let mut pod = serde_json::to_value(probe_pod("user", json!([]), 1)).expect("pod");
+    pod["spec"]["securityContext"] = json!({"runAsNonRoot": true, "runAsUser": 4242, "runAsGroup": 4343, "fsGroup": 4444});
+    pod["spec"]["volumes"][0]["secret"]["defaultMode"] = json!(0o400);
+    pods.create(&pp, &serde_json::from_value(pod).expect("pod")).await.expect("pod");
+    let running = pod_where(&pods, "user", "Ready", |p| condition(p, "Ready").as_deref() == Some("True")).await;
+    let ip = running.status.as_ref().and_then(|s| s.pod_ip.clone()).expect("podIP");
+    let seen = eventually("the report", Duration::from_secs(10), || report(&ip)).await;
+    assert_eq!((seen["uid"].as_i64(), seen["gid"].as_i64()), (Some(4242), Some(4343)), "{seen}");
+    assert_eq!(seen["groups"], json!([4343, 4444]), "the fsGroup is a supplementary group");
+    assert_eq!(seen["files"]["/etc/probe/secret/password"], "s3cret", "the 0400 Secret file is readable through the fsGroup");
+    assert_eq!(seen["scratch"], "user", "the emptyDir at /tmp is writable by the pod's user");
+
+    let mut root = serde_json::to_value(probe_pod("root", json!([]), 1)).expect("pod");
+    root["spec"]["securityContext"] = json!({"runAsNonRoot": true});
+    pods.create(&pp, &serde_json::from_value(root).expect("pod")).await.expect("pod");
+    let refused = pod_where(&pods, "root", "refused", |p| {
+        container_status(p).is_some_and(|c| c["state"]["waiting"]["reason"] == "CreateContainerConfigError")
+    })
+    .await;
+    let message = container_status(&refused).expect("status")["state"]["waiting"]["message"].clone();
+    assert_eq!(message, "container has runAsNonRoot and image will run as root (pod: \"root\", container: probe)");
+    for name in ["user", "root"] {
+        pods.delete(name, &DeleteParams::default()).await.expect("delete");
+    }
+}
+
+/// A PostgreSQL server of its own (initdb in a temporary folder, run as the `postgres` user on a
+/// free port, `max_connections` as asked, no fsync: bench data only), stopped and removed when
+/// dropped. The shared test server allows 100 connections, and other tests use them.
+struct DedicatedPostgres {
+    child: std::process::Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl DedicatedPostgres {
+    fn start(max_connections: u32) -> Result<DedicatedPostgres, String> {
+        use std::os::unix::process::CommandExt as _;
+        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .map_err(|e| format!("/usr/lib/postgresql: {e}"))?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        versions.sort();
+        let bin = versions.pop().ok_or("no PostgreSQL under /usr/lib/postgresql")?.join("bin");
+        let id = |flag: &str| -> Result<u32, String> {
+            let out = std::process::Command::new("id").args([flag, "postgres"]).output().map_err(|e| e.to_string())?;
+            String::from_utf8_lossy(&out.stdout).trim().parse().map_err(|_| "no user postgres".to_string())
+        };
+        let (uid, gid) = (id("-u")?, id("-g")?);
+        let dir = std::env::temp_dir().join(format!("botfleet-bench-postgres-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
+        let init = std::process::Command::new(bin.join("initdb"))
+            .args(["-D", &dir.join("data").to_string_lossy(), "-U", "postgres", "--auth=trust", "--no-sync"])
+            .uid(uid)
+            .gid(gid)
+            .current_dir(&dir)
+            .output()
+            .map_err(|e| format!("initdb: {e}"))?;
+        if !init.status.success() {
+            return Err(format!("initdb: {}", String::from_utf8_lossy(&init.stderr)));
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())?;
+        let log = std::fs::File::create(dir.join("postgres.log")).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new(bin.join("postgres"))
+            .args(["-D", &dir.join("data").to_string_lossy(), "-p", &port.to_string(), "-k", &dir.to_string_lossy()])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", &format!("max_connections={max_connections}")])
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "shared_buffers=256MB"])
+            .uid(uid)
+            .gid(gid)
+            .current_dir(&dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("postgres: {e}"))?;
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        Ok(DedicatedPostgres { child, dir, url })
+    }
+}
+
+impl Drop for DedicatedPostgres {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown (disconnects its clients).
+        // SAFETY: signalling the server process we started and have not reaped yet.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A persistent `redis-server` of its own (appendonly, noeviction: what the runtime requires),
+/// stopped and removed when dropped.
+struct DedicatedRedis {
+    child: std::process::Child,
+    dir: PathBuf,
+    url: String,
+}
+
+impl DedicatedRedis {
+    fn start() -> Result<DedicatedRedis, String> {
+        let dir = std::env::temp_dir().join(format!("botfleet-bench-redis-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).map_err(|e| e.to_string())?;
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes"])
+            .args(["--maxmemory-policy", "noeviction", "--dir", &dir.to_string_lossy()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| format!("redis-server: {e}"))?;
+        Ok(DedicatedRedis { child, dir, url: format!("redis://127.0.0.1:{port}") })
+    }
+}
+
+impl Drop for DedicatedRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn vm_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()).unwrap_or(0)
+}
+
+/// Resident memory of every process running `binary` (the runtime pods' containers), in KiB.
+fn rss_of_binary(binary: &std::path::Path) -> (usize, u64) {
+    let mut count = 0;
+    let mut kib = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        if std::fs::read_link(format!("/proc/{pid}/exe")).is_ok_and(|exe| exe == binary) {
+            count += 1;
+            kib += vm_kib(pid, "VmRSS:");
+        }
+    }
+    (count, kib)
+}
+
+/// The SPEC §6 fleet benchmark with the pods running (docs/BENCHMARKS.md, "Operator: 100
+/// BotInstances with their runtime pods running"): `BENCH_BOTS` (default 100) copies of the
+/// sample bot `alpha` (webhook mode, one replica each), the operator as its own process (the
+/// `operator` binary, `operator run`, no leader election), the process kubelet running every
+/// runtime pod against a Postgres and a Redis of their own. Reports, from the operator's cold
+/// start: all Deployments applied (the operator's part), all runtime pods Ready, all
+/// BotInstances Ready=True; the operator's peak RSS; the runtimes' memory. Prints numbers, asserts
+/// no timing. Run alone:
+///
+/// ```sh
+/// cargo test -p botfleet-operator --test kubelet -- --ignored --nocapture fleet_cold_start_with_runtime_pods
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: minutes of 2 cores; run by hand (docs/BENCHMARKS.md)"]
+async fn fleet_cold_start_with_runtime_pods() {
+    let Some((plane, kubelet)) = node() else { return };
+    runtime_built();
+    let n: usize = std::env::var("BENCH_BOTS").ok().and_then(|v| v.parse().ok()).unwrap_or(100);
+    let within = Duration::from_secs(std::env::var("BENCH_TIMEOUT_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(600));
+    let pool_size: u32 = std::env::var("BENCH_DB_POOL").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
+    // Each runtime holds up to DATABASE_POOL_SIZE connections; a margin for migrations and psql.
+    let postgres = DedicatedPostgres::start(n as u32 * pool_size + 20).expect("a Postgres of the bench's own");
+    let redis = DedicatedRedis::start().expect("a Redis of the bench's own");
+    eventually("the bench's Postgres and Redis answer", Duration::from_secs(30), || async {
+        let pg = postgres.url.rsplit_once(':').and_then(|(_, p)| p.split('/').next()?.parse::<u16>().ok())?;
+        let rd = redis.url.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok())?;
+        tokio::net::TcpStream::connect(("127.0.0.1", pg)).await.ok()?;
+        tokio::net::TcpStream::connect(("127.0.0.1", rd)).await.ok().map(|_| ())
+    })
+    .await;
+    let admin = client_as(plane, "admin").await;
+    let crds = Api::<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>::all(admin.clone());
+    let mut names = Vec::new();
+    for doc in cluster::crd_documents() {
+        let name = doc["metadata"]["name"].as_str().expect("crd name").to_string();
+        crds.patch(&name, &PatchParams::apply("botfleet-bench").force(), &Patch::Apply(&doc)).await.expect("crd");
+        names.push(name);
+    }
+    cluster::wait_established(&admin, &names).await;
+    let ns = pod_namespace(&admin, "fleet-pods").await;
+    let pp = PostParams::default();
+    let secrets = Api::<Secret>::namespaced(admin.clone(), &ns);
+    for (name, url) in [("botfleet-postgres", &postgres.url), ("botfleet-redis", &redis.url)] {
+        let secret = json!({"metadata": {"name": name}, "stringData": {"url": url}});
+        secrets.create(&pp, &serde_json::from_value(secret).expect("secret")).await.expect("connection secret");
+    }
+    let fake = botfleet_tests::fake_telegram::FakeTelegram::start().await.expect("fake Telegram");
+    fake.sim().set_limits(botfleet_tests::fake_telegram::Limits { enabled: false, ..Default::default() }).expect("limits off");
+    let samples = cluster::samples();
+    for doc in samples.iter().filter(|d| d["kind"] != "BotInstance") {
+        let kind = doc["kind"].as_str().expect("kind");
+        let obj: kube::api::DynamicObject = serde_json::from_value(doc.clone()).expect("sample");
+        cluster::api_for(&admin, &ns, kind).create(&pp, &obj).await.expect("sample");
+    }
+    let template = samples.iter().find(|d| d["kind"] == "BotInstance" && d["metadata"]["name"] == "alpha").expect("alpha").clone();
+    let bots = cluster::api_for(&admin, &ns, "BotInstance");
+    for i in 0..n {
+        let token = fake.sim().register_bot(&format!("pods_bot_{i}")).expect("bot").token;
+        let secret = json!({"metadata": {"name": format!("bot-{i}-token"), "labels": {"botfleet.io/bot-token": "true"}}, "stringData": {"token": token}});
+        secrets.create(&pp, &serde_json::from_value(secret).expect("secret")).await.expect("token secret");
+        let mut bot = template.clone();
+        bot["metadata"] = json!({"name": format!("bot-{i}"), "labels": template["metadata"]["labels"].clone()});
+        bot["spec"]["tokenSecretRef"]["name"] = json!(format!("bot-{i}-token"));
+        bot["spec"]["replicas"] = json!(1);
+        bot["spec"].as_object_mut().expect("spec").remove("autoscaling");
+        bots.create(&pp, &serde_json::from_value(bot).expect("bot")).await.expect("bot");
+    }
+
+    let operator_bin = images().into_iter().find(|i| i.repository.ends_with("/operator")).expect("operator image").binary;
+    let runtime_bin = images().into_iter().find(|i| i.repository.ends_with("/bot-runtime")).expect("runtime image").binary;
+    let load_before = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let started = std::time::Instant::now();
+    let mut operator = std::process::Command::new(&operator_bin)
+        .arg("run")
+        .env("KUBECONFIG", plane.dir.join("admin.kubeconfig"))
+        .env("WATCH_NAMESPACES", &ns)
+        .env("RUNTIME_IMAGE", "ghcr.io/botfleet/bot-runtime:bench")
+        .env("RUNTIME_DATABASE_SECRET", "botfleet-postgres")
+        .env("RUNTIME_REDIS_SECRET", "botfleet-redis")
+        .env("RUNTIME_SETTINGS", json!({"databasePoolSize": pool_size}).to_string())
+        .env("TELEGRAM_API_URL", fake.api_url())
+        .env("LEADER_ELECTION", "false")
+        .env("METRICS_ADDR", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(plane.dir.join("bench-operator.log")).expect("log"))
+        .spawn()
+        .expect("the operator process");
+    let pid = operator.id();
+    let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(admin.clone(), &ns);
+    let pods = Api::<Pod>::namespaced(admin.clone(), &ns);
+    let (mut applied, mut pods_ready, mut bots_ready) = (None, None, None);
+    let (mut peak_kib, mut runtime_peak) = (0u64, (0usize, 0u64));
+    let mut last_report = std::time::Instant::now();
+    while bots_ready.is_none() && started.elapsed() < within {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        peak_kib = peak_kib.max(vm_kib(pid, "VmHWM:"));
+        if applied.is_none() && deployments.list_metadata(&ListParams::default()).await.map(|l| l.items.len()).unwrap_or(0) >= n {
+            applied = Some(started.elapsed());
+        }
+        let ready_pods = pods
+            .list(&ListParams::default())
+            .await
+            .map(|l| l.items.iter().filter(|p| condition(p, "Ready").as_deref() == Some("True")).count())
+            .unwrap_or(0);
+        if pods_ready.is_none() && ready_pods >= n {
+            pods_ready = Some(started.elapsed());
+        }
+        let listed = bots.list(&ListParams::default()).await.expect("bots");
+        let ready_bots = listed
+            .items
+            .iter()
+            .filter(|b| {
+                b.data
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+            })
+            .count();
+        if ready_bots >= n {
+            bots_ready = Some(started.elapsed());
+        }
+        let rss = rss_of_binary(&runtime_bin);
+        if rss.1 > runtime_peak.1 {
+            runtime_peak = rss;
+        }
+        if last_report.elapsed() > Duration::from_secs(10) {
+            last_report = std::time::Instant::now();
+            eprintln!(
+                "  {:>5.1} s: {ready_pods}/{n} pods Ready, {ready_bots}/{n} bots Ready, {} runtimes running",
+                started.elapsed().as_secs_f64(),
+                rss.0
+            );
+        }
+    }
+    peak_kib = peak_kib.max(vm_kib(pid, "VmHWM:"));
+    let load_after = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let restarts: i32 = pods
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items.iter().filter_map(|p| Some(p.status.as_ref()?.container_statuses.as_ref()?.first()?.restart_count)).sum())
+        .unwrap_or(0);
+    let _ = operator.kill();
+    let _ = operator.wait();
+    let secs = |d: Option<Duration>| d.map_or("not reached".to_string(), |d| format!("{:.1} s", d.as_secs_f64()));
+    println!("{n} BotInstances with their runtime pods running (process kubelet {}), from the operator's cold start:", kubelet.node);
+    println!("  all Deployments applied (the operator's part): {}", secs(applied));
+    println!("  all {n} runtime pods Ready: {}", secs(pods_ready));
+    println!("  all BotInstances Ready=True: {}", secs(bots_ready));
+    println!("  operator peak RSS (VmHWM, debug build): {:.1} MiB", peak_kib as f64 / 1024.0);
+    println!(
+        "  runtimes: {} processes, {:.0} MiB RSS together at the peak ({:.1} MiB each)",
+        runtime_peak.0,
+        runtime_peak.1 as f64 / 1024.0,
+        runtime_peak.1 as f64 / 1024.0 / runtime_peak.0.max(1) as f64
+    );
+    println!("  container restarts: {restarts}; load average before/after: {} / {}", load_before.trim(), load_after.trim());
+    println!("  Postgres: a server of its own, max_connections {}, DATABASE_POOL_SIZE {pool_size}", n as u32 * pool_size + 20);
+    assert!(bots_ready.is_some(), "not every BotInstance became Ready within {within:?} (see the lines above)");
 }

@@ -6,6 +6,8 @@
 //	controlplane pki DIR                        # CA, serving/client certs, SA keys (idempotent)
 //	controlplane apiserver DIR [--port N]        # etcd + kube-apiserver; writes DIR/*.kubeconfig
 //	controlplane controller-manager DIR [--port N]
+//	controlplane kubectl ARGS...                 # kubectl of the same Kubernetes version
+//	controlplane client-cert DIR NAME CN [ORG...] # another client identity: DIR/NAME.{crt,key,kubeconfig}
 //
 // Extra flags after `--` are passed through to the Kubernetes command. Each process prints one
 // line `READY <url>` on stdout once its /readyz (apiserver) or /healthz (controller manager)
@@ -32,11 +34,19 @@ func usage() {
   controlplane pki DIR
   controlplane apiserver DIR [--port N] [-- kube-apiserver flags...]
   controlplane controller-manager DIR [--port N] [-- kube-controller-manager flags...]
+  controlplane kubectl [kubectl arguments...]
+  controlplane client-cert DIR NAME CN [ORG...]
 `)
 	os.Exit(2)
 }
 
 func main() {
+	if len(os.Args) >= 2 && os.Args[1] == "kubectl" {
+		os.Exit(runKubectl(os.Args[2:]))
+	}
+	if len(os.Args) >= 2 && os.Args[1] == "client-cert" {
+		os.Exit(runClientCert(os.Args[2:]))
+	}
 	if len(os.Args) < 3 {
 		usage()
 	}

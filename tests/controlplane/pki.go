@@ -28,6 +28,9 @@ var clients = []struct {
 	{"admin", "botfleet-admin", []string{"system:masters"}},
 	{"controller-manager", "system:kube-controller-manager", nil},
 	{"nobody", "nobody", nil}, // no bindings: the RBAC negative control
+	// The process kubelet's binder (operator/tests/support/kubelet.rs): binding pods to nodes is
+	// the scheduler's part, done under the scheduler's identity (bootstrap RBAC: system:kube-scheduler).
+	{"scheduler", "system:kube-scheduler", nil},
 }
 
 // ensurePKI creates, once, in dir (existing files are kept, so a restart reuses them):
@@ -99,26 +102,66 @@ func ensurePKI(dir string) error {
 // writeKubeconfigs writes DIR/<client>.kubeconfig for every client identity, pointing at server.
 func writeKubeconfigs(dir, server string) error {
 	for _, c := range clients {
-		cfg := clientcmdapi.NewConfig()
-		cfg.Clusters["botfleet-test"] = &clientcmdapi.Cluster{
-			Server:               server,
-			CertificateAuthority: filepath.Join(dir, "ca.crt"),
-		}
-		cfg.AuthInfos[c.name] = &clientcmdapi.AuthInfo{
-			ClientCertificate: filepath.Join(dir, c.name+".crt"),
-			ClientKey:         filepath.Join(dir, c.name+".key"),
-		}
-		cfg.Contexts[c.name] = &clientcmdapi.Context{Cluster: "botfleet-test", AuthInfo: c.name}
-		cfg.CurrentContext = c.name
-		path := filepath.Join(dir, c.name+".kubeconfig")
-		if err := clientcmd.WriteToFile(*cfg, path+".tmp"); err != nil {
-			return err
-		}
-		if err := os.Rename(path+".tmp", path); err != nil {
+		if err := writeKubeconfig(dir, c.name, server); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// writeKubeconfig writes DIR/<name>.kubeconfig: server, the CA, and the client cert DIR/<name>.{crt,key}.
+func writeKubeconfig(dir, name, server string) error {
+	cfg := clientcmdapi.NewConfig()
+	cfg.Clusters["botfleet-test"] = &clientcmdapi.Cluster{
+		Server:               server,
+		CertificateAuthority: filepath.Join(dir, "ca.crt"),
+	}
+	cfg.AuthInfos[name] = &clientcmdapi.AuthInfo{
+		ClientCertificate: filepath.Join(dir, name+".crt"),
+		ClientKey:         filepath.Join(dir, name+".key"),
+	}
+	cfg.Contexts[name] = &clientcmdapi.Context{Cluster: "botfleet-test", AuthInfo: name}
+	cfg.CurrentContext = name
+	path := filepath.Join(dir, name+".kubeconfig")
+	if err := clientcmd.WriteToFile(*cfg, path+".tmp"); err != nil {
+		return err
+	}
+	return os.Rename(path+".tmp", path)
+}
+
+// runClientCert is `controlplane client-cert DIR NAME CN [ORG...]`: a client certificate for
+// CN and the organizations (groups) ORG, signed by DIR's CA, and DIR/NAME.kubeconfig for the
+// API server that DIR/admin.kubeconfig names (so run it after the API server's READY). An
+// existing NAME.{crt,key} is kept. The process kubelet gets its node identity this way
+// (CN=system:node:<node>, O=system:nodes).
+func runClientCert(args []string) int {
+	if len(args) < 3 {
+		usage()
+	}
+	dir, name, cn, orgs := args[0], args[1], args[2], args[3:]
+	ca, caKey, err := loadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+	if err != nil {
+		fatal(err)
+	}
+	if err := leaf(dir, name, ca, caKey, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn, Organization: orgs},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}); err != nil {
+		fatal(err)
+	}
+	admin, err := clientcmd.LoadFromFile(filepath.Join(dir, "admin.kubeconfig"))
+	if err != nil {
+		fatal(err)
+	}
+	cluster, ok := admin.Clusters["botfleet-test"]
+	if !ok {
+		fatal(fmt.Errorf("%s/admin.kubeconfig has no cluster botfleet-test", dir))
+	}
+	if err := writeKubeconfig(dir, name, cluster.Server); err != nil {
+		fatal(err)
+	}
+	fmt.Println(filepath.Join(dir, name+".kubeconfig"))
+	return 0
 }
 
 // ensureCA creates DIR/<name>.crt and DIR/<name>.key, a self-signed CA, unless they exist.

@@ -17,6 +17,8 @@ pub fn repo() -> PathBuf {
 /// stops both (a test binary's shared one is never dropped: its children exit with it).
 pub struct ControlPlane {
     pub dir: PathBuf,
+    /// The program (`controlplane`): also `controlplane kubectl …` and `controlplane client-cert …`.
+    pub bin: PathBuf,
     apiserver: Child,
     controller_manager: Child,
 }
@@ -92,16 +94,7 @@ pub fn start(controller_manager_flags: &[&str]) -> Result<ControlPlane, String> 
 /// As `start`, for a second control plane of the same process (a test that needs cluster-scoped
 /// objects, such as CRDs, to itself): `name` tells the folders apart.
 pub fn start_named(name: &str, controller_manager_flags: &[&str]) -> Result<ControlPlane, String> {
-    let build = Command::new("bash")
-        .arg(repo().join("tests/controlplane/build.sh"))
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| format!("cannot run tests/controlplane/build.sh: {e}"))?;
-    if !build.status.success() {
-        return Err(format!("tests/controlplane/build.sh failed ({})", build.status));
-    }
-    let stdout = String::from_utf8_lossy(&build.stdout);
-    let bin = PathBuf::from(stdout.lines().last().unwrap_or_default().trim());
+    let bin = binary()?;
     sweep_stale_dirs();
     let dir = std::env::temp_dir().join(format!("{DIR_PREFIX}{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -114,5 +107,68 @@ pub fn start_named(name: &str, controller_manager_flags: &[&str]) -> Result<Cont
             return Err(e);
         }
     };
-    Ok(ControlPlane { dir, apiserver, controller_manager })
+    Ok(ControlPlane { dir, bin, apiserver, controller_manager })
+}
+
+/// Builds the control plane's program when stale (`tests/controlplane/build.sh`) and returns its path.
+pub fn binary() -> Result<PathBuf, String> {
+    let build = Command::new("bash")
+        .arg(repo().join("tests/controlplane/build.sh"))
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run tests/controlplane/build.sh: {e}"))?;
+    if !build.status.success() {
+        return Err(format!("tests/controlplane/build.sh failed ({})", build.status));
+    }
+    let stdout = String::from_utf8_lossy(&build.stdout);
+    Ok(PathBuf::from(stdout.lines().last().unwrap_or_default().trim()))
+}
+
+impl ControlPlane {
+    /// A client identity signed by the control plane's client CA (`controlplane client-cert`):
+    /// `CN=cn`, groups `orgs`; returns the path of its kubeconfig, `DIR/<name>.kubeconfig`.
+    pub fn client_cert(&self, name: &str, cn: &str, orgs: &[&str]) -> Result<PathBuf, String> {
+        let out = Command::new(&self.bin)
+            .arg("client-cert")
+            .arg(&self.dir)
+            .args([name, cn])
+            .args(orgs)
+            .output()
+            .map_err(|e| format!("controlplane client-cert: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("controlplane client-cert {name}: {}", String::from_utf8_lossy(&out.stderr)));
+        }
+        Ok(self.dir.join(format!("{name}.kubeconfig")))
+    }
+
+    /// The kubeconfig of a node identity for `node` (`CN=system:node:<node>`, `O=system:nodes`):
+    /// what the process kubelet runs as.
+    pub fn node_kubeconfig(&self, node: &str) -> Result<PathBuf, String> {
+        self.client_cert(&format!("node-{node}"), &format!("system:node:{node}"), &["system:nodes"])
+    }
+
+    /// Runs `kubectl ARGS` (the program's own, the API server's version) as `user` (one of the
+    /// DIR/<user>.kubeconfig identities), with `stdin` fed in; returns its exit status, stdout
+    /// and stderr. kubectl's discovery cache goes to DIR/kubectl-cache, not the caller's HOME;
+    /// relative paths are the repository's.
+    pub fn kubectl(&self, user: &str, args: &[&str], stdin: Option<&[u8]>) -> Result<(bool, String, String), String> {
+        use std::io::Write as _;
+        let mut child = Command::new(&self.bin)
+            .arg("kubectl")
+            .arg(format!("--kubeconfig={}", self.dir.join(format!("{user}.kubeconfig")).display()))
+            .arg(format!("--cache-dir={}", self.dir.join("kubectl-cache").display()))
+            .args(args)
+            .env_remove("KUBECONFIG")
+            .current_dir(repo())
+            .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run kubectl: {e}"))?;
+        if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+            pipe.write_all(input).map_err(|e| e.to_string())?;
+        }
+        let out = child.wait_with_output().map_err(|e| e.to_string())?;
+        Ok((out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned()))
+    }
 }

@@ -26,10 +26,31 @@
 //! (`FallbackToLogsOnError`). Deletion: SIGTERM to the container's process group, the grace
 //! period, SIGKILL, then the final delete (grace 0, with the pod's uid as precondition).
 //!
+//! Credentials: the kubelet runs as its node, `system:node:<node>` in `system:nodes` (a client
+//! certificate of the control plane's CA, `ControlPlane::node_kubeconfig`), so the Node
+//! authorizer and NodeRestriction admission hold it to what a real kubelet may do: its own Node
+//! and Lease, the pods bound to it (listed with `spec.nodeName=<node>`, their status, their
+//! final delete), and only the Secrets, ConfigMaps and ServiceAccount tokens those pods use
+//! (read one by one, reused for five seconds, as the kubelet's TTL cache does). Binding a pending
+//! pod is the scheduler's part, which a node may not do: the kubelet binds with a second,
+//! scheduler credential (`system:kube-scheduler`, `KubeletConfig::binder_kubeconfig`). Deleting
+//! its Node (a stale one before registering, its own when it stops) is no node's right either:
+//! that uses `KubeletConfig::admin_kubeconfig`, for nothing else.
+//!
+//! securityContext: `runAsUser`, `runAsGroup` (the container's, else the pod's), `fsGroup` and
+//! `supplementalGroups` are applied (setgroups/setgid/setuid after the mounts, before exec);
+//! with an fsGroup, Secret, ConfigMap, downward API and projected files belong to that group
+//! and are group-readable (mode | 0440, as the kubelet's SetVolumeOwnership); an emptyDir is
+//! 0777 and the termination-message file 0666; `runAsNonRoot` with no non-zero user refuses the
+//! container (CreateContainerConfigError, the kubelet's message). Not applied:
+//! `readOnlyRootFilesystem` (the root is the host's), `capabilities` (a non-root user has none
+//! after setuid; a root container keeps all), `allowPrivilegeEscalation`/no_new_privs, seccomp,
+//! AppArmor and SELinux.
+//!
 //! Not supported (docs/CONTROLPLANE.md lists them): logs and exec through the API, port-forward,
-//! init and ephemeral containers, exec probes, securityContext (everything runs as root,
-//! writable root filesystem), resource limits, NetworkPolicy, Services' cluster IPs (no
-//! kube-proxy) and cluster DNS, image pulls (an unmapped image is `ErrImagePull`).
+//! init and ephemeral containers, exec probes, the rest of securityContext (above), resource
+//! limits, NetworkPolicy, Services' cluster IPs (no kube-proxy) and cluster DNS, image pulls (an
+//! unmapped image is `ErrImagePull`).
 
 #![allow(dead_code)]
 
@@ -46,7 +67,6 @@ use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Node, Pod, Probe, Secret, ServiceAccount, Volume};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Client, Config};
 use serde_json::{Value, json};
@@ -83,8 +103,19 @@ fn repository_of(image: &str) -> &str {
 
 pub struct KubeletConfig {
     pub node: String,
-    /// Credentials of the kubelet (the admin's: it also binds pods, the scheduler's part).
+    /// The kubelet's credentials: a node identity (`CN=system:node:<node>`, `O=system:nodes`,
+    /// `ControlPlane::client_cert`), so the Node authorizer and NodeRestriction hold it to its
+    /// own Node, its own pods and the Secrets, ConfigMaps and ServiceAccount tokens they use.
     pub kubeconfig: PathBuf,
+    /// The credentials it binds pending pods with: binding is the scheduler's part, not a
+    /// node's (which may not bind), so it is done as `system:kube-scheduler` (the control
+    /// plane's `scheduler.kubeconfig`).
+    pub binder_kubeconfig: PathBuf,
+    /// The credentials that remove a stale Node of the same name before registering, and the
+    /// kubelet's Node when it stops: a node may create and update its Node, never delete it (the
+    /// bootstrap node rules), so that is a cluster admin's part (the control plane's
+    /// `admin.kubeconfig`).
+    pub admin_kubeconfig: PathBuf,
     /// The API server's CA (what pods get as `ca.crt`).
     pub ca_file: PathBuf,
     /// Where pods' volumes, logs and termination messages live.
@@ -98,6 +129,8 @@ pub struct KubeletConfig {
 /// kubelet start removes the interfaces of kubelets whose process has exited.
 pub struct Kubelet {
     pub node: String,
+    /// Its node identity's kubeconfig (`KubeletConfig::kubeconfig`).
+    pub kubeconfig: PathBuf,
     pub node_ip: Ipv4Addr,
     pub root: PathBuf,
     shared: Arc<Shared>,
@@ -144,6 +177,7 @@ impl Kubelet {
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel();
         let node = config.node.clone();
         let root = config.root.clone();
+        let kubeconfig = config.kubeconfig.clone();
         let for_thread = shared.clone();
         let thread = std::thread::Builder::new()
             .name(format!("kubelet-{node}"))
@@ -159,7 +193,7 @@ impl Kubelet {
             })
             .map_err(|e| format!("kubelet thread: {e}"))?;
         match ready_rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(Ok(())) => Ok(Kubelet { node, node_ip, root, shared, stop: Some(stop_tx), thread: Some(thread) }),
+            Ok(Ok(())) => Ok(Kubelet { node, node_ip, kubeconfig, root, shared, stop: Some(stop_tx), thread: Some(thread) }),
             Ok(Err(e)) => Err(e),
             Err(e) => Err(format!("the kubelet did not register its Node: {e}")),
         }
@@ -322,12 +356,15 @@ fn on_exit(index: u8, held: bool) {
 
 struct Ctx {
     client: Client,
+    /// `KubeletConfig::admin_kubeconfig`'s: only to delete the Node.
+    admin: Client,
     config: Arc<KubeletConfig>,
     shared: Arc<Shared>,
     api_host: String,
     api_port: u16,
-    secrets: Store<Secret>,
-    config_maps: Store<ConfigMap>,
+    /// Secrets and ConfigMaps as last read, by namespace and name (see `cached`).
+    secrets: ObjectCache<Secret>,
+    config_maps: ObjectCache<ConfigMap>,
     http: reqwest::Client,
 }
 
@@ -337,6 +374,12 @@ fn now() -> String {
 
 fn now_micro() -> String {
     jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%S.%6fZ").to_string()
+}
+
+async fn client_from(path: &Path) -> Result<Client, String> {
+    let kubeconfig = Kubeconfig::read_from(path).map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+    let kc = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.map_err(|e| format!("{e}"))?;
+    Client::try_from(kc).map_err(|e| format!("{e}"))
 }
 
 async fn run(
@@ -351,31 +394,37 @@ async fn run(
         let api_host = kc.cluster_url.host().unwrap_or("127.0.0.1").to_string();
         let api_port = kc.cluster_url.port_u16().unwrap_or(443);
         let client = Client::try_from(kc).map_err(|e| format!("{e}"))?;
-        let (secrets, secrets_writer) = reflector::store::<Secret>();
-        let (config_maps, config_maps_writer) = reflector::store::<ConfigMap>();
-        let secret_stream = reflector::reflector(secrets_writer, watcher(Api::<Secret>::all(client.clone()), watcher::Config::default()));
-        tokio::spawn(secret_stream.default_backoff().for_each(|_| async {}));
-        let cm_stream =
-            reflector::reflector(config_maps_writer, watcher(Api::<ConfigMap>::all(client.clone()), watcher::Config::default()));
-        tokio::spawn(cm_stream.default_backoff().for_each(|_| async {}));
+        let binder = client_from(&config.binder_kubeconfig).await?;
+        let admin = client_from(&config.admin_kubeconfig).await?;
         let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().map_err(|e| format!("{e}"))?;
-        let ctx = Arc::new(Ctx { client, config: config.clone(), shared: shared.clone(), api_host, api_port, secrets, config_maps, http });
+        let ctx = Arc::new(Ctx {
+            client,
+            admin,
+            config: config.clone(),
+            shared: shared.clone(),
+            api_host,
+            api_port,
+            secrets: Mutex::default(),
+            config_maps: Mutex::default(),
+            http,
+        });
         register_node(&ctx).await?;
-        let _ = tokio::time::timeout(Duration::from_secs(30), ctx.secrets.wait_until_ready()).await;
-        let _ = tokio::time::timeout(Duration::from_secs(30), ctx.config_maps.wait_until_ready()).await;
-        Ok::<_, String>(ctx)
+        Ok::<_, String>((ctx, binder))
     };
-    let ctx = match started.await {
-        Ok(ctx) => ctx,
+    let (ctx, binder) = match started.await {
+        Ok(started) => started,
         Err(e) => {
             let _ = ready.send(Err(e));
             return;
         }
     };
     tokio::spawn(heartbeat(ctx.clone()));
+    let binding = tokio::spawn(bind_pending(binder, ctx.config.node.clone()));
     let _ = ready.send(Ok(()));
 
-    let pods = watcher(Api::<Pod>::all(ctx.client.clone()), watcher::Config::default()).default_backoff();
+    // The pods bound to this node: all a node may list (the Node authorizer checks the selector).
+    let on_this_node = watcher::Config::default().fields(&format!("spec.nodeName={}", ctx.config.node));
+    let pods = watcher(Api::<Pod>::all(ctx.client.clone()), on_this_node).default_backoff();
     let mut pods = std::pin::pin!(pods);
     let mut workers: HashMap<String, watch::Sender<Option<Pod>>> = HashMap::new();
     let mut running: Vec<tokio::task::JoinHandle<()>> = Vec::new();
@@ -399,9 +448,6 @@ async fn run(
                         listed.insert(uid.clone());
                     }
                     match pod.spec.as_ref().and_then(|s| s.node_name.as_deref()) {
-                        None if pod.metadata.deletion_timestamp.is_none() => {
-                            tokio::spawn(bind(ctx.clone(), pod));
-                        }
                         Some(node) if node == ctx.config.node => {
                             if let Some(tx) = workers.get(&uid) {
                                 let _ = tx.send(Some(pod));
@@ -425,18 +471,19 @@ async fn run(
         }
     }
     // Stopped: every pod's containers are killed and reaped (no zombie is left), then the Node goes.
+    binding.abort();
     for (_, tx) in workers.drain() {
         let _ = tx.send(None);
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), futures::future::join_all(running)).await;
     shared.kill_all();
-    let _ = Api::<Node>::all(ctx.client.clone()).delete(&ctx.config.node, &DeleteParams::default()).await;
+    let _ = Api::<Node>::all(ctx.admin.clone()).delete(&ctx.config.node, &DeleteParams::default()).await;
 }
 
 async fn register_node(ctx: &Ctx) -> Result<(), String> {
     let nodes = Api::<Node>::all(ctx.client.clone());
     let name = &ctx.config.node;
-    let _ = nodes.delete(name, &DeleteParams::default()).await;
+    let _ = Api::<Node>::all(ctx.admin.clone()).delete(name, &DeleteParams::default()).await;
     for _ in 0..50 {
         if nodes.get_opt(name).await.map_err(|e| e.to_string())?.is_none() {
             break;
@@ -506,15 +553,30 @@ async fn heartbeat(ctx: Arc<Ctx>) {
     }
 }
 
-/// The scheduler's part: every pending pod goes to this node.
-async fn bind(ctx: Arc<Ctx>, pod: Pod) {
+/// The scheduler's part, with the scheduler's credentials (`KubeletConfig::binder_kubeconfig`):
+/// every pending pod goes to this node.
+async fn bind_pending(binder: Client, node: String) {
+    let pending = watcher::Config::default().fields("spec.nodeName=");
+    let mut pods = std::pin::pin!(watcher(Api::<Pod>::all(binder.clone()), pending).default_backoff());
+    while let Some(event) = pods.next().await {
+        match event {
+            Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) if pod.metadata.deletion_timestamp.is_none() => {
+                tokio::spawn(bind(binder.clone(), node.clone(), pod));
+            }
+            Ok(_) => {}
+            Err(e) => eprintln!("kubelet: pending pods watch: {e}"),
+        }
+    }
+}
+
+async fn bind(binder: Client, node: String, pod: Pod) {
     let (Some(ns), Some(name)) = (pod.metadata.namespace.as_deref(), pod.metadata.name.as_deref()) else { return };
     let binding = json!({
         "apiVersion": "v1", "kind": "Binding",
         "metadata": {"name": name, "namespace": ns, "uid": pod.metadata.uid},
-        "target": {"apiVersion": "v1", "kind": "Node", "name": ctx.config.node},
+        "target": {"apiVersion": "v1", "kind": "Node", "name": node},
     });
-    let pods = Api::<Pod>::namespaced(ctx.client.clone(), ns);
+    let pods = Api::<Pod>::namespaced(binder, ns);
     match pods.create_subresource::<_, Value>("binding", name, &PostParams::default(), &binding).await {
         Ok(_) => {}
         // Already bound (an older event) or gone.
@@ -580,6 +642,8 @@ struct PodCtx {
     dir: PathBuf,
     ip: Ipv4Addr,
     start_time: String,
+    /// When this kubelet took the pod on: reads older than that are not reused for it (see `cached`).
+    registered: Instant,
     /// Files currently in each atomically written volume (to write only on a change).
     volumes: HashMap<String, Vec<(String, Vec<u8>, u32)>>,
     volume_error: Option<String>,
@@ -605,6 +669,7 @@ async fn pod_worker(ctx: Arc<Ctx>, mut rx: watch::Receiver<Option<Pod>>) {
         dir: ctx.config.root.join("pods").join(&uid),
         ip,
         start_time: now(),
+        registered: Instant::now(),
         volumes: HashMap::new(),
         volume_error: None,
         tokens: HashMap::new(),
@@ -953,18 +1018,47 @@ fn pod_status(p: &PodCtx, pod: &Pod, runs: &[Run]) -> Value {
 
 type Failure = (String, String);
 
-async fn get_secret(p: &PodCtx, name: &str) -> Result<Option<Secret>, String> {
-    if let Some(s) = p.ctx.secrets.get(&ObjectRef::new(name).within(&p.ns)) {
-        return Ok(Some((*s).clone()));
+/// Objects by (namespace, name): when read, and what was read (None: not found).
+type ObjectCache<K> = Mutex<HashMap<(String, String), (Instant, Option<K>)>>;
+
+/// How long a Secret or ConfigMap read is reused (the kubelet's TTL cache strategy): every pod
+/// worker looks at its volumes four times a second, and 100 runtime pods re-reading their four
+/// objects each second means about 400 GETs a second (counted from the objects, not measured)
+/// on the 2-core machine's API server. An edit reaches running pods within this (a real
+/// kubelet takes up to its sync period, a minute).
+const OBJECT_TTL: Duration = Duration::from_secs(5);
+
+/// A Secret or ConfigMap a pod uses, read by name — a node may read only those (the Node
+/// authorizer), so it cannot watch them all — and reused for `OBJECT_TTL`, but never one read
+/// before the pod was taken on (`not_before`): a new pod starts with what is there now (the
+/// kubelet's cache manager refreshes a pod's objects when it registers the pod; a rolled pod
+/// must get the rotated token, not a copy from seconds ago). Failures are not kept (a pod bound a moment ago
+/// may be refused until the authorizer's graph has it).
+async fn cached<K>(client: &Client, cache: &ObjectCache<K>, ns: &str, name: &str, not_before: Instant) -> Result<Option<K>, String>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let key = (ns.to_string(), name.to_string());
+    if let Some((at, object)) = cache.lock().expect("cache").get(&key)
+        && *at >= not_before
+        && at.elapsed() < OBJECT_TTL
+    {
+        return Ok(object.clone());
     }
-    Api::<Secret>::namespaced(p.ctx.client.clone(), &p.ns).get_opt(name).await.map_err(|e| e.to_string())
+    let object = Api::<K>::namespaced(client.clone(), ns).get_opt(name).await.map_err(|e| e.to_string())?;
+    cache.lock().expect("cache").insert(key, (Instant::now(), object.clone()));
+    Ok(object)
+}
+
+async fn get_secret(p: &PodCtx, name: &str) -> Result<Option<Secret>, String> {
+    cached(&p.ctx.client, &p.ctx.secrets, &p.ns, name, p.registered).await
 }
 
 async fn get_config_map(p: &PodCtx, name: &str) -> Result<Option<ConfigMap>, String> {
-    if let Some(s) = p.ctx.config_maps.get(&ObjectRef::new(name).within(&p.ns)) {
-        return Ok(Some((*s).clone()));
-    }
-    Api::<ConfigMap>::namespaced(p.ctx.client.clone(), &p.ns).get_opt(name).await.map_err(|e| e.to_string())
+    cached(&p.ctx.client, &p.ctx.config_maps, &p.ns, name, p.registered).await
 }
 
 fn secret_data(s: &Secret) -> BTreeMap<String, Vec<u8>> {
@@ -1124,11 +1218,48 @@ async fn container_env(p: &PodCtx, pod: &Pod, c: &Container, image: &Image) -> R
     Ok(env)
 }
 
+/// Who a container runs as, from its and its pod's securityContext.
+struct Identity {
+    /// None: root (no runAsUser), and nothing is switched.
+    uid: Option<libc::uid_t>,
+    gid: libc::gid_t,
+    groups: Vec<libc::gid_t>,
+}
+
+/// `runAsUser`/`runAsGroup` (the container's, else the pod's; the group defaults to 0 as with an
+/// image without a USER group), `fsGroup` and `supplementalGroups` as supplementary groups;
+/// `runAsNonRoot` refuses to start a container that would run as root, with the kubelet's reason.
+fn identity(pod: &Pod, c: &Container) -> Result<Identity, Failure> {
+    let pod_sc = pod.spec.as_ref().and_then(|s| s.security_context.clone()).unwrap_or_default();
+    let sc = c.security_context.clone().unwrap_or_default();
+    let id = |v: Option<i64>, what: &str| -> Result<Option<u32>, Failure> {
+        v.map(|v| u32::try_from(v).map_err(|_| ("CreateContainerConfigError".to_string(), format!("{what} {v} is not a valid id"))))
+            .transpose()
+    };
+    let uid = id(sc.run_as_user.or(pod_sc.run_as_user), "runAsUser")?;
+    let gid = id(sc.run_as_group.or(pod_sc.run_as_group), "runAsGroup")?.unwrap_or(0);
+    if sc.run_as_non_root.or(pod_sc.run_as_non_root) == Some(true) && uid.unwrap_or(0) == 0 {
+        let name = pod.metadata.name.as_deref().unwrap_or_default();
+        return Err((
+            "CreateContainerConfigError".into(),
+            format!("container has runAsNonRoot and image will run as root (pod: \"{name}\", container: {})", c.name),
+        ));
+    }
+    let mut groups = vec![gid];
+    groups.extend(id(pod_sc.fs_group, "fsGroup")?);
+    for g in pod_sc.supplemental_groups.unwrap_or_default() {
+        groups.extend(id(Some(g), "supplementalGroups")?);
+    }
+    groups.dedup();
+    Ok(Identity { uid, gid, groups })
+}
+
 async fn start_container(p: &mut PodCtx, pod: &Pod, c: &Container, restarts: i32) -> Result<std::process::Child, Failure> {
     let image_name = c.image.clone().unwrap_or_default();
     let Some(image) = p.ctx.config.images.iter().find(|i| i.matches(&image_name)).cloned() else {
         return Err(("ErrImagePull".into(), format!("the process kubelet has no binary for the image {image_name}")));
     };
+    let identity = identity(pod, c)?;
     let env = container_env(p, pod, c, &image).await?;
     // The command replaces the image's entrypoint: its first word names the entrypoint (the
     // mapped binary); the rest and the args follow.
@@ -1158,6 +1289,12 @@ async fn start_container(p: &mut PodCtx, pod: &Pod, c: &Container, restarts: i32
     let _ = std::fs::create_dir_all(&termination);
     let message_file = termination.join(&c.name);
     std::fs::write(&message_file, b"").map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+    {
+        // Writable by whatever user the container runs as (the kubelet makes it 0666 too).
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&message_file, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| ("RunContainerError".to_string(), e.to_string()))?;
+    }
     let message_path = PathBuf::from(c.termination_message_path.as_deref().unwrap_or("/dev/termination-log"));
     if mount_point(&message_path, false).is_ok() {
         mounts.push((message_file, message_path, false));
@@ -1199,7 +1336,8 @@ async fn start_container(p: &mut PodCtx, pod: &Pod, c: &Container, restarts: i32
     unsafe {
         command.pre_exec(move || {
             use std::io::Error;
-            // Dies with the kubelet's thread (and so with the test process).
+            // Dies with the kubelet's thread (and so with the test process); set again after a
+            // change of user below, which clears it.
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             if libc::getppid() != parent {
                 libc::_exit(137);
@@ -1229,6 +1367,20 @@ async fn start_container(p: &mut PodCtx, pod: &Pod, c: &Container, restarts: i32
                     ) != 0
                 {
                     return Err(Error::last_os_error());
+                }
+            }
+            // The pod's user last (the mounts need root): supplementary groups (fsGroup,
+            // supplementalGroups), group, user. std's own uid/gid would switch before these mounts.
+            if let Some(uid) = identity.uid {
+                if libc::setgroups(identity.groups.len(), identity.groups.as_ptr()) != 0
+                    || libc::setgid(identity.gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(Error::last_os_error());
+                }
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                if libc::getppid() != parent {
+                    libc::_exit(137);
                 }
             }
             Ok(())
@@ -1265,7 +1417,10 @@ async fn sync_volumes(p: &mut PodCtx, pod: &Pod) -> Result<(), String> {
     for v in volumes {
         let dir = p.dir.join("volumes").join(&v.name);
         if v.empty_dir.is_some() {
+            use std::os::unix::fs::PermissionsExt as _;
             std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+            // World-writable, as the kubelet makes an emptyDir: the container may run as any user.
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).map_err(|e| e.to_string())?;
             continue;
         }
         if v.host_path.is_some() {
@@ -1273,7 +1428,8 @@ async fn sync_volumes(p: &mut PodCtx, pod: &Pod) -> Result<(), String> {
         }
         let files = volume_files(p, pod, &v).await?;
         if p.volumes.get(&v.name) != Some(&files) {
-            write_atomic(&dir, &files).map_err(|e| format!("volume {}: {e}", v.name))?;
+            let fs_group = pod.spec.as_ref().and_then(|s| s.security_context.as_ref()?.fs_group).and_then(|g| u32::try_from(g).ok());
+            write_atomic(&dir, &files, fs_group).map_err(|e| format!("volume {}: {e}", v.name))?;
             p.volumes.insert(v.name.clone(), files);
         }
     }
@@ -1404,7 +1560,7 @@ async fn service_account_token(p: &mut PodCtx, pod: &Pod, audience: String, expi
 /// The kubelet's atomic writer: the files go into a new `..<timestamp>` folder, the `..data`
 /// symlink is renamed onto it in one step, and each top-level name is a symlink through
 /// `..data`; a reader sees the old set or the new one, never a mix.
-fn write_atomic(dir: &Path, files: &Files) -> std::io::Result<()> {
+fn write_atomic(dir: &Path, files: &Files, fs_group: Option<u32>) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt as _;
     std::fs::create_dir_all(dir)?;
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -1418,7 +1574,16 @@ fn write_atomic(dir: &Path, files: &Files) -> std::io::Result<()> {
             std::fs::create_dir_all(parent)?;
         }
         std::fs::write(&file, bytes)?;
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))?;
+        // With an fsGroup the files belong to that group and are readable by it (the kubelet's
+        // SetVolumeOwnership: mode | 0440 for these read-only volumes).
+        let mode = match fs_group {
+            Some(gid) => {
+                std::os::unix::fs::chown(&file, None, Some(gid))?;
+                *mode | 0o440
+            }
+            None => *mode,
+        };
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode))?;
     }
     let old = std::fs::read_link(dir.join("..data")).ok();
     let tmp = dir.join("..data_tmp");
