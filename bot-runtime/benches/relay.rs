@@ -159,14 +159,7 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
                 while Instant::now() < deadline {
                     let k = next.fetch_add(1, Ordering::Relaxed) as usize;
                     let Some(body) = updates.get(k) else { break };
-                    let r = http
-                        .post(&url)
-                        .header("x-telegram-bot-api-secret-token", SECRET)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await;
-                    if matches!(r, Ok(r) if r.status().is_success()) {
+                    if deliver(&http, &url, body).await {
                         done.fetch_add(1, Ordering::Relaxed);
                     }
                 }
@@ -224,6 +217,18 @@ async fn run(users: i64, chats: i64, rate: u64, seconds: u64, concurrency: usize
     fake.stop().await;
 }
 
+/// Posts one update as Telegram does; true when the runtime took it (200).
+async fn deliver(http: &reqwest::Client, url: &str, body: &str) -> bool {
+    let r = http
+        .post(url)
+        .header("x-telegram-bot-api-secret-token", SECRET)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await;
+    matches!(r, Ok(r) if r.status().is_success())
+}
+
 fn copies(sim: &botfleet_tests::fake_telegram::Sim) -> u64 {
     sim.stats().calls.get("copyMessage").copied().unwrap_or(0)
 }
@@ -266,14 +271,7 @@ async fn instructions(
                     loop {
                         let Some(body) = queue.lock().expect("queue").next() else { break };
                         loop {
-                            let r = http
-                                .post(&url)
-                                .header("x-telegram-bot-api-secret-token", SECRET)
-                                .header("content-type", "application/json")
-                                .body(body.clone())
-                                .send()
-                                .await;
-                            if matches!(r, Ok(r) if r.status().is_success()) {
+                            if deliver(&http, &url, &body).await {
                                 break;
                             }
                             tokio::time::sleep(Duration::from_millis(200)).await;

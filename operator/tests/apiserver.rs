@@ -164,9 +164,6 @@ async fn a_user_without_bindings_is_refused_by_rbac() {
 /// removes what it owned.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows_a_deletion() {
-    use botfleet_operator::bot::build::{SecretRef, Settings};
-    use botfleet_operator::metrics::Metrics;
-    use botfleet_operator::telegram::TelegramClient;
     use botfleet_tests::fake_telegram::FakeTelegram;
     let Some(plane) = control_plane() else { return };
     let admin = client_as(plane, "admin").await;
@@ -178,34 +175,7 @@ async fn the_operator_reconciles_the_sample_fleet_and_garbage_collection_follows
     for doc in samples() {
         create(&admin, &ns, doc).await.expect("sample");
     }
-    let settings = Settings {
-        runtime_image: "ghcr.io/botfleet/bot-runtime:test".into(),
-        allowed_images: vec![],
-        service_monitor_labels: Default::default(),
-        network_policy: None,
-        database_secret: SecretRef { name: "botfleet-db".into(), key: "url".into() },
-        redis_secret: SecretRef { name: "botfleet-redis".into(), key: "url".into() },
-        telegram_api_url: fake.api_url(),
-        runtime: Default::default(),
-    };
-    let reporter = kube::runtime::events::Reporter { controller: "botfleet-operator".into(), instance: Some("test".into()) };
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let shutdown = {
-        let mut stopped = stopped.clone();
-        async move {
-            let _ = stopped.wait_for(|s| *s).await;
-        }
-    };
-    let operator = tokio::spawn(botfleet_operator::controller::run(
-        admin.clone(),
-        Some(ns.clone()),
-        botfleet_operator::bot::fleet::Fleet::default(),
-        TelegramClient::new(&fake.api_url()),
-        settings,
-        std::sync::Arc::new(Metrics::new()),
-        reporter,
-        futures::FutureExt::shared(Box::pin(shutdown)),
-    ));
+    let (stop, operator) = start_operator(admin.clone(), &ns, &fake.api_url());
 
     let configs = Api::<ConfigMap>::namespaced(admin.clone(), &ns);
     let config = eventually("alpha's ConfigMap", Duration::from_secs(60), || {
