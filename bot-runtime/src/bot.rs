@@ -43,7 +43,12 @@ pub struct Fleet {
     pub health: Arc<crate::health::Health>,
     /// Cross-bot media limits and this process's download/upload slots.
     pub media: crate::delivery::media::MediaRelays,
+    /// The fleet admins from the registry (written by the admin role), and when they were read.
+    fleet_admins: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<i64>>)>>,
 }
+
+/// How long a process keeps the fleet admins it read before reading them again.
+const FLEET_ADMINS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Fleet {
     pub fn new(hot: Arc<dyn HotState>, store: Arc<dyn Store>, matcher: Arc<dyn MatchPool>, metrics: Metrics, replica: String) -> Arc<Self> {
@@ -72,7 +77,31 @@ impl Fleet {
             egress: crate::ingress::admission::Egress::default(),
             health: Arc::default(),
             media: crate::delivery::media::MediaRelays::new(media),
+            fleet_admins: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The fleet admins (the chart's `admin.fleetAdmins`, registered by the admin role), read
+    /// at most once a minute; an empty list while the registry cannot be read (their in-bot
+    /// commands wait for it; a bot's own admins do not).
+    pub async fn fleet_admins(&self) -> Arc<Vec<i64>> {
+        let mut cached = self.fleet_admins.lock().await;
+        if let Some((at, ids)) = cached.as_ref()
+            && at.elapsed() < FLEET_ADMINS_FOR
+        {
+            return ids.clone();
+        }
+        match self.store.fleet_admins().await {
+            Ok(ids) => {
+                let ids = Arc::new(ids);
+                *cached = Some((std::time::Instant::now(), ids.clone()));
+                ids
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the fleet admins");
+                cached.as_ref().map(|(_, ids)| ids.clone()).unwrap_or_default()
+            }
+        }
     }
 
     pub fn bell(&self, bot: &str) -> Arc<Notify> {

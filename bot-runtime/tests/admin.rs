@@ -47,6 +47,7 @@ on_both_backends!(
     a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited,
     api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after,
     in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only,
+    the_fleet_admins_of_the_charts_values_use_the_in_bot_commands_of_every_bot,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1871,5 +1872,41 @@ async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confir
             "{action}: {rows:?}"
         );
     }
+    h.stop().await;
+}
+
+/// Fleet admins (the chart's `admin.fleetAdmins`, the admin role's `ADMIN_FLEET_ADMINS`) are in
+/// no BotInstance's `spec.admins`: the admin role writes them into the registry, and every bot
+/// answers their in-bot commands — a bot admin's reach stays their own bot.
+async fn the_fleet_admins_of_the_charts_values_use_the_in_bot_commands_of_every_bot(backend: Backend) {
+    let mut beta = bot_config("beta", Mode::Polling, "");
+    beta.bot.admins.telegram_ids = vec![100_000_002];
+    let h = Harness::start(backend, Mode::Polling, vec![bot_config("alpha", Mode::Polling, ""), beta], 1).await;
+    // Fay (100000001) runs the fleet; Bob (100000002) administers beta only.
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bob = onboarded(&h, "alpha", "Bob", "m", 35).await;
+    assert_eq!((fay.id, bob.id), (100_000_001, 100_000_002), "the fake numbers users from 100000001");
+    let admin = start_admin(&h, vec![fay.id], vec![bob.id]).await;
+    let deadline = std::time::Instant::now() + WAIT;
+    while bot_runtime::store::admin::Registry::fleet_admins(&admin.sql).await.unwrap() != vec![fay.id] {
+        assert!(std::time::Instant::now() < deadline, "the admin role registers the fleet admins");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut max = onboarded(&h, "alpha", "Max", "m", 29).await;
+
+    // On alpha, whose BotInstance names no admin: Fay's /stats shows the bot's numbers and her
+    // /ban works; Bob (beta's admin) is a member like any other here.
+    fay.send("/stats").unwrap();
+    fay.expect("the bot's numbers", WAIT, |m| text_of(m).contains("alpha now:")).await.unwrap();
+    bob.send(&format!("/ban {}", max.id)).unwrap();
+    bob.expect("unknown", WAIT, |m| text_of(m).contains("don't know that command")).await.unwrap();
+    fay.send(&format!("/ban {} 1", max.id)).unwrap();
+    fay.expect("banned", WAIT, |m| text_of(m).contains("is banned on this bot until")).await.unwrap();
+    max.expect("the ban notice", WAIT, |m| text_of(m).contains("suspended you")).await.unwrap();
+    let member = admin.sql.person_view(max.id).await.unwrap().unwrap().members.remove(0);
+    assert!(member.bot_ban_until_ms.is_some(), "{member:?}");
+    bob.send("/stats").unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!bob.received().unwrap().iter().any(|m| text_of(m).contains("now:")), "not beta's admin's on alpha");
     h.stop().await;
 }

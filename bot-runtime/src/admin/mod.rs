@@ -233,6 +233,9 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; connect-src 'self'
 /// Serves (and runs the broadcast producer) until `shutdown` turns true, then lets the
 /// producer finish its step (with the peer's address for the login limits).
 pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    // The bots learn the fleet admins from the registry (they answer their in-bot commands);
+    // retried until it is written, without holding the dashboard back.
+    tokio::spawn(register_fleet_admins(state.clone(), shutdown.clone()));
     let producer = tokio::spawn(broadcast::run(state.clone(), shutdown.clone()));
     let refresher = tokio::spawn(analytics::run(state.clone(), shutdown.clone()));
     let app = router(state).into_make_service_with_connect_info::<SocketAddr>();
@@ -252,6 +255,21 @@ pub async fn serve(listener: tokio::net::TcpListener, state: AdminState, mut shu
         tracing::warn!("the analytics refresher stopped abnormally");
     }
     served
+}
+
+/// Writes the fleet admins into the registry (the bots read them there), every 10 s until it
+/// succeeds (Postgres may be starting too).
+async fn register_fleet_admins(state: AdminState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        match crate::store::admin::Registry::set_fleet_admins(state.fleet.store.as_ref(), &state.settings.fleet_admins).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, "could not register the fleet admins; retrying"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 // ---- errors ------------------------------------------------------------------------------

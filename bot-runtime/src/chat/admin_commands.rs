@@ -1,8 +1,9 @@
 //! In-bot admin commands (docs/ADMIN.md, "In-bot admin commands"): `/stats` (the bot's
 //! numbers under the member's own), `/ban <user id> [hours]`, `/unban <user id>`, and
 //! `/broadcast <text>` with a confirmation button. For the bot's admins only — the Telegram ids
-//! in its BotInstance's `spec.admins` (the bot knows no others: fleet admins are the admin
-//! role's setting) — anyone else gets "unknown command", and the menu shows them to admins only
+//! in its BotInstance's `spec.admins`, and the fleet admins (the chart's `admin.fleetAdmins`,
+//! which the admin role writes into the registry at start; each process re-reads them once a
+//! minute) — anyone else gets "unknown command", and the menu shows them to admins only
 //! (`telegram_menu.rs`).
 //!
 //! They are the dashboard's actions on this one bot, by the same rules: a ban is the per-bot
@@ -43,8 +44,14 @@ pub(crate) async fn alert_admins(
     text: TextKey,
     args: &[(&str, &str)],
 ) -> Result<(), HandleError> {
-    // This bot's admins from its configuration; another bot's as it registered them.
-    let admins = if bot == fx.bot.name { fx.bot.cfg().bot.admins.telegram_ids.clone() } else { fx.store().bot_admins(bot).await? };
+    // This bot's admins from its configuration; another bot's as it registered them; and the
+    // fleet's admins, once each.
+    let mut admins = if bot == fx.bot.name { fx.bot.cfg().bot.admins.telegram_ids.clone() } else { fx.store().bot_admins(bot).await? };
+    for id in fx.bot.fleet.fleet_admins().await.iter() {
+        if !admins.contains(id) {
+            admins.push(*id);
+        }
+    }
     if admins.is_empty() {
         return Ok(());
     }
@@ -68,8 +75,10 @@ pub(crate) async fn alert_admins(
     Ok(())
 }
 
-fn is_admin(fx: &Effects<'_>, user_id: i64) -> bool {
-    fx.bot.cfg().bot.admins.telegram_ids.contains(&user_id)
+/// The bot's own admins (its BotInstance's `spec.admins`) and the fleet's (the chart's
+/// `admin.fleetAdmins`, from the registry the admin role writes).
+async fn is_admin(fx: &Effects<'_>, user_id: i64) -> bool {
+    fx.bot.cfg().bot.admins.telegram_ids.contains(&user_id) || fx.bot.fleet.fleet_admins().await.contains(&user_id)
 }
 
 /// An audit row of an in-bot action (the admin role's log).
@@ -92,7 +101,7 @@ async fn audit(fx: &Effects<'_>, admin: i64, action: &str, target: Option<i64>, 
 
 /// An admin's `/stats`: the bot's numbers now (the member's own stats were sent just before).
 pub(super) async fn stats(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Result<(), HandleError> {
-    if !is_admin(fx, user.user_id) {
+    if !is_admin(fx, user.user_id).await {
         return Ok(());
     }
     let (n, stars) = fx.store().bot_stats(&fx.bot.name, fx.now_ms).await?;
@@ -120,7 +129,7 @@ pub(super) async fn stats(fx: &mut Effects<'_>, user: &User, lang: Lang) -> Resu
 /// `/ban <user id> [hours]`: the per-bot ban, the member's chat ended now.
 pub(super) async fn ban(fx: &mut Effects<'_>, user: &User, lang: Lang, args: &str) -> Result<(), HandleError> {
     let me = user.member();
-    if !is_admin(fx, user.user_id) {
+    if !is_admin(fx, user.user_id).await {
         super::menu::unknown(fx, &me, lang);
         return Ok(());
     }
@@ -161,7 +170,7 @@ pub(super) async fn ban(fx: &mut Effects<'_>, user: &User, lang: Lang, args: &st
 /// `/unban <user id>`: lifts the ban on this bot.
 pub(super) async fn unban(fx: &mut Effects<'_>, user: &User, lang: Lang, args: &str) -> Result<(), HandleError> {
     let me = user.member();
-    if !is_admin(fx, user.user_id) {
+    if !is_admin(fx, user.user_id).await {
         super::menu::unknown(fx, &me, lang);
         return Ok(());
     }
@@ -182,7 +191,7 @@ pub(super) async fn unban(fx: &mut Effects<'_>, user: &User, lang: Lang, args: &
 /// Send and Cancel; nothing is queued until Send.
 pub(super) async fn broadcast(fx: &mut Effects<'_>, user: &User, lang: Lang, text: &str) -> Result<(), HandleError> {
     let me = user.member();
-    if !is_admin(fx, user.user_id) {
+    if !is_admin(fx, user.user_id).await {
         super::menu::unknown(fx, &me, lang);
         return Ok(());
     }
@@ -217,7 +226,7 @@ pub(super) async fn confirm_broadcast(
     message_id: Option<i64>,
 ) -> Result<Option<String>, HandleError> {
     let me = user.member();
-    if !is_admin(fx, user.user_id) {
+    if !is_admin(fx, user.user_id).await {
         return Ok(Some(TextKey::ButtonStale.text(lang)));
     }
     if !fx.store().settle_draft(id, &fx.bot.name, user.user_id, go, fx.now_ms).await? {

@@ -72,6 +72,10 @@ pub trait Registry: Send + Sync + 'static {
     async fn set_star_balance(&self, bot: &str, stars: i64, now_ms: i64) -> StoreResult<bool>;
     /// The admins a bot registered (none if it is not registered).
     async fn bot_admins(&self, bot: &str) -> StoreResult<Vec<i64>>;
+    /// The fleet admins, as the admin role last wrote them (none without an admin role).
+    async fn fleet_admins(&self) -> StoreResult<Vec<i64>>;
+    /// Replaces the fleet admins (the admin role, at start: its `ADMIN_FLEET_ADMINS`).
+    async fn set_fleet_admins(&self, ids: &[i64]) -> StoreResult<()>;
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()>;
     async fn unban_member(&self, bot: &str, user_id: i64) -> StoreResult<bool>;
     async fn audit_in_bot(&self, entry: &NewAudit) -> StoreResult<()>;
@@ -642,6 +646,26 @@ impl Registry for SqlStore {
             Some(r) => admins_of(&col::<String>(&r, "admins")?),
             None => Ok(Vec::new()),
         }
+    }
+
+    async fn fleet_admins(&self) -> StoreResult<Vec<i64>> {
+        let rows = sqlx::query("SELECT telegram_id FROM admin_fleet_admins ORDER BY telegram_id").fetch_all(self.pool()).await.map_err(db_err)?;
+        rows.iter().map(|r| col::<i64>(r, "telegram_id")).collect()
+    }
+
+    async fn set_fleet_admins(&self, ids: &[i64]) -> StoreResult<()> {
+        // In one transaction: a bot reading meanwhile sees the old set or the new one.
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        sqlx::query("DELETE FROM admin_fleet_admins").execute(&mut *tx).await.map_err(db_err)?;
+        for id in ids {
+            sqlx::query("INSERT INTO admin_fleet_admins (telegram_id) VALUES ($1) ON CONFLICT (telegram_id) DO NOTHING")
+                .bind(*id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(())
     }
 
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {

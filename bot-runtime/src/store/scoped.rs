@@ -329,6 +329,14 @@ impl Registry for BotStore {
         self.inner.bot_admins(&self.id(bot)).await
     }
 
+    async fn fleet_admins(&self) -> StoreResult<Vec<i64>> {
+        self.inner.fleet_admins().await
+    }
+
+    async fn set_fleet_admins(&self, ids: &[i64]) -> StoreResult<()> {
+        self.inner.set_fleet_admins(ids).await
+    }
+
     async fn ban_member(&self, bot: &str, user_id: i64, until_ms: i64, admin_id: i64, now_ms: i64) -> StoreResult<()> {
         self.inner.ban_member(&self.id(bot), user_id, until_ms, admin_id, now_ms).await
     }
