@@ -10,6 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
+use bot_runtime::hot::{Job, Lane, Marker};
+use bot_runtime::matching::Member;
+use botfleet_tests::fake_telegram::InboxEvent;
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::admin::{AdminStore, Audience, NewBroadcastRow};
 use bot_runtime::store::sql::SqlStore;
@@ -925,10 +928,11 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     let rows = admin.sql.audit_log(None, 100).await.unwrap();
     assert!(rows.iter().any(|r| r.action == "broadcast" && r.detail.contains("Big news")), "{rows:?}");
 
-    // A process killed in the middle of a batch (claimed, not recorded): after the claim goes
-    // stale the batch is queued again, and counted as possibly repeated.
+    // A process killed in the middle of a batch (claimed and queued, not recorded): after the
+    // claim goes stale the batch is queued again, and the bot's sender still sends each of its
+    // members the message once (nothing was in flight at the sender: nothing is counted).
     admin.stop().await;
-    let (_fleet, sql) = h.admin_fleet().await;
+    let (fleet, sql) = h.admin_fleet().await;
     let everyone = Audience::all();
     let row = NewBroadcastRow {
         bot: "default/beta",
@@ -944,12 +948,28 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     ids.sort();
     let dead_at = bot_runtime::bot::now_ms() - 60_000;
     assert!(sql.claim_batch(second, 0, ids[2], dead_at, dead_at - 60_000).await.unwrap());
+    let beta = sql.bots().await.unwrap().into_iter().find(|b| b.id == "default/beta").expect("beta registered");
+    let dead_jobs: Vec<Job> = ids[..3]
+        .iter()
+        .map(|&user| {
+            let mut job = Job::to(
+                &Member::new(beta.name.clone(), user),
+                Lane::Bulk,
+                "sendMessage",
+                json!({"chat_id": user, "text": "Second news", "parse_mode": "HTML"}),
+            );
+            job.enqueued_ms = bot_runtime::bot::now_ms();
+            job.broadcast = Some(second);
+            job
+        })
+        .collect();
+    fleet.hot.commit(&beta.pool, Marker::None, &dead_jobs).await.unwrap();
     let admin = start_admin(&h, vec![fay.id], vec![]).await;
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let b2 = admin.sql.broadcast(second).await.unwrap().unwrap();
         if b2.status == "done" {
-            assert_eq!((b2.queued, b2.repeated_max), (10, 3), "the dead batch is counted: {b2:?}");
+            assert_eq!((b2.queued, b2.repeated_max), (10, 0), "the dead batch is queued again, nothing in flight: {b2:?}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the second broadcast ends: {b2:?}");
@@ -958,9 +978,19 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     for m in &mut members {
         m.expect("the second broadcast", WAIT, |m| text_of(m).contains("Second news")).await.unwrap();
     }
-    // The repeated batch's members got it twice at most, and are counted once.
+    // The repeated batch's members got it once (two jobs each, one send), and are counted once.
     let settled = wait_settled(&admin.sql, second, 10).await;
     assert_eq!(settled.delivered, 10, "{settled:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for &user in &ids {
+        let got = h.sim.inbox(user, Some(&username("beta")), 0).unwrap();
+        let copies = got
+            .iter()
+            .filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("Second news")))
+            .count();
+        assert_eq!(copies, 1, "member {user} has the second broadcast once");
+    }
+    assert_eq!(admin.sql.broadcast(second).await.unwrap().unwrap().repeated_max, 0);
     h.stop().await;
 }
 

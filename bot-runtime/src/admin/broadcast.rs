@@ -2,16 +2,21 @@
 //! queued by a producer in the admin role onto that bot's outbox, on the bulk lane — so the
 //! bot's own sender delivers it through its rate limiter, after its chats (interactive lane).
 //!
-//! * **Pace.** The producer keeps at most `broadcast_queue` jobs in the bot's outbox (about
-//!   three seconds of a bot's 30 messages a second): it never sends itself, so it cannot
-//!   bypass the limiter, and a busy bot's chats hold the broadcast back.
+//! * **Pace.** The producer keeps at most `broadcast_queue` jobs in the bot's outbox for a bot
+//!   sending Telegram's 30 messages a second (about three seconds), proportionally more for a
+//!   faster bot (its `perBotPerSecond`): it never sends itself, so it cannot bypass the
+//!   limiter, and a busy bot's chats hold the broadcast back.
 //! * **Progress** lives in Postgres: the audience is walked by user id, `cursor_user` the last
 //!   member queued. One step claims the next batch (`pending_to`), queues it, then moves the
 //!   cursor. A graceful stop lets the step finish: after a restart nobody gets it twice and
 //!   nobody is skipped. A process killed between queuing and moving the cursor leaves the
-//!   batch pending; after `STALE_MS` it is queued again (at most that batch repeats) and
-//!   counted in `repeated_max`. Two admin replicas never take the same batch (the claim is
-//!   one conditional update).
+//!   batch pending; after `STALE_MS` it is queued again. Two admin replicas never take the
+//!   same batch (the claim is one conditional update).
+//! * **Once per member** at the sender: before each message the bot's sender records that it
+//!   is sending it (`Registry::broadcast_attempt`); a member whose message is settled is not
+//!   sent it again (a batch queued twice), and one whose earlier send was in flight when its
+//!   sender was killed gets it again, counted in `repeated_max` (at most those may have it
+//!   twice).
 //! * **Who gets it**: members of the bot with a complete profile, reachable, not banned or
 //!   restricted, in the audience (`all`, `vip`, `free`, optionally one language and members
 //!   active since a day), who have not sent `/news off`. Each message ends with a line (in
@@ -262,17 +267,39 @@ async fn step_all(s: &AdminState) -> Result<(), ApiError> {
         return Ok(());
     }
     let bots = s.store.bots().await?;
+    let configs = s.store.bot_configs().await?;
     for b in &running {
         // A bot not registered (yet, or any more) waits: nothing can send for it.
         if let Some(bot) = bots.iter().find(|r| r.id == b.bot) {
-            step(s, b, bot).await?;
+            let rate = configs.iter().find(|(id, _, _)| *id == b.bot).map_or(0, |(_, _, config)| per_bot_per_second(config));
+            step(s, b, bot, queue_for(s.settings.broadcast_queue, rate)).await?;
         }
     }
     Ok(())
 }
 
+/// Telegram's free rate per bot, the rate `broadcast_queue` is sized for (3 s of it by default).
+const BASE_RATE: u64 = 30;
+
+/// A bot's configured send rate (`limits.outbound.perBotPerSecond` of its registered
+/// configuration); 0 if unknown.
+fn per_bot_per_second(config: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(config)
+        .ok()
+        .and_then(|v| v["limits"]["outbound"]["perBotPerSecond"].as_u64())
+        .unwrap_or(0)
+}
+
+/// The jobs a broadcast keeps queued for a bot sending `rate` messages a second: `queue` for
+/// Telegram's 30/s, as many seconds' worth for a faster bot (a bot allowed 300/s keeps ten
+/// times as many), so the producer never starves a fast bot's sender and never queues more
+/// than a few seconds of any bot's budget.
+fn queue_for(queue: u64, rate: u64) -> u64 {
+    queue.saturating_mul(rate.max(BASE_RATE).div_ceil(BASE_RATE))
+}
+
 /// One batch of one broadcast, if the bot's outbox has room for it.
-async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), ApiError> {
+async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot, queue: u64) -> Result<(), ApiError> {
     let now = crate::bot::now_ms();
     // A batch claimed by a process that died: queue it again (its members may get it twice).
     let (to, repeated) = match (b.pending_to, b.pending_ms) {
@@ -280,7 +307,7 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
         (Some(_), _) => return Ok(()),
         (None, _) => {
             let (depth, _) = s.fleet.hot.outbox_depth(&bot.pool, &bot.name, now).await?;
-            let room = s.settings.broadcast_queue.saturating_sub(depth);
+            let room = queue.saturating_sub(depth);
             if room == 0 {
                 return Ok(());
             }
@@ -318,7 +345,9 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
         s.fleet.ring(&jobs);
     }
     let n = jobs.len() as i64;
-    s.store.batch_queued(b.id, to, n, if repeated { n } else { 0 }).await?;
+    // A batch queued again repeats nothing by itself: the sender sends each member's message
+    // once (`Registry::broadcast_attempt`) and counts the sends a kill left unknown.
+    s.store.batch_queued(b.id, to, n, 0).await?;
     if repeated {
         tracing::warn!(bot = %b.bot, id = b.id, members = n, "broadcast: a batch of a stopped process was queued again");
     }
@@ -328,6 +357,18 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::{TEXT_PATTERN, telegram_html};
+
+    /// A broadcast keeps a few seconds of its bot's budget queued, whatever the budget.
+    #[test]
+    fn the_queue_is_seconds_of_the_bots_budget() {
+        assert_eq!(super::queue_for(90, 30), 90);
+        assert_eq!(super::queue_for(90, 0), 90, "unknown: Telegram's free rate");
+        assert_eq!(super::queue_for(90, 300), 900);
+        assert_eq!(super::queue_for(3, 100), 12);
+        let config = r#"{"limits":{"outbound":{"perBotPerSecond":250,"perChatPerMinute":20}}}"#;
+        assert_eq!(super::per_bot_per_second(config), 250);
+        assert_eq!(super::per_bot_per_second("not json"), 0);
+    }
 
     /// The document's pattern names the same tags the check accepts.
     #[test]

@@ -734,7 +734,7 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             b.blocked
         );
         if b.repeated_max > 0 {
-            html!(m, " (up to {} may have it twice: a stopped process's batch)", b.repeated_max);
+            html!(m, " (up to {} may have it twice: sends in flight at a kill)", b.repeated_max);
         }
         html!(m, "</td><td>{}", b.status);
         if let (Some(at), "scheduled") = (b.start_ms, b.status.as_str()) {

@@ -37,7 +37,7 @@ use crate::chat;
 use crate::hot::{Job, Lane, Marker, QueuedJob, reply_ref};
 use crate::matching::Member;
 use crate::store::EndReason;
-use crate::store::admin::BroadcastOutcome;
+use crate::store::admin::{BroadcastAttempt, BroadcastOutcome};
 use crate::telegram::{BadRequest, TgError};
 
 pub const SHARD_LEASE: Duration = Duration::from_secs(10);
@@ -657,6 +657,22 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
             Err(_) => return Delivery::Retry(Duration::from_secs(1)),
         }
     }
+    // A broadcast's message goes once per member: one already settled is not sent again (a
+    // batch queued twice), and one whose earlier send's outcome is unknown (a kill in flight)
+    // goes again, counted as possibly repeated (docs/ADMIN.md, "Restarts").
+    if let Some(id) = job.broadcast {
+        match bot.store.broadcast_attempt(id, job.chat_id, now_ms()).await {
+            Ok(BroadcastAttempt::First) => {}
+            Ok(BroadcastAttempt::Settled) => return Delivery::Done,
+            Ok(BroadcastAttempt::Unknown) => {
+                tracing::info!(bot = %bot.name, broadcast = id, "a broadcast message in flight at a stop is sent again");
+            }
+            Err(e) => {
+                tracing::warn!(bot = %bot.name, broadcast = id, error = %e, "cannot record a broadcast send; retrying");
+                return Delivery::Retry(Duration::from_secs(1));
+            }
+        }
+    }
     let result = match &job.upload {
         None => bot.api.call(&job.method, &params).await,
         // The bytes stream from the hot store into the request, a piece at a time.
@@ -715,6 +731,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
         // Every replica of the bot waits, not just this one.
         let until = now_ms() + after.as_millis() as i64;
         let _ = bot.fleet.hot.hold_sends(&bot.pool, &bot.name, Some(job.chat_id), until).await;
+        broadcast_unsent(bot, job).await;
         return Delivery::Retry(after);
     }
     // A 401/404 on a send means the token is being rotated (revoked before the new pods
@@ -723,6 +740,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
     if e.is_token_refused() {
         tracing::warn!(bot = %bot.name, method = %job.method, code = ?e.code(), "Telegram refused the token; holding the bot's sends");
         let _ = bot.fleet.hot.hold_sends(&bot.pool, &bot.name, None, now_ms() + TOKEN_HOLD.as_millis() as i64).await;
+        broadcast_unsent(bot, job).await;
         return Delivery::Retry(TOKEN_HOLD);
     }
     if e.is_transient() {
@@ -782,6 +800,15 @@ async fn record_broadcast(bot: &Bot, job: &Job, outcome: BroadcastOutcome) {
     bot.metrics().broadcast_message(&bot.name, outcome.as_str());
     if let Err(e) = bot.store.broadcast_outcome(id, job.chat_id, outcome, now_ms()).await {
         tracing::warn!(bot = %bot.name, broadcast = id, error = %e, "could not count a broadcast message");
+    }
+}
+
+/// A broadcast's message Telegram certainly did not take (429, token refused): its next try is
+/// not a possible repeat.
+async fn broadcast_unsent(bot: &Bot, job: &Job) {
+    let Some(id) = job.broadcast else { return };
+    if let Err(e) = bot.store.broadcast_unsent(id, job.chat_id).await {
+        tracing::warn!(bot = %bot.name, broadcast = id, error = %e, "could not clear a broadcast send that did not happen");
     }
 }
 
