@@ -225,16 +225,16 @@ impl BroadcastRun {
         out
     }
 
-    /// Waits until every bot's members have at least `each` copies of `needle` in total per bot
-    /// (the fake's count); panics after `limit`.
-    pub async fn wait_received(&self, needle: &str, each: u64, limit: Duration) {
+    /// Waits until each broadcast has at least `each` messages delivered (the senders' count);
+    /// panics after `limit`.
+    pub async fn wait_delivered(&self, ids: &[i64], each: i64, limit: Duration) {
         let started = Instant::now();
         loop {
-            let counts = self.received(needle);
-            if counts.iter().all(|c| c.values().sum::<u64>() >= each) {
+            let all = self.broadcasts(ids).await;
+            if all.iter().all(|b| b.delivered >= each) {
                 return;
             }
-            assert!(started.elapsed() < limit, "received {:?} of {each} each", counts.iter().map(|c| c.values().sum::<u64>()).collect::<Vec<_>>());
+            assert!(started.elapsed() < limit, "delivered {:?} of {each} each", all.iter().map(|b| b.delivered).collect::<Vec<_>>());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
