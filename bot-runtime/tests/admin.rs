@@ -50,6 +50,7 @@ on_both_backends!(
     a_warning_reaches_the_reported_member_in_their_language_closes_the_reports_restricts_nothing_and_is_audited,
     api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after,
     in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only,
+    a_broadcast_to_several_bots_reaches_each_member_once_per_bot_they_use,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1663,5 +1664,65 @@ async fn in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confir
             "{action}: {rows:?}"
         );
     }
+    h.stop().await;
+}
+
+/// Several bots at once (docs/ADMIN.md, "Broadcast"): one broadcast per bot; a person on two
+/// bots gets it from each (counted once per bot); a bot admin names only their own bots.
+async fn a_broadcast_to_several_bots_reaches_each_member_once_per_bot_they_use(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 33).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut ann_on_beta = ann.on_bot(&username("beta"));
+    ann_on_beta.onboard("f", 25, &[], WAIT).await.expect("Ann on beta too");
+    let mut cal = onboarded(&h, "beta", "Cal", "m", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.0.0.1");
+    owner.log_in(&mut fay).await;
+    let mut beta_admin = admin.client("10.0.0.2");
+    beta_admin.log_in(&mut bea).await;
+
+    // A bot admin names only their bots; `*` is theirs alone.
+    let (status, _) = beta_admin.post("/api/v1/broadcasts/preview", json!({"bots": ["default/beta", "default/alpha"], "text": "x"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = beta_admin.post("/api/v1/broadcasts/preview", json!({"bot": "*", "text": "x"})).await;
+    assert_eq!((status, body["audience_size"].as_i64()), (200, Some(3)), "beta: Bea, Ann, Cal: {body}");
+    let (status, _) = owner.post("/api/v1/broadcasts/preview", json!({"bots": [], "bot": "", "text": "x"})).await;
+    assert_eq!(status, 403, "no bot named: not one of yours");
+
+    // The fleet admin: every bot. Ann uses both and is counted (and served) once per bot.
+    let (status, body) = owner.post("/api/v1/broadcasts/preview", json!({"bot": "*", "text": "<b>All</b> bots"})).await;
+    assert_eq!((status, body["audience_size"].as_i64()), (200, Some(5)), "{body}");
+    let (status, body) = owner
+        .post("/api/v1/broadcasts", json!({"bots": ["default/alpha", "default/beta", "default/alpha"], "text": "<b>All</b> bots"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["audience_size"].as_i64(), Some(5), "{body}");
+    let made = body["broadcasts"].as_array().expect("one per bot").clone();
+    assert_eq!(made.len(), 2, "a bot named twice is one broadcast: {body}");
+    assert_eq!((made[0]["bot"].as_str(), made[0]["total"].as_i64()), (Some("default/alpha"), Some(2)));
+    assert_eq!((made[1]["bot"].as_str(), made[1]["total"].as_i64()), (Some("default/beta"), Some(3)));
+    assert_eq!(body["broadcast"]["id"], made[0]["id"]);
+    for (b, n) in made.iter().zip([2, 3]) {
+        let settled = wait_settled(&admin.sql, b["id"].as_i64().unwrap(), n).await;
+        assert_eq!((settled.delivered, settled.status.as_str()), (n, "done"), "{settled:?}");
+    }
+    for p in [&mut fay, &mut ann, &mut bea, &mut cal, &mut ann_on_beta] {
+        p.expect("the broadcast", WAIT, |m| text_of(m).contains("All bots")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (bot, user, n) in [("alpha", fay.id, 1), ("alpha", ann.id, 1), ("beta", ann.id, 1), ("beta", bea.id, 1), ("beta", cal.id, 1)] {
+        let copies = h
+            .sim
+            .inbox(user, Some(&username(bot)), 0)
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("All bots")))
+            .count();
+        assert_eq!(copies, n, "{user} on {bot}");
+    }
+    let rows = admin.sql.audit_log(None, 100).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 2, "one audit row per bot: {rows:?}");
     h.stop().await;
 }

@@ -1,4 +1,5 @@
-//! Broadcasts (docs/ADMIN.md, "Broadcast"): an announcement to the members of one bot,
+//! Broadcasts (docs/ADMIN.md, "Broadcast"): an announcement to the members of a bot (several
+//! bots at once: one broadcast each),
 //! queued by a producer in the admin role onto that bot's outbox, on the bulk lane — so the
 //! bot's own sender delivers it through its rate limiter, after its chats (interactive lane).
 //!
@@ -69,9 +70,20 @@ pub fn routes() -> Router<AdminState> {
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("anyOf" = [
+    {"required": ["bot"]},
+    {"required": ["bots"], "properties": {"bots": {"minItems": 1}}},
+]))]
 pub struct NewBroadcast {
-    /// The bot whose members get it (`<namespace>/<name>`).
+    /// The bot whose members get it (`<namespace>/<name>`), or `*`: every bot this admin acts
+    /// on (one broadcast per bot; a person who uses several of them gets it from each).
+    #[serde(default)]
     pub bot: String,
+    /// Several bots at once (instead of `bot`): one broadcast per bot, each to its own
+    /// members, at most 100.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub bots: Option<Vec<String>>,
     /// The message as Telegram HTML (`<b>`, `<i>`, `<a href>`, … ; `&lt;` for a literal `<`),
     /// 1 to 3500 characters.
     #[schemars(length(min = 1, max = 3500), pattern(TEXT_PATTERN))]
@@ -99,7 +111,7 @@ pub struct PreviewAnswer {
     /// The message as the dashboard shows it: HTML rebuilt from the checked text (every piece
     /// of text escaped, links http(s)/tg only), safe to put in a page.
     pub preview_html: String,
-    /// Members who would get it now.
+    /// Members who would get it now, summed over the bots named.
     pub audience_size: i64,
     /// When it would start (ms since the epoch; absent: now).
     pub start_ms: Option<i64>,
@@ -107,8 +119,12 @@ pub struct PreviewAnswer {
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BroadcastAnswer {
+    /// The broadcast (the first bot's, when several bots were named).
     pub broadcast: Broadcast,
-    /// Members in the audience now (who will get it, unless they leave or turn it off).
+    /// One broadcast per bot named, in the order named.
+    pub broadcasts: Vec<Broadcast>,
+    /// Members in the audience now, summed over the bots (who will get it, unless they leave
+    /// or turn it off); a person on two of the bots counts twice (they get two messages).
     pub audience_size: i64,
 }
 
@@ -166,42 +182,75 @@ pub(super) fn check_request(req: &NewBroadcast, now_ms: i64) -> Result<Checked, 
     Ok(Checked { audience: Audience { kind, language, active_since_day }, start_ms, preview_html })
 }
 
+/// The bots a request names (`bots`, or `bot`, `*` for every bot of the admin), each one the
+/// admin may act on and registered, each once, in the order named.
+async fn targets(s: &AdminState, id: &Identity, req: &NewBroadcast) -> Result<Vec<RegisteredBot>, ApiError> {
+    let named: Vec<String> = match &req.bots {
+        Some(list) if !list.is_empty() => list.iter().map(|b| b.trim().to_string()).collect(),
+        _ if req.bot.trim() == "*" => id.bots.clone(),
+        _ => vec![req.bot.trim().to_string()],
+    };
+    if named.len() > 100 {
+        return Err(ApiError::bad("bots: at most 100"));
+    }
+    if named.is_empty() {
+        return Err(ApiError::NotFound("no bot is registered in this fleet yet".into()));
+    }
+    let mut out: Vec<RegisteredBot> = Vec::new();
+    for name in named {
+        id.require_bot(&name)?;
+        if !out.iter().any(|b| b.id == name) {
+            out.push(registered(s, &name).await?);
+        }
+    }
+    Ok(out)
+}
+
 async fn create(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBroadcast>) -> Result<Response, ApiError> {
-    admin.identity.require_bot(&req.bot)?;
     let now = crate::bot::now_ms();
     let checked = check_request(&req, now)?;
-    let bot = registered(&s, &req.bot).await?;
-    let size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
-    let row = NewBroadcastRow {
-        bot: &bot.id,
-        text: &req.text,
-        audience: &checked.audience,
-        by: admin.identity.telegram_id,
-        now_ms: now,
-        start_ms: checked.start_ms,
-        total: size,
+    let bots = targets(&s, &admin.identity, &req).await?;
+    let mut made = Vec::with_capacity(bots.len());
+    let mut total = 0;
+    for bot in &bots {
+        let size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+        let row = NewBroadcastRow {
+            bot: &bot.id,
+            text: &req.text,
+            audience: &checked.audience,
+            by: admin.identity.telegram_id,
+            now_ms: now,
+            start_ms: checked.start_ms,
+            total: size,
+        };
+        let id = s.store.create_broadcast(&row).await?;
+        let Some(broadcast) = s.store.broadcast(id).await? else {
+            return Err(ApiError::Internal("the broadcast just written is missing".into()));
+        };
+        s.fleet.metrics.admin_action("broadcast", if broadcast.status == "scheduled" { "scheduled" } else { "started" });
+        let a = &checked.audience;
+        let detail = json!({
+            "id": id, "audience": a.kind, "language": a.language, "active_since_day": a.active_since_day,
+            "start_ms": checked.start_ms, "audience_size": size, "text": req.text,
+        });
+        audit_action(&s, &admin, "broadcast", Some(&bot.id), None, detail).await?;
+        total += size;
+        made.push(broadcast);
+    }
+    let Some(first) = made.first().cloned() else {
+        return Err(ApiError::bad("bot: name at least one bot"));
     };
-    let id = s.store.create_broadcast(&row).await?;
-    let Some(broadcast) = s.store.broadcast(id).await? else {
-        return Err(ApiError::Internal("the broadcast just written is missing".into()));
-    };
-    s.fleet.metrics.admin_action("broadcast", if broadcast.status == "scheduled" { "scheduled" } else { "started" });
-    let a = &checked.audience;
-    let detail = json!({
-        "id": id, "audience": a.kind, "language": a.language, "active_since_day": a.active_since_day,
-        "start_ms": checked.start_ms, "audience_size": size, "text": req.text,
-    });
-    audit_action(&s, &admin, "broadcast", Some(&bot.id), None, detail).await?;
-    Ok((StatusCode::CREATED, axum::Json(BroadcastAnswer { broadcast, audience_size: size })).into_response())
+    Ok((StatusCode::CREATED, axum::Json(BroadcastAnswer { broadcast: first, broadcasts: made, audience_size: total })).into_response())
 }
 
 /// What a broadcast would look like and reach, without sending it (the dashboard's preview).
 pub(super) async fn preview_of(s: &AdminState, admin: &Admin, req: &NewBroadcast) -> Result<PreviewAnswer, ApiError> {
-    admin.identity.require_bot(&req.bot)?;
     let now = crate::bot::now_ms();
     let checked = check_request(req, now)?;
-    let bot = registered(s, &req.bot).await?;
-    let audience_size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+    let mut audience_size = 0;
+    for bot in targets(s, &admin.identity, req).await? {
+        audience_size += s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+    }
     Ok(PreviewAnswer { preview_html: checked.preview_html, audience_size, start_ms: checked.start_ms })
 }
 

@@ -625,6 +625,7 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
     if q.contains_key("preview") {
         let req = broadcast::NewBroadcast {
             bot: field("bot"),
+            bots: None,
             text: field("text"),
             audience: q.get("audience").cloned(),
             language: q.get("language").cloned(),
@@ -640,7 +641,7 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
                     m,
                     "</div><p><b>{}</b> members of {} would get it {}.</p><form method=\"post\" action=\"/api/v1/broadcasts\">",
                     p.audience_size,
-                    req.bot,
+                    if req.bot == "*" { "all your bots" } else { &req.bot },
                     p.start_ms.map(|t| format!("at {}", time(t))).unwrap_or_else(|| "now".into())
                 );
                 hidden(&mut m, &admin, "/broadcasts?done=broadcast");
@@ -670,6 +671,10 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
          <form method=\"get\" action=\"/broadcasts\"><input type=\"hidden\" name=\"preview\" value=\"1\">"
     );
     html!(m, "<label for=\"bb\">Bot</label><select id=\"bb\" name=\"bot\">");
+    if admin.identity.bots.len() > 1 {
+        let selected = if field("bot") == "*" { " selected" } else { "" };
+        html!(m, "<option value=\"*\"{}>All my bots (one broadcast each)</option>", selected);
+    }
     for bot in &admin.identity.bots {
         if field("bot") == *bot {
             html!(m, "<option value=\"{}\" selected>{}</option>", bot, bot);
