@@ -177,8 +177,21 @@ async fn update_depth_metric(bot: &Bot) {
 /// What the bot-wide limit last said, shared by the shard workers of one bot in this process:
 /// no worker asks the limiter before this time (ms). Held while a worker asks, so after one
 /// "wait" the others learn it without asking.
+/// The second field mirrors the limiter's schedule (its TAT, µs) as this process took slots,
+/// so the next ask is at the slot's exact time rather than a whole-ms interval after the last
+/// ask (34 ms at 30/s: 98 % of the rate at best).
 #[derive(Default)]
-pub struct BotGate(tokio::sync::Mutex<i64>);
+pub struct BotGate(tokio::sync::Mutex<i64>, std::sync::atomic::AtomicI64);
+
+/// How long before the bot's next slot a worker wakes: it reads its page then and waits the
+/// rest, so the limiter is asked at the slot's time, not a page read after it. The per-bot
+/// limit has no burst, so every millisecond a send is asked late is lost for good.
+const EARLY_MS: i64 = 2;
+
+/// A wait for the bot-wide slot at `at` (ms), from `now`: the worker wakes [`EARLY_MS`] before.
+fn until_slot(at: i64, now: i64) -> Pass {
+    Pass::Throttled(ms((at - now - EARLY_MS).max(1)))
+}
 
 /// Per shard of one bot in this process: whether its worker is idle, and the doorbell that
 /// wakes it when [`watch_idle_shards`] sees jobs in it.
@@ -368,6 +381,11 @@ async fn drain_once(
         0 => 0,
         n => (1000 + i64::from(n) - 1) / i64::from(n),
     };
+    // The same interval in µs, rounded up as the limiter rounds it.
+    let bot_interval_us = match limits.per_bot_per_second {
+        0 => 0,
+        n => (1_000_000 + i64::from(n) - 1) / i64::from(n),
+    };
     let start = now_ms();
     held.retain(|_, until| *until > start);
     let mut soonest: Option<i64> = held.values().min().copied();
@@ -388,13 +406,19 @@ async fn drain_once(
         // Jobs with their slot reserved, one per chat, sent together (`send_batch`).
         let mut batch: Vec<(String, Job)> = Vec::new();
         loop {
-            // Another worker of the bot learnt that the bot must wait: read nothing until then.
+            // Another worker of the bot learnt that the bot must wait: read nothing until then —
+            // unless the slot is due within EARLY_MS: then the page is read now and the rest of
+            // the wait is spent here.
             let next = *gate.0.lock().await;
             let now = now_ms();
-            if next > now {
-                return Ok(Pass::Throttled(ms(next - now)));
+            if next > now + EARLY_MS {
+                return Ok(until_slot(next, now));
             }
             let page = hot.outbox_read_after(&bot.pool, &bot.name, shard, lane, after.as_deref(), page_size).await?;
+            let now = now_ms();
+            if next > now {
+                tokio::time::sleep(ms(next - now)).await;
+            }
             let full = page.len() == page_size;
             page_size = PAGE;
             any |= !page.is_empty();
@@ -433,7 +457,7 @@ async fn drain_once(
                     drop(next);
                     return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
                         .await?
-                        .unwrap_or(Pass::Throttled(ms(at - now))));
+                        .unwrap_or(until_slot(at, now)));
                 }
                 if !serialize {
                     next = None;
@@ -443,7 +467,12 @@ async fn drain_once(
                     .await?;
                 match next.as_deref_mut() {
                     Some(next) if !slot.bot_wait.is_zero() => *next = now + slot.bot_wait.as_millis() as i64,
-                    Some(next) if slot.wait.is_zero() => *next = now + bot_interval_ms,
+                    Some(next) if slot.wait.is_zero() => {
+                        // The limiter's own step (gcra.rs): TAT = max(TAT, now) + interval, µs.
+                        let tat = gate.1.load(std::sync::atomic::Ordering::Relaxed).max(now * 1000) + bot_interval_us;
+                        gate.1.store(tat, std::sync::atomic::Ordering::Relaxed);
+                        *next = tat.div_euclid(1000) + i64::from(tat.rem_euclid(1000) != 0);
+                    }
                     Some(_) => {}
                     None if !slot.bot_wait.is_zero() => {
                         let mut next = gate.0.lock().await;
@@ -463,7 +492,7 @@ async fn drain_once(
                     // its slot is sent).
                     return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
                         .await?
-                        .unwrap_or(Pass::Throttled(slot.bot_wait)));
+                        .unwrap_or(until_slot(now + slot.bot_wait.as_millis() as i64, now)));
                 }
                 if slot.wait.is_zero() {
                     // Sent with the other chats' ready jobs of this page, at once (below): one
