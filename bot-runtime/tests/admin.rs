@@ -12,11 +12,11 @@ use std::time::Duration;
 use bot_runtime::admin::{AdminSettings, AdminState, SessionSecret};
 use bot_runtime::hot::{Job, Lane, Marker};
 use bot_runtime::matching::Member;
-use botfleet_tests::fake_telegram::InboxEvent;
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::admin::{AdminStore, Audience, NewBroadcastRow};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;
+use botfleet_tests::fake_telegram::InboxEvent;
 use serde_json::{Value, json};
 use support::*;
 use tokio::sync::watch;
@@ -985,10 +985,8 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     tokio::time::sleep(Duration::from_secs(2)).await;
     for &user in &ids {
         let got = h.sim.inbox(user, Some(&username("beta")), 0).unwrap();
-        let copies = got
-            .iter()
-            .filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("Second news")))
-            .count();
+        let copies =
+            got.iter().filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("Second news"))).count();
         assert_eq!(copies, 1, "member {user} has the second broadcast once");
     }
     assert_eq!(admin.sql.broadcast(second).await.unwrap().unwrap().repeated_max, 0);

@@ -129,15 +129,17 @@ impl BroadcastRun {
             .await
             .expect("seed members");
             for user in b.members.clone() {
-                if self.sim.add_user(SimUser {
-                    id: user,
-                    first_name: format!("U{user}"),
-                    last_name: None,
-                    username: None,
-                    language_code: Some("en".into()),
-                    is_premium: false,
-                })
-                .is_err()
+                if self
+                    .sim
+                    .add_user(SimUser {
+                        id: user,
+                        first_name: format!("U{user}"),
+                        last_name: None,
+                        username: None,
+                        language_code: Some("en".into()),
+                        is_premium: false,
+                    })
+                    .is_err()
                 {
                     // Already known (a member of another bot too).
                 }

@@ -333,10 +333,7 @@ const BASE_RATE: u64 = 30;
 /// A bot's configured send rate (`limits.outbound.perBotPerSecond` of its registered
 /// configuration); 0 if unknown.
 fn per_bot_per_second(config: &str) -> u64 {
-    serde_json::from_str::<serde_json::Value>(config)
-        .ok()
-        .and_then(|v| v["limits"]["outbound"]["perBotPerSecond"].as_u64())
-        .unwrap_or(0)
+    serde_json::from_str::<serde_json::Value>(config).ok().and_then(|v| v["limits"]["outbound"]["perBotPerSecond"].as_u64()).unwrap_or(0)
 }
 
 /// The jobs a broadcast keeps queued for a bot sending `rate` messages a second: `queue` for

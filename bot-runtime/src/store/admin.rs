@@ -592,15 +592,14 @@ impl Registry for SqlStore {
         // Tried before: settled (not sent again), or its outcome unknown (sent again, counted;
         // the row's time moves so the count is per try).
         let mut tx = self.pool().begin().await.map_err(db_err)?;
-        let resent = sqlx::query(
-            "UPDATE admin_broadcast_results SET at_ms = $3 WHERE broadcast_id = $1 AND user_id = $2 AND outcome = 'sending'",
-        )
-        .bind(broadcast_id)
-        .bind(user_id)
-        .bind(now_ms)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
+        let resent =
+            sqlx::query("UPDATE admin_broadcast_results SET at_ms = $3 WHERE broadcast_id = $1 AND user_id = $2 AND outcome = 'sending'")
+                .bind(broadcast_id)
+                .bind(user_id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
         if resent.rows_affected() == 0 {
             tx.rollback().await.map_err(db_err)?;
             return Ok(BroadcastAttempt::Settled);
