@@ -253,7 +253,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/v1/broadcasts",
-        summary: "Start (or schedule) a broadcast to a bot's members (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace",
+        summary: "Start (or schedule) a broadcast to a bot's members, or to several bots' (one broadcast each) (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace",
         access: Access::Session,
         request: Some(s::<NewBroadcast>),
         status: 201,
