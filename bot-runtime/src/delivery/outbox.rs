@@ -823,12 +823,24 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
 }
 
 /// A broadcast's message: what became of it, for the broadcast's counts (docs/ADMIN.md,
-/// "Broadcast"). A failure to record it is logged; the message is not sent again for it.
+/// "Broadcast"). The write is tried a few times (a busy database's pool timeout must not leave
+/// the broadcast short of its count forever); a failure after that is logged, and the message
+/// is not sent again for it.
 async fn record_broadcast(bot: &Bot, job: &Job, outcome: BroadcastOutcome) {
     let Some(id) = job.broadcast else { return };
     bot.metrics().broadcast_message(&bot.name, outcome.as_str());
-    if let Err(e) = bot.store.broadcast_outcome(id, job.chat_id, outcome, now_ms()).await {
-        tracing::warn!(bot = %bot.name, broadcast = id, error = %e, "could not count a broadcast message");
+    let mut pause = Duration::from_millis(200);
+    for attempt in 1..=4 {
+        match bot.store.broadcast_outcome(id, job.chat_id, outcome, now_ms()).await {
+            Ok(_) => return,
+            Err(e) if attempt == 4 => {
+                tracing::warn!(bot = %bot.name, broadcast = id, error = %e, "could not count a broadcast message");
+            }
+            Err(_) => {
+                tokio::time::sleep(pause).await;
+                pause *= 2;
+            }
+        }
     }
 }
 
