@@ -1722,5 +1722,12 @@ async fn a_broadcast_to_several_bots_reaches_each_member_once_per_bot_they_use(b
     }
     let rows = admin.sql.audit_log(None, 100).await.unwrap();
     assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 2, "one audit row per bot: {rows:?}");
+    // The page offers every bot last (one bot stays the default); its preview sums them.
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    let (one, all) = (page.find("<option value=\"default/alpha\">"), page.find("<option value=\"*\">All my bots"));
+    assert!(one.is_some() && all.is_some() && one < all, "{page}");
+    let (_, _, preview, _) = owner.page("/broadcasts?preview=1&bot=*&text=Hi").await;
+    assert!(preview.contains("<b>5</b> members of all your bots would get it now"), "{preview}");
+    assert!(preview.contains("<input type=\"hidden\" name=\"bot\" value=\"*\">"), "the send form keeps it: {preview}");
     h.stop().await;
 }

@@ -671,16 +671,17 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
          <form method=\"get\" action=\"/broadcasts\"><input type=\"hidden\" name=\"preview\" value=\"1\">"
     );
     html!(m, "<label for=\"bb\">Bot</label><select id=\"bb\" name=\"bot\">");
-    if admin.identity.bots.len() > 1 {
-        let selected = if field("bot") == "*" { " selected" } else { "" };
-        html!(m, "<option value=\"*\"{}>All my bots (one broadcast each)</option>", selected);
-    }
     for bot in &admin.identity.bots {
         if field("bot") == *bot {
             html!(m, "<option value=\"{}\" selected>{}</option>", bot, bot);
         } else {
             html!(m, "<option value=\"{}\">{}</option>", bot, bot);
         }
+    }
+    // Last, so the default stays one bot.
+    if admin.identity.bots.len() > 1 {
+        let selected = if field("bot") == "*" { " selected" } else { "" };
+        html!(m, "<option value=\"*\"{}>All my bots (one broadcast each)</option>", selected);
     }
     html!(m, "</select><label for=\"ba\">Audience</label><select id=\"ba\" name=\"audience\">");
     for (value, label) in [("all", "Everyone"), ("vip", "VIP members"), ("free", "Members without VIP")] {
