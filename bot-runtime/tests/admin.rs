@@ -51,6 +51,7 @@ on_both_backends!(
     api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after,
     in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only,
     a_broadcast_to_several_bots_reaches_each_member_once_per_bot_they_use,
+    a_gift_to_an_audience_gives_each_member_once_per_key_across_retries,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1729,5 +1730,71 @@ async fn a_broadcast_to_several_bots_reaches_each_member_once_per_bot_they_use(b
     let (_, _, preview, _) = owner.page("/broadcasts?preview=1&bot=*&text=Hi").await;
     assert!(preview.contains("<b>5</b> members of all your bots would get it now"), "{preview}");
     assert!(preview.contains("<input type=\"hidden\" name=\"bot\" value=\"*\">"), "the send form keeps it: {preview}");
+    h.stop().await;
+}
+
+/// A member's VIP end and credits on a bot, as the admin API shows them.
+async fn holdings(c: &Client<'_>, user: i64, bot: &str) -> (Option<i64>, i64) {
+    let (status, body) = c.get(&format!("/api/v1/users/{user}")).await;
+    assert_eq!(status, 200, "{body}");
+    let m = body["members"].as_array().unwrap().iter().find(|m| m["bot"] == bot).expect("a member of the bot").clone();
+    (m["vip_until_ms"].as_i64(), m["credits"].as_i64().unwrap_or(-1))
+}
+
+/// Gifts to an audience (docs/ADMIN.md): every member of the audience once per key — a retry
+/// gives nothing twice and reaches who joined since; each member is told once; a bot admin
+/// gives on their bots only.
+async fn a_gift_to_an_audience_gives_each_member_once_per_key_across_retries(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 33).await;
+    let mut cal = onboarded(&h, "beta", "Cal", "m", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.0.0.1");
+    owner.log_in(&mut fay).await;
+    let mut beta_admin = admin.client("10.0.0.2");
+    beta_admin.log_in(&mut bea).await;
+
+    let gift = |bot: &str, key: &str| json!({"bot": bot, "vip_days": 7, "credits": 5, "idempotency_key": key});
+    let (status, _) = beta_admin.post("/api/v1/gifts", gift("default/alpha", "x")).await;
+    assert_eq!(status, 403, "not their bot");
+    let (status, _) = beta_admin.post("/api/v1/gifts", json!({"bot": "default/beta", "idempotency_key": "x"})).await;
+    assert_eq!(status, 400, "nothing to give");
+    let (status, body) = beta_admin.post("/api/v1/gifts", gift("default/beta", "xmas")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["members"].as_i64(), body["given"].as_i64(), body["already"].as_i64()), (Some(2), Some(2), Some(0)), "{body}");
+    let before = holdings(&owner, cal.id, "default/beta").await;
+    assert_eq!(before.1, 5, "{before:?}");
+    assert!(before.0.is_some_and(|t| t > bot_runtime::bot::now_ms() + 6 * 86_400_000), "{before:?}");
+
+    // The same key again (a retry): nothing twice. Someone who joined since gets it.
+    let mut dan = onboarded(&h, "beta", "Dan", "m", 28).await;
+    let (status, body) = beta_admin.post("/api/v1/gifts", gift("default/beta", "xmas")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["members"].as_i64(), body["given"].as_i64(), body["already"].as_i64()), (Some(3), Some(1), Some(2)), "{body}");
+    assert_eq!(holdings(&owner, cal.id, "default/beta").await, before, "nothing given twice");
+    assert_eq!(holdings(&owner, dan.id, "default/beta").await.1, 5);
+    for p in [&mut bea, &mut cal, &mut dan] {
+        p.expect("the gift notice", WAIT, |m| text_of(m).contains("7 days of VIP")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for user in [bea.id, cal.id, dan.id] {
+        let notices = h
+            .sim
+            .inbox(user, Some(&username("beta")), 0)
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("7 days of VIP")))
+            .count();
+        assert_eq!(notices, 1, "{user} is told once");
+    }
+
+    // The fleet admin, every bot, VIP only: Fay on alpha too; credits untouched.
+    let (status, body) = owner.post("/api/v1/gifts", json!({"bot": "*", "vip_days": 1, "idempotency_key": "all-1"})).await;
+    assert_eq!((status, body["given"].as_i64()), (200, Some(4)), "{body}");
+    assert_eq!(holdings(&owner, cal.id, "default/beta").await.1, 5);
+    assert!(holdings(&owner, fay.id, "default/alpha").await.0.is_some());
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.action == "gift_audience").count(), 4, "one row per bot and request: {rows:?}");
     h.stop().await;
 }

@@ -67,6 +67,130 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/broadcasts", get(list).post(create))
         .route("/api/v1/broadcasts/preview", post(preview))
         .route("/api/v1/broadcasts/{broadcast_id}/cancel", post(cancel))
+        .route("/api/v1/gifts", post(gift_audience))
+}
+
+/// The most members one gift to an audience reaches (it is given while the request waits).
+pub const MAX_GIFT_AUDIENCE: i64 = 10_000;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("anyOf" = [
+    {"required": ["bot"]},
+    {"required": ["bots"], "properties": {"bots": {"minItems": 1}}},
+]))]
+pub struct AudienceGift {
+    /// The bot whose members get it (`<namespace>/<name>`), or `*`: every bot of this admin.
+    #[serde(default)]
+    pub bot: String,
+    /// Several bots (instead of `bot`), at most 100.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub bots: Option<Vec<String>>,
+    /// `all` (default), `vip` or `free` — who a broadcast with these filters would reach.
+    #[serde(default)]
+    #[schemars(extend("enum" = ["all", "vip", "free", null]))]
+    pub audience: Option<String>,
+    /// Only members with this language; absent or empty: any.
+    #[serde(default)]
+    #[schemars(pattern(r"^\s*([a-z]{2,8})?\s*$"))]
+    pub language: Option<String>,
+    /// Only members active on or after this UTC day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub active_since: Option<String>,
+    /// VIP days to add to each (0 to 3650), stacked onto an unexpired VIP.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 3650))]
+    pub vip_days: i64,
+    /// Credits to add to each (0 to 100000); at least one of the two above 0.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100_000))]
+    pub credits: i64,
+    /// Makes a retry harmless, per member: a member who got this key's gift gets nothing more;
+    /// a retry after a failure part-way gives the rest (1 to 100 of `A-Za-z0-9_-.:`).
+    #[schemars(pattern(r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AudienceGiftAnswer {
+    /// Members in the audience (summed over the bots; a person on two bots counts twice).
+    pub members: i64,
+    /// Members given it now.
+    pub given: i64,
+    /// Members who had this key's gift already (nothing more given).
+    pub already: i64,
+}
+
+/// A gift to every member of an audience (docs/ADMIN.md, "Gifts to an audience"): the member's
+/// gift (`api::give`) for each, keyed per member, told on the bulk lane.
+async fn gift_audience(
+    State(s): State<AdminState>,
+    admin: Admin,
+    Body(req): Body<AudienceGift>,
+) -> Result<axum::Json<AudienceGiftAnswer>, ApiError> {
+    if !(0..=3650).contains(&req.vip_days) || !(0..=100_000).contains(&req.credits) || req.vip_days + req.credits == 0 {
+        return Err(ApiError::bad("give vip_days (0 to 3650) and/or credits (0 to 100000), at least one above 0"));
+    }
+    let key = req.idempotency_key.trim();
+    if key.is_empty() || key.len() > 100 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
+        return Err(ApiError::bad("idempotency_key: 1 to 100 of A-Z a-z 0-9 _ - . :"));
+    }
+    let now = crate::bot::now_ms();
+    // The audience's filters, checked as a broadcast's.
+    let as_broadcast = NewBroadcast {
+        bot: req.bot.clone(),
+        bots: req.bots.clone(),
+        text: "x".into(),
+        audience: req.audience.clone(),
+        language: req.language.clone(),
+        active_since: req.active_since.clone(),
+        start_at: None,
+    };
+    let audience = check_request(&as_broadcast, now)?.audience;
+    let bots = targets(&s, &admin.identity, &as_broadcast).await?;
+    let mut members = 0;
+    for bot in &bots {
+        members += s.store.count_recipients(&bot.id, &audience, 0, now).await?;
+    }
+    if members > MAX_GIFT_AUDIENCE {
+        return Err(ApiError::bad(format!("the audience has {members} members; at most {MAX_GIFT_AUDIENCE} at once (narrow it)")));
+    }
+    let (mut given, mut already) = (0, 0);
+    let member_key = format!("audience:{key}");
+    for bot in &bots {
+        let mut cursor = 0;
+        loop {
+            let page = s.store.recipients(&bot.id, &audience, cursor, i64::MAX, 500, now).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.user_id;
+            for r in &page {
+                match super::api::give(
+                    &s,
+                    bot,
+                    admin.identity.telegram_id,
+                    r.user_id,
+                    req.vip_days,
+                    req.credits,
+                    &member_key,
+                    Lane::Bulk,
+                    now,
+                )
+                .await?
+                {
+                    Some(o) if o.first => given += 1,
+                    Some(_) => already += 1,
+                    None => {}
+                }
+            }
+        }
+        let detail = json!({
+            "audience": audience.kind, "language": audience.language, "active_since_day": audience.active_since_day,
+            "vip_days": req.vip_days, "credits": req.credits, "key": key,
+        });
+        audit_action(&s, &admin, "gift_audience", Some(&bot.id), None, detail).await?;
+    }
+    s.fleet.metrics.admin_action("gift", "audience");
+    Ok(axum::Json(AudienceGiftAnswer { members, given, already }))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
