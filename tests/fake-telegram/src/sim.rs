@@ -236,6 +236,13 @@ impl Sim {
         Ok(counts)
     }
 
+    /// How many messages the bot sent with `allow_paid_broadcast` (0.1 Star each).
+    pub fn paid_broadcast_messages(&self, bot: &str) -> Result<u64, SimError> {
+        let world = self.world();
+        let bot_id = world.find_bot(bot)?;
+        Ok(world.bots.get(&bot_id).map_or(0, |b| b.paid_broadcast_messages))
+    }
+
     /// The user blocks the bot: the bot gets my_chat_member (kicked) and 403 on every send.
     pub fn block(&self, bot: &str, user: i64) -> Result<(), SimError> {
         let mut world = self.world();
