@@ -8,10 +8,13 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bot_runtime::hot::{Job, Lane, Marker};
+use bot_runtime::matching::Member;
 use bot_runtime::roles::simulate::{Person, text_of};
 use bot_runtime::store::admin::{AdminStore, Audience, NewBroadcastRow};
 use bot_runtime::store::sql::SqlStore;
 use bot_runtime::texts::Lang;
+use botfleet_tests::fake_telegram::InboxEvent;
 use serde_json::{Value, json};
 use support::admin_server::{AdminOptions, AdminServer};
 use support::*;
@@ -48,6 +51,8 @@ on_both_backends!(
     api_limits_come_from_the_bots_policy_or_the_charts_value_per_caller_and_answer_429_with_retry_after,
     in_bot_admin_commands_ban_unban_show_stats_and_broadcast_after_a_confirmation_for_the_bots_admins_only,
     the_fleet_admins_of_the_charts_values_use_the_in_bot_commands_of_every_bot,
+    a_broadcast_to_several_bots_reaches_each_member_once_per_bot_they_use,
+    a_gift_to_an_audience_gives_each_member_once_per_key_across_retries,
 );
 
 /// Jobs a broadcast keeps queued per bot in these tests (small, so a broadcast takes several steps).
@@ -1148,10 +1153,11 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     let rows = admin.sql.audit_log(None, 100).await.unwrap();
     assert!(rows.iter().any(|r| r.action == "broadcast" && r.detail.contains("Big news")), "{rows:?}");
 
-    // A process killed in the middle of a batch (claimed, not recorded): after the claim goes
-    // stale the batch is queued again, and counted as possibly repeated.
+    // A process killed in the middle of a batch (claimed and queued, not recorded): after the
+    // claim goes stale the batch is queued again, and the bot's sender still sends each of its
+    // members the message once (nothing was in flight at the sender: nothing is counted).
     admin.stop().await;
-    let (_fleet, sql) = h.admin_fleet().await;
+    let (fleet, sql) = h.admin_fleet().await;
     let everyone = Audience::all();
     let row = NewBroadcastRow {
         bot: "default/beta",
@@ -1167,12 +1173,28 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     ids.sort();
     let dead_at = bot_runtime::bot::now_ms() - 60_000;
     assert!(sql.claim_batch(second, 0, ids[2], dead_at, dead_at - 60_000).await.unwrap());
+    let beta = sql.bots().await.unwrap().into_iter().find(|b| b.id == "default/beta").expect("beta registered");
+    let dead_jobs: Vec<Job> = ids[..3]
+        .iter()
+        .map(|&user| {
+            let mut job = Job::to(
+                &Member::new(beta.name.clone(), user),
+                Lane::Bulk,
+                "sendMessage",
+                json!({"chat_id": user, "text": "Second news", "parse_mode": "HTML"}),
+            );
+            job.enqueued_ms = bot_runtime::bot::now_ms();
+            job.broadcast = Some(second);
+            job
+        })
+        .collect();
+    fleet.hot.commit(&beta.pool, Marker::None, &dead_jobs).await.unwrap();
     let admin = start_admin(&h, vec![fay.id], vec![]).await;
     let deadline = std::time::Instant::now() + WAIT;
     loop {
         let b2 = admin.sql.broadcast(second).await.unwrap().unwrap();
         if b2.status == "done" {
-            assert_eq!((b2.queued, b2.repeated_max), (10, 3), "the dead batch is counted: {b2:?}");
+            assert_eq!((b2.queued, b2.repeated_max), (10, 0), "the dead batch is queued again, nothing in flight: {b2:?}");
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the second broadcast ends: {b2:?}");
@@ -1181,9 +1203,17 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
     for m in &mut members {
         m.expect("the second broadcast", WAIT, |m| text_of(m).contains("Second news")).await.unwrap();
     }
-    // The repeated batch's members got it twice at most, and are counted once.
+    // The repeated batch's members got it once (two jobs each, one send), and are counted once.
     let settled = wait_settled(&admin.sql, second, 10).await;
     assert_eq!(settled.delivered, 10, "{settled:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for &user in &ids {
+        let got = h.sim.inbox(user, Some(&username("beta")), 0).unwrap();
+        let copies =
+            got.iter().filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("Second news"))).count();
+        assert_eq!(copies, 1, "member {user} has the second broadcast once");
+    }
+    assert_eq!(admin.sql.broadcast(second).await.unwrap().unwrap().repeated_max, 0);
     h.stop().await;
 }
 
@@ -1908,5 +1938,138 @@ async fn the_fleet_admins_of_the_charts_values_use_the_in_bot_commands_of_every_
     bob.send("/stats").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!bob.received().unwrap().iter().any(|m| text_of(m).contains("now:")), "not beta's admin's on alpha");
+    h.stop().await;
+}
+
+/// Several bots at once (docs/ADMIN.md, "Broadcast"): one broadcast per bot; a person on two
+/// bots gets it from each (counted once per bot); a bot admin names only their own bots.
+async fn a_broadcast_to_several_bots_reaches_each_member_once_per_bot_they_use(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 33).await;
+    let mut ann = onboarded(&h, "alpha", "Ann", "f", 25).await;
+    let mut ann_on_beta = ann.on_bot(&username("beta"));
+    ann_on_beta.onboard("f", 25, &[], WAIT).await.expect("Ann on beta too");
+    let mut cal = onboarded(&h, "beta", "Cal", "m", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.0.0.1");
+    owner.log_in(&mut fay).await;
+    let mut beta_admin = admin.client("10.0.0.2");
+    beta_admin.log_in(&mut bea).await;
+
+    // A bot admin names only their bots; `*` is theirs alone.
+    let (status, _) = beta_admin.post("/api/v1/broadcasts/preview", json!({"bots": ["default/beta", "default/alpha"], "text": "x"})).await;
+    assert_eq!(status, 403);
+    let (status, body) = beta_admin.post("/api/v1/broadcasts/preview", json!({"bot": "*", "text": "x"})).await;
+    assert_eq!((status, body["audience_size"].as_i64()), (200, Some(3)), "beta: Bea, Ann, Cal: {body}");
+    let (status, _) = owner.post("/api/v1/broadcasts/preview", json!({"bots": [], "bot": "", "text": "x"})).await;
+    assert_eq!(status, 403, "no bot named: not one of yours");
+
+    // The fleet admin: every bot. Ann uses both and is counted (and served) once per bot.
+    let (status, body) = owner.post("/api/v1/broadcasts/preview", json!({"bot": "*", "text": "<b>All</b> bots"})).await;
+    assert_eq!((status, body["audience_size"].as_i64()), (200, Some(5)), "{body}");
+    let (status, body) = owner
+        .post("/api/v1/broadcasts", json!({"bots": ["default/alpha", "default/beta", "default/alpha"], "text": "<b>All</b> bots"}))
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["audience_size"].as_i64(), Some(5), "{body}");
+    let made = body["broadcasts"].as_array().expect("one per bot").clone();
+    assert_eq!(made.len(), 2, "a bot named twice is one broadcast: {body}");
+    assert_eq!((made[0]["bot"].as_str(), made[0]["total"].as_i64()), (Some("default/alpha"), Some(2)));
+    assert_eq!((made[1]["bot"].as_str(), made[1]["total"].as_i64()), (Some("default/beta"), Some(3)));
+    assert_eq!(body["broadcast"]["id"], made[0]["id"]);
+    for (b, n) in made.iter().zip([2, 3]) {
+        let settled = wait_settled(&admin.sql, b["id"].as_i64().unwrap(), n).await;
+        assert_eq!((settled.delivered, settled.status.as_str()), (n, "done"), "{settled:?}");
+    }
+    for p in [&mut fay, &mut ann, &mut bea, &mut cal, &mut ann_on_beta] {
+        p.expect("the broadcast", WAIT, |m| text_of(m).contains("All bots")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (bot, user, n) in [("alpha", fay.id, 1), ("alpha", ann.id, 1), ("beta", ann.id, 1), ("beta", bea.id, 1), ("beta", cal.id, 1)] {
+        let copies = h
+            .sim
+            .inbox(user, Some(&username(bot)), 0)
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("All bots")))
+            .count();
+        assert_eq!(copies, n, "{user} on {bot}");
+    }
+    let rows = admin.sql.audit_log(None, 100).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 2, "one audit row per bot: {rows:?}");
+    // The page offers every bot last (one bot stays the default); its preview sums them.
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    let (one, all) = (page.find("<option value=\"default/alpha\">"), page.find("<option value=\"*\">All my bots"));
+    assert!(one.is_some() && all.is_some() && one < all, "{page}");
+    let (_, _, preview, _) = owner.page("/broadcasts?preview=1&bot=*&text=Hi").await;
+    assert!(preview.contains("<b>5</b> members of all your bots would get it now"), "{preview}");
+    assert!(preview.contains("<input type=\"hidden\" name=\"bot\" value=\"*\">"), "the send form keeps it: {preview}");
+    h.stop().await;
+}
+
+/// A member's VIP end and credits on a bot, as the admin API shows them.
+async fn holdings(c: &Client<'_>, user: i64, bot: &str) -> (Option<i64>, i64) {
+    let (status, body) = c.get(&format!("/api/v1/users/{user}")).await;
+    assert_eq!(status, 200, "{body}");
+    let m = body["members"].as_array().unwrap().iter().find(|m| m["bot"] == bot).expect("a member of the bot").clone();
+    (m["vip_until_ms"].as_i64(), m["credits"].as_i64().unwrap_or(-1))
+}
+
+/// Gifts to an audience (docs/ADMIN.md): every member of the audience once per key — a retry
+/// gives nothing twice and reaches who joined since; each member is told once; a bot admin
+/// gives on their bots only.
+async fn a_gift_to_an_audience_gives_each_member_once_per_key_across_retries(backend: Backend) {
+    let h = two_bots(backend).await;
+    let mut fay = onboarded(&h, "alpha", "Fay", "f", 40).await;
+    let mut bea = onboarded(&h, "beta", "Bea", "f", 33).await;
+    let mut cal = onboarded(&h, "beta", "Cal", "m", 30).await;
+    let admin = start_admin(&h, vec![fay.id], vec![bea.id]).await;
+    let mut owner = admin.client("10.0.0.1");
+    owner.log_in(&mut fay).await;
+    let mut beta_admin = admin.client("10.0.0.2");
+    beta_admin.log_in(&mut bea).await;
+
+    let gift = |bot: &str, key: &str| json!({"bot": bot, "vip_days": 7, "credits": 5, "idempotency_key": key});
+    let (status, _) = beta_admin.post("/api/v1/gifts", gift("default/alpha", "x")).await;
+    assert_eq!(status, 403, "not their bot");
+    let (status, _) = beta_admin.post("/api/v1/gifts", json!({"bot": "default/beta", "idempotency_key": "x"})).await;
+    assert_eq!(status, 400, "nothing to give");
+    let (status, body) = beta_admin.post("/api/v1/gifts", gift("default/beta", "xmas")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["members"].as_i64(), body["given"].as_i64(), body["already"].as_i64()), (Some(2), Some(2), Some(0)), "{body}");
+    let before = holdings(&owner, cal.id, "default/beta").await;
+    assert_eq!(before.1, 5, "{before:?}");
+    assert!(before.0.is_some_and(|t| t > bot_runtime::bot::now_ms() + 6 * 86_400_000), "{before:?}");
+
+    // The same key again (a retry): nothing twice. Someone who joined since gets it.
+    let mut dan = onboarded(&h, "beta", "Dan", "m", 28).await;
+    let (status, body) = beta_admin.post("/api/v1/gifts", gift("default/beta", "xmas")).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["members"].as_i64(), body["given"].as_i64(), body["already"].as_i64()), (Some(3), Some(1), Some(2)), "{body}");
+    assert_eq!(holdings(&owner, cal.id, "default/beta").await, before, "nothing given twice");
+    assert_eq!(holdings(&owner, dan.id, "default/beta").await.1, 5);
+    for p in [&mut bea, &mut cal, &mut dan] {
+        p.expect("the gift notice", WAIT, |m| text_of(m).contains("7 days of VIP")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for user in [bea.id, cal.id, dan.id] {
+        let notices = h
+            .sim
+            .inbox(user, Some(&username("beta")), 0)
+            .unwrap()
+            .iter()
+            .filter(|e| matches!(&e.event, InboxEvent::Message { message } if text_of(message).contains("7 days of VIP")))
+            .count();
+        assert_eq!(notices, 1, "{user} is told once");
+    }
+
+    // The fleet admin, every bot, VIP only: Fay on alpha too; credits untouched.
+    let (status, body) = owner.post("/api/v1/gifts", json!({"bot": "*", "vip_days": 1, "idempotency_key": "all-1"})).await;
+    assert_eq!((status, body["given"].as_i64()), (200, Some(4)), "{body}");
+    assert_eq!(holdings(&owner, cal.id, "default/beta").await.1, 5);
+    assert!(holdings(&owner, fay.id, "default/alpha").await.0.is_some());
+    let rows = admin.sql.audit_log(None, 200).await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.action == "gift_audience").count(), 4, "one row per bot and request: {rows:?}");
     h.stop().await;
 }

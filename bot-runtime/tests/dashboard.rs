@@ -686,6 +686,7 @@ fn alpha_request(op: &bot_runtime::admin::openapi::Operation, ann: i64, broadcas
         ("post", "/api/v1/users/{user_id}/ban") => Some(json!({"bot": "default/alpha", "reason": "matrix"})),
         ("post", "/api/v1/users/{user_id}/unban") => Some(json!({"bot": "default/alpha"})),
         ("post", "/api/v1/users/{user_id}/gift") => Some(json!({"bot": "default/alpha", "credits": 1, "idempotency_key": "matrix"})),
+        ("post", "/api/v1/gifts") => Some(json!({"bot": "default/alpha", "credits": 1, "idempotency_key": "matrix"})),
         ("post", "/api/v1/refunds") => Some(json!({"bot": "default/alpha", "charge_id": "charge-alpha"})),
         ("post", "/api/v1/moderation/reports/{user_id}/review") => Some(json!({"bot": "default/alpha", "action": "dismiss"})),
         ("post", "/api/v1/broadcasts" | "/api/v1/broadcasts/preview") => Some(json!({"bot": "default/alpha", "text": "matrix"})),

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each bench uses what it needs
 
+pub mod broadcast;
+
 /// A number from the environment, or the default.
 pub fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)

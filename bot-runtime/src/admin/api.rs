@@ -505,49 +505,71 @@ async fn gift(
         return Err(ApiError::NotFound(format!("{user_id} is not a member of {}", b.id)));
     }
     let now = crate::bot::now_ms();
-    let idem_key = format!("{}|{user_id}|{key}", b.id);
-    // Credits first (keyed in the ledger), then the VIP days with the gift's row: a retry
-    // after a failure between the two completes the gift without doubling either.
-    if req.credits > 0 {
-        let entry = LedgerEntry {
-            idem_key: format!("gift:{idem_key}"),
-            bot: b.id.clone(),
-            user_id,
-            delta: req.credits,
-            reason: "gift".into(),
-            reference: format!("admin:{}", admin.identity.telegram_id),
-            created_ms: now,
-        };
-        if let LedgerOutcome::Insufficient { .. } = s.fleet.store.append(&entry).await? {
-            return Err(ApiError::Internal("the ledger refused a credit".into()));
-        }
-    }
-    let g = Gift {
-        idem_key: idem_key.clone(),
-        bot: b.id.clone(),
-        user_id,
-        vip_days: req.vip_days,
-        credits: req.credits,
-        admin_id: admin.identity.telegram_id,
-        now_ms: now,
-    };
-    let Some(outcome) = s.store.gift_vip(&g).await? else {
+    let Some(outcome) = give(&s, &b, admin.identity.telegram_id, user_id, req.vip_days, req.credits, key, Lane::Interactive, now).await?
+    else {
         return Err(ApiError::NotFound(format!("{user_id} is not a member of {}", b.id)));
     };
     let balance = s.fleet.store.credits(&b.id, user_id).await?;
-    if outcome.first {
-        tell_gift(&s, &b, user_id, req.vip_days, req.credits, now).await?;
-    }
     s.fleet.metrics.admin_action("gift", if outcome.first { "done" } else { "repeated" });
     let detail = json!({"vip_days": req.vip_days, "credits": req.credits, "key": key, "first": outcome.first});
     audit_action(&s, &admin, "gift", Some(&b.id), Some(user_id), detail).await?;
     Ok(axum::Json(GiftAnswer { user_id, bot: b.id, first: outcome.first, vip_until_ms: outcome.vip_until_ms, credits_balance: balance }))
 }
 
+/// Gives a member of `b` VIP days and credits once per `key` (the ledger's entry and the gift's
+/// row are keyed by bot, member and key), and tells them on the first use, on `lane`. None: not
+/// a member. Used by the member's gift and by a gift to an audience (`broadcast.rs`).
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn give(
+    s: &AdminState,
+    b: &RegisteredBot,
+    admin_id: i64,
+    user_id: i64,
+    vip_days: i64,
+    credits: i64,
+    key: &str,
+    lane: Lane,
+    now: i64,
+) -> Result<Option<crate::store::admin::GiftOutcome>, ApiError> {
+    let idem_key = format!("{}|{user_id}|{key}", b.id);
+    // Credits first (keyed in the ledger), then the VIP days with the gift's row: a retry
+    // after a failure between the two completes the gift without doubling either.
+    if credits > 0 {
+        let entry = LedgerEntry {
+            idem_key: format!("gift:{idem_key}"),
+            bot: b.id.clone(),
+            user_id,
+            delta: credits,
+            reason: "gift".into(),
+            reference: format!("admin:{admin_id}"),
+            created_ms: now,
+        };
+        if let LedgerOutcome::Insufficient { .. } = s.fleet.store.append(&entry).await? {
+            return Err(ApiError::Internal("the ledger refused a credit".into()));
+        }
+    }
+    let g = Gift { idem_key, bot: b.id.clone(), user_id, vip_days, credits, admin_id, now_ms: now };
+    let Some(outcome) = s.store.gift_vip(&g).await? else {
+        return Ok(None);
+    };
+    if outcome.first {
+        tell_gift(s, b, user_id, vip_days, credits, lane, now).await?;
+    }
+    Ok(Some(outcome))
+}
+
 /// Tells the member about a gift, through the bot's outbox, in their language (once: only the
 /// first use of a key gets here). A retry after a failure before this line repeats nothing but
 /// the notice.
-async fn tell_gift(s: &AdminState, b: &RegisteredBot, user_id: i64, vip_days: i64, credits: i64, now: i64) -> Result<(), ApiError> {
+async fn tell_gift(
+    s: &AdminState,
+    b: &RegisteredBot,
+    user_id: i64,
+    vip_days: i64,
+    credits: i64,
+    lane: Lane,
+    now: i64,
+) -> Result<(), ApiError> {
     let lang = s.store.language_on(&b.id, user_id).await?.as_deref().and_then(Lang::parse).unwrap_or(Lang::En);
     let mut lines = Vec::new();
     if vip_days > 0 {
@@ -556,14 +578,20 @@ async fn tell_gift(s: &AdminState, b: &RegisteredBot, user_id: i64, vip_days: i6
     if credits > 0 {
         lines.push(TextKey::GiftCredits.fmt(lang, &[("credits", &credits.to_string())]));
     }
-    send_message(s, b, user_id, lines.join("\n"), now).await
+    send_message_on(s, b, user_id, lines.join("\n"), lane, now).await
 }
 
 /// A message (Telegram HTML) to a member, as a job on the bot's outbox: sent by that bot's
 /// sender with its limits and retries (the admin role holds no token).
 pub(super) async fn send_message(s: &AdminState, bot: &RegisteredBot, user_id: i64, text: String, now: i64) -> Result<(), ApiError> {
+    send_message_on(s, bot, user_id, text, Lane::Interactive, now).await
+}
+
+/// [`send_message`] on a lane: the bulk lane for many members at once (it waits behind chats
+/// and never counts toward ingress backpressure).
+async fn send_message_on(s: &AdminState, bot: &RegisteredBot, user_id: i64, text: String, lane: Lane, now: i64) -> Result<(), ApiError> {
     let to = Member::new(bot.name.clone(), user_id);
-    let mut job = Job::to(&to, Lane::Interactive, "sendMessage", json!({"chat_id": user_id, "text": text, "parse_mode": "HTML"}));
+    let mut job = Job::to(&to, lane, "sendMessage", json!({"chat_id": user_id, "text": text, "parse_mode": "HTML"}));
     job.enqueued_ms = now;
     let jobs = [job];
     s.fleet.hot.commit(&bot.pool, Marker::None, &jobs).await?;

@@ -1,17 +1,23 @@
-//! Broadcasts (docs/ADMIN.md, "Broadcast"): an announcement to the members of one bot,
+//! Broadcasts (docs/ADMIN.md, "Broadcast"): an announcement to the members of a bot (several
+//! bots at once: one broadcast each),
 //! queued by a producer in the admin role onto that bot's outbox, on the bulk lane — so the
 //! bot's own sender delivers it through its rate limiter, after its chats (interactive lane).
 //!
-//! * **Pace.** The producer keeps at most `broadcast_queue` jobs in the bot's outbox (about
-//!   three seconds of a bot's 30 messages a second): it never sends itself, so it cannot
-//!   bypass the limiter, and a busy bot's chats hold the broadcast back.
+//! * **Pace.** The producer keeps at most `broadcast_queue` jobs in the bot's outbox for a bot
+//!   sending Telegram's 30 messages a second (about three seconds), proportionally more for a
+//!   faster bot (its `perBotPerSecond`): it never sends itself, so it cannot bypass the
+//!   limiter, and a busy bot's chats hold the broadcast back.
 //! * **Progress** lives in Postgres: the audience is walked by user id, `cursor_user` the last
 //!   member queued. One step claims the next batch (`pending_to`), queues it, then moves the
 //!   cursor. A graceful stop lets the step finish: after a restart nobody gets it twice and
 //!   nobody is skipped. A process killed between queuing and moving the cursor leaves the
-//!   batch pending; after `STALE_MS` it is queued again (at most that batch repeats) and
-//!   counted in `repeated_max`. Two admin replicas never take the same batch (the claim is
-//!   one conditional update).
+//!   batch pending; after `STALE_MS` it is queued again. Two admin replicas never take the
+//!   same batch (the claim is one conditional update).
+//! * **Once per member** at the sender: before each message the bot's sender records that it
+//!   is sending it (`Registry::broadcast_attempt`); a member whose message is settled is not
+//!   sent it again (a batch queued twice), and one whose earlier send was in flight when its
+//!   sender was killed gets it again, counted in `repeated_max` (at most those may have it
+//!   twice).
 //! * **Who gets it**: members of the bot with a complete profile, reachable, not banned or
 //!   restricted, in the audience (`all`, `vip`, `free`, optionally one language and members
 //!   active since a day), who have not sent `/news off`. Each message ends with a line (in
@@ -61,12 +67,147 @@ pub fn routes() -> Router<AdminState> {
         .route("/api/v1/broadcasts", get(list).post(create))
         .route("/api/v1/broadcasts/preview", post(preview))
         .route("/api/v1/broadcasts/{broadcast_id}/cancel", post(cancel))
+        .route("/api/v1/gifts", post(gift_audience))
+}
+
+/// The most members one gift to an audience reaches (it is given while the request waits).
+pub const MAX_GIFT_AUDIENCE: i64 = 10_000;
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("anyOf" = [
+    {"required": ["bot"]},
+    {"required": ["bots"], "properties": {"bots": {"minItems": 1}}},
+]))]
+pub struct AudienceGift {
+    /// The bot whose members get it (`<namespace>/<name>`), or `*`: every bot of this admin.
+    #[serde(default)]
+    pub bot: String,
+    /// Several bots (instead of `bot`), at most 100.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub bots: Option<Vec<String>>,
+    /// `all` (default), `vip` or `free` — who a broadcast with these filters would reach.
+    #[serde(default)]
+    #[schemars(extend("enum" = ["all", "vip", "free", null]))]
+    pub audience: Option<String>,
+    /// Only members with this language; absent or empty: any.
+    #[serde(default)]
+    #[schemars(pattern(r"^\s*([a-z]{2,8})?\s*$"))]
+    pub language: Option<String>,
+    /// Only members active on or after this UTC day (`YYYY-MM-DD`).
+    #[serde(default)]
+    pub active_since: Option<String>,
+    /// VIP days to add to each (0 to 3650), stacked onto an unexpired VIP.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 3650))]
+    pub vip_days: i64,
+    /// Credits to add to each (0 to 100000); at least one of the two above 0.
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 100_000))]
+    pub credits: i64,
+    /// Makes a retry harmless, per member: a member who got this key's gift gets nothing more;
+    /// a retry after a failure part-way gives the rest (1 to 100 of `A-Za-z0-9_-.:`).
+    #[schemars(pattern(r"^[A-Za-z0-9_.:-]{1,100}$"))]
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct AudienceGiftAnswer {
+    /// Members in the audience (summed over the bots; a person on two bots counts twice).
+    pub members: i64,
+    /// Members given it now.
+    pub given: i64,
+    /// Members who had this key's gift already (nothing more given).
+    pub already: i64,
+}
+
+/// A gift to every member of an audience (docs/ADMIN.md, "Gifts to an audience"): the member's
+/// gift (`api::give`) for each, keyed per member, told on the bulk lane.
+async fn gift_audience(
+    State(s): State<AdminState>,
+    admin: Admin,
+    Body(req): Body<AudienceGift>,
+) -> Result<axum::Json<AudienceGiftAnswer>, ApiError> {
+    if !(0..=3650).contains(&req.vip_days) || !(0..=100_000).contains(&req.credits) || req.vip_days + req.credits == 0 {
+        return Err(ApiError::bad("give vip_days (0 to 3650) and/or credits (0 to 100000), at least one above 0"));
+    }
+    let key = req.idempotency_key.trim();
+    if key.is_empty() || key.len() > 100 || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b)) {
+        return Err(ApiError::bad("idempotency_key: 1 to 100 of A-Z a-z 0-9 _ - . :"));
+    }
+    let now = crate::bot::now_ms();
+    // The audience's filters, checked as a broadcast's.
+    let as_broadcast = NewBroadcast {
+        bot: req.bot.clone(),
+        bots: req.bots.clone(),
+        text: "x".into(),
+        audience: req.audience.clone(),
+        language: req.language.clone(),
+        active_since: req.active_since.clone(),
+        start_at: None,
+    };
+    let audience = check_request(&as_broadcast, now)?.audience;
+    let bots = targets(&s, &admin.identity, &as_broadcast).await?;
+    let mut members = 0;
+    for bot in &bots {
+        members += s.store.count_recipients(&bot.id, &audience, 0, now).await?;
+    }
+    if members > MAX_GIFT_AUDIENCE {
+        return Err(ApiError::bad(format!("the audience has {members} members; at most {MAX_GIFT_AUDIENCE} at once (narrow it)")));
+    }
+    let (mut given, mut already) = (0, 0);
+    let member_key = format!("audience:{key}");
+    for bot in &bots {
+        let mut cursor = 0;
+        loop {
+            let page = s.store.recipients(&bot.id, &audience, cursor, i64::MAX, 500, now).await?;
+            let Some(last) = page.last() else { break };
+            cursor = last.user_id;
+            for r in &page {
+                match super::api::give(
+                    &s,
+                    bot,
+                    admin.identity.telegram_id,
+                    r.user_id,
+                    req.vip_days,
+                    req.credits,
+                    &member_key,
+                    Lane::Bulk,
+                    now,
+                )
+                .await?
+                {
+                    Some(o) if o.first => given += 1,
+                    Some(_) => already += 1,
+                    None => {}
+                }
+            }
+        }
+        let detail = json!({
+            "audience": audience.kind, "language": audience.language, "active_since_day": audience.active_since_day,
+            "vip_days": req.vip_days, "credits": req.credits, "key": key,
+        });
+        audit_action(&s, &admin, "gift_audience", Some(&bot.id), None, detail).await?;
+    }
+    s.fleet.metrics.admin_action("gift", "audience");
+    Ok(axum::Json(AudienceGiftAnswer { members, given, already }))
 }
 
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[schemars(extend("anyOf" = [
+    {"required": ["bot"]},
+    {"required": ["bots"], "properties": {"bots": {"minItems": 1}}},
+]))]
 pub struct NewBroadcast {
-    /// The bot whose members get it (`<namespace>/<name>`).
+    /// The bot whose members get it (`<namespace>/<name>`), or `*`: every bot this admin acts
+    /// on (one broadcast per bot; a person who uses several of them gets it from each).
+    #[serde(default)]
     pub bot: String,
+    /// Several bots at once (instead of `bot`): one broadcast per bot, each to its own
+    /// members, at most 100.
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub bots: Option<Vec<String>>,
     /// The message as Telegram HTML (`<b>`, `<i>`, `<a href>`, … ; `&lt;` for a literal `<`),
     /// 1 to 3500 characters.
     #[schemars(length(min = 1, max = 3500), pattern(TEXT_PATTERN))]
@@ -94,7 +235,7 @@ pub struct PreviewAnswer {
     /// The message as the dashboard shows it: HTML rebuilt from the checked text (every piece
     /// of text escaped, links http(s)/tg only), safe to put in a page.
     pub preview_html: String,
-    /// Members who would get it now.
+    /// Members who would get it now, summed over the bots named.
     pub audience_size: i64,
     /// When it would start (ms since the epoch; absent: now).
     pub start_ms: Option<i64>,
@@ -102,8 +243,12 @@ pub struct PreviewAnswer {
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 pub struct BroadcastAnswer {
+    /// The broadcast (the first bot's, when several bots were named).
     pub broadcast: Broadcast,
-    /// Members in the audience now (who will get it, unless they leave or turn it off).
+    /// One broadcast per bot named, in the order named.
+    pub broadcasts: Vec<Broadcast>,
+    /// Members in the audience now, summed over the bots (who will get it, unless they leave
+    /// or turn it off); a person on two of the bots counts twice (they get two messages).
     pub audience_size: i64,
 }
 
@@ -161,42 +306,75 @@ pub(super) fn check_request(req: &NewBroadcast, now_ms: i64) -> Result<Checked, 
     Ok(Checked { audience: Audience { kind, language, active_since_day }, start_ms, preview_html })
 }
 
+/// The bots a request names (`bots`, or `bot`, `*` for every bot of the admin), each one the
+/// admin may act on and registered, each once, in the order named.
+async fn targets(s: &AdminState, id: &Identity, req: &NewBroadcast) -> Result<Vec<RegisteredBot>, ApiError> {
+    let named: Vec<String> = match &req.bots {
+        Some(list) if !list.is_empty() => list.iter().map(|b| b.trim().to_string()).collect(),
+        _ if req.bot.trim() == "*" => id.bots.clone(),
+        _ => vec![req.bot.trim().to_string()],
+    };
+    if named.len() > 100 {
+        return Err(ApiError::bad("bots: at most 100"));
+    }
+    if named.is_empty() {
+        return Err(ApiError::NotFound("no bot is registered in this fleet yet".into()));
+    }
+    let mut out: Vec<RegisteredBot> = Vec::new();
+    for name in named {
+        id.require_bot(&name)?;
+        if !out.iter().any(|b| b.id == name) {
+            out.push(registered(s, &name).await?);
+        }
+    }
+    Ok(out)
+}
+
 async fn create(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBroadcast>) -> Result<Response, ApiError> {
-    admin.identity.require_bot(&req.bot)?;
     let now = crate::bot::now_ms();
     let checked = check_request(&req, now)?;
-    let bot = registered(&s, &req.bot).await?;
-    let size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
-    let row = NewBroadcastRow {
-        bot: &bot.id,
-        text: &req.text,
-        audience: &checked.audience,
-        by: admin.identity.telegram_id,
-        now_ms: now,
-        start_ms: checked.start_ms,
-        total: size,
+    let bots = targets(&s, &admin.identity, &req).await?;
+    let mut made = Vec::with_capacity(bots.len());
+    let mut total = 0;
+    for bot in &bots {
+        let size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+        let row = NewBroadcastRow {
+            bot: &bot.id,
+            text: &req.text,
+            audience: &checked.audience,
+            by: admin.identity.telegram_id,
+            now_ms: now,
+            start_ms: checked.start_ms,
+            total: size,
+        };
+        let id = s.store.create_broadcast(&row).await?;
+        let Some(broadcast) = s.store.broadcast(id).await? else {
+            return Err(ApiError::Internal("the broadcast just written is missing".into()));
+        };
+        s.fleet.metrics.admin_action("broadcast", if broadcast.status == "scheduled" { "scheduled" } else { "started" });
+        let a = &checked.audience;
+        let detail = json!({
+            "id": id, "audience": a.kind, "language": a.language, "active_since_day": a.active_since_day,
+            "start_ms": checked.start_ms, "audience_size": size, "text": req.text,
+        });
+        audit_action(&s, &admin, "broadcast", Some(&bot.id), None, detail).await?;
+        total += size;
+        made.push(broadcast);
+    }
+    let Some(first) = made.first().cloned() else {
+        return Err(ApiError::bad("bot: name at least one bot"));
     };
-    let id = s.store.create_broadcast(&row).await?;
-    let Some(broadcast) = s.store.broadcast(id).await? else {
-        return Err(ApiError::Internal("the broadcast just written is missing".into()));
-    };
-    s.fleet.metrics.admin_action("broadcast", if broadcast.status == "scheduled" { "scheduled" } else { "started" });
-    let a = &checked.audience;
-    let detail = json!({
-        "id": id, "audience": a.kind, "language": a.language, "active_since_day": a.active_since_day,
-        "start_ms": checked.start_ms, "audience_size": size, "text": req.text,
-    });
-    audit_action(&s, &admin, "broadcast", Some(&bot.id), None, detail).await?;
-    Ok((StatusCode::CREATED, axum::Json(BroadcastAnswer { broadcast, audience_size: size })).into_response())
+    Ok((StatusCode::CREATED, axum::Json(BroadcastAnswer { broadcast: first, broadcasts: made, audience_size: total })).into_response())
 }
 
 /// What a broadcast would look like and reach, without sending it (the dashboard's preview).
 pub(super) async fn preview_of(s: &AdminState, admin: &Admin, req: &NewBroadcast) -> Result<PreviewAnswer, ApiError> {
-    admin.identity.require_bot(&req.bot)?;
     let now = crate::bot::now_ms();
     let checked = check_request(req, now)?;
-    let bot = registered(s, &req.bot).await?;
-    let audience_size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+    let mut audience_size = 0;
+    for bot in targets(s, &admin.identity, req).await? {
+        audience_size += s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+    }
     Ok(PreviewAnswer { preview_html: checked.preview_html, audience_size, start_ms: checked.start_ms })
 }
 
@@ -262,17 +440,36 @@ async fn step_all(s: &AdminState) -> Result<(), ApiError> {
         return Ok(());
     }
     let bots = s.store.bots().await?;
+    let configs = s.store.bot_configs().await?;
     for b in &running {
         // A bot not registered (yet, or any more) waits: nothing can send for it.
         if let Some(bot) = bots.iter().find(|r| r.id == b.bot) {
-            step(s, b, bot).await?;
+            let rate = configs.iter().find(|(id, _, _)| *id == b.bot).map_or(0, |(_, _, config)| per_bot_per_second(config));
+            step(s, b, bot, queue_for(s.settings.broadcast_queue, rate)).await?;
         }
     }
     Ok(())
 }
 
+/// Telegram's free rate per bot, the rate `broadcast_queue` is sized for (3 s of it by default).
+const BASE_RATE: u64 = 30;
+
+/// A bot's configured send rate (`limits.outbound.perBotPerSecond` of its registered
+/// configuration); 0 if unknown.
+fn per_bot_per_second(config: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(config).ok().and_then(|v| v["limits"]["outbound"]["perBotPerSecond"].as_u64()).unwrap_or(0)
+}
+
+/// The jobs a broadcast keeps queued for a bot sending `rate` messages a second: `queue` for
+/// Telegram's 30/s, as many seconds' worth for a faster bot (a bot allowed 300/s keeps ten
+/// times as many), so the producer never starves a fast bot's sender and never queues more
+/// than a few seconds of any bot's budget.
+fn queue_for(queue: u64, rate: u64) -> u64 {
+    queue.saturating_mul(rate.max(BASE_RATE).div_ceil(BASE_RATE))
+}
+
 /// One batch of one broadcast, if the bot's outbox has room for it.
-async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), ApiError> {
+async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot, queue: u64) -> Result<(), ApiError> {
     let now = crate::bot::now_ms();
     // A batch claimed by a process that died: queue it again (its members may get it twice).
     let (to, repeated) = match (b.pending_to, b.pending_ms) {
@@ -280,7 +477,7 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
         (Some(_), _) => return Ok(()),
         (None, _) => {
             let (depth, _) = s.fleet.hot.outbox_depth(&bot.pool, &bot.name, now).await?;
-            let room = s.settings.broadcast_queue.saturating_sub(depth);
+            let room = queue.saturating_sub(depth);
             if room == 0 {
                 return Ok(());
             }
@@ -318,7 +515,9 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
         s.fleet.ring(&jobs);
     }
     let n = jobs.len() as i64;
-    s.store.batch_queued(b.id, to, n, if repeated { n } else { 0 }).await?;
+    // A batch queued again repeats nothing by itself: the sender sends each member's message
+    // once (`Registry::broadcast_attempt`) and counts the sends a kill left unknown.
+    s.store.batch_queued(b.id, to, n, 0).await?;
     if repeated {
         tracing::warn!(bot = %b.bot, id = b.id, members = n, "broadcast: a batch of a stopped process was queued again");
     }
@@ -328,6 +527,18 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot) -> Result<(), 
 #[cfg(test)]
 mod tests {
     use super::{TEXT_PATTERN, telegram_html};
+
+    /// A broadcast keeps a few seconds of its bot's budget queued, whatever the budget.
+    #[test]
+    fn the_queue_is_seconds_of_the_bots_budget() {
+        assert_eq!(super::queue_for(90, 30), 90);
+        assert_eq!(super::queue_for(90, 0), 90, "unknown: Telegram's free rate");
+        assert_eq!(super::queue_for(90, 300), 900);
+        assert_eq!(super::queue_for(3, 100), 12);
+        let config = r#"{"limits":{"outbound":{"perBotPerSecond":250,"perChatPerMinute":20}}}"#;
+        assert_eq!(super::per_bot_per_second(config), 250);
+        assert_eq!(super::per_bot_per_second("not json"), 0);
+    }
 
     /// The document's pattern names the same tags the check accepts.
     #[test]

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::ErrorBody;
 use super::api::*;
-use super::broadcast::{BroadcastAnswer, BroadcastsAnswer, NewBroadcast, PreviewAnswer};
+use super::broadcast::{AudienceGift, AudienceGiftAnswer, BroadcastAnswer, BroadcastsAnswer, NewBroadcast, PreviewAnswer};
 use super::keys::{KeysAnswer, NewKeyAnswer, NewKeyRequest};
 use super::moderation::{BannedAnswer, BlockedAnswer, QueueAnswer, ReviewAnswer, ReviewRequest};
 use crate::store::admin::PersonView;
@@ -263,11 +263,21 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/v1/broadcasts",
-        summary: "Start (or schedule) a broadcast to a bot's members (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace",
+        summary: "Start (or schedule) a broadcast to a bot's members, or to several bots' (one broadcast each) (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace",
         access: Access::Session,
         request: Some(s::<NewBroadcast>),
         status: 201,
         response: s::<BroadcastAnswer>,
+        query: &[],
+    },
+    Operation {
+        method: "post",
+        path: "/api/v1/gifts",
+        summary: "Gift VIP days and/or credits to every member of an audience (a broadcast's filters, one bot, several or all), once per member and key",
+        access: Access::Session,
+        request: Some(s::<AudienceGift>),
+        status: 200,
+        response: s::<AudienceGiftAnswer>,
         query: &[],
     },
     Operation {

@@ -665,6 +665,7 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
     if q.contains_key("preview") {
         let req = broadcast::NewBroadcast {
             bot: field("bot"),
+            bots: None,
             text: field("text"),
             audience: q.get("audience").cloned(),
             language: q.get("language").cloned(),
@@ -680,7 +681,7 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
                     m,
                     "</div><p><b>{}</b> members of {} would get it {}.</p><form method=\"post\" action=\"/api/v1/broadcasts\">",
                     p.audience_size,
-                    req.bot,
+                    if req.bot == "*" { "all your bots" } else { &req.bot },
                     p.start_ms.map(|t| format!("at {}", time(t))).unwrap_or_else(|| "now".into())
                 );
                 hidden(&mut m, &admin, "/broadcasts?done=broadcast");
@@ -716,6 +717,11 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         } else {
             html!(m, "<option value=\"{}\">{}</option>", bot, bot);
         }
+    }
+    // Last, so the default stays one bot.
+    if admin.identity.bots.len() > 1 {
+        let selected = if field("bot") == "*" { " selected" } else { "" };
+        html!(m, "<option value=\"*\"{}>All my bots (one broadcast each)</option>", selected);
     }
     html!(m, "</select><label for=\"ba\">Audience</label><select id=\"ba\" name=\"audience\">");
     for (value, label) in [("all", "Everyone"), ("vip", "VIP members"), ("free", "Members without VIP")] {
@@ -774,7 +780,7 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
             b.blocked
         );
         if b.repeated_max > 0 {
-            html!(m, " (up to {} may have it twice: a stopped process's batch)", b.repeated_max);
+            html!(m, " (up to {} may have it twice: sends in flight at a kill)", b.repeated_max);
         }
         html!(m, "</td><td>{}", b.status);
         if let (Some(at), "scheduled") = (b.start_ms, b.status.as_str()) {

@@ -62,6 +62,16 @@ pub trait Registry: Send + Sync + 'static {
     /// once per member and broadcast, the first outcome wins (a message sent again after a
     /// kill counts once). True if this call counted it.
     async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool>;
+    /// Before a broadcast's message to `user_id` is sent: records that it is being sent (a
+    /// `sending` row) and says whether it may go (docs/ADMIN.md, "Restarts"). A message whose
+    /// outcome is recorded already is not sent again (a batch queued twice, a send settled just
+    /// before a kill); one whose earlier send's outcome is unknown (a kill in flight) goes again
+    /// and is counted in the broadcast's `repeated_max`.
+    async fn broadcast_attempt(&self, broadcast_id: i64, user_id: i64, now_ms: i64) -> StoreResult<BroadcastAttempt>;
+    /// The send that [`Registry::broadcast_attempt`] announced certainly did not happen (Telegram
+    /// answered 429, or refused the token): its `sending` row is removed, so the next try is
+    /// not counted as a possible repeat.
+    async fn broadcast_unsent(&self, broadcast_id: i64, user_id: i64) -> StoreResult<()>;
 
     // In-bot admin commands (chat/admin_commands.rs): the admin role's own steps, run by the
     // bot an admin wrote to.
@@ -97,6 +107,18 @@ pub enum BroadcastOutcome {
     Failed,
     /// The member blocked the bot (403): marked unreachable, in no later audience.
     Blocked,
+}
+
+/// Whether a broadcast's message may be sent now ([`Registry::broadcast_attempt`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BroadcastAttempt {
+    /// Never tried: send it.
+    First,
+    /// Its outcome is recorded: it is not sent again.
+    Settled,
+    /// Tried before without a recorded outcome (the process died in flight): sent again, and
+    /// counted as possibly repeated.
+    Unknown,
 }
 
 impl BroadcastOutcome {
@@ -273,8 +295,8 @@ pub struct Broadcast {
     pub failed: i64,
     /// The member had blocked the bot: marked unreachable, in no later audience.
     pub blocked: i64,
-    /// At most this many members may get it twice: batches queued again after the process
-    /// queuing them died (a kill) before recording them.
+    /// At most this many messages may have reached their member twice: sends in flight when a
+    /// bot's sender was killed (their outcome unknown), sent again by the next sender.
     pub repeated_max: i64,
     pub created_by: i64,
     pub created_ms: i64,
@@ -583,11 +605,13 @@ impl Registry for SqlStore {
     }
 
     async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool> {
-        // The result row and the counter in one transaction: the key makes a repeat count once.
+        // The result row and the counter in one transaction: the key makes a repeat count once
+        // (a `sending` row becomes the outcome; a settled one stays as it is).
         let mut tx = self.pool().begin().await.map_err(db_err)?;
         let inserted = sqlx::query(
             "INSERT INTO admin_broadcast_results (broadcast_id, user_id, outcome, at_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (broadcast_id, user_id) DO NOTHING",
+             ON CONFLICT (broadcast_id, user_id) DO UPDATE SET outcome = excluded.outcome, at_ms = excluded.at_ms \
+             WHERE admin_broadcast_results.outcome = 'sending'",
         )
         .bind(broadcast_id)
         .bind(user_id)
@@ -608,6 +632,54 @@ impl Registry for SqlStore {
         sqlx::query(update).bind(broadcast_id).execute(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
         Ok(true)
+    }
+
+    async fn broadcast_attempt(&self, broadcast_id: i64, user_id: i64, now_ms: i64) -> StoreResult<BroadcastAttempt> {
+        let inserted = sqlx::query(
+            "INSERT INTO admin_broadcast_results (broadcast_id, user_id, outcome, at_ms) VALUES ($1, $2, 'sending', $3) \
+             ON CONFLICT (broadcast_id, user_id) DO NOTHING",
+        )
+        .bind(broadcast_id)
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        if inserted.rows_affected() == 1 {
+            return Ok(BroadcastAttempt::First);
+        }
+        // Tried before: settled (not sent again), or its outcome unknown (sent again, counted;
+        // the row's time moves so the count is per try).
+        let mut tx = self.pool().begin().await.map_err(db_err)?;
+        let resent =
+            sqlx::query("UPDATE admin_broadcast_results SET at_ms = $3 WHERE broadcast_id = $1 AND user_id = $2 AND outcome = 'sending'")
+                .bind(broadcast_id)
+                .bind(user_id)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        if resent.rows_affected() == 0 {
+            tx.rollback().await.map_err(db_err)?;
+            return Ok(BroadcastAttempt::Settled);
+        }
+        sqlx::query("UPDATE admin_broadcasts SET repeated_max = repeated_max + 1 WHERE id = $1")
+            .bind(broadcast_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(BroadcastAttempt::Unknown)
+    }
+
+    async fn broadcast_unsent(&self, broadcast_id: i64, user_id: i64) -> StoreResult<()> {
+        sqlx::query("DELETE FROM admin_broadcast_results WHERE broadcast_id = $1 AND user_id = $2 AND outcome = 'sending'")
+            .bind(broadcast_id)
+            .bind(user_id)
+            .execute(self.pool())
+            .await
+            .map_err(db_err)?;
+        Ok(())
     }
 
     async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)> {

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use super::admin::{Audience, BotNumbers, BotRegistration, BroadcastOutcome, NewAudit, Registry};
+use super::admin::{Audience, BotNumbers, BotRegistration, BroadcastAttempt, BroadcastOutcome, NewAudit, Registry};
 use super::locks::{ChatLock, LockOutcome, LockRequest, Locks, Settled};
 use super::money::{
     Applied, Ledger, LedgerEntry, LedgerOutcome, NewPayment, NewQuote, Payment, Payments, Quote, QuoteRefusal, Quotes, RefundOutcome,
@@ -315,6 +315,14 @@ impl Registry for BotStore {
 
     async fn broadcast_outcome(&self, broadcast_id: i64, user_id: i64, outcome: BroadcastOutcome, now_ms: i64) -> StoreResult<bool> {
         self.inner.broadcast_outcome(broadcast_id, user_id, outcome, now_ms).await
+    }
+
+    async fn broadcast_attempt(&self, broadcast_id: i64, user_id: i64, now_ms: i64) -> StoreResult<BroadcastAttempt> {
+        self.inner.broadcast_attempt(broadcast_id, user_id, now_ms).await
+    }
+
+    async fn broadcast_unsent(&self, broadcast_id: i64, user_id: i64) -> StoreResult<()> {
+        self.inner.broadcast_unsent(broadcast_id, user_id).await
     }
 
     async fn bot_stats(&self, bot: &str, now_ms: i64) -> StoreResult<(BotNumbers, i64)> {

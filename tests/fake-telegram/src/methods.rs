@@ -322,7 +322,8 @@ fn send_message(world: &mut World, bot_id: i64, p: &Params) -> ApiResult<Value> 
     check_len(&text, MAX_TEXT, "message is too long")?;
     let markup = reply_markup(p)?;
     let reply = reply_target(world, bot_id, chat_id, p)?;
-    world.charge_send(bot_id, chat_id)?;
+    let paid = p.bool_or("allow_paid_broadcast", false)?;
+    world.charge_sends_as(bot_id, chat_id, 1, paid)?;
     let mut msg = new_bot_message(world, bot_id, chat_id)?;
     msg["text"] = json!(text);
     if !entities.is_empty() {

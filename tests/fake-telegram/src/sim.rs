@@ -208,6 +208,41 @@ impl Sim {
         Ok(id)
     }
 
+    /// The user has a started chat with the bot (as after /start) without sending it anything:
+    /// the bot may write to them. For seeding many members at once (broadcast tests, benches).
+    pub fn start_chat(&self, bot: &str, user: i64) -> Result<(), SimError> {
+        let mut world = self.world();
+        let bot_id = world.find_bot(bot)?;
+        world.user(user)?;
+        ensure_chat(&mut world, bot_id, user);
+        Ok(())
+    }
+
+    /// Per user: how many messages the bot sent them (`sendMessage` and the like, in their
+    /// inbox) whose text contains `needle`. For counting a broadcast's copies at scale.
+    pub fn message_counts(&self, bot: &str, needle: &str) -> Result<std::collections::HashMap<i64, u64>, SimError> {
+        let world = self.world();
+        let bot_id = world.find_bot(bot)?;
+        let mut counts = std::collections::HashMap::new();
+        for (user, entries) in &world.inbox {
+            for e in entries.iter().filter(|e| e.bot_id == bot_id) {
+                if let super::state::InboxEvent::Message { message } = &e.event
+                    && message["text"].as_str().is_some_and(|t| t.contains(needle))
+                {
+                    *counts.entry(*user).or_insert(0) += 1;
+                }
+            }
+        }
+        Ok(counts)
+    }
+
+    /// How many messages the bot sent with `allow_paid_broadcast` (0.1 Star each).
+    pub fn paid_broadcast_messages(&self, bot: &str) -> Result<u64, SimError> {
+        let world = self.world();
+        let bot_id = world.find_bot(bot)?;
+        Ok(world.bots.get(&bot_id).map_or(0, |b| b.paid_broadcast_messages))
+    }
+
     /// The user blocks the bot: the bot gets my_chat_member (kicked) and 403 on every send.
     pub fn block(&self, bot: &str, user: i64) -> Result<(), SimError> {
         let mut world = self.world();

@@ -38,11 +38,22 @@ pub struct Limits {
     pub per_bot_burst: f64,
     pub per_chat_per_sec: f64,
     pub per_chat_burst: f64,
+    /// A bot's budget for sends with `allow_paid_broadcast` (Bot API: "up to 1000 messages per
+    /// second, ignoring broadcasting limits", for 0.1 Star each): a bucket of its own, burst
+    /// one second's worth; the per-chat limit still applies.
+    pub paid_per_bot_per_sec: f64,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { enabled: true, per_bot_per_sec: 30.0, per_bot_burst: 30.0, per_chat_per_sec: 1.0, per_chat_burst: 3.0 }
+        Self {
+            enabled: true,
+            per_bot_per_sec: 30.0,
+            per_bot_burst: 30.0,
+            per_chat_per_sec: 1.0,
+            per_chat_burst: 3.0,
+            paid_per_bot_per_sec: 1000.0,
+        }
     }
 }
 
@@ -449,6 +460,10 @@ pub struct BotState {
     /// `setMyDescription` / `setMyShortDescription`: (kind, language code or "") → text.
     pub descriptions: BTreeMap<(String, String), String>,
     pub bucket: Option<TokenBucket>,
+    /// The bucket of paid-broadcast sends (`allow_paid_broadcast`).
+    pub paid_bucket: Option<TokenBucket>,
+    /// Sends made with `allow_paid_broadcast` (0.1 Star each; the balance is not charged here).
+    pub paid_broadcast_messages: u64,
     pub star_transactions: Vec<Value>,
     pub star_balance: i64,
     /// Wakes long polls and the webhook worker when an update arrives.
@@ -674,6 +689,8 @@ impl World {
                 commands: BTreeMap::new(),
                 descriptions: BTreeMap::new(),
                 bucket: None,
+                paid_bucket: None,
+                paid_broadcast_messages: 0,
                 star_transactions: Vec::new(),
                 star_balance: 0,
                 notify: Arc::new(Notify::new()),
@@ -796,14 +813,26 @@ impl World {
     /// Charges `n` messages at once: all of them fit the budgets, or none is charged (so a
     /// call that sends several messages either happens whole or answers 429).
     pub fn charge_sends(&mut self, bot_id: i64, chat_id: i64, n: u32) -> ApiResult<()> {
+        self.charge_sends_as(bot_id, chat_id, n, false)
+    }
+
+    /// [`World::charge_sends`], as a paid broadcast when `paid` (`allow_paid_broadcast`: the
+    /// bot's paid budget instead of its free one; counted, 0.1 Star each).
+    pub fn charge_sends_as(&mut self, bot_id: i64, chat_id: i64, n: u32, paid: bool) -> ApiResult<()> {
+        if paid {
+            self.bot_mut(bot_id)?.paid_broadcast_messages += u64::from(n);
+        }
         if !self.limits.enabled || n == 0 {
             return Ok(());
         }
         let limits = self.limits.clone();
         let now = Instant::now();
         let bot = self.bot_mut(bot_id)?;
-        let bot_bucket = bot.bucket.get_or_insert_with(|| TokenBucket::full(limits.per_bot_burst));
-        let bot_wait = bot_bucket.wait_for(now, f64::from(n), limits.per_bot_per_sec, limits.per_bot_burst);
+        let (rate, burst) =
+            if paid { (limits.paid_per_bot_per_sec, limits.paid_per_bot_per_sec) } else { (limits.per_bot_per_sec, limits.per_bot_burst) };
+        let slot = if paid { &mut bot.paid_bucket } else { &mut bot.bucket };
+        let bot_bucket = slot.get_or_insert_with(|| TokenBucket::full(burst));
+        let bot_wait = bot_bucket.wait_for(now, f64::from(n), rate, burst);
         let chat = bot.chats.get_mut(&chat_id).ok_or_else(|| ApiError::bad_request("chat not found"))?;
         let chat_bucket = chat.bucket.get_or_insert_with(|| TokenBucket::full(limits.per_chat_burst));
         let chat_wait = chat_bucket.wait_for(now, f64::from(n), limits.per_chat_per_sec, limits.per_chat_burst);
@@ -815,7 +844,7 @@ impl World {
             return Err(ApiError::too_many_requests(wait.ceil().max(1.0) as u64));
         }
         chat_bucket.take(f64::from(n));
-        if let Some(b) = bot.bucket.as_mut() {
+        if let Some(b) = if paid { bot.paid_bucket.as_mut() } else { bot.bucket.as_mut() } {
             b.take(f64::from(n));
         }
         Ok(())

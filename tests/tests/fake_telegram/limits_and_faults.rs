@@ -43,6 +43,34 @@ async fn a_bot_is_held_to_about_thirty_messages_per_second() {
     assert!((40..=92).contains(&accepted), "accepted {accepted}");
 }
 
+/// `allow_paid_broadcast` (Bot API: up to 1000 messages/s, 0.1 Star each): a budget of its
+/// own, so a bot past its free 30/s still sends paid messages; each is counted.
+#[tokio::test]
+async fn a_paid_broadcast_has_its_own_higher_budget_and_is_counted() {
+    let s = setup().await;
+    s.sim.set_limits(Limits { per_chat_burst: 1000.0, per_chat_per_sec: 1000.0, ..Limits::default() }).unwrap();
+    let mut free = 0;
+    for i in 0..60 {
+        if s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": format!("f{i}")})).await.is_ok() {
+            free += 1;
+        }
+    }
+    assert!((30..=40).contains(&free), "the free budget: {free}");
+    // The free budget is spent; paid sends still go, up to their own burst.
+    for i in 0..200 {
+        let sent = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": format!("p{i}"), "allow_paid_broadcast": true})).await;
+        assert!(sent.is_ok(), "paid send {i}: {sent:?}");
+    }
+    assert_eq!(s.sim.paid_broadcast_messages(&s.bot.username).unwrap(), 200);
+    // Without it the free budget still applies (refilled only at 30/s meanwhile).
+    let mut refused = 0;
+    for i in 0..60 {
+        let sent = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": format!("f{i}"), "allow_paid_broadcast": false})).await;
+        refused += usize::from(sent.is_err_and(|e| e.code == 429));
+    }
+    assert!(refused > 0, "free sends past the free budget are refused");
+}
+
 #[tokio::test]
 async fn limits_can_be_switched_off() {
     let s = setup().await;
