@@ -134,7 +134,8 @@ async fn redis_usage(r: &TestRedis) -> std::collections::BTreeMap<String, (u64, 
             .await
             .expect("scan");
         for key in batch {
-            let used: Option<u64> = redis::cmd("MEMORY").arg("USAGE").arg(&key).arg("SAMPLES").arg(0).query_async(&mut conn).await.expect("memory usage");
+            let used: Option<u64> =
+                redis::cmd("MEMORY").arg("USAGE").arg(&key).arg("SAMPLES").arg(0).query_async(&mut conn).await.expect("memory usage");
             let class = key.rsplit_once("}:").and_then(|(_, rest)| rest.split(':').next()).unwrap_or("other").to_string();
             let entry = classes.entry(class).or_default();
             entry.0 += 1;

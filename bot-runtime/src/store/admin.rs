@@ -721,7 +721,8 @@ impl Registry for SqlStore {
     }
 
     async fn fleet_admins(&self) -> StoreResult<Vec<i64>> {
-        let rows = sqlx::query("SELECT telegram_id FROM admin_fleet_admins ORDER BY telegram_id").fetch_all(self.pool()).await.map_err(db_err)?;
+        let rows =
+            sqlx::query("SELECT telegram_id FROM admin_fleet_admins ORDER BY telegram_id").fetch_all(self.pool()).await.map_err(db_err)?;
         rows.iter().map(|r| col::<i64>(r, "telegram_id")).collect()
     }
 

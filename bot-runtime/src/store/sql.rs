@@ -153,8 +153,8 @@ impl SqlStore {
             // relayed message, and Postgres' own work). Only a connection idle long enough to
             // have been cut (a restart, a proxy's idle timeout) is pinged now; a hot one that
             // broke fails its query, the update is retried, and sqlx drops the connection.
-            Backend::Postgres => options.max_connections(postgres_connections.max(1)).test_before_acquire(false).before_acquire(
-                |conn, meta| {
+            Backend::Postgres => {
+                options.max_connections(postgres_connections.max(1)).test_before_acquire(false).before_acquire(|conn, meta| {
                     Box::pin(async move {
                         if meta.idle_for < PING_IF_IDLE_FOR {
                             return Ok(true);
@@ -162,8 +162,8 @@ impl SqlStore {
                         use sqlx::Connection as _;
                         conn.ping().await.map(|()| true)
                     })
-                },
-            ),
+                })
+            }
             Backend::Sqlite if sqlite_in_memory(url) => options
                 .max_connections(1)
                 .min_connections(1)

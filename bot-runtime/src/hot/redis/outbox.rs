@@ -65,12 +65,8 @@ impl Outbox for RedisHot {
         }
         // One XDEL for the whole batch: one round trip instead of one per job.
         let mut conn = self.conn.clone();
-        let _: i64 = redis::cmd("XDEL")
-            .arg(self.outbox_key(pool, bot, shard, lane))
-            .arg(ids)
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
+        let _: i64 =
+            redis::cmd("XDEL").arg(self.outbox_key(pool, bot, shard, lane)).arg(ids).query_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
     }
 
