@@ -1928,6 +1928,10 @@ async fn the_fleet_admins_of_the_charts_values_use_the_in_bot_commands_of_every_
     // /ban works; Bob (beta's admin) is a member like any other here.
     fay.send("/stats").unwrap();
     fay.expect("the bot's numbers", WAIT, |m| text_of(m).contains("alpha now:")).await.unwrap();
+    // /refund is theirs too (without a charge id: its usage, not "unknown command").
+    fay.send("/refund").unwrap();
+    fay.expect("the refund usage", WAIT, |m| text_of(m).contains("Usage: /refund")).await.unwrap();
+    assert!(!fay.received().unwrap().iter().any(|m| text_of(m).contains("don't know that command")), "a fleet admin's /refund");
     bob.send(&format!("/ban {}", max.id)).unwrap();
     bob.expect("unknown", WAIT, |m| text_of(m).contains("don't know that command")).await.unwrap();
     fay.send(&format!("/ban {} 1", max.id)).unwrap();

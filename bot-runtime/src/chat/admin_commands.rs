@@ -77,7 +77,7 @@ pub(crate) async fn alert_admins(
 
 /// The bot's own admins (its BotInstance's `spec.admins`) and the fleet's (the chart's
 /// `admin.fleetAdmins`, from the registry the admin role writes).
-async fn is_admin(fx: &Effects<'_>, user_id: i64) -> bool {
+pub(super) async fn is_admin(fx: &Effects<'_>, user_id: i64) -> bool {
     fx.bot.cfg().bot.admins.telegram_ids.contains(&user_id) || fx.bot.fleet.fleet_admins().await.contains(&user_id)
 }
 

@@ -253,12 +253,13 @@ pub(super) fn sale_terms(fx: &mut Effects<'_>, user: &User, lang: Lang) {
 
 // ---- refunds -----------------------------------------------------------------------------
 
-/// `/refund <charge id>`, for the bot's admins only (anyone else: an unknown command). Asks
+/// `/refund <charge id>`, for the bot's admins and the fleet admins only (anyone else: an
+/// unknown command). Asks
 /// Telegram to refund first; only once Telegram has refunded is the grant reversed here, so a
 /// refund Telegram refuses changes nothing (the admin is told why).
 pub(super) async fn admin_refund(fx: &mut Effects<'_>, user: &User, lang: Lang, charge: Option<&str>) -> Result<(), HandleError> {
     let me = user.member();
-    if !fx.bot.cfg().bot.admins.telegram_ids.contains(&user.user_id) {
+    if !super::admin_commands::is_admin(fx, user.user_id).await {
         super::menu::unknown(fx, &me, lang);
         return Ok(());
     }
