@@ -597,6 +597,24 @@ fn msg_ref(member: &str, message_id: i64) -> MessageRef {
     MessageRef { member: member.into(), message_id }
 }
 
+/// Settling a batch records its copies in the reply map and removes its sent jobs, together;
+/// jobs not named stay.
+async fn settling_a_batch_records_its_copies_and_removes_its_jobs<H: HotState>(h: H) {
+    let shard = h.shard_of(1);
+    let jobs: Vec<Job> = (0..3).map(|n| job("alpha", 1, Lane::Interactive, n)).collect();
+    h.commit(POOL, Marker::None, &jobs).await.unwrap();
+    let queued = h.outbox_read_after(POOL, "alpha", shard, Lane::Interactive, None, 10).await.unwrap();
+    let replies = [(msg_ref("beta:2", 7), msg_ref("alpha:1", 70)), (msg_ref("beta:2", 8), msg_ref("alpha:1", 71))];
+    h.outbox_settle(POOL, "alpha", shard, Lane::Interactive, &[queued[0].id.as_str(), queued[2].id.as_str()], &replies, MINUTE)
+        .await
+        .unwrap();
+    assert_eq!(all(&h, "alpha", shard, Lane::Interactive).await.iter().map(seq).collect::<Vec<_>>(), [1]);
+    assert_eq!(h.get_reply(POOL, &msg_ref("beta:2", 8)).await.unwrap().as_deref(), Some("alpha:1:71"));
+    assert_eq!(h.get_reply(POOL, &msg_ref("alpha:1", 70)).await.unwrap().as_deref(), Some("beta:2:7"));
+    // Nothing to settle is no call at all.
+    h.outbox_settle(POOL, "alpha", shard, Lane::Interactive, &[], &[], MINUTE).await.unwrap();
+}
+
 /// A reply map of many messages in one chat: every entry reads back, whichever bucket it fell in.
 async fn the_reply_map_holds_a_chats_messages_in_buckets<H: HotState>(h: H) {
     for id in 1..=200 {
@@ -808,6 +826,7 @@ both_stores!(
     an_unscheduled_timer_never_fires,
     refs_expire,
     the_reply_map_holds_a_chats_messages_in_buckets,
+    settling_a_batch_records_its_copies_and_removes_its_jobs,
     a_blob_is_written_in_pieces_read_by_range_and_deleted_with_its_last_holder,
     a_blob_has_one_writer_and_a_failed_write_leaves_nothing,
     the_media_budget_refuses_past_the_fleet_budget_and_the_users_cap,

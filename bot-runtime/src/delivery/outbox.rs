@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::bot::{Bot, Effects, Ticker, now_ms};
 use crate::chat;
-use crate::hot::{Job, Lane, Marker, QueuedJob};
+use crate::hot::{Job, Lane, Marker, MessageRef, QueuedJob};
 use crate::matching::Member;
 use crate::store::EndReason;
 use crate::store::admin::{BroadcastAttempt, BroadcastOutcome};
@@ -603,12 +603,19 @@ async fn send_batch(
     let mut unfinished = 0;
     // The batch's sent jobs are acknowledged together (one round trip), before anything else
     // is settled: a failure here leaves them all queued, to be sent again as after a crash.
-    let done: Vec<&str> =
-        jobs.iter().zip(&outcomes).filter(|(_, o)| matches!(o, Some(Delivery::Done))).map(|((id, _), _)| id.as_str()).collect();
-    hot.outbox_ack_many(&bot.pool, &bot.name, shard, lane, &done).await?;
+    // The reply-map entries of the copies just sent are written in the same round trip.
+    let done: Vec<&str> = jobs
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, o)| matches!(o, Some(Delivery::Done | Delivery::Sent(_))))
+        .map(|((id, _), _)| id.as_str())
+        .collect();
+    let replies: Vec<(MessageRef, MessageRef)> =
+        outcomes.iter().filter_map(|o| if let Some(Delivery::Sent(Some(pair))) = o { Some(pair.clone()) } else { None }).collect();
+    hot.outbox_settle(&bot.pool, &bot.name, shard, lane, &done, &replies, REF_TTL).await?;
     for ((_, job), outcome) in jobs.iter().zip(outcomes) {
         match outcome {
-            Some(Delivery::Done) => {
+            Some(Delivery::Done | Delivery::Sent(_)) => {
                 super::media::release(bot, job).await;
                 if let Some(n) = queued.get_mut(&job.chat_id) {
                     *n = n.saturating_sub(1);
@@ -631,8 +638,10 @@ async fn send_batch(
 }
 
 enum Delivery {
-    /// Sent, or refused for good (logged): acknowledge it.
+    /// Refused for good (logged), or nothing to send: acknowledge it.
     Done,
+    /// Sent: acknowledge it, and record the copy in the reply map (original, copy) if it is one.
+    Sent(Option<(MessageRef, MessageRef)>),
     /// Not now (429, 5xx, network): the same job again after this long.
     Retry(Duration),
 }
@@ -727,20 +736,21 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     };
     match result {
         Ok(sent) => {
-            record_sent(bot, job, &recipient, &sent).await;
+            let reply = record_sent(bot, job, &recipient, &sent).await;
             record_broadcast(bot, job, BroadcastOutcome::Delivered).await;
             if job.enqueued_ms > 0 {
                 bot.metrics().delivered_in(&bot.name, (now_ms() - job.enqueued_ms).max(0) as f64 / 1000.0);
             }
-            Delivery::Done
+            Delivery::Sent(reply)
         }
         Err(e) => settle_error(bot, job, &recipient, e).await,
     }
 }
 
-/// After a send: remember the message id under its name and in the reply map (both ways).
-async fn record_sent(bot: &Bot, job: &Job, recipient: &Member, sent: &Value) {
-    let Some(message_id) = sent["message_id"].as_i64() else { return };
+/// After a send: remember the message id under its name; a relayed copy's reply-map entry
+/// (original, copy) is returned, to be written with the job's acknowledgement.
+async fn record_sent(bot: &Bot, job: &Job, recipient: &Member, sent: &Value) -> Option<(MessageRef, MessageRef)> {
+    let message_id = sent["message_id"].as_i64()?;
     let hot = bot.fleet.hot.as_ref();
     if let Some(mirror) = &job.mirror_of
         && let Ok(sender) = mirror.sender.parse::<Member>()
@@ -752,10 +762,7 @@ async fn record_sent(bot: &Bot, job: &Job, recipient: &Member, sent: &Value) {
     if let Some(name) = &job.save_as {
         let _ = hot.put_ref(&bot.pool, name, &message_id.to_string(), REF_TTL).await;
     }
-    if let Some(origin) = &job.origin {
-        let delivered = crate::hot::MessageRef { member: recipient.to_string(), message_id };
-        let _ = hot.put_reply(&bot.pool, origin, &delivered, REF_TTL).await;
-    }
+    job.origin.as_ref().map(|origin| (origin.clone(), MessageRef { member: recipient.to_string(), message_id }))
 }
 
 async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> Delivery {

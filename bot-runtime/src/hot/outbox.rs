@@ -7,7 +7,7 @@ use super::{HotResult, Lane, QueuedJob};
 pub type WakeStream = std::pin::Pin<Box<dyn futures::Stream<Item = ()> + Send>>;
 
 #[async_trait::async_trait]
-pub trait Outbox: Send + Sync {
+pub trait Outbox: super::Refs + Send + Sync {
     /// The shard of a chat: `chat_id.rem_euclid(shards)`.
     fn shard_of(&self, chat_id: i64) -> u32 {
         chat_id.rem_euclid(i64::from(self.outbox_shards())) as u32
@@ -38,6 +38,25 @@ pub trait Outbox: Send + Sync {
             self.outbox_ack(pool, bot, shard, lane, id).await?;
         }
         Ok(())
+    }
+    /// Settles a batch: records the reply-map entries of the copies it sent (original, copy;
+    /// see [`Refs::put_reply`](super::Refs::put_reply)), then removes its sent jobs — in one
+    /// round trip where the store can.
+    #[allow(clippy::too_many_arguments)]
+    async fn outbox_settle(
+        &self,
+        pool: &str,
+        bot: &str,
+        shard: u32,
+        lane: Lane,
+        ids: &[&str],
+        replies: &[(super::MessageRef, super::MessageRef)],
+        reply_ttl: std::time::Duration,
+    ) -> HotResult<()> {
+        for (original, copy) in replies {
+            self.put_reply(pool, original, copy, reply_ttl).await?;
+        }
+        self.outbox_ack_many(pool, bot, shard, lane, ids).await
     }
     /// How many jobs each shard of a bot holds, per lane: `[interactive, bulk]` by shard. One
     /// cheap call for all shards (O(1) per stream): what an idle consumer asks instead of

@@ -70,6 +70,34 @@ impl Outbox for RedisHot {
         Ok(())
     }
 
+    async fn outbox_settle(
+        &self,
+        pool: &str,
+        bot: &str,
+        shard: u32,
+        lane: Lane,
+        ids: &[&str],
+        replies: &[(crate::hot::MessageRef, crate::hot::MessageRef)],
+        reply_ttl: std::time::Duration,
+    ) -> HotResult<()> {
+        if ids.is_empty() && replies.is_empty() {
+            return Ok(());
+        }
+        // The batch's reply-map writes and its XDEL in one round trip (the writes first: a
+        // failure leaves the jobs queued, to be sent again, never a sent copy without its entry
+        // while its job is gone).
+        let mut pipe = redis::pipe();
+        for (original, copy) in replies {
+            self.pipe_reply(&mut pipe, pool, original, copy, reply_ttl);
+        }
+        if !ids.is_empty() {
+            pipe.cmd("XDEL").arg(self.outbox_key(pool, bot, shard, lane)).arg(ids).ignore();
+        }
+        let mut conn = self.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        Ok(())
+    }
+
     async fn outbox_lengths(&self, pool: &str, bot: &str) -> HotResult<Vec<[u64; 2]>> {
         // One round trip of XLENs (O(1) each) for every shard and lane.
         let streams = self.outbox_keys(pool, bot);

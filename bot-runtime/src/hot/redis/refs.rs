@@ -41,12 +41,7 @@ impl Refs for RedisHot {
     async fn put_reply(&self, pool: &str, a: &MessageRef, b: &MessageRef, ttl: Duration) -> HotResult<()> {
         // Both directions in one round trip; each bucket lives `ttl` after its last write.
         let mut pipe = redis::pipe();
-        for (of, other) in [(a, b), (b, a)] {
-            let (bucket, field) = reply_bucket(of.message_id);
-            let key = self.keys.reply_bucket(pool, &of.member, bucket);
-            pipe.cmd("HSET").arg(&key).arg(field).arg(reply_value(other)).ignore();
-            pipe.cmd("PEXPIRE").arg(&key).arg(px(ttl)).ignore();
-        }
+        self.pipe_reply(&mut pipe, pool, a, b, ttl);
         let mut conn = self.conn.clone();
         let _: () = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         Ok(())
@@ -73,4 +68,16 @@ impl Refs for RedisHot {
 
 fn utf8(name: &str, v: Option<Vec<u8>>) -> HotResult<Option<String>> {
     v.map(|b| String::from_utf8(b).map_err(|_| HotError::Corrupt(format!("ref {name} is not UTF-8")))).transpose()
+}
+
+impl RedisHot {
+    /// Adds the writes of one reply-map pair (both directions) to `pipe`.
+    pub(super) fn pipe_reply(&self, pipe: &mut redis::Pipeline, pool: &str, a: &MessageRef, b: &MessageRef, ttl: Duration) {
+        for (of, other) in [(a, b), (b, a)] {
+            let (bucket, field) = reply_bucket(of.message_id);
+            let key = self.keys.reply_bucket(pool, &of.member, bucket);
+            pipe.cmd("HSET").arg(&key).arg(field).arg(reply_value(other)).ignore();
+            pipe.cmd("PEXPIRE").arg(&key).arg(px(ttl)).ignore();
+        }
+    }
 }
