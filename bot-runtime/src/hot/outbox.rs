@@ -32,7 +32,8 @@ pub trait Outbox: super::Refs + Send + Sync {
     ) -> HotResult<Vec<QueuedJob>>;
     /// Removes a sent (or given-up) job.
     async fn outbox_ack(&self, pool: &str, bot: &str, shard: u32, lane: Lane, id: &str) -> HotResult<()>;
-    /// Removes several sent jobs of one stream (a batch's), in one step where the store can.
+    /// Removes several sent jobs of one stream (the sender settles its batches with
+    /// [`Outbox::outbox_settle`], which a store does in one round trip).
     async fn outbox_ack_many(&self, pool: &str, bot: &str, shard: u32, lane: Lane, ids: &[&str]) -> HotResult<()> {
         for id in ids {
             self.outbox_ack(pool, bot, shard, lane, id).await?;

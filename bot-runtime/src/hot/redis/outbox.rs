@@ -59,17 +59,6 @@ impl Outbox for RedisHot {
         Ok(())
     }
 
-    async fn outbox_ack_many(&self, pool: &str, bot: &str, shard: u32, lane: Lane, ids: &[&str]) -> HotResult<()> {
-        if ids.is_empty() {
-            return Ok(());
-        }
-        // One XDEL for the whole batch: one round trip instead of one per job.
-        let mut conn = self.conn.clone();
-        let _: i64 =
-            redis::cmd("XDEL").arg(self.outbox_key(pool, bot, shard, lane)).arg(ids).query_async(&mut conn).await.map_err(unavailable)?;
-        Ok(())
-    }
-
     async fn outbox_settle(
         &self,
         pool: &str,
