@@ -45,9 +45,12 @@ pub struct Fleet {
     pub media: crate::delivery::media::MediaRelays,
     /// The fleet admins from the registry (written by the admin role), and when they were read.
     fleet_admins: tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<i64>>)>>,
+    /// How long the fleet admins read are kept (ms): [`FLEET_ADMINS_FOR`] unless a test set it.
+    fleet_admins_for_ms: std::sync::atomic::AtomicU64,
 }
 
-/// How long a process keeps the fleet admins it read before reading them again.
+/// How long a process keeps the fleet admins it read before reading them again (also how often
+/// a bot's command menu follows a change of them: `chat::telegram_menu::keep`).
 const FLEET_ADMINS_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Fleet {
@@ -78,7 +81,18 @@ impl Fleet {
             health: Arc::default(),
             media: crate::delivery::media::MediaRelays::new(media),
             fleet_admins: tokio::sync::Mutex::new(None),
+            fleet_admins_for_ms: std::sync::atomic::AtomicU64::new(FLEET_ADMINS_FOR.as_millis() as u64),
         })
+    }
+
+    /// How long the fleet admins read are kept, and how often the menus follow them.
+    pub fn fleet_admins_for(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.fleet_admins_for_ms.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// Shortens (tests) how long the fleet admins read are kept.
+    pub fn set_fleet_admins_for(&self, every: std::time::Duration) {
+        self.fleet_admins_for_ms.store(every.as_millis().max(1) as u64, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The fleet admins (the chart's `admin.fleetAdmins`, registered by the admin role), read
@@ -87,7 +101,7 @@ impl Fleet {
     pub async fn fleet_admins(&self) -> Arc<Vec<i64>> {
         let mut cached = self.fleet_admins.lock().await;
         if let Some((at, ids)) = cached.as_ref()
-            && at.elapsed() < FLEET_ADMINS_FOR
+            && at.elapsed() < self.fleet_admins_for()
         {
             return ids.clone();
         }

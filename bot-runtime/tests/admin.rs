@@ -1924,6 +1924,32 @@ async fn the_fleet_admins_of_the_charts_values_use_the_in_bot_commands_of_every_
     }
     let mut max = onboarded(&h, "alpha", "Max", "m", 29).await;
 
+    // Fay gets the admin menu of every bot (she became a fleet admin after the bots started);
+    // Bob gets beta's only; nobody else gets one.
+    let names = |v: Value| v.as_array().unwrap().iter().map(|c| c["command"].as_str().unwrap().to_string()).collect::<Vec<_>>();
+    let menu = |bot: &'static str, chat: i64, lang: Option<&'static str>| {
+        let api = botfleet_tests::bot_api::RawBot::new(&h.fake.api_url(), &h.tokens[bot]);
+        async move {
+            let mut params = json!({"scope": {"type": "chat", "chat_id": chat}});
+            if let Some(lang) = lang {
+                params["language_code"] = json!(lang);
+            }
+            names(api.call("getMyCommands", params).await.unwrap())
+        }
+    };
+    for bot in ["alpha", "beta"] {
+        for lang in [None, Some("en"), Some("ru")] {
+            let deadline = std::time::Instant::now() + WAIT;
+            while !menu(bot, fay.id, lang).await.contains(&"ban".to_string()) {
+                assert!(std::time::Instant::now() < deadline, "{bot} ({lang:?}) gives the fleet admin its admin menu");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(menu("beta", bob.id, None).await.contains(&"ban".to_string()), "beta's own admin");
+    assert!(menu("alpha", bob.id, None).await.is_empty(), "no admin menu for Bob on alpha");
+    assert!(menu("alpha", max.id, None).await.is_empty(), "none for a member");
+
     // On alpha, whose BotInstance names no admin: Fay's /stats shows the bot's numbers and her
     // /ban works; Bob (beta's admin) is a member like any other here.
     fay.send("/stats").unwrap();
@@ -1942,6 +1968,20 @@ async fn the_fleet_admins_of_the_charts_values_use_the_in_bot_commands_of_every_
     bob.send("/stats").unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!bob.received().unwrap().iter().any(|m| text_of(m).contains("now:")), "not beta's admin's on alpha");
+
+    // The chart's values no longer name Fay (the admin role registers the new list): her admin
+    // menus are taken away; Bob keeps beta's, which his BotInstance gives him.
+    bot_runtime::store::admin::Registry::set_fleet_admins(&admin.sql, &[]).await.unwrap();
+    for bot in ["alpha", "beta"] {
+        for lang in [None, Some("en"), Some("ru")] {
+            let deadline = std::time::Instant::now() + WAIT;
+            while !menu(bot, fay.id, lang).await.is_empty() {
+                assert!(std::time::Instant::now() < deadline, "{bot} ({lang:?}) takes the admin menu away");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert!(menu("beta", bob.id, None).await.contains(&"ban".to_string()), "beta's own admin keeps his");
     h.stop().await;
 }
 

@@ -5,11 +5,23 @@
 //!
 //! Admin commands go to each admin only (`BotCommandScopeChat`), on top of the user commands:
 //! Telegram shows the most specific scope, so an admin sees both lists and nobody else sees
-//! the admin ones: [`ADMIN_COMMANDS`] (`/refund`, `/ban`, `/unban`, `/broadcast`). A bot with
-//! no admins sets no chat scope.
+//! the admin ones: [`ADMIN_COMMANDS`] (`/refund`, `/ban`, `/unban`, `/broadcast`). The admins
+//! are the bot's own (its BotInstance's `admins`) and the fleet admins (the chart's
+//! `admin.fleetAdmins`, which the admin role registers). A bot with no admins sets no chat scope.
+//!
+//! [`keep`] follows changes while the bot runs: the fleet admins are read again as often as the
+//! process re-reads them for the commands (`Fleet::fleet_admins`, every minute), so an admin
+//! added to the chart's values (or to a BotInstance) gets the admin menu within a minute, and
+//! one removed has their chat scope deleted (`deleteMyCommands`) — the admin role holds no
+//! tokens, so the bots do this themselves.
 //!
 //! A failure here never stops the bot: the menu is a convenience (every command also works
-//! typed), so it is logged and retried at the next start.
+//! typed), so it is logged and tried again a minute later.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use tokio::sync::watch;
 
 use serde_json::{Value, json};
 
@@ -55,39 +67,104 @@ pub fn command_list(lang: Lang, admin: bool) -> Value {
     Value::Array(list)
 }
 
-/// Every call that sets the menu and descriptions, as (method, parameters).
-pub fn calls(bot: &Bot) -> Vec<(&'static str, Value)> {
-    let cfg = bot.cfg();
-    let default = Lang::for_user(None, &cfg.bot.locale.default);
+/// The languages the menu is set in: `None` is for users of any other language (the bot's
+/// default locale's texts).
+fn languages(bot: &Bot) -> [(Option<&'static str>, Lang); 3] {
+    let default = Lang::for_user(None, &bot.cfg().bot.locale.default);
+    [(None, default), (Some("en"), Lang::En), (Some("ru"), Lang::Ru)]
+}
+
+fn with_lang(mut v: Value, code: Option<&str>) -> Value {
+    if let Some(code) = code {
+        v["language_code"] = json!(code);
+    }
+    v
+}
+
+/// The calls giving `admin` the admin menu in every language.
+fn admin_scope_calls(bot: &Bot, admin: i64) -> Vec<(&'static str, Value)> {
+    let scope = json!({"type": "chat", "chat_id": admin});
+    languages(bot)
+        .into_iter()
+        .map(|(code, lang)| ("setMyCommands", with_lang(json!({"commands": command_list(lang, true), "scope": scope}), code)))
+        .collect()
+}
+
+/// The calls taking the admin menu away from someone no longer an admin.
+fn admin_scope_removals(bot: &Bot, former: i64) -> Vec<(&'static str, Value)> {
+    let scope = json!({"type": "chat", "chat_id": former});
+    languages(bot).into_iter().map(|(code, _)| ("deleteMyCommands", with_lang(json!({"scope": scope}), code))).collect()
+}
+
+/// Every call that sets the menu and descriptions for these admins, as (method, parameters).
+pub fn calls(bot: &Bot, admins: &BTreeSet<i64>) -> Vec<(&'static str, Value)> {
     let mut out = Vec::new();
-    // `None`: the texts for users of any other language.
-    for (code, lang) in [(None, default), (Some("en"), Lang::En), (Some("ru"), Lang::Ru)] {
-        let with_lang = |mut v: Value| {
-            if let Some(code) = code {
-                v["language_code"] = json!(code);
-            }
-            v
-        };
-        out.push(("setMyCommands", with_lang(json!({"commands": command_list(lang, false)}))));
-        out.push(("setMyDescription", with_lang(json!({"description": TextKey::BotDescription.text(lang)}))));
-        out.push(("setMyShortDescription", with_lang(json!({"short_description": TextKey::BotShortDescription.text(lang)}))));
-        if !ADMIN_COMMANDS.is_empty() {
-            for admin in &cfg.bot.admins.telegram_ids {
-                let scope = json!({"type": "chat", "chat_id": admin});
-                out.push(("setMyCommands", with_lang(json!({"commands": command_list(lang, true), "scope": scope}))));
-            }
-        }
+    for (code, lang) in languages(bot) {
+        out.push(("setMyCommands", with_lang(json!({"commands": command_list(lang, false)}), code)));
+        out.push(("setMyDescription", with_lang(json!({"description": TextKey::BotDescription.text(lang)}), code)));
+        out.push(("setMyShortDescription", with_lang(json!({"short_description": TextKey::BotShortDescription.text(lang)}), code)));
+    }
+    for admin in admins {
+        out.extend(admin_scope_calls(bot, *admin));
     }
     out
 }
 
-/// Sets the menu and descriptions; the first failure is returned (and the rest skipped: a
-/// rate limit or an outage would fail them too).
-pub async fn set_up(bot: &Bot) -> Result<(), TgError> {
-    for (method, params) in calls(bot) {
+/// The bot's admins now: its own and the fleet's.
+pub async fn admins_of(bot: &Bot) -> BTreeSet<i64> {
+    let mut admins: BTreeSet<i64> = bot.cfg().bot.admins.telegram_ids.iter().copied().collect();
+    admins.extend(bot.fleet.fleet_admins().await.iter().copied());
+    admins
+}
+
+/// The calls that move the admin scopes from `before` to `now`.
+pub fn admin_changes(bot: &Bot, before: &BTreeSet<i64>, now: &BTreeSet<i64>) -> Vec<(&'static str, Value)> {
+    let mut out: Vec<_> = now.difference(before).flat_map(|a| admin_scope_calls(bot, *a)).collect();
+    out.extend(before.difference(now).flat_map(|a| admin_scope_removals(bot, *a)));
+    out
+}
+
+/// Makes the calls; the first failure is returned (and the rest skipped: a rate limit or an
+/// outage would fail them too).
+async fn apply(bot: &Bot, calls: Vec<(&'static str, Value)>) -> Result<(), TgError> {
+    for (method, params) in calls {
         bot.api.call(method, &params).await?;
     }
     Ok(())
+}
+
+/// Sets the whole menu and descriptions once (for these admins).
+pub async fn set_up(bot: &Bot, admins: &BTreeSet<i64>) -> Result<(), TgError> {
+    apply(bot, calls(bot, admins)).await
+}
+
+/// Sets the menu at start, then follows the admins (module docs) until shutdown. What failed is
+/// tried again at the next look; only what changed is sent then.
+pub async fn keep(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
+    let mut applied: Option<BTreeSet<i64>> = None;
+    loop {
+        let admins = admins_of(&bot).await;
+        let calls = match &applied {
+            None => calls(&bot, &admins),
+            Some(before) => admin_changes(&bot, before, &admins),
+        };
+        // A stop never waits for Telegram here.
+        let result = tokio::select! {
+            r = apply(&bot, calls) => r,
+            _ = shutdown.changed() => return,
+        };
+        match result {
+            Ok(()) => applied = Some(admins),
+            Err(e) => tracing::warn!(bot = %bot.id, error = %e, "could not set the command menu and descriptions; trying again in a minute"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(bot.fleet.fleet_admins_for()) => {}
+            _ = shutdown.changed() => {}
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
 }
 
 #[cfg(test)]

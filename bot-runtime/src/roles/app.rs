@@ -165,14 +165,9 @@ pub async fn start_bot(
     tasks.push(tokio::spawn(keep_registered(bot.clone(), shutdown.clone())));
     // Its Stars balance too, for the overview (the admin role cannot ask Telegram).
     tasks.push(tokio::spawn(keep_star_balance(bot.clone(), shutdown.clone())));
-    // The command menu and descriptions per locale: a convenience, so in the background and
-    // never fatal (every command also works typed).
-    let menu_bot = bot.clone();
-    tokio::spawn(async move {
-        if let Err(e) = crate::chat::telegram_menu::set_up(&menu_bot).await {
-            tracing::warn!(bot = %menu_bot.id, error = %e, "could not set the command menu and descriptions; next start retries");
-        }
-    });
+    // The command menu and descriptions per locale, and the admins' menus as admins come and
+    // go: a convenience, so in the background and never fatal (every command also works typed).
+    tasks.push(tokio::spawn(crate::chat::telegram_menu::keep(bot.clone(), shutdown.clone())));
     Ok(RunningBot { bot, tasks })
 }
 
