@@ -972,3 +972,43 @@ async fn a_commit_wakes_the_recipient_bots_subscribers_through_pubsub() {
     // Without pub/sub there is no signal (consumers poll).
     assert!(other.outbox_wakes(POOL, "alpha").await.unwrap().is_none());
 }
+
+/// A Redis that pauses for longer than the client's default response timeout (0.5 s), as one
+/// does during a slow AOF fsync, delays the runtime's commands but does not fail them
+/// (`app::REDIS_RESPONSE_TIMEOUT`). On a private `redis-server`, so pausing it disturbs no other
+/// test.
+#[tokio::test]
+async fn a_redis_that_pauses_for_a_second_delays_commands_without_failing_them() {
+    let Ok(port) = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()) else {
+        panic!("a free port");
+    };
+    let spawned = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) if std::env::var_os("CI").is_none() => return eprintln!("skipped: no redis-server ({e})"),
+        Err(e) => panic!("redis-server (.ci/run installs it): {e}"),
+    };
+    let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).expect("url");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut conn = loop {
+        match bot_runtime::roles::app::connect_redis(&client).await {
+            Ok(conn) => break conn,
+            Err(e) => {
+                assert!(std::time::Instant::now() < deadline, "the private Redis never answered: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let mut admin = client.get_multiplexed_async_connection().await.expect("a second connection");
+    let _: () = ::redis::cmd("CLIENT").arg("PAUSE").arg(1500).arg("ALL").query_async(&mut admin).await.expect("CLIENT PAUSE");
+    let started = std::time::Instant::now();
+    let set: ::redis::RedisResult<()> = ::redis::cmd("SET").arg("paused").arg("1").query_async(&mut conn).await;
+    let waited = started.elapsed();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(set.is_ok(), "a command during a 1.5 s pause failed after {waited:?}: {set:?}");
+    assert!(waited >= Duration::from_millis(1000), "the pause held the command ({waited:?})");
+}

@@ -93,11 +93,27 @@ async fn production_fleet_with(
     let store = SqlStore::connect_sized(database_url, pool_size).await.context("connecting to the database (DATABASE_URL)")?;
     store.migrate().await.context("applying database migrations")?;
     let client = redis::Client::open(redis_url).context("REDIS_URL is not a valid Redis URL")?;
-    let conn = redis::aio::ConnectionManager::new(client.clone()).await.context("connecting to Redis (REDIS_URL)")?;
+    let conn = connect_redis(&client).await.context("connecting to Redis (REDIS_URL)")?;
     let keys = Keys::new(redis_prefix);
     let hot = RedisHot::new(conn.clone(), keys.clone(), OUTBOX_SHARDS).with_pubsub(client);
     let matcher = RedisPool::new(conn, keys);
     Ok((Fleet::with_media(Arc::new(hot), Arc::new(store.clone()), Arc::new(matcher), metrics, replica_id(), media), store))
+}
+
+/// How long a Redis command may take before it fails, and a connection attempt. The client's
+/// defaults (0.5 s and 1 s) failed healthy work whenever Redis paused briefly — an AOF fsync
+/// on a slow disk blocks it for up to ~2 s, and a loaded node answers late — and each such
+/// failure costs a redelivered update or a failed start (found as CI flakes: a bot that could
+/// not start under load). 5 s stays well inside an update's 30 s claim and Telegram's webhook
+/// patience, and an outage (connection refused or reset) still fails at once.
+pub const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The shared, reconnecting Redis connection of a process, with [`REDIS_RESPONSE_TIMEOUT`].
+pub async fn connect_redis(client: &redis::Client) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_response_timeout(Some(REDIS_RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(REDIS_RESPONSE_TIMEOUT));
+    redis::aio::ConnectionManager::new_with_config(client.clone(), config).await
 }
 
 /// SQLite + in-process state: one process (`bot-runtime local`).
