@@ -94,7 +94,7 @@ pub fn durability(appendonly: Option<&str>, policy: Option<&str>) -> Durability 
 /// the risk; warns when Redis will not say (CONFIG disabled).
 async fn check_redis(url: &str, accept_risk: bool) -> anyhow::Result<()> {
     let client = redis::Client::open(url).context("REDIS_URL is not a valid Redis URL")?;
-    let conn = client.get_multiplexed_async_connection().await.context("connecting to Redis (REDIS_URL)")?;
+    let conn = crate::roles::app::connect_redis(&client).await.context("connecting to Redis (REDIS_URL)")?;
     let get = |name: &'static str| {
         let mut conn = conn.clone();
         async move {
