@@ -304,6 +304,82 @@ async fn rows_of_the_previous_release_are_adopted_by_the_namespaced_bot(s: SqlSt
     assert_eq!(s.blocked_by(1).await.unwrap(), vec![2]);
 }
 
+/// The overview's counts (migration 0020) equal the tables' rows after every kind of write: new
+/// members on several bots (concurrently, as many replicas would), a member created twice, a
+/// rolled-back insert, `/delete_me`, the adoption of the previous release's rows and a bulk
+/// insert; "new today / this week" and active VIPs are the windows' rows.
+async fn the_overviews_counts_equal_the_rows_after_every_kind_of_write(s: SqlStore) {
+    use bot_runtime::store::admin::AdminStore as _;
+    let now = 100 * 86_400_000;
+    let exact = |s: SqlStore| async move {
+        let people = rows(&s, "SELECT COUNT(*) FROM persons").await;
+        let mut members = Vec::new();
+        for r in sqlx::query("SELECT bot, COUNT(*) AS n FROM users GROUP BY bot ORDER BY bot").fetch_all(s.pool()).await.unwrap() {
+            members.push((r.try_get::<String, _>("bot").unwrap(), r.try_get::<i64, _>("n").unwrap()));
+        }
+        (people, members)
+    };
+    let counted = |s: SqlStore| async move {
+        let people = s.people(now, now - 3_600_000).await.unwrap();
+        let mut members: Vec<(String, i64)> =
+            s.bot_numbers(now, now - 3_600_000).await.unwrap().into_iter().filter(|b| b.members > 0).map(|b| (b.bot, b.members)).collect();
+        members.sort();
+        (people.people, members)
+    };
+    // Old members (30 days ago), then today's, on two bots, from 8 tasks at once.
+    for u in 1..=5 {
+        s.user_or_create("ns/alpha", u, "en", now - 30 * 86_400_000).await.unwrap();
+    }
+    let mut tasks = Vec::new();
+    for t in 0..8_i64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for u in 0..10 {
+                let bot = if u % 2 == 0 { "ns/alpha" } else { "ns/beta" };
+                s.user_or_create(bot, 100 + t * 10 + u, "en", now - 60_000).await.unwrap();
+                s.user_or_create(bot, 100 + t * 10 + u, "en", now - 60_000).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(counted(s.clone()).await, exact(s.clone()).await);
+    assert_eq!(counted(s.clone()).await.0, 85);
+    let numbers = s.bot_numbers(now, now - 3_600_000).await.unwrap();
+    let alpha = numbers.iter().find(|b| b.bot == "ns/alpha").unwrap();
+    assert_eq!((alpha.members, alpha.new_today, alpha.new_this_week, alpha.active_vips), (45, 40, 40, 0));
+    let people = s.people(now, now - 3_600_000).await.unwrap();
+    assert_eq!((people.new_today, people.new_this_week), (80, 80));
+    // A VIP in force and one expired.
+    sqlx::query("UPDATE users SET vip_until_ms = $1 WHERE bot = 'ns/alpha' AND user_id = 1").bind(now + 1).execute(s.pool()).await.unwrap();
+    sqlx::query("UPDATE users SET vip_until_ms = $1 WHERE bot = 'ns/alpha' AND user_id = 2").bind(now - 1).execute(s.pool()).await.unwrap();
+    let numbers = s.bot_numbers(now, now - 3_600_000).await.unwrap();
+    assert_eq!(numbers.iter().find(|b| b.bot == "ns/alpha").unwrap().active_vips, 1);
+    // A rolled-back insert counts nothing.
+    let mut tx = s.pool().begin().await.unwrap();
+    sqlx::query("INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms) VALUES ('ns/beta', 999, 'en', 'terms', 1, 1, 1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    // /delete_me, the previous release's rows adopted (a rename and a duplicate dropped), a bulk insert.
+    assert!(s.delete_user("ns/beta", 101, now).await.unwrap());
+    s.user_or_create("alpha", 3, "en", now).await.unwrap();
+    s.user_or_create("alpha", 7000, "en", now).await.unwrap();
+    s.adopt_legacy_bot("alpha", "ns/alpha").await.unwrap();
+    sqlx::query(
+        "INSERT INTO users (bot, user_id, language, stage, reachable, created_ms, updated_ms) \
+         SELECT 'ns/gamma', user_id, 'en', 'terms', 1, 1, 1 FROM users WHERE bot = 'ns/alpha'",
+    )
+    .execute(s.pool())
+    .await
+    .unwrap();
+    let (people, members) = exact(s.clone()).await;
+    assert_eq!(counted(s.clone()).await, (people, members.clone()));
+    assert_eq!(members.iter().map(|(_, n)| n).sum::<i64>(), 45 + 1 + 39 + 46, "alpha 45 + 7000, beta 40 - 101, gamma a copy of alpha");
+}
+
 async fn activity_and_funnel_events_are_recorded_once(s: SqlStore) {
     use bot_runtime::store::Funnel;
     s.user_or_create("ns/alpha", 1, "en", 1_000).await.unwrap();
@@ -1081,6 +1157,7 @@ both_databases!(
     a_restriction_written_by_the_previous_release_still_holds,
     same_name_bots_in_two_namespaces_never_share_users,
     rows_of_the_previous_release_are_adopted_by_the_namespaced_bot,
+    the_overviews_counts_equal_the_rows_after_every_kind_of_write,
     activity_and_funnel_events_are_recorded_once,
     one_charge_applied_by_ten_tasks_at_once_grants_once,
     vip_days_stack_onto_an_unexpired_vip_and_start_afresh_after_expiry,

@@ -73,30 +73,84 @@ pub fn routes() -> Router<AdminState> {
 /// The most members one gift to an audience reaches (it is given while the request waits).
 pub const MAX_GIFT_AUDIENCE: i64 = 10_000;
 
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+/// Who a broadcast or a gift to an audience reaches: the bots and the filters (one struct,
+/// flattened into both requests, so the two can never drift apart).
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[schemars(extend("anyOf" = [
     {"required": ["bot"]},
     {"required": ["bots"], "properties": {"bots": {"minItems": 1}}},
 ]))]
-pub struct AudienceGift {
-    /// The bot whose members get it (`<namespace>/<name>`), or `*`: every bot of this admin.
+pub struct AudienceFilter {
+    /// The bot whose members it reaches (`<namespace>/<name>`), or `*`: every bot this admin
+    /// acts on (one broadcast per bot; a person who uses several of them is reached by each).
     #[serde(default)]
     pub bot: String,
-    /// Several bots (instead of `bot`), at most 100.
+    /// Several bots at once (instead of `bot`), each reaching its own members, at most 100.
     #[serde(default)]
     #[schemars(length(max = 100))]
     pub bots: Option<Vec<String>>,
-    /// `all` (default), `vip` or `free` — who a broadcast with these filters would reach.
+    /// `all` (default), `vip` or `free`.
     #[serde(default)]
     #[schemars(extend("enum" = ["all", "vip", "free", null]))]
     pub audience: Option<String>,
-    /// Only members with this language; absent or empty: any.
+    /// Only members with this language (`en`, `ru`, …: 2 to 8 lowercase letters); absent or
+    /// empty: any. Spaces around it are ignored (a form's field).
     #[serde(default)]
     #[schemars(pattern(r"^\s*([a-z]{2,8})?\s*$"))]
     pub language: Option<String>,
-    /// Only members active on or after this UTC day (`YYYY-MM-DD`).
+    /// Only members active on or after this UTC day (`YYYY-MM-DD`); absent: any.
     #[serde(default)]
     pub active_since: Option<String>,
+}
+
+impl AudienceFilter {
+    /// The filter of a dashboard form sent as a GET (the broadcast's preview, the gift's
+    /// confirmation): one bot or `*`, the audience and its filters as typed.
+    pub(super) fn from_query(q: &std::collections::HashMap<String, String>) -> Self {
+        AudienceFilter {
+            bot: q.get("bot").cloned().unwrap_or_default(),
+            bots: None,
+            audience: q.get("audience").cloned(),
+            language: q.get("language").cloned(),
+            active_since: q.get("active_since").cloned(),
+        }
+    }
+
+    /// The filters, checked (bad input is a 400 that says what to fix).
+    pub(super) fn check(&self) -> Result<Audience, ApiError> {
+        let kind = self.audience.clone().unwrap_or_else(|| "all".into());
+        if !["all", "vip", "free"].contains(&kind.as_str()) {
+            return Err(ApiError::bad("audience: all, vip or free"));
+        }
+        let language = match self.language.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
+            None => None,
+            Some(l) if (2..=8).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()) => Some(l.to_string()),
+            Some(_) => return Err(ApiError::bad("language: a language code of 2 to 8 lowercase letters (en, ru, …)")),
+        };
+        let active_since_day = match self.active_since.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
+            None => None,
+            Some(d) => {
+                let day = format!("{d}T00:00:00Z")
+                    .parse::<jiff::Timestamp>()
+                    .map_err(|_| ApiError::bad("active_since: a day, YYYY-MM-DD (UTC)"))?;
+                Some(crate::store::day_of(day.as_millisecond()))
+            }
+        };
+        Ok(Audience { kind, language, active_since_day })
+    }
+}
+
+/// A gift to an audience (`POST /api/v1/gifts`).
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+// `allOf`, not `anyOf` at the top: the flattened filter's `anyOf` (a bot or bots) is kept.
+#[schemars(extend("allOf" = [{"anyOf": [
+    {"required": ["vip_days"], "properties": {"vip_days": {"minimum": 1}}},
+    {"required": ["credits"], "properties": {"credits": {"minimum": 1}}},
+]}]))]
+pub struct AudienceGift {
+    /// Who gets it: the members a broadcast with these filters would reach.
+    #[serde(flatten)]
+    pub to: AudienceFilter,
     /// VIP days to add to each (0 to 3650), stacked onto an unexpired VIP.
     #[serde(default)]
     #[schemars(range(min = 0, max = 3650))]
@@ -136,24 +190,9 @@ async fn gift_audience(
         return Err(ApiError::bad("idempotency_key: 1 to 100 of A-Z a-z 0-9 _ - . :"));
     }
     let now = crate::bot::now_ms();
-    // The audience's filters, checked as a broadcast's.
-    let as_broadcast = NewBroadcast {
-        bot: req.bot.clone(),
-        bots: req.bots.clone(),
-        text: "x".into(),
-        audience: req.audience.clone(),
-        language: req.language.clone(),
-        active_since: req.active_since.clone(),
-        start_at: None,
-    };
-    let audience = check_request(&as_broadcast, now)?.audience;
-    let bots = targets(&s, &admin.identity, &as_broadcast).await?;
-    let mut members = 0;
-    for bot in &bots {
-        members += s.store.count_recipients(&bot.id, &audience, 0, now).await?;
-    }
+    let (audience, bots, members) = gift_audience_of(&s, &admin.identity, &req.to, now).await?;
     if members > MAX_GIFT_AUDIENCE {
-        return Err(ApiError::bad(format!("the audience has {members} members; at most {MAX_GIFT_AUDIENCE} at once (narrow it)")));
+        return Err(too_many(members));
     }
     let (mut given, mut already) = (0, 0);
     let member_key = format!("audience:{key}");
@@ -193,37 +232,49 @@ async fn gift_audience(
     Ok(axum::Json(AudienceGiftAnswer { members, given, already }))
 }
 
+fn too_many(members: i64) -> ApiError {
+    ApiError::bad(format!(
+        "the audience has {members} members; at most {MAX_GIFT_AUDIENCE} at once (narrow it: one language, members active since a day, or one bot at a time)"
+    ))
+}
+
+/// A gift's audience, checked: the filters, the bots (each one the admin may act on) and the
+/// members it reaches now, summed over the bots (the dashboard's confirmation shows the sum).
+pub(super) async fn gift_audience_of(
+    s: &AdminState,
+    id: &Identity,
+    to: &AudienceFilter,
+    now: i64,
+) -> Result<(Audience, Vec<RegisteredBot>, i64), ApiError> {
+    let audience = to.check()?;
+    let bots = targets(s, id, to).await?;
+    let mut members = 0;
+    for bot in &bots {
+        members += s.store.count_recipients(&bot.id, &audience, 0, now).await?;
+    }
+    Ok((audience, bots, members))
+}
+
+/// What the dashboard's gift form confirms before it gives: the members reached now, and
+/// whether that is within [`MAX_GIFT_AUDIENCE`] (else the 400 the gift would answer).
+pub(super) async fn gift_confirmation(s: &AdminState, id: &Identity, to: &AudienceFilter) -> Result<i64, ApiError> {
+    let (_, _, members) = gift_audience_of(s, id, to, crate::bot::now_ms()).await?;
+    if members > MAX_GIFT_AUDIENCE {
+        return Err(too_many(members));
+    }
+    Ok(members)
+}
+
+/// A broadcast (`POST /api/v1/broadcasts`, and its preview).
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
-#[schemars(extend("anyOf" = [
-    {"required": ["bot"]},
-    {"required": ["bots"], "properties": {"bots": {"minItems": 1}}},
-]))]
 pub struct NewBroadcast {
-    /// The bot whose members get it (`<namespace>/<name>`), or `*`: every bot this admin acts
-    /// on (one broadcast per bot; a person who uses several of them gets it from each).
-    #[serde(default)]
-    pub bot: String,
-    /// Several bots at once (instead of `bot`): one broadcast per bot, each to its own
-    /// members, at most 100.
-    #[serde(default)]
-    #[schemars(length(max = 100))]
-    pub bots: Option<Vec<String>>,
+    /// Who gets it: the bots (one broadcast per bot) and the filters.
+    #[serde(flatten)]
+    pub to: AudienceFilter,
     /// The message as Telegram HTML (`<b>`, `<i>`, `<a href>`, … ; `&lt;` for a literal `<`),
     /// 1 to 3500 characters.
     #[schemars(length(min = 1, max = 3500), pattern(TEXT_PATTERN))]
     pub text: String,
-    /// `all` (default), `vip` or `free`.
-    #[serde(default)]
-    #[schemars(extend("enum" = ["all", "vip", "free", null]))]
-    pub audience: Option<String>,
-    /// Only members with this language (`en`, `ru`, …: 2 to 8 lowercase letters); absent or
-    /// empty: any. Spaces around it are ignored (a form's field).
-    #[serde(default)]
-    #[schemars(pattern(r"^\s*([a-z]{2,8})?\s*$"))]
-    pub language: Option<String>,
-    /// Only members active on or after this UTC day (`YYYY-MM-DD`); absent: any.
-    #[serde(default)]
-    pub active_since: Option<String>,
     /// When to start: an RFC 3339 time (`2026-12-24T18:00:00Z`) or `YYYY-MM-DDTHH:MM` in UTC
     /// (the dashboard's field), at most 90 days ahead; absent: now.
     #[serde(default)]
@@ -268,23 +319,7 @@ pub(super) struct Checked {
 /// Checks everything but the admin's reach: bad input is a 400 that says what to fix, before
 /// anything is queued.
 pub(super) fn check_request(req: &NewBroadcast, now_ms: i64) -> Result<Checked, ApiError> {
-    let kind = req.audience.clone().unwrap_or_else(|| "all".into());
-    if !["all", "vip", "free"].contains(&kind.as_str()) {
-        return Err(ApiError::bad("audience: all, vip or free"));
-    }
-    let language = match req.language.as_deref().map(str::trim).filter(|l| !l.is_empty()) {
-        None => None,
-        Some(l) if (2..=8).contains(&l.len()) && l.bytes().all(|b| b.is_ascii_lowercase()) => Some(l.to_string()),
-        Some(_) => return Err(ApiError::bad("language: a language code of 2 to 8 lowercase letters (en, ru, …)")),
-    };
-    let active_since_day = match req.active_since.as_deref().map(str::trim).filter(|d| !d.is_empty()) {
-        None => None,
-        Some(d) => {
-            let day =
-                format!("{d}T00:00:00Z").parse::<jiff::Timestamp>().map_err(|_| ApiError::bad("active_since: a day, YYYY-MM-DD (UTC)"))?;
-            Some(crate::store::day_of(day.as_millisecond()))
-        }
-    };
+    let audience = req.to.check()?;
     let start_ms = match req.start_at.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         None => None,
         Some(t) => {
@@ -303,12 +338,12 @@ pub(super) fn check_request(req: &NewBroadcast, now_ms: i64) -> Result<Checked, 
         }
     };
     let preview_html = telegram_html::check(&req.text).map_err(ApiError::BadRequest)?;
-    Ok(Checked { audience: Audience { kind, language, active_since_day }, start_ms, preview_html })
+    Ok(Checked { audience, start_ms, preview_html })
 }
 
 /// The bots a request names (`bots`, or `bot`, `*` for every bot of the admin), each one the
 /// admin may act on and registered, each once, in the order named.
-async fn targets(s: &AdminState, id: &Identity, req: &NewBroadcast) -> Result<Vec<RegisteredBot>, ApiError> {
+async fn targets(s: &AdminState, id: &Identity, req: &AudienceFilter) -> Result<Vec<RegisteredBot>, ApiError> {
     let named: Vec<String> = match &req.bots {
         Some(list) if !list.is_empty() => list.iter().map(|b| b.trim().to_string()).collect(),
         _ if req.bot.trim() == "*" => id.bots.clone(),
@@ -333,7 +368,7 @@ async fn targets(s: &AdminState, id: &Identity, req: &NewBroadcast) -> Result<Ve
 async fn create(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBroadcast>) -> Result<Response, ApiError> {
     let now = crate::bot::now_ms();
     let checked = check_request(&req, now)?;
-    let bots = targets(&s, &admin.identity, &req).await?;
+    let bots = targets(&s, &admin.identity, &req.to).await?;
     let mut made = Vec::with_capacity(bots.len());
     let mut total = 0;
     for bot in &bots {
@@ -372,7 +407,7 @@ pub(super) async fn preview_of(s: &AdminState, admin: &Admin, req: &NewBroadcast
     let now = crate::bot::now_ms();
     let checked = check_request(req, now)?;
     let mut audience_size = 0;
-    for bot in targets(s, &admin.identity, req).await? {
+    for bot in targets(s, &admin.identity, &req.to).await? {
         audience_size += s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
     }
     Ok(PreviewAnswer { preview_html: checked.preview_html, audience_size, start_ms: checked.start_ms })

@@ -607,6 +607,32 @@ mod tests {
 
     /// Every link joins two documented operations, from the answer its source documents, to
     /// parameters its target has; operation ids are unique.
+    /// The broadcast's and the gift's requests share their audience fields (one flattened
+    /// struct): the document still lists every field of both, with the filter's constraints,
+    /// and says that a bot (or a list of bots) must be named.
+    #[test]
+    fn the_shared_audience_fields_are_documented_on_both_requests() {
+        let doc = document();
+        for (path, own) in
+            [("/api/v1/broadcasts", &["text", "start_at"][..]), ("/api/v1/gifts", &["vip_days", "credits", "idempotency_key"][..])]
+        {
+            let mut schema = doc["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"].clone();
+            if let Some(r) = schema["$ref"].as_str() {
+                let name = r.trim_start_matches("#/components/schemas/");
+                schema = doc["components"]["schemas"][name].clone();
+            }
+            let props = schema["properties"].as_object().unwrap_or_else(|| panic!("{path}: properties in {schema}"));
+            for field in ["bot", "bots", "audience", "language", "active_since"].iter().chain(own) {
+                assert!(props.contains_key(*field), "{path} documents {field}: {schema}");
+            }
+            assert_eq!(props["bots"]["maxItems"], 100, "{path}");
+            assert!(props["language"]["pattern"].is_string(), "{path}");
+            let text = schema.to_string();
+            assert!(text.contains(r#"{"required":["bot"]}"#), "{path} needs bot or bots: {text}");
+            assert!(!schema["description"].as_str().unwrap_or_default().starts_with("Who"), "{path} has its own description");
+        }
+    }
+
     #[test]
     fn links_join_documented_operations_and_ids_are_unique() {
         let doc = document();

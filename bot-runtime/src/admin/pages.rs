@@ -42,6 +42,7 @@ pub fn routes() -> Router<AdminState> {
         .route("/keys", get(keys))
         .route("/moderation", get(moderation))
         .route("/broadcasts", get(broadcasts))
+        .route("/gifts", get(gifts))
         .route("/analytics", get(analytics))
         .route("/pricing", get(pricing))
         .route("/assets/admin.css", get(css))
@@ -119,6 +120,9 @@ fn done_text(action: &str) -> Option<&'static str> {
         "review" => "Reviewed: the member's open reports are closed (a warning is on its way to them).",
         "broadcast" => "The broadcast is started: the bot sends it at its own pace, after its chats.",
         "cancel" => "The broadcast is stopped (messages already queued still go out).",
+        "gift_audience" => {
+            "The gift was given to every member of the audience, each told once (a repeated form gives nobody anything twice)."
+        }
         _ => return None,
     })
 }
@@ -137,7 +141,7 @@ fn page(title: &str, admin: Option<&Admin>, status: StatusCode, body: Markup) ->
         let id = &a.identity;
         html!(
             m,
-            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a> <a href=\"/analytics\">Analytics</a> <a href=\"/pricing\">Pricing</a>"
+            "<header><nav aria-label=\"Main\"><a href=\"/\">Overview</a> <a href=\"/users\">Users</a> <a href=\"/moderation\">Moderation</a> <a href=\"/broadcasts\">Broadcasts</a> <a href=\"/gifts\">Gifts</a> <a href=\"/analytics\">Analytics</a> <a href=\"/pricing\">Pricing</a>"
         );
         if id.fleet_admin {
             html!(m, " <a href=\"/audit\">Audit log</a> <a href=\"/keys\">API keys</a>");
@@ -652,6 +656,9 @@ async fn keys(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q)
     page("API keys", Some(&admin), StatusCode::OK, m)
 }
 
+/// How often the broadcasts page's script refreshes the bars (`admin.js` has the same number).
+const BROADCASTS_REFRESH_S: u32 = 2;
+
 async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
     let list = match broadcast::broadcasts_of(&s, &admin.identity).await {
         Ok(l) => l,
@@ -664,12 +671,8 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
     // will see it, the audience's size now, and a form that sends exactly that.
     if q.contains_key("preview") {
         let req = broadcast::NewBroadcast {
-            bot: field("bot"),
-            bots: None,
+            to: broadcast::AudienceFilter::from_query(&q),
             text: field("text"),
-            audience: q.get("audience").cloned(),
-            language: q.get("language").cloned(),
-            active_since: q.get("active_since").cloned(),
             start_at: q.get("start_at").cloned(),
         };
         match broadcast::preview_of(&s, &admin, &req).await {
@@ -681,12 +684,12 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
                     m,
                     "</div><p><b>{}</b> members of {} would get it {}.</p><form method=\"post\" action=\"/api/v1/broadcasts\">",
                     p.audience_size,
-                    if req.bot == "*" { "all your bots" } else { &req.bot },
+                    if req.to.bot == "*" { "all your bots" } else { &req.to.bot },
                     p.start_ms.map(|t| format!("at {}", time(t))).unwrap_or_else(|| "now".into())
                 );
                 hidden(&mut m, &admin, "/broadcasts?done=broadcast");
                 for (name, value) in [
-                    ("bot", &req.bot),
+                    ("bot", &req.to.bot),
                     ("text", &req.text),
                     ("audience", &field("audience")),
                     ("language", &field("language")),
@@ -757,12 +760,13 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         // The bar: messages settled (delivered, failed, blocked) of the audience.
         let settled = b.delivered + b.failed + b.blocked;
         let total = b.total.max(b.queued);
+        // `data-broadcast` and `data-b`: what `admin.js` refreshes from `/api/v1/broadcasts`.
         html!(
             m,
-            "<tr><td>{} by {}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td>\
-             <td><progress value=\"{}\" max=\"{}\" aria-label=\"broadcast {} progress\">{} of {}</progress> {} of {} queued; \
-             <span data-outcome=\"delivered\">{}</span> delivered, <span data-outcome=\"failed\">{}</span> failed, \
-             <span data-outcome=\"blocked\">{}</span> blocked",
+            "<tr data-broadcast=\"{}\"><td>{} by {}</td><td>{}</td><td>{}</td><td><pre>{}</pre></td>\
+             <td><progress value=\"{}\" max=\"{}\" aria-label=\"broadcast {} progress\">{} of {}</progress> <span data-b=\"queued\">{} of {} queued</span>; <span data-outcome=\"delivered\">{}</span> delivered, \
+             <span data-outcome=\"failed\">{}</span> failed, <span data-outcome=\"blocked\">{}</span> blocked",
+            b.id,
             time(b.created_ms),
             b.created_by,
             b.bot,
@@ -782,19 +786,132 @@ async fn broadcasts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Qu
         if b.repeated_max > 0 {
             html!(m, " (up to {} may have it twice: sends in flight at a kill)", b.repeated_max);
         }
-        html!(m, "</td><td>{}", b.status);
-        if let (Some(at), "scheduled") = (b.start_ms, b.status.as_str()) {
-            html!(m, " for {}", time(at));
-        }
+        let state = match (b.start_ms, b.status.as_str()) {
+            (Some(at), "scheduled") => format!("scheduled for {}", time(at)),
+            _ => b.status.clone(),
+        };
+        html!(m, "</td><td><span data-b=\"status\">{}</span>", state);
         if b.status == "running" || b.status == "scheduled" {
-            html!(m, "<form method=\"post\" action=\"/api/v1/broadcasts/{}/cancel\">", b.id);
+            html!(m, "<form method=\"post\" action=\"/api/v1/broadcasts/{}/cancel\" data-b=\"cancel\">", b.id);
             hidden(&mut m, &admin, "/broadcasts?done=cancel");
             html!(m, "<button type=\"submit\">{}</button></form>", if b.status == "running" { "Stop" } else { "Cancel" });
         }
         html!(m, "</td></tr>");
     }
-    html!(m, "</tbody></table></section>");
+    html!(
+        m,
+        "</tbody></table><p class=\"muted\">Progress refreshes every {} seconds; a broadcast made elsewhere shows at the next reload.</p></section>\
+         <script src=\"/assets/admin.js\"></script>",
+        BROADCASTS_REFRESH_S
+    );
     page("Broadcasts", Some(&admin), StatusCode::OK, m)
+}
+
+/// The audience fields of a dashboard form (the gift's; the broadcast's compose form has the
+/// same names): one bot or all of the admin's, who, language, active since. Ids are `<p>-…`.
+fn audience_fields(m: &mut Markup, admin: &Admin, q: &HashMap<String, String>, p: &str) {
+    let field = |name: &str| q.get(name).cloned().unwrap_or_default();
+    html!(m, "<label for=\"{}-bot\">Bot</label><select id=\"{}-bot\" name=\"bot\">", p, p);
+    for bot in &admin.identity.bots {
+        let selected = if field("bot") == *bot { " selected" } else { "" };
+        html!(m, "<option value=\"{}\"{}>{}</option>", bot, selected, bot);
+    }
+    if admin.identity.bots.len() > 1 {
+        let selected = if field("bot") == "*" { " selected" } else { "" };
+        html!(m, "<option value=\"*\"{}>All my bots</option>", selected);
+    }
+    html!(m, "</select><label for=\"{}-aud\">Audience</label><select id=\"{}-aud\" name=\"audience\">", p, p);
+    for (value, label) in [("all", "Everyone"), ("vip", "VIP members"), ("free", "Members without VIP")] {
+        let selected = if field("audience") == value { " selected" } else { "" };
+        html!(m, "<option value=\"{}\"{}>{}</option>", value, selected, label);
+    }
+    html!(
+        m,
+        "</select><label for=\"{}-lang\">Language (empty: any)</label><input id=\"{}-lang\" name=\"language\" placeholder=\"en\" pattern=\"[a-z]{{2,8}}\" value=\"{}\">\
+         <label for=\"{}-since\">Active since (UTC day; empty: anyone)</label><input id=\"{}-since\" name=\"active_since\" type=\"date\" value=\"{}\">",
+        p,
+        p,
+        field("language"),
+        p,
+        p,
+        field("active_since")
+    );
+}
+
+/// A whole number of a form's field: empty is 0; anything else but digits is refused.
+fn form_number(q: &HashMap<String, String>, name: &str) -> Result<i64, ApiError> {
+    match q.get(name).map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(0),
+        Some(v) => v.parse::<i64>().map_err(|_| ApiError::bad(format!("{name}: a whole number"))),
+    }
+}
+
+/// Gifts to an audience (`POST /api/v1/gifts`): the form is a GET to `/gifts?confirm=1&…`,
+/// which shows how many members it reaches now, with the form that gives exactly that (its
+/// idempotency key made here, so submitting it twice gives nobody anything twice).
+async fn gifts(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {
+    let mut m = Markup::default();
+    notice(&mut m, &q);
+    let field = |name: &str| q.get(name).cloned().unwrap_or_default();
+    if q.contains_key("confirm") {
+        let to = broadcast::AudienceFilter::from_query(&q);
+        let checked = match (form_number(&q, "vip_days"), form_number(&q, "credits")) {
+            (Ok(v), Ok(c)) if (0..=3650).contains(&v) && (0..=100_000).contains(&c) && v + c > 0 => {
+                broadcast::gift_confirmation(&s, &admin.identity, &to).await.map(|n| (n, v, c))
+            }
+            (Err(e), _) | (_, Err(e)) => Err(e),
+            _ => Err(ApiError::bad("give VIP days (0 to 3650) and/or credits (0 to 100000), at least one above 0")),
+        };
+        match checked {
+            Ok((members, vip_days, credits)) => {
+                html!(
+                    m,
+                    "<section aria-labelledby=\"gc\"><h2 id=\"gc\">Confirm</h2><p><b data-gift=\"members\">{}</b> members of {} would each get {} VIP days and {} credits, \
+                     and be told in their language.</p><form method=\"post\" action=\"/api/v1/gifts\">",
+                    members,
+                    if to.bot == "*" { "all your bots" } else { &to.bot },
+                    vip_days,
+                    credits
+                );
+                hidden(&mut m, &admin, "/gifts?done=gift_audience");
+                let key = format!("page-{}", crate::payload::hex(&rand::random::<[u8; 12]>()));
+                for (name, value) in [
+                    ("bot", to.bot.clone()),
+                    ("audience", field("audience")),
+                    ("language", field("language")),
+                    ("active_since", field("active_since")),
+                    ("vip_days", vip_days.to_string()),
+                    ("credits", credits.to_string()),
+                    ("idempotency_key", key),
+                ] {
+                    html!(m, "<input type=\"hidden\" name=\"{}\" value=\"{}\">", name, value);
+                }
+                html!(m, "<button type=\"submit\" class=\"danger\">Give to these {} members</button></form></section>", members);
+            }
+            Err(e) => {
+                let (_, _, message) = e.parts();
+                html!(m, "<p class=\"error\" role=\"alert\">{}</p>", message);
+            }
+        }
+    }
+    html!(
+        m,
+        "<section><h2>New gift</h2><p>VIP days and/or credits for every member a broadcast with the same filters would reach (complete profile, \
+         reachable, not banned, announcements on), each told once in their language. At most {} members at once. \
+         Check the audience first: the next step shows how many members it reaches, with the button that gives.</p>\
+         <form method=\"get\" action=\"/gifts\"><input type=\"hidden\" name=\"confirm\" value=\"1\">",
+        broadcast::MAX_GIFT_AUDIENCE
+    );
+    audience_fields(&mut m, &admin, &q, "g");
+    html!(
+        m,
+        "<label for=\"g-vip\">VIP days (0 to 3650)</label><input id=\"g-vip\" name=\"vip_days\" inputmode=\"numeric\" pattern=\"[0-9]*\" value=\"{}\">\
+         <label for=\"g-credits\">Credits (0 to 100000)</label><input id=\"g-credits\" name=\"credits\" inputmode=\"numeric\" pattern=\"[0-9]*\" value=\"{}\">\
+         <button type=\"submit\">Check the audience</button></form></section>",
+        field("vip_days"),
+        field("credits")
+    );
+    page("Gifts to an audience", Some(&admin), StatusCode::OK, m)
 }
 
 async fn analytics(State(s): State<AdminState>, PageAdmin(admin): PageAdmin, Query(q): Query<HashMap<String, String>>) -> Response {

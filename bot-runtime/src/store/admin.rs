@@ -1671,22 +1671,29 @@ impl AdminStore for SqlStore {
         SqlStore::mismatches_since(self, since_ms, limit).await
     }
 
+    // The overview's numbers without a full scan (migration 0020): totals from the counters
+    // the triggers keep (`admin_counts`), the windows from index ranges of the last 7 days and
+    // of the VIPs in force.
     async fn people(&self, now_ms: i64, today: i64) -> StoreResult<People> {
+        let total = sqlx::query("SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) AS n FROM admin_counts WHERE name = 'people'")
+            .fetch_one(self.pool())
+            .await
+            .map_err(db_err)?;
+        let week = now_ms - 7 * DAY_MS;
         let row = sqlx::query(
-            "SELECT COUNT(*) AS people, \
-             CAST(COALESCE(SUM(CASE WHEN first_seen_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_today, \
-             CAST(COALESCE(SUM(CASE WHEN first_seen_ms >= $2 THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_week \
-             FROM persons",
+            // A zone's midnight is never more than 7 days back: today's people are within the week's range.
+            "SELECT CAST(COALESCE(SUM(CASE WHEN first_seen_ms >= $1 THEN 1 ELSE 0 END), 0) AS BIGINT) AS new_today, \
+             COUNT(*) AS new_week FROM persons WHERE first_seen_ms >= $2",
         )
         .bind(today)
-        .bind(now_ms - 7 * DAY_MS)
+        .bind(week)
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;
         let chats =
             sqlx::query("SELECT COUNT(*) AS n FROM chat_sessions WHERE ended_ms IS NULL").fetch_one(self.pool()).await.map_err(db_err)?;
         Ok(People {
-            people: col(&row, "people")?,
+            people: col(&total, "n")?,
             new_today: col(&row, "new_today")?,
             new_this_week: col(&row, "new_week")?,
             chats_now: col(&chats, "n")?,
@@ -1694,34 +1701,53 @@ impl AdminStore for SqlStore {
     }
 
     async fn bot_numbers(&self, now_ms: i64, today: i64) -> StoreResult<Vec<BotNumbers>> {
-        let rows = sqlx::query(
-            "SELECT bot, COUNT(*) AS members, \
-             CAST(SUM(CASE WHEN created_ms >= $1 THEN 1 ELSE 0 END) AS BIGINT) AS new_today, \
-             CAST(SUM(CASE WHEN created_ms >= $2 THEN 1 ELSE 0 END) AS BIGINT) AS new_week, \
-             CAST(SUM(CASE WHEN vip_until_ms > $3 THEN 1 ELSE 0 END) AS BIGINT) AS vips \
-             FROM users GROUP BY bot ORDER BY bot",
+        let week = now_ms - 7 * DAY_MS;
+        let members = sqlx::query(
+            "SELECT name, CAST(SUM(n) AS BIGINT) AS n FROM admin_counts WHERE name LIKE 'members:%' GROUP BY name ORDER BY name",
         )
-        .bind(today)
-        .bind(now_ms - 7 * DAY_MS)
-        .bind(now_ms)
         .fetch_all(self.pool())
         .await
         .map_err(db_err)?;
-        let mut out: Vec<BotNumbers> = rows
-            .iter()
-            .map(|r| {
-                Ok(BotNumbers {
-                    bot: col(r, "bot")?,
-                    members: col(r, "members")?,
-                    new_today: col(r, "new_today")?,
-                    new_this_week: col(r, "new_week")?,
-                    active_vips: col(r, "vips")?,
-                    chats_now: 0,
-                    star_balance: None,
-                    star_balance_ms: None,
-                })
-            })
-            .collect::<StoreResult<_>>()?;
+        let new = sqlx::query(
+            "SELECT bot, CAST(SUM(CASE WHEN created_ms >= $1 THEN 1 ELSE 0 END) AS BIGINT) AS new_today, \
+             CAST(SUM(CASE WHEN created_ms >= $2 THEN 1 ELSE 0 END) AS BIGINT) AS new_week \
+             FROM users WHERE created_ms >= $3 GROUP BY bot",
+        )
+        .bind(today)
+        .bind(week)
+        .bind(week)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db_err)?;
+        let vips = sqlx::query("SELECT bot, COUNT(*) AS n FROM users WHERE vip_until_ms > $1 GROUP BY bot")
+            .bind(now_ms)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db_err)?;
+        let mut out: Vec<BotNumbers> = Vec::new();
+        for r in &members {
+            let (name, n): (String, i64) = (col(r, "name")?, col(r, "n")?);
+            if n != 0 {
+                let bot = name.strip_prefix("members:").unwrap_or(&name).to_string();
+                out.push(BotNumbers { bot, members: n, ..BotNumbers::default() });
+            }
+        }
+        fn row_of<'a>(out: &'a mut Vec<BotNumbers>, bot: String) -> &'a mut BotNumbers {
+            match out.iter().position(|x| x.bot == bot) {
+                Some(i) => &mut out[i],
+                None => {
+                    out.push(BotNumbers { bot, ..BotNumbers::default() });
+                    out.last_mut().expect("just pushed")
+                }
+            }
+        }
+        for r in &new {
+            let x = row_of(&mut out, col(r, "bot")?);
+            (x.new_today, x.new_this_week) = (col(r, "new_today")?, col(r, "new_week")?);
+        }
+        for r in &vips {
+            row_of(&mut out, col(r, "bot")?).active_vips = col(r, "n")?;
+        }
         let open = sqlx::query("SELECT a_bot, b_bot, COUNT(*) AS n FROM chat_sessions WHERE ended_ms IS NULL GROUP BY a_bot, b_bot")
             .fetch_all(self.pool())
             .await

@@ -1,8 +1,11 @@
-// The overview's live numbers and chart: every 10 s, the same JSON the API serves
-// (/api/v1/overview), written into the elements marked data-live="<section>.<id>.<field>", the
-// chart's bars (data-bar, redrawn through their attributes) and its total. Hand-written, no
-// third-party code; loaded from our origin (the Content-Security-Policy allows no inline
-// script, nor inline style: the bars change attributes only).
+// The dashboard's live parts, hand-written, no third-party code; loaded from our origin (the
+// Content-Security-Policy allows no inline script, nor inline style: only attributes and text
+// change). Without it every page is still complete; it only saves a reload.
+// * The overview: every 10 s, the same JSON the API serves (/api/v1/overview), written into
+//   the elements marked data-live="<section>.<id>.<field>", the chart's bars (data-bar,
+//   redrawn through their attributes) and its total.
+// * The broadcasts page: every 2 s while a broadcast on it is running or scheduled, each row
+//   (tr[data-broadcast]) from /api/v1/broadcasts: its bar, counts and state.
 "use strict";
 (function () {
   function age(now, at) {
@@ -50,18 +53,57 @@
     var svg = document.querySelector("svg.chart");
     if (svg) svg.setAttribute("aria-label", "Stars per day, " + total + " in total");
   }
-  function refresh() {
-    fetch("/api/v1/overview", { credentials: "same-origin", headers: { Accept: "application/json" } })
+  function get(path, then) {
+    fetch(path, { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) { return r.ok ? r.json() : null; })
-      .then(function (o) {
-        if (!o) return;
-        document.querySelectorAll("[data-live]").forEach(function (el) {
-          var v = value(o, el.getAttribute("data-live"));
-          if (v !== undefined && v !== null) el.textContent = String(v);
-        });
-        chart(o);
-      })
+      .then(function (o) { if (o) then(o); })
       .catch(function () {});
   }
-  setInterval(refresh, 10000);
+  function overview() {
+    get("/api/v1/overview", function (o) {
+      document.querySelectorAll("[data-live]").forEach(function (el) {
+        var v = value(o, el.getAttribute("data-live"));
+        if (v !== undefined && v !== null) el.textContent = String(v);
+      });
+      chart(o);
+    });
+  }
+  function set(row, name, text) {
+    var el = row.querySelector("[data-" + name + "]");
+    if (el) el.textContent = String(text);
+  }
+  // True while a row on the page may still move.
+  function moving() {
+    var live = false;
+    document.querySelectorAll("tr[data-broadcast] [data-b='status']").forEach(function (el) {
+      var s = el.textContent;
+      if (s.indexOf("running") === 0 || s.indexOf("scheduled") === 0) live = true;
+    });
+    return live;
+  }
+  function broadcasts() {
+    if (!moving()) return;
+    get("/api/v1/broadcasts", function (o) {
+      (o.broadcasts || []).forEach(function (b) {
+        var row = document.querySelector("tr[data-broadcast='" + b.id + "']");
+        if (!row) return;
+        // As the page draws it: settled (delivered, failed, blocked) of the audience.
+        var settled = b.delivered + b.failed + b.blocked, total = Math.max(b.total, b.queued);
+        var bar = row.querySelector("progress");
+        if (bar) {
+          bar.setAttribute("max", String(Math.max(total, 1)));
+          bar.setAttribute("value", String(settled));
+          bar.textContent = settled + " of " + total;
+        }
+        set(row, "b='queued'", b.queued + " of " + total + " queued");
+        ["delivered", "failed", "blocked"].forEach(function (k) { set(row, "outcome='" + k + "'", b[k]); });
+        var state = row.querySelector("[data-b='status']");
+        if (state && state.textContent.indexOf(b.status) !== 0) state.textContent = b.status;
+        var cancel = row.querySelector("[data-b='cancel']");
+        if (cancel && b.status !== "running" && b.status !== "scheduled") cancel.remove();
+      });
+    });
+  }
+  if (document.querySelector("[data-live], [data-bar]")) setInterval(overview, 10000);
+  if (document.querySelector("tr[data-broadcast]")) setInterval(broadcasts, 2000);
 })();
