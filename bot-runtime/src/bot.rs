@@ -200,6 +200,9 @@ pub struct Bot {
     /// Poked after a payment or a refund: the bot reads its Stars balance again soon
     /// (roles/app.rs, `keep_star_balance`).
     pub star_balance_due: tokio::sync::Notify,
+    /// The profiles of this bot's members who are chatting, as read at their last message
+    /// (chat/sender_cache.rs): a relayed message reads no profile from the database.
+    pub chatting: crate::chat::sender_cache::ChattingSenders,
 }
 
 impl Bot {

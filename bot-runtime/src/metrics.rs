@@ -12,6 +12,7 @@ pub struct Metrics {
     queue_length: IntGaugeVec,
     active_chats: IntGaugeVec,
     relayed: IntCounterVec,
+    chatting_senders: IntCounterVec,
     outbox_depth: IntGaugeVec,
     outbox_oldest: prometheus::GaugeVec,
     egress_backlog: prometheus::GaugeVec,
@@ -101,6 +102,12 @@ impl Metrics {
             queue_length: gauge(&r, "botfleet_queue_length", "Members waiting for a partner", &["pool", "tier"]),
             active_chats: gauge(&r, "botfleet_active_chats", "Chats in progress in the pool", &["pool"]),
             relayed: counter(&r, "botfleet_relayed_messages_total", "Chat messages relayed to a partner, by kind", &["bot", "kind"]),
+            chatting_senders: counter(
+                &r,
+                "botfleet_chatting_sender_reads_total",
+                "Profiles of senders in a chat, by where they came from (cached: this process's copy from earlier in the same chat; database)",
+                &["bot", "from"],
+            ),
             outbox_depth: gauge(&r, "botfleet_outbox_depth", "Jobs waiting in the bot's outbox", &["bot"]),
             outbox_oldest,
             egress_backlog,
@@ -257,6 +264,10 @@ impl Metrics {
     }
     pub fn relayed(&self, bot: &str, kind: &str) {
         self.relayed.with_label_values(&[bot, kind]).inc();
+    }
+    /// A chatting sender's profile, `cached` or read from the `database`.
+    pub fn chatting_sender(&self, bot: &str, from: &'static str) {
+        self.chatting_senders.with_label_values(&[bot, from]).inc();
     }
     pub fn set_outbox(&self, bot: &str, depth: u64, oldest_ms: i64) {
         self.outbox_depth.with_label_values(&[bot]).set(depth as i64);

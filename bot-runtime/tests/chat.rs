@@ -1430,3 +1430,51 @@ async fn a_retried_update_is_charged_to_its_senders_budget_once(backend: Backend
     let _ = ann.received();
     h.stop().await;
 }
+
+/// Issue 9 (relay efficiency): a chatting sender's row is read from the database once per chat
+/// and process, not per message (chat/sender_cache.rs) — and the copy never outlives the chat:
+/// once the chat ended through another replica, the next message through the replica that
+/// holds the copy is not relayed; the sender is told they are not in a chat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_chatting_senders_row_is_read_once_per_chat_and_the_copy_never_outlives_the_chat() {
+    // Ann types faster than the default per-user budget (1/s): not what this test is about.
+    let cfgs = vec![quick_typist(bot_config("alpha", Mode::Webhook, "")), quick_typist(bot_config("beta", Mode::Webhook, ""))];
+    let h = Harness::start(Backend::Production, Mode::Webhook, cfgs, 2).await;
+    let (mut ann, mut bob) = chatting(&h, "alpha", "beta").await;
+    let reads = |replica: usize, from: &str| -> f64 {
+        let wanted = format!("botfleet_chatting_sender_reads_total{{bot=\"alpha\",from=\"{from}\"}}");
+        h.replicas[replica]
+            .fleet
+            .metrics
+            .render()
+            .lines()
+            .filter(|l| l.starts_with(&wanted))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (cached_before, read_before) = (reads(0, "cached"), reads(0, "database"));
+    for k in 0..4 {
+        let update = message_update(940_000_000 + k, ann.id, 940_000_000 + k, json!({"text": format!("kept {k}")}));
+        assert_eq!(h.post_update(0, "alpha", &update).await, 200);
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    while chat_texts(&mut bob, "kept ").len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "Bob got {:?}", chat_texts(&mut bob, "kept "));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(chat_texts(&mut bob, "kept "), (0..4).map(|k| format!("kept {k}")).collect::<Vec<_>>());
+    assert_eq!(reads(0, "database") - read_before, 1.0, "one read for the chat");
+    assert_eq!(reads(0, "cached") - cached_before, 3.0, "the other three from the copy");
+
+    // Bob ends the chat through the other replica; Ann's next message through replica 0
+    // (which holds her copy) is not relayed.
+    let stop = message_update(940_000_100, bob.id, 940_000_100, json!({"text": "/stop"}));
+    assert_eq!(h.post_update(1, "beta", &stop).await, 200);
+    ann.expect_text("partner_left", WAIT).await.unwrap();
+    let after = message_update(940_000_101, ann.id, 940_000_101, json!({"text": "after the end"}));
+    assert_eq!(h.post_update(0, "alpha", &after).await, 200);
+    ann.expect_text("not_in_chat", WAIT).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(chat_texts(&mut bob, "after the end").is_empty(), "relayed after the chat ended");
+    h.stop().await;
+}

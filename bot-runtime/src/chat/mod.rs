@@ -24,6 +24,7 @@ mod relay;
 pub mod retire;
 mod safety;
 mod search;
+pub mod sender_cache;
 pub mod shop;
 pub mod telegram_menu;
 pub mod text_key;
@@ -96,6 +97,14 @@ pub async fn handle(fx: &mut Effects<'_>, event: Event) -> Result<(), HandleErro
     }
 }
 
+/// A message that is neither a payment, a command nor a keyboard button: what a chat relays.
+fn is_plain_chat_message(m: &Message) -> bool {
+    m.successful_payment.is_none()
+        && m.refunded_payment.is_none()
+        && Command::of_message(m).is_none()
+        && m.text.as_deref().and_then(Command::of_button).is_none()
+}
+
 /// `/report`, `/block` or a tap on their chat-keyboard buttons (in either language).
 fn is_safety_action(m: &Message) -> bool {
     let command = Command::of_message(m).or_else(|| m.text.as_deref().and_then(Command::of_button));
@@ -126,8 +135,21 @@ pub async fn on_timer(fx: &mut Effects<'_>, timer: &Timer) -> Result<(), HandleE
 
 async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError> {
     let Some(from) = m.from.clone() else { return Ok(()) };
-    // The profile (Postgres) and the partner (Redis) in parallel: one round trip, not two.
     let sender = fx.bot.member(from.id);
+    // A plain chat message of a member already chatting: the copy of their row this process
+    // took earlier in the same chat (sender_cache.rs says why that is the row), checked
+    // against the partner read now.
+    let plain = is_plain_chat_message(&m);
+    if plain && let Some((user, partner_then)) = fx.bot.chatting.get(from.id, day_of(fx.now_ms), from.username.as_deref()) {
+        let partner = fx.matcher().partner(fx.pool(), &sender).await?;
+        if partner.as_ref() == Some(&partner_then) {
+            fx.bot.metrics().chatting_sender(&fx.bot.name, "cached");
+            let lang = lang_of(fx.bot, &user);
+            return relay::relay(fx, &user, lang, &partner_then, &m).await;
+        }
+        fx.bot.chatting.forget(from.id);
+    }
+    // The profile (Postgres) and the partner (Redis) in parallel: one round trip, not two.
     let (user, partner) = tokio::join!(load_user(fx, &from), fx.matcher().partner(fx.pool(), &sender));
     let (user, partner) = (user?, partner?);
     let me = user.member();
@@ -167,7 +189,13 @@ async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError>
     }
 
     match partner {
-        Some(partner) => relay::relay(fx, &user, lang, &partner, &m).await,
+        Some(partner) => {
+            if plain {
+                fx.bot.metrics().chatting_sender(&fx.bot.name, "database");
+                fx.bot.chatting.put(&user, &partner);
+            }
+            relay::relay(fx, &user, lang, &partner, &m).await
+        }
         None => {
             let key = if fx.matcher().waiting(fx.pool(), &me).await? { TextKey::AlreadySearching } else { TextKey::NotInChat };
             fx.say(&me, key.text(lang), Some(crate::bot::menu_keyboard(lang)));
