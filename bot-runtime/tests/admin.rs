@@ -1167,6 +1167,7 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
         now_ms: bot_runtime::bot::now_ms(),
         start_ms: None,
         total: 10,
+        paid: false,
     };
     let second = sql.create_broadcast(&row).await.unwrap();
     let mut ids: Vec<i64> = members.iter().map(|m| m.id).collect();

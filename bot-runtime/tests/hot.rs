@@ -346,16 +346,19 @@ async fn the_limiter_says_whether_the_bot_or_the_chat_must_wait<H: HotState>(h: 
     let limits = (2, 60, 1); // 2 per second per bot; one per second per chat
     let slot = |chat: i64, now: i64| {
         let h = &h;
-        async move { h.reserve_slot(POOL, "alpha", chat, limits.0, limits.1, limits.2, now).await.unwrap() }
+        async move {
+            let s = h.reserve_slot(POOL, "alpha", chat, limits.0, limits.1, limits.2, now).await.unwrap();
+            SendSlot { bot_at_us: 0, ..s }
+        }
     };
-    let go = SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO };
+    let go = SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO, bot_at_us: 0 };
     assert_eq!(slot(1, t0).await, go);
     // The bot's next slot is 500 ms away: the bot must wait (whatever the chat).
-    assert_eq!(slot(2, t0).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::from_millis(500) });
+    assert_eq!(slot(2, t0).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::from_millis(500), bot_at_us: 0 });
     // Chat 1 waits longer than the bot: both said, the longer wait first.
-    assert_eq!(slot(1, t0 + 100).await, SendSlot { wait: Duration::from_millis(900), bot_wait: Duration::from_millis(400) });
+    assert_eq!(slot(1, t0 + 100).await, SendSlot { wait: Duration::from_millis(900), bot_wait: Duration::from_millis(400), bot_at_us: 0 });
     // The bot is free again, chat 1 is not: only the chat waits, and nothing is taken...
-    assert_eq!(slot(1, t0 + 500).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::ZERO });
+    assert_eq!(slot(1, t0 + 500).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::ZERO, bot_at_us: 0 });
     // ...so another chat goes at once.
     assert_eq!(slot(2, t0 + 500).await, go);
 }
