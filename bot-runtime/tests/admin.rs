@@ -1304,6 +1304,34 @@ async fn a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_re
         body["preview_html"], "<b>Sale</b> &lt;today&gt; <a href=\"https://t.me/beta\" rel=\"noopener noreferrer nofollow\">open</a>",
         "{body}"
     );
+    // Paid: the estimate (docs/ADMIN.md, "Paid broadcasts") — 5 members at the bot's paid pace
+    // (300/s by default): 30 a second go free, so 5 × 270 / 300 = 4.5 → 5 messages charged,
+    // 0.1 Star each → 1 Star (at most 1: every message), against the bot's balance of 0.
+    sqlx::query("UPDATE admin_bots SET star_balance = 0, star_balance_ms = $1 WHERE id = 'default/beta'")
+        .bind(bot_runtime::bot::now_ms())
+        .execute(sql.pool())
+        .await
+        .unwrap();
+    let mut paid = req.clone();
+    paid["paid"] = json!(true);
+    let (status, body) = owner.post("/api/v1/broadcasts/preview", paid).await;
+    assert_eq!(status, 200, "{body}");
+    let beta = &body["bots"][0];
+    assert_eq!(
+        (beta["audience_size"].as_i64(), beta["per_second"].as_i64(), beta["charged_messages"].as_i64(), beta["stars_estimate"].as_i64()),
+        (Some(5), Some(300), Some(5), Some(1)),
+        "{body}"
+    );
+    assert_eq!((beta["star_balance"].as_i64(), beta["enough_stars"].as_bool()), (Some(0), Some(false)), "{body}");
+    assert_eq!((body["stars_estimate"].as_i64(), body["stars_at_most"].as_i64()), (Some(1), Some(1)), "{body}");
+    let (_, body) = owner.post("/api/v1/broadcasts/preview", req.clone()).await;
+    assert_eq!((body["stars_estimate"].as_i64(), body["bots"][0]["enough_stars"].as_bool()), (Some(0), None), "free: {body}");
+    let (status, _, page, _) = owner
+        .page(&format!("/broadcasts?preview=1&bot=default%2Fbeta&audience=all&language=en&active_since={since}&text=Hi&paid=true"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<b data-stars=\"estimate\">1</b> Stars") && page.contains("0: not enough"), "{page}");
+    assert!(page.contains("<input type=\"hidden\" name=\"paid\" value=\"true\">"), "the send button sends it paid: {page}");
     let (status, _, page, _) = owner
         .page(&format!(
             "/broadcasts?preview=1&bot=default%2Fbeta&audience=all&language=en&active_since={since}&text={}",
