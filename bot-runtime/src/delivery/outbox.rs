@@ -558,15 +558,16 @@ async fn drain_once(
                     gate.1.store(tat, std::sync::atomic::Ordering::Relaxed);
                 }
                 let ceil_ms = |us: i64| us.div_euclid(1000) + i64::from(us.rem_euclid(1000) != 0);
+                // When the bot may send next (ms): the slot the limiter named — its wait counts
+                // from the booked time, which may be a little in the past — else the wait.
+                let bot_free_ms = next_slot_us.map_or(now + slot.bot_wait.as_millis() as i64, ceil_ms);
                 match next.as_deref_mut() {
-                    Some(next) if !slot.bot_wait.is_zero() => {
-                        *next = next_slot_us.map_or(now + slot.bot_wait.as_millis() as i64, ceil_ms)
-                    }
+                    Some(next) if !slot.bot_wait.is_zero() => *next = bot_free_ms,
                     Some(next) if slot.wait.is_zero() && bot_interval_us > 0 => *next = ceil_ms(at_us + bot_interval_us),
                     Some(_) => {}
                     None if !slot.bot_wait.is_zero() => {
                         let mut next = gate.0.lock().await;
-                        *next = (*next).max(now + slot.bot_wait.as_millis() as i64);
+                        *next = (*next).max(bot_free_ms);
                     }
                     None => {}
                 }
@@ -582,7 +583,7 @@ async fn drain_once(
                     // its slot is sent).
                     return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
                         .await?
-                        .unwrap_or(until_slot(now + slot.bot_wait.as_millis() as i64, now)));
+                        .unwrap_or(until_slot(bot_free_ms, now)));
                 }
                 if slot.wait.is_zero() {
                     // Sent with the other chats' ready jobs of this page, at once (below): one
