@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bot_runtime::hot::memory::MemoryHot;
 use bot_runtime::hot::redis::RedisHot;
 use bot_runtime::hot::{
-    BlobInfo, BlobStart, Budget, Claim, Commit, Dedupe, HotState, Job, Lane, Marker, MediaBudget, MediaGrant, MessageRef, Outbox, Refs, SendSlot,
-    Timer, Timers, reply_ref,
+    BlobInfo, BlobStart, Budget, Claim, Commit, Dedupe, HotState, Job, Lane, Marker, MediaBudget, MediaGrant, MessageRef, Outbox, Refs,
+    SendSlot, Timer, Timers, reply_ref,
 };
 use bot_runtime::keys::Keys;
 use botfleet_tests::fixtures::TestRedis;

@@ -97,7 +97,8 @@ impl BroadcastRun {
             std::fs::write(dir.join("secret"), format!("secret_{name}_{:08x}", rand::random::<u32>())).expect("secret file");
             let mut config = webhook_config(&name, POOL, &dir, rate);
             if let Some(paid) = paid_rate {
-                config = config.replace("perChatPerMinute: 100000}", &format!("perChatPerMinute: 100000, paidBroadcastPerSecond: {paid}}}"));
+                config =
+                    config.replace("perChatPerMinute: 100000}", &format!("perChatPerMinute: 100000, paidBroadcastPerSecond: {paid}}}"));
             }
             let first = 1 + k as i64 * per_bot;
             run_bots.push(RunBot {

@@ -147,7 +147,8 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
                     let (tx, rx) = watch::channel(false);
                     let fence = Arc::new(Fence::default());
                     fence.renewed(asked, SHARD_LEASE);
-                    let worker = tokio::spawn(work_shard(bot.clone(), shard, [gate.clone(), paid_gate.clone()], fence.clone(), idle.clone(), rx));
+                    let worker =
+                        tokio::spawn(work_shard(bot.clone(), shard, [gate.clone(), paid_gate.clone()], fence.clone(), idle.clone(), rx));
                     workers.insert(shard, (worker, tx, fence));
                 }
                 (false, Some(_)) => {
@@ -542,9 +543,8 @@ async fn drain_once(
                 }
                 // The slot is booked by its time (µs), not the moment of asking ([`booked_at`]).
                 let at_us = booked_at(gate.1.load(std::sync::atomic::Ordering::Relaxed), now_us(), bot_interval_us);
-                let slot = hot
-                    .reserve_slot_at(&bot.pool, &bot.name, budget, chat, rate, limits.per_chat_per_minute, CHAT_BURST, at_us)
-                    .await?;
+                let slot =
+                    hot.reserve_slot_at(&bot.pool, &bot.name, budget, chat, rate, limits.per_chat_per_minute, CHAT_BURST, at_us).await?;
                 // The bot's next slot as the limiter set it (TAT, µs): one interval after the
                 // slot just taken, or the one it named.
                 let next_slot_us = if slot.wait.is_zero() {

@@ -60,8 +60,7 @@ pub trait SendLimiter: Send + Sync {
         chat_burst: u32,
         now_ms: i64,
     ) -> HotResult<SendSlot> {
-        self.reserve_slot_at(pool, bot, Budget::Free, chat_id, per_bot, per_chat_per_minute, chat_burst, now_ms.saturating_mul(1000))
-            .await
+        self.reserve_slot_at(pool, bot, Budget::Free, chat_id, per_bot, per_chat_per_minute, chat_burst, now_ms.saturating_mul(1000)).await
     }
     /// Reserves one send for `bot` to `chat_id` under both limits (GCRA: per bot `per_bot`
     /// per second without burst, so no one-second window carries more than `per_bot`; per chat
