@@ -215,7 +215,7 @@ fn budget_of(job: &Job) -> Budget {
     }
 }
 
-/// How often a worker looks for paid-broadcast jobs when it has seen none lately.
+/// How often a busy worker (its free passes may stop before the bulk lane) looks for paid-broadcast jobs when it has seen none lately.
 const PAID_PROBE: Duration = Duration::from_secs(1);
 
 /// A wait for the bot-wide slot at `at` (ms), from `now`: the worker wakes [`EARLY_MS`] before.
@@ -364,7 +364,10 @@ async fn work_shard(
         paid_active |= saw_paid;
         // The paid pass (bulk lane, paid jobs only) after the free one, whatever the free
         // budget says: chats go first, and a paid broadcast is not held by the free budget.
-        let pass = if paid_active || std::time::Instant::now() >= paid_probe {
+        // An idle free pass read every lane, so it would have seen a paid job: no probe then
+        // (an idle bot costs nothing more); a busy one may have stopped before the bulk lane.
+        let free_idle = matches!(free, Ok(Pass::Idle));
+        let pass = if paid_active || (!free_idle && std::time::Instant::now() >= paid_probe) {
             let paid = drain_once(&bot, shard, &stop, &gates[1], &fence, &mut held, Budget::Paid, &mut saw_paid).await;
             paid_active = !matches!(paid, Ok(Pass::Idle));
             if !paid_active {
