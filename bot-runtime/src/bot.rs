@@ -186,6 +186,9 @@ pub struct Bot {
     /// Poked after a payment or a refund: the bot reads its Stars balance again soon
     /// (roles/app.rs, `keep_star_balance`).
     pub star_balance_due: tokio::sync::Notify,
+    /// Paid broadcasts of this bot that Telegram refused for lack of Stars (delivery/outbox.rs):
+    /// their remaining queued messages are counted as failed without a call.
+    pub out_of_stars: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Bot {

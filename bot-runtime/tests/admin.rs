@@ -1398,8 +1398,30 @@ async fn a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_re
     let (status, body) = owner.post(&format!("/api/v1/broadcasts/{never}/cancel"), json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    // Paid, through this backend's sender: without Stars Telegram refuses the message and the
+    // broadcast stops, `failed`, with the reason; with Stars it goes, flagged, 0.1 Star.
+    let beta_bot = username("beta");
+    let flagged = h.sim.paid_broadcast_messages(&beta_bot).unwrap();
+    h.sim.set_star_balance(&beta_bot, 0).unwrap();
+    let paid = json!({"bot": "default/beta", "text": "Paid news", "language": "ru", "paid": true});
+    let (status, body) = owner.post("/api/v1/broadcasts", paid).await;
+    assert_eq!((status, &body["broadcast"]["paid"]), (201, &json!(true)), "{body}");
+    let b = wait_settled(&sql, body["broadcast"]["id"].as_i64().unwrap(), 1).await;
+    assert_eq!((b.status.as_str(), b.delivered, b.failed), ("failed", 0, 1), "{b:?}");
+    assert!(b.stop_reason.as_deref().is_some_and(|r| r.contains("Stars")), "{b:?}");
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    assert!(page.contains("failed (paid): the bot"), "the reason is on the page: {page}");
+    h.sim.set_star_balance(&beta_bot, 1).unwrap();
+    let (status, body) =
+        owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "Paid news two", "language": "ru", "paid": true})).await;
+    assert_eq!(status, 201, "{body}");
+    let b = wait_settled(&sql, body["broadcast"]["id"].as_i64().unwrap(), 1).await;
+    assert_eq!((b.status.as_str(), b.delivered, b.failed), ("done", 1, 0), "{b:?}");
+    ivan.expect("the paid broadcast", WAIT, |m| text_of(m).contains("Paid news two")).await.unwrap();
+    assert_eq!(h.sim.paid_broadcast_messages(&beta_bot).unwrap(), flagged + 1, "sent with allow_paid_broadcast");
+    assert_eq!(h.sim.star_balance_tenths(&beta_bot).unwrap(), 9, "0.1 Star");
     let rows = sql.audit_log(None, 200).await.unwrap();
-    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 3, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 5, "{rows:?}");
     assert!(rows.iter().any(|r| r.action == "broadcast_cancel" && r.detail.contains(&never.to_string())), "{rows:?}");
     h.stop().await;
 }

@@ -797,7 +797,7 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
     // (Telegram would refuse each), they are counted as failed.
     if let Some(id) = job.broadcast
         && budget_of(job) == Budget::Paid
-        && out_of_stars().lock().is_ok_and(|set| set.contains(&id))
+        && bot.out_of_stars.lock().is_ok_and(|set| set.contains(&id))
     {
         record_broadcast(bot, job, BroadcastOutcome::Failed).await;
         return Delivery::Done;
@@ -942,7 +942,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
             Ok(false) => {}
             Err(err) => tracing::warn!(bot = %bot.name, broadcast = id, error = %err, "could not stop a paid broadcast out of Stars"),
         }
-        if let Ok(mut set) = out_of_stars().lock() {
+        if let Ok(mut set) = bot.out_of_stars.lock() {
             if set.len() >= 1024 {
                 set.clear();
             }
@@ -959,14 +959,6 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
     record_broadcast(bot, job, BroadcastOutcome::Failed).await;
     tell_sender_it_failed(bot, job).await;
     Delivery::Done
-}
-
-/// The paid broadcasts this process saw Telegram refuse for lack of Stars (their remaining
-/// messages are settled as failed without a call). Other replicas learn it from their own
-/// first refusal.
-fn out_of_stars() -> &'static std::sync::Mutex<HashSet<i64>> {
-    static SET: std::sync::OnceLock<std::sync::Mutex<HashSet<i64>>> = std::sync::OnceLock::new();
-    SET.get_or_init(Default::default)
 }
 
 /// A broadcast's message: what became of it, for the broadcast's counts (docs/ADMIN.md,

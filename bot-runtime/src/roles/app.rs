@@ -199,6 +199,7 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
         ),
         username: tokio::sync::OnceCell::new(),
         star_balance_due: tokio::sync::Notify::new(),
+        out_of_stars: Default::default(),
     });
     Ok(bot)
 }
