@@ -447,7 +447,12 @@ pub(super) async fn preview_of(s: &AdminState, admin: &Admin, req: &NewBroadcast
         let size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
         audience_size += size;
         let config = configs.iter().find(|(id, _, _)| *id == bot.id).map_or("", |(_, _, c)| c.as_str());
-        let per_second = if req.paid { paid_per_second(config) } else { per_bot_per_second(config).max(BASE_RATE) };
+        // Unknown (not registered with a rate): Telegram's free 30/s.
+        let free = match per_bot_per_second(config) {
+            0 => BASE_RATE,
+            n => n,
+        };
+        let per_second = if req.paid { paid_per_second(config) } else { free };
         bots.push(estimate(&bot.id, size, per_second, req.paid, bot.star_balance));
     }
     let stars_estimate = bots.iter().map(|b| b.stars_estimate).sum();
