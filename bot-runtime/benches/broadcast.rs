@@ -15,6 +15,11 @@
 //!    members skipped, what the runtime reports as possibly repeated;
 //! 3. every process killed (SIGKILL) at half-way and started again: the same.
 //!
+//! BENCH_PAID_RATE (default 0: free) makes the broadcasts paid (docs/ADMIN.md, "Paid
+//! broadcasts"): each bot's `paidBroadcastPerSecond` and the fake's paid budget, and the budget
+//! the sends are measured against (the bots get Stars enough). BENCH_RESTARTS=0 runs the
+//! undisturbed broadcast only.
+//!
 //! The fake Telegram and this driver run on the same 2 cores as the runtime processes,
 //! Postgres and Redis.
 
@@ -30,11 +35,13 @@ fn main() {
     let bots = env_or("BENCH_BOTS", 10).max(1) as usize;
     let rate = env_or("BENCH_RATE", 30).max(1);
     let pool = env_or("BENCH_DB_POOL", 4);
+    let paid_rate = env_or("BENCH_PAID_RATE", 0);
+    let restarts = env_or("BENCH_RESTARTS", 1) != 0;
     // SAFETY: set before any other thread exists (the runtime is built below); the child
     // processes inherit it.
     unsafe { std::env::set_var("DATABASE_POOL_SIZE", pool.to_string()) };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
-    rt.block_on(run(members, bots, rate));
+    rt.block_on(run(members, bots, rate, (paid_rate > 0).then_some(paid_rate), restarts));
 }
 
 /// Generous: a phase that takes longer than this has failed, not been slow.
@@ -42,20 +49,26 @@ fn limit(members: i64, budget: u64) -> Duration {
     Duration::from_secs(120 + 4 * members as u64 / budget)
 }
 
-async fn run(members: i64, bots: usize, rate: u64) {
+async fn run(members: i64, bots: usize, rate: u64, paid_rate: Option<u64>, restarts: bool) {
     let per_bot = members / bots as i64;
     let members = per_bot * bots as i64;
-    let budget = bots as u64 * rate;
+    let budget = bots as u64 * paid_rate.unwrap_or(rate);
+    let paid = paid_rate.is_some();
     let t = Instant::now();
-    let mut run = BroadcastRun::start(bots, per_bot, rate).await;
+    let mut run = BroadcastRun::start_paid(bots, per_bot, rate, paid_rate).await;
+    for b in &run.bots {
+        run.sim.set_star_balance(&b.username, members).expect("Stars");
+    }
     println!(
-        "{members} members on {bots} bots ({per_bot} each), each bot {rate} messages/s (budget {budget}/s); processes up and members seeded in {:.1} s",
+        "{members} members on {bots} bots ({per_bot} each), each bot {} messages/s{} (budget {budget}/s); processes up and members seeded in {:.1} s",
+        paid_rate.unwrap_or(rate),
+        if paid { " paid" } else { "" },
         t.elapsed().as_secs_f64()
     );
     let limit = limit(members, budget);
 
     // 1. Undisturbed.
-    let ids = run.broadcast_to_all("Bench news one").await;
+    let ids = run.broadcast_to_all_as("Bench news one", paid).await;
     let created = Instant::now();
     let mut samples: Vec<(f64, i64)> = Vec::new();
     let settled = loop {
@@ -85,8 +98,9 @@ async fn run(members: i64, bots: usize, rate: u64) {
     );
 
     // 2. and 3. Stopped at half-way, gracefully and by a kill.
-    for (k, (signal, text)) in [("SIGTERM", "Bench news two"), ("SIGKILL", "Bench news three")].into_iter().enumerate() {
-        let ids = run.broadcast_to_all(text).await;
+    let phases = if restarts { &[("SIGTERM", "Bench news two"), ("SIGKILL", "Bench news three")][..] } else { &[] };
+    for (k, &(signal, text)) in phases.iter().enumerate() {
+        let ids = run.broadcast_to_all_as(text, paid).await;
         let created = Instant::now();
         run.wait_delivered(&ids, per_bot / 2, limit).await;
         let at_stop = created.elapsed().as_secs_f64();

@@ -203,6 +203,9 @@ pub struct Bot {
     /// The profiles of this bot's members who are chatting, as read at their last message
     /// (chat/sender_cache.rs): a relayed message reads no profile from the database.
     pub chatting: crate::chat::sender_cache::ChattingSenders,
+    /// Paid broadcasts of this bot that Telegram refused for lack of Stars (delivery/outbox.rs):
+    /// their remaining queued messages are counted as failed without a call.
+    pub out_of_stars: std::sync::Mutex<std::collections::HashSet<i64>>,
 }
 
 impl Bot {

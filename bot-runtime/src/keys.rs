@@ -137,6 +137,11 @@ impl Keys {
         format!("{}slb:{bot}", self.pool(pool))
     }
 
+    /// The send limiter of a bot's paid broadcasts (`allow_paid_broadcast`; same layout).
+    pub fn send_limit_bot_paid(&self, pool: &str, bot: &str) -> String {
+        format!("{}slp:{bot}", self.pool(pool))
+    }
+
     /// The send limiter of one chat of a bot (same layout as [`Keys::send_limit_bot`]).
     pub fn send_limit_chat(&self, pool: &str, bot: &str, chat_id: i64) -> String {
         format!("{}slc:{bot}:{chat_id}", self.pool(pool))
@@ -279,6 +284,7 @@ mod tests {
             k.update_failures("eu-chat", "alpha", 7),
             k.lease("eu-chat", "poll:alpha"),
             k.send_limit_bot("eu-chat", "alpha"),
+            k.send_limit_bot_paid("eu-chat", "alpha"),
             k.send_limit_chat("eu-chat", "alpha", 42),
             k.rate_limit("eu-chat", "msg:alpha:42"),
             k.timers_due("eu-chat", "alpha"),

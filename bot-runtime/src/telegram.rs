@@ -76,6 +76,8 @@ impl TgError {
             BadRequest::FileTooBig
         } else if d.contains("query is too old") || d.contains("query id is invalid") {
             BadRequest::QueryExpired
+        } else if d.contains("balance_too_low") || d.contains("not enough stars") {
+            BadRequest::BalanceTooLow
         } else {
             BadRequest::Other
         })
@@ -176,6 +178,8 @@ pub enum BadRequest {
     QueryExpired,
     /// A file over the 20 MB a bot may download.
     FileTooBig,
+    /// The bot's Stars balance cannot pay for it (a paid broadcast's message, a refund).
+    BalanceTooLow,
     Other,
 }
 

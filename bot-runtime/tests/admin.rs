@@ -1168,6 +1168,7 @@ async fn a_broadcast_reaches_each_member_once_across_a_restart_of_the_admin_role
         now_ms: bot_runtime::bot::now_ms(),
         start_ms: None,
         total: 10,
+        paid: false,
     };
     let second = sql.create_broadcast(&row).await.unwrap();
     let mut ids: Vec<i64> = members.iter().map(|m| m.id).collect();
@@ -1304,6 +1305,34 @@ async fn a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_re
         body["preview_html"], "<b>Sale</b> &lt;today&gt; <a href=\"https://t.me/beta\" rel=\"noopener noreferrer nofollow\">open</a>",
         "{body}"
     );
+    // Paid: the estimate (docs/ADMIN.md, "Paid broadcasts") — 5 members at the bot's paid pace
+    // (300/s by default): 30 a second go free, so 5 × 270 / 300 = 4.5 → 5 messages charged,
+    // 0.1 Star each → 1 Star (at most 1: every message), against the bot's balance of 0.
+    sqlx::query("UPDATE admin_bots SET star_balance = 0, star_balance_ms = $1 WHERE id = 'default/beta'")
+        .bind(bot_runtime::bot::now_ms())
+        .execute(sql.pool())
+        .await
+        .unwrap();
+    let mut paid = req.clone();
+    paid["paid"] = json!(true);
+    let (status, body) = owner.post("/api/v1/broadcasts/preview", paid).await;
+    assert_eq!(status, 200, "{body}");
+    let beta = &body["bots"][0];
+    assert_eq!(
+        (beta["audience_size"].as_i64(), beta["per_second"].as_i64(), beta["charged_messages"].as_i64(), beta["stars_estimate"].as_i64()),
+        (Some(5), Some(300), Some(5), Some(1)),
+        "{body}"
+    );
+    assert_eq!((beta["star_balance"].as_i64(), beta["enough_stars"].as_bool()), (Some(0), Some(false)), "{body}");
+    assert_eq!((body["stars_estimate"].as_i64(), body["stars_at_most"].as_i64()), (Some(1), Some(1)), "{body}");
+    let (_, body) = owner.post("/api/v1/broadcasts/preview", req.clone()).await;
+    assert_eq!((body["stars_estimate"].as_i64(), body["bots"][0]["enough_stars"].as_bool()), (Some(0), None), "free: {body}");
+    let (status, _, page, _) = owner
+        .page(&format!("/broadcasts?preview=1&bot=default%2Fbeta&audience=all&language=en&active_since={since}&text=Hi&paid=true"))
+        .await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<b data-stars=\"estimate\">1</b> Stars") && page.contains("0: not enough"), "{page}");
+    assert!(page.contains("<input type=\"hidden\" name=\"paid\" value=\"true\">"), "the send button sends it paid: {page}");
     let (status, _, page, _) = owner
         .page(&format!(
             "/broadcasts?preview=1&bot=default%2Fbeta&audience=all&language=en&active_since={since}&text={}",
@@ -1370,8 +1399,30 @@ async fn a_broadcast_counts_delivered_failed_and_blocked_filters_its_audience_re
     let (status, body) = owner.post(&format!("/api/v1/broadcasts/{never}/cancel"), json!({})).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(sql.broadcast(never).await.unwrap().unwrap().status, "cancelled");
+    // Paid, through this backend's sender: without Stars Telegram refuses the message and the
+    // broadcast stops, `failed`, with the reason; with Stars it goes, flagged, 0.1 Star.
+    let beta_bot = username("beta");
+    let flagged = h.sim.paid_broadcast_messages(&beta_bot).unwrap();
+    h.sim.set_star_balance(&beta_bot, 0).unwrap();
+    let paid = json!({"bot": "default/beta", "text": "Paid news", "language": "ru", "paid": true});
+    let (status, body) = owner.post("/api/v1/broadcasts", paid).await;
+    assert_eq!((status, &body["broadcast"]["paid"]), (201, &json!(true)), "{body}");
+    let b = wait_settled(&sql, body["broadcast"]["id"].as_i64().unwrap(), 1).await;
+    assert_eq!((b.status.as_str(), b.delivered, b.failed), ("failed", 0, 1), "{b:?}");
+    assert!(b.stop_reason.as_deref().is_some_and(|r| r.contains("Stars")), "{b:?}");
+    let (_, _, page, _) = owner.page("/broadcasts").await;
+    assert!(page.contains("failed</span> (paid): the bot"), "the reason is on the page: {page}");
+    h.sim.set_star_balance(&beta_bot, 1).unwrap();
+    let (status, body) =
+        owner.post("/api/v1/broadcasts", json!({"bot": "default/beta", "text": "Paid news two", "language": "ru", "paid": true})).await;
+    assert_eq!(status, 201, "{body}");
+    let b = wait_settled(&sql, body["broadcast"]["id"].as_i64().unwrap(), 1).await;
+    assert_eq!((b.status.as_str(), b.delivered, b.failed), ("done", 1, 0), "{b:?}");
+    ivan.expect("the paid broadcast", WAIT, |m| text_of(m).contains("Paid news two")).await.unwrap();
+    assert_eq!(h.sim.paid_broadcast_messages(&beta_bot).unwrap(), flagged + 1, "sent with allow_paid_broadcast");
+    assert_eq!(h.sim.star_balance_tenths(&beta_bot).unwrap(), 9, "0.1 Star");
     let rows = sql.audit_log(None, 200).await.unwrap();
-    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 3, "{rows:?}");
+    assert_eq!(rows.iter().filter(|r| r.action == "broadcast").count(), 5, "{rows:?}");
     assert!(rows.iter().any(|r| r.action == "broadcast_cancel" && r.detail.contains(&never.to_string())), "{rows:?}");
     h.stop().await;
 }

@@ -789,6 +789,7 @@ async fn every_route_refuses_what_the_permission_matrix_refuses() {
         now_ms: now,
         start_ms: None,
         total: 1,
+        paid: false,
     };
     let broadcast = admin.sql.create_broadcast(&row).await.unwrap();
     // Fay blocked Ann on alpha: the blocked list shows beta's admin nothing of it.

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bot_runtime::hot::memory::MemoryHot;
 use bot_runtime::hot::redis::RedisHot;
 use bot_runtime::hot::{
-    BlobInfo, BlobStart, Claim, Commit, Dedupe, HotState, Job, Lane, Marker, MediaBudget, MediaGrant, MessageRef, Outbox, Refs, SendSlot,
-    Timer, Timers, reply_ref,
+    BlobInfo, BlobStart, Budget, Claim, Commit, Dedupe, HotState, Job, Lane, Marker, MediaBudget, MediaGrant, MessageRef, Outbox, Refs,
+    SendSlot, Timer, Timers, reply_ref,
 };
 use bot_runtime::keys::Keys;
 use botfleet_tests::fixtures::TestRedis;
@@ -346,16 +346,19 @@ async fn the_limiter_says_whether_the_bot_or_the_chat_must_wait<H: HotState>(h: 
     let limits = (2, 60, 1); // 2 per second per bot; one per second per chat
     let slot = |chat: i64, now: i64| {
         let h = &h;
-        async move { h.reserve_slot(POOL, "alpha", chat, limits.0, limits.1, limits.2, now).await.unwrap() }
+        async move {
+            let s = h.reserve_slot(POOL, "alpha", chat, limits.0, limits.1, limits.2, now).await.unwrap();
+            SendSlot { bot_at_us: 0, ..s }
+        }
     };
-    let go = SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO };
+    let go = SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO, bot_at_us: 0 };
     assert_eq!(slot(1, t0).await, go);
     // The bot's next slot is 500 ms away: the bot must wait (whatever the chat).
-    assert_eq!(slot(2, t0).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::from_millis(500) });
+    assert_eq!(slot(2, t0).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::from_millis(500), bot_at_us: 0 });
     // Chat 1 waits longer than the bot: both said, the longer wait first.
-    assert_eq!(slot(1, t0 + 100).await, SendSlot { wait: Duration::from_millis(900), bot_wait: Duration::from_millis(400) });
+    assert_eq!(slot(1, t0 + 100).await, SendSlot { wait: Duration::from_millis(900), bot_wait: Duration::from_millis(400), bot_at_us: 0 });
     // The bot is free again, chat 1 is not: only the chat waits, and nothing is taken...
-    assert_eq!(slot(1, t0 + 500).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::ZERO });
+    assert_eq!(slot(1, t0 + 500).await, SendSlot { wait: Duration::from_millis(500), bot_wait: Duration::ZERO, bot_at_us: 0 });
     // ...so another chat goes at once.
     assert_eq!(slot(2, t0 + 500).await, go);
 }
@@ -402,6 +405,43 @@ async fn no_one_second_window_exceeds_the_per_bot_rate<H: HotState>(h: H) {
     assert!(most <= 30, "{most} sends in one second at 30/s (first second: {first_second})");
     // ...and the rate is still used: 30 per second, give or take the edges.
     assert!(granted.len() >= 88, "{} sends in 3 s at 30/s", granted.len());
+}
+
+/// Issue 11: a sender woken late asks for the slot it booked by the slot's time (µs), so the
+/// lateness does not push the schedule — the sends stay exactly one interval apart on the
+/// limiter's clock, never closer. A paid broadcast's budget (`Budget::Paid`) is a limiter of
+/// its own (its sends never take the free budget's slots, nor wait for them); the chat's
+/// limiter is shared.
+async fn a_slot_booked_by_its_time_keeps_the_schedule_and_the_paid_budget_is_its_own<H: HotState>(h: H) {
+    let t0 = wall_ms() * 1000;
+    let ask = |budget: Budget, chat: i64, rate: u32, per_chat: u32, at_us: i64| {
+        let h = &h;
+        async move { h.reserve_slot_at(POOL, "alpha", budget, chat, rate, per_chat, 1, at_us).await.unwrap() }
+    };
+    // Free, 2/s: the next slot is exactly 500 ms on, and the limiter names it to the µs.
+    assert!(ask(Budget::Free, 1, 2, 0, t0).await.wait.is_zero());
+    let refused = ask(Budget::Free, 2, 2, 0, t0 + 1).await;
+    assert_eq!((refused.bot_wait, refused.bot_at_us), (Duration::from_millis(500), t0 + 500_000), "{refused:?}");
+    // The paid budget goes meanwhile, at its own pace.
+    assert!(ask(Budget::Paid, 3, 10, 0, t0 + 2).await.wait.is_zero());
+    let paid = ask(Budget::Paid, 4, 10, 0, t0 + 3).await;
+    assert_eq!(paid.bot_at_us, t0 + 100_002, "{paid:?}");
+    // The booked slot, asked for by its time (the worker woke late: that is its business), is
+    // granted; the next is one interval after the slot, not after the wake...
+    assert!(ask(Budget::Free, 2, 2, 0, t0 + 500_000).await.wait.is_zero());
+    let next = ask(Budget::Free, 5, 2, 0, t0 + 999_999).await;
+    assert_eq!(next.bot_at_us, t0 + 1_000_000, "{next:?}");
+    // ...and never closer: the same slot is not granted twice.
+    assert!(!ask(Budget::Free, 6, 2, 0, t0 + 500_000).await.wait.is_zero());
+    // The chat's limiter is shared: a chat the free budget just served (60/min, burst 1) waits
+    // on the paid one too, and only the chat waits.
+    assert!(ask(Budget::Free, 7, 0, 60, t0 + 1_000_000).await.wait.is_zero());
+    let chat = ask(Budget::Paid, 7, 10, 60, t0 + 1_200_000).await;
+    assert_eq!((chat.wait, chat.bot_wait), (Duration::from_millis(800), Duration::ZERO), "{chat:?}");
+    // A 429 on a paid send holds the paid budget only.
+    h.hold_sends_in(POOL, "alpha", Budget::Paid, None, t0 / 1000 + 5_000).await.unwrap();
+    assert!(!ask(Budget::Paid, 8, 10, 0, t0 + 2_000_000).await.bot_wait.is_zero());
+    assert!(ask(Budget::Free, 8, 2, 0, t0 + 2_000_000).await.wait.is_zero());
 }
 
 async fn limiter_paces_one_chat<H: HotState>(h: H) {
@@ -814,6 +854,7 @@ both_stores!(
     the_limiter_says_whether_the_bot_or_the_chat_must_wait,
     a_read_after_a_job_pages_past_it,
     no_one_second_window_exceeds_the_per_bot_rate,
+    a_slot_booked_by_its_time_keeps_the_schedule_and_the_paid_budget_is_its_own,
     limiter_paces_one_chat,
     a_refused_send_takes_no_slot,
     hold_sends_blocks_every_caller_until_the_time,

@@ -110,6 +110,13 @@ pub struct OutboundLimits {
     #[serde(default = "default_per_chat_per_minute")]
     #[schemars(range(min = 1, max = 600))]
     pub per_chat_per_minute: u32,
+    /// The pace of a paid broadcast (`allow_paid_broadcast`: Telegram allows up to 1000
+    /// messages a second for 0.1 Star each), on a budget of its own besides
+    /// `perBotPerSecond`, so the bot's chats keep theirs. Each message costs 0.1 Star from the
+    /// bot's balance.
+    #[serde(default = "default_paid_broadcast_per_second")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub paid_broadcast_per_second: u32,
 }
 
 fn default_per_bot() -> u32 {
@@ -118,10 +125,17 @@ fn default_per_bot() -> u32 {
 fn default_per_chat_per_minute() -> u32 {
     60
 }
+fn default_paid_broadcast_per_second() -> u32 {
+    300
+}
 
 impl Default for OutboundLimits {
     fn default() -> Self {
-        Self { per_bot_per_second: default_per_bot(), per_chat_per_minute: default_per_chat_per_minute() }
+        Self {
+            per_bot_per_second: default_per_bot(),
+            per_chat_per_minute: default_per_chat_per_minute(),
+            paid_broadcast_per_second: default_paid_broadcast_per_second(),
+        }
     }
 }
 

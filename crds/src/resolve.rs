@@ -249,6 +249,7 @@ fn merge_policies(policies: &[&RateLimitPolicy]) -> ResolvedLimits {
         per_user.searches_per_minute = per_user.searches_per_minute.min(u.searches_per_minute);
         outbound.per_bot_per_second = outbound.per_bot_per_second.min(p.spec.outbound.per_bot_per_second);
         outbound.per_chat_per_minute = outbound.per_chat_per_minute.min(p.spec.outbound.per_chat_per_minute);
+        outbound.paid_broadcast_per_second = outbound.paid_broadcast_per_second.min(p.spec.outbound.paid_broadcast_per_second);
         for (endpoint, limit) in &p.spec.admin_api_per_minute {
             admin.entry(endpoint.clone()).and_modify(|l: &mut u32| *l = (*l).min(*limit)).or_insert(*limit);
         }

@@ -66,10 +66,23 @@ impl BroadcastRun {
     /// messages a second; the fake Telegram allows each bot the same (burst: one second's
     /// worth) and each chat 1/s. Every process is started and ready.
     pub async fn start(bots: usize, per_bot: i64, rate: u64) -> BroadcastRun {
+        Self::start_paid(bots, per_bot, rate, None).await
+    }
+
+    /// [`BroadcastRun::start`], the bots' paid-broadcast pace `paid_rate` (their
+    /// `paidBroadcastPerSecond`, and the fake's paid budget) if given.
+    pub async fn start_paid(bots: usize, per_bot: i64, rate: u64, paid_rate: Option<u64>) -> BroadcastRun {
         let fake = FakeTelegram::start().await.expect("fake Telegram");
         let sim = fake.sim();
-        sim.set_limits(Limits { enabled: true, per_bot_per_sec: rate as f64, per_bot_burst: rate as f64, ..Limits::default() })
-            .expect("flood limits on");
+        let paid_per_bot_per_sec = paid_rate.map_or(Limits::default().paid_per_bot_per_sec, |r| r as f64);
+        sim.set_limits(Limits {
+            enabled: true,
+            per_bot_per_sec: rate as f64,
+            per_bot_burst: rate as f64,
+            paid_per_bot_per_sec,
+            ..Limits::default()
+        })
+        .expect("flood limits on");
         let db = TestDb::create().await.expect("Postgres");
         let redis = TestRedis::create().await.expect("Redis");
         let root = std::env::temp_dir().join(format!("botfleet-bcast-{}-{:08x}", std::process::id(), rand::random::<u32>()));
@@ -82,7 +95,11 @@ impl BroadcastRun {
             std::fs::create_dir_all(&dir).expect("bot dir");
             std::fs::write(dir.join("token"), &info.token).expect("token file");
             std::fs::write(dir.join("secret"), format!("secret_{name}_{:08x}", rand::random::<u32>())).expect("secret file");
-            let config = webhook_config(&name, POOL, &dir, rate);
+            let mut config = webhook_config(&name, POOL, &dir, rate);
+            if let Some(paid) = paid_rate {
+                config =
+                    config.replace("perChatPerMinute: 100000}", &format!("perChatPerMinute: 100000, paidBroadcastPerSecond: {paid}}}"));
+            }
             let first = 1 + k as i64 * per_bot;
             run_bots.push(RunBot {
                 id: format!("bench/{name}"),
@@ -208,12 +225,17 @@ impl BroadcastRun {
 
     /// A broadcast of `text` to all members of each bot, now; their ids.
     pub async fn broadcast_to_all(&self, text: &str) -> Vec<i64> {
+        self.broadcast_to_all_as(text, false).await
+    }
+
+    /// [`BroadcastRun::broadcast_to_all`], paid (`allow_paid_broadcast`) when `paid`.
+    pub async fn broadcast_to_all_as(&self, text: &str, paid: bool) -> Vec<i64> {
         let everyone = Audience::all();
         let mut ids = Vec::new();
         for b in &self.bots {
             let now = bot_runtime::bot::now_ms();
             let total = self.sql.count_recipients(&b.id, &everyone, 0, now).await.expect("audience");
-            let row = NewBroadcastRow { bot: &b.id, text, audience: &everyone, by: 1, now_ms: now, start_ms: None, total };
+            let row = NewBroadcastRow { bot: &b.id, text, audience: &everyone, by: 1, now_ms: now, start_ms: None, total, paid };
             ids.push(self.sql.create_broadcast(&row).await.expect("broadcast"));
         }
         ids

@@ -279,6 +279,12 @@ pub struct NewBroadcast {
     /// (the dashboard's field), at most 90 days ahead; absent: now.
     #[serde(default)]
     pub start_at: Option<String>,
+    /// A paid broadcast (docs/ADMIN.md, "Paid broadcasts"): every message is sent with
+    /// Telegram's `allow_paid_broadcast`, at the bot's `paidBroadcastPerSecond` (300/s by
+    /// default) instead of its free 30/s, for 0.1 Star a message from the bot's Stars balance.
+    /// `POST /api/v1/broadcasts/preview` gives the estimated cost first. Absent: false.
+    #[serde(default)]
+    pub paid: bool,
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -290,6 +296,67 @@ pub struct PreviewAnswer {
     pub audience_size: i64,
     /// When it would start (ms since the epoch; absent: now).
     pub start_ms: Option<i64>,
+    /// Per bot named: its audience, pace and, for a paid broadcast, the Stars it would cost
+    /// against its balance.
+    pub bots: Vec<BotEstimate>,
+    /// A paid broadcast's estimated cost, summed over the bots (whole Stars, rounded up); 0
+    /// for a free one.
+    pub stars_estimate: i64,
+    /// The most it can cost: every message charged (0.1 Star each), rounded up; 0 for a free one.
+    pub stars_at_most: i64,
+}
+
+/// What a broadcast would take on one bot (the preview's estimate).
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+pub struct BotEstimate {
+    pub bot: String,
+    /// Members who would get it now.
+    pub audience_size: i64,
+    /// Messages a second it would be sent at: the bot's `perBotPerSecond` (free) or
+    /// `paidBroadcastPerSecond` (paid).
+    pub per_second: u64,
+    /// About how long the sending takes, in seconds (audience / pace, rounded up), the bot's
+    /// chats aside.
+    pub seconds: i64,
+    /// Paid: the messages above Telegram's free 30 a second — audience × (pace − 30) / pace,
+    /// rounded up: in each second of the broadcast 30 go free — each charged 0.1 Star; 0 for
+    /// a free broadcast.
+    pub charged_messages: i64,
+    /// `charged_messages` × 0.1 Star, rounded up to a whole Star.
+    pub stars_estimate: i64,
+    /// Every message charged (if the bot's chats use its free 30 a second meanwhile):
+    /// audience × 0.1 Star, rounded up.
+    pub stars_at_most: i64,
+    /// The bot's Stars balance as its runtime last read it (`getMyStarBalance`); absent:
+    /// not read yet.
+    pub star_balance: Option<i64>,
+    /// Paid: whether that balance covers `stars_estimate` (absent: balance unknown). When it
+    /// does not, the broadcast stops when Telegram refuses a message for lack of Stars.
+    pub enough_stars: Option<bool>,
+}
+
+/// Telegram's free messages a second per bot (beyond them a paid broadcast's messages cost).
+const FREE_PER_SECOND: u64 = 30;
+
+/// The estimate for `audience` members sent at `per_second` (paid or not), against `balance`.
+pub(super) fn estimate(bot: &str, audience: i64, per_second: u64, paid: bool, balance: Option<i64>) -> BotEstimate {
+    let rate = per_second.max(1) as i64;
+    let audience = audience.max(0);
+    let charged = if paid { (audience * (rate - FREE_PER_SECOND as i64).max(0) + rate - 1) / rate } else { 0 };
+    // 0.1 Star each, rounded up to a whole Star.
+    let stars = (charged + 9) / 10;
+    let at_most = if paid { (audience + 9) / 10 } else { 0 };
+    BotEstimate {
+        bot: bot.to_string(),
+        audience_size: audience,
+        per_second,
+        seconds: (audience + rate - 1) / rate,
+        charged_messages: charged,
+        stars_estimate: stars,
+        stars_at_most: at_most,
+        star_balance: balance,
+        enough_stars: if paid { balance.map(|b| b >= stars) } else { None },
+    }
 }
 
 #[derive(Debug, Serialize, schemars::JsonSchema)]
@@ -381,6 +448,7 @@ async fn create(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBr
             now_ms: now,
             start_ms: checked.start_ms,
             total: size,
+            paid: req.paid,
         };
         let id = s.store.create_broadcast(&row).await?;
         let Some(broadcast) = s.store.broadcast(id).await? else {
@@ -390,7 +458,7 @@ async fn create(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBr
         let a = &checked.audience;
         let detail = json!({
             "id": id, "audience": a.kind, "language": a.language, "active_since_day": a.active_since_day,
-            "start_ms": checked.start_ms, "audience_size": size, "text": req.text,
+            "start_ms": checked.start_ms, "audience_size": size, "text": req.text, "paid": req.paid,
         });
         audit_action(&s, &admin, "broadcast", Some(&bot.id), None, detail).await?;
         total += size;
@@ -407,10 +475,23 @@ pub(super) async fn preview_of(s: &AdminState, admin: &Admin, req: &NewBroadcast
     let now = crate::bot::now_ms();
     let checked = check_request(req, now)?;
     let mut audience_size = 0;
+    let configs = s.store.bot_configs().await?;
+    let mut bots = Vec::new();
     for bot in targets(s, &admin.identity, &req.to).await? {
-        audience_size += s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+        let size = s.store.count_recipients(&bot.id, &checked.audience, 0, now).await?;
+        audience_size += size;
+        let config = configs.iter().find(|(id, _, _)| *id == bot.id).map_or("", |(_, _, c)| c.as_str());
+        // Unknown (not registered with a rate): Telegram's free 30/s.
+        let free = match per_bot_per_second(config) {
+            0 => BASE_RATE,
+            n => n,
+        };
+        let per_second = if req.paid { paid_per_second(config) } else { free };
+        bots.push(estimate(&bot.id, size, per_second, req.paid, bot.star_balance));
     }
-    Ok(PreviewAnswer { preview_html: checked.preview_html, audience_size, start_ms: checked.start_ms })
+    let stars_estimate = bots.iter().map(|b| b.stars_estimate).sum();
+    let stars_at_most = bots.iter().map(|b| b.stars_at_most).sum();
+    Ok(PreviewAnswer { preview_html: checked.preview_html, audience_size, start_ms: checked.start_ms, bots, stars_estimate, stars_at_most })
 }
 
 async fn preview(State(s): State<AdminState>, admin: Admin, Body(req): Body<NewBroadcast>) -> Result<axum::Json<PreviewAnswer>, ApiError> {
@@ -479,7 +560,9 @@ async fn step_all(s: &AdminState) -> Result<(), ApiError> {
     for b in &running {
         // A bot not registered (yet, or any more) waits: nothing can send for it.
         if let Some(bot) = bots.iter().find(|r| r.id == b.bot) {
-            let rate = configs.iter().find(|(id, _, _)| *id == b.bot).map_or(0, |(_, _, config)| per_bot_per_second(config));
+            let config = configs.iter().find(|(id, _, _)| *id == b.bot).map_or("", |(_, _, config)| config.as_str());
+            // A paid broadcast keeps as many seconds of its own (paid) pace queued.
+            let rate = if b.paid { paid_per_second(config) } else { per_bot_per_second(config) };
             step(s, b, bot, queue_for(s.settings.broadcast_queue, rate)).await?;
         }
     }
@@ -493,6 +576,15 @@ const BASE_RATE: u64 = 30;
 /// configuration); 0 if unknown.
 fn per_bot_per_second(config: &str) -> u64 {
     serde_json::from_str::<serde_json::Value>(config).ok().and_then(|v| v["limits"]["outbound"]["perBotPerSecond"].as_u64()).unwrap_or(0)
+}
+
+/// A bot's paid-broadcast pace (`limits.outbound.paidBroadcastPerSecond`), the default (300)
+/// if its registered configuration does not say.
+fn paid_per_second(config: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(config)
+        .ok()
+        .and_then(|v| v["limits"]["outbound"]["paidBroadcastPerSecond"].as_u64())
+        .unwrap_or(u64::from(botfleet_crds::rate_limit_policy::OutboundLimits::default().paid_broadcast_per_second))
 }
 
 /// The jobs a broadcast keeps queued for a bot sending `rate` messages a second: `queue` for
@@ -539,7 +631,11 @@ async fn step(s: &AdminState, b: &Broadcast, bot: &RegisteredBot, queue: u64) ->
             &Member::new(bot.name.clone(), r.user_id),
             Lane::Bulk,
             "sendMessage",
-            json!({"chat_id": r.user_id, "text": text, "parse_mode": "HTML"}),
+            if b.paid {
+                json!({"chat_id": r.user_id, "text": text, "parse_mode": "HTML", "allow_paid_broadcast": true})
+            } else {
+                json!({"chat_id": r.user_id, "text": text, "parse_mode": "HTML"})
+            },
         );
         job.enqueued_ms = now;
         job.broadcast = Some(b.id);
@@ -573,6 +669,26 @@ mod tests {
         let config = r#"{"limits":{"outbound":{"perBotPerSecond":250,"perChatPerMinute":20}}}"#;
         assert_eq!(super::per_bot_per_second(config), 250);
         assert_eq!(super::per_bot_per_second("not json"), 0);
+        let paid = r#"{"limits":{"outbound":{"perBotPerSecond":30,"paidBroadcastPerSecond":500}}}"#;
+        assert_eq!(super::paid_per_second(paid), 500);
+        assert_eq!(super::paid_per_second(config), 300, "the default");
+    }
+
+    /// The cost of a paid broadcast: the messages above the free 30 a second, 0.1 Star each.
+    #[test]
+    fn a_paid_broadcast_costs_the_messages_above_the_free_rate() {
+        // 10,000 members at 300/s: 34 s, of which 30/s free → 9,000 charged → 900 Stars.
+        let e = super::estimate("ns/a", 10_000, 300, true, Some(850));
+        assert_eq!((e.seconds, e.charged_messages, e.stars_estimate, e.stars_at_most), (34, 9_000, 900, 1_000));
+        assert_eq!(e.enough_stars, Some(false));
+        assert_eq!(super::estimate("ns/a", 10_000, 300, true, Some(900)).enough_stars, Some(true));
+        assert_eq!(super::estimate("ns/a", 10_000, 300, true, None).enough_stars, None);
+        // Rounded up: 7 members at 100/s → 5 charged (4.9) → 1 Star.
+        let e = super::estimate("ns/a", 7, 100, true, Some(0));
+        assert_eq!((e.charged_messages, e.stars_estimate, e.stars_at_most), (5, 1, 1));
+        // Free: nothing charged, at the bot's own pace.
+        let e = super::estimate("ns/a", 10_000, 30, false, Some(0));
+        assert_eq!((e.seconds, e.charged_messages, e.stars_estimate, e.enough_stars), (334, 0, 0, None));
     }
 
     /// The document's pattern names the same tags the check accepts.

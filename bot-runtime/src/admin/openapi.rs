@@ -263,7 +263,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/v1/broadcasts",
-        summary: "Start (or schedule) a broadcast to a bot's members, or to several bots' (one broadcast each) (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace",
+        summary: "Start (or schedule) a broadcast to a bot's members, or to several bots' (one broadcast each) (all, VIP or free; a language; active since a day; /news off respected), queued at the bot's pace; `paid`: sent with Telegram's allow_paid_broadcast at the bot's paid pace, 0.1 Star a message",
         access: Access::Session,
         request: Some(s::<NewBroadcast>),
         status: 201,
@@ -283,7 +283,7 @@ pub const OPERATIONS: &[Operation] = &[
     Operation {
         method: "post",
         path: "/api/v1/broadcasts/preview",
-        summary: "Check a broadcast without sending it: its preview (checked Telegram HTML, links http(s)/tg only) and the audience's size now",
+        summary: "Check a broadcast without sending it: its preview (checked Telegram HTML, links http(s)/tg only), the audience's size now, and per bot its pace and, for a paid broadcast (`paid`), the estimated Stars cost against the bot's Stars balance",
         access: Access::Session,
         request: Some(s::<NewBroadcast>),
         status: 200,

@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 
 use crate::bot::{Bot, Effects, Ticker, now_ms};
 use crate::chat;
-use crate::hot::{Job, Lane, Marker, MessageRef, QueuedJob};
+use crate::hot::{Budget, Job, Lane, Marker, MessageRef, QueuedJob};
 use crate::matching::Member;
 use crate::store::EndReason;
 use crate::store::admin::{BroadcastAttempt, BroadcastOutcome};
@@ -121,6 +121,8 @@ impl Fence {
 pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
     let shards = bot.fleet.hot.outbox_shards();
     let gate = Arc::new(BotGate::default());
+    // The paid broadcasts' budget has a gate of its own: it never holds the chats back.
+    let paid_gate = Arc::new(BotGate::default());
     let mut workers: HashMap<u32, (JoinHandle<()>, watch::Sender<bool>, Arc<Fence>)> = HashMap::new();
     let holder = format!("{}:{}", bot.fleet.replica, bot.name);
     let idle: Arc<IdleShards> = Arc::new(IdleShards::new(shards));
@@ -145,7 +147,8 @@ pub async fn run(bot: Arc<Bot>, shutdown: watch::Receiver<bool>) {
                     let (tx, rx) = watch::channel(false);
                     let fence = Arc::new(Fence::default());
                     fence.renewed(asked, SHARD_LEASE);
-                    let worker = tokio::spawn(work_shard(bot.clone(), shard, gate.clone(), fence.clone(), idle.clone(), rx));
+                    let worker =
+                        tokio::spawn(work_shard(bot.clone(), shard, [gate.clone(), paid_gate.clone()], fence.clone(), idle.clone(), rx));
                     workers.insert(shard, (worker, tx, fence));
                 }
                 (false, Some(_)) => {
@@ -177,9 +180,9 @@ async fn update_depth_metric(bot: &Bot) {
 /// What the bot-wide limit last said, shared by the shard workers of one bot in this process:
 /// no worker asks the limiter before this time (ms). Held while a worker asks, so after one
 /// "wait" the others learn it without asking.
-/// The second field mirrors the limiter's schedule (its TAT, µs) as this process took slots,
-/// so the next ask is at the slot's exact time rather than a whole-ms interval after the last
-/// ask (34 ms at 30/s: 98 % of the rate at best).
+/// The second field mirrors the limiter's schedule (its TAT, µs: the bot's next slot) as this
+/// process took slots or the limiter named it, so the next ask books that slot by its time
+/// ([`booked_at`]) rather than at the whole-ms moment the worker got round to asking.
 #[derive(Default)]
 pub struct BotGate(tokio::sync::Mutex<i64>, std::sync::atomic::AtomicI64);
 
@@ -187,6 +190,33 @@ pub struct BotGate(tokio::sync::Mutex<i64>, std::sync::atomic::AtomicI64);
 /// rest, so the limiter is asked at the slot's time, not a page read after it. The per-bot
 /// limit has no burst, so every millisecond a send is asked late is lost for good.
 const EARLY_MS: i64 = 2;
+
+/// The clock a slot is asked for at (µs since the epoch): the slot the gate mirrors (`slot_us`,
+/// the bot's next slot) when the worker is late for it by less than one interval — the wake's
+/// lateness (a timer's ms tick, a busy scheduler) then costs no budget, since the limiter books
+/// the slot at its own time and the schedule stays one interval per send — else the worker's
+/// clock (a stale mirror, another replica took it, or a stall: never more than one interval's
+/// worth of past slots is claimed).
+fn booked_at(slot_us: i64, now_us: i64, interval_us: i64) -> i64 {
+    if slot_us > 0 && slot_us <= now_us && now_us - slot_us < interval_us { slot_us } else { now_us }
+}
+
+/// The wall clock in µs since the epoch.
+fn now_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_micros() as i64)
+}
+
+/// A job of a paid broadcast (`allow_paid_broadcast`): sent under the bot's paid budget.
+fn budget_of(job: &Job) -> Budget {
+    if job.lane == Lane::Bulk && job.params.get("allow_paid_broadcast").and_then(Value::as_bool) == Some(true) {
+        Budget::Paid
+    } else {
+        Budget::Free
+    }
+}
+
+/// How often a busy worker (its free passes may stop before the bulk lane) looks for paid-broadcast jobs when it has seen none lately.
+const PAID_PROBE: Duration = Duration::from_secs(1);
 
 /// A wait for the bot-wide slot at `at` (ms), from `now`: the worker wakes [`EARLY_MS`] before.
 fn until_slot(at: i64, now: i64) -> Pass {
@@ -313,7 +343,7 @@ async fn watch_idle_shards(bot: Arc<Bot>, idle: Arc<IdleShards>, mut shutdown: w
 async fn work_shard(
     bot: Arc<Bot>,
     shard: u32,
-    gate: Arc<BotGate>,
+    gates: [Arc<BotGate>; 2],
     fence: Arc<Fence>,
     idle: Arc<IdleShards>,
     mut stop: watch::Receiver<bool>,
@@ -322,11 +352,31 @@ async fn work_shard(
     let mut failures = 0u32;
     // Chats the per-chat limit (or a retry) holds, and until when (ms): not asked about before.
     let mut held: HashMap<i64, i64> = HashMap::new();
+    // Paid-broadcast jobs (their own budget and pass): seen lately, and when to look next if not.
+    let mut paid_active = false;
+    let mut paid_probe = std::time::Instant::now();
     loop {
         if *stop.borrow() {
             return;
         }
-        let pass = drain_once(&bot, shard, &stop, &gate, &fence, &mut held).await;
+        let mut saw_paid = false;
+        let free = drain_once(&bot, shard, &stop, &gates[0], &fence, &mut held, Budget::Free, &mut saw_paid).await;
+        paid_active |= saw_paid;
+        // The paid pass (bulk lane, paid jobs only) after the free one, whatever the free
+        // budget says: chats go first, and a paid broadcast is not held by the free budget.
+        // An idle free pass read every lane, so it would have seen a paid job: no probe then
+        // (an idle bot costs nothing more); a busy one may have stopped before the bulk lane.
+        let free_idle = matches!(free, Ok(Pass::Idle));
+        let pass = if paid_active || (!free_idle && std::time::Instant::now() >= paid_probe) {
+            let paid = drain_once(&bot, shard, &stop, &gates[1], &fence, &mut held, Budget::Paid, &mut saw_paid).await;
+            paid_active = !matches!(paid, Ok(Pass::Idle));
+            if !paid_active {
+                paid_probe = std::time::Instant::now() + PAID_PROBE;
+            }
+            combine(free, paid)
+        } else {
+            free
+        };
         let is_idle = matches!(pass, Ok(Pass::Idle));
         let wait = match pass {
             Ok(Pass::Sent) => {
@@ -361,10 +411,26 @@ enum Pass {
     Throttled(Duration),
 }
 
+/// The outcome of the free and the paid pass of one round.
+fn combine(a: Result<Pass, crate::hot::HotError>, b: Result<Pass, crate::hot::HotError>) -> Result<Pass, crate::hot::HotError> {
+    Ok(match (a?, b?) {
+        (Pass::Sent, _) | (_, Pass::Sent) => Pass::Sent,
+        (Pass::Idle, Pass::Idle) => Pass::Idle,
+        (Pass::Throttled(x), Pass::Throttled(y)) => Pass::Throttled(x.min(y)),
+        (Pass::Throttled(x), Pass::Idle) | (Pass::Idle, Pass::Throttled(x)) => Pass::Throttled(x),
+    })
+}
+
 /// One pass over a shard: interactive lane first, then bulk, paging past the jobs of chats
 /// that must wait (per-chat order: once a job of a chat waits, later jobs of that chat wait
 /// too, in both lanes), while other chats go ahead. Stops as soon as the bot-wide limit says
 /// wait. Interactive jobs of a chat beyond [`CHAT_BACKLOG`] are dropped.
+///
+/// `budget` is the pass's: the free pass sends every job but paid broadcasts' (and says in
+/// `saw_paid` that it met one), the paid pass only those, from the bulk lane, under the bot's
+/// paid limiter and its own `gate`. A chat's paid-broadcast message is ordered only among the
+/// bulk jobs of the paid pass.
+#[allow(clippy::too_many_arguments)]
 async fn drain_once(
     bot: &Bot,
     shard: u32,
@@ -372,17 +438,27 @@ async fn drain_once(
     gate: &BotGate,
     fence: &Fence,
     held: &mut HashMap<i64, i64>,
+    budget: Budget,
+    saw_paid: &mut bool,
 ) -> Result<Pass, crate::hot::HotError> {
     let hot = bot.fleet.hot.as_ref();
     let cfg = bot.cfg();
     let limits = &cfg.limits.outbound;
+    let rate = match budget {
+        Budget::Free => limits.per_bot_per_second,
+        Budget::Paid => limits.paid_broadcast_per_second,
+    };
+    let lanes: &[Lane] = match budget {
+        Budget::Free => &[Lane::Interactive, Lane::Bulk],
+        Budget::Paid => &[Lane::Bulk],
+    };
     // The bot's emission interval, rounded up to the ms: the earliest its next slot can be.
-    let bot_interval_ms = match limits.per_bot_per_second {
+    let bot_interval_ms = match rate {
         0 => 0,
         n => (1000 + i64::from(n) - 1) / i64::from(n),
     };
     // The same interval in µs, rounded up as the limiter rounds it.
-    let bot_interval_us = match limits.per_bot_per_second {
+    let bot_interval_us = match rate {
         0 => 0,
         n => (1_000_000 + i64::from(n) - 1) / i64::from(n),
     };
@@ -398,7 +474,7 @@ async fn drain_once(
     // its Telegram limit"). So a limited bot reads a small first page, and larger ones only to
     // page past chats that must wait.
     let first_page = if bot_interval_ms >= 10 { FIRST_PAGE_LIMITED } else { PAGE };
-    for lane in [Lane::Interactive, Lane::Bulk] {
+    for &lane in lanes {
         let mut after: Option<String> = None;
         let mut scanned = 0usize;
         let mut queued: HashMap<i64, usize> = HashMap::new();
@@ -421,7 +497,6 @@ async fn drain_once(
             }
             let full = page.len() == page_size;
             page_size = PAGE;
-            any |= !page.is_empty();
             for QueuedJob { id, job } in page {
                 if *stop.borrow() {
                     return Ok(Pass::Sent);
@@ -432,6 +507,13 @@ async fn drain_once(
                 }
                 scanned += 1;
                 after = Some(id.clone());
+                let job_budget = budget_of(&job);
+                if job_budget != budget {
+                    // The other pass's job.
+                    *saw_paid |= job_budget == Budget::Paid;
+                    continue;
+                }
+                any = true;
                 let chat = job.chat_id;
                 let ahead = queued.entry(chat).or_default();
                 if lane == Lane::Interactive && *ahead >= CHAT_BACKLOG {
@@ -462,21 +544,33 @@ async fn drain_once(
                 if !serialize {
                     next = None;
                 }
-                let slot = hot
-                    .reserve_slot(&bot.pool, &bot.name, chat, limits.per_bot_per_second, limits.per_chat_per_minute, CHAT_BURST, now)
-                    .await?;
+                // The slot is booked by its time (µs), not the moment of asking ([`booked_at`]).
+                let at_us = booked_at(gate.1.load(std::sync::atomic::Ordering::Relaxed), now_us(), bot_interval_us);
+                let slot =
+                    hot.reserve_slot_at(&bot.pool, &bot.name, budget, chat, rate, limits.per_chat_per_minute, CHAT_BURST, at_us).await?;
+                // The bot's next slot as the limiter set it (TAT, µs): one interval after the
+                // slot just taken, or the one it named.
+                let next_slot_us = if slot.wait.is_zero() {
+                    Some(at_us + bot_interval_us)
+                } else if slot.bot_at_us > 0 {
+                    Some(slot.bot_at_us)
+                } else {
+                    None
+                };
+                if let Some(tat) = next_slot_us.filter(|_| bot_interval_us > 0) {
+                    gate.1.store(tat, std::sync::atomic::Ordering::Relaxed);
+                }
+                let ceil_ms = |us: i64| us.div_euclid(1000) + i64::from(us.rem_euclid(1000) != 0);
+                // When the bot may send next (ms): the slot the limiter named — its wait counts
+                // from the booked time, which may be a little in the past — else the wait.
+                let bot_free_ms = next_slot_us.map_or(now + slot.bot_wait.as_millis() as i64, ceil_ms);
                 match next.as_deref_mut() {
-                    Some(next) if !slot.bot_wait.is_zero() => *next = now + slot.bot_wait.as_millis() as i64,
-                    Some(next) if slot.wait.is_zero() => {
-                        // The limiter's own step (gcra.rs): TAT = max(TAT, now) + interval, µs.
-                        let tat = gate.1.load(std::sync::atomic::Ordering::Relaxed).max(now * 1000) + bot_interval_us;
-                        gate.1.store(tat, std::sync::atomic::Ordering::Relaxed);
-                        *next = tat.div_euclid(1000) + i64::from(tat.rem_euclid(1000) != 0);
-                    }
+                    Some(next) if !slot.bot_wait.is_zero() => *next = bot_free_ms,
+                    Some(next) if slot.wait.is_zero() && bot_interval_us > 0 => *next = ceil_ms(at_us + bot_interval_us),
                     Some(_) => {}
                     None if !slot.bot_wait.is_zero() => {
                         let mut next = gate.0.lock().await;
-                        *next = (*next).max(now + slot.bot_wait.as_millis() as i64);
+                        *next = (*next).max(bot_free_ms);
                     }
                     None => {}
                 }
@@ -492,7 +586,7 @@ async fn drain_once(
                     // its slot is sent).
                     return Ok(send_batch(bot, shard, lane, stop, &mut batch, held, &mut soonest, &mut queued, &mut progressed)
                         .await?
-                        .unwrap_or(until_slot(now + slot.bot_wait.as_millis() as i64, now)));
+                        .unwrap_or(until_slot(bot_free_ms, now)));
                 }
                 if slot.wait.is_zero() {
                     // Sent with the other chats' ready jobs of this page, at once (below): one
@@ -699,6 +793,15 @@ async fn deliver(bot: &Bot, job: &Job) -> Delivery {
             Err(_) => return Delivery::Retry(Duration::from_secs(1)),
         }
     }
+    // A paid broadcast that ran out of Stars: the rest of its queued messages are not sent
+    // (Telegram would refuse each), they are counted as failed.
+    if let Some(id) = job.broadcast
+        && budget_of(job) == Budget::Paid
+        && bot.out_of_stars.lock().is_ok_and(|set| set.contains(&id))
+    {
+        record_broadcast(bot, job, BroadcastOutcome::Failed).await;
+        return Delivery::Done;
+    }
     // A broadcast's message goes once per member: one already settled is not sent again (a
     // batch queued twice), and one whose earlier send's outcome is unknown (a kill in flight)
     // goes again, counted as possibly repeated (docs/ADMIN.md, "Restarts").
@@ -769,7 +872,8 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
     if let Some(after) = e.retry_after() {
         // Every replica of the bot waits, not just this one.
         let until = now_ms() + after.as_millis() as i64;
-        let _ = bot.fleet.hot.hold_sends(&bot.pool, &bot.name, Some(job.chat_id), until).await;
+        // A paid broadcast's 429 holds its own budget, never the chats'.
+        let _ = bot.fleet.hot.hold_sends_in(&bot.pool, &bot.name, budget_of(job), Some(job.chat_id), until).await;
         broadcast_unsent(bot, job).await;
         return Delivery::Retry(after);
     }
@@ -778,7 +882,7 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
     // and the hold does not count toward the job's age limit.
     if e.is_token_refused() {
         tracing::warn!(bot = %bot.name, method = %job.method, code = ?e.code(), "Telegram refused the token; holding the bot's sends");
-        let _ = bot.fleet.hot.hold_sends(&bot.pool, &bot.name, None, now_ms() + TOKEN_HOLD.as_millis() as i64).await;
+        let _ = bot.fleet.hot.hold_sends_in(&bot.pool, &bot.name, budget_of(job), None, now_ms() + TOKEN_HOLD.as_millis() as i64).await;
         broadcast_unsent(bot, job).await;
         return Delivery::Retry(TOKEN_HOLD);
     }
@@ -822,6 +926,31 @@ async fn settle_error(bot: &Bot, job: &Job, recipient: &Member, e: TgError) -> D
         return Delivery::Done;
     }
     if matches!(e.bad_request(), Some(BadRequest::MessageNotModified | BadRequest::MessageGone)) {
+        return Delivery::Done;
+    }
+    // A paid broadcast's send refused for lack of Stars: the broadcast stops here, with the
+    // reason shown (the rest of its queued messages meet the same answer, once each); never
+    // retried, and the bot's chats are not touched.
+    if let (Some(id), Some(BadRequest::BalanceTooLow)) = (job.broadcast, e.bad_request())
+        && budget_of(job) == Budget::Paid
+    {
+        let reason = "the bot's Stars balance is too low for a paid broadcast (Telegram: BALANCE_TOO_LOW); top it up and send again";
+        match bot.store.stop_broadcast(id, "failed", reason, now_ms()).await {
+            Ok(true) => {
+                tracing::warn!(bot = %bot.name, broadcast = id, "a paid broadcast stopped: the bot's Stars balance is too low");
+            }
+            Ok(false) => {}
+            Err(err) => tracing::warn!(bot = %bot.name, broadcast = id, error = %err, "could not stop a paid broadcast out of Stars"),
+        }
+        if let Ok(mut set) = bot.out_of_stars.lock() {
+            if set.len() >= 1024 {
+                set.clear();
+            }
+            set.insert(id);
+        }
+        bot.star_balance_due.notify_one();
+        bot.metrics().gave_up(&bot.name, "refused");
+        record_broadcast(bot, job, BroadcastOutcome::Failed).await;
         return Delivery::Done;
     }
     let text = e.to_string();

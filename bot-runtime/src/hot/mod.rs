@@ -47,7 +47,7 @@ pub use commit::Commit;
 pub use dedupe::Dedupe;
 pub use inbound::{Inbound, InboundUpdate};
 pub use leases::Leases;
-pub use limiter::{RateLimit, SendLimiter, SendSlot};
+pub use limiter::{Budget, RateLimit, SendLimiter, SendSlot};
 pub use maintenance::Maintenance;
 pub use outbox::{Outbox, WakeStream, busy_shards};
 pub use refs::{Refs, reply_of, reply_ref, saved_ref};

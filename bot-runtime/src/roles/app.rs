@@ -211,6 +211,7 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
         username: tokio::sync::OnceCell::new(),
         star_balance_due: tokio::sync::Notify::new(),
         chatting: Default::default(),
+        out_of_stars: Default::default(),
     });
     Ok(bot)
 }

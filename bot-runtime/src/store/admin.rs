@@ -72,6 +72,10 @@ pub trait Registry: Send + Sync + 'static {
     /// answered 429, or refused the token): its `sending` row is removed, so the next try is
     /// not counted as a possible repeat.
     async fn broadcast_unsent(&self, broadcast_id: i64, user_id: i64) -> StoreResult<()>;
+    /// Ends a broadcast with a reason (the bot's sender: `failed` when a paid broadcast's bot
+    /// ran out of Stars) — running, scheduled, or `done` (every member queued, not every
+    /// message sent); false if it was cancelled or stopped already.
+    async fn stop_broadcast(&self, id: i64, status: &str, reason: &str, now_ms: i64) -> StoreResult<bool>;
 
     // In-bot admin commands (chat/admin_commands.rs): the admin role's own steps, run by the
     // bot an admin wrote to.
@@ -275,8 +279,14 @@ pub struct Broadcast {
     pub language: Option<String>,
     /// Only members active on or after this UTC day (days since the Unix epoch); absent: any.
     pub active_since_day: Option<i64>,
-    /// `scheduled` (until `start_ms`), `running`, `done` or `cancelled`.
+    /// `scheduled` (until `start_ms`), `running`, `done`, `cancelled` or `failed` (it stopped
+    /// by itself: `stop_reason` says why).
     pub status: String,
+    /// A paid broadcast (docs/ADMIN.md, "Paid broadcasts"): sent with `allow_paid_broadcast`
+    /// at the bot's paid pace, 0.1 Star a message from the bot's balance.
+    pub paid: bool,
+    /// Why it stopped by itself (`failed`: the bot's Stars ran out); absent otherwise.
+    pub stop_reason: Option<String>,
     /// When it starts (absent: when it was made).
     pub start_ms: Option<i64>,
     /// The audience's size when it started (the progress bar's end; members who join or
@@ -343,6 +353,8 @@ pub struct NewBroadcastRow<'a> {
     /// None: now.
     pub start_ms: Option<i64>,
     pub total: i64,
+    /// A paid broadcast (`allow_paid_broadcast`).
+    pub paid: bool,
 }
 
 /// A member as the admin sees it: profile, VIP, credits, counts — never content.
@@ -672,6 +684,20 @@ impl Registry for SqlStore {
         Ok(BroadcastAttempt::Unknown)
     }
 
+    async fn stop_broadcast(&self, id: i64, status: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE admin_broadcasts SET status = $2, stop_reason = $3, finished_ms = $4 WHERE id = $1 AND status IN ('running', 'scheduled', 'done')",
+        )
+        .bind(id)
+        .bind(status)
+        .bind(reason)
+        .bind(now_ms)
+        .execute(self.pool())
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn broadcast_unsent(&self, broadcast_id: i64, user_id: i64) -> StoreResult<()> {
         sqlx::query("DELETE FROM admin_broadcast_results WHERE broadcast_id = $1 AND user_id = $2 AND outcome = 'sending'")
             .bind(broadcast_id)
@@ -920,7 +946,7 @@ impl SqlStore {
 macro_rules! broadcast_columns {
     () => {
         "id, bot, text, audience, language, active_since_day, status, start_ms, total, cursor_user, pending_to, pending_ms, queued, \
-         delivered, failed, blocked, repeated_max, created_by, created_ms, finished_ms"
+         delivered, failed, blocked, repeated_max, created_by, created_ms, finished_ms, paid, stop_reason"
     };
 }
 
@@ -958,6 +984,8 @@ fn broadcast_of(r: &sqlx::any::AnyRow) -> StoreResult<Broadcast> {
         created_by: col(r, "created_by")?,
         created_ms: col(r, "created_ms")?,
         finished_ms: col(r, "finished_ms")?,
+        paid: col::<Option<i64>>(r, "paid")?.unwrap_or(0) != 0,
+        stop_reason: col(r, "stop_reason")?,
     })
 }
 
@@ -1486,7 +1514,7 @@ impl AdminStore for SqlStore {
         let status = if n.start_ms.is_some_and(|t| t > n.now_ms) { "scheduled" } else { "running" };
         let row = sqlx::query(
             "INSERT INTO admin_broadcasts (bot, text, audience, language, active_since_day, status, start_ms, total, cursor_user, \
-             queued, repeated_max, created_by, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, 0, $9, $10) RETURNING id",
+             queued, repeated_max, created_by, created_ms, paid) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, 0, 0, $9, $10, $11) RETURNING id",
         )
         .bind(n.bot)
         .bind(n.text)
@@ -1498,6 +1526,7 @@ impl AdminStore for SqlStore {
         .bind(n.total)
         .bind(n.by)
         .bind(n.now_ms)
+        .bind(i64::from(n.paid))
         .fetch_one(self.pool())
         .await
         .map_err(db_err)?;

@@ -321,6 +321,10 @@ impl Registry for BotStore {
         self.inner.broadcast_attempt(broadcast_id, user_id, now_ms).await
     }
 
+    async fn stop_broadcast(&self, id: i64, status: &str, reason: &str, now_ms: i64) -> StoreResult<bool> {
+        self.inner.stop_broadcast(id, status, reason, now_ms).await
+    }
+
     async fn broadcast_unsent(&self, broadcast_id: i64, user_id: i64) -> StoreResult<()> {
         self.inner.broadcast_unsent(broadcast_id, user_id).await
     }

@@ -71,6 +71,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "analytics", include_str!("../../../migrations/postgres/0016_analytics.sql")),
     (17, "admin review balance", include_str!("../../../migrations/postgres/0017_admin_review_balance.sql")),
     (18, "fleet admins", include_str!("../../../migrations/postgres/0018_fleet_admins.sql")),
+    (19, "paid broadcasts", include_str!("../../../migrations/postgres/0019_paid_broadcasts.sql")),
     (20, "admin counts", include_str!("../../../migrations/postgres/0020_admin_counts.sql")),
 ];
 const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -92,6 +93,7 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
     (16, "analytics", include_str!("../../../migrations/sqlite/0016_analytics.sql")),
     (17, "admin review balance", include_str!("../../../migrations/sqlite/0017_admin_review_balance.sql")),
     (18, "fleet admins", include_str!("../../../migrations/sqlite/0018_fleet_admins.sql")),
+    (19, "paid broadcasts", include_str!("../../../migrations/sqlite/0019_paid_broadcasts.sql")),
     (20, "admin counts", include_str!("../../../migrations/sqlite/0020_admin_counts.sql")),
 ];
 

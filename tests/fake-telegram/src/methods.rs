@@ -126,7 +126,14 @@ pub fn call(world: &mut World, bot_id: i64, method: &str, p: &Params) -> ApiResu
         "refundStarPayment" => refund_star_payment(world, bot_id, p),
         "getStarTransactions" => get_star_transactions(world, bot_id, p),
         "editUserStarSubscription" => edit_user_star_subscription(world, bot_id, p),
-        "getMyStarBalance" => Ok(json!({"amount": world.bot(bot_id)?.star_balance})),
+        "getMyStarBalance" => {
+            let bot = world.bot(bot_id)?;
+            // The tenths a paid broadcast took ahead and has not used yet.
+            Ok(match bot.paid_credit_tenths {
+                0 => json!({"amount": bot.star_balance}),
+                tenths => json!({"amount": bot.star_balance, "nanostar_amount": tenths * 100_000_000}),
+            })
+        }
         other => match MediaKind::ALL.iter().find(|k| k.send_method() == other) {
             Some(kind) => send_media(world, bot_id, *kind, p),
             None => Err(ApiError::not_found()),

@@ -243,6 +243,23 @@ impl Sim {
         Ok(world.bots.get(&bot_id).map_or(0, |b| b.paid_broadcast_messages))
     }
 
+    /// Sets the bot's Stars balance (whole Stars), as if users had paid it that much.
+    pub fn set_star_balance(&self, bot: &str, stars: i64) -> Result<(), SimError> {
+        let mut world = self.world();
+        let bot_id = world.find_bot(bot)?;
+        let b = world.bot_mut(bot_id).map_err(|e| SimError::Invalid(e.description))?;
+        b.star_balance = stars;
+        b.paid_credit_tenths = 0;
+        Ok(())
+    }
+
+    /// The bot's Stars balance in tenths of a Star (a paid broadcast's message costs one).
+    pub fn star_balance_tenths(&self, bot: &str) -> Result<i64, SimError> {
+        let world = self.world();
+        let bot_id = world.find_bot(bot)?;
+        Ok(world.bots.get(&bot_id).map_or(0, |b| b.star_balance * 10 + b.paid_credit_tenths))
+    }
+
     /// The user blocks the bot: the bot gets my_chat_member (kicked) and 403 on every send.
     pub fn block(&self, bot: &str, user: i64) -> Result<(), SimError> {
         let mut world = self.world();

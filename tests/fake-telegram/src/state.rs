@@ -462,10 +462,13 @@ pub struct BotState {
     pub bucket: Option<TokenBucket>,
     /// The bucket of paid-broadcast sends (`allow_paid_broadcast`).
     pub paid_bucket: Option<TokenBucket>,
-    /// Sends made with `allow_paid_broadcast` (0.1 Star each; the balance is not charged here).
+    /// Sends made with `allow_paid_broadcast` (0.1 Star each, from the balance).
     pub paid_broadcast_messages: u64,
     pub star_transactions: Vec<Value>,
+    /// Whole Stars; a paid broadcast takes one Star per ten messages, ahead
+    /// (`paid_credit_tenths`: tenths of a Star taken and not yet used).
     pub star_balance: i64,
+    pub paid_credit_tenths: i64,
     /// Wakes long polls and the webhook worker when an update arrives.
     pub notify: Arc<Notify>,
 }
@@ -693,6 +696,7 @@ impl World {
                 paid_broadcast_messages: 0,
                 star_transactions: Vec::new(),
                 star_balance: 0,
+                paid_credit_tenths: 0,
                 notify: Arc::new(Notify::new()),
             },
         );
@@ -817,11 +821,30 @@ impl World {
     }
 
     /// [`World::charge_sends`], as a paid broadcast when `paid` (`allow_paid_broadcast`: the
-    /// bot's paid budget instead of its free one; counted, 0.1 Star each).
+    /// bot's paid budget instead of its free one; counted, 0.1 Star each from the bot's
+    /// balance — without enough Stars the call fails, 400 `BALANCE_TOO_LOW`, nothing sent).
     pub fn charge_sends_as(&mut self, bot_id: i64, chat_id: i64, n: u32, paid: bool) -> ApiResult<()> {
         if paid {
-            self.bot_mut(bot_id)?.paid_broadcast_messages += u64::from(n);
+            let bot = self.bot(bot_id)?;
+            if bot.paid_credit_tenths + bot.star_balance.max(0) * 10 < i64::from(n) {
+                return Err(ApiError::bad_request("BALANCE_TOO_LOW"));
+            }
         }
+        self.charge_limits(bot_id, chat_id, n, paid)?;
+        if paid {
+            let bot = self.bot_mut(bot_id)?;
+            bot.paid_broadcast_messages += u64::from(n);
+            while bot.paid_credit_tenths < i64::from(n) {
+                bot.star_balance -= 1;
+                bot.paid_credit_tenths += 10;
+            }
+            bot.paid_credit_tenths -= i64::from(n);
+        }
+        Ok(())
+    }
+
+    /// The flood limits' part of [`World::charge_sends_as`].
+    fn charge_limits(&mut self, bot_id: i64, chat_id: i64, n: u32, paid: bool) -> ApiResult<()> {
         if !self.limits.enabled || n == 0 {
             return Ok(());
         }

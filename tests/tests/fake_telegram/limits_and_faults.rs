@@ -49,6 +49,7 @@ async fn a_bot_is_held_to_about_thirty_messages_per_second() {
 async fn a_paid_broadcast_has_its_own_higher_budget_and_is_counted() {
     let s = setup().await;
     s.sim.set_limits(Limits { per_chat_burst: 1000.0, per_chat_per_sec: 1000.0, ..Limits::default() }).unwrap();
+    s.sim.set_star_balance(&s.bot.username, 25).unwrap();
     let mut free = 0;
     for i in 0..60 {
         if s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": format!("f{i}")})).await.is_ok() {
@@ -62,6 +63,20 @@ async fn a_paid_broadcast_has_its_own_higher_budget_and_is_counted() {
         assert!(sent.is_ok(), "paid send {i}: {sent:?}");
     }
     assert_eq!(s.sim.paid_broadcast_messages(&s.bot.username).unwrap(), 200);
+    // 0.1 Star each: 20 of the 25 Stars are gone.
+    assert_eq!(s.sim.star_balance_tenths(&s.bot.username).unwrap(), 50);
+    assert_eq!(s.api.call("getMyStarBalance", json!({})).await.unwrap()["amount"], 5);
+    // The rest pays for 50 more; then the call fails for lack of Stars (Bot API: the Stars "will
+    // be withdrawn from the bot's balance"), and nothing is sent or counted.
+    for i in 0..50 {
+        let sent = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": format!("q{i}"), "allow_paid_broadcast": true})).await;
+        assert!(sent.is_ok(), "paid send {i}: {sent:?}");
+    }
+    let refused = s.api.call("sendMessage", json!({"chat_id": s.user.id, "text": "broke", "allow_paid_broadcast": true})).await;
+    let e = refused.expect_err("no Stars left");
+    assert_eq!(e.code, 400, "{e:?}");
+    assert!(e.description.contains("BALANCE_TOO_LOW"), "{e:?}");
+    assert_eq!(s.sim.paid_broadcast_messages(&s.bot.username).unwrap(), 250);
     // Without it the free budget still applies (refilled only at 30/s meanwhile).
     let mut refused = 0;
     for i in 0..60 {

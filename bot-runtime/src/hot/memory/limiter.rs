@@ -5,12 +5,14 @@ use std::time::{Duration, Instant};
 
 use super::{Expiring, MemoryHot, State, deadline, live, ms, named, system_now_ms};
 use crate::hot::gcra::{self, SendBucket};
-use crate::hot::{HotResult, RateLimit, SendLimiter, SendSlot};
+use crate::hot::{Budget, HotResult, RateLimit, SendLimiter, SendSlot};
 
 /// Whose bucket: a bot's, or one chat's with a bot.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(super) enum LimiterKey {
     Bot(String, String),
+    /// A bot's paid-broadcast budget ([`Budget::Paid`]).
+    PaidBot(String, String),
     Chat(String, String, i64),
 }
 
@@ -36,22 +38,29 @@ impl State {
     }
 }
 
+fn bot_key(pool: &str, bot: &str, budget: Budget) -> LimiterKey {
+    match budget {
+        Budget::Free => LimiterKey::Bot(pool.to_string(), bot.to_string()),
+        Budget::Paid => LimiterKey::PaidBot(pool.to_string(), bot.to_string()),
+    }
+}
+
 #[async_trait::async_trait]
 impl SendLimiter for MemoryHot {
-    async fn reserve_slot(
+    async fn reserve_slot_at(
         &self,
         pool: &str,
         bot: &str,
+        budget: Budget,
         chat_id: i64,
         per_bot: u32,
         per_chat_per_minute: u32,
         chat_burst: u32,
-        now_ms: i64,
+        now_us: i64,
     ) -> HotResult<SendSlot> {
         let (bot_interval, bot_tolerance) = gcra::per_bot(per_bot);
         let (chat_interval, chat_tolerance) = gcra::per_chat(per_chat_per_minute, chat_burst);
-        let now_us = now_ms.saturating_mul(1000);
-        let bot_key = LimiterKey::Bot(pool.to_string(), bot.to_string());
+        let bot_key = bot_key(pool, bot, budget);
         let chat_key = LimiterKey::Chat(pool.to_string(), bot.to_string(), chat_id);
         let (mut s, now) = self.lock();
         let bot_limiter = s.limiter(&bot_key, now);
@@ -61,7 +70,7 @@ impl SendLimiter for MemoryHot {
         let at = bot_at.max(chat_at);
         if at > now_us {
             let wait = |at: i64| ms(gcra::ceil_ms(at - now_us).max(0));
-            return Ok(SendSlot { wait: wait(at), bot_wait: wait(bot_at) });
+            return Ok(SendSlot { wait: wait(at), bot_wait: wait(bot_at), bot_at_us: if bot_at > now_us { bot_at } else { 0 } });
         }
         for (key, limiter, tat, tolerance) in
             [(bot_key, bot_limiter, bot_tat, bot_tolerance), (chat_key, chat_limiter, chat_tat, chat_tolerance)]
@@ -72,12 +81,12 @@ impl SendLimiter for MemoryHot {
                 s.store_limiter(key, limiter, ms(ttl), now);
             }
         }
-        Ok(SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO })
+        Ok(SendSlot { wait: Duration::ZERO, bot_wait: Duration::ZERO, bot_at_us: 0 })
     }
 
-    async fn hold_sends(&self, pool: &str, bot: &str, chat_id: Option<i64>, until_ms: i64) -> HotResult<()> {
+    async fn hold_sends_in(&self, pool: &str, bot: &str, budget: Budget, chat_id: Option<i64>, until_ms: i64) -> HotResult<()> {
         let ttl = ms(until_ms.saturating_sub(system_now_ms()).max(0).saturating_add(gcra::MARGIN_MS));
-        let mut keys = vec![LimiterKey::Bot(pool.to_string(), bot.to_string())];
+        let mut keys = vec![bot_key(pool, bot, budget)];
         if let Some(chat) = chat_id {
             keys.push(LimiterKey::Chat(pool.to_string(), bot.to_string(), chat));
         }

@@ -7,20 +7,21 @@
 -- at least h + tolerance (the bucket is empty at h and refills at the rate after it).
 -- Invariant: a send is taken from both limiters or from neither.
 --
--- KEYS[1] the bot's limiter
+-- KEYS[1] the bot's limiter (its free or its paid-broadcast budget)
 -- KEYS[2] the chat's limiter
--- ARGV[1] now, in milliseconds
+-- ARGV[1] now, in µs: the caller's clock, or the time of the slot it booked (a sender woken
+--         late asks for the slot by its time, so the lateness does not push the schedule)
 -- ARGV[2] the bot's emission interval (µs; 0 = no rate limit, holds still apply)
 -- ARGV[3] the bot's burst tolerance (µs)
 -- ARGV[4] the chat's emission interval (µs; 0 = no rate limit, holds still apply)
 -- ARGV[5] the chat's burst tolerance (µs)
 --
--- Returns {0, 0} if the send may go now (both slots taken), else {wait, bot_wait} in ms
--- (nothing taken): the longer wait of the two limiters, and the bot limiter's alone.
+-- Returns {0, 0, 0} if the send may go now (both slots taken), else {wait, bot_wait, bot_at}
+-- (nothing taken): the longer wait of the two limiters and the bot limiter's alone, in ms, and
+-- the bot limiter's next free slot in µs (0 if it does not hold the send back).
 -- A limiter expires once it no longer differs from a fresh one (plus a margin).
 
-local now_ms = tonumber(ARGV[1])
-local now = now_ms * 1000
+local now = tonumber(ARGV[1])
 
 -- The earliest time (µs) a send may go, and the TAT to store if it goes now.
 local function check(key, interval, tolerance)
@@ -49,7 +50,11 @@ local bot_at, bot_tat = check(KEYS[1], bi, bt)
 local chat_at, chat_tat = check(KEYS[2], ci, ct)
 local at = math.max(bot_at, chat_at)
 if at > now then
-  return {math.ceil((at - now) / 1000), math.max(0, math.ceil((bot_at - now) / 1000))}
+  local bot_next = 0
+  if bot_at > now then
+    bot_next = bot_at
+  end
+  return {math.ceil((at - now) / 1000), math.max(0, math.ceil((bot_at - now) / 1000)), bot_next}
 end
 if bot_tat then
   store(KEYS[1], bot_tat, bt)
@@ -57,4 +62,4 @@ end
 if chat_tat then
   store(KEYS[2], chat_tat, ct)
 end
-return {0, 0}
+return {0, 0, 0}
