@@ -308,7 +308,8 @@ fn normalizing_keeps_words_and_drops_what_changes_between_runs() {
     assert_eq!(words(r#"kubectl -p '{"a":1}' --x="b c" d"#), ["kubectl", "-p", r#"{"a":1}"#, "--x=b c", "d"]);
     assert!(!is_age("2mx") && !is_age("30") && is_age("3y112d"));
     // The payload-key Event of the describe block is optional; any other Event is compared.
-    let with = "Events:\n  Normal  PayloadKeysCreated  1s  botfleet-operator  created\n  Normal  WebhookRegistered  1s  botfleet-operator  set";
+    let with =
+        "Events:\n  Normal  PayloadKeysCreated  1s  botfleet-operator  created\n  Normal  WebhookRegistered  1s  botfleet-operator  set";
     let without = "Events:\n  Normal  WebhookRegistered  1s  botfleet-operator  set";
     assert_eq!(comparable("describe-alpha", with), comparable("describe-alpha", without));
     assert_ne!(comparable("get-fleet", with), comparable("get-fleet", without));

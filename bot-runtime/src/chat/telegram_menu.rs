@@ -155,7 +155,9 @@ pub async fn keep(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
         };
         match result {
             Ok(()) => applied = Some(admins),
-            Err(e) => tracing::warn!(bot = %bot.id, error = %e, "could not set the command menu and descriptions; trying again in a minute"),
+            Err(e) => {
+                tracing::warn!(bot = %bot.id, error = %e, "could not set the command menu and descriptions; trying again in a minute")
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(bot.fleet.fleet_admins_for()) => {}
