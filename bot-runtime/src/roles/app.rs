@@ -248,16 +248,17 @@ const STAR_BALANCE_AFTER_PAYMENT: Duration = Duration::from_secs(2);
 /// payment or refund (`Bot::star_balance_due`). Every replica reads (an idempotent write; a
 /// few calls an hour). A failure is logged; the overview shows the last balance with its age.
 async fn keep_star_balance(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
-    // After a failure (Telegram or the database busy or down) the next read comes after 5 s,
-    // then 10, 20, … up to the regular interval: an overview is not left with no balance for
+    // After a failure (Telegram or the database busy or down) the next read comes after 1 s,
+    // then 2, 4, … up to the regular interval: an overview is not left with no balance for
     // five minutes because one read at start met a busy moment.
-    let mut retry = Duration::from_secs(5);
+    const FIRST_RETRY: Duration = Duration::from_secs(1);
+    let mut retry = FIRST_RETRY;
     loop {
         let wait = match read_star_balance(&bot).await {
             // Not registered yet (the first start): soon again.
-            Ok(false) => Duration::from_secs(5),
+            Ok(false) => Duration::from_secs(2),
             Ok(true) => {
-                retry = Duration::from_secs(5);
+                retry = FIRST_RETRY;
                 STAR_BALANCE_EVERY
             }
             Err(e) => {
