@@ -222,13 +222,24 @@ pub async fn prepare_bot(fleet: &Arc<Fleet>, config: LiveConfig, api: TelegramAp
 async fn keep_registered(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
     let mut config = bot.config.clone();
     let mut done = false;
+    // A failed registration (the database busy or down) is tried again after 1 s, 2, 4, … up
+    // to a minute, not a minute later: the admin role does not know the bot until then.
+    let mut retry = Duration::from_secs(1);
     loop {
         if !done {
             done = register(&bot).await;
         }
+        let wait = if done {
+            retry = Duration::from_secs(1);
+            Duration::from_secs(60)
+        } else {
+            let wait = retry;
+            retry = (retry * 2).min(Duration::from_secs(60));
+            wait
+        };
         tokio::select! {
             changed = config.changed() => if changed.is_some() { done = false },
-            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = tokio::time::sleep(wait) => {}
             _ = shutdown.changed() => {}
         }
         if *shutdown.borrow() {
@@ -254,7 +265,12 @@ async fn keep_star_balance(bot: Arc<Bot>, mut shutdown: watch::Receiver<bool>) {
     const FIRST_RETRY: Duration = Duration::from_secs(1);
     let mut retry = FIRST_RETRY;
     loop {
-        let wait = match read_star_balance(&bot).await {
+        // Bounded: a read stuck on a busy database or a silent network must not stop the loop.
+        let read = match tokio::time::timeout(Duration::from_secs(15), read_star_balance(&bot)).await {
+            Ok(read) => read,
+            Err(_) => Err(anyhow::anyhow!("the read took more than 15 s")),
+        };
+        let wait = match read {
             // Not registered yet (the first start): soon again.
             Ok(false) => Duration::from_secs(2),
             Ok(true) => {
