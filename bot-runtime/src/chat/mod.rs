@@ -140,18 +140,25 @@ async fn on_message(fx: &mut Effects<'_>, m: Message) -> Result<(), HandleError>
     // took earlier in the same chat (sender_cache.rs says why that is the row), checked
     // against the partner read now.
     let plain = is_plain_chat_message(&m);
-    if plain && let Some((user, partner_then)) = fx.bot.chatting.get(from.id, day_of(fx.now_ms), from.username.as_deref()) {
-        let partner = fx.matcher().partner(fx.pool(), &sender).await?;
-        if partner.as_ref() == Some(&partner_then) {
-            fx.bot.metrics().chatting_sender(&fx.bot.name, "cached");
-            let lang = lang_of(fx.bot, &user);
-            return relay::relay(fx, &user, lang, &partner_then, &m).await;
+    let copy = if plain { fx.bot.chatting.get(from.id, day_of(fx.now_ms), from.username.as_deref()) } else { None };
+    let (user, partner) = match copy {
+        Some((user, partner_then)) => {
+            let partner = fx.matcher().partner(fx.pool(), &sender).await?;
+            if partner.as_ref() == Some(&partner_then) {
+                fx.bot.metrics().chatting_sender(&fx.bot.name, "cached");
+                let lang = lang_of(fx.bot, &user);
+                return relay::relay(fx, &user, lang, &partner_then, &m).await;
+            }
+            // Another chat (or none) now: the row is read; the partner just read serves.
+            fx.bot.chatting.forget(from.id);
+            (load_user(fx, &from).await?, partner)
         }
-        fx.bot.chatting.forget(from.id);
-    }
-    // The profile (Postgres) and the partner (Redis) in parallel: one round trip, not two.
-    let (user, partner) = tokio::join!(load_user(fx, &from), fx.matcher().partner(fx.pool(), &sender));
-    let (user, partner) = (user?, partner?);
+        None => {
+            // The profile (Postgres) and the partner (Redis) in parallel: one round trip, not two.
+            let (user, partner) = tokio::join!(load_user(fx, &from), fx.matcher().partner(fx.pool(), &sender));
+            (user?, partner?)
+        }
+    };
     let me = user.member();
     let lang = lang_of(fx.bot, &user);
 
